@@ -1,0 +1,182 @@
+//! The operator contract.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use runnel_state::StateBackend;
+
+use crate::error::Result;
+use crate::types::{Barrier, EventTime};
+
+/// Fixed facts about the subtask an operator instance runs in.
+#[derive(Debug, Clone)]
+pub struct TaskInfo {
+    /// Name of the job graph node.
+    pub operator_name: String,
+    /// Index of this subtask, below `parallelism`.
+    pub subtask: usize,
+    /// Number of subtasks of the node.
+    pub parallelism: usize,
+    /// Number of key groups of the job (see [`runnel_state::key`]).
+    pub max_parallelism: u16,
+}
+
+/// Counters of one operator subtask, readable from other threads while the
+/// job runs (the progress line, later the `/metrics` endpoint).
+#[derive(Debug, Default)]
+pub struct OperatorMetrics {
+    /// Rows received.
+    pub rows_in: AtomicU64,
+    /// Rows emitted.
+    pub rows_out: AtomicU64,
+    /// Rows dropped because every window they belong to had already fired.
+    pub late_rows_dropped: AtomicU64,
+    /// The operator's current event-time watermark (`i64::MIN` before the first).
+    pub watermark: AtomicI64Cell,
+}
+
+/// An `i64` readable across threads (std has `AtomicI64`; this wrapper starts
+/// at `i64::MIN`, the "no watermark yet" value).
+#[derive(Debug)]
+pub struct AtomicI64Cell(std::sync::atomic::AtomicI64);
+
+impl Default for AtomicI64Cell {
+    fn default() -> Self {
+        Self(std::sync::atomic::AtomicI64::new(i64::MIN))
+    }
+}
+
+impl AtomicI64Cell {
+    /// Reads the value.
+    pub fn get(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+    /// Replaces the value.
+    pub fn set(&self, v: i64) {
+        self.0.store(v, Ordering::Relaxed)
+    }
+}
+
+impl OperatorMetrics {
+    /// Adds `n` late rows.
+    pub fn add_late(&self, n: u64) {
+        self.late_rows_dropped.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// What an operator may use besides its input: its task facts, its state
+/// backend and its counters.
+pub struct OperatorContext<'a> {
+    /// The subtask this instance runs in.
+    pub task: &'a TaskInfo,
+    /// State of the whole subtask; each operator registers its own tables,
+    /// named after the operator.
+    pub state: &'a mut dyn StateBackend,
+    /// This operator's counters.
+    pub metrics: &'a Arc<OperatorMetrics>,
+}
+
+/// Where an operator sends its output batches.
+pub trait Collector {
+    /// Sends one batch downstream. May block while downstream is full
+    /// (backpressure).
+    fn collect(&mut self, batch: RecordBatch) -> Result<()>;
+}
+
+/// A collector that keeps everything, for unit tests of one operator.
+#[derive(Debug, Default)]
+pub struct VecCollector {
+    /// Batches collected so far.
+    pub batches: Vec<RecordBatch>,
+}
+
+impl Collector for VecCollector {
+    fn collect(&mut self, batch: RecordBatch) -> Result<()> {
+        if batch.num_rows() > 0 {
+            self.batches.push(batch);
+        }
+        Ok(())
+    }
+}
+
+/// A streaming operator: turns input batches into output batches, keeping
+/// state between them.
+///
+/// # Contract
+///
+/// * **Threading.** Each subtask owns one instance, created on the job's
+///   thread by the node's factory and then moved to the subtask's own OS
+///   thread; every method below is called from that thread only, one call at
+///   a time. Operators need no locks of their own.
+/// * **Order of calls.** `open` once, before anything else. Then, in stream
+///   order, any number of `process_batch`, `on_watermark`, `on_barrier` and
+///   `on_checkpoint_complete` calls. Then `on_end` once, when every input has
+///   ended (it is not called when the job is cancelled or fails).
+/// * **What may block.** Methods may block only on [`Collector::collect`]
+///   (backpressure from downstream) and on their state backend. They must not
+///   sleep, wait for external events or run unbounded CPU loops: a slow
+///   operator stalls the whole chain it runs in. Operators that talk to
+///   external systems (sinks) do so within these calls and report failures
+///   as errors.
+/// * **No work before data.** Nothing is computed before the first batch
+///   arrives; `open` only restores state and allocates.
+/// * **Watermarks.** `on_watermark` receives the merged event-time watermark
+///   of all inputs, only when it advances. The runtime forwards the watermark
+///   downstream after the call returns, so rows emitted inside the call are
+///   ahead of it.
+/// * **Barriers.** `on_barrier` is called once the barrier arrived on every
+///   input (aligned); the operator writes whatever it keeps in memory to
+///   `ctx.state` so the state backend's snapshot is complete, and sinks
+///   pre-commit. The runtime forwards the barrier afterwards.
+/// * **Errors.** Returning an error fails the job: every subtask is stopped
+///   and the error, wrapped with the operator's name and subtask, is what
+///   the job returns. Bad *user data* that should not fail the job is counted
+///   (or sent to a dead-letter output) instead of returned as an error.
+///   Panics are caught and reported as errors, but are bugs.
+pub trait Operator: Send {
+    /// Restores state and prepares to run.
+    fn open(&mut self, _ctx: &mut OperatorContext<'_>) -> Result<()> {
+        Ok(())
+    }
+
+    /// Handles one batch from input number `input` (0 for single-input
+    /// operators; inputs are numbered in the order of their edges).
+    fn process_batch(
+        &mut self,
+        input: usize,
+        batch: RecordBatch,
+        ctx: &mut OperatorContext<'_>,
+        out: &mut dyn Collector,
+    ) -> Result<()>;
+
+    /// The merged event-time watermark advanced to `watermark`.
+    fn on_watermark(
+        &mut self,
+        _watermark: EventTime,
+        _ctx: &mut OperatorContext<'_>,
+        _out: &mut dyn Collector,
+    ) -> Result<()> {
+        Ok(())
+    }
+
+    /// All inputs delivered `barrier`: snapshot state, pre-commit.
+    fn on_barrier(&mut self, _barrier: &Barrier, _ctx: &mut OperatorContext<'_>) -> Result<()> {
+        Ok(())
+    }
+
+    /// The checkpoint `checkpoint_id` is complete everywhere: commit what was
+    /// pre-committed for it (two-phase commit sinks).
+    fn on_checkpoint_complete(&mut self, _checkpoint_id: u64, _ctx: &mut OperatorContext<'_>) -> Result<()> {
+        Ok(())
+    }
+
+    /// Every input ended: emit what is still held (a bounded input's final
+    /// watermark has already fired the windows) and flush.
+    fn on_end(&mut self, _ctx: &mut OperatorContext<'_>, _out: &mut dyn Collector) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Creates the operator instance of one subtask.
+pub type OperatorFactory = Arc<dyn Fn(&TaskInfo) -> Result<Box<dyn Operator>> + Send + Sync>;
