@@ -1,0 +1,3 @@
+//! Built-in operators.
+
+pub mod filter_project;
