@@ -19,6 +19,7 @@ pub mod aggregate;
 pub mod error;
 pub mod expr;
 pub mod graph;
+pub mod keys;
 pub mod operator;
 pub mod ops;
 pub mod runtime;

@@ -1,1 +1,858 @@
-//! (being written)
+//! The runtime: expands a [`JobGraph`] into subtasks on OS threads and runs
+//! them.
+//!
+//! Each chain of the graph (see [`JobGraph::chains`]) runs as `parallelism`
+//! threads. Chained operators call each other directly; chains are joined by
+//! bounded crossbeam channels, one per pair of communicating subtasks, so a
+//! slow consumer blocks its producers all the way back to the sources.
+//!
+//! A subtask with several input channels merges their watermarks (see
+//! [`crate::watermark::WatermarkMerger`]) and aligns checkpoint barriers: once
+//! a barrier arrives on one channel, that channel is not read again until the
+//! barrier has arrived on every other live channel.
+//!
+//! Failure: the first error (or panic) of any subtask is recorded, every
+//! other subtask is told to stop, and [`JobHandle::wait`] returns that error.
+//! Threads never wait forever: channel operations time out periodically to
+//! look at the cancel flag.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use arrow::array::{RecordBatch, UInt32Array};
+use crossbeam::channel::{self, Receiver, RecvTimeoutError, Select, SendTimeoutError, Sender};
+use runnel_state::{key_group_for_hash, subtask_for_key_group, MemoryStateBackend, StateBackend};
+
+use crate::error::{EngineError, Result};
+use crate::graph::{Exchange, JobGraph, NodeId, NodeKind};
+use crate::keys::{hash_key, KeyEncoder};
+use crate::operator::{Collector, Operator, OperatorContext, OperatorMetrics, TaskInfo};
+use crate::source::{Source, SourcePoll, WatermarkStrategy};
+use crate::types::{max_event_time, Barrier, EventTime, Message, Watermark};
+use crate::watermark::{WatermarkGenerator, WatermarkMerger};
+
+/// How often blocked threads look at the cancel flag.
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Commands from the job handle to a subtask.
+#[derive(Debug, Clone, Copy)]
+enum Control {
+    /// Sources only: emit this barrier now.
+    InjectBarrier(Barrier),
+    /// Every subtask: the checkpoint is complete.
+    CheckpointComplete(u64),
+}
+
+/// State shared by the job handle and all subtasks.
+#[derive(Debug, Default)]
+struct Shared {
+    cancel: AtomicBool,
+    stop: AtomicBool,
+    error: Mutex<Option<EngineError>>,
+}
+
+impl Shared {
+    fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+    }
+
+    /// Records `err` unless a more telling error is already there, and tells
+    /// every subtask to stop. A subtask that stops because another one failed
+    /// reports `Cancelled`; the root cause wins over it.
+    fn fail(&self, err: EngineError) {
+        if let Ok(mut slot) = self.error.lock() {
+            let replace = match &*slot {
+                None => true,
+                Some(existing) => {
+                    matches!(existing.root(), EngineError::Cancelled) && !matches!(err.root(), EngineError::Cancelled)
+                }
+            };
+            if replace {
+                *slot = Some(err);
+            }
+        }
+        self.cancel.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Counters of one subtask of one node.
+#[derive(Debug, Clone)]
+pub struct SubtaskMetrics {
+    /// The node.
+    pub node: NodeId,
+    /// The node's name.
+    pub name: String,
+    /// Subtask index.
+    pub subtask: usize,
+    /// True for source subtasks.
+    pub is_source: bool,
+    /// True for nodes without outgoing edges.
+    pub is_sink: bool,
+    /// The live counters.
+    pub metrics: Arc<OperatorMetrics>,
+}
+
+/// A summary of a running job, for a progress line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Rows emitted by all sources.
+    pub rows_read: u64,
+    /// Rows received by all sinks.
+    pub rows_written: u64,
+    /// Late rows dropped anywhere.
+    pub late_rows: u64,
+    /// Smallest watermark over the sinks' subtasks (`None` before any).
+    pub watermark: Option<EventTime>,
+}
+
+impl std::fmt::Display for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let wm = match self.watermark {
+            None => "-".to_string(),
+            Some(EventTime::MAX) => "end".to_string(),
+            Some(t) => chrono::DateTime::from_timestamp_millis(t)
+                .map(|d| d.format("%Y-%m-%d %H:%M:%S%.3f").to_string())
+                .unwrap_or_else(|| t.to_string()),
+        };
+        write!(
+            f,
+            "rows in {} | rows out {} | watermark {} | late rows {}",
+            self.rows_read, self.rows_written, wm, self.late_rows
+        )
+    }
+}
+
+/// Entry point of the runtime.
+#[derive(Debug)]
+pub struct Job;
+
+impl Job {
+    /// Validates `graph`, creates every operator instance and starts one
+    /// thread per chain subtask. Returns at once.
+    pub fn start(graph: JobGraph) -> Result<JobHandle> {
+        graph.validate()?;
+        let chains = graph.chains()?;
+        let nodes = graph.nodes();
+        let mut chain_of = vec![0usize; nodes.len()];
+        for (c, chain) in chains.iter().enumerate() {
+            for &n in chain {
+                chain_of[n] = c;
+            }
+        }
+
+        // Channels for every edge that crosses chains.
+        // outputs[node][subtask] -> Vec<OutEdge>; inputs[chain][subtask] -> Vec<(input, Receiver)>
+        let mut outputs: Vec<Vec<Vec<OutEdge>>> =
+            nodes.iter().map(|n| (0..n.parallelism).map(|_| Vec::new()).collect()).collect();
+        let mut inputs: Vec<Vec<Vec<(usize, Receiver<Message>)>>> = chains
+            .iter()
+            .map(|c| (0..nodes[c[0]].parallelism).map(|_| Vec::new()).collect())
+            .collect();
+        for e in graph.edges().iter().filter(|e| !graph.is_chained(e)) {
+            let (pf, pt) = (nodes[e.from].parallelism, nodes[e.to].parallelism);
+            let mut senders: Vec<Vec<Option<Sender<Message>>>> = vec![vec![None; pt]; pf];
+            for (j, row) in senders.iter_mut().enumerate() {
+                for (i, slot) in row.iter_mut().enumerate() {
+                    if e.exchange == Exchange::Forward && i != j {
+                        continue;
+                    }
+                    let (tx, rx) = channel::bounded(graph.channel_capacity.max(1));
+                    *slot = Some(tx);
+                    inputs[chain_of[e.to]][i].push((e.input, rx));
+                }
+            }
+            for (j, targets) in senders.into_iter().enumerate() {
+                outputs[e.from][j].push(OutEdge {
+                    exchange: e.exchange.clone(),
+                    targets,
+                    encoder: None,
+                    next: j,
+                    max_parallelism: graph.max_parallelism,
+                });
+            }
+        }
+
+        let shared = Arc::new(Shared::default());
+        let (ack_tx, ack_rx) = channel::unbounded();
+        let mut handle = JobHandle {
+            shared: Arc::clone(&shared),
+            threads: Vec::new(),
+            controls: Vec::new(),
+            ack_rx,
+            next_checkpoint: 1,
+            metrics: Vec::new(),
+            running: Arc::new(AtomicUsize::new(0)),
+        };
+
+        // Create every instance first, so a failing factory starts nothing.
+        let mut bodies: Vec<(String, SubtaskBody)> = Vec::new();
+        for chain in &chains {
+            let head = &nodes[chain[0]];
+            let tail = *chain.last().unwrap_or(&chain[0]);
+            for subtask in 0..head.parallelism {
+                let task_for = |n: NodeId| TaskInfo {
+                    operator_name: nodes[n].name.clone(),
+                    subtask,
+                    parallelism: nodes[n].parallelism,
+                    max_parallelism: graph.max_parallelism,
+                };
+                let mut slots = Vec::new();
+                let mut source: Option<(Box<dyn Source>, Option<WatermarkStrategy>, TaskInfo, Arc<OperatorMetrics>)> =
+                    None;
+                for &n in chain {
+                    let task = task_for(n);
+                    let metrics = Arc::new(OperatorMetrics::default());
+                    handle.metrics.push(SubtaskMetrics {
+                        node: n,
+                        name: nodes[n].name.clone(),
+                        subtask,
+                        is_source: matches!(nodes[n].kind, NodeKind::Source { .. }),
+                        is_sink: graph.outputs_of(n).is_empty(),
+                        metrics: Arc::clone(&metrics),
+                    });
+                    match &nodes[n].kind {
+                        NodeKind::Source { factory, watermark } => {
+                            let s = factory(&task).map_err(|e| wrap(e, &task))?;
+                            source = Some((s, watermark.clone(), task, metrics));
+                        }
+                        NodeKind::Operator { factory } => {
+                            let op = factory(&task).map_err(|e| wrap(e, &task))?;
+                            slots.push(Slot { op, state: Box::new(MemoryStateBackend::new()), metrics, task });
+                        }
+                    }
+                }
+                let router = Router { edges: std::mem::take(&mut outputs[tail][subtask]), shared: Arc::clone(&shared) };
+                let chain_rt = ChainRuntime { slots, router, ack: ack_tx.clone() };
+                let (ctrl_tx, ctrl_rx) = channel::unbounded();
+                handle.controls.push((source.is_some(), ctrl_tx));
+                let name = format!("{}-{subtask}", head.name);
+                let body = match source {
+                    Some((source, strategy, task, metrics)) => SubtaskBody::Source {
+                        source,
+                        strategy,
+                        task,
+                        metrics,
+                        chain: chain_rt,
+                        ctrl: ctrl_rx,
+                    },
+                    None => SubtaskBody::Operator {
+                        inputs: std::mem::take(&mut inputs[chain_of[head.id]][subtask]),
+                        chain: chain_rt,
+                        ctrl: ctrl_rx,
+                    },
+                };
+                bodies.push((name, body));
+            }
+        }
+        drop(ack_tx);
+
+        for (name, body) in bodies {
+            let thread_shared = Arc::clone(&shared);
+            let running = Arc::clone(&handle.running);
+            running.fetch_add(1, Ordering::SeqCst);
+            let thread_name = name.clone();
+            let spawned = std::thread::Builder::new().name(thread_name).spawn(move || {
+                let shared = thread_shared;
+                let result = catch_unwind(AssertUnwindSafe(|| body.run(&shared)));
+                match result {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => shared.fail(e),
+                    Err(panic) => {
+                        let msg = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_else(|| "unknown panic".into());
+                        shared.fail(EngineError::Internal(format!("subtask {name} panicked: {msg}")));
+                    }
+                }
+                running.fetch_sub(1, Ordering::SeqCst);
+            });
+            match spawned {
+                Ok(t) => handle.threads.push(t),
+                Err(e) => {
+                    handle.running.fetch_sub(1, Ordering::SeqCst);
+                    shared.fail(EngineError::Internal(format!("cannot start a thread: {e}")));
+                    return Err(EngineError::Internal(format!("cannot start a thread: {e}")));
+                }
+            }
+        }
+        Ok(handle)
+    }
+
+    /// Starts `graph` and waits for it to finish (bounded jobs).
+    pub fn run(graph: JobGraph) -> Result<()> {
+        Job::start(graph)?.wait()
+    }
+}
+
+/// A running job.
+///
+/// Dropping the handle cancels the job and waits for its threads: no thread
+/// outlives its handle.
+#[derive(Debug)]
+pub struct JobHandle {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+    controls: Vec<(bool, Sender<Control>)>,
+    ack_rx: Receiver<u64>,
+    next_checkpoint: u64,
+    metrics: Vec<SubtaskMetrics>,
+    running: Arc<AtomicUsize>,
+}
+
+impl JobHandle {
+    /// Waits for every subtask to finish; returns the job's first error.
+    pub fn wait(mut self) -> Result<()> {
+        self.join();
+        let err = self.shared.error.lock().ok().and_then(|mut e| e.take());
+        match err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn join(&mut self) {
+        for t in self.threads.drain(..) {
+            // A panicking subtask was already caught and recorded.
+            let _ = t.join();
+        }
+    }
+
+    /// Asks the sources to stop reading; the job then drains and finishes
+    /// without firing the windows that are still open (as Flink's `stop`
+    /// without `--drain`).
+    pub fn stop(&self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// Cancels the job: every subtask stops as soon as it can, and `wait`
+    /// returns [`EngineError::Cancelled`].
+    pub fn cancel(&self) {
+        self.shared.fail(EngineError::Cancelled);
+    }
+
+    /// True once every subtask has ended (successfully or not).
+    pub fn is_finished(&self) -> bool {
+        self.running.load(Ordering::SeqCst) == 0
+    }
+
+    /// Live counters of every subtask.
+    pub fn metrics(&self) -> &[SubtaskMetrics] {
+        &self.metrics
+    }
+
+    /// A summary for the progress line.
+    pub fn progress(&self) -> Progress {
+        let mut p = Progress { rows_read: 0, rows_written: 0, late_rows: 0, watermark: None };
+        for m in &self.metrics {
+            if m.is_source {
+                p.rows_read += m.metrics.rows_out.load(Ordering::Relaxed);
+            }
+            if m.is_sink {
+                p.rows_written += m.metrics.rows_in.load(Ordering::Relaxed);
+                let wm = m.metrics.watermark.get();
+                if wm != i64::MIN {
+                    p.watermark = Some(p.watermark.map_or(wm, |w| w.min(wm)));
+                }
+            }
+            p.late_rows += m.metrics.late_rows_dropped.load(Ordering::Relaxed);
+        }
+        p
+    }
+
+    /// Takes a checkpoint: injects a barrier at every source subtask, waits
+    /// until every subtask has snapshotted, then tells every subtask that the
+    /// checkpoint is complete. Returns its id. Fails if the job ends, fails or
+    /// `timeout` passes first (a subtask that has already finished cannot
+    /// take part, so bounded jobs near their end cannot checkpoint).
+    pub fn checkpoint(&mut self, timeout: Duration) -> Result<u64> {
+        let id = self.next_checkpoint;
+        self.next_checkpoint += 1;
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let barrier = Barrier { checkpoint_id: id, timestamp: now_ms, then_stop: false };
+        for (is_source, tx) in &self.controls {
+            if *is_source && tx.send(Control::InjectBarrier(barrier)).is_err() {
+                return Err(EngineError::Execution(format!(
+                    "checkpoint {id} failed: a source has already finished"
+                )));
+            }
+        }
+        let deadline = Instant::now() + timeout;
+        let mut acks = 0;
+        while acks < self.controls.len() {
+            if self.shared.cancelled() {
+                return Err(EngineError::Execution(format!("checkpoint {id} failed: the job stopped")));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(EngineError::Execution(format!(
+                    "checkpoint {id} timed out after {timeout:?} ({acks} of {} subtasks done)",
+                    self.controls.len()
+                )));
+            }
+            match self.ack_rx.recv_timeout(left.min(POLL_INTERVAL)) {
+                Ok(ack) if ack == id => acks += 1,
+                Ok(_) => {}
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(EngineError::Execution(format!("checkpoint {id} failed: the job ended")));
+                }
+            }
+        }
+        for (_, tx) in &self.controls {
+            // A subtask that ended meanwhile has nothing left to commit.
+            let _ = tx.send(Control::CheckpointComplete(id));
+        }
+        Ok(id)
+    }
+}
+
+impl Drop for JobHandle {
+    fn drop(&mut self) {
+        if !self.threads.is_empty() {
+            self.shared.fail(EngineError::Cancelled);
+            self.join();
+        }
+    }
+}
+
+/// Wraps an operator's error with its name, once.
+fn wrap(err: EngineError, task: &TaskInfo) -> EngineError {
+    match err {
+        EngineError::Operator { .. } | EngineError::Cancelled => err,
+        other => EngineError::Operator {
+            operator: task.operator_name.clone(),
+            subtask: task.subtask,
+            source: Box::new(other),
+        },
+    }
+}
+
+/// Sends with periodic looks at the cancel flag.
+fn send(tx: &Sender<Message>, msg: Message, shared: &Shared) -> Result<()> {
+    let mut msg = msg;
+    loop {
+        match tx.send_timeout(msg, POLL_INTERVAL) {
+            Ok(()) => return Ok(()),
+            Err(SendTimeoutError::Timeout(m)) => {
+                if shared.cancelled() {
+                    return Err(EngineError::Cancelled);
+                }
+                msg = m;
+            }
+            // The receiver is gone: it failed or was cancelled.
+            Err(SendTimeoutError::Disconnected(_)) => return Err(EngineError::Cancelled),
+        }
+    }
+}
+
+/// One outgoing edge of a subtask.
+struct OutEdge {
+    exchange: Exchange,
+    /// Sender per receiving subtask (`None` where the exchange sends nothing).
+    targets: Vec<Option<Sender<Message>>>,
+    encoder: Option<KeyEncoder>,
+    /// Next receiver for round-robin.
+    next: usize,
+    max_parallelism: u16,
+}
+
+impl OutEdge {
+    fn send_batch(&mut self, batch: RecordBatch, shared: &Shared) -> Result<()> {
+        match &self.exchange {
+            Exchange::Forward => {
+                for tx in self.targets.iter().flatten() {
+                    send(tx, Message::Batch(batch.clone()), shared)?;
+                }
+                Ok(())
+            }
+            Exchange::Broadcast => {
+                for tx in self.targets.iter().flatten() {
+                    send(tx, Message::Batch(batch.clone()), shared)?;
+                }
+                Ok(())
+            }
+            Exchange::RoundRobin => {
+                let n = self.targets.len();
+                for _ in 0..n {
+                    let i = self.next % n;
+                    self.next = self.next.wrapping_add(1);
+                    if let Some(tx) = &self.targets[i] {
+                        return send(tx, Message::Batch(batch), shared);
+                    }
+                }
+                Ok(())
+            }
+            Exchange::Hash(cols) => {
+                if self.encoder.is_none() {
+                    self.encoder = Some(KeyEncoder::new(batch.schema_ref(), cols)?);
+                }
+                let Some(encoder) = &self.encoder else {
+                    return Err(EngineError::Internal("key encoder missing".into()));
+                };
+                let rows = encoder.encode(&batch)?;
+                let p = self.targets.len();
+                let mut per_target: Vec<Vec<u32>> = vec![Vec::new(); p];
+                for (i, row) in rows.iter().enumerate() {
+                    let kg = key_group_for_hash(hash_key(row.as_ref()), self.max_parallelism);
+                    per_target[subtask_for_key_group(kg, p, self.max_parallelism)].push(i as u32);
+                }
+                for (t, idx) in per_target.into_iter().enumerate() {
+                    if idx.is_empty() {
+                        continue;
+                    }
+                    let part = if idx.len() == batch.num_rows() {
+                        batch.clone()
+                    } else {
+                        arrow::compute::take_record_batch(&batch, &UInt32Array::from(idx))?
+                    };
+                    if let Some(tx) = &self.targets[t] {
+                        send(tx, Message::Batch(part), shared)?;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn send_control(&self, msg: &Message, shared: &Shared) -> Result<()> {
+        for tx in self.targets.iter().flatten() {
+            send(tx, msg.clone(), shared)?;
+        }
+        Ok(())
+    }
+}
+
+/// The outgoing edges of a chain's last operator.
+struct Router {
+    edges: Vec<OutEdge>,
+    shared: Arc<Shared>,
+}
+
+impl Router {
+    fn send_batch(&mut self, batch: RecordBatch) -> Result<()> {
+        let shared = Arc::clone(&self.shared);
+        for e in &mut self.edges {
+            e.send_batch(batch.clone(), &shared)?;
+        }
+        Ok(())
+    }
+
+    fn send_control(&self, msg: Message) -> Result<()> {
+        for e in &self.edges {
+            e.send_control(&msg, &self.shared)?;
+        }
+        Ok(())
+    }
+}
+
+/// One operator of a chain, with what it owns.
+struct Slot {
+    op: Box<dyn Operator>,
+    state: Box<dyn StateBackend>,
+    metrics: Arc<OperatorMetrics>,
+    task: TaskInfo,
+}
+
+/// Passes an operator's output to the next operator of the chain, or to the
+/// router after the last one.
+struct ChainCollector<'a> {
+    rest: &'a mut [Slot],
+    router: &'a mut Router,
+    emitter: &'a OperatorMetrics,
+}
+
+impl Collector for ChainCollector<'_> {
+    fn collect(&mut self, batch: RecordBatch) -> Result<()> {
+        let n = batch.num_rows() as u64;
+        if n == 0 {
+            return Ok(());
+        }
+        self.emitter.rows_out.fetch_add(n, Ordering::Relaxed);
+        match self.rest.split_first_mut() {
+            None => self.router.send_batch(batch),
+            Some((next, rest)) => {
+                next.metrics.rows_in.fetch_add(n, Ordering::Relaxed);
+                let Slot { op, state, metrics, task } = next;
+                let metrics: &Arc<OperatorMetrics> = metrics;
+                let mut ctx = OperatorContext { task, state: state.as_mut(), metrics };
+                let mut out = ChainCollector { rest, router: self.router, emitter: metrics };
+                op.process_batch(0, batch, &mut ctx, &mut out).map_err(|e| wrap(e, task))
+            }
+        }
+    }
+}
+
+/// The operators of one chain subtask and its outputs.
+struct ChainRuntime {
+    slots: Vec<Slot>,
+    router: Router,
+    ack: Sender<u64>,
+}
+
+impl ChainRuntime {
+    fn open(&mut self) -> Result<()> {
+        for Slot { op, state, metrics, task } in &mut self.slots {
+            let mut ctx = OperatorContext { task, state: state.as_mut(), metrics };
+            op.open(&mut ctx).map_err(|e| wrap(e, task))?;
+        }
+        Ok(())
+    }
+
+    /// Feeds a batch to the first operator (input `input`), or to the
+    /// router when the chain is only a source.
+    fn process(&mut self, input: usize, batch: RecordBatch, emitter: Option<&OperatorMetrics>) -> Result<()> {
+        if let Some(m) = emitter {
+            m.rows_out.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+        }
+        match self.slots.split_first_mut() {
+            None => self.router.send_batch(batch),
+            Some((first, rest)) => {
+                first.metrics.rows_in.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+                let Slot { op, state, metrics, task } = first;
+                let metrics: &Arc<OperatorMetrics> = metrics;
+                let mut ctx = OperatorContext { task, state: state.as_mut(), metrics };
+                let mut out = ChainCollector { rest, router: &mut self.router, emitter: metrics };
+                op.process_batch(input, batch, &mut ctx, &mut out).map_err(|e| wrap(e, task))
+            }
+        }
+    }
+
+    fn watermark(&mut self, wm: Watermark) -> Result<()> {
+        if let Watermark::EventTime(t) = wm {
+            for k in 0..self.slots.len() {
+                let (head, rest) = self.slots.split_at_mut(k + 1);
+                let Slot { op, state, metrics, task } = &mut head[k];
+                let metrics: &Arc<OperatorMetrics> = metrics;
+                metrics.watermark.set(t);
+                let mut ctx = OperatorContext { task, state: state.as_mut(), metrics };
+                let mut out = ChainCollector { rest, router: &mut self.router, emitter: metrics };
+                op.on_watermark(t, &mut ctx, &mut out).map_err(|e| wrap(e, task))?;
+            }
+        }
+        self.router.send_control(Message::Watermark(wm))
+    }
+
+    fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        for Slot { op, state, metrics, task } in &mut self.slots {
+            let mut ctx = OperatorContext { task, state: state.as_mut(), metrics };
+            op.on_barrier(&barrier, &mut ctx).map_err(|e| wrap(e, task))?;
+        }
+        self.router.send_control(Message::Barrier(barrier))?;
+        // The coordinator may be gone (handle dropped); nothing to report then.
+        let _ = self.ack.send(barrier.checkpoint_id);
+        Ok(())
+    }
+
+    fn checkpoint_complete(&mut self, id: u64) -> Result<()> {
+        for Slot { op, state, metrics, task } in &mut self.slots {
+            let mut ctx = OperatorContext { task, state: state.as_mut(), metrics };
+            op.on_checkpoint_complete(id, &mut ctx).map_err(|e| wrap(e, task))?;
+        }
+        Ok(())
+    }
+
+    fn end(&mut self) -> Result<()> {
+        for k in 0..self.slots.len() {
+            let (head, rest) = self.slots.split_at_mut(k + 1);
+            let Slot { op, state, metrics, task } = &mut head[k];
+            let metrics: &Arc<OperatorMetrics> = metrics;
+            let mut ctx = OperatorContext { task, state: state.as_mut(), metrics };
+            let mut out = ChainCollector { rest, router: &mut self.router, emitter: metrics };
+            op.on_end(&mut ctx, &mut out).map_err(|e| wrap(e, task))?;
+        }
+        self.router.send_control(Message::End)
+    }
+
+    fn handle_control(&mut self, c: Control) -> Result<()> {
+        match c {
+            Control::InjectBarrier(b) => self.barrier(b),
+            Control::CheckpointComplete(id) => self.checkpoint_complete(id),
+        }
+    }
+}
+
+/// What one subtask thread runs.
+enum SubtaskBody {
+    Source {
+        source: Box<dyn Source>,
+        strategy: Option<WatermarkStrategy>,
+        task: TaskInfo,
+        metrics: Arc<OperatorMetrics>,
+        chain: ChainRuntime,
+        ctrl: Receiver<Control>,
+    },
+    Operator {
+        inputs: Vec<(usize, Receiver<Message>)>,
+        chain: ChainRuntime,
+        ctrl: Receiver<Control>,
+    },
+}
+
+impl SubtaskBody {
+    fn run(self, shared: &Shared) -> Result<()> {
+        match self {
+            SubtaskBody::Source { source, strategy, task, metrics, chain, ctrl } => {
+                run_source(source, strategy, &task, &metrics, chain, &ctrl, shared)
+            }
+            SubtaskBody::Operator { inputs, chain, ctrl } => run_operator(inputs, chain, &ctrl, shared),
+        }
+    }
+}
+
+fn run_source(
+    mut source: Box<dyn Source>,
+    strategy: Option<WatermarkStrategy>,
+    task: &TaskInfo,
+    metrics: &Arc<OperatorMetrics>,
+    mut chain: ChainRuntime,
+    ctrl: &Receiver<Control>,
+    shared: &Shared,
+) -> Result<()> {
+    let splits = source.open(task).map_err(|e| wrap(e, task))?;
+    chain.open()?;
+    let mut generator = strategy
+        .as_ref()
+        .map(|s| WatermarkGenerator::new(s.max_out_of_orderness, s.idle_timeout, &splits, Instant::now()));
+    let mut last_explicit: Option<EventTime> = None;
+    let emit = |chain: &mut ChainRuntime, wm: Watermark| -> Result<()> {
+        if let Watermark::EventTime(t) = wm {
+            metrics.watermark.set(t);
+        }
+        chain.watermark(wm)
+    };
+    loop {
+        if shared.cancelled() {
+            return Err(EngineError::Cancelled);
+        }
+        if shared.stop.load(Ordering::Relaxed) {
+            return chain.end();
+        }
+        while let Ok(c) = ctrl.try_recv() {
+            chain.handle_control(c)?;
+        }
+        let polled = source.poll().map_err(|e| wrap(e, task))?;
+        match polled {
+            SourcePoll::Batch { split, batch } => {
+                if let (Some(g), Some(s)) = (generator.as_mut(), strategy.as_ref()) {
+                    let column = batch.columns().get(s.time_column).ok_or_else(|| {
+                        wrap(EngineError::Plan(format!("event-time column {} does not exist", s.time_column)), task)
+                    })?;
+                    let newest = max_event_time(column).map_err(|e| wrap(e, task))?;
+                    g.on_rows(split, newest, Instant::now());
+                }
+                if batch.num_rows() > 0 {
+                    chain.process(0, batch, Some(metrics))?;
+                }
+                if let Some(wm) = generator.as_mut().and_then(|g| g.poll(Instant::now())) {
+                    emit(&mut chain, wm)?;
+                }
+            }
+            SourcePoll::Watermark(t) => {
+                if last_explicit.is_none_or(|l| t > l) {
+                    last_explicit = Some(t);
+                    emit(&mut chain, Watermark::EventTime(t))?;
+                }
+            }
+            SourcePoll::Pending => {
+                if let Some(wm) = generator.as_mut().and_then(|g| g.poll(Instant::now())) {
+                    emit(&mut chain, wm)?;
+                }
+                match ctrl.recv_timeout(Duration::from_millis(1)) {
+                    Ok(c) => chain.handle_control(c)?,
+                    Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {}
+                }
+            }
+            SourcePoll::SplitFinished(split) => {
+                if let Some(g) = generator.as_mut() {
+                    g.split_finished(split);
+                    if let Some(wm) = g.poll(Instant::now()) {
+                        emit(&mut chain, wm)?;
+                    }
+                }
+            }
+            SourcePoll::Finished => {
+                // A bounded input is complete: everything it opened may fire.
+                emit(&mut chain, Watermark::MAX)?;
+                return chain.end();
+            }
+        }
+    }
+}
+
+fn run_operator(
+    inputs: Vec<(usize, Receiver<Message>)>,
+    mut chain: ChainRuntime,
+    ctrl: &Receiver<Control>,
+    shared: &Shared,
+) -> Result<()> {
+    chain.open()?;
+    let n = inputs.len();
+    let mut merger = WatermarkMerger::new(n);
+    let mut ended = vec![false; n];
+    let mut blocked = vec![false; n];
+    let mut pending: Option<Barrier> = None;
+    let mut live: Vec<usize> = Vec::with_capacity(n);
+    loop {
+        if shared.cancelled() {
+            return Err(EngineError::Cancelled);
+        }
+        while let Ok(c) = ctrl.try_recv() {
+            chain.handle_control(c)?;
+        }
+        live.clear();
+        let mut select = Select::new();
+        for k in 0..n {
+            if !ended[k] && !blocked[k] {
+                live.push(k);
+                select.recv(&inputs[k].1);
+            }
+        }
+        if live.is_empty() {
+            return Err(EngineError::Internal("operator subtask has no readable input".into()));
+        }
+        let op = match select.select_timeout(POLL_INTERVAL) {
+            Ok(op) => op,
+            Err(_) => continue,
+        };
+        let k = live[op.index()];
+        let (input, rx) = &inputs[k];
+        let msg = match op.recv(rx) {
+            Ok(m) => m,
+            // The sender ended without End: it failed or was cancelled.
+            Err(_) => return Err(EngineError::Cancelled),
+        };
+        match msg {
+            Message::Batch(batch) => chain.process(*input, batch, None)?,
+            Message::Watermark(wm) => {
+                if let Some(out) = merger.update(k, wm) {
+                    chain.watermark(out)?;
+                }
+            }
+            Message::Barrier(b) => {
+                blocked[k] = true;
+                pending = Some(b);
+            }
+            Message::End => {
+                ended[k] = true;
+                if let Some(out) = merger.input_ended(k) {
+                    chain.watermark(out)?;
+                }
+            }
+        }
+        if let Some(b) = pending {
+            if (0..n).all(|k| blocked[k] || ended[k]) {
+                chain.barrier(b)?;
+                pending = None;
+                blocked.iter_mut().for_each(|x| *x = false);
+            }
+        }
+        if ended.iter().all(|&e| e) {
+            return chain.end();
+        }
+    }
+}

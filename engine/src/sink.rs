@@ -1,1 +1,84 @@
-//! (being written)
+//! In-memory sinks for tests and demos. Sinks are operators without outputs.
+
+use std::sync::{Arc, Mutex};
+
+use arrow::array::RecordBatch;
+
+use crate::error::{EngineError, Result};
+use crate::operator::{Collector, Operator, OperatorContext, OperatorFactory, TaskInfo};
+
+/// Batches received by a [`MemorySink`], shared by all its subtasks.
+#[derive(Debug, Clone, Default)]
+pub struct MemorySinkHandle(Arc<Mutex<Vec<RecordBatch>>>);
+
+impl MemorySinkHandle {
+    /// A new, empty handle.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Everything received so far (in arrival order per subtask).
+    pub fn batches(&self) -> Vec<RecordBatch> {
+        self.0.lock().map(|g| g.clone()).unwrap_or_default()
+    }
+
+    /// Total rows received.
+    pub fn num_rows(&self) -> usize {
+        self.batches().iter().map(RecordBatch::num_rows).sum()
+    }
+
+    /// A factory for sink subtasks that all append to this handle.
+    pub fn factory(&self) -> OperatorFactory {
+        let handle = self.clone();
+        Arc::new(move |_task: &TaskInfo| Ok(Box::new(MemorySink { handle: handle.clone() }) as Box<dyn Operator>))
+    }
+}
+
+/// A sink that keeps every batch in memory.
+#[derive(Debug)]
+pub struct MemorySink {
+    handle: MemorySinkHandle,
+}
+
+impl Operator for MemorySink {
+    fn process_batch(
+        &mut self,
+        _input: usize,
+        batch: RecordBatch,
+        _ctx: &mut OperatorContext<'_>,
+        _out: &mut dyn Collector,
+    ) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        self.handle
+            .0
+            .lock()
+            .map_err(|_| EngineError::Internal("memory sink lock poisoned".into()))?
+            .push(batch);
+        Ok(())
+    }
+}
+
+/// A sink that drops everything (for benchmarks).
+#[derive(Debug, Default)]
+pub struct BlackholeSink;
+
+impl BlackholeSink {
+    /// A factory of blackhole sinks.
+    pub fn factory() -> OperatorFactory {
+        Arc::new(|_task: &TaskInfo| Ok(Box::new(BlackholeSink) as Box<dyn Operator>))
+    }
+}
+
+impl Operator for BlackholeSink {
+    fn process_batch(
+        &mut self,
+        _input: usize,
+        _batch: RecordBatch,
+        _ctx: &mut OperatorContext<'_>,
+        _out: &mut dyn Collector,
+    ) -> Result<()> {
+        Ok(())
+    }
+}

@@ -138,3 +138,40 @@ pub fn row_kinds(batch: &RecordBatch) -> Result<Vec<RowKind>> {
 pub fn row_kind_array(kinds: &[RowKind]) -> ArrayRef {
     Arc::new(Int8Array::from_iter_values(kinds.iter().map(|k| *k as i8)))
 }
+
+/// Reads an event-time column as milliseconds since the epoch.
+///
+/// Timestamps of any unit are converted (flooring sub-millisecond parts);
+/// Int64 columns are taken as milliseconds already.
+pub fn event_time_millis(column: &ArrayRef) -> Result<arrow::array::Int64Array> {
+    use arrow::array::{AsArray, Int64Array};
+    use arrow::datatypes::{
+        TimeUnit, TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
+    };
+    let out: Int64Array = match column.data_type() {
+        DataType::Int64 => column.as_primitive::<arrow::datatypes::Int64Type>().clone(),
+        DataType::Timestamp(TimeUnit::Millisecond, _) => {
+            column.as_primitive::<TimestampMillisecondType>().reinterpret_cast()
+        }
+        DataType::Timestamp(TimeUnit::Microsecond, _) => {
+            column.as_primitive::<TimestampMicrosecondType>().unary(|v| v.div_euclid(1_000))
+        }
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => {
+            column.as_primitive::<TimestampNanosecondType>().unary(|v| v.div_euclid(1_000_000))
+        }
+        DataType::Timestamp(TimeUnit::Second, _) => {
+            column.as_primitive::<TimestampSecondType>().unary(|v| v.saturating_mul(1_000))
+        }
+        other => {
+            return Err(EngineError::Plan(format!(
+                "an event-time column must be a TIMESTAMP or BIGINT (milliseconds), not {other}"
+            )))
+        }
+    };
+    Ok(out)
+}
+
+/// The newest non-NULL event time in `column`.
+pub fn max_event_time(column: &ArrayRef) -> Result<Option<EventTime>> {
+    Ok(arrow::compute::max(&event_time_millis(column)?))
+}

@@ -1,0 +1,458 @@
+//! Scalar functions: string, math and time functions.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, Float64Array, Int32Array, Int64Array, StringArray, StringBuilder,
+};
+use arrow::datatypes::{DataType, Float64Type, Int64Type};
+use regex::Regex;
+
+use super::coercion::{is_integer, is_numeric, is_string, is_stringifiable, numeric_self};
+use super::kernels::cast_strict;
+use super::temporal::{date_trunc, date_trunc_type, extract, is_temporal};
+use super::{ScalarFunction, Value};
+use crate::error::Result;
+use crate::{exec_err, plan_err};
+
+fn is_text(t: &DataType) -> bool {
+    is_string(t) || t == &DataType::Null
+}
+
+fn is_int(t: &DataType) -> bool {
+    is_integer(t) || t == &DataType::Null
+}
+
+fn check_arity(func: &ScalarFunction, args: &[DataType], min: usize, max: usize) -> Result<()> {
+    if args.len() < min || args.len() > max {
+        let expected = if min == max { format!("{min}") } else { format!("{min} to {max}") };
+        plan_err!("{} expects {expected} argument(s), got {}", func.name(), args.len());
+    }
+    Ok(())
+}
+
+fn check_arg(func: &ScalarFunction, args: &[DataType], i: usize, ok: bool, expected: &str) -> Result<()> {
+    if !ok {
+        let got = args.get(i).map(|t| t.to_string()).unwrap_or_default();
+        plan_err!("argument {} of {} must be {expected}, got {got}", i + 1, func.name());
+    }
+    Ok(())
+}
+
+/// Checks the argument types of `func` and returns its result type.
+pub(crate) fn return_type(func: &ScalarFunction, args: &[DataType]) -> Result<DataType> {
+    use ScalarFunction as F;
+    let t = |i: usize| args.get(i).cloned().unwrap_or(DataType::Null);
+    match func {
+        F::Lower | F::Upper | F::CharLength => {
+            check_arity(func, args, 1, 1)?;
+            check_arg(func, args, 0, is_text(&t(0)), "a string")?;
+            Ok(if matches!(func, F::CharLength) { DataType::Int32 } else { DataType::Utf8 })
+        }
+        F::Trim | F::Ltrim | F::Rtrim => {
+            check_arity(func, args, 1, 2)?;
+            for i in 0..args.len() {
+                check_arg(func, args, i, is_text(&t(i)), "a string")?;
+            }
+            Ok(DataType::Utf8)
+        }
+        F::Substring => {
+            check_arity(func, args, 2, 3)?;
+            check_arg(func, args, 0, is_text(&t(0)), "a string")?;
+            for i in 1..args.len() {
+                check_arg(func, args, i, is_int(&t(i)), "an integer")?;
+            }
+            Ok(DataType::Utf8)
+        }
+        F::Concat => {
+            if args.is_empty() {
+                plan_err!("CONCAT expects at least one argument");
+            }
+            for (i, a) in args.iter().enumerate() {
+                check_arg(func, args, i, is_stringifiable(a), "convertible to a string")?;
+            }
+            Ok(DataType::Utf8)
+        }
+        F::RegexpReplace => {
+            check_arity(func, args, 3, 3)?;
+            for i in 0..3 {
+                check_arg(func, args, i, is_text(&t(i)), "a string")?;
+            }
+            Ok(DataType::Utf8)
+        }
+        F::Extract(_) => {
+            check_arity(func, args, 1, 1)?;
+            check_arg(func, args, 0, is_temporal(&t(0)), "a timestamp or date")?;
+            Ok(DataType::Int64)
+        }
+        F::DateTrunc(field) => {
+            check_arity(func, args, 1, 1)?;
+            date_trunc_type(*field, &t(0))
+        }
+        F::Abs | F::Floor | F::Ceil => {
+            check_arity(func, args, 1, 1)?;
+            numeric_result(func, args)
+        }
+        F::Round => {
+            check_arity(func, args, 1, 2)?;
+            if args.len() == 2 {
+                check_arg(func, args, 1, is_int(&t(1)), "an integer")?;
+            }
+            numeric_result(func, args)
+        }
+    }
+}
+
+fn numeric_result(func: &ScalarFunction, args: &[DataType]) -> Result<DataType> {
+    let t = args.first().cloned().unwrap_or(DataType::Null);
+    if t == DataType::Null {
+        return Ok(DataType::Null);
+    }
+    check_arg(func, args, 0, is_numeric(&t), "numeric")?;
+    match numeric_self(&t) {
+        Some(r) => Ok(r),
+        None => plan_err!("argument 1 of {} must be numeric, got {t}", func.name()),
+    }
+}
+
+/// Validates literal arguments at plan time (a bad regular expression).
+pub(crate) fn check_literal_args(func: &ScalarFunction, literal_args: &[Option<&super::ScalarValue>]) -> Result<()> {
+    if let (ScalarFunction::RegexpReplace, Some(Some(super::ScalarValue::Utf8(p)))) = (func, literal_args.get(1)) {
+        compile(p).map_err(|e| crate::error::EngineError::Plan(e.to_string()))?;
+    }
+    Ok(())
+}
+
+fn compile(pattern: &str) -> Result<Regex> {
+    match Regex::new(pattern) {
+        Ok(r) => Ok(r),
+        Err(e) => exec_err!("invalid regular expression '{pattern}': {e}"),
+    }
+}
+
+fn utf8(a: &ArrayRef) -> Result<ArrayRef> {
+    cast_strict(a, &DataType::Utf8)
+}
+
+/// Applies a string → string function row by row; `None` from `f` is NULL.
+fn map_strings(a: &ArrayRef, f: impl Fn(&str) -> Option<String>) -> Result<ArrayRef> {
+    let a = utf8(a)?;
+    let s = a.as_string::<i32>();
+    let out: StringArray = s.iter().map(|v| v.and_then(&f)).collect();
+    Ok(Arc::new(out))
+}
+
+/// Evaluates `func` on arguments already evaluated on the same `n` rows.
+pub(crate) fn evaluate(func: &ScalarFunction, args: &[Value], n: usize) -> Result<ArrayRef> {
+    use ScalarFunction as F;
+    let types: Vec<DataType> = args.iter().map(|a| a.data_type().clone()).collect();
+    let ret = return_type(func, &types)?;
+    if ret == DataType::Null {
+        return Ok(arrow::array::new_null_array(&DataType::Null, n));
+    }
+    let arrays: Vec<ArrayRef> = args.iter().map(|a| a.clone().into_array(n)).collect::<Result<_>>()?;
+    let arg = |i: usize| -> Result<&ArrayRef> {
+        match arrays.get(i) {
+            Some(a) => Ok(a),
+            None => Err(crate::error::EngineError::Internal(format!("{} lost argument {i}", func.name()))),
+        }
+    };
+    match func {
+        F::Lower => map_strings(arg(0)?, |s| Some(s.to_lowercase())),
+        F::Upper => map_strings(arg(0)?, |s| Some(s.to_uppercase())),
+        F::Trim | F::Ltrim | F::Rtrim => trim(func, &arrays),
+        F::CharLength => {
+            let a = utf8(arg(0)?)?;
+            let out: Int32Array = a
+                .as_string::<i32>()
+                .iter()
+                .map(|v| v.map(|s| i32::try_from(s.chars().count()).unwrap_or(i32::MAX)))
+                .collect();
+            Ok(Arc::new(out))
+        }
+        F::Substring => substring(&arrays),
+        F::Concat => concat(&arrays, n),
+        F::RegexpReplace => regexp_replace(args, &arrays),
+        F::Extract(field) => extract(*field, arg(0)?),
+        F::DateTrunc(field) => date_trunc(*field, arg(0)?),
+        F::Abs | F::Floor | F::Ceil | F::Round => math(func, &arrays, &ret),
+    }
+}
+
+/// TRIM family; the optional second argument lists the characters to strip
+/// (a space by default, as in SQL).
+fn trim(func: &ScalarFunction, arrays: &[ArrayRef]) -> Result<ArrayRef> {
+    let s = utf8(&arrays[0])?;
+    let s = s.as_string::<i32>();
+    let chars = match arrays.get(1) {
+        Some(c) => Some(utf8(c)?),
+        None => None,
+    };
+    let chars = chars.as_ref().map(|c| c.as_string::<i32>());
+    let mut b = StringBuilder::with_capacity(s.len(), s.value_data().len());
+    for i in 0..s.len() {
+        let set: Vec<char> = match chars {
+            Some(c) if c.is_null(i) => {
+                b.append_null();
+                continue;
+            }
+            Some(c) => c.value(i).chars().collect(),
+            None => vec![' '],
+        };
+        if s.is_null(i) {
+            b.append_null();
+            continue;
+        }
+        let v = s.value(i);
+        let strip = |c: char| set.contains(&c);
+        b.append_value(match func {
+            ScalarFunction::Ltrim => v.trim_start_matches(strip),
+            ScalarFunction::Rtrim => v.trim_end_matches(strip),
+            _ => v.trim_matches(strip),
+        });
+    }
+    Ok(Arc::new(b.finish()))
+}
+
+/// The character range `SUBSTRING(s FROM pos [FOR len])` selects, on a
+/// string of `chars` characters, following Flink: positions are 1-based,
+/// position 0 acts as 1, a negative position counts from the end, a range
+/// past either end is clipped, and a negative length gives NULL.
+fn substring_range(chars: i64, pos: i64, len: Option<i64>) -> Option<(usize, usize)> {
+    let start = match pos {
+        p if p > 0 => p - 1,
+        p if p < 0 => chars.saturating_add(p),
+        _ => 0,
+    };
+    let end = match len {
+        Some(l) if l < 0 => return None,
+        Some(l) => start.saturating_add(l).min(chars),
+        None => chars,
+    };
+    let start = start.max(0);
+    let (s, e) = if start >= end { (0, 0) } else { (start, end) };
+    Some((usize::try_from(s).unwrap_or(0), usize::try_from(e).unwrap_or(0)))
+}
+
+fn substring(arrays: &[ArrayRef]) -> Result<ArrayRef> {
+    let s = utf8(&arrays[0])?;
+    let s = s.as_string::<i32>();
+    let pos = cast_strict(&arrays[1], &DataType::Int64)?;
+    let pos = pos.as_primitive::<Int64Type>();
+    let len = match arrays.get(2) {
+        Some(l) => Some(cast_strict(l, &DataType::Int64)?),
+        None => None,
+    };
+    let len = len.as_ref().map(|l| l.as_primitive::<Int64Type>());
+    let mut b = StringBuilder::with_capacity(s.len(), s.value_data().len());
+    for i in 0..s.len() {
+        if s.is_null(i) || pos.is_null(i) || len.is_some_and(|l| l.is_null(i)) {
+            b.append_null();
+            continue;
+        }
+        let v = s.value(i);
+        let chars = i64::try_from(v.chars().count()).unwrap_or(i64::MAX);
+        match substring_range(chars, pos.value(i), len.map(|l| l.value(i))) {
+            None => b.append_null(),
+            Some((from, to)) => {
+                let piece: String = v.chars().skip(from).take(to - from).collect();
+                b.append_value(piece);
+            }
+        }
+    }
+    Ok(Arc::new(b.finish()))
+}
+
+/// CONCAT and `||`: NULL when any argument is NULL (Flink).
+pub(crate) fn concat(arrays: &[ArrayRef], n: usize) -> Result<ArrayRef> {
+    let strings: Vec<ArrayRef> = arrays.iter().map(utf8).collect::<Result<_>>()?;
+    let views: Vec<&StringArray> = strings.iter().map(|a| a.as_string::<i32>()).collect();
+    let mut b = StringBuilder::with_capacity(n, 0);
+    let mut buf = String::new();
+    'rows: for i in 0..n {
+        buf.clear();
+        for v in &views {
+            if v.is_null(i) {
+                b.append_null();
+                continue 'rows;
+            }
+            buf.push_str(v.value(i));
+        }
+        b.append_value(&buf);
+    }
+    Ok(Arc::new(b.finish()))
+}
+
+/// REGEXP_REPLACE(s, pattern, replacement): replaces every match; `$1` in
+/// the replacement refers to a capture group. A constant pattern is compiled
+/// once per batch, varying patterns once per distinct value.
+fn regexp_replace(args: &[Value], arrays: &[ArrayRef]) -> Result<ArrayRef> {
+    let s = utf8(&arrays[0])?;
+    let s = s.as_string::<i32>();
+    let pat = utf8(&arrays[1])?;
+    let pat = pat.as_string::<i32>();
+    let rep = utf8(&arrays[2])?;
+    let rep = rep.as_string::<i32>();
+    let constant = match args.get(1) {
+        Some(Value::Scalar(p)) => {
+            let p = utf8(p)?;
+            let p = p.as_string::<i32>();
+            if p.is_empty() || p.is_null(0) {
+                None
+            } else {
+                Some(compile(p.value(0))?)
+            }
+        }
+        _ => None,
+    };
+    let mut cache: HashMap<String, Regex> = HashMap::new();
+    let mut b = StringBuilder::with_capacity(s.len(), s.value_data().len());
+    for i in 0..s.len() {
+        if s.is_null(i) || pat.is_null(i) || rep.is_null(i) {
+            b.append_null();
+            continue;
+        }
+        let re = match &constant {
+            Some(re) => re,
+            None => {
+                let p = pat.value(i);
+                if !cache.contains_key(p) {
+                    cache.insert(p.to_string(), compile(p)?);
+                }
+                match cache.get(p) {
+                    Some(re) => re,
+                    None => exec_err!("regular expression cache lost '{p}'"),
+                }
+            }
+        };
+        b.append_value(re.replace_all(s.value(i), rep.value(i)));
+    }
+    Ok(Arc::new(b.finish()))
+}
+
+/// ABS, FLOOR, CEIL and ROUND. Integers are computed as BIGINT with checked
+/// arithmetic and cast back, so `ABS(INT_MIN)` is an overflow error; floats
+/// as DOUBLE. ROUND rounds half away from zero; a negative digit count rounds
+/// to tens, hundreds, ...
+fn math(func: &ScalarFunction, arrays: &[ArrayRef], ret: &DataType) -> Result<ArrayRef> {
+    let x = &arrays[0];
+    let digits = match arrays.get(1) {
+        Some(d) => Some(cast_strict(d, &DataType::Int64)?),
+        None => None,
+    };
+    let digits = digits.as_ref().map(|d| d.as_primitive::<Int64Type>());
+    let digit_at = |i: usize| -> Option<i64> {
+        match digits {
+            None => Some(0),
+            Some(d) if d.is_null(i) => None,
+            Some(d) => Some(d.value(i)),
+        }
+    };
+    let out: ArrayRef = if is_integer(ret) {
+        let v = cast_strict(x, &DataType::Int64)?;
+        let v = v.as_primitive::<Int64Type>();
+        let mut out = Vec::with_capacity(v.len());
+        for i in 0..v.len() {
+            if v.is_null(i) {
+                out.push(None);
+                continue;
+            }
+            let x = v.value(i);
+            let r = match func {
+                ScalarFunction::Abs => x.checked_abs(),
+                ScalarFunction::Round => match digit_at(i) {
+                    None => {
+                        out.push(None);
+                        continue;
+                    }
+                    Some(d) => round_int(x, d),
+                },
+                _ => Some(x),
+            };
+            match r {
+                Some(r) => out.push(Some(r)),
+                None => exec_err!("numeric overflow in {} of {x}", func.name()),
+            }
+        }
+        Arc::new(Int64Array::from(out))
+    } else {
+        let v = cast_strict(x, &DataType::Float64)?;
+        let v = v.as_primitive::<Float64Type>();
+        let out: Float64Array = (0..v.len())
+            .map(|i| {
+                if v.is_null(i) {
+                    return None;
+                }
+                let x = v.value(i);
+                Some(match func {
+                    ScalarFunction::Abs => x.abs(),
+                    ScalarFunction::Floor => x.floor(),
+                    ScalarFunction::Ceil => x.ceil(),
+                    _ => {
+                        let d = digit_at(i)?;
+                        let d = i32::try_from(d.clamp(-400, 400)).unwrap_or(0);
+                        let f = 10f64.powi(d);
+                        let r = (x * f).round() / f;
+                        if r.is_finite() {
+                            r
+                        } else {
+                            x
+                        }
+                    }
+                })
+            })
+            .collect();
+        Arc::new(out)
+    };
+    // Casting back to a narrower integer fails on values that do not fit.
+    cast_strict(&out, ret).map_err(|e| match e {
+        crate::error::EngineError::Execution(m) => {
+            crate::error::EngineError::Execution(format!("numeric overflow in {}: {m}", func.name()))
+        }
+        other => other,
+    })
+}
+
+/// Rounds an integer to `-digits` decimal places, half away from zero.
+fn round_int(x: i64, digits: i64) -> Option<i64> {
+    if digits >= 0 {
+        return Some(x);
+    }
+    if digits < -18 {
+        return Some(0);
+    }
+    let f = 10i64.checked_pow(u32::try_from(-digits).ok()?)?;
+    let q = x / f;
+    let rem = x % f;
+    let q = if rem.unsigned_abs() * 2 >= f.unsigned_abs() { q.checked_add(x.signum())? } else { q };
+    q.checked_mul(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn substring_ranges_follow_flink() {
+        // 'hello' has 5 characters
+        assert_eq!(substring_range(5, 1, Some(3)), Some((0, 3)));
+        assert_eq!(substring_range(5, 0, Some(3)), Some((0, 3)));
+        assert_eq!(substring_range(5, -3, None), Some((2, 5)));
+        assert_eq!(substring_range(5, -7, Some(4)), Some((0, 2)));
+        assert_eq!(substring_range(5, 9, Some(2)), Some((0, 0)));
+        assert_eq!(substring_range(5, 2, Some(100)), Some((1, 5)));
+        assert_eq!(substring_range(5, 2, Some(-1)), None);
+        assert_eq!(substring_range(5, i64::MIN, Some(i64::MAX)), Some((0, 4)));
+    }
+
+    #[test]
+    fn integer_rounding() {
+        assert_eq!(round_int(15, -1), Some(20));
+        assert_eq!(round_int(-15, -1), Some(-20));
+        assert_eq!(round_int(14, -1), Some(10));
+        assert_eq!(round_int(1234, 2), Some(1234));
+        assert_eq!(round_int(i64::MAX, -1), None);
+        assert_eq!(round_int(5, -19), Some(0));
+    }
+}

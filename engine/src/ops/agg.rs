@@ -1,0 +1,191 @@
+//! What the aggregate operators share: aggregate calls bound to an input
+//! schema, and feeding accumulators from a batch.
+
+use arrow::array::{ArrayRef, BooleanArray};
+use arrow::compute::kernels::boolean::and;
+use arrow::datatypes::{DataType, Field, Schema};
+
+use crate::aggregate::{create_accumulator, AggregateFunction, GroupsAccumulator, UpdateArgs};
+use crate::error::{EngineError, Result};
+use crate::expr::Expr;
+
+/// One aggregate in a GROUP BY: `func(args) FILTER (WHERE filter) AS name`.
+#[derive(Debug, Clone)]
+pub struct AggregateCall {
+    /// The function.
+    pub func: AggregateFunction,
+    /// Argument expressions over the input (none for `COUNT(*)`).
+    pub args: Vec<Expr>,
+    /// The FILTER clause, if any.
+    pub filter: Option<Expr>,
+    /// Output column name.
+    pub name: String,
+}
+
+impl AggregateCall {
+    /// `func(args) AS name` without a filter.
+    pub fn new(func: AggregateFunction, args: Vec<Expr>, name: impl Into<String>) -> Self {
+        Self { func, args, filter: None, name: name.into() }
+    }
+
+    /// Adds a FILTER (WHERE ...) clause.
+    pub fn with_filter(mut self, filter: Expr) -> Self {
+        self.filter = Some(filter);
+        self
+    }
+}
+
+/// The evaluated inputs of one aggregate call for one batch.
+#[derive(Debug)]
+pub(crate) struct CallInput {
+    pub values: Vec<ArrayRef>,
+    pub filter: Option<BooleanArray>,
+}
+
+/// Aggregate calls checked against an input schema.
+#[derive(Debug, Clone)]
+pub(crate) struct BoundAggregates {
+    calls: Vec<AggregateCall>,
+    arg_types: Vec<Vec<DataType>>,
+    fields: Vec<Field>,
+}
+
+impl BoundAggregates {
+    pub fn new(calls: Vec<AggregateCall>, input: &Schema) -> Result<Self> {
+        let mut arg_types = Vec::with_capacity(calls.len());
+        let mut fields = Vec::with_capacity(calls.len());
+        for call in &calls {
+            let types = call.args.iter().map(|a| a.data_type(input)).collect::<Result<Vec<_>>>()?;
+            let ret = call.func.return_type(&types)?;
+            if let Some(f) = &call.filter {
+                let t = f.data_type(input)?;
+                if t != DataType::Boolean {
+                    return Err(EngineError::Plan(format!(
+                        "the FILTER clause of {} must be a BOOLEAN condition, not {t}",
+                        call.name
+                    )));
+                }
+            }
+            // Counts are never NULL; everything else is NULL on an empty group.
+            let nullable = !matches!(call.func, AggregateFunction::Count | AggregateFunction::CountDistinct);
+            fields.push(Field::new(&call.name, ret, nullable));
+            // Validate now that an accumulator can be built, so errors surface at planning.
+            create_accumulator(call.func, &types)?;
+            arg_types.push(types);
+        }
+        Ok(Self { calls, arg_types, fields })
+    }
+
+    /// Output fields, one per call.
+    pub fn fields(&self) -> &[Field] {
+        &self.fields
+    }
+
+    /// Fresh accumulators, one per call.
+    pub fn accumulators(&self) -> Result<Vec<Box<dyn GroupsAccumulator>>> {
+        self.calls
+            .iter()
+            .zip(&self.arg_types)
+            .map(|(c, t)| create_accumulator(c.func, t))
+            .collect()
+    }
+
+    /// Evaluates the arguments and filters of every call on `batch`.
+    pub fn evaluate(&self, batch: &arrow::array::RecordBatch) -> Result<Vec<CallInput>> {
+        self.calls
+            .iter()
+            .map(|c| {
+                let values = c.args.iter().map(|a| a.evaluate(batch)).collect::<Result<Vec<_>>>()?;
+                let filter = match &c.filter {
+                    None => None,
+                    Some(f) => {
+                        let arr = f.evaluate(batch)?;
+                        let b = arr
+                            .as_any()
+                            .downcast_ref::<BooleanArray>()
+                            .ok_or_else(|| EngineError::Internal("FILTER did not evaluate to BOOLEAN".into()))?
+                            .clone();
+                        Some(b)
+                    }
+                };
+                Ok(CallInput { values, filter })
+            })
+            .collect()
+    }
+}
+
+/// Feeds every accumulator: `groups[i]` is row `i`'s group; rows where
+/// `mask` is false are skipped in addition to each call's own filter.
+pub(crate) fn update_all(
+    accs: &mut [Box<dyn GroupsAccumulator>],
+    inputs: &[CallInput],
+    groups: &[u32],
+    mask: Option<&BooleanArray>,
+    total_groups: usize,
+    first_row_seq: u64,
+) -> Result<()> {
+    for (acc, input) in accs.iter_mut().zip(inputs) {
+        let combined;
+        let filter = match (input.filter.as_ref(), mask) {
+            (None, None) => None,
+            (Some(f), None) => Some(f),
+            (None, Some(m)) => Some(m),
+            (Some(f), Some(m)) => {
+                combined = and(f, m)?;
+                Some(&combined)
+            }
+        };
+        acc.update(&UpdateArgs { values: &input.values, groups, filter, total_groups, first_row_seq })?;
+    }
+    Ok(())
+}
+
+/// Takes the rows `indices` of every call input (for a subset of a batch).
+pub(crate) fn take_inputs(inputs: &[CallInput], indices: &arrow::array::UInt32Array) -> Result<Vec<CallInput>> {
+    inputs
+        .iter()
+        .map(|i| {
+            let values = i
+                .values
+                .iter()
+                .map(|v| arrow::compute::take(v.as_ref(), indices, None))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            let filter = match &i.filter {
+                None => None,
+                Some(f) => {
+                    let t = arrow::compute::take(f, indices, None)?;
+                    t.as_any().downcast_ref::<BooleanArray>().cloned()
+                }
+            };
+            Ok(CallInput { values, filter })
+        })
+        .collect()
+}
+
+/// Saves group `group` of every accumulator, each prefixed by its length.
+pub(crate) fn save_group(accs: &[Box<dyn GroupsAccumulator>], group: u32, out: &mut Vec<u8>) -> Result<()> {
+    for acc in accs {
+        let mut buf = Vec::new();
+        acc.save(group, &mut buf)?;
+        out.extend_from_slice(&(buf.len() as u32).to_le_bytes());
+        out.extend_from_slice(&buf);
+    }
+    Ok(())
+}
+
+/// Loads what [`save_group`] wrote into group `group`.
+pub(crate) fn load_group(accs: &mut [Box<dyn GroupsAccumulator>], group: u32, bytes: &[u8]) -> Result<()> {
+    let mut rest = bytes;
+    for acc in accs.iter_mut() {
+        let corrupt = || EngineError::State(runnel_state::StateError::Corrupt {
+            table: "aggregate".into(),
+            reason: "truncated accumulator state".into(),
+        });
+        let len_bytes: [u8; 4] = rest.get(..4).and_then(|b| b.try_into().ok()).ok_or_else(corrupt)?;
+        let len = u32::from_le_bytes(len_bytes) as usize;
+        let body = rest.get(4..4 + len).ok_or_else(corrupt)?;
+        acc.load(group, body)?;
+        rest = &rest[4 + len..];
+    }
+    Ok(())
+}
