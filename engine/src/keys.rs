@@ -73,7 +73,7 @@ pub fn hash_key(bytes: &[u8]) -> u64 {
 mod tests {
     use std::sync::Arc;
 
-    use arrow::array::{Int64Array, StringArray};
+    use arrow::array::{Array, Int64Array, StringArray};
     use arrow::datatypes::{DataType, Field};
 
     use super::*;
