@@ -25,6 +25,7 @@ pub mod ops;
 pub mod runtime;
 pub mod sink;
 pub mod source;
+pub mod testing;
 pub mod types;
 pub mod watermark;
 pub mod window;

@@ -808,8 +808,8 @@ fn save_load_cases() -> Vec<(AggregateFunction, Vec<DataType>, Vec<ArrayRef>)> {
             (f, t, v)
         })
         .collect();
-    let (_, ints) = sample(F::Sum);
-    let (_, strings) = sample(F::Max);
+    let ints = sample(F::Sum).1.remove(0);
+    let strings = sample(F::Max).1.remove(0);
     let bools: ArrayRef = Arc::new(BooleanArray::from(
         (0..12).map(|i| (i % 5 != 0).then_some(i % 3 == 0)).collect::<Vec<_>>(),
     ));

@@ -189,3 +189,92 @@ pub(crate) fn load_group(accs: &mut [Box<dyn GroupsAccumulator>], group: u32, by
     }
     Ok(())
 }
+
+// -- Checkpointing helpers ----------------------------------------------------
+//
+// Operator state entries are keyed `key group (2 bytes) | namespace (fixed
+// width per table, e.g. a slice end) | key bytes`: the namespace comes
+// before the variable-length key so that it can be decoded without parsing
+// the key, and so that one slice's entries form a contiguous range within a
+// key group. The operator's own bookkeeping (watermark, arrival sequence)
+// lives under [`META_KEY`], which sorts after every key group.
+
+/// Key of an operator's bookkeeping entry.
+pub(crate) const META_KEY: &[u8] = &[0xff, 0xff, b'm', b'e', b't', b'a'];
+
+fn corrupt(reason: &str) -> EngineError {
+    EngineError::State(runnel_state::StateError::Corrupt { table: "operator state".into(), reason: reason.to_string() })
+}
+
+/// Writes `key`'s entry under namespace `ns`.
+pub(crate) fn put_keyed(
+    ctx: &mut crate::operator::OperatorContext<'_>,
+    table: runnel_state::TableId,
+    key: &[u8],
+    ns: &[u8],
+    value: &[u8],
+) -> Result<()> {
+    let kg = runnel_state::key_group_for_hash(crate::keys::hash_key(key), ctx.task.max_parallelism);
+    let mut k = runnel_state::encode_key(kg, ns, &[]);
+    k.extend_from_slice(key);
+    ctx.state.put(table, &k, value)?;
+    Ok(())
+}
+
+/// Writes the watermark and arrival sequence.
+pub(crate) fn save_meta(
+    ctx: &mut crate::operator::OperatorContext<'_>,
+    table: runnel_state::TableId,
+    watermark: i64,
+    seq: u64,
+) -> Result<()> {
+    let mut meta = Vec::with_capacity(16);
+    meta.extend_from_slice(&watermark.to_le_bytes());
+    meta.extend_from_slice(&seq.to_le_bytes());
+    ctx.state.put(table, META_KEY, &meta)?;
+    Ok(())
+}
+
+/// Reads what [`save_meta`] wrote; `None` on a fresh start.
+pub(crate) fn load_meta(
+    ctx: &mut crate::operator::OperatorContext<'_>,
+    table: runnel_state::TableId,
+) -> Result<Option<(i64, u64)>> {
+    let Some(meta) = ctx.state.get(table, META_KEY)? else {
+        return Ok(None);
+    };
+    let wm: [u8; 8] = meta.get(..8).and_then(|b| b.try_into().ok()).ok_or_else(|| corrupt("meta"))?;
+    let seq: [u8; 8] = meta.get(8..16).and_then(|b| b.try_into().ok()).ok_or_else(|| corrupt("meta"))?;
+    Ok(Some((i64::from_le_bytes(wm), u64::from_le_bytes(seq))))
+}
+
+/// Every keyed entry of `table` in this subtask's key groups, split into
+/// (key group, namespace of `ns_len` bytes, key bytes, value).
+pub(crate) fn scan_owned(
+    ctx: &mut crate::operator::OperatorContext<'_>,
+    table: runnel_state::TableId,
+    ns_len: usize,
+) -> Result<Vec<(u16, Vec<u8>, Vec<u8>, Vec<u8>)>> {
+    let range = runnel_state::key_group_range(ctx.task.subtask, ctx.task.parallelism, ctx.task.max_parallelism);
+    let mut out = Vec::new();
+    for entry in ctx.state.scan_prefix(table, &[])? {
+        let (k, v) = entry?;
+        if k.as_slice() == META_KEY {
+            continue;
+        }
+        let kg = u16::from_be_bytes(k.get(..2).and_then(|b| b.try_into().ok()).ok_or_else(|| corrupt("key"))?);
+        if !range.contains(&u32::from(kg)) {
+            continue;
+        }
+        let ns = k.get(2..2 + ns_len).ok_or_else(|| corrupt("key"))?.to_vec();
+        let key = k[2 + ns_len..].to_vec();
+        out.push((kg, ns, key, v));
+    }
+    Ok(out)
+}
+
+/// Decodes a time written with [`runnel_state::encode_time`] at `offset`.
+pub(crate) fn decode_time_at(bytes: &[u8], offset: usize) -> Result<i64> {
+    let b: [u8; 8] = bytes.get(offset..offset + 8).and_then(|b| b.try_into().ok()).ok_or_else(|| corrupt("time"))?;
+    Ok(runnel_state::key::decode_time(b))
+}

@@ -2,7 +2,13 @@
 
 pub mod agg;
 pub mod filter_project;
+pub mod group_agg;
+pub mod session;
 pub mod window_agg;
 
 pub use agg::AggregateCall;
 pub use window_agg::{WindowAggregate, WindowAggregateSpec};
+pub use group_agg::{GroupAggregate, GroupAggregateSpec};
+pub use session::{SessionAggregate, SessionAggregateSpec};
+#[cfg(test)]
+mod tests;

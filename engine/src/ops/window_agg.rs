@@ -13,13 +13,16 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, TimestampMillisecondArray, UInt32Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use runnel_state::{encode_key, encode_time, key_group_for_hash, key_group_range, TableId};
+use runnel_state::{encode_time, TableId};
 
 use crate::aggregate::GroupsAccumulator;
 use crate::error::{EngineError, Result};
-use crate::keys::{hash_key, KeyEncoder};
+use crate::keys::KeyEncoder;
 use crate::operator::{Collector, Operator, OperatorContext, OperatorFactory, TaskInfo};
-use crate::ops::agg::{load_group, save_group, take_inputs, update_all, AggregateCall, BoundAggregates, CallInput};
+use crate::ops::agg::{
+    decode_time_at, load_group, load_meta, put_keyed, save_group, save_meta, scan_owned, take_inputs, update_all,
+    AggregateCall, BoundAggregates, CallInput,
+};
 use crate::types::{event_time_millis, Barrier, EventTime};
 use crate::window::WindowSpec;
 
@@ -331,60 +334,29 @@ impl Operator for WindowAggregate {
         // The whole state is rewritten: simple and exact. Incremental writes
         // of dirty slices come with the RocksDB backend.
         ctx.state.delete_prefix(table, &[])?;
-        let max_p = ctx.task.max_parallelism;
         let mut value = Vec::new();
         for (&slice_end, slice) in &self.slices {
             for (g, key) in slice.keys.iter().enumerate() {
-                let kg = key_group_for_hash(hash_key(key), max_p);
                 value.clear();
                 save_group(&slice.accs, g as u32, &mut value)?;
-                let mut k = encode_key(kg, &encode_time(slice_end), &[]);
-                k.extend_from_slice(key);
-                ctx.state.put(table, &k, &value)?;
+                put_keyed(ctx, table, key, &encode_time(slice_end), &value)?;
             }
         }
-        let mut meta = Vec::with_capacity(16);
-        meta.extend_from_slice(&self.watermark.to_le_bytes());
-        meta.extend_from_slice(&self.seq.to_le_bytes());
-        ctx.state.put(table, META_KEY, &meta)?;
-        Ok(())
+        save_meta(ctx, table, self.watermark, self.seq)
     }
 }
 
-/// Key of the operator's own bookkeeping; key groups are below 0xffff, so it
-/// sorts after every keyed entry.
-const META_KEY: &[u8] = &[0xff, 0xff, b'm', b'e', b't', b'a'];
-
 impl WindowAggregate {
     fn restore(&mut self, ctx: &mut OperatorContext<'_>, table: TableId) -> Result<()> {
-        let corrupt = |reason: &str| {
-            EngineError::State(runnel_state::StateError::Corrupt {
-                table: "window_agg".into(),
-                reason: reason.to_string(),
-            })
+        let Some((watermark, seq)) = load_meta(ctx, table)? else {
+            return Ok(());
         };
-        if let Some(meta) = ctx.state.get(table, META_KEY)? {
-            let wm: [u8; 8] = meta.get(..8).and_then(|b| b.try_into().ok()).ok_or_else(|| corrupt("meta"))?;
-            let seq: [u8; 8] = meta.get(8..16).and_then(|b| b.try_into().ok()).ok_or_else(|| corrupt("meta"))?;
-            self.watermark = i64::from_le_bytes(wm);
-            self.seq = u64::from_le_bytes(seq);
-        }
-        let range = key_group_range(ctx.task.subtask, ctx.task.parallelism, ctx.task.max_parallelism);
-        let entries: Vec<(Vec<u8>, Vec<u8>)> = ctx.state.scan_prefix(table, &[])?.collect::<runnel_state::Result<_>>()?;
-        for (k, v) in entries {
-            if k.as_slice() == META_KEY {
-                continue;
-            }
-            let kg = u16::from_be_bytes(k.get(..2).and_then(|b| b.try_into().ok()).ok_or_else(|| corrupt("key"))?);
-            if !range.contains(&u32::from(kg)) {
-                continue;
-            }
-            let t: [u8; 8] = k.get(2..10).and_then(|b| b.try_into().ok()).ok_or_else(|| corrupt("key"))?;
-            let slice_end = runnel_state::key::decode_time(t);
-            let key = &k[10..];
-            let slice = self.slice_mut(slice_end)?;
-            let g = slice.group_of(key);
-            load_group(&mut slice.accs, g, &v)?;
+        self.watermark = watermark;
+        self.seq = seq;
+        for (_, ns, key, value) in scan_owned(ctx, table, 8)? {
+            let slice = self.slice_mut(decode_time_at(&ns, 0)?)?;
+            let g = slice.group_of(&key);
+            load_group(&mut slice.accs, g, &value)?;
         }
         Ok(())
     }

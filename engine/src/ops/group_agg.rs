@@ -1,0 +1,190 @@
+//! The non-windowed keyed aggregate: an updating stream.
+//!
+//! Every batch updates the groups its rows belong to and emits, for each
+//! touched group, the retraction of its previous result (`-U`) followed by
+//! the new result (`+U`), or `+I` for a group seen for the first time. All
+//! retractions of a batch come before all new results, so for each key the
+//! order is `-U` then `+U`, as a changelog consumer expects. The input must
+//! be append-only; retracting input (an aggregate over an updating stream)
+//! is not supported yet and is rejected when the operator is built.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, RecordBatch};
+use arrow::datatypes::{Field, Schema, SchemaRef};
+
+use crate::aggregate::GroupsAccumulator;
+use crate::error::{EngineError, Result};
+use crate::keys::KeyEncoder;
+use crate::operator::{Collector, Operator, OperatorContext, OperatorFactory, TaskInfo};
+use crate::ops::agg::{
+    load_group, load_meta, put_keyed, save_group, save_meta, scan_owned, update_all, AggregateCall,
+    BoundAggregates,
+};
+use crate::types::{is_updating, row_kind_array, with_row_kind, Barrier, RowKind};
+
+/// What a non-windowed aggregate computes.
+#[derive(Debug, Clone)]
+pub struct GroupAggregateSpec {
+    /// GROUP BY columns of the input.
+    pub key_columns: Vec<usize>,
+    /// The aggregates.
+    pub aggregates: Vec<AggregateCall>,
+}
+
+impl GroupAggregateSpec {
+    /// A factory for the subtasks of this operator.
+    pub fn factory(self, input: SchemaRef) -> Result<OperatorFactory> {
+        GroupAggregate::new(self.clone(), &input)?;
+        Ok(Arc::new(move |_task: &TaskInfo| {
+            Ok(Box::new(GroupAggregate::new(self.clone(), &input)?) as Box<dyn Operator>)
+        }))
+    }
+}
+
+/// The operator; see the module docs.
+#[derive(Debug)]
+pub struct GroupAggregate {
+    aggs: BoundAggregates,
+    encoder: KeyEncoder,
+    schema: SchemaRef,
+    accs: Vec<Box<dyn GroupsAccumulator>>,
+    groups: HashMap<Box<[u8]>, u32, ahash::RandomState>,
+    keys: Vec<Box<[u8]>>,
+    seq: u64,
+    table: Option<runnel_state::TableId>,
+}
+
+impl GroupAggregate {
+    /// Builds the operator for `input`.
+    pub fn new(spec: GroupAggregateSpec, input: &Schema) -> Result<Self> {
+        if is_updating(input) {
+            return Err(EngineError::Plan(
+                "an aggregate over an updating stream (one that retracts rows) is not supported yet".into(),
+            ));
+        }
+        let aggs = BoundAggregates::new(spec.aggregates.clone(), input)?;
+        let encoder = KeyEncoder::new(input, &spec.key_columns)?;
+        let mut fields: Vec<Field> = spec.key_columns.iter().map(|&k| input.field(k).clone()).collect();
+        fields.extend(aggs.fields().iter().cloned());
+        let schema = with_row_kind(&Schema::new(fields));
+        Ok(Self {
+            accs: aggs.accumulators()?,
+            aggs,
+            encoder,
+            schema,
+            groups: HashMap::default(),
+            keys: Vec::new(),
+            seq: 0,
+            table: None,
+        })
+    }
+
+    /// The output schema: keys, aggregates, then the changelog column.
+    pub fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn group_of(&mut self, key: &[u8]) -> (u32, bool) {
+        if let Some(&g) = self.groups.get(key) {
+            return (g, false);
+        }
+        let g = self.keys.len() as u32;
+        self.keys.push(key.into());
+        self.groups.insert(key.into(), g);
+        (g, true)
+    }
+
+    /// Rows for `groups`: keys, current values, the given row kinds.
+    fn rows(&self, groups: &[u32], kinds: &[RowKind]) -> Result<Vec<ArrayRef>> {
+        let parser = self.encoder.converter().parser();
+        let mut columns = self.encoder.decode(groups.iter().map(|&g| parser.parse(&self.keys[g as usize])))?;
+        for acc in &self.accs {
+            columns.push(acc.evaluate(groups)?);
+        }
+        columns.push(row_kind_array(kinds));
+        Ok(columns)
+    }
+}
+
+impl Operator for GroupAggregate {
+    fn open(&mut self, ctx: &mut OperatorContext<'_>) -> Result<()> {
+        let table = ctx.state.register_table(&format!("{}/group_agg", ctx.task.operator_name))?;
+        self.table = Some(table);
+        let Some((_, seq)) = load_meta(ctx, table)? else {
+            return Ok(());
+        };
+        self.seq = seq;
+        for (_, _, key, value) in scan_owned(ctx, table, 0)? {
+            let (g, _) = self.group_of(&key);
+            load_group(&mut self.accs, g, &value)?;
+        }
+        Ok(())
+    }
+
+    fn process_batch(
+        &mut self,
+        _input: usize,
+        batch: RecordBatch,
+        _ctx: &mut OperatorContext<'_>,
+        out: &mut dyn Collector,
+    ) -> Result<()> {
+        let n = batch.num_rows();
+        if n == 0 {
+            return Ok(());
+        }
+        let key_rows = self.encoder.encode(&batch)?;
+        let inputs = self.aggs.evaluate(&batch)?;
+        let mut groups = Vec::with_capacity(n);
+        // Touched groups in first-touch order, and whether each is new.
+        let mut touched: Vec<(u32, bool)> = Vec::new();
+        let mut seen = vec![false; self.keys.len()];
+        for row in key_rows.iter() {
+            let (g, new) = self.group_of(row.as_ref());
+            groups.push(g);
+            if seen.len() <= g as usize {
+                seen.resize(g as usize + 1, false);
+            }
+            if !seen[g as usize] {
+                seen[g as usize] = true;
+                touched.push((g, new));
+            }
+        }
+        let before: Vec<u32> = touched.iter().filter(|(_, new)| !new).map(|(g, _)| *g).collect();
+        let retractions = if before.is_empty() {
+            None
+        } else {
+            Some(self.rows(&before, &vec![RowKind::UpdateBefore; before.len()])?)
+        };
+        let first_seq = self.seq;
+        self.seq += n as u64;
+        update_all(&mut self.accs, &inputs, &groups, None, self.keys.len(), first_seq)?;
+        let after: Vec<u32> = touched.iter().map(|(g, _)| *g).collect();
+        let kinds: Vec<RowKind> =
+            touched.iter().map(|(_, new)| if *new { RowKind::Insert } else { RowKind::UpdateAfter }).collect();
+        let additions = self.rows(&after, &kinds)?;
+        let columns = match retractions {
+            None => additions,
+            Some(r) => r
+                .iter()
+                .zip(&additions)
+                .map(|(a, b)| arrow::compute::concat(&[a.as_ref(), b.as_ref()]))
+                .collect::<std::result::Result<Vec<_>, _>>()?,
+        };
+        out.collect(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
+    }
+
+    fn on_barrier(&mut self, _barrier: &Barrier, ctx: &mut OperatorContext<'_>) -> Result<()> {
+        let table = self.table.ok_or_else(|| EngineError::Internal("group aggregate not opened".into()))?;
+        ctx.state.delete_prefix(table, &[])?;
+        let mut value = Vec::new();
+        for (g, key) in self.keys.iter().enumerate() {
+            value.clear();
+            save_group(&self.accs, g as u32, &mut value)?;
+            put_keyed(ctx, table, key, &[], &value)?;
+        }
+        save_meta(ctx, table, i64::MIN, self.seq)
+    }
+}
+

@@ -1,0 +1,274 @@
+//! Unit tests of the aggregate operators, each against hand-computed results.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use arrow::array::{Array, Float64Array, Int64Array, Int8Array, RecordBatch, StringArray, TimestampMillisecondArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+use crate::aggregate::AggregateFunction as F;
+use crate::error::Result;
+use crate::expr::Expr;
+use crate::ops::{AggregateCall, GroupAggregate, GroupAggregateSpec, SessionAggregate, SessionAggregateSpec};
+use crate::ops::{WindowAggregate, WindowAggregateSpec};
+use crate::testing::OperatorHarness;
+use crate::window::WindowSpec;
+
+fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), true),
+        Field::new("k", DataType::Utf8, true),
+        Field::new("v", DataType::Int64, true),
+    ]))
+}
+
+fn batch(rows: &[(i64, &str, i64)]) -> RecordBatch {
+    RecordBatch::try_new(
+        schema(),
+        vec![
+            Arc::new(TimestampMillisecondArray::from(rows.iter().map(|r| r.0).collect::<Vec<_>>())),
+            Arc::new(StringArray::from(rows.iter().map(|r| r.1).collect::<Vec<_>>())),
+            Arc::new(Int64Array::from(rows.iter().map(|r| r.2).collect::<Vec<_>>())),
+        ],
+    )
+    .expect("valid batch")
+}
+
+fn calls() -> Vec<AggregateCall> {
+    vec![
+        AggregateCall::new(F::Count, vec![], "cnt"),
+        AggregateCall::new(F::Sum, vec![Expr::Column(2)], "total"),
+    ]
+}
+
+/// (key, window_start, window_end, count, sum) of window outputs, sorted.
+fn window_rows(batches: &[RecordBatch]) -> Vec<(String, i64, i64, i64, i64)> {
+    let mut out = Vec::new();
+    for b in batches {
+        let k = b.column(0).as_any().downcast_ref::<StringArray>().expect("k");
+        let s = b.column(1).as_any().downcast_ref::<TimestampMillisecondArray>().expect("start");
+        let e = b.column(2).as_any().downcast_ref::<TimestampMillisecondArray>().expect("end");
+        let c = b.column(3).as_any().downcast_ref::<Int64Array>().expect("cnt");
+        let t = b.column(4).as_any().downcast_ref::<Int64Array>().expect("sum");
+        for i in 0..b.num_rows() {
+            out.push((k.value(i).to_string(), s.value(i), e.value(i), c.value(i), t.value(i)));
+        }
+    }
+    out.sort();
+    out
+}
+
+fn window_op(window: WindowSpec) -> Result<Box<WindowAggregate>> {
+    let spec = WindowAggregateSpec { window, time_column: 0, key_columns: vec![1], aggregates: calls() };
+    Ok(Box::new(WindowAggregate::new(spec, &schema())?))
+}
+
+fn s(v: &str) -> String {
+    v.to_string()
+}
+
+#[test]
+fn tumble_emits_each_window_once_and_drops_late_rows() -> Result<()> {
+    let mut h = OperatorHarness::new(window_op(WindowSpec::Tumble { size: 10 })?)?;
+    h.batch(batch(&[(1, "a", 1), (9, "a", 2), (10, "a", 4), (3, "b", 8)]))?;
+    h.watermark(8)?;
+    assert!(h.take_output().is_empty(), "window [0,10) must wait for watermark 9");
+    h.watermark(9)?;
+    assert_eq!(window_rows(&h.take_output()), vec![(s("a"), 0, 10, 2, 3), (s("b"), 0, 10, 1, 8)]);
+    // Late for [0,10); on time for [10,20).
+    h.batch(batch(&[(5, "a", 100), (15, "a", 16)]))?;
+    assert_eq!(h.metrics().late_rows_dropped.load(Ordering::Relaxed), 1);
+    h.watermark(100)?;
+    assert_eq!(window_rows(&h.take_output()), vec![(s("a"), 10, 20, 2, 20)]);
+    h.watermark(200)?;
+    assert!(h.take_output().is_empty(), "windows fire only once");
+    Ok(())
+}
+
+#[test]
+fn hop_counts_a_partly_late_row_in_the_windows_still_open() -> Result<()> {
+    // size 15, slide 5: ts 7 belongs to [-5,10), [0,15), [5,20).
+    let mut h = OperatorHarness::new(window_op(WindowSpec::Hop { slide: 5, size: 15 })?)?;
+    h.batch(batch(&[(1, "a", 1)]))?;
+    h.watermark(9)?;
+    assert_eq!(window_rows(&h.take_output()), vec![(s("a"), -10, 5, 1, 1), (s("a"), -5, 10, 1, 1)]);
+    h.batch(batch(&[(7, "a", 10)]))?;
+    assert_eq!(h.metrics().late_rows_dropped.load(Ordering::Relaxed), 0);
+    h.watermark(1_000)?;
+    assert_eq!(window_rows(&h.take_output()), vec![(s("a"), 0, 15, 2, 11), (s("a"), 5, 20, 1, 10)]);
+    Ok(())
+}
+
+#[test]
+fn cumulate_windows_grow_by_step() -> Result<()> {
+    let mut h = OperatorHarness::new(window_op(WindowSpec::Cumulate { step: 5, size: 15 })?)?;
+    h.batch(batch(&[(1, "a", 1), (6, "a", 2), (12, "a", 4), (16, "a", 8)]))?;
+    h.watermark(1_000)?;
+    assert_eq!(
+        window_rows(&h.take_output()),
+        vec![
+            (s("a"), 0, 5, 1, 1),
+            (s("a"), 0, 10, 2, 3),
+            (s("a"), 0, 15, 3, 7),
+            (s("a"), 15, 20, 1, 8),
+            (s("a"), 15, 25, 1, 8),
+            (s("a"), 15, 30, 1, 8)
+        ]
+    );
+    Ok(())
+}
+
+#[test]
+fn window_state_survives_a_checkpoint_and_restore() -> Result<()> {
+    let spec = WindowSpec::Hop { slide: 5, size: 15 };
+    let first = [(1, "a", 1), (6, "b", 2), (7, "a", 3)];
+    let second = [(12, "a", 4), (13, "b", 5), (21, "a", 6)];
+    let mut whole = OperatorHarness::new(window_op(spec)?)?;
+    whole.batch(batch(&first))?;
+    whole.watermark(5)?;
+    whole.batch(batch(&second))?;
+    whole.watermark(1_000)?;
+    let mut expected = window_rows(&whole.take_output());
+
+    let mut a = OperatorHarness::new(window_op(spec)?)?;
+    a.batch(batch(&first))?;
+    a.watermark(5)?;
+    let before_restore = window_rows(&a.take_output());
+    let snapshot = a.checkpoint(1)?;
+    drop(a);
+    let mut b = OperatorHarness::restored(window_op(spec)?, &snapshot)?;
+    b.batch(batch(&second))?;
+    b.watermark(1_000)?;
+    let mut got = before_restore;
+    got.extend(window_rows(&b.take_output()));
+    got.sort();
+    expected.sort();
+    assert_eq!(got, expected);
+    assert!(!expected.is_empty());
+    Ok(())
+}
+
+fn session_op(gap: i64) -> Result<Box<SessionAggregate>> {
+    let spec = SessionAggregateSpec { gap, time_column: 0, key_columns: vec![1], aggregates: calls() };
+    Ok(Box::new(SessionAggregate::new(spec, &schema())?))
+}
+
+#[test]
+fn sessions_merge_when_a_row_bridges_them() -> Result<()> {
+    let mut h = OperatorHarness::new(session_op(3)?)?;
+    h.batch(batch(&[(0, "a", 1), (5, "a", 2), (0, "b", 7)]))?;
+    // [0,3) and [5,8) for a; row 3 opens [3,6), touching both.
+    h.batch(batch(&[(3, "a", 4)]))?;
+    h.watermark(6)?;
+    assert_eq!(window_rows(&h.take_output()), vec![(s("b"), 0, 3, 1, 7)]);
+    h.watermark(7)?;
+    assert_eq!(window_rows(&h.take_output()), vec![(s("a"), 0, 8, 3, 7)]);
+    // A late row that starts a new, already closed session is dropped.
+    h.batch(batch(&[(1, "a", 50)]))?;
+    assert_eq!(h.metrics().late_rows_dropped.load(Ordering::Relaxed), 1);
+    // Within one batch: [20,23) stays apart from [25,28) (no touch), and
+    // 27's window [27,30) bridges [25,28) and [30,33).
+    h.batch(batch(&[(20, "a", 1), (30, "a", 2), (25, "a", 4), (27, "a", 8)]))?;
+    h.watermark(100)?;
+    assert_eq!(window_rows(&h.take_output()), vec![(s("a"), 20, 23, 1, 1), (s("a"), 25, 33, 3, 14)]);
+    Ok(())
+}
+
+#[test]
+fn session_state_survives_a_checkpoint_and_restore() -> Result<()> {
+    let mut a = OperatorHarness::new(session_op(10)?)?;
+    a.batch(batch(&[(0, "a", 1), (100, "b", 2)]))?;
+    let snap = a.checkpoint(1)?;
+    let mut b = OperatorHarness::restored(session_op(10)?, &snap)?;
+    b.batch(batch(&[(5, "a", 10), (50, "a", 20)]))?;
+    b.watermark(1_000)?;
+    assert_eq!(
+        window_rows(&b.take_output()),
+        vec![(s("a"), 0, 15, 2, 11), (s("a"), 50, 60, 1, 20), (s("b"), 100, 110, 1, 2)]
+    );
+    Ok(())
+}
+
+fn group_op() -> Result<Box<GroupAggregate>> {
+    let spec = GroupAggregateSpec {
+        key_columns: vec![1],
+        aggregates: vec![
+            AggregateCall::new(F::Count, vec![], "cnt"),
+            AggregateCall::new(F::Avg, vec![Expr::Column(2)], "avg_v"),
+        ],
+    };
+    Ok(Box::new(GroupAggregate::new(spec, &schema())?))
+}
+
+/// (row kind, key, count, avg) of changelog output, in emission order.
+fn changelog(batches: &[RecordBatch]) -> Vec<(i8, String, i64, f64)> {
+    let mut out = Vec::new();
+    for b in batches {
+        let k = b.column(0).as_any().downcast_ref::<StringArray>().expect("k");
+        let c = b.column(1).as_any().downcast_ref::<Int64Array>().expect("cnt");
+        let a = b.column(2).as_any().downcast_ref::<Float64Array>().expect("avg");
+        let kind = b.column(3).as_any().downcast_ref::<Int8Array>().expect("kind");
+        for i in 0..b.num_rows() {
+            out.push((kind.value(i), k.value(i).to_string(), c.value(i), a.value(i)));
+        }
+    }
+    out
+}
+
+#[test]
+fn group_aggregate_emits_insert_then_retract_and_update() -> Result<()> {
+    let mut h = OperatorHarness::new(group_op()?)?;
+    h.batch(batch(&[(0, "a", 2), (0, "b", 5), (0, "a", 4)]))?;
+    assert_eq!(changelog(&h.take_output()), vec![(0, s("a"), 2, 3.0), (0, s("b"), 1, 5.0)]);
+    h.batch(batch(&[(0, "a", 9), (0, "c", 1)]))?;
+    assert_eq!(changelog(&h.take_output()), vec![(1, s("a"), 2, 3.0), (2, s("a"), 3, 5.0), (0, s("c"), 1, 1.0)]);
+    let snap = h.checkpoint(1)?;
+    let mut r = OperatorHarness::restored(group_op()?, &snap)?;
+    r.batch(batch(&[(0, "b", 7)]))?;
+    assert_eq!(changelog(&r.take_output()), vec![(1, s("b"), 1, 5.0), (2, s("b"), 2, 6.0)]);
+    Ok(())
+}
+
+#[test]
+fn null_keys_group_together_and_null_times_are_dropped() -> Result<()> {
+    let b = RecordBatch::try_new(
+        schema(),
+        vec![
+            Arc::new(TimestampMillisecondArray::from(vec![Some(1), Some(2), None])),
+            Arc::new(StringArray::from(vec![None, None, Some("x")])),
+            Arc::new(Int64Array::from(vec![Some(1), None, Some(3)])),
+        ],
+    )?;
+    let mut h = OperatorHarness::new(window_op(WindowSpec::Tumble { size: 10 })?)?;
+    h.batch(b)?;
+    h.watermark(100)?;
+    let out = h.take_output();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].num_rows(), 1);
+    assert!(out[0].column(0).is_null(0));
+    let cnt = out[0].column(3).as_any().downcast_ref::<Int64Array>().expect("cnt");
+    let sum = out[0].column(4).as_any().downcast_ref::<Int64Array>().expect("sum");
+    assert_eq!((cnt.value(0), sum.value(0)), (2, 1), "COUNT(*) counts the NULL value, SUM skips it");
+    assert_eq!(h.metrics().late_rows_dropped.load(Ordering::Relaxed), 1);
+    Ok(())
+}
+
+#[test]
+fn plan_errors_are_clear() {
+    let bad = WindowAggregateSpec {
+        window: WindowSpec::Hop { slide: 7, size: 10 },
+        time_column: 0,
+        key_columns: vec![1],
+        aggregates: calls(),
+    };
+    let err = WindowAggregate::new(bad, &schema()).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("whole multiple"), "{err}");
+    let bad = WindowAggregateSpec {
+        window: WindowSpec::Tumble { size: 10 },
+        time_column: 0,
+        key_columns: vec![1],
+        aggregates: vec![AggregateCall::new(F::Sum, vec![Expr::Column(1)], "s")],
+    };
+    let err = WindowAggregate::new(bad, &schema()).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("SUM"), "{err}");
+}
