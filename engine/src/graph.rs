@@ -120,27 +120,46 @@ impl JobGraph {
         factory: SourceFactory,
         watermark: Option<WatermarkStrategy>,
     ) -> NodeId {
-        self.push(name.into(), parallelism, NodeKind::Source { factory, watermark })
+        self.push(
+            name.into(),
+            parallelism,
+            NodeKind::Source { factory, watermark },
+        )
     }
 
     /// Adds an operator (or sink) node.
-    pub fn add_operator(&mut self, name: impl Into<String>, parallelism: usize, factory: OperatorFactory) -> NodeId {
+    pub fn add_operator(
+        &mut self,
+        name: impl Into<String>,
+        parallelism: usize,
+        factory: OperatorFactory,
+    ) -> NodeId {
         self.push(name.into(), parallelism, NodeKind::Operator { factory })
     }
 
     fn push(&mut self, name: String, parallelism: usize, kind: NodeKind) -> NodeId {
         let id = self.nodes.len();
-        self.nodes.push(Node { id, name, parallelism: parallelism.max(1), kind });
+        self.nodes.push(Node {
+            id,
+            name,
+            parallelism: parallelism.max(1),
+            kind,
+        });
         id
     }
 
     /// Connects `from`'s output to a new input of `to`.
     pub fn connect(&mut self, from: NodeId, to: NodeId, exchange: Exchange) -> Result<()> {
         let (Some(f), Some(t)) = (self.nodes.get(from), self.nodes.get(to)) else {
-            return Err(EngineError::Plan(format!("edge {from} -> {to} names a node that does not exist")));
+            return Err(EngineError::Plan(format!(
+                "edge {from} -> {to} names a node that does not exist"
+            )));
         };
         if matches!(t.kind, NodeKind::Source { .. }) {
-            return Err(EngineError::Plan(format!("source '{}' cannot have an input", t.name)));
+            return Err(EngineError::Plan(format!(
+                "source '{}' cannot have an input",
+                t.name
+            )));
         }
         if exchange == Exchange::Forward && f.parallelism != t.parallelism {
             return Err(EngineError::Plan(format!(
@@ -149,7 +168,12 @@ impl JobGraph {
             )));
         }
         let input = self.edges.iter().filter(|e| e.to == to).count();
-        self.edges.push(Edge { from, to, exchange, input });
+        self.edges.push(Edge {
+            from,
+            to,
+            exchange,
+            input,
+        });
         Ok(())
     }
 
@@ -178,12 +202,19 @@ impl JobGraph {
     /// Checks that the graph can run: at least one source, every operator
     /// has an input, no cycle, parallelism within the key-group count.
     pub fn validate(&self) -> Result<()> {
-        if !self.nodes.iter().any(|n| matches!(n.kind, NodeKind::Source { .. })) {
+        if !self
+            .nodes
+            .iter()
+            .any(|n| matches!(n.kind, NodeKind::Source { .. }))
+        {
             return Err(EngineError::Plan("the job has no source".into()));
         }
         for n in &self.nodes {
             if matches!(n.kind, NodeKind::Operator { .. }) && self.inputs_of(n.id).is_empty() {
-                return Err(EngineError::Plan(format!("operator '{}' has no input", n.name)));
+                return Err(EngineError::Plan(format!(
+                    "operator '{}' has no input",
+                    n.name
+                )));
             }
             if n.parallelism > usize::from(self.max_parallelism) {
                 return Err(EngineError::Plan(format!(
@@ -201,7 +232,9 @@ impl JobGraph {
         for e in &self.edges {
             indegree[e.to] += 1;
         }
-        let mut ready: Vec<NodeId> = (0..self.nodes.len()).filter(|&n| indegree[n] == 0).collect();
+        let mut ready: Vec<NodeId> = (0..self.nodes.len())
+            .filter(|&n| indegree[n] == 0)
+            .collect();
         ready.reverse();
         let mut order = Vec::with_capacity(self.nodes.len());
         while let Some(n) = ready.pop() {
@@ -325,7 +358,10 @@ mod tests {
         g.connect(a, u, Exchange::Forward)?;
         g.connect(b, u, Exchange::Forward)?;
         assert_eq!(g.chains()?.len(), 4);
-        assert_eq!(g.inputs_of(u).iter().map(|e| e.input).collect::<Vec<_>>(), vec![0, 1]);
+        assert_eq!(
+            g.inputs_of(u).iter().map(|e| e.input).collect::<Vec<_>>(),
+            vec![0, 1]
+        );
         Ok(())
     }
 
@@ -334,11 +370,19 @@ mod tests {
         let mut g = JobGraph::new();
         let s = g.add_source("src", 2, ScriptedSource::single(vec![]), None);
         let a = g.add_operator("a", 3, op());
-        let err = g.connect(s, a, Exchange::Forward).err().map(|e| e.to_string()).unwrap_or_default();
+        let err = g
+            .connect(s, a, Exchange::Forward)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(err.contains("equal parallelism"), "{err}");
         let b = g.add_operator("b", 1, Arc::clone(&op()));
         let _ = b;
-        let err = g.validate().err().map(|e| e.to_string()).unwrap_or_default();
+        let err = g
+            .validate()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(err.contains("has no input"), "{err}");
         let mut g = JobGraph::new();
         let x = g.add_operator("x", 1, op());
@@ -346,7 +390,11 @@ mod tests {
         let _ = g.add_source("s", 1, ScriptedSource::single(vec![]), None);
         assert!(g.connect(x, y, Exchange::Forward).is_ok());
         assert!(g.connect(y, x, Exchange::Forward).is_ok());
-        let err = g.validate().err().map(|e| e.to_string()).unwrap_or_default();
+        let err = g
+            .validate()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(err.contains("cycle"), "{err}");
     }
 }

@@ -28,10 +28,15 @@ impl KeyEncoder {
                     .fields()
                     .get(c)
                     .map(|f| SortField::new(f.data_type().clone()))
-                    .ok_or_else(|| EngineError::Plan(format!("key column {c} is out of range for {schema}")))
+                    .ok_or_else(|| {
+                        EngineError::Plan(format!("key column {c} is out of range for {schema}"))
+                    })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Self { columns: columns.to_vec(), converter: RowConverter::new(fields)? })
+        Ok(Self {
+            columns: columns.to_vec(),
+            converter: RowConverter::new(fields)?,
+        })
     }
 
     /// The key columns' indices.
@@ -41,12 +46,19 @@ impl KeyEncoder {
 
     /// Encodes the keys of every row of `batch`.
     pub fn encode(&self, batch: &RecordBatch) -> Result<Rows> {
-        let cols: Vec<ArrayRef> = self.columns.iter().map(|&c| batch.column(c).clone()).collect();
+        let cols: Vec<ArrayRef> = self
+            .columns
+            .iter()
+            .map(|&c| batch.column(c).clone())
+            .collect();
         Ok(self.converter.convert_columns(&cols)?)
     }
 
     /// Decodes encoded keys back into columns (for emitting group keys).
-    pub fn decode<'a>(&self, rows: impl IntoIterator<Item = arrow::row::Row<'a>>) -> Result<Vec<ArrayRef>> {
+    pub fn decode<'a>(
+        &self,
+        rows: impl IntoIterator<Item = arrow::row::Row<'a>>,
+    ) -> Result<Vec<ArrayRef>> {
         Ok(self.converter.convert_rows(rows)?)
     }
 
@@ -96,9 +108,15 @@ mod tests {
         assert_eq!(rows.row(0), rows.row(2));
         assert_eq!(rows.row(1), rows.row(3), "NULL keys group together");
         assert_ne!(rows.row(0), rows.row(1));
-        assert_eq!(hash_key(rows.row(0).as_ref()), hash_key(rows.row(2).as_ref()));
+        assert_eq!(
+            hash_key(rows.row(0).as_ref()),
+            hash_key(rows.row(2).as_ref())
+        );
         let back = enc.decode([rows.row(0), rows.row(1)])?;
-        let back = back[0].as_any().downcast_ref::<StringArray>().ok_or(EngineError::Internal("type".into()))?;
+        let back = back[0]
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .ok_or(EngineError::Internal("type".into()))?;
         assert_eq!(back.value(0), "a");
         assert!(back.is_null(1));
         Ok(())

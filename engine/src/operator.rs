@@ -167,7 +167,11 @@ pub trait Operator: Send {
 
     /// The checkpoint `checkpoint_id` is complete everywhere: commit what was
     /// pre-committed for it (two-phase commit sinks).
-    fn on_checkpoint_complete(&mut self, _checkpoint_id: u64, _ctx: &mut OperatorContext<'_>) -> Result<()> {
+    fn on_checkpoint_complete(
+        &mut self,
+        _checkpoint_id: u64,
+        _ctx: &mut OperatorContext<'_>,
+    ) -> Result<()> {
         Ok(())
     }
 

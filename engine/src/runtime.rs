@@ -67,7 +67,8 @@ impl Shared {
             let replace = match &*slot {
                 None => true,
                 Some(existing) => {
-                    matches!(existing.root(), EngineError::Cancelled) && !matches!(err.root(), EngineError::Cancelled)
+                    matches!(existing.root(), EngineError::Cancelled)
+                        && !matches!(err.root(), EngineError::Cancelled)
                 }
             };
             if replace {
@@ -145,8 +146,10 @@ impl Job {
 
         // Channels for every edge that crosses chains.
         // outputs[node][subtask] -> Vec<OutEdge>; inputs[chain][subtask] -> Vec<(input, Receiver)>
-        let mut outputs: Vec<Vec<Vec<OutEdge>>> =
-            nodes.iter().map(|n| (0..n.parallelism).map(|_| Vec::new()).collect()).collect();
+        let mut outputs: Vec<Vec<Vec<OutEdge>>> = nodes
+            .iter()
+            .map(|n| (0..n.parallelism).map(|_| Vec::new()).collect())
+            .collect();
         let mut inputs: Vec<Vec<Vec<(usize, Receiver<Message>)>>> = chains
             .iter()
             .map(|c| (0..nodes[c[0]].parallelism).map(|_| Vec::new()).collect())
@@ -200,8 +203,12 @@ impl Job {
                     max_parallelism: graph.max_parallelism,
                 };
                 let mut slots = Vec::new();
-                let mut source: Option<(Box<dyn Source>, Option<WatermarkStrategy>, TaskInfo, Arc<OperatorMetrics>)> =
-                    None;
+                let mut source: Option<(
+                    Box<dyn Source>,
+                    Option<WatermarkStrategy>,
+                    TaskInfo,
+                    Arc<OperatorMetrics>,
+                )> = None;
                 for &n in chain {
                     let task = task_for(n);
                     let metrics = Arc::new(OperatorMetrics::default());
@@ -220,12 +227,24 @@ impl Job {
                         }
                         NodeKind::Operator { factory } => {
                             let op = factory(&task).map_err(|e| wrap(e, &task))?;
-                            slots.push(Slot { op, state: Box::new(MemoryStateBackend::new()), metrics, task });
+                            slots.push(Slot {
+                                op,
+                                state: Box::new(MemoryStateBackend::new()),
+                                metrics,
+                                task,
+                            });
                         }
                     }
                 }
-                let router = Router { edges: std::mem::take(&mut outputs[tail][subtask]), shared: Arc::clone(&shared) };
-                let chain_rt = ChainRuntime { slots, router, ack: ack_tx.clone() };
+                let router = Router {
+                    edges: std::mem::take(&mut outputs[tail][subtask]),
+                    shared: Arc::clone(&shared),
+                };
+                let chain_rt = ChainRuntime {
+                    slots,
+                    router,
+                    ack: ack_tx.clone(),
+                };
                 let (ctrl_tx, ctrl_rx) = channel::unbounded();
                 handle.controls.push((source.is_some(), ctrl_tx));
                 let name = format!("{}-{subtask}", head.name);
@@ -254,23 +273,27 @@ impl Job {
             let running = Arc::clone(&handle.running);
             running.fetch_add(1, Ordering::SeqCst);
             let thread_name = name.clone();
-            let spawned = std::thread::Builder::new().name(thread_name).spawn(move || {
-                let shared = thread_shared;
-                let result = catch_unwind(AssertUnwindSafe(|| body.run(&shared)));
-                match result {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => shared.fail(e),
-                    Err(panic) => {
-                        let msg = panic
-                            .downcast_ref::<&str>()
-                            .map(|s| s.to_string())
-                            .or_else(|| panic.downcast_ref::<String>().cloned())
-                            .unwrap_or_else(|| "unknown panic".into());
-                        shared.fail(EngineError::Internal(format!("subtask {name} panicked: {msg}")));
+            let spawned = std::thread::Builder::new()
+                .name(thread_name)
+                .spawn(move || {
+                    let shared = thread_shared;
+                    let result = catch_unwind(AssertUnwindSafe(|| body.run(&shared)));
+                    match result {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => shared.fail(e),
+                        Err(panic) => {
+                            let msg = panic
+                                .downcast_ref::<&str>()
+                                .map(|s| s.to_string())
+                                .or_else(|| panic.downcast_ref::<String>().cloned())
+                                .unwrap_or_else(|| "unknown panic".into());
+                            shared.fail(EngineError::Internal(format!(
+                                "subtask {name} panicked: {msg}"
+                            )));
+                        }
                     }
-                }
-                running.fetch_sub(1, Ordering::SeqCst);
-            });
+                    running.fetch_sub(1, Ordering::SeqCst);
+                });
             match spawned {
                 Ok(t) => handle.threads.push(t),
                 Err(e) => {
@@ -347,7 +370,12 @@ impl JobHandle {
 
     /// A summary for the progress line.
     pub fn progress(&self) -> Progress {
-        let mut p = Progress { rows_read: 0, rows_written: 0, late_rows: 0, watermark: None };
+        let mut p = Progress {
+            rows_read: 0,
+            rows_written: 0,
+            late_rows: 0,
+            watermark: None,
+        };
         for m in &self.metrics {
             if m.is_source {
                 p.rows_read += m.metrics.rows_out.load(Ordering::Relaxed);
@@ -373,7 +401,11 @@ impl JobHandle {
         let id = self.next_checkpoint;
         self.next_checkpoint += 1;
         let now_ms = chrono::Utc::now().timestamp_millis();
-        let barrier = Barrier { checkpoint_id: id, timestamp: now_ms, then_stop: false };
+        let barrier = Barrier {
+            checkpoint_id: id,
+            timestamp: now_ms,
+            then_stop: false,
+        };
         for (is_source, tx) in &self.controls {
             if *is_source && tx.send(Control::InjectBarrier(barrier)).is_err() {
                 return Err(EngineError::Execution(format!(
@@ -385,7 +417,9 @@ impl JobHandle {
         let mut acks = 0;
         while acks < self.controls.len() {
             if self.shared.cancelled() {
-                return Err(EngineError::Execution(format!("checkpoint {id} failed: the job stopped")));
+                return Err(EngineError::Execution(format!(
+                    "checkpoint {id} failed: the job stopped"
+                )));
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -399,7 +433,9 @@ impl JobHandle {
                 Ok(_) => {}
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
-                    return Err(EngineError::Execution(format!("checkpoint {id} failed: the job ended")));
+                    return Err(EngineError::Execution(format!(
+                        "checkpoint {id} failed: the job ended"
+                    )));
                 }
             }
         }
@@ -577,11 +613,25 @@ impl Collector for ChainCollector<'_> {
             None => self.router.send_batch(batch),
             Some((next, rest)) => {
                 next.metrics.rows_in.fetch_add(n, Ordering::Relaxed);
-                let Slot { op, state, metrics, task } = next;
+                let Slot {
+                    op,
+                    state,
+                    metrics,
+                    task,
+                } = next;
                 let metrics: &Arc<OperatorMetrics> = metrics;
-                let mut ctx = OperatorContext { task, state: state.as_mut(), metrics };
-                let mut out = ChainCollector { rest, router: self.router, emitter: metrics };
-                op.process_batch(0, batch, &mut ctx, &mut out).map_err(|e| wrap(e, task))
+                let mut ctx = OperatorContext {
+                    task,
+                    state: state.as_mut(),
+                    metrics,
+                };
+                let mut out = ChainCollector {
+                    rest,
+                    router: self.router,
+                    emitter: metrics,
+                };
+                op.process_batch(0, batch, &mut ctx, &mut out)
+                    .map_err(|e| wrap(e, task))
             }
         }
     }
@@ -596,8 +646,18 @@ struct ChainRuntime {
 
 impl ChainRuntime {
     fn open(&mut self) -> Result<()> {
-        for Slot { op, state, metrics, task } in &mut self.slots {
-            let mut ctx = OperatorContext { task, state: state.as_mut(), metrics };
+        for Slot {
+            op,
+            state,
+            metrics,
+            task,
+        } in &mut self.slots
+        {
+            let mut ctx = OperatorContext {
+                task,
+                state: state.as_mut(),
+                metrics,
+            };
             op.open(&mut ctx).map_err(|e| wrap(e, task))?;
         }
         Ok(())
@@ -605,19 +665,42 @@ impl ChainRuntime {
 
     /// Feeds a batch to the first operator (input `input`), or to the
     /// router when the chain is only a source.
-    fn process(&mut self, input: usize, batch: RecordBatch, emitter: Option<&OperatorMetrics>) -> Result<()> {
+    fn process(
+        &mut self,
+        input: usize,
+        batch: RecordBatch,
+        emitter: Option<&OperatorMetrics>,
+    ) -> Result<()> {
         if let Some(m) = emitter {
-            m.rows_out.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+            m.rows_out
+                .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
         }
         match self.slots.split_first_mut() {
             None => self.router.send_batch(batch),
             Some((first, rest)) => {
-                first.metrics.rows_in.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
-                let Slot { op, state, metrics, task } = first;
+                first
+                    .metrics
+                    .rows_in
+                    .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+                let Slot {
+                    op,
+                    state,
+                    metrics,
+                    task,
+                } = first;
                 let metrics: &Arc<OperatorMetrics> = metrics;
-                let mut ctx = OperatorContext { task, state: state.as_mut(), metrics };
-                let mut out = ChainCollector { rest, router: &mut self.router, emitter: metrics };
-                op.process_batch(input, batch, &mut ctx, &mut out).map_err(|e| wrap(e, task))
+                let mut ctx = OperatorContext {
+                    task,
+                    state: state.as_mut(),
+                    metrics,
+                };
+                let mut out = ChainCollector {
+                    rest,
+                    router: &mut self.router,
+                    emitter: metrics,
+                };
+                op.process_batch(input, batch, &mut ctx, &mut out)
+                    .map_err(|e| wrap(e, task))
             }
         }
     }
@@ -626,21 +709,46 @@ impl ChainRuntime {
         if let Watermark::EventTime(t) = wm {
             for k in 0..self.slots.len() {
                 let (head, rest) = self.slots.split_at_mut(k + 1);
-                let Slot { op, state, metrics, task } = &mut head[k];
+                let Slot {
+                    op,
+                    state,
+                    metrics,
+                    task,
+                } = &mut head[k];
                 let metrics: &Arc<OperatorMetrics> = metrics;
                 metrics.watermark.set(t);
-                let mut ctx = OperatorContext { task, state: state.as_mut(), metrics };
-                let mut out = ChainCollector { rest, router: &mut self.router, emitter: metrics };
-                op.on_watermark(t, &mut ctx, &mut out).map_err(|e| wrap(e, task))?;
+                let mut ctx = OperatorContext {
+                    task,
+                    state: state.as_mut(),
+                    metrics,
+                };
+                let mut out = ChainCollector {
+                    rest,
+                    router: &mut self.router,
+                    emitter: metrics,
+                };
+                op.on_watermark(t, &mut ctx, &mut out)
+                    .map_err(|e| wrap(e, task))?;
             }
         }
         self.router.send_control(Message::Watermark(wm))
     }
 
     fn barrier(&mut self, barrier: Barrier) -> Result<()> {
-        for Slot { op, state, metrics, task } in &mut self.slots {
-            let mut ctx = OperatorContext { task, state: state.as_mut(), metrics };
-            op.on_barrier(&barrier, &mut ctx).map_err(|e| wrap(e, task))?;
+        for Slot {
+            op,
+            state,
+            metrics,
+            task,
+        } in &mut self.slots
+        {
+            let mut ctx = OperatorContext {
+                task,
+                state: state.as_mut(),
+                metrics,
+            };
+            op.on_barrier(&barrier, &mut ctx)
+                .map_err(|e| wrap(e, task))?;
         }
         self.router.send_control(Message::Barrier(barrier))?;
         // The coordinator may be gone (handle dropped); nothing to report then.
@@ -649,9 +757,20 @@ impl ChainRuntime {
     }
 
     fn checkpoint_complete(&mut self, id: u64) -> Result<()> {
-        for Slot { op, state, metrics, task } in &mut self.slots {
-            let mut ctx = OperatorContext { task, state: state.as_mut(), metrics };
-            op.on_checkpoint_complete(id, &mut ctx).map_err(|e| wrap(e, task))?;
+        for Slot {
+            op,
+            state,
+            metrics,
+            task,
+        } in &mut self.slots
+        {
+            let mut ctx = OperatorContext {
+                task,
+                state: state.as_mut(),
+                metrics,
+            };
+            op.on_checkpoint_complete(id, &mut ctx)
+                .map_err(|e| wrap(e, task))?;
         }
         Ok(())
     }
@@ -659,10 +778,23 @@ impl ChainRuntime {
     fn end(&mut self) -> Result<()> {
         for k in 0..self.slots.len() {
             let (head, rest) = self.slots.split_at_mut(k + 1);
-            let Slot { op, state, metrics, task } = &mut head[k];
+            let Slot {
+                op,
+                state,
+                metrics,
+                task,
+            } = &mut head[k];
             let metrics: &Arc<OperatorMetrics> = metrics;
-            let mut ctx = OperatorContext { task, state: state.as_mut(), metrics };
-            let mut out = ChainCollector { rest, router: &mut self.router, emitter: metrics };
+            let mut ctx = OperatorContext {
+                task,
+                state: state.as_mut(),
+                metrics,
+            };
+            let mut out = ChainCollector {
+                rest,
+                router: &mut self.router,
+                emitter: metrics,
+            };
             op.on_end(&mut ctx, &mut out).map_err(|e| wrap(e, task))?;
         }
         self.router.send_control(Message::End)
@@ -696,10 +828,19 @@ enum SubtaskBody {
 impl SubtaskBody {
     fn run(self, shared: &Shared) -> Result<()> {
         match self {
-            SubtaskBody::Source { source, strategy, task, metrics, chain, ctrl } => {
-                run_source(source, strategy, &task, &metrics, chain, &ctrl, shared)
-            }
-            SubtaskBody::Operator { inputs, chain, ctrl } => run_operator(inputs, chain, &ctrl, shared),
+            SubtaskBody::Source {
+                source,
+                strategy,
+                task,
+                metrics,
+                chain,
+                ctrl,
+            } => run_source(source, strategy, &task, &metrics, chain, &ctrl, shared),
+            SubtaskBody::Operator {
+                inputs,
+                chain,
+                ctrl,
+            } => run_operator(inputs, chain, &ctrl, shared),
         }
     }
 }
@@ -715,9 +856,14 @@ fn run_source(
 ) -> Result<()> {
     let splits = source.open(task).map_err(|e| wrap(e, task))?;
     chain.open()?;
-    let mut generator = strategy
-        .as_ref()
-        .map(|s| WatermarkGenerator::new(s.max_out_of_orderness, s.idle_timeout, &splits, Instant::now()));
+    let mut generator = strategy.as_ref().map(|s| {
+        WatermarkGenerator::new(
+            s.max_out_of_orderness,
+            s.idle_timeout,
+            &splits,
+            Instant::now(),
+        )
+    });
     let mut last_explicit: Option<EventTime> = None;
     let emit = |chain: &mut ChainRuntime, wm: Watermark| -> Result<()> {
         if let Watermark::EventTime(t) = wm {
@@ -740,7 +886,13 @@ fn run_source(
             SourcePoll::Batch { split, batch } => {
                 if let (Some(g), Some(s)) = (generator.as_mut(), strategy.as_ref()) {
                     let column = batch.columns().get(s.time_column).ok_or_else(|| {
-                        wrap(EngineError::Plan(format!("event-time column {} does not exist", s.time_column)), task)
+                        wrap(
+                            EngineError::Plan(format!(
+                                "event-time column {} does not exist",
+                                s.time_column
+                            )),
+                            task,
+                        )
                     })?;
                     let newest = max_event_time(column).map_err(|e| wrap(e, task))?;
                     g.on_rows(split, newest, Instant::now());
@@ -813,7 +965,9 @@ fn run_operator(
             }
         }
         if live.is_empty() {
-            return Err(EngineError::Internal("operator subtask has no readable input".into()));
+            return Err(EngineError::Internal(
+                "operator subtask has no readable input".into(),
+            ));
         }
         let op = match select.select_timeout(POLL_INTERVAL) {
             Ok(op) => op,
@@ -874,7 +1028,11 @@ mod tests {
 
     fn schema() -> SchemaRef {
         Arc::new(Schema::new(vec![
-            Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), false),
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Millisecond, None),
+                false,
+            ),
             Field::new("k", DataType::Int64, false),
             Field::new("v", DataType::Int64, false),
         ]))
@@ -884,9 +1042,15 @@ mod tests {
         RecordBatch::try_new(
             schema(),
             vec![
-                Arc::new(TimestampMillisecondArray::from(rows.iter().map(|r| r.0).collect::<Vec<_>>())),
-                Arc::new(Int64Array::from(rows.iter().map(|r| r.1).collect::<Vec<_>>())),
-                Arc::new(Int64Array::from(rows.iter().map(|r| r.2).collect::<Vec<_>>())),
+                Arc::new(TimestampMillisecondArray::from(
+                    rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+                )),
+                Arc::new(Int64Array::from(
+                    rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+                )),
+                Arc::new(Int64Array::from(
+                    rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+                )),
             ],
         )
         .expect("valid batch")
@@ -895,10 +1059,26 @@ mod tests {
     fn sum_by_key_window(out: &MemorySinkHandle) -> Vec<(i64, i64, i64, i64)> {
         let mut rows = Vec::new();
         for b in out.batches() {
-            let k = b.column(0).as_any().downcast_ref::<Int64Array>().expect("k");
-            let s = b.column(1).as_any().downcast_ref::<TimestampMillisecondArray>().expect("start");
-            let c = b.column(3).as_any().downcast_ref::<Int64Array>().expect("count");
-            let v = b.column(4).as_any().downcast_ref::<Int64Array>().expect("sum");
+            let k = b
+                .column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .expect("k");
+            let s = b
+                .column(1)
+                .as_any()
+                .downcast_ref::<TimestampMillisecondArray>()
+                .expect("start");
+            let c = b
+                .column(3)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .expect("count");
+            let v = b
+                .column(4)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .expect("sum");
             for i in 0..b.num_rows() {
                 rows.push((k.value(i), s.value(i), c.value(i), v.value(i)));
             }
@@ -907,7 +1087,11 @@ mod tests {
         rows
     }
 
-    fn windowed_job(scripts: Vec<Vec<ScriptStep>>, par: usize, out: &MemorySinkHandle) -> Result<JobGraph> {
+    fn windowed_job(
+        scripts: Vec<Vec<ScriptStep>>,
+        par: usize,
+        out: &MemorySinkHandle,
+    ) -> Result<JobGraph> {
         let mut g = JobGraph::new();
         let src = g.add_source(
             "src",
@@ -936,13 +1120,22 @@ mod tests {
         let split = |s: SplitId, rows: &[(i64, i64, i64)]| ScriptStep::Batch(s, batch(rows));
         let scripts = vec![
             vec![split(0, &[(1, 1, 10), (2, 2, 20)]), split(0, &[(11, 1, 1)])],
-            vec![split(1, &[(3, 1, 5), (12, 2, 7)]), split(1, &[(25, 3, 100)])],
+            vec![
+                split(1, &[(3, 1, 5), (12, 2, 7)]),
+                split(1, &[(25, 3, 100)]),
+            ],
         ];
         let out = MemorySinkHandle::new();
         Job::run(windowed_job(scripts, 3, &out)?)?;
         assert_eq!(
             sum_by_key_window(&out),
-            vec![(1, 0, 2, 15), (1, 10, 1, 1), (2, 0, 1, 20), (2, 10, 1, 7), (3, 20, 1, 100)]
+            vec![
+                (1, 0, 2, 15),
+                (1, 10, 1, 1),
+                (2, 0, 1, 20),
+                (2, 10, 1, 7),
+                (3, 20, 1, 100)
+            ]
         );
         Ok(())
     }
@@ -960,7 +1153,11 @@ mod tests {
             _ctx: &mut OperatorContext<'_>,
             out: &mut dyn Collector,
         ) -> Result<()> {
-            let v = batch.column(2).as_any().downcast_ref::<Int64Array>().expect("v");
+            let v = batch
+                .column(2)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .expect("v");
             if v.iter().any(|x| x == Some(13)) {
                 if self.panic {
                     panic!("thirteen");
@@ -983,13 +1180,21 @@ mod tests {
         }
         fn poll(&mut self) -> Result<SourcePoll> {
             self.emitted.fetch_add(1, Ordering::SeqCst);
-            Ok(SourcePoll::Batch { split: 0, batch: batch(&[(1, 1, self.value)]) })
+            Ok(SourcePoll::Batch {
+                split: 0,
+                batch: batch(&[(1, 1, self.value)]),
+            })
         }
     }
 
     fn endless(emitted: &Arc<AtomicU64>, value: i64) -> crate::source::SourceFactory {
         let emitted = Arc::clone(emitted);
-        Arc::new(move |_t: &TaskInfo| Ok(Box::new(Endless { emitted: Arc::clone(&emitted), value }) as Box<dyn Source>))
+        Arc::new(move |_t: &TaskInfo| {
+            Ok(Box::new(Endless {
+                emitted: Arc::clone(&emitted),
+                value,
+            }) as Box<dyn Source>)
+        })
     }
 
     #[test]
@@ -1007,12 +1212,17 @@ mod tests {
             let sink = g.add_operator("sink", 1, MemorySinkHandle::new().factory());
             g.connect(src, op, Exchange::RoundRobin)?;
             g.connect(op, sink, Exchange::RoundRobin)?;
-            let err = Job::run(g).err().ok_or_else(|| EngineError::Internal("job should fail".into()))?;
+            let err = Job::run(g)
+                .err()
+                .ok_or_else(|| EngineError::Internal("job should fail".into()))?;
             let text = err.to_string();
             if panic {
                 assert!(text.contains("panicked: thirteen"), "{text}");
             } else {
-                assert!(text.contains("operator 'unlucky'") && text.contains("unlucky value 13"), "{text}");
+                assert!(
+                    text.contains("operator 'unlucky'") && text.contains("unlucky value 13"),
+                    "{text}"
+                );
             }
         }
         Ok(())
@@ -1066,13 +1276,22 @@ mod tests {
         g.channel_capacity = 2;
         let src = g.add_source("src", 1, endless(&emitted, 1), None);
         let gate = Arc::clone(&open);
-        let sink = g.add_operator("sink", 1, Arc::new(move |_t: &TaskInfo| Ok(Box::new(Gate(Arc::clone(&gate))) as Box<dyn Operator>)));
+        let sink = g.add_operator(
+            "sink",
+            1,
+            Arc::new(move |_t: &TaskInfo| {
+                Ok(Box::new(Gate(Arc::clone(&gate))) as Box<dyn Operator>)
+            }),
+        );
         g.connect(src, sink, Exchange::RoundRobin)?;
         let job = Job::start(g)?;
         std::thread::sleep(Duration::from_millis(300));
         // One batch held by the sink, two in the channel, one being sent.
         let seen = emitted.load(Ordering::SeqCst);
-        assert!(seen <= 4, "source ran ahead of a blocked sink: {seen} batches");
+        assert!(
+            seen <= 4,
+            "source ran ahead of a blocked sink: {seen} batches"
+        );
         open.store(true, Ordering::SeqCst);
         while emitted.load(Ordering::SeqCst) < seen + 100 {
             std::thread::sleep(Duration::from_millis(1));
@@ -1115,7 +1334,9 @@ mod tests {
             "union",
             2,
             Arc::new(move |_t: &TaskInfo| {
-                Ok(Box::new(BarrierProbe { barriers: Arc::clone(&probe_barriers) }) as Box<dyn Operator>)
+                Ok(Box::new(BarrierProbe {
+                    barriers: Arc::clone(&probe_barriers),
+                }) as Box<dyn Operator>)
             }),
         );
         let sink = g.add_operator("sink", 1, crate::sink::BlackholeSink::factory());
@@ -1124,7 +1345,11 @@ mod tests {
         g.connect(union, sink, Exchange::RoundRobin)?;
         let mut job = Job::start(g)?;
         assert_eq!(job.checkpoint(Duration::from_secs(30))?, 1);
-        assert_eq!(barriers.load(Ordering::SeqCst), 2, "each union subtask snapshots once");
+        assert_eq!(
+            barriers.load(Ordering::SeqCst),
+            2,
+            "each union subtask snapshots once"
+        );
         assert_eq!(job.checkpoint(Duration::from_secs(30))?, 2);
         assert_eq!(barriers.load(Ordering::SeqCst), 4);
         job.stop();

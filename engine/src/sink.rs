@@ -30,7 +30,11 @@ impl MemorySinkHandle {
     /// A factory for sink subtasks that all append to this handle.
     pub fn factory(&self) -> OperatorFactory {
         let handle = self.clone();
-        Arc::new(move |_task: &TaskInfo| Ok(Box::new(MemorySink { handle: handle.clone() }) as Box<dyn Operator>))
+        Arc::new(move |_task: &TaskInfo| {
+            Ok(Box::new(MemorySink {
+                handle: handle.clone(),
+            }) as Box<dyn Operator>)
+        })
     }
 }
 

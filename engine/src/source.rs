@@ -75,7 +75,11 @@ pub struct WatermarkStrategy {
 impl WatermarkStrategy {
     /// Bounded out-of-orderness on `time_column`, no idle timeout.
     pub fn bounded(time_column: usize, max_out_of_orderness: Duration) -> Self {
-        Self { time_column, max_out_of_orderness, idle_timeout: None }
+        Self {
+            time_column,
+            max_out_of_orderness,
+            idle_timeout: None,
+        }
     }
 
     /// Sets the idle timeout.
@@ -122,13 +126,20 @@ impl ScriptedSource {
                 .collect();
             splits.sort_unstable();
             splits.dedup();
-            Ok(Box::new(ScriptedSource { steps: steps.into_iter(), splits, pausing: 0 }) as Box<dyn Source>)
+            Ok(Box::new(ScriptedSource {
+                steps: steps.into_iter(),
+                splits,
+                pausing: 0,
+            }) as Box<dyn Source>)
         })
     }
 
     /// The schema-less convenience: one subtask, one split, batches only.
     pub fn single(batches: Vec<RecordBatch>) -> SourceFactory {
-        Self::factory(vec![batches.into_iter().map(|b| ScriptStep::Batch(0, b)).collect()])
+        Self::factory(vec![batches
+            .into_iter()
+            .map(|b| ScriptStep::Batch(0, b))
+            .collect()])
     }
 }
 

@@ -39,34 +39,58 @@ impl OperatorHarness {
             metrics: Arc::new(OperatorMetrics::default()),
             out: VecCollector::default(),
         };
-        let mut ctx = OperatorContext { task: &h.task, state: &mut h.state, metrics: &h.metrics };
+        let mut ctx = OperatorContext {
+            task: &h.task,
+            state: &mut h.state,
+            metrics: &h.metrics,
+        };
         h.op.open(&mut ctx)?;
         Ok(h)
     }
 
     /// Feeds one batch on input 0.
     pub fn batch(&mut self, batch: RecordBatch) -> Result<()> {
-        let mut ctx = OperatorContext { task: &self.task, state: &mut self.state, metrics: &self.metrics };
+        let mut ctx = OperatorContext {
+            task: &self.task,
+            state: &mut self.state,
+            metrics: &self.metrics,
+        };
         self.op.process_batch(0, batch, &mut ctx, &mut self.out)
     }
 
     /// Advances the watermark.
     pub fn watermark(&mut self, wm: EventTime) -> Result<()> {
-        let mut ctx = OperatorContext { task: &self.task, state: &mut self.state, metrics: &self.metrics };
+        let mut ctx = OperatorContext {
+            task: &self.task,
+            state: &mut self.state,
+            metrics: &self.metrics,
+        };
         self.op.on_watermark(wm, &mut ctx, &mut self.out)
     }
 
     /// Takes a checkpoint and returns the state snapshot.
     pub fn checkpoint(&mut self, id: u64) -> Result<MemorySnapshot> {
-        let mut ctx = OperatorContext { task: &self.task, state: &mut self.state, metrics: &self.metrics };
-        let barrier = Barrier { checkpoint_id: id, timestamp: 0, then_stop: false };
+        let mut ctx = OperatorContext {
+            task: &self.task,
+            state: &mut self.state,
+            metrics: &self.metrics,
+        };
+        let barrier = Barrier {
+            checkpoint_id: id,
+            timestamp: 0,
+            then_stop: false,
+        };
         self.op.on_barrier(&barrier, &mut ctx)?;
         Ok(self.state.snapshot())
     }
 
     /// Signals end of input.
     pub fn end(&mut self) -> Result<()> {
-        let mut ctx = OperatorContext { task: &self.task, state: &mut self.state, metrics: &self.metrics };
+        let mut ctx = OperatorContext {
+            task: &self.task,
+            state: &mut self.state,
+            metrics: &self.metrics,
+        };
         self.op.on_end(&mut ctx, &mut self.out)
     }
 

@@ -124,14 +124,18 @@ pub fn is_updating(schema: &Schema) -> bool {
 /// Reads the row kinds of an updating batch.
 pub fn row_kinds(batch: &RecordBatch) -> Result<Vec<RowKind>> {
     if !is_updating(batch.schema_ref()) {
-        return Err(EngineError::Internal("batch has no changelog column".into()));
+        return Err(EngineError::Internal(
+            "batch has no changelog column".into(),
+        ));
     }
     let col = batch.column(batch.num_columns() - 1);
     let kinds = col
         .as_any()
         .downcast_ref::<Int8Array>()
         .ok_or_else(|| EngineError::Internal("changelog column is not Int8".into()))?;
-    (0..kinds.len()).map(|i| RowKind::from_i8(kinds.value(i))).collect()
+    (0..kinds.len())
+        .map(|i| RowKind::from_i8(kinds.value(i)))
+        .collect()
 }
 
 /// Builds the changelog column for `kinds`.
@@ -146,22 +150,23 @@ pub fn row_kind_array(kinds: &[RowKind]) -> ArrayRef {
 pub fn event_time_millis(column: &ArrayRef) -> Result<arrow::array::Int64Array> {
     use arrow::array::{AsArray, Int64Array};
     use arrow::datatypes::{
-        TimeUnit, TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
+        TimeUnit, TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
+        TimestampSecondType,
     };
     let out: Int64Array = match column.data_type() {
         DataType::Int64 => column.as_primitive::<arrow::datatypes::Int64Type>().clone(),
-        DataType::Timestamp(TimeUnit::Millisecond, _) => {
-            column.as_primitive::<TimestampMillisecondType>().reinterpret_cast()
-        }
-        DataType::Timestamp(TimeUnit::Microsecond, _) => {
-            column.as_primitive::<TimestampMicrosecondType>().unary(|v| v.div_euclid(1_000))
-        }
-        DataType::Timestamp(TimeUnit::Nanosecond, _) => {
-            column.as_primitive::<TimestampNanosecondType>().unary(|v| v.div_euclid(1_000_000))
-        }
-        DataType::Timestamp(TimeUnit::Second, _) => {
-            column.as_primitive::<TimestampSecondType>().unary(|v| v.saturating_mul(1_000))
-        }
+        DataType::Timestamp(TimeUnit::Millisecond, _) => column
+            .as_primitive::<TimestampMillisecondType>()
+            .reinterpret_cast(),
+        DataType::Timestamp(TimeUnit::Microsecond, _) => column
+            .as_primitive::<TimestampMicrosecondType>()
+            .unary(|v| v.div_euclid(1_000)),
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => column
+            .as_primitive::<TimestampNanosecondType>()
+            .unary(|v| v.div_euclid(1_000_000)),
+        DataType::Timestamp(TimeUnit::Second, _) => column
+            .as_primitive::<TimestampSecondType>()
+            .unary(|v| v.saturating_mul(1_000)),
         other => {
             return Err(EngineError::Plan(format!(
                 "an event-time column must be a TIMESTAMP or BIGINT (milliseconds), not {other}"

@@ -38,10 +38,24 @@ pub struct WatermarkGenerator {
 
 impl WatermarkGenerator {
     /// A generator for `splits`, all considered active from `now`.
-    pub fn new(delay: Duration, idle_timeout: Option<Duration>, splits: &[SplitId], now: Instant) -> Self {
+    pub fn new(
+        delay: Duration,
+        idle_timeout: Option<Duration>,
+        splits: &[SplitId],
+        now: Instant,
+    ) -> Self {
         let splits = splits
             .iter()
-            .map(|&s| (s, SplitState { newest: None, last_active: now, finished: false }))
+            .map(|&s| {
+                (
+                    s,
+                    SplitState {
+                        newest: None,
+                        last_active: now,
+                        finished: false,
+                    },
+                )
+            })
             .collect();
         Self {
             delay_ms: i64::try_from(delay.as_millis()).unwrap_or(i64::MAX),
@@ -54,10 +68,11 @@ impl WatermarkGenerator {
 
     /// Records that `split` produced rows whose newest event time is `newest`.
     pub fn on_rows(&mut self, split: SplitId, newest: Option<EventTime>, now: Instant) {
-        let s = self
-            .splits
-            .entry(split)
-            .or_insert(SplitState { newest: None, last_active: now, finished: false });
+        let s = self.splits.entry(split).or_insert(SplitState {
+            newest: None,
+            last_active: now,
+            finished: false,
+        });
         s.last_active = now;
         if let Some(t) = newest {
             s.newest = Some(s.newest.map_or(t, |n| n.max(t)));
@@ -141,7 +156,11 @@ enum InputWatermark {
 impl WatermarkMerger {
     /// A merger for `n` input channels, none of which has sent a watermark.
     pub fn new(n: usize) -> Self {
-        Self { inputs: vec![InputWatermark::None; n], current: None, idle_sent: false }
+        Self {
+            inputs: vec![InputWatermark::None; n],
+            current: None,
+            idle_sent: false,
+        }
     }
 
     /// The merged event-time watermark so far.
@@ -245,13 +264,23 @@ mod tests {
         let mut m = WatermarkMerger::new(3);
         assert_eq!(m.update(0, Watermark::EventTime(10)), None);
         assert_eq!(m.update(1, Watermark::EventTime(20)), None);
-        assert_eq!(m.update(2, Watermark::EventTime(5)), Some(Watermark::EventTime(5)));
+        assert_eq!(
+            m.update(2, Watermark::EventTime(5)),
+            Some(Watermark::EventTime(5))
+        );
         assert_eq!(m.update(2, Watermark::Idle), Some(Watermark::EventTime(10)));
-        assert_eq!(m.update(0, Watermark::EventTime(30)), Some(Watermark::EventTime(20)));
+        assert_eq!(
+            m.update(0, Watermark::EventTime(30)),
+            Some(Watermark::EventTime(20))
+        );
         // Input 2 wakes with an old time: the merged watermark does not go back.
         assert_eq!(m.update(2, Watermark::EventTime(7)), None);
         assert_eq!(m.current(), Some(20));
-        assert_eq!(m.input_ended(2), None, "ending the slowest input changes nothing here");
+        assert_eq!(
+            m.input_ended(2),
+            None,
+            "ending the slowest input changes nothing here"
+        );
         assert_eq!(m.update(1, Watermark::Idle), Some(Watermark::EventTime(30)));
         assert_eq!(m.update(0, Watermark::Idle), Some(Watermark::Idle));
         assert_eq!(m.update(0, Watermark::Idle), None, "idle is sent once");

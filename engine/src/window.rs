@@ -46,7 +46,9 @@ impl WindowSpec {
     pub fn validate(&self) -> Result<()> {
         let positive = |name: &str, v: i64| {
             if v <= 0 {
-                Err(EngineError::Plan(format!("window {name} must be positive, got {v} ms")))
+                Err(EngineError::Plan(format!(
+                    "window {name} must be positive, got {v} ms"
+                )))
             } else {
                 Ok(())
             }
@@ -101,7 +103,10 @@ impl WindowSpec {
         match *self {
             WindowSpec::Tumble { .. } | WindowSpec::Session { .. } => slice_end,
             WindowSpec::Hop { slide, size } => slice_end.saturating_sub(slide).saturating_add(size),
-            WindowSpec::Cumulate { size, .. } => (slice_end - 1).div_euclid(size).saturating_mul(size).saturating_add(size),
+            WindowSpec::Cumulate { size, .. } => (slice_end - 1)
+                .div_euclid(size)
+                .saturating_mul(size)
+                .saturating_add(size),
         }
     }
 
@@ -178,8 +183,11 @@ mod tests {
     fn slices_agree(spec: WindowSpec, ts: i64) {
         let slice_end = spec.slice_end(ts);
         assert!(slice_end - spec.slice_size() <= ts && ts < slice_end);
-        let from_slices: Vec<(i64, i64)> =
-            spec.window_ends_of_slice(slice_end).into_iter().map(|e| (spec.window_start(e), e)).collect();
+        let from_slices: Vec<(i64, i64)> = spec
+            .window_ends_of_slice(slice_end)
+            .into_iter()
+            .map(|e| (spec.window_start(e), e))
+            .collect();
         assert_eq!(from_slices, spec.windows_of(ts), "{spec:?} at {ts}");
     }
 
@@ -188,7 +196,10 @@ mod tests {
         let specs = [
             WindowSpec::Tumble { size: 10 },
             WindowSpec::Hop { slide: 5, size: 15 },
-            WindowSpec::Hop { slide: 10, size: 10 },
+            WindowSpec::Hop {
+                slide: 10,
+                size: 10,
+            },
             WindowSpec::Cumulate { step: 5, size: 20 },
         ];
         for spec in specs {
@@ -200,18 +211,36 @@ mod tests {
 
     #[test]
     fn hand_checked_windows() {
-        assert_eq!(WindowSpec::Tumble { size: 10 }.windows_of(-1), vec![(-10, 0)]);
-        assert_eq!(WindowSpec::Hop { slide: 5, size: 15 }.windows_of(7), vec![(-5, 10), (0, 15), (5, 20)]);
-        assert_eq!(WindowSpec::Cumulate { step: 5, size: 20 }.windows_of(27), vec![(20, 30), (20, 35), (20, 40)]);
-        assert_eq!(WindowSpec::Cumulate { step: 5, size: 20 }.last_window_end(25), 40);
+        assert_eq!(
+            WindowSpec::Tumble { size: 10 }.windows_of(-1),
+            vec![(-10, 0)]
+        );
+        assert_eq!(
+            WindowSpec::Hop { slide: 5, size: 15 }.windows_of(7),
+            vec![(-5, 10), (0, 15), (5, 20)]
+        );
+        assert_eq!(
+            WindowSpec::Cumulate { step: 5, size: 20 }.windows_of(27),
+            vec![(20, 30), (20, 35), (20, 40)]
+        );
+        assert_eq!(
+            WindowSpec::Cumulate { step: 5, size: 20 }.last_window_end(25),
+            40
+        );
     }
 
     #[test]
     fn invalid_sizes_are_plan_errors() {
-        let err = WindowSpec::Hop { slide: 7, size: 15 }.validate().err().map(|e| e.to_string()).unwrap_or_default();
+        let err = WindowSpec::Hop { slide: 7, size: 15 }
+            .validate()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(err.contains("whole multiple"), "{err}");
         assert!(WindowSpec::Tumble { size: 0 }.validate().is_err());
         assert!(WindowSpec::Session { gap: -1 }.validate().is_err());
-        assert!(WindowSpec::Cumulate { step: 5, size: 20 }.validate().is_ok());
+        assert!(WindowSpec::Cumulate { step: 5, size: 20 }
+            .validate()
+            .is_ok());
     }
 }

@@ -27,12 +27,20 @@ pub fn key_group_for_hash(hash: u64, max_parallelism: u16) -> KeyGroup {
 
 /// The subtask that owns `key_group` when `parallelism` subtasks share
 /// `max_parallelism` key groups (contiguous ranges, as in Flink).
-pub fn subtask_for_key_group(key_group: KeyGroup, parallelism: usize, max_parallelism: u16) -> usize {
+pub fn subtask_for_key_group(
+    key_group: KeyGroup,
+    parallelism: usize,
+    max_parallelism: u16,
+) -> usize {
     usize::from(key_group) * parallelism / usize::from(max_parallelism.max(1))
 }
 
 /// The key groups owned by `subtask` out of `parallelism`.
-pub fn key_group_range(subtask: usize, parallelism: usize, max_parallelism: u16) -> std::ops::Range<u32> {
+pub fn key_group_range(
+    subtask: usize,
+    parallelism: usize,
+    max_parallelism: u16,
+) -> std::ops::Range<u32> {
     let max = u32::from(max_parallelism);
     let p = parallelism.max(1) as u32;
     let s = subtask as u32;

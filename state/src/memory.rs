@@ -58,7 +58,9 @@ impl MemoryStateBackend {
             .cloned()
             .zip(self.tables.iter().cloned())
             .collect();
-        MemorySnapshot { tables: Arc::new(tables) }
+        MemorySnapshot {
+            tables: Arc::new(tables),
+        }
     }
 
     fn table_ref(&self, table: TableId) -> Result<&BTreeMap<Vec<u8>, Vec<u8>>> {
@@ -114,8 +116,14 @@ impl StateBackend for MemoryStateBackend {
     fn delete_prefix(&mut self, table: TableId, prefix: &[u8]) -> Result<()> {
         let map = self.table_mut(table)?;
         let keys: Vec<Vec<u8>> = match prefix_end(prefix) {
-            Some(end) => map.range(prefix.to_vec()..end).map(|(k, _)| k.clone()).collect(),
-            None => map.range(prefix.to_vec()..).map(|(k, _)| k.clone()).collect(),
+            Some(end) => map
+                .range(prefix.to_vec()..end)
+                .map(|(k, _)| k.clone())
+                .collect(),
+            None => map
+                .range(prefix.to_vec()..)
+                .map(|(k, _)| k.clone())
+                .collect(),
         };
         for k in keys {
             map.remove(&k);
@@ -151,7 +159,10 @@ mod tests {
         b.put(t, b"a2", b"y")?;
         b.put(t, b"b1", b"z")?;
         b.put(t, &[0xff, 0xff], b"edge")?;
-        let keys: Vec<Vec<u8>> = b.scan_prefix(t, b"a")?.map(|r| r.map(|(k, _)| k)).collect::<Result<_>>()?;
+        let keys: Vec<Vec<u8>> = b
+            .scan_prefix(t, b"a")?
+            .map(|r| r.map(|(k, _)| k))
+            .collect::<Result<_>>()?;
         assert_eq!(keys, vec![b"a1".to_vec(), b"a2".to_vec()]);
         assert_eq!(b.scan_prefix(t, &[0xff])?.count(), 1);
         b.delete_prefix(t, b"a")?;

@@ -1,1 +1,11 @@
-//! End-to-end tests.
+//! End-to-end tests of Runnel, in one test binary.
+//!
+//! * `window_oracle`: window aggregates on shuffled, late and duplicated
+//!   input equal a brute-force computation, for every window kind, at
+//!   parallelism 1 and 4 (proptest).
+//! * `parallel`: a multi-threaded job produces the same multiset of rows as
+//!   the single-threaded run of the same job.
+
+mod common;
+mod parallel;
+mod window_oracle;

@@ -128,3 +128,14 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 }
+
+/// FNV-1a, a stable 64-bit checksum: guards blobs whose decoder (Arrow IPC)
+/// is not hardened against corrupt input.
+pub(crate) fn checksum(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}

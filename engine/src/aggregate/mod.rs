@@ -113,10 +113,7 @@ impl AggregateFunction {
                 let fields: Vec<SortField> =
                     args.iter().map(|t| SortField::new(t.clone())).collect();
                 if !RowConverter::supports_fields(&fields) {
-                    plan_err!(
-                        "COUNT(DISTINCT ...) does not accept {}",
-                        type_list(args)
-                    );
+                    plan_err!("COUNT(DISTINCT ...) does not accept {}", type_list(args));
                 }
                 Ok(DataType::Int64)
             }

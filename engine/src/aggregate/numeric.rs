@@ -11,9 +11,7 @@ use arrow::datatypes::{
 };
 
 use super::codec::{self, corrupt, tag, Reader};
-use super::{
-    downcast_other, for_each_row, grow, AggregateFunction, GroupsAccumulator, UpdateArgs,
-};
+use super::{downcast_other, for_each_row, grow, AggregateFunction, GroupsAccumulator, UpdateArgs};
 use crate::error::{EngineError, Result};
 use crate::{exec_err, internal_err};
 

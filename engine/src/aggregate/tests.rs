@@ -124,7 +124,10 @@ fn names_and_return_types() {
     assert_eq!(AggregateFunction::from_name("Stddev"), Some(F::StddevSamp));
     assert_eq!(AggregateFunction::from_name("VARIANCE"), Some(F::VarSamp));
     assert_eq!(AggregateFunction::from_name("var_pop"), Some(F::VarPop));
-    assert_eq!(AggregateFunction::from_name("last_value"), Some(F::LastValue));
+    assert_eq!(
+        AggregateFunction::from_name("last_value"),
+        Some(F::LastValue)
+    );
     assert_eq!(AggregateFunction::from_name("median"), None);
     for f in ALL {
         if f != F::CountDistinct {
@@ -153,10 +156,7 @@ fn names_and_return_types() {
         }
         other => panic!("unexpected {other:?}"),
     }
-    assert!(matches!(
-        F::Sum.return_type(&[]),
-        Err(EngineError::Plan(_))
-    ));
+    assert!(matches!(F::Sum.return_type(&[]), Err(EngineError::Plan(_))));
     assert!(matches!(
         create_accumulator(F::StddevPop, &[DataType::Boolean]),
         Err(EngineError::Plan(_))
@@ -414,9 +414,8 @@ fn min_max_on_many_types() -> Result<()> {
     let mut min = make(F::Min, std::slice::from_ref(&dec_type));
     upd(min.as_mut(), &[dec], &[0, 0, 1], None, 2, 0)?;
     let out = min.evaluate(&[0, 1])?;
-    let want: ArrayRef = Arc::new(
-        Decimal128Array::from(vec![Some(-50), None]).with_precision_and_scale(10, 2)?,
-    );
+    let want: ArrayRef =
+        Arc::new(Decimal128Array::from(vec![Some(-50), None]).with_precision_and_scale(10, 2)?);
     assert_eq!(&out, &want);
 
     let dates: ArrayRef = Arc::new(Date32Array::from(vec![19000, 18000, 20000]));
@@ -464,10 +463,7 @@ fn min_max_generic_row_path() -> Result<()> {
     let out = max.evaluate(&[0, 1, 2])?;
     assert_eq!(out.data_type(), &dict_type);
     let plain = arrow::compute::cast(&out, &DataType::Utf8)?;
-    assert_eq!(
-        strs(&plain),
-        vec![Some("m".into()), Some("x".into()), None]
-    );
+    assert_eq!(strs(&plain), vec![Some("m".into()), Some("x".into()), None]);
     Ok(())
 }
 
@@ -689,7 +685,11 @@ fn merge_equals_single_accumulator_for_every_function() -> Result<()> {
         // A group absent from both sides stays empty.
         merged.merge(3, a.as_ref(), 3)?;
         assert_eq!(merged.num_groups(), 4);
-        assert_same_result(func, &eval_all(merged.as_ref(), 4)?, &eval_all(whole.as_ref(), 4)?);
+        assert_same_result(
+            func,
+            &eval_all(merged.as_ref(), 4)?,
+            &eval_all(whole.as_ref(), 4)?,
+        );
 
         let mut merged = make(func, &types);
         for g in 0..3u32 {
@@ -697,7 +697,11 @@ fn merge_equals_single_accumulator_for_every_function() -> Result<()> {
             merged.merge(g, b.as_ref(), g)?;
         }
         merged.merge(3, b.as_ref(), 3)?;
-        assert_same_result(func, &eval_all(merged.as_ref(), 4)?, &eval_all(whole.as_ref(), 4)?);
+        assert_same_result(
+            func,
+            &eval_all(merged.as_ref(), 4)?,
+            &eval_all(whole.as_ref(), 4)?,
+        );
     }
     Ok(())
 }
@@ -811,10 +815,14 @@ fn save_load_cases() -> Vec<(AggregateFunction, Vec<DataType>, Vec<ArrayRef>)> {
     let ints = sample(F::Sum).1.remove(0);
     let strings = sample(F::Max).1.remove(0);
     let bools: ArrayRef = Arc::new(BooleanArray::from(
-        (0..12).map(|i| (i % 5 != 0).then_some(i % 3 == 0)).collect::<Vec<_>>(),
+        (0..12)
+            .map(|i| (i % 5 != 0).then_some(i % 3 == 0))
+            .collect::<Vec<_>>(),
     ));
     let floats: ArrayRef = Arc::new(Float64Array::from(
-        (0..12).map(|i| (i % 4 != 1).then_some(i as f64 * 0.5 - 2.0)).collect::<Vec<_>>(),
+        (0..12)
+            .map(|i| (i % 4 != 1).then_some(i as f64 * 0.5 - 2.0))
+            .collect::<Vec<_>>(),
     ));
     let views = arrow::compute::cast(&strings, &DataType::Utf8View).expect("cast");
     for f in [F::Min, F::Max, F::FirstValue, F::LastValue] {
@@ -935,17 +943,52 @@ fn bad_update_arguments_are_internal_errors() {
     let strings: ArrayRef = Arc::new(StringArray::from(vec!["a"]));
     let one: ArrayRef = Arc::new(Int64Array::from(vec![1]));
     let internal = |r: Result<()>| matches!(r, Err(EngineError::Internal(_)));
-    assert!(internal(upd(sum.as_mut(), &[strings.clone()], &[0], None, 1, 0)));
+    assert!(internal(upd(
+        sum.as_mut(),
+        &[strings.clone()],
+        &[0],
+        None,
+        1,
+        0
+    )));
     // Group index not below total_groups.
-    assert!(internal(upd(sum.as_mut(), &[one.clone()], &[1], None, 1, 0)));
+    assert!(internal(upd(
+        sum.as_mut(),
+        &[one.clone()],
+        &[1],
+        None,
+        1,
+        0
+    )));
     // Length mismatches.
-    assert!(internal(upd(sum.as_mut(), &[one.clone()], &[0, 0], None, 1, 0)));
+    assert!(internal(upd(
+        sum.as_mut(),
+        &[one.clone()],
+        &[0, 0],
+        None,
+        1,
+        0
+    )));
     let f = BooleanArray::from(vec![true, false]);
-    assert!(internal(upd(sum.as_mut(), &[one.clone()], &[0], Some(&f), 1, 0)));
+    assert!(internal(upd(
+        sum.as_mut(),
+        &[one.clone()],
+        &[0],
+        Some(&f),
+        1,
+        0
+    )));
     // Wrong number of arguments.
     assert!(internal(upd(sum.as_mut(), &[], &[0], None, 1, 0)));
     let mut min = make(F::Min, &[DataType::Utf8View]);
-    assert!(internal(upd(min.as_mut(), &[strings.clone()], &[0], None, 1, 0)));
+    assert!(internal(upd(
+        min.as_mut(),
+        &[strings.clone()],
+        &[0],
+        None,
+        1,
+        0
+    )));
     let mut cd = make(F::CountDistinct, &[DataType::Int64]);
     assert!(internal(upd(cd.as_mut(), &[strings], &[0], None, 1, 0)));
 }
@@ -999,10 +1042,7 @@ fn batch() -> impl Strategy<Value = Batch> {
 fn naive_rows(b: &Batch) -> Vec<Vec<(i64, u64)>> {
     let mut per = vec![Vec::new(); 6];
     for (i, (&g, v)) in b.groups.iter().zip(&b.values).enumerate() {
-        let passes = b
-            .filter
-            .as_ref()
-            .is_none_or(|f| f[i] == Some(true));
+        let passes = b.filter.as_ref().is_none_or(|f| f[i] == Some(true));
         if let (true, Some(v)) = (passes, v) {
             per[g as usize].push((*v, i as u64));
         }
@@ -1131,20 +1171,67 @@ fn throughput() -> Result<()> {
     ));
     let cases: Vec<(&str, AggregateFunction, Vec<DataType>, Vec<ArrayRef>)> = vec![
         ("COUNT(*)", F::Count, vec![], vec![]),
-        ("SUM(Int64)", F::Sum, vec![DataType::Int64], vec![ints.clone()]),
-        ("SUM(Int64 w/ nulls)", F::Sum, vec![DataType::Int64], vec![with_nulls]),
-        ("SUM(Float64)", F::Sum, vec![DataType::Float64], vec![floats.clone()]),
-        ("AVG(Float64)", F::Avg, vec![DataType::Float64], vec![floats.clone()]),
-        ("MIN(Int64)", F::Min, vec![DataType::Int64], vec![ints.clone()]),
-        ("MAX(Float64)", F::Max, vec![DataType::Float64], vec![floats.clone()]),
-        ("STDDEV(Float64)", F::StddevSamp, vec![DataType::Float64], vec![floats]),
-        ("LAST_VALUE(Int64)", F::LastValue, vec![DataType::Int64], vec![ints]),
+        (
+            "SUM(Int64)",
+            F::Sum,
+            vec![DataType::Int64],
+            vec![ints.clone()],
+        ),
+        (
+            "SUM(Int64 w/ nulls)",
+            F::Sum,
+            vec![DataType::Int64],
+            vec![with_nulls],
+        ),
+        (
+            "SUM(Float64)",
+            F::Sum,
+            vec![DataType::Float64],
+            vec![floats.clone()],
+        ),
+        (
+            "AVG(Float64)",
+            F::Avg,
+            vec![DataType::Float64],
+            vec![floats.clone()],
+        ),
+        (
+            "MIN(Int64)",
+            F::Min,
+            vec![DataType::Int64],
+            vec![ints.clone()],
+        ),
+        (
+            "MAX(Float64)",
+            F::Max,
+            vec![DataType::Float64],
+            vec![floats.clone()],
+        ),
+        (
+            "STDDEV(Float64)",
+            F::StddevSamp,
+            vec![DataType::Float64],
+            vec![floats],
+        ),
+        (
+            "LAST_VALUE(Int64)",
+            F::LastValue,
+            vec![DataType::Int64],
+            vec![ints],
+        ),
     ];
     for (name, func, types, values) in cases {
         let mut acc = make(func, &types);
         let start = std::time::Instant::now();
         for b in 0..batches {
-            upd(acc.as_mut(), &values, &groups, None, 1024, (b * rows) as u64)?;
+            upd(
+                acc.as_mut(),
+                &values,
+                &groups,
+                None,
+                1024,
+                (b * rows) as u64,
+            )?;
         }
         let secs = start.elapsed().as_secs_f64();
         println!(

@@ -14,13 +14,13 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use arrow::array::{
-    downcast_primitive, Array, ArrayRef, ArrowNativeTypeOp, ArrowPrimitiveType,
-    AsArray, BooleanArray, GenericByteArray, PrimitiveArray, RecordBatch, UInt32Array,
+    downcast_primitive, Array, ArrayRef, ArrowNativeTypeOp, ArrowPrimitiveType, AsArray,
+    BooleanArray, GenericByteArray, PrimitiveArray, RecordBatch, UInt32Array,
 };
 use arrow::buffer::{Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow::datatypes::{
-    ArrowNativeType, ToByteSlice, BinaryType, ByteArrayType, DataType, Field, LargeBinaryType,
-    LargeUtf8Type, Schema, Utf8Type,
+    ArrowNativeType, BinaryType, ByteArrayType, DataType, Field, LargeBinaryType, LargeUtf8Type,
+    Schema, ToByteSlice, Utf8Type,
 };
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
@@ -398,8 +398,7 @@ impl<B: ByteArrayType> Slots for BytesSlots<B> {
         }
         let nulls = NullBuffer::from_iter(groups.iter().map(|&g| is_set(set, g)));
         let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
-        let array =
-            GenericByteArray::<B>::try_new(offsets, Buffer::from_vec(data), Some(nulls))?;
+        let array = GenericByteArray::<B>::try_new(offsets, Buffer::from_vec(data), Some(nulls))?;
         Ok(Arc::new(array))
     }
 
@@ -479,7 +478,9 @@ impl Slots for RowSlots {
                 array.data_type()
             );
         }
-        Ok(self.converter.convert_columns(std::slice::from_ref(array))?)
+        Ok(self
+            .converter
+            .convert_columns(std::slice::from_ref(array))?)
     }
 
     fn grow(&mut self, n: usize) {
@@ -552,17 +553,17 @@ impl Slots for RowSlots {
             writer.write(&batch)?;
             writer.finish()?;
         }
-        codec::put_bytes(out, &ipc)
+        codec::put_bytes(out, &ipc)?;
+        codec::put_u64(out, codec::checksum(&ipc));
+        Ok(())
     }
 
     fn load(&mut self, slot: usize, r: &mut Reader<'_>) -> Result<()> {
         let ipc = r.bytes()?;
-        let bad = |e: arrow::error::ArrowError| corrupt(&format!("bad saved value: {e}"));
-        let mut reader = StreamReader::try_new(Cursor::new(ipc), None).map_err(bad)?;
-        let batch = match reader.next() {
-            Some(b) => b.map_err(bad)?,
-            None => return Err(corrupt("saved value has no rows")),
-        };
+        if r.u64()? != codec::checksum(ipc) {
+            return Err(corrupt("checksum mismatch in saved value"));
+        }
+        let batch = read_ipc_value(ipc)?;
         if batch.num_columns() != 1 || batch.num_rows() != 1 {
             return Err(corrupt("saved value is not a single value"));
         }
@@ -571,14 +572,38 @@ impl Slots for RowSlots {
             return Err(corrupt("saved value has the wrong type"));
         }
         // Validates buffers (offsets, UTF-8) before the row encoder trusts them.
-        array.to_data().validate_full().map_err(bad)?;
-        let rows = self.converter.convert_columns(std::slice::from_ref(array))?;
+        array
+            .to_data()
+            .validate_full()
+            .map_err(|e| corrupt(&format!("bad saved value: {e}")))?;
+        let rows = self
+            .converter
+            .convert_columns(std::slice::from_ref(array))?;
         self.assign(slot, rows.row(0).data());
         Ok(())
     }
 
     fn size_bytes(&self) -> usize {
         self.values.capacity() * std::mem::size_of::<Vec<u8>>() + self.heap + self.converter.size()
+    }
+}
+
+/// Reads the one-batch IPC stream written by [`RowSlots::save`].
+fn read_ipc_value(ipc: &[u8]) -> Result<RecordBatch> {
+    let read = || -> Result<RecordBatch> {
+        let bad = |e: arrow::error::ArrowError| corrupt(&format!("bad saved value: {e}"));
+        let mut reader = StreamReader::try_new(Cursor::new(ipc), None).map_err(bad)?;
+        match reader.next() {
+            Some(b) => b.map_err(bad),
+            None => Err(corrupt("saved value has no rows")),
+        }
+    };
+    // The checksum catches accidental corruption; the IPC reader still
+    // panics on some malformed input (e.g. an unknown type id), and a
+    // checkpoint must never bring the process down, so contain that too.
+    match std::panic::catch_unwind(read) {
+        Ok(result) => result,
+        Err(_) => Err(corrupt("saved value could not be decoded")),
     }
 }
 

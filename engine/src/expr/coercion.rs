@@ -44,7 +44,9 @@ fn numeric_rank(t: &DataType) -> Option<(bool, u8)> {
         Int32 | UInt16 => (false, 3),
         Int64 | UInt32 | UInt64 => (false, 4),
         Float16 | Float32 => (true, 3),
-        Float64 | Decimal32(_, _) | Decimal64(_, _) | Decimal128(_, _) | Decimal256(_, _) => (true, 4),
+        Float64 | Decimal32(_, _) | Decimal64(_, _) | Decimal128(_, _) | Decimal256(_, _) => {
+            (true, 4)
+        }
         _ => return None,
     })
 }
@@ -89,7 +91,10 @@ fn ts_ms(t: &DataType) -> Option<DataType> {
 fn is_comparable(t: &DataType) -> bool {
     use DataType::*;
     t.is_primitive()
-        || matches!(t, Null | Boolean | Utf8 | LargeUtf8 | Utf8View | Binary | LargeBinary)
+        || matches!(
+            t,
+            Null | Boolean | Utf8 | LargeUtf8 | Utf8View | Binary | LargeBinary
+        )
 }
 
 /// The type two operands are converted to before comparing (or before one
@@ -103,9 +108,10 @@ pub(crate) fn common_type(l: &DataType, r: &DataType) -> Option<DataType> {
         (Null, other) | (other, Null) => is_comparable(other).then(|| other.clone()),
         _ if is_numeric(l) && is_numeric(r) => numeric_common(l, r),
         _ if is_string(l) && is_string(r) => Some(Utf8),
-        (Timestamp(_, lz), Timestamp(_, rz)) => {
-            Some(Timestamp(TimeUnit::Millisecond, if lz == rz { lz.clone() } else { None }))
-        }
+        (Timestamp(_, lz), Timestamp(_, rz)) => Some(Timestamp(
+            TimeUnit::Millisecond,
+            if lz == rz { lz.clone() } else { None },
+        )),
         (Timestamp(_, tz), Date32 | Date64) | (Date32 | Date64, Timestamp(_, tz)) => {
             Some(Timestamp(TimeUnit::Millisecond, tz.clone()))
         }
@@ -140,7 +146,11 @@ pub(crate) struct BinarySignature {
 
 impl BinarySignature {
     fn same(t: DataType, result: DataType) -> Self {
-        Self { left: t.clone(), right: t, result }
+        Self {
+            left: t.clone(),
+            right: t,
+            result,
+        }
     }
 }
 
@@ -148,12 +158,19 @@ impl BinarySignature {
 pub(crate) fn is_stringifiable(t: &DataType) -> bool {
     is_string(t)
         || is_numeric(t)
-        || matches!(t, DataType::Null | DataType::Boolean | DataType::Date32 | DataType::Date64)
+        || matches!(
+            t,
+            DataType::Null | DataType::Boolean | DataType::Date32 | DataType::Date64
+        )
         || matches!(t, DataType::Timestamp(_, _))
 }
 
 /// The signature of `l op r`, or a plan error naming both types.
-pub(crate) fn binary_signature(op: BinaryOp, l: &DataType, r: &DataType) -> Result<BinarySignature> {
+pub(crate) fn binary_signature(
+    op: BinaryOp,
+    l: &DataType,
+    r: &DataType,
+) -> Result<BinarySignature> {
     use BinaryOp::*;
     use DataType::*;
     let sig = match op {
@@ -164,7 +181,9 @@ pub(crate) fn binary_signature(op: BinaryOp, l: &DataType, r: &DataType) -> Resu
         Eq | NotEq | Lt | LtEq | Gt | GtEq => {
             common_type(l, r).map(|t| BinarySignature::same(t, Boolean))
         }
-        StringConcat => (is_stringifiable(l) && is_stringifiable(r)).then(|| BinarySignature::same(Utf8, Utf8)),
+        StringConcat => {
+            (is_stringifiable(l) && is_stringifiable(r)).then(|| BinarySignature::same(Utf8, Utf8))
+        }
         Plus | Minus | Multiply | Divide | Modulo => arithmetic_signature(op, l, r),
     };
     match sig {
@@ -176,7 +195,13 @@ pub(crate) fn binary_signature(op: BinaryOp, l: &DataType, r: &DataType) -> Resu
 fn arithmetic_signature(op: BinaryOp, l: &DataType, r: &DataType) -> Option<BinarySignature> {
     use BinaryOp::*;
     use DataType::*;
-    let sig = |left: DataType, right: DataType, result: DataType| Some(BinarySignature { left, right, result });
+    let sig = |left: DataType, right: DataType, result: DataType| {
+        Some(BinarySignature {
+            left,
+            right,
+            result,
+        })
+    };
     // A NULL literal takes the type of the other side; NULL op NULL is NULL.
     match (l, r) {
         (Null, Null) => return sig(Null, Null, Null),
@@ -205,7 +230,7 @@ fn arithmetic_signature(op: BinaryOp, l: &DataType, r: &DataType) -> Option<Bina
             let ts = ts_ms(l)?;
             sig(ts.clone(), INTERVAL_MONTHS, ts)
         }
-        (Plus, Duration(_), Timestamp(_, _)) => {
+        (Plus, Duration(_) | Null, Timestamp(_, _)) => {
             let ts = ts_ms(r)?;
             sig(INTERVAL_MS, ts.clone(), ts)
         }
@@ -219,18 +244,24 @@ fn arithmetic_signature(op: BinaryOp, l: &DataType, r: &DataType) -> Option<Bina
             sig(t.clone(), t, INTERVAL_MS)
         }
         // date ± months stays a date; date ± milliseconds becomes a timestamp
-        (Plus | Minus, Date32, Interval(IntervalUnit::YearMonth)) => sig(Date32, INTERVAL_MONTHS, Date32),
+        (Plus | Minus, Date32, Interval(IntervalUnit::YearMonth)) => {
+            sig(Date32, INTERVAL_MONTHS, Date32)
+        }
         (Plus, Interval(IntervalUnit::YearMonth), Date32) => sig(INTERVAL_MONTHS, Date32, Date32),
         (Plus | Minus, Date32 | Date64, Duration(_)) => sig(TS_MS, INTERVAL_MS, TS_MS),
         (Plus, Duration(_), Date32 | Date64) => sig(INTERVAL_MS, TS_MS, TS_MS),
         (Minus, Date32 | Date64, Date32 | Date64) => sig(TS_MS, TS_MS, INTERVAL_MS),
         // interval ± interval of the same kind
-        (Plus | Minus, _, _) if is_ivl_ms(l) && is_ivl_ms(r) => sig(INTERVAL_MS, INTERVAL_MS, INTERVAL_MS),
+        (Plus | Minus, _, _) if is_ivl_ms(l) && is_ivl_ms(r) => {
+            sig(INTERVAL_MS, INTERVAL_MS, INTERVAL_MS)
+        }
         (Plus | Minus, _, _) if is_ivl_months(l) && is_ivl_months(r) => {
             sig(INTERVAL_MONTHS, INTERVAL_MONTHS, INTERVAL_MONTHS)
         }
         // interval scaled by an integer
-        (Multiply | Divide, Duration(_), _) if is_integer(r) => sig(INTERVAL_MS, Int64, INTERVAL_MS),
+        (Multiply | Divide, Duration(_), _) if is_integer(r) => {
+            sig(INTERVAL_MS, Int64, INTERVAL_MS)
+        }
         (Multiply, _, Duration(_)) if is_integer(l) => sig(Int64, INTERVAL_MS, INTERVAL_MS),
         (Multiply, Interval(IntervalUnit::YearMonth), _) if is_integer(r) => {
             sig(INTERVAL_MONTHS, Int64, INTERVAL_MONTHS)
@@ -261,18 +292,39 @@ mod tests {
 
     #[test]
     fn numeric_widening() {
-        assert_eq!(numeric_common(&DataType::Int32, &DataType::Int64), Some(DataType::Int64));
-        assert_eq!(numeric_common(&DataType::Int8, &DataType::Int16), Some(DataType::Int16));
-        assert_eq!(numeric_common(&DataType::UInt32, &DataType::Int32), Some(DataType::Int64));
-        assert_eq!(numeric_common(&DataType::Int64, &DataType::Float32), Some(DataType::Float64));
-        assert_eq!(numeric_common(&DataType::Float32, &DataType::Float32), Some(DataType::Float32));
+        assert_eq!(
+            numeric_common(&DataType::Int32, &DataType::Int64),
+            Some(DataType::Int64)
+        );
+        assert_eq!(
+            numeric_common(&DataType::Int8, &DataType::Int16),
+            Some(DataType::Int16)
+        );
+        assert_eq!(
+            numeric_common(&DataType::UInt32, &DataType::Int32),
+            Some(DataType::Int64)
+        );
+        assert_eq!(
+            numeric_common(&DataType::Int64, &DataType::Float32),
+            Some(DataType::Float64)
+        );
+        assert_eq!(
+            numeric_common(&DataType::Float32, &DataType::Float32),
+            Some(DataType::Float32)
+        );
         assert_eq!(numeric_common(&DataType::Utf8, &DataType::Int32), None);
     }
 
     #[test]
     fn comparison_types() {
-        assert_eq!(common_type(&DataType::Utf8, &DataType::LargeUtf8), Some(DataType::Utf8));
-        assert_eq!(common_type(&DataType::Null, &DataType::Int32), Some(DataType::Int32));
+        assert_eq!(
+            common_type(&DataType::Utf8, &DataType::LargeUtf8),
+            Some(DataType::Utf8)
+        );
+        assert_eq!(
+            common_type(&DataType::Null, &DataType::Int32),
+            Some(DataType::Int32)
+        );
         assert_eq!(common_type(&DataType::Utf8, &DataType::Int64), None);
         assert_eq!(common_type(&DataType::Date32, &TS_MS), Some(TS_MS));
     }

@@ -26,16 +26,34 @@ fn is_int(t: &DataType) -> bool {
 
 fn check_arity(func: &ScalarFunction, args: &[DataType], min: usize, max: usize) -> Result<()> {
     if args.len() < min || args.len() > max {
-        let expected = if min == max { format!("{min}") } else { format!("{min} to {max}") };
-        plan_err!("{} expects {expected} argument(s), got {}", func.name(), args.len());
+        let expected = if min == max {
+            format!("{min}")
+        } else {
+            format!("{min} to {max}")
+        };
+        plan_err!(
+            "{} expects {expected} argument(s), got {}",
+            func.name(),
+            args.len()
+        );
     }
     Ok(())
 }
 
-fn check_arg(func: &ScalarFunction, args: &[DataType], i: usize, ok: bool, expected: &str) -> Result<()> {
+fn check_arg(
+    func: &ScalarFunction,
+    args: &[DataType],
+    i: usize,
+    ok: bool,
+    expected: &str,
+) -> Result<()> {
     if !ok {
         let got = args.get(i).map(|t| t.to_string()).unwrap_or_default();
-        plan_err!("argument {} of {} must be {expected}, got {got}", i + 1, func.name());
+        plan_err!(
+            "argument {} of {} must be {expected}, got {got}",
+            i + 1,
+            func.name()
+        );
     }
     Ok(())
 }
@@ -48,7 +66,11 @@ pub(crate) fn return_type(func: &ScalarFunction, args: &[DataType]) -> Result<Da
         F::Lower | F::Upper | F::CharLength => {
             check_arity(func, args, 1, 1)?;
             check_arg(func, args, 0, is_text(&t(0)), "a string")?;
-            Ok(if matches!(func, F::CharLength) { DataType::Int32 } else { DataType::Utf8 })
+            Ok(if matches!(func, F::CharLength) {
+                DataType::Int32
+            } else {
+                DataType::Utf8
+            })
         }
         F::Trim | F::Ltrim | F::Rtrim => {
             check_arity(func, args, 1, 2)?;
@@ -70,7 +92,13 @@ pub(crate) fn return_type(func: &ScalarFunction, args: &[DataType]) -> Result<Da
                 plan_err!("CONCAT expects at least one argument");
             }
             for (i, a) in args.iter().enumerate() {
-                check_arg(func, args, i, is_stringifiable(a), "convertible to a string")?;
+                check_arg(
+                    func,
+                    args,
+                    i,
+                    is_stringifiable(a),
+                    "convertible to a string",
+                )?;
             }
             Ok(DataType::Utf8)
         }
@@ -117,8 +145,13 @@ fn numeric_result(func: &ScalarFunction, args: &[DataType]) -> Result<DataType> 
 }
 
 /// Validates literal arguments at plan time (a bad regular expression).
-pub(crate) fn check_literal_args(func: &ScalarFunction, literal_args: &[Option<&super::ScalarValue>]) -> Result<()> {
-    if let (ScalarFunction::RegexpReplace, Some(Some(super::ScalarValue::Utf8(p)))) = (func, literal_args.get(1)) {
+pub(crate) fn check_literal_args(
+    func: &ScalarFunction,
+    literal_args: &[Option<&super::ScalarValue>],
+) -> Result<()> {
+    if let (ScalarFunction::RegexpReplace, Some(Some(super::ScalarValue::Utf8(p)))) =
+        (func, literal_args.get(1))
+    {
         compile(p).map_err(|e| crate::error::EngineError::Plan(e.to_string()))?;
     }
     Ok(())
@@ -151,11 +184,17 @@ pub(crate) fn evaluate(func: &ScalarFunction, args: &[Value], n: usize) -> Resul
     if ret == DataType::Null {
         return Ok(arrow::array::new_null_array(&DataType::Null, n));
     }
-    let arrays: Vec<ArrayRef> = args.iter().map(|a| a.clone().into_array(n)).collect::<Result<_>>()?;
+    let arrays: Vec<ArrayRef> = args
+        .iter()
+        .map(|a| a.clone().into_array(n))
+        .collect::<Result<_>>()?;
     let arg = |i: usize| -> Result<&ArrayRef> {
         match arrays.get(i) {
             Some(a) => Ok(a),
-            None => Err(crate::error::EngineError::Internal(format!("{} lost argument {i}", func.name()))),
+            None => Err(crate::error::EngineError::Internal(format!(
+                "{} lost argument {i}",
+                func.name()
+            ))),
         }
     };
     match func {
@@ -232,7 +271,10 @@ fn substring_range(chars: i64, pos: i64, len: Option<i64>) -> Option<(usize, usi
     };
     let start = start.max(0);
     let (s, e) = if start >= end { (0, 0) } else { (start, end) };
-    Some((usize::try_from(s).unwrap_or(0), usize::try_from(e).unwrap_or(0)))
+    Some((
+        usize::try_from(s).unwrap_or(0),
+        usize::try_from(e).unwrap_or(0),
+    ))
 }
 
 fn substring(arrays: &[ArrayRef]) -> Result<ArrayRef> {
@@ -407,9 +449,10 @@ fn math(func: &ScalarFunction, arrays: &[ArrayRef], ret: &DataType) -> Result<Ar
     };
     // Casting back to a narrower integer fails on values that do not fit.
     cast_strict(&out, ret).map_err(|e| match e {
-        crate::error::EngineError::Execution(m) => {
-            crate::error::EngineError::Execution(format!("numeric overflow in {}: {m}", func.name()))
-        }
+        crate::error::EngineError::Execution(m) => crate::error::EngineError::Execution(format!(
+            "numeric overflow in {}: {m}",
+            func.name()
+        )),
         other => other,
     })
 }
@@ -425,7 +468,11 @@ fn round_int(x: i64, digits: i64) -> Option<i64> {
     let f = 10i64.checked_pow(u32::try_from(-digits).ok()?)?;
     let q = x / f;
     let rem = x % f;
-    let q = if rem.unsigned_abs() * 2 >= f.unsigned_abs() { q.checked_add(x.signum())? } else { q };
+    let q = if rem.unsigned_abs() * 2 >= f.unsigned_abs() {
+        q.checked_add(x.signum())?
+    } else {
+        q
+    };
     q.checked_mul(f)
 }
 

@@ -20,7 +20,9 @@ use crate::exec_err;
 pub(crate) fn kernel_err(e: ArrowError) -> EngineError {
     match e {
         ArrowError::DivideByZero => EngineError::Execution("division by zero".into()),
-        ArrowError::ArithmeticOverflow(m) => EngineError::Execution(format!("numeric overflow: {m}")),
+        ArrowError::ArithmeticOverflow(m) => {
+            EngineError::Execution(format!("numeric overflow: {m}"))
+        }
         ArrowError::CastError(m) => EngineError::Execution(m),
         ArrowError::ComputeError(m) => EngineError::Execution(m),
         other => EngineError::Arrow(other),
@@ -41,7 +43,8 @@ pub(crate) fn cast_strict(array: &ArrayRef, to: &DataType) -> Result<ArrayRef> {
     // A safe cast turns bad values into NULL; comparing null positions
     // before and after finds the offending value for the error message.
     let out = cast_safe(array, to)?;
-    if array.data_type() != &DataType::Null && out.logical_null_count() > array.logical_null_count() {
+    if array.data_type() != &DataType::Null && out.logical_null_count() > array.logical_null_count()
+    {
         for i in 0..array.len() {
             if is_valid_at(array.as_ref(), i) && !is_valid_at(out.as_ref(), i) {
                 let shown = ArrayFormatter::try_new(array.as_ref(), &FormatOptions::default())
@@ -59,7 +62,10 @@ pub(crate) fn cast_safe(array: &ArrayRef, to: &DataType) -> Result<ArrayRef> {
     if array.data_type() == to {
         return Ok(Arc::clone(array));
     }
-    let options = CastOptions { safe: true, ..Default::default() };
+    let options = CastOptions {
+        safe: true,
+        ..Default::default()
+    };
     cast_with_options(array.as_ref(), to, &options).map_err(kernel_err)
 }
 
@@ -105,7 +111,11 @@ fn wrap(l: &Value, r: &Value, out: ArrayRef) -> Value {
 /// Applies a comparison (already cast to one type).
 pub(crate) fn compare(op: BinaryOp, l: &Value, r: &Value) -> Result<Value> {
     if l.data_type() == &DataType::Null {
-        return Ok(wrap(l, r, arrow::array::new_null_array(&DataType::Boolean, l.len().max(r.len()))));
+        return Ok(wrap(
+            l,
+            r,
+            arrow::array::new_null_array(&DataType::Boolean, l.len().max(r.len())),
+        ));
     }
     let (ld, rd) = (DatumRef::new(l), DatumRef::new(r));
     let (ld, rd) = (ld.datum(), rd.datum());
@@ -116,7 +126,11 @@ pub(crate) fn compare(op: BinaryOp, l: &Value, r: &Value) -> Result<Value> {
         BinaryOp::LtEq => cmp::lt_eq(ld, rd),
         BinaryOp::Gt => cmp::gt(ld, rd),
         BinaryOp::GtEq => cmp::gt_eq(ld, rd),
-        other => return Err(EngineError::Internal(format!("'{other}' is not a comparison"))),
+        other => {
+            return Err(EngineError::Internal(format!(
+                "'{other}' is not a comparison"
+            )))
+        }
     }
     .map_err(kernel_err)?;
     Ok(wrap(l, r, Arc::new(out)))
@@ -165,9 +179,18 @@ fn float_zero_divisor(l: &Value, r: &Value) -> bool {
 /// already fails for integers, and floats are checked here so that `x / 0.0`
 /// does not silently yield infinity or NaN (one rule for all, as Flink does
 /// for integers). A zero divisor in a row whose dividend is NULL is NULL.
-pub(crate) fn arithmetic(op: BinaryOp, sig: &BinarySignature, l: &Value, r: &Value) -> Result<Value> {
+pub(crate) fn arithmetic(
+    op: BinaryOp,
+    sig: &BinarySignature,
+    l: &Value,
+    r: &Value,
+) -> Result<Value> {
     if sig.result == DataType::Null {
-        return Ok(wrap(l, r, arrow::array::new_null_array(&DataType::Null, l.len().max(r.len()))));
+        return Ok(wrap(
+            l,
+            r,
+            arrow::array::new_null_array(&DataType::Null, l.len().max(r.len())),
+        ));
     }
     if matches!(op, BinaryOp::Divide | BinaryOp::Modulo)
         && matches!(sig.right, DataType::Float32 | DataType::Float64)
@@ -179,7 +202,10 @@ pub(crate) fn arithmetic(op: BinaryOp, sig: &BinarySignature, l: &Value, r: &Val
     let duration_scaled = matches!(op, BinaryOp::Multiply | BinaryOp::Divide)
         && matches!(sig.result, DataType::Duration(_));
     let (l, r) = if duration_scaled {
-        (cast_value(l.clone(), &DataType::Int64)?, cast_value(r.clone(), &DataType::Int64)?)
+        (
+            cast_value(l.clone(), &DataType::Int64)?,
+            cast_value(r.clone(), &DataType::Int64)?,
+        )
     } else {
         (l.clone(), r.clone())
     };
@@ -191,10 +217,18 @@ pub(crate) fn arithmetic(op: BinaryOp, sig: &BinarySignature, l: &Value, r: &Val
         BinaryOp::Multiply => numeric::mul(ld, rd),
         BinaryOp::Divide => numeric::div(ld, rd),
         BinaryOp::Modulo => numeric::rem(ld, rd),
-        other => return Err(EngineError::Internal(format!("'{other}' is not arithmetic"))),
+        other => {
+            return Err(EngineError::Internal(format!(
+                "'{other}' is not arithmetic"
+            )))
+        }
     }
     .map_err(kernel_err)?;
-    let out = if duration_scaled { cast_strict(&out, &sig.result)? } else { out };
+    let out = if duration_scaled {
+        cast_strict(&out, &sig.result)?
+    } else {
+        out
+    };
     if out.data_type() != &sig.result {
         // The kernels return the planned type for every signature; a
         // mismatch would break the batch schema downstream.
@@ -214,13 +248,22 @@ pub(crate) fn negate(v: &Value) -> Result<Value> {
         return Ok(v.clone());
     }
     let out = numeric::neg(a.as_ref()).map_err(kernel_err)?;
-    Ok(if v.is_scalar() { Value::Scalar(out) } else { Value::Array(out) })
+    Ok(if v.is_scalar() {
+        Value::Scalar(out)
+    } else {
+        Value::Array(out)
+    })
 }
 
 /// LIKE / ILIKE on two string values (already cast to `Utf8`). `%` and `_`
 /// are wildcards, a backslash escapes them, and every other character
 /// (regex meta characters included) matches itself.
-pub(crate) fn like(l: &Value, pattern: &Value, negated: bool, case_insensitive: bool) -> Result<Value> {
+pub(crate) fn like(
+    l: &Value,
+    pattern: &Value,
+    negated: bool,
+    case_insensitive: bool,
+) -> Result<Value> {
     let (ld, rd) = (DatumRef::new(l), DatumRef::new(pattern));
     let (ld, rd) = (ld.datum(), rd.datum());
     let out = match (negated, case_insensitive) {

@@ -103,10 +103,16 @@ impl ScalarValue {
             ScalarValue::Int32(v) => Arc::new(Int32Array::from_value(*v, len)),
             ScalarValue::Int64(v) => Arc::new(Int64Array::from_value(*v, len)),
             ScalarValue::Float64(v) => Arc::new(Float64Array::from_value(*v, len)),
-            ScalarValue::Utf8(v) => Arc::new(StringArray::from_iter_values(std::iter::repeat_n(v, len))),
+            ScalarValue::Utf8(v) => {
+                Arc::new(StringArray::from_iter_values(std::iter::repeat_n(v, len)))
+            }
             ScalarValue::Date32(v) => Arc::new(Date32Array::from_value(*v, len)),
-            ScalarValue::TimestampMillis(v) => Arc::new(TimestampMillisecondArray::from_value(*v, len)),
-            ScalarValue::IntervalMillis(v) => Arc::new(DurationMillisecondArray::from_value(*v, len)),
+            ScalarValue::TimestampMillis(v) => {
+                Arc::new(TimestampMillisecondArray::from_value(*v, len))
+            }
+            ScalarValue::IntervalMillis(v) => {
+                Arc::new(DurationMillisecondArray::from_value(*v, len))
+            }
             ScalarValue::IntervalMonths(v) => Arc::new(IntervalYearMonthArray::from_value(*v, len)),
         })
     }
@@ -127,12 +133,12 @@ impl ScalarValue {
             DataType::Float64 => ScalarValue::Float64(array.as_primitive::<Float64Type>().value(i)),
             DataType::Utf8 => ScalarValue::Utf8(array.as_string::<i32>().value(i).to_string()),
             DataType::Date32 => ScalarValue::Date32(array.as_primitive::<Date32Type>().value(i)),
-            DataType::Timestamp(TimeUnit::Millisecond, None) => {
-                ScalarValue::TimestampMillis(array.as_primitive::<TimestampMillisecondType>().value(i))
-            }
-            DataType::Duration(TimeUnit::Millisecond) => {
-                ScalarValue::IntervalMillis(array.as_primitive::<DurationMillisecondType>().value(i))
-            }
+            DataType::Timestamp(TimeUnit::Millisecond, None) => ScalarValue::TimestampMillis(
+                array.as_primitive::<TimestampMillisecondType>().value(i),
+            ),
+            DataType::Duration(TimeUnit::Millisecond) => ScalarValue::IntervalMillis(
+                array.as_primitive::<DurationMillisecondType>().value(i),
+            ),
             DataType::Interval(IntervalUnit::YearMonth) => {
                 ScalarValue::IntervalMonths(array.as_primitive::<IntervalYearMonthType>().value(i))
             }
@@ -216,9 +222,13 @@ impl Value {
     fn into_array(self, n: usize) -> Result<ArrayRef> {
         match self {
             Value::Array(a) if a.len() == n => Ok(a),
-            Value::Array(a) => internal_err!("expression produced {} rows for a batch of {n}", a.len()),
+            Value::Array(a) => {
+                internal_err!("expression produced {} rows for a batch of {n}", a.len())
+            }
             Value::Scalar(a) if a.len() == n => Ok(a),
-            Value::Scalar(a) if a.data_type() == &DataType::Null => Ok(new_null_array(&DataType::Null, n)),
+            Value::Scalar(a) if a.data_type() == &DataType::Null => {
+                Ok(new_null_array(&DataType::Null, n))
+            }
             Value::Scalar(a) => {
                 let Ok(zeros) = u32::try_from(n).map(|_| UInt32Array::from(vec![0u32; n])) else {
                     internal_err!("batch of {n} rows is too large");
@@ -276,7 +286,15 @@ pub enum BinaryOp {
 impl BinaryOp {
     /// True for `=`, `<>`, `<`, `<=`, `>`, `>=`.
     pub fn is_comparison(self) -> bool {
-        matches!(self, BinaryOp::Eq | BinaryOp::NotEq | BinaryOp::Lt | BinaryOp::LtEq | BinaryOp::Gt | BinaryOp::GtEq)
+        matches!(
+            self,
+            BinaryOp::Eq
+                | BinaryOp::NotEq
+                | BinaryOp::Lt
+                | BinaryOp::LtEq
+                | BinaryOp::Gt
+                | BinaryOp::GtEq
+        )
     }
 }
 
@@ -498,7 +516,11 @@ pub fn null() -> Expr {
 
 /// `left op right`.
 pub fn binary(left: Expr, op: BinaryOp, right: Expr) -> Expr {
-    Expr::Binary { op, left: Box::new(left), right: Box::new(right) }
+    Expr::Binary {
+        op,
+        left: Box::new(left),
+        right: Box::new(right),
+    }
 }
 
 /// `left AND right`.
@@ -518,12 +540,18 @@ pub fn not(e: Expr) -> Expr {
 
 /// `CAST(e AS to)`.
 pub fn cast(e: Expr, to: DataType) -> Expr {
-    Expr::Cast { expr: Box::new(e), to }
+    Expr::Cast {
+        expr: Box::new(e),
+        to,
+    }
 }
 
 /// `TRY_CAST(e AS to)`.
 pub fn try_cast(e: Expr, to: DataType) -> Expr {
-    Expr::TryCast { expr: Box::new(e), to }
+    Expr::TryCast {
+        expr: Box::new(e),
+        to,
+    }
 }
 
 /// A function call.
@@ -546,12 +574,18 @@ impl Expr {
         match self {
             Expr::Column(i) => match input.fields().get(*i) {
                 Some(f) => Ok(f.data_type().clone()),
-                None => plan_err!("column index {i} out of range for an input of {} columns", input.fields().len()),
+                None => plan_err!(
+                    "column index {i} out of range for an input of {} columns",
+                    input.fields().len()
+                ),
             },
             Expr::Literal(v) => Ok(v.data_type()),
-            Expr::Binary { op, left, right } => {
-                Ok(coercion::binary_signature(*op, &left.data_type(input)?, &right.data_type(input)?)?.result)
-            }
+            Expr::Binary { op, left, right } => Ok(coercion::binary_signature(
+                *op,
+                &left.data_type(input)?,
+                &right.data_type(input)?,
+            )?
+            .result),
             Expr::Not(e) => {
                 let t = e.data_type(input)?;
                 if !matches!(t, DataType::Boolean | DataType::Null) {
@@ -564,9 +598,14 @@ impl Expr {
                 e.data_type(input)?;
                 Ok(DataType::Boolean)
             }
-            Expr::Case { operand, when_then, else_expr } => {
-                Ok(Self::case_types(operand.as_deref(), when_then, else_expr.as_deref(), input)?.result)
-            }
+            Expr::Case {
+                operand,
+                when_then,
+                else_expr,
+            } => Ok(
+                Self::case_types(operand.as_deref(), when_then, else_expr.as_deref(), input)?
+                    .result,
+            ),
             Expr::Cast { expr, to } | Expr::TryCast { expr, to } => {
                 let from = expr.data_type(input)?;
                 if !can_cast_types(&from, to) {
@@ -578,11 +617,20 @@ impl Expr {
                 if args.is_empty() {
                     plan_err!("COALESCE expects at least one argument");
                 }
-                let types = args.iter().map(|a| a.data_type(input)).collect::<Result<Vec<_>>>()?;
+                let types = args
+                    .iter()
+                    .map(|a| a.data_type(input))
+                    .collect::<Result<Vec<_>>>()?;
                 coercion::common_type_of(&types, "COALESCE")
             }
-            Expr::Between { expr, low, high, .. } => {
-                let types = [expr.data_type(input)?, low.data_type(input)?, high.data_type(input)?];
+            Expr::Between {
+                expr, low, high, ..
+            } => {
+                let types = [
+                    expr.data_type(input)?,
+                    low.data_type(input)?,
+                    high.data_type(input)?,
+                ];
                 coercion::common_type_of(&types, "BETWEEN")?;
                 Ok(DataType::Boolean)
             }
@@ -597,7 +645,12 @@ impl Expr {
                 coercion::common_type_of(&types, "IN")?;
                 Ok(DataType::Boolean)
             }
-            Expr::Like { expr, pattern, case_insensitive, .. } => {
+            Expr::Like {
+                expr,
+                pattern,
+                case_insensitive,
+                ..
+            } => {
                 let what = if *case_insensitive { "ILIKE" } else { "LIKE" };
                 for t in [expr.data_type(input)?, pattern.data_type(input)?] {
                     if !(coercion::is_string(&t) || t == DataType::Null) {
@@ -607,7 +660,10 @@ impl Expr {
                 Ok(DataType::Boolean)
             }
             Expr::Function { func, args } => {
-                let types = args.iter().map(|a| a.data_type(input)).collect::<Result<Vec<_>>>()?;
+                let types = args
+                    .iter()
+                    .map(|a| a.data_type(input))
+                    .collect::<Result<Vec<_>>>()?;
                 let literals: Vec<Option<&ScalarValue>> = args
                     .iter()
                     .map(|a| match a {
@@ -636,7 +692,10 @@ impl Expr {
                 for (w, _) in when_then {
                     types.push(w.data_type(input)?);
                 }
-                Some(coercion::common_type_of(&types, "CASE operand and WHEN values")?)
+                Some(coercion::common_type_of(
+                    &types,
+                    "CASE operand and WHEN values",
+                )?)
             }
             None => {
                 for (w, _) in when_then {
@@ -672,14 +731,21 @@ impl Expr {
         Ok(match self {
             Expr::Column(i) => match input.fields().get(*i) {
                 Some(f) => f.is_nullable(),
-                None => plan_err!("column index {i} out of range for an input of {} columns", input.fields().len()),
+                None => plan_err!(
+                    "column index {i} out of range for an input of {} columns",
+                    input.fields().len()
+                ),
             },
             Expr::Literal(v) => v.is_null(),
             Expr::Binary { left, right, .. } => left.nullable(input)? || right.nullable(input)?,
             Expr::Not(e) | Expr::Negative(e) | Expr::Cast { expr: e, .. } => e.nullable(input)?,
             Expr::IsNull(_) | Expr::IsNotNull(_) => false,
             Expr::TryCast { .. } => true,
-            Expr::Case { when_then, else_expr, .. } => match else_expr {
+            Expr::Case {
+                when_then,
+                else_expr,
+                ..
+            } => match else_expr {
                 None => true,
                 Some(e) => e.nullable(input)? || any(&mut when_then.iter().map(|(_, t)| t))?,
             },
@@ -691,7 +757,9 @@ impl Expr {
                 }
                 true
             }
-            Expr::Between { expr, low, high, .. } => any(&mut [&**expr, low, high].into_iter())?,
+            Expr::Between {
+                expr, low, high, ..
+            } => any(&mut [&**expr, low, high].into_iter())?,
             Expr::InList { expr, list, .. } => expr.nullable(input)? || any(&mut list.iter())?,
             Expr::Like { expr, pattern, .. } => expr.nullable(input)? || pattern.nullable(input)?,
             Expr::Function { func, args } => {
@@ -720,12 +788,17 @@ impl Expr {
         match self {
             Expr::Column(i) => match batch.columns().get(*i) {
                 Some(c) => Ok(Value::Array(Arc::clone(c))),
-                None => plan_err!("column index {i} out of range for a batch of {} columns", batch.num_columns()),
+                None => plan_err!(
+                    "column index {i} out of range for a batch of {} columns",
+                    batch.num_columns()
+                ),
             },
             Expr::Literal(v) => Ok(Value::Scalar(v.to_array(1)?)),
-            Expr::Binary { op: op @ (BinaryOp::And | BinaryOp::Or), left, right } => {
-                Self::eval_logical(*op, left, right, batch)
-            }
+            Expr::Binary {
+                op: op @ (BinaryOp::And | BinaryOp::Or),
+                left,
+                right,
+            } => Self::eval_logical(*op, left, right, batch),
             Expr::Binary { op, left, right } => {
                 let l = left.eval(batch)?;
                 let r = right.eval(batch)?;
@@ -738,7 +811,11 @@ impl Expr {
                     let both_scalar = l.is_scalar() && r.is_scalar();
                     let len = if both_scalar { 1 } else { n };
                     let out = functions::concat(&[l.into_array(len)?, r.into_array(len)?], len)?;
-                    Ok(if both_scalar { Value::Scalar(out) } else { Value::Array(out) })
+                    Ok(if both_scalar {
+                        Value::Scalar(out)
+                    } else {
+                        Value::Array(out)
+                    })
                 } else {
                     kernels::arithmetic(*op, &sig, &l, &r)
                 }
@@ -756,17 +833,31 @@ impl Expr {
                 let t = coercion::negative_type(v.data_type())?;
                 kernels::negate(&kernels::cast_value(v, &t)?)
             }
-            Expr::IsNull(e) => e.eval(batch)?.map(|a| Ok(Arc::new(boolean::is_null(a.as_ref())?) as ArrayRef)),
-            Expr::IsNotNull(e) => {
-                e.eval(batch)?.map(|a| Ok(Arc::new(boolean::is_not_null(a.as_ref())?) as ArrayRef))
-            }
-            Expr::Case { operand, when_then, else_expr } => {
-                Ok(Value::Array(self.eval_case(operand.as_deref(), when_then, else_expr.as_deref(), batch)?))
-            }
+            Expr::IsNull(e) => e
+                .eval(batch)?
+                .map(|a| Ok(Arc::new(boolean::is_null(a.as_ref())?) as ArrayRef)),
+            Expr::IsNotNull(e) => e
+                .eval(batch)?
+                .map(|a| Ok(Arc::new(boolean::is_not_null(a.as_ref())?) as ArrayRef)),
+            Expr::Case {
+                operand,
+                when_then,
+                else_expr,
+            } => Ok(Value::Array(self.eval_case(
+                operand.as_deref(),
+                when_then,
+                else_expr.as_deref(),
+                batch,
+            )?)),
             Expr::Cast { expr, to } => kernels::cast_value(expr.eval(batch)?, to),
             Expr::TryCast { expr, to } => expr.eval(batch)?.map(|a| kernels::cast_safe(a, to)),
             Expr::Coalesce(args) => Ok(Value::Array(self.eval_coalesce(args, batch)?)),
-            Expr::Between { expr, low, high, negated } => {
+            Expr::Between {
+                expr,
+                low,
+                high,
+                negated,
+            } => {
                 let t = self.operand_type(&[&**expr, low, high], batch, "BETWEEN")?;
                 let v = kernels::cast_value(expr.eval(batch)?, &t)?;
                 let lo = kernels::cast_value(low.eval(batch)?, &t)?;
@@ -774,9 +865,17 @@ impl Expr {
                 let ge = kernels::compare(BinaryOp::GtEq, &v, &lo)?.into_array(n)?;
                 let le = kernels::compare(BinaryOp::LtEq, &v, &hi)?.into_array(n)?;
                 let both = kernels::kleene(BinaryOp::And, &ge, &le)?;
-                Ok(Value::Array(if *negated { Arc::new(boolean::not(both.as_boolean())?) } else { both }))
+                Ok(Value::Array(if *negated {
+                    Arc::new(boolean::not(both.as_boolean())?)
+                } else {
+                    both
+                }))
             }
-            Expr::InList { expr, list, negated } => {
+            Expr::InList {
+                expr,
+                list,
+                negated,
+            } => {
                 let mut all: Vec<&Expr> = vec![expr];
                 all.extend(list.iter());
                 let t = self.operand_type(&all, batch, "IN")?;
@@ -793,9 +892,18 @@ impl Expr {
                 let Some(found) = acc else {
                     plan_err!("IN expects a non-empty list");
                 };
-                Ok(Value::Array(if *negated { Arc::new(boolean::not(found.as_boolean())?) } else { found }))
+                Ok(Value::Array(if *negated {
+                    Arc::new(boolean::not(found.as_boolean())?)
+                } else {
+                    found
+                }))
             }
-            Expr::Like { expr, pattern, negated, case_insensitive } => {
+            Expr::Like {
+                expr,
+                pattern,
+                negated,
+                case_insensitive,
+            } => {
                 let v = expr.eval(batch)?;
                 let p = pattern.eval(batch)?;
                 for t in [v.data_type(), p.data_type()] {
@@ -808,7 +916,10 @@ impl Expr {
                 kernels::like(&v, &p, *negated, *case_insensitive)
             }
             Expr::Function { func, args } => {
-                let values = args.iter().map(|a| a.eval(batch)).collect::<Result<Vec<_>>>()?;
+                let values = args
+                    .iter()
+                    .map(|a| a.eval(batch))
+                    .collect::<Result<Vec<_>>>()?;
                 Ok(Value::Array(functions::evaluate(func, &values, n)?))
             }
         }
@@ -817,7 +928,10 @@ impl Expr {
     /// The common type of several operands, typed against the batch schema.
     fn operand_type(&self, exprs: &[&Expr], batch: &RecordBatch, what: &str) -> Result<DataType> {
         let schema = batch.schema();
-        let types = exprs.iter().map(|e| e.data_type(&schema)).collect::<Result<Vec<_>>>()?;
+        let types = exprs
+            .iter()
+            .map(|e| e.data_type(&schema))
+            .collect::<Result<Vec<_>>>()?;
         coercion::common_type_of(&types, what)
     }
 
@@ -832,7 +946,9 @@ impl Expr {
         let l = kernels::cast_strict(&l.into_array(n)?, &DataType::Boolean)?;
         let lb = l.as_boolean();
         let decisive = op == BinaryOp::Or;
-        let open: BooleanArray = (0..n).map(|i| Some(!(lb.is_valid(i) && lb.value(i) == decisive))).collect();
+        let open: BooleanArray = (0..n)
+            .map(|i| Some(!(lb.is_valid(i) && lb.value(i) == decisive)))
+            .collect();
         let k = open.true_count();
         if k == 0 {
             return Ok(Value::Array(l));
@@ -875,7 +991,8 @@ impl Expr {
             let cond = match (&rest_operand, &types.compare) {
                 (Some(o), Some(t)) => {
                     let w = kernels::cast_value(when.eval(&rest_batch)?, t)?;
-                    kernels::compare(BinaryOp::Eq, &Value::Array(Arc::clone(o)), &w)?.into_array(rest_rows.len())?
+                    kernels::compare(BinaryOp::Eq, &Value::Array(Arc::clone(o)), &w)?
+                        .into_array(rest_rows.len())?
                 }
                 _ => kernels::cast_strict(&when.evaluate(&rest_batch)?, &DataType::Boolean)?,
             };
@@ -883,7 +1000,8 @@ impl Expr {
             if hit.true_count() == 0 {
                 continue;
             }
-            let vals = kernels::cast_strict(&then.evaluate_where(&rest_batch, &hit)?, &types.result)?;
+            let vals =
+                kernels::cast_strict(&then.evaluate_where(&rest_batch, &hit)?, &types.result)?;
             let piece = pieces.len();
             pieces.push(vals);
             let mut next = Vec::with_capacity(rest_rows.len() - hit.true_count());
@@ -930,7 +1048,9 @@ impl Expr {
         let first = kernels::cast_strict(&first.evaluate(batch)?, &result)?;
         let mut pieces = vec![first];
         let mut slots: Vec<(usize, usize)> = (0..n).map(|i| (0, i)).collect();
-        let mut rest_rows: Vec<usize> = (0..n).filter(|&i| !kernels::is_valid_at(pieces[0].as_ref(), i)).collect();
+        let mut rest_rows: Vec<usize> = (0..n)
+            .filter(|&i| !kernels::is_valid_at(pieces[0].as_ref(), i))
+            .collect();
         let mut rest_batch = if rest_rows.is_empty() || later.is_empty() {
             batch.clone()
         } else {
@@ -998,7 +1118,6 @@ fn gather(pieces: Vec<ArrayRef>, slots: &[(usize, usize)]) -> Result<ArrayRef> {
     Ok(interleave(&refs, slots)?)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1010,12 +1129,38 @@ mod tests {
     /// `b` Boolean [true, false, NULL, true], `n` Int32 [10, 0, 3, NULL],
     /// `f` Float64 [1.5, 0.0, -2.5, NULL].
     fn batch() -> Result<RecordBatch> {
-        let i: ArrayRef = Arc::new(Int64Array::from(vec![Some(1), Some(5), None, Some(i64::MAX)]));
-        let s: ArrayRef = Arc::new(StringArray::from(vec![Some("abc"), Some("a.c"), None, Some("Hello")]));
-        let b: ArrayRef = Arc::new(BooleanArray::from(vec![Some(true), Some(false), None, Some(true)]));
+        let i: ArrayRef = Arc::new(Int64Array::from(vec![
+            Some(1),
+            Some(5),
+            None,
+            Some(i64::MAX),
+        ]));
+        let s: ArrayRef = Arc::new(StringArray::from(vec![
+            Some("abc"),
+            Some("a.c"),
+            None,
+            Some("Hello"),
+        ]));
+        let b: ArrayRef = Arc::new(BooleanArray::from(vec![
+            Some(true),
+            Some(false),
+            None,
+            Some(true),
+        ]));
         let n: ArrayRef = Arc::new(Int32Array::from(vec![Some(10), Some(0), Some(3), None]));
-        let f: ArrayRef = Arc::new(Float64Array::from(vec![Some(1.5), Some(0.0), Some(-2.5), None]));
-        Ok(RecordBatch::try_from_iter(vec![("i", i), ("s", s), ("b", b), ("n", n), ("f", f)])?)
+        let f: ArrayRef = Arc::new(Float64Array::from(vec![
+            Some(1.5),
+            Some(0.0),
+            Some(-2.5),
+            None,
+        ]));
+        Ok(RecordBatch::try_from_iter(vec![
+            ("i", i),
+            ("s", s),
+            ("b", b),
+            ("n", n),
+            ("f", f),
+        ])?)
     }
 
     /// A batch of one nullable column.
@@ -1032,11 +1177,16 @@ mod tests {
     }
 
     fn strs(a: &ArrayRef) -> Vec<Option<String>> {
-        a.as_string::<i32>().iter().map(|v| v.map(str::to_string)).collect()
+        a.as_string::<i32>()
+            .iter()
+            .map(|v| v.map(str::to_string))
+            .collect()
     }
 
     fn ts(a: &ArrayRef) -> Vec<Option<i64>> {
-        a.as_primitive::<TimestampMillisecondType>().iter().collect()
+        a.as_primitive::<TimestampMillisecondType>()
+            .iter()
+            .collect()
     }
 
     fn s(v: &str) -> Option<String> {
@@ -1082,9 +1232,18 @@ mod tests {
         let b = truth_batch()?;
         let (t, fa, n) = (Some(true), Some(false), None);
         // rows: TT TF TN FT FF FN NT NF NN
-        assert_eq!(bools(&and(col(0), col(1)).evaluate(&b)?), vec![t, fa, n, fa, fa, fa, n, fa, n]);
-        assert_eq!(bools(&or(col(0), col(1)).evaluate(&b)?), vec![t, t, t, t, fa, n, t, n, n]);
-        assert_eq!(bools(&not(col(0)).evaluate(&b)?), vec![fa, fa, fa, t, t, t, n, n, n]);
+        assert_eq!(
+            bools(&and(col(0), col(1)).evaluate(&b)?),
+            vec![t, fa, n, fa, fa, fa, n, fa, n]
+        );
+        assert_eq!(
+            bools(&or(col(0), col(1)).evaluate(&b)?),
+            vec![t, t, t, t, fa, n, t, n, n]
+        );
+        assert_eq!(
+            bools(&not(col(0)).evaluate(&b)?),
+            vec![fa, fa, fa, t, t, t, n, n, n]
+        );
         // NULL literals behave as unknown booleans
         assert_eq!(bools(&and(lit(false), null()).evaluate(&b)?), vec![fa; 9]);
         assert_eq!(bools(&or(lit(true), null()).evaluate(&b)?), vec![t; 9]);
@@ -1096,14 +1255,34 @@ mod tests {
     fn and_skips_right_side_where_left_is_false() -> Result<()> {
         let b = batch()?;
         // n <> 0 AND i / n >= 0: row 1 has n = 0 and must not divide
-        let e = and(binary(col(3), BinaryOp::NotEq, lit(0)), binary(binary(col(0), BinaryOp::Divide, col(3)), BinaryOp::GtEq, lit(0i64)));
-        assert_eq!(bools(&e.evaluate(&b)?), vec![Some(true), Some(false), None, None]);
+        let e = and(
+            binary(col(3), BinaryOp::NotEq, lit(0)),
+            binary(
+                binary(col(0), BinaryOp::Divide, col(3)),
+                BinaryOp::GtEq,
+                lit(0i64),
+            ),
+        );
+        assert_eq!(
+            bools(&e.evaluate(&b)?),
+            vec![Some(true), Some(false), None, None]
+        );
         // without the guard the division fails
         let unguarded = binary(col(0), BinaryOp::Divide, col(3));
         assert_eq!(exec_message(unguarded.evaluate(&b)), "division by zero");
         // OR skips rows where the left side is TRUE
-        let e = or(binary(col(3), BinaryOp::Eq, lit(0)), binary(binary(col(0), BinaryOp::Divide, col(3)), BinaryOp::GtEq, lit(0i64)));
-        assert_eq!(bools(&e.evaluate(&b)?), vec![Some(true), Some(true), None, None]);
+        let e = or(
+            binary(col(3), BinaryOp::Eq, lit(0)),
+            binary(
+                binary(col(0), BinaryOp::Divide, col(3)),
+                BinaryOp::GtEq,
+                lit(0i64),
+            ),
+        );
+        assert_eq!(
+            bools(&e.evaluate(&b)?),
+            vec![Some(true), Some(true), None, None]
+        );
         Ok(())
     }
 
@@ -1120,7 +1299,10 @@ mod tests {
         let got: Vec<Option<f64>> = out.as_primitive::<Float64Type>().iter().collect();
         assert_eq!(got, vec![Some(15.0), Some(0.0), Some(-7.5), None]);
         let out = binary(lit(7), BinaryOp::Divide, lit(2)).evaluate(&b)?;
-        assert_eq!(out.as_primitive::<Int32Type>().values().to_vec(), vec![3, 3, 3, 3]);
+        assert_eq!(
+            out.as_primitive::<Int32Type>().values().to_vec(),
+            vec![3, 3, 3, 3]
+        );
         let out = binary(lit(-7i64), BinaryOp::Modulo, col(0)).evaluate(&b)?;
         assert_eq!(i64s(&out), vec![Some(0), Some(-2), None, Some(-7)]);
         let out = binary(null(), BinaryOp::Plus, col(3)).evaluate(&b)?;
@@ -1173,9 +1355,15 @@ mod tests {
     fn comparisons_across_types() -> Result<()> {
         let b = batch()?;
         let out = binary(col(3), BinaryOp::Lt, col(4)).evaluate(&b)?; // Int32 < Float64
-        assert_eq!(bools(&out), vec![Some(false), Some(false), Some(false), None]);
+        assert_eq!(
+            bools(&out),
+            vec![Some(false), Some(false), Some(false), None]
+        );
         let out = binary(col(1), BinaryOp::GtEq, lit("abc")).evaluate(&b)?;
-        assert_eq!(bools(&out), vec![Some(true), Some(false), None, Some(false)]);
+        assert_eq!(
+            bools(&out),
+            vec![Some(true), Some(false), None, Some(false)]
+        );
         let out = binary(lit(1), BinaryOp::Eq, lit(1i64)).evaluate(&b)?;
         assert_eq!(bools(&out), vec![Some(true); 4]);
         Ok(())
@@ -1199,21 +1387,47 @@ mod tests {
         assert_eq!(m, "argument 1 of UPPER must be a string, got Int64");
         let m = plan_message(f(ScalarFunction::Substring, vec![col(1)]).data_type(&schema));
         assert_eq!(m, "SUBSTRING expects 2 to 3 argument(s), got 1");
-        let case = Expr::Case { operand: None, when_then: vec![(col(2), col(1))], else_expr: Some(Box::new(col(0))) };
+        let case = Expr::Case {
+            operand: None,
+            when_then: vec![(col(2), col(1))],
+            else_expr: Some(Box::new(col(0))),
+        };
         let m = plan_message(case.data_type(&schema));
         assert_eq!(m, "CASE mixes incompatible types Utf8 and Int64");
-        let m = plan_message(f(ScalarFunction::DateTrunc(TimeUnitField::DayOfWeek), vec![lit(ScalarValue::TimestampMillis(0))]).data_type(&schema));
+        let m = plan_message(
+            f(
+                ScalarFunction::DateTrunc(TimeUnitField::DayOfWeek),
+                vec![lit(ScalarValue::TimestampMillis(0))],
+            )
+            .data_type(&schema),
+        );
         assert_eq!(m, "DATE_TRUNC does not support the unit DayOfWeek");
-        let m = plan_message(cast(col(2), DataType::Duration(arrow::datatypes::TimeUnit::Second)).data_type(&schema));
+        let m = plan_message(
+            cast(
+                col(2),
+                DataType::Duration(arrow::datatypes::TimeUnit::Second),
+            )
+            .data_type(&schema),
+        );
         assert!(m.starts_with("cannot cast Boolean to Duration"), "{m}");
-        let m = plan_message(binary(lit(ScalarValue::TimestampMillis(0)), BinaryOp::Plus, lit(1i64)).data_type(&schema));
+        let m = plan_message(
+            binary(
+                lit(ScalarValue::TimestampMillis(0)),
+                BinaryOp::Plus,
+                lit(1i64),
+            )
+            .data_type(&schema),
+        );
         assert_eq!(m, "cannot apply '+' to Timestamp(ms) and Int64");
         Ok(())
     }
 
     #[test]
     fn cast_errors_but_try_cast_gives_null() -> Result<()> {
-        let b = one("s", Arc::new(StringArray::from(vec![Some("12"), Some("abc"), None])))?;
+        let b = one(
+            "s",
+            Arc::new(StringArray::from(vec![Some("12"), Some("abc"), None])),
+        )?;
         let m = exec_message(cast(col(0), DataType::Int64).evaluate(&b));
         assert_eq!(m, "cannot cast 'abc' to Int64");
         let out = try_cast(col(0), DataType::Int64).evaluate(&b)?;
@@ -1223,7 +1437,11 @@ mod tests {
         assert_eq!(m, format!("cannot cast '{}' to Int32", i64::MAX));
         let out = cast(lit("2024-02-29 12:00:00"), TS_MS).evaluate(&b)?;
         assert_eq!(ts(&out)[0], Some(1_709_208_000_000));
-        assert!(Expr::TryCast { expr: Box::new(col(0)), to: DataType::Int64 }.nullable(b.schema_ref())?);
+        assert!(Expr::TryCast {
+            expr: Box::new(col(0)),
+            to: DataType::Int64
+        }
+        .nullable(b.schema_ref())?);
         Ok(())
     }
 
@@ -1234,25 +1452,44 @@ mod tests {
         // conditions only, so no WHEN matches and there is no ELSE.
         let e = Expr::Case {
             operand: None,
-            when_then: vec![(col(2), lit("yes")), (binary(col(0), BinaryOp::Gt, lit(2i64)), lit("big"))],
+            when_then: vec![
+                (col(2), lit("yes")),
+                (binary(col(0), BinaryOp::Gt, lit(2i64)), lit("big")),
+            ],
             else_expr: None,
         };
-        assert_eq!(strs(&e.evaluate(&b)?), vec![s("yes"), s("big"), None, s("yes")]);
+        assert_eq!(
+            strs(&e.evaluate(&b)?),
+            vec![s("yes"), s("big"), None, s("yes")]
+        );
         // first matching WHEN wins even if a later one matches too
         let e = Expr::Case {
             operand: None,
-            when_then: vec![(binary(col(0), BinaryOp::Gt, lit(0i64)), lit(1)), (binary(col(0), BinaryOp::Gt, lit(2i64)), lit(2))],
+            when_then: vec![
+                (binary(col(0), BinaryOp::Gt, lit(0i64)), lit(1)),
+                (binary(col(0), BinaryOp::Gt, lit(2i64)), lit(2)),
+            ],
             else_expr: Some(Box::new(lit(0i64))),
         };
         assert_eq!(e.data_type(b.schema_ref())?, DataType::Int64);
-        assert_eq!(i64s(&e.evaluate(&b)?), vec![Some(1), Some(1), Some(0), Some(1)]);
+        assert_eq!(
+            i64s(&e.evaluate(&b)?),
+            vec![Some(1), Some(1), Some(0), Some(1)]
+        );
         // simple CASE: operand NULL matches nothing
         let e = Expr::Case {
             operand: Some(Box::new(col(3))),
-            when_then: vec![(lit(10), lit("ten")), (lit(0), lit("zero")), (null(), lit("null"))],
+            when_then: vec![
+                (lit(10), lit("ten")),
+                (lit(0), lit("zero")),
+                (null(), lit("null")),
+            ],
             else_expr: Some(Box::new(lit("other"))),
         };
-        assert_eq!(strs(&e.evaluate(&b)?), vec![s("ten"), s("zero"), s("other"), s("other")]);
+        assert_eq!(
+            strs(&e.evaluate(&b)?),
+            vec![s("ten"), s("zero"), s("other"), s("other")]
+        );
         // the division only runs on rows where n <> 0
         let e = Expr::Case {
             operand: None,
@@ -1266,12 +1503,25 @@ mod tests {
     #[test]
     fn coalesce_takes_first_non_null_lazily() -> Result<()> {
         let b = batch()?;
-        let e = Expr::Coalesce(vec![col(3), binary(lit(100), BinaryOp::Divide, col(3)), lit(-1)]);
+        let e = Expr::Coalesce(vec![
+            col(3),
+            binary(lit(100), BinaryOp::Divide, col(3)),
+            lit(-1),
+        ]);
         // rows 0..2 are non-null, so the failing division only sees row 3 (n NULL)
-        assert_eq!(e.evaluate(&b)?.as_primitive::<Int32Type>().iter().collect::<Vec<_>>(), vec![Some(10), Some(0), Some(3), Some(-1)]);
+        assert_eq!(
+            e.evaluate(&b)?
+                .as_primitive::<Int32Type>()
+                .iter()
+                .collect::<Vec<_>>(),
+            vec![Some(10), Some(0), Some(3), Some(-1)]
+        );
         let e = Expr::Coalesce(vec![col(0), col(3)]);
         assert_eq!(e.data_type(b.schema_ref())?, DataType::Int64);
-        assert_eq!(i64s(&e.evaluate(&b)?), vec![Some(1), Some(5), Some(3), Some(i64::MAX)]);
+        assert_eq!(
+            i64s(&e.evaluate(&b)?),
+            vec![Some(1), Some(5), Some(3), Some(i64::MAX)]
+        );
         assert!(!Expr::Coalesce(vec![col(0), lit(0i64)]).nullable(b.schema_ref())?);
         Ok(())
     }
@@ -1279,74 +1529,175 @@ mod tests {
     #[test]
     fn in_list_and_between_null_semantics() -> Result<()> {
         let b = batch()?;
-        let in_list = |negated, list| Expr::InList { expr: Box::new(col(0)), list, negated };
+        let in_list = |negated, list| Expr::InList {
+            expr: Box::new(col(0)),
+            list,
+            negated,
+        };
         // i IN (1, NULL): 1 -> TRUE, 5 -> NULL (no match, list has NULL), NULL -> NULL
         let out = in_list(false, vec![lit(1), null()]).evaluate(&b)?;
         assert_eq!(bools(&out), vec![Some(true), None, None, None]);
         let out = in_list(true, vec![lit(1), null()]).evaluate(&b)?;
         assert_eq!(bools(&out), vec![Some(false), None, None, None]);
         let out = in_list(false, vec![lit(5i64), lit(7)]).evaluate(&b)?;
-        assert_eq!(bools(&out), vec![Some(false), Some(true), None, Some(false)]);
+        assert_eq!(
+            bools(&out),
+            vec![Some(false), Some(true), None, Some(false)]
+        );
         let out = in_list(true, vec![lit(5i64), lit(7)]).evaluate(&b)?;
         assert_eq!(bools(&out), vec![Some(true), Some(false), None, Some(true)]);
         let bad = in_list(false, vec![lit("x")]);
-        assert!(matches!(bad.data_type(b.schema_ref()), Err(EngineError::Plan(_))));
+        assert!(matches!(
+            bad.data_type(b.schema_ref()),
+            Err(EngineError::Plan(_))
+        ));
         // BETWEEN is inclusive on both ends
-        let between = |negated| Expr::Between { expr: Box::new(col(0)), low: Box::new(lit(1)), high: Box::new(lit(5)), negated };
-        assert_eq!(bools(&between(false).evaluate(&b)?), vec![Some(true), Some(true), None, Some(false)]);
-        assert_eq!(bools(&between(true).evaluate(&b)?), vec![Some(false), Some(false), None, Some(true)]);
+        let between = |negated| Expr::Between {
+            expr: Box::new(col(0)),
+            low: Box::new(lit(1)),
+            high: Box::new(lit(5)),
+            negated,
+        };
+        assert_eq!(
+            bools(&between(false).evaluate(&b)?),
+            vec![Some(true), Some(true), None, Some(false)]
+        );
+        assert_eq!(
+            bools(&between(true).evaluate(&b)?),
+            vec![Some(false), Some(false), None, Some(true)]
+        );
         Ok(())
     }
 
     #[test]
     fn like_wildcards_and_meta_characters() -> Result<()> {
-        let v: ArrayRef = Arc::new(StringArray::from(vec![Some("abc"), Some("a.c"), Some("aXc"), Some("ABC"), Some("50%"), None]));
+        let v: ArrayRef = Arc::new(StringArray::from(vec![
+            Some("abc"),
+            Some("a.c"),
+            Some("aXc"),
+            Some("ABC"),
+            Some("50%"),
+            None,
+        ]));
         let b = one("s", v)?;
-        let like = |p: &str, negated, ci| Expr::Like { expr: Box::new(col(0)), pattern: Box::new(lit(p)), negated, case_insensitive: ci };
+        let like = |p: &str, negated, ci| Expr::Like {
+            expr: Box::new(col(0)),
+            pattern: Box::new(lit(p)),
+            negated,
+            case_insensitive: ci,
+        };
         let (t, fa) = (Some(true), Some(false));
-        assert_eq!(bools(&like("a%", false, false).evaluate(&b)?), vec![t, t, t, fa, fa, None]);
-        assert_eq!(bools(&like("a_c", false, false).evaluate(&b)?), vec![t, t, t, fa, fa, None]);
+        assert_eq!(
+            bools(&like("a%", false, false).evaluate(&b)?),
+            vec![t, t, t, fa, fa, None]
+        );
+        assert_eq!(
+            bools(&like("a_c", false, false).evaluate(&b)?),
+            vec![t, t, t, fa, fa, None]
+        );
         // '.' is literal, not "any character"
-        assert_eq!(bools(&like("a.c", false, false).evaluate(&b)?), vec![fa, t, fa, fa, fa, None]);
-        assert_eq!(bools(&like("%\\%", false, false).evaluate(&b)?), vec![fa, fa, fa, fa, t, None]);
-        assert_eq!(bools(&like("a%", true, false).evaluate(&b)?), vec![fa, fa, fa, t, t, None]);
-        assert_eq!(bools(&like("abc", false, true).evaluate(&b)?), vec![t, fa, fa, t, fa, None]);
-        let bad = Expr::Like { expr: Box::new(lit(1)), pattern: Box::new(lit("1")), negated: false, case_insensitive: false };
-        assert!(matches!(bad.data_type(b.schema_ref()), Err(EngineError::Plan(_))));
+        assert_eq!(
+            bools(&like("a.c", false, false).evaluate(&b)?),
+            vec![fa, t, fa, fa, fa, None]
+        );
+        assert_eq!(
+            bools(&like("%\\%", false, false).evaluate(&b)?),
+            vec![fa, fa, fa, fa, t, None]
+        );
+        assert_eq!(
+            bools(&like("a%", true, false).evaluate(&b)?),
+            vec![fa, fa, fa, t, t, None]
+        );
+        assert_eq!(
+            bools(&like("abc", false, true).evaluate(&b)?),
+            vec![t, fa, fa, t, fa, None]
+        );
+        let bad = Expr::Like {
+            expr: Box::new(lit(1)),
+            pattern: Box::new(lit("1")),
+            negated: false,
+            case_insensitive: false,
+        };
+        assert!(matches!(
+            bad.data_type(b.schema_ref()),
+            Err(EngineError::Plan(_))
+        ));
         Ok(())
     }
 
     #[test]
     fn substring_edge_cases() -> Result<()> {
-        let b = one("s", Arc::new(StringArray::from(vec![Some("hello"), Some("héllo"), None])))?;
+        let b = one(
+            "s",
+            Arc::new(StringArray::from(vec![Some("hello"), Some("héllo"), None])),
+        )?;
         let sub = |start: i64, len: Option<i64>| {
             let mut args = vec![col(0), lit(start)];
             args.extend(len.map(lit));
             f(ScalarFunction::Substring, args)
         };
-        assert_eq!(strs(&sub(2, Some(3)).evaluate(&b)?), vec![s("ell"), s("éll"), None]);
-        assert_eq!(strs(&sub(0, Some(2)).evaluate(&b)?), vec![s("he"), s("hé"), None]);
-        assert_eq!(strs(&sub(-3, None).evaluate(&b)?), vec![s("llo"), s("llo"), None]);
-        assert_eq!(strs(&sub(-7, Some(4)).evaluate(&b)?), vec![s("he"), s("hé"), None]);
-        assert_eq!(strs(&sub(10, Some(2)).evaluate(&b)?), vec![s(""), s(""), None]);
-        assert_eq!(strs(&sub(3, Some(100)).evaluate(&b)?), vec![s("llo"), s("llo"), None]);
-        assert_eq!(strs(&sub(1, Some(-1)).evaluate(&b)?), vec![None, None, None]);
+        assert_eq!(
+            strs(&sub(2, Some(3)).evaluate(&b)?),
+            vec![s("ell"), s("éll"), None]
+        );
+        assert_eq!(
+            strs(&sub(0, Some(2)).evaluate(&b)?),
+            vec![s("he"), s("hé"), None]
+        );
+        assert_eq!(
+            strs(&sub(-3, None).evaluate(&b)?),
+            vec![s("llo"), s("llo"), None]
+        );
+        assert_eq!(
+            strs(&sub(-7, Some(4)).evaluate(&b)?),
+            vec![s("he"), s("hé"), None]
+        );
+        assert_eq!(
+            strs(&sub(10, Some(2)).evaluate(&b)?),
+            vec![s(""), s(""), None]
+        );
+        assert_eq!(
+            strs(&sub(3, Some(100)).evaluate(&b)?),
+            vec![s("llo"), s("llo"), None]
+        );
+        assert_eq!(
+            strs(&sub(1, Some(-1)).evaluate(&b)?),
+            vec![None, None, None]
+        );
         Ok(())
     }
 
     #[test]
     fn string_functions() -> Result<()> {
-        let b = one("s", Arc::new(StringArray::from(vec![Some("  MiXed Ünï  "), None])))?;
+        let b = one(
+            "s",
+            Arc::new(StringArray::from(vec![Some("  MiXed Ünï  "), None])),
+        )?;
         let up = f(ScalarFunction::Upper, vec![col(0)]).evaluate(&b)?;
         assert_eq!(strs(&up), vec![s("  MIXED ÜNÏ  "), None]);
         let lo = f(ScalarFunction::Lower, vec![col(0)]).evaluate(&b)?;
         assert_eq!(strs(&lo), vec![s("  mixed ünï  "), None]);
-        assert_eq!(strs(&f(ScalarFunction::Trim, vec![col(0)]).evaluate(&b)?), vec![s("MiXed Ünï"), None]);
-        assert_eq!(strs(&f(ScalarFunction::Ltrim, vec![col(0)]).evaluate(&b)?), vec![s("MiXed Ünï  "), None]);
-        assert_eq!(strs(&f(ScalarFunction::Rtrim, vec![col(0)]).evaluate(&b)?), vec![s("  MiXed Ünï"), None]);
-        assert_eq!(strs(&f(ScalarFunction::Trim, vec![lit("xxaxx"), lit("x")]).evaluate(&b)?), vec![s("a"), s("a")]);
+        assert_eq!(
+            strs(&f(ScalarFunction::Trim, vec![col(0)]).evaluate(&b)?),
+            vec![s("MiXed Ünï"), None]
+        );
+        assert_eq!(
+            strs(&f(ScalarFunction::Ltrim, vec![col(0)]).evaluate(&b)?),
+            vec![s("MiXed Ünï  "), None]
+        );
+        assert_eq!(
+            strs(&f(ScalarFunction::Rtrim, vec![col(0)]).evaluate(&b)?),
+            vec![s("  MiXed Ünï"), None]
+        );
+        assert_eq!(
+            strs(&f(ScalarFunction::Trim, vec![lit("xxaxx"), lit("x")]).evaluate(&b)?),
+            vec![s("a"), s("a")]
+        );
         let len = f(ScalarFunction::CharLength, vec![col(0)]).evaluate(&b)?;
-        assert_eq!(len.as_primitive::<Int32Type>().iter().collect::<Vec<_>>(), vec![Some(13), None]);
+        assert_eq!(
+            len.as_primitive::<Int32Type>().iter().collect::<Vec<_>>(),
+            vec![Some(13), None]
+        );
         // CONCAT and || are NULL when any argument is NULL
         let c = f(ScalarFunction::Concat, vec![lit("a"), lit(1), lit("b")]).evaluate(&b)?;
         assert_eq!(strs(&c), vec![s("a1b"), s("a1b")]);
@@ -1359,15 +1710,37 @@ mod tests {
 
     #[test]
     fn regexp_replace_literal_and_bad_patterns() -> Result<()> {
-        let b = one("s", Arc::new(StringArray::from(vec![Some("a1b22c333"), None])))?;
-        let e = f(ScalarFunction::RegexpReplace, vec![col(0), lit("[0-9]+"), lit("#")]);
+        let b = one(
+            "s",
+            Arc::new(StringArray::from(vec![Some("a1b22c333"), None])),
+        )?;
+        let e = f(
+            ScalarFunction::RegexpReplace,
+            vec![col(0), lit("[0-9]+"), lit("#")],
+        );
         assert_eq!(strs(&e.evaluate(&b)?), vec![s("a#b#c#"), None]);
-        let e = f(ScalarFunction::RegexpReplace, vec![lit("2024-05-06"), lit("(\\d+)-(\\d+)-(\\d+)"), lit("$3/$2/$1")]);
+        let e = f(
+            ScalarFunction::RegexpReplace,
+            vec![
+                lit("2024-05-06"),
+                lit("(\\d+)-(\\d+)-(\\d+)"),
+                lit("$3/$2/$1"),
+            ],
+        );
         assert_eq!(strs(&e.evaluate(&b)?)[0], s("06/05/2024"));
         // a bad literal pattern is caught when planning, a bad column value when running
-        let bad = f(ScalarFunction::RegexpReplace, vec![col(0), lit("(unclosed"), lit("")]);
-        assert!(matches!(bad.data_type(b.schema_ref()), Err(EngineError::Plan(_))));
-        let bad_col = f(ScalarFunction::RegexpReplace, vec![lit("x"), col(0), lit("")]);
+        let bad = f(
+            ScalarFunction::RegexpReplace,
+            vec![col(0), lit("(unclosed"), lit("")],
+        );
+        assert!(matches!(
+            bad.data_type(b.schema_ref()),
+            Err(EngineError::Plan(_))
+        ));
+        let bad_col = f(
+            ScalarFunction::RegexpReplace,
+            vec![lit("x"), col(0), lit("")],
+        );
         let b2 = one("p", Arc::new(StringArray::from(vec![Some("x"), Some("(")])))?;
         let m = exec_message(bad_col.evaluate(&b2));
         assert!(m.starts_with("invalid regular expression '('"), "{m}");
@@ -1383,7 +1756,12 @@ mod tests {
     const DAY: i64 = 86_400_000;
 
     fn ts_batch() -> Result<RecordBatch> {
-        let a = TimestampMillisecondArray::from(vec![Some(BEFORE_EPOCH), Some(END_OF_FEB), Some(MARCH_1), None]);
+        let a = TimestampMillisecondArray::from(vec![
+            Some(BEFORE_EPOCH),
+            Some(END_OF_FEB),
+            Some(MARCH_1),
+            None,
+        ]);
         one("t", Arc::new(a))
     }
 
@@ -1391,19 +1769,54 @@ mod tests {
     fn extract_before_epoch_and_at_month_boundary() -> Result<()> {
         let b = ts_batch()?;
         let ex = |field| -> Result<Vec<Option<i64>>> {
-            Ok(i64s(&f(ScalarFunction::Extract(field), vec![col(0)]).evaluate(&b)?))
+            Ok(i64s(
+                &f(ScalarFunction::Extract(field), vec![col(0)]).evaluate(&b)?,
+            ))
         };
-        assert_eq!(ex(TimeUnitField::Year)?, vec![Some(1969), Some(2024), Some(2024), None]);
-        assert_eq!(ex(TimeUnitField::Month)?, vec![Some(12), Some(2), Some(3), None]);
-        assert_eq!(ex(TimeUnitField::Day)?, vec![Some(31), Some(29), Some(1), None]);
-        assert_eq!(ex(TimeUnitField::Hour)?, vec![Some(23), Some(23), Some(0), None]);
-        assert_eq!(ex(TimeUnitField::Second)?, vec![Some(59), Some(59), Some(0), None]);
-        assert_eq!(ex(TimeUnitField::Millisecond)?, vec![Some(59_999), Some(59_999), Some(0), None]);
-        assert_eq!(ex(TimeUnitField::Quarter)?, vec![Some(4), Some(1), Some(1), None]);
-        assert_eq!(ex(TimeUnitField::DayOfWeek)?, vec![Some(4), Some(5), Some(6), None]);
-        assert_eq!(ex(TimeUnitField::DayOfYear)?, vec![Some(365), Some(60), Some(61), None]);
-        assert_eq!(ex(TimeUnitField::Epoch)?, vec![Some(-1), Some(1_709_251_199), Some(1_709_251_200), None]);
-        assert_eq!(ex(TimeUnitField::Week)?, vec![Some(1), Some(9), Some(9), None]);
+        assert_eq!(
+            ex(TimeUnitField::Year)?,
+            vec![Some(1969), Some(2024), Some(2024), None]
+        );
+        assert_eq!(
+            ex(TimeUnitField::Month)?,
+            vec![Some(12), Some(2), Some(3), None]
+        );
+        assert_eq!(
+            ex(TimeUnitField::Day)?,
+            vec![Some(31), Some(29), Some(1), None]
+        );
+        assert_eq!(
+            ex(TimeUnitField::Hour)?,
+            vec![Some(23), Some(23), Some(0), None]
+        );
+        assert_eq!(
+            ex(TimeUnitField::Second)?,
+            vec![Some(59), Some(59), Some(0), None]
+        );
+        assert_eq!(
+            ex(TimeUnitField::Millisecond)?,
+            vec![Some(59_999), Some(59_999), Some(0), None]
+        );
+        assert_eq!(
+            ex(TimeUnitField::Quarter)?,
+            vec![Some(4), Some(1), Some(1), None]
+        );
+        assert_eq!(
+            ex(TimeUnitField::DayOfWeek)?,
+            vec![Some(4), Some(5), Some(6), None]
+        );
+        assert_eq!(
+            ex(TimeUnitField::DayOfYear)?,
+            vec![Some(365), Some(60), Some(61), None]
+        );
+        assert_eq!(
+            ex(TimeUnitField::Epoch)?,
+            vec![Some(-1), Some(1_709_251_199), Some(1_709_251_200), None]
+        );
+        assert_eq!(
+            ex(TimeUnitField::Week)?,
+            vec![Some(1), Some(9), Some(9), None]
+        );
         Ok(())
     }
 
@@ -1415,15 +1828,53 @@ mod tests {
             assert_eq!(e.data_type(b.schema_ref())?, TS_MS);
             Ok(ts(&e.evaluate(&b)?))
         };
-        assert_eq!(tr(TimeUnitField::Second)?, vec![Some(-1_000), Some(END_OF_FEB - 999), Some(MARCH_1), None]);
-        assert_eq!(tr(TimeUnitField::Day)?, vec![Some(-DAY), Some(MARCH_1 - DAY), Some(MARCH_1), None]);
+        assert_eq!(
+            tr(TimeUnitField::Second)?,
+            vec![Some(-1_000), Some(END_OF_FEB - 999), Some(MARCH_1), None]
+        );
+        assert_eq!(
+            tr(TimeUnitField::Day)?,
+            vec![Some(-DAY), Some(MARCH_1 - DAY), Some(MARCH_1), None]
+        );
         // 1969-12-29 and 2024-02-26 are Mondays
-        assert_eq!(tr(TimeUnitField::Week)?, vec![Some(-3 * DAY), Some(MARCH_1 - 4 * DAY), Some(MARCH_1 - 4 * DAY), None]);
+        assert_eq!(
+            tr(TimeUnitField::Week)?,
+            vec![
+                Some(-3 * DAY),
+                Some(MARCH_1 - 4 * DAY),
+                Some(MARCH_1 - 4 * DAY),
+                None
+            ]
+        );
         // 1969-12-01, 2024-02-01, 2024-03-01
-        assert_eq!(tr(TimeUnitField::Month)?, vec![Some(-31 * DAY), Some(MARCH_1 - 29 * DAY), Some(MARCH_1), None]);
+        assert_eq!(
+            tr(TimeUnitField::Month)?,
+            vec![
+                Some(-31 * DAY),
+                Some(MARCH_1 - 29 * DAY),
+                Some(MARCH_1),
+                None
+            ]
+        );
         // 1969-10-01, 2024-01-01
-        assert_eq!(tr(TimeUnitField::Quarter)?, vec![Some(-92 * DAY), Some(1_704_067_200_000), Some(1_704_067_200_000), None]);
-        assert_eq!(tr(TimeUnitField::Year)?, vec![Some(-365 * DAY), Some(1_704_067_200_000), Some(1_704_067_200_000), None]);
+        assert_eq!(
+            tr(TimeUnitField::Quarter)?,
+            vec![
+                Some(-92 * DAY),
+                Some(1_704_067_200_000),
+                Some(1_704_067_200_000),
+                None
+            ]
+        );
+        assert_eq!(
+            tr(TimeUnitField::Year)?,
+            vec![
+                Some(-365 * DAY),
+                Some(1_704_067_200_000),
+                Some(1_704_067_200_000),
+                None
+            ]
+        );
         Ok(())
     }
 
@@ -1432,25 +1883,57 @@ mod tests {
         let b = ts_batch()?;
         let plus_ms = binary(col(0), BinaryOp::Plus, lit(ScalarValue::IntervalMillis(1)));
         assert_eq!(plus_ms.data_type(b.schema_ref())?, TS_MS);
-        assert_eq!(ts(&plus_ms.evaluate(&b)?), vec![Some(0), Some(MARCH_1), Some(MARCH_1 + 1), None]);
-        let interval_first = binary(lit(ScalarValue::IntervalMillis(DAY)), BinaryOp::Plus, col(0));
+        assert_eq!(
+            ts(&plus_ms.evaluate(&b)?),
+            vec![Some(0), Some(MARCH_1), Some(MARCH_1 + 1), None]
+        );
+        let interval_first = binary(
+            lit(ScalarValue::IntervalMillis(DAY)),
+            BinaryOp::Plus,
+            col(0),
+        );
         assert_eq!(ts(&interval_first.evaluate(&b)?)[0], Some(DAY - 1));
         // 2024-01-31 + 1 month clamps to 2024-02-29
         let jan_31 = 1_706_659_200_000;
-        let e = binary(lit(ScalarValue::TimestampMillis(jan_31)), BinaryOp::Plus, lit(ScalarValue::IntervalMonths(1)));
+        let e = binary(
+            lit(ScalarValue::TimestampMillis(jan_31)),
+            BinaryOp::Plus,
+            lit(ScalarValue::IntervalMonths(1)),
+        );
         assert_eq!(ts(&e.evaluate(&b)?)[0], Some(MARCH_1 - DAY));
-        let e = binary(col(0), BinaryOp::Minus, lit(ScalarValue::IntervalMonths(12)));
+        let e = binary(
+            col(0),
+            BinaryOp::Minus,
+            lit(ScalarValue::IntervalMonths(12)),
+        );
         assert_eq!(ts(&e.evaluate(&b)?)[2], Some(1_677_628_800_000)); // 2023-03-01
-        // timestamp - timestamp is an interval in milliseconds
-        let diff = binary(col(0), BinaryOp::Minus, lit(ScalarValue::TimestampMillis(0)));
+                                                                      // timestamp - timestamp is an interval in milliseconds
+        let diff = binary(
+            col(0),
+            BinaryOp::Minus,
+            lit(ScalarValue::TimestampMillis(0)),
+        );
         assert_eq!(diff.data_type(b.schema_ref())?, INTERVAL_MS);
         let out = diff.evaluate(&b)?;
-        assert_eq!(ScalarValue::try_from_array(out.as_ref(), 2)?, ScalarValue::IntervalMillis(MARCH_1));
+        assert_eq!(
+            ScalarValue::try_from_array(out.as_ref(), 2)?,
+            ScalarValue::IntervalMillis(MARCH_1)
+        );
         // intervals scale by integers and compare
-        let scaled = binary(lit(ScalarValue::IntervalMillis(1_000)), BinaryOp::Multiply, lit(3));
-        assert_eq!(ScalarValue::try_from_array(scaled.evaluate(&b)?.as_ref(), 0)?, ScalarValue::IntervalMillis(3_000));
+        let scaled = binary(
+            lit(ScalarValue::IntervalMillis(1_000)),
+            BinaryOp::Multiply,
+            lit(3),
+        );
+        assert_eq!(
+            ScalarValue::try_from_array(scaled.evaluate(&b)?.as_ref(), 0)?,
+            ScalarValue::IntervalMillis(3_000)
+        );
         let cmp = binary(diff, BinaryOp::Gt, lit(ScalarValue::IntervalMillis(0)));
-        assert_eq!(bools(&cmp.evaluate(&b)?), vec![Some(false), Some(true), Some(true), None]);
+        assert_eq!(
+            bools(&cmp.evaluate(&b)?),
+            vec![Some(false), Some(true), Some(true), None]
+        );
         Ok(())
     }
 
@@ -1462,12 +1945,29 @@ mod tests {
             args.extend(d.map(lit));
             f(ScalarFunction::Round, args)
         };
-        let get = |e: Expr| -> Result<Vec<Option<f64>>> { Ok(e.evaluate(&b)?.as_primitive::<Float64Type>().iter().collect()) };
-        assert_eq!(get(round(col(4), None))?, vec![Some(2.0), Some(0.0), Some(-3.0), None]);
+        let get = |e: Expr| -> Result<Vec<Option<f64>>> {
+            Ok(e.evaluate(&b)?
+                .as_primitive::<Float64Type>()
+                .iter()
+                .collect())
+        };
+        assert_eq!(
+            get(round(col(4), None))?,
+            vec![Some(2.0), Some(0.0), Some(-3.0), None]
+        );
         assert_eq!(get(round(lit(2.345), Some(2)))?[0], Some(2.35));
-        assert_eq!(get(f(ScalarFunction::Floor, vec![col(4)]))?, vec![Some(1.0), Some(0.0), Some(-3.0), None]);
-        assert_eq!(get(f(ScalarFunction::Ceil, vec![col(4)]))?, vec![Some(2.0), Some(0.0), Some(-2.0), None]);
-        assert_eq!(get(f(ScalarFunction::Abs, vec![col(4)]))?, vec![Some(1.5), Some(0.0), Some(2.5), None]);
+        assert_eq!(
+            get(f(ScalarFunction::Floor, vec![col(4)]))?,
+            vec![Some(1.0), Some(0.0), Some(-3.0), None]
+        );
+        assert_eq!(
+            get(f(ScalarFunction::Ceil, vec![col(4)]))?,
+            vec![Some(2.0), Some(0.0), Some(-2.0), None]
+        );
+        assert_eq!(
+            get(f(ScalarFunction::Abs, vec![col(4)]))?,
+            vec![Some(1.5), Some(0.0), Some(2.5), None]
+        );
         let r = round(lit(1_250i64), Some(-2)).evaluate(&b)?;
         assert_eq!(i64s(&r)[0], Some(1_300));
         let a = f(ScalarFunction::Abs, vec![lit(-7)]).evaluate(&b)?;
@@ -1489,18 +1989,30 @@ mod tests {
             else_expr: None,
         };
         assert_eq!(e.evaluate(&empty)?.len(), 0);
-        assert_eq!(binary(col(0), BinaryOp::Plus, lit(1i64)).evaluate(&empty)?.len(), 0);
+        assert_eq!(
+            binary(col(0), BinaryOp::Plus, lit(1i64))
+                .evaluate(&empty)?
+                .len(),
+            0
+        );
         assert_eq!(ScalarValue::Utf8("x".into()).to_array(3)?.len(), 3);
         Ok(())
     }
 
     #[test]
     fn nullability() -> Result<()> {
-        let schema = Schema::new(vec![Field::new("a", DataType::Int64, false), Field::new("b", DataType::Int64, true)]);
+        let schema = Schema::new(vec![
+            Field::new("a", DataType::Int64, false),
+            Field::new("b", DataType::Int64, true),
+        ]);
         assert!(!binary(col(0), BinaryOp::Plus, lit(1i64)).nullable(&schema)?);
         assert!(binary(col(0), BinaryOp::Plus, col(1)).nullable(&schema)?);
         assert!(!Expr::IsNull(Box::new(col(1))).nullable(&schema)?);
-        let case = Expr::Case { operand: None, when_then: vec![(lit(true), col(0))], else_expr: None };
+        let case = Expr::Case {
+            operand: None,
+            when_then: vec![(lit(true), col(0))],
+            else_expr: None,
+        };
         assert!(case.nullable(&schema)?);
         assert!(null().nullable(&schema)?);
         Ok(())

@@ -21,12 +21,18 @@ const MS_PER_DAY: i64 = 24 * MS_PER_HOUR;
 
 /// True for types EXTRACT and DATE_TRUNC accept.
 pub(crate) fn is_temporal(t: &DataType) -> bool {
-    matches!(t, DataType::Timestamp(_, _) | DataType::Date32 | DataType::Date64 | DataType::Null)
+    matches!(
+        t,
+        DataType::Timestamp(_, _) | DataType::Date32 | DataType::Date64 | DataType::Null
+    )
 }
 
 /// The output type of DATE_TRUNC on `input`.
 pub(crate) fn date_trunc_type(field: TimeUnitField, input: &DataType) -> Result<DataType> {
-    if matches!(field, TimeUnitField::DayOfWeek | TimeUnitField::DayOfYear | TimeUnitField::Epoch) {
+    if matches!(
+        field,
+        TimeUnitField::DayOfWeek | TimeUnitField::DayOfYear | TimeUnitField::Epoch
+    ) {
         plan_err!("DATE_TRUNC does not support the unit {field:?}");
     }
     if !is_temporal(input) {
@@ -151,7 +157,11 @@ pub(crate) fn date_trunc(field: TimeUnitField, input: &ArrayRef) -> Result<Array
     let ms = ms.as_primitive::<TimestampMillisecondType>();
     let mut out = Vec::with_capacity(ms.len());
     for i in 0..ms.len() {
-        out.push(if ms.is_null(i) { None } else { Some(trunc_one(field, ms.value(i))?) });
+        out.push(if ms.is_null(i) {
+            None
+        } else {
+            Some(trunc_one(field, ms.value(i))?)
+        });
     }
     let arr = TimestampMillisecondArray::from(out);
     let arr = match out_type {

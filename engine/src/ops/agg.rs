@@ -25,7 +25,12 @@ pub struct AggregateCall {
 impl AggregateCall {
     /// `func(args) AS name` without a filter.
     pub fn new(func: AggregateFunction, args: Vec<Expr>, name: impl Into<String>) -> Self {
-        Self { func, args, filter: None, name: name.into() }
+        Self {
+            func,
+            args,
+            filter: None,
+            name: name.into(),
+        }
     }
 
     /// Adds a FILTER (WHERE ...) clause.
@@ -55,7 +60,11 @@ impl BoundAggregates {
         let mut arg_types = Vec::with_capacity(calls.len());
         let mut fields = Vec::with_capacity(calls.len());
         for call in &calls {
-            let types = call.args.iter().map(|a| a.data_type(input)).collect::<Result<Vec<_>>>()?;
+            let types = call
+                .args
+                .iter()
+                .map(|a| a.data_type(input))
+                .collect::<Result<Vec<_>>>()?;
             let ret = call.func.return_type(&types)?;
             if let Some(f) = &call.filter {
                 let t = f.data_type(input)?;
@@ -67,13 +76,20 @@ impl BoundAggregates {
                 }
             }
             // Counts are never NULL; everything else is NULL on an empty group.
-            let nullable = !matches!(call.func, AggregateFunction::Count | AggregateFunction::CountDistinct);
+            let nullable = !matches!(
+                call.func,
+                AggregateFunction::Count | AggregateFunction::CountDistinct
+            );
             fields.push(Field::new(&call.name, ret, nullable));
             // Validate now that an accumulator can be built, so errors surface at planning.
             create_accumulator(call.func, &types)?;
             arg_types.push(types);
         }
-        Ok(Self { calls, arg_types, fields })
+        Ok(Self {
+            calls,
+            arg_types,
+            fields,
+        })
     }
 
     /// Output fields, one per call.
@@ -95,7 +111,11 @@ impl BoundAggregates {
         self.calls
             .iter()
             .map(|c| {
-                let values = c.args.iter().map(|a| a.evaluate(batch)).collect::<Result<Vec<_>>>()?;
+                let values = c
+                    .args
+                    .iter()
+                    .map(|a| a.evaluate(batch))
+                    .collect::<Result<Vec<_>>>()?;
                 let filter = match &c.filter {
                     None => None,
                     Some(f) => {
@@ -103,7 +123,9 @@ impl BoundAggregates {
                         let b = arr
                             .as_any()
                             .downcast_ref::<BooleanArray>()
-                            .ok_or_else(|| EngineError::Internal("FILTER did not evaluate to BOOLEAN".into()))?
+                            .ok_or_else(|| {
+                                EngineError::Internal("FILTER did not evaluate to BOOLEAN".into())
+                            })?
                             .clone();
                         Some(b)
                     }
@@ -135,13 +157,22 @@ pub(crate) fn update_all(
                 Some(&combined)
             }
         };
-        acc.update(&UpdateArgs { values: &input.values, groups, filter, total_groups, first_row_seq })?;
+        acc.update(&UpdateArgs {
+            values: &input.values,
+            groups,
+            filter,
+            total_groups,
+            first_row_seq,
+        })?;
     }
     Ok(())
 }
 
 /// Takes the rows `indices` of every call input (for a subset of a batch).
-pub(crate) fn take_inputs(inputs: &[CallInput], indices: &arrow::array::UInt32Array) -> Result<Vec<CallInput>> {
+pub(crate) fn take_inputs(
+    inputs: &[CallInput],
+    indices: &arrow::array::UInt32Array,
+) -> Result<Vec<CallInput>> {
     inputs
         .iter()
         .map(|i| {
@@ -163,7 +194,11 @@ pub(crate) fn take_inputs(inputs: &[CallInput], indices: &arrow::array::UInt32Ar
 }
 
 /// Saves group `group` of every accumulator, each prefixed by its length.
-pub(crate) fn save_group(accs: &[Box<dyn GroupsAccumulator>], group: u32, out: &mut Vec<u8>) -> Result<()> {
+pub(crate) fn save_group(
+    accs: &[Box<dyn GroupsAccumulator>],
+    group: u32,
+    out: &mut Vec<u8>,
+) -> Result<()> {
     for acc in accs {
         let mut buf = Vec::new();
         acc.save(group, &mut buf)?;
@@ -174,14 +209,23 @@ pub(crate) fn save_group(accs: &[Box<dyn GroupsAccumulator>], group: u32, out: &
 }
 
 /// Loads what [`save_group`] wrote into group `group`.
-pub(crate) fn load_group(accs: &mut [Box<dyn GroupsAccumulator>], group: u32, bytes: &[u8]) -> Result<()> {
+pub(crate) fn load_group(
+    accs: &mut [Box<dyn GroupsAccumulator>],
+    group: u32,
+    bytes: &[u8],
+) -> Result<()> {
     let mut rest = bytes;
     for acc in accs.iter_mut() {
-        let corrupt = || EngineError::State(runnel_state::StateError::Corrupt {
-            table: "aggregate".into(),
-            reason: "truncated accumulator state".into(),
-        });
-        let len_bytes: [u8; 4] = rest.get(..4).and_then(|b| b.try_into().ok()).ok_or_else(corrupt)?;
+        let corrupt = || {
+            EngineError::State(runnel_state::StateError::Corrupt {
+                table: "aggregate".into(),
+                reason: "truncated accumulator state".into(),
+            })
+        };
+        let len_bytes: [u8; 4] = rest
+            .get(..4)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(corrupt)?;
         let len = u32::from_le_bytes(len_bytes) as usize;
         let body = rest.get(4..4 + len).ok_or_else(corrupt)?;
         acc.load(group, body)?;
@@ -203,7 +247,10 @@ pub(crate) fn load_group(accs: &mut [Box<dyn GroupsAccumulator>], group: u32, by
 pub(crate) const META_KEY: &[u8] = &[0xff, 0xff, b'm', b'e', b't', b'a'];
 
 fn corrupt(reason: &str) -> EngineError {
-    EngineError::State(runnel_state::StateError::Corrupt { table: "operator state".into(), reason: reason.to_string() })
+    EngineError::State(runnel_state::StateError::Corrupt {
+        table: "operator state".into(),
+        reason: reason.to_string(),
+    })
 }
 
 /// Writes `key`'s entry under namespace `ns`.
@@ -243,8 +290,14 @@ pub(crate) fn load_meta(
     let Some(meta) = ctx.state.get(table, META_KEY)? else {
         return Ok(None);
     };
-    let wm: [u8; 8] = meta.get(..8).and_then(|b| b.try_into().ok()).ok_or_else(|| corrupt("meta"))?;
-    let seq: [u8; 8] = meta.get(8..16).and_then(|b| b.try_into().ok()).ok_or_else(|| corrupt("meta"))?;
+    let wm: [u8; 8] = meta
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| corrupt("meta"))?;
+    let seq: [u8; 8] = meta
+        .get(8..16)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| corrupt("meta"))?;
     Ok(Some((i64::from_le_bytes(wm), u64::from_le_bytes(seq))))
 }
 
@@ -255,14 +308,22 @@ pub(crate) fn scan_owned(
     table: runnel_state::TableId,
     ns_len: usize,
 ) -> Result<Vec<(u16, Vec<u8>, Vec<u8>, Vec<u8>)>> {
-    let range = runnel_state::key_group_range(ctx.task.subtask, ctx.task.parallelism, ctx.task.max_parallelism);
+    let range = runnel_state::key_group_range(
+        ctx.task.subtask,
+        ctx.task.parallelism,
+        ctx.task.max_parallelism,
+    );
     let mut out = Vec::new();
     for entry in ctx.state.scan_prefix(table, &[])? {
         let (k, v) = entry?;
         if k.as_slice() == META_KEY {
             continue;
         }
-        let kg = u16::from_be_bytes(k.get(..2).and_then(|b| b.try_into().ok()).ok_or_else(|| corrupt("key"))?);
+        let kg = u16::from_be_bytes(
+            k.get(..2)
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| corrupt("key"))?,
+        );
         if !range.contains(&u32::from(kg)) {
             continue;
         }
@@ -275,6 +336,9 @@ pub(crate) fn scan_owned(
 
 /// Decodes a time written with [`runnel_state::encode_time`] at `offset`.
 pub(crate) fn decode_time_at(bytes: &[u8], offset: usize) -> Result<i64> {
-    let b: [u8; 8] = bytes.get(offset..offset + 8).and_then(|b| b.try_into().ok()).ok_or_else(|| corrupt("time"))?;
+    let b: [u8; 8] = bytes
+        .get(offset..offset + 8)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| corrupt("time"))?;
     Ok(runnel_state::key::decode_time(b))
 }

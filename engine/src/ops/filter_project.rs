@@ -57,7 +57,11 @@ impl Operator for FilterOperator {
             DataType::Null => return Ok(()),
             other => plan_err!("filter predicate must be boolean, got {other}"),
         };
-        let mask = if mask.null_count() > 0 { prep_null_mask_filter(&mask) } else { mask };
+        let mask = if mask.null_count() > 0 {
+            prep_null_mask_filter(&mask)
+        } else {
+            mask
+        };
         let kept = mask.true_count();
         if kept == 0 {
             return Ok(());
@@ -86,7 +90,10 @@ impl ProjectOperator {
             fields.push(Field::new(name, e.data_type(input)?, e.nullable(input)?));
             list.push(e);
         }
-        Ok(Self { exprs: list, schema: Arc::new(Schema::new(fields)) })
+        Ok(Self {
+            exprs: list,
+            schema: Arc::new(Schema::new(fields)),
+        })
     }
 
     /// The schema of the output batches.
@@ -117,7 +124,11 @@ impl ProjectOperator {
         // The row count is explicit so that a projection with no columns
         // keeps the number of rows.
         let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
-        Ok(RecordBatch::try_new_with_options(Arc::clone(&self.schema), columns, &options)?)
+        Ok(RecordBatch::try_new_with_options(
+            Arc::clone(&self.schema),
+            columns,
+            &options,
+        )?)
     }
 }
 
@@ -146,16 +157,30 @@ mod tests {
 
     fn input() -> Result<RecordBatch> {
         let a: ArrayRef = Arc::new(Int64Array::from(vec![Some(1), Some(5), None, Some(10)]));
-        let b: ArrayRef = Arc::new(StringArray::from(vec![Some("x"), Some("y"), Some("z"), None]));
+        let b: ArrayRef = Arc::new(StringArray::from(vec![
+            Some("x"),
+            Some("y"),
+            Some("z"),
+            None,
+        ]));
         Ok(RecordBatch::try_from_iter(vec![("a", a), ("b", b)])?)
     }
 
     /// Runs `op` on one batch with a fresh context.
     fn run(op: &mut dyn Operator, batch: RecordBatch) -> Result<Vec<RecordBatch>> {
-        let task = TaskInfo { operator_name: "test".into(), subtask: 0, parallelism: 1, max_parallelism: 128 };
+        let task = TaskInfo {
+            operator_name: "test".into(),
+            subtask: 0,
+            parallelism: 1,
+            max_parallelism: 128,
+        };
         let mut state = MemoryStateBackend::new();
         let metrics = Arc::new(OperatorMetrics::default());
-        let mut ctx = OperatorContext { task: &task, state: &mut state, metrics: &metrics };
+        let mut ctx = OperatorContext {
+            task: &task,
+            state: &mut state,
+            metrics: &metrics,
+        };
         let mut out = VecCollector::default();
         op.open(&mut ctx)?;
         op.process_batch(0, batch, &mut ctx, &mut out)?;
@@ -166,10 +191,13 @@ mod tests {
     fn filter_keeps_only_true_rows() -> Result<()> {
         let batch = input()?;
         // a > 2: row 0 false, row 2 NULL -> both dropped
-        let mut op = FilterOperator::try_new(binary(col(0), BinaryOp::Gt, lit(2i64)), batch.schema_ref())?;
+        let mut op =
+            FilterOperator::try_new(binary(col(0), BinaryOp::Gt, lit(2i64)), batch.schema_ref())?;
         let out = run(&mut op, batch)?;
         assert_eq!(out.len(), 1);
-        let a = out[0].column(0).as_primitive::<arrow::datatypes::Int64Type>();
+        let a = out[0]
+            .column(0)
+            .as_primitive::<arrow::datatypes::Int64Type>();
         assert_eq!(a.values().to_vec(), vec![5, 10]);
         let b = out[0].column(1).as_string::<i32>();
         assert_eq!(b.iter().collect::<Vec<_>>(), vec![Some("y"), None]);
@@ -189,7 +217,10 @@ mod tests {
     #[test]
     fn filter_rejects_non_boolean_predicate() -> Result<()> {
         let batch = input()?;
-        assert!(matches!(FilterOperator::try_new(col(0), batch.schema_ref()), Err(EngineError::Plan(_))));
+        assert!(matches!(
+            FilterOperator::try_new(col(0), batch.schema_ref()),
+            Err(EngineError::Plan(_))
+        ));
         let mut op = FilterOperator::new(col(1));
         assert!(matches!(run(&mut op, batch), Err(EngineError::Plan(_))));
         Ok(())
@@ -200,8 +231,14 @@ mod tests {
         let batch = input()?;
         let mut op = ProjectOperator::new(
             vec![
-                (binary(col(0), BinaryOp::Multiply, lit(2i32)), "a2".to_string()),
-                (crate::expr::call(ScalarFunction::Upper, vec![col(1)]), "b_up".to_string()),
+                (
+                    binary(col(0), BinaryOp::Multiply, lit(2i32)),
+                    "a2".to_string(),
+                ),
+                (
+                    crate::expr::call(ScalarFunction::Upper, vec![col(1)]),
+                    "b_up".to_string(),
+                ),
                 (lit(7i32), "seven".to_string()),
             ],
             batch.schema_ref(),
@@ -216,11 +253,21 @@ mod tests {
         let out = run(&mut op, batch)?;
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].schema(), schema);
-        let a2 = out[0].column(0).as_primitive::<arrow::datatypes::Int64Type>();
-        assert_eq!(a2.iter().collect::<Vec<_>>(), vec![Some(2), Some(10), None, Some(20)]);
+        let a2 = out[0]
+            .column(0)
+            .as_primitive::<arrow::datatypes::Int64Type>();
+        assert_eq!(
+            a2.iter().collect::<Vec<_>>(),
+            vec![Some(2), Some(10), None, Some(20)]
+        );
         let up = out[0].column(1).as_string::<i32>();
-        assert_eq!(up.iter().collect::<Vec<_>>(), vec![Some("X"), Some("Y"), Some("Z"), None]);
-        let seven = out[0].column(2).as_primitive::<arrow::datatypes::Int32Type>();
+        assert_eq!(
+            up.iter().collect::<Vec<_>>(),
+            vec![Some("X"), Some("Y"), Some("Z"), None]
+        );
+        let seven = out[0]
+            .column(2)
+            .as_primitive::<arrow::datatypes::Int32Type>();
         assert_eq!(seven.values().to_vec(), vec![7, 7, 7, 7]);
         Ok(())
     }
@@ -242,8 +289,10 @@ mod tests {
     #[test]
     fn project_propagates_execution_errors() -> Result<()> {
         let batch = input()?;
-        let mut op =
-            ProjectOperator::new(vec![(binary(col(0), BinaryOp::Divide, lit(0i64)), "q".to_string())], batch.schema_ref())?;
+        let mut op = ProjectOperator::new(
+            vec![(binary(col(0), BinaryOp::Divide, lit(0i64)), "q".to_string())],
+            batch.schema_ref(),
+        )?;
         match run(&mut op, batch) {
             Err(EngineError::Execution(m)) => assert_eq!(m, "division by zero"),
             other => panic!("expected division by zero, got {other:?}"),

@@ -66,7 +66,11 @@ impl GroupAggregate {
         }
         let aggs = BoundAggregates::new(spec.aggregates.clone(), input)?;
         let encoder = KeyEncoder::new(input, &spec.key_columns)?;
-        let mut fields: Vec<Field> = spec.key_columns.iter().map(|&k| input.field(k).clone()).collect();
+        let mut fields: Vec<Field> = spec
+            .key_columns
+            .iter()
+            .map(|&k| input.field(k).clone())
+            .collect();
         fields.extend(aggs.fields().iter().cloned());
         let schema = with_row_kind(&Schema::new(fields));
         Ok(Self {
@@ -99,7 +103,9 @@ impl GroupAggregate {
     /// Rows for `groups`: keys, current values, the given row kinds.
     fn rows(&self, groups: &[u32], kinds: &[RowKind]) -> Result<Vec<ArrayRef>> {
         let parser = self.encoder.converter().parser();
-        let mut columns = self.encoder.decode(groups.iter().map(|&g| parser.parse(&self.keys[g as usize])))?;
+        let mut columns = self
+            .encoder
+            .decode(groups.iter().map(|&g| parser.parse(&self.keys[g as usize])))?;
         for acc in &self.accs {
             columns.push(acc.evaluate(groups)?);
         }
@@ -110,7 +116,9 @@ impl GroupAggregate {
 
 impl Operator for GroupAggregate {
     fn open(&mut self, ctx: &mut OperatorContext<'_>) -> Result<()> {
-        let table = ctx.state.register_table(&format!("{}/group_agg", ctx.task.operator_name))?;
+        let table = ctx
+            .state
+            .register_table(&format!("{}/group_agg", ctx.task.operator_name))?;
         self.table = Some(table);
         let Some((_, seq)) = load_meta(ctx, table)? else {
             return Ok(());
@@ -151,7 +159,11 @@ impl Operator for GroupAggregate {
                 touched.push((g, new));
             }
         }
-        let before: Vec<u32> = touched.iter().filter(|(_, new)| !new).map(|(g, _)| *g).collect();
+        let before: Vec<u32> = touched
+            .iter()
+            .filter(|(_, new)| !new)
+            .map(|(g, _)| *g)
+            .collect();
         let retractions = if before.is_empty() {
             None
         } else {
@@ -159,10 +171,25 @@ impl Operator for GroupAggregate {
         };
         let first_seq = self.seq;
         self.seq += n as u64;
-        update_all(&mut self.accs, &inputs, &groups, None, self.keys.len(), first_seq)?;
+        update_all(
+            &mut self.accs,
+            &inputs,
+            &groups,
+            None,
+            self.keys.len(),
+            first_seq,
+        )?;
         let after: Vec<u32> = touched.iter().map(|(g, _)| *g).collect();
-        let kinds: Vec<RowKind> =
-            touched.iter().map(|(_, new)| if *new { RowKind::Insert } else { RowKind::UpdateAfter }).collect();
+        let kinds: Vec<RowKind> = touched
+            .iter()
+            .map(|(_, new)| {
+                if *new {
+                    RowKind::Insert
+                } else {
+                    RowKind::UpdateAfter
+                }
+            })
+            .collect();
         let additions = self.rows(&after, &kinds)?;
         let columns = match retractions {
             None => additions,
@@ -176,7 +203,9 @@ impl Operator for GroupAggregate {
     }
 
     fn on_barrier(&mut self, _barrier: &Barrier, ctx: &mut OperatorContext<'_>) -> Result<()> {
-        let table = self.table.ok_or_else(|| EngineError::Internal("group aggregate not opened".into()))?;
+        let table = self
+            .table
+            .ok_or_else(|| EngineError::Internal("group aggregate not opened".into()))?;
         ctx.state.delete_prefix(table, &[])?;
         let mut value = Vec::new();
         for (g, key) in self.keys.iter().enumerate() {
@@ -187,4 +216,3 @@ impl Operator for GroupAggregate {
         save_meta(ctx, table, i64::MIN, self.seq)
     }
 }
-

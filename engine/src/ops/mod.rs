@@ -7,8 +7,8 @@ pub mod session;
 pub mod window_agg;
 
 pub use agg::AggregateCall;
-pub use window_agg::{WindowAggregate, WindowAggregateSpec};
 pub use group_agg::{GroupAggregate, GroupAggregateSpec};
 pub use session::{SessionAggregate, SessionAggregateSpec};
+pub use window_agg::{WindowAggregate, WindowAggregateSpec};
 #[cfg(test)]
 mod tests;

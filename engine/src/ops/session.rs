@@ -20,8 +20,8 @@ use crate::error::{EngineError, Result};
 use crate::keys::KeyEncoder;
 use crate::operator::{Collector, Operator, OperatorContext, OperatorFactory, TaskInfo};
 use crate::ops::agg::{
-    decode_time_at, load_group, load_meta, put_keyed, save_group, save_meta, scan_owned, update_all, AggregateCall,
-    BoundAggregates,
+    decode_time_at, load_group, load_meta, put_keyed, save_group, save_meta, scan_owned,
+    update_all, AggregateCall, BoundAggregates,
 };
 use crate::ops::window_agg::output_schema;
 use crate::types::{event_time_millis, Barrier, EventTime};
@@ -85,7 +85,10 @@ impl SessionAggregate {
     pub fn new(spec: SessionAggregateSpec, input: &Schema) -> Result<Self> {
         WindowSpec::Session { gap: spec.gap }.validate()?;
         if spec.time_column >= input.fields().len() {
-            return Err(EngineError::Plan(format!("time column {} is out of range", spec.time_column)));
+            return Err(EngineError::Plan(format!(
+                "time column {} is out of range",
+                spec.time_column
+            )));
         }
         let aggs = BoundAggregates::new(spec.aggregates.clone(), input)?;
         let encoder = KeyEncoder::new(input, &spec.key_columns)?;
@@ -129,7 +132,9 @@ impl SessionAggregate {
 
 impl Operator for SessionAggregate {
     fn open(&mut self, ctx: &mut OperatorContext<'_>) -> Result<()> {
-        let table = ctx.state.register_table(&format!("{}/session_agg", ctx.task.operator_name))?;
+        let table = ctx
+            .state
+            .register_table(&format!("{}/session_agg", ctx.task.operator_name))?;
         self.table = Some(table);
         let Some((watermark, seq)) = load_meta(ctx, table)? else {
             return Ok(());
@@ -152,7 +157,9 @@ impl Operator for SessionAggregate {
     }
 
     fn on_barrier(&mut self, _barrier: &Barrier, ctx: &mut OperatorContext<'_>) -> Result<()> {
-        let table = self.table.ok_or_else(|| EngineError::Internal("session aggregate not opened".into()))?;
+        let table = self
+            .table
+            .ok_or_else(|| EngineError::Internal("session aggregate not opened".into()))?;
         ctx.state.delete_prefix(table, &[])?;
         let mut value = Vec::new();
         for (key, list) in &self.sessions {
@@ -222,7 +229,11 @@ impl Operator for SessionAggregate {
             }
             let absorbed: Vec<Session> = list.drain(first..last).collect();
             let keeper = absorbed[0];
-            let mut merged = Session { start: start.min(keeper.start), end: end.max(keeper.end), group: keeper.group };
+            let mut merged = Session {
+                start: start.min(keeper.start),
+                end: end.max(keeper.end),
+                group: keeper.group,
+            };
             for s in &absorbed {
                 merged.start = merged.start.min(s.start);
                 merged.end = merged.end.max(s.end);
@@ -249,11 +260,24 @@ impl Operator for SessionAggregate {
                 *g = to;
             }
         }
-        let mask: Option<BooleanArray> =
-            if keep.iter().all(|&k| k) { None } else { Some(keep.iter().map(|&k| Some(k)).collect()) };
         let first_seq = self.seq;
         self.seq += n as u64;
-        update_all(&mut self.accs, &inputs, &groups, mask.as_ref(), self.next_group as usize, first_seq)?;
+        if dropped == n as u64 {
+            return Ok(());
+        }
+        let mask: Option<BooleanArray> = if dropped == 0 {
+            None
+        } else {
+            Some(keep.iter().map(|&k| Some(k)).collect())
+        };
+        update_all(
+            &mut self.accs,
+            &inputs,
+            &groups,
+            mask.as_ref(),
+            self.next_group as usize,
+            first_seq,
+        )?;
         self.free.extend(freed_now);
         Ok(())
     }
@@ -274,11 +298,13 @@ impl Operator for SessionAggregate {
                 break;
             }
             self.by_end.pop_first();
-            let key = self
-                .key_of
-                .remove(&group)
-                .ok_or_else(|| EngineError::Internal(format!("session group {group} has no key")))?;
-            let list = self.sessions.get_mut(&key).ok_or_else(|| EngineError::Internal("session list missing".into()))?;
+            let key = self.key_of.remove(&group).ok_or_else(|| {
+                EngineError::Internal(format!("session group {group} has no key"))
+            })?;
+            let list = self
+                .sessions
+                .get_mut(&key)
+                .ok_or_else(|| EngineError::Internal("session list missing".into()))?;
             let pos = list
                 .iter()
                 .position(|s| s.group == group)
@@ -294,9 +320,15 @@ impl Operator for SessionAggregate {
         }
         let groups: Vec<u32> = fired.iter().map(|(_, s)| s.group).collect();
         let parser = self.encoder.converter().parser();
-        let mut columns = self.encoder.decode(fired.iter().map(|(k, _)| parser.parse(k)))?;
-        columns.push(Arc::new(TimestampMillisecondArray::from(fired.iter().map(|(_, s)| s.start).collect::<Vec<_>>())));
-        columns.push(Arc::new(TimestampMillisecondArray::from(fired.iter().map(|(_, s)| s.end).collect::<Vec<_>>())));
+        let mut columns = self
+            .encoder
+            .decode(fired.iter().map(|(k, _)| parser.parse(k)))?;
+        columns.push(Arc::new(TimestampMillisecondArray::from(
+            fired.iter().map(|(_, s)| s.start).collect::<Vec<_>>(),
+        )));
+        columns.push(Arc::new(TimestampMillisecondArray::from(
+            fired.iter().map(|(_, s)| s.end).collect::<Vec<_>>(),
+        )));
         for acc in &self.accs {
             columns.push(acc.evaluate(&groups)?);
         }

@@ -3,13 +3,17 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use arrow::array::{Array, Float64Array, Int64Array, Int8Array, RecordBatch, StringArray, TimestampMillisecondArray};
+use arrow::array::{
+    Array, Float64Array, Int64Array, Int8Array, RecordBatch, StringArray, TimestampMillisecondArray,
+};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use crate::aggregate::AggregateFunction as F;
 use crate::error::Result;
 use crate::expr::Expr;
-use crate::ops::{AggregateCall, GroupAggregate, GroupAggregateSpec, SessionAggregate, SessionAggregateSpec};
+use crate::ops::{
+    AggregateCall, GroupAggregate, GroupAggregateSpec, SessionAggregate, SessionAggregateSpec,
+};
 use crate::ops::{WindowAggregate, WindowAggregateSpec};
 use crate::testing::OperatorHarness;
 use crate::window::WindowSpec;
@@ -26,9 +30,15 @@ fn batch(rows: &[(i64, &str, i64)]) -> RecordBatch {
     RecordBatch::try_new(
         schema(),
         vec![
-            Arc::new(TimestampMillisecondArray::from(rows.iter().map(|r| r.0).collect::<Vec<_>>())),
-            Arc::new(StringArray::from(rows.iter().map(|r| r.1).collect::<Vec<_>>())),
-            Arc::new(Int64Array::from(rows.iter().map(|r| r.2).collect::<Vec<_>>())),
+            Arc::new(TimestampMillisecondArray::from(
+                rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+            )),
+            Arc::new(StringArray::from(
+                rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+            )),
+            Arc::new(Int64Array::from(
+                rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+            )),
         ],
     )
     .expect("valid batch")
@@ -45,13 +55,39 @@ fn calls() -> Vec<AggregateCall> {
 fn window_rows(batches: &[RecordBatch]) -> Vec<(String, i64, i64, i64, i64)> {
     let mut out = Vec::new();
     for b in batches {
-        let k = b.column(0).as_any().downcast_ref::<StringArray>().expect("k");
-        let s = b.column(1).as_any().downcast_ref::<TimestampMillisecondArray>().expect("start");
-        let e = b.column(2).as_any().downcast_ref::<TimestampMillisecondArray>().expect("end");
-        let c = b.column(3).as_any().downcast_ref::<Int64Array>().expect("cnt");
-        let t = b.column(4).as_any().downcast_ref::<Int64Array>().expect("sum");
+        let k = b
+            .column(0)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .expect("k");
+        let s = b
+            .column(1)
+            .as_any()
+            .downcast_ref::<TimestampMillisecondArray>()
+            .expect("start");
+        let e = b
+            .column(2)
+            .as_any()
+            .downcast_ref::<TimestampMillisecondArray>()
+            .expect("end");
+        let c = b
+            .column(3)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .expect("cnt");
+        let t = b
+            .column(4)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .expect("sum");
         for i in 0..b.num_rows() {
-            out.push((k.value(i).to_string(), s.value(i), e.value(i), c.value(i), t.value(i)));
+            out.push((
+                k.value(i).to_string(),
+                s.value(i),
+                e.value(i),
+                c.value(i),
+                t.value(i),
+            ));
         }
     }
     out.sort();
@@ -59,7 +95,12 @@ fn window_rows(batches: &[RecordBatch]) -> Vec<(String, i64, i64, i64, i64)> {
 }
 
 fn window_op(window: WindowSpec) -> Result<Box<WindowAggregate>> {
-    let spec = WindowAggregateSpec { window, time_column: 0, key_columns: vec![1], aggregates: calls() };
+    let spec = WindowAggregateSpec {
+        window,
+        time_column: 0,
+        key_columns: vec![1],
+        aggregates: calls(),
+    };
     Ok(Box::new(WindowAggregate::new(spec, &schema())?))
 }
 
@@ -70,11 +111,22 @@ fn s(v: &str) -> String {
 #[test]
 fn tumble_emits_each_window_once_and_drops_late_rows() -> Result<()> {
     let mut h = OperatorHarness::new(window_op(WindowSpec::Tumble { size: 10 })?)?;
-    h.batch(batch(&[(1, "a", 1), (9, "a", 2), (10, "a", 4), (3, "b", 8)]))?;
+    h.batch(batch(&[
+        (1, "a", 1),
+        (9, "a", 2),
+        (10, "a", 4),
+        (3, "b", 8),
+    ]))?;
     h.watermark(8)?;
-    assert!(h.take_output().is_empty(), "window [0,10) must wait for watermark 9");
+    assert!(
+        h.take_output().is_empty(),
+        "window [0,10) must wait for watermark 9"
+    );
     h.watermark(9)?;
-    assert_eq!(window_rows(&h.take_output()), vec![(s("a"), 0, 10, 2, 3), (s("b"), 0, 10, 1, 8)]);
+    assert_eq!(
+        window_rows(&h.take_output()),
+        vec![(s("a"), 0, 10, 2, 3), (s("b"), 0, 10, 1, 8)]
+    );
     // Late for [0,10); on time for [10,20).
     h.batch(batch(&[(5, "a", 100), (15, "a", 16)]))?;
     assert_eq!(h.metrics().late_rows_dropped.load(Ordering::Relaxed), 1);
@@ -91,18 +143,29 @@ fn hop_counts_a_partly_late_row_in_the_windows_still_open() -> Result<()> {
     let mut h = OperatorHarness::new(window_op(WindowSpec::Hop { slide: 5, size: 15 })?)?;
     h.batch(batch(&[(1, "a", 1)]))?;
     h.watermark(9)?;
-    assert_eq!(window_rows(&h.take_output()), vec![(s("a"), -10, 5, 1, 1), (s("a"), -5, 10, 1, 1)]);
+    assert_eq!(
+        window_rows(&h.take_output()),
+        vec![(s("a"), -10, 5, 1, 1), (s("a"), -5, 10, 1, 1)]
+    );
     h.batch(batch(&[(7, "a", 10)]))?;
     assert_eq!(h.metrics().late_rows_dropped.load(Ordering::Relaxed), 0);
     h.watermark(1_000)?;
-    assert_eq!(window_rows(&h.take_output()), vec![(s("a"), 0, 15, 2, 11), (s("a"), 5, 20, 1, 10)]);
+    assert_eq!(
+        window_rows(&h.take_output()),
+        vec![(s("a"), 0, 15, 2, 11), (s("a"), 5, 20, 1, 10)]
+    );
     Ok(())
 }
 
 #[test]
 fn cumulate_windows_grow_by_step() -> Result<()> {
     let mut h = OperatorHarness::new(window_op(WindowSpec::Cumulate { step: 5, size: 15 })?)?;
-    h.batch(batch(&[(1, "a", 1), (6, "a", 2), (12, "a", 4), (16, "a", 8)]))?;
+    h.batch(batch(&[
+        (1, "a", 1),
+        (6, "a", 2),
+        (12, "a", 4),
+        (16, "a", 8),
+    ]))?;
     h.watermark(1_000)?;
     assert_eq!(
         window_rows(&h.take_output()),
@@ -149,7 +212,12 @@ fn window_state_survives_a_checkpoint_and_restore() -> Result<()> {
 }
 
 fn session_op(gap: i64) -> Result<Box<SessionAggregate>> {
-    let spec = SessionAggregateSpec { gap, time_column: 0, key_columns: vec![1], aggregates: calls() };
+    let spec = SessionAggregateSpec {
+        gap,
+        time_column: 0,
+        key_columns: vec![1],
+        aggregates: calls(),
+    };
     Ok(Box::new(SessionAggregate::new(spec, &schema())?))
 }
 
@@ -168,9 +236,17 @@ fn sessions_merge_when_a_row_bridges_them() -> Result<()> {
     assert_eq!(h.metrics().late_rows_dropped.load(Ordering::Relaxed), 1);
     // Within one batch: [20,23) stays apart from [25,28) (no touch), and
     // 27's window [27,30) bridges [25,28) and [30,33).
-    h.batch(batch(&[(20, "a", 1), (30, "a", 2), (25, "a", 4), (27, "a", 8)]))?;
+    h.batch(batch(&[
+        (20, "a", 1),
+        (30, "a", 2),
+        (25, "a", 4),
+        (27, "a", 8),
+    ]))?;
     h.watermark(100)?;
-    assert_eq!(window_rows(&h.take_output()), vec![(s("a"), 20, 23, 1, 1), (s("a"), 25, 33, 3, 14)]);
+    assert_eq!(
+        window_rows(&h.take_output()),
+        vec![(s("a"), 20, 23, 1, 1), (s("a"), 25, 33, 3, 14)]
+    );
     Ok(())
 }
 
@@ -184,7 +260,11 @@ fn session_state_survives_a_checkpoint_and_restore() -> Result<()> {
     b.watermark(1_000)?;
     assert_eq!(
         window_rows(&b.take_output()),
-        vec![(s("a"), 0, 15, 2, 11), (s("a"), 50, 60, 1, 20), (s("b"), 100, 110, 1, 2)]
+        vec![
+            (s("a"), 0, 15, 2, 11),
+            (s("a"), 50, 60, 1, 20),
+            (s("b"), 100, 110, 1, 2)
+        ]
     );
     Ok(())
 }
@@ -204,12 +284,33 @@ fn group_op() -> Result<Box<GroupAggregate>> {
 fn changelog(batches: &[RecordBatch]) -> Vec<(i8, String, i64, f64)> {
     let mut out = Vec::new();
     for b in batches {
-        let k = b.column(0).as_any().downcast_ref::<StringArray>().expect("k");
-        let c = b.column(1).as_any().downcast_ref::<Int64Array>().expect("cnt");
-        let a = b.column(2).as_any().downcast_ref::<Float64Array>().expect("avg");
-        let kind = b.column(3).as_any().downcast_ref::<Int8Array>().expect("kind");
+        let k = b
+            .column(0)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .expect("k");
+        let c = b
+            .column(1)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .expect("cnt");
+        let a = b
+            .column(2)
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .expect("avg");
+        let kind = b
+            .column(3)
+            .as_any()
+            .downcast_ref::<Int8Array>()
+            .expect("kind");
         for i in 0..b.num_rows() {
-            out.push((kind.value(i), k.value(i).to_string(), c.value(i), a.value(i)));
+            out.push((
+                kind.value(i),
+                k.value(i).to_string(),
+                c.value(i),
+                a.value(i),
+            ));
         }
     }
     out
@@ -219,13 +320,26 @@ fn changelog(batches: &[RecordBatch]) -> Vec<(i8, String, i64, f64)> {
 fn group_aggregate_emits_insert_then_retract_and_update() -> Result<()> {
     let mut h = OperatorHarness::new(group_op()?)?;
     h.batch(batch(&[(0, "a", 2), (0, "b", 5), (0, "a", 4)]))?;
-    assert_eq!(changelog(&h.take_output()), vec![(0, s("a"), 2, 3.0), (0, s("b"), 1, 5.0)]);
+    assert_eq!(
+        changelog(&h.take_output()),
+        vec![(0, s("a"), 2, 3.0), (0, s("b"), 1, 5.0)]
+    );
     h.batch(batch(&[(0, "a", 9), (0, "c", 1)]))?;
-    assert_eq!(changelog(&h.take_output()), vec![(1, s("a"), 2, 3.0), (2, s("a"), 3, 5.0), (0, s("c"), 1, 1.0)]);
+    assert_eq!(
+        changelog(&h.take_output()),
+        vec![
+            (1, s("a"), 2, 3.0),
+            (2, s("a"), 3, 5.0),
+            (0, s("c"), 1, 1.0)
+        ]
+    );
     let snap = h.checkpoint(1)?;
     let mut r = OperatorHarness::restored(group_op()?, &snap)?;
     r.batch(batch(&[(0, "b", 7)]))?;
-    assert_eq!(changelog(&r.take_output()), vec![(1, s("b"), 1, 5.0), (2, s("b"), 2, 6.0)]);
+    assert_eq!(
+        changelog(&r.take_output()),
+        vec![(1, s("b"), 1, 5.0), (2, s("b"), 2, 6.0)]
+    );
     Ok(())
 }
 
@@ -234,7 +348,11 @@ fn null_keys_group_together_and_null_times_are_dropped() -> Result<()> {
     let b = RecordBatch::try_new(
         schema(),
         vec![
-            Arc::new(TimestampMillisecondArray::from(vec![Some(1), Some(2), None])),
+            Arc::new(TimestampMillisecondArray::from(vec![
+                Some(1),
+                Some(2),
+                None,
+            ])),
             Arc::new(StringArray::from(vec![None, None, Some("x")])),
             Arc::new(Int64Array::from(vec![Some(1), None, Some(3)])),
         ],
@@ -246,9 +364,21 @@ fn null_keys_group_together_and_null_times_are_dropped() -> Result<()> {
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].num_rows(), 1);
     assert!(out[0].column(0).is_null(0));
-    let cnt = out[0].column(3).as_any().downcast_ref::<Int64Array>().expect("cnt");
-    let sum = out[0].column(4).as_any().downcast_ref::<Int64Array>().expect("sum");
-    assert_eq!((cnt.value(0), sum.value(0)), (2, 1), "COUNT(*) counts the NULL value, SUM skips it");
+    let cnt = out[0]
+        .column(3)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .expect("cnt");
+    let sum = out[0]
+        .column(4)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .expect("sum");
+    assert_eq!(
+        (cnt.value(0), sum.value(0)),
+        (2, 1),
+        "COUNT(*) counts the NULL value, SUM skips it"
+    );
     assert_eq!(h.metrics().late_rows_dropped.load(Ordering::Relaxed), 1);
     Ok(())
 }
@@ -261,7 +391,10 @@ fn plan_errors_are_clear() {
         key_columns: vec![1],
         aggregates: calls(),
     };
-    let err = WindowAggregate::new(bad, &schema()).err().map(|e| e.to_string()).unwrap_or_default();
+    let err = WindowAggregate::new(bad, &schema())
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
     assert!(err.contains("whole multiple"), "{err}");
     let bad = WindowAggregateSpec {
         window: WindowSpec::Tumble { size: 10 },
@@ -269,6 +402,9 @@ fn plan_errors_are_clear() {
         key_columns: vec![1],
         aggregates: vec![AggregateCall::new(F::Sum, vec![Expr::Column(1)], "s")],
     };
-    let err = WindowAggregate::new(bad, &schema()).err().map(|e| e.to_string()).unwrap_or_default();
+    let err = WindowAggregate::new(bad, &schema())
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
     assert!(err.contains("SUM"), "{err}");
 }

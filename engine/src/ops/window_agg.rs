@@ -11,7 +11,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, TimestampMillisecondArray, UInt32Array};
+use arrow::array::{
+    Array, ArrayRef, BooleanArray, RecordBatch, TimestampMillisecondArray, UInt32Array,
+};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use runnel_state::{encode_time, TableId};
 
@@ -20,8 +22,8 @@ use crate::error::{EngineError, Result};
 use crate::keys::KeyEncoder;
 use crate::operator::{Collector, Operator, OperatorContext, OperatorFactory, TaskInfo};
 use crate::ops::agg::{
-    decode_time_at, load_group, load_meta, put_keyed, save_group, save_meta, scan_owned, take_inputs, update_all,
-    AggregateCall, BoundAggregates, CallInput,
+    decode_time_at, load_group, load_meta, put_keyed, save_group, save_meta, scan_owned,
+    take_inputs, update_all, AggregateCall, BoundAggregates, CallInput,
 };
 use crate::types::{event_time_millis, Barrier, EventTime};
 use crate::window::WindowSpec;
@@ -58,15 +60,31 @@ impl WindowAggregateSpec {
         // Build once now so that plan errors surface before the job starts.
         WindowAggregate::new(self.clone(), &input)?;
         Ok(Arc::new(move |_task: &TaskInfo| {
-            Ok(Box::new(WindowAggregate::new(self.clone(), &input)?) as Box<dyn crate::operator::Operator>)
+            Ok(Box::new(WindowAggregate::new(self.clone(), &input)?)
+                as Box<dyn crate::operator::Operator>)
         }))
     }
 }
 
-pub(crate) fn output_schema(input: &Schema, key_columns: &[usize], agg_fields: &[Field]) -> SchemaRef {
-    let mut fields: Vec<Field> = key_columns.iter().map(|&k| input.field(k).clone()).collect();
-    fields.push(Field::new("window_start", DataType::Timestamp(TimeUnit::Millisecond, None), false));
-    fields.push(Field::new("window_end", DataType::Timestamp(TimeUnit::Millisecond, None), false));
+pub(crate) fn output_schema(
+    input: &Schema,
+    key_columns: &[usize],
+    agg_fields: &[Field],
+) -> SchemaRef {
+    let mut fields: Vec<Field> = key_columns
+        .iter()
+        .map(|&k| input.field(k).clone())
+        .collect();
+    fields.push(Field::new(
+        "window_start",
+        DataType::Timestamp(TimeUnit::Millisecond, None),
+        false,
+    ));
+    fields.push(Field::new(
+        "window_end",
+        DataType::Timestamp(TimeUnit::Millisecond, None),
+        false,
+    ));
     fields.extend(agg_fields.iter().cloned());
     Arc::new(Schema::new(fields))
 }
@@ -111,10 +129,15 @@ impl WindowAggregate {
     pub fn new(spec: WindowAggregateSpec, input: &Schema) -> Result<Self> {
         spec.window.validate()?;
         if matches!(spec.window, WindowSpec::Session { .. }) {
-            return Err(EngineError::Plan("SESSION windows use the session window operator".into()));
+            return Err(EngineError::Plan(
+                "SESSION windows use the session window operator".into(),
+            ));
         }
         if spec.time_column >= input.fields().len() {
-            return Err(EngineError::Plan(format!("time column {} is out of range", spec.time_column)));
+            return Err(EngineError::Plan(format!(
+                "time column {} is out of range",
+                spec.time_column
+            )));
         }
         let aggs = BoundAggregates::new(spec.aggregates.clone(), input)?;
         let encoder = KeyEncoder::new(input, &spec.key_columns)?;
@@ -139,7 +162,11 @@ impl WindowAggregate {
 
     /// True when every window a row at slice `slice_end` belongs to has fired.
     fn is_late(&self, slice_end: EventTime) -> bool {
-        self.spec.window.last_window_end(slice_end).saturating_sub(1) <= self.watermark
+        self.spec
+            .window
+            .last_window_end(slice_end)
+            .saturating_sub(1)
+            <= self.watermark
     }
 
     fn slice_mut(&mut self, slice_end: EventTime) -> Result<&mut Slice> {
@@ -149,7 +176,11 @@ impl WindowAggregate {
                     self.pending_ends.insert(e);
                 }
             }
-            let slice = Slice { groups: KeyMap::default(), keys: Vec::new(), accs: self.aggs.accumulators()? };
+            let slice = Slice {
+                groups: KeyMap::default(),
+                keys: Vec::new(),
+                accs: self.aggs.accumulators()?,
+            };
             self.slices.insert(slice_end, slice);
         }
         self.slices
@@ -159,12 +190,20 @@ impl WindowAggregate {
 
     fn fire(&self, end: EventTime, out: &mut dyn Collector) -> Result<()> {
         let start = self.spec.window.window_start(end);
-        let parts: Vec<&Slice> = self.slices.range(start.saturating_add(1)..=end).map(|(_, s)| s).collect();
+        let parts: Vec<&Slice> = self
+            .slices
+            .range(start.saturating_add(1)..=end)
+            .map(|(_, s)| s)
+            .collect();
         let (keys, values): (Vec<&[u8]>, Vec<ArrayRef>) = match parts.as_slice() {
             [] => return Ok(()),
             [only] => {
                 let groups: Vec<u32> = (0..only.keys.len() as u32).collect();
-                let values = only.accs.iter().map(|a| a.evaluate(&groups)).collect::<Result<Vec<_>>>()?;
+                let values = only
+                    .accs
+                    .iter()
+                    .map(|a| a.evaluate(&groups))
+                    .collect::<Result<Vec<_>>>()?;
                 (only.keys.iter().map(|k| k.as_ref()).collect(), values)
             }
             many => {
@@ -184,7 +223,10 @@ impl WindowAggregate {
                     }
                 }
                 let groups: Vec<u32> = (0..keys.len() as u32).collect();
-                let values = merged.iter().map(|a| a.evaluate(&groups)).collect::<Result<Vec<_>>>()?;
+                let values = merged
+                    .iter()
+                    .map(|a| a.evaluate(&groups))
+                    .collect::<Result<Vec<_>>>()?;
                 (keys, values)
             }
         };
@@ -215,18 +257,30 @@ impl WindowAggregate {
             None => {
                 // Every row of the batch (maybe masked) goes to this slice.
                 let groups: Vec<u32> = match mask {
-                    None => key_rows.iter().map(|r| slice.group_of(r.as_ref())).collect(),
+                    None => key_rows
+                        .iter()
+                        .map(|r| slice.group_of(r.as_ref()))
+                        .collect(),
                     Some(m) => key_rows
                         .iter()
                         .enumerate()
-                        .map(|(i, r)| if m.value(i) { slice.group_of(r.as_ref()) } else { 0 })
+                        .map(|(i, r)| {
+                            if m.value(i) {
+                                slice.group_of(r.as_ref())
+                            } else {
+                                0
+                            }
+                        })
                         .collect(),
                 };
                 let total = slice.keys.len();
                 update_all(&mut slice.accs, inputs, &groups, mask, total, first_seq)
             }
             Some(idx) => {
-                let groups: Vec<u32> = idx.iter().map(|&i| slice.group_of(key_rows.row(i as usize).as_ref())).collect();
+                let groups: Vec<u32> = idx
+                    .iter()
+                    .map(|&i| slice.group_of(key_rows.row(i as usize).as_ref()))
+                    .collect();
                 let total = slice.keys.len();
                 let taken = take_inputs(inputs, &UInt32Array::from(idx.to_vec()))?;
                 update_all(&mut slice.accs, &taken, &groups, None, total, first_seq)
@@ -237,7 +291,9 @@ impl WindowAggregate {
 
 impl Operator for WindowAggregate {
     fn open(&mut self, ctx: &mut OperatorContext<'_>) -> Result<()> {
-        let table = ctx.state.register_table(&format!("{}/window_agg", ctx.task.operator_name))?;
+        let table = ctx
+            .state
+            .register_table(&format!("{}/window_agg", ctx.task.operator_name))?;
         self.table = Some(table);
         self.restore(ctx, table)
     }
@@ -285,7 +341,9 @@ impl Operator for WindowAggregate {
         }
         match distinct.as_slice() {
             [] => Ok(()),
-            [only] if dropped == 0 => self.update_slice(*only, &key_rows, None, &inputs, None, first_seq),
+            [only] if dropped == 0 => {
+                self.update_slice(*only, &key_rows, None, &inputs, None, first_seq)
+            }
             few if few.len() <= MAX_MASKED_SLICES => {
                 for &s in few {
                     let mask: BooleanArray = slice_of.iter().map(|x| Some(*x == Some(s))).collect();
@@ -297,8 +355,9 @@ impl Operator for WindowAggregate {
                 // Rows keep their order within a slice; FIRST_VALUE/LAST_VALUE
                 // order across slices of this one batch is by slice first.
                 for &s in many {
-                    let idx: Vec<u32> =
-                        (0..n as u32).filter(|&i| slice_of[i as usize] == Some(s)).collect();
+                    let idx: Vec<u32> = (0..n as u32)
+                        .filter(|&i| slice_of[i as usize] == Some(s))
+                        .collect();
                     let seq = first_seq + u64::from(idx[0]);
                     self.update_slice(s, &key_rows, Some(&idx), &inputs, None, seq)?;
                 }
@@ -325,12 +384,15 @@ impl Operator for WindowAggregate {
             self.fire(end, out)?;
         }
         let window = self.spec.window;
-        self.slices.retain(|&s, _| window.last_window_end(s).saturating_sub(1) > watermark);
+        self.slices
+            .retain(|&s, _| window.last_window_end(s).saturating_sub(1) > watermark);
         Ok(())
     }
 
     fn on_barrier(&mut self, _barrier: &Barrier, ctx: &mut OperatorContext<'_>) -> Result<()> {
-        let table = self.table.ok_or_else(|| EngineError::Internal("window aggregate not opened".into()))?;
+        let table = self
+            .table
+            .ok_or_else(|| EngineError::Internal("window aggregate not opened".into()))?;
         // The whole state is rewritten: simple and exact. Incremental writes
         // of dirty slices come with the RocksDB backend.
         ctx.state.delete_prefix(table, &[])?;
