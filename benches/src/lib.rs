@@ -1,1 +1,6 @@
-//! Runnel benchmarks.
+//! Runnel's benchmarks.
+//!
+//! The criterion micro-benchmarks live in `benches/` (run them with
+//! `cargo bench -p runnel-benches`); figures and how they were measured are in
+//! `benches/README.md`. The Nexmark harness will live here too; it does not
+//! exist yet.

@@ -254,7 +254,14 @@ fn sum_avg_with_nulls_and_filter() -> Result<()> {
         Some(-2.0),
     ]));
     let mut sum = make(F::Sum, &[DataType::Float64]);
-    upd(sum.as_mut(), &[floats.clone()], &[0, 0, 0, 1], None, 3, 0)?;
+    upd(
+        sum.as_mut(),
+        std::slice::from_ref(&floats),
+        &[0, 0, 0, 1],
+        None,
+        3,
+        0,
+    )?;
     assert_eq!(
         f64s(&sum.evaluate(&[0, 1, 2])?),
         vec![Some(1.75), Some(-2.0), None]
@@ -282,12 +289,26 @@ fn sum_avg_with_nulls_and_filter() -> Result<()> {
 fn sum_overflow_is_an_execution_error() -> Result<()> {
     let big: ArrayRef = Arc::new(Int64Array::from(vec![i64::MAX, 1]));
     let mut sum = make(F::Sum, &[DataType::Int64]);
-    let err = upd(sum.as_mut(), &[big.clone()], &[0, 0], None, 1, 0);
+    let err = upd(
+        sum.as_mut(),
+        std::slice::from_ref(&big),
+        &[0, 0],
+        None,
+        1,
+        0,
+    );
     assert!(matches!(err, Err(EngineError::Execution(_))), "{err:?}");
 
     // The same values in different groups do not overflow.
     let mut sum = make(F::Sum, &[DataType::Int64]);
-    upd(sum.as_mut(), &[big.clone()], &[0, 1], None, 2, 0)?;
+    upd(
+        sum.as_mut(),
+        std::slice::from_ref(&big),
+        &[0, 1],
+        None,
+        2,
+        0,
+    )?;
     // ... but merging them does.
     let mut other = make(F::Sum, &[DataType::Int64]);
     upd(other.as_mut(), &[big], &[0, 1], None, 2, 0)?;
@@ -346,7 +367,14 @@ fn min_max_on_many_types() -> Result<()> {
     ]));
     let mut min = make(F::Min, &[DataType::Float64]);
     let mut max = make(F::Max, &[DataType::Float64]);
-    upd(min.as_mut(), &[fl.clone()], &[0, 0, 0, 1, 1], None, 2, 0)?;
+    upd(
+        min.as_mut(),
+        std::slice::from_ref(&fl),
+        &[0, 0, 0, 1, 1],
+        None,
+        2,
+        0,
+    )?;
     upd(max.as_mut(), &[fl], &[0, 0, 0, 1, 1], None, 2, 0)?;
     let mins = f64s(&min.evaluate(&[0, 1])?);
     let maxs = f64s(&max.evaluate(&[0, 1])?);
@@ -365,7 +393,14 @@ fn min_max_on_many_types() -> Result<()> {
     ]));
     let mut min = make(F::Min, &[DataType::Utf8]);
     let mut max = make(F::Max, &[DataType::Utf8]);
-    upd(min.as_mut(), &[s.clone()], &[0, 0, 0, 0, 1], None, 3, 0)?;
+    upd(
+        min.as_mut(),
+        std::slice::from_ref(&s),
+        &[0, 0, 0, 0, 1],
+        None,
+        3,
+        0,
+    )?;
     upd(max.as_mut(), &[s], &[0, 0, 0, 0, 1], None, 3, 0)?;
     assert_eq!(
         strs(&min.evaluate(&[0, 1, 2])?),
@@ -385,7 +420,14 @@ fn min_max_on_many_types() -> Result<()> {
     ]));
     let mut min = make(F::Min, &[DataType::Boolean]);
     let mut max = make(F::Max, &[DataType::Boolean]);
-    upd(min.as_mut(), &[b.clone()], &[0, 0, 1, 1], None, 2, 0)?;
+    upd(
+        min.as_mut(),
+        std::slice::from_ref(&b),
+        &[0, 0, 1, 1],
+        None,
+        2,
+        0,
+    )?;
     upd(max.as_mut(), &[b], &[0, 0, 1, 1], None, 2, 0)?;
     let want_min: ArrayRef = Arc::new(BooleanArray::from(vec![Some(false), Some(true)]));
     let want_max: ArrayRef = Arc::new(BooleanArray::from(vec![Some(true), Some(true)]));
@@ -437,7 +479,14 @@ fn min_max_generic_row_path() -> Result<()> {
     ]));
     let mut max = make(F::Max, &[DataType::Utf8View]);
     let mut min = make(F::Min, &[DataType::Utf8View]);
-    upd(max.as_mut(), &[v.clone()], &[0, 0, 1, 0], None, 2, 0)?;
+    upd(
+        max.as_mut(),
+        std::slice::from_ref(&v),
+        &[0, 0, 1, 0],
+        None,
+        2,
+        0,
+    )?;
     upd(min.as_mut(), &[v], &[0, 0, 1, 0], None, 2, 0)?;
     let want_max: ArrayRef = Arc::new(StringViewArray::from(vec![Some("b"), None]));
     let want_min: ArrayRef = Arc::new(StringViewArray::from(vec![Some("a"), None]));
@@ -485,7 +534,14 @@ fn first_last_value_by_arrival() -> Result<()> {
 
     // A second batch arrives later: LAST moves, FIRST stays.
     let more: ArrayRef = Arc::new(Int64Array::from(vec![Some(40), None]));
-    upd(first.as_mut(), &[more.clone()], &[0, 2], None, 4, 200)?;
+    upd(
+        first.as_mut(),
+        std::slice::from_ref(&more),
+        &[0, 2],
+        None,
+        4,
+        200,
+    )?;
     upd(last.as_mut(), &[more], &[0, 2], None, 4, 200)?;
     assert_eq!(
         i64s(&first.evaluate(&ALL_GROUPS)?),
@@ -544,7 +600,7 @@ fn count_distinct() -> Result<()> {
         None,
     ]));
     let mut cd = make(F::CountDistinct, &[DataType::Utf8]);
-    upd(cd.as_mut(), &[s.clone()], &[0; 5], None, 1, 0)?;
+    upd(cd.as_mut(), std::slice::from_ref(&s), &[0; 5], None, 1, 0)?;
     assert_eq!(i64s(&cd.evaluate(&[0])?), vec![Some(3)]);
     // Pairs (a,1) (b,1) (a,2); rows with a NULL do not count.
     let mut cd = make(F::CountDistinct, &[DataType::Utf8, DataType::Int64]);
@@ -583,7 +639,14 @@ fn variance_family_against_two_pass() -> Result<()> {
     ];
     for (func, want0, want1) in cases {
         let mut acc = make(func, &[DataType::Float64]);
-        upd(acc.as_mut(), &[values.clone()], &groups, None, 3, 0)?;
+        upd(
+            acc.as_mut(),
+            std::slice::from_ref(&values),
+            &groups,
+            None,
+            3,
+            0,
+        )?;
         let got = f64s(&acc.evaluate(&[0, 1, 2])?);
         assert_close(&got, &[want0, want1, None]);
     }
@@ -717,10 +780,10 @@ fn merge_first_last_and_distinct_hand_checked() -> Result<()> {
     for (func, want) in [(F::FirstValue, 1), (F::LastValue, 4)] {
         let mut p = make(func, &[DataType::Int64]);
         let mut q = make(func, &[DataType::Int64]);
-        upd(p.as_mut(), &[a.clone()], &[0], None, 1, 10)?;
-        upd(q.as_mut(), &[b.clone()], &[0], None, 1, 20)?;
-        upd(p.as_mut(), &[c.clone()], &[0], None, 1, 30)?;
-        upd(q.as_mut(), &[d.clone()], &[0], None, 1, 40)?;
+        upd(p.as_mut(), std::slice::from_ref(&a), &[0], None, 1, 10)?;
+        upd(q.as_mut(), std::slice::from_ref(&b), &[0], None, 1, 20)?;
+        upd(p.as_mut(), std::slice::from_ref(&c), &[0], None, 1, 30)?;
+        upd(q.as_mut(), std::slice::from_ref(&d), &[0], None, 1, 40)?;
         let mut m1 = make(func, &[DataType::Int64]);
         m1.merge(5, q.as_ref(), 0)?;
         m1.merge(5, p.as_ref(), 0)?;
@@ -945,7 +1008,7 @@ fn bad_update_arguments_are_internal_errors() {
     let internal = |r: Result<()>| matches!(r, Err(EngineError::Internal(_)));
     assert!(internal(upd(
         sum.as_mut(),
-        &[strings.clone()],
+        std::slice::from_ref(&strings),
         &[0],
         None,
         1,
@@ -954,7 +1017,7 @@ fn bad_update_arguments_are_internal_errors() {
     // Group index not below total_groups.
     assert!(internal(upd(
         sum.as_mut(),
-        &[one.clone()],
+        std::slice::from_ref(&one),
         &[1],
         None,
         1,
@@ -963,7 +1026,7 @@ fn bad_update_arguments_are_internal_errors() {
     // Length mismatches.
     assert!(internal(upd(
         sum.as_mut(),
-        &[one.clone()],
+        std::slice::from_ref(&one),
         &[0, 0],
         None,
         1,
@@ -972,7 +1035,7 @@ fn bad_update_arguments_are_internal_errors() {
     let f = BooleanArray::from(vec![true, false]);
     assert!(internal(upd(
         sum.as_mut(),
-        &[one.clone()],
+        std::slice::from_ref(&one),
         &[0],
         Some(&f),
         1,
@@ -983,7 +1046,7 @@ fn bad_update_arguments_are_internal_errors() {
     let mut min = make(F::Min, &[DataType::Utf8View]);
     assert!(internal(upd(
         min.as_mut(),
-        &[strings.clone()],
+        std::slice::from_ref(&strings),
         &[0],
         None,
         1,
@@ -1152,92 +1215,4 @@ proptest! {
             }
         }
     }
-}
-
-/// Throughput check for the hot paths; run with
-/// `cargo test --release -p runnel-engine --lib aggregate -- --ignored --nocapture`.
-#[test]
-#[ignore]
-fn throughput() -> Result<()> {
-    let rows = 8192;
-    let batches = 1000;
-    let groups: Vec<u32> = (0..rows as u32).map(|i| (i * 7919) % 1024).collect();
-    let ints: ArrayRef = Arc::new(Int64Array::from_iter_values(0..rows as i64));
-    let floats: ArrayRef = Arc::new(Float64Array::from_iter_values(
-        (0..rows).map(|i| i as f64 * 0.25),
-    ));
-    let with_nulls: ArrayRef = Arc::new(Int64Array::from_iter(
-        (0..rows as i64).map(|i| (i % 10 != 0).then_some(i)),
-    ));
-    let cases: Vec<(&str, AggregateFunction, Vec<DataType>, Vec<ArrayRef>)> = vec![
-        ("COUNT(*)", F::Count, vec![], vec![]),
-        (
-            "SUM(Int64)",
-            F::Sum,
-            vec![DataType::Int64],
-            vec![ints.clone()],
-        ),
-        (
-            "SUM(Int64 w/ nulls)",
-            F::Sum,
-            vec![DataType::Int64],
-            vec![with_nulls],
-        ),
-        (
-            "SUM(Float64)",
-            F::Sum,
-            vec![DataType::Float64],
-            vec![floats.clone()],
-        ),
-        (
-            "AVG(Float64)",
-            F::Avg,
-            vec![DataType::Float64],
-            vec![floats.clone()],
-        ),
-        (
-            "MIN(Int64)",
-            F::Min,
-            vec![DataType::Int64],
-            vec![ints.clone()],
-        ),
-        (
-            "MAX(Float64)",
-            F::Max,
-            vec![DataType::Float64],
-            vec![floats.clone()],
-        ),
-        (
-            "STDDEV(Float64)",
-            F::StddevSamp,
-            vec![DataType::Float64],
-            vec![floats],
-        ),
-        (
-            "LAST_VALUE(Int64)",
-            F::LastValue,
-            vec![DataType::Int64],
-            vec![ints],
-        ),
-    ];
-    for (name, func, types, values) in cases {
-        let mut acc = make(func, &types);
-        let start = std::time::Instant::now();
-        for b in 0..batches {
-            upd(
-                acc.as_mut(),
-                &values,
-                &groups,
-                None,
-                1024,
-                (b * rows) as u64,
-            )?;
-        }
-        let secs = start.elapsed().as_secs_f64();
-        println!(
-            "{name:>22}: {:8.1} M rows/s",
-            (rows * batches) as f64 / secs / 1e6
-        );
-    }
-    Ok(())
 }

@@ -470,7 +470,7 @@ impl RowSlots {
 impl Slots for RowSlots {
     type Input<'a> = Rows;
 
-    fn input<'a>(&self, array: &'a ArrayRef) -> Result<Rows> {
+    fn input(&self, array: &ArrayRef) -> Result<Rows> {
         if !array.data_type().equals_datatype(&self.data_type) {
             internal_err!(
                 "expected a {} argument, got {}",
