@@ -1355,4 +1355,63 @@ mod tests {
         job.stop();
         job.wait()
     }
+
+    #[test]
+    fn an_idle_split_stops_holding_back_the_watermark() -> Result<()> {
+        // Split 1 goes quiet at time 5 while split 0 moves on to 100. After
+        // the idle timeout the watermark follows split 0 alone, window
+        // [0, 10) fires, and a row for it arriving later on split 1 is late.
+        let run = |idle: Option<Duration>| -> Result<(Vec<(i64, i64, i64, i64)>, u64)> {
+            // Split 0 keeps producing every ~25 ms for 400 ms; split 1 is
+            // silent for that long, then sends a row for window [0, 10).
+            let mut script = vec![
+                ScriptStep::Batch(0, batch(&[(1, 1, 1), (5, 1, 1)])),
+                ScriptStep::Batch(1, batch(&[(2, 1, 1), (5, 1, 1)])),
+            ];
+            for t in 100..116 {
+                script.push(ScriptStep::Batch(0, batch(&[(t, 1, 1)])));
+                script.push(ScriptStep::Pause(25));
+            }
+            script.push(ScriptStep::Batch(1, batch(&[(3, 1, 1)])));
+            let out = MemorySinkHandle::new();
+            let mut g = JobGraph::new();
+            let mut strategy = WatermarkStrategy::bounded(0, Duration::ZERO);
+            strategy.idle_timeout = idle;
+            let src = g.add_source(
+                "src",
+                1,
+                ScriptedSource::factory(vec![script]),
+                Some(strategy),
+            );
+            let spec = WindowAggregateSpec {
+                window: WindowSpec::Tumble { size: 10 },
+                time_column: 0,
+                key_columns: vec![1],
+                aggregates: vec![
+                    AggregateCall::new(AggregateFunction::Count, vec![], "c"),
+                    AggregateCall::new(AggregateFunction::Sum, vec![Expr::Column(2)], "s"),
+                ],
+            };
+            let agg = g.add_operator("agg", 1, spec.factory(schema())?);
+            let sink = g.add_operator("sink", 1, out.factory());
+            g.connect(src, agg, Exchange::Forward)?;
+            g.connect(agg, sink, Exchange::Forward)?;
+            let job = Job::start(g)?;
+            let metrics = job.metrics().to_vec();
+            job.wait()?;
+            let late = metrics
+                .iter()
+                .map(|m| m.metrics.late_rows_dropped.load(Ordering::Relaxed))
+                .sum();
+            Ok((sum_by_key_window(&out), late))
+        };
+        let (rows, late) = run(Some(Duration::from_millis(150)))?;
+        assert_eq!(rows, vec![(1, 0, 4, 4), (1, 100, 16, 16)]);
+        assert_eq!(late, 1);
+        // Without the timeout split 1 holds the watermark at 4 and the row counts.
+        let (rows, late) = run(None)?;
+        assert_eq!(rows, vec![(1, 0, 5, 5), (1, 100, 16, 16)]);
+        assert_eq!(late, 0);
+        Ok(())
+    }
 }
