@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
 
 use crate::error::Result;
 use crate::operator::TaskInfo;
@@ -49,11 +48,6 @@ pub trait Source: Send {
     fn open(&mut self, task: &TaskInfo) -> Result<Vec<SplitId>>;
     /// Produces the next batch, watermark or end.
     fn poll(&mut self) -> Result<SourcePoll>;
-    /// Source positions for a checkpoint (opaque bytes, restored by the
-    /// factory on recovery). Empty by default.
-    fn snapshot_position(&mut self) -> Result<Vec<u8>> {
-        Ok(Vec::new())
-    }
 }
 
 /// Creates the source instance of one subtask.
@@ -163,9 +157,4 @@ impl Source for ScriptedSource {
             None => SourcePoll::Finished,
         })
     }
-}
-
-/// Schema helper for sources built from closures.
-pub fn schema_of(batches: &[RecordBatch]) -> Option<SchemaRef> {
-    batches.first().map(|b| b.schema())
 }

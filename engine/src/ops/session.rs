@@ -215,6 +215,10 @@ impl Operator for SessionAggregate {
                 if end.saturating_sub(1) <= self.watermark {
                     keep[i] = false;
                     dropped += 1;
+                    if list.is_empty() {
+                        // Do not keep an empty entry for a key that only sent late rows.
+                        self.sessions.remove(key.as_ref());
+                    }
                     continue;
                 }
                 let group = self.free.pop().unwrap_or_else(|| {
