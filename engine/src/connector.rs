@@ -1,0 +1,160 @@
+//! The connector registry: how sources and sinks are found by name.
+//!
+//! The SQL layer knows a table only as a schema plus `WITH (...)` options.
+//! A [`Connector`] turns such a [`TableDescriptor`] into a source or sink of
+//! this engine. Connectors register themselves in a [`ConnectorRegistry`]
+//! under the name users write in `'connector' = '...'`; the SQL crate never
+//! depends on the connectors crate.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+
+use crate::error::{EngineError, Result};
+use crate::operator::OperatorFactory;
+use crate::source::SourceFactory;
+
+/// A table as declared in DDL.
+#[derive(Debug, Clone)]
+pub struct TableDescriptor {
+    /// Table name.
+    pub name: String,
+    /// Physical columns (computed and metadata columns are not supported yet).
+    pub schema: SchemaRef,
+    /// `WITH (...)` options, keys as written (Flink option names).
+    pub options: BTreeMap<String, String>,
+    /// `WATERMARK FOR col AS col - INTERVAL ...`: the column and the delay in ms.
+    pub watermark: Option<(usize, i64)>,
+    /// `PRIMARY KEY (...) NOT ENFORCED` columns.
+    pub primary_key: Vec<usize>,
+}
+
+impl TableDescriptor {
+    /// An option's value.
+    pub fn option(&self, key: &str) -> Option<&str> {
+        self.options.get(key).map(String::as_str)
+    }
+
+    /// A required option, or a plan error naming it.
+    pub fn required(&self, key: &str) -> Result<&str> {
+        self.option(key).ok_or_else(|| {
+            EngineError::Plan(format!("table '{}' needs the option '{key}'", self.name))
+        })
+    }
+
+    /// A boolean option (`'true'`/`'false'`), `default` when absent.
+    pub fn bool_option(&self, key: &str, default: bool) -> Result<bool> {
+        match self.option(key) {
+            None => Ok(default),
+            Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
+            Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
+            Some(v) => Err(EngineError::Plan(format!(
+                "option '{key}' of table '{}' must be 'true' or 'false', not '{v}'",
+                self.name
+            ))),
+        }
+    }
+
+    /// An integer option, `default` when absent.
+    pub fn u64_option(&self, key: &str, default: u64) -> Result<u64> {
+        match self.option(key) {
+            None => Ok(default),
+            Some(v) => v.trim().parse().map_err(|_| {
+                EngineError::Plan(format!(
+                    "option '{key}' of table '{}' must be a whole number, not '{v}'",
+                    self.name
+                ))
+            }),
+        }
+    }
+}
+
+/// A source built for a table.
+#[derive(Clone)]
+pub struct SourceTable {
+    /// Creates one source per subtask.
+    pub factory: SourceFactory,
+    /// True when the source ends by itself (a file, `'number-of-rows'`).
+    pub bounded: bool,
+    /// Parallelism the connector asks for (e.g. 1 for a single file); the
+    /// job's default otherwise.
+    pub parallelism: Option<usize>,
+}
+
+/// A kind of external system (or generator) that tables can be bound to.
+pub trait Connector: Send + Sync {
+    /// The name used in `'connector' = '...'`.
+    fn name(&self) -> &'static str;
+
+    /// Option keys this connector accepts besides `connector`; a key ending
+    /// in `.` accepts every key with that prefix (`properties.`).
+    fn options(&self) -> &'static [&'static str];
+
+    /// Builds a source for `table`; a plan error when this connector cannot
+    /// read.
+    fn source(&self, table: &TableDescriptor) -> Result<SourceTable>;
+
+    /// Builds a sink for `table`. `updating` is true when the rows carry the
+    /// changelog column; sinks that only append must reject that.
+    fn sink(&self, table: &TableDescriptor, updating: bool) -> Result<OperatorFactory>;
+}
+
+/// Connectors by name.
+#[derive(Clone, Default)]
+pub struct ConnectorRegistry {
+    connectors: BTreeMap<&'static str, Arc<dyn Connector>>,
+}
+
+impl ConnectorRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds (or replaces) a connector.
+    pub fn register(&mut self, connector: Arc<dyn Connector>) {
+        self.connectors.insert(connector.name(), connector);
+    }
+
+    /// Registered names, sorted.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.connectors.keys().copied().collect()
+    }
+
+    /// The connector of `table` after checking its options: an unknown
+    /// connector or option is a plan error that lists the valid choices.
+    pub fn resolve(&self, table: &TableDescriptor) -> Result<Arc<dyn Connector>> {
+        let name = table.option("connector").ok_or_else(|| {
+            EngineError::Plan(format!(
+                "table '{}' has no 'connector' option; expected one of: {}",
+                table.name,
+                self.names().join(", ")
+            ))
+        })?;
+        let connector = self.connectors.get(name).ok_or_else(|| {
+            EngineError::Plan(format!(
+                "unknown connector '{name}' for table '{}'; expected one of: {}",
+                table.name,
+                self.names().join(", ")
+            ))
+        })?;
+        let accepted = connector.options();
+        for key in table.options.keys() {
+            if key == "connector" || key == "scan.idle-timeout" {
+                continue;
+            }
+            let ok = accepted
+                .iter()
+                .any(|a| a == key || (a.ends_with('.') && key.starts_with(a)));
+            if !ok {
+                return Err(EngineError::Plan(format!(
+                    "unknown option '{key}' for connector '{name}' (table '{}'); valid options: {}",
+                    table.name,
+                    accepted.join(", ")
+                )));
+            }
+        }
+        Ok(Arc::clone(connector))
+    }
+}
