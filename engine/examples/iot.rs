@@ -17,7 +17,7 @@ use runnel_engine::aggregate::AggregateFunction as F;
 use runnel_engine::error::Result;
 use runnel_engine::expr::{BinaryOp, Expr, ScalarValue};
 use runnel_engine::graph::{Exchange, JobGraph};
-use runnel_engine::operator::TaskInfo;
+use runnel_engine::operator::{OperatorMetrics, TaskInfo};
 use runnel_engine::ops::filter_project::{FilterOperator, ProjectOperator};
 use runnel_engine::ops::{AggregateCall, WindowAggregateSpec};
 use runnel_engine::runtime::Job;
@@ -59,7 +59,7 @@ fn mix(mut x: u64) -> u64 {
 }
 
 impl Source for Sensors {
-    fn open(&mut self, task: &TaskInfo) -> Result<Vec<SplitId>> {
+    fn open(&mut self, task: &TaskInfo, _metrics: &Arc<OperatorMetrics>) -> Result<Vec<SplitId>> {
         Ok(vec![task.subtask as SplitId])
     }
 

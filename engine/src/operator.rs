@@ -32,6 +32,9 @@ pub struct OperatorMetrics {
     pub rows_out: AtomicU64,
     /// Rows dropped because every window they belong to had already fired.
     pub late_rows_dropped: AtomicU64,
+    /// Input records a source could not parse and skipped (or sent to a
+    /// dead-letter output) instead of failing.
+    pub malformed_records: AtomicU64,
     /// The operator's current event-time watermark (`i64::MIN` before the first).
     pub watermark: AtomicI64Cell,
 }
@@ -62,6 +65,11 @@ impl OperatorMetrics {
     /// Adds `n` late rows.
     pub fn add_late(&self, n: u64) {
         self.late_rows_dropped.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Adds `n` malformed records.
+    pub fn add_malformed(&self, n: u64) {
+        self.malformed_records.fetch_add(n, Ordering::Relaxed);
     }
 }
 

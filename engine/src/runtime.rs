@@ -105,6 +105,8 @@ pub struct Progress {
     pub rows_written: u64,
     /// Late rows dropped anywhere.
     pub late_rows: u64,
+    /// Malformed input records skipped by sources.
+    pub malformed: u64,
     /// Smallest watermark over the sinks' subtasks (`None` before any).
     pub watermark: Option<EventTime>,
 }
@@ -120,8 +122,8 @@ impl std::fmt::Display for Progress {
         };
         write!(
             f,
-            "rows in {} | rows out {} | watermark {} | late rows {}",
-            self.rows_read, self.rows_written, wm, self.late_rows
+            "rows in {} | rows out {} | watermark {} | late rows {} | malformed {}",
+            self.rows_read, self.rows_written, wm, self.late_rows, self.malformed
         )
     }
 }
@@ -374,6 +376,7 @@ impl JobHandle {
             rows_read: 0,
             rows_written: 0,
             late_rows: 0,
+            malformed: 0,
             watermark: None,
         };
         for m in &self.metrics {
@@ -388,6 +391,7 @@ impl JobHandle {
                 }
             }
             p.late_rows += m.metrics.late_rows_dropped.load(Ordering::Relaxed);
+            p.malformed += m.metrics.malformed_records.load(Ordering::Relaxed);
         }
         p
     }
@@ -854,7 +858,7 @@ fn run_source(
     ctrl: &Receiver<Control>,
     shared: &Shared,
 ) -> Result<()> {
-    let splits = source.open(task).map_err(|e| wrap(e, task))?;
+    let splits = source.open(task, metrics).map_err(|e| wrap(e, task))?;
     chain.open()?;
     let mut generator = strategy.as_ref().map(|s| {
         WatermarkGenerator::new(
@@ -1175,7 +1179,11 @@ mod tests {
     }
 
     impl Source for Endless {
-        fn open(&mut self, _task: &TaskInfo) -> Result<Vec<SplitId>> {
+        fn open(
+            &mut self,
+            _task: &TaskInfo,
+            _metrics: &Arc<OperatorMetrics>,
+        ) -> Result<Vec<SplitId>> {
             Ok(vec![0])
         }
         fn poll(&mut self) -> Result<SourcePoll> {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use arrow::array::RecordBatch;
 
 use crate::error::Result;
-use crate::operator::TaskInfo;
+use crate::operator::{OperatorMetrics, TaskInfo};
 use crate::types::EventTime;
 
 /// Identifies a split (a file, a Kafka partition, a generator shard) within
@@ -44,8 +44,10 @@ pub enum SourcePoll {
 /// instead.
 pub trait Source: Send {
     /// Opens the source; returns the splits this subtask reads (they hold
-    /// back the watermark until they produce data or become idle).
-    fn open(&mut self, task: &TaskInfo) -> Result<Vec<SplitId>>;
+    /// back the watermark until they produce data or become idle). The
+    /// source keeps `metrics` to count what it skips
+    /// ([`OperatorMetrics::add_malformed`]).
+    fn open(&mut self, task: &TaskInfo, metrics: &Arc<OperatorMetrics>) -> Result<Vec<SplitId>>;
     /// Produces the next batch, watermark or end.
     fn poll(&mut self) -> Result<SourcePoll>;
 }
@@ -138,7 +140,7 @@ impl ScriptedSource {
 }
 
 impl Source for ScriptedSource {
-    fn open(&mut self, _task: &TaskInfo) -> Result<Vec<SplitId>> {
+    fn open(&mut self, _task: &TaskInfo, _metrics: &Arc<OperatorMetrics>) -> Result<Vec<SplitId>> {
         Ok(self.splits.clone())
     }
 

@@ -1,6 +1,8 @@
-//! Runnel's SQL front end (not built yet).
+//! Runnel's SQL front end (being built).
 //!
-//! This crate will own the Flink-compatible dialect, the catalog, the binder,
-//! the logical plan and its lowering to the engine's [`runnel_engine::graph::JobGraph`].
-//! Today it holds nothing but this paragraph; the engine's Rust job graph
-//! API is what the planner will target.
+//! Entry points will be the parser (Flink SQL dialect on top of
+//! `sqlparser`), the catalog, and the planner that lowers queries to the
+//! engine's [`runnel_engine::graph::JobGraph`]. Errors ([`error::SqlError`])
+//! carry the line and column of the SQL text.
+
+pub mod error;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use runnel_engine::error::Result;
 use runnel_engine::expr::{BinaryOp, Expr, ScalarValue};
 use runnel_engine::graph::{Exchange, JobGraph};
-use runnel_engine::operator::TaskInfo;
+use runnel_engine::operator::{OperatorMetrics, TaskInfo};
 use runnel_engine::ops::filter_project::FilterOperator;
 use runnel_engine::ops::{SessionAggregateSpec, WindowAggregateSpec};
 use runnel_engine::runtime::Job;
@@ -28,7 +28,7 @@ struct SplitSource {
 }
 
 impl Source for SplitSource {
-    fn open(&mut self, _task: &TaskInfo) -> Result<Vec<SplitId>> {
+    fn open(&mut self, _task: &TaskInfo, _metrics: &Arc<OperatorMetrics>) -> Result<Vec<SplitId>> {
         Ok(self.splits.iter().map(|s| s.0).collect())
     }
 
