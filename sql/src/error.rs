@@ -20,7 +20,10 @@ impl Position {
 
     /// From a sqlparser span's start.
     pub fn of(span: sqlparser::tokenizer::Span) -> Self {
-        Self { line: span.start.line, column: span.start.column }
+        Self {
+            line: span.start.line,
+            column: span.start.column,
+        }
     }
 
     /// True when the parser did not know where the node came from.
@@ -53,7 +56,10 @@ pub enum SqlError {
 impl SqlError {
     /// A plan error at `position`.
     pub fn plan(message: impl Into<String>, position: Position) -> Self {
-        SqlError::Plan { message: message.into(), position }
+        SqlError::Plan {
+            message: message.into(),
+            position,
+        }
     }
 
     /// The position the error is about, when it has one.

@@ -5,4 +5,6 @@
 //! engine's [`runnel_engine::graph::JobGraph`]. Errors ([`error::SqlError`])
 //! carry the line and column of the SQL text.
 
+pub mod bind_expr;
 pub mod error;
+pub mod parser;
