@@ -1,13 +1,17 @@
 //! Built-in operators.
 
 pub mod agg;
+pub mod basic;
 pub mod filter_project;
 pub mod group_agg;
+pub mod lookup_join;
 pub mod session;
 pub mod window_agg;
 
 pub use agg::AggregateCall;
+pub use basic::{ProcTimeOperator, UnionOperator};
 pub use group_agg::{GroupAggregate, GroupAggregateSpec};
+pub use lookup_join::{JoinKind, LookupJoin};
 pub use session::{SessionAggregate, SessionAggregateSpec};
 pub use window_agg::{WindowAggregate, WindowAggregateSpec};
 #[cfg(test)]

@@ -1,0 +1,265 @@
+//! Join of a stream with a bounded table held in memory: the lookup join
+//! `JOIN t FOR SYSTEM_TIME AS OF s.proc_time` against a table read once,
+//! and a plain join of a stream with a bounded table.
+//!
+//! The build side is loaded before the job starts and copied to every
+//! subtask (it is small: device metadata, dimension tables). Each stream
+//! row is matched by equality of the key columns; NULL keys match nothing,
+//! as in SQL. INNER drops unmatched stream rows, LEFT keeps them with NULLs
+//! on the table's side. Output: the stream's columns, then the table's.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{new_null_array, Array, ArrayRef, RecordBatch, UInt32Array};
+use arrow::datatypes::{Field, Schema, SchemaRef};
+
+use crate::error::{EngineError, Result};
+use crate::keys::KeyEncoder;
+use crate::operator::{Collector, Operator, OperatorContext, OperatorFactory, TaskInfo};
+
+/// Which stream rows a join keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinKind {
+    /// Only rows with a match.
+    Inner,
+    /// Every stream row; table columns NULL when nothing matches.
+    Left,
+}
+
+/// The join, built once and shared by its subtasks.
+#[derive(Debug)]
+pub struct LookupJoin {
+    kind: JoinKind,
+    stream_keys: KeyEncoder,
+    stream_key_columns: Vec<usize>,
+    table: RecordBatch,
+    index: HashMap<Box<[u8]>, Vec<u32>, ahash::RandomState>,
+    schema: SchemaRef,
+}
+
+impl LookupJoin {
+    /// Builds the join: `stream_keys[i]` of the stream equals `table_keys[i]`
+    /// of `table`. Key types must match pairwise.
+    pub fn new(
+        kind: JoinKind,
+        stream: &Schema,
+        stream_keys: Vec<usize>,
+        table: RecordBatch,
+        table_keys: Vec<usize>,
+    ) -> Result<Self> {
+        if stream_keys.len() != table_keys.len() || stream_keys.is_empty() {
+            return Err(EngineError::Plan(
+                "a lookup join needs equal, non-empty key lists".into(),
+            ));
+        }
+        for (&s, &t) in stream_keys.iter().zip(&table_keys) {
+            let (st, tt) = (
+                stream.field(s).data_type(),
+                table.schema().field(t).data_type().clone(),
+            );
+            if st != &tt {
+                return Err(EngineError::Plan(format!(
+                    "join keys {} ({st}) and {} ({tt}) have different types",
+                    stream.field(s).name(),
+                    table.schema().field(t).name()
+                )));
+            }
+        }
+        let table_encoder = KeyEncoder::new(table.schema_ref(), &table_keys)?;
+        let rows = table_encoder.encode(&table)?;
+        let mut index: HashMap<Box<[u8]>, Vec<u32>, ahash::RandomState> = HashMap::default();
+        for (i, row) in rows.iter().enumerate() {
+            if table_keys.iter().any(|&k| table.column(k).is_null(i)) {
+                continue;
+            }
+            index.entry(row.as_ref().into()).or_default().push(i as u32);
+        }
+        let mut fields: Vec<Field> = stream.fields().iter().map(|f| f.as_ref().clone()).collect();
+        for f in table.schema().fields() {
+            // The table side may be NULL when a LEFT join finds nothing.
+            fields.push(
+                f.as_ref()
+                    .clone()
+                    .with_nullable(f.is_nullable() || kind == JoinKind::Left),
+            );
+        }
+        Ok(Self {
+            kind,
+            stream_keys: KeyEncoder::new(stream, &stream_keys)?,
+            stream_key_columns: stream_keys,
+            table,
+            index,
+            schema: Arc::new(Schema::new(fields)),
+        })
+    }
+
+    /// Output schema: stream columns, then table columns.
+    pub fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    /// A factory whose subtasks share this join's table.
+    pub fn factory(self) -> OperatorFactory {
+        let shared = Arc::new(self);
+        Arc::new(move |_t: &TaskInfo| {
+            Ok(Box::new(LookupJoinOperator(Arc::clone(&shared))) as Box<dyn Operator>)
+        })
+    }
+
+    fn join(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        let rows = self.stream_keys.encode(batch)?;
+        let mut left_idx: Vec<u32> = Vec::with_capacity(batch.num_rows());
+        let mut right_idx: Vec<Option<u32>> = Vec::with_capacity(batch.num_rows());
+        for (i, row) in rows.iter().enumerate() {
+            let null_key = self
+                .stream_key_columns
+                .iter()
+                .any(|&k| batch.column(k).is_null(i));
+            match (null_key, self.index.get(row.as_ref())) {
+                (false, Some(matches)) => {
+                    for &m in matches {
+                        left_idx.push(i as u32);
+                        right_idx.push(Some(m));
+                    }
+                }
+                _ if self.kind == JoinKind::Left => {
+                    left_idx.push(i as u32);
+                    right_idx.push(None);
+                }
+                _ => {}
+            }
+        }
+        let left = UInt32Array::from(left_idx);
+        let right = UInt32Array::from(right_idx);
+        let mut cols: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
+        for c in batch.columns() {
+            cols.push(arrow::compute::take(c.as_ref(), &left, None)?);
+        }
+        for c in self.table.columns() {
+            if self.table.num_rows() == 0 {
+                cols.push(new_null_array(c.data_type(), right.len()));
+            } else {
+                cols.push(arrow::compute::take(c.as_ref(), &right, None)?);
+            }
+        }
+        Ok(RecordBatch::try_new(Arc::clone(&self.schema), cols)?)
+    }
+}
+
+/// One subtask of a [`LookupJoin`].
+#[derive(Debug)]
+pub struct LookupJoinOperator(Arc<LookupJoin>);
+
+impl Operator for LookupJoinOperator {
+    fn process_batch(
+        &mut self,
+        _input: usize,
+        batch: RecordBatch,
+        _ctx: &mut OperatorContext<'_>,
+        out: &mut dyn Collector,
+    ) -> Result<()> {
+        let joined = self.0.join(&batch)?;
+        if joined.num_rows() > 0 {
+            out.collect(joined)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{Int64Array, StringArray};
+    use arrow::datatypes::DataType;
+
+    use super::*;
+
+    fn table() -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Utf8, true),
+            Field::new("region", DataType::Utf8, false),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(vec![
+                    Some("a"),
+                    Some("b"),
+                    None,
+                    Some("b"),
+                ])),
+                Arc::new(StringArray::from(vec!["north", "south", "nowhere", "east"])),
+            ],
+        )
+        .expect("table")
+    }
+
+    fn stream() -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("device", DataType::Utf8, true),
+            Field::new("v", DataType::Int64, false),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(vec![
+                    Some("b"),
+                    Some("c"),
+                    None,
+                    Some("a"),
+                ])),
+                Arc::new(Int64Array::from(vec![1, 2, 3, 4])),
+            ],
+        )
+        .expect("stream")
+    }
+
+    fn pairs(b: &RecordBatch) -> Vec<(i64, Option<String>)> {
+        let v = b
+            .column(1)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .expect("v");
+        let r = b
+            .column(3)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .expect("region");
+        let mut out: Vec<(i64, Option<String>)> = (0..b.num_rows())
+            .map(|i| (v.value(i), (!r.is_null(i)).then(|| r.value(i).to_string())))
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn inner_and_left_joins_with_duplicates_and_null_keys() -> Result<()> {
+        let s = stream();
+        let inner = LookupJoin::new(JoinKind::Inner, s.schema_ref(), vec![0], table(), vec![0])?;
+        assert_eq!(
+            pairs(&inner.join(&s)?),
+            vec![
+                (1, Some("east".into())),
+                (1, Some("south".into())),
+                (4, Some("north".into()))
+            ]
+        );
+        let left = LookupJoin::new(JoinKind::Left, s.schema_ref(), vec![0], table(), vec![0])?;
+        assert_eq!(
+            pairs(&left.join(&s)?),
+            vec![
+                (1, Some("east".into())),
+                (1, Some("south".into())),
+                (2, None),
+                (3, None),
+                (4, Some("north".into()))
+            ]
+        );
+        let err = LookupJoin::new(JoinKind::Inner, s.schema_ref(), vec![1], table(), vec![0]).err();
+        assert!(err
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+            .contains("different types"));
+        Ok(())
+    }
+}
