@@ -1,6 +1,113 @@
-//! Runnel's sources and sinks (not built yet).
+//! Runnel's connectors: the sources and sinks that tables bind to with
+//! `'connector' = '...'`.
 //!
-//! Connectors will register themselves by name (`'connector' = 'kafka'`) in a
-//! registry the engine defines: datagen, filesystem, Kafka, Delta, print,
-//! blackhole. Today the engine's own in-memory sources and sinks
-//! ([`runnel_engine::source`], [`runnel_engine::sink`]) are all there is.
+//! The entry point is [`register_all`] (or [`default_registry`]), which adds
+//! every connector of this crate to the engine's
+//! [`ConnectorRegistry`]: [`datagen`] (a deterministic IoT sensor
+//! generator), [`filesystem`] (JSON lines, CSV and Parquet files), [`print`]
+//! and [`blackhole`]. Each connector implements
+//! [`runnel_engine::connector::Connector`] and turns a table's options into a
+//! source or sink of the engine.
+//!
+//! This crate does not plan queries or check that a query's stream kind fits
+//! a table beyond what a sink is told (`updating`); it does not manage
+//! checkpoints (the file sink rolls files on barriers but does not keep
+//! transactions across restarts), and it does not watch directories for new
+//! files: file sources are bounded.
+
+use std::sync::Arc;
+
+use runnel_engine::connector::ConnectorRegistry;
+
+pub mod blackhole;
+pub mod datagen;
+pub mod filesystem;
+mod options;
+pub mod print;
+#[cfg(test)]
+mod testutil;
+
+pub use blackhole::BlackholeConnector;
+pub use datagen::DatagenConnector;
+pub use filesystem::FilesystemConnector;
+pub use print::PrintConnector;
+
+/// Adds every connector of this crate to `registry`.
+pub fn register_all(registry: &mut ConnectorRegistry) {
+    registry.register(Arc::new(DatagenConnector));
+    registry.register(Arc::new(FilesystemConnector));
+    registry.register(Arc::new(PrintConnector));
+    registry.register(Arc::new(BlackholeConnector));
+}
+
+/// A registry holding every connector of this crate.
+pub fn default_registry() -> ConnectorRegistry {
+    let mut registry = ConnectorRegistry::new();
+    register_all(&mut registry);
+    registry
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use arrow::datatypes::{DataType, Field, Schema};
+    use runnel_engine::connector::TableDescriptor;
+    use runnel_engine::EngineError;
+
+    use super::*;
+
+    fn table(options: &[(&str, &str)]) -> TableDescriptor {
+        TableDescriptor {
+            name: "t".into(),
+            schema: Arc::new(Schema::new(vec![Field::new(
+                "device_id",
+                DataType::Utf8,
+                true,
+            )])),
+            options: options
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>(),
+            watermark: None,
+            primary_key: vec![],
+        }
+    }
+
+    #[test]
+    fn registry_lists_all_connectors() {
+        assert_eq!(
+            default_registry().names(),
+            vec!["blackhole", "datagen", "filesystem", "print"]
+        );
+    }
+
+    #[test]
+    fn registry_rejects_unknown_datagen_option_listing_valid_ones() {
+        let registry = default_registry();
+        let err = registry
+            .resolve(&table(&[("connector", "datagen"), ("rows-per-sec", "10")]))
+            .err()
+            .expect("an unknown option must be rejected");
+        let EngineError::Plan(msg) = err else {
+            panic!("expected a plan error, got {err}");
+        };
+        assert!(msg.contains("'rows-per-sec'"), "{msg}");
+        assert!(msg.contains("rows-per-second"), "{msg}");
+        assert!(msg.contains("iot.missing-device-rate"), "{msg}");
+    }
+
+    #[test]
+    fn registry_accepts_known_options() {
+        let registry = default_registry();
+        let connector = registry
+            .resolve(&table(&[
+                ("connector", "datagen"),
+                ("number-of-rows", "10"),
+                ("iot.late-rate", "0.1"),
+            ]))
+            .expect("known options resolve");
+        assert_eq!(connector.name(), "datagen");
+    }
+}

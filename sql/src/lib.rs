@@ -6,5 +6,8 @@
 //! carry the line and column of the SQL text.
 
 pub mod bind_expr;
+pub mod catalog;
 pub mod error;
 pub mod parser;
+pub mod planner;
+pub mod session;

@@ -1,0 +1,156 @@
+//! `filesystem`: reads and writes JSON lines, CSV and Parquet files.
+//!
+//! `'path'` names a file or a directory. Reading a directory reads every
+//! regular file in it, by name, skipping names that start with `.` or `_`
+//! (in-progress and marker files). The source is bounded; each file is a
+//! split, and file `i` goes to subtask `i % parallelism`.
+//!
+//! The sink writes `part-<subtask>-<seq>.<ext>` files into the directory.
+//! A file is written under a hidden in-progress name and renamed once
+//! closed, on each checkpoint barrier and at the end of input, so readers
+//! never see half a file.
+//!
+//! Limits: JSON and CSV records are taken to be one per line (a CSV field
+//! with an embedded line break is not supported), and directories are read
+//! once, not watched.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use runnel_engine::connector::{Connector, SourceTable, TableDescriptor};
+use runnel_engine::operator::OperatorFactory;
+use runnel_engine::{EngineError, Result};
+
+use crate::options::{bad_option, delimiter_option};
+
+mod sink;
+mod source;
+
+pub use source::list_files;
+
+const OPTIONS: &[&str] = &[
+    "path",
+    "format",
+    "json.ignore-parse-errors",
+    "csv.field-delimiter",
+    "csv.ignore-first-line",
+    "csv.ignore-parse-errors",
+];
+
+/// The `filesystem` connector.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FilesystemConnector;
+
+impl Connector for FilesystemConnector {
+    fn name(&self) -> &'static str {
+        "filesystem"
+    }
+
+    fn options(&self) -> &'static [&'static str] {
+        OPTIONS
+    }
+
+    fn source(&self, table: &TableDescriptor) -> Result<SourceTable> {
+        let options = Arc::new(FsOptions::from_table(table)?);
+        // A single file cannot be shared among subtasks.
+        let parallelism = options.path.is_file().then_some(1);
+        Ok(SourceTable {
+            factory: source::factory(options, Arc::clone(&table.schema)),
+            bounded: true,
+            parallelism,
+        })
+    }
+
+    fn sink(&self, table: &TableDescriptor, updating: bool) -> Result<OperatorFactory> {
+        if updating {
+            return Err(EngineError::Plan(format!(
+                "filesystem sink is append-only; table '{}' cannot take the updating stream \
+                 (with UPDATE/DELETE changes) this query produces",
+                table.name
+            )));
+        }
+        let options = Arc::new(FsOptions::from_table(table)?);
+        if options.path.is_file() {
+            return Err(bad_option(
+                table,
+                "path",
+                &format!(
+                    "must name a directory for writing, but '{}' is a file",
+                    options.path.display()
+                ),
+            ));
+        }
+        Ok(sink::factory(options, Arc::clone(&table.schema)))
+    }
+}
+
+/// A file format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Json,
+    Csv,
+    Parquet,
+}
+
+impl Format {
+    fn extension(self) -> &'static str {
+        match self {
+            Format::Json => "json",
+            Format::Csv => "csv",
+            Format::Parquet => "parquet",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Format::Json => "JSON",
+            Format::Csv => "CSV",
+            Format::Parquet => "Parquet",
+        }
+    }
+}
+
+/// The parsed options of a filesystem table.
+#[derive(Debug, Clone)]
+struct FsOptions {
+    path: PathBuf,
+    format: Format,
+    /// Skip and count records that do not parse instead of failing.
+    ignore_parse_errors: bool,
+    delimiter: u8,
+    /// Skip the first line of every CSV file (a header).
+    ignore_first_line: bool,
+}
+
+impl FsOptions {
+    fn from_table(table: &TableDescriptor) -> Result<Self> {
+        let path = PathBuf::from(table.required("path")?);
+        let format = match table.required("format")? {
+            f if f.eq_ignore_ascii_case("json") => Format::Json,
+            f if f.eq_ignore_ascii_case("csv") => Format::Csv,
+            f if f.eq_ignore_ascii_case("parquet") => Format::Parquet,
+            other => {
+                return Err(bad_option(
+                    table,
+                    "format",
+                    &format!("must be one of json, csv, parquet, not '{other}'"),
+                ))
+            }
+        };
+        let ignore_parse_errors = match format {
+            Format::Json => table.bool_option("json.ignore-parse-errors", false)?,
+            Format::Csv => table.bool_option("csv.ignore-parse-errors", false)?,
+            Format::Parquet => false,
+        };
+        Ok(Self {
+            path,
+            format,
+            ignore_parse_errors,
+            delimiter: delimiter_option(table, "csv.field-delimiter", b',')?,
+            ignore_first_line: table.bool_option("csv.ignore-first-line", false)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,398 @@
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arrow::array::{Float64Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use runnel_engine::testing::OperatorHarness;
+use runnel_engine::types::{row_kind_array, with_row_kind, RowKind};
+
+use super::*;
+use crate::testutil::{drain, table, task, Drained};
+
+/// A fresh, empty directory under the system temp dir; removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "runnel-connectors-{name}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir can be created");
+        Self(dir)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+
+    fn file(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, contents).expect("test file can be written");
+        path
+    }
+
+    /// Names in the directory, sorted.
+    fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&self.0)
+            .expect("temp dir is readable")
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn fields() -> Vec<Field> {
+    vec![
+        Field::new("id", DataType::Int64, true),
+        Field::new("name", DataType::Utf8, true),
+        Field::new("t", DataType::Timestamp(TimeUnit::Millisecond, None), true),
+        Field::new("v", DataType::Float64, true),
+    ]
+}
+
+fn batch(ids: &[i64]) -> RecordBatch {
+    let n = ids.len();
+    RecordBatch::try_new(
+        Arc::new(Schema::new(fields())),
+        vec![
+            Arc::new(Int64Array::from(ids.to_vec())),
+            Arc::new(StringArray::from(
+                ids.iter()
+                    .map(|i| (i % 3 != 0).then(|| format!("dev \"{i}\", x")))
+                    .collect::<Vec<_>>(),
+            )),
+            Arc::new(TimestampMillisecondArray::from(
+                ids.iter()
+                    .map(|i| 1_767_225_600_000 + i * 1_250)
+                    .collect::<Vec<_>>(),
+            )),
+            Arc::new(Float64Array::from(
+                (0..n)
+                    .map(|i| (i % 4 != 1).then_some(i as f64 * 0.5))
+                    .collect::<Vec<_>>(),
+            )),
+        ],
+    )
+    .expect("a valid batch")
+}
+
+fn fs_table(dir: &Path, format: &str, extra: &[(&str, &str)]) -> TableDescriptor {
+    let path = dir.to_str().expect("utf-8 temp path").to_string();
+    let mut options = vec![
+        ("connector", "filesystem"),
+        ("path", path.as_str()),
+        ("format", format),
+    ];
+    options.extend_from_slice(extra);
+    table(fields(), &options)
+}
+
+fn sink_harness(t: &TableDescriptor) -> Result<OperatorHarness> {
+    let factory = FilesystemConnector.sink(t, false)?;
+    OperatorHarness::new(factory(&task(0, 1))?)
+}
+
+fn read(t: &TableDescriptor, parallelism: usize) -> Result<Drained> {
+    drain(&FilesystemConnector.source(t)?, parallelism)
+}
+
+fn sorted_rows(batches: &[RecordBatch]) -> Result<Vec<String>> {
+    let mut rows = Vec::new();
+    for b in batches {
+        rows.extend(crate::print::format_rows(b)?);
+    }
+    rows.sort();
+    Ok(rows)
+}
+
+fn execution_error(t: &TableDescriptor) -> String {
+    match read(t, 1) {
+        Err(EngineError::Execution(msg)) => msg,
+        Err(other) => panic!("expected an execution error, got {other}"),
+        Ok(_) => panic!("expected the read to fail"),
+    }
+}
+
+/// Writes two batches with a checkpoint between them, reads them back at
+/// parallelism 2 and compares.
+fn round_trip(format: &str, extra: &[(&str, &str)]) -> Result<()> {
+    let dir = TempDir::new(format);
+    let out = dir.path().join("out");
+    let t = fs_table(&out, format, extra);
+    let first = batch(&(0..10).collect::<Vec<_>>());
+    let second = batch(&(10..15).collect::<Vec<_>>());
+    let mut sink = sink_harness(&t)?;
+    sink.batch(first.clone())?;
+    sink.checkpoint(1)?;
+    sink.batch(second.clone())?;
+    sink.end()?;
+    let ext = format;
+    assert_eq!(
+        std::fs::read_dir(&out)
+            .expect("output dir exists")
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .collect::<std::collections::BTreeSet<_>>(),
+        [format!("part-0-0.{ext}"), format!("part-0-1.{ext}")]
+            .into_iter()
+            .collect(),
+        "one file per checkpoint interval, no in-progress files left"
+    );
+    let back = read(&t, 2)?;
+    assert_eq!(back.batches.len(), 2);
+    assert!(back.batches.iter().all(|b| !b.is_empty()), "one file each");
+    assert_eq!(back.sorted_rows()?, sorted_rows(&[first, second])?);
+    Ok(())
+}
+
+#[test]
+fn json_lines_round_trip() -> Result<()> {
+    round_trip("json", &[])
+}
+
+#[test]
+fn csv_round_trip_with_delimiter() -> Result<()> {
+    round_trip("csv", &[("csv.field-delimiter", "|")])
+}
+
+#[test]
+fn parquet_round_trip() -> Result<()> {
+    round_trip("parquet", &[])
+}
+
+#[test]
+fn json_source_reads_a_single_file_with_blank_lines_and_extra_fields() -> Result<()> {
+    let dir = TempDir::new("json-file");
+    let file = dir.file(
+        "readings.json",
+        "{\"id\": 1, \"name\": \"a\", \"t\": \"2026-01-01 00:00:05\", \"extra\": true}\n\
+         \n\
+         {\"id\": 2, \"v\": 2.5}",
+    );
+    let t = fs_table(&file, "json", &[]);
+    let source = FilesystemConnector.source(&t)?;
+    assert_eq!(source.parallelism, Some(1), "a single file is one split");
+    let d = drain(&source, 1)?;
+    assert_eq!(
+        d.sorted_rows()?,
+        vec![
+            "+I[1, a, 2026-01-01T00:00:05, NULL]",
+            "+I[2, NULL, NULL, 2.5]"
+        ]
+    );
+    Ok(())
+}
+
+#[test]
+fn csv_ignore_first_line_skips_the_header() -> Result<()> {
+    let dir = TempDir::new("csv-header");
+    dir.file(
+        "a.csv",
+        "id;name;t;v\n1;x;2026-01-01 00:00:00;1.5\n2;;2026-01-01T00:00:01;\n",
+    );
+    let t = fs_table(
+        dir.path(),
+        "csv",
+        &[
+            ("csv.field-delimiter", ";"),
+            ("csv.ignore-first-line", "true"),
+        ],
+    );
+    let d = read(&t, 1)?;
+    assert_eq!(
+        d.sorted_rows()?,
+        vec![
+            "+I[1, x, 2026-01-01T00:00:00, 1.5]",
+            "+I[2, NULL, 2026-01-01T00:00:01, NULL]"
+        ]
+    );
+    Ok(())
+}
+
+#[test]
+fn malformed_json_fails_naming_file_and_line() {
+    let dir = TempDir::new("json-bad");
+    dir.file(
+        "data.json",
+        "{\"id\": 1}\n{\"id\": 2}\n{\"id\": \"two\"\n{\"id\": 4}\n",
+    );
+    let msg = execution_error(&fs_table(dir.path(), "json", &[]));
+    assert!(msg.contains("data.json"), "{msg}");
+    assert!(msg.contains("line 3"), "{msg}");
+    assert!(msg.contains("JSON"), "{msg}");
+}
+
+#[test]
+fn malformed_csv_fails_naming_file_and_line() {
+    let dir = TempDir::new("csv-bad");
+    dir.file(
+        "data.csv",
+        "1,a,2026-01-01 00:00:00,1.0\n2,b,not a time,2.0\n",
+    );
+    let msg = execution_error(&fs_table(dir.path(), "csv", &[]));
+    assert!(msg.contains("data.csv") && msg.contains("line 2"), "{msg}");
+}
+
+#[test]
+fn ignore_parse_errors_skips_and_counts() -> Result<()> {
+    let dir = TempDir::new("json-skip");
+    dir.file(
+        "data.json",
+        "{\"id\": 1}\n{\"id\": 2\n{\"id\": 3}\nnot json at all\n{\"id\": 5, \"v\": \"x\"}\n{\"id\": 6}\n",
+    );
+    let d = read(
+        &fs_table(dir.path(), "json", &[("json.ignore-parse-errors", "true")]),
+        1,
+    )?;
+    let ids: Vec<i64> = d
+        .all()
+        .iter()
+        .flat_map(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .expect("id is BIGINT")
+                .iter()
+                .flatten()
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(ids, vec![1, 3, 6]);
+    assert_eq!(
+        d.metrics.malformed_records.load(Ordering::Relaxed),
+        3,
+        "the truncated line, the garbage line and the wrong-typed line"
+    );
+
+    let dir = TempDir::new("csv-skip");
+    dir.file("data.csv", "1,a,,\nx,b,,\n3,c,,\n");
+    let d = read(
+        &fs_table(dir.path(), "csv", &[("csv.ignore-parse-errors", "true")]),
+        1,
+    )?;
+    assert_eq!(d.rows(), 2);
+    assert_eq!(d.metrics.malformed_records.load(Ordering::Relaxed), 1);
+    Ok(())
+}
+
+#[test]
+fn large_file_parses_in_several_chunks() -> Result<()> {
+    let dir = TempDir::new("json-large");
+    let mut text = String::new();
+    for i in 0..10_000 {
+        text.push_str(&format!("{{\"id\": {i}}}\n"));
+    }
+    text.push_str("{\"id\": oops}\n");
+    dir.file("big.json", &text);
+    let msg = execution_error(&fs_table(dir.path(), "json", &[]));
+    assert!(msg.contains("line 10001"), "{msg}");
+    let d = read(
+        &fs_table(dir.path(), "json", &[("json.ignore-parse-errors", "true")]),
+        1,
+    )?;
+    assert_eq!(d.rows(), 10_000);
+    assert!(d.batches[0].len() >= 3, "batches are bounded");
+    Ok(())
+}
+
+#[test]
+fn directory_listing_skips_hidden_and_staging_files() -> Result<()> {
+    let dir = TempDir::new("listing");
+    dir.file("b.json", "{\"id\": 2}\n");
+    dir.file("a.json", "{\"id\": 1}\n");
+    dir.file(".part-0-0.json.inprogress", "{\"id\": 3}\n");
+    dir.file("_SUCCESS", "");
+    std::fs::create_dir_all(dir.path().join("nested")).expect("nested dir");
+    let files = list_files(dir.path()).expect("lists");
+    let names: Vec<_> = files
+        .iter()
+        .filter_map(|p| p.file_name().and_then(|n| n.to_str()))
+        .collect();
+    assert_eq!(names, vec!["a.json", "b.json"]);
+    let d = read(&fs_table(dir.path(), "json", &[]), 1)?;
+    assert_eq!(d.rows(), 2);
+    Ok(())
+}
+
+#[test]
+fn missing_path_is_a_connector_error() {
+    let dir = TempDir::new("missing");
+    let t = fs_table(&dir.path().join("nope"), "json", &[]);
+    assert!(matches!(read(&t, 1), Err(EngineError::Connector(_))));
+}
+
+#[test]
+fn sink_rejects_updating_streams() -> Result<()> {
+    let dir = TempDir::new("updating");
+    let t = fs_table(dir.path(), "json", &[]);
+    match FilesystemConnector.sink(&t, true) {
+        Err(EngineError::Plan(msg)) => assert!(msg.contains("append-only"), "{msg}"),
+        Err(other) => panic!("expected a plan error, got {other}"),
+        Ok(_) => panic!("an updating stream must be rejected"),
+    }
+    // And at run time, should a planner pass one anyway.
+    let b = batch(&[1]);
+    let mut columns = b.columns().to_vec();
+    columns.push(row_kind_array(&[RowKind::Delete]));
+    let updating = RecordBatch::try_new(with_row_kind(b.schema_ref()), columns)?;
+    let mut sink = sink_harness(&t)?;
+    assert!(sink.batch(updating).is_err());
+    Ok(())
+}
+
+#[test]
+fn in_progress_files_are_renamed_when_closed() -> Result<()> {
+    let dir = TempDir::new("inprogress");
+    let t = fs_table(dir.path(), "json", &[]);
+    let mut sink = sink_harness(&t)?;
+    sink.batch(batch(&[1, 2]))?;
+    assert_eq!(dir.names(), vec![".part-0-0.json.inprogress"]);
+    assert_eq!(read(&t, 1)?.rows(), 0, "readers do not see half files");
+    sink.end()?;
+    assert_eq!(dir.names(), vec!["part-0-0.json"]);
+    assert_eq!(read(&t, 1)?.rows(), 2);
+
+    // A second run continues the numbering instead of overwriting.
+    let mut sink = sink_harness(&t)?;
+    sink.checkpoint(1)?;
+    sink.batch(batch(&[3]))?;
+    sink.end()?;
+    assert_eq!(dir.names(), vec!["part-0-0.json", "part-0-1.json"]);
+    assert_eq!(read(&t, 1)?.rows(), 3);
+    Ok(())
+}
+
+#[test]
+fn bad_options_are_plan_errors() {
+    let dir = TempDir::new("options");
+    for (t, key) in [
+        (fs_table(dir.path(), "xml", &[]), "'format'"),
+        (
+            fs_table(dir.path(), "csv", &[("csv.field-delimiter", "ab")]),
+            "'csv.field-delimiter'",
+        ),
+        (
+            fs_table(dir.path(), "json", &[("json.ignore-parse-errors", "yes")]),
+            "'json.ignore-parse-errors'",
+        ),
+    ] {
+        match FilesystemConnector.source(&t) {
+            Err(EngineError::Plan(msg)) => assert!(msg.contains(key), "{msg}"),
+            Err(other) => panic!("expected a plan error, got {other}"),
+            Ok(_) => panic!("expected {key} to be rejected"),
+        }
+    }
+}

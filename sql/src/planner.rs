@@ -1,0 +1,1799 @@
+//! From a query to a logical plan, and from the plan to the engine's job
+//! graph.
+//!
+//! The logical plan is small: scans, filters, projections, window and
+//! group aggregates, unions and lookup joins. Each node knows its output
+//! columns, whether its stream is updating (carries the changelog column),
+//! and which column is its event-time attribute (the column declared with
+//! a WATERMARK, while it passes through unchanged).
+//!
+//! What the planner does beyond translation:
+//! * predicate pushdown: WHERE conditions are applied right after the scan
+//!   (or the join), before any exchange;
+//! * projection pruning: a scan whose downstream needs only some columns is
+//!   followed by a projection to those columns before the first exchange;
+//! * append-only vs updating inference: non-windowed aggregates produce
+//!   updating streams; a sink that only appends rejects them;
+//! * exchanges: a hash exchange on the group keys in front of every
+//!   aggregate; forward (chained) edges elsewhere; round-robin where the
+//!   parallelism changes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use runnel_engine::aggregate::AggregateFunction;
+use runnel_engine::connector::{ConnectorRegistry, TableDescriptor};
+use runnel_engine::expr::{BinaryOp, Expr, ScalarValue};
+use runnel_engine::graph::{Exchange, JobGraph, NodeId};
+use runnel_engine::operator::{OperatorFactory, OperatorMetrics, TaskInfo};
+use runnel_engine::ops::filter_project::{FilterOperator, ProjectOperator};
+use runnel_engine::ops::{
+    AggregateCall, GroupAggregateSpec, JoinKind, LookupJoin, ProcTimeOperator,
+    SessionAggregateSpec, UnionOperator, WindowAggregateSpec,
+};
+use runnel_engine::source::{SourcePoll, WatermarkStrategy};
+use runnel_engine::types::ROW_KIND_COLUMN;
+use runnel_engine::window::WindowSpec;
+use sqlparser::ast::Spanned;
+use sqlparser::ast::{
+    self, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, SelectItem, SetExpr,
+};
+
+use crate::bind_expr::{
+    bind_expr, bind_expr_with, interval_millis, is_aggregate_name, Bound, Scope, ScopeColumn,
+};
+use crate::catalog::{key_of, position_of, Catalog, Entry, TableEntry};
+use crate::error::{Position, Result, SqlError};
+use crate::parser::TABLE_ARGUMENT;
+
+/// Name given to the window columns.
+const WINDOW_START: &str = "window_start";
+const WINDOW_END: &str = "window_end";
+const WINDOW_TIME: &str = "window_time";
+
+/// A logical plan node with its output facts.
+#[derive(Clone)]
+pub struct Plan {
+    /// What the node does.
+    pub node: Node,
+    /// Output columns (names, qualifiers, types).
+    pub scope: Scope,
+    /// True when the output carries the changelog column (last column).
+    pub updating: bool,
+    /// The event-time attribute among the output columns.
+    pub time_column: Option<usize>,
+}
+
+/// Plan nodes.
+#[derive(Clone)]
+pub enum Node {
+    /// Read a table.
+    Scan {
+        /// The table.
+        table: TableEntry,
+    },
+    /// Keep rows where the predicate is true.
+    Filter {
+        /// Input.
+        input: Box<Plan>,
+        /// Predicate over the input.
+        predicate: Expr,
+    },
+    /// Compute columns.
+    Project {
+        /// Input.
+        input: Box<Plan>,
+        /// Output expressions over the input, with names.
+        exprs: Vec<(Expr, String)>,
+    },
+    /// A window table function not yet consumed by a GROUP BY.
+    WindowTvf {
+        /// Input.
+        input: Box<Plan>,
+        /// The window.
+        window: WindowSpec,
+        /// Input time column.
+        time_column: usize,
+        /// SESSION's PARTITION BY columns.
+        partition: Vec<usize>,
+    },
+    /// TUMBLE / HOP / CUMULATE aggregate.
+    WindowAggregate {
+        /// Input.
+        input: Box<Plan>,
+        /// The operator's spec.
+        spec: WindowAggregateSpec,
+    },
+    /// SESSION aggregate.
+    SessionAggregate {
+        /// Input.
+        input: Box<Plan>,
+        /// The operator's spec.
+        spec: SessionAggregateSpec,
+    },
+    /// Non-windowed (updating) aggregate.
+    GroupAggregate {
+        /// Input.
+        input: Box<Plan>,
+        /// The operator's spec.
+        spec: GroupAggregateSpec,
+    },
+    /// UNION ALL.
+    Union {
+        /// Inputs, all with the same column types.
+        inputs: Vec<Plan>,
+    },
+    /// Stream joined with a bounded table loaded in memory.
+    LookupJoin {
+        /// The stream.
+        input: Box<Plan>,
+        /// The table.
+        table: TableEntry,
+        /// Stream key columns.
+        stream_keys: Vec<usize>,
+        /// Table key columns.
+        table_keys: Vec<usize>,
+        /// INNER or LEFT.
+        kind: JoinKind,
+    },
+}
+
+impl Plan {
+    /// Output schema (without qualifiers).
+    pub fn schema(&self) -> SchemaRef {
+        Arc::new(self.scope.schema())
+    }
+
+    /// The tables this plan reads as streams (not the build sides of joins).
+    pub fn scanned_tables(&self) -> Vec<&TableEntry> {
+        match &self.node {
+            Node::Scan { table } => vec![table],
+            Node::Filter { input, .. }
+            | Node::Project { input, .. }
+            | Node::WindowTvf { input, .. }
+            | Node::WindowAggregate { input, .. }
+            | Node::SessionAggregate { input, .. }
+            | Node::GroupAggregate { input, .. }
+            | Node::LookupJoin { input, .. } => input.scanned_tables(),
+            Node::Union { inputs } => inputs.iter().flat_map(|i| i.scanned_tables()).collect(),
+        }
+    }
+
+    /// A one-line-per-node description, indented by depth.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        self.describe_into(0, &mut out);
+        out
+    }
+
+    fn describe_into(&self, depth: usize, out: &mut String) {
+        let pad = "  ".repeat(depth);
+        let cols: Vec<&str> = self.scope.columns.iter().map(|c| c.name.as_str()).collect();
+        let kind = if self.updating {
+            "updating"
+        } else {
+            "append-only"
+        };
+        let line = match &self.node {
+            Node::Scan { table } => format!("Scan {}", table.descriptor.name),
+            Node::Filter { predicate, .. } => format!("Filter {predicate:?}"),
+            Node::Project { .. } => "Project".to_string(),
+            Node::WindowTvf { window, .. } => format!("WindowTvf {window:?}"),
+            Node::WindowAggregate { spec, .. } => format!(
+                "WindowAggregate {:?} keys {:?}",
+                spec.window, spec.key_columns
+            ),
+            Node::SessionAggregate { spec, .. } => format!(
+                "SessionAggregate gap {} ms keys {:?}",
+                spec.gap, spec.key_columns
+            ),
+            Node::GroupAggregate { spec, .. } => {
+                format!("GroupAggregate keys {:?}", spec.key_columns)
+            }
+            Node::Union { .. } => "Union".to_string(),
+            Node::LookupJoin { table, kind, .. } => {
+                format!("LookupJoin {kind:?} {}", table.descriptor.name)
+            }
+        };
+        out.push_str(&format!("{pad}{line} -> [{}] ({kind})\n", cols.join(", ")));
+        match &self.node {
+            Node::Scan { .. } => {}
+            Node::Filter { input, .. }
+            | Node::Project { input, .. }
+            | Node::WindowTvf { input, .. }
+            | Node::WindowAggregate { input, .. }
+            | Node::SessionAggregate { input, .. }
+            | Node::GroupAggregate { input, .. }
+            | Node::LookupJoin { input, .. } => input.describe_into(depth + 1, out),
+            Node::Union { inputs } => inputs.iter().for_each(|i| i.describe_into(depth + 1, out)),
+        }
+    }
+}
+
+fn col(name: &str, qualifier: Option<&str>, data_type: DataType, nullable: bool) -> ScopeColumn {
+    ScopeColumn {
+        qualifier: qualifier.map(str::to_string),
+        name: name.to_string(),
+        data_type,
+        nullable,
+    }
+}
+
+fn ts_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Millisecond, None)
+}
+
+fn pos(node: &impl Spanned) -> Position {
+    Position::of(node.span())
+}
+
+/// Plans queries against a catalog.
+pub struct Planner<'a> {
+    catalog: &'a Catalog,
+    /// CTEs visible to the query being planned.
+    ctes: HashMap<String, ast::Query>,
+    /// Views being expanded (to report cycles).
+    expanding: Vec<String>,
+}
+
+impl<'a> Planner<'a> {
+    /// A planner over `catalog`.
+    pub fn new(catalog: &'a Catalog) -> Self {
+        Self {
+            catalog,
+            ctes: HashMap::new(),
+            expanding: Vec::new(),
+        }
+    }
+
+    /// Plans a query.
+    pub fn plan_query(&mut self, query: &ast::Query) -> Result<Plan> {
+        if query.order_by.is_some() {
+            return Err(SqlError::plan(
+                "ORDER BY is not supported on streaming queries",
+                pos(query),
+            ));
+        }
+        if query.limit_clause.is_some() {
+            return Err(SqlError::plan(
+                "LIMIT is not supported on streaming queries",
+                pos(query),
+            ));
+        }
+        let saved = self.ctes.clone();
+        if let Some(with) = &query.with {
+            for cte in &with.cte_tables {
+                self.ctes
+                    .insert(cte.alias.name.value.to_lowercase(), (*cte.query).clone());
+            }
+        }
+        let plan = self.plan_set_expr(&query.body);
+        self.ctes = saved;
+        plan
+    }
+
+    fn plan_set_expr(&mut self, body: &SetExpr) -> Result<Plan> {
+        match body {
+            SetExpr::Select(select) => self.plan_select(select),
+            SetExpr::Query(q) => self.plan_query(q),
+            SetExpr::SetOperation {
+                op: ast::SetOperator::Union,
+                set_quantifier,
+                left,
+                right,
+            } => {
+                if !matches!(set_quantifier, ast::SetQuantifier::All) {
+                    return Err(SqlError::plan(
+                        "only UNION ALL is supported (UNION without ALL removes duplicates, which needs state)",
+                        pos(body),
+                    ));
+                }
+                let l = self.plan_set_expr(left)?;
+                let r = self.plan_set_expr(right)?;
+                union(vec![l, r], pos(body))
+            }
+            other => Err(SqlError::plan(
+                format!("{} is not supported here", first_words(&other.to_string())),
+                pos(other),
+            )),
+        }
+    }
+
+    fn plan_select(&mut self, select: &ast::Select) -> Result<Plan> {
+        if select.distinct.is_some() {
+            return Err(SqlError::plan(
+                "SELECT DISTINCT is not supported yet",
+                pos(select),
+            ));
+        }
+        let mut from = match select.from.as_slice() {
+            [] => {
+                return Err(SqlError::plan(
+                    "a streaming query needs a FROM clause",
+                    pos(select),
+                ))
+            }
+            [one] => self.plan_from(one)?,
+            [_, second, ..] => {
+                return Err(SqlError::plan(
+                    "comma joins are not supported; use JOIN ... ON",
+                    pos(&second.relation),
+                ))
+            }
+        };
+        // WHERE applies to the rows before windowing and aggregation.
+        if let Some(pred) = &select.selection {
+            from = with_filter(from, pred)?;
+        }
+        let group_exprs: Vec<ast::Expr> = match &select.group_by {
+            GroupByExpr::Expressions(exprs, modifiers) => {
+                if !modifiers.is_empty() {
+                    return Err(SqlError::plan(
+                        "GROUP BY modifiers are not supported",
+                        pos(select),
+                    ));
+                }
+                exprs.clone()
+            }
+            GroupByExpr::All(_) => {
+                return Err(SqlError::plan("GROUP BY ALL is not supported", pos(select)))
+            }
+        };
+        let mut items: Vec<(ast::Expr, Option<String>)> = Vec::new();
+        for item in &select.projection {
+            match item {
+                SelectItem::UnnamedExpr(e) => items.push((e.clone(), None)),
+                SelectItem::ExprWithAlias { expr, alias } => {
+                    items.push((expr.clone(), Some(alias.value.clone())))
+                }
+                SelectItem::ExprWithAliases { expr, .. } => {
+                    return Err(SqlError::plan(
+                        "multiple aliases for one expression are not supported",
+                        pos(expr),
+                    ))
+                }
+                SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..) => {
+                    if !group_exprs.is_empty() || matches!(from.node, Node::WindowTvf { .. }) {
+                        return Err(SqlError::plan(
+                            "SELECT * cannot be combined with GROUP BY or a window; name the columns",
+                            pos(item),
+                        ));
+                    }
+                    let qualifier = match item {
+                        SelectItem::QualifiedWildcard(
+                            ast::SelectItemQualifiedWildcardKind::ObjectName(n),
+                            _,
+                        ) => Some(key_of(n)),
+                        _ => None,
+                    };
+                    for c in &from.scope.columns {
+                        if c.name == ROW_KIND_COLUMN {
+                            continue;
+                        }
+                        if let Some(q) = &qualifier {
+                            if c.qualifier.as_deref().map(str::to_lowercase).as_deref()
+                                != Some(q.as_str())
+                            {
+                                continue;
+                            }
+                        }
+                        let mut parts = Vec::new();
+                        if let Some(q) = &c.qualifier {
+                            parts.push(ast::Ident::new(q));
+                        }
+                        parts.push(ast::Ident::with_quote('"', &c.name));
+                        items.push((ast::Expr::CompoundIdentifier(parts), Some(c.name.clone())));
+                    }
+                }
+            }
+        }
+        let has_aggregates = items.iter().any(|(e, _)| contains_aggregate(e))
+            || select.having.as_ref().is_some_and(contains_aggregate);
+        if group_exprs.is_empty() && !has_aggregates {
+            if select.having.is_some() {
+                return Err(SqlError::plan(
+                    "HAVING needs GROUP BY or aggregates",
+                    pos(select),
+                ));
+            }
+            if let Node::WindowTvf { .. } = from.node {
+                return Err(SqlError::plan(
+                    "a window table function must be followed by GROUP BY window_start, window_end",
+                    pos(select),
+                ));
+            }
+            return project(from, &items, &mut |_| None);
+        }
+        self.plan_aggregate(
+            from,
+            &group_exprs,
+            &items,
+            select.having.as_ref(),
+            pos(select),
+        )
+    }
+
+    fn plan_aggregate(
+        &mut self,
+        input: Plan,
+        group_exprs: &[ast::Expr],
+        items: &[(ast::Expr, Option<String>)],
+        having: Option<&ast::Expr>,
+        position: Position,
+    ) -> Result<Plan> {
+        if input.updating {
+            return Err(SqlError::plan(
+                "aggregating an updating stream is not supported yet",
+                position,
+            ));
+        }
+        // Window: the input is a window TVF and GROUP BY names its columns.
+        let (base, window) = match input.node {
+            Node::WindowTvf {
+                input: inner,
+                window,
+                time_column,
+                partition,
+            } => (
+                *inner,
+                Some((window, time_column, partition, input.scope.clone())),
+            ),
+            _ => (input, None),
+        };
+        let tvf_scope = window.as_ref().map(|w| w.3.clone());
+        let base_width = base.scope.columns.len();
+        // Group keys: input columns, plus window_start/window_end for windows.
+        let mut keys: Vec<usize> = Vec::new();
+        let mut key_exprs: Vec<String> = Vec::new();
+        let (mut has_start, mut has_end) = (false, false);
+        for g in group_exprs {
+            let idx = match &tvf_scope {
+                Some(s) => resolve_column(g, s)?,
+                None => resolve_column(g, &base.scope)?,
+            };
+            if idx >= base_width {
+                match tvf_scope.as_ref().map(|s| s.columns[idx].name.as_str()) {
+                    Some(WINDOW_START) => has_start = true,
+                    Some(WINDOW_END) => has_end = true,
+                    _ => return Err(SqlError::plan(
+                        "GROUP BY window_time is not supported; group by window_start, window_end",
+                        pos(g),
+                    )),
+                }
+                continue;
+            }
+            keys.push(idx);
+            key_exprs.push(g.to_string().to_lowercase());
+        }
+        if window.is_some() && !(has_start && has_end) {
+            return Err(SqlError::plan(
+                "a windowed GROUP BY must include both window_start and window_end",
+                position,
+            ));
+        }
+        // Collect aggregate calls from the select list and HAVING.
+        let mut aggs: Vec<(String, AggregateCall, DataType)> = Vec::new();
+        {
+            let mut collect = |e: &ast::Expr| -> Option<Result<Bound>> {
+                let ast::Expr::Function(f) = e else {
+                    return None;
+                };
+                let name = f.name.to_string();
+                if !is_aggregate_name(&name) {
+                    return None;
+                }
+                Some(bind_aggregate(f, &base.scope).map(|(call, t)| {
+                    let key = e.to_string().to_lowercase();
+                    if !aggs.iter().any(|(k, _, _)| *k == key) {
+                        aggs.push((key, call, t.clone()));
+                    }
+                    Bound {
+                        expr: Expr::Cast {
+                            expr: Box::new(Expr::Literal(ScalarValue::Null)),
+                            to: t.clone(),
+                        },
+                        data_type: t,
+                        nullable: true,
+                    }
+                }))
+            };
+            let pre_scope = tvf_scope.clone().unwrap_or_else(|| base.scope.clone());
+            for (e, _) in items {
+                bind_expr_with(e, &pre_scope, &mut collect).map(|_| ())?;
+            }
+            if let Some(h) = having {
+                bind_expr_with(h, &pre_scope, &mut collect).map(|_| ())?;
+            }
+        }
+        let calls: Vec<AggregateCall> = aggs.iter().map(|(_, c, _)| c.clone()).collect();
+        // The aggregate's output scope.
+        let mut out_cols: Vec<ScopeColumn> = keys
+            .iter()
+            .map(|&k| base.scope.columns[k].clone())
+            .collect();
+        let (node, updating) = match window {
+            Some((window, time_column, partition, _)) => {
+                out_cols.push(col(WINDOW_START, None, ts_type(), false));
+                out_cols.push(col(WINDOW_END, None, ts_type(), false));
+                match window {
+                    WindowSpec::Session { gap } => {
+                        if let Some(p) = partition.iter().find(|p| !keys.contains(p)) {
+                            return Err(SqlError::plan(
+                                format!(
+                                    "the SESSION window is partitioned by '{}', so GROUP BY must include it",
+                                    base.scope.columns[*p].name
+                                ),
+                                position,
+                            ));
+                        }
+                        let spec = SessionAggregateSpec {
+                            gap,
+                            time_column,
+                            key_columns: keys.clone(),
+                            aggregates: calls,
+                        };
+                        (
+                            Node::SessionAggregate {
+                                input: Box::new(base),
+                                spec,
+                            },
+                            false,
+                        )
+                    }
+                    w => {
+                        let spec = WindowAggregateSpec {
+                            window: w,
+                            time_column,
+                            key_columns: keys.clone(),
+                            aggregates: calls,
+                        };
+                        (
+                            Node::WindowAggregate {
+                                input: Box::new(base),
+                                spec,
+                            },
+                            false,
+                        )
+                    }
+                }
+            }
+            None => {
+                let spec = GroupAggregateSpec {
+                    key_columns: keys.clone(),
+                    aggregates: calls,
+                };
+                (
+                    Node::GroupAggregate {
+                        input: Box::new(base),
+                        spec,
+                    },
+                    true,
+                )
+            }
+        };
+        let agg_offset = out_cols.len();
+        for (i, (_, call, t)) in aggs.iter().enumerate() {
+            let nullable = !matches!(
+                call.func,
+                AggregateFunction::Count | AggregateFunction::CountDistinct
+            );
+            out_cols.push(col(&format!("$agg{i}"), None, t.clone(), nullable));
+        }
+        if updating {
+            out_cols.push(col(ROW_KIND_COLUMN, None, DataType::Int8, false));
+        }
+        let agg_plan = Plan {
+            node,
+            scope: Scope::new(out_cols),
+            updating,
+            time_column: None,
+        };
+        // Select list and HAVING over the aggregate's output.
+        let agg_scope = agg_plan.scope.clone();
+        let is_window = agg_scope
+            .columns
+            .iter()
+            .any(|c| c.name == WINDOW_END && c.qualifier.is_none());
+        let mut substitute = |e: &ast::Expr| -> Option<Result<Bound>> {
+            let text = e.to_string().to_lowercase();
+            if let Some(i) = aggs.iter().position(|(k, _, _)| *k == text) {
+                let c = &agg_scope.columns[agg_offset + i];
+                return Some(Ok(Bound {
+                    expr: Expr::Column(agg_offset + i),
+                    data_type: c.data_type.clone(),
+                    nullable: c.nullable,
+                }));
+            }
+            if let Some(i) = key_exprs.iter().position(|k| *k == text) {
+                let c = &agg_scope.columns[i];
+                return Some(Ok(Bound {
+                    expr: Expr::Column(i),
+                    data_type: c.data_type.clone(),
+                    nullable: c.nullable,
+                }));
+            }
+            if is_window {
+                if let ast::Expr::Identifier(id) = e {
+                    if id.value.eq_ignore_ascii_case(WINDOW_TIME) {
+                        // window_time is the last millisecond of the window.
+                        let end = agg_offset - 1;
+                        return Some(Ok(Bound {
+                            expr: Expr::Binary {
+                                op: BinaryOp::Minus,
+                                left: Box::new(Expr::Column(end)),
+                                right: Box::new(Expr::Literal(ScalarValue::IntervalMillis(1))),
+                            },
+                            data_type: ts_type(),
+                            nullable: false,
+                        }));
+                    }
+                }
+            }
+            None
+        };
+        let mut plan = agg_plan.clone();
+        if let Some(h) = having {
+            let b = bind_expr_with(h, &agg_scope, &mut substitute)?;
+            if b.data_type != DataType::Boolean {
+                return Err(SqlError::plan("HAVING needs a BOOLEAN condition", pos(h)));
+            }
+            plan = Plan {
+                node: Node::Filter {
+                    input: Box::new(plan),
+                    predicate: b.expr,
+                },
+                scope: agg_scope.clone(),
+                updating,
+                time_column: None,
+            };
+        }
+        project(plan, items, &mut substitute)
+    }
+
+    fn plan_from(&mut self, from: &ast::TableWithJoins) -> Result<Plan> {
+        let mut plan = self.plan_table_factor(&from.relation)?;
+        for join in &from.joins {
+            plan = self.plan_join(plan, join)?;
+        }
+        Ok(plan)
+    }
+
+    fn plan_join(&mut self, left: Plan, join: &ast::Join) -> Result<Plan> {
+        use ast::JoinOperator as J;
+        let (kind, constraint) = match &join.join_operator {
+            J::Join(c) | J::Inner(c) => (JoinKind::Inner, c),
+            J::Left(c) | J::LeftOuter(c) => (JoinKind::Left, c),
+            other => {
+                return Err(SqlError::plan(
+                    format!(
+                        "{} joins are not supported; use [LEFT] JOIN with a bounded table",
+                        first_words(&format!("{other:?}"))
+                    ),
+                    pos(&join.relation),
+                ))
+            }
+        };
+        let ast::TableFactor::Table { name, alias, .. } = &join.relation else {
+            return Err(SqlError::plan(
+                "the right side of a join must be a table",
+                pos(&join.relation),
+            ));
+        };
+        let Some(Entry::Table(table)) = self.catalog.get(name) else {
+            return Err(SqlError::plan(
+                format!("the right side of a join must be a table (joins of two streams are not supported yet); '{name}' is not a table"),
+                position_of(name),
+            ));
+        };
+        let qualifier = alias
+            .as_ref()
+            .map(|a| a.name.value.clone())
+            .unwrap_or_else(|| key_of(name));
+        let right_scope = table_scope(table, &qualifier);
+        if left.updating {
+            return Err(SqlError::plan(
+                "joining an updating stream is not supported yet",
+                pos(&join.relation),
+            ));
+        }
+        let ast::JoinConstraint::On(on) = constraint else {
+            return Err(SqlError::plan(
+                "a join needs an ON condition",
+                pos(&join.relation),
+            ));
+        };
+        let mut stream_keys = Vec::new();
+        let mut table_keys = Vec::new();
+        for eq in conjuncts(on) {
+            let ast::Expr::BinaryOp {
+                left: a,
+                op: ast::BinaryOperator::Eq,
+                right: b,
+            } = eq
+            else {
+                return Err(SqlError::plan(
+                    "join conditions must be equalities between the two sides, joined by AND",
+                    pos(eq),
+                ));
+            };
+            let (s, t) =
+                match (
+                    resolve_column(a, &left.scope),
+                    resolve_column(b, &right_scope),
+                ) {
+                    (Ok(s), Ok(t)) => (s, t),
+                    _ => match (
+                        resolve_column(b, &left.scope),
+                        resolve_column(a, &right_scope),
+                    ) {
+                        (Ok(s), Ok(t)) => (s, t),
+                        _ => return Err(SqlError::plan(
+                            "each side of a join equality must be a column of one side of the join",
+                            pos(eq),
+                        )),
+                    },
+                };
+            stream_keys.push(s);
+            table_keys.push(t);
+        }
+        let mut columns = left.scope.columns.clone();
+        for c in &right_scope.columns {
+            let mut c = c.clone();
+            c.nullable |= kind == JoinKind::Left;
+            columns.push(c);
+        }
+        Ok(Plan {
+            time_column: left.time_column,
+            node: Node::LookupJoin {
+                input: Box::new(left),
+                table: table.clone(),
+                stream_keys,
+                table_keys,
+                kind,
+            },
+            scope: Scope::new(columns),
+            updating: false,
+        })
+    }
+
+    fn plan_table_factor(&mut self, factor: &ast::TableFactor) -> Result<Plan> {
+        match factor {
+            ast::TableFactor::Table {
+                name, alias, args, ..
+            } => {
+                if args.is_some() {
+                    return Err(SqlError::plan(
+                        "table arguments are not supported",
+                        position_of(name),
+                    ));
+                }
+                let qualifier = alias
+                    .as_ref()
+                    .map(|a| a.name.value.clone())
+                    .unwrap_or_else(|| key_of(name));
+                self.plan_named(name, &qualifier)
+            }
+            ast::TableFactor::Derived {
+                subquery, alias, ..
+            } => {
+                let mut plan = self.plan_query(subquery)?;
+                if let Some(a) = alias {
+                    requalify(&mut plan.scope, &a.name.value);
+                }
+                Ok(plan)
+            }
+            ast::TableFactor::TableFunction { expr, alias } => {
+                let mut plan = self.plan_window_tvf(expr)?;
+                if let Some(a) = alias {
+                    requalify(&mut plan.scope, &a.name.value);
+                }
+                Ok(plan)
+            }
+            other => Err(SqlError::plan(
+                format!(
+                    "{} is not supported in FROM",
+                    first_words(&other.to_string())
+                ),
+                pos(other),
+            )),
+        }
+    }
+
+    fn plan_named(&mut self, name: &ast::ObjectName, qualifier: &str) -> Result<Plan> {
+        let key = key_of(name);
+        if let Some(q) = self.ctes.get(&key).cloned() {
+            if self.expanding.contains(&key) {
+                return Err(SqlError::plan(
+                    format!("'{name}' refers to itself"),
+                    position_of(name),
+                ));
+            }
+            self.expanding.push(key);
+            let mut plan = self.plan_query(&q);
+            self.expanding.pop();
+            if let Ok(p) = plan.as_mut() {
+                requalify(&mut p.scope, qualifier);
+            }
+            return plan;
+        }
+        match self.catalog.get(name) {
+            Some(Entry::Table(t)) => {
+                let scope = table_scope(t, qualifier);
+                Ok(Plan {
+                    node: Node::Scan { table: t.clone() },
+                    time_column: t.descriptor.watermark.map(|w| w.0),
+                    scope,
+                    updating: false,
+                })
+            }
+            Some(Entry::View(v)) => {
+                if self.expanding.contains(&key) {
+                    return Err(SqlError::plan(
+                        format!("view '{name}' refers to itself"),
+                        position_of(name),
+                    ));
+                }
+                self.expanding.push(key);
+                let saved = std::mem::take(&mut self.ctes);
+                let mut plan = self.plan_query(&v.query);
+                self.ctes = saved;
+                self.expanding.pop();
+                if let Ok(p) = plan.as_mut() {
+                    requalify(&mut p.scope, qualifier);
+                }
+                plan
+            }
+            None => {
+                let known: Vec<String> = self.catalog.list().into_iter().map(|(n, _)| n).collect();
+                Err(SqlError::plan(
+                    format!(
+                        "unknown table '{name}'{}",
+                        if known.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; known tables and views: {}", known.join(", "))
+                        }
+                    ),
+                    position_of(name),
+                ))
+            }
+        }
+    }
+
+    /// `TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL ...))` and friends.
+    fn plan_window_tvf(&mut self, expr: &ast::Expr) -> Result<Plan> {
+        let ast::Expr::Function(f) = expr else {
+            return Err(SqlError::plan(
+                "expected a window function: TUMBLE, HOP, CUMULATE or SESSION",
+                pos(expr),
+            ));
+        };
+        let fname = f.name.to_string().to_uppercase();
+        let args = function_args(f)?;
+        let arity = match fname.as_str() {
+            "TUMBLE" | "SESSION" => 3,
+            "HOP" | "CUMULATE" => 4,
+            _ => return Err(SqlError::plan(
+                format!(
+                    "unknown window function '{}'; expected one of TUMBLE, HOP, CUMULATE, SESSION",
+                    f.name
+                ),
+                pos(&f.name),
+            )),
+        };
+        if args.len() != arity {
+            return Err(SqlError::plan(
+                format!("{fname} takes {arity} arguments (TABLE t, DESCRIPTOR(time column), {}), found {}",
+                    match fname.as_str() { "TUMBLE" => "size", "SESSION" => "gap", "HOP" => "slide, size", _ => "step, size" },
+                    args.len()),
+                pos(expr),
+            ));
+        }
+        // TABLE t [PARTITION BY ...]
+        let ast::Expr::Function(table_arg) = args[0] else {
+            return Err(SqlError::plan(
+                format!("the first argument of {fname} must be TABLE name"),
+                pos(args[0]),
+            ));
+        };
+        if !table_arg
+            .name
+            .to_string()
+            .eq_ignore_ascii_case(TABLE_ARGUMENT)
+        {
+            return Err(SqlError::plan(
+                format!("the first argument of {fname} must be TABLE name"),
+                pos(args[0]),
+            ));
+        }
+        let targs = function_args(table_arg)?;
+        let Some(ast::Expr::CompoundIdentifier(parts)) = targs.first().copied() else {
+            return Err(SqlError::plan(
+                "expected a table name after TABLE",
+                pos(args[0]),
+            ));
+        };
+        let tname = ast::ObjectName::from(parts.clone());
+        let qualifier = key_of(&tname);
+        let input = self.plan_named(&tname, &qualifier)?;
+        if input.updating {
+            return Err(SqlError::plan(
+                "windows over an updating stream are not supported",
+                pos(args[0]),
+            ));
+        }
+        let partition = targs[1..]
+            .iter()
+            .map(|k| resolve_column(k, &input.scope))
+            .collect::<Result<Vec<_>>>()?;
+        if !partition.is_empty() && fname != "SESSION" {
+            return Err(SqlError::plan(
+                "PARTITION BY is only allowed for SESSION windows",
+                pos(args[0]),
+            ));
+        }
+        // DESCRIPTOR(ts)
+        let ast::Expr::Function(d) = args[1] else {
+            return Err(SqlError::plan(
+                "the second argument must be DESCRIPTOR(time column)",
+                pos(args[1]),
+            ));
+        };
+        let dargs = function_args(d)?;
+        if !d.name.to_string().eq_ignore_ascii_case("DESCRIPTOR") || dargs.len() != 1 {
+            return Err(SqlError::plan(
+                "the second argument must be DESCRIPTOR(time column)",
+                pos(args[1]),
+            ));
+        }
+        let time_column = resolve_column(dargs[0], &input.scope)?;
+        if input.time_column != Some(time_column) {
+            let name = &input.scope.columns[time_column].name;
+            let hint = match input.time_column {
+                Some(t) => format!(
+                    "the event-time column of '{tname}' is '{}'",
+                    input.scope.columns[t].name
+                ),
+                None => format!("'{tname}' declares no WATERMARK"),
+            };
+            return Err(SqlError::plan(
+                format!("column '{name}' has no watermark, so it cannot drive a window; declare WATERMARK FOR {name} AS {name} - INTERVAL '...' SECOND in the table ({hint})"),
+                pos(dargs[0]),
+            ));
+        }
+        let size = |e: &ast::Expr| -> Result<i64> {
+            let ms = interval_millis(e)?;
+            if ms <= 0 {
+                return Err(SqlError::plan(
+                    "a window size must be a positive interval",
+                    pos(e),
+                ));
+            }
+            Ok(ms)
+        };
+        let window = match fname.as_str() {
+            "TUMBLE" => WindowSpec::Tumble {
+                size: size(args[2])?,
+            },
+            "HOP" => WindowSpec::Hop {
+                slide: size(args[2])?,
+                size: size(args[3])?,
+            },
+            "CUMULATE" => WindowSpec::Cumulate {
+                step: size(args[2])?,
+                size: size(args[3])?,
+            },
+            _ => WindowSpec::Session {
+                gap: size(args[2])?,
+            },
+        };
+        window
+            .validate()
+            .map_err(|e| SqlError::plan(engine_message(&e), pos(expr)))?;
+        let mut columns = input.scope.columns.clone();
+        columns.push(col(WINDOW_START, None, ts_type(), false));
+        columns.push(col(WINDOW_END, None, ts_type(), false));
+        columns.push(col(WINDOW_TIME, None, ts_type(), false));
+        Ok(Plan {
+            time_column: input.time_column,
+            node: Node::WindowTvf {
+                input: Box::new(input),
+                window,
+                time_column,
+                partition,
+            },
+            scope: Scope::new(columns),
+            updating: false,
+        })
+    }
+}
+
+/// An engine error's message without its "invalid plan: " prefix.
+pub fn engine_message(e: &runnel_engine::EngineError) -> String {
+    match e {
+        runnel_engine::EngineError::Plan(m) => m.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn first_words(s: &str) -> String {
+    s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}
+
+fn function_args(f: &ast::Function) -> Result<Vec<&ast::Expr>> {
+    match &f.args {
+        FunctionArguments::List(list) => list
+            .args
+            .iter()
+            .map(|a| match a {
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Ok(e),
+                other => Err(SqlError::plan(
+                    format!("unsupported argument {other}"),
+                    pos(&f.name),
+                )),
+            })
+            .collect(),
+        FunctionArguments::None => Ok(Vec::new()),
+        FunctionArguments::Subquery(_) => Err(SqlError::plan(
+            "subquery arguments are not supported",
+            pos(&f.name),
+        )),
+    }
+}
+
+/// The columns of a table as seen by a query: physical, then PROCTIME().
+fn table_scope(t: &TableEntry, qualifier: &str) -> Scope {
+    let mut cols: Vec<ScopeColumn> = t
+        .descriptor
+        .schema
+        .fields()
+        .iter()
+        .map(|f| {
+            col(
+                f.name(),
+                Some(qualifier),
+                f.data_type().clone(),
+                f.is_nullable(),
+            )
+        })
+        .collect();
+    for p in &t.proctime {
+        cols.push(col(p, Some(qualifier), ts_type(), false));
+    }
+    Scope::new(cols)
+}
+
+fn requalify(scope: &mut Scope, qualifier: &str) {
+    for c in &mut scope.columns {
+        if c.name != ROW_KIND_COLUMN {
+            c.qualifier = Some(qualifier.to_string());
+        }
+    }
+}
+
+/// The index of the column `e` names (an identifier or `t.c`).
+fn resolve_column(e: &ast::Expr, scope: &Scope) -> Result<usize> {
+    match e {
+        ast::Expr::Identifier(i) => scope.resolve(std::slice::from_ref(i)),
+        ast::Expr::CompoundIdentifier(parts) => scope.resolve(parts),
+        ast::Expr::Nested(inner) => resolve_column(inner, scope),
+        other => Err(SqlError::plan(
+            format!(
+                "expected a column name, found {other} (expressions are not supported here yet)"
+            ),
+            pos(other),
+        )),
+    }
+}
+
+fn conjuncts(e: &ast::Expr) -> Vec<&ast::Expr> {
+    match e {
+        ast::Expr::BinaryOp {
+            left,
+            op: ast::BinaryOperator::And,
+            right,
+        } => {
+            let mut v = conjuncts(left);
+            v.extend(conjuncts(right));
+            v
+        }
+        ast::Expr::Nested(inner) => conjuncts(inner),
+        other => vec![other],
+    }
+}
+
+/// True when `e` calls an aggregate function anywhere.
+fn contains_aggregate(e: &ast::Expr) -> bool {
+    let text = e.to_string().to_uppercase();
+    // Cheap pre-check on the printed form, then a precise walk.
+    [
+        "COUNT",
+        "SUM",
+        "AVG",
+        "MIN",
+        "MAX",
+        "FIRST_VALUE",
+        "LAST_VALUE",
+        "STDDEV",
+        "VAR",
+    ]
+    .iter()
+    .any(|n| text.contains(&format!("{n}(")) || text.contains(&format!("{n}_")))
+        && walk_has_aggregate(e)
+}
+
+fn walk_has_aggregate(e: &ast::Expr) -> bool {
+    let mut found = false;
+    // Binding against an empty scope with a substitute that spots aggregate
+    // calls walks every sub-expression the binder knows.
+    let _ = bind_expr_with(e, &Scope::default(), &mut |sub: &ast::Expr| {
+        if let ast::Expr::Function(f) = sub {
+            if is_aggregate_name(&f.name.to_string()) {
+                found = true;
+                return Some(Ok(Bound {
+                    expr: Expr::Literal(ScalarValue::Int64(0)),
+                    data_type: DataType::Int64,
+                    nullable: false,
+                }));
+            }
+        }
+        if let ast::Expr::Identifier(_) | ast::Expr::CompoundIdentifier(_) = sub {
+            return Some(Ok(Bound {
+                expr: Expr::Literal(ScalarValue::Int64(0)),
+                data_type: DataType::Int64,
+                nullable: false,
+            }));
+        }
+        None
+    });
+    found
+}
+
+/// Binds one aggregate call (function, DISTINCT, FILTER) over `scope`.
+fn bind_aggregate(f: &ast::Function, scope: &Scope) -> Result<(AggregateCall, DataType)> {
+    let name = f.name.to_string();
+    let mut func = AggregateFunction::from_name(&name).ok_or_else(|| {
+        SqlError::plan(format!("unknown aggregate function {name}"), pos(&f.name))
+    })?;
+    if f.over.is_some() {
+        return Err(SqlError::plan(
+            "OVER windows are not supported yet",
+            pos(&f.name),
+        ));
+    }
+    let mut args = Vec::new();
+    let mut types = Vec::new();
+    if let FunctionArguments::List(list) = &f.args {
+        if matches!(
+            list.duplicate_treatment,
+            Some(ast::DuplicateTreatment::Distinct)
+        ) {
+            if func != AggregateFunction::Count {
+                return Err(SqlError::plan(
+                    format!("DISTINCT is only supported in COUNT, not {name}"),
+                    pos(&f.name),
+                ));
+            }
+            func = AggregateFunction::CountDistinct;
+        }
+        for a in &list.args {
+            match a {
+                FunctionArg::Unnamed(FunctionArgExpr::Wildcard)
+                    if func == AggregateFunction::Count => {}
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => {
+                    let b = bind_expr(e, scope)?;
+                    types.push(b.data_type);
+                    args.push(b.expr);
+                }
+                other => {
+                    return Err(SqlError::plan(
+                        format!("unsupported argument {other}"),
+                        pos(&f.name),
+                    ))
+                }
+            }
+        }
+    }
+    let ret = func
+        .return_type(&types)
+        .map_err(|e| SqlError::plan(engine_message(&e), pos(&f.name)))?;
+    let mut call = AggregateCall::new(func, args, name.to_lowercase());
+    if let Some(filter) = &f.filter {
+        let b = bind_expr(filter, scope)?;
+        if b.data_type != DataType::Boolean {
+            return Err(SqlError::plan(
+                "FILTER (WHERE ...) needs a BOOLEAN condition",
+                pos(filter.as_ref()),
+            ));
+        }
+        call = call.with_filter(b.expr);
+    }
+    Ok((call, ret))
+}
+
+fn with_filter(input: Plan, pred: &ast::Expr) -> Result<Plan> {
+    let Plan {
+        node,
+        scope,
+        updating,
+        time_column,
+    } = input;
+    // Over a window TVF, WHERE sees the input rows (before windowing).
+    let input = match node {
+        Node::WindowTvf {
+            input: inner,
+            window,
+            time_column: tc,
+            partition,
+        } => {
+            let filtered = with_filter(*inner, pred)?;
+            return Ok(Plan {
+                node: Node::WindowTvf {
+                    input: Box::new(filtered),
+                    window,
+                    time_column: tc,
+                    partition,
+                },
+                scope,
+                updating,
+                time_column,
+            });
+        }
+        node => Plan {
+            node,
+            scope,
+            updating,
+            time_column,
+        },
+    };
+    let b = bind_expr(pred, &input.scope)?;
+    if b.data_type != DataType::Boolean {
+        return Err(SqlError::plan(
+            format!(
+                "WHERE needs a BOOLEAN condition, not {}",
+                crate::bind_expr::flink_type_name(&b.data_type)
+            ),
+            pos(pred),
+        ));
+    }
+    Ok(Plan {
+        scope: input.scope.clone(),
+        updating: input.updating,
+        time_column: input.time_column,
+        node: Node::Filter {
+            input: Box::new(input),
+            predicate: b.expr,
+        },
+    })
+}
+
+/// A projection of `items` over `input`; keeps the changelog column of an
+/// updating input last, and keeps the time attribute when it is passed
+/// through as a plain column.
+fn project(
+    input: Plan,
+    items: &[(ast::Expr, Option<String>)],
+    substitute: &mut crate::bind_expr::Substitute<'_>,
+) -> Result<Plan> {
+    let mut exprs = Vec::new();
+    let mut cols = Vec::new();
+    let mut time_column = None;
+    for (i, (e, alias)) in items.iter().enumerate() {
+        let b = bind_expr_with(e, &input.scope, substitute)?;
+        let name = alias.clone().unwrap_or_else(|| match e {
+            ast::Expr::Identifier(id) => id.value.clone(),
+            ast::Expr::CompoundIdentifier(parts) => {
+                parts.last().map(|p| p.value.clone()).unwrap_or_default()
+            }
+            _ => format!("EXPR${i}"),
+        });
+        if let (Expr::Column(c), Some(t)) = (&b.expr, input.time_column) {
+            if *c == t && time_column.is_none() {
+                time_column = Some(i);
+            }
+        }
+        let qualifier = match &b.expr {
+            Expr::Column(c) => input.scope.columns[*c].qualifier.clone(),
+            _ => None,
+        };
+        cols.push(ScopeColumn {
+            qualifier,
+            name: name.clone(),
+            data_type: b.data_type.clone(),
+            nullable: b.nullable,
+        });
+        exprs.push((b.expr, name));
+    }
+    if input.updating {
+        let rk = input.scope.columns.len() - 1;
+        exprs.push((Expr::Column(rk), ROW_KIND_COLUMN.to_string()));
+        cols.push(col(ROW_KIND_COLUMN, None, DataType::Int8, false));
+    }
+    Ok(Plan {
+        updating: input.updating,
+        time_column,
+        scope: Scope::new(cols),
+        node: Node::Project {
+            input: Box::new(input),
+            exprs,
+        },
+    })
+}
+
+fn union(inputs: Vec<Plan>, position: Position) -> Result<Plan> {
+    let first = &inputs[0];
+    for other in &inputs[1..] {
+        let a: Vec<&DataType> = first.scope.columns.iter().map(|c| &c.data_type).collect();
+        let b: Vec<&DataType> = other.scope.columns.iter().map(|c| &c.data_type).collect();
+        if a != b {
+            let fmt = |v: &[&DataType]| {
+                v.iter()
+                    .map(|t| crate::bind_expr::flink_type_name(t))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            return Err(SqlError::plan(
+                format!(
+                    "UNION ALL inputs have different column types: ({}) and ({})",
+                    fmt(&a),
+                    fmt(&b)
+                ),
+                position,
+            ));
+        }
+    }
+    let updating = inputs.iter().any(|p| p.updating);
+    if updating && !inputs.iter().all(|p| p.updating) {
+        return Err(SqlError::plan(
+            "UNION ALL of an updating and an append-only stream is not supported",
+            position,
+        ));
+    }
+    let time_column = first
+        .time_column
+        .filter(|t| inputs.iter().all(|p| p.time_column == Some(*t)));
+    let mut scope = first.scope.clone();
+    for c in &mut scope.columns {
+        c.qualifier = None;
+        c.nullable = inputs.iter().any(|p| {
+            p.scope
+                .columns
+                .iter()
+                .find(|x| x.name == c.name)
+                .is_none_or(|x| x.nullable)
+        });
+    }
+    Ok(Plan {
+        node: Node::Union { inputs },
+        scope,
+        updating,
+        time_column,
+    })
+}
+
+/// Casts the query's columns to the sink's types where they differ but
+/// convert (INT into BIGINT, ...); an error names the column otherwise.
+pub fn align_to_sink(plan: Plan, sink: &TableDescriptor, position: Position) -> Result<Plan> {
+    let sink_fields = sink.schema.fields();
+    let data_cols: Vec<&ScopeColumn> = plan
+        .scope
+        .columns
+        .iter()
+        .filter(|c| c.name != ROW_KIND_COLUMN)
+        .collect();
+    if data_cols.len() != sink_fields.len() {
+        return Err(SqlError::plan(
+            format!(
+                "the query produces {} columns but sink '{}' has {} ({})",
+                data_cols.len(),
+                sink.name,
+                sink_fields.len(),
+                sink_fields
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            position,
+        ));
+    }
+    let needs_cast = data_cols
+        .iter()
+        .zip(sink_fields.iter())
+        .any(|(c, f)| &c.data_type != f.data_type());
+    if !needs_cast {
+        return Ok(plan);
+    }
+    let mut exprs = Vec::new();
+    let mut cols = Vec::new();
+    for (i, (c, f)) in data_cols.iter().zip(sink_fields.iter()).enumerate() {
+        let castable = arrow::compute::can_cast_types(&c.data_type, f.data_type())
+            && !(matches!(c.data_type, DataType::Utf8) && f.data_type().is_numeric());
+        if !castable {
+            return Err(SqlError::plan(
+                format!(
+                    "column {} of the query is {} but sink column '{}' is {}",
+                    i + 1,
+                    crate::bind_expr::flink_type_name(&c.data_type),
+                    f.name(),
+                    crate::bind_expr::flink_type_name(f.data_type())
+                ),
+                position,
+            ));
+        }
+        let e = if &c.data_type == f.data_type() {
+            Expr::Column(i)
+        } else {
+            Expr::Cast {
+                expr: Box::new(Expr::Column(i)),
+                to: f.data_type().clone(),
+            }
+        };
+        exprs.push((e, f.name().clone()));
+        cols.push(col(f.name(), None, f.data_type().clone(), true));
+    }
+    if plan.updating {
+        let rk = plan.scope.columns.len() - 1;
+        exprs.push((Expr::Column(rk), ROW_KIND_COLUMN.to_string()));
+        cols.push(col(ROW_KIND_COLUMN, None, DataType::Int8, false));
+    }
+    Ok(Plan {
+        updating: plan.updating,
+        time_column: None,
+        scope: Scope::new(cols),
+        node: Node::Project {
+            input: Box::new(plan),
+            exprs,
+        },
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Lowering
+// ---------------------------------------------------------------------------
+
+/// Settings for lowering a plan.
+#[derive(Clone)]
+pub struct LowerOptions {
+    /// Default parallelism of operators.
+    pub parallelism: usize,
+    /// Connectors by name.
+    pub registry: ConnectorRegistry,
+}
+
+/// Where a job's rows go.
+pub enum SinkTarget {
+    /// A catalog table (INSERT INTO).
+    Table(TableDescriptor),
+    /// An operator built by the caller (print to the console, collect in memory).
+    Operator {
+        /// Node name.
+        name: String,
+        /// The sink.
+        factory: OperatorFactory,
+        /// Its parallelism.
+        parallelism: usize,
+    },
+}
+
+/// Lowers `plan` plus a sink into a job graph.
+pub fn lower(
+    plan: &Plan,
+    sink: SinkTarget,
+    options: &LowerOptions,
+    position: Position,
+) -> Result<JobGraph> {
+    let mut graph = JobGraph::new();
+    let mut lowerer = Lowerer {
+        graph: &mut graph,
+        options,
+        position,
+        names: HashMap::new(),
+    };
+    let (node, par) = lowerer.lower(plan)?;
+    let (name, factory, sink_par) = match sink {
+        SinkTarget::Table(desc) => {
+            let connector = options
+                .registry
+                .resolve(&desc)
+                .map_err(|e| SqlError::plan(engine_message(&e), position))?;
+            let factory = connector.sink(&desc, plan.updating).map_err(|e| {
+                let msg = engine_message(&e);
+                let msg = if plan.updating {
+                    format!("{msg} (the query is an updating stream because it aggregates without a window; use a window, or a sink that accepts updates such as 'print' or 'blackhole')")
+                } else {
+                    msg
+                };
+                SqlError::plan(msg, position)
+            })?;
+            (format!("sink: {}", desc.name), factory, par)
+        }
+        SinkTarget::Operator {
+            name,
+            factory,
+            parallelism,
+        } => (name, factory, parallelism),
+    };
+    let sink_node = graph.add_operator(name, sink_par, factory);
+    connect(&mut graph, node, par, sink_node, sink_par, None)?;
+    Ok(graph)
+}
+
+fn connect(
+    graph: &mut JobGraph,
+    from: NodeId,
+    from_par: usize,
+    to: NodeId,
+    to_par: usize,
+    keys: Option<Vec<usize>>,
+) -> Result<()> {
+    let exchange = match keys {
+        Some(k) => Exchange::Hash(k),
+        None if from_par == to_par => Exchange::Forward,
+        None => Exchange::RoundRobin,
+    };
+    graph.connect(from, to, exchange).map_err(SqlError::Engine)
+}
+
+fn unique(names: &mut HashMap<String, usize>, base: &str) -> String {
+    let n = names.entry(base.to_string()).or_insert(0);
+    *n += 1;
+    if *n == 1 {
+        base.to_string()
+    } else {
+        format!("{base}#{n}")
+    }
+}
+
+struct Lowerer<'g> {
+    graph: &'g mut JobGraph,
+    options: &'g LowerOptions,
+    position: Position,
+    names: HashMap<String, usize>,
+}
+
+impl Lowerer<'_> {
+    fn err(&self, e: runnel_engine::EngineError) -> SqlError {
+        SqlError::plan(engine_message(&e), self.position)
+    }
+
+    /// Adds the nodes of `plan`; returns the last node and its parallelism.
+    fn lower(&mut self, plan: &Plan) -> Result<(NodeId, usize)> {
+        let par = self.options.parallelism.max(1);
+        match &plan.node {
+            Node::Scan { table } => {
+                let desc = &table.descriptor;
+                let connector = self
+                    .options
+                    .registry
+                    .resolve(desc)
+                    .map_err(|e| self.err(e))?;
+                let source = connector.source(desc).map_err(|e| self.err(e))?;
+                let watermark = match desc.watermark {
+                    Some((c, delay)) => {
+                        let mut s = WatermarkStrategy::bounded(
+                            c,
+                            Duration::from_millis(delay.max(0) as u64),
+                        );
+                        if let Some(t) = desc.option("scan.idle-timeout") {
+                            s.idle_timeout = Some(parse_duration(t).ok_or_else(|| {
+                                SqlError::plan(format!("'scan.idle-timeout' must be a duration such as '30 s', not '{t}'"), self.position)
+                            })?);
+                        }
+                        Some(s)
+                    }
+                    None => None,
+                };
+                let spar = source.parallelism.unwrap_or(par);
+                let name = unique(&mut self.names, &format!("source: {}", desc.name));
+                let mut node = self.graph.add_source(name, spar, source.factory, watermark);
+                if !table.proctime.is_empty() {
+                    let pt = self.graph.add_operator(
+                        unique(&mut self.names, "proctime"),
+                        spar,
+                        ProcTimeOperator::factory(&desc.schema, table.proctime.clone()),
+                    );
+                    connect(self.graph, node, spar, pt, spar, None)?;
+                    node = pt;
+                }
+                Ok((node, spar))
+            }
+            Node::Filter { input, predicate } => {
+                let (n, p) = self.lower(input)?;
+                let pred = predicate.clone();
+                let op = self.graph.add_operator(
+                    unique(&mut self.names, "filter"),
+                    p,
+                    Arc::new(move |_t: &TaskInfo| {
+                        Ok(Box::new(FilterOperator::new(pred.clone())) as Box<_>)
+                    }),
+                );
+                connect(self.graph, n, p, op, p, None)?;
+                Ok((op, p))
+            }
+            Node::Project { input, exprs } => {
+                let (n, p) = self.lower(input)?;
+                let schema = input.schema();
+                ProjectOperator::new(exprs.clone(), &schema).map_err(|e| self.err(e))?;
+                let exprs = exprs.clone();
+                let op = self.graph.add_operator(
+                    unique(&mut self.names, "project"),
+                    p,
+                    Arc::new(move |_t: &TaskInfo| {
+                        Ok(Box::new(ProjectOperator::new(exprs.clone(), &schema)?) as Box<_>)
+                    }),
+                );
+                connect(self.graph, n, p, op, p, None)?;
+                Ok((op, p))
+            }
+            Node::WindowTvf { .. } => Err(SqlError::plan(
+                "a window table function must be followed by GROUP BY window_start, window_end",
+                self.position,
+            )),
+            Node::WindowAggregate { input, spec } => {
+                let (n, p) = self.lower(input)?;
+                let apar = if spec.key_columns.is_empty() { 1 } else { par };
+                let factory = spec
+                    .clone()
+                    .factory(input.schema())
+                    .map_err(|e| self.err(e))?;
+                let kind = match spec.window {
+                    WindowSpec::Tumble { .. } => "tumble",
+                    WindowSpec::Hop { .. } => "hop",
+                    WindowSpec::Cumulate { .. } => "cumulate",
+                    WindowSpec::Session { .. } => "session",
+                };
+                let op = self.graph.add_operator(
+                    unique(&mut self.names, &format!("{kind} window aggregate")),
+                    apar,
+                    factory,
+                );
+                connect(self.graph, n, p, op, apar, Some(spec.key_columns.clone()))?;
+                Ok((op, apar))
+            }
+            Node::SessionAggregate { input, spec } => {
+                let (n, p) = self.lower(input)?;
+                let apar = if spec.key_columns.is_empty() { 1 } else { par };
+                let factory = spec
+                    .clone()
+                    .factory(input.schema())
+                    .map_err(|e| self.err(e))?;
+                let op = self.graph.add_operator(
+                    unique(&mut self.names, "session window aggregate"),
+                    apar,
+                    factory,
+                );
+                connect(self.graph, n, p, op, apar, Some(spec.key_columns.clone()))?;
+                Ok((op, apar))
+            }
+            Node::GroupAggregate { input, spec } => {
+                let (n, p) = self.lower(input)?;
+                let apar = if spec.key_columns.is_empty() { 1 } else { par };
+                let factory = spec
+                    .clone()
+                    .factory(input.schema())
+                    .map_err(|e| self.err(e))?;
+                let op = self.graph.add_operator(
+                    unique(&mut self.names, "group aggregate"),
+                    apar,
+                    factory,
+                );
+                connect(self.graph, n, p, op, apar, Some(spec.key_columns.clone()))?;
+                Ok((op, apar))
+            }
+            Node::Union { inputs } => {
+                let lowered = inputs
+                    .iter()
+                    .map(|i| self.lower(i))
+                    .collect::<Result<Vec<_>>>()?;
+                let op = self.graph.add_operator(
+                    unique(&mut self.names, "union"),
+                    par,
+                    UnionOperator::factory(),
+                );
+                for (n, p) in lowered {
+                    connect(self.graph, n, p, op, par, None).or_else(|_| {
+                        self.graph
+                            .connect(n, op, Exchange::RoundRobin)
+                            .map_err(SqlError::Engine)
+                    })?;
+                }
+                Ok((op, par))
+            }
+            Node::LookupJoin {
+                input,
+                table,
+                stream_keys,
+                table_keys,
+                kind,
+            } => {
+                let (n, p) = self.lower(input)?;
+                let rows = load_bounded(table, &self.options.registry).map_err(|e| self.err(e))?;
+                let join = LookupJoin::new(
+                    *kind,
+                    &input.schema(),
+                    stream_keys.clone(),
+                    rows,
+                    table_keys.clone(),
+                )
+                .map_err(|e| self.err(e))?;
+                let op = self.graph.add_operator(
+                    unique(
+                        &mut self.names,
+                        &format!("lookup join: {}", table.descriptor.name),
+                    ),
+                    p,
+                    join.factory(),
+                );
+                connect(self.graph, n, p, op, p, None)?;
+                Ok((op, p))
+            }
+        }
+    }
+}
+
+/// Reads a bounded table completely (the build side of a lookup join).
+fn load_bounded(
+    table: &TableEntry,
+    registry: &ConnectorRegistry,
+) -> runnel_engine::Result<RecordBatch> {
+    let desc = &table.descriptor;
+    let connector = registry.resolve(desc)?;
+    let source = connector.source(desc)?;
+    if !source.bounded {
+        return Err(runnel_engine::EngineError::Plan(format!(
+            "table '{}' is unbounded; a join needs a bounded table (a file) on its right side",
+            desc.name
+        )));
+    }
+    let metrics = Arc::new(OperatorMetrics::default());
+    let par = source.parallelism.unwrap_or(1);
+    let mut batches = Vec::new();
+    for subtask in 0..par {
+        let task = TaskInfo {
+            operator_name: desc.name.clone(),
+            subtask,
+            parallelism: par,
+            max_parallelism: 1024,
+        };
+        let mut s = (source.factory)(&task)?;
+        s.open(&task, &metrics)?;
+        loop {
+            match s.poll()? {
+                SourcePoll::Batch { batch, .. } => batches.push(batch),
+                SourcePoll::Finished => break,
+                SourcePoll::Pending => std::thread::sleep(Duration::from_millis(1)),
+                SourcePoll::Watermark(_) | SourcePoll::SplitFinished(_) => {}
+            }
+        }
+    }
+    let mut fields: Vec<Field> = desc
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    // PROCTIME columns of the table are not part of the build side.
+    fields.truncate(desc.schema.fields().len());
+    let schema = Arc::new(Schema::new(fields));
+    Ok(arrow::compute::concat_batches(&schema, &batches)?)
+}
+
+/// Parses `'30 s'`, `'5s'`, `'500 ms'`, `'2 min'`, `'1 h'` or plain milliseconds.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let t = text.trim().to_lowercase();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let ms = match unit.trim() {
+        "" | "ms" => n,
+        "s" | "sec" | "second" | "seconds" => n * 1_000,
+        "min" | "minute" | "minutes" => n * 60_000,
+        "h" | "hour" | "hours" => n * 3_600_000,
+        _ => return None,
+    };
+    Some(Duration::from_millis(ms))
+}

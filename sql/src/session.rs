@@ -1,0 +1,349 @@
+//! A SQL session: executes statements against a catalog.
+//!
+//! DDL changes the catalog; `SET` changes session options; `INSERT INTO`
+//! and top-level `SELECT` produce a [`JobGraph`] for the caller to run (the
+//! CLI, a test harness, later the Flight SQL server) and are recorded so
+//! that `SHOW JOBS` can list them.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use arrow::array::{ArrayRef, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use runnel_engine::connector::ConnectorRegistry;
+use runnel_engine::graph::JobGraph;
+use runnel_engine::types::ROW_KIND_COLUMN;
+
+use crate::bind_expr::flink_type_name;
+use crate::catalog::{key_of, position_of, Catalog, Entry, ViewEntry};
+use crate::error::{Result, SqlError};
+use crate::parser::{Located, Statement};
+use crate::planner::{align_to_sink, lower, LowerOptions, Plan, Planner, SinkTarget};
+
+/// What executing a statement produced.
+pub enum Outcome {
+    /// Done; a short message for the user.
+    Message(String),
+    /// A result table (SHOW, DESCRIBE).
+    Rows(RecordBatch),
+    /// The text of EXPLAIN.
+    Explain(String),
+    /// A job to run.
+    Job(PreparedJob),
+    /// STOP JOB: the caller stops the job with this id.
+    StopJob {
+        /// Job id.
+        id: String,
+        /// Take a savepoint first.
+        savepoint: bool,
+    },
+}
+
+/// A job planned from a statement.
+pub struct PreparedJob {
+    /// Id (`job-1`, `job-2`, ...).
+    pub id: String,
+    /// The statement's text, for SHOW JOBS.
+    pub statement: String,
+    /// The graph to run.
+    pub graph: JobGraph,
+    /// True when every source is bounded (the job ends by itself).
+    pub bounded: bool,
+    /// Status, updated by whoever runs the job.
+    pub status: Arc<Mutex<String>>,
+}
+
+/// Where the rows of a top-level SELECT go.
+pub type SelectSink = dyn Fn(&Plan) -> SinkTarget;
+
+/// A session: catalog, options, jobs.
+pub struct Session {
+    catalog: Catalog,
+    registry: ConnectorRegistry,
+    options: BTreeMap<String, String>,
+    jobs: Vec<(String, String, Arc<Mutex<String>>)>,
+}
+
+impl Session {
+    /// A session with these connectors.
+    pub fn new(registry: ConnectorRegistry) -> Self {
+        Self {
+            catalog: Catalog::new(),
+            registry,
+            options: BTreeMap::new(),
+            jobs: Vec::new(),
+        }
+    }
+
+    /// The catalog.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// The parallelism for new jobs: `SET 'parallelism'` (or Flink's
+    /// `'parallelism.default'`), else the number of cores.
+    pub fn parallelism(&self) -> usize {
+        self.options
+            .get("parallelism")
+            .or_else(|| self.options.get("parallelism.default"))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .max(1)
+    }
+
+    /// A session option.
+    pub fn option(&self, key: &str) -> Option<&str> {
+        self.options.get(key).map(String::as_str)
+    }
+
+    fn lower_options(&self) -> LowerOptions {
+        LowerOptions {
+            parallelism: self.parallelism(),
+            registry: self.registry.clone(),
+        }
+    }
+
+    /// Executes one statement. `select_sink` decides where a top-level
+    /// SELECT's rows go; `text` is the statement's SQL for SHOW JOBS.
+    pub fn execute(
+        &mut self,
+        stmt: &Located,
+        text: &str,
+        select_sink: &SelectSink,
+    ) -> Result<Outcome> {
+        let position = stmt.position;
+        match &stmt.statement {
+            Statement::CreateTable(ct) => {
+                self.catalog.create_table(ct, &self.registry)?;
+                Ok(Outcome::Message(format!("created table {}", ct.name)))
+            }
+            Statement::CreateView {
+                name,
+                query,
+                materialized,
+                if_not_exists,
+            } => {
+                if *materialized {
+                    return Err(SqlError::plan(
+                        "CREATE MATERIALIZED VIEW needs the Flight SQL server, which is not built yet; use CREATE VIEW and INSERT INTO a sink",
+                        position,
+                    ));
+                }
+                // Plan now so that errors show at creation time.
+                Planner::new(&self.catalog).plan_query(query)?;
+                let view = ViewEntry {
+                    query: (**query).clone(),
+                    materialized: false,
+                };
+                self.catalog.create_view(name, view, *if_not_exists)?;
+                Ok(Outcome::Message(format!("created view {name}")))
+            }
+            Statement::Drop {
+                names,
+                if_exists,
+                view,
+            } => {
+                for n in names {
+                    self.catalog.drop(n, *view, *if_exists)?;
+                }
+                Ok(Outcome::Message("dropped".into()))
+            }
+            Statement::Set { key, value } => {
+                if key == "parallelism" || key == "parallelism.default" {
+                    match value.parse::<usize>() {
+                        Ok(n) if n > 0 => {}
+                        _ => {
+                            return Err(SqlError::plan(
+                                format!("'{key}' must be a positive whole number, not '{value}'"),
+                                position,
+                            ))
+                        }
+                    }
+                }
+                self.options.insert(key.clone(), value.clone());
+                Ok(Outcome::Message(format!("set {key} = {value}")))
+            }
+            Statement::ShowTables => {
+                let names: Vec<String> = self.catalog.list().into_iter().map(|(n, _)| n).collect();
+                let kinds: Vec<&str> = self.catalog.list().into_iter().map(|(_, k)| k).collect();
+                rows(&[
+                    ("table name", names),
+                    ("kind", kinds.iter().map(|k| k.to_string()).collect()),
+                ])
+            }
+            Statement::ShowJobs => {
+                let ids = self.jobs.iter().map(|j| j.0.clone()).collect();
+                let statuses = self
+                    .jobs
+                    .iter()
+                    .map(|j| j.2.lock().map(|s| s.clone()).unwrap_or_default())
+                    .collect();
+                let sqls = self.jobs.iter().map(|j| j.1.clone()).collect();
+                rows(&[("job id", ids), ("status", statuses), ("statement", sqls)])
+            }
+            Statement::Describe(name) => self.describe(name),
+            Statement::StopJob { id, savepoint } => {
+                if !self.jobs.iter().any(|j| j.0 == *id) {
+                    let known: Vec<&str> = self.jobs.iter().map(|j| j.0.as_str()).collect();
+                    return Err(SqlError::plan(
+                        format!("unknown job '{id}'; jobs: {}", known.join(", ")),
+                        position,
+                    ));
+                }
+                Ok(Outcome::StopJob {
+                    id: id.clone(),
+                    savepoint: *savepoint,
+                })
+            }
+            Statement::Explain(inner) => {
+                let inner = Located {
+                    statement: (**inner).clone(),
+                    position,
+                };
+                let (plan, graph) = self.plan_job(&inner, select_sink)?;
+                Ok(Outcome::Explain(format!(
+                    "== logical plan ==\n{}\n== operator graph ==\n{}",
+                    plan.describe(),
+                    graph.explain().map_err(SqlError::Engine)?
+                )))
+            }
+            Statement::Insert { .. } | Statement::Query(_) => {
+                let (plan, graph) = self.plan_job(stmt, select_sink)?;
+                let bounded = self.is_bounded(&plan);
+                let id = format!("job-{}", self.jobs.len() + 1);
+                let status = Arc::new(Mutex::new("CREATED".to_string()));
+                let statement = text.split_whitespace().collect::<Vec<_>>().join(" ");
+                self.jobs
+                    .push((id.clone(), statement.clone(), Arc::clone(&status)));
+                Ok(Outcome::Job(PreparedJob {
+                    id,
+                    statement,
+                    graph,
+                    bounded,
+                    status,
+                }))
+            }
+        }
+    }
+
+    /// True when every table the plan scans is bounded.
+    fn is_bounded(&self, plan: &Plan) -> bool {
+        plan.scanned_tables().iter().all(|t| {
+            self.registry
+                .resolve(&t.descriptor)
+                .and_then(|c| c.source(&t.descriptor))
+                .map(|s| s.bounded)
+                .unwrap_or(true)
+        })
+    }
+
+    /// Plans INSERT or SELECT into a job graph.
+    fn plan_job(&self, stmt: &Located, select_sink: &SelectSink) -> Result<(Plan, JobGraph)> {
+        let options = self.lower_options();
+        match &stmt.statement {
+            Statement::Insert { table, query } => {
+                let Some(Entry::Table(sink)) = self.catalog.get(table) else {
+                    return Err(SqlError::plan(
+                        format!("INSERT INTO needs a table; '{table}' is not one"),
+                        position_of(table),
+                    ));
+                };
+                let plan = Planner::new(&self.catalog).plan_query(query)?;
+                let plan = align_to_sink(plan, &sink.descriptor, position_of(table))?;
+                let graph = lower(
+                    &plan,
+                    SinkTarget::Table(sink.descriptor.clone()),
+                    &options,
+                    position_of(table),
+                )?;
+                Ok((plan, graph))
+            }
+            Statement::Query(query) => {
+                let plan = Planner::new(&self.catalog).plan_query(query)?;
+                let graph = lower(&plan, select_sink(&plan), &options, stmt.position)?;
+                Ok((plan, graph))
+            }
+            other => Err(SqlError::plan(
+                format!("cannot EXPLAIN {other}"),
+                stmt.position,
+            )),
+        }
+    }
+
+    fn describe(&self, name: &sqlparser::ast::ObjectName) -> Result<Outcome> {
+        let plan_scope = match self.catalog.get(name) {
+            Some(Entry::Table(t)) => {
+                let d = &t.descriptor;
+                let mut names = Vec::new();
+                let mut types = Vec::new();
+                let mut nulls = Vec::new();
+                let mut extras = Vec::new();
+                for (i, f) in d.schema.fields().iter().enumerate() {
+                    names.push(f.name().clone());
+                    types.push(flink_type_name(f.data_type()));
+                    nulls.push(if f.is_nullable() { "true" } else { "false" }.to_string());
+                    let mut extra = Vec::new();
+                    if d.primary_key.contains(&i) {
+                        extra.push("PRIMARY KEY".to_string());
+                    }
+                    if let Some((c, delay)) = d.watermark {
+                        if c == i {
+                            extra.push(format!("WATERMARK AS {} - {} ms", f.name(), delay));
+                        }
+                    }
+                    extras.push(extra.join(", "));
+                }
+                for p in &t.proctime {
+                    names.push(p.clone());
+                    types.push("TIMESTAMP_LTZ(3) *PROCTIME*".into());
+                    nulls.push("false".into());
+                    extras.push(String::new());
+                }
+                return rows(&[
+                    ("name", names),
+                    ("type", types),
+                    ("null", nulls),
+                    ("extras", extras),
+                ]);
+            }
+            Some(Entry::View(v)) => Planner::new(&self.catalog).plan_query(&v.query)?.scope,
+            None => {
+                return Err(SqlError::plan(
+                    format!("unknown table or view '{}'", key_of(name)),
+                    position_of(name),
+                ))
+            }
+        };
+        let cols: Vec<_> = plan_scope
+            .columns
+            .iter()
+            .filter(|c| c.name != ROW_KIND_COLUMN)
+            .collect();
+        rows(&[
+            ("name", cols.iter().map(|c| c.name.clone()).collect()),
+            (
+                "type",
+                cols.iter().map(|c| flink_type_name(&c.data_type)).collect(),
+            ),
+            (
+                "null",
+                cols.iter().map(|c| c.nullable.to_string()).collect(),
+            ),
+            ("extras", cols.iter().map(|_| String::new()).collect()),
+        ])
+    }
+}
+
+fn rows(columns: &[(&str, Vec<String>)]) -> Result<Outcome> {
+    let fields: Vec<Field> = columns
+        .iter()
+        .map(|(n, _)| Field::new(*n, DataType::Utf8, false))
+        .collect();
+    let arrays: Vec<ArrayRef> = columns
+        .iter()
+        .map(|(_, v)| Arc::new(StringArray::from(v.clone())) as ArrayRef)
+        .collect();
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
+        .map_err(|e| SqlError::Engine(e.into()))?;
+    Ok(Outcome::Rows(batch))
+}
