@@ -572,9 +572,17 @@ impl DatagenSource {
         };
         let started = *self.started.get_or_insert_with(Instant::now);
         let allowed = (started.elapsed().as_secs_f64() * rate) as u64;
-        usize::try_from(allowed.saturating_sub(self.emitted))
+        let due = usize::try_from(allowed.saturating_sub(self.emitted))
             .unwrap_or(BATCH_ROWS)
-            .min(BATCH_ROWS)
+            .min(BATCH_ROWS);
+        // Wait for about 10 ms worth of rows: a batch per row would cost
+        // more in overhead than the rows themselves.
+        let min_batch = ((rate / 100.0) as usize).clamp(1, BATCH_ROWS);
+        if due < min_batch {
+            0
+        } else {
+            due
+        }
     }
 
     fn generate(&mut self, max_rows: usize) -> Result<RecordBatch> {

@@ -8,4 +8,5 @@
 
 mod common;
 mod parallel;
+mod sql_harness;
 mod window_oracle;

@@ -1,0 +1,423 @@
+//! A sqllogictest-style harness for streaming SQL: `tests/sql/*.slt`.
+//!
+//! Records, separated by blank lines:
+//!
+//! ```text
+//! statement ok                 -- run a statement; INSERT jobs run to the end
+//! CREATE TABLE ...
+//!
+//! statement error <text>       -- the statement (or its job) fails with an
+//! SELECT ...                      error whose message contains <text>
+//!
+//! data <id>                    -- rows for tables declared with
+//! 2026-01-01 00:00:01, a, 1.5     'connector' = 'values', 'data-id' = '<id>':
+//! WATERMARK 2026-01-01 00:01:00   comma-separated values (NULL for null);
+//! 2026-01-01 00:00:02, b, NULL    WATERMARK lines advance event time
+//!
+//! query                        -- run a SELECT to the end; compare its rows
+//! SELECT ...                      (sorted, comma-separated, NULL for null;
+//! ----                            updating results start with +I/-U/+U/-D)
+//! a, 1
+//!
+//! sink <id>                    -- rows an INSERT wrote into a 'values' sink
+//! ----
+//! ...
+//! ```
+//!
+//! Consecutive data rows form one batch; each batch and each WATERMARK line
+//! is one step of the source, so a file controls exactly which rows arrive
+//! before which watermark. With `RUNNEL_SLT_COMPLETE=1` the harness writes
+//! the actual results into the expected sections (review the diff).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use arrow::array::{ArrayRef, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, SchemaRef};
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use runnel_engine::connector::{Connector, SourceTable, TableDescriptor};
+use runnel_engine::error::{EngineError, Result as EngineResult};
+use runnel_engine::operator::{OperatorFactory, OperatorMetrics, TaskInfo};
+use runnel_engine::runtime::Job;
+use runnel_engine::sink::MemorySinkHandle;
+use runnel_engine::source::{Source, SourcePoll, SplitId};
+use runnel_engine::types::{row_kinds, ROW_KIND_COLUMN};
+use runnel_sql::parser::parse_sql;
+use runnel_sql::planner::SinkTarget;
+use runnel_sql::session::{Outcome, Session};
+
+/// One step of a `data` block.
+#[derive(Debug, Clone)]
+enum DataStep {
+    Rows(Vec<Vec<Option<String>>>),
+    Watermark(String),
+}
+
+/// Data blocks and sink outputs of the file being run, by id.
+#[derive(Default)]
+struct Store {
+    data: HashMap<String, Vec<DataStep>>,
+    sinks: HashMap<String, MemorySinkHandle>,
+}
+
+fn store() -> &'static Mutex<HashMap<String, Store>> {
+    static STORE: OnceLock<Mutex<HashMap<String, Store>>> = OnceLock::new();
+    STORE.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// The `values` connector of the harness: reads `data` blocks, writes to
+/// memory. `'data-id'` names the block; the store is per test file.
+struct ValuesConnector {
+    file: String,
+}
+
+impl Connector for ValuesConnector {
+    fn name(&self) -> &'static str {
+        "values"
+    }
+
+    fn options(&self) -> &'static [&'static str] {
+        &["data-id"]
+    }
+
+    fn source(&self, table: &TableDescriptor) -> EngineResult<SourceTable> {
+        let id = table.required("data-id")?.to_string();
+        let steps = store()
+            .lock()
+            .map_err(|_| EngineError::Internal("store".into()))?
+            .get(&self.file)
+            .and_then(|s| s.data.get(&id).cloned())
+            .ok_or_else(|| EngineError::Plan(format!("no data block '{id}'")))?;
+        let schema = Arc::clone(&table.schema);
+        let factory = Arc::new(move |_t: &TaskInfo| {
+            Ok(Box::new(ValuesSource { steps: steps.clone().into_iter(), schema: Arc::clone(&schema) }) as Box<dyn Source>)
+        });
+        Ok(SourceTable { factory, bounded: true, parallelism: Some(1) })
+    }
+
+    fn sink(&self, table: &TableDescriptor, _updating: bool) -> EngineResult<OperatorFactory> {
+        let id = table.required("data-id")?.to_string();
+        let handle = MemorySinkHandle::new();
+        store()
+            .lock()
+            .map_err(|_| EngineError::Internal("store".into()))?
+            .entry(self.file.clone())
+            .or_default()
+            .sinks
+            .insert(id, handle.clone());
+        Ok(handle.factory())
+    }
+}
+
+struct ValuesSource {
+    steps: std::vec::IntoIter<DataStep>,
+    schema: SchemaRef,
+}
+
+impl Source for ValuesSource {
+    fn open(&mut self, _task: &TaskInfo, _metrics: &Arc<OperatorMetrics>) -> EngineResult<Vec<SplitId>> {
+        Ok(vec![0])
+    }
+
+    fn poll(&mut self) -> EngineResult<SourcePoll> {
+        match self.steps.next() {
+            None => Ok(SourcePoll::Finished),
+            Some(DataStep::Watermark(t)) => {
+                let ts = cast_text(&[Some(t.clone())], &DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None))?;
+                let v = runnel_engine::types::event_time_millis(&ts)?;
+                Ok(SourcePoll::Watermark(v.value(0)))
+            }
+            Some(DataStep::Rows(rows)) => {
+                let mut cols = Vec::new();
+                for (i, f) in self.schema.fields().iter().enumerate() {
+                    let texts: Vec<Option<String>> = rows.iter().map(|r| r.get(i).cloned().flatten()).collect();
+                    cols.push(cast_text(&texts, f.data_type())?);
+                }
+                Ok(SourcePoll::Batch { split: 0, batch: RecordBatch::try_new(Arc::clone(&self.schema), cols)? })
+            }
+        }
+    }
+}
+
+fn cast_text(texts: &[Option<String>], to: &DataType) -> EngineResult<ArrayRef> {
+    let strings = StringArray::from(texts.to_vec());
+    let opts = arrow::compute::CastOptions { safe: false, ..Default::default() };
+    Ok(arrow::compute::cast_with_options(&strings, to, &opts)?)
+}
+
+/// One record of a file, with the line it starts on.
+#[derive(Debug, Clone)]
+enum Record {
+    Statement { sql: String, error: Option<String> },
+    Query { sql: String, expected: Vec<String>, error: Option<String> },
+    Data { id: String, steps: Vec<DataStep> },
+    Sink { id: String, expected: Vec<String> },
+}
+
+fn parse_file(text: &str) -> Vec<(usize, Record)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i].trim_end();
+        if line.trim().is_empty() || line.starts_with('#') {
+            i += 1;
+            continue;
+        }
+        let start = i + 1;
+        let header = line.trim().to_string();
+        i += 1;
+        let mut body = Vec::new();
+        let mut expected = Vec::new();
+        let mut in_expected = false;
+        while i < lines.len() && !lines[i].trim().is_empty() {
+            if lines[i].trim() == "----" {
+                in_expected = true;
+            } else if in_expected {
+                expected.push(lines[i].trim().to_string());
+            } else {
+                body.push(lines[i]);
+            }
+            i += 1;
+        }
+        let sql = body.join("\n");
+        let rec = if let Some(rest) = header.strip_prefix("statement error") {
+            Record::Statement { sql, error: Some(rest.trim().to_string()) }
+        } else if header == "statement ok" {
+            Record::Statement { sql, error: None }
+        } else if let Some(rest) = header.strip_prefix("query error") {
+            Record::Query { sql, expected, error: Some(rest.trim().to_string()) }
+        } else if header == "query" {
+            Record::Query { sql, expected, error: None }
+        } else if let Some(id) = header.strip_prefix("data ") {
+            let mut steps = Vec::new();
+            for l in &body {
+                if let Some(t) = l.trim().strip_prefix("WATERMARK ") {
+                    steps.push(DataStep::Watermark(t.trim().to_string()));
+                    continue;
+                }
+                let row: Vec<Option<String>> = l
+                    .split(',')
+                    .map(|v| {
+                        let v = v.trim();
+                        (!v.eq_ignore_ascii_case("NULL")).then(|| v.to_string())
+                    })
+                    .collect();
+                match steps.last_mut() {
+                    Some(DataStep::Rows(rows)) => rows.push(row),
+                    _ => steps.push(DataStep::Rows(vec![row])),
+                }
+            }
+            Record::Data { id: id.trim().to_string(), steps }
+        } else if let Some(id) = header.strip_prefix("sink ") {
+            Record::Sink { id: id.trim().to_string(), expected }
+        } else {
+            panic!("line {start}: unknown record '{header}'");
+        };
+        out.push((start, rec));
+    }
+    out
+}
+
+/// Rows as sorted text lines.
+fn format_rows(batches: &[RecordBatch]) -> Vec<String> {
+    let opts = FormatOptions::default().with_null("NULL");
+    let mut out = Vec::new();
+    for b in batches {
+        let updating = b.schema().fields().last().is_some_and(|f| f.name() == ROW_KIND_COLUMN);
+        let kinds = if updating { row_kinds(b).ok() } else { None };
+        let n = if updating { b.num_columns() - 1 } else { b.num_columns() };
+        let fmts: Vec<ArrayFormatter<'_>> =
+            b.columns()[..n].iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &opts).expect("formattable")).collect();
+        for i in 0..b.num_rows() {
+            let mut cells: Vec<String> = fmts.iter().map(|f| f.value(i).to_string()).collect();
+            if let Some(k) = &kinds {
+                cells.insert(0, k[i].short_string().to_string());
+            }
+            out.push(cells.join(", "));
+        }
+    }
+    out.sort();
+    out
+}
+
+fn run_job(job: runnel_sql::session::PreparedJob) -> Result<(), String> {
+    let handle = Job::start(job.graph).map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !handle.is_finished() {
+        if Instant::now() > deadline {
+            handle.cancel();
+            return Err(format!("{} did not finish within 60 s", job.id));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    handle.wait().map_err(|e| e.to_string())
+}
+
+/// Runs one statement; for a query, returns its rows.
+fn execute(session: &mut Session, sql: &str) -> Result<Vec<String>, String> {
+    let stmts = parse_sql(sql).map_err(|e| e.to_string())?;
+    let mut rows = Vec::new();
+    for stmt in &stmts {
+        let sink = MemorySinkHandle::new();
+        let target = sink.clone();
+        let outcome = session
+            .execute(stmt, sql, &move |_plan| SinkTarget::Operator {
+                name: "collect".into(),
+                factory: target.factory(),
+                parallelism: 1,
+            })
+            .map_err(|e| e.to_string())?;
+        match outcome {
+            Outcome::Job(job) => {
+                run_job(job)?;
+                rows = format_rows(&sink.batches());
+            }
+            Outcome::Rows(batch) => rows = format_rows(&[batch]),
+            Outcome::Explain(text) => rows = text.lines().map(|l| l.trim_end().to_string()).collect(),
+            Outcome::Message(_) | Outcome::StopJob { .. } => {}
+        }
+    }
+    Ok(rows)
+}
+
+/// Runs one .slt file; returns failures (or rewrites it in complete mode).
+fn run_file(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).expect("readable .slt file");
+    let file = path.display().to_string();
+    let complete = std::env::var("RUNNEL_SLT_COMPLETE").is_ok_and(|v| v == "1");
+    if let Ok(mut s) = store().lock() {
+        s.insert(file.clone(), Store::default());
+    }
+    let mut registry = runnel_connectors::default_registry();
+    registry.register(Arc::new(ValuesConnector { file: file.clone() }));
+    let mut session = Session::new(registry);
+    let mut failures = Vec::new();
+    let mut completed: Vec<(usize, Record)> = Vec::new();
+    for (line, rec) in parse_file(&text) {
+        let fail = |msg: String| format!("{file}:{line}: {msg}");
+        match &rec {
+            Record::Data { id, steps } => {
+                if let Ok(mut s) = store().lock() {
+                    s.entry(file.clone()).or_default().data.insert(id.clone(), steps.clone());
+                }
+            }
+            Record::Statement { sql, error } => match (execute(&mut session, sql), error) {
+                (Ok(_), None) => {}
+                (Ok(_), Some(e)) => failures.push(fail(format!("expected an error containing '{e}', but it succeeded"))),
+                (Err(got), None) => failures.push(fail(format!("unexpected error: {got}"))),
+                (Err(got), Some(e)) if !got.contains(e.as_str()) => {
+                    failures.push(fail(format!("expected an error containing '{e}', got: {got}")))
+                }
+                (Err(_), Some(_)) => {}
+            },
+            Record::Query { sql, expected, error } => match (execute(&mut session, sql), error) {
+                (Ok(rows), None) => {
+                    if complete {
+                        completed.push((line, Record::Query { sql: sql.clone(), expected: rows, error: None }));
+                        continue;
+                    }
+                    if &rows != expected {
+                        failures.push(fail(format!("query results differ\nexpected:\n  {}\ngot:\n  {}", expected.join("\n  "), rows.join("\n  "))));
+                    }
+                }
+                (Ok(_), Some(e)) => failures.push(fail(format!("expected an error containing '{e}', but it succeeded"))),
+                (Err(got), None) => failures.push(fail(format!("unexpected error: {got}"))),
+                (Err(got), Some(e)) if !got.contains(e.as_str()) => {
+                    failures.push(fail(format!("expected an error containing '{e}', got: {got}")))
+                }
+                (Err(_), Some(_)) => {}
+            },
+            Record::Sink { id, expected } => {
+                let rows = store()
+                    .lock()
+                    .ok()
+                    .and_then(|s| s.get(&file).and_then(|f| f.sinks.get(id)).map(|h| format_rows(&h.batches())));
+                match rows {
+                    None => failures.push(fail(format!("no sink '{id}' was written"))),
+                    Some(rows) if complete => {
+                        completed.push((line, Record::Sink { id: id.clone(), expected: rows }));
+                        continue;
+                    }
+                    Some(rows) if &rows != expected => failures.push(fail(format!(
+                        "sink rows differ\nexpected:\n  {}\ngot:\n  {}",
+                        expected.join("\n  "),
+                        rows.join("\n  ")
+                    ))),
+                    Some(_) => {}
+                }
+            }
+        }
+        completed.push((line, rec));
+    }
+    if complete {
+        rewrite(path, &text, &completed);
+    }
+    failures
+}
+
+/// Replaces the expected sections of query and sink records.
+fn rewrite(path: &Path, text: &str, records: &[(usize, Record)]) {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    for (start, rec) in records {
+        let start = start - 1;
+        while i < start {
+            out.push(lines[i].to_string());
+            i += 1;
+        }
+        // Copy the record up to its "----" (or its end), then the new rows.
+        let mut j = start;
+        while j < lines.len() && !lines[j].trim().is_empty() && lines[j].trim() != "----" {
+            out.push(lines[j].to_string());
+            j += 1;
+        }
+        let rows = match rec {
+            Record::Query { expected, error: None, .. } | Record::Sink { expected, .. } => Some(expected),
+            _ => None,
+        };
+        if let Some(rows) = rows {
+            out.push("----".into());
+            out.extend(rows.iter().cloned());
+        } else {
+            while j < lines.len() && !lines[j].trim().is_empty() {
+                out.push(lines[j].to_string());
+                j += 1;
+            }
+        }
+        while j < lines.len() && !lines[j].trim().is_empty() {
+            j += 1;
+        }
+        i = j;
+    }
+    while i < lines.len() {
+        out.push(lines[i].to_string());
+        i += 1;
+    }
+    std::fs::write(path, out.join("\n") + "\n").expect("rewrite .slt file");
+}
+
+fn slt_files() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("tests/sql exists")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "slt"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn sql_logic_tests() {
+    let files = slt_files();
+    assert!(!files.is_empty(), "no .slt files found");
+    let mut failures = Vec::new();
+    for f in &files {
+        failures.extend(run_file(f));
+    }
+    assert!(failures.is_empty(), "{} failure(s):\n\n{}", failures.len(), failures.join("\n\n"));
+}
