@@ -50,6 +50,7 @@ const OPTIONS: &[&str] = &[
     "iot.malformed-rate",
     "iot.late-rate",
     "iot.late-ms",
+    "iot.outage-rate",
 ];
 
 /// The `datagen` connector (source only).
@@ -221,6 +222,8 @@ struct IotConfig {
     malformed_rate: f64,
     late_rate: f64,
     late_ms: i64,
+    /// Fraction of (device, hour) slots in which the device sends nothing.
+    outage_rate: f64,
     number_of_rows: Option<u64>,
     /// Rows per second over all subtasks; `None` generates as fast as asked.
     rows_per_second: Option<u64>,
@@ -268,6 +271,7 @@ impl IotConfig {
             bad_temperature_rate: rate_option(table, "iot.bad-temperature-rate", 0.0)?,
             malformed_rate: rate_option(table, "iot.malformed-rate", 0.0)?,
             late_rate: rate_option(table, "iot.late-rate", 0.0)?,
+            outage_rate: rate_option(table, "iot.outage-rate", 0.0)?,
             late_ms: i64::try_from(late_ms)
                 .map_err(|_| bad_option(table, "iot.late-ms", "is too large"))?,
             number_of_rows,
@@ -289,6 +293,17 @@ const SALT_BAD_TEMP: u64 = 9;
 const SALT_MALFORMED: u64 = 10;
 const SALT_LATE: u64 = 11;
 const SALT_GARBAGE: u64 = 12;
+const SALT_OUTAGE: u64 = 13;
+
+/// True when `device` is silent during the hour that holds `tick`: a
+/// device that fails to report for a while, as fleets do.
+fn in_outage(config: &IotConfig, device: u64, tick: u64) -> bool {
+    if config.outage_rate <= 0.0 {
+        return false;
+    }
+    let hour = tick.saturating_mul(config.interval_ms) / 3_600_000;
+    unit(hash(config.seed, device, hour, SALT_OUTAGE)) < config.outage_rate
+}
 
 /// SplitMix64's finalizer: a cheap, well-mixed 64-bit hash step.
 fn mix(mut z: u64) -> u64 {
@@ -603,6 +618,11 @@ impl DatagenSource {
             let Some(device) = self.devices.get(index) else {
                 break;
             };
+            // Readings scheduled during an outage are never sent; they
+            // still count towards 'number-of-rows' (the schedule's length).
+            if in_outage(&self.config, device.id, tick) {
+                continue;
+            }
             let r = reading(&self.config, device, tick);
             times.append_value(r.event_time);
             if r.missing_device {
@@ -765,6 +785,34 @@ mod tests {
         // More subtasks than devices: the idle ones finish at once.
         let d = generate(&[("number-of-rows", "10"), ("iot.devices", "2")], 4)?;
         assert_eq!(d.rows(), 10);
+        Ok(())
+    }
+
+    #[test]
+    fn outages_silence_whole_device_hours() -> Result<()> {
+        // 50 devices, one reading a minute, 10 hours: 500 device-hours.
+        let d = generate(
+            &[
+                ("number-of-rows", "30000"),
+                ("iot.devices", "50"),
+                ("iot.interval-ms", "60000"),
+                ("iot.outage-rate", "0.2"),
+            ],
+            2,
+        )?;
+        let mut per_slot: std::collections::HashMap<(String, i64), usize> = std::collections::HashMap::new();
+        let start = DEFAULT_START_MS;
+        for (device, t) in device_times(&d) {
+            let device = device.expect("no missing ids configured");
+            *per_slot.entry((device, (t - start).div_euclid(3_600_000))).or_default() += 1;
+        }
+        let silent = 500 - per_slot.len();
+        assert!((60..=140).contains(&silent), "{silent} of 500 device-hours silent, expected about 100");
+        // A device-hour is either silent or complete (60 readings; device
+        // offsets may move one reading across an hour boundary).
+        assert!(per_slot.values().all(|&n| n >= 59), "partial outage hours: {per_slot:?}");
+        let rows: usize = d.all().iter().map(|b| b.num_rows()).sum();
+        assert!((21_000..=27_000).contains(&rows), "{rows} rows sent of 30000 scheduled");
         Ok(())
     }
 

@@ -5,13 +5,17 @@
 //! (NULLs included, as SQL GROUP BY wants). The bytes are hashed with fixed
 //! seeds, so every process routes a key to the same key group.
 
-use arrow::array::{ArrayRef, RecordBatch};
-use arrow::datatypes::Schema;
+use arrow::array::{new_null_array, ArrayRef, RecordBatch};
+use arrow::datatypes::{DataType, Schema};
 use arrow::row::{RowConverter, Rows, SortField};
 
 use crate::error::{EngineError, Result};
 
 /// Encodes the key columns of batches into comparable, hashable bytes.
+///
+/// With no key columns (a global aggregate) every row gets the same key:
+/// the encoder then converts a single all-NULL column, and decoding yields
+/// no columns.
 #[derive(Debug)]
 pub struct KeyEncoder {
     columns: Vec<usize>,
@@ -33,6 +37,11 @@ impl KeyEncoder {
                     })
             })
             .collect::<Result<Vec<_>>>()?;
+        let fields = if fields.is_empty() {
+            vec![SortField::new(DataType::Null)]
+        } else {
+            fields
+        };
         Ok(Self {
             columns: columns.to_vec(),
             converter: RowConverter::new(fields)?,
@@ -46,11 +55,14 @@ impl KeyEncoder {
 
     /// Encodes the keys of every row of `batch`.
     pub fn encode(&self, batch: &RecordBatch) -> Result<Rows> {
-        let cols: Vec<ArrayRef> = self
-            .columns
-            .iter()
-            .map(|&c| batch.column(c).clone())
-            .collect();
+        let cols: Vec<ArrayRef> = if self.columns.is_empty() {
+            vec![new_null_array(&DataType::Null, batch.num_rows())]
+        } else {
+            self.columns
+                .iter()
+                .map(|&c| batch.column(c).clone())
+                .collect()
+        };
         Ok(self.converter.convert_columns(&cols)?)
     }
 
@@ -59,6 +71,9 @@ impl KeyEncoder {
         &self,
         rows: impl IntoIterator<Item = arrow::row::Row<'a>>,
     ) -> Result<Vec<ArrayRef>> {
+        if self.columns.is_empty() {
+            return Ok(Vec::new());
+        }
         Ok(self.converter.convert_rows(rows)?)
     }
 
@@ -89,6 +104,18 @@ mod tests {
     use arrow::datatypes::{DataType, Field};
 
     use super::*;
+
+    #[test]
+    fn no_key_columns_give_every_row_the_same_key() -> Result<()> {
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(vec![1, 2, 3]))])?;
+        let enc = KeyEncoder::new(&schema, &[])?;
+        let rows = enc.encode(&batch)?;
+        assert_eq!(rows.num_rows(), 3);
+        assert_eq!(rows.row(0), rows.row(2));
+        assert!(enc.decode([rows.row(0)])?.is_empty());
+        Ok(())
+    }
 
     #[test]
     fn equal_keys_encode_equal_and_round_trip() -> Result<()> {

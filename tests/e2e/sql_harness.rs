@@ -236,7 +236,7 @@ fn format_rows(batches: &[RecordBatch]) -> Vec<String> {
             if let Some(k) = &kinds {
                 cells.insert(0, k[i].short_string().to_string());
             }
-            out.push(cells.join(", "));
+            out.push(cells.join(", ").trim_end().to_string());
         }
     }
     out.sort();
@@ -244,6 +244,11 @@ fn format_rows(batches: &[RecordBatch]) -> Vec<String> {
 }
 
 fn run_job(job: runnel_sql::session::PreparedJob) -> Result<(), String> {
+    let set = |s: &str| {
+        if let Ok(mut g) = job.status.lock() {
+            *g = s.to_string();
+        }
+    };
     let handle = Job::start(job.graph).map_err(|e| e.to_string())?;
     let deadline = Instant::now() + Duration::from_secs(60);
     while !handle.is_finished() {
@@ -253,7 +258,9 @@ fn run_job(job: runnel_sql::session::PreparedJob) -> Result<(), String> {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    handle.wait().map_err(|e| e.to_string())
+    let result = handle.wait().map_err(|e| e.to_string());
+    set(if result.is_ok() { "FINISHED" } else { "FAILED" });
+    result
 }
 
 /// Runs one statement; for a query, returns its rows.
@@ -276,7 +283,9 @@ fn execute(session: &mut Session, sql: &str) -> Result<Vec<String>, String> {
                 rows = format_rows(&sink.batches());
             }
             Outcome::Rows(batch) => rows = format_rows(&[batch]),
-            Outcome::Explain(text) => rows = text.lines().map(|l| l.trim_end().to_string()).collect(),
+            Outcome::Explain(text) => {
+                rows = text.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect()
+            }
             Outcome::Message(_) | Outcome::StopJob { .. } => {}
         }
     }
