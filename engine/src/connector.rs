@@ -98,6 +98,14 @@ pub trait Connector: Send + Sync {
     /// Builds a sink for `table`. `updating` is true when the rows carry the
     /// changelog column; sinks that only append must reject that.
     fn sink(&self, table: &TableDescriptor, updating: bool) -> Result<OperatorFactory>;
+
+    /// True when [`Connector::source`] accepts a descriptor whose schema is
+    /// a subset of the declared columns (by name), so that a query reads
+    /// only the columns it uses. Formats that find columns by position
+    /// (CSV) cannot.
+    fn supports_projection(&self, _table: &TableDescriptor) -> bool {
+        false
+    }
 }
 
 /// Connectors by name.

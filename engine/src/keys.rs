@@ -108,7 +108,10 @@ mod tests {
     #[test]
     fn no_key_columns_give_every_row_the_same_key() -> Result<()> {
         let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
-        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(vec![1, 2, 3]))])?;
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(Int64Array::from(vec![1, 2, 3]))],
+        )?;
         let enc = KeyEncoder::new(&schema, &[])?;
         let rows = enc.encode(&batch)?;
         assert_eq!(rows.num_rows(), 3);

@@ -40,7 +40,7 @@ pub enum Entry {
     /// A table.
     Table(TableEntry),
     /// A view.
-    View(ViewEntry),
+    View(Box<ViewEntry>),
 }
 
 /// Tables and views of a session.
@@ -98,7 +98,7 @@ impl Catalog {
         view: ViewEntry,
         if_not_exists: bool,
     ) -> Result<()> {
-        self.insert(name, Entry::View(view), if_not_exists)
+        self.insert(name, Entry::View(Box::new(view)), if_not_exists)
     }
 
     fn insert(&mut self, name: &ObjectName, entry: Entry, if_not_exists: bool) -> Result<()> {

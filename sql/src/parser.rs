@@ -143,7 +143,7 @@ pub struct CreateTable {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Statement {
     /// `CREATE TABLE`.
-    CreateTable(CreateTable),
+    CreateTable(Box<CreateTable>),
     /// `CREATE [TEMPORARY] VIEW` / `CREATE MATERIALIZED VIEW`.
     CreateView {
         /// View name.
@@ -612,7 +612,7 @@ fn convert(stmt: ast::Statement, extras: TableExtras, span: Span) -> Result<Stat
                     other => return Err(syntax(format!("option {other} is not supported"), span)),
                 }
             }
-            Statement::CreateTable(CreateTable {
+            Statement::CreateTable(Box::new(CreateTable {
                 name: ct.name,
                 if_not_exists: ct.if_not_exists,
                 columns,
@@ -621,7 +621,7 @@ fn convert(stmt: ast::Statement, extras: TableExtras, span: Span) -> Result<Stat
                 primary_key,
                 options,
                 position: Position::of(span),
-            })
+            }))
         }
         S::CreateView(cv) => Statement::CreateView {
             name: cv.name,
@@ -910,20 +910,17 @@ mod tests {
 
     #[test]
     fn syntax_errors_name_line_and_column() {
-        let err = parse_sql("SELECT a\nFROM t\nWHERE a >")
-            .err()
-            .expect("error");
+        let err = parse_sql("SELECT a\nFROM t\nWHERE a >").expect_err("error");
         assert_eq!(err.position(), Some(Position::new(3, 10)), "{err}");
         let err = parse_sql(
             "CREATE TABLE t (ts TIMESTAMP(3),\n  WATERMARK FOR ts ts - INTERVAL '1' SECOND)",
         )
-        .err()
-        .expect("error");
+        .expect_err("error");
         assert_eq!(err.position(), Some(Position::new(2, 20)), "{err}");
         assert!(err.to_string().contains("expected AS"), "{err}");
-        let err = parse_sql("STOP JOB 42").err().expect("error");
+        let err = parse_sql("STOP JOB 42").expect_err("error");
         assert!(err.to_string().contains("quoted job id"), "{err}");
-        let err = parse_sql("SELECT 1 2").err().expect("error");
+        let err = parse_sql("SELECT 1 2").expect_err("error");
         assert_eq!(err.position(), Some(Position::new(1, 10)), "{err}");
     }
 }

@@ -18,7 +18,7 @@
 //!   aggregate; forward (chained) edges elsewhere; round-robin where the
 //!   parallelism changes.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -74,6 +74,9 @@ pub enum Node {
     Scan {
         /// The table.
         table: TableEntry,
+        /// Physical columns the query uses (`None`: all), set by
+        /// [`Plan::prune`].
+        projection: Option<Vec<usize>>,
     },
     /// Keep rows where the predicate is true.
     Filter {
@@ -147,10 +150,92 @@ impl Plan {
         Arc::new(self.scope.schema())
     }
 
+    /// Projection pruning: tells every scan which of its columns the plan
+    /// above it uses, given that the consumer needs the output columns
+    /// `needed`. Unused columns are then not read (for connectors that can
+    /// skip them) and filled with placeholders, so column numbers above the
+    /// scan stay as they are.
+    pub fn prune(&mut self, needed: &BTreeSet<usize>) {
+        match &mut self.node {
+            Node::Scan { table, projection } => {
+                let physical = table.descriptor.schema.fields().len();
+                let mut keep: BTreeSet<usize> =
+                    needed.iter().copied().filter(|&c| c < physical).collect();
+                // The event-time column drives the watermark even when unused.
+                if let Some((t, _)) = table.descriptor.watermark {
+                    keep.insert(t);
+                }
+                if keep.len() < physical {
+                    *projection = Some(keep.into_iter().collect());
+                }
+            }
+            Node::Filter { input, predicate } => {
+                let mut n = needed.clone();
+                predicate.columns(&mut n);
+                input.prune(&n);
+            }
+            Node::Project { input, exprs } => {
+                let mut n = BTreeSet::new();
+                for (i, (e, _)) in exprs.iter().enumerate() {
+                    if needed.contains(&i) {
+                        e.columns(&mut n);
+                    }
+                }
+                input.prune(&n);
+            }
+            Node::WindowTvf {
+                input,
+                time_column,
+                partition,
+                ..
+            } => {
+                let width = input.scope.columns.len();
+                let mut n: BTreeSet<usize> =
+                    needed.iter().copied().filter(|&c| c < width).collect();
+                n.insert(*time_column);
+                n.extend(partition.iter().copied());
+                input.prune(&n);
+            }
+            Node::WindowAggregate { input, spec } => {
+                let mut n: BTreeSet<usize> = spec.key_columns.iter().copied().collect();
+                n.insert(spec.time_column);
+                aggregate_columns(&spec.aggregates, &mut n);
+                input.prune(&n);
+            }
+            Node::SessionAggregate { input, spec } => {
+                let mut n: BTreeSet<usize> = spec.key_columns.iter().copied().collect();
+                n.insert(spec.time_column);
+                aggregate_columns(&spec.aggregates, &mut n);
+                input.prune(&n);
+            }
+            Node::GroupAggregate { input, spec } => {
+                let mut n: BTreeSet<usize> = spec.key_columns.iter().copied().collect();
+                aggregate_columns(&spec.aggregates, &mut n);
+                input.prune(&n);
+            }
+            Node::Union { inputs } => inputs.iter_mut().for_each(|i| i.prune(needed)),
+            Node::LookupJoin {
+                input, stream_keys, ..
+            } => {
+                let width = input.scope.columns.len();
+                let mut n: BTreeSet<usize> =
+                    needed.iter().copied().filter(|&c| c < width).collect();
+                n.extend(stream_keys.iter().copied());
+                input.prune(&n);
+            }
+        }
+    }
+
+    /// [`Plan::prune`] for a plan whose every output column is consumed.
+    pub fn prune_all(&mut self) {
+        let n = (0..self.scope.columns.len()).collect();
+        self.prune(&n);
+    }
+
     /// The tables this plan reads as streams (not the build sides of joins).
     pub fn scanned_tables(&self) -> Vec<&TableEntry> {
         match &self.node {
-            Node::Scan { table } => vec![table],
+            Node::Scan { table, .. } => vec![table],
             Node::Filter { input, .. }
             | Node::Project { input, .. }
             | Node::WindowTvf { input, .. }
@@ -178,8 +263,11 @@ impl Plan {
             "append-only"
         };
         let line = match &self.node {
-            Node::Scan { table } => format!("Scan {}", table.descriptor.name),
-            Node::Filter { predicate, .. } => format!("Filter {predicate:?}"),
+            Node::Scan { table, projection } => match projection {
+                Some(p) => format!("Scan {} reading columns {p:?}", table.descriptor.name),
+                None => format!("Scan {}", table.descriptor.name),
+            },
+            Node::Filter { predicate, .. } => format!("Filter {predicate}"),
             Node::Project { .. } => "Project".to_string(),
             Node::WindowTvf { window, .. } => format!("WindowTvf {window:?}"),
             Node::WindowAggregate { spec, .. } => format!(
@@ -823,7 +911,10 @@ impl<'a> Planner<'a> {
             Some(Entry::Table(t)) => {
                 let scope = table_scope(t, qualifier);
                 Ok(Plan {
-                    node: Node::Scan { table: t.clone() },
+                    node: Node::Scan {
+                        table: t.clone(),
+                        projection: None,
+                    },
                     time_column: t.descriptor.watermark.map(|w| w.0),
                     scope,
                     updating: false,
@@ -876,13 +967,15 @@ impl<'a> Planner<'a> {
         let arity = match fname.as_str() {
             "TUMBLE" | "SESSION" => 3,
             "HOP" | "CUMULATE" => 4,
-            _ => return Err(SqlError::plan(
-                format!(
+            _ => {
+                return Err(SqlError::plan(
+                    format!(
                     "unknown window function '{}'; expected one of TUMBLE, HOP, CUMULATE, SESSION",
                     f.name
                 ),
-                pos(&f.name),
-            )),
+                    pos(&f.name),
+                ))
+            }
         };
         if args.len() != arity {
             return Err(SqlError::plan(
@@ -1150,6 +1243,15 @@ fn walk_has_aggregate(e: &ast::Expr) -> bool {
         None
     });
     found
+}
+
+fn aggregate_columns(calls: &[AggregateCall], out: &mut BTreeSet<usize>) {
+    for c in calls {
+        c.args.iter().for_each(|a| a.columns(out));
+        if let Some(f) = &c.filter {
+            f.columns(out);
+        }
+    }
 }
 
 /// Binds one aggregate call (function, DISTINCT, FILTER) over `scope`.
@@ -1564,13 +1666,19 @@ impl Lowerer<'_> {
     fn lower(&mut self, plan: &Plan) -> Result<(NodeId, usize)> {
         let par = self.options.parallelism.max(1);
         match &plan.node {
-            Node::Scan { table } => {
-                let desc = &table.descriptor;
+            Node::Scan { table, projection } => {
+                let full = &table.descriptor;
                 let connector = self
                     .options
                     .registry
-                    .resolve(desc)
+                    .resolve(full)
                     .map_err(|e| self.err(e))?;
+                // Read only the used columns when the connector can.
+                let pruned = projection
+                    .as_ref()
+                    .filter(|_| connector.supports_projection(full))
+                    .map(|p| pruned_descriptor(full, p));
+                let desc = pruned.as_ref().unwrap_or(full);
                 let source = connector.source(desc).map_err(|e| self.err(e))?;
                 let watermark = match desc.watermark {
                     Some((c, delay)) => {
@@ -1590,11 +1698,28 @@ impl Lowerer<'_> {
                 let spar = source.parallelism.unwrap_or(par);
                 let name = unique(&mut self.names, &format!("source: {}", desc.name));
                 let mut node = self.graph.add_source(name, spar, source.factory, watermark);
+                if let (Some(p), Some(_)) = (projection, pruned.as_ref()) {
+                    // Put placeholders where the unread columns were, so
+                    // column numbers above the scan do not change.
+                    let exprs = padding_exprs(&full.schema, p);
+                    let read_schema = Arc::clone(&desc.schema);
+                    ProjectOperator::new(exprs.clone(), &read_schema).map_err(|e| self.err(e))?;
+                    let pad = self.graph.add_operator(
+                        unique(&mut self.names, "unpruned columns"),
+                        spar,
+                        Arc::new(move |_t: &TaskInfo| {
+                            Ok(Box::new(ProjectOperator::new(exprs.clone(), &read_schema)?)
+                                as Box<_>)
+                        }),
+                    );
+                    connect(self.graph, node, spar, pad, spar, None)?;
+                    node = pad;
+                }
                 if !table.proctime.is_empty() {
                     let pt = self.graph.add_operator(
                         unique(&mut self.names, "proctime"),
                         spar,
-                        ProcTimeOperator::factory(&desc.schema, table.proctime.clone()),
+                        ProcTimeOperator::factory(&full.schema, table.proctime.clone()),
                     );
                     connect(self.graph, node, spar, pt, spar, None)?;
                     node = pt;
@@ -1732,6 +1857,63 @@ impl Lowerer<'_> {
                 Ok((op, p))
             }
         }
+    }
+}
+
+/// The descriptor of `table` with only the columns `projection`.
+fn pruned_descriptor(table: &TableDescriptor, projection: &[usize]) -> TableDescriptor {
+    let fields: Vec<Field> = projection
+        .iter()
+        .map(|&i| table.schema.field(i).clone())
+        .collect();
+    let position = |c: usize| projection.iter().position(|&p| p == c);
+    TableDescriptor {
+        name: table.name.clone(),
+        schema: Arc::new(Schema::new(fields)),
+        options: table.options.clone(),
+        watermark: table
+            .watermark
+            .and_then(|(c, d)| position(c).map(|p| (p, d))),
+        primary_key: table
+            .primary_key
+            .iter()
+            .filter_map(|&k| position(k))
+            .collect(),
+    }
+}
+
+/// Expressions that rebuild the full row from the pruned one: read columns
+/// in place, a typed placeholder (zero, empty string, NULL) elsewhere.
+fn padding_exprs(full: &Schema, projection: &[usize]) -> Vec<(Expr, String)> {
+    full.fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let e = match projection.iter().position(|&p| p == i) {
+                Some(p) => Expr::Column(p),
+                None => placeholder(f.data_type(), f.is_nullable()),
+            };
+            (e, f.name().clone())
+        })
+        .collect()
+}
+
+/// A constant of type `t`; non-null where the column is declared NOT NULL,
+/// so that the batch still satisfies the schema. Its value is never read.
+fn placeholder(t: &DataType, nullable: bool) -> Expr {
+    let value = match t {
+        _ if nullable => ScalarValue::Null,
+        DataType::Boolean => ScalarValue::Boolean(false),
+        DataType::Int32 => ScalarValue::Int32(0),
+        DataType::Int64 => ScalarValue::Int64(0),
+        DataType::Float64 => ScalarValue::Float64(0.0),
+        DataType::Utf8 => ScalarValue::Utf8(String::new()),
+        DataType::Timestamp(TimeUnit::Millisecond, _) => ScalarValue::TimestampMillis(0),
+        _ => ScalarValue::Null,
+    };
+    Expr::Cast {
+        expr: Box::new(Expr::Literal(value)),
+        to: t.clone(),
     }
 }
 

@@ -249,7 +249,8 @@ impl Session {
                     ));
                 };
                 let plan = Planner::new(&self.catalog).plan_query(query)?;
-                let plan = align_to_sink(plan, &sink.descriptor, position_of(table))?;
+                let mut plan = align_to_sink(plan, &sink.descriptor, position_of(table))?;
+                plan.prune_all();
                 let graph = lower(
                     &plan,
                     SinkTarget::Table(sink.descriptor.clone()),
@@ -259,7 +260,8 @@ impl Session {
                 Ok((plan, graph))
             }
             Statement::Query(query) => {
-                let plan = Planner::new(&self.catalog).plan_query(query)?;
+                let mut plan = Planner::new(&self.catalog).plan_query(query)?;
+                plan.prune_all();
                 let graph = lower(&plan, select_sink(&plan), &options, stmt.position)?;
                 Ok((plan, graph))
             }

@@ -92,9 +92,16 @@ impl Connector for ValuesConnector {
             .ok_or_else(|| EngineError::Plan(format!("no data block '{id}'")))?;
         let schema = Arc::clone(&table.schema);
         let factory = Arc::new(move |_t: &TaskInfo| {
-            Ok(Box::new(ValuesSource { steps: steps.clone().into_iter(), schema: Arc::clone(&schema) }) as Box<dyn Source>)
+            Ok(Box::new(ValuesSource {
+                steps: steps.clone().into_iter(),
+                schema: Arc::clone(&schema),
+            }) as Box<dyn Source>)
         });
-        Ok(SourceTable { factory, bounded: true, parallelism: Some(1) })
+        Ok(SourceTable {
+            factory,
+            bounded: true,
+            parallelism: Some(1),
+        })
     }
 
     fn sink(&self, table: &TableDescriptor, _updating: bool) -> EngineResult<OperatorFactory> {
@@ -117,7 +124,11 @@ struct ValuesSource {
 }
 
 impl Source for ValuesSource {
-    fn open(&mut self, _task: &TaskInfo, _metrics: &Arc<OperatorMetrics>) -> EngineResult<Vec<SplitId>> {
+    fn open(
+        &mut self,
+        _task: &TaskInfo,
+        _metrics: &Arc<OperatorMetrics>,
+    ) -> EngineResult<Vec<SplitId>> {
         Ok(vec![0])
     }
 
@@ -125,17 +136,24 @@ impl Source for ValuesSource {
         match self.steps.next() {
             None => Ok(SourcePoll::Finished),
             Some(DataStep::Watermark(t)) => {
-                let ts = cast_text(&[Some(t.clone())], &DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None))?;
+                let ts = cast_text(
+                    &[Some(t.clone())],
+                    &DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None),
+                )?;
                 let v = runnel_engine::types::event_time_millis(&ts)?;
                 Ok(SourcePoll::Watermark(v.value(0)))
             }
             Some(DataStep::Rows(rows)) => {
                 let mut cols = Vec::new();
                 for (i, f) in self.schema.fields().iter().enumerate() {
-                    let texts: Vec<Option<String>> = rows.iter().map(|r| r.get(i).cloned().flatten()).collect();
+                    let texts: Vec<Option<String>> =
+                        rows.iter().map(|r| r.get(i).cloned().flatten()).collect();
                     cols.push(cast_text(&texts, f.data_type())?);
                 }
-                Ok(SourcePoll::Batch { split: 0, batch: RecordBatch::try_new(Arc::clone(&self.schema), cols)? })
+                Ok(SourcePoll::Batch {
+                    split: 0,
+                    batch: RecordBatch::try_new(Arc::clone(&self.schema), cols)?,
+                })
             }
         }
     }
@@ -143,17 +161,33 @@ impl Source for ValuesSource {
 
 fn cast_text(texts: &[Option<String>], to: &DataType) -> EngineResult<ArrayRef> {
     let strings = StringArray::from(texts.to_vec());
-    let opts = arrow::compute::CastOptions { safe: false, ..Default::default() };
+    let opts = arrow::compute::CastOptions {
+        safe: false,
+        ..Default::default()
+    };
     Ok(arrow::compute::cast_with_options(&strings, to, &opts)?)
 }
 
 /// One record of a file, with the line it starts on.
 #[derive(Debug, Clone)]
 enum Record {
-    Statement { sql: String, error: Option<String> },
-    Query { sql: String, expected: Vec<String>, error: Option<String> },
-    Data { id: String, steps: Vec<DataStep> },
-    Sink { id: String, expected: Vec<String> },
+    Statement {
+        sql: String,
+        error: Option<String>,
+    },
+    Query {
+        sql: String,
+        expected: Vec<String>,
+        error: Option<String>,
+    },
+    Data {
+        id: String,
+        steps: Vec<DataStep>,
+    },
+    Sink {
+        id: String,
+        expected: Vec<String>,
+    },
 }
 
 fn parse_file(text: &str) -> Vec<(usize, Record)> {
@@ -184,13 +218,24 @@ fn parse_file(text: &str) -> Vec<(usize, Record)> {
         }
         let sql = body.join("\n");
         let rec = if let Some(rest) = header.strip_prefix("statement error") {
-            Record::Statement { sql, error: Some(rest.trim().to_string()) }
+            Record::Statement {
+                sql,
+                error: Some(rest.trim().to_string()),
+            }
         } else if header == "statement ok" {
             Record::Statement { sql, error: None }
         } else if let Some(rest) = header.strip_prefix("query error") {
-            Record::Query { sql, expected, error: Some(rest.trim().to_string()) }
+            Record::Query {
+                sql,
+                expected,
+                error: Some(rest.trim().to_string()),
+            }
         } else if header == "query" {
-            Record::Query { sql, expected, error: None }
+            Record::Query {
+                sql,
+                expected,
+                error: None,
+            }
         } else if let Some(id) = header.strip_prefix("data ") {
             let mut steps = Vec::new();
             for l in &body {
@@ -210,9 +255,15 @@ fn parse_file(text: &str) -> Vec<(usize, Record)> {
                     _ => steps.push(DataStep::Rows(vec![row])),
                 }
             }
-            Record::Data { id: id.trim().to_string(), steps }
+            Record::Data {
+                id: id.trim().to_string(),
+                steps,
+            }
         } else if let Some(id) = header.strip_prefix("sink ") {
-            Record::Sink { id: id.trim().to_string(), expected }
+            Record::Sink {
+                id: id.trim().to_string(),
+                expected,
+            }
         } else {
             panic!("line {start}: unknown record '{header}'");
         };
@@ -226,11 +277,21 @@ fn format_rows(batches: &[RecordBatch]) -> Vec<String> {
     let opts = FormatOptions::default().with_null("NULL");
     let mut out = Vec::new();
     for b in batches {
-        let updating = b.schema().fields().last().is_some_and(|f| f.name() == ROW_KIND_COLUMN);
+        let updating = b
+            .schema()
+            .fields()
+            .last()
+            .is_some_and(|f| f.name() == ROW_KIND_COLUMN);
         let kinds = if updating { row_kinds(b).ok() } else { None };
-        let n = if updating { b.num_columns() - 1 } else { b.num_columns() };
-        let fmts: Vec<ArrayFormatter<'_>> =
-            b.columns()[..n].iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &opts).expect("formattable")).collect();
+        let n = if updating {
+            b.num_columns() - 1
+        } else {
+            b.num_columns()
+        };
+        let fmts: Vec<ArrayFormatter<'_>> = b.columns()[..n]
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts).expect("formattable"))
+            .collect();
         for i in 0..b.num_rows() {
             let mut cells: Vec<String> = fmts.iter().map(|f| f.value(i).to_string()).collect();
             if let Some(k) = &kinds {
@@ -284,7 +345,11 @@ fn execute(session: &mut Session, sql: &str) -> Result<Vec<String>, String> {
             }
             Outcome::Rows(batch) => rows = format_rows(&[batch]),
             Outcome::Explain(text) => {
-                rows = text.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect()
+                rows = text
+                    .lines()
+                    .map(|l| l.trim().to_string())
+                    .filter(|l| !l.is_empty())
+                    .collect()
             }
             Outcome::Message(_) | Outcome::StopJob { .. } => {}
         }
@@ -310,44 +375,73 @@ fn run_file(path: &Path) -> Vec<String> {
         match &rec {
             Record::Data { id, steps } => {
                 if let Ok(mut s) = store().lock() {
-                    s.entry(file.clone()).or_default().data.insert(id.clone(), steps.clone());
+                    s.entry(file.clone())
+                        .or_default()
+                        .data
+                        .insert(id.clone(), steps.clone());
                 }
             }
             Record::Statement { sql, error } => match (execute(&mut session, sql), error) {
                 (Ok(_), None) => {}
-                (Ok(_), Some(e)) => failures.push(fail(format!("expected an error containing '{e}', but it succeeded"))),
+                (Ok(_), Some(e)) => failures.push(fail(format!(
+                    "expected an error containing '{e}', but it succeeded"
+                ))),
                 (Err(got), None) => failures.push(fail(format!("unexpected error: {got}"))),
-                (Err(got), Some(e)) if !got.contains(e.as_str()) => {
-                    failures.push(fail(format!("expected an error containing '{e}', got: {got}")))
-                }
+                (Err(got), Some(e)) if !got.contains(e.as_str()) => failures.push(fail(format!(
+                    "expected an error containing '{e}', got: {got}"
+                ))),
                 (Err(_), Some(_)) => {}
             },
-            Record::Query { sql, expected, error } => match (execute(&mut session, sql), error) {
+            Record::Query {
+                sql,
+                expected,
+                error,
+            } => match (execute(&mut session, sql), error) {
                 (Ok(rows), None) => {
                     if complete {
-                        completed.push((line, Record::Query { sql: sql.clone(), expected: rows, error: None }));
+                        completed.push((
+                            line,
+                            Record::Query {
+                                sql: sql.clone(),
+                                expected: rows,
+                                error: None,
+                            },
+                        ));
                         continue;
                     }
                     if &rows != expected {
-                        failures.push(fail(format!("query results differ\nexpected:\n  {}\ngot:\n  {}", expected.join("\n  "), rows.join("\n  "))));
+                        failures.push(fail(format!(
+                            "query results differ\nexpected:\n  {}\ngot:\n  {}",
+                            expected.join("\n  "),
+                            rows.join("\n  ")
+                        )));
                     }
                 }
-                (Ok(_), Some(e)) => failures.push(fail(format!("expected an error containing '{e}', but it succeeded"))),
+                (Ok(_), Some(e)) => failures.push(fail(format!(
+                    "expected an error containing '{e}', but it succeeded"
+                ))),
                 (Err(got), None) => failures.push(fail(format!("unexpected error: {got}"))),
-                (Err(got), Some(e)) if !got.contains(e.as_str()) => {
-                    failures.push(fail(format!("expected an error containing '{e}', got: {got}")))
-                }
+                (Err(got), Some(e)) if !got.contains(e.as_str()) => failures.push(fail(format!(
+                    "expected an error containing '{e}', got: {got}"
+                ))),
                 (Err(_), Some(_)) => {}
             },
             Record::Sink { id, expected } => {
-                let rows = store()
-                    .lock()
-                    .ok()
-                    .and_then(|s| s.get(&file).and_then(|f| f.sinks.get(id)).map(|h| format_rows(&h.batches())));
+                let rows = store().lock().ok().and_then(|s| {
+                    s.get(&file)
+                        .and_then(|f| f.sinks.get(id))
+                        .map(|h| format_rows(&h.batches()))
+                });
                 match rows {
                     None => failures.push(fail(format!("no sink '{id}' was written"))),
                     Some(rows) if complete => {
-                        completed.push((line, Record::Sink { id: id.clone(), expected: rows }));
+                        completed.push((
+                            line,
+                            Record::Sink {
+                                id: id.clone(),
+                                expected: rows,
+                            },
+                        ));
                         continue;
                     }
                     Some(rows) if &rows != expected => failures.push(fail(format!(
@@ -385,7 +479,12 @@ fn rewrite(path: &Path, text: &str, records: &[(usize, Record)]) {
             j += 1;
         }
         let rows = match rec {
-            Record::Query { expected, error: None, .. } | Record::Sink { expected, .. } => Some(expected),
+            Record::Query {
+                expected,
+                error: None,
+                ..
+            }
+            | Record::Sink { expected, .. } => Some(expected),
             _ => None,
         };
         if let Some(rows) = rows {
@@ -428,5 +527,10 @@ fn sql_logic_tests() {
     for f in &files {
         failures.extend(run_file(f));
     }
-    assert!(failures.is_empty(), "{} failure(s):\n\n{}", failures.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failure(s):\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
 }

@@ -50,6 +50,11 @@ impl Connector for FilesystemConnector {
         OPTIONS
     }
 
+    fn supports_projection(&self, table: &TableDescriptor) -> bool {
+        // JSON and Parquet find columns by name; CSV by position.
+        matches!(table.option("format"), Some("json") | Some("parquet"))
+    }
+
     fn source(&self, table: &TableDescriptor) -> Result<SourceTable> {
         let options = Arc::new(FsOptions::from_table(table)?);
         // A single file cannot be shared among subtasks.

@@ -23,6 +23,7 @@
 //!   `CASE WHEN b = 0 THEN 0 ELSE a / b END` do not fail on `b = 0`.
 
 mod coercion;
+mod display;
 mod functions;
 mod kernels;
 mod temporal;

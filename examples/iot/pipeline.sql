@@ -1,0 +1,165 @@
+-- Runnel IoT demo: sensor readings -> bronze / quarantine / silver / gold.
+--
+-- 200 sensors in 5 regions report temperature (°F), humidity and a status
+-- every 10 seconds of event time, for about 5.5 hours. Some readings are
+-- bad on purpose: missing device ids, 9999 °F, malformed records, readings
+-- that arrive 10 minutes late, and devices that go silent for an hour.
+-- Run from the repository root: scripts/demo.sh (or `runnel run
+-- examples/iot/pipeline.sql`). Files go to target/iot-demo/.
+
+SET 'parallelism' = '2';
+
+-- Bronze: readings as the devices send them (the `raw` column is the JSON
+-- document; the typed columns are what a JSON decoder made of it).
+CREATE TABLE sensor_readings (
+  event_time  TIMESTAMP(3),
+  device_id   STRING,
+  temperature DOUBLE,
+  humidity    DOUBLE,
+  status      STRING,
+  raw         STRING,
+  proc_time AS PROCTIME(),
+  WATERMARK FOR event_time AS event_time - INTERVAL '30' SECOND
+) WITH (
+  'connector' = 'datagen',
+  'seed' = '7',
+  'number-of-rows' = '400000',
+  'iot.devices' = '200',
+  'iot.interval-ms' = '10000',
+  'iot.missing-device-rate' = '0.01',
+  'iot.bad-temperature-rate' = '0.005',
+  'iot.malformed-rate' = '0.005',
+  'iot.late-rate' = '0.01',
+  'iot.late-ms' = '600000',
+  'iot.outage-rate' = '0.05'
+);
+
+-- Device metadata and fleet size per region, read once from CSV files.
+CREATE TABLE devices (device_id STRING, region STRING, site STRING) WITH (
+  'connector' = 'filesystem',
+  'path' = 'examples/iot/devices.csv',
+  'format' = 'csv',
+  'csv.ignore-first-line' = 'true'
+);
+
+CREATE TABLE region_fleet (region STRING, devices INT) WITH (
+  'connector' = 'filesystem',
+  'path' = 'examples/iot/regions.csv',
+  'format' = 'csv',
+  'csv.ignore-first-line' = 'true'
+);
+
+-- Quarantine: every invalid reading, with the reason, as JSON lines.
+CREATE TABLE quarantine (
+  event_time  TIMESTAMP(3),
+  device_id   STRING,
+  temperature DOUBLE,
+  status      STRING,
+  reason      STRING,
+  raw         STRING
+) WITH ('connector' = 'filesystem', 'path' = 'target/iot-demo/quarantine', 'format' = 'json');
+
+INSERT INTO quarantine
+SELECT event_time, device_id, temperature, status,
+       CASE
+         WHEN device_id IS NULL THEN 'missing device id'
+         WHEN temperature IS NULL THEN 'malformed record'
+         WHEN temperature < -40 OR temperature > 150 THEN 'temperature out of range'
+         ELSE 'unknown status'
+       END AS reason,
+       raw
+FROM sensor_readings
+WHERE device_id IS NULL
+   OR temperature IS NULL OR temperature < -40 OR temperature > 150
+   OR status IS NULL OR status NOT IN ('active', 'idle', 'faulty');
+
+-- Silver: valid readings in Celsius, with an alert flag above 90 °F and
+-- the device's region and site.
+CREATE VIEW silver AS
+SELECT r.event_time,
+       r.device_id,
+       d.region,
+       d.site,
+       (r.temperature - 32) * 5 / 9 AS temperature_c,
+       r.humidity,
+       r.status,
+       r.temperature > 90 AS alert
+FROM sensor_readings AS r
+JOIN devices FOR SYSTEM_TIME AS OF r.proc_time AS d ON r.device_id = d.device_id
+WHERE r.device_id IS NOT NULL
+  AND r.temperature BETWEEN -40 AND 150
+  AND r.status IN ('active', 'idle', 'faulty');
+
+-- Gold: hourly aggregates per region, printed.
+CREATE TABLE gold_hourly (
+  region        STRING,
+  window_start  TIMESTAMP(3),
+  window_end    TIMESTAMP(3),
+  readings      BIGINT,
+  devices       BIGINT,
+  avg_temp_c    DOUBLE,
+  max_temp_c    DOUBLE,
+  avg_humidity  DOUBLE,
+  alerts        BIGINT
+) WITH ('connector' = 'print', 'print-identifier' = 'gold hourly');
+
+INSERT INTO gold_hourly
+SELECT region, window_start, window_end,
+       COUNT(*),
+       COUNT(DISTINCT device_id),
+       ROUND(AVG(temperature_c), 2),
+       ROUND(MAX(temperature_c), 2),
+       ROUND(AVG(humidity), 1),
+       COUNT(*) FILTER (WHERE alert)
+FROM TABLE(TUMBLE(TABLE silver, DESCRIPTOR(event_time), INTERVAL '1' HOUR))
+GROUP BY region, window_start, window_end;
+
+-- A 15-minute view sliding every 5 minutes, per region, as CSV.
+CREATE TABLE sliding_15min (
+  region       STRING,
+  window_start TIMESTAMP(3),
+  window_end   TIMESTAMP(3),
+  avg_temp_c   DOUBLE,
+  readings     BIGINT
+) WITH ('connector' = 'filesystem', 'path' = 'target/iot-demo/sliding_15min', 'format' = 'csv');
+
+INSERT INTO sliding_15min
+SELECT region, window_start, window_end, AVG(temperature_c), COUNT(*)
+FROM TABLE(HOP(TABLE silver, DESCRIPTOR(event_time), INTERVAL '5' MINUTE, INTERVAL '15' MINUTE))
+GROUP BY region, window_start, window_end;
+
+-- Per-device sessions: a device's readings until it is silent for 5 minutes.
+CREATE TABLE device_sessions (
+  device_id     STRING,
+  session_start TIMESTAMP(3),
+  session_end   TIMESTAMP(3),
+  readings      BIGINT,
+  max_temp_c    DOUBLE
+) WITH ('connector' = 'filesystem', 'path' = 'target/iot-demo/device_sessions', 'format' = 'json');
+
+INSERT INTO device_sessions
+SELECT device_id, window_start, window_end, COUNT(*), MAX(temperature_c)
+FROM TABLE(SESSION(TABLE silver PARTITION BY device_id, DESCRIPTOR(event_time), INTERVAL '5' MINUTE))
+GROUP BY device_id, window_start, window_end;
+
+-- Alerts: 15-minute windows in which more than 10% of a region's devices
+-- sent no valid reading.
+CREATE VIEW reporting AS
+SELECT region, window_start, window_end, COUNT(DISTINCT device_id) AS reporting
+FROM TABLE(TUMBLE(TABLE silver, DESCRIPTOR(event_time), INTERVAL '15' MINUTE))
+GROUP BY region, window_start, window_end;
+
+CREATE TABLE outage_alerts (
+  region       STRING,
+  window_start TIMESTAMP(3),
+  window_end   TIMESTAMP(3),
+  reporting    BIGINT,
+  fleet        INT,
+  silent       BIGINT
+) WITH ('connector' = 'print', 'print-identifier' = 'outage alert');
+
+INSERT INTO outage_alerts
+SELECT r.region, r.window_start, r.window_end, r.reporting, f.devices, f.devices - r.reporting
+FROM reporting AS r
+JOIN region_fleet AS f ON r.region = f.region
+WHERE r.reporting < f.devices * 0.9;
