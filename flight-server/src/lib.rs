@@ -1,5 +1,8 @@
-//! Runnel's Flight SQL service and job manager (not built yet).
+//! The `runnel` command line, and (not built yet) the Flight SQL service.
 //!
-//! This crate will host the Flight SQL server, sessions, authentication and
-//! the job manager behind the `runnel` binary. Today the binary only points
-//! users at the engine demo.
+//! The entry point today is [`cli::main`]: `runnel run FILE.sql` runs a SQL
+//! script with the SQL front end and the built-in connectors, and
+//! `runnel explain FILE.sql` prints plans. The Flight SQL server, sessions,
+//! authentication and the job manager (`runnel serve`) are not built yet.
+
+pub mod cli;

@@ -3,10 +3,13 @@
 //! * `window_oracle`: window aggregates on shuffled, late and duplicated
 //!   input equal a brute-force computation, for every window kind, at
 //!   parallelism 1 and 4 (proptest).
+//! * `iot_demo`: the IoT demo script, run as the CLI runs it, on less data.
+//! * `sql_harness`: the `tests/sql/*.slt` files.
 //! * `parallel`: a multi-threaded job produces the same multiset of rows as
 //!   the single-threaded run of the same job.
 
 mod common;
+mod iot_demo;
 mod parallel;
 mod sql_harness;
 mod window_oracle;
