@@ -1200,49 +1200,15 @@ fn conjuncts(e: &ast::Expr) -> Vec<&ast::Expr> {
 
 /// True when `e` calls an aggregate function anywhere.
 fn contains_aggregate(e: &ast::Expr) -> bool {
-    let text = e.to_string().to_uppercase();
-    // Cheap pre-check on the printed form, then a precise walk.
-    [
-        "COUNT",
-        "SUM",
-        "AVG",
-        "MIN",
-        "MAX",
-        "FIRST_VALUE",
-        "LAST_VALUE",
-        "STDDEV",
-        "VAR",
-    ]
-    .iter()
-    .any(|n| text.contains(&format!("{n}(")) || text.contains(&format!("{n}_")))
-        && walk_has_aggregate(e)
-}
-
-fn walk_has_aggregate(e: &ast::Expr) -> bool {
-    let mut found = false;
-    // Binding against an empty scope with a substitute that spots aggregate
-    // calls walks every sub-expression the binder knows.
-    let _ = bind_expr_with(e, &Scope::default(), &mut |sub: &ast::Expr| {
+    let found = ast::visit_expressions(e, |sub| {
         if let ast::Expr::Function(f) = sub {
             if is_aggregate_name(&f.name.to_string()) {
-                found = true;
-                return Some(Ok(Bound {
-                    expr: Expr::Literal(ScalarValue::Int64(0)),
-                    data_type: DataType::Int64,
-                    nullable: false,
-                }));
+                return std::ops::ControlFlow::Break(());
             }
         }
-        if let ast::Expr::Identifier(_) | ast::Expr::CompoundIdentifier(_) = sub {
-            return Some(Ok(Bound {
-                expr: Expr::Literal(ScalarValue::Int64(0)),
-                data_type: DataType::Int64,
-                nullable: false,
-            }));
-        }
-        None
+        std::ops::ControlFlow::Continue(())
     });
-    found
+    found.is_break()
 }
 
 fn aggregate_columns(calls: &[AggregateCall], out: &mut BTreeSet<usize>) {
