@@ -195,6 +195,7 @@ mod tests {
             subtask,
             parallelism,
             max_parallelism: 128,
+            checkpointing: false,
         };
         assert_eq!(line_prefix("", &task(0, 1)), "");
         assert_eq!(line_prefix("out", &task(0, 1)), "out> ");

@@ -32,6 +32,7 @@ pub(crate) fn task(subtask: usize, parallelism: usize) -> TaskInfo {
         subtask,
         parallelism,
         max_parallelism: 128,
+        checkpointing: false,
     }
 }
 

@@ -93,6 +93,22 @@ pub struct JobGraph {
     /// Capacity, in batches, of each channel between subtasks; a full
     /// channel blocks the sender (backpressure).
     pub channel_capacity: usize,
+    /// Periodic checkpoints and recovery; `None` runs without.
+    pub checkpointing: Option<CheckpointConfig>,
+}
+
+/// How a job takes checkpoints.
+#[derive(Debug, Clone)]
+pub struct CheckpointConfig {
+    /// Directory of this job's checkpoints (`chk-<id>` subdirectories). If it
+    /// holds a complete checkpoint of the same plan, the job resumes from it.
+    pub dir: std::path::PathBuf,
+    /// Time between checkpoints (`'execution.checkpointing.interval'`).
+    pub interval: std::time::Duration,
+    /// Complete checkpoints to keep (`'state.checkpoints.num-retained'`).
+    pub retained: usize,
+    /// Identifies the plan; a checkpoint of a different plan is not restored.
+    pub fingerprint: String,
 }
 
 impl Default for JobGraph {
@@ -109,6 +125,7 @@ impl JobGraph {
             edges: Vec::new(),
             max_parallelism: runnel_state::DEFAULT_MAX_PARALLELISM,
             channel_capacity: 8,
+            checkpointing: None,
         }
     }
 

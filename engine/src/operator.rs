@@ -20,6 +20,10 @@ pub struct TaskInfo {
     pub parallelism: usize,
     /// Number of key groups of the job (see [`runnel_state::key`]).
     pub max_parallelism: u16,
+    /// True when the job takes checkpoints: sinks then publish output only
+    /// in `on_checkpoint_complete` (two-phase commit), also for what
+    /// `on_end` flushes, since the end of input is a final checkpoint.
+    pub checkpointing: bool,
 }
 
 /// Counters of one operator subtask, readable from other threads while the

@@ -203,6 +203,7 @@ impl Job {
                     subtask,
                     parallelism: nodes[n].parallelism,
                     max_parallelism: graph.max_parallelism,
+                    checkpointing: graph.checkpointing.is_some(),
                 };
                 let mut slots = Vec::new();
                 let mut source: Option<(

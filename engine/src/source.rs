@@ -50,6 +50,26 @@ pub trait Source: Send {
     fn open(&mut self, task: &TaskInfo, metrics: &Arc<OperatorMetrics>) -> Result<Vec<SplitId>>;
     /// Produces the next batch, watermark or end.
     fn poll(&mut self) -> Result<SourcePoll>;
+
+    /// Bytes that let a new instance of this subtask resume exactly after
+    /// the last row this one returned from `poll`. Called between polls,
+    /// when a checkpoint barrier is taken at this source. A source that
+    /// cannot resume keeps the default, which makes checkpoints fail with a
+    /// clear error.
+    fn snapshot_position(&mut self) -> Result<Vec<u8>> {
+        Err(crate::error::EngineError::Plan(
+            "this source cannot resume from a position, so the job cannot take checkpoints".into(),
+        ))
+    }
+
+    /// Resumes from `position`, as returned by `snapshot_position` of the
+    /// same subtask in an earlier run. Called after `open`, before the first
+    /// `poll`. Rows up to that position must not be produced again.
+    fn restore_position(&mut self, _position: &[u8]) -> Result<()> {
+        Err(crate::error::EngineError::Plan(
+            "this source cannot resume from a position".into(),
+        ))
+    }
 }
 
 /// Creates the source instance of one subtask.

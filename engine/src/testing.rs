@@ -35,6 +35,7 @@ impl OperatorHarness {
                 subtask: 0,
                 parallelism: 1,
                 max_parallelism: DEFAULT_MAX_PARALLELISM,
+                checkpointing: false,
             },
             metrics: Arc::new(OperatorMetrics::default()),
             out: VecCollector::default(),

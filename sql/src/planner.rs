@@ -1906,6 +1906,7 @@ fn load_bounded(
             subtask,
             parallelism: par,
             max_parallelism: 1024,
+            checkpointing: false,
         };
         let mut s = (source.factory)(&task)?;
         s.open(&task, &metrics)?;

@@ -173,6 +173,7 @@ mod tests {
             subtask: 0,
             parallelism: 1,
             max_parallelism: 128,
+            checkpointing: false,
         };
         let mut state = MemoryStateBackend::new();
         let metrics = Arc::new(OperatorMetrics::default());
