@@ -13,9 +13,11 @@
 //! of the engine's operators, and it does not coordinate checkpoints: it
 //! stores what it is given and hands back snapshots.
 
+pub mod checkpoint;
 pub mod key;
 mod memory;
 
+pub use checkpoint::{CheckpointInfo, CheckpointStore};
 pub use key::{
     encode_key, encode_time, key_group_for_hash, key_group_range, subtask_for_key_group, KeyGroup,
     DEFAULT_MAX_PARALLELISM,
@@ -34,6 +36,12 @@ pub enum StateError {
     /// The storage underneath failed (disk, RocksDB).
     #[error("state storage error: {0}")]
     Storage(String),
+}
+
+impl From<std::io::Error> for StateError {
+    fn from(e: std::io::Error) -> Self {
+        StateError::Storage(e.to_string())
+    }
 }
 
 /// Result alias for this crate.

@@ -31,6 +31,66 @@ impl MemorySnapshot {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Serializes the snapshot: per table its name and entries, every
+    /// string and byte string prefixed by its length (u32 little-endian).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = vec![1u8];
+        let put = |out: &mut Vec<u8>, b: &[u8]| {
+            out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+            out.extend_from_slice(b);
+        };
+        out.extend_from_slice(&(self.tables.len() as u32).to_le_bytes());
+        for (name, map) in self.tables.iter() {
+            put(&mut out, name.as_bytes());
+            out.extend_from_slice(&(map.len() as u32).to_le_bytes());
+            for (k, v) in map {
+                put(&mut out, k);
+                put(&mut out, v);
+            }
+        }
+        out
+    }
+
+    /// Reads what [`MemorySnapshot::to_bytes`] wrote.
+    pub fn from_bytes(bytes: &[u8]) -> crate::Result<Self> {
+        let corrupt = |reason: &str| StateError::Corrupt {
+            table: "snapshot".into(),
+            reason: reason.into(),
+        };
+        let mut rest = bytes;
+        let mut take = |n: usize| -> crate::Result<&[u8]> {
+            if rest.len() < n {
+                return Err(corrupt("truncated"));
+            }
+            let (a, b) = rest.split_at(n);
+            rest = b;
+            Ok(a)
+        };
+        if take(1)? != [1u8] {
+            return Err(corrupt("unknown snapshot version"));
+        }
+        let u32_at = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize;
+        let tables = u32_at(take(4)?);
+        let mut out = BTreeMap::new();
+        for _ in 0..tables {
+            let n = u32_at(take(4)?);
+            let name = String::from_utf8(take(n)?.to_vec())
+                .map_err(|_| corrupt("table name is not UTF-8"))?;
+            let entries = u32_at(take(4)?);
+            let mut map = BTreeMap::new();
+            for _ in 0..entries {
+                let k = u32_at(take(4)?);
+                let key = take(k)?.to_vec();
+                let v = u32_at(take(4)?);
+                map.insert(key, take(v)?.to_vec());
+            }
+            out.insert(name, map);
+        }
+        Ok(Self {
+            tables: Arc::new(out),
+        })
+    }
 }
 
 impl MemoryStateBackend {
@@ -168,6 +228,31 @@ mod tests {
         b.delete_prefix(t, b"a")?;
         assert_eq!(b.get(t, b"a1")?, None);
         assert_eq!(b.get(t, b"b1")?, Some(b"z".to_vec()));
+        Ok(())
+    }
+
+    #[test]
+    fn snapshot_bytes_round_trip_and_reject_damage() -> Result<()> {
+        let mut b = MemoryStateBackend::new();
+        let t = b.register_table("agg")?;
+        b.put(t, b"k1", b"v1")?;
+        b.put(t, b"", b"empty key")?;
+        let u = b.register_table("other")?;
+        b.put(u, &[0xff; 3], &[])?;
+        let bytes = b.snapshot().to_bytes();
+        let back = MemorySnapshot::from_bytes(&bytes)?;
+        let mut r = MemoryStateBackend::restore(&back);
+        let t2 = r.register_table("agg")?;
+        assert_eq!(r.get(t2, b"k1")?, Some(b"v1".to_vec()));
+        assert_eq!(r.get(t2, b"")?, Some(b"empty key".to_vec()));
+        let u2 = r.register_table("other")?;
+        assert_eq!(r.get(u2, &[0xff; 3])?, Some(vec![]));
+        for cut in 0..bytes.len() {
+            assert!(
+                MemorySnapshot::from_bytes(&bytes[..cut]).is_err(),
+                "cut at {cut}"
+            );
+        }
         Ok(())
     }
 
