@@ -16,6 +16,7 @@
 //! checkpoints (that is `runnel-state`).
 
 pub mod aggregate;
+pub mod checkpoint;
 pub mod connector;
 pub mod error;
 pub mod expr;

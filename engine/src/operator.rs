@@ -124,7 +124,11 @@ impl Collector for VecCollector {
 /// * **Order of calls.** `open` once, before anything else. Then, in stream
 ///   order, any number of `process_batch`, `on_watermark`, `on_barrier` and
 ///   `on_checkpoint_complete` calls. Then `on_end` once, when every input has
-///   ended (it is not called when the job is cancelled or fails).
+///   ended (it is not called when the job is cancelled or fails). In a job
+///   that takes checkpoints, the end of input is a final checkpoint:
+///   `on_end` is followed by one more `on_barrier` (with checkpoint id
+///   [`crate::runtime::FINAL_CHECKPOINT`]) and, once that checkpoint is
+///   written, by `on_checkpoint_complete`.
 /// * **What may block.** Methods may block only on [`Collector::collect`]
 ///   (backpressure from downstream) and on their state backend. They must not
 ///   sleep, wait for external events or run unbounded CPU loops: a slow

@@ -24,8 +24,14 @@ use std::time::{Duration, Instant};
 
 use arrow::array::{RecordBatch, UInt32Array};
 use crossbeam::channel::{self, Receiver, RecvTimeoutError, Select, SendTimeoutError, Sender};
-use runnel_state::{key_group_for_hash, subtask_for_key_group, MemoryStateBackend, StateBackend};
+use runnel_state::{
+    key_group_for_hash, subtask_for_key_group, CheckpointInfo, CheckpointStore, MemorySnapshot,
+    MemoryStateBackend,
+};
 
+use crate::checkpoint::{
+    wait_complete, Ack, AckKind, CheckpointStats, Control, Coordinator, Durable, Request,
+};
 use crate::error::{EngineError, Result};
 use crate::graph::{Exchange, JobGraph, NodeId, NodeKind};
 use crate::keys::{hash_key, KeyEncoder};
@@ -36,15 +42,6 @@ use crate::watermark::{WatermarkGenerator, WatermarkMerger};
 
 /// How often blocked threads look at the cancel flag.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
-
-/// Commands from the job handle to a subtask.
-#[derive(Debug, Clone, Copy)]
-enum Control {
-    /// Sources only: emit this barrier now.
-    InjectBarrier(Barrier),
-    /// Every subtask: the checkpoint is complete.
-    CheckpointComplete(u64),
-}
 
 /// State shared by the job handle and all subtasks.
 #[derive(Debug, Default)]
@@ -109,6 +106,8 @@ pub struct Progress {
     pub malformed: u64,
     /// Smallest watermark over the sinks' subtasks (`None` before any).
     pub watermark: Option<EventTime>,
+    /// The last completed checkpoint.
+    pub checkpoint: Option<CheckpointStats>,
 }
 
 impl std::fmt::Display for Progress {
@@ -124,7 +123,17 @@ impl std::fmt::Display for Progress {
             f,
             "rows in {} | rows out {} | watermark {} | late rows {} | malformed {}",
             self.rows_read, self.rows_written, wm, self.late_rows, self.malformed
-        )
+        )?;
+        if let Some(c) = self.checkpoint {
+            write!(
+                f,
+                " | checkpoint {} ({} ms, {} KiB)",
+                c.id,
+                c.duration.as_millis(),
+                c.bytes.div_ceil(1024)
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -182,14 +191,40 @@ impl Job {
 
         let shared = Arc::new(Shared::default());
         let (ack_tx, ack_rx) = channel::unbounded();
+        let (request_tx, request_rx) = channel::unbounded();
         let mut handle = JobHandle {
             shared: Arc::clone(&shared),
             threads: Vec::new(),
-            controls: Vec::new(),
-            ack_rx,
-            next_checkpoint: 1,
+            coordinator: None,
+            requests: request_tx,
+            stats: Arc::new(Mutex::new(None)),
             metrics: Vec::new(),
             running: Arc::new(AtomicUsize::new(0)),
+        };
+        let mut controls: Vec<(bool, Sender<Control>)> = Vec::new();
+        // Resume from the newest complete checkpoint of the same plan.
+        let (store, restored) = match &graph.checkpointing {
+            None => (None, None),
+            Some(c) => {
+                let store = CheckpointStore::new(&c.dir, c.retained);
+                let latest = store.latest()?;
+                if let Some(cp) = &latest {
+                    if cp.fingerprint != c.fingerprint {
+                        return Err(EngineError::Plan(format!(
+                            "the checkpoints in {} were taken by a different query; \
+                             use another checkpoint directory or delete this one",
+                            c.dir.display()
+                        )));
+                    }
+                }
+                (Some(store), latest)
+            }
+        };
+        let read_entry = |name: &str| -> Result<Option<Vec<u8>>> {
+            match (&store, &restored) {
+                (Some(st), Some(cp)) => Ok(st.read(cp, name)?),
+                _ => Ok(None),
+            }
         };
 
         // Create every instance first, so a failing factory starts nothing.
@@ -230,11 +265,19 @@ impl Job {
                         }
                         NodeKind::Operator { factory } => {
                             let op = factory(&task).map_err(|e| wrap(e, &task))?;
+                            let name = state_entry_name(n, subtask);
+                            let state = match read_entry(&name)? {
+                                Some(bytes) => MemoryStateBackend::restore(
+                                    &MemorySnapshot::from_bytes(&bytes)?,
+                                ),
+                                None => MemoryStateBackend::new(),
+                            };
                             slots.push(Slot {
                                 op,
-                                state: Box::new(MemoryStateBackend::new()),
+                                state,
                                 metrics,
                                 task,
+                                name,
                             });
                         }
                     }
@@ -247,12 +290,16 @@ impl Job {
                     slots,
                     router,
                     ack: ack_tx.clone(),
+                    is_source: source.is_some(),
+                    checkpointing: graph.checkpointing.is_some(),
                 };
                 let (ctrl_tx, ctrl_rx) = channel::unbounded();
-                handle.controls.push((source.is_some(), ctrl_tx));
+                controls.push((source.is_some(), ctrl_tx));
                 let name = format!("{}-{subtask}", head.name);
                 let body = match source {
                     Some((source, strategy, task, metrics)) => SubtaskBody::Source {
+                        position: read_entry(&position_entry_name(head.id, subtask))?,
+                        position_name: position_entry_name(head.id, subtask),
                         source,
                         strategy,
                         task,
@@ -270,6 +317,36 @@ impl Job {
             }
         }
         drop(ack_tx);
+
+        let coordinator = Coordinator {
+            controls,
+            acks: ack_rx,
+            requests: request_rx,
+            durable: match (&graph.checkpointing, store) {
+                (Some(c), Some(store)) => Some(Durable {
+                    store,
+                    interval: c.interval,
+                    fingerprint: c.fingerprint.clone(),
+                }),
+                _ => None,
+            },
+            next_id: restored.as_ref().map_or(1, |cp: &CheckpointInfo| cp.id + 1),
+            cancelled: {
+                let shared = Arc::clone(&shared);
+                Box::new(move || shared.cancelled())
+            },
+            stats: Arc::clone(&handle.stats),
+            fail: {
+                let shared = Arc::clone(&shared);
+                Box::new(move |e| shared.fail(e))
+            },
+        };
+        handle.coordinator = Some(
+            std::thread::Builder::new()
+                .name("checkpoint-coordinator".into())
+                .spawn(move || coordinator.run())
+                .map_err(|e| EngineError::Internal(format!("cannot start a thread: {e}")))?,
+        );
 
         for (name, body) in bodies {
             let thread_shared = Arc::clone(&shared);
@@ -323,9 +400,9 @@ impl Job {
 pub struct JobHandle {
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
-    controls: Vec<(bool, Sender<Control>)>,
-    ack_rx: Receiver<u64>,
-    next_checkpoint: u64,
+    coordinator: Option<JoinHandle<()>>,
+    requests: Sender<Request>,
+    stats: Arc<Mutex<Option<CheckpointStats>>>,
     metrics: Vec<SubtaskMetrics>,
     running: Arc<AtomicUsize>,
 }
@@ -345,6 +422,9 @@ impl JobHandle {
         for t in self.threads.drain(..) {
             // A panicking subtask was already caught and recorded.
             let _ = t.join();
+        }
+        if let Some(c) = self.coordinator.take() {
+            let _ = c.join();
         }
     }
 
@@ -379,6 +459,7 @@ impl JobHandle {
             late_rows: 0,
             malformed: 0,
             watermark: None,
+            checkpoint: self.stats.lock().ok().and_then(|s| *s),
         };
         for m in &self.metrics {
             if m.is_source {
@@ -397,68 +478,52 @@ impl JobHandle {
         p
     }
 
-    /// Takes a checkpoint: injects a barrier at every source subtask, waits
-    /// until every subtask has snapshotted, then tells every subtask that the
-    /// checkpoint is complete. Returns its id. Fails if the job ends, fails or
-    /// `timeout` passes first (a subtask that has already finished cannot
-    /// take part, so bounded jobs near their end cannot checkpoint).
-    pub fn checkpoint(&mut self, timeout: Duration) -> Result<u64> {
-        let id = self.next_checkpoint;
-        self.next_checkpoint += 1;
-        let now_ms = chrono::Utc::now().timestamp_millis();
-        let barrier = Barrier {
-            checkpoint_id: id,
-            timestamp: now_ms,
-            then_stop: false,
-        };
-        for (is_source, tx) in &self.controls {
-            if *is_source && tx.send(Control::InjectBarrier(barrier)).is_err() {
-                return Err(EngineError::Execution(format!(
-                    "checkpoint {id} failed: a source has already finished"
-                )));
-            }
+    /// Takes a checkpoint now: injects a barrier at every source subtask,
+    /// waits until every subtask has snapshotted (and, for a job with a
+    /// checkpoint directory, until the checkpoint is written), then tells
+    /// every subtask that it is complete. Returns its id. Fails if another
+    /// checkpoint is in progress, if a source has already finished (a
+    /// bounded job near its end), or if `timeout` passes.
+    pub fn checkpoint(&self, timeout: Duration) -> Result<u64> {
+        let (tx, rx) = channel::bounded(1);
+        self.requests
+            .send((timeout, tx))
+            .map_err(|_| EngineError::Execution("the job has ended".into()))?;
+        match rx.recv_timeout(timeout + Duration::from_secs(1)) {
+            Ok(result) => result,
+            Err(_) => Err(EngineError::Execution(format!(
+                "checkpoint timed out after {timeout:?}"
+            ))),
         }
-        let deadline = Instant::now() + timeout;
-        let mut acks = 0;
-        while acks < self.controls.len() {
-            if self.shared.cancelled() {
-                return Err(EngineError::Execution(format!(
-                    "checkpoint {id} failed: the job stopped"
-                )));
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(EngineError::Execution(format!(
-                    "checkpoint {id} timed out after {timeout:?} ({acks} of {} subtasks done)",
-                    self.controls.len()
-                )));
-            }
-            match self.ack_rx.recv_timeout(left.min(POLL_INTERVAL)) {
-                Ok(ack) if ack == id => acks += 1,
-                Ok(_) => {}
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => {
-                    return Err(EngineError::Execution(format!(
-                        "checkpoint {id} failed: the job ended"
-                    )));
-                }
-            }
-        }
-        for (_, tx) in &self.controls {
-            // A subtask that ended meanwhile has nothing left to commit.
-            let _ = tx.send(Control::CheckpointComplete(id));
-        }
-        Ok(id)
+    }
+
+    /// The last completed checkpoint of this run.
+    pub fn last_checkpoint(&self) -> Option<CheckpointStats> {
+        self.stats.lock().ok().and_then(|s| *s)
     }
 }
 
 impl Drop for JobHandle {
     fn drop(&mut self) {
-        if !self.threads.is_empty() {
+        if !self.threads.is_empty() || self.coordinator.is_some() {
             self.shared.fail(EngineError::Cancelled);
             self.join();
         }
     }
+}
+
+/// The checkpoint id operators see in the barrier that follows the end of
+/// input; the coordinator gives the final checkpoint its real id.
+pub const FINAL_CHECKPOINT: u64 = u64::MAX;
+
+/// Name of an operator subtask's state in a checkpoint.
+fn state_entry_name(node: NodeId, subtask: usize) -> String {
+    format!("state-{node}-{subtask}")
+}
+
+/// Name of a source subtask's position in a checkpoint.
+fn position_entry_name(node: NodeId, subtask: usize) -> String {
+    format!("position-{node}-{subtask}")
 }
 
 /// Wraps an operator's error with its name, once.
@@ -594,7 +659,9 @@ impl Router {
 /// One operator of a chain, with what it owns.
 struct Slot {
     op: Box<dyn Operator>,
-    state: Box<dyn StateBackend>,
+    state: MemoryStateBackend,
+    /// Name of this slot's state in a checkpoint.
+    name: String,
     metrics: Arc<OperatorMetrics>,
     task: TaskInfo,
 }
@@ -623,11 +690,12 @@ impl Collector for ChainCollector<'_> {
                     state,
                     metrics,
                     task,
+                    ..
                 } = next;
                 let metrics: &Arc<OperatorMetrics> = metrics;
                 let mut ctx = OperatorContext {
                     task,
-                    state: state.as_mut(),
+                    state,
                     metrics,
                 };
                 let mut out = ChainCollector {
@@ -646,7 +714,9 @@ impl Collector for ChainCollector<'_> {
 struct ChainRuntime {
     slots: Vec<Slot>,
     router: Router,
-    ack: Sender<u64>,
+    ack: Sender<Ack>,
+    is_source: bool,
+    checkpointing: bool,
 }
 
 impl ChainRuntime {
@@ -656,11 +726,12 @@ impl ChainRuntime {
             state,
             metrics,
             task,
+            ..
         } in &mut self.slots
         {
             let mut ctx = OperatorContext {
                 task,
-                state: state.as_mut(),
+                state,
                 metrics,
             };
             op.open(&mut ctx).map_err(|e| wrap(e, task))?;
@@ -692,11 +763,12 @@ impl ChainRuntime {
                     state,
                     metrics,
                     task,
+                    ..
                 } = first;
                 let metrics: &Arc<OperatorMetrics> = metrics;
                 let mut ctx = OperatorContext {
                     task,
-                    state: state.as_mut(),
+                    state,
                     metrics,
                 };
                 let mut out = ChainCollector {
@@ -719,12 +791,13 @@ impl ChainRuntime {
                     state,
                     metrics,
                     task,
+                    ..
                 } = &mut head[k];
                 let metrics: &Arc<OperatorMetrics> = metrics;
                 metrics.watermark.set(t);
                 let mut ctx = OperatorContext {
                     task,
-                    state: state.as_mut(),
+                    state,
                     metrics,
                 };
                 let mut out = ChainCollector {
@@ -739,25 +812,90 @@ impl ChainRuntime {
         self.router.send_control(Message::Watermark(wm))
     }
 
-    fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+    fn barrier(&mut self, barrier: Barrier, extra: Vec<(String, Vec<u8>)>) -> Result<()> {
         for Slot {
             op,
             state,
             metrics,
             task,
+            ..
         } in &mut self.slots
         {
             let mut ctx = OperatorContext {
                 task,
-                state: state.as_mut(),
+                state,
                 metrics,
             };
             op.on_barrier(&barrier, &mut ctx)
                 .map_err(|e| wrap(e, task))?;
         }
         self.router.send_control(Message::Barrier(barrier))?;
-        // The coordinator may be gone (handle dropped); nothing to report then.
-        let _ = self.ack.send(barrier.checkpoint_id);
+        self.acknowledge(AckKind::Barrier(barrier.checkpoint_id), extra);
+        Ok(())
+    }
+
+    /// Reports the snapshot of every operator's state (and `extra`, the
+    /// source position) to the coordinator.
+    fn acknowledge(&mut self, kind: AckKind, extra: Vec<(String, Vec<u8>)>) {
+        let mut entries: Vec<(String, Vec<u8>)> = self
+            .slots
+            .iter()
+            .map(|s| (s.name.clone(), s.state.snapshot().to_bytes()))
+            .collect();
+        entries.extend(extra);
+        // The coordinator may be gone (job cancelled); nothing to report then.
+        let _ = self.ack.send(Ack {
+            kind,
+            is_source: self.is_source,
+            entries,
+        });
+    }
+
+    /// After the end of input: with checkpointing, the final state is a
+    /// checkpoint, and its completion (which publishes what sinks staged in
+    /// `on_end`) is awaited before the subtask exits.
+    fn finish(
+        &mut self,
+        finished: bool,
+        extra: Vec<(String, Vec<u8>)>,
+        ctrl: &Receiver<Control>,
+        shared: &Shared,
+    ) -> Result<()> {
+        if !self.checkpointing {
+            return Ok(());
+        }
+        // Operators write what they hold in memory at barriers only: give
+        // them one more, so the final checkpoint has their final state.
+        let barrier = Barrier {
+            checkpoint_id: FINAL_CHECKPOINT,
+            timestamp: chrono::Utc::now().timestamp_millis(),
+            then_stop: true,
+        };
+        for Slot {
+            op,
+            state,
+            metrics,
+            task,
+            ..
+        } in &mut self.slots
+        {
+            let mut ctx = OperatorContext {
+                task,
+                state,
+                metrics,
+            };
+            op.on_barrier(&barrier, &mut ctx)
+                .map_err(|e| wrap(e, task))?;
+        }
+        self.acknowledge(AckKind::End { finished }, extra);
+        // A checkpoint that completed while this subtask was ending is
+        // committed as usual; the final one ends the subtask.
+        while let Some(id) = wait_complete(ctrl, &|| shared.cancelled())? {
+            self.checkpoint_complete(id)?;
+            if id == FINAL_CHECKPOINT {
+                break;
+            }
+        }
         Ok(())
     }
 
@@ -767,11 +905,12 @@ impl ChainRuntime {
             state,
             metrics,
             task,
+            ..
         } in &mut self.slots
         {
             let mut ctx = OperatorContext {
                 task,
-                state: state.as_mut(),
+                state,
                 metrics,
             };
             op.on_checkpoint_complete(id, &mut ctx)
@@ -788,11 +927,12 @@ impl ChainRuntime {
                 state,
                 metrics,
                 task,
+                ..
             } = &mut head[k];
             let metrics: &Arc<OperatorMetrics> = metrics;
             let mut ctx = OperatorContext {
                 task,
-                state: state.as_mut(),
+                state,
                 metrics,
             };
             let mut out = ChainCollector {
@@ -805,9 +945,17 @@ impl ChainRuntime {
         self.router.send_control(Message::End)
     }
 
-    fn handle_control(&mut self, c: Control) -> Result<()> {
+    /// Handles a command; `position` snapshots the source (sources only).
+    fn handle_control(
+        &mut self,
+        c: Control,
+        position: &mut dyn FnMut() -> Result<Vec<(String, Vec<u8>)>>,
+    ) -> Result<()> {
         match c {
-            Control::InjectBarrier(b) => self.barrier(b),
+            Control::InjectBarrier(b) => {
+                let extra = position()?;
+                self.barrier(b, extra)
+            }
             Control::CheckpointComplete(id) => self.checkpoint_complete(id),
         }
     }
@@ -816,6 +964,10 @@ impl ChainRuntime {
 /// What one subtask thread runs.
 enum SubtaskBody {
     Source {
+        /// Where to resume, from the restored checkpoint.
+        position: Option<Vec<u8>>,
+        /// Name of the position in checkpoints.
+        position_name: String,
         source: Box<dyn Source>,
         strategy: Option<WatermarkStrategy>,
         task: TaskInfo,
@@ -834,13 +986,27 @@ impl SubtaskBody {
     fn run(self, shared: &Shared) -> Result<()> {
         match self {
             SubtaskBody::Source {
+                position,
+                position_name,
                 source,
                 strategy,
                 task,
                 metrics,
                 chain,
                 ctrl,
-            } => run_source(source, strategy, &task, &metrics, chain, &ctrl, shared),
+            } => run_source(
+                SourceRun {
+                    source,
+                    position,
+                    position_name,
+                    strategy,
+                },
+                &task,
+                &metrics,
+                chain,
+                &ctrl,
+                shared,
+            ),
             SubtaskBody::Operator {
                 inputs,
                 chain,
@@ -850,16 +1016,49 @@ impl SubtaskBody {
     }
 }
 
-fn run_source(
-    mut source: Box<dyn Source>,
+/// The source's position as a checkpoint entry. Without a checkpoint
+/// directory nothing is restored from it, so a source that cannot tell its
+/// position takes part with an empty one.
+fn position_entry(
+    source: &mut dyn Source,
+    name: &str,
+    durable: bool,
+    task: &TaskInfo,
+) -> Result<Vec<(String, Vec<u8>)>> {
+    let position = match source.snapshot_position() {
+        Ok(p) => p,
+        Err(e) if durable => return Err(wrap(e, task)),
+        Err(_) => Vec::new(),
+    };
+    Ok(vec![(name.to_string(), position)])
+}
+
+/// A source subtask's own parts.
+struct SourceRun {
+    source: Box<dyn Source>,
+    position: Option<Vec<u8>>,
+    position_name: String,
     strategy: Option<WatermarkStrategy>,
+}
+
+fn run_source(
+    run: SourceRun,
     task: &TaskInfo,
     metrics: &Arc<OperatorMetrics>,
     mut chain: ChainRuntime,
     ctrl: &Receiver<Control>,
     shared: &Shared,
 ) -> Result<()> {
+    let SourceRun {
+        mut source,
+        position,
+        position_name,
+        strategy,
+    } = run;
     let splits = source.open(task, metrics).map_err(|e| wrap(e, task))?;
+    if let Some(p) = &position {
+        source.restore_position(p).map_err(|e| wrap(e, task))?;
+    }
     chain.open()?;
     let mut generator = strategy.as_ref().map(|s| {
         WatermarkGenerator::new(
@@ -880,11 +1079,15 @@ fn run_source(
         if shared.cancelled() {
             return Err(EngineError::Cancelled);
         }
+        let durable = chain.checkpointing;
+        let mut snapshot = || position_entry(&mut *source, &position_name, durable, task);
         if shared.stop.load(Ordering::Relaxed) {
-            return chain.end();
+            chain.end()?;
+            let extra = snapshot()?;
+            return chain.finish(false, extra, ctrl, shared);
         }
         while let Ok(c) = ctrl.try_recv() {
-            chain.handle_control(c)?;
+            chain.handle_control(c, &mut snapshot)?;
         }
         let polled = source.poll().map_err(|e| wrap(e, task))?;
         match polled {
@@ -920,7 +1123,11 @@ fn run_source(
                     emit(&mut chain, wm)?;
                 }
                 match ctrl.recv_timeout(Duration::from_millis(1)) {
-                    Ok(c) => chain.handle_control(c)?,
+                    Ok(c) => {
+                        let mut snapshot =
+                            || position_entry(&mut *source, &position_name, durable, task);
+                        chain.handle_control(c, &mut snapshot)?
+                    }
                     Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {}
                 }
             }
@@ -935,7 +1142,9 @@ fn run_source(
             SourcePoll::Finished => {
                 // A bounded input is complete: everything it opened may fire.
                 emit(&mut chain, Watermark::MAX)?;
-                return chain.end();
+                chain.end()?;
+                let extra = position_entry(&mut *source, &position_name, durable, task)?;
+                return chain.finish(true, extra, ctrl, shared);
             }
         }
     }
@@ -959,7 +1168,7 @@ fn run_operator(
             return Err(EngineError::Cancelled);
         }
         while let Ok(c) = ctrl.try_recv() {
-            chain.handle_control(c)?;
+            chain.handle_control(c, &mut || Ok(Vec::new()))?;
         }
         live.clear();
         let mut select = Select::new();
@@ -1005,13 +1214,14 @@ fn run_operator(
         }
         if let Some(b) = pending {
             if (0..n).all(|k| blocked[k] || ended[k]) {
-                chain.barrier(b)?;
+                chain.barrier(b, Vec::new())?;
                 pending = None;
                 blocked.iter_mut().for_each(|x| *x = false);
             }
         }
         if ended.iter().all(|&e| e) {
-            return chain.end();
+            chain.end()?;
+            return chain.finish(true, Vec::new(), ctrl, shared);
         }
     }
 }
@@ -1352,7 +1562,7 @@ mod tests {
         g.connect(a, union, Exchange::RoundRobin)?;
         g.connect(b, union, Exchange::Broadcast)?;
         g.connect(union, sink, Exchange::RoundRobin)?;
-        let mut job = Job::start(g)?;
+        let job = Job::start(g)?;
         assert_eq!(job.checkpoint(Duration::from_secs(30))?, 1);
         assert_eq!(
             barriers.load(Ordering::SeqCst),

@@ -124,6 +124,8 @@ pub struct ScriptedSource {
     steps: std::vec::IntoIter<ScriptStep>,
     splits: Vec<SplitId>,
     pausing: u32,
+    /// Steps taken so far: the position for checkpoints.
+    taken: u64,
 }
 
 impl ScriptedSource {
@@ -146,6 +148,7 @@ impl ScriptedSource {
                 steps: steps.into_iter(),
                 splits,
                 pausing: 0,
+                taken: 0,
             }) as Box<dyn Source>)
         })
     }
@@ -160,6 +163,22 @@ impl ScriptedSource {
 }
 
 impl Source for ScriptedSource {
+    fn snapshot_position(&mut self) -> Result<Vec<u8>> {
+        Ok(self.taken.to_le_bytes().to_vec())
+    }
+
+    fn restore_position(&mut self, position: &[u8]) -> Result<()> {
+        let bytes: [u8; 8] = position.try_into().map_err(|_| {
+            crate::error::EngineError::Internal("a scripted source position is 8 bytes".into())
+        })?;
+        let n = u64::from_le_bytes(bytes);
+        for _ in 0..n {
+            self.steps.next();
+        }
+        self.taken = n;
+        Ok(())
+    }
+
     fn open(&mut self, _task: &TaskInfo, _metrics: &Arc<OperatorMetrics>) -> Result<Vec<SplitId>> {
         Ok(self.splits.clone())
     }
@@ -169,6 +188,7 @@ impl Source for ScriptedSource {
             self.pausing -= 1;
             return Ok(SourcePoll::Pending);
         }
+        self.taken += 1;
         Ok(match self.steps.next() {
             Some(ScriptStep::Batch(split, batch)) => SourcePoll::Batch { split, batch },
             Some(ScriptStep::Watermark(wm)) => SourcePoll::Watermark(wm),

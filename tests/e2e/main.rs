@@ -5,11 +5,14 @@
 //!   parallelism 1 and 4 (proptest).
 //! * `iot_demo`: the IoT demo script, run as the CLI runs it, on less data.
 //! * `sql_harness`: the `tests/sql/*.slt` files.
+//! * `recovery`: restoring any checkpoint after a crash gives the output of
+//!   a run that never failed (proptest).
 //! * `parallel`: a multi-threaded job produces the same multiset of rows as
 //!   the single-threaded run of the same job.
 
 mod common;
 mod iot_demo;
 mod parallel;
+mod recovery;
 mod sql_harness;
 mod window_oracle;

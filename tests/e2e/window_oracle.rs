@@ -23,13 +23,13 @@ use crate::common::{all_aggregates, batch, read_results, schema, Row, WindowResu
 
 /// One step of the input script: rows, then a watermark.
 #[derive(Debug, Clone)]
-struct Step {
-    rows: Vec<Row>,
-    watermark: i64,
+pub(crate) struct Step {
+    pub(crate) rows: Vec<Row>,
+    pub(crate) watermark: i64,
 }
 
 /// The expected window results and the number of rows dropped as late.
-fn oracle(spec: WindowSpec, steps: &[Step]) -> (Vec<WindowResult>, u64) {
+pub(crate) fn oracle(spec: WindowSpec, steps: &[Step]) -> (Vec<WindowResult>, u64) {
     let mut out = Vec::new();
     let mut late = 0u64;
     let mut wm = i64::MIN;
@@ -169,7 +169,7 @@ fn run_job(spec: WindowSpec, steps: &[Step], parallelism: usize) -> (Vec<WindowR
     (read_results(&out.batches()), late)
 }
 
-fn window_spec() -> impl Strategy<Value = WindowSpec> {
+pub(crate) fn window_spec() -> impl Strategy<Value = WindowSpec> {
     prop_oneof![
         (1i64..40).prop_map(|size| WindowSpec::Tumble { size }),
         (1i64..15, 1i64..5).prop_map(|(slide, n)| WindowSpec::Hop {
@@ -187,7 +187,7 @@ fn window_spec() -> impl Strategy<Value = WindowSpec> {
 /// Rows roughly in time order, then disturbed: local shuffles, rows moved
 /// far back (late), and duplicates. Watermarks trail the newest row by a
 /// random delay, so some rows are late and some are not.
-fn input() -> impl Strategy<Value = Vec<Step>> {
+pub(crate) fn input() -> impl Strategy<Value = Vec<Step>> {
     let row = (0i64..300, 0i64..6, prop::option::weighted(0.85, -50i64..50));
     (
         prop::collection::vec(row, 1..120),
