@@ -19,7 +19,11 @@ use runnel_sql::planner::{Plan, SinkTarget};
 use runnel_sql::session::{Outcome, Session};
 
 const USAGE: &str = "usage:
-  runnel run FILE.sql [--parallelism N]     run the statements of FILE.sql
+  runnel run FILE.sql [--parallelism N] [--checkpoint-dir DIR]
+                                            run the statements of FILE.sql; with a
+                                            checkpoint directory, jobs take checkpoints
+                                            and resume from the latest one there
+  runnel run FILE.sql --restore DIR         the same: resume from the checkpoints in DIR
   runnel explain FILE.sql                   print the plan of every query in FILE.sql
   runnel --version";
 
@@ -30,8 +34,8 @@ pub fn main(args: Vec<String>) -> ExitCode {
             println!("runnel {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
         }
-        Some("run") => cli_file(&args).and_then(|(file, par)| run_file(&file, par, false)),
-        Some("explain") => cli_file(&args).and_then(|(file, par)| run_file(&file, par, true)),
+        Some("run") => cli_file(&args).and_then(|(file, o)| run_file(&file, &o, false)),
+        Some("explain") => cli_file(&args).and_then(|(file, o)| run_file(&file, &o, true)),
         _ => Err(USAGE.to_string()),
     };
     match result {
@@ -43,9 +47,18 @@ pub fn main(args: Vec<String>) -> ExitCode {
     }
 }
 
-fn cli_file(args: &[String]) -> Result<(String, Option<usize>), String> {
+/// Command-line settings of `run` and `explain`.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// `--parallelism N`.
+    pub parallelism: Option<usize>,
+    /// `--checkpoint-dir DIR` / `--restore DIR`.
+    pub checkpoint_dir: Option<String>,
+}
+
+fn cli_file(args: &[String]) -> Result<(String, RunOptions), String> {
     let file = args.get(1).cloned().ok_or_else(|| USAGE.to_string())?;
-    let mut parallelism = None;
+    let mut options = RunOptions::default();
     let mut rest = args[2..].iter();
     while let Some(a) = rest.next() {
         match a.as_str() {
@@ -54,12 +67,18 @@ fn cli_file(args: &[String]) -> Result<(String, Option<usize>), String> {
                     .next()
                     .and_then(|v| v.parse().ok())
                     .filter(|n: &usize| *n > 0);
-                parallelism = Some(v.ok_or("--parallelism needs a positive number")?);
+                options.parallelism = Some(v.ok_or("--parallelism needs a positive number")?);
+            }
+            "--checkpoint-dir" | "--restore" => {
+                let dir = rest
+                    .next()
+                    .ok_or_else(|| format!("{a} needs a directory"))?;
+                options.checkpoint_dir = Some(dir.clone());
             }
             other => return Err(format!("unknown argument '{other}'\n{USAGE}")),
         }
     }
-    Ok((file, parallelism))
+    Ok((file, options))
 }
 
 /// Renders an error with the file, line and column, the offending line and a caret.
@@ -122,12 +141,22 @@ struct Running {
 
 /// Executes (or, with `explain_only`, explains) the statements of `file`
 /// and waits for the jobs; the error is the text to show the user.
-pub fn run_file(file: &str, parallelism: Option<usize>, explain_only: bool) -> Result<(), String> {
+pub fn run_file(file: &str, options: &RunOptions, explain_only: bool) -> Result<(), String> {
     let sql = std::fs::read_to_string(file).map_err(|e| format!("cannot read {file}: {e}"))?;
     let stmts = parse_sql(&sql).map_err(|e| render_error(file, &sql, &e))?;
     let mut session = Session::new(runnel_connectors::default_registry());
-    if let Some(p) = parallelism {
-        let set = parse_sql(&format!("SET 'parallelism' = '{p}'")).map_err(|e| e.to_string())?;
+    let mut settings = Vec::new();
+    if let Some(p) = options.parallelism {
+        settings.push(format!("SET 'parallelism' = '{p}'"));
+    }
+    if let Some(d) = &options.checkpoint_dir {
+        settings.push(format!(
+            "SET 'state.checkpoints.dir' = '{}'",
+            d.replace('\'', "''")
+        ));
+    }
+    for set in settings {
+        let set = parse_sql(&set).map_err(|e| e.to_string())?;
         session
             .execute(&set[0], "", &print_sink)
             .map_err(|e| e.to_string())?;
@@ -180,8 +209,10 @@ pub fn run_file(file: &str, parallelism: Option<usize>, explain_only: bool) -> R
                 });
             }
             Outcome::StopJob { id, savepoint } => {
-                if savepoint {
-                    eprintln!("[warn] savepoints need durable checkpoints (not built yet); stopping {id} without one");
+                if savepoint && session.option("state.checkpoints.dir").is_none() {
+                    eprintln!("[warn] {id} takes no checkpoints (set 'state.checkpoints.dir'); stopping it without a savepoint");
+                } else if savepoint {
+                    eprintln!("[job] stopping {id}; the checkpoint it takes as it stops is the savepoint to resume from");
                 }
                 if let Some(r) = running.iter().find(|r| r.id == id) {
                     r.handle.stop();

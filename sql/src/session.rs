@@ -11,14 +11,19 @@ use std::sync::{Arc, Mutex};
 use arrow::array::{ArrayRef, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use runnel_engine::connector::ConnectorRegistry;
-use runnel_engine::graph::JobGraph;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use runnel_engine::graph::{CheckpointConfig, JobGraph};
 use runnel_engine::types::ROW_KIND_COLUMN;
 
 use crate::bind_expr::flink_type_name;
 use crate::catalog::{key_of, position_of, Catalog, Entry, ViewEntry};
 use crate::error::{Result, SqlError};
 use crate::parser::{Located, Statement};
-use crate::planner::{align_to_sink, lower, LowerOptions, Plan, Planner, SinkTarget};
+use crate::planner::{
+    align_to_sink, lower, parse_duration, LowerOptions, Plan, Planner, SinkTarget,
+};
 
 /// What executing a statement produced.
 pub enum Outcome {
@@ -208,11 +213,13 @@ impl Session {
                 )))
             }
             Statement::Insert { .. } | Statement::Query(_) => {
-                let (plan, graph) = self.plan_job(stmt, select_sink)?;
+                let position = stmt.position;
+                let (plan, mut graph) = self.plan_job(stmt, select_sink)?;
                 let bounded = self.is_bounded(&plan);
                 let id = format!("job-{}", self.jobs.len() + 1);
                 let status = Arc::new(Mutex::new("CREATED".to_string()));
                 let statement = text.split_whitespace().collect::<Vec<_>>().join(" ");
+                graph.checkpointing = self.checkpoint_config(&id, &statement, &graph, position)?;
                 self.jobs
                     .push((id.clone(), statement.clone(), Arc::clone(&status)));
                 Ok(Outcome::Job(PreparedJob {
@@ -235,6 +242,52 @@ impl Session {
                 .map(|s| s.bounded)
                 .unwrap_or(true)
         })
+    }
+
+    /// Checkpointing for job `id`, from the session options (Flink's
+    /// names): `'state.checkpoints.dir'` turns it on (each job gets the
+    /// subdirectory named after its id), `'execution.checkpointing.interval'`
+    /// (default 10 s) and `'state.checkpoints.num-retained'` (default 3).
+    fn checkpoint_config(
+        &self,
+        id: &str,
+        statement: &str,
+        graph: &JobGraph,
+        position: crate::error::Position,
+    ) -> Result<Option<CheckpointConfig>> {
+        let Some(dir) = self.option("state.checkpoints.dir") else {
+            return Ok(None);
+        };
+        let interval = match self.option("execution.checkpointing.interval") {
+            None => Duration::from_secs(10),
+            Some(v) => parse_duration(v).filter(|d| !d.is_zero()).ok_or_else(|| {
+                SqlError::plan(
+                    format!("'execution.checkpointing.interval' must be a duration such as '10 s', not '{v}'"),
+                    position,
+                )
+            })?,
+        };
+        let retained = match self.option("state.checkpoints.num-retained") {
+            None => 3,
+            Some(v) => v.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                SqlError::plan(
+                    format!("'state.checkpoints.num-retained' must be a positive whole number, not '{v}'"),
+                    position,
+                )
+            })?,
+        };
+        // The same statement planned the same way may resume its checkpoints.
+        let plan_text = graph.explain().map_err(SqlError::Engine)?;
+        let fingerprint = format!(
+            "{:016x}",
+            fnv1a(format!("{statement}\n{plan_text}").as_bytes())
+        );
+        Ok(Some(CheckpointConfig {
+            dir: PathBuf::from(dir).join(id),
+            interval,
+            retained,
+            fingerprint,
+        }))
     }
 
     /// Plans INSERT or SELECT into a job graph.
@@ -334,6 +387,12 @@ impl Session {
             ("extras", cols.iter().map(|_| String::new()).collect()),
         ])
     }
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 fn rows(columns: &[(&str, Vec<String>)]) -> Result<Outcome> {

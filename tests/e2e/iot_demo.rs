@@ -69,8 +69,15 @@ fn iot_pipeline_writes_quarantine_sliding_windows_and_sessions() {
     let script = out.with_extension("sql");
     std::fs::create_dir_all(&out).expect("temp dir");
     std::fs::write(&script, sql).expect("write script");
-    runnel_flight::cli::run_file(&script.display().to_string(), Some(2), false)
-        .expect("the demo runs");
+    runnel_flight::cli::run_file(
+        &script.display().to_string(),
+        &runnel_flight::cli::RunOptions {
+            parallelism: Some(2),
+            checkpoint_dir: None,
+        },
+        false,
+    )
+    .expect("the demo runs");
 
     // Quarantine: every row's reason matches its fields.
     let schema = Arc::new(Schema::new(vec![
