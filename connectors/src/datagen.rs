@@ -13,6 +13,11 @@
 //! Real fleets send bad data, and so does this generator on request: missing
 //! device ids, 9999 °F readings, malformed payloads and readings that arrive
 //! late (their event time moved back by `'iot.late-ms'`).
+//!
+//! Checkpoints: a subtask's position is its cursor in the schedule (the
+//! tick and the index of the next device within it), so a restored subtask
+//! continues with exactly the row after the last one it emitted. See
+//! [`DatagenSource::snapshot_position`] for the encoding.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -27,12 +32,16 @@ use runnel_engine::source::{Source, SourcePoll, SplitId};
 use runnel_engine::{EngineError, Result};
 
 use crate::options::{bad_option, min_u64_option, parse_timestamp_millis, rate_option};
+use crate::position::{PositionReader, PositionWriter};
 
 /// Rows per emitted batch at most.
 const BATCH_ROWS: usize = 4096;
 
 /// Largest `'iot.devices'`.
 const MAX_DEVICES: u64 = 10_000_000;
+
+/// Format version of [`DatagenSource`] positions.
+const POSITION_VERSION: u8 = 1;
 
 /// Default `'iot.start'`: 2026-01-01 00:00:00 UTC.
 const DEFAULT_START_MS: i64 = 1_767_225_600_000;
@@ -511,8 +520,14 @@ struct DatagenSource {
     position: usize,
     /// Rows per second of this subtask (its share of the devices).
     rate: Option<f64>,
+    /// When the pacing clock started; `None` until the first poll (and
+    /// again after a restore, so that pacing restarts instead of bursting to
+    /// catch up on the time the job was down).
     started: Option<Instant>,
+    /// Rows emitted by this subtask since the job first started.
     emitted: u64,
+    /// `emitted` when the pacing clock started.
+    paced_from: u64,
     phase: Phase,
 }
 
@@ -546,6 +561,7 @@ impl DatagenSource {
             rate,
             started: None,
             emitted: 0,
+            paced_from: 0,
             phase: Phase::Running,
         }
     }
@@ -591,9 +607,16 @@ impl DatagenSource {
         let Some(rate) = self.rate else {
             return BATCH_ROWS;
         };
-        let started = *self.started.get_or_insert_with(Instant::now);
+        let started = match self.started {
+            Some(started) => started,
+            None => {
+                self.paced_from = self.emitted;
+                *self.started.insert(Instant::now())
+            }
+        };
         let allowed = (started.elapsed().as_secs_f64() * rate) as u64;
-        let due = usize::try_from(allowed.saturating_sub(self.emitted))
+        let sent = self.emitted.saturating_sub(self.paced_from);
+        let due = usize::try_from(allowed.saturating_sub(sent))
             .unwrap_or(BATCH_ROWS)
             .min(BATCH_ROWS);
         // Wait for about 10 ms worth of rows: a batch per row would cost
@@ -700,6 +723,65 @@ impl Source for DatagenSource {
             batch,
         })
     }
+
+    /// Version 1: `[1, tick: u64, position: u64, emitted: u64,
+    /// subtask devices: u64, all devices: u64, seed: u64]`, big-endian.
+    /// `tick` and `position` are the cursor (the next row is device
+    /// `position` of this subtask's reporting order at `tick`); `emitted`
+    /// carries the row count on; the last three detect a restore into a
+    /// job with other options or another parallelism, where the cursor would
+    /// mean different rows.
+    fn snapshot_position(&mut self) -> Result<Vec<u8>> {
+        Ok(PositionWriter::new(POSITION_VERSION)
+            .u64(self.tick)
+            .u64(self.position as u64)
+            .u64(self.emitted)
+            .u64(self.devices.len() as u64)
+            .u64(self.config.devices)
+            .u64(self.config.seed)
+            .finish())
+    }
+
+    fn restore_position(&mut self, position: &[u8]) -> Result<()> {
+        let mut r = PositionReader::new("datagen", position, POSITION_VERSION)?;
+        let tick = r.u64()?;
+        let index = r.u64()?;
+        let emitted = r.u64()?;
+        let subtask_devices = r.u64()?;
+        let devices = r.u64()?;
+        let seed = r.u64()?;
+        if subtask_devices != self.devices.len() as u64
+            || devices != self.config.devices
+            || seed != self.config.seed
+        {
+            return Err(r.error(&format!(
+                "it was taken with other options or another parallelism ({subtask_devices} \
+                 of {devices} devices with seed {seed} in this subtask then, {} of {} with \
+                 seed {} now)",
+                self.devices.len(),
+                self.config.devices,
+                self.config.seed
+            )));
+        }
+        let index = usize::try_from(index)
+            .ok()
+            .filter(|i| *i <= self.devices.len())
+            .ok_or_else(|| {
+                r.error(&format!(
+                    "device index {index} is beyond the subtask's {} devices",
+                    self.devices.len()
+                ))
+            })?;
+        r.finish()?;
+        self.tick = tick;
+        self.position = index;
+        self.emitted = emitted;
+        // Whether the split already ended is derived again from the cursor,
+        // so that the restored run also reports the end of its split.
+        self.phase = Phase::Running;
+        self.started = None;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -711,7 +793,9 @@ mod tests {
     use arrow::datatypes::{Field, Float64Type, TimestampMillisecondType};
 
     use super::*;
-    use crate::testutil::{drain, table, task, Drained};
+    use crate::testutil::{
+        check_resume_everywhere, drain, poll_batches, rows_of, table, task, Drained,
+    };
 
     fn all_fields() -> Vec<Field> {
         IotColumn::ALL
@@ -1066,6 +1150,155 @@ mod tests {
         let limit = (started.elapsed().as_secs_f64() * 1000.0) as usize + 1;
         assert!(rows >= 1 && rows <= limit, "rows {rows}, limit {limit}");
         assert!(pending > 0);
+        Ok(())
+    }
+
+    #[test]
+    fn resume_continues_exactly_after_the_last_row() -> Result<()> {
+        let options = [
+            ("number-of-rows", "20000"),
+            ("iot.devices", "300"),
+            ("iot.interval-ms", "60000"),
+            ("iot.outage-rate", "0.2"),
+            ("iot.missing-device-rate", "0.1"),
+            ("iot.late-rate", "0.1"),
+        ];
+        let source = DatagenConnector.source(&table(all_fields(), &options))?;
+        let batches = check_resume_everywhere(&source, 0, 1)?;
+        assert!(batches >= 4, "{batches} batches: cuts fall mid-run");
+        for subtask in 0..3 {
+            check_resume_everywhere(&source, subtask, 3)?;
+        }
+        // Subtasks without devices resume too.
+        let tiny = DatagenConnector.source(&table(
+            all_fields(),
+            &[("number-of-rows", "10"), ("iot.devices", "2")],
+        ))?;
+        for subtask in 0..4 {
+            check_resume_everywhere(&tiny, subtask, 4)?;
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_resumed_run_equals_an_uninterrupted_one_across_several_restarts() -> Result<()> {
+        let source = DatagenConnector.source(&table(
+            all_fields(),
+            &[("number-of-rows", "9000"), ("iot.devices", "77")],
+        ))?;
+        let task = task(0, 1);
+        let metrics = Arc::new(OperatorMetrics::default());
+        let mut whole = (source.factory)(&task)?;
+        whole.open(&task, &metrics)?;
+        let (all, _, _) = poll_batches(whole.as_mut(), usize::MAX)?;
+        // Kill after every batch and restore from the last position.
+        let mut got = Vec::new();
+        let mut position: Option<Vec<u8>> = None;
+        loop {
+            let mut src = (source.factory)(&task)?;
+            src.open(&task, &metrics)?;
+            if let Some(p) = &position {
+                src.restore_position(p)?;
+            }
+            let (batches, _, done) = poll_batches(src.as_mut(), 1)?;
+            got.extend(batches);
+            position = Some(src.snapshot_position()?);
+            if done {
+                break;
+            }
+        }
+        assert_eq!(rows_of(&got)?, rows_of(&all)?);
+        Ok(())
+    }
+
+    #[test]
+    fn damaged_or_foreign_positions_are_errors() -> Result<()> {
+        let options = [("number-of-rows", "5000"), ("iot.devices", "30")];
+        let source = DatagenConnector.source(&table(all_fields(), &options))?;
+        let metrics = Arc::new(OperatorMetrics::default());
+        let fresh = |subtask, parallelism| -> Result<Box<dyn Source>> {
+            let task = task(subtask, parallelism);
+            let mut src = (source.factory)(&task)?;
+            src.open(&task, &metrics)?;
+            Ok(src)
+        };
+        let mut src = fresh(0, 3)?;
+        poll_batches(src.as_mut(), 1)?;
+        let good = src.snapshot_position()?;
+        fresh(0, 3)?.restore_position(&good)?;
+
+        let mut damaged: Vec<Vec<u8>> = vec![vec![], vec![2], good[..good.len() - 1].to_vec()];
+        damaged.push([good.as_slice(), &[0]].concat());
+        let mut wrong_version = good.clone();
+        wrong_version[0] = 9;
+        damaged.push(wrong_version);
+        // Device index 10_000 of a subtask with 10 devices.
+        let mut bad_index = good.clone();
+        bad_index[9..17].copy_from_slice(&10_000u64.to_be_bytes());
+        damaged.push(bad_index);
+        for bytes in &damaged {
+            match fresh(0, 3)?.restore_position(bytes) {
+                Err(EngineError::Plan(msg)) => {
+                    assert!(msg.contains("datagen"), "{msg}")
+                }
+                Err(other) => panic!("expected a plan error, got {other}"),
+                Ok(()) => panic!("position {bytes:?} must be rejected"),
+            }
+        }
+        // Another parallelism gives the subtask other devices.
+        match fresh(0, 2)?.restore_position(&good) {
+            Err(EngineError::Plan(msg)) => assert!(msg.contains("parallelism"), "{msg}"),
+            other => panic!("expected a plan error, got {other:?}"),
+        }
+        // And other options other rows.
+        let other = DatagenConnector.source(&table(
+            all_fields(),
+            &[
+                ("number-of-rows", "5000"),
+                ("iot.devices", "30"),
+                ("seed", "1"),
+            ],
+        ))?;
+        let task = task(0, 3);
+        let mut src = (other.factory)(&task)?;
+        src.open(&task, &metrics)?;
+        assert!(src.restore_position(&good).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn pacing_restarts_after_a_restore_without_bursting_or_stalling() -> Result<()> {
+        let t = table(all_fields(), &[("rows-per-second", "2000")]);
+        let source = DatagenConnector.source(&t)?;
+        let task = task(0, 1);
+        let metrics = Arc::new(OperatorMetrics::default());
+        let run = |src: &mut dyn Source, for_ms: u64| -> Result<(usize, f64)> {
+            let started = Instant::now();
+            let mut rows = 0;
+            while started.elapsed() < Duration::from_millis(for_ms) {
+                match src.poll()? {
+                    SourcePoll::Batch { batch, .. } => rows += batch.num_rows(),
+                    _ => std::thread::sleep(Duration::from_millis(1)),
+                }
+            }
+            Ok((rows, started.elapsed().as_secs_f64()))
+        };
+        let mut first = (source.factory)(&task)?;
+        first.open(&task, &metrics)?;
+        let (before, _) = run(first.as_mut(), 150)?;
+        assert!(before > 0);
+        let position = first.snapshot_position()?;
+        drop(first);
+        // The job is down for a while: the restored source must not send
+        // the rows of that time at once.
+        std::thread::sleep(Duration::from_millis(150));
+        let mut second = (source.factory)(&task)?;
+        second.open(&task, &metrics)?;
+        second.restore_position(&position)?;
+        let (after, secs) = run(second.as_mut(), 100)?;
+        let limit = (secs * 2000.0) as usize + 1;
+        assert!(after <= limit, "burst: {after} rows in {secs}s");
+        assert!(after > 0, "pacing stalled after the restore");
         Ok(())
     }
 

@@ -9,10 +9,15 @@
 //! [`runnel_engine::connector::Connector`] and turns a table's options into a
 //! source or sink of the engine.
 //!
+//! Checkpoints: the `datagen` and `filesystem` sources can snapshot and
+//! restore their read positions, and the `filesystem` sink commits its files
+//! in two phases (staged at a barrier, published when the checkpoint
+//! completes), so a job with checkpoints writes each row to files exactly
+//! once. `print` is at-least-once and `blackhole` keeps nothing.
+//!
 //! This crate does not plan queries or check that a query's stream kind fits
-//! a table beyond what a sink is told (`updating`); it does not manage
-//! checkpoints (the file sink rolls files on barriers but does not keep
-//! transactions across restarts), and it does not watch directories for new
+//! a table beyond what a sink is told (`updating`); it does not coordinate
+//! checkpoints (the runtime does), and it does not watch directories for new
 //! files: file sources are bounded.
 
 use std::sync::Arc;
@@ -23,6 +28,7 @@ pub mod blackhole;
 pub mod datagen;
 pub mod filesystem;
 mod options;
+mod position;
 pub mod print;
 #[cfg(test)]
 mod testutil;

@@ -98,6 +98,12 @@ pub fn format_rows(batch: &RecordBatch) -> Result<Vec<String>> {
 }
 
 /// One subtask of the print sink.
+///
+/// At-least-once under checkpoints: rows are printed as they arrive, not
+/// held until a checkpoint completes, so after a recovery the rows printed
+/// since the last completed checkpoint are printed again. Standard output
+/// cannot be rolled back, and holding rows back would make the output lag
+/// by a checkpoint interval.
 #[derive(Debug)]
 struct PrintSink {
     prefix: String,

@@ -1,5 +1,6 @@
-//! Helpers shared by the unit tests: building table descriptors and
-//! draining sources by hand.
+//! Helpers shared by the unit tests: building table descriptors, draining
+//! sources by hand, resuming sources from a snapshot position, and driving
+//! an operator through checkpoints with crash and restore.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -7,9 +8,13 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use arrow::datatypes::{Field, Schema};
 use runnel_engine::connector::{SourceTable, TableDescriptor};
-use runnel_engine::operator::{OperatorMetrics, TaskInfo};
-use runnel_engine::source::SourcePoll;
+use runnel_engine::operator::{
+    Operator, OperatorContext, OperatorFactory, OperatorMetrics, TaskInfo, VecCollector,
+};
+use runnel_engine::source::{Source, SourcePoll, SplitId};
+use runnel_engine::types::Barrier;
 use runnel_engine::Result;
+use runnel_state::{MemorySnapshot, MemoryStateBackend};
 
 /// A table with these columns and options.
 pub(crate) fn table(fields: Vec<Field>, options: &[(&str, &str)]) -> TableDescriptor {
@@ -33,6 +38,187 @@ pub(crate) fn task(subtask: usize, parallelism: usize) -> TaskInfo {
         parallelism,
         max_parallelism: 128,
         checkpointing: false,
+    }
+}
+
+/// Subtask `subtask` of `parallelism` of a job that takes checkpoints.
+pub(crate) fn checkpoint_task(subtask: usize, parallelism: usize) -> TaskInfo {
+    TaskInfo {
+        operator_name: "sink".into(),
+        checkpointing: true,
+        ..task(subtask, parallelism)
+    }
+}
+
+/// Every row of `batches` printed, in order.
+pub(crate) fn rows_of(batches: &[RecordBatch]) -> Result<Vec<String>> {
+    let mut rows = Vec::new();
+    for batch in batches {
+        rows.extend(crate::print::format_rows(batch)?);
+    }
+    Ok(rows)
+}
+
+/// Polls `src` until `Finished`, or until it has returned `max_batches`
+/// batches. Returns the batches and the splits it reported finished.
+pub(crate) fn poll_batches(
+    src: &mut dyn Source,
+    max_batches: usize,
+) -> Result<(Vec<RecordBatch>, Vec<SplitId>, bool)> {
+    let mut batches = Vec::new();
+    let mut finished = Vec::new();
+    let mut polls = 0u64;
+    while batches.len() < max_batches {
+        polls += 1;
+        assert!(polls < 10_000_000, "source never finished");
+        match src.poll()? {
+            SourcePoll::Batch { batch, .. } => batches.push(batch),
+            SourcePoll::SplitFinished(split) => finished.push(split),
+            SourcePoll::Finished => return Ok((batches, finished, true)),
+            SourcePoll::Pending | SourcePoll::Watermark(_) => {}
+        }
+    }
+    Ok((batches, finished, false))
+}
+
+/// For every cut point `k`: runs subtask `subtask` for `k` batches, takes
+/// its position, resumes a fresh instance from it and runs that to the end.
+/// Checks that the first run's rows followed by the resumed run's rows are
+/// exactly the rows of an uninterrupted run, in order, and that the resumed
+/// instance reports every split it opened as finished. Returns the number
+/// of batches of the uninterrupted run (so callers can check that the cuts
+/// fell inside files, not only between them).
+pub(crate) fn check_resume_everywhere(
+    source: &SourceTable,
+    subtask: usize,
+    parallelism: usize,
+) -> Result<usize> {
+    let task = task(subtask, parallelism);
+    let metrics = Arc::new(OperatorMetrics::default());
+    let mut whole = (source.factory)(&task)?;
+    whole.open(&task, &metrics)?;
+    let (all, _, done) = poll_batches(whole.as_mut(), usize::MAX)?;
+    assert!(done);
+    let expected = rows_of(&all)?;
+    // One cut past the end too: a position taken after `Finished`.
+    for k in 0..=all.len() + 1 {
+        let mut first = (source.factory)(&task)?;
+        first.open(&task, &metrics)?;
+        let (head, _, _) = poll_batches(first.as_mut(), k)?;
+        let position = first.snapshot_position()?;
+        drop(first);
+
+        let mut second = (source.factory)(&task)?;
+        let mut open = second.open(&task, &metrics)?;
+        second.restore_position(&position)?;
+        let (tail, finished, done) = poll_batches(second.as_mut(), usize::MAX)?;
+        assert!(done, "resumed source finishes");
+        open.retain(|s| !finished.contains(s));
+        assert!(open.is_empty(), "cut {k}: splits never finished: {open:?}");
+
+        let mut got = rows_of(&head)?;
+        got.extend(rows_of(&tail)?);
+        assert_eq!(
+            got.len(),
+            expected.len(),
+            "cut {k} of {}: row count",
+            all.len()
+        );
+        let first_difference = got.iter().zip(&expected).position(|(a, b)| a != b);
+        assert_eq!(
+            first_difference,
+            None,
+            "cut {k} of {}: rows differ from row {first_difference:?} on",
+            all.len()
+        );
+    }
+    Ok(all.len())
+}
+
+/// Drives one operator by hand in a job that takes checkpoints, with a
+/// state backend that can be snapshotted (a checkpoint) and restored into a
+/// new instance (a recovery). Unlike the engine's `OperatorHarness`, the
+/// task has `checkpointing: true` and checkpoints can be completed.
+pub(crate) struct CheckpointHarness {
+    op: Box<dyn Operator>,
+    state: MemoryStateBackend,
+    task: TaskInfo,
+    metrics: Arc<OperatorMetrics>,
+    out: VecCollector,
+}
+
+impl CheckpointHarness {
+    /// Creates subtask `subtask` of `parallelism` from `factory` and opens
+    /// it with the state of `snapshot` (empty for a first start).
+    pub(crate) fn open(
+        factory: &OperatorFactory,
+        subtask: usize,
+        parallelism: usize,
+        snapshot: &MemorySnapshot,
+    ) -> Result<Self> {
+        let task = checkpoint_task(subtask, parallelism);
+        let mut h = Self {
+            op: factory(&task)?,
+            state: MemoryStateBackend::restore(snapshot),
+            task,
+            metrics: Arc::new(OperatorMetrics::default()),
+            out: VecCollector::default(),
+        };
+        let mut ctx = OperatorContext {
+            task: &h.task,
+            state: &mut h.state,
+            metrics: &h.metrics,
+        };
+        h.op.open(&mut ctx)?;
+        Ok(h)
+    }
+
+    /// Feeds one batch on input 0.
+    pub(crate) fn batch(&mut self, batch: RecordBatch) -> Result<()> {
+        let mut ctx = OperatorContext {
+            task: &self.task,
+            state: &mut self.state,
+            metrics: &self.metrics,
+        };
+        self.op.process_batch(0, batch, &mut ctx, &mut self.out)
+    }
+
+    /// Delivers barrier `id` and returns the state snapshot the runtime
+    /// would store for that checkpoint.
+    pub(crate) fn barrier(&mut self, id: u64) -> Result<MemorySnapshot> {
+        let mut ctx = OperatorContext {
+            task: &self.task,
+            state: &mut self.state,
+            metrics: &self.metrics,
+        };
+        let barrier = Barrier {
+            checkpoint_id: id,
+            timestamp: 0,
+            then_stop: false,
+        };
+        self.op.on_barrier(&barrier, &mut ctx)?;
+        Ok(self.state.snapshot())
+    }
+
+    /// Reports checkpoint `id` complete.
+    pub(crate) fn complete(&mut self, id: u64) -> Result<()> {
+        let mut ctx = OperatorContext {
+            task: &self.task,
+            state: &mut self.state,
+            metrics: &self.metrics,
+        };
+        self.op.on_checkpoint_complete(id, &mut ctx)
+    }
+
+    /// Ends the input and returns the snapshot of the final checkpoint.
+    pub(crate) fn end(&mut self) -> Result<MemorySnapshot> {
+        let mut ctx = OperatorContext {
+            task: &self.task,
+            state: &mut self.state,
+            metrics: &self.metrics,
+        };
+        self.op.on_end(&mut ctx, &mut self.out)?;
+        Ok(self.state.snapshot())
     }
 }
 

@@ -149,26 +149,23 @@ impl Coordinator {
                 Err(_) => continue,
             };
             if op.index() == req_op {
-                match op.recv(&self.requests) {
-                    Ok((timeout, tx)) => {
-                        if pending.is_some() {
-                            reply(
-                                Some(tx),
-                                Err(EngineError::Execution(
-                                    "another checkpoint is in progress".into(),
-                                )),
-                            );
-                        } else if ended > 0 {
-                            reply(
-                                Some(tx),
-                                Err(EngineError::Execution("the job is ending".into())),
-                            );
-                        } else {
-                            pending = self.trigger(Some(tx), timeout);
-                        }
+                // An error means the handle is gone; keep serving the subtasks.
+                if let Ok((timeout, tx)) = op.recv(&self.requests) {
+                    if pending.is_some() {
+                        reply(
+                            Some(tx),
+                            Err(EngineError::Execution(
+                                "another checkpoint is in progress".into(),
+                            )),
+                        );
+                    } else if ended > 0 {
+                        reply(
+                            Some(tx),
+                            Err(EngineError::Execution("the job is ending".into())),
+                        );
+                    } else {
+                        pending = self.trigger(Some(tx), timeout);
                     }
-                    // The handle is gone; keep serving the subtasks.
-                    Err(_) => {}
                 }
                 continue;
             }

@@ -7,11 +7,14 @@
 //! * `sql_harness`: the `tests/sql/*.slt` files.
 //! * `recovery`: restoring any checkpoint after a crash gives the output of
 //!   a run that never failed (proptest).
+//! * `kill`: a SQL job killed with SIGKILL 20 times and restarted
+//!   publishes every row exactly once.
 //! * `parallel`: a multi-threaded job produces the same multiset of rows as
 //!   the single-threaded run of the same job.
 
 mod common;
 mod iot_demo;
+mod kill;
 mod parallel;
 mod recovery;
 mod sql_harness;

@@ -8,7 +8,14 @@
 //! The sink writes `part-<subtask>-<seq>.<ext>` files into the directory.
 //! A file is written under a hidden in-progress name and renamed once
 //! closed, on each checkpoint barrier and at the end of input, so readers
-//! never see half a file.
+//! never see half a file. When the job takes checkpoints, a closed file is
+//! first staged under another hidden name and published only when its
+//! checkpoint completes (two-phase commit, see `sink.rs`), so that after a
+//! recovery every row is in exactly one visible file.
+//!
+//! The source's checkpoint position is the file it is in and how far in
+//! (byte offset for JSON and CSV, row count for Parquet); restoring into a
+//! directory whose listing changed is an error (see `source.rs`).
 //!
 //! Limits: JSON and CSV records are taken to be one per line (a CSV field
 //! with an embedded line break is not supported), and directories are read

@@ -3,10 +3,19 @@
 //! JSON and CSV files are read in chunks of lines that are parsed in one go;
 //! only a chunk that fails is parsed again line by line, to name the bad
 //! line or to skip it, so clean files stay on the fast path.
+//!
+//! Checkpoints: a subtask's position names the file it is in (its index in
+//! the sorted listing, which is its split id, and its name) and how far into
+//! it the emitted rows reach: a byte offset and line number for JSON and
+//! CSV, a row count for Parquet. Files with a smaller index are done. The
+//! listing's size and a hash of its names are kept too, because the
+//! assignment of files to subtasks depends on the whole listing: a restore
+//! into a directory whose files changed fails instead of re-reading or
+//! skipping rows. See [`FileSource::snapshot_position`] for the encoding.
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -21,6 +30,14 @@ use runnel_engine::source::{Source, SourceFactory, SourcePoll, SplitId};
 use runnel_engine::{EngineError, Result};
 
 use super::{Format, FsOptions};
+use crate::position::{PositionReader, PositionWriter};
+
+/// Format version of [`FileSource`] positions.
+const POSITION_VERSION: u8 = 1;
+/// Position tag: every file of the subtask is done.
+const TAG_DONE: u8 = 0;
+/// Position tag: reading (or about to read) one file.
+const TAG_IN_FILE: u8 = 1;
 
 /// Records per chunk (and so per batch) at most.
 const CHUNK_LINES: usize = 4096;
@@ -59,6 +76,9 @@ pub(super) fn factory(options: Arc<FsOptions>, schema: SchemaRef) -> SourceFacto
                 options.path.display()
             ))
         })?;
+        let names: Vec<String> = files.iter().map(|p| file_name(p)).collect();
+        let listing_hash = hash_names(&names);
+        let listing_len = names.len() as u64;
         let parallelism = task.parallelism.max(1);
         let mine: VecDeque<(SplitId, PathBuf)> = files
             .into_iter()
@@ -73,8 +93,32 @@ pub(super) fn factory(options: Arc<FsOptions>, schema: SchemaRef) -> SourceFacto
             files: mine,
             current: None,
             metrics: Arc::new(OperatorMetrics::default()),
+            listing_len,
+            listing_hash,
+            names,
+            done_before_restore: VecDeque::new(),
         }) as Box<dyn Source>)
     })
+}
+
+/// The last component of `path`, as the name a position records.
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.to_string_lossy().into_owned())
+}
+
+/// FNV-1a over the names (each ended by a NUL): a stable fingerprint of a
+/// listing, independent of the std hasher's per-release changes.
+fn hash_names(names: &[String]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for name in names {
+        for b in name.as_bytes().iter().chain(std::iter::once(&0u8)) {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
 }
 
 /// One subtask of the file source: reads its files one after the other.
@@ -85,6 +129,24 @@ struct FileSource {
     files: VecDeque<(SplitId, PathBuf)>,
     current: Option<OpenFile>,
     metrics: Arc<OperatorMetrics>,
+    /// Number of files in the whole listing (all subtasks).
+    listing_len: u64,
+    /// [`hash_names`] of the whole listing.
+    listing_hash: u64,
+    /// Names of the whole listing, indexed by split id.
+    names: Vec<String>,
+    /// Splits a restore skipped as already read; announced finished by the
+    /// first polls, since `open` had reported them as open.
+    done_before_restore: VecDeque<SplitId>,
+}
+
+impl FileSource {
+    fn position_error(&self, why: String) -> EngineError {
+        EngineError::Connector(format!(
+            "cannot resume reading '{}' from the checkpoint: {why}",
+            self.options.path.display()
+        ))
+    }
 }
 
 impl Source for FileSource {
@@ -94,13 +156,16 @@ impl Source for FileSource {
     }
 
     fn poll(&mut self) -> Result<SourcePoll> {
+        if let Some(split) = self.done_before_restore.pop_front() {
+            return Ok(SourcePoll::SplitFinished(split));
+        }
         let file = match self.current.as_mut() {
             Some(file) => file,
             None => {
                 let Some((split, path)) = self.files.pop_front() else {
                     return Ok(SourcePoll::Finished);
                 };
-                let opened = OpenFile::open(split, path, &self.options, &self.schema)?;
+                let opened = OpenFile::open(split, path, &self.options, &self.schema, (0, 0))?;
                 self.current.insert(opened)
             }
         };
@@ -118,6 +183,91 @@ impl Source for FileSource {
             }
         }
     }
+
+    /// Version 1, big-endian: `[1, listing size: u64, listing hash: u64,
+    /// tag: u8]`, then for tag 1 (in a file) `[split: u32, file name:
+    /// u32 length + UTF-8, a: u64, b: u64]`; tag 0 means every file of the
+    /// subtask is done. For JSON and CSV `a` is the byte offset after the
+    /// last line consumed and `b` that line's number (so error messages keep
+    /// true line numbers); for Parquet `a` is the number of rows emitted and
+    /// `b` is 0. A file not yet opened has `a = b = 0`.
+    fn snapshot_position(&mut self) -> Result<Vec<u8>> {
+        let mut w = PositionWriter::new(POSITION_VERSION);
+        w.u64(self.listing_len).u64(self.listing_hash);
+        let (split, name, a, b) = match (&self.current, self.files.front()) {
+            (Some(file), _) => {
+                let (a, b) = file.reader.progress();
+                (file.split, file_name(&file.path), a, b)
+            }
+            (None, Some((split, path))) => (*split, file_name(path), 0, 0),
+            (None, None) => return Ok(w.u8(TAG_DONE).finish()),
+        };
+        w.u8(TAG_IN_FILE).u32(split).str(&name)?.u64(a).u64(b);
+        Ok(w.finish())
+    }
+
+    fn restore_position(&mut self, position: &[u8]) -> Result<()> {
+        let mut r = PositionReader::new("filesystem", position, POSITION_VERSION)?;
+        let listing_len = r.u64()?;
+        let listing_hash = r.u64()?;
+        let at = match r.u8()? {
+            TAG_DONE => None,
+            TAG_IN_FILE => {
+                let split = r.u32()?;
+                let name = r.str()?;
+                Some((split, name, r.u64()?, r.u64()?))
+            }
+            tag => return Err(r.error(&format!("unknown tag {tag}"))),
+        };
+        r.finish()?;
+        if let Some((_, name, _, _)) = &at {
+            if !self.names.contains(name) {
+                return Err(self.position_error(format!(
+                    "the file '{name}' it was reading no longer exists (or is hidden now)"
+                )));
+            }
+        }
+        if listing_len != self.listing_len || listing_hash != self.listing_hash {
+            return Err(self.position_error(format!(
+                "the set of files changed since the checkpoint ({listing_len} files then, {} \
+                 now); files are assigned to subtasks by their place in the sorted listing, so \
+                 the job cannot resume where it stopped",
+                self.listing_len
+            )));
+        }
+        self.current = None;
+        self.done_before_restore.clear();
+        // Files before the one the position is in are done (all of them
+        // when it says the subtask was done).
+        let done_below = at.as_ref().map_or(SplitId::MAX, |(split, ..)| *split);
+        while let Some((split, _)) = self.files.front() {
+            if at.is_some() && *split >= done_below {
+                break;
+            }
+            self.done_before_restore.push_back(*split);
+            self.files.pop_front();
+        }
+        let Some((split, name, a, b)) = at else {
+            return Ok(());
+        };
+        let Some(path) = self
+            .files
+            .front()
+            .filter(|(front, path)| *front == split && file_name(path) == name)
+            .map(|(_, path)| path.clone())
+        else {
+            return Err(self.position_error(format!(
+                "file '{name}' (number {split}) is not one of this subtask's files; was the \
+                 parallelism changed?"
+            )));
+        };
+        if (a, b) != (0, 0) {
+            self.files.pop_front();
+            let opened = OpenFile::open(split, path, &self.options, &self.schema, (a, b))?;
+            self.current = Some(opened);
+        }
+        Ok(())
+    }
 }
 
 /// A file being read.
@@ -128,13 +278,30 @@ struct OpenFile {
 }
 
 enum FileReader {
-    /// JSON lines or CSV: `line` counts the lines consumed so far.
-    Lines { input: BufReader<File>, line: u64 },
-    /// Parquet, with the file's column index of each table column.
+    /// JSON lines or CSV: `offset` counts the bytes and `line` the lines
+    /// consumed so far.
+    Lines {
+        input: BufReader<File>,
+        offset: u64,
+        line: u64,
+    },
+    /// Parquet, with the file's column index of each table column, and the
+    /// number of rows returned so far.
     Parquet {
         reader: ParquetRecordBatchReader,
         columns: Vec<String>,
+        rows: u64,
     },
+}
+
+impl FileReader {
+    /// The two numbers a position records for this reader.
+    fn progress(&self) -> (u64, u64) {
+        match self {
+            FileReader::Lines { offset, line, .. } => (*offset, *line),
+            FileReader::Parquet { rows, .. } => (*rows, 0),
+        }
+    }
 }
 
 /// Lines read for one batch: their bytes, and each line's byte range and
@@ -146,21 +313,41 @@ struct Chunk {
 }
 
 impl OpenFile {
+    /// Opens `path`, skipping what `resume` (a position's `a` and `b`, see
+    /// [`FileSource::snapshot_position`]) says was already read.
     fn open(
         split: SplitId,
         path: PathBuf,
         options: &FsOptions,
         schema: &SchemaRef,
+        resume: (u64, u64),
     ) -> Result<Self> {
-        let file = File::open(&path).map_err(|e| {
+        let mut file = File::open(&path).map_err(|e| {
             EngineError::Connector(format!("cannot open '{}': {e}", path.display()))
         })?;
         let reader = match options.format {
-            Format::Json | Format::Csv => FileReader::Lines {
-                input: BufReader::with_capacity(1 << 20, file),
-                line: 0,
-            },
-            Format::Parquet => open_parquet(file, &path, schema)?,
+            Format::Json | Format::Csv => {
+                let (offset, line) = resume;
+                if offset > 0 {
+                    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+                    if offset > len {
+                        return Err(EngineError::Connector(format!(
+                            "cannot resume reading '{}' at byte {offset}: the file has only \
+                             {len} bytes now (was it rewritten since the checkpoint?)",
+                            path.display()
+                        )));
+                    }
+                    file.seek(SeekFrom::Start(offset)).map_err(|e| {
+                        EngineError::Connector(format!("cannot seek in '{}': {e}", path.display()))
+                    })?;
+                }
+                FileReader::Lines {
+                    input: BufReader::with_capacity(1 << 20, file),
+                    offset,
+                    line,
+                }
+            }
+            Format::Parquet => open_parquet(file, &path, schema, resume.0)?,
         };
         Ok(Self {
             split,
@@ -177,8 +364,12 @@ impl OpenFile {
         metrics: &OperatorMetrics,
     ) -> Result<Option<RecordBatch>> {
         match &mut self.reader {
-            FileReader::Lines { input, line } => {
-                let chunk = read_chunk(input, line, options).map_err(|e| {
+            FileReader::Lines {
+                input,
+                offset,
+                line,
+            } => {
+                let chunk = read_chunk(input, offset, line, options).map_err(|e| {
                     EngineError::Connector(format!("cannot read '{}': {e}", self.path.display()))
                 })?;
                 let Some(chunk) = chunk else {
@@ -190,13 +381,18 @@ impl OpenFile {
                     Err(_) => decode_lines(&chunk, options, schema, &self.path, metrics).map(Some),
                 }
             }
-            FileReader::Parquet { reader, columns } => match reader.next() {
+            FileReader::Parquet {
+                reader,
+                columns,
+                rows,
+            } => match reader.next() {
                 None => Ok(None),
                 Some(Err(e)) => Err(EngineError::Execution(format!(
                     "cannot read Parquet file '{}': {e}",
                     self.path.display()
                 ))),
                 Some(Ok(batch)) => {
+                    *rows += batch.num_rows() as u64;
                     conform_parquet(&batch, columns, schema)
                         .map(Some)
                         .map_err(|e| {
@@ -212,17 +408,21 @@ impl OpenFile {
 }
 
 /// Reads the next chunk of non-blank lines; `None` at the end of the file.
+/// `offset` and `line` advance past every line consumed, blank or not.
 fn read_chunk(
     input: &mut BufReader<File>,
+    offset: &mut u64,
     line: &mut u64,
     options: &FsOptions,
 ) -> std::io::Result<Option<Chunk>> {
     let mut chunk = Chunk::default();
     while chunk.lines.len() < CHUNK_LINES && chunk.bytes.len() < CHUNK_BYTES {
         let start = chunk.bytes.len();
-        if input.read_until(b'\n', &mut chunk.bytes)? == 0 {
+        let read = input.read_until(b'\n', &mut chunk.bytes)?;
+        if read == 0 {
             break;
         }
+        *offset += read as u64;
         *line += 1;
         let skip_header = *line == 1 && options.format == Format::Csv && options.ignore_first_line;
         let blank = chunk.bytes[start..].iter().all(u8::is_ascii_whitespace);
@@ -339,8 +539,9 @@ fn decode_lines(
     Ok(concat_batches(schema, &good)?)
 }
 
-/// Opens a Parquet file, reading only the table's columns (found by name).
-fn open_parquet(file: File, path: &Path, schema: &SchemaRef) -> Result<FileReader> {
+/// Opens a Parquet file, reading only the table's columns (found by name),
+/// from row `skip` on.
+fn open_parquet(file: File, path: &Path, schema: &SchemaRef, skip: u64) -> Result<FileReader> {
     let not_parquet = |e: parquet::errors::ParquetError| {
         EngineError::Execution(format!(
             "cannot read Parquet file '{}': {e}",
@@ -378,13 +579,31 @@ fn open_parquet(file: File, path: &Path, schema: &SchemaRef) -> Result<FileReade
         indices.push(index);
         columns.push(file_schema.field(index).name().clone());
     }
+    let total = u64::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
+    if skip > total {
+        return Err(EngineError::Connector(format!(
+            "cannot resume reading Parquet file '{}' after row {skip}: it has only {total} rows \
+             now (was it rewritten since the checkpoint?)",
+            path.display()
+        )));
+    }
+    let skip_rows = usize::try_from(skip).map_err(|_| {
+        EngineError::Connector(format!(
+            "cannot skip {skip} rows of '{}' on this platform",
+            path.display()
+        ))
+    })?;
     let mask = ProjectionMask::roots(builder.parquet_schema(), indices);
-    let reader = builder
-        .with_projection(mask)
-        .with_batch_size(CHUNK_LINES)
-        .build()
-        .map_err(not_parquet)?;
-    Ok(FileReader::Parquet { reader, columns })
+    let mut builder = builder.with_projection(mask).with_batch_size(CHUNK_LINES);
+    if skip_rows > 0 {
+        builder = builder.with_offset(skip_rows);
+    }
+    let reader = builder.build().map_err(not_parquet)?;
+    Ok(FileReader::Parquet {
+        reader,
+        columns,
+        rows: skip,
+    })
 }
 
 /// Orders and casts the columns of a Parquet batch to the table's schema.

@@ -7,8 +7,13 @@ use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use runnel_engine::testing::OperatorHarness;
 use runnel_engine::types::{row_kind_array, with_row_kind, RowKind};
 
+use runnel_engine::operator::{OperatorFactory, OperatorMetrics};
+use runnel_state::MemorySnapshot;
+
 use super::*;
-use crate::testutil::{drain, table, task, Drained};
+use crate::testutil::{
+    check_resume_everywhere, drain, poll_batches, rows_of, table, task, CheckpointHarness, Drained,
+};
 
 /// A fresh, empty directory under the system temp dir; removed on drop.
 struct TempDir(PathBuf);
@@ -395,4 +400,420 @@ fn bad_options_are_plan_errors() {
             Ok(_) => panic!("expected {key} to be rejected"),
         }
     }
+}
+
+// -- Checkpoints: source positions -------------------------------------------
+
+/// `n` JSON lines with ids from `first`, a blank line every 1000 lines.
+fn json_lines(first: i64, n: i64) -> String {
+    let mut text = String::new();
+    for i in first..first + n {
+        text.push_str(&format!(
+            "{{\"id\": {i}, \"name\": \"n{i}\", \"t\": \"2026-01-01 00:00:{:02}\", \"v\": {i}.5}}\n",
+            i % 60
+        ));
+        if i % 1000 == 999 {
+            text.push('\n');
+        }
+    }
+    text
+}
+
+/// A directory of three JSON files, the first spanning several chunks and
+/// holding a malformed line (skipped with `json.ignore-parse-errors`).
+fn json_dir() -> TempDir {
+    let dir = TempDir::new("resume-json");
+    let mut first = json_lines(0, 6000);
+    first.push_str("{\"id\": broken\n");
+    first.push_str(&json_lines(6000, 4000));
+    dir.file("a.json", &first);
+    dir.file("b.json", &json_lines(10_000, 5));
+    dir.file("c.json", &json_lines(20_000, 9000));
+    dir
+}
+
+#[test]
+fn json_source_resumes_exactly_after_every_batch() -> Result<()> {
+    let dir = json_dir();
+    let t = fs_table(dir.path(), "json", &[("json.ignore-parse-errors", "true")]);
+    let source = FilesystemConnector.source(&t)?;
+    let batches = check_resume_everywhere(&source, 0, 1)?;
+    assert!(batches >= 6, "{batches} batches: cuts fall inside files");
+    for subtask in 0..2 {
+        check_resume_everywhere(&source, subtask, 2)?;
+    }
+    Ok(())
+}
+
+#[test]
+fn csv_source_resumes_exactly_after_every_batch() -> Result<()> {
+    let dir = TempDir::new("resume-csv");
+    let mut text = String::from("id,name,t,v\n");
+    for i in 0..10_000 {
+        text.push_str(&format!("{i},n{i},2026-01-01 00:00:00,{i}.25\n"));
+        if i % 777 == 0 {
+            text.push('\n');
+        }
+    }
+    let file = dir.file("data.csv", &text);
+    let t = fs_table(&file, "csv", &[("csv.ignore-first-line", "true")]);
+    let source = FilesystemConnector.source(&t)?;
+    let batches = check_resume_everywhere(&source, 0, 1)?;
+    assert!(batches >= 3, "{batches} batches");
+    assert_eq!(read(&t, 1)?.rows(), 10_000, "the header is skipped once");
+    Ok(())
+}
+
+#[test]
+fn parquet_source_resumes_exactly_after_every_batch() -> Result<()> {
+    let dir = TempDir::new("resume-parquet");
+    let t = fs_table(dir.path(), "parquet", &[]);
+    let mut sink = sink_harness(&t)?;
+    sink.batch(batch(&(0..9000).collect::<Vec<_>>()))?;
+    sink.checkpoint(1)?;
+    sink.batch(batch(&(9000..9100).collect::<Vec<_>>()))?;
+    sink.end()?;
+    let source = FilesystemConnector.source(&t)?;
+    let batches = check_resume_everywhere(&source, 0, 1)?;
+    assert!(batches >= 4, "{batches} batches");
+    Ok(())
+}
+
+/// A position taken inside `b.json` of [`json_dir`] at parallelism 1.
+fn position_in_second_file(t: &TableDescriptor) -> Result<Vec<u8>> {
+    let source = FilesystemConnector.source(t)?;
+    let task = task(0, 1);
+    let mut src = (source.factory)(&task)?;
+    src.open(&task, &Arc::new(OperatorMetrics::default()))?;
+    // a.json is three batches; the fourth is b.json's only one.
+    let (batches, finished, _) = poll_batches(src.as_mut(), 3)?;
+    assert_eq!(rows_of(&batches)?.len(), 10_000);
+    assert!(finished.is_empty(), "a.json is not finished yet");
+    src.snapshot_position()
+}
+
+fn restore_error(t: &TableDescriptor, position: &[u8]) -> Result<String> {
+    let source = FilesystemConnector.source(t)?;
+    let task = task(0, 1);
+    let mut src = (source.factory)(&task)?;
+    src.open(&task, &Arc::new(OperatorMetrics::default()))?;
+    match src.restore_position(position) {
+        Err(e) => Ok(e.to_string()),
+        Ok(()) => panic!("the restore must fail"),
+    }
+}
+
+#[test]
+fn restore_fails_when_files_disappeared_or_changed() -> Result<()> {
+    let dir = json_dir();
+    let t = fs_table(dir.path(), "json", &[("json.ignore-parse-errors", "true")]);
+    let position = position_in_second_file(&t)?;
+
+    // The file being read is gone.
+    std::fs::rename(dir.path().join("a.json"), dir.path().join(".a.json"))
+        .expect("rename test file");
+    let msg = restore_error(&t, &position)?;
+    assert!(
+        msg.contains("'a.json'") && msg.contains("no longer exists"),
+        "{msg}"
+    );
+    std::fs::rename(dir.path().join(".a.json"), dir.path().join("a.json"))
+        .expect("rename test file");
+
+    // A file read earlier or later is gone: the listing changed.
+    std::fs::remove_file(dir.path().join("c.json")).expect("remove test file");
+    let msg = restore_error(&t, &position)?;
+    assert!(
+        msg.contains("changed") && msg.contains("3 files then, 2 now"),
+        "{msg}"
+    );
+
+    // Same count, other names.
+    dir.file("d.json", "{\"id\": 1}\n");
+    let msg = restore_error(&t, &position)?;
+    assert!(msg.contains("changed"), "{msg}");
+    Ok(())
+}
+
+#[test]
+fn restore_fails_on_damaged_positions_and_rewritten_files() -> Result<()> {
+    let dir = json_dir();
+    let t = fs_table(dir.path(), "json", &[("json.ignore-parse-errors", "true")]);
+    let position = position_in_second_file(&t)?;
+    let mut damaged = vec![
+        vec![],
+        vec![7],
+        position[..position.len() - 3].to_vec(),
+        [position.as_slice(), b"x"].concat(),
+    ];
+    let mut bad_tag = position.clone();
+    bad_tag[17] = 5;
+    damaged.push(bad_tag);
+    for bytes in &damaged {
+        let msg = restore_error(&t, bytes)?;
+        assert!(msg.contains("filesystem"), "{msg}");
+    }
+    // Another parallelism puts the file in another subtask.
+    let source = FilesystemConnector.source(&t)?;
+    let other = task(1, 2);
+    let mut src = (source.factory)(&other)?;
+    src.open(&other, &Arc::new(OperatorMetrics::default()))?;
+    let msg = src
+        .restore_position(&position)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(msg.contains("not one of this subtask's files"), "{msg}");
+    // A file cut shorter than the position.
+    dir.file("a.json", "{\"id\": 1}\n");
+    let msg = restore_error(&t, &position)?;
+    assert!(msg.contains("a.json") && msg.contains("bytes"), "{msg}");
+    Ok(())
+}
+
+// -- Checkpoints: the sink's two-phase commit --------------------------------
+
+fn sink_factory(t: &TableDescriptor) -> Result<OperatorFactory> {
+    FilesystemConnector.sink(t, false)
+}
+
+/// Opens subtask `subtask` of 2 with the state of `snapshot`.
+fn open_sink(
+    t: &TableDescriptor,
+    subtask: usize,
+    snapshot: &MemorySnapshot,
+) -> Result<CheckpointHarness> {
+    CheckpointHarness::open(&sink_factory(t)?, subtask, 2, snapshot)
+}
+
+fn ids(range: std::ops::Range<i64>) -> RecordBatch {
+    batch(&range.collect::<Vec<_>>())
+}
+
+/// The ids a reader of the directory sees, sorted.
+fn visible_ids(t: &TableDescriptor) -> Result<Vec<i64>> {
+    let mut out: Vec<i64> = read(t, 1)?
+        .all()
+        .iter()
+        .flat_map(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .expect("id is BIGINT")
+                .iter()
+                .flatten()
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    out.sort_unstable();
+    Ok(out)
+}
+
+fn range(r: std::ops::Range<i64>) -> Vec<i64> {
+    r.collect()
+}
+
+#[test]
+fn two_phase_commit_publishes_on_completion_and_on_restore() -> Result<()> {
+    let dir = TempDir::new("2pc-a");
+    let t = fs_table(dir.path(), "json", &[]);
+    let mut sink = open_sink(&t, 0, &MemorySnapshot::default())?;
+    sink.batch(ids(0..5))?;
+    assert_eq!(dir.names(), vec![".part-0-0.json.inprogress"]);
+    sink.barrier(1)?;
+    assert_eq!(dir.names(), vec![".part-0-0.json.staged"]);
+    assert_eq!(
+        visible_ids(&t)?,
+        Vec::<i64>::new(),
+        "staged files are hidden"
+    );
+    sink.complete(1)?;
+    assert_eq!(dir.names(), vec!["part-0-0.json"]);
+    assert_eq!(visible_ids(&t)?, range(0..5));
+
+    sink.batch(ids(5..8))?;
+    let after_barrier_2 = sink.barrier(2)?;
+    assert_eq!(dir.names(), vec![".part-0-1.json.staged", "part-0-0.json"]);
+    // Checkpoint 2 completed everywhere, but this subtask crashed before it
+    // heard so.
+    drop(sink);
+    let mut sink = open_sink(&t, 0, &after_barrier_2)?;
+    assert_eq!(dir.names(), vec!["part-0-0.json", "part-0-1.json"]);
+    assert_eq!(
+        visible_ids(&t)?,
+        range(0..8),
+        "checkpoint 2's rows exactly once"
+    );
+
+    // Numbering continues from the state.
+    sink.batch(ids(8..9))?;
+    sink.barrier(3)?;
+    sink.complete(3)?;
+    assert_eq!(
+        dir.names(),
+        vec!["part-0-0.json", "part-0-1.json", "part-0-2.json"]
+    );
+    assert_eq!(visible_ids(&t)?, range(0..9));
+    Ok(())
+}
+
+#[test]
+fn rows_after_the_last_checkpoint_are_discarded_on_restore() -> Result<()> {
+    let dir = TempDir::new("2pc-b");
+    let t = fs_table(dir.path(), "json", &[]);
+    let mut sink = open_sink(&t, 0, &MemorySnapshot::default())?;
+    sink.batch(ids(0..5))?;
+    let checkpoint_1 = sink.barrier(1)?;
+    sink.complete(1)?;
+    // Checkpoint 2 is taken here but never completes; more rows follow.
+    sink.batch(ids(5..10))?;
+    sink.barrier(2)?;
+    sink.batch(ids(10..12))?;
+    assert_eq!(
+        dir.names(),
+        vec![
+            ".part-0-1.json.staged",
+            ".part-0-2.json.inprogress",
+            "part-0-0.json"
+        ]
+    );
+    drop(sink);
+
+    let mut sink = open_sink(&t, 0, &checkpoint_1)?;
+    assert_eq!(dir.names(), vec!["part-0-0.json"], "aborted files deleted");
+    assert_eq!(
+        visible_ids(&t)?,
+        range(0..5),
+        "exactly the rows up to checkpoint 1"
+    );
+
+    // The sources replay rows 5..12; each is written once.
+    sink.batch(ids(5..12))?;
+    sink.barrier(2)?;
+    sink.complete(2)?;
+    assert_eq!(dir.names(), vec!["part-0-0.json", "part-0-1.json"]);
+    assert_eq!(visible_ids(&t)?, range(0..12));
+    Ok(())
+}
+
+#[test]
+fn publishing_is_idempotent() -> Result<()> {
+    let dir = TempDir::new("2pc-c");
+    let t = fs_table(dir.path(), "csv", &[]);
+    let mut sink = open_sink(&t, 0, &MemorySnapshot::default())?;
+    sink.batch(ids(0..3))?;
+    let checkpoint_1 = sink.barrier(1)?;
+    sink.complete(1)?;
+    sink.complete(1)?;
+    assert_eq!(dir.names(), vec!["part-0-0.csv"]);
+    // A checkpoint without rows stages nothing; completing it is harmless.
+    sink.barrier(2)?;
+    sink.complete(2)?;
+    drop(sink);
+    // Restoring the snapshot that still lists the published file, twice.
+    for _ in 0..2 {
+        let mut sink = open_sink(&t, 0, &checkpoint_1)?;
+        sink.complete(1)?;
+        assert_eq!(dir.names(), vec!["part-0-0.csv"]);
+        assert_eq!(visible_ids(&t)?, range(0..3));
+    }
+    Ok(())
+}
+
+#[test]
+fn a_pending_file_that_vanished_is_an_error() -> Result<()> {
+    let dir = TempDir::new("2pc-lost");
+    let t = fs_table(dir.path(), "json", &[]);
+    let mut sink = open_sink(&t, 0, &MemorySnapshot::default())?;
+    sink.batch(ids(0..3))?;
+    let checkpoint_1 = sink.barrier(1)?;
+    drop(sink);
+    std::fs::remove_file(dir.path().join(".part-0-0.json.staged")).expect("remove staged file");
+    match open_sink(&t, 0, &checkpoint_1) {
+        Err(EngineError::Connector(msg)) => assert!(msg.contains("part-0-0.json"), "{msg}"),
+        Err(other) => panic!("expected a connector error, got {other}"),
+        Ok(_) => panic!("a lost file of a completed checkpoint must be reported"),
+    }
+    Ok(())
+}
+
+#[test]
+fn end_of_input_stages_until_the_final_checkpoint_completes() -> Result<()> {
+    for format in ["json", "csv", "parquet"] {
+        let dir = TempDir::new("2pc-d");
+        let t = fs_table(dir.path(), format, &[]);
+        let mut sink = open_sink(&t, 0, &MemorySnapshot::default())?;
+        sink.batch(ids(0..4))?;
+        sink.barrier(1)?;
+        sink.complete(1)?;
+        sink.batch(ids(4..9))?;
+        let final_checkpoint = sink.end()?;
+        assert_eq!(
+            dir.names(),
+            vec![
+                format!(".part-0-1.{format}.staged"),
+                format!("part-0-0.{format}")
+            ]
+        );
+        assert_eq!(
+            visible_ids(&t)?,
+            range(0..4),
+            "{format}: nothing new before completion"
+        );
+        // A regular checkpoint completing after the end of input does not
+        // publish what the end staged: that belongs to the final checkpoint.
+        sink.complete(1)?;
+        assert_eq!(
+            visible_ids(&t)?,
+            range(0..4),
+            "{format}: end output waits for the final checkpoint"
+        );
+        sink.complete(runnel_engine::runtime::FINAL_CHECKPOINT)?;
+        assert_eq!(
+            dir.names(),
+            vec![format!("part-0-0.{format}"), format!("part-0-1.{format}")]
+        );
+        assert_eq!(visible_ids(&t)?, range(0..9), "{format}");
+
+        // A crash between the final snapshot and its completion: the
+        // restore publishes, without duplicates.
+        std::fs::rename(
+            dir.path().join(format!("part-0-1.{format}")),
+            dir.path().join(format!(".part-0-1.{format}.staged")),
+        )
+        .expect("un-publish");
+        open_sink(&t, 0, &final_checkpoint)?;
+        assert_eq!(visible_ids(&t)?, range(0..9), "{format}");
+    }
+    Ok(())
+}
+
+#[test]
+fn restore_only_touches_this_subtasks_files() -> Result<()> {
+    let dir = TempDir::new("2pc-subtasks");
+    let t = fs_table(dir.path(), "json", &[]);
+    let mut zero = open_sink(&t, 0, &MemorySnapshot::default())?;
+    let mut one = open_sink(&t, 1, &MemorySnapshot::default())?;
+    let start = zero.barrier(1)?;
+    zero.batch(ids(0..2))?;
+    one.batch(ids(2..4))?;
+    one.barrier(2)?;
+    one.batch(ids(4..6))?;
+    dir.file(".part-10-0.json.inprogress", "{\"id\": 99}\n");
+    dir.file(".part-0-0.csv.inprogress", "99,,,\n");
+    dir.file("notes.txt", "keep me");
+    drop(zero);
+    open_sink(&t, 0, &start)?;
+    assert_eq!(
+        dir.names(),
+        vec![
+            ".part-0-0.csv.inprogress",
+            ".part-1-0.json.staged",
+            ".part-1-1.json.inprogress",
+            ".part-10-0.json.inprogress",
+            "notes.txt"
+        ]
+    );
+    drop(one);
+    Ok(())
 }

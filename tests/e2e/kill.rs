@@ -1,0 +1,182 @@
+//! Kill test: a SQL job (datagen -> TUMBLE aggregate -> filesystem sink
+//! with checkpoints) is killed with SIGKILL at random moments and started
+//! again, 20 times; the files it finally published must hold exactly the
+//! rows of a run that was never killed: none lost, none twice.
+//!
+//! The job runs in a child process (this test binary again, running only
+//! `kill_test_child`), as `runnel run --checkpoint-dir DIR` would. The
+//! generator is paced to take about a minute; the expected rows come from
+//! the same script without pacing or checkpoints, in this process.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use runnel_flight::cli::{run_file, RunOptions};
+
+const ROWS: u64 = 60_000;
+const KILLS: usize = 20;
+
+fn script(out: &Path, paced: bool) -> String {
+    let pacing = if paced {
+        "'rows-per-second' = '1000',"
+    } else {
+        ""
+    };
+    format!(
+        "SET 'parallelism' = '2';
+SET 'execution.checkpointing.interval' = '250 ms';
+CREATE TABLE readings (
+  event_time TIMESTAMP(3), device_id STRING, temperature DOUBLE,
+  WATERMARK FOR event_time AS event_time - INTERVAL '1' SECOND
+) WITH ('connector' = 'datagen', 'number-of-rows' = '{ROWS}', {pacing}
+        'iot.devices' = '50', 'iot.interval-ms' = '1000', 'seed' = '3');
+CREATE TABLE out (device_id STRING, window_start TIMESTAMP(3), readings BIGINT, lo DOUBLE, hi DOUBLE)
+WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
+INSERT INTO out
+SELECT device_id, window_start, COUNT(*), MIN(temperature), MAX(temperature)
+FROM TABLE(TUMBLE(TABLE readings, DESCRIPTOR(event_time), INTERVAL '1' MINUTE))
+GROUP BY device_id, window_start, window_end;
+",
+        out.display()
+    )
+}
+
+/// Published rows (hidden staging and in-progress files are not), sorted.
+fn published_rows(dir: &Path) -> Vec<String> {
+    let mut rows = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return rows;
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let text = std::fs::read_to_string(e.path()).expect("readable output file");
+        rows.extend(text.lines().filter(|l| !l.is_empty()).map(str::to_string));
+    }
+    rows.sort();
+    rows
+}
+
+fn temp(name: &str) -> PathBuf {
+    let p = std::env::temp_dir().join(format!("runnel-kill-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&p);
+    p
+}
+
+/// Not a test: the body of the child process that `killed_and_restarted_job_publishes_every_row_once`
+/// starts and kills. It does nothing unless that test set the environment.
+#[test]
+#[ignore = "child process of the kill test, started by it with the environment it needs"]
+fn kill_test_child() {
+    let (Ok(script), Ok(dir)) = (
+        std::env::var("RUNNEL_KILL_SCRIPT"),
+        std::env::var("RUNNEL_KILL_CHECKPOINTS"),
+    ) else {
+        return;
+    };
+    let options = RunOptions {
+        parallelism: None,
+        checkpoint_dir: Some(dir),
+    };
+    if let Err(e) = run_file(&script, &options, false) {
+        panic!("the job failed: {e}");
+    }
+}
+
+#[test]
+fn killed_and_restarted_job_publishes_every_row_once() {
+    // The rows of a run that is never killed.
+    let expected_dir = temp("expected");
+    let expected_script = temp("expected.sql");
+    std::fs::write(&expected_script, script(&expected_dir, false)).expect("write script");
+    run_file(
+        &expected_script.display().to_string(),
+        &RunOptions::default(),
+        false,
+    )
+    .expect("reference run");
+    let expected = published_rows(&expected_dir);
+    // 50 devices x 20 one-minute windows.
+    assert_eq!(
+        expected.len(),
+        50 * (ROWS as usize / 50 / 60),
+        "reference rows"
+    );
+
+    let out = temp("out");
+    let checkpoints = temp("checkpoints");
+    let script_path = temp("job.sql");
+    std::fs::write(&script_path, script(&out, true)).expect("write script");
+    let exe = std::env::current_exe().expect("test binary path");
+    let start = |stdout: Stdio| {
+        Command::new(&exe)
+            .args([
+                "kill::kill_test_child",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("RUNNEL_KILL_SCRIPT", &script_path)
+            .env("RUNNEL_KILL_CHECKPOINTS", &checkpoints)
+            .stdout(stdout)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the child process")
+    };
+    // A small deterministic generator for the kill times (logged on failure).
+    let mut seed: u64 = 0x9e37_79b9 ^ u64::from(std::process::id());
+    let mut next = move || {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        seed >> 33
+    };
+    let mut kills = Vec::new();
+    let started = Instant::now();
+    for _ in 0..KILLS {
+        let mut child = start(Stdio::null());
+        let wait_ms = 400 + next() % 2_000;
+        std::thread::sleep(Duration::from_millis(wait_ms));
+        if child.try_wait().expect("child status").is_some() {
+            break; // it finished before we could kill it
+        }
+        child.kill().expect("SIGKILL the child");
+        let _ = child.wait();
+        kills.push(wait_ms);
+    }
+    let status = start(Stdio::null()).wait().expect("final run");
+    assert!(
+        status.success(),
+        "the final run failed (kills after {kills:?} ms)"
+    );
+    let got = published_rows(&out);
+    assert!(
+        kills.len() >= KILLS,
+        "only {} kills happened before the job finished",
+        kills.len()
+    );
+    assert_eq!(
+        got.len(),
+        expected.len(),
+        "row count after {} kills at {kills:?} ms",
+        kills.len()
+    );
+    assert!(
+        got == expected,
+        "rows differ after {} kills at {kills:?} ms",
+        kills.len()
+    );
+    eprintln!(
+        "kill test: {} kills in {:.1?}",
+        kills.len(),
+        started.elapsed()
+    );
+    for p in [expected_dir, out, checkpoints] {
+        let _ = std::fs::remove_dir_all(p);
+    }
+    let _ = std::fs::remove_file(expected_script);
+    let _ = std::fs::remove_file(script_path);
+}
