@@ -812,7 +812,8 @@ impl ChainRuntime {
         self.router.send_control(Message::Watermark(wm))
     }
 
-    fn barrier(&mut self, barrier: Barrier, extra: Vec<(String, Vec<u8>)>) -> Result<()> {
+    /// Calls `on_barrier` on every operator of the chain, in order.
+    fn snapshot_operators(&mut self, barrier: &Barrier) -> Result<()> {
         for Slot {
             op,
             state,
@@ -826,9 +827,14 @@ impl ChainRuntime {
                 state,
                 metrics,
             };
-            op.on_barrier(&barrier, &mut ctx)
+            op.on_barrier(barrier, &mut ctx)
                 .map_err(|e| wrap(e, task))?;
         }
+        Ok(())
+    }
+
+    fn barrier(&mut self, barrier: Barrier, extra: Vec<(String, Vec<u8>)>) -> Result<()> {
+        self.snapshot_operators(&barrier)?;
         self.router.send_control(Message::Barrier(barrier))?;
         self.acknowledge(AckKind::Barrier(barrier.checkpoint_id), extra);
         Ok(())
@@ -866,27 +872,11 @@ impl ChainRuntime {
         }
         // Operators write what they hold in memory at barriers only: give
         // them one more, so the final checkpoint has their final state.
-        let barrier = Barrier {
+        self.snapshot_operators(&Barrier {
             checkpoint_id: FINAL_CHECKPOINT,
             timestamp: chrono::Utc::now().timestamp_millis(),
             then_stop: true,
-        };
-        for Slot {
-            op,
-            state,
-            metrics,
-            task,
-            ..
-        } in &mut self.slots
-        {
-            let mut ctx = OperatorContext {
-                task,
-                state,
-                metrics,
-            };
-            op.on_barrier(&barrier, &mut ctx)
-                .map_err(|e| wrap(e, task))?;
-        }
+        })?;
         self.acknowledge(AckKind::End { finished }, extra);
         // A checkpoint that completed while this subtask was ending is
         // committed as usual; the final one ends the subtask.

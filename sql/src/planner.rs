@@ -1628,6 +1628,28 @@ impl Lowerer<'_> {
         SqlError::plan(engine_message(&e), self.position)
     }
 
+    /// Adds an operator keyed by `keys` behind a hash exchange on them (at
+    /// parallelism 1 without keys: a global aggregate).
+    fn lower_keyed(
+        &mut self,
+        input: &Plan,
+        name: &str,
+        keys: &[usize],
+        factory: OperatorFactory,
+    ) -> Result<(NodeId, usize)> {
+        let (n, p) = self.lower(input)?;
+        let par = if keys.is_empty() {
+            1
+        } else {
+            self.options.parallelism.max(1)
+        };
+        let op = self
+            .graph
+            .add_operator(unique(&mut self.names, name), par, factory);
+        connect(self.graph, n, p, op, par, Some(keys.to_vec()))?;
+        Ok((op, par))
+    }
+
     /// Adds the nodes of `plan`; returns the last node and its parallelism.
     fn lower(&mut self, plan: &Plan) -> Result<(NodeId, usize)> {
         let par = self.options.parallelism.max(1);
@@ -1725,8 +1747,6 @@ impl Lowerer<'_> {
                 self.position,
             )),
             Node::WindowAggregate { input, spec } => {
-                let (n, p) = self.lower(input)?;
-                let apar = if spec.key_columns.is_empty() { 1 } else { par };
                 let factory = spec
                     .clone()
                     .factory(input.schema())
@@ -1737,43 +1757,31 @@ impl Lowerer<'_> {
                     WindowSpec::Cumulate { .. } => "cumulate",
                     WindowSpec::Session { .. } => "session",
                 };
-                let op = self.graph.add_operator(
-                    unique(&mut self.names, &format!("{kind} window aggregate")),
-                    apar,
+                self.lower_keyed(
+                    input,
+                    &format!("{kind} window aggregate"),
+                    &spec.key_columns,
                     factory,
-                );
-                connect(self.graph, n, p, op, apar, Some(spec.key_columns.clone()))?;
-                Ok((op, apar))
+                )
             }
             Node::SessionAggregate { input, spec } => {
-                let (n, p) = self.lower(input)?;
-                let apar = if spec.key_columns.is_empty() { 1 } else { par };
                 let factory = spec
                     .clone()
                     .factory(input.schema())
                     .map_err(|e| self.err(e))?;
-                let op = self.graph.add_operator(
-                    unique(&mut self.names, "session window aggregate"),
-                    apar,
+                self.lower_keyed(
+                    input,
+                    "session window aggregate",
+                    &spec.key_columns,
                     factory,
-                );
-                connect(self.graph, n, p, op, apar, Some(spec.key_columns.clone()))?;
-                Ok((op, apar))
+                )
             }
             Node::GroupAggregate { input, spec } => {
-                let (n, p) = self.lower(input)?;
-                let apar = if spec.key_columns.is_empty() { 1 } else { par };
                 let factory = spec
                     .clone()
                     .factory(input.schema())
                     .map_err(|e| self.err(e))?;
-                let op = self.graph.add_operator(
-                    unique(&mut self.names, "group aggregate"),
-                    apar,
-                    factory,
-                );
-                connect(self.graph, n, p, op, apar, Some(spec.key_columns.clone()))?;
-                Ok((op, apar))
+                self.lower_keyed(input, "group aggregate", &spec.key_columns, factory)
             }
             Node::Union { inputs } => {
                 let lowered = inputs

@@ -6,7 +6,9 @@ use arrow::array::{Array, Float64Array, Int64Array, RecordBatch, TimestampMillis
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use runnel_engine::aggregate::AggregateFunction as F;
 use runnel_engine::expr::{BinaryOp, Expr, ScalarValue};
-use runnel_engine::ops::AggregateCall;
+use runnel_engine::operator::OperatorFactory;
+use runnel_engine::ops::{AggregateCall, SessionAggregateSpec, WindowAggregateSpec};
+use runnel_engine::window::WindowSpec;
 
 /// `(ts, key, value)` rows; `value` may be NULL.
 pub type Row = (i64, i64, Option<i64>);
@@ -63,6 +65,28 @@ pub fn all_aggregates() -> Vec<AggregateCall> {
         AggregateCall::new(F::VarPop, vec![v()], "var_pop_v"),
         AggregateCall::new(F::Sum, vec![v()], "sum_pos").with_filter(positive),
     ]
+}
+
+/// The window operator for `spec` computing [`all_aggregates`] grouped by
+/// the key column, over [`schema`].
+pub fn window_factory(spec: WindowSpec) -> OperatorFactory {
+    match spec {
+        WindowSpec::Session { gap } => SessionAggregateSpec {
+            gap,
+            time_column: 0,
+            key_columns: vec![1],
+            aggregates: all_aggregates(),
+        }
+        .factory(schema()),
+        window => WindowAggregateSpec {
+            window,
+            time_column: 0,
+            key_columns: vec![1],
+            aggregates: all_aggregates(),
+        }
+        .factory(schema()),
+    }
+    .expect("valid aggregate")
 }
 
 /// One output row of a window aggregate with [`all_aggregates`]; floats are

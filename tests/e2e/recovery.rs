@@ -17,14 +17,13 @@ use arrow::array::RecordBatch;
 use proptest::prelude::*;
 use runnel_engine::graph::{CheckpointConfig, Exchange, JobGraph};
 use runnel_engine::operator::OperatorFactory;
-use runnel_engine::ops::{SessionAggregateSpec, WindowAggregateSpec};
 use runnel_engine::runtime::Job;
 use runnel_engine::sink::{CommittedHandle, MemorySinkHandle};
 use runnel_engine::source::{ScriptStep, ScriptedSource};
 use runnel_engine::window::WindowSpec;
 use runnel_state::CheckpointStore;
 
-use crate::common::{all_aggregates, batch, read_results, schema};
+use crate::common::{batch, read_results, window_factory};
 use crate::window_oracle::{input, window_spec, Step};
 
 fn graph(
@@ -47,23 +46,7 @@ fn graph(
         .collect();
     let mut g = JobGraph::new();
     let src = g.add_source("script", 1, ScriptedSource::factory(vec![script]), None);
-    let factory = match spec {
-        WindowSpec::Session { gap } => SessionAggregateSpec {
-            gap,
-            time_column: 0,
-            key_columns: vec![1],
-            aggregates: all_aggregates(),
-        }
-        .factory(schema()),
-        window => WindowAggregateSpec {
-            window,
-            time_column: 0,
-            key_columns: vec![1],
-            aggregates: all_aggregates(),
-        }
-        .factory(schema()),
-    }
-    .expect("valid aggregate");
+    let factory = window_factory(spec);
     let agg = g.add_operator("window", 2, factory);
     let out = g.add_operator("sink", 2, sink);
     g.connect(src, agg, Exchange::Hash(vec![1])).expect("edge");

@@ -13,13 +13,12 @@ use std::sync::atomic::Ordering;
 
 use proptest::prelude::*;
 use runnel_engine::graph::{Exchange, JobGraph};
-use runnel_engine::ops::{SessionAggregateSpec, WindowAggregateSpec};
 use runnel_engine::runtime::Job;
 use runnel_engine::sink::MemorySinkHandle;
 use runnel_engine::source::{ScriptStep, ScriptedSource};
 use runnel_engine::window::WindowSpec;
 
-use crate::common::{all_aggregates, batch, read_results, schema, Row, WindowResult};
+use crate::common::{batch, read_results, window_factory, Row, WindowResult};
 
 /// One step of the input script: rows, then a watermark.
 #[derive(Debug, Clone)]
@@ -138,23 +137,7 @@ fn run_job(spec: WindowSpec, steps: &[Step], parallelism: usize) -> (Vec<WindowR
     let out = MemorySinkHandle::new();
     let mut g = JobGraph::new();
     let src = g.add_source("script", 1, ScriptedSource::factory(vec![script]), None);
-    let factory = match spec {
-        WindowSpec::Session { gap } => SessionAggregateSpec {
-            gap,
-            time_column: 0,
-            key_columns: vec![1],
-            aggregates: all_aggregates(),
-        }
-        .factory(schema()),
-        window => WindowAggregateSpec {
-            window,
-            time_column: 0,
-            key_columns: vec![1],
-            aggregates: all_aggregates(),
-        }
-        .factory(schema()),
-    }
-    .expect("valid aggregate");
+    let factory = window_factory(spec);
     let agg = g.add_operator("window", parallelism, factory);
     let sink = g.add_operator("sink", 1, out.factory());
     g.connect(src, agg, Exchange::Hash(vec![1])).expect("edge");
