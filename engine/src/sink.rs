@@ -125,7 +125,10 @@ impl Operator for PrintSink {
 }
 
 /// Batches published by [`TransactionalMemorySink`]s, tagged with the
-/// subtask and the checkpoint that published them.
+/// subtask and the checkpoint whose barrier staged them
+/// ([`crate::runtime::FINAL_CHECKPOINT`] for the end of input). A staged
+/// entry published twice (once before a crash, once again on restore)
+/// appears twice; the pair identifies it.
 #[derive(Debug, Clone, Default)]
 pub struct CommittedHandle(Arc<Mutex<Vec<(usize, u64, RecordBatch)>>>);
 
@@ -135,7 +138,7 @@ impl CommittedHandle {
         Self::default()
     }
 
-    /// Every published batch with its (subtask, checkpoint id).
+    /// Every published batch with its (subtask, staging checkpoint id).
     pub fn entries(&self) -> Vec<(usize, u64, RecordBatch)> {
         self.0.lock().map(|g| g.clone()).unwrap_or_default()
     }
@@ -189,10 +192,10 @@ impl TransactionalMemorySink {
         Ok(())
     }
 
-    /// Publishes the entries staged at barriers up to `up_to`, tagged with
-    /// `tag`. Entries staged later (after a newer barrier, or by `on_end`)
-    /// wait for their own checkpoint.
-    fn publish(&mut self, up_to: u64, tag: u64, ctx: &mut OperatorContext<'_>) -> Result<()> {
+    /// Publishes the entries staged at barriers up to `up_to`. Entries
+    /// staged later (after a newer barrier, or by `on_end`) wait for their
+    /// own checkpoint.
+    fn publish(&mut self, up_to: u64, ctx: &mut OperatorContext<'_>) -> Result<()> {
         let table = self.table()?;
         let staged: Vec<(Vec<u8>, Vec<u8>)> = ctx
             .state
@@ -215,7 +218,7 @@ impl TransactionalMemorySink {
                 .lock()
                 .map_err(|_| EngineError::Internal("sink lock poisoned".into()))?;
             for b in reader {
-                g.push((ctx.task.subtask, tag, b?));
+                g.push((ctx.task.subtask, staged_at, b?));
             }
             ctx.state.delete(table, &key)?;
         }
@@ -228,7 +231,7 @@ impl Operator for TransactionalMemorySink {
         let name = format!("{}/staged", ctx.task.operator_name);
         self.table = Some(ctx.state.register_table(&name)?);
         // Entries restored from a complete checkpoint belong to it.
-        self.publish(u64::MAX, 0, ctx)
+        self.publish(u64::MAX, ctx)
     }
 
     fn process_batch(
@@ -257,13 +260,13 @@ impl Operator for TransactionalMemorySink {
         checkpoint_id: u64,
         ctx: &mut OperatorContext<'_>,
     ) -> Result<()> {
-        self.publish(checkpoint_id, checkpoint_id, ctx)
+        self.publish(checkpoint_id, ctx)
     }
 
     fn on_end(&mut self, ctx: &mut OperatorContext<'_>, _out: &mut dyn Collector) -> Result<()> {
         self.stage(crate::runtime::FINAL_CHECKPOINT, ctx)?;
         if !ctx.task.checkpointing {
-            self.publish(u64::MAX, u64::MAX, ctx)?;
+            self.publish(u64::MAX, ctx)?;
         }
         Ok(())
     }
