@@ -108,6 +108,8 @@ impl Coordinator {
         let mut ended = 0usize;
         let mut all_finished = true;
         let mut end_entries: Vec<(String, Vec<u8>)> = Vec::new();
+        // The final checkpoint's duration runs from the first subtask's end.
+        let mut end_started: Option<Instant> = None;
         let interval = self.durable.as_ref().map(|d| d.interval);
         let mut next_periodic = interval.map(|i| Instant::now() + i);
         let mut completed = 0u64;
@@ -122,7 +124,12 @@ impl Coordinator {
                 return;
             }
             if total > 0 && ended == total {
-                self.finish(end_entries, all_finished, &mut completed);
+                self.finish(
+                    end_entries,
+                    all_finished,
+                    end_started.unwrap_or_else(Instant::now),
+                    &mut completed,
+                );
                 return;
             }
             if let Some(p) = pending.take_if(|p| Instant::now() >= p.deadline) {
@@ -184,12 +191,13 @@ impl Coordinator {
                     p.entries.extend(ack.entries);
                     if let Some(p) = pending.take_if(|p| p.acks == total) {
                         let result =
-                            self.complete(p.id, p.started, p.entries, false, &mut completed);
+                            self.complete(p.id, p.started, p.entries, false, false, &mut completed);
                         reply(p.reply, result);
                     }
                 }
                 AckKind::End { finished } => {
                     ended += 1;
+                    end_started.get_or_insert_with(Instant::now);
                     if ack.is_source {
                         all_finished &= finished;
                     }
@@ -244,11 +252,14 @@ impl Coordinator {
     }
 
     /// Writes checkpoint `id` (when durable) and tells every subtask.
+    /// `ended_input` marks the checkpoint taken at the end of input;
+    /// `finished` additionally says every source was exhausted.
     fn complete(
         &mut self,
         id: u64,
         started: Instant,
         entries: Vec<(String, Vec<u8>)>,
+        ended_input: bool,
         finished: bool,
         completed: &mut u64,
     ) -> Result<u64> {
@@ -271,42 +282,30 @@ impl Coordinator {
                 completed: *completed,
             });
         }
+        // Subtasks know the end-of-input checkpoint by its reserved id.
+        let announced = if ended_input { FINAL_CHECKPOINT } else { id };
         for (_, tx) in &self.controls {
             // A subtask that already exited has nothing left to commit.
-            let _ = tx.send(Control::CheckpointComplete(id));
+            let _ = tx.send(Control::CheckpointComplete(announced));
         }
         Ok(id)
     }
 
     /// The final checkpoint, once every subtask has ended. Subtasks learn
     /// of its completion as [`FINAL_CHECKPOINT`], which tells them to exit.
-    fn finish(mut self, entries: Vec<(String, Vec<u8>)>, finished: bool, completed: &mut u64) {
+    fn finish(
+        mut self,
+        entries: Vec<(String, Vec<u8>)>,
+        finished: bool,
+        started: Instant,
+        completed: &mut u64,
+    ) {
         if self.durable.is_none() {
             return;
         }
         let id = self.next_id;
         self.next_id += 1;
-        let bytes: u64 = entries.iter().map(|e| e.1.len() as u64).sum();
-        if let Some(d) = &self.durable {
-            if let Err(e) = d.store.write(id, &d.fingerprint, finished, &entries) {
-                (self.fail)(EngineError::Execution(format!(
-                    "writing the final checkpoint {id} failed: {e}"
-                )));
-                return;
-            }
-        }
-        *completed += 1;
-        if let Ok(mut s) = self.stats.lock() {
-            *s = Some(CheckpointStats {
-                id,
-                duration: Duration::ZERO,
-                bytes,
-                completed: *completed,
-            });
-        }
-        for (_, tx) in &self.controls {
-            let _ = tx.send(Control::CheckpointComplete(FINAL_CHECKPOINT));
-        }
+        let _ = self.complete(id, started, entries, true, finished, completed);
     }
 }
 
