@@ -720,7 +720,12 @@ struct ChainRuntime {
 }
 
 impl ChainRuntime {
-    fn open(&mut self) -> Result<()> {
+    /// Calls `f` on every operator of the chain, in order, with its context;
+    /// an error is wrapped with the operator's name.
+    fn each_operator(
+        &mut self,
+        mut f: impl FnMut(&mut dyn Operator, &mut OperatorContext<'_>) -> Result<()>,
+    ) -> Result<()> {
         for Slot {
             op,
             state,
@@ -734,9 +739,13 @@ impl ChainRuntime {
                 state,
                 metrics,
             };
-            op.open(&mut ctx).map_err(|e| wrap(e, task))?;
+            f(op.as_mut(), &mut ctx).map_err(|e| wrap(e, task))?;
         }
         Ok(())
+    }
+
+    fn open(&mut self) -> Result<()> {
+        self.each_operator(|op, ctx| op.open(ctx))
     }
 
     /// Feeds a batch to the first operator (input `input`), or to the
@@ -814,23 +823,7 @@ impl ChainRuntime {
 
     /// Calls `on_barrier` on every operator of the chain, in order.
     fn snapshot_operators(&mut self, barrier: &Barrier) -> Result<()> {
-        for Slot {
-            op,
-            state,
-            metrics,
-            task,
-            ..
-        } in &mut self.slots
-        {
-            let mut ctx = OperatorContext {
-                task,
-                state,
-                metrics,
-            };
-            op.on_barrier(barrier, &mut ctx)
-                .map_err(|e| wrap(e, task))?;
-        }
-        Ok(())
+        self.each_operator(|op, ctx| op.on_barrier(barrier, ctx))
     }
 
     fn barrier(&mut self, barrier: Barrier, extra: Vec<(String, Vec<u8>)>) -> Result<()> {
@@ -890,23 +883,7 @@ impl ChainRuntime {
     }
 
     fn checkpoint_complete(&mut self, id: u64) -> Result<()> {
-        for Slot {
-            op,
-            state,
-            metrics,
-            task,
-            ..
-        } in &mut self.slots
-        {
-            let mut ctx = OperatorContext {
-                task,
-                state,
-                metrics,
-            };
-            op.on_checkpoint_complete(id, &mut ctx)
-                .map_err(|e| wrap(e, task))?;
-        }
-        Ok(())
+        self.each_operator(|op, ctx| op.on_checkpoint_complete(id, ctx))
     }
 
     fn end(&mut self) -> Result<()> {
