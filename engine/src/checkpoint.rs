@@ -51,6 +51,8 @@ pub(crate) struct Ack {
     pub kind: AckKind,
     pub is_source: bool,
     pub entries: Vec<(String, Vec<u8>)>,
+    /// How long the subtask waited for the barrier on all its inputs.
+    pub alignment: Duration,
 }
 
 /// Figures of the last completed checkpoint.
@@ -62,6 +64,8 @@ pub struct CheckpointStats {
     pub duration: Duration,
     /// Bytes written.
     pub bytes: u64,
+    /// The longest barrier alignment of any subtask.
+    pub alignment: Duration,
     /// Checkpoints completed by this run.
     pub completed: u64,
 }
@@ -82,6 +86,7 @@ struct Pending {
     deadline: Instant,
     acks: usize,
     entries: Vec<(String, Vec<u8>)>,
+    alignment: Duration,
     reply: Option<Sender<Result<u64>>>,
 }
 
@@ -189,9 +194,17 @@ impl Coordinator {
                     };
                     p.acks += 1;
                     p.entries.extend(ack.entries);
+                    p.alignment = p.alignment.max(ack.alignment);
                     if let Some(p) = pending.take_if(|p| p.acks == total) {
-                        let result =
-                            self.complete(p.id, p.started, p.entries, false, false, &mut completed);
+                        let result = self.complete(
+                            p.id,
+                            p.started,
+                            p.entries,
+                            p.alignment,
+                            false,
+                            false,
+                            &mut completed,
+                        );
                         reply(p.reply, result);
                     }
                 }
@@ -246,6 +259,7 @@ impl Coordinator {
             started: now,
             deadline: now + timeout,
             acks: 0,
+            alignment: Duration::ZERO,
             entries: Vec::new(),
             reply: reply_to,
         })
@@ -259,6 +273,7 @@ impl Coordinator {
         id: u64,
         started: Instant,
         entries: Vec<(String, Vec<u8>)>,
+        alignment: Duration,
         ended_input: bool,
         finished: bool,
         completed: &mut u64,
@@ -279,6 +294,7 @@ impl Coordinator {
                 id,
                 duration: started.elapsed(),
                 bytes,
+                alignment,
                 completed: *completed,
             });
         }
@@ -305,7 +321,15 @@ impl Coordinator {
         }
         let id = self.next_id;
         self.next_id += 1;
-        let _ = self.complete(id, started, entries, true, finished, completed);
+        let _ = self.complete(
+            id,
+            started,
+            entries,
+            Duration::ZERO,
+            true,
+            finished,
+            completed,
+        );
     }
 }
 

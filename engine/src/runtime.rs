@@ -127,10 +127,11 @@ impl std::fmt::Display for Progress {
         if let Some(c) = self.checkpoint {
             write!(
                 f,
-                " | checkpoint {} ({} ms, {} KiB)",
+                " | checkpoint {} ({} ms, {} KiB, aligned in {} ms)",
                 c.id,
                 c.duration.as_millis(),
-                c.bytes.div_ceil(1024)
+                c.bytes.div_ceil(1024),
+                c.alignment.as_millis()
             )?;
         }
         Ok(())
@@ -826,16 +827,23 @@ impl ChainRuntime {
         self.each_operator(|op, ctx| op.on_barrier(barrier, ctx))
     }
 
-    fn barrier(&mut self, barrier: Barrier, extra: Vec<(String, Vec<u8>)>) -> Result<()> {
+    /// Snapshots the chain at `barrier` and passes the barrier on;
+    /// `alignment` is how long the subtask waited for it on all inputs.
+    fn barrier(
+        &mut self,
+        barrier: Barrier,
+        extra: Vec<(String, Vec<u8>)>,
+        alignment: Duration,
+    ) -> Result<()> {
         self.snapshot_operators(&barrier)?;
         self.router.send_control(Message::Barrier(barrier))?;
-        self.acknowledge(AckKind::Barrier(barrier.checkpoint_id), extra);
+        self.acknowledge(AckKind::Barrier(barrier.checkpoint_id), extra, alignment);
         Ok(())
     }
 
     /// Reports the snapshot of every operator's state (and `extra`, the
     /// source position) to the coordinator.
-    fn acknowledge(&mut self, kind: AckKind, extra: Vec<(String, Vec<u8>)>) {
+    fn acknowledge(&mut self, kind: AckKind, extra: Vec<(String, Vec<u8>)>, alignment: Duration) {
         let mut entries: Vec<(String, Vec<u8>)> = self
             .slots
             .iter()
@@ -847,6 +855,7 @@ impl ChainRuntime {
             kind,
             is_source: self.is_source,
             entries,
+            alignment,
         });
     }
 
@@ -870,7 +879,7 @@ impl ChainRuntime {
             timestamp: chrono::Utc::now().timestamp_millis(),
             then_stop: true,
         })?;
-        self.acknowledge(AckKind::End { finished }, extra);
+        self.acknowledge(AckKind::End { finished }, extra, Duration::ZERO);
         // A checkpoint that completed while this subtask was ending is
         // committed as usual; the final one ends the subtask.
         while let Some(id) = wait_complete(ctrl, &|| shared.cancelled())? {
@@ -921,7 +930,7 @@ impl ChainRuntime {
         match c {
             Control::InjectBarrier(b) => {
                 let extra = position()?;
-                self.barrier(b, extra)
+                self.barrier(b, extra, Duration::ZERO)
             }
             Control::CheckpointComplete(id) => self.checkpoint_complete(id),
         }
@@ -1128,7 +1137,8 @@ fn run_operator(
     let mut merger = WatermarkMerger::new(n);
     let mut ended = vec![false; n];
     let mut blocked = vec![false; n];
-    let mut pending: Option<Barrier> = None;
+    // The barrier being aligned and when its first copy arrived.
+    let mut pending: Option<(Barrier, Instant)> = None;
     let mut live: Vec<usize> = Vec::with_capacity(n);
     loop {
         if shared.cancelled() {
@@ -1170,7 +1180,7 @@ fn run_operator(
             }
             Message::Barrier(b) => {
                 blocked[k] = true;
-                pending = Some(b);
+                pending.get_or_insert((b, Instant::now()));
             }
             Message::End => {
                 ended[k] = true;
@@ -1179,9 +1189,9 @@ fn run_operator(
                 }
             }
         }
-        if let Some(b) = pending {
+        if let Some((b, since)) = pending {
             if (0..n).all(|k| blocked[k] || ended[k]) {
-                chain.barrier(b, Vec::new())?;
+                chain.barrier(b, Vec::new(), since.elapsed())?;
                 pending = None;
                 blocked.iter_mut().for_each(|x| *x = false);
             }
@@ -1537,6 +1547,11 @@ mod tests {
             "each union subtask snapshots once"
         );
         assert_eq!(job.checkpoint(Duration::from_secs(30))?, 2);
+        let stats = job
+            .last_checkpoint()
+            .ok_or_else(|| EngineError::Internal("no stats".into()))?;
+        assert_eq!((stats.id, stats.completed), (2, 2));
+        assert!(job.progress().to_string().contains("checkpoint 2 ("));
         assert_eq!(barriers.load(Ordering::SeqCst), 4);
         job.stop();
         job.wait()
