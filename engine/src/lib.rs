@@ -4,7 +4,9 @@
 //! The entry points are [`graph::JobGraph`] (build a DAG of sources,
 //! operators and sinks with exchanges between them) and
 //! [`runtime::Job::start`] (expand it into subtasks on OS threads and run
-//! it). Operators implement [`operator::Operator`]. Built in are expression
+//! it; with a checkpoint directory it takes checkpoints through the
+//! coordinator in [`checkpoint`] and resumes from them). Operators implement
+//! [`operator::Operator`]. Built in are expression
 //! evaluation on Arrow arrays ([`expr`]), aggregate functions
 //! ([`aggregate`]), window assignment ([`window`]), the keyed window and
 //! non-windowed aggregate operators ([`ops`]) and event-time watermarks
@@ -12,8 +14,8 @@
 //!
 //! The engine does not parse SQL (that is `runnel-sql`), does not talk to
 //! external systems (that is `runnel-connectors`; the engine only has
-//! in-memory sources and sinks for tests and demos), and does not persist
-//! checkpoints (that is `runnel-state`).
+//! in-memory sources and sinks for tests and demos), and does not decide how
+//! checkpoints are stored on disk (that is `runnel-state`).
 
 pub mod aggregate;
 pub mod checkpoint;

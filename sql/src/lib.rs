@@ -1,9 +1,12 @@
-//! Runnel's SQL front end (being built).
+//! Runnel's SQL front end.
 //!
-//! Entry points will be the parser (Flink SQL dialect on top of
-//! `sqlparser`), the catalog, and the planner that lowers queries to the
-//! engine's [`runnel_engine::graph::JobGraph`]. Errors ([`error::SqlError`])
-//! carry the line and column of the SQL text.
+//! The entry point is [`session::Session`]: it executes statements parsed by
+//! [`parser::parse_sql`] (Flink's dialect on top of `sqlparser`) against a
+//! [`catalog::Catalog`], and plans queries with [`planner::Planner`] into the
+//! engine's [`runnel_engine::graph::JobGraph`], which it hands back to the
+//! caller to run. Errors ([`error::SqlError`]) carry the line and column of
+//! the SQL text. This crate does not run jobs and knows no connector: it
+//! finds connectors by name in the engine's registry.
 
 pub mod bind_expr;
 pub mod catalog;

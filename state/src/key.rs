@@ -1,10 +1,11 @@
 //! The state key layout and key groups.
 //!
-//! Every state key starts with its key group as two big-endian bytes, then
-//! the operator's key bytes (arrow-row encoded by the engine, so byte order
-//! matches value order), then an optional namespace (for example a window end
-//! as eight big-endian bytes with the sign bit flipped, so that keys of one
-//! operator key sort by time). Key groups are the unit in which state moves
+//! Every state key starts with its key group as two big-endian bytes, then a
+//! fixed-width namespace (for example a window end as eight big-endian bytes
+//! with the sign bit flipped, so that byte order is time order), then the
+//! operator's key bytes (arrow-row encoded by the engine). The namespace
+//! comes before the variable-length key so it can be read without parsing
+//! the key. Key groups are the unit in which state moves
 //! when a job's parallelism changes, as in Flink: a job has a fixed maximum
 //! parallelism (the number of key groups) and each subtask owns a contiguous
 //! range of them.
@@ -50,12 +51,12 @@ pub fn key_group_range(
     start..end
 }
 
-/// Builds a state key: key group, key bytes, namespace.
-pub fn encode_key(key_group: KeyGroup, key: &[u8], namespace: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(2 + key.len() + namespace.len());
+/// Builds a state key: key group, namespace, key bytes.
+pub fn encode_key(key_group: KeyGroup, namespace: &[u8], key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(2 + namespace.len() + key.len());
     out.extend_from_slice(&key_group.to_be_bytes());
-    out.extend_from_slice(key);
     out.extend_from_slice(namespace);
+    out.extend_from_slice(key);
     out
 }
 

@@ -4,14 +4,16 @@
 //! byte keys and values, with point reads and writes, prefix scans and
 //! snapshots. Operators keep hot state in their own memory and write it to a
 //! backend at every checkpoint barrier; the backend is what survives.
-//! [`MemoryStateBackend`] is the in-memory implementation; the RocksDB backend
-//! (one column family per table) implements the same trait.
+//! [`MemoryStateBackend`] is the only implementation so far; a RocksDB backend
+//! (one column family per table) is planned behind the same trait.
+//! [`CheckpointStore`] writes checkpoints to disk (`chk-<id>` directories with
+//! a manifest written last) and finds the latest complete one.
 //!
 //! Keys follow one layout, described in [`key`]: the key group first (so a
-//! range of key groups can move between subtasks), then the operator's key,
-//! then a namespace such as a window end. This crate knows nothing of Arrow or
-//! of the engine's operators, and it does not coordinate checkpoints: it
-//! stores what it is given and hands back snapshots.
+//! range of key groups can move between subtasks), then a fixed-width
+//! namespace such as a window end, then the operator's key. This crate knows
+//! nothing of Arrow or of the engine's operators, and it does not coordinate
+//! checkpoints (the engine's coordinator does): it stores what it is given.
 
 pub mod checkpoint;
 pub mod key;

@@ -262,8 +262,7 @@ pub(crate) fn put_keyed(
     value: &[u8],
 ) -> Result<()> {
     let kg = runnel_state::key_group_for_hash(crate::keys::hash_key(key), ctx.task.max_parallelism);
-    let mut k = runnel_state::encode_key(kg, ns, &[]);
-    k.extend_from_slice(key);
+    let k = runnel_state::encode_key(kg, ns, key);
     ctx.state.put(table, &k, value)?;
     Ok(())
 }
