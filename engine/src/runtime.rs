@@ -201,6 +201,7 @@ impl Job {
             stats: Arc::new(Mutex::new(None)),
             metrics: Vec::new(),
             running: Arc::new(AtomicUsize::new(0)),
+            restored: None,
         };
         let mut controls: Vec<(bool, Sender<Control>)> = Vec::new();
         // Resume from the newest complete checkpoint of the same plan.
@@ -342,6 +343,7 @@ impl Job {
                 Box::new(move |e| shared.fail(e))
             },
         };
+        handle.restored = restored;
         handle.coordinator = Some(
             std::thread::Builder::new()
                 .name("checkpoint-coordinator".into())
@@ -406,6 +408,7 @@ pub struct JobHandle {
     stats: Arc<Mutex<Option<CheckpointStats>>>,
     metrics: Vec<SubtaskMetrics>,
     running: Arc<AtomicUsize>,
+    restored: Option<CheckpointInfo>,
 }
 
 impl JobHandle {
@@ -496,6 +499,11 @@ impl JobHandle {
                 "checkpoint timed out after {timeout:?}"
             ))),
         }
+    }
+
+    /// The checkpoint this run resumed from, if any.
+    pub fn restored_from(&self) -> Option<&CheckpointInfo> {
+        self.restored.as_ref()
     }
 
     /// The last completed checkpoint of this run.

@@ -202,6 +202,16 @@ pub fn run_file(file: &str, options: &RunOptions, explain_only: bool) -> Result<
                     .map_err(|e| format!("{file}: cannot start {}: {e}", job.id))?;
                 set_status(&job.status, "RUNNING");
                 eprintln!("[job] {} started: {}", job.id, job.statement);
+                match handle.restored_from() {
+                    Some(cp) if cp.finished => eprintln!(
+                        "[job] {} had already finished (checkpoint {} in {}); nothing is read again",
+                        job.id,
+                        cp.id,
+                        cp.dir.display()
+                    ),
+                    Some(cp) => eprintln!("[job] {} resumes from checkpoint {} in {}", job.id, cp.id, cp.dir.display()),
+                    None => {}
+                }
                 running.push(Running {
                     id: job.id,
                     handle,
@@ -270,9 +280,11 @@ fn wait_all(mut running: Vec<Running>, interrupted: &AtomicBool) -> Result<(), S
             let progress = r.handle.progress();
             match r.handle.wait() {
                 Ok(()) => {
-                    set_status(&r.status, "FINISHED");
+                    // Ctrl-C stops jobs without draining their open windows.
+                    let how = if stopping { "stopped" } else { "finished" };
+                    set_status(&r.status, &how.to_uppercase());
                     eprintln!(
-                        "{}[job] {} finished: {progress}",
+                        "{}[job] {} {how}: {progress}",
                         if tty { "\r\x1b[2K" } else { "" },
                         r.id
                     );
