@@ -22,7 +22,7 @@ use sqlparser::ast::{
 use sqlparser::dialect::{Dialect, GenericDialect};
 use sqlparser::keywords::Keyword;
 use sqlparser::parser::{Parser, ParserError};
-use sqlparser::tokenizer::{Location, Span, Token, TokenWithSpan, Tokenizer, Word};
+use sqlparser::tokenizer::{Span, Token, TokenWithSpan, Tokenizer, Word};
 
 use crate::error::{Position, Result, SqlError};
 
@@ -783,11 +783,6 @@ impl fmt::Display for Statement {
             }
         }
     }
-}
-
-/// The location sqlparser gives nodes it did not see in the text.
-pub fn is_unknown(loc: Location) -> bool {
-    loc.line == 0
 }
 
 #[cfg(test)]
