@@ -225,6 +225,7 @@ const SUPPORTED_FUNCTIONS: &[&str] = &[
     "LOWER",
     "LTRIM",
     "NULLIF",
+    "MOD",
     "REGEXP_REPLACE",
     "ROUND",
     "RTRIM",
@@ -1028,6 +1029,12 @@ impl Binder<'_, '_, '_> {
                     },
                     pos,
                 )
+            }
+            "MOD" => {
+                let [a, b] = expect_args::<2>(&name, &args, pos)?;
+                let a = self.bind(a)?;
+                let b = self.bind(b)?;
+                self.binary_bound(BinaryOp::Modulo, a, b, pos)
             }
             "IF" => {
                 let [c, a, b] = expect_args::<3>(&name, &args, pos)?;
@@ -2120,6 +2127,7 @@ mod tests {
     fn bind_expr_math_functions() -> TestResult {
         let f = ScalarValue::Float64;
         assert_eq!(eval("ABS(-3)")?, vec![ScalarValue::Int32(3); 3]);
+        assert_eq!(eval("MOD(17, 5)")?, vec![ScalarValue::Int32(2); 3]);
         assert_eq!(
             eval("ROUND(temperature / 7, 2)")?,
             vec![f(30.29), f(4.57), NULL]
