@@ -27,6 +27,7 @@ use runnel_engine::connector::ConnectorRegistry;
 pub mod blackhole;
 pub mod datagen;
 pub mod filesystem;
+pub mod nexmark;
 mod options;
 mod position;
 pub mod print;
@@ -42,6 +43,7 @@ pub use print::PrintConnector;
 pub fn register_all(registry: &mut ConnectorRegistry) {
     registry.register(Arc::new(DatagenConnector));
     registry.register(Arc::new(FilesystemConnector));
+    registry.register(Arc::new(nexmark::NexmarkConnector));
     registry.register(Arc::new(PrintConnector));
     registry.register(Arc::new(BlackholeConnector));
 }
@@ -85,7 +87,7 @@ mod tests {
     fn registry_lists_all_connectors() {
         assert_eq!(
             default_registry().names(),
-            vec!["blackhole", "datagen", "filesystem", "print"]
+            vec!["blackhole", "datagen", "filesystem", "nexmark", "print"]
         );
     }
 

@@ -9,12 +9,14 @@
 //!   a run that never failed (proptest).
 //! * `kill`: a SQL job killed with SIGKILL 20 times and restarted
 //!   publishes every row exactly once.
+//! * `nexmark`: Nexmark query files run on the generator, outputs checked.
 //! * `parallel`: a multi-threaded job produces the same multiset of rows as
 //!   the single-threaded run of the same job.
 
 mod common;
 mod iot_demo;
 mod kill;
+mod nexmark;
 mod parallel;
 mod recovery;
 mod sql_harness;
