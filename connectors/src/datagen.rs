@@ -20,7 +20,6 @@
 //! [`DatagenSource::snapshot_position`] for the encoding.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use arrow::array::{
     ArrayRef, Float64Builder, RecordBatch, StringBuilder, TimestampMillisecondBuilder,
@@ -32,6 +31,7 @@ use runnel_engine::source::{Source, SourcePoll, SplitId};
 use runnel_engine::{EngineError, Result};
 
 use crate::options::{bad_option, min_u64_option, parse_timestamp_millis, rate_option};
+use crate::pacing::Pacer;
 use crate::position::{PositionReader, PositionWriter};
 
 /// Rows per emitted batch at most.
@@ -518,16 +518,10 @@ struct DatagenSource {
     devices: Vec<Device>,
     tick: u64,
     position: usize,
-    /// Rows per second of this subtask (its share of the devices).
-    rate: Option<f64>,
-    /// When the pacing clock started; `None` until the first poll (and
-    /// again after a restore, so that pacing restarts instead of bursting to
-    /// catch up on the time the job was down).
-    started: Option<Instant>,
+    /// Paces this subtask to its share of the devices' rate.
+    pacer: Pacer,
     /// Rows emitted by this subtask since the job first started.
     emitted: u64,
-    /// `emitted` when the pacing clock started.
-    paced_from: u64,
     phase: Phase,
 }
 
@@ -558,10 +552,8 @@ impl DatagenSource {
             devices,
             tick: 0,
             position: 0,
-            rate,
-            started: None,
+            pacer: Pacer::new(rate, BATCH_ROWS),
             emitted: 0,
-            paced_from: 0,
             phase: Phase::Running,
         }
     }
@@ -599,33 +591,6 @@ impl DatagenSource {
             if self.config.number_of_rows.is_none_or(|n| row < n) {
                 return Some((index, self.tick));
             }
-        }
-    }
-
-    /// How many rows pacing allows now.
-    fn budget(&mut self) -> usize {
-        let Some(rate) = self.rate else {
-            return BATCH_ROWS;
-        };
-        let started = match self.started {
-            Some(started) => started,
-            None => {
-                self.paced_from = self.emitted;
-                *self.started.insert(Instant::now())
-            }
-        };
-        let allowed = (started.elapsed().as_secs_f64() * rate) as u64;
-        let sent = self.emitted.saturating_sub(self.paced_from);
-        let due = usize::try_from(allowed.saturating_sub(sent))
-            .unwrap_or(BATCH_ROWS)
-            .min(BATCH_ROWS);
-        // Wait for about 10 ms worth of rows: a batch per row would cost
-        // more in overhead than the rows themselves.
-        let min_batch = ((rate / 100.0) as usize).clamp(1, BATCH_ROWS);
-        if due < min_batch {
-            0
-        } else {
-            due
         }
     }
 
@@ -669,6 +634,7 @@ impl DatagenSource {
             rows += 1;
         }
         self.emitted += rows as u64;
+        self.pacer.sent(rows as u64);
         let mut built: Vec<ArrayRef> = Vec::with_capacity(columns.len());
         for column in columns.iter() {
             let array: ArrayRef = match column {
@@ -709,7 +675,7 @@ impl Source for DatagenSource {
             self.phase = Phase::SplitDone;
             return Ok(SourcePoll::SplitFinished(self.split));
         }
-        let budget = self.budget();
+        let budget = self.pacer.budget();
         if budget == 0 {
             return Ok(SourcePoll::Pending);
         }
@@ -779,7 +745,7 @@ impl Source for DatagenSource {
         // Whether the split already ended is derived again from the cursor,
         // so that the restored run also reports the end of its split.
         self.phase = Phase::Running;
-        self.started = None;
+        self.pacer.restart();
         Ok(())
     }
 }
@@ -787,7 +753,7 @@ impl Source for DatagenSource {
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
 
     use arrow::array::{Array, AsArray};
     use arrow::datatypes::{Field, Float64Type, TimestampMillisecondType};

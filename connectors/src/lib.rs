@@ -29,6 +29,7 @@ pub mod datagen;
 pub mod filesystem;
 pub mod nexmark;
 mod options;
+mod pacing;
 mod position;
 pub mod print;
 #[cfg(test)]

@@ -63,7 +63,6 @@
 //! see [`NexmarkSource::snapshot_position`].
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use arrow::array::{
     ArrayRef, Int32Builder, Int64Builder, RecordBatch, RecordBatchOptions, StringBuilder,
@@ -76,6 +75,7 @@ use runnel_engine::source::{Source, SourcePoll, SplitId};
 use runnel_engine::{EngineError, Result};
 
 use crate::options::{bad_option, min_u64_option, parse_timestamp_millis, rate_option};
+use crate::pacing::Pacer;
 use crate::position::{PositionReader, PositionWriter};
 
 /// Rows per emitted batch at most.
@@ -771,14 +771,8 @@ struct NexmarkSource {
     parallelism: u64,
     /// The next event number this subtask emits.
     next: u64,
-    /// Events per second of this subtask.
-    rate: Option<f64>,
-    /// When the pacing clock started; `None` until the first poll and
-    /// again after a restore, so that pacing restarts instead of bursting
-    /// to catch up on the time the job was down.
-    started: Option<Instant>,
-    /// Events emitted since the pacing clock started.
-    paced: u64,
+    /// Paces this subtask to its share of the events per second.
+    pacer: Pacer,
     phase: Phase,
 }
 
@@ -802,38 +796,13 @@ impl NexmarkSource {
             subtask,
             parallelism,
             next: subtask,
-            rate,
-            started: None,
-            paced: 0,
+            pacer: Pacer::new(rate, BATCH_ROWS),
             phase: Phase::Running,
         }
     }
 
     fn exhausted(&self) -> bool {
         self.config.number_of_events.is_some_and(|n| self.next >= n)
-    }
-
-    /// How many events pacing allows now.
-    fn budget(&mut self) -> usize {
-        let Some(rate) = self.rate else {
-            return BATCH_ROWS;
-        };
-        let started = *self.started.get_or_insert_with(|| {
-            self.paced = 0;
-            Instant::now()
-        });
-        let allowed = (started.elapsed().as_secs_f64() * rate) as u64;
-        let due = usize::try_from(allowed.saturating_sub(self.paced))
-            .unwrap_or(BATCH_ROWS)
-            .min(BATCH_ROWS);
-        // Wait for about 10 ms worth of events: tiny batches cost more in
-        // overhead than the rows themselves.
-        let min_batch = ((rate / 100.0) as usize).clamp(1, BATCH_ROWS);
-        if due < min_batch {
-            0
-        } else {
-            due
-        }
     }
 
     fn generate(&mut self, max_rows: usize) -> Result<RecordBatch> {
@@ -849,7 +818,7 @@ impl NexmarkSource {
             self.next = self.next.saturating_add(self.parallelism);
             rows += 1;
         }
-        self.paced += rows as u64;
+        self.pacer.sent(rows as u64);
         let arrays: Vec<ArrayRef> = builders.iter_mut().map(Builder::finish).collect();
         let options = RecordBatchOptions::new().with_row_count(Some(rows));
         Ok(RecordBatch::try_new_with_options(
@@ -878,7 +847,7 @@ impl Source for NexmarkSource {
             self.phase = Phase::SplitDone;
             return Ok(SourcePoll::SplitFinished(self.split));
         }
-        let budget = self.budget();
+        let budget = self.pacer.budget();
         if budget == 0 {
             return Ok(SourcePoll::Pending);
         }
@@ -924,7 +893,7 @@ impl Source for NexmarkSource {
         // Whether the split already ended is derived again from the cursor,
         // so that the restored run also reports the end of its split.
         self.phase = Phase::Running;
-        self.started = None;
+        self.pacer.restart();
         Ok(())
     }
 }
