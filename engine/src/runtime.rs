@@ -690,33 +690,40 @@ impl Collector for ChainCollector<'_> {
             return Ok(());
         }
         self.emitter.rows_out.fetch_add(n, Ordering::Relaxed);
-        match self.rest.split_first_mut() {
-            None => self.router.send_batch(batch),
-            Some((next, rest)) => {
-                next.metrics.rows_in.fetch_add(n, Ordering::Relaxed);
-                let Slot {
-                    op,
-                    state,
-                    metrics,
-                    task,
-                    ..
-                } = next;
-                let metrics: &Arc<OperatorMetrics> = metrics;
-                let mut ctx = OperatorContext {
-                    task,
-                    state,
-                    metrics,
-                };
-                let mut out = ChainCollector {
-                    rest,
-                    router: self.router,
-                    emitter: metrics,
-                };
-                op.process_batch(0, batch, &mut ctx, &mut out)
-                    .map_err(|e| wrap(e, task))
-            }
-        }
+        feed(self.rest, self.router, 0, batch)
     }
+}
+
+/// Hands `batch` to the first of `slots` as its input `input`, with the
+/// rest of the chain as its collector, or to the router when no operator is
+/// left.
+fn feed(slots: &mut [Slot], router: &mut Router, input: usize, batch: RecordBatch) -> Result<()> {
+    let Some((next, rest)) = slots.split_first_mut() else {
+        return router.send_batch(batch);
+    };
+    next.metrics
+        .rows_in
+        .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+    let Slot {
+        op,
+        state,
+        metrics,
+        task,
+        ..
+    } = next;
+    let metrics: &Arc<OperatorMetrics> = metrics;
+    let mut ctx = OperatorContext {
+        task,
+        state,
+        metrics,
+    };
+    let mut out = ChainCollector {
+        rest,
+        router,
+        emitter: metrics,
+    };
+    op.process_batch(input, batch, &mut ctx, &mut out)
+        .map_err(|e| wrap(e, task))
 }
 
 /// The operators of one chain subtask and its outputs.
@@ -769,35 +776,7 @@ impl ChainRuntime {
             m.rows_out
                 .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
         }
-        match self.slots.split_first_mut() {
-            None => self.router.send_batch(batch),
-            Some((first, rest)) => {
-                first
-                    .metrics
-                    .rows_in
-                    .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
-                let Slot {
-                    op,
-                    state,
-                    metrics,
-                    task,
-                    ..
-                } = first;
-                let metrics: &Arc<OperatorMetrics> = metrics;
-                let mut ctx = OperatorContext {
-                    task,
-                    state,
-                    metrics,
-                };
-                let mut out = ChainCollector {
-                    rest,
-                    router: &mut self.router,
-                    emitter: metrics,
-                };
-                op.process_batch(input, batch, &mut ctx, &mut out)
-                    .map_err(|e| wrap(e, task))
-            }
-        }
+        feed(&mut self.slots, &mut self.router, input, batch)
     }
 
     fn watermark(&mut self, wm: Watermark) -> Result<()> {
