@@ -25,6 +25,13 @@ const USAGE: &str = "usage:
                                             and resume from the latest one there
   runnel run FILE.sql --restore DIR         the same: resume from the checkpoints in DIR
   runnel explain FILE.sql                   print the plan of every query in FILE.sql
+  runnel serve [--config FILE] [--listen HOST:PORT] [--data-dir DIR]
+               [--parallelism N] [--allow-anonymous]
+                                            serve Flight SQL (default 127.0.0.1:50051);
+                                            RUNNEL_CONFIG, RUNNEL_LISTEN and RUNNEL_DATA_DIR
+                                            set the same from the environment
+  runnel hash-password                      read a password from standard input and print
+                                            its hash for the configuration's [[auth.users]]
   runnel --version";
 
 /// Runs the command line `args` (without the program name).
@@ -36,6 +43,12 @@ pub fn main(args: Vec<String>) -> ExitCode {
         }
         Some("run") => cli_file(&args).and_then(|(file, o)| run_file(&file, &o, false)),
         Some("explain") => cli_file(&args).and_then(|(file, o)| run_file(&file, &o, true)),
+        Some("serve") if args.iter().any(|a| a == "--help" || a == "-h") => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Some("serve") => crate::serve::serve_cli(&args[1..]),
+        Some("hash-password") => hash_password_cli(),
         _ => Err(USAGE.to_string()),
     };
     match result {
@@ -45,6 +58,20 @@ pub fn main(args: Vec<String>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `runnel hash-password`: one line from standard input, hashed.
+fn hash_password_cli() -> Result<(), String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| format!("cannot read the password: {e}"))?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        return Err("the password is empty".into());
+    }
+    println!("{}", crate::config::hash_password(password)?);
+    Ok(())
 }
 
 /// Command-line settings of `run` and `explain`.
@@ -98,7 +125,7 @@ pub fn render_error(file: &str, sql: &str, err: &SqlError) -> String {
 }
 
 /// The text of statement `i` of `stmts`: from its start to the next one.
-fn statement_text<'a>(sql: &'a str, stmts: &[Located], i: usize) -> &'a str {
+pub fn statement_text<'a>(sql: &'a str, stmts: &[Located], i: usize) -> &'a str {
     let offset = |p: runnel_sql::error::Position| -> usize {
         let mut off = 0;
         for (n, l) in sql.split_inclusive('\n').enumerate() {

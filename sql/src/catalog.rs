@@ -19,6 +19,8 @@ use crate::parser::CreateTable;
 /// A table.
 #[derive(Debug, Clone)]
 pub struct TableEntry {
+    /// Table, materialized view or system table.
+    pub kind: TableKind,
     /// Schema, options, watermark.
     pub descriptor: TableDescriptor,
     /// `name AS PROCTIME()` columns, appended after the physical columns.
@@ -49,16 +51,57 @@ pub struct Catalog {
     entries: BTreeMap<String, (String, Entry)>,
 }
 
-/// The catalog key of a (possibly qualified) name: its last part, lower-case.
+/// The catalog key of a (possibly qualified) name, lower-case: the parts
+/// after the catalog and `public` schema, joined by dots.
 pub fn key_of(name: &ObjectName) -> String {
-    name.0
-        .last()
-        .and_then(|p| p.as_ident())
+    let mut parts: Vec<String> = name
+        .0
+        .iter()
+        .filter_map(|p| p.as_ident())
         .map(|i| i.value.to_lowercase())
-        .unwrap_or_default()
+        .collect();
+    // BI tools qualify names with the catalog and schema they were given
+    // by the metadata calls; user objects live in `runnel.public`, system
+    // tables in `runnel.system`.
+    if parts.len() > 1 && (parts[0] == CATALOG_NAME || parts[0] == "default_catalog") {
+        parts.remove(0);
+    }
+    if parts.len() > 1 && (parts[0] == PUBLIC_SCHEMA || parts[0] == "default_database") {
+        parts.remove(0);
+    }
+    parts.join(".")
 }
 
-/// Where a name appears in the text.
+/// The name of the one catalog, as metadata calls report it.
+pub const CATALOG_NAME: &str = "runnel";
+/// The schema of user tables and views.
+pub const PUBLIC_SCHEMA: &str = "public";
+/// The schema of the server's system tables (`system.jobs`, ...).
+pub const SYSTEM_SCHEMA: &str = "system";
+
+/// What kind of object a table entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableKind {
+    /// `CREATE TABLE`: bound to a connector.
+    Table,
+    /// `CREATE MATERIALIZED VIEW`: kept up to date by a job, readable as a
+    /// bounded table of its current contents.
+    MaterializedView,
+    /// A table the server provides (`system.jobs`, ...).
+    System,
+}
+
+impl TableKind {
+    /// The table type reported to clients.
+    pub fn type_name(self) -> &'static str {
+        match self {
+            TableKind::Table => "TABLE",
+            TableKind::MaterializedView => "MATERIALIZED VIEW",
+            TableKind::System => "SYSTEM TABLE",
+        }
+    }
+}
+
 pub fn position_of(name: &ObjectName) -> Position {
     Position::of(name.span())
 }
@@ -81,10 +124,9 @@ impl Catalog {
             .map(|(n, e)| {
                 (
                     n.clone(),
-                    if matches!(e, Entry::Table(_)) {
-                        "TABLE"
-                    } else {
-                        "VIEW"
+                    match e {
+                        Entry::Table(t) => t.kind.type_name(),
+                        Entry::View(_) => "VIEW",
                     },
                 )
             })
@@ -101,8 +143,50 @@ impl Catalog {
         self.insert(name, Entry::View(Box::new(view)), if_not_exists)
     }
 
+    /// Adds a table entry under a name from the SQL text (a materialized
+    /// view); with `if_not_exists`, an existing name is left alone and the
+    /// result is `false`.
+    pub fn create_table_entry(
+        &mut self,
+        name: &ObjectName,
+        entry: TableEntry,
+        if_not_exists: bool,
+    ) -> Result<bool> {
+        if if_not_exists && self.entries.contains_key(&key_of(name)) {
+            return Ok(false);
+        }
+        self.insert(name, Entry::Table(entry), false)?;
+        Ok(true)
+    }
+
+    /// Adds a table built by the caller (a materialized view, a system
+    /// table) under `name`, which may be qualified (`system.jobs`).
+    pub fn insert_table(&mut self, name: &str, entry: TableEntry) -> Result<()> {
+        let key = name.to_lowercase();
+        if self.entries.contains_key(&key) {
+            return Err(SqlError::plan(
+                format!("'{name}' already exists"),
+                Position::default(),
+            ));
+        }
+        self.entries
+            .insert(key, (name.to_string(), Entry::Table(entry)));
+        Ok(())
+    }
+
+    /// Every entry: display name and entry, sorted by name.
+    pub fn entries(&self) -> impl Iterator<Item = (&str, &Entry)> {
+        self.entries.values().map(|(n, e)| (n.as_str(), e))
+    }
+
     fn insert(&mut self, name: &ObjectName, entry: Entry, if_not_exists: bool) -> Result<()> {
         let key = key_of(name);
+        if key.contains('.') {
+            return Err(SqlError::plan(
+                format!("'{name}': tables and views can only be created in the schema '{PUBLIC_SCHEMA}'"),
+                position_of(name),
+            ));
+        }
         if self.entries.contains_key(&key) {
             if if_not_exists {
                 return Ok(());
@@ -127,11 +211,21 @@ impl Catalog {
         let key = key_of(name);
         match self.entries.get(&key) {
             None if if_exists => Ok(()),
-            None => Err(SqlError::plan(
+            None => Err(SqlError::not_found(
                 format!("'{name}' does not exist"),
                 position_of(name),
             )),
-            Some((_, Entry::Table(_))) if view => Err(SqlError::plan(
+            Some((_, Entry::Table(t))) if t.kind == TableKind::System => Err(SqlError::plan(
+                format!("'{name}' is a system table and cannot be dropped"),
+                position_of(name),
+            )),
+            Some((_, Entry::Table(t))) if t.kind == TableKind::MaterializedView && !view => {
+                Err(SqlError::plan(
+                    format!("'{name}' is a materialized view; use DROP VIEW"),
+                    position_of(name),
+                ))
+            }
+            Some((_, Entry::Table(t))) if view && t.kind != TableKind::MaterializedView => Err(SqlError::plan(
                 format!("'{name}' is a table; use DROP TABLE"),
                 position_of(name),
             )),
@@ -225,6 +319,7 @@ impl Catalog {
         self.insert(
             &ct.name,
             Entry::Table(TableEntry {
+                kind: TableKind::Table,
                 descriptor,
                 proctime,
             }),

@@ -48,6 +48,9 @@ pub enum SqlError {
     /// mismatch, an unsupported construct.
     #[error("error at {position}: {message}")]
     Plan { message: String, position: Position },
+    /// The statement names a table, view or job that does not exist.
+    #[error("error at {position}: {message}")]
+    NotFound { message: String, position: Position },
     /// The engine rejected the plan or failed to run it.
     #[error(transparent)]
     Engine(#[from] EngineError),
@@ -62,10 +65,20 @@ impl SqlError {
         }
     }
 
+    /// A "no such table, view or job" error at `position`.
+    pub fn not_found(message: impl Into<String>, position: Position) -> Self {
+        SqlError::NotFound {
+            message: message.into(),
+            position,
+        }
+    }
+
     /// The position the error is about, when it has one.
     pub fn position(&self) -> Option<Position> {
         match self {
-            SqlError::Syntax { position, .. } | SqlError::Plan { position, .. } => Some(*position),
+            SqlError::Syntax { position, .. }
+            | SqlError::Plan { position, .. }
+            | SqlError::NotFound { position, .. } => Some(*position),
             SqlError::Engine(_) => None,
         }
     }

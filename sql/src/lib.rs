@@ -11,6 +11,7 @@
 pub mod bind_expr;
 pub mod catalog;
 pub mod error;
+pub mod finish;
 pub mod parser;
 pub mod planner;
 pub mod session;

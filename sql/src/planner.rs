@@ -939,7 +939,7 @@ impl<'a> Planner<'a> {
             }
             None => {
                 let known: Vec<String> = self.catalog.list().into_iter().map(|(n, _)| n).collect();
-                Err(SqlError::plan(
+                Err(SqlError::not_found(
                     format!(
                         "unknown table '{name}'{}",
                         if known.is_empty() {

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use arrow::array::{ArrayRef, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Schema};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use runnel_engine::connector::ConnectorRegistry;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -18,7 +18,8 @@ use runnel_engine::graph::{CheckpointConfig, JobGraph};
 use runnel_engine::types::ROW_KIND_COLUMN;
 
 use crate::bind_expr::flink_type_name;
-use crate::catalog::{key_of, position_of, Catalog, Entry, ViewEntry};
+use crate::catalog::{key_of, position_of, Catalog, Entry, TableEntry, TableKind, ViewEntry};
+use crate::finish::{split_finish, Finish, FinishClauses};
 use crate::error::{Result, SqlError};
 use crate::parser::{Located, Statement};
 use crate::planner::{
@@ -56,6 +57,44 @@ pub struct PreparedJob {
     pub bounded: bool,
     /// Status, updated by whoever runs the job.
     pub status: Arc<Mutex<String>>,
+    /// What the job writes to: a top-level SELECT, INSERT INTO a table, or
+    /// a materialized view.
+    pub kind: JobKind,
+    /// Output columns of the query (without the changelog column).
+    pub schema: SchemaRef,
+    /// True when the output is an updating stream (it carries the
+    /// changelog column).
+    pub updating: bool,
+    /// ORDER BY / LIMIT of a bounded SELECT, for the caller to apply to the
+    /// complete result.
+    pub finish: Option<Finish>,
+}
+
+/// What a job was started for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobKind {
+    /// A top-level SELECT: the rows go to the caller's select sink.
+    Select,
+    /// `INSERT INTO table`.
+    Insert(String),
+    /// `CREATE MATERIALIZED VIEW name`: the job keeps the view up to date.
+    MaterializedView(String),
+}
+
+/// The connector of materialized views. Sessions accept `CREATE
+/// MATERIALIZED VIEW` only when the registry has it (the Flight SQL server
+/// registers it; the command-line tool has nowhere to serve views from).
+pub const MATERIALIZED_VIEW_CONNECTOR: &str = "runnel-view";
+
+/// The output of a query, known before it runs.
+#[derive(Debug, Clone)]
+pub struct QueryShape {
+    /// Output columns (without the changelog column).
+    pub schema: SchemaRef,
+    /// True when the output is an updating stream.
+    pub updating: bool,
+    /// True when every source is bounded.
+    pub bounded: bool,
 }
 
 /// Where the rows of a top-level SELECT go.
@@ -67,6 +106,7 @@ pub struct Session {
     registry: ConnectorRegistry,
     options: BTreeMap<String, String>,
     jobs: Vec<(String, String, Arc<Mutex<String>>)>,
+    next_job: usize,
 }
 
 impl Session {
@@ -77,12 +117,66 @@ impl Session {
             registry,
             options: BTreeMap::new(),
             jobs: Vec::new(),
+            next_job: 1,
         }
     }
 
     /// The catalog.
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
+    }
+
+    /// The number the next job's id gets (`job-<n>`).
+    pub fn next_job_number(&self) -> usize {
+        self.next_job
+    }
+
+    /// Sets the number of the next job's id: a server that replays its
+    /// statements after a restart gives each job the id (and so the
+    /// checkpoint directory) it had before.
+    pub fn set_next_job_number(&mut self, n: usize) {
+        self.next_job = n.max(1);
+    }
+
+    /// The catalog, for callers that add their own tables (system tables).
+    pub fn catalog_mut(&mut self) -> &mut Catalog {
+        &mut self.catalog
+    }
+
+    /// The output of a query statement, planned but not started (and not
+    /// recorded as a job): what a prepared statement reports.
+    pub fn query_shape(&self, query: &sqlparser::ast::Query) -> Result<QueryShape> {
+        let mut query = query.clone();
+        let clauses = split_finish(&mut query);
+        let mut plan = Planner::new(&self.catalog).plan_query(&query)?;
+        plan.prune_all();
+        let bounded = self.is_bounded(&plan);
+        let schema = output_schema(&plan);
+        self.check_finish(clauses.as_ref(), &schema, bounded)?;
+        Ok(QueryShape {
+            schema,
+            updating: plan.updating,
+            bounded,
+        })
+    }
+
+    fn check_finish(
+        &self,
+        clauses: Option<&FinishClauses>,
+        schema: &SchemaRef,
+        bounded: bool,
+    ) -> Result<Option<Finish>> {
+        let Some(clauses) = clauses else {
+            return Ok(None);
+        };
+        if !bounded {
+            return Err(SqlError::plan(
+                "ORDER BY and LIMIT need a bounded query (over files, materialized views or system tables); a continuous query never has its last row",
+                clauses.position,
+            ));
+        }
+        let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+        Ok(Some(clauses.resolve(&names)?))
     }
 
     /// The parallelism for new jobs: `SET 'parallelism'` (or Flink's
@@ -129,10 +223,7 @@ impl Session {
                 if_not_exists,
             } => {
                 if *materialized {
-                    return Err(SqlError::plan(
-                        "CREATE MATERIALIZED VIEW needs the Flight SQL server, which is not built yet; use CREATE VIEW and INSERT INTO a sink",
-                        position,
-                    ));
+                    return self.create_materialized_view(name, query, *if_not_exists, text, position);
                 }
                 // Plan now so that errors show at creation time.
                 Planner::new(&self.catalog).plan_query(query)?;
@@ -190,7 +281,7 @@ impl Session {
             Statement::StopJob { id, savepoint } => {
                 if !self.jobs.iter().any(|j| j.0 == *id) {
                     let known: Vec<&str> = self.jobs.iter().map(|j| j.0.as_str()).collect();
-                    return Err(SqlError::plan(
+                    return Err(SqlError::not_found(
                         format!("unknown job '{id}'; jobs: {}", known.join(", ")),
                         position,
                     ));
@@ -205,7 +296,7 @@ impl Session {
                     statement: (**inner).clone(),
                     position,
                 };
-                let (plan, graph) = self.plan_job(&inner, select_sink)?;
+                let (plan, graph, _) = self.plan_job(&inner, select_sink)?;
                 Ok(Outcome::Explain(format!(
                     "== logical plan ==\n{}\n== operator graph ==\n{}",
                     plan.describe(),
@@ -213,24 +304,105 @@ impl Session {
                 )))
             }
             Statement::Insert { .. } | Statement::Query(_) => {
-                let position = stmt.position;
-                let (plan, mut graph) = self.plan_job(stmt, select_sink)?;
+                let (plan, graph, clauses) = self.plan_job(stmt, select_sink)?;
                 let bounded = self.is_bounded(&plan);
-                let id = format!("job-{}", self.jobs.len() + 1);
-                let status = Arc::new(Mutex::new("CREATED".to_string()));
-                let statement = text.split_whitespace().collect::<Vec<_>>().join(" ");
-                graph.checkpointing = self.checkpoint_config(&id, &statement, &graph, position)?;
-                self.jobs
-                    .push((id.clone(), statement.clone(), Arc::clone(&status)));
-                Ok(Outcome::Job(PreparedJob {
-                    id,
-                    statement,
-                    graph,
-                    bounded,
-                    status,
-                }))
+                let schema = output_schema(&plan);
+                let finish = self.check_finish(clauses.as_ref(), &schema, bounded)?;
+                let kind = match &stmt.statement {
+                    Statement::Insert { table, .. } => JobKind::Insert(key_of(table)),
+                    _ => JobKind::Select,
+                };
+                Ok(Outcome::Job(self.new_job(
+                    text, graph, bounded, kind, &plan, finish, stmt.position,
+                )?))
             }
         }
+    }
+
+    /// Records a job planned from the statement `text`.
+    fn new_job(
+        &mut self,
+        text: &str,
+        mut graph: JobGraph,
+        bounded: bool,
+        kind: JobKind,
+        plan: &Plan,
+        finish: Option<Finish>,
+        position: crate::error::Position,
+    ) -> Result<PreparedJob> {
+        let id = format!("job-{}", self.next_job);
+        self.next_job += 1;
+        let status = Arc::new(Mutex::new("CREATED".to_string()));
+        let statement = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        graph.checkpointing = self.checkpoint_config(&id, &statement, &graph, position)?;
+        self.jobs
+            .push((id.clone(), statement.clone(), Arc::clone(&status)));
+        Ok(PreparedJob {
+            id,
+            statement,
+            graph,
+            bounded,
+            status,
+            kind,
+            schema: output_schema(plan),
+            updating: plan.updating,
+            finish,
+        })
+    }
+
+    /// `CREATE MATERIALIZED VIEW`: a table of the view connector whose
+    /// contents a job keeps up to date.
+    fn create_materialized_view(
+        &mut self,
+        name: &sqlparser::ast::ObjectName,
+        query: &sqlparser::ast::Query,
+        if_not_exists: bool,
+        text: &str,
+        position: crate::error::Position,
+    ) -> Result<Outcome> {
+        if !self.registry.names().contains(&MATERIALIZED_VIEW_CONNECTOR) {
+            return Err(SqlError::plan(
+                "CREATE MATERIALIZED VIEW needs the Flight SQL server (`runnel serve`), which serves the view's contents; here use CREATE VIEW and INSERT INTO a sink",
+                position,
+            ));
+        }
+        if if_not_exists && self.catalog.get(name).is_some() {
+            return Ok(Outcome::Message(format!("{name} already exists")));
+        }
+        let mut plan = Planner::new(&self.catalog).plan_query(query)?;
+        plan.prune_all();
+        let descriptor = runnel_engine::connector::TableDescriptor {
+            name: key_of(name),
+            schema: output_schema(&plan),
+            options: [(
+                "connector".to_string(),
+                MATERIALIZED_VIEW_CONNECTOR.to_string(),
+            )]
+            .into_iter()
+            .collect(),
+            watermark: None,
+            primary_key: vec![],
+        };
+        let graph = lower(
+            &plan,
+            SinkTarget::Table(descriptor.clone()),
+            &self.lower_options(),
+            position_of(name),
+        )?;
+        let bounded = self.is_bounded(&plan);
+        self.catalog.create_table_entry(
+            name,
+            TableEntry {
+                kind: TableKind::MaterializedView,
+                descriptor,
+                proctime: vec![],
+            },
+            false,
+        )?;
+        let kind = JobKind::MaterializedView(key_of(name));
+        Ok(Outcome::Job(
+            self.new_job(text, graph, bounded, kind, &plan, None, position)?,
+        ))
     }
 
     /// True when every table the plan scans is bounded.
@@ -291,7 +463,11 @@ impl Session {
     }
 
     /// Plans INSERT or SELECT into a job graph.
-    fn plan_job(&self, stmt: &Located, select_sink: &SelectSink) -> Result<(Plan, JobGraph)> {
+    fn plan_job(
+        &self,
+        stmt: &Located,
+        select_sink: &SelectSink,
+    ) -> Result<(Plan, JobGraph, Option<FinishClauses>)> {
         let options = self.lower_options();
         match &stmt.statement {
             Statement::Insert { table, query } => {
@@ -310,13 +486,15 @@ impl Session {
                     &options,
                     position_of(table),
                 )?;
-                Ok((plan, graph))
+                Ok((plan, graph, None))
             }
             Statement::Query(query) => {
-                let mut plan = Planner::new(&self.catalog).plan_query(query)?;
+                let mut query = (**query).clone();
+                let clauses = split_finish(&mut query);
+                let mut plan = Planner::new(&self.catalog).plan_query(&query)?;
                 plan.prune_all();
                 let graph = lower(&plan, select_sink(&plan), &options, stmt.position)?;
-                Ok((plan, graph))
+                Ok((plan, graph, clauses))
             }
             other => Err(SqlError::plan(
                 format!("cannot EXPLAIN {other}"),
@@ -363,7 +541,7 @@ impl Session {
             }
             Some(Entry::View(v)) => Planner::new(&self.catalog).plan_query(&v.query)?.scope,
             None => {
-                return Err(SqlError::plan(
+                return Err(SqlError::not_found(
                     format!("unknown table or view '{}'", key_of(name)),
                     position_of(name),
                 ))
@@ -387,6 +565,19 @@ impl Session {
             ("extras", cols.iter().map(|_| String::new()).collect()),
         ])
     }
+}
+
+/// The output columns of a plan, without the changelog column.
+fn output_schema(plan: &Plan) -> SchemaRef {
+    let fields: Vec<Field> = plan
+        .scope
+        .schema()
+        .fields()
+        .iter()
+        .filter(|f| f.name() != ROW_KIND_COLUMN)
+        .map(|f| f.as_ref().clone())
+        .collect();
+    Arc::new(Schema::new(fields))
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {

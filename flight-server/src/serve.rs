@@ -1,0 +1,140 @@
+//! Starting and stopping the Flight SQL server.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow_flight::flight_service_server::FlightServiceServer;
+use tokio::sync::oneshot;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Identity, ServerTlsConfig};
+
+use crate::config::ServerConfig;
+use crate::server::Server;
+use crate::service::RunnelFlightSql;
+
+/// How long running jobs get to take their savepoint when the server stops.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A server running in the background (for tests and benchmarks).
+pub struct ServerHandle {
+    /// The address it listens on (the real port when 0 was asked for).
+    pub addr: SocketAddr,
+    /// The server's state.
+    pub server: Arc<Server>,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<Result<(), String>>>,
+}
+
+impl ServerHandle {
+    /// Stops serving, stops the jobs (with savepoints) and waits.
+    pub fn stop(mut self) -> Result<(), String> {
+        self.stop_inner()
+    }
+
+    fn stop_inner(&mut self) -> Result<(), String> {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        match self.thread.take() {
+            Some(t) => t
+                .join()
+                .map_err(|_| "the server thread panicked".to_string())?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        let _ = self.stop_inner();
+    }
+}
+
+/// Opens the data directory and starts serving on a thread of its own.
+pub fn start(config: ServerConfig) -> Result<ServerHandle, String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("runnel-flight")
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(config.listen))
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the listening address: {e}"))?;
+    let server = Server::open(config)?;
+    let (tx, rx) = oneshot::channel::<()>();
+    let s = Arc::clone(&server);
+    let thread = std::thread::Builder::new()
+        .name("runnel-serve".into())
+        .spawn(move || {
+            let result = runtime.block_on(serve_on(Arc::clone(&s), listener, async {
+                let _ = rx.await;
+            }));
+            s.shutdown(STOP_TIMEOUT);
+            runtime.shutdown_timeout(Duration::from_secs(5));
+            result
+        })
+        .map_err(|e| format!("cannot start the server thread: {e}"))?;
+    Ok(ServerHandle {
+        addr,
+        server,
+        stop: Some(tx),
+        thread: Some(thread),
+    })
+}
+
+/// Serves until `shutdown` completes.
+async fn serve_on(
+    server: Arc<Server>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), String> {
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &server.config().tls {
+        let cert = std::fs::read(&tls.cert)
+            .map_err(|e| format!("cannot read the certificate {}: {e}", tls.cert.display()))?;
+        let key = std::fs::read(&tls.key)
+            .map_err(|e| format!("cannot read the private key {}: {e}", tls.key.display()))?;
+        builder = builder
+            .tls_config(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))
+            .map_err(|e| format!("bad TLS configuration: {e}"))?;
+    }
+    let service = FlightServiceServer::new(RunnelFlightSql::new(Arc::clone(&server)))
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20);
+    builder
+        .add_service(service)
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
+        .await
+        .map_err(|e| format!("the server failed: {e}"))
+}
+
+/// `runnel serve`: serves until Ctrl-C or SIGTERM, then stops the jobs
+/// with savepoints.
+pub fn serve_cli(args: &[String]) -> Result<(), String> {
+    let env = |k: &str| std::env::var(k).ok();
+    let config = ServerConfig::from_args(args, &env)?;
+    let data_dir = config.data_dir.clone();
+    let tls = config.tls.is_some();
+    let handle = start(config)?;
+    eprintln!(
+        "runnel: Flight SQL server listening on {}{} (data in {})",
+        handle.addr,
+        if tls { " with TLS" } else { "" },
+        data_dir.display()
+    );
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    ctrlc::set_handler(move || {
+        let _ = tx.send(());
+    })
+    .map_err(|e| format!("cannot handle Ctrl-C: {e}"))?;
+    let _ = rx.recv();
+    eprintln!("runnel: stopping; running jobs take a savepoint");
+    handle.stop()?;
+    eprintln!("runnel: stopped");
+    Ok(())
+}

@@ -1,0 +1,108 @@
+"""flightsql-dbapi through SQLAlchemy (1.4): connecting by URL, queries, and
+reflection through the Flight SQL metadata calls.
+
+flightsql-dbapi's package metadata registers its dialect under the entry
+point name ``datafusion``, so ``datafusion://USER:PASSWORD@HOST:PORT?insecure=true``
+works as is (``insecure`` means plain TCP instead of TLS). Importing
+``flightsql.sqlalchemy`` also registers ``datafusion+flightsql://``.
+"""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy
+from sqlalchemy import Column, MetaData, Table, inspect, select, text, types
+from sqlalchemy.engine import URL
+
+from conftest import PASSWORD, USER, SensorData
+
+TABLE = "sa_sensors"
+
+
+@pytest.fixture(scope="module")
+def engine(server):
+    url = URL.create(
+        "datafusion",
+        username=USER,
+        password=PASSWORD,
+        host="127.0.0.1",
+        port=server.port,
+        query={"insecure": "true"},
+    )
+    eng = sqlalchemy.create_engine(url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture(scope="module")
+def sensors(engine, tmp_path_factory) -> SensorData:
+    """The test table, created through SQLAlchemy as well: DDL answers with
+    one `result` row."""
+    data = SensorData(tmp_path_factory.mktemp("sa-data") / "sensors.csv", count=40, seed=5)
+    with engine.connect() as c:
+        result = c.execute(text(data.ddl(TABLE, watermark=False)))
+        assert list(result.keys()) == ["result"]
+        assert len(result.fetchall()) == 1
+    return data
+
+
+def test_url_string_form(server, sensors):
+    """The plain string URL with the explicit driver name works as well (the
+    password needs no quoting)."""
+    import flightsql.sqlalchemy  # noqa: F401  (registers datafusion.flightsql)
+
+    eng = sqlalchemy.create_engine(
+        f"datafusion+flightsql://{USER}:{PASSWORD}@127.0.0.1:{server.port}?insecure=true"
+    )
+    try:
+        with eng.connect() as c:
+            got = c.execute(text(f"SELECT COUNT(*) AS n FROM {TABLE}")).scalar()
+        assert got == len(sensors.rows)
+    finally:
+        eng.dispose()
+
+
+def test_text_query(engine, sensors):
+    with engine.connect() as c:
+        result = c.execute(text(f"SELECT id, device, temp FROM {TABLE} ORDER BY id LIMIT 4"))
+        assert list(result.keys()) == ["id", "device", "temp"]
+        got = [tuple(r) for r in result.fetchall()]
+    assert got == [(i, d, t) for i, d, t, _ in sensors.rows[:4]]
+
+
+def test_aggregate_query(engine, sensors):
+    with engine.connect() as c:
+        got = dict(
+            c.execute(text(f"SELECT device, MAX(temp) AS hi FROM {TABLE} GROUP BY device")).fetchall()
+        )
+    assert got == {d: max(t) for d, t in sensors.by_device().items()}
+
+
+def test_reflection(engine, sensors):
+    inspector = inspect(engine)
+    assert TABLE in inspector.get_table_names()
+    assert TABLE in inspector.get_table_names(schema="public")
+    assert "public" in inspector.get_schema_names()
+    columns = inspector.get_columns(TABLE)
+    assert [c["name"] for c in columns] == list(SensorData.COLUMNS)
+    expected = [types.INTEGER, types.TEXT, types.FLOAT, types.TIMESTAMP]
+    assert [type(c["type"]) for c in columns] == expected
+
+
+def test_core_select_on_a_reflected_table(engine, sensors):
+    table = Table(TABLE, MetaData(), autoload_with=engine)
+    assert [c.name for c in table.columns] == list(SensorData.COLUMNS)
+    stmt = select(table.c.id, table.c.temp).where(table.c.device == "d2").order_by(table.c.id)
+    with engine.connect() as c:
+        got = [tuple(r) for r in c.execute(stmt).fetchall()]
+    assert got == [(i, t) for i, d, t, _ in sensors.rows if d == "d2"]
+
+
+def test_core_select_on_a_declared_table(engine, sensors):
+    """Without reflection: a Table declared in Python, filtered by a literal
+    the dialect inlines into the SQL text."""
+    table = Table(TABLE, MetaData(), Column("id", types.Integer), Column("temp", types.Float))
+    stmt = select(sqlalchemy.func.count()).select_from(table).where(table.c.temp >= 60.0)
+    with engine.connect() as c:
+        got = c.execute(stmt).scalar()
+    assert got == sum(1 for _, _, t, _ in sensors.rows if t >= 60.0)
