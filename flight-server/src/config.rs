@@ -118,7 +118,10 @@ impl ServerConfig {
     /// Reads the configuration: the file (from `--config`, else
     /// `RUNNEL_CONFIG`), then `RUNNEL_LISTEN` / `RUNNEL_DATA_DIR`, then the
     /// flags. `env` looks up environment variables (injected for tests).
-    pub fn from_args(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Self, String> {
+    pub fn from_args(
+        args: &[String],
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, String> {
         let mut flags = Flags::default();
         let mut it = args.iter();
         while let Some(a) = it.next() {
@@ -152,8 +155,8 @@ impl ServerConfig {
             Some(p) => {
                 let text = std::fs::read_to_string(p)
                     .map_err(|e| format!("cannot read the configuration {}: {e}", p.display()))?;
-                let file: FileConfig = toml::from_str(&text)
-                    .map_err(|e| format!("{}: {e}", p.display()))?;
+                let file: FileConfig =
+                    toml::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))?;
                 (file, p.parent().map(Path::to_path_buf))
             }
             None => (FileConfig::default(), None),

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use arrow::array::{Int32Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use arrow_flight::sql::metadata::{SqlInfoData, SqlInfoDataBuilder, XdbcTypeInfo, XdbcTypeInfoData, XdbcTypeInfoDataBuilder};
+use arrow_flight::sql::metadata::{
+    SqlInfoData, SqlInfoDataBuilder, XdbcTypeInfo, XdbcTypeInfoData, XdbcTypeInfoDataBuilder,
+};
 use arrow_flight::sql::{
     Nullable, Searchable, SqlInfo, SqlNullOrdering, SqlSupportedCaseSensitivity,
     SqlSupportedTransactions, SqlSupportsConvert, SupportedSqlGrammar, XdbcDataType,
@@ -56,7 +58,14 @@ pub fn sql_info() -> SqlInfoData {
         SqlNullOrdering::SqlNullsSortedAtEnd as i32,
     );
     let keywords: &[&str] = &[
-        "CUMULATE", "DESCRIPTOR", "HOP", "MATERIALIZED", "PROCTIME", "SESSION", "STOP", "TUMBLE",
+        "CUMULATE",
+        "DESCRIPTOR",
+        "HOP",
+        "MATERIALIZED",
+        "PROCTIME",
+        "SESSION",
+        "STOP",
+        "TUMBLE",
         "WATERMARK",
     ];
     b.append(SqlInfo::SqlKeywords, keywords);
@@ -65,14 +74,27 @@ pub fn sql_info() -> SqlInfoData {
     ];
     b.append(SqlInfo::SqlNumericFunctions, numeric);
     let string: &[&str] = &[
-        "CHAR_LENGTH", "CONCAT", "LOWER", "UPPER", "TRIM", "SUBSTRING", "REPLACE", "POSITION",
+        "CHAR_LENGTH",
+        "CONCAT",
+        "LOWER",
+        "UPPER",
+        "TRIM",
+        "SUBSTRING",
+        "REPLACE",
+        "POSITION",
     ];
     b.append(SqlInfo::SqlStringFunctions, string);
     let system: &[&str] = &["PROCTIME"];
     b.append(SqlInfo::SqlSystemFunctions, system);
     let datetime: &[&str] = &[
-        "CURRENT_TIMESTAMP", "DATE_FORMAT", "EXTRACT", "TO_TIMESTAMP", "TUMBLE", "HOP",
-        "CUMULATE", "SESSION",
+        "CURRENT_TIMESTAMP",
+        "DATE_FORMAT",
+        "EXTRACT",
+        "TO_TIMESTAMP",
+        "TUMBLE",
+        "HOP",
+        "CUMULATE",
+        "SESSION",
     ];
     b.append(SqlInfo::SqlDatetimeFunctions, datetime);
     b.append(SqlInfo::SqlSearchStringEscape, "\\");
@@ -164,7 +186,8 @@ pub fn sql_info() -> SqlInfoData {
     b.append(SqlInfo::SqlStoredFunctionsUsingCallSyntaxSupported, false);
     // The list is static and well formed; a failure here is a bug that the
     // unit test below catches.
-    b.build().unwrap_or_else(|e| panic!("the SQL info table is malformed: {e}"))
+    b.build()
+        .unwrap_or_else(|e| panic!("the SQL info table is malformed: {e}"))
 }
 
 /// The SQL types Runnel knows, for GetXdbcTypeInfo.
@@ -201,15 +224,87 @@ pub fn xdbc_types() -> XdbcTypeInfoData {
     };
     let basic = Searchable::Basic;
     let full = Searchable::Full;
-    add("BOOLEAN", XdbcDataType::XdbcBit, Some(1), None, basic, false, None);
-    add("TINYINT", XdbcDataType::XdbcTinyint, Some(3), None, basic, true, None);
-    add("SMALLINT", XdbcDataType::XdbcSmallint, Some(5), None, basic, true, None);
-    add("INT", XdbcDataType::XdbcInteger, Some(10), None, basic, true, None);
-    add("BIGINT", XdbcDataType::XdbcBigint, Some(19), None, basic, true, None);
-    add("FLOAT", XdbcDataType::XdbcFloat, Some(7), None, basic, true, None);
-    add("DOUBLE", XdbcDataType::XdbcDouble, Some(15), None, basic, true, None);
-    add("STRING", XdbcDataType::XdbcVarchar, Some(i32::MAX), Some("'"), full, false, None);
-    add("BYTES", XdbcDataType::XdbcVarbinary, Some(i32::MAX), Some("X'"), basic, false, None);
+    add(
+        "BOOLEAN",
+        XdbcDataType::XdbcBit,
+        Some(1),
+        None,
+        basic,
+        false,
+        None,
+    );
+    add(
+        "TINYINT",
+        XdbcDataType::XdbcTinyint,
+        Some(3),
+        None,
+        basic,
+        true,
+        None,
+    );
+    add(
+        "SMALLINT",
+        XdbcDataType::XdbcSmallint,
+        Some(5),
+        None,
+        basic,
+        true,
+        None,
+    );
+    add(
+        "INT",
+        XdbcDataType::XdbcInteger,
+        Some(10),
+        None,
+        basic,
+        true,
+        None,
+    );
+    add(
+        "BIGINT",
+        XdbcDataType::XdbcBigint,
+        Some(19),
+        None,
+        basic,
+        true,
+        None,
+    );
+    add(
+        "FLOAT",
+        XdbcDataType::XdbcFloat,
+        Some(7),
+        None,
+        basic,
+        true,
+        None,
+    );
+    add(
+        "DOUBLE",
+        XdbcDataType::XdbcDouble,
+        Some(15),
+        None,
+        basic,
+        true,
+        None,
+    );
+    add(
+        "STRING",
+        XdbcDataType::XdbcVarchar,
+        Some(i32::MAX),
+        Some("'"),
+        full,
+        false,
+        None,
+    );
+    add(
+        "BYTES",
+        XdbcDataType::XdbcVarbinary,
+        Some(i32::MAX),
+        Some("X'"),
+        basic,
+        false,
+        None,
+    );
     add(
         "DATE",
         XdbcDataType::XdbcDate,
@@ -331,7 +426,10 @@ pub fn primary_keys(
     RecordBatch::try_new(
         primary_keys_schema(),
         vec![
-            Arc::new(StringArray::from(vec![runnel_sql::catalog::CATALOG_NAME; n])),
+            Arc::new(StringArray::from(vec![
+                runnel_sql::catalog::CATALOG_NAME;
+                n
+            ])),
             Arc::new(StringArray::from(schemas)),
             Arc::new(StringArray::from(names)),
             Arc::new(StringArray::from(columns)),
@@ -348,7 +446,8 @@ mod tests {
     use arrow_flight::sql::CommandGetSqlInfo;
 
     #[test]
-    fn sql_info_answers_the_server_name_and_identifier_quote() -> Result<(), arrow_flight::error::FlightError> {
+    fn sql_info_answers_the_server_name_and_identifier_quote(
+    ) -> Result<(), arrow_flight::error::FlightError> {
         let data = sql_info();
         let batch = CommandGetSqlInfo {
             info: vec![
@@ -361,7 +460,9 @@ mod tests {
         assert_eq!(batch.num_rows(), 2);
         // Every SqlInfo code of arrow-flight 59 is answered but the two
         // Substrait versions (Substrait plans are not supported).
-        let all = CommandGetSqlInfo { info: vec![] }.into_builder(&data).build()?;
+        let all = CommandGetSqlInfo { info: vec![] }
+            .into_builder(&data)
+            .build()?;
         let known = (0..1000).filter(|i| SqlInfo::try_from(*i).is_ok()).count();
         assert_eq!(all.num_rows(), known - 2);
         Ok(())

@@ -18,9 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
-use arrow::array::{
-    ArrayRef, BooleanArray, Float64Array, Int32Array, RecordBatch, StringArray,
-};
+use arrow::array::{ArrayRef, BooleanArray, Float64Array, Int32Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use runnel_engine::connector::{ConnectorRegistry, TableDescriptor};
 use runnel_engine::graph::JobGraph;
@@ -174,12 +172,14 @@ impl Server {
             let mut registry: ConnectorRegistry = runnel_connectors::default_registry();
             registry.register(Arc::new(ViewConnector::new(views.clone())));
             let w = weak.clone();
-            registry.register(Arc::new(SystemConnector::new(Arc::new(move |name: &str| {
-                let server = w.upgrade().ok_or(EngineError::Cancelled)?;
-                server
-                    .system_rows(name)
-                    .map_err(|e| EngineError::Execution(e.to_string()))
-            }))));
+            registry.register(Arc::new(SystemConnector::new(Arc::new(
+                move |name: &str| {
+                    let server = w.upgrade().ok_or(EngineError::Cancelled)?;
+                    server
+                        .system_rows(name)
+                        .map_err(|e| EngineError::Execution(e.to_string()))
+                },
+            ))));
             let mut session = Session::new(registry);
             for (k, v) in [
                 (
@@ -346,7 +346,9 @@ impl Server {
     fn execute_inner(&self, sql: &str, ended: &BTreeSet<String>) -> Result<Executed> {
         let stmts = parse_sql(sql)?;
         if stmts.is_empty() {
-            return Err(ServerError::InvalidArgument("the statement is empty".into()));
+            return Err(ServerError::InvalidArgument(
+                "the statement is empty".into(),
+            ));
         }
         let mut last = None;
         for (i, stmt) in stmts.iter().enumerate() {
@@ -809,9 +811,15 @@ impl Server {
                     if let Some(c) = p.checkpoint {
                         push("checkpoints_completed", c.completed as f64);
                         push("last_checkpoint_id", c.id as f64);
-                        push("last_checkpoint_duration_ms", c.duration.as_secs_f64() * 1e3);
+                        push(
+                            "last_checkpoint_duration_ms",
+                            c.duration.as_secs_f64() * 1e3,
+                        );
                         push("last_checkpoint_bytes", c.bytes as f64);
-                        push("last_checkpoint_alignment_ms", c.alignment.as_secs_f64() * 1e3);
+                        push(
+                            "last_checkpoint_alignment_ms",
+                            c.alignment.as_secs_f64() * 1e3,
+                        );
                     }
                 }
                 vec![

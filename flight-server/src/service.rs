@@ -27,13 +27,13 @@ use arrow_flight::sql::{
     ActionCreatePreparedStatementResult, Any, CommandGetCatalogs, CommandGetDbSchemas,
     CommandGetPrimaryKeys, CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables,
     CommandGetXdbcTypeInfo, CommandPreparedStatementQuery, CommandPreparedStatementUpdate,
-    CommandStatementQuery, CommandStatementUpdate, DoPutPreparedStatementResult,
-    ProstMessageExt, SqlInfo, TicketStatementQuery,
+    CommandStatementQuery, CommandStatementUpdate, DoPutPreparedStatementResult, ProstMessageExt,
+    SqlInfo, TicketStatementQuery,
 };
 use arrow_flight::utils::batches_to_flight_data;
 use arrow_flight::{
-    FlightData, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest,
-    HandshakeResponse, IpcMessage, SchemaAsIpc, Ticket,
+    FlightData, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse,
+    IpcMessage, SchemaAsIpc, Ticket,
 };
 use base64::Engine as _;
 use futures::{stream, Stream, StreamExt, TryStreamExt};
@@ -482,7 +482,9 @@ fn literal(array: &ArrayRef, row: usize) -> Result<String, Status> {
         DataType::Timestamp(unit, _) => {
             let v = match unit {
                 TimeUnit::Second => array.as_primitive::<TimestampSecondType>().value(row) * 1000,
-                TimeUnit::Millisecond => array.as_primitive::<TimestampMillisecondType>().value(row),
+                TimeUnit::Millisecond => {
+                    array.as_primitive::<TimestampMillisecondType>().value(row)
+                }
                 TimeUnit::Microsecond => {
                     array.as_primitive::<TimestampMicrosecondType>().value(row) / 1000
                 }
@@ -503,8 +505,14 @@ fn literal(array: &ArrayRef, row: usize) -> Result<String, Status> {
 }
 
 /// Reads the parameter batches of a DoPut.
-async fn read_params(request: Request<PeekableFlightDataStream>) -> Result<Vec<RecordBatch>, Status> {
-    let stream = request.into_inner().map_err(|e| e.into());
+async fn read_params(
+    request: Request<PeekableFlightDataStream>,
+) -> Result<Vec<RecordBatch>, Status> {
+    // The first message may carry only the descriptor (no parameters).
+    let stream = request
+        .into_inner()
+        .try_filter(|d| futures::future::ready(!d.data_header.is_empty()))
+        .map_err(|e| e.into());
     FlightRecordBatchStream::new_from_flight_data(stream)
         .try_collect::<Vec<_>>()
         .await
@@ -598,9 +606,7 @@ impl FlightSqlService for RunnelFlightSql {
             })?;
         match executed {
             Executed::Batch(b) => batch_stream(b),
-            Executed::Query(run) => {
-                Ok(Response::new(query_stream(Arc::clone(&self.server), run)?))
-            }
+            Executed::Query(run) => Ok(Response::new(query_stream(Arc::clone(&self.server), run)?)),
         }
     }
 
@@ -646,7 +652,9 @@ impl FlightSqlService for RunnelFlightSql {
             .await
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(status)?;
-        let dataset = dataset.map(|s| annotate(&s, None)).unwrap_or_else(|| Arc::new(Schema::empty()));
+        let dataset = dataset
+            .map(|s| annotate(&s, None))
+            .unwrap_or_else(|| Arc::new(Schema::empty()));
         let params = Schema::new(
             (1..=count)
                 .map(|i| Field::new(format!("p{i}"), DataType::Utf8, true))
@@ -816,8 +824,14 @@ impl FlightSqlService for RunnelFlightSql {
         let mut b = query.into_builder();
         for t in &tables {
             let schema = annotate(&t.schema, Some((&t.schema_name, &t.table_name)));
-            b.append(CATALOG_NAME, &t.schema_name, &t.table_name, t.table_type, &schema)
-                .map_err(|e| Status::internal(e.to_string()))?;
+            b.append(
+                CATALOG_NAME,
+                &t.schema_name,
+                &t.table_name,
+                t.table_type,
+                &schema,
+            )
+            .map_err(|e| Status::internal(e.to_string()))?;
         }
         metadata_stream(b.build().map_err(|e| Status::internal(e.to_string()))?)
     }
@@ -949,8 +963,16 @@ mod tests {
             ],
         )
         .map_err(|e| Status::internal(e.to_string()))?;
-        let sql = substitute("SELECT * FROM t WHERE a = ? AND b = ? AND c = ?", 3, Some(&batch), 0)?;
-        assert_eq!(sql, "SELECT * FROM t WHERE a = 7 AND b = 'it''s' AND c = NULL");
+        let sql = substitute(
+            "SELECT * FROM t WHERE a = ? AND b = ? AND c = ?",
+            3,
+            Some(&batch),
+            0,
+        )?;
+        assert_eq!(
+            sql,
+            "SELECT * FROM t WHERE a = 7 AND b = 'it''s' AND c = NULL"
+        );
         let err = substitute("SELECT ?", 1, None, 0).expect_err("unbound");
         assert_eq!(err.code(), tonic::Code::InvalidArgument);
         Ok(())

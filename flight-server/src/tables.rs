@@ -370,8 +370,9 @@ impl Connector for SystemConnector {
             let rows = Arc::clone(&rows);
             let name = name.clone();
             let wanted = Arc::clone(&wanted);
-            Ok(Box::new(OnceSource::new(move || project_by_name(&rows(&name)?, &wanted)))
-                as Box<dyn Source>)
+            Ok(Box::new(OnceSource::new(move || {
+                project_by_name(&rows(&name)?, &wanted)
+            })) as Box<dyn Source>)
         });
         Ok(SourceTable {
             factory,
@@ -472,8 +473,16 @@ mod tests {
 
     fn contents(t: &ViewTable) -> Vec<(String, i64)> {
         let b = t.snapshot().expect("snapshot");
-        let k = b.column(0).as_any().downcast_ref::<StringArray>().expect("k");
-        let n = b.column(1).as_any().downcast_ref::<Int64Array>().expect("n");
+        let k = b
+            .column(0)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .expect("k");
+        let n = b
+            .column(1)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .expect("n");
         (0..b.num_rows())
             .map(|i| (k.value(i).to_string(), n.value(i)))
             .collect()
@@ -544,7 +553,8 @@ mod tests {
         h.batch(changes(&[("z", 9, RowKind::Insert)]))?;
         assert_eq!(views.get("v").expect("view").len()?, 2);
         // ... and a restored sink puts back exactly the checkpointed rows.
-        let _restored = runnel_engine::testing::OperatorHarness::restored(factory(&task())?, &snapshot)?;
+        let _restored =
+            runnel_engine::testing::OperatorHarness::restored(factory(&task())?, &snapshot)?;
         assert_eq!(
             contents(&views.get("v").expect("view")),
             vec![("a".into(), 7)]

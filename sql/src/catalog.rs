@@ -225,10 +225,12 @@ impl Catalog {
                     position_of(name),
                 ))
             }
-            Some((_, Entry::Table(t))) if view && t.kind != TableKind::MaterializedView => Err(SqlError::plan(
-                format!("'{name}' is a table; use DROP TABLE"),
-                position_of(name),
-            )),
+            Some((_, Entry::Table(t))) if view && t.kind != TableKind::MaterializedView => {
+                Err(SqlError::plan(
+                    format!("'{name}' is a table; use DROP TABLE"),
+                    position_of(name),
+                ))
+            }
             Some((_, Entry::View(_))) if !view => Err(SqlError::plan(
                 format!("'{name}' is a view; use DROP VIEW"),
                 position_of(name),

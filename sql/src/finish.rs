@@ -219,10 +219,7 @@ impl Finish {
             RecordBatch::try_new(Arc::clone(schema), columns).map_err(engine)?
         };
         let start = self.offset.min(all.num_rows());
-        let len = self
-            .limit
-            .unwrap_or(usize::MAX)
-            .min(all.num_rows() - start);
+        let len = self.limit.unwrap_or(usize::MAX).min(all.num_rows() - start);
         Ok(all.slice(start, len))
     }
 }
@@ -253,7 +250,12 @@ mod tests {
         let b = RecordBatch::try_new(
             Arc::clone(&schema),
             vec![
-                Arc::new(StringArray::from(vec![Some("b"), Some("a"), None, Some("c")])),
+                Arc::new(StringArray::from(vec![
+                    Some("b"),
+                    Some("a"),
+                    None,
+                    Some("c"),
+                ])),
                 Arc::new(Int64Array::from(vec![Some(2), Some(2), Some(9), None])),
             ],
         )

@@ -19,8 +19,8 @@ use runnel_engine::types::ROW_KIND_COLUMN;
 
 use crate::bind_expr::flink_type_name;
 use crate::catalog::{key_of, position_of, Catalog, Entry, TableEntry, TableKind, ViewEntry};
-use crate::finish::{split_finish, Finish, FinishClauses};
 use crate::error::{Result, SqlError};
+use crate::finish::{split_finish, Finish, FinishClauses};
 use crate::parser::{Located, Statement};
 use crate::planner::{
     align_to_sink, lower, parse_duration, LowerOptions, Plan, Planner, SinkTarget,
@@ -223,7 +223,13 @@ impl Session {
                 if_not_exists,
             } => {
                 if *materialized {
-                    return self.create_materialized_view(name, query, *if_not_exists, text, position);
+                    return self.create_materialized_view(
+                        name,
+                        query,
+                        *if_not_exists,
+                        text,
+                        position,
+                    );
                 }
                 // Plan now so that errors show at creation time.
                 Planner::new(&self.catalog).plan_query(query)?;
@@ -313,7 +319,13 @@ impl Session {
                     _ => JobKind::Select,
                 };
                 Ok(Outcome::Job(self.new_job(
-                    text, graph, bounded, kind, &plan, finish, stmt.position,
+                    text,
+                    graph,
+                    bounded,
+                    kind,
+                    &plan,
+                    finish,
+                    stmt.position,
                 )?))
             }
         }
@@ -400,9 +412,9 @@ impl Session {
             false,
         )?;
         let kind = JobKind::MaterializedView(key_of(name));
-        Ok(Outcome::Job(
-            self.new_job(text, graph, bounded, kind, &plan, None, position)?,
-        ))
+        Ok(Outcome::Job(self.new_job(
+            text, graph, bounded, kind, &plan, None, position,
+        )?))
     }
 
     /// True when every table the plan scans is bounded.

@@ -10,10 +10,14 @@
 //! * `kill`: a SQL job killed with SIGKILL 20 times and restarted
 //!   publishes every row exactly once.
 //! * `nexmark`: Nexmark query files run on the generator, outputs checked.
+//! * `flight`: the Flight SQL server through arrow-flight's client:
+//!   statements, errors, auth, prepared statements, subscriptions,
+//!   metadata, TLS, and a restart that keeps views and jobs.
 //! * `parallel`: a multi-threaded job produces the same multiset of rows as
 //!   the single-threaded run of the same job.
 
 mod common;
+mod flight;
 mod iot_demo;
 mod kill;
 mod nexmark;

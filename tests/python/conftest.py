@@ -35,6 +35,11 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 USER = "alice"
 PASSWORD = "correct-horse-7"
 
+#: More users, so that "name:password" comes in each length modulo 3 (with
+#: alice's): base64 of such text needs 0, 1 or 2 padding characters, and
+#: clients differ in whether they send the padding.
+EXTRA_USERS = {"bob": "hunter2-bobby", "carol": "s3cret-carol!"}
+
 #: Settings written to every server's config. Tests derive their expected
 #: timing from these (the keep-alive test reads KEEPALIVE_SECONDS).
 CHECKPOINT_INTERVAL_SECONDS = 2
@@ -67,6 +72,10 @@ def runnel_binary() -> Path:
     return path.resolve()
 
 
+def all_users() -> dict:
+    return {USER: PASSWORD, **EXTRA_USERS}
+
+
 def hash_password(binary: Path, password: str) -> str:
     """Runs `runnel hash-password` with the password on stdin."""
     done = subprocess.run(
@@ -96,26 +105,27 @@ def toml_literal(text: str) -> str:
     return f"'{text}'"
 
 
-def write_config(path: Path, data_dir: Path, password_hash: str) -> Path:
-    path.write_text(
-        "\n".join(
-            [
-                'listen = "127.0.0.1:50051"',
-                f"data_dir = {toml_literal(str(data_dir))}",
-                "parallelism = 1",
-                f'checkpoint_interval = "{CHECKPOINT_INTERVAL_SECONDS} s"',
-                f'keepalive = "{KEEPALIVE_SECONDS} s"',
-                "",
-                "[auth]",
-                "allow_anonymous = false",
-                "",
-                "[[auth.users]]",
-                f"name = {toml_literal(USER)}",
-                f"password_hash = {toml_literal(password_hash)}",
-                "",
-            ]
-        )
-    )
+def write_config(path: Path, data_dir: Path, password_hashes: dict) -> Path:
+    """The server's TOML config; `password_hashes` maps user names to
+    argon2 hashes."""
+    lines = [
+        'listen = "127.0.0.1:50051"',
+        f"data_dir = {toml_literal(str(data_dir))}",
+        "parallelism = 1",
+        f'checkpoint_interval = "{CHECKPOINT_INTERVAL_SECONDS} s"',
+        f'keepalive = "{KEEPALIVE_SECONDS} s"',
+        "",
+        "[auth]",
+        "allow_anonymous = false",
+    ]
+    for name, password_hash in password_hashes.items():
+        lines += [
+            "",
+            "[[auth.users]]",
+            f"name = {toml_literal(name)}",
+            f"password_hash = {toml_literal(password_hash)}",
+        ]
+    path.write_text("\n".join(lines) + "\n")
     return path
 
 
@@ -266,12 +276,12 @@ def runnel_bin() -> Path:
 
 
 @pytest.fixture(scope="session")
-def password_hash(runnel_bin: Path) -> str:
-    return hash_password(runnel_bin, PASSWORD)
+def password_hashes(runnel_bin: Path) -> dict:
+    return {name: hash_password(runnel_bin, pw) for name, pw in all_users().items()}
 
 
 @pytest.fixture(scope="session")
-def start_server(runnel_bin: Path, password_hash: str):
+def start_server(runnel_bin: Path, password_hashes: dict):
     """A factory: ``start_server(workdir, name)`` starts a server whose data
     directory is ``workdir/data``; calling it again with the same workdir
     restarts on the same data. Every server still running at the end of the
@@ -281,7 +291,7 @@ def start_server(runnel_bin: Path, password_hash: str):
     def start(workdir: Path, name: str = "server") -> RunnelServer:
         workdir.mkdir(parents=True, exist_ok=True)
         data_dir = workdir / "data"
-        config = write_config(workdir / "runnel.toml", data_dir, password_hash)
+        config = write_config(workdir / "runnel.toml", data_dir, password_hashes)
         server = RunnelServer(runnel_bin, config, workdir, name)
         started.append(server)
         return server.start()
