@@ -301,24 +301,23 @@ impl Server {
         }
         let ended: BTreeSet<String> = entries.iter().flat_map(|e| e.ends.clone()).collect();
         self.replaying.store(true, Ordering::SeqCst);
-        let mut result = Ok(());
         for e in &entries {
             if let Some(n) = e.job.as_deref().and_then(job_number) {
                 if let Ok(mut inner) = self.lock() {
                     inner.session.set_next_job_number(n);
                 }
             }
+            // A statement that no longer runs (its file was deleted, say)
+            // is skipped rather than keeping the whole server down; the
+            // ones that depend on it fail and are skipped in turn.
             if let Err(err) = self.execute_inner(&e.sql, &ended) {
-                result = Err(format!(
-                    "cannot replay the statement log {}: {err}\nstatement: {}",
-                    path.display(),
+                eprintln!(
+                    "runnel: skipping a logged statement that no longer runs: {err}\n  statement: {}",
                     e.sql
-                ));
-                break;
+                );
             }
         }
         self.replaying.store(false, Ordering::SeqCst);
-        result?;
         let recorded = std::fs::read_to_string(self.next_job_path())
             .ok()
             .and_then(|s| s.trim().parse::<usize>().ok())
@@ -793,7 +792,7 @@ impl Server {
                 for (id, j) in &inner.jobs {
                     let p = match (&j.handle, &j.last) {
                         (Some(h), _) => h.progress(),
-                        (None, Some(p)) => p.clone(),
+                        (None, Some(p)) => *p,
                         (None, None) => continue,
                     };
                     let mut push = |n: &str, v: f64| {

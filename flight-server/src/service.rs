@@ -767,7 +767,7 @@ impl FlightSqlService for RunnelFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.check(&request)?;
-        let schema = query.clone().into_builder().schema();
+        let schema = query.into_builder().schema();
         info(&schema, query.as_any(), request.into_inner())
     }
 
@@ -842,7 +842,7 @@ impl FlightSqlService for RunnelFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.check(&request)?;
-        let schema = query.clone().into_builder().schema();
+        let schema = query.into_builder().schema();
         info(&schema, query.as_any(), request.into_inner())
     }
 
@@ -914,7 +914,7 @@ impl FlightSqlService for RunnelFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.check(&request)?;
-        let schema = query.clone().into_builder(&self.xdbc).schema();
+        let schema = query.into_builder(&self.xdbc).schema();
         info(&schema, query.as_any(), request.into_inner())
     }
 

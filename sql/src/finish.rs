@@ -278,7 +278,7 @@ mod tests {
         let cols = vec!["name".to_string(), "n".to_string()];
         // n DESC puts the null first; ties on n broken by name ascending.
         let f = clauses("SELECT * FROM t ORDER BY n DESC, 1").resolve(&cols)?;
-        let out = f.apply(&schema, &[b.clone()])?;
+        let out = f.apply(&schema, std::slice::from_ref(&b))?;
         assert_eq!(
             names(&out),
             vec![Some("c".into()), None, Some("a".into()), Some("b".into())]
@@ -297,7 +297,7 @@ mod tests {
         let f = clauses("SELECT * FROM t ORDER BY name LIMIT 2 OFFSET 1").resolve(&cols)?;
         assert_eq!(f.limit, Some(2));
         assert_eq!(f.offset, 1);
-        let out = f.apply(&schema, &[b.clone()])?;
+        let out = f.apply(&schema, std::slice::from_ref(&b))?;
         assert_eq!(names(&out), vec![Some("b".into()), Some("c".into())]);
         // An offset past the end gives no rows rather than an error.
         let f = clauses("SELECT * FROM t LIMIT 5 OFFSET 10").resolve(&cols)?;

@@ -35,7 +35,7 @@ pub enum Outcome {
     /// The text of EXPLAIN.
     Explain(String),
     /// A job to run.
-    Job(PreparedJob),
+    Job(Box<PreparedJob>),
     /// STOP JOB: the caller stops the job with this id.
     StopJob {
         /// Job id.
@@ -341,7 +341,7 @@ impl Session {
         plan: &Plan,
         finish: Option<Finish>,
         position: crate::error::Position,
-    ) -> Result<PreparedJob> {
+    ) -> Result<Box<PreparedJob>> {
         let id = format!("job-{}", self.next_job);
         self.next_job += 1;
         let status = Arc::new(Mutex::new("CREATED".to_string()));
@@ -349,7 +349,7 @@ impl Session {
         graph.checkpointing = self.checkpoint_config(&id, &statement, &graph, position)?;
         self.jobs
             .push((id.clone(), statement.clone(), Arc::clone(&status)));
-        Ok(PreparedJob {
+        Ok(Box::new(PreparedJob {
             id,
             statement,
             graph,
@@ -359,7 +359,7 @@ impl Session {
             schema: output_schema(plan),
             updating: plan.updating,
             finish,
-        })
+        }))
     }
 
     /// `CREATE MATERIALIZED VIEW`: a table of the view connector whose

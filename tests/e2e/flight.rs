@@ -172,7 +172,7 @@ fn statements_batch_queries_and_error_codes() {
             *expected.entry(name).or_default() += n;
         }
         let mut sorted: Vec<(&str, i64)> = expected.into_iter().collect();
-        sorted.sort_by(|a, b| b.1.cmp(&a.1));
+        sorted.sort_by_key(|r| std::cmp::Reverse(r.1));
         sorted.truncate(3);
         assert_eq!(strings(&rows, 0), sorted.iter().map(|r| r.0).collect::<Vec<_>>());
         assert_eq!(ints(&rows, 1), sorted.iter().map(|r| r.1).collect::<Vec<_>>());

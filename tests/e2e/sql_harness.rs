@@ -340,7 +340,7 @@ fn execute(session: &mut Session, sql: &str) -> Result<Vec<String>, String> {
             .map_err(|e| e.to_string())?;
         match outcome {
             Outcome::Job(job) => {
-                run_job(job)?;
+                run_job(*job)?;
                 rows = format_rows(&sink.batches());
             }
             Outcome::Rows(batch) => rows = format_rows(&[batch]),

@@ -105,9 +105,9 @@ def toml_literal(text: str) -> str:
     return f"'{text}'"
 
 
-def write_config(path: Path, data_dir: Path, password_hashes: dict) -> Path:
+def write_config(path: Path, data_dir: Path, password_hashes: dict, tls=None) -> Path:
     """The server's TOML config; `password_hashes` maps user names to
-    argon2 hashes."""
+    argon2 hashes; `tls` is an optional (cert, key) pair of PEM files."""
     lines = [
         'listen = "127.0.0.1:50051"',
         f"data_dir = {toml_literal(str(data_dir))}",
@@ -125,6 +125,9 @@ def write_config(path: Path, data_dir: Path, password_hashes: dict) -> Path:
             f"name = {toml_literal(name)}",
             f"password_hash = {toml_literal(password_hash)}",
         ]
+    if tls is not None:
+        cert, key = tls
+        lines += ["", "[tls]", f"cert = {toml_literal(str(cert))}", f"key = {toml_literal(str(key))}"]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -132,9 +135,10 @@ def write_config(path: Path, data_dir: Path, password_hashes: dict) -> Path:
 class RunnelServer:
     """One `runnel serve` process; its stderr is copied to a log file."""
 
-    def __init__(self, binary: Path, config: Path, workdir: Path, name: str):
+    def __init__(self, binary: Path, args: List[str], workdir: Path, name: str, env=None):
         self.binary = binary
-        self.config = config
+        self.args = list(args)
+        self.env = env
         self.workdir = workdir
         self.log_path = workdir / f"{name}.stderr.log"
         self.proc: Optional[subprocess.Popen] = None
@@ -154,16 +158,16 @@ class RunnelServer:
         self.port = None
         self.returncode = None
         self.mark = self.log_size()
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("RUNNEL_CONFIG", "RUNNEL_LISTEN", "RUNNEL_DATA_DIR")
+        }
+        env.update(self.env or {})
         self.proc = subprocess.Popen(
-            [
-                str(self.binary),
-                "serve",
-                "--config",
-                str(self.config),
-                "--listen",
-                "127.0.0.1:0",
-            ],
+            [str(self.binary), "serve", *self.args],
             cwd=self.workdir,
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -282,17 +286,21 @@ def password_hashes(runnel_bin: Path) -> dict:
 
 @pytest.fixture(scope="session")
 def start_server(runnel_bin: Path, password_hashes: dict):
-    """A factory: ``start_server(workdir, name)`` starts a server whose data
-    directory is ``workdir/data``; calling it again with the same workdir
-    restarts on the same data. Every server still running at the end of the
-    session is stopped."""
+    """A factory: ``start_server(workdir, name)`` writes ``workdir/runnel.toml``
+    (data directory ``workdir/data``) and starts a server with
+    ``--config workdir/runnel.toml --listen 127.0.0.1:0``, or with ``args``
+    instead (and ``env`` added to the environment); ``tls`` adds a [tls]
+    section with that (cert, key) pair. Calling it again with the
+    same workdir restarts on the same data. Every server still running at
+    the end of the session is stopped."""
     started: List[RunnelServer] = []
 
-    def start(workdir: Path, name: str = "server") -> RunnelServer:
+    def start(workdir: Path, name: str = "server", args=None, env=None, tls=None) -> RunnelServer:
         workdir.mkdir(parents=True, exist_ok=True)
-        data_dir = workdir / "data"
-        config = write_config(workdir / "runnel.toml", data_dir, password_hashes)
-        server = RunnelServer(runnel_bin, config, workdir, name)
+        config = write_config(workdir / "runnel.toml", workdir / "data", password_hashes, tls)
+        if args is None:
+            args = ["--config", str(config), "--listen", "127.0.0.1:0"]
+        server = RunnelServer(runnel_bin, args, workdir, name, env)
         started.append(server)
         return server.start()
 

@@ -4,6 +4,7 @@ queries, prepared statements, metadata, jobs and errors."""
 from __future__ import annotations
 
 import re
+import time
 from collections import Counter
 
 import pyarrow as pa
@@ -16,6 +17,7 @@ from conftest import (
     SensorData,
     adbc_connect,
     all_users,
+    job_status,
     query,
     rows,
     single_job_id,
@@ -333,6 +335,48 @@ def test_show_jobs_and_metrics(conn, sensors):
     assert job_id in shown.column(0).to_pylist()
     metrics = query(conn, "SELECT job_id, metric, value FROM system.metrics")
     assert metrics.schema.field("value").type == pa.float64()
+
+
+def test_stop_job(conn):
+    """An MV over an unbounded generator runs until STOP JOB; its contents
+    stay readable after it stopped."""
+    query(
+        conn,
+        "CREATE TABLE adbc_live (event_time TIMESTAMP(3), device_id STRING) WITH ("
+        "'connector' = 'datagen', 'iot.devices' = '5', 'rows-per-second' = '200')",
+    )
+    job_id = single_job_id(
+        query(
+            conn,
+            "CREATE MATERIALIZED VIEW adbc_live_counts AS "
+            "SELECT device_id, COUNT(*) AS n FROM adbc_live GROUP BY device_id",
+        )
+    )
+    wait_for_job(conn, job_id, "RUNNING", timeout=20)
+    devices = {f"device-{i:04d}" for i in range(5)}
+    wait_for(
+        "all 5 devices in the live view",
+        lambda: {r[0] for r in rows(conn, "SELECT device_id, n FROM adbc_live_counts")} == devices,
+        timeout=20,
+    )
+    stopped = query(conn, f"STOP JOB '{job_id}'")
+    assert stopped.num_rows == 1
+    wait_for(
+        f"{job_id} to stop running",
+        lambda: job_status(conn, job_id) not in (None, "RUNNING"),
+        timeout=15,
+    )
+    final = dict(rows(conn, "SELECT device_id, n FROM adbc_live_counts"))
+    assert set(final) == devices
+    # Stopped means no more rows: the counts no longer change.
+    time.sleep(0.5)
+    assert dict(rows(conn, "SELECT device_id, n FROM adbc_live_counts")) == final
+
+
+def test_stop_unknown_job_fails(conn):
+    with pytest.raises(adbc_driver_manager.Error) as caught:
+        query(conn, "STOP JOB 'job-999999'")
+    assert "job-999999" in str(caught.value)
 
 
 # -------------------------------------------------------------------- errors

@@ -106,3 +106,73 @@ def test_core_select_on_a_declared_table(engine, sensors):
     with engine.connect() as c:
         got = c.execute(stmt).scalar()
     assert got == sum(1 for _, _, t, _ in sensors.rows if t >= 60.0)
+
+
+# ------------------------------------------------ the flightsql-dbapi client
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    from flightsql import FlightSQLClient
+
+    c = FlightSQLClient(host="127.0.0.1", port=server.port, user=USER, password=PASSWORD, insecure=True)
+    yield c
+    c.close()
+
+
+def fetch(client, info):
+    return client.do_get(info.endpoints[0].ticket).read_all()
+
+
+def test_catalogs_and_schemas(client):
+    assert fetch(client, client.get_catalogs()).column("catalog_name").to_pylist() == ["runnel"]
+    schemas = fetch(client, client.get_db_schemas()).to_pylist()
+    assert {(s["catalog_name"], s["db_schema_name"]) for s in schemas} == {
+        ("runnel", "public"),
+        ("runnel", "system"),
+    }
+
+
+def test_tables_filtered_by_type_and_pattern(client, engine, sensors):
+    view = "sa_cool_view"
+    with engine.connect() as c:
+        c.execute(text(f"CREATE VIEW {view} AS SELECT id FROM {TABLE} WHERE temp < 50"))
+    views = fetch(client, client.get_tables(table_types=["VIEW"])).to_pylist()
+    assert view in [v["table_name"] for v in views]
+    assert {v["table_type"] for v in views} == {"VIEW"}
+    system = fetch(client, client.get_tables(db_schema_filter_pattern="sys%")).to_pylist()
+    assert {t["table_name"] for t in system} >= {"jobs", "tables", "columns", "metrics"}
+    assert {(t["db_schema_name"], t["table_type"]) for t in system} == {("system", "SYSTEM TABLE")}
+    mine = fetch(client, client.get_tables(table_name_filter_pattern="sa\\_sens%")).to_pylist()
+    assert [t["table_name"] for t in mine] == [TABLE]
+
+
+def test_xdbc_type_info_covers_the_ddl_types(client):
+    table = fetch(client, client.get_xdbc_type_info(None)).to_pylist()
+    codes = {t["type_name"]: t["data_type"] for t in table}
+    # JDBC/XDBC codes: INTEGER 4, DOUBLE 8, VARCHAR 12, TIMESTAMP 93.
+    assert codes.get("INT") == 4
+    assert codes.get("DOUBLE") == 8
+    assert codes.get("STRING") == 12
+    assert codes.get("TIMESTAMP(3)") == 93
+
+
+def test_primary_keys(client, engine, sensors, tmp_path_factory):
+    from flightsql import TableRef
+
+    path = tmp_path_factory.mktemp("sa-pk") / "people.csv"
+    path.write_text("1,ann\n2,bo\n")
+    with engine.connect() as c:
+        c.execute(
+            text(
+                "CREATE TABLE sa_people (id INT, name STRING, PRIMARY KEY (id, name) NOT ENFORCED) "
+                f"WITH ('connector' = 'filesystem', 'path' = '{path}', 'format' = 'csv')"
+            )
+        )
+    keys = fetch(client, client.get_primary_keys(TableRef(table="sa_people"))).to_pylist()
+    assert [(k["table_name"], k["column_name"], k["key_sequence"]) for k in keys] == [
+        ("sa_people", "id", 1),
+        ("sa_people", "name", 2),
+    ]
+    none = fetch(client, client.get_primary_keys(TableRef(table=TABLE))).to_pylist()
+    assert none == []
