@@ -225,6 +225,16 @@ pub fn run_file(file: &str, options: &RunOptions, explain_only: bool) -> Result<
             }
             Outcome::Explain(text) => println!("{text}"),
             Outcome::Job(job) => {
+                if job.finish.is_some() {
+                    return Err(render_error(
+                        file,
+                        &sql,
+                        &SqlError::plan(
+                            "runnel run prints rows as they arrive, so ORDER BY and LIMIT are not applied here; run the query over Flight SQL (runnel serve), which sorts bounded results",
+                            stmt.position,
+                        ),
+                    ));
+                }
                 let handle = Job::start(job.graph)
                     .map_err(|e| format!("{file}: cannot start {}: {e}", job.id))?;
                 set_status(&job.status, "RUNNING");

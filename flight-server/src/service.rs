@@ -135,7 +135,13 @@ impl RunnelFlightSql {
 
     /// Verifies `Basic base64(user:password)`; the user name.
     fn basic(&self, header: &str) -> Result<String, Status> {
-        let decoded = base64::engine::general_purpose::STANDARD
+        // Some clients (ADBC's Go driver) leave out the `=` padding.
+        let lenient = base64::engine::GeneralPurpose::new(
+            &base64::alphabet::STANDARD,
+            base64::engine::GeneralPurposeConfig::new()
+                .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+        );
+        let decoded = lenient
             .decode(header[6..].trim())
             .ok()
             .and_then(|b| String::from_utf8(b).ok())
@@ -938,6 +944,30 @@ impl FlightSqlService for RunnelFlightSql {
 mod tests {
     use super::*;
     use arrow::array::{Float64Array, Int64Array, StringArray};
+
+    #[test]
+    fn basic_credentials_decode_with_and_without_padding() {
+        let dir = std::env::temp_dir().join(format!("runnel-basic-{}", std::process::id()));
+        let mut config = crate::config::ServerConfig::new(&dir);
+        config.auth.users.push(crate::config::User {
+            name: "bob".into(),
+            password_hash: crate::config::hash_password("pw").expect("hash"),
+        });
+        let server = Server::open(config).expect("server");
+        let svc = RunnelFlightSql::new(server);
+        // "bob:pw" is 6 bytes: no padding either way; "bob:pw1" needs one
+        // '=', which ADBC leaves out.
+        for (padded, unpadded) in [("Ym9iOnB3", "Ym9iOnB3"), ("Ym9iOnB3MQ==", "Ym9iOnB3MQ")] {
+            let ok = svc.basic(&format!("Basic {padded}"));
+            let also = svc.basic(&format!("Basic {unpadded}"));
+            assert_eq!(ok.is_ok(), also.is_ok(), "{padded} vs {unpadded}");
+        }
+        assert_eq!(svc.basic("Basic Ym9iOnB3").expect("bob:pw"), "bob");
+        let err = svc.basic("Basic Ym9iOnB3MQ").expect_err("bob:pw1 is wrong");
+        assert_eq!(err.code(), tonic::Code::Unauthenticated);
+        assert_eq!(err.message(), "wrong user name or password");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn placeholders_skip_strings_identifiers_and_comments() {

@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use arrow::array::{ArrayRef, RecordBatch};
+use arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions};
 use arrow::datatypes::SchemaRef;
 use arrow::row::{RowConverter, SortField};
 use runnel_engine::connector::{Connector, SourceTable, TableDescriptor};
@@ -283,7 +283,13 @@ fn project_by_name(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatc
         })?;
         columns.push(Arc::clone(batch.column(i)));
     }
-    Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
+    // COUNT(*) reads no column: the batch still has its rows.
+    let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    Ok(RecordBatch::try_new_with_options(
+        Arc::clone(schema),
+        columns,
+        &options,
+    )?)
 }
 
 /// The sink of a materialized view's job.
