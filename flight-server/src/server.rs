@@ -120,9 +120,11 @@ struct JobEntry {
     kind: JobKind,
     status: Arc<Mutex<String>>,
     handle: Option<JobHandle>,
-    /// Counters when the job ended.
+    /// Counters when the job ended (`Some` once it has ended).
     last: Option<Progress>,
     cancelled: bool,
+    /// When the job was planned.
+    created: Instant,
 }
 
 /// One line of the statement log.
@@ -449,6 +451,7 @@ impl Server {
                             handle: None,
                             last: None,
                             cancelled: false,
+                            created: Instant::now(),
                         },
                     );
                     return Ok(Executed::Query(QueryRun {
@@ -491,6 +494,7 @@ impl Server {
                         handle,
                         last: None,
                         cancelled: false,
+                        created: Instant::now(),
                     },
                 );
                 Ok(Executed::Batch(one_column("job_id", &id)?))
@@ -548,13 +552,16 @@ impl Server {
             .graph
             .take()
             .ok_or_else(|| ServerError::Internal("the query was already started".into()))?;
-        let handle = Job::start(graph)?;
-        self.queries.fetch_add(1, Ordering::Relaxed);
         let mut inner = self.lock()?;
-        if let Some(job) = inner.jobs.get_mut(&run.job_id) {
-            set(&job.status, "RUNNING");
-            job.handle = Some(handle);
-        }
+        let job = inner.jobs.get_mut(&run.job_id).ok_or_else(|| {
+            ServerError::NotFound(format!(
+                "{} is no longer known; run the query again",
+                run.job_id
+            ))
+        })?;
+        job.handle = Some(Job::start(graph)?);
+        set(&job.status, "RUNNING");
+        self.queries.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -578,72 +585,74 @@ impl Server {
         Some(s)
     }
 
-    /// Waits until job `id` has ended; its error, if it failed.
+    /// Waits until job `id` has ended; its error, if it failed or was
+    /// cancelled. The caller's channel has closed, so the job is ending:
+    /// it is reaped here rather than waiting for the monitor.
     pub async fn job_result(&self, id: &str) -> Result<()> {
         loop {
-            let (running, status) = {
-                let inner = self.lock()?;
-                match inner.jobs.get(id) {
-                    None => return Ok(()),
-                    Some(j) => (
-                        j.handle.is_some(),
-                        j.status.lock().map(|s| s.clone()).unwrap_or_default(),
-                    ),
+            let status = {
+                let mut inner = self.lock()?;
+                let job = inner.jobs.get_mut(id).ok_or_else(|| {
+                    ServerError::Internal(format!("{id} disappeared from the job list"))
+                })?;
+                if job.handle.as_ref().is_some_and(JobHandle::is_finished) {
+                    reap_job(id, job);
+                }
+                if job.handle.is_some() {
+                    None
+                } else {
+                    Some(job.status.lock().map(|s| s.clone()).unwrap_or_default())
                 }
             };
-            if !running {
-                return match status.strip_prefix("FAILED: ") {
-                    Some(msg) => Err(ServerError::Internal(format!("{id} failed: {msg}"))),
-                    None => Ok(()),
-                };
+            match status.as_deref() {
+                None => tokio::time::sleep(Duration::from_millis(1)).await,
+                Some(s) => {
+                    return match s.strip_prefix("FAILED: ") {
+                        Some(msg) => Err(ServerError::Internal(format!("{id} failed: {msg}"))),
+                        None if s == "CANCELED" => {
+                            Err(ServerError::Internal(format!("{id} was cancelled")))
+                        }
+                        None => Ok(()),
+                    }
+                }
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
-    /// Reaps jobs that have ended. Called by the monitor thread.
+    /// Reaps jobs that have ended, and forgets old ad-hoc queries. Called
+    /// by the monitor thread.
     fn reap(&self) {
         let Ok(mut inner) = self.lock() else {
             return;
         };
-        let mut done = Vec::new();
         for (id, job) in inner.jobs.iter_mut() {
             if job.handle.as_ref().is_some_and(JobHandle::is_finished) {
-                if let Some(h) = job.handle.take() {
-                    job.last = Some(h.progress());
-                    let status = match h.wait() {
-                        Ok(()) if job.cancelled => "CANCELED".to_string(),
-                        Ok(()) => {
-                            let s = job.status.lock().map(|s| s.clone()).unwrap_or_default();
-                            if s == "STOPPING" {
-                                "STOPPED".to_string()
-                            } else {
-                                "FINISHED".to_string()
-                            }
-                        }
-                        Err(EngineError::Cancelled) => "CANCELED".to_string(),
-                        Err(e) => format!("FAILED: {e}"),
-                    };
-                    if status.starts_with("FAILED") {
-                        eprintln!("runnel: {id} {status}");
-                    }
-                    set(&job.status, &status);
-                    done.push(id.clone());
-                }
+                reap_job(id, job);
             }
         }
-        // Finished ad-hoc queries are forgotten after a while so that the
-        // job list does not grow without bound.
-        let selects: Vec<String> = inner
-            .jobs
-            .iter()
-            .filter(|(_, j)| j.kind == JobKind::Select && j.handle.is_none())
-            .map(|(id, _)| id.clone())
-            .collect();
-        if selects.len() > 200 {
-            for id in &selects[..selects.len() - 200] {
-                inner.jobs.remove(id);
+        // Ended ad-hoc queries are forgotten, oldest first, beyond the
+        // newest 200, so that the job list does not grow without bound;
+        // queries planned but never fetched are forgotten once their
+        // result has expired.
+        let mut ended: Vec<(usize, String)> = Vec::new();
+        let mut expired = Vec::new();
+        for (id, j) in &inner.jobs {
+            if j.kind != JobKind::Select || j.handle.is_some() {
+                continue;
             }
+            if j.last.is_some() {
+                ended.push((job_number(id).unwrap_or(0), id.clone()));
+            } else if j.created.elapsed() > UNFETCHED_QUERY_TTL {
+                expired.push(id.clone());
+            }
+        }
+        ended.sort();
+        let excess = ended.len().saturating_sub(KEPT_QUERIES);
+        for (_, id) in ended.into_iter().take(excess) {
+            inner.jobs.remove(&id);
+        }
+        for id in expired {
+            inner.jobs.remove(&id);
         }
     }
 
@@ -996,6 +1005,38 @@ fn unreachable_sink() -> SinkTarget {
         parallelism: 1,
     }
 }
+
+/// Waits for a finished job's threads and records how it ended.
+fn reap_job(id: &str, job: &mut JobEntry) {
+    let Some(h) = job.handle.take() else {
+        return;
+    };
+    job.last = Some(h.progress());
+    let status = match h.wait() {
+        Ok(()) if job.cancelled => "CANCELED".to_string(),
+        Ok(()) => {
+            let s = job.status.lock().map(|s| s.clone()).unwrap_or_default();
+            if s == "STOPPING" {
+                "STOPPED".to_string()
+            } else {
+                "FINISHED".to_string()
+            }
+        }
+        Err(EngineError::Cancelled) => "CANCELED".to_string(),
+        Err(e) => format!("FAILED: {e}"),
+    };
+    if status.starts_with("FAILED") {
+        eprintln!("runnel: {id} {status}");
+    }
+    set(&job.status, &status);
+}
+
+/// Ended ad-hoc queries kept in the job list.
+const KEPT_QUERIES: usize = 200;
+
+/// A query planned but never fetched is forgotten after this long (its
+/// result expires after ten minutes).
+const UNFETCHED_QUERY_TTL: Duration = Duration::from_secs(15 * 60);
 
 /// Reaps finished jobs every 50 ms until the server is dropped or stopped.
 fn monitor(server: Weak<Server>) {
