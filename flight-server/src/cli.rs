@@ -130,7 +130,9 @@ pub fn statement_text<'a>(sql: &'a str, stmts: &[Located], i: usize) -> &'a str 
         let mut off = 0;
         for (n, l) in sql.split_inclusive('\n').enumerate() {
             if n + 1 == p.line as usize {
-                return off + (p.column as usize).saturating_sub(1).min(l.len());
+                // Columns count characters, not bytes.
+                let col = (p.column as usize).saturating_sub(1);
+                return off + l.char_indices().nth(col).map_or(l.len(), |(b, _)| b);
             }
             off += l.len();
         }
@@ -382,5 +384,11 @@ mod tests {
         assert_eq!(statement_text(sql, &stmts, 0), "SET 'a' = '1'");
         assert_eq!(statement_text(sql, &stmts, 1), "SELECT 1\n  FROM t");
         assert_eq!(statement_text(sql, &stmts, 2), "SHOW TABLES");
+        // Columns are characters: multi-byte text before a statement does
+        // not shift the cut.
+        let sql = "SELECT '日日日日'; SELECT 2";
+        let stmts = parse_sql(sql).expect("parses");
+        assert_eq!(statement_text(sql, &stmts, 0), "SELECT '日日日日'");
+        assert_eq!(statement_text(sql, &stmts, 1), "SELECT 2");
     }
 }

@@ -65,15 +65,39 @@ pub fn start(config: ServerConfig) -> Result<ServerHandle, String> {
     let addr = listener
         .local_addr()
         .map_err(|e| format!("cannot read the listening address: {e}"))?;
+    // Read the certificate before anything starts, so that a bad one is
+    // an error at start rather than a server that never serves.
+    let identity = match &config.tls {
+        None => None,
+        Some(tls) => {
+            let cert = std::fs::read(&tls.cert)
+                .map_err(|e| format!("cannot read the certificate {}: {e}", tls.cert.display()))?;
+            let key = std::fs::read(&tls.key)
+                .map_err(|e| format!("cannot read the private key {}: {e}", tls.key.display()))?;
+            Some(Identity::from_pem(cert, key))
+        }
+    };
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(identity) = identity {
+        builder = builder
+            .tls_config(ServerTlsConfig::new().identity(identity))
+            .map_err(|e| format!("bad TLS configuration: {e}"))?;
+    }
     let server = Server::open(config)?;
     let (tx, rx) = oneshot::channel::<()>();
     let s = Arc::clone(&server);
     let thread = std::thread::Builder::new()
         .name("runnel-serve".into())
         .spawn(move || {
-            let result = runtime.block_on(serve_on(Arc::clone(&s), listener, async {
-                let _ = rx.await;
-            }));
+            let stopping = Arc::clone(&s);
+            let result =
+                runtime.block_on(serve_on(builder, Arc::clone(&s), listener, async move {
+                    let _ = rx.await;
+                    // Stop the jobs first: their subscriptions then end, and
+                    // the server can finish its open streams and return.
+                    let _ =
+                        tokio::task::spawn_blocking(move || stopping.shutdown(STOP_TIMEOUT)).await;
+                }));
             s.shutdown(STOP_TIMEOUT);
             runtime.shutdown_timeout(Duration::from_secs(5));
             result
@@ -89,20 +113,11 @@ pub fn start(config: ServerConfig) -> Result<ServerHandle, String> {
 
 /// Serves until `shutdown` completes.
 async fn serve_on(
+    mut builder: tonic::transport::Server,
     server: Arc<Server>,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), String> {
-    let mut builder = tonic::transport::Server::builder();
-    if let Some(tls) = &server.config().tls {
-        let cert = std::fs::read(&tls.cert)
-            .map_err(|e| format!("cannot read the certificate {}: {e}", tls.cert.display()))?;
-        let key = std::fs::read(&tls.key)
-            .map_err(|e| format!("cannot read the private key {}: {e}", tls.key.display()))?;
-        builder = builder
-            .tls_config(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))
-            .map_err(|e| format!("bad TLS configuration: {e}"))?;
-    }
     let service = FlightServiceServer::new(RunnelFlightSql::new(Arc::clone(&server)))
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(64 << 20);

@@ -47,6 +47,8 @@ pub enum ServerError {
     InvalidArgument(String),
     /// An unknown table, view, job, ticket or prepared statement.
     NotFound(String),
+    /// The query was cancelled (its client went away, or STOP JOB).
+    Cancelled(String),
     /// Something failed while running.
     Internal(String),
 }
@@ -56,6 +58,7 @@ impl std::fmt::Display for ServerError {
         match self {
             ServerError::InvalidArgument(m)
             | ServerError::NotFound(m)
+            | ServerError::Cancelled(m)
             | ServerError::Internal(m) => f.write_str(m),
         }
     }
@@ -301,7 +304,21 @@ impl Server {
                 Err(e) => return Err(format!("{}:{}: {e}", path.display(), i + 1)),
             }
         }
+        if !text.is_empty() && !text.ends_with('\n') {
+            // Cut the torn line off, or the next append would glue onto it.
+            let keep = text.rfind('\n').map_or(0, |i| i + 1);
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .and_then(|f| f.set_len(keep as u64))
+                .map_err(|e| format!("cannot repair {}: {e}", path.display()))?;
+        }
         let ended: BTreeSet<String> = entries.iter().flat_map(|e| e.ends.clone()).collect();
+        let logged_max = entries
+            .iter()
+            .filter_map(|e| e.job.as_deref().and_then(job_number))
+            .max()
+            .unwrap_or(0);
         self.replaying.store(true, Ordering::SeqCst);
         for e in &entries {
             if let Some(n) = e.job.as_deref().and_then(job_number) {
@@ -325,7 +342,13 @@ impl Server {
             .and_then(|s| s.trim().parse::<usize>().ok())
             .unwrap_or(1);
         if let Ok(mut inner) = self.lock() {
-            let n = inner.session.next_job_number().max(recorded);
+            // Past every logged job, even one whose statement was skipped,
+            // so that no new job takes an old job's checkpoints.
+            let n = inner
+                .session
+                .next_job_number()
+                .max(recorded)
+                .max(logged_max + 1);
             inner.session.set_next_job_number(n);
         }
         if !entries.is_empty() {
@@ -442,6 +465,7 @@ impl Server {
                     } else {
                         Arc::clone(&job.schema)
                     };
+                    let schema = crate::metadata::annotate(&schema, None);
                     inner.jobs.insert(
                         id.clone(),
                         JobEntry {
@@ -469,7 +493,37 @@ impl Server {
                     set(&job.status, "STOPPED");
                     None
                 } else {
-                    let h = Job::start(job.graph)?;
+                    let h = match Job::start(job.graph) {
+                        Ok(h) => h,
+                        Err(e) if self.replaying.load(Ordering::SeqCst) => {
+                            // Keep the catalog entry and show why the job
+                            // is not running (say, a checkpoint of another
+                            // parallelism), rather than losing it silently.
+                            set(&job.status, &format!("FAILED: {e}"));
+                            eprintln!("runnel: {id} cannot resume: {e}");
+                            inner.jobs.insert(
+                                id.clone(),
+                                JobEntry {
+                                    statement: job.statement,
+                                    kind: job.kind,
+                                    status: job.status,
+                                    handle: None,
+                                    last: None,
+                                    cancelled: false,
+                                    created: Instant::now(),
+                                },
+                            );
+                            return Ok(Executed::Batch(one_column("job_id", &id)?));
+                        }
+                        Err(e) => {
+                            // Nothing was logged: take the view back out.
+                            if let JobKind::MaterializedView(v) = &job.kind {
+                                inner.session.catalog_mut().remove(v);
+                                self.views.remove(v);
+                            }
+                            return Err(e.into());
+                        }
+                    };
                     set(&job.status, "RUNNING");
                     if let Some(cp) = h.restored_from() {
                         eprintln!(
@@ -503,8 +557,12 @@ impl Server {
     }
 
     fn record_next_job(&self, n: usize) {
-        // Best effort: a lost update only means a later ad-hoc query may
-        // reuse an id after a restart; ad-hoc queries keep no checkpoints.
+        // During the replay the log is the record. Otherwise best effort: a
+        // lost update only means a later ad-hoc query may reuse an id after
+        // a restart, and ad-hoc queries keep no checkpoints.
+        if self.replaying.load(Ordering::SeqCst) {
+            return;
+        }
         let _ = std::fs::write(self.next_job_path(), n.to_string());
     }
 
@@ -531,8 +589,9 @@ impl Server {
                 }))
             }
             Statement::ShowTables | Statement::ShowJobs | Statement::Describe(_) => {
-                // Side-effect free: run it for its schema.
-                match self.execute(sql)? {
+                // Side-effect free: run it (and only it) for its schema.
+                let text = crate::cli::statement_text(sql, &stmts, stmts.len() - 1);
+                match self.execute(text)? {
                     Executed::Batch(b) => Ok(Some(b.schema())),
                     Executed::Query(q) => Ok(Some(q.schema)),
                 }
@@ -563,6 +622,17 @@ impl Server {
         set(&job.status, "RUNNING");
         self.queries.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Forgets a query that was planned but will never run (it came as an
+    /// update).
+    pub fn forget_query(&self, id: &str) {
+        if let Ok(mut inner) = self.lock() {
+            if inner.jobs.get(id).is_some_and(|j| j.handle.is_none()) {
+                inner.jobs.remove(id);
+                inner.session.forget_job(id);
+            }
+        }
     }
 
     /// Cancels a job (a client closed its subscription).
@@ -610,7 +680,7 @@ impl Server {
                     return match s.strip_prefix("FAILED: ") {
                         Some(msg) => Err(ServerError::Internal(format!("{id} failed: {msg}"))),
                         None if s == "CANCELED" => {
-                            Err(ServerError::Internal(format!("{id} was cancelled")))
+                            Err(ServerError::Cancelled(format!("{id} was cancelled")))
                         }
                         None => Ok(()),
                     }
@@ -650,9 +720,11 @@ impl Server {
         let excess = ended.len().saturating_sub(KEPT_QUERIES);
         for (_, id) in ended.into_iter().take(excess) {
             inner.jobs.remove(&id);
+            inner.session.forget_job(&id);
         }
         for id in expired {
             inner.jobs.remove(&id);
+            inner.session.forget_job(&id);
         }
     }
 
@@ -1049,5 +1121,107 @@ fn monitor(server: Weak<Server>) {
             return;
         }
         s.reap();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("runnel-server-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        dir
+    }
+
+    fn config(dir: &Path) -> ServerConfig {
+        let mut c = ServerConfig::new(dir);
+        c.auth.allow_anonymous = true;
+        c
+    }
+
+    fn table_names(server: &Server) -> Vec<String> {
+        server
+            .tables()
+            .expect("tables")
+            .into_iter()
+            .filter(|t| t.schema_name == PUBLIC_SCHEMA)
+            .map(|t| t.table_name)
+            .collect()
+    }
+
+    const CREATE: &str = "CREATE TABLE {} (x INT) WITH ('connector' = 'blackhole')";
+
+    #[test]
+    fn a_torn_last_log_line_is_cut_off_and_later_statements_survive() {
+        let dir = data_dir("torn");
+        let good = serde_json::to_string(&LogEntry {
+            sql: CREATE.replace("{}", "a"),
+            job: None,
+            ends: vec![],
+        })
+        .expect("json");
+        std::fs::write(
+            dir.join("statements.jsonl"),
+            format!("{good}\n{{\"sql\":\"CREATE TAB"),
+        )
+        .expect("log");
+        let server = Server::open(config(&dir)).expect("open with a torn line");
+        assert_eq!(table_names(&server), vec!["a"]);
+        assert!(server.execute(&CREATE.replace("{}", "b")).is_ok());
+        drop(server);
+        let server = Server::open(config(&dir)).expect("reopen");
+        assert_eq!(table_names(&server), vec!["a", "b"]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn new_jobs_never_take_the_id_of_a_logged_job() {
+        let dir = data_dir("ids");
+        // job-5 no longer plans (its sink is gone), so the replay skips it.
+        let entry = serde_json::to_string(&LogEntry {
+            sql: "INSERT INTO gone SELECT x FROM gone".into(),
+            job: Some("job-5".into()),
+            ends: vec![],
+        })
+        .expect("json");
+        std::fs::write(dir.join("statements.jsonl"), format!("{entry}\n")).expect("log");
+        let server = Server::open(config(&dir)).expect("open");
+        let next = server.lock().expect("lock").session.next_job_number();
+        assert_eq!(next, 6);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_view_name_in_use_is_refused_without_touching_the_view() {
+        let dir = data_dir("mvname");
+        let server = Server::open(config(&dir)).expect("open");
+        let csv = dir.join("t.csv");
+        std::fs::write(&csv, "k,n\na,1\nb,2\n").expect("csv");
+        server
+            .execute(&format!(
+                "CREATE TABLE t (k STRING, n INT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv', 'csv.ignore-first-line' = 'true')",
+                csv.display()
+            ))
+            .map(|_| ())
+            .expect("table");
+        server
+            .execute("CREATE MATERIALIZED VIEW v AS SELECT k, n FROM t")
+            .map(|_| ())
+            .expect("view");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while server.views.get("v").map_or(0, |v| v.len().unwrap_or(0)) < 2
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let err = server
+            .execute("CREATE MATERIALIZED VIEW v AS SELECT k FROM t")
+            .map(|_| ())
+            .expect_err("name in use");
+        assert!(err.to_string().contains("already exists"), "{err}");
+        assert_eq!(server.views.get("v").expect("view").len().expect("len"), 2);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -208,6 +208,7 @@ fn status(e: ServerError) -> Status {
     match e {
         ServerError::InvalidArgument(m) => Status::invalid_argument(m),
         ServerError::NotFound(m) => Status::not_found(m),
+        ServerError::Cancelled(m) => Status::cancelled(m),
         ServerError::Internal(m) => Status::internal(m),
     }
 }
@@ -625,7 +626,7 @@ impl FlightSqlService for RunnelFlightSql {
         match self.execute(ticket.query).await? {
             Executed::Batch(_) => Ok(0),
             Executed::Query(q) => {
-                self.server.cancel_job(&q.job_id);
+                self.server.forget_query(&q.job_id);
                 Err(Status::invalid_argument(
                     "a query returns rows; execute it as a query, not as an update",
                 ))
@@ -758,7 +759,7 @@ impl FlightSqlService for RunnelFlightSql {
         }
         for s in statements {
             if let Executed::Query(q) = self.execute(s).await? {
-                self.server.cancel_job(&q.job_id);
+                self.server.forget_query(&q.job_id);
                 return Err(Status::invalid_argument(
                     "a query returns rows; execute it as a query, not as an update",
                 ));

@@ -174,6 +174,12 @@ impl Catalog {
         Ok(())
     }
 
+    /// Removes the entry with catalog key `key`, if any (undoing a
+    /// creation whose job could not start).
+    pub fn remove(&mut self, key: &str) {
+        self.entries.remove(key);
+    }
+
     /// Every entry: display name and entry, sorted by name.
     pub fn entries(&self) -> impl Iterator<Item = (&str, &Entry)> {
         self.entries.values().map(|(n, e)| (n.as_str(), e))

@@ -138,6 +138,11 @@ impl Session {
         self.next_job = n.max(1);
     }
 
+    /// Forgets job `id` (an ended ad-hoc query) from `SHOW JOBS`.
+    pub fn forget_job(&mut self, id: &str) {
+        self.jobs.retain(|j| j.0 != id);
+    }
+
     /// The catalog, for callers that add their own tables (system tables).
     pub fn catalog_mut(&mut self) -> &mut Catalog {
         &mut self.catalog
@@ -378,8 +383,15 @@ impl Session {
                 position,
             ));
         }
-        if if_not_exists && self.catalog.get(name).is_some() {
-            return Ok(Outcome::Message(format!("{name} already exists")));
+        if self.catalog.get(name).is_some() {
+            if if_not_exists {
+                return Ok(Outcome::Message(format!("{name} already exists")));
+            }
+            // Before lowering: lowering registers the view's sink.
+            return Err(SqlError::plan(
+                format!("'{name}' already exists"),
+                position_of(name),
+            ));
         }
         let mut plan = Planner::new(&self.catalog).plan_query(query)?;
         plan.prune_all();

@@ -406,6 +406,40 @@ fn a_subscription_receives_windows_as_they_close_until_cancelled() {
 }
 
 #[test]
+fn stopping_the_server_ends_open_subscriptions() {
+    let dir = temp_dir("stop");
+    let server = start(config(&dir)).expect("server");
+    let addr = server.addr;
+    runtime().block_on(async move {
+        let mut c = connect(addr).await;
+        query(&mut c, &READINGS.replace("RATE", "1"))
+            .await
+            .expect("create");
+        let info = c.execute(WINDOWS.into(), None).await.expect("subscribe");
+        let ticket = info.endpoint[0].ticket.clone().expect("ticket");
+        let mut stream = c.clone().do_get(ticket).await.expect("stream");
+        // A keep-alive shows the subscription is open.
+        let first = tokio::time::timeout(Duration::from_secs(10), stream.next()).await;
+        assert!(matches!(first, Ok(Some(Ok(_)))), "no keep-alive");
+        let started = Instant::now();
+        let stopping = tokio::task::spawn_blocking(move || server.stop());
+        // The subscription ends because its job stopped, instead of
+        // holding the server's shutdown up forever.
+        let mut ended = false;
+        while let Ok(next) = tokio::time::timeout(Duration::from_secs(30), stream.next()).await {
+            if !matches!(next, Some(Ok(_))) {
+                ended = true;
+                break;
+            }
+        }
+        assert!(ended, "the subscription outlived the server's shutdown");
+        stopping.await.expect("join").expect("stop");
+        assert!(started.elapsed() < Duration::from_secs(30));
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn metadata_calls_describe_the_catalog() {
     let dir = temp_dir("metadata");
     let server = start(config(&dir)).expect("server");
