@@ -238,24 +238,11 @@ impl Connector for ViewConnector {
     fn source(&self, table: &TableDescriptor) -> Result<SourceTable> {
         let views = self.views.clone();
         let name = table.name.clone();
-        let wanted = Arc::clone(&table.schema);
-        let factory: SourceFactory = Arc::new(move |_task: &TaskInfo| {
-            let views = views.clone();
-            let name = name.clone();
-            let wanted = Arc::clone(&wanted);
-            Ok(Box::new(OnceSource::new(move || {
-                let batch = match views.get(&name) {
-                    Some(v) => v.snapshot()?,
-                    None => RecordBatch::new_empty(Arc::clone(&wanted)),
-                };
-                project_by_name(&batch, &wanted)
-            })) as Box<dyn Source>)
-        });
-        Ok(SourceTable {
-            factory,
-            bounded: true,
-            parallelism: Some(1),
-        })
+        let empty = Arc::clone(&table.schema);
+        Ok(snapshot_source(table, move || match views.get(&name) {
+            Some(v) => v.snapshot(),
+            None => Ok(RecordBatch::new_empty(Arc::clone(&empty))),
+        }))
     }
 
     fn sink(&self, table: &TableDescriptor, _updating: bool) -> Result<OperatorFactory> {
@@ -271,6 +258,29 @@ impl Connector for ViewConnector {
 
     fn supports_projection(&self, _table: &TableDescriptor) -> bool {
         true
+    }
+}
+
+/// A bounded source of one subtask that reads `make()` once, when the query
+/// starts reading, and keeps the columns the query asked for.
+fn snapshot_source(
+    table: &TableDescriptor,
+    make: impl Fn() -> Result<RecordBatch> + Send + Sync + 'static,
+) -> SourceTable {
+    let make = Arc::new(make);
+    let wanted = Arc::clone(&table.schema);
+    let factory: SourceFactory = Arc::new(move |_task: &TaskInfo| {
+        let make = Arc::clone(&make);
+        let wanted = Arc::clone(&wanted);
+        Ok(
+            Box::new(OnceSource::new(move || project_by_name(&make()?, &wanted)))
+                as Box<dyn Source>,
+        )
+    });
+    SourceTable {
+        factory,
+        bounded: true,
+        parallelism: Some(1),
     }
 }
 
@@ -371,20 +381,7 @@ impl Connector for SystemConnector {
     fn source(&self, table: &TableDescriptor) -> Result<SourceTable> {
         let rows = Arc::clone(&self.rows);
         let name = table.required("system.table")?.to_string();
-        let wanted = Arc::clone(&table.schema);
-        let factory: SourceFactory = Arc::new(move |_task: &TaskInfo| {
-            let rows = Arc::clone(&rows);
-            let name = name.clone();
-            let wanted = Arc::clone(&wanted);
-            Ok(Box::new(OnceSource::new(move || {
-                project_by_name(&rows(&name)?, &wanted)
-            })) as Box<dyn Source>)
-        });
-        Ok(SourceTable {
-            factory,
-            bounded: true,
-            parallelism: Some(1),
-        })
+        Ok(snapshot_source(table, move || rows(&name)))
     }
 
     fn sink(&self, table: &TableDescriptor, _updating: bool) -> Result<OperatorFactory> {

@@ -340,6 +340,13 @@ fn prepared_statements_bind_parameters_and_run_ddl_as_updates() {
 
 const READINGS: &str = "CREATE TABLE readings (event_time TIMESTAMP(3), device_id STRING, temperature DOUBLE, WATERMARK FOR event_time AS event_time - INTERVAL '1' SECOND) WITH ('connector' = 'datagen', 'seed' = '7', 'iot.devices' = '20', 'iot.interval-ms' = '1000', 'rows-per-second' = 'RATE')";
 
+/// Starts a continuous query and returns its open stream.
+async fn subscribe(c: &mut Client, sql: &str) -> arrow_flight::decode::FlightRecordBatchStream {
+    let info = c.execute(sql.into(), None).await.expect("subscribe");
+    let ticket = info.endpoint[0].ticket.clone().expect("ticket");
+    c.do_get(ticket).await.expect("stream")
+}
+
 const WINDOWS: &str = "SELECT window_start, COUNT(*) AS readings FROM TABLE(TUMBLE(TABLE readings, DESCRIPTOR(event_time), INTERVAL '10' SECOND)) GROUP BY window_start, window_end";
 
 #[test]
@@ -349,9 +356,7 @@ fn a_subscription_receives_windows_as_they_close_until_cancelled() {
     runtime().block_on(async {
         let mut c = connect(server.addr).await;
         query(&mut c, &READINGS.replace("RATE", "2000")).await.expect("create");
-        let info = c.execute(WINDOWS.into(), None).await.expect("subscribe");
-        let ticket = info.endpoint[0].ticket.clone().expect("ticket");
-        let mut stream = c.clone().do_get(ticket).await.expect("stream");
+        let mut stream = subscribe(&mut c, WINDOWS).await;
         let mut windows = Vec::new();
         while windows.len() < 3 {
             let batch = tokio::time::timeout(Duration::from_secs(30), stream.next())
@@ -387,9 +392,7 @@ fn a_subscription_receives_windows_as_they_close_until_cancelled() {
         // keep-alive batches (empty) every 300 ms.
         query(&mut c, "DROP TABLE readings").await.expect("drop");
         query(&mut c, &READINGS.replace("RATE", "1")).await.expect("slow table");
-        let info = c.execute(WINDOWS.into(), None).await.expect("subscribe");
-        let ticket = info.endpoint[0].ticket.clone().expect("ticket");
-        let mut stream = c.clone().do_get(ticket).await.expect("stream");
+        let mut stream = subscribe(&mut c, WINDOWS).await;
         let started = Instant::now();
         let mut empty = 0;
         while empty < 3 && started.elapsed() < Duration::from_secs(20) {
@@ -415,9 +418,7 @@ fn stopping_the_server_ends_open_subscriptions() {
         query(&mut c, &READINGS.replace("RATE", "1"))
             .await
             .expect("create");
-        let info = c.execute(WINDOWS.into(), None).await.expect("subscribe");
-        let ticket = info.endpoint[0].ticket.clone().expect("ticket");
-        let mut stream = c.clone().do_get(ticket).await.expect("stream");
+        let mut stream = subscribe(&mut c, WINDOWS).await;
         // A keep-alive shows the subscription is open.
         let first = tokio::time::timeout(Duration::from_secs(10), stream.next()).await;
         assert!(matches!(first, Ok(Some(Ok(_)))), "no keep-alive");
