@@ -13,8 +13,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
@@ -156,7 +156,6 @@ pub struct Server {
     /// Replaying the log: nothing is logged again.
     replaying: AtomicBool,
     stopped: AtomicBool,
-    queries: AtomicU64,
 }
 
 /// The channel capacity between a query's sink and its client stream.
@@ -232,7 +231,6 @@ impl Server {
                 views,
                 replaying: AtomicBool::new(false),
                 stopped: AtomicBool::new(false),
-                queries: AtomicU64::new(0),
             }
         });
         server.replay()?;
@@ -620,7 +618,6 @@ impl Server {
         })?;
         job.handle = Some(Job::start(graph)?);
         set(&job.status, "RUNNING");
-        self.queries.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -645,14 +642,6 @@ impl Server {
                 }
             }
         }
-    }
-
-    /// The status of job `id`.
-    pub fn job_status(&self, id: &str) -> Option<String> {
-        let inner = self.lock().ok()?;
-        let job = inner.jobs.get(id)?;
-        let s = job.status.lock().ok()?.clone();
-        Some(s)
     }
 
     /// Waits until job `id` has ended; its error, if it failed or was
@@ -912,16 +901,6 @@ impl Server {
         };
         Ok(RecordBatch::try_new(schema, columns)?)
     }
-
-    /// Number of queries started since the server started.
-    pub fn queries_started(&self) -> u64 {
-        self.queries.load(Ordering::Relaxed)
-    }
-
-    /// The data directory.
-    pub fn data_dir(&self) -> &Path {
-        &self.config.data_dir
-    }
 }
 
 /// A table as the metadata calls describe it.
@@ -1127,6 +1106,7 @@ fn monitor(server: Weak<Server>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn data_dir(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("runnel-server-{name}-{}", std::process::id()));
