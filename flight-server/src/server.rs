@@ -454,7 +454,6 @@ impl Server {
             }
             Outcome::Job(mut job) => {
                 let id = job.id.clone();
-                self.record_next_job(inner.session.next_job_number());
                 if job.kind == JobKind::Select {
                     // Ad-hoc queries are not resumed after a restart.
                     job.graph.checkpointing = None;
@@ -552,16 +551,6 @@ impl Server {
                 Ok(Executed::Batch(one_column("job_id", &id)?))
             }
         }
-    }
-
-    fn record_next_job(&self, n: usize) {
-        // During the replay the log is the record. Otherwise best effort: a
-        // lost update only means a later ad-hoc query may reuse an id after
-        // a restart, and ad-hoc queries keep no checkpoints.
-        if self.replaying.load(Ordering::SeqCst) {
-            return;
-        }
-        let _ = std::fs::write(self.next_job_path(), n.to_string());
     }
 
     /// The output schema of a query statement without running it, for
@@ -722,11 +711,19 @@ impl Server {
     pub fn shutdown(&self, timeout: Duration) {
         self.stopped.store(true, Ordering::SeqCst);
         let handles: Vec<(String, JobHandle)> = match self.lock() {
-            Ok(mut inner) => inner
-                .jobs
-                .iter_mut()
-                .filter_map(|(id, j)| j.handle.take().map(|h| (id.clone(), h)))
-                .collect(),
+            Ok(mut inner) => {
+                // Written once here rather than at every query: logged jobs'
+                // ids are safe anyway (the replay counts past them), and
+                // after a crash ad-hoc queries may reuse ids, which is
+                // harmless since they keep no checkpoints.
+                let next = inner.session.next_job_number().to_string();
+                let _ = std::fs::write(self.next_job_path(), next);
+                inner
+                    .jobs
+                    .iter_mut()
+                    .filter_map(|(id, j)| j.handle.take().map(|h| (id.clone(), h)))
+                    .collect()
+            }
             Err(_) => return,
         };
         for (_, h) in &handles {
