@@ -61,6 +61,16 @@ async fn connect(addr: std::net::SocketAddr) -> Client {
     client
 }
 
+/// Runs `test` against a server with the test configuration in a fresh
+/// directory, then stops the server and removes the directory.
+fn with_server(name: &str, test: impl AsyncFnOnce(std::net::SocketAddr, PathBuf)) {
+    let dir = temp_dir(name);
+    let server = start(config(&dir)).expect("server");
+    runtime().block_on(test(server.addr, dir.clone()));
+    server.stop().expect("stop");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 async fn fetch(client: &mut Client, info: &FlightInfo) -> Result<Vec<RecordBatch>, String> {
     let ticket = info.endpoint[0].ticket.clone().expect("ticket");
     let mut stream = client.do_get(ticket).await.map_err(|e| e.to_string())?;
@@ -156,17 +166,18 @@ async fn wait_for_status(client: &mut Client, job: &str, wanted: &[&str]) -> Str
 
 #[test]
 fn statements_batch_queries_and_error_codes() {
-    let dir = temp_dir("statements");
-    let server = start(config(&dir)).expect("server");
-    runtime().block_on(async {
-        let mut c = connect(server.addr).await;
+    with_server("statements", async |addr, dir| {
+        let mut c = connect(addr).await;
         let created = query(&mut c, &csv_table(&dir, ROWS)).await.expect("create");
         assert_eq!(strings(&created, 0), vec!["created table t"]);
 
         // GROUP BY over a bounded table: final values, sorted, limited.
-        let rows = query(&mut c, "SELECT name, SUM(n) AS total FROM t GROUP BY name ORDER BY total DESC LIMIT 3")
-            .await
-            .expect("aggregate");
+        let rows = query(
+            &mut c,
+            "SELECT name, SUM(n) AS total FROM t GROUP BY name ORDER BY total DESC LIMIT 3",
+        )
+        .await
+        .expect("aggregate");
         let mut expected: BTreeMap<&str, i64> = BTreeMap::new();
         for (name, n) in ROWS {
             *expected.entry(name).or_default() += n;
@@ -174,19 +185,30 @@ fn statements_batch_queries_and_error_codes() {
         let mut sorted: Vec<(&str, i64)> = expected.into_iter().collect();
         sorted.sort_by_key(|r| std::cmp::Reverse(r.1));
         sorted.truncate(3);
-        assert_eq!(strings(&rows, 0), sorted.iter().map(|r| r.0).collect::<Vec<_>>());
-        assert_eq!(ints(&rows, 1), sorted.iter().map(|r| r.1).collect::<Vec<_>>());
+        assert_eq!(
+            strings(&rows, 0),
+            sorted.iter().map(|r| r.0).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            ints(&rows, 1),
+            sorted.iter().map(|r| r.1).collect::<Vec<_>>()
+        );
 
         // ORDER BY position with OFFSET.
-        let rows = query(&mut c, "SELECT n FROM t ORDER BY 1 LIMIT 2 OFFSET 1").await.expect("offset");
+        let rows = query(&mut c, "SELECT n FROM t ORDER BY 1 LIMIT 2 OFFSET 1")
+            .await
+            .expect("offset");
         let mut ns: Vec<i64> = ROWS.iter().map(|r| r.1).collect();
         ns.sort();
         assert_eq!(ints(&rows, 0), ns[1..3].to_vec());
 
         // The system tables know the table and its columns.
-        let rows = query(&mut c, "SELECT table_name, table_type FROM system.tables WHERE table_schema = 'public'")
-            .await
-            .expect("system.tables");
+        let rows = query(
+            &mut c,
+            "SELECT table_name, table_type FROM system.tables WHERE table_schema = 'public'",
+        )
+        .await
+        .expect("system.tables");
         assert_eq!(strings(&rows, 0), vec!["t"]);
         assert_eq!(strings(&rows, 1), vec!["TABLE"]);
         let rows = query(&mut c, "SELECT column_name, data_type, ordinal_position FROM system.columns WHERE table_name = 't' ORDER BY ordinal_position")
@@ -196,12 +218,25 @@ fn statements_batch_queries_and_error_codes() {
         assert_eq!(strings(&rows, 1), vec!["STRING", "BIGINT"]);
 
         // Errors: position and code.
-        let err = query(&mut c, "SELECT name,\n  nope FROM t").await.expect_err("unknown column");
-        assert!(has_code(&err, tonic::Code::InvalidArgument) && err.contains("line 2, column 3"), "{err}");
+        let err = query(&mut c, "SELECT name,\n  nope FROM t")
+            .await
+            .expect_err("unknown column");
+        assert!(
+            has_code(&err, tonic::Code::InvalidArgument) && err.contains("line 2, column 3"),
+            "{err}"
+        );
         let err = query(&mut c, "SELEC 1").await.expect_err("syntax");
-        assert!(has_code(&err, tonic::Code::InvalidArgument) && err.contains("line 1, column 1"), "{err}");
-        let err = query(&mut c, "SELECT * FROM missing_table").await.expect_err("unknown table");
-        assert!(has_code(&err, tonic::Code::NotFound) && err.contains("missing_table"), "{err}");
+        assert!(
+            has_code(&err, tonic::Code::InvalidArgument) && err.contains("line 1, column 1"),
+            "{err}"
+        );
+        let err = query(&mut c, "SELECT * FROM missing_table")
+            .await
+            .expect_err("unknown table");
+        assert!(
+            has_code(&err, tonic::Code::NotFound) && err.contains("missing_table"),
+            "{err}"
+        );
         let err = query(&mut c, "SELECT name FROM t ORDER BY name")
             .await
             .map(|_| ())
@@ -213,16 +248,12 @@ fn statements_batch_queries_and_error_codes() {
         assert!(err.contains("unknown connector 'nope'"), "{err}");
         assert!(has_code(&err, tonic::Code::InvalidArgument), "{err}");
     });
-    server.stop().expect("stop");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn credentials_are_checked_on_every_call() {
-    let dir = temp_dir("auth");
-    let server = start(config(&dir)).expect("server");
-    runtime().block_on(async {
-        let channel = Channel::from_shared(format!("http://{}", server.addr))
+    with_server("auth", async |addr, _dir| {
+        let channel = Channel::from_shared(format!("http://{}", addr))
             .expect("uri")
             .connect()
             .await
@@ -270,16 +301,12 @@ fn credentials_are_checked_on_every_call() {
         let rows = fetch(&mut c, &info).await.expect("show tables");
         assert!(strings(&rows, 0).contains(&"system.jobs".to_string()));
     });
-    server.stop().expect("stop");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn prepared_statements_bind_parameters_and_run_ddl_as_updates() {
-    let dir = temp_dir("prepared");
-    let server = start(config(&dir)).expect("server");
-    runtime().block_on(async {
-        let mut c = connect(server.addr).await;
+    with_server("prepared", async |addr, dir| {
+        let mut c = connect(addr).await;
         query(&mut c, &csv_table(&dir, ROWS)).await.expect("create");
         let mut stmt = c
             .prepare("SELECT name, n FROM t WHERE n > ? ORDER BY n".into(), None)
@@ -334,8 +361,6 @@ fn prepared_statements_bind_parameters_and_run_ddl_as_updates() {
         expected.sort();
         assert_eq!(strings(&rows, 0), expected);
     });
-    server.stop().expect("stop");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 const READINGS: &str = "CREATE TABLE readings (event_time TIMESTAMP(3), device_id STRING, temperature DOUBLE, WATERMARK FOR event_time AS event_time - INTERVAL '1' SECOND) WITH ('connector' = 'datagen', 'seed' = '7', 'iot.devices' = '20', 'iot.interval-ms' = '1000', 'rows-per-second' = 'RATE')";
@@ -351,11 +376,11 @@ const WINDOWS: &str = "SELECT window_start, COUNT(*) AS readings FROM TABLE(TUMB
 
 #[test]
 fn a_subscription_receives_windows_as_they_close_until_cancelled() {
-    let dir = temp_dir("subscribe");
-    let server = start(config(&dir)).expect("server");
-    runtime().block_on(async {
-        let mut c = connect(server.addr).await;
-        query(&mut c, &READINGS.replace("RATE", "2000")).await.expect("create");
+    with_server("subscribe", async |addr, _dir| {
+        let mut c = connect(addr).await;
+        query(&mut c, &READINGS.replace("RATE", "2000"))
+            .await
+            .expect("create");
         let mut stream = subscribe(&mut c, WINDOWS).await;
         let mut windows = Vec::new();
         while windows.len() < 3 {
@@ -391,7 +416,9 @@ fn a_subscription_receives_windows_as_they_close_until_cancelled() {
         // A slow source: no window closes for minutes, but the stream gets
         // keep-alive batches (empty) every 300 ms.
         query(&mut c, "DROP TABLE readings").await.expect("drop");
-        query(&mut c, &READINGS.replace("RATE", "1")).await.expect("slow table");
+        query(&mut c, &READINGS.replace("RATE", "1"))
+            .await
+            .expect("slow table");
         let mut stream = subscribe(&mut c, WINDOWS).await;
         let started = Instant::now();
         let mut empty = 0;
@@ -404,8 +431,6 @@ fn a_subscription_receives_windows_as_they_close_until_cancelled() {
         }
         assert_eq!(empty, 3, "keep-alive batches");
     });
-    server.stop().expect("stop");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -442,10 +467,8 @@ fn stopping_the_server_ends_open_subscriptions() {
 
 #[test]
 fn metadata_calls_describe_the_catalog() {
-    let dir = temp_dir("metadata");
-    let server = start(config(&dir)).expect("server");
-    runtime().block_on(async {
-        let mut c = connect(server.addr).await;
+    with_server("metadata", async |addr, dir| {
+        let mut c = connect(addr).await;
         query(&mut c, &csv_table(&dir, ROWS)).await.expect("create");
         let info = c
             .get_tables(CommandGetTables {
@@ -493,8 +516,6 @@ fn metadata_calls_describe_the_catalog() {
             assert!(types.contains(&t.to_string()), "{types:?}");
         }
     });
-    server.stop().expect("stop");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
