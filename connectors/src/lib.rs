@@ -26,6 +26,7 @@ use runnel_engine::connector::ConnectorRegistry;
 
 pub mod blackhole;
 pub mod datagen;
+pub mod delta;
 pub mod filesystem;
 pub mod nexmark;
 mod options;
@@ -37,12 +38,14 @@ mod testutil;
 
 pub use blackhole::BlackholeConnector;
 pub use datagen::DatagenConnector;
+pub use delta::DeltaConnector;
 pub use filesystem::FilesystemConnector;
 pub use print::PrintConnector;
 
 /// Adds every connector of this crate to `registry`.
 pub fn register_all(registry: &mut ConnectorRegistry) {
     registry.register(Arc::new(DatagenConnector));
+    registry.register(Arc::new(DeltaConnector));
     registry.register(Arc::new(FilesystemConnector));
     registry.register(Arc::new(nexmark::NexmarkConnector));
     registry.register(Arc::new(PrintConnector));
@@ -81,6 +84,7 @@ mod tests {
                 .collect::<BTreeMap<_, _>>(),
             watermark: None,
             primary_key: vec![],
+            partition_keys: vec![],
         }
     }
 
@@ -88,7 +92,14 @@ mod tests {
     fn registry_lists_all_connectors() {
         assert_eq!(
             default_registry().names(),
-            vec!["blackhole", "datagen", "filesystem", "nexmark", "print"]
+            vec![
+                "blackhole",
+                "datagen",
+                "delta",
+                "filesystem",
+                "nexmark",
+                "print"
+            ]
         );
     }
 

@@ -3,6 +3,8 @@
 //! an operator through checkpoints with crash and restore.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
@@ -27,6 +29,7 @@ pub(crate) fn table(fields: Vec<Field>, options: &[(&str, &str)]) -> TableDescri
             .collect::<BTreeMap<_, _>>(),
         watermark: None,
         primary_key: vec![],
+        partition_keys: vec![],
     }
 }
 
@@ -278,4 +281,48 @@ pub(crate) fn drain(source: &SourceTable, parallelism: usize) -> Result<Drained>
         batches.push(mine);
     }
     Ok(Drained { batches, metrics })
+}
+
+/// A fresh, empty directory under the system temp dir; removed on drop.
+pub(crate) struct TempDir(PathBuf);
+
+impl TempDir {
+    pub(crate) fn new(name: &str) -> Self {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "runnel-connectors-{name}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir can be created");
+        Self(dir)
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub(crate) fn file(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, contents).expect("test file can be written");
+        path
+    }
+
+    /// Names in the directory, sorted.
+    pub(crate) fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&self.0)
+            .expect("temp dir is readable")
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arrow::datatypes::SchemaRef;
 
@@ -28,6 +29,9 @@ pub struct TableDescriptor {
     pub watermark: Option<(usize, i64)>,
     /// `PRIMARY KEY (...) NOT ENFORCED` columns.
     pub primary_key: Vec<usize>,
+    /// `PARTITIONED BY (...)` columns, for sinks that lay out their data by
+    /// column values (Delta); empty when not partitioned.
+    pub partition_keys: Vec<usize>,
 }
 
 impl TableDescriptor {
@@ -56,6 +60,20 @@ impl TableDescriptor {
         }
     }
 
+    /// A duration option (`'30 s'`, `'2 min'`, plain milliseconds),
+    /// `default` when absent.
+    pub fn duration_option(&self, key: &str, default: Duration) -> Result<Duration> {
+        match self.option(key) {
+            None => Ok(default),
+            Some(v) => parse_duration(v).ok_or_else(|| {
+                EngineError::Plan(format!(
+                    "option '{key}' of table '{}' must be a duration such as '30 s' or '2 min', not '{v}'",
+                    self.name
+                ))
+            }),
+        }
+    }
+
     /// An integer option, `default` when absent.
     pub fn u64_option(&self, key: &str, default: u64) -> Result<u64> {
         match self.option(key) {
@@ -68,6 +86,22 @@ impl TableDescriptor {
             }),
         }
     }
+}
+
+/// Parses `'30 s'`, `'5s'`, `'500 ms'`, `'2 min'`, `'1 h'` or plain milliseconds.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let t = text.trim().to_lowercase();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let ms = match unit.trim() {
+        "" | "ms" => n,
+        "s" | "sec" | "second" | "seconds" => n * 1_000,
+        "min" | "minute" | "minutes" => n * 60_000,
+        "h" | "hour" | "hours" => n * 3_600_000,
+        _ => return None,
+    };
+    Some(Duration::from_millis(ms))
 }
 
 /// A source built for a table.
@@ -104,6 +138,11 @@ pub trait Connector: Send + Sync {
     /// only the columns it uses. Formats that find columns by position
     /// (CSV) cannot.
     fn supports_projection(&self, _table: &TableDescriptor) -> bool {
+        false
+    }
+
+    /// True when tables of this connector may be `PARTITIONED BY` columns.
+    fn supports_partitioning(&self) -> bool {
         false
     }
 }
@@ -147,6 +186,12 @@ impl ConnectorRegistry {
                 self.names().join(", ")
             ))
         })?;
+        if !table.partition_keys.is_empty() && !connector.supports_partitioning() {
+            return Err(EngineError::Plan(format!(
+                "connector '{name}' (table '{}') does not support PARTITIONED BY",
+                table.name
+            )));
+        }
         let accepted = connector.options();
         for key in table.options.keys() {
             if key == "connector" || key == "scan.idle-timeout" {

@@ -159,6 +159,7 @@ fn print_sink(plan: &Plan) -> SinkTarget {
             .collect(),
         watermark: None,
         primary_key: vec![],
+        partition_keys: vec![],
     })
 }
 

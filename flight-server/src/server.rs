@@ -215,6 +215,7 @@ impl Server {
                         .collect(),
                         watermark: None,
                         primary_key: vec![],
+                        partition_keys: vec![],
                     },
                     proctime: vec![],
                 };

@@ -550,6 +550,7 @@ mod tests {
             options: Default::default(),
             watermark: None,
             primary_key: vec![],
+            partition_keys: vec![],
         };
         let factory = connector.sink(&desc, true)?;
         let mut h = runnel_engine::testing::OperatorHarness::new(factory(&task())?)?;

@@ -304,12 +304,29 @@ impl Catalog {
                 )
             })?);
         }
+        let mut partition_keys = Vec::new();
+        for k in &ct.partitioned_by {
+            let idx = find(k).ok_or_else(|| {
+                SqlError::plan(
+                    format!("PARTITIONED BY names unknown column '{}'", k.value),
+                    Position::of(k.span),
+                )
+            })?;
+            if partition_keys.contains(&idx) {
+                return Err(SqlError::plan(
+                    format!("PARTITIONED BY names column '{}' twice", k.value),
+                    Position::of(k.span),
+                ));
+            }
+            partition_keys.push(idx);
+        }
         let descriptor = TableDescriptor {
             name: key_of(&ct.name),
             schema: Arc::new(Schema::new(fields)),
             options: ct.options.iter().cloned().collect(),
             watermark,
             primary_key,
+            partition_keys,
         };
         registry.resolve(&descriptor).map_err(|e| {
             SqlError::plan(

@@ -133,6 +133,8 @@ pub struct CreateTable {
     pub watermark: Option<(Ident, Expr)>,
     /// `PRIMARY KEY (...) NOT ENFORCED`.
     pub primary_key: Vec<Ident>,
+    /// `PARTITIONED BY (...)` columns.
+    pub partitioned_by: Vec<Ident>,
     /// `WITH ('k' = 'v', ...)`, in order.
     pub options: Vec<(String, String)>,
     /// Where the statement starts.
@@ -381,6 +383,7 @@ fn parse_one(tokens: Vec<TokenWithSpan>) -> Result<Statement> {
 struct TableExtras {
     watermark: Option<(Ident, Expr)>,
     proctime: Vec<Ident>,
+    partitioned_by: Vec<Ident>,
 }
 
 /// Removes `WATERMARK FOR ... AS ...` and `name AS PROCTIME()` elements from
@@ -393,6 +396,7 @@ fn cut_table_extras(tokens: Vec<TokenWithSpan>) -> Result<(Vec<TokenWithSpan>, T
     let mut elements: Vec<(usize, usize)> = Vec::new(); // token index ranges
     let mut start: Option<usize> = None;
     let mut list_done = false;
+    let mut list_end = None;
     for (i, t) in tokens.iter().enumerate() {
         if list_done {
             break;
@@ -411,6 +415,7 @@ fn cut_table_extras(tokens: Vec<TokenWithSpan>) -> Result<(Vec<TokenWithSpan>, T
                         elements.push((s, i));
                     }
                     list_done = true;
+                    list_end = Some(i);
                 }
                 depth = depth.saturating_sub(1);
             }
@@ -486,12 +491,21 @@ fn cut_table_extras(tokens: Vec<TokenWithSpan>) -> Result<(Vec<TokenWithSpan>, T
             remove.push((s, e));
         }
     }
-    if remove.is_empty() {
+    let partition_clause = match list_end {
+        Some(end) => cut_partitioned_by(&tokens, end + 1, &mut extras)?,
+        None => None,
+    };
+    if remove.is_empty() && partition_clause.is_none() {
         return Ok((tokens, extras));
     }
     // Drop each removed element together with the comma before it (or after
     // it, when it is the first element).
     let mut drop = vec![false; tokens.len()];
+    if let Some((s, e)) = partition_clause {
+        for d in drop.iter_mut().take(e).skip(s) {
+            *d = true;
+        }
+    }
     for &(s, e) in &remove {
         for d in drop.iter_mut().take(e).skip(s) {
             *d = true;
@@ -509,6 +523,76 @@ fn cut_table_extras(tokens: Vec<TokenWithSpan>) -> Result<(Vec<TokenWithSpan>, T
         .map(|(t, _)| t)
         .collect();
     Ok((kept, extras))
+}
+
+/// Parses `PARTITIONED BY (a, b)` when it follows the column list (from
+/// token `from` on) into `extras`, and returns the token range it spans.
+fn cut_partitioned_by(
+    tokens: &[TokenWithSpan],
+    from: usize,
+    extras: &mut TableExtras,
+) -> Result<Option<(usize, usize)>> {
+    let sig: Vec<usize> = (from..tokens.len())
+        .filter(|&i| !is_trivia(&tokens[i].token))
+        .collect();
+    let Some(&first) = sig.first() else {
+        return Ok(None);
+    };
+    if !is_word(&tokens[first], "PARTITIONED") {
+        return Ok(None);
+    }
+    if !sig.get(1).is_some_and(|&i| is_word(&tokens[i], "BY")) {
+        return Err(syntax(
+            "expected BY after PARTITIONED",
+            sig.get(1).map_or(tokens[first].span, |&i| tokens[i].span),
+        ));
+    }
+    let open = sig.get(2).copied();
+    if !open.is_some_and(|i| matches!(tokens[i].token, Token::LParen)) {
+        return Err(syntax(
+            "expected a parenthesized column list after PARTITIONED BY",
+            open.map_or(tokens[sig[1]].span, |i| tokens[i].span),
+        ));
+    }
+    let mut k = 3;
+    loop {
+        let Some(&i) = sig.get(k) else {
+            return Err(syntax(
+                "unterminated PARTITIONED BY column list",
+                tokens[sig[k - 1]].span,
+            ));
+        };
+        let Some(w) = word(&tokens[i]) else {
+            return Err(syntax(
+                format!(
+                    "expected a column name in PARTITIONED BY, found {}",
+                    tokens[i].token
+                ),
+                tokens[i].span,
+            ));
+        };
+        extras.partitioned_by.push(Ident {
+            value: w.value.clone(),
+            quote_style: w.quote_style,
+            span: tokens[i].span,
+        });
+        match sig.get(k + 1).map(|&j| (&tokens[j].token, j)) {
+            Some((Token::Comma, _)) => k += 2,
+            Some((Token::RParen, j)) => return Ok(Some((first, j + 1))),
+            Some((other, j)) => {
+                return Err(syntax(
+                    format!("expected ',' or ')' in PARTITIONED BY, found {other}"),
+                    tokens[j].span,
+                ))
+            }
+            None => {
+                return Err(syntax(
+                    "unterminated PARTITIONED BY column list",
+                    tokens[i].span,
+                ))
+            }
+        }
+    }
 }
 
 fn parse_expr_tokens(tokens: Vec<TokenWithSpan>, fallback: Span) -> Result<Expr> {
@@ -619,6 +703,7 @@ fn convert(stmt: ast::Statement, extras: TableExtras, span: Span) -> Result<Stat
                 proctime_columns: extras.proctime,
                 watermark: extras.watermark,
                 primary_key,
+                partitioned_by: extras.partitioned_by,
                 options,
                 position: Position::of(span),
             }))
@@ -726,6 +811,10 @@ impl fmt::Display for CreateTable {
             parts.push(format!("PRIMARY KEY ({}) NOT ENFORCED", keys.join(", ")));
         }
         write!(f, "{})", parts.join(", "))?;
+        if !self.partitioned_by.is_empty() {
+            let cols: Vec<String> = self.partitioned_by.iter().map(|c| c.to_string()).collect();
+            write!(f, " PARTITIONED BY ({})", cols.join(", "))?;
+        }
         if !self.options.is_empty() {
             let opts: Vec<String> = self
                 .options

@@ -1853,6 +1853,11 @@ fn pruned_descriptor(table: &TableDescriptor, projection: &[usize]) -> TableDesc
             .iter()
             .filter_map(|&k| position(k))
             .collect(),
+        partition_keys: table
+            .partition_keys
+            .iter()
+            .filter_map(|&k| position(k))
+            .collect(),
     }
 }
 
@@ -1939,18 +1944,4 @@ fn load_bounded(
     Ok(arrow::compute::concat_batches(&schema, &batches)?)
 }
 
-/// Parses `'30 s'`, `'5s'`, `'500 ms'`, `'2 min'`, `'1 h'` or plain milliseconds.
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let t = text.trim().to_lowercase();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().ok()?;
-    let ms = match unit.trim() {
-        "" | "ms" => n,
-        "s" | "sec" | "second" | "seconds" => n * 1_000,
-        "min" | "minute" | "minutes" => n * 60_000,
-        "h" | "hour" | "hours" => n * 3_600_000,
-        _ => return None,
-    };
-    Some(Duration::from_millis(ms))
-}
+pub use runnel_engine::connector::parse_duration;

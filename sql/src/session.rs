@@ -406,6 +406,7 @@ impl Session {
             .collect(),
             watermark: None,
             primary_key: vec![],
+            partition_keys: vec![],
         };
         let graph = lower(
             &plan,

@@ -1,0 +1,626 @@
+//! Unit tests of the Delta sink's commit protocol and of the Delta source,
+//! on real tables in temporary directories. Tables are read back through
+//! the log (`deltalake`) and through this crate's source; the independent
+//! readers (DuckDB, the Python `deltalake` package) are in tests/e2e.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use runnel_engine::connector::{Connector, TableDescriptor};
+use runnel_engine::operator::{OperatorFactory, OperatorMetrics};
+use runnel_engine::runtime::FINAL_CHECKPOINT;
+use runnel_engine::source::Source;
+use runnel_engine::testing::OperatorHarness;
+use runnel_engine::types::{row_kind_array, with_row_kind, RowKind};
+use runnel_engine::{EngineError, Result};
+use runnel_state::MemorySnapshot;
+
+use super::*;
+use crate::testutil::{drain, poll_batches, table, task, CheckpointHarness, TempDir};
+
+fn fields() -> Vec<Field> {
+    vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("region", DataType::Utf8, true),
+        Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), true),
+    ]
+}
+
+fn delta_table(dir: &Path, extra: &[(&str, &str)]) -> TableDescriptor {
+    let path = dir.to_str().expect("utf-8 temp path").to_string();
+    let mut options = vec![("connector", "delta"), ("path", path.as_str())];
+    options.extend_from_slice(extra);
+    table(fields(), &options)
+}
+
+fn partitioned(dir: &Path) -> TableDescriptor {
+    let mut t = delta_table(dir, &[]);
+    t.partition_keys = vec![1];
+    t
+}
+
+/// Rows `ids`, region "eu" for even ids and "us" for odd ones, ts = id s.
+fn rows(ids: std::ops::Range<i64>) -> RecordBatch {
+    let ids: Vec<i64> = ids.collect();
+    RecordBatch::try_new(
+        Arc::new(Schema::new(fields())),
+        vec![
+            Arc::new(Int64Array::from(ids.clone())),
+            Arc::new(StringArray::from(
+                ids.iter()
+                    .map(|i| if i % 2 == 0 { "eu" } else { "us" })
+                    .collect::<Vec<_>>(),
+            )),
+            Arc::new(TimestampMillisecondArray::from(
+                ids.iter().map(|i| i * 1000).collect::<Vec<_>>(),
+            )),
+        ],
+    )
+    .expect("valid batch")
+}
+
+fn sink(t: &TableDescriptor) -> Result<OperatorFactory> {
+    DeltaConnector.sink(t, false)
+}
+
+/// The ids a reader of the table sees (through the Delta source), sorted.
+fn visible_ids(t: &TableDescriptor) -> Result<Vec<i64>> {
+    let source = DeltaConnector.source(t)?;
+    let mut out: Vec<i64> = drain(&source, 1)?
+        .all()
+        .iter()
+        .flat_map(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .expect("id is BIGINT")
+                .iter()
+                .flatten()
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    out.sort_unstable();
+    Ok(out)
+}
+
+fn range(r: std::ops::Range<i64>) -> Vec<i64> {
+    r.collect()
+}
+
+/// The table's latest version.
+fn version(dir: &Path) -> Result<u64> {
+    let t = delta_table(dir, &[]);
+    let options = DeltaOptions::from_table(&t)?;
+    let table = options.load_latest()?.expect("a table exists");
+    Ok(table.version().expect("loaded"))
+}
+
+/// Every `txn` action in the log, in version order: (app id, version).
+fn txns(dir: &Path) -> Vec<(String, i64)> {
+    let mut names: Vec<_> = std::fs::read_dir(dir.join("_delta_log"))
+        .expect("log exists")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    names.sort();
+    let mut out = Vec::new();
+    for p in names {
+        let text = std::fs::read_to_string(&p).expect("log entry readable");
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).expect("log line is JSON");
+            if let Some(t) = v.get("txn") {
+                out.push((
+                    t["appId"].as_str().expect("appId").to_string(),
+                    t["version"].as_i64().expect("version"),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Parquet files under `dir` (recursively), excluding the log.
+fn parquet_files(dir: &Path) -> usize {
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).expect("readable").flatten() {
+        let p = e.path();
+        if p.is_dir() && !p.ends_with("_delta_log") {
+            n += parquet_files(&p);
+        } else if p.extension().is_some_and(|x| x == "parquet") {
+            n += 1;
+        }
+    }
+    n
+}
+
+#[test]
+fn one_version_per_checkpoint_across_subtasks_with_a_txn() -> Result<()> {
+    let dir = TempDir::new("delta-commit");
+    let t = delta_table(dir.path(), &[]);
+    let factory = sink(&t)?;
+    let empty = MemorySnapshot::default();
+    let mut a = CheckpointHarness::open(&factory, 0, 2, &empty)?;
+    let mut b = CheckpointHarness::open(&factory, 1, 2, &empty)?;
+    assert_eq!(version(dir.path())?, 0, "the table is created empty");
+    a.batch(rows(0..5))?;
+    b.batch(rows(5..8))?;
+    a.barrier(1)?;
+    b.barrier(1)?;
+    assert_eq!(
+        visible_ids(&t)?,
+        Vec::<i64>::new(),
+        "files are not committed at the barrier"
+    );
+    a.complete(1)?;
+    assert_eq!(
+        version(dir.path())?,
+        0,
+        "one subtask's report does not commit"
+    );
+    b.complete(1)?;
+    assert_eq!(
+        version(dir.path())?,
+        1,
+        "the last report commits one version"
+    );
+    assert_eq!(visible_ids(&t)?, range(0..8));
+    // A checkpoint without rows commits nothing.
+    a.barrier(2)?;
+    b.barrier(2)?;
+    a.complete(2)?;
+    b.complete(2)?;
+    assert_eq!(version(dir.path())?, 1);
+    a.batch(rows(8..9))?;
+    a.barrier(3)?;
+    b.barrier(3)?;
+    b.complete(3)?;
+    a.complete(3)?;
+    assert_eq!(version(dir.path())?, 2);
+    assert_eq!(visible_ids(&t)?, range(0..9));
+    let txns = txns(dir.path());
+    assert_eq!(txns.len(), 2, "{txns:?}");
+    assert!(txns[0].0.starts_with("runnel-"), "{txns:?}");
+    assert_eq!(txns[0].0, txns[1].0, "one lineage");
+    assert_eq!(
+        (txns[0].1, txns[1].1),
+        (1, 3),
+        "versions are checkpoint ids"
+    );
+    Ok(())
+}
+
+#[test]
+fn restore_commits_what_the_crash_left_once() -> Result<()> {
+    let dir = TempDir::new("delta-restore");
+    let t = delta_table(dir.path(), &[]);
+    let mut s = CheckpointHarness::open(&sink(&t)?, 0, 1, &MemorySnapshot::default())?;
+    s.batch(rows(0..4))?;
+    let checkpoint_1 = s.barrier(1)?;
+    // Checkpoint 1 completed, but the process died before the commit.
+    drop(s);
+    assert_eq!(visible_ids(&t)?, Vec::<i64>::new());
+    for attempt in 0..2 {
+        // A new process (new factory) restores checkpoint 1: the first
+        // attempt commits, the second finds the txn and skips.
+        let s = CheckpointHarness::open(&sink(&t)?, 0, 1, &checkpoint_1)?;
+        assert_eq!(version(dir.path())?, 1, "attempt {attempt}");
+        assert_eq!(visible_ids(&t)?, range(0..4), "attempt {attempt}");
+        drop(s);
+    }
+    // Completing checkpoint 1 again after the restore does not add it twice.
+    let mut s = CheckpointHarness::open(&sink(&t)?, 0, 1, &checkpoint_1)?;
+    s.complete(1)?;
+    s.batch(rows(4..6))?;
+    s.barrier(2)?;
+    s.complete(2)?;
+    assert_eq!(visible_ids(&t)?, range(0..6));
+    assert_eq!(version(dir.path())?, 2);
+    Ok(())
+}
+
+#[test]
+fn files_written_after_the_restored_checkpoint_are_never_referenced() -> Result<()> {
+    let dir = TempDir::new("delta-orphans");
+    let t = delta_table(dir.path(), &[]);
+    let mut s = CheckpointHarness::open(&sink(&t)?, 0, 1, &MemorySnapshot::default())?;
+    s.batch(rows(0..5))?;
+    let checkpoint_1 = s.barrier(1)?;
+    s.complete(1)?;
+    // Checkpoint 2's barrier passes but it never completes; more rows follow.
+    s.batch(rows(5..10))?;
+    s.barrier(2)?;
+    s.batch(rows(10..12))?;
+    drop(s);
+    let orphans = parquet_files(dir.path());
+    assert_eq!(orphans, 2, "checkpoint 1's file and checkpoint 2's");
+
+    let mut s = CheckpointHarness::open(&sink(&t)?, 0, 1, &checkpoint_1)?;
+    assert_eq!(
+        visible_ids(&t)?,
+        range(0..5),
+        "exactly the rows up to checkpoint 1"
+    );
+    // The sources replay rows 5..12; each is committed once.
+    s.batch(rows(5..12))?;
+    s.barrier(2)?;
+    s.complete(2)?;
+    assert_eq!(visible_ids(&t)?, range(0..12));
+    assert_eq!(version(dir.path())?, 2);
+    Ok(())
+}
+
+#[test]
+fn a_fresh_run_starts_a_new_lineage() -> Result<()> {
+    let dir = TempDir::new("delta-lineage");
+    let t = delta_table(dir.path(), &[]);
+    let mut s = CheckpointHarness::open(&sink(&t)?, 0, 1, &MemorySnapshot::default())?;
+    for (i, id) in (1..=3).enumerate() {
+        s.batch(rows(i as i64..i as i64 + 1))?;
+        s.barrier(id)?;
+        s.complete(id)?;
+    }
+    drop(s);
+    // A second run of the query without a checkpoint: its checkpoint ids
+    // start at 1 again and must not be taken for the first run's.
+    let mut s = CheckpointHarness::open(&sink(&t)?, 0, 1, &MemorySnapshot::default())?;
+    s.batch(rows(10..12))?;
+    s.barrier(1)?;
+    s.complete(1)?;
+    assert_eq!(visible_ids(&t)?, vec![0, 1, 2, 10, 11]);
+    let txns = txns(dir.path());
+    assert_eq!(txns.len(), 4);
+    assert_ne!(txns[0].0, txns[3].0, "a new run has a new app id");
+    Ok(())
+}
+
+#[test]
+fn end_of_input_commits_under_the_next_id() -> Result<()> {
+    let dir = TempDir::new("delta-end");
+    let t = delta_table(dir.path(), &[]);
+    let mut s = CheckpointHarness::open(&sink(&t)?, 0, 1, &MemorySnapshot::default())?;
+    s.batch(rows(0..2))?;
+    s.barrier(4)?;
+    s.complete(4)?;
+    s.batch(rows(2..3))?;
+    s.end()?;
+    let final_state = s.barrier(FINAL_CHECKPOINT)?;
+    assert_eq!(visible_ids(&t)?, range(0..2), "staged at the final barrier");
+    drop(s);
+    // A crash after the final checkpoint, before its commit.
+    let mut s = CheckpointHarness::open(&sink(&t)?, 0, 1, &final_state)?;
+    s.complete(FINAL_CHECKPOINT)?;
+    assert_eq!(visible_ids(&t)?, range(0..3));
+    let versions: Vec<i64> = txns(dir.path()).iter().map(|t| t.1).collect();
+    assert_eq!(versions, vec![4, 5]);
+    Ok(())
+}
+
+#[test]
+fn without_checkpoints_files_are_committed_at_the_end() -> Result<()> {
+    let dir = TempDir::new("delta-plain");
+    let t = delta_table(dir.path(), &[]);
+    let mut h = OperatorHarness::new(sink(&t)?(&task(0, 1))?)?;
+    h.batch(rows(0..3))?;
+    assert_eq!(visible_ids(&t)?, Vec::<i64>::new());
+    h.end()?;
+    assert_eq!(visible_ids(&t)?, range(0..3));
+    assert!(
+        txns(dir.path()).is_empty(),
+        "no lineage without checkpoints"
+    );
+    Ok(())
+}
+
+#[test]
+fn partitioned_tables_have_one_directory_per_value_and_read_back() -> Result<()> {
+    let dir = TempDir::new("delta-parts");
+    let t = partitioned(dir.path());
+    let mut s = CheckpointHarness::open(&sink(&t)?, 0, 1, &MemorySnapshot::default())?;
+    s.batch(rows(0..6))?;
+    s.barrier(1)?;
+    s.complete(1)?;
+    assert!(dir.path().join("region=eu").is_dir());
+    assert!(dir.path().join("region=us").is_dir());
+    let batches = drain(&DeltaConnector.source(&t)?, 1)?.all();
+    let mut seen: Vec<(i64, String, i64)> = Vec::new();
+    for b in &batches {
+        let id = b
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .expect("id");
+        let region = b
+            .column(1)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .expect("region");
+        let ts = b
+            .column(2)
+            .as_any()
+            .downcast_ref::<TimestampMillisecondArray>()
+            .expect("ts comes back as TIMESTAMP(3)");
+        for i in 0..b.num_rows() {
+            seen.push((id.value(i), region.value(i).to_string(), ts.value(i)));
+        }
+    }
+    seen.sort();
+    let expected: Vec<(i64, String, i64)> = (0..6)
+        .map(|i| {
+            (
+                i,
+                if i % 2 == 0 { "eu" } else { "us" }.to_string(),
+                i * 1000,
+            )
+        })
+        .collect();
+    assert_eq!(seen, expected);
+    // Declaring another partitioning for the existing table is an error.
+    let err = sink(&delta_table(dir.path(), &[]))
+        .and_then(|f| CheckpointHarness::open(&f, 0, 1, &MemorySnapshot::default()).map(|_| ()));
+    assert!(
+        err.is_ok(),
+        "no PARTITIONED BY takes the table's partitioning"
+    );
+    let mut other = delta_table(dir.path(), &[]);
+    other.partition_keys = vec![0];
+    let err = CheckpointHarness::open(&sink(&other)?, 0, 1, &MemorySnapshot::default())
+        .err()
+        .expect("another partitioning is refused");
+    assert!(err.to_string().contains("partitioned by (region)"), "{err}");
+    Ok(())
+}
+
+#[test]
+fn a_table_with_other_columns_is_refused_unless_evolution_adds_them() -> Result<()> {
+    let dir = TempDir::new("delta-schema");
+    let t = delta_table(dir.path(), &[]);
+    let mut s = CheckpointHarness::open(&sink(&t)?, 0, 1, &MemorySnapshot::default())?;
+    s.batch(rows(0..2))?;
+    s.barrier(1)?;
+    s.complete(1)?;
+    drop(s);
+    let path = dir.path().to_str().expect("utf-8").to_string();
+    let wider = |extra: &[(&str, &str)]| {
+        let mut f = fields();
+        f.push(Field::new("note", DataType::Utf8, true));
+        let mut options = vec![("connector", "delta"), ("path", path.as_str())];
+        options.extend_from_slice(extra);
+        table(f, &options)
+    };
+    let err = CheckpointHarness::open(&sink(&wider(&[]))?, 0, 1, &MemorySnapshot::default())
+        .err()
+        .expect("a new column is refused by default");
+    assert!(
+        err.to_string()
+            .contains("column 'note' is not in the table")
+            && err.to_string().contains("sink.schema-evolution"),
+        "{err}"
+    );
+    // A column of another type is refused even with evolution.
+    let mut f = fields();
+    f[0] = Field::new("id", DataType::Utf8, false);
+    let retyped = table(f, &[("connector", "delta"), ("path", path.as_str())]);
+    let err = CheckpointHarness::open(&sink(&retyped)?, 0, 1, &MemorySnapshot::default())
+        .err()
+        .expect("a new type is refused");
+    assert!(
+        err.to_string()
+            .contains("column 'id' is Int64 in the table"),
+        "{err}"
+    );
+
+    let evolving = wider(&[("sink.schema-evolution", "true")]);
+    let mut s = CheckpointHarness::open(&sink(&evolving)?, 0, 1, &MemorySnapshot::default())?;
+    let base = rows(2..3);
+    let mut columns = base.columns().to_vec();
+    columns.push(Arc::new(StringArray::from(vec!["new"])));
+    s.batch(RecordBatch::try_new(Arc::clone(&evolving.schema), columns)?)?;
+    s.barrier(1)?;
+    s.complete(1)?;
+    // Old files read the new column as NULL.
+    let batches = drain(&DeltaConnector.source(&evolving)?, 1)?.all();
+    let mut notes: Vec<(i64, Option<String>)> = Vec::new();
+    for b in &batches {
+        let id = b
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .expect("id");
+        let note = b
+            .column(3)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .expect("note");
+        for i in 0..b.num_rows() {
+            notes.push((
+                id.value(i),
+                note.is_valid(i).then(|| note.value(i).to_string()),
+            ));
+        }
+    }
+    notes.sort();
+    assert_eq!(
+        notes,
+        vec![(0, None), (1, None), (2, Some("new".to_string()))]
+    );
+    Ok(())
+}
+
+#[test]
+fn updating_streams_are_refused_or_written_as_a_changelog() -> Result<()> {
+    let dir = TempDir::new("delta-updating");
+    let t = delta_table(dir.path(), &[]);
+    let err = DeltaConnector
+        .sink(&t, true)
+        .err()
+        .expect("refused by default");
+    let EngineError::Plan(msg) = err else {
+        panic!("a plan error");
+    };
+    assert!(msg.contains("'sink.updating-mode' = 'changelog'"), "{msg}");
+
+    let t = delta_table(dir.path(), &[("sink.updating-mode", "changelog")]);
+    let factory = DeltaConnector.sink(&t, true)?;
+    let mut s = CheckpointHarness::open(&factory, 0, 1, &MemorySnapshot::default())?;
+    let base = rows(0..2);
+    let mut columns = base.columns().to_vec();
+    columns.push(Arc::new(row_kind_array(&[
+        RowKind::Insert,
+        RowKind::Delete,
+    ])));
+    s.batch(RecordBatch::try_new(
+        with_row_kind(&base.schema()),
+        columns,
+    )?)?;
+    s.barrier(1)?;
+    s.complete(1)?;
+    let mut f = fields();
+    f.push(Field::new("_row_kind", DataType::Utf8, false));
+    let reader = table(
+        f,
+        &[
+            ("connector", "delta"),
+            ("path", dir.path().to_str().expect("utf-8")),
+        ],
+    );
+    let batches = drain(&DeltaConnector.source(&reader)?, 1)?.all();
+    let mut kinds: Vec<(i64, String)> = Vec::new();
+    for b in &batches {
+        let id = b
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .expect("id");
+        let kind = b
+            .column(3)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .expect("kind");
+        for i in 0..b.num_rows() {
+            kinds.push((id.value(i), kind.value(i).to_string()));
+        }
+    }
+    kinds.sort();
+    assert_eq!(kinds, vec![(0, "+I".to_string()), (1, "-D".to_string())]);
+    Ok(())
+}
+
+/// Commits `ids` as one version through a sink without checkpoints.
+fn append(t: &TableDescriptor, ids: std::ops::Range<i64>) -> Result<()> {
+    let mut h = OperatorHarness::new(sink(t)?(&task(0, 1))?)?;
+    h.batch(rows(ids))?;
+    h.end()?;
+    Ok(())
+}
+
+#[test]
+fn bounded_reads_take_a_version_or_a_timestamp() -> Result<()> {
+    let dir = TempDir::new("delta-versions");
+    let t = delta_table(dir.path(), &[]);
+    append(&t, 0..3)?; // version 1 (0 creates the table)
+    append(&t, 3..5)?; // version 2
+    assert_eq!(visible_ids(&t)?, range(0..5));
+    let v1 = delta_table(dir.path(), &[("scan.version", "1")]);
+    assert_eq!(visible_ids(&v1)?, range(0..3));
+    let v0 = delta_table(dir.path(), &[("scan.version", "0")]);
+    assert_eq!(visible_ids(&v0)?, Vec::<i64>::new());
+    let v9 = delta_table(dir.path(), &[("scan.version", "9")]);
+    assert!(
+        visible_ids(&v9).is_err(),
+        "a version that does not exist is an error"
+    );
+    let future = delta_table(dir.path(), &[("scan.timestamp", "2999-01-01 00:00:00")]);
+    assert_eq!(
+        visible_ids(&future)?,
+        range(0..5),
+        "a time after the last commit reads it"
+    );
+    let missing = delta_table(&dir.path().join("nothing-here"), &[]);
+    let err = visible_ids(&missing).expect_err("no table");
+    assert!(err.to_string().contains("no Delta table"), "{err}");
+    Ok(())
+}
+
+#[test]
+fn a_stream_picks_up_new_versions_and_resumes_from_its_position() -> Result<()> {
+    let dir = TempDir::new("delta-stream");
+    let t = delta_table(dir.path(), &[]);
+    append(&t, 0..3)?;
+    let streaming = delta_table(
+        dir.path(),
+        &[("mode", "streaming"), ("scan.poll-interval", "1 ms")],
+    );
+    let source = DeltaConnector.source(&streaming)?;
+    assert!(!source.bounded);
+    let metrics = Arc::new(OperatorMetrics::default());
+    let info = task(0, 1);
+    let mut src = (source.factory)(&info)?;
+    src.open(&info, &metrics)?;
+    let ids_of = |batches: &[RecordBatch]| -> Vec<i64> {
+        let mut v: Vec<i64> = batches
+            .iter()
+            .flat_map(|b| {
+                b.column(0)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .expect("id")
+                    .values()
+                    .to_vec()
+            })
+            .collect();
+        v.sort_unstable();
+        v
+    };
+    let poll_for = |src: &mut dyn Source, n: usize| -> Result<Vec<RecordBatch>> {
+        let mut got = Vec::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while got.iter().map(RecordBatch::num_rows).sum::<usize>() < n {
+            assert!(std::time::Instant::now() < deadline, "stream stalled");
+            let (b, _, done) = poll_batches(src, 1)?;
+            assert!(!done, "a stream does not finish");
+            got.extend(b);
+        }
+        Ok(got)
+    };
+    assert_eq!(ids_of(&poll_for(src.as_mut(), 3)?), range(0..3));
+    append(&t, 3..6)?;
+    append(&t, 6..8)?;
+    assert_eq!(ids_of(&poll_for(src.as_mut(), 5)?), range(3..8));
+    let position = src.snapshot_position()?;
+    append(&t, 8..10)?;
+    drop(src);
+    // A new instance resumes after row 7 and sees the commit made since.
+    let mut src = (source.factory)(&info)?;
+    src.open(&info, &metrics)?;
+    src.restore_position(&position)?;
+    assert_eq!(ids_of(&poll_for(src.as_mut(), 2)?), range(8..10));
+    Ok(())
+}
+
+#[test]
+fn options_are_checked() {
+    let dir = TempDir::new("delta-options");
+    for (key, value, expect) in [
+        ("sink.target-file-size", "lots", "must be a size"),
+        ("sink.rollover-interval", "0 s", "longer than zero"),
+        ("sink.updating-mode", "upsert", "'reject' or 'changelog'"),
+        ("mode", "continuous", "'batch' or 'streaming'"),
+        ("scan.timestamp", "yesterday", "must be a time"),
+    ] {
+        let t = delta_table(dir.path(), &[(key, value)]);
+        let err = DeltaOptions::from_table(&t).expect_err("refused");
+        assert!(err.to_string().contains(expect), "{key}: {err}");
+    }
+    assert_eq!(parse_size("64MB"), Some(64 << 20));
+    assert_eq!(parse_size("1 gib"), Some(1 << 30));
+    assert_eq!(parse_size("4096"), Some(4096));
+    let t = delta_table(dir.path(), &[("mode", "streaming")]);
+    let err = DeltaConnector
+        .sink(&t, false)
+        .err()
+        .expect("source option on a sink");
+    assert!(err.to_string().contains("is a source option"), "{err}");
+}
