@@ -143,7 +143,8 @@ pub fn statement_text<'a>(sql: &'a str, stmts: &[Located], i: usize) -> &'a str 
     sql[start..end].trim().trim_end_matches(';').trim()
 }
 
-fn print_sink(plan: &Plan) -> SinkTarget {
+/// Where a bare SELECT of `runnel run` goes: the `print` connector.
+pub fn print_sink(plan: &Plan) -> SinkTarget {
     let schema = Arc::new(plan.scope.schema());
     let fields: Vec<_> = schema
         .fields()

@@ -1,7 +1,9 @@
-//! Kill test: a SQL job (datagen -> TUMBLE aggregate -> filesystem sink
-//! with checkpoints) is killed with SIGKILL at random moments and started
-//! again, 20 times; the files it finally published must hold exactly the
-//! rows of a run that was never killed: none lost, none twice.
+//! Kill tests: a SQL job (datagen -> TUMBLE aggregate -> an exactly-once
+//! sink, with checkpoints) is killed with SIGKILL at random moments and
+//! started again, many times; what the sink finally published must hold
+//! exactly the rows of a run that was never killed: none lost, none twice.
+//! Two sinks: the filesystem sink (CSV files, 20 kills) and the Delta sink
+//! (read back by DuckDB, 12 kills).
 //!
 //! The job runs in a child process (this test binary again, running only
 //! `kill_test_child`), as `runnel run --checkpoint-dir DIR` would. The
@@ -14,10 +16,46 @@ use std::time::{Duration, Instant};
 
 use runnel_flight::cli::{run_file, RunOptions};
 
-const ROWS: u64 = 60_000;
-const KILLS: usize = 20;
+/// One kill test: the sink, how much data, how many kills.
+struct Case {
+    name: &'static str,
+    rows: u64,
+    kills: usize,
+    /// The sink table `out`'s WITH options, writing to the given path.
+    sink_options: fn(&Path) -> String,
+    /// What a reader sees in the sink's output, one string a row, sorted.
+    read: fn(&Path) -> Vec<String>,
+}
 
-fn script(out: &Path, paced: bool) -> String {
+fn csv_options(out: &Path) -> String {
+    format!(
+        "'connector' = 'filesystem', 'path' = '{}', 'format' = 'csv'",
+        out.display()
+    )
+}
+
+fn delta_options(out: &Path) -> String {
+    format!("'connector' = 'delta', 'path' = '{}'", out.display())
+}
+
+/// The windows DuckDB sees in the Delta table (the deltalake package must
+/// agree), as JSON objects.
+fn delta_rows(out: &Path) -> Vec<String> {
+    if !out.join("_delta_log").is_dir() {
+        return Vec::new();
+    }
+    let readers = crate::delta::read_delta(out);
+    let mut rows: Vec<String> = readers
+        .agreed_rows()
+        .iter()
+        .map(|r| r.to_string())
+        .collect();
+    rows.sort();
+    rows
+}
+
+fn script(case: &Case, out: &Path, paced: bool) -> String {
+    let rows = case.rows;
     let pacing = if paced {
         "'rows-per-second' = '1000',"
     } else {
@@ -29,21 +67,21 @@ SET 'execution.checkpointing.interval' = '250 ms';
 CREATE TABLE readings (
   event_time TIMESTAMP(3), device_id STRING, temperature DOUBLE,
   WATERMARK FOR event_time AS event_time - INTERVAL '1' SECOND
-) WITH ('connector' = 'datagen', 'number-of-rows' = '{ROWS}', {pacing}
+) WITH ('connector' = 'datagen', 'number-of-rows' = '{rows}', {pacing}
         'iot.devices' = '50', 'iot.interval-ms' = '1000', 'seed' = '3');
 CREATE TABLE out (device_id STRING, window_start TIMESTAMP(3), readings BIGINT, lo DOUBLE, hi DOUBLE)
-WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
+WITH ({});
 INSERT INTO out
 SELECT device_id, window_start, COUNT(*), MIN(temperature), MAX(temperature)
 FROM TABLE(TUMBLE(TABLE readings, DESCRIPTOR(event_time), INTERVAL '1' MINUTE))
 GROUP BY device_id, window_start, window_end;
 ",
-        out.display()
+        (case.sink_options)(out)
     )
 }
 
 /// Published rows (hidden staging and in-progress files are not), sorted.
-fn published_rows(dir: &Path) -> Vec<String> {
+fn csv_rows(dir: &Path) -> Vec<String> {
     let mut rows = Vec::new();
     let Ok(entries) = std::fs::read_dir(dir) else {
         return rows;
@@ -59,8 +97,12 @@ fn published_rows(dir: &Path) -> Vec<String> {
     rows
 }
 
-fn temp(name: &str) -> PathBuf {
-    let p = std::env::temp_dir().join(format!("runnel-kill-{name}-{}", std::process::id()));
+fn temp(case: &Case, name: &str) -> PathBuf {
+    let p = std::env::temp_dir().join(format!(
+        "runnel-kill-{}-{name}-{}",
+        case.name,
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&p);
     p
 }
@@ -87,28 +129,49 @@ fn kill_test_child() {
 
 #[test]
 fn killed_and_restarted_job_publishes_every_row_once() {
+    kill_and_restart(&Case {
+        name: "csv",
+        rows: 60_000,
+        kills: 20,
+        sink_options: csv_options,
+        read: csv_rows,
+    });
+}
+
+#[test]
+fn killed_and_restarted_job_commits_every_window_to_delta_once() {
+    kill_and_restart(&Case {
+        name: "delta",
+        rows: 30_000,
+        kills: 12,
+        sink_options: delta_options,
+        read: delta_rows,
+    });
+}
+
+fn kill_and_restart(case: &Case) {
     // The rows of a run that is never killed.
-    let expected_dir = temp("expected");
-    let expected_script = temp("expected.sql");
-    std::fs::write(&expected_script, script(&expected_dir, false)).expect("write script");
+    let expected_dir = temp(case, "expected");
+    let expected_script = temp(case, "expected.sql");
+    std::fs::write(&expected_script, script(case, &expected_dir, false)).expect("write script");
     run_file(
         &expected_script.display().to_string(),
         &RunOptions::default(),
         false,
     )
     .expect("reference run");
-    let expected = published_rows(&expected_dir);
-    // 50 devices x 20 one-minute windows.
+    let expected = (case.read)(&expected_dir);
+    // 50 devices x one-minute windows.
     assert_eq!(
         expected.len(),
-        50 * (ROWS as usize / 50 / 60),
+        50 * (case.rows as usize / 50 / 60),
         "reference rows"
     );
 
-    let out = temp("out");
-    let checkpoints = temp("checkpoints");
-    let script_path = temp("job.sql");
-    std::fs::write(&script_path, script(&out, true)).expect("write script");
+    let out = temp(case, "out");
+    let checkpoints = temp(case, "checkpoints");
+    let script_path = temp(case, "job.sql");
+    std::fs::write(&script_path, script(case, &out, true)).expect("write script");
     let exe = std::env::current_exe().expect("test binary path");
     let start = |stdout: Stdio| {
         Command::new(&exe)
@@ -136,7 +199,7 @@ fn killed_and_restarted_job_publishes_every_row_once() {
     };
     let mut kills = Vec::new();
     let started = Instant::now();
-    for _ in 0..KILLS {
+    for _ in 0..case.kills {
         let mut child = start(Stdio::null());
         let wait_ms = 400 + next() % 2_000;
         std::thread::sleep(Duration::from_millis(wait_ms));
@@ -152,9 +215,9 @@ fn killed_and_restarted_job_publishes_every_row_once() {
         status.success(),
         "the final run failed (kills after {kills:?} ms)"
     );
-    let got = published_rows(&out);
+    let got = (case.read)(&out);
     assert!(
-        kills.len() >= KILLS,
+        kills.len() >= case.kills,
         "only {} kills happened before the job finished",
         kills.len()
     );
@@ -170,7 +233,8 @@ fn killed_and_restarted_job_publishes_every_row_once() {
         kills.len()
     );
     eprintln!(
-        "kill test: {} kills in {:.1?}",
+        "kill test ({}): {} kills in {:.1?}",
+        case.name,
         kills.len(),
         started.elapsed()
     );

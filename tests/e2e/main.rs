@@ -8,7 +8,11 @@
 //! * `recovery`: restoring any checkpoint after a crash gives the output of
 //!   a run that never failed (proptest).
 //! * `kill`: a SQL job killed with SIGKILL 20 times and restarted
-//!   publishes every row exactly once.
+//!   publishes every row exactly once, into files and into a Delta table
+//!   (read back by DuckDB).
+//! * `delta`: Delta tables written by SQL jobs, read back by DuckDB and the
+//!   Python `deltalake` package; a stream following a table that another
+//!   writer appends to.
 //! * `nexmark`: Nexmark query files run on the generator, outputs checked.
 //! * `flight`: the Flight SQL server through arrow-flight's client:
 //!   statements, errors, auth, prepared statements, subscriptions,
@@ -17,6 +21,7 @@
 //!   the single-threaded run of the same job.
 
 mod common;
+mod delta;
 mod flight;
 mod iot_demo;
 mod kill;
