@@ -5,7 +5,10 @@
 -- bad on purpose: missing device ids, 9999 °F, malformed records, readings
 -- that arrive 10 minutes late, and devices that go silent for an hour.
 -- Run from the repository root: scripts/demo.sh (or `runnel run
--- examples/iot/pipeline.sql`). Files go to target/iot-demo/.
+-- examples/iot/pipeline.sql`). Output goes to target/iot-demo/: the
+-- quarantine, silver and gold tables are Delta Lake tables (readable by
+-- Spark, DuckDB's delta extension or the deltalake package), the sliding
+-- windows and sessions are CSV and JSON files.
 
 SET 'parallelism' = '2';
 
@@ -49,7 +52,7 @@ CREATE TABLE region_fleet (region STRING, devices INT) WITH (
   'csv.ignore-first-line' = 'true'
 );
 
--- Quarantine: every invalid reading, with the reason, as JSON lines.
+-- Quarantine: every invalid reading, with the reason, in a Delta table.
 CREATE TABLE quarantine (
   event_time  TIMESTAMP(3),
   device_id   STRING,
@@ -57,7 +60,7 @@ CREATE TABLE quarantine (
   status      STRING,
   reason      STRING,
   raw         STRING
-) WITH ('connector' = 'filesystem', 'path' = 'target/iot-demo/quarantine', 'format' = 'json');
+) WITH ('connector' = 'delta', 'path' = 'target/iot-demo/quarantine');
 
 INSERT INTO quarantine
 SELECT event_time, device_id, temperature, status,
@@ -90,8 +93,48 @@ WHERE r.device_id IS NOT NULL
   AND r.temperature BETWEEN -40 AND 150
   AND r.status IN ('active', 'idle', 'faulty');
 
--- Gold: hourly aggregates per region, printed.
+-- The silver readings, stored in a Delta table partitioned by region.
+CREATE TABLE silver_readings (
+  event_time    TIMESTAMP(3),
+  device_id     STRING,
+  region        STRING,
+  site          STRING,
+  temperature_c DOUBLE,
+  humidity      DOUBLE,
+  status        STRING,
+  alert         BOOLEAN
+) PARTITIONED BY (region)
+WITH ('connector' = 'delta', 'path' = 'target/iot-demo/silver');
+
+INSERT INTO silver_readings SELECT * FROM silver;
+
+-- Gold: hourly aggregates per region, into a Delta table and printed.
+CREATE VIEW hourly AS
+SELECT region, window_start, window_end,
+       COUNT(*) AS readings,
+       COUNT(DISTINCT device_id) AS devices,
+       ROUND(AVG(temperature_c), 2) AS avg_temp_c,
+       ROUND(MAX(temperature_c), 2) AS max_temp_c,
+       ROUND(AVG(humidity), 1) AS avg_humidity,
+       COUNT(*) FILTER (WHERE alert) AS alerts
+FROM TABLE(TUMBLE(TABLE silver, DESCRIPTOR(event_time), INTERVAL '1' HOUR))
+GROUP BY region, window_start, window_end;
+
 CREATE TABLE gold_hourly (
+  region        STRING,
+  window_start  TIMESTAMP(3),
+  window_end    TIMESTAMP(3),
+  readings      BIGINT,
+  devices       BIGINT,
+  avg_temp_c    DOUBLE,
+  max_temp_c    DOUBLE,
+  avg_humidity  DOUBLE,
+  alerts        BIGINT
+) WITH ('connector' = 'delta', 'path' = 'target/iot-demo/gold_hourly');
+
+INSERT INTO gold_hourly SELECT * FROM hourly;
+
+CREATE TABLE gold_console (
   region        STRING,
   window_start  TIMESTAMP(3),
   window_end    TIMESTAMP(3),
@@ -103,16 +146,7 @@ CREATE TABLE gold_hourly (
   alerts        BIGINT
 ) WITH ('connector' = 'print', 'print-identifier' = 'gold hourly');
 
-INSERT INTO gold_hourly
-SELECT region, window_start, window_end,
-       COUNT(*),
-       COUNT(DISTINCT device_id),
-       ROUND(AVG(temperature_c), 2),
-       ROUND(MAX(temperature_c), 2),
-       ROUND(AVG(humidity), 1),
-       COUNT(*) FILTER (WHERE alert)
-FROM TABLE(TUMBLE(TABLE silver, DESCRIPTOR(event_time), INTERVAL '1' HOUR))
-GROUP BY region, window_start, window_end;
+INSERT INTO gold_console SELECT * FROM hourly;
 
 -- A 15-minute view sliding every 5 minutes, per region, as CSV.
 CREATE TABLE sliding_15min (

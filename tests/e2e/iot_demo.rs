@@ -1,10 +1,11 @@
 //! The IoT demo script (`examples/iot/pipeline.sql`) run through the CLI's
-//! code path on a smaller input, with its file outputs checked.
+//! code path on a smaller input, with its outputs checked: the Delta tables
+//! through DuckDB and deltalake, the CSV and JSON files directly.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMillisecondType};
 
 fn repo_root() -> PathBuf {
@@ -80,30 +81,24 @@ fn iot_pipeline_writes_quarantine_sliding_windows_and_sessions() {
     .expect("the demo runs");
 
     // Quarantine: every row's reason matches its fields.
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("event_time", ts(), true),
-        Field::new("device_id", DataType::Utf8, true),
-        Field::new("temperature", DataType::Float64, true),
-        Field::new("status", DataType::Utf8, true),
-        Field::new("reason", DataType::Utf8, true),
-    ]));
-    let batches = read_dir_batches(&out.join("quarantine"), schema, true);
+    // Quarantine, silver and gold are Delta tables: read them back with
+    // DuckDB and deltalake (which must agree).
+    let quarantine = crate::delta::read_delta(&out.join("quarantine"));
     let mut reasons = std::collections::BTreeSet::new();
-    let mut rows = 0;
-    for b in &batches {
-        let device = b.column(1).as_string::<i32>();
-        let temp = b.column(2).as_primitive::<arrow::datatypes::Float64Type>();
-        let reason = b.column(4).as_string::<i32>();
-        for i in 0..b.num_rows() {
-            rows += 1;
-            let r = reason.value(i);
-            reasons.insert(r.to_string());
-            match r {
-                "missing device id" => assert!(device.is_null(i)),
-                "malformed record" => assert!(!device.is_null(i) && temp.is_null(i)),
-                "temperature out of range" => assert_eq!(temp.value(i), 9999.0),
-                other => panic!("unexpected reason {other}"),
+    let rows = quarantine.agreed_rows();
+    for row in rows {
+        let r = row["reason"].as_str().expect("a reason");
+        reasons.insert(r.to_string());
+        match r {
+            "missing device id" => assert!(row["device_id"].is_null(), "{row}"),
+            "malformed record" => {
+                assert!(
+                    !row["device_id"].is_null() && row["temperature"].is_null(),
+                    "{row}"
+                )
             }
+            "temperature out of range" => assert_eq!(row["temperature"], 9999.0, "{row}"),
+            other => panic!("unexpected reason {other}"),
         }
     }
     assert_eq!(
@@ -114,8 +109,43 @@ fn iot_pipeline_writes_quarantine_sliding_windows_and_sessions() {
             "temperature out of range"
         ]
     );
-    // About 2% of 60,000 readings are bad (1% + 0.5% + 0.5%, minus outages).
-    assert!((700..=1_700).contains(&rows), "{rows} quarantined rows");
+    assert!(
+        (700..=1_700).contains(&rows.len()),
+        "{} quarantined rows",
+        rows.len()
+    );
+
+    let silver = crate::delta::read_delta(&out.join("silver"));
+    let silver_rows = silver.agreed_rows().len();
+    assert!(
+        silver_rows + rows.len() <= 60_000 && silver_rows > 50_000,
+        "{silver_rows} silver rows"
+    );
+    for region in ["central", "east", "north", "south", "west"] {
+        assert!(
+            out.join("silver").join(format!("region={region}")).is_dir(),
+            "{region}"
+        );
+    }
+    // Gold counts each silver reading at most once: all of them but the
+    // late ones whose hour had closed (1% arrive 10 minutes late), and has
+    // one row per region and hour.
+    let gold = crate::delta::read_delta(&out.join("gold_hourly"));
+    let gold_rows = gold.agreed_rows();
+    let counted: i64 = gold_rows
+        .iter()
+        .map(|r| r["readings"].as_i64().expect("readings"))
+        .sum();
+    let silver_rows = silver_rows as i64;
+    assert!(
+        counted <= silver_rows && counted >= silver_rows - silver_rows / 100,
+        "gold counts {counted} of {silver_rows} silver readings"
+    );
+    let windows: std::collections::BTreeSet<String> = gold_rows
+        .iter()
+        .map(|r| format!("{}/{}", r["region"], r["window_start"]))
+        .collect();
+    assert_eq!(windows.len(), gold_rows.len(), "no gold window twice");
 
     // Sliding windows are 15 minutes long and start on 5-minute boundaries.
     let schema = Arc::new(Schema::new(vec![
