@@ -924,6 +924,23 @@ mod tests {
     }
 
     #[test]
+    fn create_table_partitioned_by_round_trips() {
+        let sql = "CREATE TABLE t (region STRING, day STRING, n INT) PARTITIONED BY (region, day) WITH ('connector' = 'delta', 'path' = '/x')";
+        let Statement::CreateTable(ct) = round_trip(sql) else {
+            panic!("not a CREATE TABLE")
+        };
+        let cols: Vec<&str> = ct.partitioned_by.iter().map(|c| c.value.as_str()).collect();
+        assert_eq!(cols, vec!["region", "day"]);
+        assert_eq!(ct.options.len(), 2);
+        let err =
+            parse_statement("CREATE TABLE t (a INT) PARTITIONED (a)").expect_err("BY is required");
+        assert!(
+            err.to_string().contains("expected BY after PARTITIONED"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn window_table_functions_parse_and_round_trip() {
         for sql in [
             "SELECT window_start, region, COUNT(*) FILTER (WHERE temperature > 90) AS hot FROM TABLE(TUMBLE(TABLE readings, DESCRIPTOR(event_time), INTERVAL '1' HOUR)) GROUP BY window_start, window_end, region",
