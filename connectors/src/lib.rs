@@ -4,8 +4,8 @@
 //! The entry point is [`register_all`] (or [`default_registry`]), which adds
 //! every connector of this crate to the engine's
 //! [`ConnectorRegistry`]: [`datagen`] (a deterministic IoT sensor
-//! generator), [`filesystem`] (JSON lines, CSV and Parquet files), [`print`]
-//! and [`blackhole`]. Each connector implements
+//! generator), [`filesystem`] (JSON lines, CSV and Parquet files),
+//! [`delta`] (Delta Lake tables), [`print`] and [`blackhole`]. Each connector implements
 //! [`runnel_engine::connector::Connector`] and turns a table's options into a
 //! source or sink of the engine.
 //!
@@ -13,7 +13,9 @@
 //! restore their read positions, and the `filesystem` sink commits its files
 //! in two phases (staged at a barrier, published when the checkpoint
 //! completes), so a job with checkpoints writes each row to files exactly
-//! once. `print` is at-least-once and `blackhole` keeps nothing.
+//! once. The `delta` sink commits the files of each checkpoint as one Delta
+//! version with a `txn` action, and its source resumes from a version, file
+//! and row. `print` is at-least-once and `blackhole` keeps nothing.
 //!
 //! This crate does not plan queries or check that a query's stream kind fits
 //! a table beyond what a sink is told (`updating`); it does not coordinate
