@@ -197,8 +197,7 @@ GROUP BY device_id, window_start, window_end;
 /// from `first`, in `appends` commits `pause_ms` apart (the first commit
 /// creates the table).
 fn python_appender(path: &Path, first: i64, count: i64, appends: i64, pause_ms: u64) -> Command {
-    let program = format!(
-        r#"
+    let program = r#"
 import sys, time
 import pyarrow as pa
 from deltalake import write_deltalake
@@ -206,11 +205,10 @@ path, first, count, appends, pause = sys.argv[1], *map(int, sys.argv[2:6])
 per = count // appends
 for i in range(appends):
     ids = list(range(first + i * per, first + (i + 1) * per))
-    table = pa.table({{"id": pa.array(ids, pa.int64()), "label": pa.array([f"row-{{x}}" for x in ids])}})
+    table = pa.table({"id": pa.array(ids, pa.int64()), "label": pa.array([f"row-{x}" for x in ids])})
     write_deltalake(path, table, mode="append")
     time.sleep(pause / 1000)
-"#
-    );
+"#;
     let mut c = Command::new(python());
     c.arg("-c")
         .arg(program)
