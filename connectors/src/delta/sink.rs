@@ -124,6 +124,8 @@ struct Shared {
     /// The table, loaded (or created) by the first subtask that opens.
     table: Option<DeltaTable>,
     lineage: Option<String>,
+    /// `lineage` came from a restored state.
+    lineage_restored: bool,
     /// Subtasks that opened, and what they restored.
     opened: BTreeSet<usize>,
     restored: BTreeMap<(u64, usize), Vec<Add>>,
@@ -250,11 +252,31 @@ impl Committer {
     }
 
     /// The lineage restored by a subtask, or the one drawn for this run.
-    fn lineage(&self, shared: &mut Shared, restored: Option<String>, operator: &str) -> String {
+    fn lineage(
+        &self,
+        shared: &mut Shared,
+        restored: Option<String>,
+        operator: &str,
+    ) -> Result<String> {
         if let Some(l) = restored {
-            shared.lineage.get_or_insert(l).clone()
+            match &shared.lineage {
+                Some(current) if *current != l && shared.lineage_restored => {
+                    Err(EngineError::Plan(format!(
+                        "the subtasks of the Delta sink at '{}' restored different lineages \
+                         ('{current}' and '{l}'): the checkpoint mixes two runs",
+                        self.options.path
+                    )))
+                }
+                _ => {
+                    // A restored lineage wins over one drawn by a subtask
+                    // that had no state.
+                    shared.lineage = Some(l.clone());
+                    shared.lineage_restored = true;
+                    Ok(l)
+                }
+            }
         } else {
-            shared
+            Ok(shared
                 .lineage
                 .get_or_insert_with(|| {
                     let mut bytes = [0u8; 8];
@@ -265,8 +287,24 @@ impl Committer {
                     }
                     format!("runnel-{:016x}-{operator}", u64::from_le_bytes(bytes))
                 })
-                .clone()
+                .clone())
         }
+    }
+
+    /// Called first by every subtask's `open`: a subtask that opens again
+    /// means a new run of the same job graph, which starts from a clean
+    /// protocol state (the table stays loaded).
+    fn begin(&self, subtask: usize) -> Result<()> {
+        let mut shared = self.lock()?;
+        if shared.opened.contains(&subtask) {
+            let table = shared.table.take();
+            *shared = Shared {
+                table,
+                ..Shared::default()
+            };
+            self.committed.store(0, Ordering::SeqCst);
+        }
+        Ok(())
     }
 
     /// Records that `subtask` opened with `restored` entries; the last of
@@ -335,9 +373,15 @@ impl Committer {
         if reported.len() < parallelism {
             return Ok(());
         }
-        // This round and every older one are settled.
+        // This round and every older one are settled. Entries of later
+        // rounds (from subtasks already past their next barrier) wait for
+        // their own round: the others have not handed theirs in yet.
         shared.reports = shared.reports.split_off(&round.saturating_add(1));
-        let todo: Vec<(u64, Vec<Add>)> = std::mem::take(&mut shared.handed_in)
+        let later = match round.checked_add(1) {
+            Some(next) => shared.handed_in.split_off(&(next, 0)),
+            None => BTreeMap::new(),
+        };
+        let todo: Vec<(u64, Vec<Add>)> = std::mem::replace(&mut shared.handed_in, later)
             .into_iter()
             .filter(|((key, _), _)| *key > committed)
             .map(|((key, _), adds)| (key, adds))
@@ -391,12 +435,14 @@ impl Committer {
         };
         let snapshot = table.snapshot().map_err(|e| self.error("read", e))?.clone();
         let log_store = table.log_store();
+        let started = Instant::now();
         let finalized = block_on(
             CommitBuilder::from(CommitProperties::default())
                 .with_actions(actions)
                 .build(Some(&snapshot), log_store, operation),
         )
         .map_err(|e| self.error("commit to", e))?;
+        record_commit_latency(started.elapsed());
         table.state = Some(finalized.snapshot());
         Ok(())
     }
@@ -560,6 +606,7 @@ impl DeltaSink {
 impl Operator for DeltaSink {
     fn open(&mut self, ctx: &mut OperatorContext<'_>) -> Result<()> {
         let committer = Arc::clone(&self.committer);
+        committer.begin(self.subtask)?;
         let table = {
             let mut shared = committer.lock()?;
             committer.table(&mut shared)?
@@ -577,7 +624,8 @@ impl Operator for DeltaSink {
                 .iter()
                 .map(|f| {
                     schema
-                        .field_with_name(f.name()).cloned()
+                        .field_with_name(f.name())
+                        .cloned()
                         .unwrap_or_else(|_| f.as_ref().clone())
                 })
                 .collect::<Vec<Field>>(),
@@ -598,7 +646,7 @@ impl Operator for DeltaSink {
         }
         let lineage = {
             let mut shared = committer.lock()?;
-            committer.lineage(&mut shared, restored_lineage, &self.operator_name)
+            committer.lineage(&mut shared, restored_lineage, &self.operator_name)?
         };
         ctx.state.put(meta, LINEAGE_KEY, lineage.as_bytes())?;
         let restored = self.pending(u64::MAX, ctx)?;
@@ -634,15 +682,20 @@ impl Operator for DeltaSink {
         if !self.checkpointing {
             return Ok(());
         }
+        // The end-of-input barrier has no id of its own: it takes the one
+        // after the last, and keeps it, so that a job resumed from this
+        // final checkpoint and ended again files under a newer key.
         let key = if barrier.checkpoint_id == FINAL_CHECKPOINT {
-            self.last_barrier + 1
+            self.last_barrier
+                .max(self.committer.committed.load(Ordering::SeqCst))
+                + 1
         } else {
-            self.last_barrier = barrier.checkpoint_id;
-            let meta = ctx.state.register_table(&self.meta_table)?;
-            ctx.state
-                .put(meta, LAST_BARRIER_KEY, &self.last_barrier.to_be_bytes())?;
             barrier.checkpoint_id
         };
+        self.last_barrier = key;
+        let meta = ctx.state.register_table(&self.meta_table)?;
+        ctx.state
+            .put(meta, LAST_BARRIER_KEY, &self.last_barrier.to_be_bytes())?;
         self.prune(ctx)?;
         let mut adds = std::mem::take(&mut self.flushed);
         adds.extend(self.flush()?);
@@ -677,5 +730,29 @@ impl Operator for DeltaSink {
         }
         let adds = self.flush()?;
         self.committer.commit_now(adds)
+    }
+}
+
+/// Most commit latencies kept between two calls of
+/// [`super::DeltaConnector::take_commit_latencies`]; later ones are dropped.
+const COMMIT_LATENCIES_KEPT: usize = 4096;
+
+/// How long the Delta commits of this process took (diagnostic).
+static COMMIT_LATENCIES: Mutex<Vec<std::time::Duration>> = Mutex::new(Vec::new());
+
+fn record_commit_latency(took: std::time::Duration) {
+    let mut kept = COMMIT_LATENCIES.lock().unwrap_or_else(|p| p.into_inner());
+    if kept.len() < COMMIT_LATENCIES_KEPT {
+        kept.push(took);
+    }
+}
+
+impl super::DeltaConnector {
+    /// A diagnostic for benchmarks: how long each successful Delta commit
+    /// of this process took (the `CommitBuilder` call: conflict check and
+    /// log write), oldest first, since the previous call, which this call
+    /// empties. At most 4096 are kept in between.
+    pub fn take_commit_latencies() -> Vec<std::time::Duration> {
+        std::mem::take(&mut *COMMIT_LATENCIES.lock().unwrap_or_else(|p| p.into_inner()))
     }
 }

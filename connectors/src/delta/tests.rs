@@ -193,6 +193,93 @@ fn one_version_per_checkpoint_across_subtasks_with_a_txn() -> Result<()> {
 }
 
 #[test]
+fn a_subtask_a_round_ahead_does_not_take_the_others_files_along() -> Result<()> {
+    // The sink's subtasks hear of completed checkpoints at different
+    // times: subtask A reports checkpoint 1, passes barrier 2 and reports 2
+    // before subtask B reports 1.
+    let dir = TempDir::new("delta-interleaved");
+    let t = delta_table(dir.path(), &[]);
+    let factory = sink(&t)?;
+    let empty = MemorySnapshot::default();
+    let mut a = CheckpointHarness::open(&factory, 0, 2, &empty)?;
+    let mut b = CheckpointHarness::open(&factory, 1, 2, &empty)?;
+    a.batch(rows(0..2))?;
+    b.batch(rows(2..4))?;
+    a.barrier(1)?;
+    b.barrier(1)?;
+    a.complete(1)?;
+    a.batch(rows(4..6))?;
+    a.barrier(2)?;
+    b.batch(rows(6..8))?;
+    b.barrier(2)?;
+    a.complete(2)?;
+    b.complete(1)?;
+    assert_eq!(
+        visible_ids(&t)?,
+        range(0..4),
+        "round 1 commits round 1 only"
+    );
+    b.complete(2)?;
+    assert_eq!(
+        visible_ids(&t)?,
+        range(0..8),
+        "round 2 has both subtasks' files"
+    );
+    let versions: Vec<i64> = txns(dir.path()).iter().map(|t| t.1).collect();
+    assert_eq!(versions, vec![1, 2]);
+    Ok(())
+}
+
+#[test]
+fn a_job_resumed_from_its_final_checkpoint_and_ended_again_commits_again() -> Result<()> {
+    let dir = TempDir::new("delta-resume-end");
+    let t = delta_table(dir.path(), &[]);
+    let mut s = CheckpointHarness::open(&sink(&t)?, 0, 1, &MemorySnapshot::default())?;
+    s.batch(rows(0..2))?;
+    s.end()?;
+    let final_state = s.barrier(FINAL_CHECKPOINT)?;
+    s.complete(FINAL_CHECKPOINT)?;
+    assert_eq!(
+        visible_ids(&t)?,
+        range(0..2),
+        "the final completion commits"
+    );
+    drop(s);
+    // Stopped with a savepoint, resumed, stopped again before any periodic
+    // checkpoint: the second end must not reuse the first one's key.
+    let mut s = CheckpointHarness::open(&sink(&t)?, 0, 1, &final_state)?;
+    s.batch(rows(2..5))?;
+    s.end()?;
+    s.barrier(FINAL_CHECKPOINT)?;
+    s.complete(FINAL_CHECKPOINT)?;
+    assert_eq!(visible_ids(&t)?, range(0..5));
+    let versions: Vec<i64> = txns(dir.path()).iter().map(|t| t.1).collect();
+    assert_eq!(versions, vec![1, 2]);
+    Ok(())
+}
+
+#[test]
+fn a_job_graph_started_again_in_process_starts_clean() -> Result<()> {
+    // The same factory (a cloned job graph) runs twice in one process.
+    let dir = TempDir::new("delta-rerun");
+    let t = delta_table(dir.path(), &[]);
+    let factory = sink(&t)?;
+    let mut s = CheckpointHarness::open(&factory, 0, 1, &MemorySnapshot::default())?;
+    for id in 1..=3 {
+        s.batch(rows(id..id + 1))?;
+        s.barrier(id as u64)?;
+        s.complete(id as u64)?;
+    }
+    drop(s);
+    let mut s = CheckpointHarness::open(&factory, 0, 1, &MemorySnapshot::default())?;
+    s.batch(rows(10..11))?;
+    s.barrier(1)?;
+    s.complete(1)?;
+    assert_eq!(visible_ids(&t)?, vec![1, 2, 3, 10]);
+    Ok(())
+}
+
+#[test]
 fn restore_commits_what_the_crash_left_once() -> Result<()> {
     let dir = TempDir::new("delta-restore");
     let t = delta_table(dir.path(), &[]);
