@@ -5,7 +5,7 @@
 //! Each job is built from SQL as `runnel run` does: a session with the
 //! default connectors, parallelism `RUNNEL_BENCH_PARALLELISM` (default 2),
 //! a checkpoint every second into a fresh directory, a bounded `datagen`
-//! table of `RUNNEL_BENCH_ROWS` IoT readings (default 5,000,000; six
+//! table of `RUNNEL_BENCH_ROWS` IoT readings (default 20,000,000; six
 //! columns: a timestamp, three strings, two doubles) and
 //! `INSERT INTO sink SELECT ... FROM readings`. The sinks:
 //!
@@ -327,7 +327,7 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn main() -> Result<(), String> {
-    let rows = env_number("RUNNEL_BENCH_ROWS", 5_000_000)?;
+    let rows = env_number("RUNNEL_BENCH_ROWS", 20_000_000)?;
     let rounds = env_number("RUNNEL_BENCH_ROUNDS", 3)?;
     let parallelism = env_number("RUNNEL_BENCH_PARALLELISM", 2)?;
 
