@@ -79,6 +79,11 @@ pub fn start(config: ServerConfig) -> Result<ServerHandle, String> {
     };
     let mut builder = tonic::transport::Server::builder();
     if let Some(identity) = identity {
+        // rustls is built with two crypto providers in this binary (ring for
+        // tonic, aws-lc-rs through the Delta connector's object store), so
+        // it cannot pick one by itself: use ring, process-wide. An error
+        // means a provider was installed already, which is just as good.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         builder = builder
             .tls_config(ServerTlsConfig::new().identity(identity))
             .map_err(|e| format!("bad TLS configuration: {e}"))?;
