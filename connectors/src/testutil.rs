@@ -53,6 +53,30 @@ pub(crate) fn checkpoint_task(subtask: usize, parallelism: usize) -> TaskInfo {
     }
 }
 
+/// The values of the first column (BIGINT, NULLs left out) of `batches`,
+/// sorted: the ids a test wrote, as a reader sees them.
+pub(crate) fn sorted_ids(batches: &[RecordBatch]) -> Vec<i64> {
+    let mut out: Vec<i64> = batches
+        .iter()
+        .flat_map(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<arrow::array::Int64Array>()
+                .expect("id is BIGINT")
+                .iter()
+                .flatten()
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    out.sort_unstable();
+    out
+}
+
+/// The ids of `r`, as [`sorted_ids`] returns them.
+pub(crate) fn range(r: std::ops::Range<i64>) -> Vec<i64> {
+    r.collect()
+}
+
 /// Every row of `batches` printed, in order.
 pub(crate) fn rows_of(batches: &[RecordBatch]) -> Result<Vec<String>> {
     let mut rows = Vec::new();

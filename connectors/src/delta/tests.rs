@@ -18,7 +18,9 @@ use runnel_engine::{EngineError, Result};
 use runnel_state::MemorySnapshot;
 
 use super::*;
-use crate::testutil::{drain, poll_batches, table, task, CheckpointHarness, TempDir};
+use crate::testutil::{
+    drain, poll_batches, range, sorted_ids, table, task, CheckpointHarness, TempDir,
+};
 
 fn fields() -> Vec<Field> {
     vec![
@@ -67,26 +69,7 @@ fn sink(t: &TableDescriptor) -> Result<OperatorFactory> {
 
 /// The ids a reader of the table sees (through the Delta source), sorted.
 fn visible_ids(t: &TableDescriptor) -> Result<Vec<i64>> {
-    let source = DeltaConnector.source(t)?;
-    let mut out: Vec<i64> = drain(&source, 1)?
-        .all()
-        .iter()
-        .flat_map(|b| {
-            b.column(0)
-                .as_any()
-                .downcast_ref::<Int64Array>()
-                .expect("id is BIGINT")
-                .iter()
-                .flatten()
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    out.sort_unstable();
-    Ok(out)
-}
-
-fn range(r: std::ops::Range<i64>) -> Vec<i64> {
-    r.collect()
+    Ok(sorted_ids(&drain(&DeltaConnector.source(t)?, 1)?.all()))
 }
 
 /// The table's latest version.
@@ -646,21 +629,6 @@ fn a_stream_picks_up_new_versions_and_resumes_from_its_position() -> Result<()> 
     let info = task(0, 1);
     let mut src = (source.factory)(&info)?;
     src.open(&info, &metrics)?;
-    let ids_of = |batches: &[RecordBatch]| -> Vec<i64> {
-        let mut v: Vec<i64> = batches
-            .iter()
-            .flat_map(|b| {
-                b.column(0)
-                    .as_any()
-                    .downcast_ref::<Int64Array>()
-                    .expect("id")
-                    .values()
-                    .to_vec()
-            })
-            .collect();
-        v.sort_unstable();
-        v
-    };
     let poll_for = |src: &mut dyn Source, n: usize| -> Result<Vec<RecordBatch>> {
         let mut got = Vec::new();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -672,10 +640,10 @@ fn a_stream_picks_up_new_versions_and_resumes_from_its_position() -> Result<()> 
         }
         Ok(got)
     };
-    assert_eq!(ids_of(&poll_for(src.as_mut(), 3)?), range(0..3));
+    assert_eq!(sorted_ids(&poll_for(src.as_mut(), 3)?), range(0..3));
     append(&t, 3..6)?;
     append(&t, 6..8)?;
-    assert_eq!(ids_of(&poll_for(src.as_mut(), 5)?), range(3..8));
+    assert_eq!(sorted_ids(&poll_for(src.as_mut(), 5)?), range(3..8));
     let position = src.snapshot_position()?;
     append(&t, 8..10)?;
     drop(src);
@@ -683,7 +651,7 @@ fn a_stream_picks_up_new_versions_and_resumes_from_its_position() -> Result<()> 
     let mut src = (source.factory)(&info)?;
     src.open(&info, &metrics)?;
     src.restore_position(&position)?;
-    assert_eq!(ids_of(&poll_for(src.as_mut(), 2)?), range(8..10));
+    assert_eq!(sorted_ids(&poll_for(src.as_mut(), 2)?), range(8..10));
     Ok(())
 }
 

@@ -12,8 +12,8 @@ use runnel_state::MemorySnapshot;
 
 use super::*;
 use crate::testutil::{
-    check_resume_everywhere, drain, poll_batches, rows_of, table, task, CheckpointHarness, Drained,
-    TempDir,
+    check_resume_everywhere, drain, poll_batches, range, rows_of, sorted_ids, table, task,
+    CheckpointHarness, Drained, TempDir,
 };
 
 fn fields() -> Vec<Field> {
@@ -549,25 +549,7 @@ fn ids(range: std::ops::Range<i64>) -> RecordBatch {
 
 /// The ids a reader of the directory sees, sorted.
 fn visible_ids(t: &TableDescriptor) -> Result<Vec<i64>> {
-    let mut out: Vec<i64> = read(t, 1)?
-        .all()
-        .iter()
-        .flat_map(|b| {
-            b.column(0)
-                .as_any()
-                .downcast_ref::<Int64Array>()
-                .expect("id is BIGINT")
-                .iter()
-                .flatten()
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    out.sort_unstable();
-    Ok(out)
-}
-
-fn range(r: std::ops::Range<i64>) -> Vec<i64> {
-    r.collect()
+    Ok(sorted_ids(&read(t, 1)?.all()))
 }
 
 #[test]
