@@ -325,7 +325,7 @@ impl Committer {
             return Ok(());
         }
         let restored = std::mem::take(&mut shared.restored);
-        let mut table = self.table(&mut shared)?;
+        let table = self.table(&mut shared)?;
         let lineage = shared
             .lineage
             .clone()
@@ -344,8 +344,7 @@ impl Committer {
             .map(|((key, _), adds)| (key, adds))
             .collect();
         if !todo.is_empty() {
-            self.commit(&mut table, &lineage, todo)?;
-            shared.table = Some(table);
+            self.commit(&mut shared, &lineage, todo)?;
         }
         self.committed.fetch_max(newest, Ordering::SeqCst);
         Ok(())
@@ -394,18 +393,17 @@ impl Committer {
             .lineage
             .clone()
             .ok_or_else(|| EngineError::Internal("Delta sink has no lineage".into()))?;
-        let mut table = self.table(&mut shared)?;
-        self.commit(&mut table, &lineage, todo)?;
-        shared.table = Some(table);
+        self.commit(&mut shared, &lineage, todo)?;
         self.committed.fetch_max(newest, Ordering::SeqCst);
         Ok(())
     }
 
     /// Commits the files of `entries` as one version, with a `txn` action
-    /// for `lineage` at the newest key (none when `lineage` is empty).
+    /// for `lineage` at the newest key (none when `lineage` is empty), and
+    /// keeps the table's new state.
     fn commit(
         &self,
-        table: &mut DeltaTable,
+        shared: &mut Shared,
         lineage: &str,
         entries: Vec<(u64, Vec<Add>)>,
     ) -> Result<()> {
@@ -433,6 +431,7 @@ impl Committer {
             },
             epoch_id: i64::try_from(newest).unwrap_or(i64::MAX),
         };
+        let mut table = self.table(shared)?;
         let snapshot = table.snapshot().map_err(|e| self.error("read", e))?.clone();
         let log_store = table.log_store();
         let started = Instant::now();
@@ -444,6 +443,7 @@ impl Committer {
         .map_err(|e| self.error("commit to", e))?;
         record_commit_latency(started.elapsed());
         table.state = Some(finalized.snapshot());
+        shared.table = Some(table);
         Ok(())
     }
 
@@ -453,10 +453,7 @@ impl Committer {
             return Ok(());
         }
         let mut shared = self.lock()?;
-        let mut table = self.table(&mut shared)?;
-        self.commit(&mut table, "", vec![(0, adds)])?;
-        shared.table = Some(table);
-        Ok(())
+        self.commit(&mut shared, "", vec![(0, adds)])
     }
 }
 
