@@ -16,12 +16,20 @@ use crate::error::{EngineError, Result};
 use crate::operator::OperatorFactory;
 use crate::source::SourceFactory;
 
+/// Field metadata key marking a `METADATA` column; its value is the
+/// connector's metadata key (`'timestamp'`, `'partition'`, ...).
+pub const METADATA_FIELD_KEY: &str = "runnel.metadata";
+/// Field metadata key set to `"true"` on `METADATA ... VIRTUAL` columns,
+/// which sinks do not receive.
+pub const METADATA_VIRTUAL_KEY: &str = "runnel.metadata.virtual";
+
 /// A table as declared in DDL.
 #[derive(Debug, Clone)]
 pub struct TableDescriptor {
     /// Table name.
     pub name: String,
-    /// Physical columns (computed and metadata columns are not supported yet).
+    /// Physical and metadata columns (a metadata column's field carries
+    /// [`METADATA_FIELD_KEY`]); `PROCTIME()` columns are added by the planner.
     pub schema: SchemaRef,
     /// `WITH (...)` options, keys as written (Flink option names).
     pub options: BTreeMap<String, String>,
@@ -38,6 +46,18 @@ impl TableDescriptor {
     /// An option's value.
     pub fn option(&self, key: &str) -> Option<&str> {
         self.options.get(key).map(String::as_str)
+    }
+
+    /// The metadata key of column `index` and whether it is `VIRTUAL`, when
+    /// it is a `METADATA` column.
+    pub fn metadata_column(&self, index: usize) -> Option<(&str, bool)> {
+        let f = self.schema.fields().get(index)?;
+        let key = f.metadata().get(METADATA_FIELD_KEY)?;
+        let is_virtual = f
+            .metadata()
+            .get(METADATA_VIRTUAL_KEY)
+            .is_some_and(|v| v == "true");
+        Some((key.as_str(), is_virtual))
     }
 
     /// A required option, or a plan error naming it.

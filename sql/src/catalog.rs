@@ -263,7 +263,22 @@ impl Catalog {
                     Position::of(c.name.span),
                 ));
             }
-            fields.push(Field::new(&c.name.value, t, c.nullable));
+            let mut field = Field::new(&c.name.value, t, c.nullable);
+            if let Some(m) = &c.metadata {
+                let key = m.key.clone().unwrap_or_else(|| c.name.value.clone());
+                let mut md = std::collections::HashMap::from([(
+                    runnel_engine::connector::METADATA_FIELD_KEY.to_string(),
+                    key,
+                )]);
+                if m.is_virtual {
+                    md.insert(
+                        runnel_engine::connector::METADATA_VIRTUAL_KEY.to_string(),
+                        "true".to_string(),
+                    );
+                }
+                field = field.with_metadata(md);
+            }
+            fields.push(field);
         }
         let find = |ident: &ast::Ident| {
             fields

@@ -116,6 +116,18 @@ pub struct ColumnDecl {
     pub data_type: ast::DataType,
     /// False with `NOT NULL`.
     pub nullable: bool,
+    /// `METADATA [FROM 'key'] [VIRTUAL]`: the column is filled from (or
+    /// written to) the connector's metadata instead of the record body.
+    pub metadata: Option<MetadataDecl>,
+}
+
+/// The `METADATA` clause of a column (Flink's syntax).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetadataDecl {
+    /// The key after `FROM`; the column name when absent.
+    pub key: Option<String>,
+    /// `VIRTUAL`: read-only, not part of what a sink writes.
+    pub is_virtual: bool,
 }
 
 /// `CREATE TABLE`.
@@ -384,6 +396,8 @@ struct TableExtras {
     watermark: Option<(Ident, Expr)>,
     proctime: Vec<Ident>,
     partitioned_by: Vec<Ident>,
+    /// Column name (lower case) -> its METADATA clause.
+    metadata: Vec<(String, MetadataDecl)>,
 }
 
 /// Removes `WATERMARK FOR ... AS ...` and `name AS PROCTIME()` elements from
@@ -429,6 +443,8 @@ fn cut_table_extras(tokens: Vec<TokenWithSpan>) -> Result<(Vec<TokenWithSpan>, T
         }
     }
     let mut remove: Vec<(usize, usize)> = Vec::new();
+    // Parts of elements to drop without a comma (METADATA clauses).
+    let mut cut_ranges: Vec<(usize, usize)> = Vec::new();
     for &(s, e) in &elements {
         let sig: Vec<usize> = (s..e).filter(|&i| !is_trivia(&tokens[i].token)).collect();
         let Some(&first) = sig.first() else { continue };
@@ -489,19 +505,30 @@ fn cut_table_extras(tokens: Vec<TokenWithSpan>) -> Result<(Vec<TokenWithSpan>, T
                 });
             }
             remove.push((s, e));
+        } else if let Some(k) = sig
+            .iter()
+            .skip(2)
+            .position(|&i| is_word(&tokens[i], "METADATA"))
+        {
+            let at = sig[k + 2];
+            let decl = parse_metadata_clause(&tokens, &sig[k + 2..])?;
+            if let Some(w) = word(&tokens[first]) {
+                extras.metadata.push((w.value.to_lowercase(), decl));
+            }
+            cut_ranges.push((at, e));
         }
     }
     let partition_clause = match list_end {
         Some(end) => cut_partitioned_by(&tokens, end + 1, &mut extras)?,
         None => None,
     };
-    if remove.is_empty() && partition_clause.is_none() {
+    if remove.is_empty() && partition_clause.is_none() && cut_ranges.is_empty() {
         return Ok((tokens, extras));
     }
     // Drop each removed element together with the comma before it (or after
     // it, when it is the first element).
     let mut drop = vec![false; tokens.len()];
-    if let Some((s, e)) = partition_clause {
+    for (s, e) in partition_clause.into_iter().chain(cut_ranges) {
         for d in drop.iter_mut().take(e).skip(s) {
             *d = true;
         }
@@ -523,6 +550,42 @@ fn cut_table_extras(tokens: Vec<TokenWithSpan>) -> Result<(Vec<TokenWithSpan>, T
         .map(|(t, _)| t)
         .collect();
     Ok((kept, extras))
+}
+
+/// Parses `METADATA [FROM 'key'] [VIRTUAL]`; `sig` are the significant
+/// token indexes from `METADATA` to the end of the column element.
+fn parse_metadata_clause(tokens: &[TokenWithSpan], sig: &[usize]) -> Result<MetadataDecl> {
+    let mut decl = MetadataDecl {
+        key: None,
+        is_virtual: false,
+    };
+    let mut k = 1;
+    if sig.get(k).is_some_and(|&i| is_word(&tokens[i], "FROM")) {
+        match sig.get(k + 1).map(|&i| &tokens[i].token) {
+            Some(Token::SingleQuotedString(key)) => decl.key = Some(key.clone()),
+            _ => {
+                return Err(syntax(
+                    "expected a quoted metadata key after METADATA FROM, as in METADATA FROM 'timestamp'",
+                    sig.get(k + 1).map_or(tokens[sig[k]].span, |&i| tokens[i].span),
+                ))
+            }
+        }
+        k += 2;
+    }
+    if sig.get(k).is_some_and(|&i| is_word(&tokens[i], "VIRTUAL")) {
+        decl.is_virtual = true;
+        k += 1;
+    }
+    if let Some(&i) = sig.get(k) {
+        return Err(syntax(
+            format!(
+                "expected FROM 'key', VIRTUAL or the end of the column after METADATA, found {}",
+                tokens[i].token
+            ),
+            tokens[i].span,
+        ));
+    }
+    Ok(decl)
 }
 
 /// Parses `PARTITIONED BY (a, b)` when it follows the column list (from
@@ -648,10 +711,16 @@ fn convert(stmt: ast::Statement, extras: TableExtras, span: Span) -> Result<Stat
                         }
                     }
                 }
+                let metadata = extras
+                    .metadata
+                    .iter()
+                    .find(|(n, _)| *n == c.name.value.to_lowercase())
+                    .map(|(_, d)| d.clone());
                 columns.push(ColumnDecl {
                     name: c.name,
                     data_type: c.data_type,
                     nullable,
+                    metadata,
                 });
             }
             for k in ct.constraints {
@@ -790,8 +859,19 @@ impl fmt::Display for CreateTable {
             .columns
             .iter()
             .map(|c| {
+                let metadata = match &c.metadata {
+                    None => String::new(),
+                    Some(m) => format!(
+                        " METADATA{}{}",
+                        m.key
+                            .as_ref()
+                            .map(|k| format!(" FROM '{}'", k.replace('\'', "''")))
+                            .unwrap_or_default(),
+                        if m.is_virtual { " VIRTUAL" } else { "" }
+                    ),
+                };
                 format!(
-                    "{} {}{}",
+                    "{} {}{}{metadata}",
                     c.name,
                     c.data_type,
                     if c.nullable { "" } else { " NOT NULL" }
@@ -938,6 +1018,44 @@ mod tests {
             err.to_string().contains("expected BY after PARTITIONED"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn metadata_columns_parse_and_round_trip() {
+        let sql = "CREATE TABLE k (v STRING, ts TIMESTAMP(3) METADATA FROM 'timestamp', \
+                   part INT METADATA FROM 'partition' VIRTUAL, `offset` BIGINT METADATA VIRTUAL, \
+                   WATERMARK FOR ts AS ts - INTERVAL '1' SECOND) WITH ('connector' = 'kafka')";
+        let Statement::CreateTable(ct) = round_trip(sql) else {
+            panic!("not a CREATE TABLE")
+        };
+        let md: Vec<Option<(Option<&str>, bool)>> = ct
+            .columns
+            .iter()
+            .map(|c| {
+                c.metadata
+                    .as_ref()
+                    .map(|m| (m.key.as_deref(), m.is_virtual))
+            })
+            .collect();
+        assert_eq!(
+            md,
+            vec![
+                None,
+                Some((Some("timestamp"), false)),
+                Some((Some("partition"), true)),
+                Some((None, true)),
+            ]
+        );
+        assert!(ct.watermark.is_some());
+        let err =
+            parse_statement("CREATE TABLE k (a INT,\n  ts TIMESTAMP(3) METADATA FROM timestamp)")
+                .expect_err("the key must be quoted");
+        let text = err.to_string();
+        assert!(text.contains("quoted metadata key"), "{text}");
+        assert!(text.contains("line 2"), "{text}");
+        let err = parse_statement("CREATE TABLE k (ts TIMESTAMP(3) METADATA VIRTUAL extra)")
+            .expect_err("junk after VIRTUAL");
+        assert!(err.to_string().contains("found extra"), "{err}");
     }
 
     #[test]

@@ -1835,7 +1835,7 @@ impl Lowerer<'_> {
 }
 
 /// The descriptor of `table` with only the columns `projection`.
-fn pruned_descriptor(table: &TableDescriptor, projection: &[usize]) -> TableDescriptor {
+pub(crate) fn pruned_descriptor(table: &TableDescriptor, projection: &[usize]) -> TableDescriptor {
     let fields: Vec<Field> = projection
         .iter()
         .map(|&i| table.schema.field(i).clone())

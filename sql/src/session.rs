@@ -503,11 +503,17 @@ impl Session {
                     ));
                 };
                 let plan = Planner::new(&self.catalog).plan_query(query)?;
-                let mut plan = align_to_sink(plan, &sink.descriptor, position_of(table))?;
+                // VIRTUAL metadata columns are read-only: the query does not
+                // produce them and the sink does not receive them.
+                let written: Vec<usize> = (0..sink.descriptor.schema.fields().len())
+                    .filter(|&i| !sink.descriptor.metadata_column(i).is_some_and(|(_, v)| v))
+                    .collect();
+                let descriptor = crate::planner::pruned_descriptor(&sink.descriptor, &written);
+                let mut plan = align_to_sink(plan, &descriptor, position_of(table))?;
                 plan.prune_all();
                 let graph = lower(
                     &plan,
-                    SinkTarget::Table(sink.descriptor.clone()),
+                    SinkTarget::Table(descriptor),
                     &options,
                     position_of(table),
                 )?;
@@ -543,6 +549,10 @@ impl Session {
                     let mut extra = Vec::new();
                     if d.primary_key.contains(&i) {
                         extra.push("PRIMARY KEY".to_string());
+                    }
+                    if let Some((key, is_virtual)) = d.metadata_column(i) {
+                        let v = if is_virtual { " VIRTUAL" } else { "" };
+                        extra.push(format!("METADATA FROM '{key}'{v}"));
                     }
                     if let Some((c, delay)) = d.watermark {
                         if c == i {
