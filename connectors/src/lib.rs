@@ -30,6 +30,7 @@ pub mod blackhole;
 pub mod datagen;
 pub mod delta;
 pub mod filesystem;
+pub mod kafka;
 pub mod nexmark;
 mod options;
 mod pacing;
@@ -42,6 +43,7 @@ pub use blackhole::BlackholeConnector;
 pub use datagen::DatagenConnector;
 pub use delta::DeltaConnector;
 pub use filesystem::FilesystemConnector;
+pub use kafka::{KafkaConnector, UpsertKafkaConnector};
 pub use print::PrintConnector;
 
 /// Adds every connector of this crate to `registry`.
@@ -49,6 +51,8 @@ pub fn register_all(registry: &mut ConnectorRegistry) {
     registry.register(Arc::new(DatagenConnector));
     registry.register(Arc::new(DeltaConnector));
     registry.register(Arc::new(FilesystemConnector));
+    registry.register(Arc::new(KafkaConnector));
+    registry.register(Arc::new(UpsertKafkaConnector));
     registry.register(Arc::new(nexmark::NexmarkConnector));
     registry.register(Arc::new(PrintConnector));
     registry.register(Arc::new(BlackholeConnector));

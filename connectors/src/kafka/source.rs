@@ -1,0 +1,751 @@
+//! The Kafka source.
+//!
+//! Every subtask owns a librdkafka consumer that is *assigned* its
+//! partitions (no consumer-group rebalancing: the checkpoint, not the
+//! group, is the source of truth for positions). Partition `p` of topic `t`
+//! belongs to subtask `(fnv1a(t) + p) % parallelism`. Each partition is a
+//! split, so watermarks are tracked per partition and an idle partition
+//! stops holding the watermark back after `'scan.idle-timeout'`.
+//!
+//! Start offsets are resolved to concrete numbers when partitions are
+//! assigned (earliest/latest from the partition's low/high watermark, the
+//! group's committed offset, a timestamp lookup or the given offsets), so a
+//! checkpoint taken before the first record still pins the position. The
+//! position is the next offset of every owned partition; rows are counted
+//! in it only once `poll` has returned them.
+//!
+//! Records are read in runs of up to `MAX_RUN` messages and decoded per
+//! partition (see `format.rs`). A record that does not parse fails the job
+//! with its topic, partition and offset, or is skipped and counted, or is
+//! sent to the dead-letter topic; dead-letter records are flushed before a
+//! position is snapshotted, so a checkpoint never covers a bad record whose
+//! dead-letter copy could still be lost.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::{
+    ArrayRef, BinaryArray, Int32Array, Int64Array, RecordBatch, StringArray,
+    TimestampMillisecondArray,
+};
+use arrow::compute::concat_batches;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Headers, Message, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+use runnel_engine::operator::{OperatorMetrics, TaskInfo};
+use runnel_engine::source::{Source, SourceFactory, SourcePoll, SplitId};
+use runnel_engine::{EngineError, Result};
+
+use super::{
+    kafka_error, send_with_retry, DeliveryErrors, KafkaTable, Malformed, Meta, Startup, Topics,
+};
+use crate::position::{PositionReader, PositionWriter};
+
+/// Messages gathered per poll before they are decoded.
+const MAX_RUN: usize = 4096;
+/// How long a metadata or offset request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+const POSITION_VERSION: u8 = 1;
+
+pub(super) fn factory(table: Arc<KafkaTable>) -> SourceFactory {
+    Arc::new(move |task: &TaskInfo| {
+        Ok(Box::new(KafkaSource {
+            t: Arc::clone(&table),
+            subtask: task.subtask,
+            parallelism: task.parallelism.max(1),
+            consumer: None,
+            metrics: None,
+            parts: BTreeMap::new(),
+            next_split: 0,
+            restored: None,
+            assigned: false,
+            ready: VecDeque::new(),
+            last_discovery: Instant::now(),
+            dead_letter: None,
+        }) as Box<dyn Source>)
+    })
+}
+
+/// The subtask that reads partition `partition` of `topic`.
+pub(crate) fn owner(topic: &str, partition: i32, parallelism: usize) -> usize {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in topic.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    let p = u64::try_from(partition).unwrap_or(0);
+    ((u64::from(h) + p) % parallelism as u64) as usize
+}
+
+type Tp = (String, i32);
+
+#[derive(Debug)]
+struct PartState {
+    split: SplitId,
+    /// Offset of the next record to return.
+    next: i64,
+    /// Bounded mode: the end offset taken at assignment.
+    end: Option<i64>,
+    finished: bool,
+}
+
+enum Ready {
+    Batch {
+        tp: Tp,
+        next: i64,
+        batch: RecordBatch,
+    },
+    Finished(SplitId),
+}
+
+/// One message, copied out of librdkafka's buffer.
+struct Rec {
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    timestamp: Option<i64>,
+    offset: i64,
+    headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+struct KafkaSource {
+    t: Arc<KafkaTable>,
+    subtask: usize,
+    parallelism: usize,
+    consumer: Option<BaseConsumer>,
+    metrics: Option<Arc<OperatorMetrics>>,
+    parts: BTreeMap<Tp, PartState>,
+    next_split: u32,
+    restored: Option<BTreeMap<Tp, i64>>,
+    assigned: bool,
+    ready: VecDeque<Ready>,
+    last_discovery: Instant,
+    dead_letter: Option<DeadLetter>,
+}
+
+impl KafkaSource {
+    fn consumer(&self) -> Result<&BaseConsumer> {
+        self.consumer
+            .as_ref()
+            .ok_or_else(|| EngineError::Internal("kafka source not opened".into()))
+    }
+
+    /// The partitions of this subtask that exist now, sorted.
+    fn my_partitions(&self) -> Result<Vec<Tp>> {
+        let consumer = self.consumer()?;
+        let md = consumer
+            .fetch_metadata(None, REQUEST_TIMEOUT)
+            .map_err(|e| kafka_error("reading the topic list", e))?;
+        let mut found = Vec::new();
+        let mut seen_topics = BTreeSet::new();
+        for topic in md.topics() {
+            if !self.t.topics.matches(topic.name()) {
+                continue;
+            }
+            seen_topics.insert(topic.name().to_string());
+            for p in topic.partitions() {
+                if owner(topic.name(), p.id(), self.parallelism) == self.subtask {
+                    found.push((topic.name().to_string(), p.id()));
+                }
+            }
+        }
+        if let Topics::List(list) = &self.t.topics {
+            if let Some(missing) = list.iter().find(|t| !seen_topics.contains(*t)) {
+                return Err(EngineError::Execution(format!(
+                    "kafka: topic '{missing}' of table '{}' does not exist",
+                    self.t.name
+                )));
+            }
+        }
+        found.sort();
+        Ok(found)
+    }
+
+    fn add_partition(&mut self, tp: Tp) -> SplitId {
+        // Unique across subtasks: subtask + k * parallelism.
+        let split = self.subtask as u32 + self.next_split * self.parallelism as u32;
+        self.next_split += 1;
+        self.parts.insert(
+            tp,
+            PartState {
+                split,
+                next: -1,
+                end: None,
+                finished: false,
+            },
+        );
+        split
+    }
+
+    /// Resolves where each of `tps` starts (`fresh`: discovered while
+    /// running, which starts at the earliest offset) and assigns them.
+    fn assign(&mut self, tps: &[Tp], fresh: bool) -> Result<()> {
+        if tps.is_empty() {
+            return Ok(());
+        }
+        let consumer = self
+            .consumer
+            .as_ref()
+            .ok_or_else(|| EngineError::Internal("kafka source not opened".into()))?;
+        let mut starts = BTreeMap::new();
+        let mut group = BTreeMap::new();
+        if !fresh && self.t.startup == Startup::GroupOffsets {
+            let mut tpl = TopicPartitionList::new();
+            for (t, p) in tps {
+                tpl.add_partition(t, *p);
+            }
+            let committed = consumer
+                .committed_offsets(tpl, REQUEST_TIMEOUT)
+                .map_err(|e| kafka_error("reading the group's committed offsets", e))?;
+            for e in committed.elements() {
+                if let Offset::Offset(o) = e.offset() {
+                    group.insert((e.topic().to_string(), e.partition()), o);
+                }
+            }
+        }
+        let mut by_time = BTreeMap::new();
+        if let (false, Startup::Timestamp(ms)) = (fresh, &self.t.startup) {
+            let mut tpl = TopicPartitionList::new();
+            for (t, p) in tps {
+                tpl.add_partition_offset(t, *p, Offset::Offset(*ms))
+                    .map_err(|e| kafka_error("looking up offsets by time", e))?;
+            }
+            let found = consumer
+                .offsets_for_times(tpl, REQUEST_TIMEOUT)
+                .map_err(|e| kafka_error("looking up offsets by time", e))?;
+            for e in found.elements() {
+                if let Offset::Offset(o) = e.offset() {
+                    by_time.insert((e.topic().to_string(), e.partition()), o);
+                }
+            }
+        }
+        let reset_latest = self
+            .t
+            .properties
+            .get("auto.offset.reset")
+            .is_some_and(|v| matches!(v.as_str(), "latest" | "largest" | "end"));
+        for tp in tps {
+            let (low, high) = consumer
+                .fetch_watermarks(&tp.0, tp.1, REQUEST_TIMEOUT)
+                .map_err(|e| kafka_error(&format!("reading the offsets of {}", show(tp)), e))?;
+            let restored = self.restored.as_ref().and_then(|r| r.get(tp)).copied();
+            let start = match (restored, fresh, &self.t.startup) {
+                (Some(next), _, _) => next,
+                (None, true, _) | (None, false, Startup::Earliest) => low,
+                (None, false, Startup::Latest) => high,
+                (None, false, Startup::GroupOffsets) => match group.get(tp) {
+                    Some(&o) => o,
+                    None if reset_latest => high,
+                    None => low,
+                },
+                (None, false, Startup::Timestamp(_)) => by_time.get(tp).copied().unwrap_or(high),
+                (None, false, Startup::Specific(m)) => m.get(&tp.1).copied().unwrap_or(low),
+            };
+            let state = self
+                .parts
+                .get_mut(tp)
+                .ok_or_else(|| EngineError::Internal("unknown partition".into()))?;
+            state.next = start.clamp(low, high.max(low));
+            if self.t.bounded {
+                state.end = Some(high);
+            }
+            starts.insert(tp.clone(), state.next);
+        }
+        let mut tpl = TopicPartitionList::new();
+        for ((t, p), o) in &starts {
+            tpl.add_partition_offset(t, *p, Offset::Offset(*o))
+                .map_err(|e| kafka_error("assigning partitions", e))?;
+        }
+        consumer
+            .incremental_assign(&tpl)
+            .map_err(|e| kafka_error("assigning partitions", e))?;
+        self.queue_finished_partitions();
+        Ok(())
+    }
+
+    /// Bounded mode: partitions whose next offset reached the end.
+    fn queue_finished_partitions(&mut self) {
+        for state in self.parts.values_mut() {
+            if let (false, Some(end)) = (state.finished, state.end) {
+                if state.next >= end {
+                    state.finished = true;
+                    self.ready.push_back(Ready::Finished(state.split));
+                }
+            }
+        }
+    }
+
+    fn discover(&mut self) -> Result<()> {
+        self.last_discovery = Instant::now();
+        let now = self.my_partitions()?;
+        let new: Vec<Tp> = now
+            .into_iter()
+            .filter(|tp| !self.parts.contains_key(tp))
+            .collect();
+        for tp in &new {
+            self.add_partition(tp.clone());
+        }
+        self.assign(&new, true)
+    }
+
+    /// Reads up to `MAX_RUN` messages and turns them into ready batches.
+    fn fill(&mut self) -> Result<()> {
+        let mut runs: BTreeMap<Tp, Vec<Rec>> = BTreeMap::new();
+        let mut count = 0;
+        let mut eof = Vec::new();
+        {
+            let consumer = self.consumer()?;
+            while count < MAX_RUN {
+                let wait = if count == 0 {
+                    Duration::from_millis(2)
+                } else {
+                    Duration::ZERO
+                };
+                match consumer.poll(wait) {
+                    None => break,
+                    Some(Err(KafkaError::PartitionEOF(p))) => eof.push(p),
+                    Some(Err(e)) => {
+                        // librdkafka reports transient broker trouble here
+                        // and keeps retrying; a poll that sees one gives up
+                        // this round.
+                        eprintln!(
+                            "kafka source '{}' subtask {}: {e}",
+                            self.t.name, self.subtask
+                        );
+                        break;
+                    }
+                    Some(Ok(m)) => {
+                        let headers = m
+                            .headers()
+                            .map(|h| {
+                                h.iter()
+                                    .map(|x| (x.key.to_string(), x.value.map(<[u8]>::to_vec)))
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        runs.entry((m.topic().to_string(), m.partition()))
+                            .or_default()
+                            .push(Rec {
+                                key: m.key().map(<[u8]>::to_vec),
+                                value: m.payload().map(<[u8]>::to_vec),
+                                timestamp: m.timestamp().to_millis(),
+                                offset: m.offset(),
+                                headers,
+                            });
+                        count += 1;
+                    }
+                }
+            }
+        }
+        for (tp, recs) in runs {
+            let Some(last) = recs.last().map(|r| r.offset) else {
+                continue;
+            };
+            if !self.parts.contains_key(&tp) {
+                continue;
+            }
+            let batch = self.decode_run(&tp, &recs)?;
+            self.ready.push_back(Ready::Batch {
+                tp,
+                next: last + 1,
+                batch,
+            });
+        }
+        if self.t.bounded {
+            // End of partition (bounded tables read one topic, so the
+            // partition number is enough): the partition ends after what
+            // was just queued for it.
+            for p in eof {
+                for (tp, state) in self.parts.iter_mut().filter(|(tp, _)| tp.1 == p) {
+                    let queued = self
+                        .ready
+                        .iter()
+                        .filter_map(|r| match r {
+                            Ready::Batch { tp: t, next, .. } if t == tp => Some(*next),
+                            _ => None,
+                        })
+                        .max();
+                    let at = queued.unwrap_or(state.next);
+                    state.end = Some(state.end.map_or(at, |e| e.min(at)));
+                }
+            }
+            self.queue_finished_partitions();
+        }
+        Ok(())
+    }
+
+    /// Decodes the records of one partition, routing bad ones.
+    fn decode_run(&mut self, tp: &Tp, recs: &[Rec]) -> Result<RecordBatch> {
+        let t = Arc::clone(&self.t);
+        // Tombstones (no value) carry no row for an append-only table.
+        let live: Vec<&Rec> = recs.iter().filter(|r| r.value.is_some()).collect();
+        // Key columns are read from the key only when the value lacks them.
+        let decode_keys =
+            t.key_format.is_some() && t.key_columns.iter().any(|k| !t.value_columns.contains(k));
+        let values: Vec<&[u8]> = live
+            .iter()
+            .map(|r| r.value.as_deref().unwrap_or_default())
+            .collect();
+        let fast = t
+            .value_format
+            .decode_all(&t.value_schema, &values)
+            .and_then(|v| {
+                if !decode_keys {
+                    return Ok((v, None));
+                }
+                let keys: Vec<&[u8]> = live
+                    .iter()
+                    .map(|r| r.key.as_deref().unwrap_or_default())
+                    .collect();
+                let f = t.key_format.unwrap_or(t.value_format);
+                f.decode_all(&t.key_schema, &keys).map(|k| (v, Some(k)))
+            });
+        let (good, value_batch, key_batch) = match fast {
+            Ok((v, k)) => (live, v, k),
+            Err(_) => {
+                let mut good = Vec::new();
+                let mut vs = Vec::new();
+                let mut ks = Vec::new();
+                for r in live {
+                    let v = t
+                        .value_format
+                        .decode_one(&t.value_schema, r.value.as_deref().unwrap_or_default());
+                    let k = match (&v, decode_keys) {
+                        (Ok(_), true) => t
+                            .key_format
+                            .unwrap_or(t.value_format)
+                            .decode_one(&t.key_schema, r.key.as_deref().unwrap_or_default())
+                            .map(Some)
+                            .map_err(|e| format!("bad key: {e}")),
+                        _ => Ok(None),
+                    };
+                    match (v, k) {
+                        (Ok(v), Ok(k)) => {
+                            good.push(r);
+                            vs.push(v);
+                            ks.extend(k);
+                        }
+                        (Err(e), _) | (_, Err(e)) => self.malformed(tp, r, &e)?,
+                    }
+                }
+                let v = concat_batches(&t.value_schema, &vs)?;
+                let k = if decode_keys {
+                    Some(concat_batches(&t.key_schema, &ks)?)
+                } else {
+                    None
+                };
+                (good, v, k)
+            }
+        };
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(t.schema.fields().len());
+        for (i, field) in t.schema.fields().iter().enumerate() {
+            let col: ArrayRef = if let Some((_, meta)) = t.metadata.iter().find(|(m, _)| *m == i) {
+                let array = meta_column(*meta, tp, &good);
+                arrow::compute::cast(&array, field.data_type())?
+            } else if let Some(k) = t.value_columns.iter().position(|&c| c == i) {
+                value_batch.column(k).clone()
+            } else if let (Some(kb), Some(k)) = (
+                key_batch.as_ref(),
+                t.key_columns.iter().position(|&c| c == i),
+            ) {
+                kb.column(k).clone()
+            } else {
+                return Err(EngineError::Internal(format!(
+                    "kafka source: column '{}' has no origin",
+                    field.name()
+                )));
+            };
+            columns.push(col);
+        }
+        RecordBatch::try_new(Arc::clone(&t.schema), columns).map_err(|e| {
+            EngineError::Execution(format!(
+                "kafka: records of {} do not fit table '{}': {e}",
+                show(tp),
+                t.name
+            ))
+        })
+    }
+
+    fn malformed(&mut self, tp: &Tp, r: &Rec, why: &str) -> Result<()> {
+        match &self.t.malformed {
+            Malformed::Fail => Err(EngineError::Execution(format!(
+                "malformed record in topic '{}' partition {} at offset {}: {why} \
+                 (set 'scan.malformed-records' to 'skip' or 'dead-letter' to go on)",
+                tp.0, tp.1, r.offset
+            ))),
+            Malformed::Skip => {
+                if let Some(m) = &self.metrics {
+                    m.add_malformed(1);
+                }
+                Ok(())
+            }
+            Malformed::DeadLetter(topic) => {
+                if self.dead_letter.is_none() {
+                    self.dead_letter = Some(DeadLetter::new(&self.t)?);
+                }
+                if let Some(d) = &self.dead_letter {
+                    d.send(topic, tp, r, why)?;
+                }
+                if let Some(m) = &self.metrics {
+                    m.add_malformed(1);
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+fn show(tp: &Tp) -> String {
+    format!("topic '{}' partition {}", tp.0, tp.1)
+}
+
+/// The values of one metadata column for `recs`.
+fn meta_column(meta: Meta, tp: &Tp, recs: &[&Rec]) -> ArrayRef {
+    match meta {
+        Meta::Timestamp => Arc::new(TimestampMillisecondArray::from(
+            recs.iter().map(|r| r.timestamp).collect::<Vec<_>>(),
+        )),
+        Meta::Partition => Arc::new(Int32Array::from(vec![tp.1; recs.len()])),
+        Meta::Offset => Arc::new(Int64Array::from(
+            recs.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        )),
+        Meta::Topic => Arc::new(StringArray::from(vec![tp.0.as_str(); recs.len()])),
+        Meta::Key => Arc::new(BinaryArray::from(
+            recs.iter().map(|r| r.key.as_deref()).collect::<Vec<_>>(),
+        )),
+        Meta::Headers => Arc::new(StringArray::from(
+            recs.iter()
+                .map(|r| {
+                    let map: serde_json::Map<String, serde_json::Value> = r
+                        .headers
+                        .iter()
+                        .map(|(k, v)| {
+                            let v = v.as_ref().map_or(serde_json::Value::Null, |b| {
+                                serde_json::Value::String(String::from_utf8_lossy(b).into_owned())
+                            });
+                            (k.clone(), v)
+                        })
+                        .collect();
+                    serde_json::Value::Object(map).to_string()
+                })
+                .collect::<Vec<_>>(),
+        )),
+    }
+}
+
+impl Source for KafkaSource {
+    fn open(&mut self, _task: &TaskInfo, metrics: &Arc<OperatorMetrics>) -> Result<Vec<SplitId>> {
+        self.metrics = Some(Arc::clone(metrics));
+        let mut config = self.t.client_config();
+        if !self.t.properties.contains_key("group.id") {
+            // librdkafka wants a group id even for assigned partitions; it
+            // is never used to commit.
+            config.set("group.id", format!("runnel-{}", self.t.name));
+        }
+        config
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set(
+                "enable.partition.eof",
+                if self.t.bounded { "true" } else { "false" },
+            );
+        if !self.t.properties.contains_key("isolation.level") {
+            config.set("isolation.level", "read_committed");
+        }
+        let consumer: BaseConsumer = config.create().map_err(|e| {
+            kafka_error(
+                &format!("creating a consumer for table '{}'", self.t.name),
+                e,
+            )
+        })?;
+        self.consumer = Some(consumer);
+        let parts = self.my_partitions()?;
+        let splits = parts.into_iter().map(|tp| self.add_partition(tp)).collect();
+        Ok(splits)
+    }
+
+    fn restore_position(&mut self, position: &[u8]) -> Result<()> {
+        let mut r = PositionReader::new("kafka source", position, POSITION_VERSION)?;
+        let n = r.u32()?;
+        let mut restored = BTreeMap::new();
+        for _ in 0..n {
+            let topic = r.str()?;
+            let partition = r.u32()? as i32;
+            let next = r.u64()? as i64;
+            if owner(&topic, partition, self.parallelism) != self.subtask {
+                return Err(r.error(&format!(
+                    "partition {partition} of topic '{topic}' belongs to another subtask at parallelism {}; restore with the parallelism the checkpoint was taken with",
+                    self.parallelism
+                )));
+            }
+            if !self.parts.contains_key(&(topic.clone(), partition))
+                && self.t.topics.matches(&topic)
+            {
+                self.add_partition((topic.clone(), partition));
+            }
+            restored.insert((topic, partition), next);
+        }
+        self.restored = Some(restored);
+        Ok(())
+    }
+
+    fn snapshot_position(&mut self) -> Result<Vec<u8>> {
+        if let Some(d) = &self.dead_letter {
+            d.flush()?;
+        }
+        let mut w = PositionWriter::new(POSITION_VERSION);
+        let known: Vec<(&Tp, i64)> = self
+            .parts
+            .iter()
+            .map(|(tp, s)| {
+                let next = if s.next >= 0 {
+                    s.next
+                } else {
+                    // Not assigned yet: keep what was restored, if anything.
+                    self.restored
+                        .as_ref()
+                        .and_then(|r| r.get(tp))
+                        .copied()
+                        .unwrap_or(-1)
+                };
+                (tp, next)
+            })
+            .filter(|(_, n)| *n >= 0)
+            .collect();
+        w.u32(known.len() as u32);
+        for (tp, next) in &known {
+            w.str(&tp.0)?.u32(tp.1 as u32).u64(*next as u64);
+        }
+        if self.t.commit_offsets && self.t.properties.contains_key("group.id") && self.assigned {
+            // For monitoring (consumer lag) only; the checkpoint is the truth.
+            let mut tpl = TopicPartitionList::new();
+            for (tp, next) in &known {
+                let _ = tpl.add_partition_offset(&tp.0, tp.1, Offset::Offset(*next));
+            }
+            if let Ok(c) = self.consumer() {
+                let _ = c.commit(&tpl, CommitMode::Async);
+            }
+        }
+        Ok(w.finish())
+    }
+
+    fn poll(&mut self) -> Result<SourcePoll> {
+        if !self.assigned {
+            self.assigned = true;
+            let tps: Vec<Tp> = self.parts.keys().cloned().collect();
+            self.assign(&tps, false)?;
+        }
+        if self.ready.is_empty() {
+            if let Some(every) = self.t.discovery {
+                if !self.t.bounded && self.last_discovery.elapsed() >= every {
+                    self.discover()?;
+                }
+            }
+            self.fill()?;
+            if let Some(d) = &self.dead_letter {
+                d.serve();
+            }
+        }
+        match self.ready.pop_front() {
+            Some(Ready::Batch { tp, next, batch }) => {
+                let state = self
+                    .parts
+                    .get_mut(&tp)
+                    .ok_or_else(|| EngineError::Internal("unknown partition".into()))?;
+                state.next = next;
+                let split = state.split;
+                self.queue_finished_partitions();
+                Ok(SourcePoll::Batch { split, batch })
+            }
+            Some(Ready::Finished(split)) => Ok(SourcePoll::SplitFinished(split)),
+            None => {
+                if self.t.bounded {
+                    self.queue_finished_partitions();
+                    if self.parts.values().all(|s| s.finished) && self.ready.is_empty() {
+                        if let Some(d) = &self.dead_letter {
+                            d.flush()?;
+                        }
+                        return Ok(SourcePoll::Finished);
+                    }
+                }
+                Ok(SourcePoll::Pending)
+            }
+        }
+    }
+}
+
+/// The producer that writes malformed records to the dead-letter topic:
+/// the original key and value, plus headers naming where the record came
+/// from and why it was rejected.
+struct DeadLetter {
+    producer: BaseProducer<DeliveryErrors>,
+    errors: DeliveryErrors,
+}
+
+impl DeadLetter {
+    fn new(t: &KafkaTable) -> Result<Self> {
+        let errors = DeliveryErrors::default();
+        let mut config = rdkafka::ClientConfig::new();
+        if let Some(b) = t.properties.get("bootstrap.servers") {
+            config.set("bootstrap.servers", b);
+        }
+        for (k, v) in &t.properties {
+            if k.starts_with("security.") || k.starts_with("sasl.") || k.starts_with("ssl.") {
+                config.set(k, v);
+            }
+        }
+        config.set("acks", "all");
+        let producer = config
+            .create_with_context(errors.clone())
+            .map_err(|e| kafka_error("creating the dead-letter producer", e))?;
+        Ok(Self { producer, errors })
+    }
+
+    fn send(&self, topic: &str, tp: &Tp, r: &Rec, why: &str) -> Result<()> {
+        let partition = tp.1.to_string();
+        let offset = r.offset.to_string();
+        let headers = OwnedHeaders::new()
+            .insert(rdkafka::message::Header {
+                key: "runnel.error",
+                value: Some(why),
+            })
+            .insert(rdkafka::message::Header {
+                key: "runnel.source.topic",
+                value: Some(&tp.0),
+            })
+            .insert(rdkafka::message::Header {
+                key: "runnel.source.partition",
+                value: Some(&partition),
+            })
+            .insert(rdkafka::message::Header {
+                key: "runnel.source.offset",
+                value: Some(&offset),
+            });
+        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).headers(headers);
+        if let Some(k) = &r.key {
+            record = record.key(k.as_slice());
+        }
+        if let Some(v) = &r.value {
+            record = record.payload(v.as_slice());
+        }
+        if let Some(ts) = r.timestamp {
+            record = record.timestamp(ts);
+        }
+        send_with_retry(&self.producer, record)
+            .map_err(|e| kafka_error(&format!("writing to dead-letter topic '{topic}'"), e))
+    }
+
+    fn serve(&self) {
+        self.producer.poll(Duration::ZERO);
+    }
+
+    /// Waits until every dead-letter record is acknowledged.
+    fn flush(&self) -> Result<()> {
+        self.producer
+            .flush(Duration::from_secs(60))
+            .map_err(|e| kafka_error("flushing the dead-letter topic", e))?;
+        self.errors.check("a dead-letter record was not delivered")
+    }
+}
