@@ -11,8 +11,9 @@
 //! checkpoint completes, one transactional producer per subtask
 //! (`transactional.id` = prefix + subtask) writes every staged entry up to
 //! it in one transaction, and in the same transaction commits an offset for
-//! the consumer group `<prefix>-<subtask>`: offset = the checkpoint id,
-//! metadata = the job's lineage. The broker makes records and that marker
+//! the consumer group `<prefix>-<lineage>-<subtask>` (the lineage is drawn
+//! when the job starts without state and kept in its checkpoints): offset
+//! = the checkpoint id. The broker makes records and that marker
 //! visible together, so after a crash the restored subtask reads the
 //! marker and knows exactly which staged entries are already in the topic:
 //! those are dropped, the rest are written again in a new transaction.
@@ -187,7 +188,7 @@ impl KafkaSink {
     }
 
     /// Exactly-once: the newest checkpoint id whose records are in the
-    /// topic, from the marker committed with them (same lineage only).
+    /// topic, from the marker committed with them.
     fn committed_checkpoint(&self) -> Result<Option<u64>> {
         let marker = self.marker()?;
         let mut tpl = TopicPartitionList::new();
@@ -202,7 +203,7 @@ impl KafkaSink {
                 )
             })?;
         for e in committed.elements() {
-            if let (Offset::Offset(o), true) = (e.offset(), e.metadata() == self.lineage) {
+            if let Offset::Offset(o) = e.offset() {
                 return Ok(Some(from_marker(o)));
             }
         }
@@ -246,9 +247,6 @@ impl KafkaSink {
         offsets
             .add_partition_offset(&self.topic, 0, Offset::Offset(to_marker(newest)))
             .map_err(txn)?;
-        for mut e in offsets.elements() {
-            e.set_metadata(self.lineage.clone());
-        }
         producer
             .send_offsets_to_transaction(&offsets, &marker.metadata, KAFKA_TIMEOUT)
             .map_err(txn)?;
@@ -297,7 +295,9 @@ impl KafkaSink {
                 l
             }
         };
-        let group = format!("{prefix}-{}", ctx.task.subtask);
+        // The lineage is in the group's name rather than in the offset's
+        // metadata string, which some brokers (Tansu 0.6) drop.
+        let group = format!("{prefix}-{}-{}", self.lineage, ctx.task.subtask);
         let mut config = self.t.client_config();
         config
             .set("group.id", &group)

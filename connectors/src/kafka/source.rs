@@ -7,12 +7,12 @@
 //! split, so watermarks are tracked per partition and an idle partition
 //! stops holding the watermark back after `'scan.idle-timeout'`.
 //!
-//! Start offsets are resolved to concrete numbers when partitions are
-//! assigned (earliest/latest from the partition's low/high watermark, the
-//! group's committed offset, a timestamp lookup or the given offsets), so a
-//! checkpoint taken before the first record still pins the position. The
-//! position is the next offset of every owned partition; rows are counted
-//! in it only once `poll` has returned them.
+//! Start offsets follow `'scan.startup.mode'` (earliest, latest, the
+//! group's committed offsets, a timestamp lookup, or given offsets). The
+//! position is the next offset of every owned partition that has one; a
+//! partition still at the symbolic start of its log is left out and starts
+//! the same way again after a restore. Rows count in the position only once
+//! `poll` has returned them.
 //!
 //! Records are read in runs of up to `MAX_RUN` messages and decoded per
 //! partition (see `format.rs`). A record that does not parse fails the job
@@ -85,9 +85,13 @@ type Tp = (String, i32);
 #[derive(Debug)]
 struct PartState {
     split: SplitId,
-    /// Offset of the next record to return.
+    /// Offset of the next record to return; -1 while it is still the
+    /// symbolic start of the log (nothing read yet).
     next: i64,
-    /// Bounded mode: the end offset taken at assignment.
+    /// Bounded mode: where the partition ends, known once the consumer
+    /// reached its end (librdkafka's end-of-partition event). Brokers'
+    /// high watermarks are not trusted for this: Tansu 0.6 reports them
+    /// wrong, and transaction markers sit past the last record anyway.
     end: Option<i64>,
     finished: bool,
 }
@@ -227,35 +231,46 @@ impl KafkaSource {
             .get("auto.offset.reset")
             .is_some_and(|v| matches!(v.as_str(), "latest" | "largest" | "end"));
         for tp in tps {
-            let (low, high) = consumer
-                .fetch_watermarks(&tp.0, tp.1, REQUEST_TIMEOUT)
-                .map_err(|e| kafka_error(&format!("reading the offsets of {}", show(tp)), e))?;
             let restored = self.restored.as_ref().and_then(|r| r.get(tp)).copied();
+            // Only 'latest' needs the partition's end now: a checkpoint taken
+            // before the first record must pin that point, not whatever the
+            // end is after a restart. 'earliest' stays symbolic (the start of
+            // the log is the same point either way).
+            let latest = || -> Result<Offset> {
+                let (_, high) = consumer
+                    .fetch_watermarks(&tp.0, tp.1, REQUEST_TIMEOUT)
+                    .map_err(|e| kafka_error(&format!("reading the end of {}", show(tp)), e))?;
+                Ok(Offset::Offset(high))
+            };
             let start = match (restored, fresh, &self.t.startup) {
-                (Some(next), _, _) => next,
-                (None, true, _) | (None, false, Startup::Earliest) => low,
-                (None, false, Startup::Latest) => high,
+                (Some(next), _, _) => Offset::Offset(next),
+                (None, true, _) | (None, false, Startup::Earliest) => Offset::Beginning,
+                (None, false, Startup::Latest) => latest()?,
                 (None, false, Startup::GroupOffsets) => match group.get(tp) {
-                    Some(&o) => o,
-                    None if reset_latest => high,
-                    None => low,
+                    Some(&o) => Offset::Offset(o),
+                    None if reset_latest => latest()?,
+                    None => Offset::Beginning,
                 },
-                (None, false, Startup::Timestamp(_)) => by_time.get(tp).copied().unwrap_or(high),
-                (None, false, Startup::Specific(m)) => m.get(&tp.1).copied().unwrap_or(low),
+                (None, false, Startup::Timestamp(_)) => match by_time.get(tp) {
+                    Some(&o) => Offset::Offset(o),
+                    None => latest()?,
+                },
+                (None, false, Startup::Specific(m)) => {
+                    m.get(&tp.1).map_or(Offset::Beginning, |&o| Offset::Offset(o))
+                }
             };
             let state = self
                 .parts
                 .get_mut(tp)
                 .ok_or_else(|| EngineError::Internal("unknown partition".into()))?;
-            state.next = start.clamp(low, high.max(low));
-            if self.t.bounded {
-                state.end = Some(high);
+            if let Offset::Offset(o) = start {
+                state.next = o;
             }
-            starts.insert(tp.clone(), state.next);
+            starts.insert(tp.clone(), start);
         }
         let mut tpl = TopicPartitionList::new();
         for ((t, p), o) in &starts {
-            tpl.add_partition_offset(t, *p, Offset::Offset(*o))
+            tpl.add_partition_offset(t, *p, *o)
                 .map_err(|e| kafka_error("assigning partitions", e))?;
         }
         consumer
