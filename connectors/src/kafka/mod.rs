@@ -35,6 +35,7 @@ use crate::options::{bad_option, parse_timestamp_millis};
 mod format;
 mod sink;
 mod source;
+pub mod test_broker;
 #[cfg(test)]
 mod tests;
 
@@ -59,6 +60,7 @@ const OPTIONS: &[&str] = &[
     "scan.topic-partition-discovery.interval",
     "scan.malformed-records",
     "scan.dead-letter-topic",
+    "scan.max-records-per-second",
     "sink.delivery-guarantee",
     "sink.transactional-id-prefix",
 ];
@@ -248,6 +250,8 @@ pub(super) struct KafkaTable {
     pub(super) bounded: bool,
     pub(super) discovery: Option<Duration>,
     pub(super) malformed: Malformed,
+    /// Per-subtask read limit (`'scan.max-records-per-second'`).
+    pub(super) max_rate: Option<f64>,
     pub(super) delivery: Delivery,
     pub(super) transactional_id_prefix: Option<String>,
     /// Every column of the table as given to the connector.
@@ -411,6 +415,15 @@ impl KafkaTable {
                 ))
             }
         };
+        let max_rate = match table.option("scan.max-records-per-second") {
+            None => None,
+            Some(_) => {
+                Some(
+                    crate::options::min_u64_option(table, "scan.max-records-per-second", 1, 1)?
+                        as f64,
+                )
+            }
+        };
         let delivery = match table.option("sink.delivery-guarantee") {
             None | Some("at-least-once") => Delivery::AtLeastOnce,
             Some("none") => Delivery::None,
@@ -568,6 +581,7 @@ impl KafkaTable {
             bounded,
             discovery,
             malformed,
+            max_rate,
             delivery,
             transactional_id_prefix,
             schema,

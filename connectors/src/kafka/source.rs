@@ -65,6 +65,10 @@ pub(super) fn factory(table: Arc<KafkaTable>) -> SourceFactory {
             ready: VecDeque::new(),
             last_discovery: Instant::now(),
             dead_letter: None,
+            pacer: crate::pacing::Pacer::new(
+                table.max_rate.map(|r| r / task.parallelism.max(1) as f64),
+                MAX_RUN,
+            ),
         }) as Box<dyn Source>)
     })
 }
@@ -127,6 +131,7 @@ struct KafkaSource {
     ready: VecDeque<Ready>,
     last_discovery: Instant,
     dead_letter: Option<DeadLetter>,
+    pacer: crate::pacing::Pacer,
 }
 
 impl KafkaSource {
@@ -255,9 +260,9 @@ impl KafkaSource {
                     Some(&o) => Offset::Offset(o),
                     None => latest()?,
                 },
-                (None, false, Startup::Specific(m)) => {
-                    m.get(&tp.1).map_or(Offset::Beginning, |&o| Offset::Offset(o))
-                }
+                (None, false, Startup::Specific(m)) => m
+                    .get(&tp.1)
+                    .map_or(Offset::Beginning, |&o| Offset::Offset(o)),
             };
             let state = self
                 .parts
@@ -309,10 +314,14 @@ impl KafkaSource {
     fn fill(&mut self) -> Result<()> {
         let mut runs: BTreeMap<Tp, Vec<Rec>> = BTreeMap::new();
         let mut count = 0;
+        let budget = self.pacer.budget();
+        if budget == 0 {
+            return Ok(());
+        }
         let mut eof = Vec::new();
         {
             let consumer = self.consumer()?;
-            while count < MAX_RUN {
+            while count < budget {
                 let wait = if count == 0 {
                     Duration::from_millis(2)
                 } else {
@@ -354,6 +363,7 @@ impl KafkaSource {
                 }
             }
         }
+        self.pacer.sent(count as u64);
         for (tp, recs) in runs {
             let Some(last) = recs.last().map(|r| r.offset) else {
                 continue;
