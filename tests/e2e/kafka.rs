@@ -1,0 +1,288 @@
+//! Kafka end to end, against the Tansu broker process on 127.0.0.1: SQL
+//! jobs that read readings from a topic (JSON, metadata columns,
+//! per-partition watermarks, a malformed record sent to a dead-letter
+//! topic) and write window results to a topic with the exactly-once sink,
+//! read back by an rdkafka consumer and compared with a computation here.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use runnel_connectors::kafka::test_broker::TestBroker;
+use runnel_flight::cli::{run_file, RunOptions};
+
+/// 2026-01-01 00:00:00 UTC in ms.
+pub const BASE_MS: i64 = 1_767_225_600_000;
+
+/// One reading: device `i % devices`, one reading per device per second.
+pub fn reading(i: u64, devices: u64) -> (u64, i64, f64) {
+    let device = i % devices;
+    let t = BASE_MS + (i / devices) as i64 * 1_000;
+    let temperature = ((i * 7_919) % 400) as f64 / 10.0;
+    (device, t, temperature)
+}
+
+fn iso(ms: i64) -> String {
+    chrono_like(ms)
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmm` for a UTC epoch-millisecond (no chrono in this
+/// crate; days from the civil calendar algorithm).
+fn chrono_like(ms: i64) -> String {
+    let secs = ms.div_euclid(1_000);
+    let milli = ms.rem_euclid(1_000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (h, m, s) = (rem / 3_600, rem % 3_600 / 60, rem % 60);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(mo <= 2);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{m:02}:{s:02}.{milli:03}")
+}
+
+/// Writes `rows` readings of `devices` devices as JSON to `topic`; device
+/// `d` goes to partition `d % partitions`, so each partition is in time order.
+pub fn produce_readings(bootstrap: &str, topic: &str, rows: u64, devices: u64, partitions: i32) {
+    let p: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer");
+    for i in 0..rows {
+        let (device, t, temperature) = reading(i, devices);
+        let value = format!(
+            r#"{{"device_id":"d{device}","event_time":"{}","temperature":{temperature}}}"#,
+            iso(t)
+        );
+        let key = format!("d{device}");
+        let partition = (device % partitions as u64) as i32;
+        let mut rec = BaseRecord::to(topic)
+            .key(&key)
+            .payload(&value)
+            .partition(partition)
+            .timestamp(t);
+        loop {
+            match p.send(rec) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(_), r)) => {
+                    p.poll(Duration::from_millis(5));
+                    rec = r;
+                }
+                Err((e, _)) => panic!("produce: {e}"),
+            }
+        }
+    }
+    p.flush(Duration::from_secs(30)).expect("flush");
+}
+
+/// A record read back: key, value, headers.
+pub struct Record {
+    pub key: Option<String>,
+    pub value: Option<String>,
+    pub headers: BTreeMap<String, String>,
+}
+
+/// Every record of `topic`, read_committed, to the end of each partition.
+pub fn read_topic(bootstrap: &str, topic: &str) -> Vec<Record> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "e2e-reader")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed")
+        .create()
+        .expect("consumer");
+    let md = c
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    let n = md.topics()[0].partitions().len();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..n as i32 {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .expect("partition");
+    }
+    c.assign(&tpl).expect("assign");
+    let mut out = Vec::new();
+    let mut eof = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while eof.len() < n && Instant::now() < deadline {
+        match c.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                let text = |b: Option<&[u8]>| b.map(|b| String::from_utf8_lossy(b).into_owned());
+                out.push(Record {
+                    key: text(m.key()),
+                    value: text(m.payload()),
+                    headers: m
+                        .headers()
+                        .map(|h| {
+                            h.iter()
+                                .map(|x| (x.key.to_string(), text(x.value).unwrap_or_default()))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                });
+            }
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                eof.insert(p);
+            }
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            None => {}
+        }
+    }
+    assert_eq!(eof.len(), n, "reached the end of every partition of {topic}");
+    out
+}
+
+fn temp(name: &str) -> PathBuf {
+    let p = std::env::temp_dir().join(format!("runnel-e2e-kafka-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&p);
+    p
+}
+
+#[test]
+fn sql_job_from_kafka_to_kafka_writes_each_window_once() {
+    let broker = TestBroker::start();
+    let bootstrap = broker.bootstrap();
+    broker.create_topic("readings", 3);
+    broker.create_topic("windows", 2);
+    broker.create_topic("bad-readings", 1);
+    let (rows, devices) = (6_000u64, 10u64);
+    produce_readings(&bootstrap, "readings", rows, devices, 3);
+    // One record that is not JSON, in the middle of partition 0.
+    let p: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .expect("producer");
+    p.send(BaseRecord::<str, str>::to("readings").payload("{oops").partition(0))
+        .map_err(|(e, _)| e)
+        .expect("send");
+    p.flush(Duration::from_secs(10)).expect("flush");
+
+    let script = format!(
+        "SET 'parallelism' = '2';
+SET 'execution.checkpointing.interval' = '200 ms';
+CREATE TABLE readings (
+  device_id STRING, event_time TIMESTAMP(3), temperature DOUBLE,
+  part INT METADATA FROM 'partition' VIRTUAL,
+  WATERMARK FOR event_time AS event_time - INTERVAL '1' SECOND
+) WITH ('connector' = 'kafka', 'topic' = 'readings',
+        'properties.bootstrap.servers' = '{bootstrap}', 'format' = 'json',
+        'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset',
+        'scan.malformed-records' = 'dead-letter', 'scan.dead-letter-topic' = 'bad-readings');
+CREATE TABLE windows (device_id STRING, window_start TIMESTAMP(3), readings BIGINT, hi DOUBLE, lo_part INT, hi_part INT)
+WITH ('connector' = 'kafka', 'topic' = 'windows', 'properties.bootstrap.servers' = '{bootstrap}',
+      'format' = 'json', 'key.format' = 'raw', 'key.fields' = 'device_id',
+      'sink.delivery-guarantee' = 'exactly-once', 'sink.transactional-id-prefix' = 'e2e-windows');
+INSERT INTO windows
+SELECT device_id, window_start, COUNT(*), MAX(temperature), MIN(part), MAX(part)
+FROM TABLE(TUMBLE(TABLE readings, DESCRIPTOR(event_time), INTERVAL '1' MINUTE))
+GROUP BY device_id, window_start, window_end;
+"
+    );
+    let dir = temp("sql");
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("job.sql");
+    std::fs::write(&file, script).expect("script");
+    let options = RunOptions {
+        parallelism: None,
+        checkpoint_dir: Some(dir.join("checkpoints").display().to_string()),
+    };
+    run_file(&file.display().to_string(), &options, false).expect("the job runs");
+
+    // What the windows must be, computed here from the generator.
+    let mut expected: BTreeMap<(String, String), (i64, f64)> = BTreeMap::new();
+    for i in 0..rows {
+        let (device, t, temperature) = reading(i, devices);
+        let start = t - t.rem_euclid(60_000);
+        let e = expected
+            .entry((format!("d{device}"), iso(start)))
+            .or_insert((0, f64::MIN));
+        e.0 += 1;
+        e.1 = e.1.max(temperature);
+    }
+    let got_records = read_topic(&bootstrap, "windows");
+    let mut got: BTreeMap<(String, String), (i64, f64)> = BTreeMap::new();
+    for r in &got_records {
+        let v: serde_json::Value =
+            serde_json::from_str(r.value.as_deref().expect("a value")).expect("JSON value");
+        let device = v["device_id"].as_str().expect("device").to_string();
+        assert_eq!(r.key.as_deref(), Some(device.as_str()), "the key is the device");
+        // Each device lives in one partition, which the metadata column names.
+        let partition = device[1..].parse::<i64>().expect("device number") % 3;
+        assert_eq!(v["lo_part"].as_i64(), Some(partition));
+        assert_eq!(v["hi_part"].as_i64(), Some(partition));
+        let start = v["window_start"].as_str().expect("window_start");
+        // arrow writes whole seconds without a fraction.
+        let start = if start.len() == 19 {
+            format!("{start}.000")
+        } else {
+            start.to_string()
+        };
+        let previous = got.insert(
+            (device, start),
+            (
+                v["readings"].as_i64().expect("readings"),
+                v["hi"].as_f64().expect("hi"),
+            ),
+        );
+        assert!(previous.is_none(), "a window was written twice");
+    }
+    assert_eq!(got_records.len(), expected.len());
+    assert_eq!(got, expected);
+
+    let dead = read_topic(&bootstrap, "bad-readings");
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].value.as_deref(), Some("{oops"));
+    assert_eq!(
+        dead[0].headers.get("runnel.source.topic").map(String::as_str),
+        Some("readings")
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_malformed_record_stops_the_job_and_names_where_it_is() {
+    let broker = TestBroker::start();
+    let bootstrap = broker.bootstrap();
+    broker.create_topic("in", 1);
+    broker.create_topic("out", 1);
+    produce_readings(&bootstrap, "in", 10, 2, 1);
+    let p: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .expect("producer");
+    p.send(BaseRecord::<str, str>::to("in").payload("not json").partition(0))
+        .map_err(|(e, _)| e)
+        .expect("send");
+    p.flush(Duration::from_secs(10)).expect("flush");
+    let script = format!(
+        "CREATE TABLE r (device_id STRING, event_time TIMESTAMP(3), temperature DOUBLE)
+WITH ('connector' = 'kafka', 'topic' = 'in', 'properties.bootstrap.servers' = '{bootstrap}',
+      'format' = 'json', 'scan.bounded.mode' = 'latest-offset');
+CREATE TABLE o (device_id STRING) WITH ('connector' = 'kafka', 'topic' = 'out',
+      'properties.bootstrap.servers' = '{bootstrap}', 'format' = 'json');
+INSERT INTO o SELECT device_id FROM r;
+"
+    );
+    let dir = temp("fail");
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("job.sql");
+    std::fs::write(&file, script).expect("script");
+    let err = run_file(&file.display().to_string(), &RunOptions::default(), false)
+        .expect_err("the job fails");
+    assert!(
+        err.contains("topic 'in' partition 0 at offset 10"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
