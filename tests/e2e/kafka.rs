@@ -139,7 +139,11 @@ pub fn read_topic(bootstrap: &str, topic: &str) -> Vec<Record> {
             None => {}
         }
     }
-    assert_eq!(eof.len(), n, "reached the end of every partition of {topic}");
+    assert_eq!(
+        eof.len(),
+        n,
+        "reached the end of every partition of {topic}"
+    );
     out
 }
 
@@ -163,9 +167,13 @@ fn sql_job_from_kafka_to_kafka_writes_each_window_once() {
         .set("bootstrap.servers", &bootstrap)
         .create()
         .expect("producer");
-    p.send(BaseRecord::<str, str>::to("readings").payload("{oops").partition(0))
-        .map_err(|(e, _)| e)
-        .expect("send");
+    p.send(
+        BaseRecord::<str, str>::to("readings")
+            .payload("{oops")
+            .partition(0),
+    )
+    .map_err(|(e, _)| e)
+    .expect("send");
     p.flush(Duration::from_secs(10)).expect("flush");
 
     let script = format!(
@@ -216,7 +224,11 @@ GROUP BY device_id, window_start, window_end;
         let v: serde_json::Value =
             serde_json::from_str(r.value.as_deref().expect("a value")).expect("JSON value");
         let device = v["device_id"].as_str().expect("device").to_string();
-        assert_eq!(r.key.as_deref(), Some(device.as_str()), "the key is the device");
+        assert_eq!(
+            r.key.as_deref(),
+            Some(device.as_str()),
+            "the key is the device"
+        );
         // Each device lives in one partition, which the metadata column names.
         let partition = device[1..].parse::<i64>().expect("device number") % 3;
         assert_eq!(v["lo_part"].as_i64(), Some(partition));
@@ -244,7 +256,10 @@ GROUP BY device_id, window_start, window_end;
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].value.as_deref(), Some("{oops"));
     assert_eq!(
-        dead[0].headers.get("runnel.source.topic").map(String::as_str),
+        dead[0]
+            .headers
+            .get("runnel.source.topic")
+            .map(String::as_str),
         Some("readings")
     );
     let _ = std::fs::remove_dir_all(dir);
@@ -261,9 +276,13 @@ fn a_malformed_record_stops_the_job_and_names_where_it_is() {
         .set("bootstrap.servers", &bootstrap)
         .create()
         .expect("producer");
-    p.send(BaseRecord::<str, str>::to("in").payload("not json").partition(0))
-        .map_err(|(e, _)| e)
-        .expect("send");
+    p.send(
+        BaseRecord::<str, str>::to("in")
+            .payload("not json")
+            .partition(0),
+    )
+    .map_err(|(e, _)| e)
+    .expect("send");
     p.flush(Duration::from_secs(10)).expect("flush");
     let script = format!(
         "CREATE TABLE r (device_id STRING, event_time TIMESTAMP(3), temperature DOUBLE)
@@ -280,9 +299,6 @@ INSERT INTO o SELECT device_id FROM r;
     std::fs::write(&file, script).expect("script");
     let err = run_file(&file.display().to_string(), &RunOptions::default(), false)
         .expect_err("the job fails");
-    assert!(
-        err.contains("topic 'in' partition 0 at offset 10"),
-        "{err}"
-    );
+    assert!(err.contains("topic 'in' partition 0 at offset 10"), "{err}");
     let _ = std::fs::remove_dir_all(dir);
 }
