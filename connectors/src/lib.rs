@@ -5,7 +5,8 @@
 //! every connector of this crate to the engine's
 //! [`ConnectorRegistry`]: [`datagen`] (a deterministic IoT sensor
 //! generator), [`filesystem`] (JSON lines, CSV and Parquet files),
-//! [`delta`] (Delta Lake tables), [`print`] and [`blackhole`]. Each connector implements
+//! [`kafka`] (Kafka topics, and `upsert-kafka`), [`delta`] (Delta Lake
+//! tables), [`print`] and [`blackhole`]. Each connector implements
 //! [`runnel_engine::connector::Connector`] and turns a table's options into a
 //! source or sink of the engine.
 //!
@@ -15,7 +16,10 @@
 //! completes), so a job with checkpoints writes each row to files exactly
 //! once. The `delta` sink commits the files of each checkpoint as one Delta
 //! version with a `txn` action, and its source resumes from a version, file
-//! and row. `print` is at-least-once and `blackhole` keeps nothing.
+//! and row. The `kafka` source keeps partition offsets in checkpoints and its
+//! sink writes one Kafka transaction per completed checkpoint
+//! (`'sink.delivery-guarantee' = 'exactly-once'`). `print` is at-least-once
+//! and `blackhole` keeps nothing.
 //!
 //! This crate does not plan queries or check that a query's stream kind fits
 //! a table beyond what a sink is told (`updating`); it does not coordinate
@@ -103,8 +107,10 @@ mod tests {
                 "datagen",
                 "delta",
                 "filesystem",
+                "kafka",
                 "nexmark",
-                "print"
+                "print",
+                "upsert-kafka"
             ]
         );
     }

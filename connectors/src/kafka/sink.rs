@@ -343,8 +343,16 @@ impl Operator for KafkaSink {
         if self.t.delivery == Delivery::ExactlyOnce {
             let prefix = self.t.transactional_id_prefix.clone().unwrap_or_default();
             config.set("transactional.id", format!("{prefix}-{}", ctx.task.subtask));
-        } else if !self.t.properties.contains_key("acks") {
-            config.set("acks", "all");
+        } else {
+            // Acknowledged by every replica, and retries that cannot
+            // duplicate or reorder (librdkafka's default is off, Kafka's
+            // Java client's on).
+            if !self.t.properties.contains_key("acks") {
+                config.set("acks", "all");
+            }
+            if !self.t.properties.contains_key("enable.idempotence") {
+                config.set("enable.idempotence", "true");
+            }
         }
         let producer = config
             .create_with_context(self.errors.clone())
