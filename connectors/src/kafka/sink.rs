@@ -272,32 +272,12 @@ impl KafkaSink {
         Ok(())
     }
 
-    fn open_exactly_once(&mut self, ctx: &mut OperatorContext<'_>) -> Result<()> {
-        if !ctx.task.checkpointing {
-            return Err(EngineError::Plan(format!(
-                "table '{}' has 'sink.delivery-guarantee' = 'exactly-once', which commits a Kafka transaction per checkpoint; \
-                 enable checkpoints (SET 'execution.checkpointing.interval' = '10 s') or use 'at-least-once'",
-                self.t.name
-            )));
-        }
+    /// Opens the consumer handle of the marker group of `lineage`.
+    fn connect_marker(&mut self, lineage: String, subtask: usize) -> Result<()> {
         let prefix = self.t.transactional_id_prefix.clone().unwrap_or_default();
-        let name = &ctx.task.operator_name;
-        self.staged = Some(ctx.state.register_table(&format!("{name}/staged"))?);
-        let meta = ctx.state.register_table(&format!("{name}/meta"))?;
-        self.lineage = match ctx.state.get(meta, b"lineage")? {
-            Some(l) => String::from_utf8_lossy(&l).into_owned(),
-            None => {
-                let mut raw = [0u8; 8];
-                getrandom::fill(&mut raw)
-                    .map_err(|e| EngineError::Internal(format!("no randomness: {e}")))?;
-                let l = format!("runnel-{:016x}", u64::from_be_bytes(raw));
-                ctx.state.put(meta, b"lineage", l.as_bytes())?;
-                l
-            }
-        };
         // The lineage is in the group's name rather than in the offset's
         // metadata string, which some brokers (Tansu 0.6) drop.
-        let group = format!("{prefix}-{}-{}", self.lineage, ctx.task.subtask);
+        let group = format!("{prefix}-{lineage}-{subtask}");
         let mut config = self.t.client_config();
         config
             .set("group.id", &group)
@@ -309,11 +289,31 @@ impl KafkaSink {
         let metadata = consumer.group_metadata().ok_or_else(|| {
             EngineError::Internal("the marker consumer has no group metadata".into())
         })?;
+        self.lineage = lineage;
         self.marker = Some(Marker {
             group,
             consumer,
             metadata,
         });
+        Ok(())
+    }
+
+    fn open_exactly_once(&mut self, ctx: &mut OperatorContext<'_>) -> Result<()> {
+        if !ctx.task.checkpointing {
+            return Err(EngineError::Plan(format!(
+                "table '{}' has 'sink.delivery-guarantee' = 'exactly-once', which commits a Kafka transaction per checkpoint; \
+                 enable checkpoints (SET 'execution.checkpointing.interval' = '10 s') or use 'at-least-once'",
+                self.t.name
+            )));
+        }
+        let name = &ctx.task.operator_name;
+        self.staged = Some(ctx.state.register_table(&format!("{name}/staged"))?);
+        let meta = ctx.state.register_table(&format!("{name}/meta"))?;
+        let lineage = match ctx.state.get(meta, b"lineage")? {
+            Some(l) => String::from_utf8_lossy(&l).into_owned(),
+            None => new_lineage(ctx, meta)?,
+        };
+        self.connect_marker(lineage, ctx.task.subtask)?;
         self.producer()?
             .init_transactions(KAFKA_TIMEOUT)
             .map_err(|e| kafka_error("starting the transactional producer", e))?;
@@ -331,6 +331,13 @@ impl KafkaSink {
                 if checkpoint_of(&key)? <= done {
                     ctx.state.delete(table, &key)?;
                 }
+            }
+            if done == u64::MAX {
+                // The final checkpoint of a stopped run was committed, and
+                // this run resumes from it: its checkpoint ids are below
+                // the marker, so it needs a marker group of its own.
+                let lineage = new_lineage(ctx, meta)?;
+                self.connect_marker(lineage, ctx.task.subtask)?;
             }
         }
         self.publish(u64::MAX, ctx)
@@ -350,7 +357,12 @@ impl Operator for KafkaSink {
             if !self.t.properties.contains_key("acks") {
                 config.set("acks", "all");
             }
-            if !self.t.properties.contains_key("enable.idempotence") {
+            let acks_all = self
+                .t
+                .properties
+                .get("acks")
+                .is_none_or(|a| matches!(a.as_str(), "all" | "-1"));
+            if acks_all && !self.t.properties.contains_key("enable.idempotence") {
                 config.set("enable.idempotence", "true");
             }
         }
@@ -420,6 +432,15 @@ impl Operator for KafkaSink {
             Delivery::AtLeastOnce | Delivery::None => self.flush(),
         }
     }
+}
+
+/// Draws a lineage and keeps it in the sink's state.
+fn new_lineage(ctx: &mut OperatorContext<'_>, meta: TableId) -> Result<String> {
+    let mut raw = [0u8; 8];
+    getrandom::fill(&mut raw).map_err(|e| EngineError::Internal(format!("no randomness: {e}")))?;
+    let lineage = format!("runnel-{:016x}", u64::from_be_bytes(raw));
+    ctx.state.put(meta, b"lineage", lineage.as_bytes())?;
+    Ok(lineage)
 }
 
 /// A checkpoint id as a marker offset (offsets are signed; the final

@@ -533,7 +533,7 @@ fn a_failed_commit_fails_the_job_and_recovery_writes_once() -> Result<()> {
 }
 
 #[test]
-fn exactly_once_needs_a_prefix_and_checkpoints() -> Result<()> {
+fn exactly_once_needs_a_transactional_id_prefix() -> Result<()> {
     let c = cluster(&[("out", 1)]);
     let t = sink_table(&c, "out", &[("sink.delivery-guarantee", "exactly-once")]);
     let err = KafkaConnector
@@ -793,6 +793,30 @@ mod broker {
         let mut want: Vec<i64> = (0..25).collect();
         want.extend([100, 101]);
         assert_eq!(ids(&b, "out"), want);
+        Ok(())
+    }
+
+    #[test]
+    fn a_run_resumed_from_a_stop_savepoint_commits_its_own_checkpoints() -> Result<()> {
+        // The end of input (or a stop) commits under the final checkpoint's
+        // id, the largest there is. A run resumed from that savepoint must
+        // not take its own, smaller checkpoint ids for committed ones.
+        let b = TestBroker::start();
+        b.create_topic("out", 1);
+        let f = KafkaConnector.sink(&eo_table(&b, "out", "job-s"), false)?;
+        let mut h = CheckpointHarness::open(&f, 0, 1, &MemorySnapshot::default())?;
+        h.batch(rows(0..4))?;
+        h.end()?;
+        let last = runnel_engine::runtime::FINAL_CHECKPOINT;
+        let savepoint = h.barrier(last)?;
+        h.complete(last)?;
+        drop(h);
+        let mut h = CheckpointHarness::open(&f, 0, 1, &savepoint)?;
+        h.batch(rows(4..8))?;
+        let snap = h.barrier(5)?;
+        drop(h); // killed before checkpoint 5 was committed
+        let _h = CheckpointHarness::open(&f, 0, 1, &snap)?;
+        assert_eq!(ids(&b, "out"), (0..8).collect::<Vec<_>>());
         Ok(())
     }
 
