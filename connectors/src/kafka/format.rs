@@ -89,10 +89,33 @@ impl Format {
     ) -> std::result::Result<RecordBatch, String> {
         match self {
             Format::Raw => raw_column(schema, records),
-            Format::Json | Format::Csv(_) => {
+            Format::Json => {
+                // One decoder for the whole run, fed record by record: each
+                // record must add exactly one complete row, so a record
+                // holding two values, or half of one, is caught here.
+                let mut d = arrow::json::ReaderBuilder::new(Arc::clone(schema))
+                    .with_batch_size(records.len().max(1))
+                    .build_decoder()
+                    .map_err(|e| e.to_string())?;
+                for (i, r) in records.iter().enumerate() {
+                    let read = d.decode(r).map_err(|e| e.to_string())?;
+                    if read != r.len() || d.has_partial_record() || d.len() != i + 1 {
+                        return Err(format!("record {i} is not exactly one JSON value"));
+                    }
+                }
+                let batch = d.flush().map_err(|e| e.to_string())?;
+                Ok(batch.unwrap_or_else(|| RecordBatch::new_empty(Arc::clone(schema))))
+            }
+            Format::Csv(_) => {
                 let mut joined = Vec::with_capacity(records.iter().map(|r| r.len() + 1).sum());
                 for r in records {
-                    joined.extend_from_slice(trim_line_end(r));
+                    let line = trim_line_end(r);
+                    // One line per record (as the per-record path demands),
+                    // so that rows and records pair up.
+                    if line.is_empty() || line.contains(&b'\n') {
+                        return Err("a CSV record must be one non-empty line".into());
+                    }
+                    joined.extend_from_slice(line);
                     joined.push(b'\n');
                 }
                 let batch = self

@@ -88,11 +88,13 @@ impl Connector for KafkaConnector {
     }
 
     fn supports_projection(&self, table: &TableDescriptor) -> bool {
-        // JSON finds value columns by name; CSV and raw by position.
-        matches!(
-            table.option("value.format").or(table.option("format")),
-            Some("json")
-        )
+        // JSON finds value columns by name; CSV and raw by position. Key
+        // columns are named in 'key.fields', so they must stay.
+        table.option("key.fields").is_none()
+            && matches!(
+                table.option("value.format").or(table.option("format")),
+                Some("json")
+            )
     }
 
     fn source(&self, table: &TableDescriptor) -> Result<SourceTable> {
@@ -250,7 +252,8 @@ pub(super) struct KafkaTable {
     pub(super) bounded: bool,
     pub(super) discovery: Option<Duration>,
     pub(super) malformed: Malformed,
-    /// Per-subtask read limit (`'scan.max-records-per-second'`).
+    /// Read limit of the whole table, shared evenly by its subtasks
+    /// (`'scan.max-records-per-second'`).
     pub(super) max_rate: Option<f64>,
     pub(super) delivery: Delivery,
     pub(super) transactional_id_prefix: Option<String>,

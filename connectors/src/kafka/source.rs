@@ -49,6 +49,9 @@ const MAX_RUN: usize = 4096;
 /// How long a metadata or offset request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 const POSITION_VERSION: u8 = 1;
+/// `PartState::next` of a partition assigned at the start of its log that
+/// has returned nothing yet (kept in positions as is).
+const AT_BEGINNING: i64 = -2;
 
 pub(super) fn factory(table: Arc<KafkaTable>) -> SourceFactory {
     Arc::new(move |task: &TaskInfo| {
@@ -89,8 +92,9 @@ type Tp = (String, i32);
 #[derive(Debug)]
 struct PartState {
     split: SplitId,
-    /// Offset of the next record to return; -1 while it is still the
-    /// symbolic start of the log (nothing read yet).
+    /// Offset of the next record to return; -1 before the partition is
+    /// assigned, [`AT_BEGINNING`] while it is at the symbolic start of its
+    /// log with nothing returned yet.
     next: i64,
     /// Bounded mode: where the partition ends, known once the consumer
     /// reached its end (librdkafka's end-of-partition event). Brokers'
@@ -248,6 +252,7 @@ impl KafkaSource {
                 Ok(Offset::Offset(high))
             };
             let start = match (restored, fresh, &self.t.startup) {
+                (Some(AT_BEGINNING), _, _) => Offset::Beginning,
                 (Some(next), _, _) => Offset::Offset(next),
                 (None, true, _) | (None, false, Startup::Earliest) => Offset::Beginning,
                 (None, false, Startup::Latest) => latest()?,
@@ -268,9 +273,10 @@ impl KafkaSource {
                 .parts
                 .get_mut(tp)
                 .ok_or_else(|| EngineError::Internal("unknown partition".into()))?;
-            if let Offset::Offset(o) = start {
-                state.next = o;
-            }
+            state.next = match start {
+                Offset::Offset(o) => o,
+                _ => AT_BEGINNING,
+            };
             starts.insert(tp.clone(), start);
         }
         let mut tpl = TopicPartitionList::new();
@@ -286,13 +292,22 @@ impl KafkaSource {
     }
 
     /// Bounded mode: partitions whose next offset reached the end.
+    /// They are unassigned, so the consumer stops fetching them.
     fn queue_finished_partitions(&mut self) {
-        for state in self.parts.values_mut() {
+        let mut done = TopicPartitionList::new();
+        for (tp, state) in self.parts.iter_mut() {
             if let (false, Some(end)) = (state.finished, state.end) {
                 if state.next >= end {
                     state.finished = true;
                     self.ready.push_back(Ready::Finished(state.split));
+                    done.add_partition(&tp.0, tp.1);
                 }
+            }
+        }
+        if done.count() > 0 {
+            if let Some(c) = &self.consumer {
+                // Best effort: records fetched anyway are dropped in `fill`.
+                let _ = c.incremental_unassign(&done);
             }
         }
     }
@@ -365,12 +380,22 @@ impl KafkaSource {
         }
         self.pacer.sent(count as u64);
         for (tp, recs) in runs {
+            let Some(state) = self.parts.get(&tp) else {
+                continue;
+            };
+            // Bounded reads: nothing past a partition's end.
+            let end = if state.finished {
+                Some(i64::MIN)
+            } else {
+                state.end
+            };
+            let recs: Vec<Rec> = recs
+                .into_iter()
+                .filter(|r| end.is_none_or(|e| r.offset < e))
+                .collect();
             let Some(last) = recs.last().map(|r| r.offset) else {
                 continue;
             };
-            if !self.parts.contains_key(&tp) {
-                continue;
-            }
             let batch = self.decode_run(&tp, &recs)?;
             self.ready.push_back(Ready::Batch {
                 tp,
@@ -625,7 +650,7 @@ impl Source for KafkaSource {
             .parts
             .iter()
             .map(|(tp, s)| {
-                let next = if s.next >= 0 {
+                let next = if s.next >= 0 || s.next == AT_BEGINNING {
                     s.next
                 } else {
                     // Not assigned yet: keep what was restored, if anything.
@@ -637,7 +662,7 @@ impl Source for KafkaSource {
                 };
                 (tp, next)
             })
-            .filter(|(_, n)| *n >= 0)
+            .filter(|(_, n)| *n >= 0 || *n == AT_BEGINNING)
             .collect();
         w.u32(known.len() as u32);
         for (tp, next) in &known {
@@ -646,7 +671,7 @@ impl Source for KafkaSource {
         if self.t.commit_offsets && self.t.properties.contains_key("group.id") && self.assigned {
             // For monitoring (consumer lag) only; the checkpoint is the truth.
             let mut tpl = TopicPartitionList::new();
-            for (tp, next) in &known {
+            for (tp, next) in known.iter().filter(|(_, n)| *n >= 0) {
                 let _ = tpl.add_partition_offset(&tp.0, tp.1, Offset::Offset(*next));
             }
             if let Ok(c) = self.consumer() {
@@ -661,6 +686,12 @@ impl Source for KafkaSource {
             self.assigned = true;
             let tps: Vec<Tp> = self.parts.keys().cloned().collect();
             self.assign(&tps, false)?;
+        }
+        if self.t.bounded && self.ready.is_empty() && self.parts.values().all(|s| s.finished) {
+            if let Some(d) = &self.dead_letter {
+                d.flush()?;
+            }
+            return Ok(SourcePoll::Finished);
         }
         if self.ready.is_empty() {
             if let Some(every) = self.t.discovery {

@@ -839,3 +839,43 @@ mod broker {
         Ok(())
     }
 }
+
+#[test]
+fn each_record_must_be_exactly_one_value() {
+    let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, true)]));
+    let ok = Format::Json
+        .decode_all(&schema, &[b"{\"id\":1}", b"{\"id\":2}\n"])
+        .expect("two records, two rows");
+    assert_eq!(ok.num_rows(), 2);
+    // Two values in one record and none in the next: as many rows as
+    // records, but not one per record.
+    assert!(Format::Json
+        .decode_all(&schema, &[b"{\"id\":1} {\"id\":2}", b" "])
+        .is_err());
+    // Half a value in each of two records.
+    assert!(Format::Json
+        .decode_all(&schema, &[b"{\"id\":", b"1}"])
+        .is_err());
+    assert!(Format::Json
+        .decode_one(&schema, b"{\"id\":1} {\"id\":2}")
+        .is_err());
+    assert!(Format::Csv(b',')
+        .decode_all(&schema, &[b"1\n2", b""])
+        .is_err());
+    assert_eq!(
+        Format::Csv(b',')
+            .decode_all(&schema, &[b"1", b"2\r\n"])
+            .expect("two lines")
+            .num_rows(),
+        2
+    );
+}
+
+#[test]
+fn tables_with_key_fields_are_not_pruned() {
+    let c = cluster(&[("x", 1)]);
+    let plain = sink_table(&c, "x", &[]);
+    assert!(KafkaConnector.supports_projection(&plain));
+    let keyed = sink_table(&c, "x", &[("key.fields", "id"), ("key.format", "raw")]);
+    assert!(!KafkaConnector.supports_projection(&keyed));
+}
