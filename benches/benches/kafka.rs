@@ -30,11 +30,10 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::ClientConfig;
-use runnel_connectors::kafka::test_broker::TestBroker;
+use runnel_connectors::kafka::test_broker::{read_topic, TestBroker};
 use runnel_flight::cli::{run_file, RunOptions};
 
 const DEVICES: u64 = 1_000;
@@ -80,40 +79,6 @@ fn fill(bootstrap: &str, rows: u64) {
         }
     }
     p.flush(Duration::from_secs(120)).expect("flush");
-}
-
-/// Records in `topic` (all partitions, from the start).
-fn count(bootstrap: &str, topic: &str) -> u64 {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "bench-count")
-        .set("enable.partition.eof", "true")
-        .set("isolation.level", "read_committed")
-        .create()
-        .expect("consumer");
-    let md = c
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .expect("metadata");
-    let n = md.topics()[0].partitions().len();
-    let mut tpl = rdkafka::TopicPartitionList::new();
-    for p in 0..n as i32 {
-        tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning)
-            .expect("tpl");
-    }
-    c.assign(&tpl).expect("assign");
-    let (mut records, mut eof) = (0u64, std::collections::BTreeSet::new());
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while eof.len() < n && Instant::now() < deadline {
-        match c.poll(Duration::from_millis(100)) {
-            Some(Ok(_)) => records += 1,
-            Some(Err(KafkaError::PartitionEOF(p))) => {
-                eof.insert(p);
-            }
-            Some(Err(e)) => panic!("count: {e}"),
-            None => {}
-        }
-    }
-    records
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -212,7 +177,7 @@ fn main() {
             run_file(&file.display().to_string(), &options, false).expect("job");
             let secs = start.elapsed().as_secs_f64();
             if *case != Case::Source {
-                let written = count(&bootstrap, &out);
+                let written = read_topic(&bootstrap, &out).len() as u64;
                 assert_eq!(written, windows, "{out}: one record per window");
             }
             let rate = rows as f64 / secs;

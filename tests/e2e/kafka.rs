@@ -6,13 +6,11 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::ClientConfig;
 use runnel_connectors::kafka::test_broker::TestBroker;
 use runnel_flight::cli::{run_file, RunOptions};
 
@@ -95,56 +93,19 @@ pub struct Record {
 
 /// Every record of `topic`, read_committed, to the end of each partition.
 pub fn read_topic(bootstrap: &str, topic: &str) -> Vec<Record> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "e2e-reader")
-        .set("enable.partition.eof", "true")
-        .set("isolation.level", "read_committed")
-        .create()
-        .expect("consumer");
-    let md = c
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .expect("metadata");
-    let n = md.topics()[0].partitions().len();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..n as i32 {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .expect("partition");
-    }
-    c.assign(&tpl).expect("assign");
-    let mut out = Vec::new();
-    let mut eof = std::collections::BTreeSet::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while eof.len() < n && Instant::now() < deadline {
-        match c.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => {
-                let text = |b: Option<&[u8]>| b.map(|b| String::from_utf8_lossy(b).into_owned());
-                out.push(Record {
-                    key: text(m.key()),
-                    value: text(m.payload()),
-                    headers: m
-                        .headers()
-                        .map(|h| {
-                            h.iter()
-                                .map(|x| (x.key.to_string(), text(x.value).unwrap_or_default()))
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                });
-            }
-            Some(Err(KafkaError::PartitionEOF(p))) => {
-                eof.insert(p);
-            }
-            Some(Err(e)) => panic!("reading {topic}: {e}"),
-            None => {}
-        }
-    }
-    assert_eq!(
-        eof.len(),
-        n,
-        "reached the end of every partition of {topic}"
-    );
-    out
+    let text = |b: &Option<Vec<u8>>| b.as_ref().map(|b| String::from_utf8_lossy(b).into_owned());
+    runnel_connectors::kafka::test_broker::read_topic(bootstrap, topic)
+        .into_iter()
+        .map(|r| Record {
+            key: text(&r.key),
+            value: text(&r.value),
+            headers: r
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), text(v).unwrap_or_default()))
+                .collect(),
+        })
+        .collect()
 }
 
 fn temp(name: &str) -> PathBuf {

@@ -6,17 +6,15 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arrow::array::{Array, AsArray, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Int64Type, Schema};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Producer};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::ClientConfig;
 use runnel_engine::connector::{
     Connector, TableDescriptor, METADATA_FIELD_KEY, METADATA_VIRTUAL_KEY,
 };
@@ -90,58 +88,21 @@ struct Out {
 
 /// Everything in `topic` now, read_committed, sorted by (partition, offset).
 fn read_all(bootstrap: &str, topic: &str) -> Vec<Out> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "test-reader")
-        .set("enable.partition.eof", "true")
-        .set("isolation.level", "read_committed")
-        .create()
-        .expect("consumer");
-    let md = c
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .expect("metadata");
-    let n = md.topics()[0].partitions().len() as i32;
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..n {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .expect("tpl");
-    }
-    c.assign(&tpl).expect("assign");
-    let mut out = Vec::new();
-    let mut eof = std::collections::BTreeSet::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while eof.len() < n as usize && Instant::now() < deadline {
-        match c.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => {
-                let text = |b: Option<&[u8]>| b.map(|b| String::from_utf8_lossy(b).into_owned());
-                out.push((
-                    m.offset(),
-                    Out {
-                        partition: m.partition(),
-                        key: text(m.key()),
-                        value: text(m.payload()),
-                        timestamp: m.timestamp().to_millis(),
-                        headers: m
-                            .headers()
-                            .map(|h| {
-                                h.iter()
-                                    .map(|x| (x.key.to_string(), text(x.value).unwrap_or_default()))
-                                    .collect()
-                            })
-                            .unwrap_or_default(),
-                    },
-                ));
-            }
-            Some(Err(KafkaError::PartitionEOF(p))) => {
-                eof.insert(p);
-            }
-            Some(Err(e)) => panic!("read error: {e}"),
-            None => {}
-        }
-    }
-    assert_eq!(eof.len(), n as usize, "reached the end of every partition");
-    out.sort_by_key(|(o, r)| (r.partition, *o));
-    out.into_iter().map(|(_, r)| r).collect()
+    let text = |b: &Option<Vec<u8>>| b.as_ref().map(|b| String::from_utf8_lossy(b).into_owned());
+    crate::kafka::test_broker::read_topic(bootstrap, topic)
+        .into_iter()
+        .map(|r| Out {
+            partition: r.partition,
+            key: text(&r.key),
+            value: text(&r.value),
+            timestamp: r.timestamp,
+            headers: r
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), text(v).unwrap_or_default()))
+                .collect(),
+        })
+        .collect()
 }
 
 fn meta_field(name: &str, t: DataType, key: &str, is_virtual: bool) -> Field {
