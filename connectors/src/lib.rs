@@ -42,6 +42,7 @@ mod position;
 pub mod print;
 #[cfg(test)]
 mod testutil;
+mod text;
 
 pub use blackhole::BlackholeConnector;
 pub use datagen::DatagenConnector;

@@ -440,30 +440,6 @@ fn read_chunk(
     Ok((!chunk.lines.is_empty()).then_some(chunk))
 }
 
-/// The arrow JSON and CSV decoders behind one interface.
-trait RecordDecoder {
-    fn decode(&mut self, buf: &[u8]) -> std::result::Result<usize, ArrowError>;
-    fn flush(&mut self) -> std::result::Result<Option<RecordBatch>, ArrowError>;
-}
-
-impl RecordDecoder for arrow::json::reader::Decoder {
-    fn decode(&mut self, buf: &[u8]) -> std::result::Result<usize, ArrowError> {
-        arrow::json::reader::Decoder::decode(self, buf)
-    }
-    fn flush(&mut self) -> std::result::Result<Option<RecordBatch>, ArrowError> {
-        arrow::json::reader::Decoder::flush(self)
-    }
-}
-
-impl RecordDecoder for arrow::csv::reader::Decoder {
-    fn decode(&mut self, buf: &[u8]) -> std::result::Result<usize, ArrowError> {
-        arrow::csv::reader::Decoder::decode(self, buf)
-    }
-    fn flush(&mut self) -> std::result::Result<Option<RecordBatch>, ArrowError> {
-        arrow::csv::reader::Decoder::flush(self)
-    }
-}
-
 /// Parses `bytes` (about `rows` records) into one batch of `schema`.
 fn decode(
     options: &FsOptions,
@@ -471,42 +447,11 @@ fn decode(
     bytes: &[u8],
     rows: usize,
 ) -> std::result::Result<RecordBatch, ArrowError> {
-    let batch_size = rows.max(1);
-    let mut decoder: Box<dyn RecordDecoder> = match options.format {
-        Format::Json => Box::new(
-            arrow::json::ReaderBuilder::new(Arc::clone(schema))
-                .with_batch_size(batch_size)
-                .build_decoder()?,
-        ),
-        Format::Csv | Format::Parquet => Box::new(
-            arrow::csv::ReaderBuilder::new(Arc::clone(schema))
-                .with_header(false)
-                .with_delimiter(options.delimiter)
-                .with_batch_size(batch_size)
-                .build_decoder(),
-        ),
+    let csv_delimiter = match options.format {
+        Format::Json => None,
+        Format::Csv | Format::Parquet => Some(options.delimiter),
     };
-    let mut batches = Vec::new();
-    let mut offset = 0;
-    while offset < bytes.len() {
-        let read = decoder.decode(bytes.get(offset..).unwrap_or_default())?;
-        offset += read;
-        if read == 0 {
-            // The decoder holds a full batch and wants it taken first.
-            match decoder.flush()? {
-                Some(batch) => batches.push(batch),
-                None => {
-                    return Err(ArrowError::ParseError(
-                        "the decoder stopped making progress".into(),
-                    ))
-                }
-            }
-        }
-    }
-    if let Some(batch) = decoder.flush()? {
-        batches.push(batch);
-    }
-    concat_batches(schema, &batches)
+    crate::text::decode_text(schema, bytes, rows, csv_delimiter)
 }
 
 /// Parses a chunk line by line: fails on the first bad line, or skips and

@@ -9,7 +9,6 @@
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, BinaryArray, RecordBatch, StringArray};
-use arrow::compute::concat_batches;
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::error::ArrowError;
 use runnel_engine::connector::TableDescriptor;
@@ -165,52 +164,16 @@ impl Format {
         bytes: &[u8],
         rows: usize,
     ) -> std::result::Result<RecordBatch, ArrowError> {
-        let batch_size = rows.max(1);
-        let mut batches = Vec::new();
-        match self {
-            Format::Json => {
-                let mut d = arrow::json::ReaderBuilder::new(Arc::clone(schema))
-                    .with_batch_size(batch_size)
-                    .build_decoder()?;
-                let mut offset = 0;
-                while offset < bytes.len() {
-                    let read = d.decode(bytes.get(offset..).unwrap_or_default())?;
-                    offset += read;
-                    if read == 0 {
-                        match d.flush()? {
-                            Some(b) => batches.push(b),
-                            None => break,
-                        }
-                    }
-                }
-                batches.extend(d.flush()?);
-            }
-            Format::Csv(delimiter) => {
-                let mut d = arrow::csv::ReaderBuilder::new(Arc::clone(schema))
-                    .with_header(false)
-                    .with_delimiter(delimiter)
-                    .with_batch_size(batch_size)
-                    .build_decoder();
-                let mut offset = 0;
-                while offset < bytes.len() {
-                    let read = d.decode(bytes.get(offset..).unwrap_or_default())?;
-                    offset += read;
-                    if read == 0 {
-                        match d.flush()? {
-                            Some(b) => batches.push(b),
-                            None => break,
-                        }
-                    }
-                }
-                batches.extend(d.flush()?);
-            }
+        let csv_delimiter = match self {
+            Format::Json => None,
+            Format::Csv(delimiter) => Some(delimiter),
             Format::Raw => {
                 return Err(ArrowError::ParseError(
                     "the raw format has no text decoder".into(),
                 ))
             }
-        }
-        concat_batches(schema, &batches)
+        };
+        crate::text::decode_text(schema, bytes, rows, csv_delimiter)
     }
 
     /// Encodes every row of `batch` (whose columns are exactly what this
