@@ -1,8 +1,9 @@
 //! Checkpoints on disk.
 //!
 //! A checkpoint is a directory `chk-<id>` under the job's checkpoint
-//! directory, holding one file per participant (an operator subtask's state,
-//! a source subtask's position) and a `_MANIFEST` written last: the file is
+//! directory, holding one entry per participant (an operator subtask's
+//! state: a file of bytes or, from RocksDB, a directory of hard-linked SST
+//! files; a source subtask's position) and a `_MANIFEST` written last: the file is
 //! written under a temporary name, synced, and renamed, and the directory is
 //! synced, so a checkpoint without a manifest is incomplete and is ignored
 //! (and deleted) by the next run. The manifest lists every file with its
@@ -15,7 +16,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::{Result, StateError};
+use crate::{Result, SnapshotData, StateError};
 
 const MANIFEST: &str = "_MANIFEST";
 const MAGIC: &str = "runnel-checkpoint 1";
@@ -31,14 +32,24 @@ pub struct CheckpointInfo {
     pub fingerprint: String,
     /// True for the final checkpoint of a job whose input ended.
     pub finished: bool,
-    /// Participant names and sizes in bytes.
+    /// Participant names and sizes in bytes, for participants stored as one
+    /// file.
     pub files: Vec<(String, u64)>,
+    /// Participants stored as a directory (a RocksDB checkpoint): name,
+    /// size, and the part of the size new in this checkpoint.
+    pub dirs: Vec<(String, u64, u64)>,
 }
 
 impl CheckpointInfo {
-    /// Total size in bytes.
+    /// Total size in bytes, files shared with other checkpoints included.
     pub fn size(&self) -> u64 {
-        self.files.iter().map(|f| f.1).sum()
+        self.files.iter().map(|f| f.1).sum::<u64>() + self.dirs.iter().map(|d| d.1).sum::<u64>()
+    }
+
+    /// Bytes this checkpoint wrote: its files, and of its directories only
+    /// the files the previous checkpoint did not share.
+    pub fn new_bytes(&self) -> u64 {
+        self.files.iter().map(|f| f.1).sum::<u64>() + self.dirs.iter().map(|d| d.2).sum::<u64>()
     }
 }
 
@@ -90,14 +101,42 @@ impl CheckpointStore {
         &self.root
     }
 
-    /// Writes checkpoint `id` with `(name, bytes)` per participant, manifest
-    /// last, then drops old checkpoints beyond the retained count.
+    /// Where a participant writes a directory snapshot for checkpoint `id`
+    /// (`None`: the end-of-input checkpoint, whose id is not known yet)
+    /// before the checkpoint is written; [`CheckpointStore::write`] moves it.
+    pub fn staging_path(&self, id: Option<u64>, name: &str) -> PathBuf {
+        let bucket = id.map_or_else(|| "end".to_string(), |i| i.to_string());
+        self.root
+            .join("_staging")
+            .join(bucket)
+            .join(file_name(name))
+    }
+
+    /// A scratch directory for the working copies of state backends.
+    pub fn work_dir(&self) -> PathBuf {
+        self.root.join("_work")
+    }
+
+    /// Deletes the staging and working areas, left over by a run that
+    /// crashed; called before a job starts.
+    pub fn clear_scratch(&self) -> Result<()> {
+        for dir in [self.root.join("_staging"), self.work_dir()] {
+            if dir.exists() {
+                fs::remove_dir_all(&dir).map_err(|e| io("cannot clear", &dir, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes checkpoint `id` with one entry per participant (bytes are
+    /// written as a file, a staged directory is moved in), manifest last,
+    /// then drops old checkpoints beyond the retained count.
     pub fn write(
         &self,
         id: u64,
         fingerprint: &str,
         finished: bool,
-        entries: &[(String, Vec<u8>)],
+        entries: &[(String, SnapshotData)],
     ) -> Result<CheckpointInfo> {
         let dir = self.root.join(format!("chk-{id}"));
         if dir.exists() {
@@ -108,16 +147,31 @@ impl CheckpointStore {
         let mut manifest =
             format!("{MAGIC}\nid {id}\nfingerprint {fingerprint}\nfinished {finished}\n");
         let mut files = Vec::new();
-        for (name, bytes) in entries {
+        let mut dirs = Vec::new();
+        for (name, data) in entries {
             let fname = file_name(name);
             let path = dir.join(&fname);
-            write_synced(&path, bytes)?;
-            manifest.push_str(&format!(
-                "file {fname} {} {:016x}\n",
-                bytes.len(),
-                checksum(bytes)
-            ));
-            files.push((fname, bytes.len() as u64));
+            match data {
+                SnapshotData::Bytes(bytes) => {
+                    write_synced(&path, bytes)?;
+                    manifest.push_str(&format!(
+                        "file {fname} {} {:016x}\n",
+                        bytes.len(),
+                        checksum(bytes)
+                    ));
+                    files.push((fname, bytes.len() as u64));
+                }
+                SnapshotData::Dir {
+                    path: staged,
+                    bytes,
+                    new_bytes,
+                } => {
+                    fs::rename(staged, &path).map_err(|e| io("cannot move", staged, e))?;
+                    sync_tree(&path)?;
+                    manifest.push_str(&format!("dir {fname} {bytes} {new_bytes}\n"));
+                    dirs.push((fname, *bytes, *new_bytes));
+                }
+            }
         }
         let tmp = dir.join(format!("{MANIFEST}.tmp"));
         write_synced(&tmp, manifest.as_bytes())?;
@@ -125,13 +179,44 @@ impl CheckpointStore {
         fs::rename(&tmp, &final_path).map_err(|e| io("cannot publish", &final_path, e))?;
         sync_dir(&dir)?;
         self.retain()?;
+        self.clear_staging_up_to(id)?;
         Ok(CheckpointInfo {
             id,
             dir,
             fingerprint: fingerprint.to_string(),
             finished,
             files,
+            dirs,
         })
+    }
+
+    /// Removes staged snapshots of checkpoints up to `id` (moved into the
+    /// checkpoint, or abandoned) and of the end-of-input checkpoint.
+    fn clear_staging_up_to(&self, id: u64) -> Result<()> {
+        let staging = self.root.join("_staging");
+        let Ok(read) = fs::read_dir(&staging) else {
+            return Ok(());
+        };
+        for entry in read.flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            let stale = name == "end" || name.parse::<u64>().is_ok_and(|n| n <= id);
+            if stale {
+                let p = entry.path();
+                fs::remove_dir_all(&p).map_err(|e| io("cannot delete", &p, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The directory of participant `name` in `checkpoint`, when it was
+    /// stored as a directory.
+    pub fn dir_of(&self, checkpoint: &CheckpointInfo, name: &str) -> Option<PathBuf> {
+        let fname = file_name(name);
+        checkpoint
+            .dirs
+            .iter()
+            .any(|d| d.0 == fname)
+            .then(|| checkpoint.dir.join(fname))
     }
 
     /// The newest complete checkpoint, if any.
@@ -240,6 +325,7 @@ fn read_manifest(dir: &Path, id: u64) -> Result<Option<CheckpointInfo>> {
         fingerprint: String::new(),
         finished: false,
         files: Vec::new(),
+        dirs: Vec::new(),
     };
     for line in lines {
         let (key, rest) = line.split_once(' ').unwrap_or((line, ""));
@@ -252,6 +338,19 @@ fn read_manifest(dir: &Path, id: u64) -> Result<Option<CheckpointInfo>> {
                 let len = p.next().and_then(|l| l.parse().ok()).unwrap_or(0);
                 info.files.push((name, len));
             }
+            "dir" => {
+                let mut p = rest.split(' ');
+                let name = p.next().unwrap_or_default().to_string();
+                let len = p.next().and_then(|l| l.parse().ok()).unwrap_or(0);
+                let new = p.next().and_then(|l| l.parse().ok()).unwrap_or(0);
+                if !dir.join(&name).is_dir() {
+                    return Err(StateError::Corrupt {
+                        table: dir.display().to_string(),
+                        reason: format!("the manifest lists '{name}', which is missing"),
+                    });
+                }
+                info.dirs.push((name, len, new));
+            }
             _ => {}
         }
     }
@@ -263,6 +362,22 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
     f.write_all(bytes)
         .map_err(|e| io("cannot write", path, e))?;
     f.sync_all().map_err(|e| io("cannot sync", path, e))
+}
+
+/// Syncs every file of a snapshot directory and the directory itself.
+/// Hard-linked files were synced when first written; syncing them again is
+/// cheap.
+fn sync_tree(dir: &Path) -> Result<()> {
+    let read = fs::read_dir(dir).map_err(|e| io("cannot read", dir, e))?;
+    for entry in read.flatten() {
+        let p = entry.path();
+        if p.is_file() {
+            fs::File::open(&p)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| io("cannot sync", &p, e))?;
+        }
+    }
+    sync_dir(dir)
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
@@ -292,7 +407,10 @@ mod tests {
                 id,
                 "plan-a",
                 false,
-                &[("op/0".into(), vec![id as u8; 3]), ("src 0".into(), vec![])],
+                &[
+                    ("op/0".into(), SnapshotData::Bytes(vec![id as u8; 3])),
+                    ("src 0".into(), SnapshotData::Bytes(vec![])),
+                ],
             )?;
         }
         let all = store.complete()?;
@@ -310,7 +428,12 @@ mod tests {
     fn a_checkpoint_without_manifest_is_ignored_and_damage_is_detected() -> Result<()> {
         let root = temp("partial");
         let store = CheckpointStore::new(&root, 3);
-        store.write(1, "p", false, &[("a".into(), b"one".to_vec())])?;
+        store.write(
+            1,
+            "p",
+            false,
+            &[("a".into(), SnapshotData::Bytes(b"one".to_vec()))],
+        )?;
         // A crash while writing checkpoint 2: files but no manifest.
         fs::create_dir_all(root.join("chk-2"))?;
         fs::write(root.join("chk-2").join("a"), b"two")?;
@@ -325,6 +448,51 @@ mod tests {
         store.write(3, "p", true, &[])?;
         assert!(!root.join("chk-2").exists());
         assert!(store.latest()?.is_some_and(|c| c.finished));
+        let _ = fs::remove_dir_all(&root);
+        Ok(())
+    }
+
+    #[test]
+    fn staged_directories_move_into_the_checkpoint() -> Result<()> {
+        let root = temp("dirs");
+        let store = CheckpointStore::new(&root, 1);
+        let staged = store.staging_path(Some(1), "state-1-0");
+        fs::create_dir_all(&staged)?;
+        fs::write(staged.join("000001.sst"), b"sst bytes")?;
+        // An abandoned snapshot of an older checkpoint, and one of the next.
+        fs::create_dir_all(store.staging_path(Some(0), "state-1-0"))?;
+        fs::create_dir_all(store.staging_path(Some(2), "state-1-0"))?;
+        let info = store.write(
+            1,
+            "p",
+            false,
+            &[
+                (
+                    "state-1-0".into(),
+                    SnapshotData::Dir {
+                        path: staged.clone(),
+                        bytes: 9,
+                        new_bytes: 9,
+                    },
+                ),
+                ("position-0-0".into(), SnapshotData::Bytes(vec![1, 2])),
+            ],
+        )?;
+        assert!(!staged.exists());
+        assert!(!store.staging_path(Some(0), "state-1-0").exists());
+        assert!(store.staging_path(Some(2), "state-1-0").exists());
+        let latest = store.latest()?.expect("checkpoint 1");
+        assert_eq!(latest, info);
+        assert_eq!((latest.size(), latest.new_bytes()), (11, 11));
+        let dir = store
+            .dir_of(&latest, "state-1-0")
+            .expect("a directory entry");
+        assert_eq!(fs::read(dir.join("000001.sst"))?, b"sst bytes");
+        assert_eq!(store.dir_of(&latest, "position-0-0"), None);
+        assert_eq!(store.read(&latest, "position-0-0")?, Some(vec![1, 2]));
+        // A manifest naming a directory that is gone is damage, not absence.
+        fs::remove_dir_all(latest.dir.join("state-1-0"))?;
+        assert!(matches!(store.latest(), Err(StateError::Corrupt { .. })));
         let _ = fs::remove_dir_all(&root);
         Ok(())
     }

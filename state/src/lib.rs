@@ -4,8 +4,9 @@
 //! byte keys and values, with point reads and writes, prefix scans and
 //! snapshots. Operators keep hot state in their own memory and write it to a
 //! backend at every checkpoint barrier; the backend is what survives.
-//! [`MemoryStateBackend`] is the only implementation so far; a RocksDB backend
-//! (one column family per table) is planned behind the same trait.
+//! [`RocksStateBackend`] keeps each table in a RocksDB column family and
+//! snapshots by RocksDB checkpoint (hard-linked SST files);
+//! [`MemoryStateBackend`] keeps ordered maps and snapshots by copying them.
 //! [`CheckpointStore`] writes checkpoints to disk (`chk-<id>` directories with
 //! a manifest written last) and finds the latest complete one.
 //!
@@ -18,6 +19,7 @@
 pub mod checkpoint;
 pub mod key;
 mod memory;
+mod rocks;
 
 pub use checkpoint::{CheckpointInfo, CheckpointStore};
 pub use key::{
@@ -25,6 +27,26 @@ pub use key::{
     DEFAULT_MAX_PARALLELISM,
 };
 pub use memory::{MemorySnapshot, MemoryStateBackend};
+pub use rocks::{RocksMemory, RocksStateBackend};
+
+use std::path::{Path, PathBuf};
+
+/// What [`StateBackend::write_snapshot`] produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotData {
+    /// The whole state as bytes (the in-memory backend).
+    Bytes(Vec<u8>),
+    /// A directory the backend wrote (a RocksDB checkpoint).
+    Dir {
+        /// Where it is.
+        path: PathBuf,
+        /// Size of all its files.
+        bytes: u64,
+        /// Size of the files the previous snapshot of the same backend did
+        /// not have: what this snapshot cost to write.
+        new_bytes: u64,
+    },
+}
 
 /// Errors of the state layer.
 #[derive(Debug, thiserror::Error)]
@@ -75,4 +97,24 @@ pub trait StateBackend: Send {
     fn delete_prefix(&mut self, table: TableId, prefix: &[u8]) -> Result<()>;
     /// Scans the keys that start with `prefix`, in ascending byte order.
     fn scan_prefix<'a>(&'a self, table: TableId, prefix: &[u8]) -> Result<ScanIter<'a>>;
+    /// Names of the tables registered (or restored) so far.
+    fn table_names(&self) -> Vec<String>;
+    /// Makes the current contents of every table durable as a snapshot.
+    /// A backend that writes files creates the directory `staging` (which
+    /// does not exist yet) for them; others return the bytes.
+    fn write_snapshot(&mut self, staging: &Path) -> Result<SnapshotData>;
+}
+
+/// Copies every entry of every table of `from` into `to` (used when a job
+/// restores a checkpoint written by another kind of backend).
+pub fn copy_all(from: &mut dyn StateBackend, to: &mut dyn StateBackend) -> Result<()> {
+    for name in from.table_names() {
+        let src = from.register_table(&name)?;
+        let dst = to.register_table(&name)?;
+        for entry in from.scan_prefix(src, &[])? {
+            let (k, v) = entry?;
+            to.put(dst, &k, &v)?;
+        }
+    }
+    Ok(())
 }

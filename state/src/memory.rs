@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::{Result, ScanIter, StateBackend, StateError, TableId};
+use crate::{Result, ScanIter, SnapshotData, StateBackend, StateError, TableId};
 
 /// A [`StateBackend`] that keeps every table in an ordered map in memory.
 ///
@@ -189,6 +189,14 @@ impl StateBackend for MemoryStateBackend {
             map.remove(&k);
         }
         Ok(())
+    }
+
+    fn table_names(&self) -> Vec<String> {
+        self.names.clone()
+    }
+
+    fn write_snapshot(&mut self, _staging: &std::path::Path) -> Result<SnapshotData> {
+        Ok(SnapshotData::Bytes(self.snapshot().to_bytes()))
     }
 
     fn scan_prefix<'a>(&'a self, table: TableId, prefix: &[u8]) -> Result<ScanIter<'a>> {
