@@ -202,6 +202,7 @@ mod tests {
             parallelism,
             max_parallelism: 128,
             checkpointing: false,
+            memory_budget: None,
         };
         assert_eq!(line_prefix("", &task(0, 1)), "");
         assert_eq!(line_prefix("out", &task(0, 1)), "out> ");

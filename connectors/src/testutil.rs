@@ -41,6 +41,7 @@ pub(crate) fn task(subtask: usize, parallelism: usize) -> TaskInfo {
         parallelism,
         max_parallelism: 128,
         checkpointing: false,
+        memory_budget: None,
     }
 }
 
@@ -49,6 +50,7 @@ pub(crate) fn checkpoint_task(subtask: usize, parallelism: usize) -> TaskInfo {
     TaskInfo {
         operator_name: "sink".into(),
         checkpointing: true,
+        memory_budget: None,
         ..task(subtask, parallelism)
     }
 }

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam::channel::{Receiver, RecvTimeoutError, Select, Sender};
-use runnel_state::CheckpointStore;
+use runnel_state::{CheckpointStore, SnapshotData};
 
 use crate::error::{EngineError, Result};
 use crate::runtime::FINAL_CHECKPOINT;
@@ -50,7 +50,7 @@ pub(crate) enum AckKind {
 pub(crate) struct Ack {
     pub kind: AckKind,
     pub is_source: bool,
-    pub entries: Vec<(String, Vec<u8>)>,
+    pub entries: Vec<(String, SnapshotData)>,
     /// How long the subtask waited for the barrier on all its inputs.
     pub alignment: Duration,
 }
@@ -62,8 +62,11 @@ pub struct CheckpointStats {
     pub id: u64,
     /// From injecting the barriers to writing the manifest.
     pub duration: Duration,
-    /// Bytes written.
+    /// Bytes this checkpoint wrote (files shared with the previous
+    /// checkpoint not counted).
     pub bytes: u64,
+    /// Total size of the checkpoint, shared files included.
+    pub size: u64,
     /// The longest barrier alignment of any subtask.
     pub alignment: Duration,
     /// Checkpoints completed by this run.
@@ -85,7 +88,7 @@ struct Pending {
     started: Instant,
     deadline: Instant,
     acks: usize,
-    entries: Vec<(String, Vec<u8>)>,
+    entries: Vec<(String, SnapshotData)>,
     alignment: Duration,
     reply: Option<Sender<Result<u64>>>,
 }
@@ -112,7 +115,7 @@ impl Coordinator {
         let mut pending: Option<Pending> = None;
         let mut ended = 0usize;
         let mut all_finished = true;
-        let mut end_entries: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut end_entries: Vec<(String, SnapshotData)> = Vec::new();
         // The final checkpoint's duration runs from the first subtask's end.
         let mut end_started: Option<Instant> = None;
         let interval = self.durable.as_ref().map(|d| d.interval);
@@ -272,13 +275,18 @@ impl Coordinator {
         &mut self,
         id: u64,
         started: Instant,
-        entries: Vec<(String, Vec<u8>)>,
+        entries: Vec<(String, SnapshotData)>,
         alignment: Duration,
         ended_input: bool,
         finished: bool,
         completed: &mut u64,
     ) -> Result<u64> {
-        let bytes: u64 = entries.iter().map(|e| e.1.len() as u64).sum();
+        let (bytes, size) = entries.iter().fold((0u64, 0u64), |(b, s), e| match &e.1 {
+            SnapshotData::Bytes(v) => (b + v.len() as u64, s + v.len() as u64),
+            SnapshotData::Dir {
+                bytes, new_bytes, ..
+            } => (b + new_bytes, s + bytes),
+        });
         if let Some(d) = &self.durable {
             if let Err(e) = d.store.write(id, &d.fingerprint, finished, &entries) {
                 let err = EngineError::State(e);
@@ -294,6 +302,7 @@ impl Coordinator {
                 id,
                 duration: started.elapsed(),
                 bytes,
+                size,
                 alignment,
                 completed: *completed,
             });
@@ -311,7 +320,7 @@ impl Coordinator {
     /// of its completion as [`FINAL_CHECKPOINT`], which tells them to exit.
     fn finish(
         mut self,
-        entries: Vec<(String, Vec<u8>)>,
+        entries: Vec<(String, SnapshotData)>,
         finished: bool,
         started: Instant,
         completed: &mut u64,

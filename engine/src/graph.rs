@@ -95,6 +95,73 @@ pub struct JobGraph {
     pub channel_capacity: usize,
     /// Periodic checkpoints and recovery; `None` runs without.
     pub checkpointing: Option<CheckpointConfig>,
+    /// Where operator state lives.
+    pub state: StateConfig,
+}
+
+/// The kind of state backend (`'state.backend.type'`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateBackendKind {
+    /// RocksDB, one instance per operator subtask (`'rocksdb'`, the default).
+    RocksDb,
+    /// Ordered maps in memory (`'hashmap'`): state must fit in memory.
+    HashMap,
+}
+
+/// Where operator state lives, and how much of it may stay in memory.
+#[derive(Debug, Clone)]
+pub struct StateConfig {
+    /// The backend.
+    pub backend: StateBackendKind,
+    /// Bytes of state each stateful operator subtask may cache in memory
+    /// before it spills to RocksDB (`'state.backend.memory-budget'`).
+    pub memory_budget: usize,
+    /// Directory for RocksDB working copies of a job without checkpoints
+    /// (`'state.backend.rocksdb.localdir'`); the system's temporary
+    /// directory by default. Jobs with checkpoints use `_work` in their
+    /// checkpoint directory, so that checkpoints can hard-link its files.
+    pub local_dir: Option<std::path::PathBuf>,
+}
+
+/// Parses a size: `'128MB'`, `'64 mb'`, `'1 GiB'`, `'512kb'` or plain bytes
+/// (units are powers of 1024).
+pub fn parse_byte_size(text: &str) -> Option<u64> {
+    let t = text.trim().to_ascii_lowercase();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let factor: u64 = match unit.trim() {
+        "" | "b" => 1,
+        "kb" | "kib" | "k" => 1 << 10,
+        "mb" | "mib" | "m" => 1 << 20,
+        "gb" | "gib" | "g" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(factor)
+}
+
+/// Default [`StateConfig::memory_budget`]: 512 MiB per operator subtask.
+pub const DEFAULT_MEMORY_BUDGET: usize = 512 << 20;
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        Self {
+            backend: StateBackendKind::RocksDb,
+            memory_budget: DEFAULT_MEMORY_BUDGET,
+            local_dir: None,
+        }
+    }
+}
+
+impl StateConfig {
+    /// The budget operators must keep to: only RocksDB can take what they
+    /// spill.
+    pub fn spill_budget(&self) -> Option<usize> {
+        match self.backend {
+            StateBackendKind::RocksDb => Some(self.memory_budget),
+            StateBackendKind::HashMap => None,
+        }
+    }
 }
 
 /// How a job takes checkpoints.
@@ -124,6 +191,7 @@ impl JobGraph {
             nodes: Vec::new(),
             edges: Vec::new(),
             max_parallelism: runnel_state::DEFAULT_MAX_PARALLELISM,
+            state: StateConfig::default(),
             channel_capacity: 8,
             checkpointing: None,
         }

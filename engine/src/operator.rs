@@ -24,6 +24,11 @@ pub struct TaskInfo {
     /// in `on_checkpoint_complete` (two-phase commit), also for what
     /// `on_end` flushes, since the end of input is a final checkpoint.
     pub checkpointing: bool,
+    /// Bytes of state this operator subtask may keep in memory; beyond it a
+    /// stateful operator writes state to its backend and drops it from
+    /// memory (reading it back when needed). `None`: no limit (the state
+    /// backend is itself in memory).
+    pub memory_budget: Option<usize>,
 }
 
 /// Counters of one operator subtask, readable from other threads while the
@@ -39,6 +44,9 @@ pub struct OperatorMetrics {
     /// Input records a source could not parse and skipped (or sent to a
     /// dead-letter output) instead of failing.
     pub malformed_records: AtomicU64,
+    /// Times the operator wrote its in-memory state to the backend and
+    /// dropped it because it outgrew the memory budget.
+    pub state_spills: AtomicU64,
     /// The operator's current event-time watermark (`i64::MIN` before the first).
     pub watermark: AtomicI64Cell,
 }

@@ -25,15 +25,15 @@ use std::time::{Duration, Instant};
 use arrow::array::{RecordBatch, UInt32Array};
 use crossbeam::channel::{self, Receiver, RecvTimeoutError, Select, SendTimeoutError, Sender};
 use runnel_state::{
-    key_group_for_hash, subtask_for_key_group, CheckpointInfo, CheckpointStore, MemorySnapshot,
-    MemoryStateBackend,
+    copy_all, key_group_for_hash, subtask_for_key_group, CheckpointInfo, CheckpointStore,
+    MemorySnapshot, MemoryStateBackend, RocksMemory, RocksStateBackend, SnapshotData, StateBackend,
 };
 
 use crate::checkpoint::{
     wait_complete, Ack, AckKind, CheckpointStats, Control, Coordinator, Durable, Request,
 };
 use crate::error::{EngineError, Result};
-use crate::graph::{Exchange, JobGraph, NodeId, NodeKind};
+use crate::graph::{Exchange, JobGraph, NodeId, NodeKind, StateBackendKind, StateConfig};
 use crate::keys::{hash_key, KeyEncoder};
 use crate::operator::{Collector, Operator, OperatorContext, OperatorMetrics, TaskInfo};
 use crate::source::{Source, SourcePoll, WatermarkStrategy};
@@ -127,10 +127,11 @@ impl std::fmt::Display for Progress {
         if let Some(c) = self.checkpoint {
             write!(
                 f,
-                " | checkpoint {} ({} ms, {} KiB, aligned in {} ms)",
+                " | checkpoint {} ({} ms, {} KiB written, {} KiB in all, aligned in {} ms)",
                 c.id,
                 c.duration.as_millis(),
                 c.bytes.div_ceil(1024),
+                c.size.div_ceil(1024),
                 c.alignment.as_millis()
             )?;
         }
@@ -222,6 +223,27 @@ impl Job {
                 (Some(store), latest)
             }
         };
+        // Working copies of RocksDB state: inside the checkpoint directory
+        // (so checkpoints can hard-link them), else a private temporary one.
+        let scratch = match &store {
+            Some(st) => {
+                st.clear_scratch()?;
+                st.work_dir()
+            }
+            None => {
+                static JOBS: AtomicUsize = AtomicUsize::new(0);
+                let base = graph
+                    .state
+                    .local_dir
+                    .clone()
+                    .unwrap_or_else(std::env::temp_dir);
+                base.join(format!(
+                    "runnel-state-{}-{}",
+                    std::process::id(),
+                    JOBS.fetch_add(1, Ordering::Relaxed)
+                ))
+            }
+        };
         let read_entry = |name: &str| -> Result<Option<Vec<u8>>> {
             match (&store, &restored) {
                 (Some(st), Some(cp)) => Ok(st.read(cp, name)?),
@@ -241,6 +263,7 @@ impl Job {
                     parallelism: nodes[n].parallelism,
                     max_parallelism: graph.max_parallelism,
                     checkpointing: graph.checkpointing.is_some(),
+                    memory_budget: graph.state.spill_budget(),
                 };
                 let mut slots = Vec::new();
                 let mut source: Option<(
@@ -268,12 +291,16 @@ impl Job {
                         NodeKind::Operator { factory } => {
                             let op = factory(&task).map_err(|e| wrap(e, &task))?;
                             let name = state_entry_name(n, subtask);
-                            let state = match read_entry(&name)? {
-                                Some(bytes) => MemoryStateBackend::restore(
-                                    &MemorySnapshot::from_bytes(&bytes)?,
-                                ),
-                                None => MemoryStateBackend::new(),
-                            };
+                            let state = open_state(
+                                &graph.state,
+                                &scratch,
+                                &name,
+                                restored
+                                    .as_ref()
+                                    .zip(store.as_ref())
+                                    .and_then(|(cp, st)| st.dir_of(cp, &name)),
+                                read_entry(&name)?,
+                            )?;
                             slots.push(Slot {
                                 op,
                                 state,
@@ -290,6 +317,7 @@ impl Job {
                 };
                 let chain_rt = ChainRuntime {
                     slots,
+                    store: store.clone(),
                     router,
                     ack: ack_tx.clone(),
                     is_source: source.is_some(),
@@ -665,10 +693,48 @@ impl Router {
     }
 }
 
+/// Opens the state backend of one operator subtask: restored from the
+/// checkpoint's directory (`dir`, a RocksDB checkpoint) or bytes (`bytes`,
+/// the in-memory backend's), converted when the checkpoint was written by
+/// the other kind of backend, or empty.
+fn open_state(
+    config: &StateConfig,
+    scratch: &std::path::Path,
+    name: &str,
+    dir: Option<std::path::PathBuf>,
+    bytes: Option<Vec<u8>>,
+) -> Result<Box<dyn StateBackend>> {
+    let work = scratch.join(name);
+    let memory = RocksMemory::within(config.memory_budget);
+    let state: Box<dyn StateBackend> = match (config.backend, dir, bytes) {
+        (StateBackendKind::RocksDb, Some(dir), _) => {
+            Box::new(RocksStateBackend::restore(&dir, work, memory)?)
+        }
+        (StateBackendKind::RocksDb, None, Some(bytes)) => {
+            let mut from = MemoryStateBackend::restore(&MemorySnapshot::from_bytes(&bytes)?);
+            let mut to = RocksStateBackend::open(work, memory)?;
+            copy_all(&mut from, &mut to)?;
+            Box::new(to)
+        }
+        (StateBackendKind::RocksDb, None, None) => Box::new(RocksStateBackend::open(work, memory)?),
+        (StateBackendKind::HashMap, Some(dir), _) => {
+            let mut from = RocksStateBackend::restore(&dir, work, memory)?;
+            let mut to = MemoryStateBackend::new();
+            copy_all(&mut from, &mut to)?;
+            Box::new(to)
+        }
+        (StateBackendKind::HashMap, None, Some(bytes)) => Box::new(MemoryStateBackend::restore(
+            &MemorySnapshot::from_bytes(&bytes)?,
+        )),
+        (StateBackendKind::HashMap, None, None) => Box::new(MemoryStateBackend::new()),
+    };
+    Ok(state)
+}
+
 /// One operator of a chain, with what it owns.
 struct Slot {
     op: Box<dyn Operator>,
-    state: MemoryStateBackend,
+    state: Box<dyn StateBackend>,
     /// Name of this slot's state in a checkpoint.
     name: String,
     metrics: Arc<OperatorMetrics>,
@@ -714,7 +780,7 @@ fn feed(slots: &mut [Slot], router: &mut Router, input: usize, batch: RecordBatc
     let metrics: &Arc<OperatorMetrics> = metrics;
     let mut ctx = OperatorContext {
         task,
-        state,
+        state: state.as_mut(),
         metrics,
     };
     let mut out = ChainCollector {
@@ -729,6 +795,8 @@ fn feed(slots: &mut [Slot], router: &mut Router, input: usize, batch: RecordBatc
 /// The operators of one chain subtask and its outputs.
 struct ChainRuntime {
     slots: Vec<Slot>,
+    /// Where checkpoints go; `None` without checkpointing.
+    store: Option<CheckpointStore>,
     router: Router,
     ack: Sender<Ack>,
     is_source: bool,
@@ -752,7 +820,7 @@ impl ChainRuntime {
         {
             let mut ctx = OperatorContext {
                 task,
-                state,
+                state: state.as_mut(),
                 metrics,
             };
             f(op.as_mut(), &mut ctx).map_err(|e| wrap(e, task))?;
@@ -794,7 +862,7 @@ impl ChainRuntime {
                 metrics.watermark.set(t);
                 let mut ctx = OperatorContext {
                     task,
-                    state,
+                    state: state.as_mut(),
                     metrics,
                 };
                 let mut out = ChainCollector {
@@ -824,19 +892,41 @@ impl ChainRuntime {
     ) -> Result<()> {
         self.snapshot_operators(&barrier)?;
         self.router.send_control(Message::Barrier(barrier))?;
-        self.acknowledge(AckKind::Barrier(barrier.checkpoint_id), extra, alignment);
-        Ok(())
+        self.acknowledge(
+            AckKind::Barrier(barrier.checkpoint_id),
+            Some(barrier.checkpoint_id),
+            extra,
+            alignment,
+        )
     }
 
     /// Reports the snapshot of every operator's state (and `extra`, the
-    /// source position) to the coordinator.
-    fn acknowledge(&mut self, kind: AckKind, extra: Vec<(String, Vec<u8>)>, alignment: Duration) {
-        let mut entries: Vec<(String, Vec<u8>)> = self
-            .slots
-            .iter()
-            .map(|s| (s.name.clone(), s.state.snapshot().to_bytes()))
-            .collect();
-        entries.extend(extra);
+    /// source position) to the coordinator. `id` is the checkpoint's id,
+    /// `None` for the end-of-input checkpoint. Without checkpointing there
+    /// is nowhere to write state, and only the acknowledgement is sent.
+    fn acknowledge(
+        &mut self,
+        kind: AckKind,
+        id: Option<u64>,
+        extra: Vec<(String, Vec<u8>)>,
+        alignment: Duration,
+    ) -> Result<()> {
+        let mut entries: Vec<(String, SnapshotData)> = Vec::new();
+        if let Some(store) = &self.store {
+            for s in &mut self.slots {
+                let staging = store.staging_path(id, &s.name);
+                let data = s
+                    .state
+                    .write_snapshot(&staging)
+                    .map_err(|e| wrap(e.into(), &s.task))?;
+                entries.push((s.name.clone(), data));
+            }
+        }
+        entries.extend(
+            extra
+                .into_iter()
+                .map(|(name, bytes)| (name, SnapshotData::Bytes(bytes))),
+        );
         // The coordinator may be gone (job cancelled); nothing to report then.
         let _ = self.ack.send(Ack {
             kind,
@@ -844,6 +934,7 @@ impl ChainRuntime {
             entries,
             alignment,
         });
+        Ok(())
     }
 
     /// After the end of input: with checkpointing, the final state is a
@@ -866,7 +957,7 @@ impl ChainRuntime {
             timestamp: chrono::Utc::now().timestamp_millis(),
             then_stop: true,
         })?;
-        self.acknowledge(AckKind::End { finished }, extra, Duration::ZERO);
+        self.acknowledge(AckKind::End { finished }, None, extra, Duration::ZERO)?;
         // A checkpoint that completed while this subtask was ending is
         // committed as usual; the final one ends the subtask.
         while let Some(id) = wait_complete(ctrl, &|| shared.cancelled())? {
@@ -895,7 +986,7 @@ impl ChainRuntime {
             let metrics: &Arc<OperatorMetrics> = metrics;
             let mut ctx = OperatorContext {
                 task,
-                state,
+                state: state.as_mut(),
                 metrics,
             };
             let mut out = ChainCollector {

@@ -36,6 +36,7 @@ impl OperatorHarness {
                 parallelism: 1,
                 max_parallelism: DEFAULT_MAX_PARALLELISM,
                 checkpointing: false,
+                memory_budget: None,
             },
             metrics: Arc::new(OperatorMetrics::default()),
             out: VecCollector::default(),
@@ -98,6 +99,16 @@ impl OperatorHarness {
     /// Takes the batches emitted so far.
     pub fn take_output(&mut self) -> Vec<RecordBatch> {
         std::mem::take(&mut self.out.batches)
+    }
+
+    /// Sets the task's memory budget (see [`TaskInfo::memory_budget`]).
+    pub fn set_memory_budget(&mut self, budget: Option<usize>) {
+        self.task.memory_budget = budget;
+    }
+
+    /// Entries in the state backend now, without taking a checkpoint.
+    pub fn state_entries(&self) -> usize {
+        self.state.snapshot().len()
     }
 
     /// The operator's counters.

@@ -883,6 +883,7 @@ impl Server {
                             c.duration.as_secs_f64() * 1e3,
                         );
                         push("last_checkpoint_bytes", c.bytes as f64);
+                        push("last_checkpoint_size_bytes", c.size as f64);
                         push(
                             "last_checkpoint_alignment_ms",
                             c.alignment.as_secs_f64() * 1e3,

@@ -576,6 +576,7 @@ mod tests {
             parallelism: 1,
             max_parallelism: 1024,
             checkpointing: true,
+            memory_budget: None,
         }
     }
 }

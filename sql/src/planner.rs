@@ -1920,6 +1920,7 @@ fn load_bounded(
             parallelism: par,
             max_parallelism: 1024,
             checkpointing: false,
+            memory_budget: None,
         };
         let mut s = (source.factory)(&task)?;
         s.open(&task, &metrics)?;

@@ -14,7 +14,9 @@ use runnel_engine::connector::ConnectorRegistry;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use runnel_engine::graph::{CheckpointConfig, JobGraph};
+use runnel_engine::graph::{
+    parse_byte_size, CheckpointConfig, JobGraph, StateBackendKind, StateConfig,
+};
 use runnel_engine::types::ROW_KIND_COLUMN;
 
 use crate::bind_expr::flink_type_name;
@@ -352,6 +354,7 @@ impl Session {
         let status = Arc::new(Mutex::new("CREATED".to_string()));
         let statement = text.split_whitespace().collect::<Vec<_>>().join(" ");
         graph.checkpointing = self.checkpoint_config(&id, &statement, &graph, position)?;
+        graph.state = self.state_config(position)?;
         self.jobs
             .push((id.clone(), statement.clone(), Arc::clone(&status)));
         Ok(Box::new(PreparedJob {
@@ -439,6 +442,45 @@ impl Session {
                 .map(|s| s.bounded)
                 .unwrap_or(true)
         })
+    }
+
+    /// Where state lives, from the session options: `'state.backend.type'`
+    /// (`'rocksdb'`, the default, or `'hashmap'`, Flink's names),
+    /// `'state.backend.memory-budget'` (state each stateful operator subtask
+    /// keeps in memory before spilling to RocksDB; default 512 MB) and
+    /// `'state.backend.rocksdb.localdir'` (working copies of jobs without
+    /// checkpoints).
+    fn state_config(&self, position: crate::error::Position) -> Result<StateConfig> {
+        let mut config = StateConfig::default();
+        if let Some(v) = self.option("state.backend.type") {
+            config.backend = match v.trim().to_ascii_lowercase().as_str() {
+                "rocksdb" => StateBackendKind::RocksDb,
+                "hashmap" => StateBackendKind::HashMap,
+                _ => {
+                    return Err(SqlError::plan(
+                        format!("'state.backend.type' must be 'rocksdb' or 'hashmap', not '{v}'"),
+                        position,
+                    ))
+                }
+            };
+        }
+        if let Some(v) = self.option("state.backend.memory-budget") {
+            config.memory_budget = parse_byte_size(v)
+                .filter(|n| *n > 0)
+                .and_then(|n| usize::try_from(n).ok())
+                .ok_or_else(|| {
+                    SqlError::plan(
+                        format!(
+                            "'state.backend.memory-budget' must be a size such as '64mb', not '{v}'"
+                        ),
+                        position,
+                    )
+                })?;
+        }
+        if let Some(v) = self.option("state.backend.rocksdb.localdir") {
+            config.local_dir = Some(PathBuf::from(v));
+        }
+        Ok(config)
     }
 
     /// Checkpointing for job `id`, from the session options (Flink's

@@ -16,6 +16,8 @@
 //! * `kafka`: SQL jobs from Kafka to Kafka against the Tansu broker
 //!   (exactly-once sink, metadata columns, dead-letter topic, a malformed
 //!   record failing the job); the Kafka kill test is in `kill`.
+//! * `large_state`: 5 million keys in windows with a 64 MB memory budget
+//!   spill to RocksDB and come out right.
 //! * `nexmark`: Nexmark query files run on the generator, outputs checked.
 //! * `flight`: the Flight SQL server through arrow-flight's client:
 //!   statements, errors, auth, prepared statements, subscriptions,
@@ -29,6 +31,7 @@ mod flight;
 mod iot_demo;
 mod kafka;
 mod kill;
+mod large_state;
 mod nexmark;
 mod parallel;
 mod recovery;

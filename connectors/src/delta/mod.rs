@@ -152,13 +152,15 @@ impl DeltaOptions {
             .collect();
         let target_file_size = match table.option("sink.target-file-size") {
             None => 128 << 20,
-            Some(v) => parse_size(v).filter(|&n| n > 0).ok_or_else(|| {
-                bad_option(
-                    table,
-                    "sink.target-file-size",
-                    &format!("must be a size such as '64MB' or '1048576', not '{v}'"),
-                )
-            })?,
+            Some(v) => runnel_engine::graph::parse_byte_size(v)
+                .filter(|&n| n > 0)
+                .ok_or_else(|| {
+                    bad_option(
+                        table,
+                        "sink.target-file-size",
+                        &format!("must be a size such as '64MB' or '1048576', not '{v}'"),
+                    )
+                })?,
         };
         let rollover_interval =
             table.duration_option("sink.rollover-interval", Duration::from_secs(60))?;
@@ -261,22 +263,6 @@ impl DeltaOptions {
     fn error(&self, what: &str, e: impl std::fmt::Display) -> EngineError {
         EngineError::Connector(format!("cannot {what} Delta table '{}': {e}", self.path))
     }
-}
-
-/// Parses `'128MB'`, `'64 mb'`, `'1 GiB'`, `'512kb'` or plain bytes.
-fn parse_size(text: &str) -> Option<u64> {
-    let t = text.trim().to_ascii_lowercase();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().ok()?;
-    let factor: u64 = match unit.trim() {
-        "" | "b" => 1,
-        "kb" | "kib" | "k" => 1 << 10,
-        "mb" | "mib" | "m" => 1 << 20,
-        "gb" | "gib" | "g" => 1 << 30,
-        _ => return None,
-    };
-    n.checked_mul(factor)
 }
 
 /// The Arrow schema of the Delta table a sink of `declared` columns writes:

@@ -253,6 +253,16 @@ fn corrupt(reason: &str) -> EngineError {
     })
 }
 
+/// The state key of `key` under namespace `ns`: key group, namespace, key.
+pub(crate) fn state_key(
+    ctx: &crate::operator::OperatorContext<'_>,
+    key: &[u8],
+    ns: &[u8],
+) -> Vec<u8> {
+    let kg = runnel_state::key_group_for_hash(crate::keys::hash_key(key), ctx.task.max_parallelism);
+    runnel_state::encode_key(kg, ns, key)
+}
+
 /// Writes `key`'s entry under namespace `ns`.
 pub(crate) fn put_keyed(
     ctx: &mut crate::operator::OperatorContext<'_>,
@@ -279,6 +289,34 @@ pub(crate) fn save_meta(
     meta.extend_from_slice(&seq.to_le_bytes());
     ctx.state.put(table, META_KEY, &meta)?;
     Ok(())
+}
+
+/// Writes the watermark, arrival sequence and `extra` operator facts.
+pub(crate) fn save_meta_with(
+    ctx: &mut crate::operator::OperatorContext<'_>,
+    table: runnel_state::TableId,
+    watermark: i64,
+    seq: u64,
+    extra: &[u8],
+) -> Result<()> {
+    let mut meta = Vec::with_capacity(16 + extra.len());
+    meta.extend_from_slice(&watermark.to_le_bytes());
+    meta.extend_from_slice(&seq.to_le_bytes());
+    meta.extend_from_slice(extra);
+    ctx.state.put(table, META_KEY, &meta)?;
+    Ok(())
+}
+
+/// Reads what [`save_meta_with`] wrote: watermark, sequence, extra bytes.
+pub(crate) fn load_meta_with(
+    ctx: &mut crate::operator::OperatorContext<'_>,
+    table: runnel_state::TableId,
+) -> Result<Option<(i64, u64, Vec<u8>)>> {
+    let Some((wm, seq)) = load_meta(ctx, table)? else {
+        return Ok(None);
+    };
+    let meta = ctx.state.get(table, META_KEY)?.unwrap_or_default();
+    Ok(Some((wm, seq, meta.get(16..).unwrap_or_default().to_vec())))
 }
 
 /// Reads what [`save_meta`] wrote; `None` on a fresh start.

@@ -174,6 +174,7 @@ mod tests {
             parallelism: 1,
             max_parallelism: 128,
             checkpointing: false,
+            memory_budget: None,
         };
         let mut state = MemoryStateBackend::new();
         let metrics = Arc::new(OperatorMetrics::default());

@@ -19,7 +19,7 @@ use crate::error::{EngineError, Result};
 use crate::keys::KeyEncoder;
 use crate::operator::{Collector, Operator, OperatorContext, OperatorFactory, TaskInfo};
 use crate::ops::agg::{
-    load_group, load_meta, put_keyed, save_group, save_meta, scan_owned, update_all, AggregateCall,
+    load_group, load_meta, save_group, save_meta, state_key, update_all, AggregateCall,
     BoundAggregates,
 };
 use crate::types::{is_updating, row_kind_array, with_row_kind, Barrier, RowKind};
@@ -52,9 +52,22 @@ pub struct GroupAggregate {
     accs: Vec<Box<dyn GroupsAccumulator>>,
     groups: HashMap<Box<[u8]>, u32, ahash::RandomState>,
     keys: Vec<Box<[u8]>>,
+    /// Bytes of the keys in `keys`.
+    key_bytes: usize,
+    /// Groups changed since they were last written to the backend.
+    dirty: Vec<bool>,
+    /// True when the backend may hold groups that are not in memory (after
+    /// a restore or an eviction), so a key missing in memory is looked up.
+    backed: bool,
+    /// Times the cache was emptied because it outgrew the memory budget.
+    evictions: u64,
     seq: u64,
     table: Option<runnel_state::TableId>,
 }
+
+/// Rough bytes per cached group besides its key and accumulator values:
+/// the hash map slot, the boxed key in two places, the dirty flag.
+const GROUP_OVERHEAD: usize = 64;
 
 impl GroupAggregate {
     /// Builds the operator for `input`.
@@ -80,6 +93,10 @@ impl GroupAggregate {
             schema,
             groups: HashMap::default(),
             keys: Vec::new(),
+            key_bytes: 0,
+            dirty: Vec::new(),
+            backed: false,
+            evictions: 0,
             seq: 0,
             table: None,
         })
@@ -90,14 +107,75 @@ impl GroupAggregate {
         Arc::clone(&self.schema)
     }
 
-    fn group_of(&mut self, key: &[u8]) -> (u32, bool) {
+    /// The group of `key` and whether the key is new (has no result yet):
+    /// from memory, else from the backend, else a fresh group.
+    fn group_of(&mut self, key: &[u8], ctx: &mut OperatorContext<'_>) -> Result<(u32, bool)> {
         if let Some(&g) = self.groups.get(key) {
-            return (g, false);
+            return Ok((g, false));
         }
         let g = self.keys.len() as u32;
         self.keys.push(key.into());
+        self.key_bytes += key.len();
         self.groups.insert(key.into(), g);
-        (g, true)
+        self.dirty.push(false);
+        if self.backed {
+            let table = self.table()?;
+            if let Some(value) = ctx.state.get(table, &state_key(ctx, key, &[]))? {
+                load_group(&mut self.accs, g, &value)?;
+                return Ok((g, false));
+            }
+        }
+        Ok((g, true))
+    }
+
+    fn table(&self) -> Result<runnel_state::TableId> {
+        self.table
+            .ok_or_else(|| EngineError::Internal("group aggregate not opened".into()))
+    }
+
+    /// Approximate bytes of the groups in memory.
+    pub fn memory_size(&self) -> usize {
+        self.key_bytes
+            + self.keys.len() * GROUP_OVERHEAD
+            + self.accs.iter().map(|a| a.size_bytes()).sum::<usize>()
+    }
+
+    /// Times the cache was emptied because it outgrew the memory budget.
+    pub fn evictions(&self) -> u64 {
+        self.evictions
+    }
+
+    /// Writes the changed groups and the sequence to the backend.
+    fn write_dirty(&mut self, ctx: &mut OperatorContext<'_>) -> Result<()> {
+        let table = self.table()?;
+        let mut value = Vec::new();
+        for (g, dirty) in self.dirty.iter_mut().enumerate() {
+            if !*dirty {
+                continue;
+            }
+            *dirty = false;
+            value.clear();
+            save_group(&self.accs, g as u32, &mut value)?;
+            let key = state_key(ctx, &self.keys[g], &[]);
+            ctx.state.put(table, &key, &value)?;
+        }
+        save_meta(ctx, table, i64::MIN, self.seq)
+    }
+
+    /// Writes the changed groups and empties the cache.
+    fn evict(&mut self, ctx: &mut OperatorContext<'_>) -> Result<()> {
+        self.write_dirty(ctx)?;
+        self.accs = self.aggs.accumulators()?;
+        self.groups = HashMap::default();
+        self.keys = Vec::new();
+        self.dirty = Vec::new();
+        self.key_bytes = 0;
+        self.backed = true;
+        self.evictions += 1;
+        ctx.metrics
+            .state_spills
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
     }
 
     /// Rows for `groups`: keys, current values, the given row kinds.
@@ -123,11 +201,9 @@ impl Operator for GroupAggregate {
         let Some((_, seq)) = load_meta(ctx, table)? else {
             return Ok(());
         };
+        // Groups are read back when their keys come again.
         self.seq = seq;
-        for (_, _, key, value) in scan_owned(ctx, table, 0)? {
-            let (g, _) = self.group_of(&key);
-            load_group(&mut self.accs, g, &value)?;
-        }
+        self.backed = true;
         Ok(())
     }
 
@@ -135,7 +211,7 @@ impl Operator for GroupAggregate {
         &mut self,
         _input: usize,
         batch: RecordBatch,
-        _ctx: &mut OperatorContext<'_>,
+        ctx: &mut OperatorContext<'_>,
         out: &mut dyn Collector,
     ) -> Result<()> {
         let n = batch.num_rows();
@@ -149,7 +225,8 @@ impl Operator for GroupAggregate {
         let mut touched: Vec<(u32, bool)> = Vec::new();
         let mut seen = vec![false; self.keys.len()];
         for row in key_rows.iter() {
-            let (g, new) = self.group_of(row.as_ref());
+            let (g, new) = self.group_of(row.as_ref(), ctx)?;
+            self.dirty[g as usize] = true;
             groups.push(g);
             if seen.len() <= g as usize {
                 seen.resize(g as usize + 1, false);
@@ -199,20 +276,18 @@ impl Operator for GroupAggregate {
                 .map(|(a, b)| arrow::compute::concat(&[a.as_ref(), b.as_ref()]))
                 .collect::<std::result::Result<Vec<_>, _>>()?,
         };
-        out.collect(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
+        out.collect(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)?;
+        if ctx
+            .task
+            .memory_budget
+            .is_some_and(|budget| self.memory_size() > budget)
+        {
+            self.evict(ctx)?;
+        }
+        Ok(())
     }
 
     fn on_barrier(&mut self, _barrier: &Barrier, ctx: &mut OperatorContext<'_>) -> Result<()> {
-        let table = self
-            .table
-            .ok_or_else(|| EngineError::Internal("group aggregate not opened".into()))?;
-        ctx.state.delete_prefix(table, &[])?;
-        let mut value = Vec::new();
-        for (g, key) in self.keys.iter().enumerate() {
-            value.clear();
-            save_group(&self.accs, g as u32, &mut value)?;
-            put_keyed(ctx, table, key, &[], &value)?;
-        }
-        save_meta(ctx, table, i64::MIN, self.seq)
+        self.write_dirty(ctx)
     }
 }

@@ -408,3 +408,125 @@ fn plan_errors_are_clear() {
         .unwrap_or_default();
     assert!(err.contains("SUM"), "{err}");
 }
+
+/// Rows over `keys` keys spread over event times 0..`span`, mostly in time
+/// order with some disorder, in batches of 9.
+fn spread_rows(n: usize, keys: usize, span: i64) -> Vec<Vec<(i64, String, i64)>> {
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let rows: Vec<(i64, String, i64)> = (0..n)
+        .map(|i| {
+            let base = i as i64 * span / n as i64;
+            let ts = (base - (next() % 6) as i64).max(0);
+            let key = format!("k{}", next() % keys as u64);
+            (ts, key, (next() % 100) as i64)
+        })
+        .collect();
+    rows.chunks(9).map(<[_]>::to_vec).collect()
+}
+
+fn as_refs(rows: &[(i64, String, i64)]) -> Vec<(i64, &str, i64)> {
+    rows.iter().map(|(t, k, v)| (*t, k.as_str(), *v)).collect()
+}
+
+/// Runs a window aggregate over `batches` with a watermark 8 behind the
+/// largest time after every third batch. `budget` is the memory budget;
+/// every `barrier_every` batches (0: never) a checkpoint is taken, and when
+/// `restore` is set the operator is rebuilt from it. Returns the windows
+/// and whether the backend held entries before the first checkpoint.
+fn run_windows(
+    spec: WindowSpec,
+    batches: &[Vec<(i64, String, i64)>],
+    budget: Option<usize>,
+    barrier_every: usize,
+    restore: bool,
+) -> Result<(Vec<(String, i64, i64, i64, i64)>, bool)> {
+    let mut h = OperatorHarness::new(window_op(spec)?)?;
+    h.set_memory_budget(budget);
+    let mut out = Vec::new();
+    let mut max_ts = 0;
+    let mut spilled_early = false;
+    for (i, b) in batches.iter().enumerate() {
+        h.batch(batch(&as_refs(b)))?;
+        max_ts = b.iter().map(|r| r.0).max().unwrap_or(0).max(max_ts);
+        if i % 3 == 2 {
+            h.watermark(max_ts - 8)?;
+        }
+        if barrier_every > 0 && i % barrier_every == barrier_every - 1 {
+            let snapshot = h.checkpoint(i as u64 + 1)?;
+            if restore {
+                out.extend(h.take_output());
+                h = OperatorHarness::restored(window_op(spec)?, &snapshot)?;
+                h.set_memory_budget(budget);
+            }
+        } else if i < barrier_every || barrier_every == 0 {
+            spilled_early |= h.state_entries() > 0;
+        }
+    }
+    h.watermark(max_ts + 1_000)?;
+    out.extend(h.take_output());
+    Ok((window_rows(&out), spilled_early))
+}
+
+#[test]
+fn windows_are_the_same_with_spills_flushes_and_restores() -> Result<()> {
+    let batches = spread_rows(600, 40, 120);
+    for spec in [
+        WindowSpec::Tumble { size: 10 },
+        WindowSpec::Hop { slide: 5, size: 15 },
+        WindowSpec::Cumulate { step: 5, size: 20 },
+    ] {
+        let (plain, spilled) = run_windows(spec, &batches, None, 0, false)?;
+        assert!(!spilled, "no budget, no checkpoint: state stays in memory");
+        assert!(plain.len() > 100, "{spec:?}: {} windows", plain.len());
+        // A budget of one byte spills after every batch.
+        let (tiny, spilled) = run_windows(spec, &batches, Some(1), 0, false)?;
+        assert!(spilled, "{spec:?}: a one-byte budget spills");
+        assert_eq!(tiny, plain, "{spec:?} with spills");
+        let (flushed, _) = run_windows(spec, &batches, None, 4, false)?;
+        assert_eq!(flushed, plain, "{spec:?} with checkpoints");
+        let (both, _) = run_windows(spec, &batches, Some(300), 5, true)?;
+        assert_eq!(
+            both, plain,
+            "{spec:?} with spills, checkpoints and restores"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn group_aggregate_changelog_is_the_same_when_its_cache_is_evicted() -> Result<()> {
+    let batches = spread_rows(500, 30, 10);
+    let run =
+        |budget: Option<usize>, restore_every: usize| -> Result<Vec<(i8, String, i64, f64)>> {
+            let mut h = OperatorHarness::new(group_op()?)?;
+            h.set_memory_budget(budget);
+            let mut out = Vec::new();
+            for (i, b) in batches.iter().enumerate() {
+                h.batch(batch(&as_refs(b)))?;
+                if restore_every > 0 && i % restore_every == restore_every - 1 {
+                    let snapshot = h.checkpoint(i as u64 + 1)?;
+                    out.extend(h.take_output());
+                    h = OperatorHarness::restored(group_op()?, &snapshot)?;
+                    h.set_memory_budget(budget);
+                }
+            }
+            out.extend(h.take_output());
+            Ok(changelog(&out))
+        };
+    let plain = run(None, 0)?;
+    // Every key's first row is an insert, its later rows retract and update.
+    assert_eq!(plain.iter().filter(|r| r.0 == 0).count(), 30);
+    let retractions = plain.iter().filter(|r| r.0 == 1).count();
+    assert!(retractions > 100);
+    assert_eq!(plain.iter().filter(|r| r.0 == 2).count(), retractions);
+    assert_eq!(run(Some(1), 0)?, plain, "evicted after every batch");
+    assert_eq!(run(Some(500), 7)?, plain, "evictions and restores");
+    assert_eq!(run(None, 3)?, plain, "restores only");
+    Ok(())
+}

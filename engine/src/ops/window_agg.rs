@@ -7,6 +7,16 @@
 //! uses it has fired. A row whose windows have all fired is late: it is
 //! dropped and counted. A row some of whose windows have fired (HOP,
 //! CUMULATE) still counts in the windows that have not.
+//!
+//! Slices in memory hold what arrived since the last *flush*. A flush (at
+//! every checkpoint barrier, and whenever the slices outgrow the task's
+//! memory budget) merges each in-memory group into its entry in the state
+//! backend and empties memory; so a checkpoint writes only what changed,
+//! and a window with more keys than fit in memory works (on RocksDB). A
+//! window whose slices were flushed is fired key group by key group:
+//! stored entries and in-memory groups of one key group are merged and
+//! emitted in batches, so firing needs memory for one key group, not for
+//! the window.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -22,8 +32,8 @@ use crate::error::{EngineError, Result};
 use crate::keys::KeyEncoder;
 use crate::operator::{Collector, Operator, OperatorContext, OperatorFactory, TaskInfo};
 use crate::ops::agg::{
-    decode_time_at, load_group, load_meta, put_keyed, save_group, save_meta, scan_owned,
-    take_inputs, update_all, AggregateCall, BoundAggregates, CallInput,
+    load_group, load_meta_with, save_group, save_meta_with, state_key, take_inputs, update_all,
+    AggregateCall, BoundAggregates, CallInput,
 };
 use crate::types::{event_time_millis, Barrier, EventTime};
 use crate::window::WindowSpec;
@@ -31,6 +41,13 @@ use crate::window::WindowSpec;
 /// Above this many distinct slices in one batch, rows are split by slice
 /// with `take` instead of being masked once per slice.
 const MAX_MASKED_SLICES: usize = 8;
+
+/// Rows per output batch when a flushed window is fired.
+const EMIT_BATCH: usize = 8192;
+
+/// Rough bytes per in-memory group besides its key and accumulator values:
+/// the hash map slot and the boxed key in two places.
+const GROUP_OVERHEAD: usize = 64;
 
 type KeyMap = HashMap<Box<[u8]>, u32, ahash::RandomState>;
 
@@ -93,6 +110,7 @@ pub(crate) fn output_schema(
 struct Slice {
     groups: KeyMap,
     keys: Vec<Box<[u8]>>,
+    key_bytes: usize,
     accs: Vec<Box<dyn GroupsAccumulator>>,
 }
 
@@ -103,8 +121,15 @@ impl Slice {
         }
         let g = self.keys.len() as u32;
         self.keys.push(key.into());
+        self.key_bytes += key.len();
         self.groups.insert(key.into(), g);
         g
+    }
+
+    fn memory_size(&self) -> usize {
+        self.key_bytes
+            + self.keys.len() * GROUP_OVERHEAD
+            + self.accs.iter().map(|a| a.size_bytes()).sum::<usize>()
     }
 }
 
@@ -115,9 +140,15 @@ pub struct WindowAggregate {
     aggs: BoundAggregates,
     encoder: KeyEncoder,
     schema: SchemaRef,
+    /// What arrived since the last flush, by slice end.
     slices: BTreeMap<EventTime, Slice>,
+    /// Ends of slices that have entries in the state backend, with the key
+    /// groups those entries are in (firing scans only those).
+    stored: BTreeMap<EventTime, BTreeSet<u16>>,
     /// Ends of windows that have a slice and have not fired.
     pending_ends: BTreeSet<EventTime>,
+    /// Flushes forced by the memory budget.
+    spills: u64,
     watermark: EventTime,
     /// Arrival sequence of the next row (FIRST_VALUE / LAST_VALUE order).
     seq: u64,
@@ -148,7 +179,9 @@ impl WindowAggregate {
             encoder,
             schema,
             slices: BTreeMap::new(),
+            stored: BTreeMap::new(),
             pending_ends: BTreeSet::new(),
+            spills: 0,
             watermark: EventTime::MIN,
             seq: 0,
             table: None,
@@ -179,6 +212,7 @@ impl WindowAggregate {
             let slice = Slice {
                 groups: KeyMap::default(),
                 keys: Vec::new(),
+                key_bytes: 0,
                 accs: self.aggs.accumulators()?,
             };
             self.slices.insert(slice_end, slice);
@@ -188,7 +222,171 @@ impl WindowAggregate {
             .ok_or_else(|| EngineError::Internal("slice vanished".into()))
     }
 
-    fn fire(&self, end: EventTime, out: &mut dyn Collector) -> Result<()> {
+    /// Approximate bytes of the slices in memory.
+    pub fn memory_size(&self) -> usize {
+        self.slices.values().map(Slice::memory_size).sum()
+    }
+
+    /// Flushes forced by the memory budget so far.
+    pub fn spills(&self) -> u64 {
+        self.spills
+    }
+
+    fn table(&self) -> Result<TableId> {
+        self.table
+            .ok_or_else(|| EngineError::Internal("window aggregate not opened".into()))
+    }
+
+    /// Merges every in-memory group into its stored entry and empties
+    /// memory; then records the stored slices and the watermark.
+    fn flush(&mut self, ctx: &mut OperatorContext<'_>) -> Result<()> {
+        let table = self.table()?;
+        let mut scratch = self.aggs.accumulators()?;
+        let mut value = Vec::new();
+        for (&slice_end, slice) in self.slices.iter_mut() {
+            let ns = encode_time(slice_end);
+            let merge_stored = self.stored.contains_key(&slice_end);
+            let groups = self.stored.entry(slice_end).or_default();
+            for (g, key) in slice.keys.iter().enumerate() {
+                let skey = state_key(ctx, key, &ns);
+                groups.insert(u16::from_be_bytes([skey[0], skey[1]]));
+                if merge_stored {
+                    if let Some(old) = ctx.state.get(table, &skey)? {
+                        load_group(&mut scratch, 0, &old)?;
+                        for (a, s) in slice.accs.iter_mut().zip(&scratch) {
+                            a.merge(g as u32, s.as_ref(), 0)?;
+                        }
+                    }
+                }
+                value.clear();
+                save_group(&slice.accs, g as u32, &mut value)?;
+                ctx.state.put(table, &skey, &value)?;
+            }
+        }
+        self.slices.clear();
+        self.save_meta(ctx)
+    }
+
+    fn save_meta(&self, ctx: &mut OperatorContext<'_>) -> Result<()> {
+        // Per stored slice: its end, the number of key groups, the groups.
+        let mut extra = Vec::new();
+        for (end, groups) in &self.stored {
+            extra.extend_from_slice(&end.to_le_bytes());
+            extra.extend_from_slice(&(groups.len() as u32).to_le_bytes());
+            for g in groups {
+                extra.extend_from_slice(&g.to_le_bytes());
+            }
+        }
+        save_meta_with(ctx, self.table()?, self.watermark, self.seq, &extra)
+    }
+
+    fn fire(
+        &self,
+        end: EventTime,
+        ctx: &mut OperatorContext<'_>,
+        out: &mut dyn Collector,
+    ) -> Result<()> {
+        let start = self.spec.window.window_start(end);
+        let stored: Vec<EventTime> = self
+            .stored
+            .range(start.saturating_add(1)..=end)
+            .map(|(s, _)| *s)
+            .collect();
+        if stored.is_empty() {
+            return self.fire_memory(end, out);
+        }
+        let table = self.table()?;
+        let parts: Vec<&Slice> = self
+            .slices
+            .range(start.saturating_add(1)..=end)
+            .map(|(_, s)| s)
+            .collect();
+        // In-memory groups by key group.
+        let max = ctx.task.max_parallelism;
+        let mut in_memory: BTreeMap<u16, Vec<(usize, u32)>> = BTreeMap::new();
+        for (p, slice) in parts.iter().enumerate() {
+            for (g, key) in slice.keys.iter().enumerate() {
+                let kg = runnel_state::key_group_for_hash(crate::keys::hash_key(key), max);
+                in_memory.entry(kg).or_default().push((p, g as u32));
+            }
+        }
+        let mut key_groups: BTreeSet<u16> = in_memory.keys().copied().collect();
+        for s in &stored {
+            key_groups.extend(self.stored.get(s).into_iter().flatten().copied());
+        }
+
+        let mut scratch = self.aggs.accumulators()?;
+        let mut merged = self.aggs.accumulators()?;
+        let mut index: HashMap<Vec<u8>, u32, ahash::RandomState> = HashMap::default();
+        let mut keys: Vec<Vec<u8>> = Vec::new();
+        for kg in key_groups {
+            for &s in &stored {
+                let mut prefix = kg.to_be_bytes().to_vec();
+                prefix.extend_from_slice(&encode_time(s));
+                for entry in ctx.state.scan_prefix(table, &prefix)? {
+                    let (k, v) = entry?;
+                    load_group(&mut scratch, 0, &v)?;
+                    let key = k[prefix.len()..].to_vec();
+                    let next = keys.len() as u32;
+                    let dst = *index.entry(key.clone()).or_insert_with(|| {
+                        keys.push(key);
+                        next
+                    });
+                    for (m, a) in merged.iter_mut().zip(&scratch) {
+                        m.merge(dst, a.as_ref(), 0)?;
+                    }
+                }
+            }
+            for &(p, g) in in_memory.get(&kg).map(Vec::as_slice).unwrap_or_default() {
+                let slice = parts[p];
+                let key = slice.keys[g as usize].to_vec();
+                let next = keys.len() as u32;
+                let dst = *index.entry(key.clone()).or_insert_with(|| {
+                    keys.push(key);
+                    next
+                });
+                for (m, a) in merged.iter_mut().zip(&slice.accs) {
+                    m.merge(dst, a.as_ref(), g)?;
+                }
+            }
+            if keys.len() >= EMIT_BATCH {
+                self.emit(start, end, &keys, &merged, out)?;
+                keys.clear();
+                index.clear();
+                merged = self.aggs.accumulators()?;
+            }
+        }
+        self.emit(start, end, &keys, &merged, out)
+    }
+
+    /// Emits one row per key: the key, the window, `accs`' group i for key i.
+    fn emit(
+        &self,
+        start: EventTime,
+        end: EventTime,
+        keys: &[Vec<u8>],
+        accs: &[Box<dyn GroupsAccumulator>],
+        out: &mut dyn Collector,
+    ) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let groups: Vec<u32> = (0..keys.len() as u32).collect();
+        let values = accs
+            .iter()
+            .map(|a| a.evaluate(&groups))
+            .collect::<Result<Vec<_>>>()?;
+        let parser = self.encoder.converter().parser();
+        let mut columns = self.encoder.decode(keys.iter().map(|k| parser.parse(k)))?;
+        let n = keys.len();
+        columns.push(Arc::new(TimestampMillisecondArray::from(vec![start; n])));
+        columns.push(Arc::new(TimestampMillisecondArray::from(vec![end; n])));
+        columns.extend(values);
+        out.collect(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
+    }
+
+    /// Fires a window none of whose slices was flushed.
+    fn fire_memory(&self, end: EventTime, out: &mut dyn Collector) -> Result<()> {
         let start = self.spec.window.window_start(end);
         let parts: Vec<&Slice> = self
             .slices
@@ -339,37 +537,25 @@ impl Operator for WindowAggregate {
         if dropped > 0 {
             ctx.metrics.add_late(dropped);
         }
-        match distinct.as_slice() {
-            [] => Ok(()),
-            [only] if dropped == 0 => {
-                self.update_slice(*only, &key_rows, None, &inputs, None, first_seq)
-            }
-            few if few.len() <= MAX_MASKED_SLICES => {
-                for &s in few {
-                    let mask: BooleanArray = slice_of.iter().map(|x| Some(*x == Some(s))).collect();
-                    self.update_slice(s, &key_rows, None, &inputs, Some(&mask), first_seq)?;
-                }
-                Ok(())
-            }
-            many => {
-                // Rows keep their order within a slice; FIRST_VALUE/LAST_VALUE
-                // order across slices of this one batch is by slice first.
-                for &s in many {
-                    let idx: Vec<u32> = (0..n as u32)
-                        .filter(|&i| slice_of[i as usize] == Some(s))
-                        .collect();
-                    let seq = first_seq + u64::from(idx[0]);
-                    self.update_slice(s, &key_rows, Some(&idx), &inputs, None, seq)?;
-                }
-                Ok(())
-            }
+        self.update_slices(&distinct, &slice_of, dropped, &key_rows, &inputs, first_seq)?;
+        if ctx
+            .task
+            .memory_budget
+            .is_some_and(|budget| self.memory_size() > budget)
+        {
+            self.spills += 1;
+            ctx.metrics
+                .state_spills
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.flush(ctx)?;
         }
+        Ok(())
     }
 
     fn on_watermark(
         &mut self,
         watermark: EventTime,
-        _ctx: &mut OperatorContext<'_>,
+        ctx: &mut OperatorContext<'_>,
         out: &mut dyn Collector,
     ) -> Result<()> {
         if watermark <= self.watermark {
@@ -381,44 +567,116 @@ impl Operator for WindowAggregate {
                 break;
             }
             self.pending_ends.pop_first();
-            self.fire(end, out)?;
+            self.fire(end, ctx, out)?;
         }
         let window = self.spec.window;
         self.slices
             .retain(|&s, _| window.last_window_end(s).saturating_sub(1) > watermark);
+        let done: Vec<EventTime> = self
+            .stored
+            .keys()
+            .copied()
+            .filter(|&s| window.last_window_end(s).saturating_sub(1) <= watermark)
+            .collect();
+        if !done.is_empty() {
+            let table = self.table()?;
+            for s in done {
+                for kg in self.stored.remove(&s).unwrap_or_default() {
+                    let mut prefix = kg.to_be_bytes().to_vec();
+                    prefix.extend_from_slice(&encode_time(s));
+                    ctx.state.delete_prefix(table, &prefix)?;
+                }
+            }
+        }
         Ok(())
     }
 
     fn on_barrier(&mut self, _barrier: &Barrier, ctx: &mut OperatorContext<'_>) -> Result<()> {
-        let table = self
-            .table
-            .ok_or_else(|| EngineError::Internal("window aggregate not opened".into()))?;
-        // The whole state is rewritten: simple and exact. Incremental writes
-        // of dirty slices come with the RocksDB backend.
-        ctx.state.delete_prefix(table, &[])?;
-        let mut value = Vec::new();
-        for (&slice_end, slice) in &self.slices {
-            for (g, key) in slice.keys.iter().enumerate() {
-                value.clear();
-                save_group(&slice.accs, g as u32, &mut value)?;
-                put_keyed(ctx, table, key, &encode_time(slice_end), &value)?;
-            }
-        }
-        save_meta(ctx, table, self.watermark, self.seq)
+        self.flush(ctx)
     }
 }
 
 impl WindowAggregate {
+    /// Adds a batch's rows to their slices (see `process_batch`).
+    fn update_slices(
+        &mut self,
+        distinct: &[EventTime],
+        slice_of: &[Option<EventTime>],
+        dropped: u64,
+        key_rows: &arrow::row::Rows,
+        inputs: &[CallInput],
+        first_seq: u64,
+    ) -> Result<()> {
+        let n = slice_of.len();
+        match distinct {
+            [] => Ok(()),
+            [only] if dropped == 0 => {
+                self.update_slice(*only, key_rows, None, inputs, None, first_seq)
+            }
+            few if few.len() <= MAX_MASKED_SLICES => {
+                for &s in few {
+                    let mask: BooleanArray = slice_of.iter().map(|x| Some(*x == Some(s))).collect();
+                    self.update_slice(s, key_rows, None, inputs, Some(&mask), first_seq)?;
+                }
+                Ok(())
+            }
+            many => {
+                // Rows keep their order within a slice; FIRST_VALUE/LAST_VALUE
+                // order across slices of this one batch is by slice first.
+                for &s in many {
+                    let idx: Vec<u32> = (0..n as u32)
+                        .filter(|&i| slice_of[i as usize] == Some(s))
+                        .collect();
+                    let seq = first_seq + u64::from(idx[0]);
+                    self.update_slice(s, key_rows, Some(&idx), inputs, None, seq)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl WindowAggregate {
+    /// Reads the watermark, sequence and stored slices; the entries stay in
+    /// the backend until their windows fire.
     fn restore(&mut self, ctx: &mut OperatorContext<'_>, table: TableId) -> Result<()> {
-        let Some((watermark, seq)) = load_meta(ctx, table)? else {
+        let Some((watermark, seq, extra)) = load_meta_with(ctx, table)? else {
             return Ok(());
         };
         self.watermark = watermark;
         self.seq = seq;
-        for (_, ns, key, value) in scan_owned(ctx, table, 8)? {
-            let slice = self.slice_mut(decode_time_at(&ns, 0)?)?;
-            let g = slice.group_of(&key);
-            load_group(&mut slice.accs, g, &value)?;
+        let corrupt = || {
+            EngineError::State(runnel_state::StateError::Corrupt {
+                table: "window aggregate".into(),
+                reason: "the list of stored slices is truncated".into(),
+            })
+        };
+        let mut rest = extra.as_slice();
+        while !rest.is_empty() {
+            let end: [u8; 8] = rest
+                .get(..8)
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(corrupt)?;
+            let n: [u8; 4] = rest
+                .get(8..12)
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(corrupt)?;
+            let n = u32::from_le_bytes(n) as usize;
+            let groups = rest.get(12..12 + 2 * n).ok_or_else(corrupt)?;
+            let slice_end = i64::from_le_bytes(end);
+            self.stored.insert(
+                slice_end,
+                groups
+                    .chunks_exact(2)
+                    .map(|g| u16::from_le_bytes([g[0], g[1]]))
+                    .collect(),
+            );
+            rest = &rest[12 + 2 * n..];
+            for e in self.spec.window.window_ends_of_slice(slice_end) {
+                if e.saturating_sub(1) > watermark {
+                    self.pending_ends.insert(e);
+                }
+            }
         }
         Ok(())
     }
