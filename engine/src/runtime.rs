@@ -224,11 +224,14 @@ impl Job {
             }
         };
         // Working copies of RocksDB state: inside the checkpoint directory
-        // (so checkpoints can hard-link them), else a private temporary one.
-        let scratch = match &store {
+        // (so checkpoints can hard-link them), else private temporary
+        // directories named after the process and job, one per subtask, so
+        // that each is removed whole when its subtask ends.
+        let work_path: Box<dyn Fn(&str) -> std::path::PathBuf> = match &store {
             Some(st) => {
                 st.clear_scratch()?;
-                st.work_dir()
+                let root = st.work_dir();
+                Box::new(move |name: &str| root.join(name))
             }
             None => {
                 static JOBS: AtomicUsize = AtomicUsize::new(0);
@@ -237,11 +240,12 @@ impl Job {
                     .local_dir
                     .clone()
                     .unwrap_or_else(std::env::temp_dir);
-                base.join(format!(
+                let prefix = format!(
                     "runnel-state-{}-{}",
                     std::process::id(),
                     JOBS.fetch_add(1, Ordering::Relaxed)
-                ))
+                );
+                Box::new(move |name: &str| base.join(format!("{prefix}-{name}")))
             }
         };
         let read_entry = |name: &str| -> Result<Option<Vec<u8>>> {
@@ -293,8 +297,7 @@ impl Job {
                             let name = state_entry_name(n, subtask);
                             let state = open_state(
                                 &graph.state,
-                                &scratch,
-                                &name,
+                                work_path(&name),
                                 restored
                                     .as_ref()
                                     .zip(store.as_ref())
@@ -699,12 +702,10 @@ impl Router {
 /// the other kind of backend, or empty.
 fn open_state(
     config: &StateConfig,
-    scratch: &std::path::Path,
-    name: &str,
+    work: std::path::PathBuf,
     dir: Option<std::path::PathBuf>,
     bytes: Option<Vec<u8>>,
 ) -> Result<Box<dyn StateBackend>> {
-    let work = scratch.join(name);
     let memory = RocksMemory::within(config.memory_budget);
     let state: Box<dyn StateBackend> = match (config.backend, dir, bytes) {
         (StateBackendKind::RocksDb, Some(dir), _) => {

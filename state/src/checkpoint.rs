@@ -178,8 +178,11 @@ impl CheckpointStore {
         let final_path = dir.join(MANIFEST);
         fs::rename(&tmp, &final_path).map_err(|e| io("cannot publish", &final_path, e))?;
         sync_dir(&dir)?;
-        self.retain()?;
-        self.clear_staging_up_to(id)?;
+        // The checkpoint is complete now; failing to tidy up older ones
+        // must not fail it.
+        if let Err(e) = self.retain().and_then(|()| self.clear_staging_up_to(id)) {
+            eprintln!("[warn] checkpoint {id} is complete, but cleaning up older ones failed: {e}");
+        }
         Ok(CheckpointInfo {
             id,
             dir,
@@ -191,7 +194,9 @@ impl CheckpointStore {
     }
 
     /// Removes staged snapshots of checkpoints up to `id` (moved into the
-    /// checkpoint, or abandoned) and of the end-of-input checkpoint.
+    /// checkpoint, or abandoned). The end-of-input bucket is left alone: a
+    /// subtask may be writing its final snapshot there while a periodic
+    /// checkpoint completes.
     fn clear_staging_up_to(&self, id: u64) -> Result<()> {
         let staging = self.root.join("_staging");
         let Ok(read) = fs::read_dir(&staging) else {
@@ -199,7 +204,7 @@ impl CheckpointStore {
         };
         for entry in read.flatten() {
             let name = entry.file_name().to_string_lossy().to_string();
-            let stale = name == "end" || name.parse::<u64>().is_ok_and(|n| n <= id);
+            let stale = name.parse::<u64>().is_ok_and(|n| n <= id);
             if stale {
                 let p = entry.path();
                 fs::remove_dir_all(&p).map_err(|e| io("cannot delete", &p, e))?;
@@ -301,6 +306,12 @@ impl CheckpointStore {
             // be a checkpoint being written; older ones are abandoned.
             if !keep.contains(&id) && id < newest {
                 let p = entry.path();
+                // Manifest first: a crash halfway through leaves an
+                // incomplete checkpoint (ignored), never a damaged one.
+                let manifest = p.join(MANIFEST);
+                if manifest.exists() {
+                    fs::remove_file(&manifest).map_err(|e| io("cannot delete", &manifest, e))?;
+                }
                 fs::remove_dir_all(&p).map_err(|e| io("cannot delete", &p, e))?;
             }
         }
@@ -462,6 +473,8 @@ mod tests {
         // An abandoned snapshot of an older checkpoint, and one of the next.
         fs::create_dir_all(store.staging_path(Some(0), "state-1-0"))?;
         fs::create_dir_all(store.staging_path(Some(2), "state-1-0"))?;
+        // A subtask ending while checkpoint 1 completes.
+        fs::create_dir_all(store.staging_path(None, "state-1-1"))?;
         let info = store.write(
             1,
             "p",
@@ -481,6 +494,7 @@ mod tests {
         assert!(!staged.exists());
         assert!(!store.staging_path(Some(0), "state-1-0").exists());
         assert!(store.staging_path(Some(2), "state-1-0").exists());
+        assert!(store.staging_path(None, "state-1-1").exists());
         let latest = store.latest()?.expect("checkpoint 1");
         assert_eq!(latest, info);
         assert_eq!((latest.size(), latest.new_bytes()), (11, 11));

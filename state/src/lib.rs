@@ -82,7 +82,7 @@ pub type ScanIter<'a> = Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> + 'a
 ///
 /// Calls come from the subtask's own thread only; a backend is never shared
 /// between threads while a job runs, so implementations need no locking of
-/// their own. Writes need not be durable until [`StateBackend::snapshot`]
+/// their own. Writes need not be durable until [`StateBackend::write_snapshot`]
 /// returns.
 pub trait StateBackend: Send {
     /// Opens the table `name`, creating it if needed, and returns its handle.

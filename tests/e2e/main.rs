@@ -16,8 +16,8 @@
 //! * `kafka`: SQL jobs from Kafka to Kafka against the Tansu broker
 //!   (exactly-once sink, metadata columns, dead-letter topic, a malformed
 //!   record failing the job); the Kafka kill test is in `kill`.
-//! * `large_state`: 5 million keys in windows with a 64 MB memory budget
-//!   spill to RocksDB and come out right.
+//! * `large_state`: 1 million keys in windows with an 8 MB memory budget
+//!   (5 million and 64 MB on request) spill to RocksDB and come out right.
 //! * `nexmark`: Nexmark query files run on the generator, outputs checked.
 //! * `flight`: the Flight SQL server through arrow-flight's client:
 //!   statements, errors, auth, prepared statements, subscriptions,

@@ -669,9 +669,15 @@ fn options_are_checked() {
         let err = DeltaOptions::from_table(&t).expect_err("refused");
         assert!(err.to_string().contains(expect), "{key}: {err}");
     }
-    assert_eq!(parse_size("64MB"), Some(64 << 20));
-    assert_eq!(parse_size("1 gib"), Some(1 << 30));
-    assert_eq!(parse_size("4096"), Some(4096));
+    assert_eq!(
+        runnel_engine::graph::parse_byte_size("64MB"),
+        Some(64 << 20)
+    );
+    assert_eq!(
+        runnel_engine::graph::parse_byte_size("1 gib"),
+        Some(1 << 30)
+    );
+    assert_eq!(runnel_engine::graph::parse_byte_size("4096"), Some(4096));
     let t = delta_table(dir.path(), &[("mode", "streaming")]);
     let err = DeltaConnector
         .sink(&t, false)

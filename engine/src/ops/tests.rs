@@ -95,13 +95,29 @@ fn window_rows(batches: &[RecordBatch]) -> Vec<(String, i64, i64, i64, i64)> {
 }
 
 fn window_op(window: WindowSpec) -> Result<Box<WindowAggregate>> {
+    window_op_with(window, calls())
+}
+
+fn window_op_with(
+    window: WindowSpec,
+    aggregates: Vec<AggregateCall>,
+) -> Result<Box<WindowAggregate>> {
     let spec = WindowAggregateSpec {
         window,
         time_column: 0,
         key_columns: vec![1],
-        aggregates: calls(),
+        aggregates,
     };
     Ok(Box::new(WindowAggregate::new(spec, &schema())?))
+}
+
+/// FIRST_VALUE and LAST_VALUE of `v`: both BIGINT, like COUNT and SUM, so
+/// [`window_rows`] reads them too; their results depend on arrival order.
+fn first_last() -> Vec<AggregateCall> {
+    vec![
+        AggregateCall::new(F::FirstValue, vec![Expr::Column(2)], "first_v"),
+        AggregateCall::new(F::LastValue, vec![Expr::Column(2)], "last_v"),
+    ]
 }
 
 fn s(v: &str) -> String {
@@ -441,12 +457,13 @@ fn as_refs(rows: &[(i64, String, i64)]) -> Vec<(i64, &str, i64)> {
 /// and whether the backend held entries before the first checkpoint.
 fn run_windows(
     spec: WindowSpec,
+    aggregates: fn() -> Vec<AggregateCall>,
     batches: &[Vec<(i64, String, i64)>],
     budget: Option<usize>,
     barrier_every: usize,
     restore: bool,
 ) -> Result<(Vec<(String, i64, i64, i64, i64)>, bool)> {
-    let mut h = OperatorHarness::new(window_op(spec)?)?;
+    let mut h = OperatorHarness::new(window_op_with(spec, aggregates())?)?;
     h.set_memory_budget(budget);
     let mut out = Vec::new();
     let mut max_ts = 0;
@@ -461,7 +478,7 @@ fn run_windows(
             let snapshot = h.checkpoint(i as u64 + 1)?;
             if restore {
                 out.extend(h.take_output());
-                h = OperatorHarness::restored(window_op(spec)?, &snapshot)?;
+                h = OperatorHarness::restored(window_op_with(spec, aggregates())?, &snapshot)?;
                 h.set_memory_budget(budget);
             }
         } else if i < barrier_every || barrier_every == 0 {
@@ -470,27 +487,39 @@ fn run_windows(
     }
     h.watermark(max_ts + 1_000)?;
     out.extend(h.take_output());
+    // Every window has fired: only the bookkeeping entry may remain.
+    h.checkpoint(u64::MAX)?;
+    assert!(
+        h.state_entries() <= 1,
+        "{spec:?}: {} entries left",
+        h.state_entries()
+    );
     Ok((window_rows(&out), spilled_early))
 }
 
 #[test]
 fn windows_are_the_same_with_spills_flushes_and_restores() -> Result<()> {
     let batches = spread_rows(600, 40, 120);
-    for spec in [
+    let specs = [
         WindowSpec::Tumble { size: 10 },
         WindowSpec::Hop { slide: 5, size: 15 },
         WindowSpec::Cumulate { step: 5, size: 20 },
-    ] {
-        let (plain, spilled) = run_windows(spec, &batches, None, 0, false)?;
+    ];
+    let aggregates: [fn() -> Vec<AggregateCall>; 2] = [calls, first_last];
+    for (spec, aggs) in specs
+        .iter()
+        .flat_map(|s| aggregates.iter().map(move |a| (*s, *a)))
+    {
+        let (plain, spilled) = run_windows(spec, aggs, &batches, None, 0, false)?;
         assert!(!spilled, "no budget, no checkpoint: state stays in memory");
         assert!(plain.len() > 100, "{spec:?}: {} windows", plain.len());
         // A budget of one byte spills after every batch.
-        let (tiny, spilled) = run_windows(spec, &batches, Some(1), 0, false)?;
+        let (tiny, spilled) = run_windows(spec, aggs, &batches, Some(1), 0, false)?;
         assert!(spilled, "{spec:?}: a one-byte budget spills");
         assert_eq!(tiny, plain, "{spec:?} with spills");
-        let (flushed, _) = run_windows(spec, &batches, None, 4, false)?;
+        let (flushed, _) = run_windows(spec, aggs, &batches, None, 4, false)?;
         assert_eq!(flushed, plain, "{spec:?} with checkpoints");
-        let (both, _) = run_windows(spec, &batches, Some(300), 5, true)?;
+        let (both, _) = run_windows(spec, aggs, &batches, Some(300), 5, true)?;
         assert_eq!(
             both, plain,
             "{spec:?} with spills, checkpoints and restores"

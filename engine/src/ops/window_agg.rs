@@ -32,8 +32,8 @@ use crate::error::{EngineError, Result};
 use crate::keys::KeyEncoder;
 use crate::operator::{Collector, Operator, OperatorContext, OperatorFactory, TaskInfo};
 use crate::ops::agg::{
-    load_group, load_meta_with, save_group, save_meta_with, state_key, take_inputs, update_all,
-    AggregateCall, BoundAggregates, CallInput,
+    decode_time_at, load_group, load_meta_with, save_group, save_meta_with, scan_owned, state_key,
+    take_inputs, update_all, AggregateCall, BoundAggregates, CallInput,
 };
 use crate::types::{event_time_millis, Barrier, EventTime};
 use crate::window::WindowSpec;
@@ -651,6 +651,22 @@ impl WindowAggregate {
                 reason: "the list of stored slices is truncated".into(),
             })
         };
+        if extra.is_empty() {
+            // Written before the meta entry listed stored slices: find them.
+            for (kg, ns, _, _) in scan_owned(ctx, table, 8)? {
+                let slice_end = decode_time_at(&ns, 0)?;
+                self.stored.entry(slice_end).or_default().insert(kg);
+            }
+            let ends: Vec<EventTime> = self.stored.keys().copied().collect();
+            for slice_end in ends {
+                for e in self.spec.window.window_ends_of_slice(slice_end) {
+                    if e.saturating_sub(1) > watermark {
+                        self.pending_ends.insert(e);
+                    }
+                }
+            }
+            return Ok(());
+        }
         let mut rest = extra.as_slice();
         while !rest.is_empty() {
             let end: [u8; 8] = rest
