@@ -97,7 +97,7 @@ pub enum Executed {
     /// A finished result (DDL message, job id, SHOW, DESCRIBE, EXPLAIN).
     Batch(RecordBatch),
     /// A planned SELECT, started when its rows are fetched.
-    Query(QueryRun),
+    Query(Box<QueryRun>),
 }
 
 /// A SELECT waiting to be fetched.
@@ -476,7 +476,7 @@ impl Server {
                             created: Instant::now(),
                         },
                     );
-                    return Ok(Executed::Query(QueryRun {
+                    return Ok(Executed::Query(Box::new(QueryRun {
                         job_id: id,
                         schema,
                         bounded: job.bounded,
@@ -485,7 +485,7 @@ impl Server {
                         graph: Some(job.graph),
                         rx,
                         columns: Arc::clone(&job.schema),
-                    }));
+                    })));
                 }
                 let handle = if ended.contains(&id) {
                     set(&job.status, "STOPPED");

@@ -613,7 +613,9 @@ impl FlightSqlService for RunnelFlightSql {
             })?;
         match executed {
             Executed::Batch(b) => batch_stream(b),
-            Executed::Query(run) => Ok(Response::new(query_stream(Arc::clone(&self.server), run)?)),
+            Executed::Query(run) => {
+                Ok(Response::new(query_stream(Arc::clone(&self.server), *run)?))
+            }
         }
     }
 
