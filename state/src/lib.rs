@@ -105,6 +105,19 @@ pub trait StateBackend: Send {
     fn write_snapshot(&mut self, staging: &Path) -> Result<SnapshotData>;
 }
 
+/// The smallest byte string greater than every string starting with `prefix`,
+/// or `None` when there is none (the prefix is empty or all 0xff).
+pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
 /// Copies every entry of every table of `from` into `to` (used when a job
 /// restores a checkpoint written by another kind of backend).
 pub fn copy_all(from: &mut dyn StateBackend, to: &mut dyn StateBackend) -> Result<()> {

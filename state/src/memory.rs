@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::{Result, ScanIter, SnapshotData, StateBackend, StateError, TableId};
+use crate::{prefix_end, Result, ScanIter, SnapshotData, StateBackend, StateError, TableId};
 
 /// A [`StateBackend`] that keeps every table in an ordered map in memory.
 ///
@@ -134,19 +134,6 @@ impl MemoryStateBackend {
             .get_mut(table.0)
             .ok_or_else(|| StateError::UnknownTable(format!("#{}", table.0)))
     }
-}
-
-/// The smallest byte string greater than every string starting with `prefix`,
-/// or `None` when there is none (the prefix is all 0xff).
-fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < u8::MAX {
-            end.push(last + 1);
-            return Some(end);
-        }
-    }
-    None
 }
 
 impl StateBackend for MemoryStateBackend {

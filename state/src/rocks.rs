@@ -22,7 +22,7 @@ use rocksdb::{
     ReadOptions, WriteOptions, DB,
 };
 
-use crate::{Result, ScanIter, SnapshotData, StateBackend, StateError, TableId};
+use crate::{prefix_end, Result, ScanIter, SnapshotData, StateBackend, StateError, TableId};
 
 /// RocksDB's own column family, always present; state tables never use it.
 const DEFAULT_CF: &str = "default";
@@ -207,18 +207,6 @@ impl Drop for RocksStateBackend {
         self.db = None;
         let _ = fs::remove_dir_all(&self.dir);
     }
-}
-
-/// The smallest key greater than every key starting with `prefix`.
-fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < u8::MAX {
-            end.push(last + 1);
-            return Some(end);
-        }
-    }
-    None
 }
 
 impl StateBackend for RocksStateBackend {

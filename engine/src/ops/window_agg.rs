@@ -376,6 +376,19 @@ impl WindowAggregate {
             .iter()
             .map(|a| a.evaluate(&groups))
             .collect::<Result<Vec<_>>>()?;
+        let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+        self.emit_rows(start, end, &keys, values, out)
+    }
+
+    /// Emits the rows of one window: `keys`, the window bounds, `values`.
+    fn emit_rows(
+        &self,
+        start: EventTime,
+        end: EventTime,
+        keys: &[&[u8]],
+        values: Vec<ArrayRef>,
+        out: &mut dyn Collector,
+    ) -> Result<()> {
         let parser = self.encoder.converter().parser();
         let mut columns = self.encoder.decode(keys.iter().map(|k| parser.parse(k)))?;
         let n = keys.len();
@@ -431,13 +444,7 @@ impl WindowAggregate {
         if keys.is_empty() {
             return Ok(());
         }
-        let parser = self.encoder.converter().parser();
-        let mut columns = self.encoder.decode(keys.iter().map(|k| parser.parse(k)))?;
-        let n = keys.len();
-        columns.push(Arc::new(TimestampMillisecondArray::from(vec![start; n])));
-        columns.push(Arc::new(TimestampMillisecondArray::from(vec![end; n])));
-        columns.extend(values);
-        out.collect(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
+        self.emit_rows(start, end, &keys, values, out)
     }
 
     /// Adds the rows `rows` (all of slice `slice_end`) to that slice.
