@@ -7,8 +7,8 @@ use crate::{prefix_end, Result, ScanIter, SnapshotData, StateBackend, StateError
 
 /// A [`StateBackend`] that keeps every table in an ordered map in memory.
 ///
-/// Snapshots are cheap copies of the maps; they are what a test (or, until
-/// the RocksDB backend lands, a job) restores from.
+/// Snapshots are copies of the maps, serialized whole into a checkpoint:
+/// the `'hashmap'` backend of a job, and the backend of operator unit tests.
 #[derive(Debug, Default)]
 pub struct MemoryStateBackend {
     names: Vec<String>,
