@@ -82,6 +82,14 @@ fn storage(context: &str, e: impl std::fmt::Display) -> StateError {
     StateError::Storage(format!("{context}: {e}"))
 }
 
+/// Makes `dir` an empty directory, deleting what was there.
+fn empty_dir(dir: &Path) -> Result<()> {
+    if dir.exists() {
+        fs::remove_dir_all(dir).map_err(|e| storage(&format!("clear {}", dir.display()), e))?;
+    }
+    fs::create_dir_all(dir).map_err(|e| storage(&format!("create {}", dir.display()), e))
+}
+
 fn options(memory: RocksMemory) -> Options {
     let mut o = Options::default();
     o.create_if_missing(true);
@@ -109,11 +117,7 @@ impl RocksStateBackend {
     /// working directory, never a checkpoint).
     pub fn open(dir: impl Into<PathBuf>, memory: RocksMemory) -> Result<Self> {
         let dir = dir.into();
-        if dir.exists() {
-            fs::remove_dir_all(&dir)
-                .map_err(|e| storage(&format!("clear {}", dir.display()), e))?;
-        }
-        fs::create_dir_all(&dir).map_err(|e| storage(&format!("create {}", dir.display()), e))?;
+        empty_dir(&dir)?;
         Self::open_existing(dir, memory)
     }
 
@@ -126,11 +130,7 @@ impl RocksStateBackend {
         memory: RocksMemory,
     ) -> Result<Self> {
         let dir = dir.into();
-        if dir.exists() {
-            fs::remove_dir_all(&dir)
-                .map_err(|e| storage(&format!("clear {}", dir.display()), e))?;
-        }
-        fs::create_dir_all(&dir).map_err(|e| storage(&format!("create {}", dir.display()), e))?;
+        empty_dir(&dir)?;
         let mut linked = HashMap::new();
         let entries = fs::read_dir(checkpoint)
             .map_err(|e| storage(&format!("read {}", checkpoint.display()), e))?;

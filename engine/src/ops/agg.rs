@@ -284,11 +284,7 @@ pub(crate) fn save_meta(
     watermark: i64,
     seq: u64,
 ) -> Result<()> {
-    let mut meta = Vec::with_capacity(16);
-    meta.extend_from_slice(&watermark.to_le_bytes());
-    meta.extend_from_slice(&seq.to_le_bytes());
-    ctx.state.put(table, META_KEY, &meta)?;
-    Ok(())
+    save_meta_with(ctx, table, watermark, seq, &[])
 }
 
 /// Writes the watermark, arrival sequence and `extra` operator facts.
@@ -307,23 +303,12 @@ pub(crate) fn save_meta_with(
     Ok(())
 }
 
-/// Reads what [`save_meta_with`] wrote: watermark, sequence, extra bytes.
+/// Reads what [`save_meta_with`] wrote: watermark, sequence, extra bytes;
+/// `None` on a fresh start.
 pub(crate) fn load_meta_with(
     ctx: &mut crate::operator::OperatorContext<'_>,
     table: runnel_state::TableId,
 ) -> Result<Option<(i64, u64, Vec<u8>)>> {
-    let Some((wm, seq)) = load_meta(ctx, table)? else {
-        return Ok(None);
-    };
-    let meta = ctx.state.get(table, META_KEY)?.unwrap_or_default();
-    Ok(Some((wm, seq, meta.get(16..).unwrap_or_default().to_vec())))
-}
-
-/// Reads what [`save_meta`] wrote; `None` on a fresh start.
-pub(crate) fn load_meta(
-    ctx: &mut crate::operator::OperatorContext<'_>,
-    table: runnel_state::TableId,
-) -> Result<Option<(i64, u64)>> {
     let Some(meta) = ctx.state.get(table, META_KEY)? else {
         return Ok(None);
     };
@@ -335,7 +320,19 @@ pub(crate) fn load_meta(
         .get(8..16)
         .and_then(|b| b.try_into().ok())
         .ok_or_else(|| corrupt("meta"))?;
-    Ok(Some((i64::from_le_bytes(wm), u64::from_le_bytes(seq))))
+    Ok(Some((
+        i64::from_le_bytes(wm),
+        u64::from_le_bytes(seq),
+        meta[16..].to_vec(),
+    )))
+}
+
+/// Reads what [`save_meta`] wrote; `None` on a fresh start.
+pub(crate) fn load_meta(
+    ctx: &mut crate::operator::OperatorContext<'_>,
+    table: runnel_state::TableId,
+) -> Result<Option<(i64, u64)>> {
+    Ok(load_meta_with(ctx, table)?.map(|(wm, seq, _)| (wm, seq)))
 }
 
 /// Every keyed entry of `table` in this subtask's key groups, split into

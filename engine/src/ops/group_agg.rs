@@ -59,8 +59,6 @@ pub struct GroupAggregate {
     /// True when the backend may hold groups that are not in memory (after
     /// a restore or an eviction), so a key missing in memory is looked up.
     backed: bool,
-    /// Times the cache was emptied because it outgrew the memory budget.
-    evictions: u64,
     seq: u64,
     table: Option<runnel_state::TableId>,
 }
@@ -96,7 +94,6 @@ impl GroupAggregate {
             key_bytes: 0,
             dirty: Vec::new(),
             backed: false,
-            evictions: 0,
             seq: 0,
             table: None,
         })
@@ -140,11 +137,6 @@ impl GroupAggregate {
             + self.accs.iter().map(|a| a.size_bytes()).sum::<usize>()
     }
 
-    /// Times the cache was emptied because it outgrew the memory budget.
-    pub fn evictions(&self) -> u64 {
-        self.evictions
-    }
-
     /// Writes the changed groups and the sequence to the backend.
     fn write_dirty(&mut self, ctx: &mut OperatorContext<'_>) -> Result<()> {
         let table = self.table()?;
@@ -171,7 +163,6 @@ impl GroupAggregate {
         self.dirty = Vec::new();
         self.key_bytes = 0;
         self.backed = true;
-        self.evictions += 1;
         ctx.metrics
             .state_spills
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -147,8 +147,6 @@ pub struct WindowAggregate {
     stored: BTreeMap<EventTime, BTreeSet<u16>>,
     /// Ends of windows that have a slice and have not fired.
     pending_ends: BTreeSet<EventTime>,
-    /// Flushes forced by the memory budget.
-    spills: u64,
     watermark: EventTime,
     /// Arrival sequence of the next row (FIRST_VALUE / LAST_VALUE order).
     seq: u64,
@@ -181,7 +179,6 @@ impl WindowAggregate {
             slices: BTreeMap::new(),
             stored: BTreeMap::new(),
             pending_ends: BTreeSet::new(),
-            spills: 0,
             watermark: EventTime::MIN,
             seq: 0,
             table: None,
@@ -225,11 +222,6 @@ impl WindowAggregate {
     /// Approximate bytes of the slices in memory.
     pub fn memory_size(&self) -> usize {
         self.slices.values().map(Slice::memory_size).sum()
-    }
-
-    /// Flushes forced by the memory budget so far.
-    pub fn spills(&self) -> u64 {
-        self.spills
     }
 
     fn table(&self) -> Result<TableId> {
@@ -550,7 +542,6 @@ impl Operator for WindowAggregate {
             .memory_budget
             .is_some_and(|budget| self.memory_size() > budget)
         {
-            self.spills += 1;
             ctx.metrics
                 .state_spills
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
