@@ -17,4 +17,16 @@ SELECT bid_auction AS auction, bid_bidder AS bidder, bid_price AS price, bid_cha
        bid_url AS url, event_time AS date_time
 FROM nexmark WHERE event_type = 2;
 
+CREATE VIEW person AS
+SELECT person_id AS id, person_name AS name, person_email AS email_address,
+       person_credit_card AS credit_card, person_city AS city, person_state AS state,
+       event_time AS date_time
+FROM nexmark WHERE event_type = 0;
+
+CREATE VIEW auction AS
+SELECT auction_id AS id, auction_item_name AS item_name, auction_description AS description,
+       auction_initial_bid AS initial_bid, auction_reserve AS reserve, event_time AS date_time,
+       auction_expires AS expires, auction_seller AS seller, auction_category AS category
+FROM nexmark WHERE event_type = 1;
+
 CREATE TABLE discard_sink (a STRING) WITH ('connector' = 'blackhole');

@@ -2,5 +2,7 @@
 //!
 //! The criterion micro-benchmarks live in `benches/` (run them with
 //! `cargo bench -p runnel-benches`); figures and how they were measured are in
-//! `benches/README.md`. The Nexmark harness will live here too; it does not
-//! exist yet.
+//! `benches/README.md`. The Nexmark harness ([`nexmark`], and the
+//! `runnel-bench` binary) runs the query files of `nexmark/`.
+
+pub mod nexmark;

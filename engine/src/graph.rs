@@ -97,6 +97,10 @@ pub struct JobGraph {
     pub checkpointing: Option<CheckpointConfig>,
     /// Where operator state lives.
     pub state: StateConfig,
+    /// How often each source subtask sends a latency marker behind its
+    /// rows (`'metrics.latency.interval'`); `None` sends none. See
+    /// [`crate::runtime::JobHandle::latency`].
+    pub latency_interval: Option<std::time::Duration>,
 }
 
 /// The kind of state backend (`'state.backend.type'`).
@@ -194,6 +198,7 @@ impl JobGraph {
             state: StateConfig::default(),
             channel_capacity: 8,
             checkpointing: None,
+            latency_interval: None,
         }
     }
 

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use arrow::array::{RecordBatch, UInt32Array};
 use crossbeam::channel::{self, Receiver, RecvTimeoutError, Select, SendTimeoutError, Sender};
+use hdrhistogram::Histogram;
 use runnel_state::{
     copy_all, key_group_for_hash, subtask_for_key_group, CheckpointInfo, CheckpointStore,
     MemorySnapshot, MemoryStateBackend, RocksMemory, RocksStateBackend, SnapshotData, StateBackend,
@@ -49,6 +50,8 @@ struct Shared {
     cancel: AtomicBool,
     stop: AtomicBool,
     error: Mutex<Option<EngineError>>,
+    /// How long latency markers took from source to sink.
+    latency: Mutex<LatencyHistogram>,
 }
 
 impl Shared {
@@ -108,6 +111,8 @@ pub struct Progress {
     pub watermark: Option<EventTime>,
     /// The last completed checkpoint.
     pub checkpoint: Option<CheckpointStats>,
+    /// Processing latency, when the job sends latency markers.
+    pub latency: Option<LatencySummary>,
 }
 
 impl std::fmt::Display for Progress {
@@ -124,6 +129,14 @@ impl std::fmt::Display for Progress {
             "rows in {} | rows out {} | watermark {} | late rows {} | malformed {}",
             self.rows_read, self.rows_written, wm, self.late_rows, self.malformed
         )?;
+        if let Some(l) = self.latency {
+            write!(
+                f,
+                " | latency p50 {:.1} ms, p99 {:.1} ms",
+                l.p50.as_secs_f64() * 1e3,
+                l.p99.as_secs_f64() * 1e3
+            )?;
+        }
         if let Some(c) = self.checkpoint {
             write!(
                 f,
@@ -137,6 +150,34 @@ impl std::fmt::Display for Progress {
         }
         Ok(())
     }
+}
+
+/// Microseconds that latency markers took from a source to a sink.
+#[derive(Debug)]
+struct LatencyHistogram(Histogram<u64>);
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        // 1 us to 1 hour in 3 significant digits; larger values saturate.
+        Self(
+            Histogram::new_with_bounds(1, 3_600_000_000, 3)
+                .expect("1 us .. 1 h at 3 significant digits is a valid histogram"),
+        )
+    }
+}
+
+/// Processing latency measured with latency markers
+/// ([`JobHandle::latency`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LatencySummary {
+    /// Markers that reached a sink.
+    pub samples: u64,
+    /// Median.
+    pub p50: Duration,
+    /// 99th percentile.
+    pub p99: Duration,
+    /// Largest.
+    pub max: Duration,
 }
 
 /// Entry point of the runtime.
@@ -325,6 +366,7 @@ impl Job {
                     ack: ack_tx.clone(),
                     is_source: source.is_some(),
                     checkpointing: graph.checkpointing.is_some(),
+                    latency_interval: graph.latency_interval,
                 };
                 let (ctrl_tx, ctrl_rx) = channel::unbounded();
                 controls.push((source.is_some(), ctrl_tx));
@@ -495,6 +537,7 @@ impl JobHandle {
             malformed: 0,
             watermark: None,
             checkpoint: self.stats.lock().ok().and_then(|s| *s),
+            latency: self.latency(),
         };
         for m in &self.metrics {
             if m.is_source {
@@ -530,6 +573,23 @@ impl JobHandle {
                 "checkpoint timed out after {timeout:?}"
             ))),
         }
+    }
+
+    /// The processing latency so far: how long the latency markers that the
+    /// sources send every `JobGraph::latency_interval` took to reach the
+    /// sinks. `None` before the first marker arrives (or without markers).
+    pub fn latency(&self) -> Option<LatencySummary> {
+        let h = self.shared.latency.lock().ok()?;
+        let h = &h.0;
+        if h.is_empty() {
+            return None;
+        }
+        Some(LatencySummary {
+            samples: h.len(),
+            p50: Duration::from_micros(h.value_at_quantile(0.5)),
+            p99: Duration::from_micros(h.value_at_quantile(0.99)),
+            max: Duration::from_micros(h.max()),
+        })
     }
 
     /// The checkpoint this run resumed from, if any.
@@ -802,6 +862,8 @@ struct ChainRuntime {
     ack: Sender<Ack>,
     is_source: bool,
     checkpointing: bool,
+    /// How often a source sends a latency marker (sources only).
+    latency_interval: Option<Duration>,
 }
 
 impl ChainRuntime {
@@ -876,6 +938,19 @@ impl ChainRuntime {
             }
         }
         self.router.send_control(Message::Watermark(wm))
+    }
+
+    /// Passes a latency marker on, or, at the end of the job graph, records
+    /// how long it took to get here.
+    fn latency_marker(&mut self, sent: Instant) -> Result<()> {
+        if !self.router.edges.is_empty() {
+            return self.router.send_control(Message::LatencyMarker(sent));
+        }
+        let micros = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
+        if let Ok(mut h) = self.router.shared.latency.lock() {
+            h.0.saturating_record(micros.max(1));
+        }
+        Ok(())
     }
 
     /// Calls `on_barrier` on every operator of the chain, in order.
@@ -1124,6 +1199,7 @@ fn run_source(
         )
     });
     let mut last_explicit: Option<EventTime> = None;
+    let mut next_marker = chain.latency_interval.map(|i| Instant::now() + i);
     let emit = |chain: &mut ChainRuntime, wm: Watermark| -> Result<()> {
         if let Watermark::EventTime(t) = wm {
             metrics.watermark.set(t);
@@ -1143,6 +1219,13 @@ fn run_source(
         }
         while let Ok(c) = ctrl.try_recv() {
             chain.handle_control(c, &mut snapshot)?;
+        }
+        if let (Some(at), Some(interval)) = (next_marker, chain.latency_interval) {
+            let now = Instant::now();
+            if now >= at {
+                chain.latency_marker(now)?;
+                next_marker = Some(now + interval);
+            }
         }
         let polled = source.poll().map_err(|e| wrap(e, task))?;
         match polled {
@@ -1257,6 +1340,7 @@ fn run_operator(
                     chain.watermark(out)?;
                 }
             }
+            Message::LatencyMarker(sent) => chain.latency_marker(sent)?,
             Message::Barrier(b) => {
                 blocked[k] = true;
                 pending.get_or_insert((b, Instant::now()));
@@ -1571,6 +1655,69 @@ mod tests {
         while emitted.load(Ordering::SeqCst) < seen + 100 {
             std::thread::sleep(Duration::from_millis(1));
         }
+        job.stop();
+        job.wait()
+    }
+
+    /// A sink that takes `delay` per batch.
+    struct Slow(Duration);
+
+    impl Operator for Slow {
+        fn process_batch(
+            &mut self,
+            _input: usize,
+            _batch: RecordBatch,
+            _ctx: &mut OperatorContext<'_>,
+            _out: &mut dyn Collector,
+        ) -> Result<()> {
+            std::thread::sleep(self.0);
+            Ok(())
+        }
+    }
+
+    fn slow_sink_job(latency_interval: Option<Duration>) -> Result<JobHandle> {
+        let emitted = Arc::new(AtomicU64::new(0));
+        let mut g = JobGraph::new();
+        g.channel_capacity = 4;
+        g.latency_interval = latency_interval;
+        let src = g.add_source("src", 1, endless(&emitted, 1), None);
+        let sink = g.add_operator(
+            "sink",
+            1,
+            Arc::new(|_t: &TaskInfo| {
+                Ok(Box::new(Slow(Duration::from_millis(5))) as Box<dyn Operator>)
+            }),
+        );
+        g.connect(src, sink, Exchange::RoundRobin)?;
+        Job::start(g)
+    }
+
+    #[test]
+    fn latency_markers_wait_behind_the_rows_ahead_of_them() -> Result<()> {
+        let job = slow_sink_job(Some(Duration::from_millis(1)))?;
+        let give_up = Instant::now() + Duration::from_secs(60);
+        let summary = loop {
+            match job.latency() {
+                Some(l) if l.samples >= 5 => break l,
+                _ if Instant::now() > give_up => panic!("fewer than 5 markers reached the sink"),
+                _ => std::thread::sleep(Duration::from_millis(10)),
+            }
+        };
+        job.stop();
+        job.wait()?;
+        // The source is backpressured by a sink that sleeps 5 ms a batch,
+        // so each marker queues behind at least one such batch.
+        assert!(summary.p50 >= Duration::from_millis(5), "{summary:?}");
+        assert!(summary.p50 <= summary.p99 && summary.p99 <= summary.max);
+
+        // Without an interval no marker is sent.
+        let job = slow_sink_job(None)?;
+        while job.progress().rows_written < 10 {
+            assert!(Instant::now() < give_up, "the second job wrote nothing");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(job.latency(), None);
+        assert!(!job.progress().to_string().contains("latency"));
         job.stop();
         job.wait()
     }

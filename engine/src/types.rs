@@ -24,6 +24,11 @@ pub enum Message {
     Watermark(Watermark),
     /// A checkpoint barrier.
     Barrier(Barrier),
+    /// A latency marker: when a source subtask sent it. It overtakes no
+    /// row, and operators pass it on at once, so the time it takes to reach
+    /// a sink is the queueing and processing delay of the rows ahead of it
+    /// (not the time rows wait in window state).
+    LatencyMarker(std::time::Instant),
     /// The sender will send nothing more.
     End,
 }

@@ -355,6 +355,7 @@ impl Session {
         let statement = text.split_whitespace().collect::<Vec<_>>().join(" ");
         graph.checkpointing = self.checkpoint_config(&id, &statement, &graph, position)?;
         graph.state = self.state_config(position)?;
+        graph.latency_interval = self.latency_interval(position)?;
         self.jobs
             .push((id.clone(), statement.clone(), Arc::clone(&status)));
         Ok(Box::new(PreparedJob {
@@ -481,6 +482,22 @@ impl Session {
             config.local_dir = Some(PathBuf::from(v));
         }
         Ok(config)
+    }
+
+    /// `'metrics.latency.interval'` (Flink's name): how often sources send
+    /// latency markers; milliseconds or a duration, `0` (the default) for
+    /// none.
+    fn latency_interval(&self, position: crate::error::Position) -> Result<Option<Duration>> {
+        let Some(v) = self.option("metrics.latency.interval") else {
+            return Ok(None);
+        };
+        let d = parse_duration(v).ok_or_else(|| {
+            SqlError::plan(
+                format!("'metrics.latency.interval' must be milliseconds or a duration such as '100 ms', not '{v}'"),
+                position,
+            )
+        })?;
+        Ok((!d.is_zero()).then_some(d))
     }
 
     /// Checkpointing for job `id`, from the session options (Flink's

@@ -92,3 +92,244 @@ fn q11_sessions_count_every_bid_once() {
         "every bid is in exactly one session"
     );
 }
+
+// ---------------------------------------------------------------------------
+// q15-q17, q21, q22 against an oracle: every bid is collected once, the
+// query's answer is computed from those bids in Rust, and the query's final
+// rows (its changelog applied, through the Nexmark harness) must equal it.
+
+mod oracle {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::time::Duration;
+
+    use runnel_benches::nexmark::{
+        final_rows, run_query, run_script, Events, RunConfig, SOURCE_SQL,
+    };
+    use runnel_engine::sink::MemorySinkHandle;
+    use serde_json::{json, Value};
+
+    const EVENTS: u64 = 40_000;
+
+    struct Bid {
+        auction: i64,
+        bidder: i64,
+        price: i64,
+        channel: String,
+        url: String,
+        /// `YYYY-MM-DDTHH:MM:SS.sss` as the harness writes it.
+        date_time: String,
+    }
+
+    impl Bid {
+        fn day(&self) -> &str {
+            &self.date_time[..10]
+        }
+        fn rank(&self) -> usize {
+            match self.price {
+                p if p < 10_000 => 1,
+                p if p < 1_000_000 => 2,
+                _ => 3,
+            }
+        }
+    }
+
+    fn parse(line: &str) -> Vec<Value> {
+        match serde_json::from_str(line) {
+            Ok(Value::Array(v)) => v,
+            other => panic!("not a JSON array: {line} ({other:?})"),
+        }
+    }
+
+    fn bids() -> Vec<Bid> {
+        let sql = SOURCE_SQL.replace("${EVENTS}", &EVENTS.to_string())
+            + "\nSELECT auction, bidder, price, channel, url, date_time FROM bid;";
+        let handle = MemorySinkHandle::new();
+        run_script("bids", &sql, &[("parallelism", "2".into())], Some(&handle)).expect("bids");
+        let rows = final_rows(&handle.batches()).expect("rows");
+        assert_eq!(
+            rows.len() as u64,
+            EVENTS / 50 * 46,
+            "46 of every 50 events are bids"
+        );
+        rows.iter()
+            .map(|l| {
+                let v = parse(l);
+                let s = |i: usize| v[i].as_str().expect("a string").to_string();
+                let n = |i: usize| v[i].as_i64().expect("a number");
+                Bid {
+                    auction: n(0),
+                    bidder: n(1),
+                    price: n(2),
+                    channel: s(3),
+                    url: s(4),
+                    date_time: s(5),
+                }
+            })
+            .collect()
+    }
+
+    /// The query's final rows, sorted, as JSON text.
+    fn query(name: &str) -> Vec<String> {
+        let dir = std::env::temp_dir().join(format!("runnel-oracle-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let config = RunConfig {
+            events: Events::Generator(EVENTS),
+            parallelism: 2,
+            latency_interval: Duration::from_millis(100),
+            output_dir: Some(dir.clone()),
+        };
+        let result = run_query(name, &config).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(result.events, EVENTS);
+        let text = std::fs::read_to_string(dir.join("result.json")).expect("result.json");
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut rows: Vec<String> = text
+            .lines()
+            .map(|l| {
+                parse(l)
+                    .iter()
+                    .map(Value::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .collect();
+        rows.sort();
+        rows
+    }
+
+    fn sorted(rows: Vec<Vec<Value>>) -> Vec<String> {
+        let mut out: Vec<String> = rows
+            .iter()
+            .map(|r| r.iter().map(Value::to_string).collect::<Vec<_>>().join(","))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Counts, distinct bidders and distinct auctions, in total and per
+    /// price rank, of a group of bids (the columns of q15 and q16).
+    fn rank_stats(group: &[&Bid]) -> Vec<Value> {
+        let mut out = vec![json!(group.len())];
+        for r in 1..=3 {
+            out.push(json!(group.iter().filter(|b| b.rank() == r).count()));
+        }
+        for key in [|b: &Bid| b.bidder, |b: &Bid| b.auction] {
+            out.push(json!(group
+                .iter()
+                .map(|b| key(b))
+                .collect::<BTreeSet<_>>()
+                .len()));
+            for r in 1..=3 {
+                let distinct: BTreeSet<i64> = group
+                    .iter()
+                    .filter(|b| b.rank() == r)
+                    .map(|b| key(b))
+                    .collect();
+                out.push(json!(distinct.len()));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn q15_q16_q17_q21_q22_equal_the_oracle() {
+        let bids = bids();
+        assert!(bids.iter().any(|b| b.rank() == 1) && bids.iter().any(|b| b.rank() == 3));
+
+        let mut by_day: BTreeMap<&str, Vec<&Bid>> = BTreeMap::new();
+        let mut by_channel_day: BTreeMap<(&str, &str), Vec<&Bid>> = BTreeMap::new();
+        let mut by_auction_day: BTreeMap<(i64, &str), Vec<&Bid>> = BTreeMap::new();
+        for b in &bids {
+            by_day.entry(b.day()).or_default().push(b);
+            by_channel_day
+                .entry((&b.channel, b.day()))
+                .or_default()
+                .push(b);
+            by_auction_day
+                .entry((b.auction, b.day()))
+                .or_default()
+                .push(b);
+        }
+
+        let q15: Vec<Vec<Value>> = by_day
+            .iter()
+            .map(|(day, g)| [vec![json!(day)], rank_stats(g)].concat())
+            .collect();
+        assert_eq!(query("q15"), sorted(q15), "q15");
+
+        let q16: Vec<Vec<Value>> = by_channel_day
+            .iter()
+            .map(|((channel, day), g)| {
+                let minute = g.iter().map(|b| &b.date_time[11..16]).max().expect("a bid");
+                [
+                    vec![json!(channel), json!(day), json!(minute)],
+                    rank_stats(g),
+                ]
+                .concat()
+            })
+            .collect();
+        assert_eq!(query("q16"), sorted(q16), "q16");
+
+        let q17: Vec<Vec<Value>> = by_auction_day
+            .iter()
+            .map(|((auction, day), g)| {
+                let prices: Vec<i64> = g.iter().map(|b| b.price).collect();
+                let sum: i64 = prices.iter().sum();
+                let mut row = vec![json!(auction), json!(day), json!(g.len())];
+                for r in 1..=3 {
+                    row.push(json!(g.iter().filter(|b| b.rank() == r).count()));
+                }
+                row.push(json!(prices.iter().min()));
+                row.push(json!(prices.iter().max()));
+                row.push(json!(sum / prices.len() as i64));
+                row.push(json!(sum));
+                row
+            })
+            .collect();
+        assert_eq!(query("q17"), sorted(q17), "q17");
+
+        let q21: Vec<Vec<Value>> = bids
+            .iter()
+            .filter_map(|b| {
+                let from_url = b
+                    .url
+                    .split(['?', '&'])
+                    .find_map(|kv| kv.strip_prefix("channel_id="))
+                    .map(str::to_string);
+                let known = ["apple", "google", "facebook", "baidu"]
+                    .iter()
+                    .position(|c| b.channel.to_lowercase() == *c);
+                let id = match known {
+                    Some(i) => Some(i.to_string()),
+                    None => from_url,
+                }?;
+                Some(vec![
+                    json!(b.auction),
+                    json!(b.bidder),
+                    json!(b.price),
+                    json!(b.channel),
+                    json!(id),
+                ])
+            })
+            .collect();
+        assert!(!q21.is_empty());
+        assert_eq!(query("q21"), sorted(q21), "q21");
+
+        let q22: Vec<Vec<Value>> = bids
+            .iter()
+            .map(|b| {
+                let parts: Vec<&str> = b.url.split('/').collect();
+                let dir = |i: usize| parts.get(i).map_or(Value::Null, |p| json!(p));
+                vec![
+                    json!(b.auction),
+                    json!(b.bidder),
+                    json!(b.price),
+                    json!(b.channel),
+                    dir(3),
+                    dir(4),
+                    dir(5),
+                ]
+            })
+            .collect();
+        assert_eq!(query("q22"), sorted(q22), "q22");
+    }
+}

@@ -7,11 +7,12 @@ use arrow::array::{
     Array, ArrayRef, AsArray, Float64Array, Int32Array, Int64Array, StringArray, StringBuilder,
 };
 use arrow::datatypes::{DataType, Float64Type, Int64Type};
+use chrono::format::{Item, StrftimeItems};
 use regex::Regex;
 
 use super::coercion::{is_integer, is_numeric, is_string, is_stringifiable, numeric_self};
 use super::kernels::cast_strict;
-use super::temporal::{date_trunc, date_trunc_type, extract, is_temporal};
+use super::temporal::{date_trunc, date_trunc_type, extract, format_timestamps, is_temporal};
 use super::{ScalarFunction, Value};
 use crate::error::Result;
 use crate::{exec_err, plan_err};
@@ -109,6 +110,36 @@ pub(crate) fn return_type(func: &ScalarFunction, args: &[DataType]) -> Result<Da
             }
             Ok(DataType::Utf8)
         }
+        F::RegexpExtract => {
+            check_arity(func, args, 2, 3)?;
+            for i in 0..2 {
+                check_arg(func, args, i, is_text(&t(i)), "a string")?;
+            }
+            if args.len() == 3 {
+                check_arg(func, args, 2, is_int(&t(2)), "an integer")?;
+            }
+            Ok(DataType::Utf8)
+        }
+        F::SplitIndex => {
+            check_arity(func, args, 3, 3)?;
+            for i in 0..2 {
+                check_arg(func, args, i, is_text(&t(i)), "a string")?;
+            }
+            check_arg(func, args, 2, is_int(&t(2)), "an integer")?;
+            Ok(DataType::Utf8)
+        }
+        F::DateFormat => {
+            check_arity(func, args, 2, 2)?;
+            check_arg(
+                func,
+                args,
+                0,
+                is_temporal(&t(0)) || t(0) == DataType::Null,
+                "a timestamp or date",
+            )?;
+            check_arg(func, args, 1, is_text(&t(1)), "a string")?;
+            Ok(DataType::Utf8)
+        }
         F::Extract(_) => {
             check_arity(func, args, 1, 1)?;
             check_arg(func, args, 0, is_temporal(&t(0)), "a timestamp or date")?;
@@ -149,10 +180,17 @@ pub(crate) fn check_literal_args(
     func: &ScalarFunction,
     literal_args: &[Option<&super::ScalarValue>],
 ) -> Result<()> {
-    if let (ScalarFunction::RegexpReplace, Some(Some(super::ScalarValue::Utf8(p)))) =
-        (func, literal_args.get(1))
-    {
-        compile(p).map_err(|e| crate::error::EngineError::Plan(e.to_string()))?;
+    match (func, literal_args.get(1)) {
+        (
+            ScalarFunction::RegexpReplace | ScalarFunction::RegexpExtract,
+            Some(Some(super::ScalarValue::Utf8(p))),
+        ) => {
+            compile(p).map_err(|e| crate::error::EngineError::Plan(e.to_string()))?;
+        }
+        (ScalarFunction::DateFormat, Some(Some(super::ScalarValue::Utf8(p)))) => {
+            java_date_pattern(p).map_err(|e| crate::error::EngineError::Plan(e.to_string()))?;
+        }
+        _ => {}
     }
     Ok(())
 }
@@ -213,6 +251,9 @@ pub(crate) fn evaluate(func: &ScalarFunction, args: &[Value], n: usize) -> Resul
         F::Substring => substring(&arrays),
         F::Concat => concat(&arrays, n),
         F::RegexpReplace => regexp_replace(args, &arrays),
+        F::RegexpExtract => regexp_extract(args, &arrays),
+        F::SplitIndex => split_index(&arrays),
+        F::DateFormat => date_format(&arrays),
         F::Extract(field) => extract(*field, arg(0)?),
         F::DateTrunc(field) => date_trunc(*field, arg(0)?),
         F::Abs | F::Floor | F::Ceil | F::Round => math(func, &arrays, &ret),
@@ -371,6 +412,182 @@ fn regexp_replace(args: &[Value], arrays: &[ArrayRef]) -> Result<ArrayRef> {
         b.append_value(re.replace_all(s.value(i), rep.value(i)));
     }
     Ok(Arc::new(b.finish()))
+}
+
+/// A constant pattern argument compiled once, or `None` when it varies.
+fn constant_regex(arg: Option<&Value>) -> Result<Option<Regex>> {
+    let Some(Value::Scalar(p)) = arg else {
+        return Ok(None);
+    };
+    let p = utf8(p)?;
+    let p = p.as_string::<i32>();
+    if p.is_empty() || p.is_null(0) {
+        return Ok(None);
+    }
+    compile(p.value(0)).map(Some)
+}
+
+/// REGEXP_EXTRACT(s, pattern [, group]) as Flink: the first match's group
+/// (0, the default, is the whole match); NULL when nothing matches, the
+/// group did not take part in the match, or the group does not exist.
+fn regexp_extract(args: &[Value], arrays: &[ArrayRef]) -> Result<ArrayRef> {
+    let s = utf8(&arrays[0])?;
+    let s = s.as_string::<i32>();
+    let pat = utf8(&arrays[1])?;
+    let pat = pat.as_string::<i32>();
+    let group = match arrays.get(2) {
+        Some(g) => Some(cast_strict(g, &DataType::Int64)?),
+        None => None,
+    };
+    let group = group.as_ref().map(|g| g.as_primitive::<Int64Type>());
+    let constant = constant_regex(args.get(1))?;
+    let mut cache: HashMap<String, Regex> = HashMap::new();
+    let mut b = StringBuilder::with_capacity(s.len(), 0);
+    for i in 0..s.len() {
+        if s.is_null(i) || pat.is_null(i) || group.is_some_and(|g| g.is_null(i)) {
+            b.append_null();
+            continue;
+        }
+        let re = match &constant {
+            Some(re) => re,
+            None => {
+                let p = pat.value(i);
+                if !cache.contains_key(p) {
+                    cache.insert(p.to_string(), compile(p)?);
+                }
+                match cache.get(p) {
+                    Some(re) => re,
+                    None => exec_err!("regular expression cache lost '{p}'"),
+                }
+            }
+        };
+        let g = group.map_or(0, |g| g.value(i));
+        let piece = usize::try_from(g).ok().and_then(|g| {
+            re.captures(s.value(i))
+                .and_then(|c| c.get(g))
+                .map(|m| m.as_str())
+        });
+        b.append_option(piece);
+    }
+    Ok(Arc::new(b.finish()))
+}
+
+/// SPLIT_INDEX(s, separator, n) as Flink: pieces between separators,
+/// empty ones included; NULL for a piece past the end, a negative n or an
+/// empty separator.
+fn split_index(arrays: &[ArrayRef]) -> Result<ArrayRef> {
+    let s = utf8(&arrays[0])?;
+    let s = s.as_string::<i32>();
+    let sep = utf8(&arrays[1])?;
+    let sep = sep.as_string::<i32>();
+    let n = cast_strict(&arrays[2], &DataType::Int64)?;
+    let n = n.as_primitive::<Int64Type>();
+    let mut b = StringBuilder::with_capacity(s.len(), 0);
+    for i in 0..s.len() {
+        if s.is_null(i) || sep.is_null(i) || n.is_null(i) || sep.value(i).is_empty() {
+            b.append_null();
+            continue;
+        }
+        let piece = usize::try_from(n.value(i))
+            .ok()
+            .and_then(|k| s.value(i).split(sep.value(i)).nth(k));
+        b.append_option(piece);
+    }
+    Ok(Arc::new(b.finish()))
+}
+
+/// DATE_FORMAT(ts, pattern): each distinct pattern is translated once.
+fn date_format(arrays: &[ArrayRef]) -> Result<ArrayRef> {
+    let pat = utf8(&arrays[1])?;
+    let pat = pat.as_string::<i32>();
+    let mut cache: HashMap<&str, Vec<Item<'static>>> = HashMap::new();
+    for p in pat.iter().flatten() {
+        if !cache.contains_key(p) {
+            let chrono_format = java_date_pattern(p)?;
+            let items = match StrftimeItems::new(&chrono_format).parse_to_owned() {
+                Ok(items) => items,
+                Err(e) => exec_err!("date pattern '{p}': {e}"),
+            };
+            cache.insert(p, items);
+        }
+    }
+    format_timestamps(&arrays[0], |i| {
+        if pat.is_null(i) {
+            return None;
+        }
+        cache.get(pat.value(i)).map(Vec::as_slice)
+    })
+}
+
+/// Translates a Java date pattern (Flink's DATE_FORMAT) into a chrono
+/// format string. Letters: `yyyy` `yy` `MM` `M` `MMM` `dd` `d` `HH` `H` `hh`
+/// `h` `mm` `m` `ss` `s` `SSS` `a` `EEE`; text in single quotes is literal
+/// (`''` is a quote); other letters are an error, other characters literal.
+pub(crate) fn java_date_pattern(pattern: &str) -> Result<String> {
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '\'' {
+            if chars.get(i + 1) == Some(&'\'') {
+                out.push('\'');
+                i += 2;
+                continue;
+            }
+            let Some(end) = chars[i + 1..].iter().position(|&x| x == '\'') else {
+                exec_err!("unterminated quote in date pattern '{pattern}'");
+            };
+            for &x in &chars[i + 1..i + 1 + end] {
+                if x == '%' {
+                    out.push_str("%%");
+                } else {
+                    out.push(x);
+                }
+            }
+            i += end + 2;
+            continue;
+        }
+        if !c.is_ascii_alphabetic() {
+            if c == '%' {
+                out.push_str("%%");
+            } else {
+                out.push(c);
+            }
+            i += 1;
+            continue;
+        }
+        let run = chars[i..].iter().take_while(|&&x| x == c).count();
+        let spec = match (c, run) {
+            ('y', 2) => "%y",
+            ('y', _) => "%Y",
+            ('M', 1) => "%-m",
+            ('M', 2) => "%m",
+            ('M', 3) => "%b",
+            ('M', _) => "%B",
+            ('d', 1) => "%-d",
+            ('d', _) => "%d",
+            ('H', 1) => "%-H",
+            ('H', _) => "%H",
+            ('h', 1) => "%-I",
+            ('h', _) => "%I",
+            ('m', 1) => "%-M",
+            ('m', _) => "%M",
+            ('s', 1) => "%-S",
+            ('s', _) => "%S",
+            ('S', 3) => "%3f",
+            ('a', _) => "%p",
+            ('E', 1..=3) => "%a",
+            ('E', _) => "%A",
+            _ => exec_err!(
+                "date pattern '{pattern}': '{}' is not supported (use y, M, d, H, h, m, s, SSS, a, E)",
+                c.to_string().repeat(run)
+            ),
+        };
+        out.push_str(spec);
+        i += run;
+    }
+    Ok(out)
 }
 
 /// ABS, FLOOR, CEIL and ROUND. Integers are computed as BIGINT with checked

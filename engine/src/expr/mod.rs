@@ -370,6 +370,15 @@ pub enum ScalarFunction {
     CharLength,
     /// `REGEXP_REPLACE(s, pattern, replacement)`, all matches.
     RegexpReplace,
+    /// `REGEXP_EXTRACT(s, pattern [, group])`: the group (default 0, the
+    /// whole match) of the first match; NULL without a match.
+    RegexpExtract,
+    /// `SPLIT_INDEX(s, separator, n)`: the n-th (0-based) piece of `s` split
+    /// at every `separator`; NULL past the last piece or for a negative n.
+    SplitIndex,
+    /// `DATE_FORMAT(ts, pattern)`: the timestamp as text, with a Java
+    /// (Flink) pattern such as `'yyyy-MM-dd HH:mm'`.
+    DateFormat,
     /// `EXTRACT(field FROM ts)` as BIGINT.
     Extract(TimeUnitField),
     /// `DATE_TRUNC(field, ts)` as TIMESTAMP(3).
@@ -397,6 +406,9 @@ impl ScalarFunction {
             ScalarFunction::Concat => "CONCAT",
             ScalarFunction::CharLength => "CHAR_LENGTH",
             ScalarFunction::RegexpReplace => "REGEXP_REPLACE",
+            ScalarFunction::RegexpExtract => "REGEXP_EXTRACT",
+            ScalarFunction::SplitIndex => "SPLIT_INDEX",
+            ScalarFunction::DateFormat => "DATE_FORMAT",
             ScalarFunction::Extract(_) => "EXTRACT",
             ScalarFunction::DateTrunc(_) => "DATE_TRUNC",
             ScalarFunction::Abs => "ABS",
@@ -1745,6 +1757,113 @@ mod tests {
         let b2 = one("p", Arc::new(StringArray::from(vec![Some("x"), Some("(")])))?;
         let m = exec_message(bad_col.evaluate(&b2));
         assert!(m.starts_with("invalid regular expression '('"), "{m}");
+        Ok(())
+    }
+
+    #[test]
+    fn regexp_extract_groups_and_misses() -> Result<()> {
+        let b = one(
+            "u",
+            Arc::new(StringArray::from(vec![
+                Some("a=1&channel_id=xyz&b=2"),
+                Some("channel_id=first"),
+                Some("no match here"),
+                None,
+            ])),
+        )?;
+        let pattern = "(&|^)channel_id=([^&]*)";
+        let e = f(
+            ScalarFunction::RegexpExtract,
+            vec![col(0), lit(pattern), lit(2i64)],
+        );
+        assert_eq!(
+            strs(&e.evaluate(&b)?),
+            vec![s("xyz"), s("first"), None, None]
+        );
+        // without a group: the whole match; the empty alternative of group 1
+        let whole = f(ScalarFunction::RegexpExtract, vec![col(0), lit(pattern)]);
+        assert_eq!(
+            strs(&whole.evaluate(&b)?)[..2],
+            [s("&channel_id=xyz"), s("channel_id=first")]
+        );
+        let g1 = f(
+            ScalarFunction::RegexpExtract,
+            vec![col(0), lit(pattern), lit(1i64)],
+        );
+        assert_eq!(strs(&g1.evaluate(&b)?)[..2], [s("&"), s("")]);
+        // a group the pattern does not have, and a negative one
+        for g in [3i64, -1] {
+            let e = f(
+                ScalarFunction::RegexpExtract,
+                vec![col(0), lit(pattern), lit(g)],
+            );
+            assert_eq!(strs(&e.evaluate(&b)?), vec![None, None, None, None]);
+        }
+        let bad = f(ScalarFunction::RegexpExtract, vec![col(0), lit("[")]);
+        assert!(matches!(
+            bad.data_type(b.schema_ref()),
+            Err(EngineError::Plan(_))
+        ));
+        Ok(())
+    }
+
+    #[test]
+    fn split_index_keeps_empty_pieces() -> Result<()> {
+        let b = one(
+            "u",
+            Arc::new(StringArray::from(vec![
+                Some("https://www.nexmark.com/abc/def/item.htm"),
+                None,
+            ])),
+        )?;
+        let piece = |n: i64, sep: &str| -> Result<Vec<Option<String>>> {
+            Ok(strs(
+                &f(ScalarFunction::SplitIndex, vec![col(0), lit(sep), lit(n)]).evaluate(&b)?,
+            ))
+        };
+        assert_eq!(piece(0, "/")?, vec![s("https:"), None]);
+        assert_eq!(piece(1, "/")?, vec![s(""), None]);
+        assert_eq!(piece(3, "/")?, vec![s("abc"), None]);
+        assert_eq!(piece(5, "/")?, vec![s("item.htm"), None]);
+        assert_eq!(piece(6, "/")?, vec![None, None]);
+        assert_eq!(piece(-1, "/")?, vec![None, None]);
+        assert_eq!(piece(1, "nexmark.")?, vec![s("com/abc/def/item.htm"), None]);
+        assert_eq!(piece(0, "")?, vec![None, None]);
+        Ok(())
+    }
+
+    #[test]
+    fn date_format_with_java_patterns() -> Result<()> {
+        let b = ts_batch()?;
+        let fmt = |p: &str| -> Result<Vec<Option<String>>> {
+            Ok(strs(
+                &f(ScalarFunction::DateFormat, vec![col(0), lit(p)]).evaluate(&b)?,
+            ))
+        };
+        assert_eq!(
+            fmt("yyyy-MM-dd HH:mm:ss.SSS")?,
+            vec![
+                s("1969-12-31 23:59:59.999"),
+                s("2024-02-29 23:59:59.999"),
+                s("2024-03-01 00:00:00.000"),
+                None
+            ]
+        );
+        assert_eq!(
+            fmt("yyyy-MM-dd")?,
+            vec![s("1969-12-31"), s("2024-02-29"), s("2024-03-01"), None]
+        );
+        assert_eq!(fmt("HH:mm")?[2], s("00:00"));
+        assert_eq!(fmt("d/M/yy 'at' h a")?[2], s("1/3/24 at 12 AM"));
+        assert_eq!(fmt("yyyy''MM '100%'")?[1], s("2024'02 100%"));
+        assert_eq!(fmt("EEE, MMM d")?[1], s("Thu, Feb 29"));
+        for bad in ["yyyy-qq", "'open"] {
+            let e = f(ScalarFunction::DateFormat, vec![col(0), lit(bad)]);
+            assert!(
+                matches!(e.data_type(b.schema_ref()), Err(EngineError::Plan(_))),
+                "{bad}"
+            );
+        }
         Ok(())
     }
 

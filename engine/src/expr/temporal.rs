@@ -1,12 +1,14 @@
-//! EXTRACT and DATE_TRUNC on millisecond timestamps.
+//! EXTRACT, DATE_TRUNC and DATE_FORMAT on millisecond timestamps.
 //!
 //! Timestamps are read as UTC wall-clock time (Flink's `TIMESTAMP(3)` has no
 //! zone); a zone on the Arrow type is kept on the output but not applied.
 
 use std::sync::Arc;
 
+use arrow::array::StringBuilder;
 use arrow::array::{Array, ArrayRef, AsArray, Int64Array, TimestampMillisecondArray};
 use arrow::datatypes::{DataType, TimeUnit, TimestampMillisecondType};
+use chrono::format::Item;
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Timelike};
 
 use super::kernels::cast_strict;
@@ -58,6 +60,35 @@ fn to_datetime(ms: i64) -> Result<NaiveDateTime> {
         Some(dt) => Ok(dt.naive_utc()),
         None => exec_err!("timestamp {ms} ms is out of the supported range"),
     }
+}
+
+/// Formats each timestamp of `input` with the chrono items `items_at(row)`
+/// gives for its row; NULL where either is NULL.
+pub(crate) fn format_timestamps<'a>(
+    input: &ArrayRef,
+    items_at: impl Fn(usize) -> Option<&'a [Item<'static>]>,
+) -> Result<ArrayRef> {
+    use std::fmt::Write;
+    let ms = as_millis(input)?;
+    let ms = ms.as_primitive::<TimestampMillisecondType>();
+    let mut b = StringBuilder::with_capacity(ms.len(), ms.len() * 16);
+    let mut buf = String::new();
+    for i in 0..ms.len() {
+        let items = match items_at(i) {
+            Some(items) if !ms.is_null(i) => items,
+            _ => {
+                b.append_null();
+                continue;
+            }
+        };
+        let dt = to_datetime(ms.value(i))?;
+        buf.clear();
+        if write!(buf, "{}", dt.format_with_items(items.iter())).is_err() {
+            exec_err!("cannot format timestamp {} ms", ms.value(i));
+        }
+        b.append_value(&buf);
+    }
+    Ok(Arc::new(b.finish()))
 }
 
 /// `EXTRACT(field FROM ts)` as BIGINT.
