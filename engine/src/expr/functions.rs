@@ -377,18 +377,7 @@ fn regexp_replace(args: &[Value], arrays: &[ArrayRef]) -> Result<ArrayRef> {
     let pat = pat.as_string::<i32>();
     let rep = utf8(&arrays[2])?;
     let rep = rep.as_string::<i32>();
-    let constant = match args.get(1) {
-        Some(Value::Scalar(p)) => {
-            let p = utf8(p)?;
-            let p = p.as_string::<i32>();
-            if p.is_empty() || p.is_null(0) {
-                None
-            } else {
-                Some(compile(p.value(0))?)
-            }
-        }
-        _ => None,
-    };
+    let constant = constant_regex(args.get(1))?;
     let mut cache: HashMap<String, Regex> = HashMap::new();
     let mut b = StringBuilder::with_capacity(s.len(), s.value_data().len());
     for i in 0..s.len() {
@@ -396,19 +385,7 @@ fn regexp_replace(args: &[Value], arrays: &[ArrayRef]) -> Result<ArrayRef> {
             b.append_null();
             continue;
         }
-        let re = match &constant {
-            Some(re) => re,
-            None => {
-                let p = pat.value(i);
-                if !cache.contains_key(p) {
-                    cache.insert(p.to_string(), compile(p)?);
-                }
-                match cache.get(p) {
-                    Some(re) => re,
-                    None => exec_err!("regular expression cache lost '{p}'"),
-                }
-            }
-        };
+        let re = row_regex(constant.as_ref(), &mut cache, pat.value(i))?;
         b.append_value(re.replace_all(s.value(i), rep.value(i)));
     }
     Ok(Arc::new(b.finish()))
@@ -425,6 +402,25 @@ fn constant_regex(arg: Option<&Value>) -> Result<Option<Regex>> {
         return Ok(None);
     }
     compile(p.value(0)).map(Some)
+}
+
+/// The regular expression of one row: the constant one, or the row's
+/// pattern compiled once per distinct value.
+fn row_regex<'a>(
+    constant: Option<&'a Regex>,
+    cache: &'a mut HashMap<String, Regex>,
+    pattern: &str,
+) -> Result<&'a Regex> {
+    if let Some(re) = constant {
+        return Ok(re);
+    }
+    if !cache.contains_key(pattern) {
+        cache.insert(pattern.to_string(), compile(pattern)?);
+    }
+    match cache.get(pattern) {
+        Some(re) => Ok(re),
+        None => exec_err!("regular expression cache lost '{pattern}'"),
+    }
 }
 
 /// REGEXP_EXTRACT(s, pattern [, group]) as Flink: the first match's group
@@ -448,19 +444,7 @@ fn regexp_extract(args: &[Value], arrays: &[ArrayRef]) -> Result<ArrayRef> {
             b.append_null();
             continue;
         }
-        let re = match &constant {
-            Some(re) => re,
-            None => {
-                let p = pat.value(i);
-                if !cache.contains_key(p) {
-                    cache.insert(p.to_string(), compile(p)?);
-                }
-                match cache.get(p) {
-                    Some(re) => re,
-                    None => exec_err!("regular expression cache lost '{p}'"),
-                }
-            }
-        };
+        let re = row_regex(constant.as_ref(), &mut cache, pat.value(i))?;
         let g = group.map_or(0, |g| g.value(i));
         let piece = usize::try_from(g).ok().and_then(|g| {
             re.captures(s.value(i))
