@@ -52,12 +52,17 @@ impl OperatorHarness {
 
     /// Feeds one batch on input 0.
     pub fn batch(&mut self, batch: RecordBatch) -> Result<()> {
+        self.batch_on(0, batch)
+    }
+
+    /// Feeds one batch on input `input` (operators with several inputs).
+    pub fn batch_on(&mut self, input: usize, batch: RecordBatch) -> Result<()> {
         let mut ctx = OperatorContext {
             task: &self.task,
             state: &mut self.state,
             metrics: &self.metrics,
         };
-        self.op.process_batch(0, batch, &mut ctx, &mut self.out)
+        self.op.process_batch(input, batch, &mut ctx, &mut self.out)
     }
 
     /// Advances the watermark.

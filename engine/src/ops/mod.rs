@@ -7,6 +7,7 @@ pub mod group_agg;
 pub mod lookup_join;
 pub mod session;
 pub mod window_agg;
+pub mod window_join;
 
 pub use agg::AggregateCall;
 pub use basic::{ProcTimeOperator, UnionOperator};
@@ -14,5 +15,6 @@ pub use group_agg::{GroupAggregate, GroupAggregateSpec};
 pub use lookup_join::{JoinKind, LookupJoin};
 pub use session::{SessionAggregate, SessionAggregateSpec};
 pub use window_agg::{WindowAggregate, WindowAggregateSpec};
+pub use window_join::{WindowAssign, WindowJoin, WindowJoinSpec};
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,719 @@
+//! Window joins, and the window table function used without GROUP BY.
+//!
+//! [`WindowAssign`] appends `window_start`, `window_end` and `window_time`
+//! to every row, once per window the row belongs to: one copy for TUMBLE,
+//! `size / slide` copies for HOP, one per growth step for CUMULATE. It is
+//! what `SELECT ... FROM TABLE(TUMBLE(...))` without a GROUP BY runs, and
+//! what feeds a window join from a table.
+//!
+//! [`WindowJoin`] is the inner join of two append-only streams whose rows
+//! carry windows, on equal windows and equal keys (`window_start` and
+//! `window_end` are among the equality keys). Rows of each side are held
+//! per window end. When the watermark reaches the window's last millisecond
+//! (`end - 1`, the moment a window aggregate fires) both sides of the window
+//! are complete: they are joined by hashing the right side's keys, the
+//! remaining ON conditions are applied, the result is emitted and the held
+//! rows are dropped. A row for a window that already fired is late: it is
+//! counted and dropped. Output: the left side's columns, then the right
+//! side's; append-only.
+//!
+//! State: at each barrier the rows that arrived since the previous barrier
+//! are written to the backend as Arrow IPC, split by key group, under
+//! `key group | window end | side | sequence`. Restoring reads them back;
+//! firing a window deletes its entries in each key group it wrote. Held rows
+//! also stay in memory until their window fires, so the rows of the open
+//! windows must fit in memory (they are one window's worth of input).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, TimestampMillisecondArray, UInt32Array};
+use arrow::compute::{concat_batches, filter_record_batch, take, take_record_batch};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::ipc::reader::StreamReader;
+use arrow::ipc::writer::StreamWriter;
+use runnel_state::key::encode_time;
+use runnel_state::TableId;
+
+use crate::error::{EngineError, Result};
+use crate::expr::Expr;
+use crate::keys::{hash_key, KeyEncoder};
+use crate::operator::{Collector, Operator, OperatorContext, OperatorFactory, TaskInfo};
+use crate::ops::agg::{decode_time_at, load_meta, save_meta, scan_owned};
+use crate::types::{event_time_millis, is_updating, Barrier, EventTime};
+use crate::window::WindowSpec;
+
+/// Names of the columns [`WindowAssign`] appends.
+pub const WINDOW_COLUMNS: [&str; 3] = ["window_start", "window_end", "window_time"];
+
+/// Rows per emitted batch of join results.
+const OUTPUT_BATCH_ROWS: usize = 8192;
+
+fn window_field(name: &str) -> Field {
+    Field::new(name, DataType::Timestamp(TimeUnit::Millisecond, None), false)
+}
+
+/// Appends each row's windows (see the module docs).
+#[derive(Debug)]
+pub struct WindowAssign {
+    window: WindowSpec,
+    time_column: usize,
+    schema: SchemaRef,
+}
+
+impl WindowAssign {
+    /// Output schema: `input` plus `window_start`, `window_end`, `window_time`.
+    pub fn output_schema(input: &Schema) -> SchemaRef {
+        let mut fields: Vec<Field> = input.fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.extend(WINDOW_COLUMNS.iter().map(|n| window_field(n)));
+        Arc::new(Schema::new(fields))
+    }
+
+    /// A factory for windows of `window` over `input`'s `time_column`.
+    /// SESSION windows depend on the rows around them and are rejected.
+    pub fn factory(
+        window: WindowSpec,
+        time_column: usize,
+        input: &Schema,
+    ) -> Result<OperatorFactory> {
+        if let WindowSpec::Session { .. } = window {
+            return Err(EngineError::Plan(
+                "a SESSION window must be followed by GROUP BY window_start, window_end".into(),
+            ));
+        }
+        window.validate()?;
+        if time_column >= input.fields().len() {
+            return Err(EngineError::Plan(format!(
+                "window time column {time_column} is outside the input's {} columns",
+                input.fields().len()
+            )));
+        }
+        let schema = Self::output_schema(input);
+        Ok(Arc::new(move |_t: &TaskInfo| {
+            Ok(Box::new(WindowAssign {
+                window,
+                time_column,
+                schema: Arc::clone(&schema),
+            }) as Box<dyn Operator>)
+        }))
+    }
+}
+
+impl Operator for WindowAssign {
+    fn process_batch(
+        &mut self,
+        _input: usize,
+        batch: RecordBatch,
+        ctx: &mut OperatorContext<'_>,
+        out: &mut dyn Collector,
+    ) -> Result<()> {
+        let times = event_time_millis(batch.column(self.time_column))?;
+        let mut rows: Vec<u32> = Vec::with_capacity(batch.num_rows());
+        let mut starts: Vec<i64> = Vec::with_capacity(batch.num_rows());
+        let mut ends: Vec<i64> = Vec::with_capacity(batch.num_rows());
+        let mut no_time = 0u64;
+        for i in 0..batch.num_rows() {
+            if times.is_null(i) {
+                no_time += 1;
+                continue;
+            }
+            for (s, e) in self.window.windows_of(times.value(i)) {
+                rows.push(i as u32);
+                starts.push(s);
+                ends.push(e);
+            }
+        }
+        if no_time > 0 {
+            // A row without a time belongs to no window, as in an aggregate.
+            ctx.metrics.add_late(no_time);
+        }
+        let indices = UInt32Array::from(rows);
+        let mut columns: Vec<ArrayRef> = batch
+            .columns()
+            .iter()
+            .map(|c| take(c.as_ref(), &indices, None))
+            .collect::<std::result::Result<_, _>>()?;
+        let times: Vec<i64> = ends.iter().map(|e| e - 1).collect();
+        columns.push(Arc::new(TimestampMillisecondArray::from(starts)));
+        columns.push(Arc::new(TimestampMillisecondArray::from(ends)));
+        columns.push(Arc::new(TimestampMillisecondArray::from(times)));
+        out.collect(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
+    }
+}
+
+/// What a window join joins on.
+#[derive(Debug, Clone)]
+pub struct WindowJoinSpec {
+    /// Equality keys of the left input; the window start is one of them.
+    pub left_keys: Vec<usize>,
+    /// Equality keys of the right input, pairwise equal to `left_keys`.
+    pub right_keys: Vec<usize>,
+    /// The left input's `window_end` column (also one of `left_keys`).
+    pub left_window_end: usize,
+    /// The right input's `window_end` column.
+    pub right_window_end: usize,
+    /// Other ON conditions, over the left columns followed by the right.
+    pub residual: Option<Expr>,
+}
+
+impl WindowJoinSpec {
+    /// Left columns, then right columns.
+    pub fn output_schema(left: &Schema, right: &Schema) -> SchemaRef {
+        let fields: Vec<Field> = left
+            .fields()
+            .iter()
+            .chain(right.fields().iter())
+            .map(|f| f.as_ref().clone())
+            .collect();
+        Arc::new(Schema::new(fields))
+    }
+
+    /// A factory for the subtasks; checks the spec against the inputs.
+    pub fn factory(self, left: SchemaRef, right: SchemaRef) -> Result<OperatorFactory> {
+        WindowJoin::new(self.clone(), &left, &right)?;
+        Ok(Arc::new(move |_t: &TaskInfo| {
+            Ok(Box::new(WindowJoin::new(self.clone(), &left, &right)?) as Box<dyn Operator>)
+        }))
+    }
+}
+
+/// Rows of one window not yet joined.
+#[derive(Debug, Default)]
+struct Held {
+    /// Batches per side (0 left, 1 right).
+    rows: [Vec<RecordBatch>; 2],
+    /// How many batches of each side are already in the backend.
+    saved: [usize; 2],
+    /// Key groups with entries of this window in the backend.
+    groups: BTreeSet<u16>,
+}
+
+/// The operator; see the module docs.
+#[derive(Debug)]
+pub struct WindowJoin {
+    encoders: [KeyEncoder; 2],
+    key_columns: [Vec<usize>; 2],
+    end_columns: [usize; 2],
+    residual: Option<Expr>,
+    schema: SchemaRef,
+    windows: BTreeMap<EventTime, Held>,
+    watermark: EventTime,
+    seq: u64,
+    table: Option<TableId>,
+}
+
+impl WindowJoin {
+    /// Builds the operator for inputs `left` and `right`.
+    pub fn new(spec: WindowJoinSpec, left: &SchemaRef, right: &SchemaRef) -> Result<Self> {
+        if is_updating(left) || is_updating(right) {
+            return Err(EngineError::Plan(
+                "a window join needs append-only inputs; one side is an updating stream".into(),
+            ));
+        }
+        if spec.left_keys.len() != spec.right_keys.len() || spec.left_keys.is_empty() {
+            return Err(EngineError::Plan(
+                "a window join needs equal, non-empty key lists".into(),
+            ));
+        }
+        for (&l, &r) in spec.left_keys.iter().zip(&spec.right_keys) {
+            let (lf, rf) = (left.field(l), right.field(r));
+            if lf.data_type() != rf.data_type() {
+                return Err(EngineError::Plan(format!(
+                    "join keys {} ({}) and {} ({}) have different types; CAST one side",
+                    lf.name(),
+                    lf.data_type(),
+                    rf.name(),
+                    rf.data_type()
+                )));
+            }
+        }
+        if !spec.left_keys.contains(&spec.left_window_end)
+            || !spec.right_keys.contains(&spec.right_window_end)
+        {
+            return Err(EngineError::Plan(
+                "a window join must have window_end = window_end among its keys".into(),
+            ));
+        }
+        let schema = WindowJoinSpec::output_schema(left, right);
+        if let Some(r) = &spec.residual {
+            let t = r.data_type(&schema)?;
+            if t != DataType::Boolean {
+                return Err(EngineError::Plan(format!(
+                    "a join condition must be BOOLEAN, not {t}"
+                )));
+            }
+        }
+        Ok(Self {
+            encoders: [
+                KeyEncoder::new(left, &spec.left_keys)?,
+                KeyEncoder::new(right, &spec.right_keys)?,
+            ],
+            key_columns: [spec.left_keys, spec.right_keys],
+            end_columns: [spec.left_window_end, spec.right_window_end],
+            residual: spec.residual,
+            schema,
+            windows: BTreeMap::new(),
+            watermark: i64::MIN,
+            seq: 0,
+            table: None,
+        })
+    }
+
+    /// The output schema.
+    pub fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table(&self) -> Result<TableId> {
+        self.table
+            .ok_or_else(|| EngineError::Internal("window join not opened".into()))
+    }
+
+    /// Joins the rows of one window and emits the result.
+    fn join(&self, held: &Held, out: &mut dyn Collector) -> Result<()> {
+        if held.rows[0].is_empty() || held.rows[1].is_empty() {
+            return Ok(());
+        }
+        let left = concat_batches(&held.rows[0][0].schema(), &held.rows[0])?;
+        let right = concat_batches(&held.rows[1][0].schema(), &held.rows[1])?;
+        let left_keys = self.encoders[0].encode(&left)?;
+        let right_keys = self.encoders[1].encode(&right)?;
+        // NULL keys match nothing.
+        let has_null = |batch: &RecordBatch, cols: &[usize], i: usize| {
+            cols.iter().any(|&c| batch.column(c).is_null(i))
+        };
+        let mut index: HashMap<&[u8], Vec<u32>, ahash::RandomState> = HashMap::default();
+        for (j, row) in right_keys.iter().enumerate() {
+            if !has_null(&right, &self.key_columns[1], j) {
+                index.entry(row.data()).or_default().push(j as u32);
+            }
+        }
+        let mut li: Vec<u32> = Vec::new();
+        let mut ri: Vec<u32> = Vec::new();
+        for (i, row) in left_keys.iter().enumerate() {
+            let Some(matches) = index.get(row.as_ref()) else {
+                continue;
+            };
+            if has_null(&left, &self.key_columns[0], i) {
+                continue;
+            }
+            for &j in matches {
+                li.push(i as u32);
+                ri.push(j);
+            }
+            if li.len() >= OUTPUT_BATCH_ROWS {
+                self.emit(&left, &right, &li, &ri, out)?;
+                li.clear();
+                ri.clear();
+            }
+        }
+        if !li.is_empty() {
+            self.emit(&left, &right, &li, &ri, out)?;
+        }
+        Ok(())
+    }
+
+    fn emit(
+        &self,
+        left: &RecordBatch,
+        right: &RecordBatch,
+        li: &[u32],
+        ri: &[u32],
+        out: &mut dyn Collector,
+    ) -> Result<()> {
+        let l = take_record_batch(left, &UInt32Array::from(li.to_vec()))?;
+        let r = take_record_batch(right, &UInt32Array::from(ri.to_vec()))?;
+        let mut columns = l.columns().to_vec();
+        columns.extend(r.columns().iter().cloned());
+        let mut batch = RecordBatch::try_new(Arc::clone(&self.schema), columns)?;
+        if let Some(cond) = &self.residual {
+            let keep = cond.evaluate(&batch)?;
+            batch = filter_record_batch(&batch, keep.as_boolean())?;
+        }
+        if batch.num_rows() > 0 {
+            out.collect(batch)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the rows that arrived since the last barrier, and the meta entry.
+    fn save(&mut self, ctx: &mut OperatorContext<'_>) -> Result<()> {
+        let table = self.table()?;
+        let max_parallelism = ctx.task.max_parallelism;
+        for (&end, held) in self.windows.iter_mut() {
+            let ns = encode_time(end);
+            for side in 0..2 {
+                for batch in &held.rows[side][held.saved[side]..] {
+                    let keys = self.encoders[side].encode(batch)?;
+                    let mut by_group: BTreeMap<u16, Vec<u32>> = BTreeMap::new();
+                    for (i, row) in keys.iter().enumerate() {
+                        let kg = runnel_state::key_group_for_hash(
+                            hash_key(row.as_ref()),
+                            max_parallelism,
+                        );
+                        by_group.entry(kg).or_default().push(i as u32);
+                    }
+                    for (kg, rows) in by_group {
+                        let part = take_record_batch(batch, &UInt32Array::from(rows))?;
+                        let mut suffix = vec![side as u8];
+                        suffix.extend_from_slice(&self.seq.to_be_bytes());
+                        self.seq += 1;
+                        let key = runnel_state::encode_key(kg, &ns, &suffix);
+                        ctx.state.put(table, &key, &to_ipc(&part)?)?;
+                        held.groups.insert(kg);
+                    }
+                }
+                held.saved[side] = held.rows[side].len();
+            }
+        }
+        save_meta(ctx, table, self.watermark, self.seq)
+    }
+
+    /// Deletes a fired window's entries.
+    fn forget(&self, end: EventTime, held: &Held, ctx: &mut OperatorContext<'_>) -> Result<()> {
+        let table = self.table()?;
+        for kg in &held.groups {
+            let mut prefix = kg.to_be_bytes().to_vec();
+            prefix.extend_from_slice(&encode_time(end));
+            ctx.state.delete_prefix(table, &prefix)?;
+        }
+        Ok(())
+    }
+}
+
+fn to_ipc(batch: &RecordBatch) -> Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    {
+        let mut w = StreamWriter::try_new(&mut buf, &batch.schema())?;
+        w.write(batch)?;
+        w.finish()?;
+    }
+    Ok(buf)
+}
+
+fn from_ipc(bytes: &[u8]) -> Result<RecordBatch> {
+    let mut reader = StreamReader::try_new(bytes, None)?;
+    reader.next().transpose()?.ok_or_else(|| {
+        EngineError::State(runnel_state::StateError::Corrupt {
+            table: "window join".into(),
+            reason: "a stored batch is empty".into(),
+        })
+    })
+}
+
+impl Operator for WindowJoin {
+    fn open(&mut self, ctx: &mut OperatorContext<'_>) -> Result<()> {
+        let table = ctx
+            .state
+            .register_table(&format!("{}/window_join", ctx.task.operator_name))?;
+        self.table = Some(table);
+        let Some((watermark, seq)) = load_meta(ctx, table)? else {
+            return Ok(());
+        };
+        self.watermark = watermark;
+        self.seq = seq;
+        for (kg, ns, key, value) in scan_owned(ctx, table, 8)? {
+            let end = decode_time_at(&ns, 0)?;
+            let side = match key.first() {
+                Some(0) => 0,
+                Some(1) => 1,
+                _ => {
+                    return Err(EngineError::State(runnel_state::StateError::Corrupt {
+                        table: "window join".into(),
+                        reason: "an entry names no side".into(),
+                    }))
+                }
+            };
+            let batch = from_ipc(&value)?;
+            let held = self.windows.entry(end).or_default();
+            held.rows[side].push(batch);
+            held.saved[side] += 1;
+            held.groups.insert(kg);
+        }
+        Ok(())
+    }
+
+    fn process_batch(
+        &mut self,
+        input: usize,
+        batch: RecordBatch,
+        ctx: &mut OperatorContext<'_>,
+        _out: &mut dyn Collector,
+    ) -> Result<()> {
+        if input > 1 {
+            return Err(EngineError::Internal(format!(
+                "a window join has two inputs, got input {input}"
+            )));
+        }
+        let n = batch.num_rows();
+        if n == 0 {
+            return Ok(());
+        }
+        let ends = event_time_millis(batch.column(self.end_columns[input]))?;
+        // Rows per window end, in first-seen order (a batch spans few windows).
+        let mut by_end: Vec<(EventTime, Vec<u32>)> = Vec::new();
+        let mut late = 0u64;
+        for i in 0..n {
+            if ends.is_null(i) || ends.value(i).saturating_sub(1) <= self.watermark {
+                late += 1;
+                continue;
+            }
+            let end = ends.value(i);
+            match by_end.iter_mut().rev().find(|(e, _)| *e == end) {
+                Some((_, rows)) => rows.push(i as u32),
+                None => by_end.push((end, vec![i as u32])),
+            }
+        }
+        if late > 0 {
+            ctx.metrics.add_late(late);
+        }
+        for (end, rows) in by_end {
+            let part = if rows.len() == n {
+                batch.clone()
+            } else {
+                take_record_batch(&batch, &UInt32Array::from(rows))?
+            };
+            self.windows.entry(end).or_default().rows[input].push(part);
+        }
+        Ok(())
+    }
+
+    fn on_watermark(
+        &mut self,
+        watermark: EventTime,
+        ctx: &mut OperatorContext<'_>,
+        out: &mut dyn Collector,
+    ) -> Result<()> {
+        if watermark <= self.watermark {
+            return Ok(());
+        }
+        self.watermark = watermark;
+        while let Some(entry) = self.windows.first_entry() {
+            if entry.key().saturating_sub(1) > watermark {
+                break;
+            }
+            let (end, held) = entry.remove_entry();
+            self.join(&held, out)?;
+            self.forget(end, &held, ctx)?;
+        }
+        Ok(())
+    }
+
+    fn on_barrier(&mut self, _barrier: &Barrier, ctx: &mut OperatorContext<'_>) -> Result<()> {
+        self.save(ctx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use arrow::array::Int64Array;
+
+    use super::*;
+    use crate::expr::{binary, col, BinaryOp};
+    use crate::testing::OperatorHarness;
+
+    fn ts() -> DataType {
+        DataType::Timestamp(TimeUnit::Millisecond, None)
+    }
+
+    /// window_start, window_end, k, v.
+    fn side_schema(value: &str) -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("window_start", ts(), false),
+            Field::new("window_end", ts(), false),
+            Field::new("k", DataType::Int64, true),
+            Field::new(value, DataType::Int64, false),
+        ]))
+    }
+
+    type Row = (i64, Option<i64>, i64);
+
+    /// Rows of (window_end, k, v) for 10 ms tumbling windows.
+    fn side(value: &str, rows: &[Row]) -> RecordBatch {
+        let ends: Vec<i64> = rows.iter().map(|r| r.0).collect();
+        RecordBatch::try_new(
+            side_schema(value),
+            vec![
+                Arc::new(TimestampMillisecondArray::from(
+                    ends.iter().map(|e| e - 10).collect::<Vec<_>>(),
+                )),
+                Arc::new(TimestampMillisecondArray::from(ends)),
+                Arc::new(Int64Array::from(rows.iter().map(|r| r.1).collect::<Vec<_>>())),
+                Arc::new(Int64Array::from(rows.iter().map(|r| r.2).collect::<Vec<_>>())),
+            ],
+        )
+        .expect("valid batch")
+    }
+
+    fn join_op(residual: Option<Expr>) -> Box<dyn Operator> {
+        let spec = WindowJoinSpec {
+            left_keys: vec![0, 1, 2],
+            right_keys: vec![0, 1, 2],
+            left_window_end: 1,
+            right_window_end: 1,
+            residual,
+        };
+        Box::new(WindowJoin::new(spec, &side_schema("v"), &side_schema("w")).expect("valid join"))
+    }
+
+    /// (window_end, k, v, w) of the output, sorted.
+    fn joined(batches: &[RecordBatch]) -> Vec<(i64, i64, i64, i64)> {
+        let mut out = Vec::new();
+        for b in batches {
+            assert_eq!(b.num_columns(), 8);
+            let i64s = |c: usize| b.column(c).as_primitive::<arrow::datatypes::Int64Type>().clone();
+            let end = b
+                .column(1)
+                .as_primitive::<arrow::datatypes::TimestampMillisecondType>()
+                .clone();
+            let right_end = b
+                .column(5)
+                .as_primitive::<arrow::datatypes::TimestampMillisecondType>()
+                .clone();
+            let (k, v, rk, w) = (i64s(2), i64s(3), i64s(6), i64s(7));
+            for i in 0..b.num_rows() {
+                assert_eq!(end.value(i), right_end.value(i), "windows must match");
+                assert_eq!(k.value(i), rk.value(i), "keys must match");
+                out.push((end.value(i), k.value(i), v.value(i), w.value(i)));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// The join written as a nested loop over every pair.
+    fn nested_loop(
+        left: &[Row],
+        right: &[Row],
+        keep: impl Fn(i64, i64) -> bool,
+    ) -> Vec<(i64, i64, i64, i64)> {
+        let mut out = Vec::new();
+        for l in left {
+            for r in right {
+                if l.0 == r.0 && l.1.is_some() && l.1 == r.1 && keep(l.2, r.2) {
+                    out.push((l.0, l.1.unwrap_or_default(), l.2, r.2));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    const LEFT: [Row; 6] = [
+        (10, Some(1), 5),
+        (10, Some(1), 7),
+        (10, Some(2), 1),
+        (10, None, 3),
+        (20, Some(1), 9),
+        (20, Some(3), 4),
+    ];
+    const RIGHT: [Row; 5] = [
+        (10, Some(1), 6),
+        (10, Some(2), 2),
+        (10, None, 3),
+        (20, Some(1), 9),
+        (20, Some(1), 1),
+    ];
+
+    #[test]
+    fn a_window_is_joined_when_the_watermark_reaches_its_last_millisecond() -> Result<()> {
+        let mut h = OperatorHarness::new(join_op(None))?;
+        h.batch_on(0, side("v", &LEFT[..3]))?;
+        h.batch_on(1, side("w", &RIGHT))?;
+        h.batch_on(0, side("v", &LEFT[3..]))?;
+        h.watermark(8)?;
+        assert!(h.take_output().is_empty(), "window [0, 10) is still open");
+        h.watermark(9)?;
+        let first = joined(&h.take_output());
+        let all = nested_loop(&LEFT, &RIGHT, |_, _| true);
+        let (w10, w20): (Vec<_>, Vec<_>) = all.into_iter().partition(|r| r.0 == 10);
+        assert_eq!(first, w10);
+        h.watermark(100)?;
+        assert_eq!(joined(&h.take_output()), w20);
+        Ok(())
+    }
+
+    #[test]
+    fn other_on_conditions_filter_the_pairs() -> Result<()> {
+        // v >= w over (left ++ right): v is column 3, w column 7.
+        let cond = binary(col(3), BinaryOp::GtEq, col(7));
+        let mut h = OperatorHarness::new(join_op(Some(cond)))?;
+        h.batch_on(0, side("v", &LEFT))?;
+        h.batch_on(1, side("w", &RIGHT))?;
+        h.watermark(i64::MAX)?;
+        let got = joined(&h.take_output());
+        assert_eq!(got, nested_loop(&LEFT, &RIGHT, |v, w| v >= w));
+        assert!(!got.is_empty() && got.len() < nested_loop(&LEFT, &RIGHT, |_, _| true).len());
+        Ok(())
+    }
+
+    #[test]
+    fn rows_for_a_fired_window_are_late() -> Result<()> {
+        let mut h = OperatorHarness::new(join_op(None))?;
+        h.batch_on(0, side("v", &LEFT[..1]))?;
+        h.watermark(9)?;
+        h.batch_on(1, side("w", &RIGHT[..1]))?;
+        h.watermark(100)?;
+        assert!(h.take_output().is_empty());
+        assert_eq!(h.metrics().late_rows_dropped.load(Ordering::Relaxed), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn held_rows_survive_a_restore_and_are_deleted_when_their_window_fires() -> Result<()> {
+        let mut h = OperatorHarness::new(join_op(None))?;
+        h.batch_on(0, side("v", &LEFT))?;
+        h.batch_on(1, side("w", &RIGHT[..2]))?;
+        let snapshot = h.checkpoint(1)?;
+        assert!(h.state_entries() > 1, "held rows are in the backend");
+        // Rows after the checkpoint are lost with the crash; the source
+        // replays them into the restored operator.
+        h.batch_on(1, side("w", &RIGHT[2..]))?;
+
+        let mut restored = OperatorHarness::restored(join_op(None), &snapshot)?;
+        restored.batch_on(1, side("w", &RIGHT[2..]))?;
+        restored.watermark(i64::MAX)?;
+        assert_eq!(
+            joined(&restored.take_output()),
+            nested_loop(&LEFT, &RIGHT, |_, _| true)
+        );
+        restored.checkpoint(2)?;
+        assert_eq!(restored.state_entries(), 1, "only the meta entry is left");
+        Ok(())
+    }
+
+    #[test]
+    fn assign_copies_each_row_into_its_windows() -> Result<()> {
+        let input = Arc::new(Schema::new(vec![Field::new("ts", ts(), true)]));
+        let factory = WindowAssign::factory(WindowSpec::Hop { slide: 5, size: 10 }, 0, &input)?;
+        let task = TaskInfo {
+            operator_name: "assign".into(),
+            subtask: 0,
+            parallelism: 1,
+            max_parallelism: runnel_state::DEFAULT_MAX_PARALLELISM,
+            checkpointing: false,
+            memory_budget: None,
+        };
+        let mut h = OperatorHarness::new(factory(&task)?)?;
+        let times = TimestampMillisecondArray::from(vec![Some(7), None, Some(10)]);
+        h.batch(RecordBatch::try_new(input, vec![Arc::new(times)])?)?;
+        let out = h.take_output();
+        let b = &out[0];
+        let get = |c: usize| {
+            b.column(c)
+                .as_primitive::<arrow::datatypes::TimestampMillisecondType>()
+                .values()
+                .to_vec()
+        };
+        // Each time t is in the windows [s, s + 10) with s a multiple of 5 in (t - 10, t].
+        assert_eq!(get(0), vec![7, 7, 10, 10]);
+        assert_eq!(get(1), vec![0, 5, 5, 10]);
+        assert_eq!(get(2), vec![10, 15, 15, 20]);
+        assert_eq!(get(3), vec![9, 14, 14, 19]);
+        assert_eq!(h.metrics().late_rows_dropped.load(Ordering::Relaxed), 1);
+        assert!(WindowAssign::factory(WindowSpec::Session { gap: 5 }, 0, &Schema::empty()).is_err());
+        Ok(())
+    }
+}
