@@ -32,7 +32,7 @@ use runnel_engine::operator::{OperatorFactory, OperatorMetrics, TaskInfo};
 use runnel_engine::ops::filter_project::{FilterOperator, ProjectOperator};
 use runnel_engine::ops::{
     AggregateCall, GroupAggregateSpec, JoinKind, LookupJoin, ProcTimeOperator,
-    SessionAggregateSpec, UnionOperator, WindowAggregateSpec,
+    SessionAggregateSpec, UnionOperator, WindowAggregateSpec, WindowAssign, WindowJoinSpec,
 };
 use runnel_engine::source::{SourcePoll, WatermarkStrategy};
 use runnel_engine::types::ROW_KIND_COLUMN;
@@ -53,6 +53,8 @@ use crate::parser::TABLE_ARGUMENT;
 const WINDOW_START: &str = "window_start";
 const WINDOW_END: &str = "window_end";
 const WINDOW_TIME: &str = "window_time";
+/// The time column added under a cascaded window aggregate.
+const CASCADE_TIME: &str = "$window_time";
 
 /// A logical plan node with its output facts.
 #[derive(Clone)]
@@ -65,6 +67,11 @@ pub struct Plan {
     pub updating: bool,
     /// The event-time attribute among the output columns.
     pub time_column: Option<usize>,
+    /// The `window_start` and `window_end` columns when every row belongs
+    /// to one window (after a window TVF or a window aggregate, while those
+    /// columns pass through unchanged): what window joins and cascaded
+    /// window aggregates key on.
+    pub window: Option<(usize, usize)>,
 }
 
 /// Plan nodes.
@@ -128,6 +135,15 @@ pub enum Node {
     Union {
         /// Inputs, all with the same column types.
         inputs: Vec<Plan>,
+    },
+    /// Two windowed streams joined window by window.
+    WindowJoin {
+        /// Left input.
+        left: Box<Plan>,
+        /// Right input.
+        right: Box<Plan>,
+        /// Keys, window columns and other conditions.
+        spec: WindowJoinSpec,
     },
     /// Stream joined with a bounded table loaded in memory.
     LookupJoin {
@@ -214,6 +230,23 @@ impl Plan {
                 input.prune(&n);
             }
             Node::Union { inputs } => inputs.iter_mut().for_each(|i| i.prune(needed)),
+            Node::WindowJoin { left, right, spec } => {
+                let width = left.scope.columns.len();
+                let mut all = needed.clone();
+                if let Some(r) = &spec.residual {
+                    r.columns(&mut all);
+                }
+                let mut l: BTreeSet<usize> = all.iter().copied().filter(|&c| c < width).collect();
+                l.extend(spec.left_keys.iter().copied());
+                let mut r: BTreeSet<usize> = all
+                    .iter()
+                    .filter(|&&c| c >= width)
+                    .map(|c| c - width)
+                    .collect();
+                r.extend(spec.right_keys.iter().copied());
+                left.prune(&l);
+                right.prune(&r);
+            }
             Node::LookupJoin {
                 input, stream_keys, ..
             } => {
@@ -244,6 +277,11 @@ impl Plan {
             | Node::GroupAggregate { input, .. }
             | Node::LookupJoin { input, .. } => input.scanned_tables(),
             Node::Union { inputs } => inputs.iter().flat_map(|i| i.scanned_tables()).collect(),
+            Node::WindowJoin { left, right, .. } => {
+                let mut t = left.scanned_tables();
+                t.extend(right.scanned_tables());
+                t
+            }
         }
     }
 
@@ -282,6 +320,15 @@ impl Plan {
                 format!("GroupAggregate keys {:?}", spec.key_columns)
             }
             Node::Union { .. } => "Union".to_string(),
+            Node::WindowJoin { spec, .. } => format!(
+                "WindowJoin keys {:?} = {:?}{}",
+                spec.left_keys,
+                spec.right_keys,
+                match &spec.residual {
+                    Some(r) => format!(" and {r}"),
+                    None => String::new(),
+                }
+            ),
             Node::LookupJoin { table, kind, .. } => {
                 format!("LookupJoin {kind:?} {}", table.descriptor.name)
             }
@@ -297,6 +344,10 @@ impl Plan {
             | Node::GroupAggregate { input, .. }
             | Node::LookupJoin { input, .. } => input.describe_into(depth + 1, out),
             Node::Union { inputs } => inputs.iter().for_each(|i| i.describe_into(depth + 1, out)),
+            Node::WindowJoin { left, right, .. } => {
+                left.describe_into(depth + 1, out);
+                right.describe_into(depth + 1, out);
+            }
         }
     }
 }
@@ -444,7 +495,7 @@ impl<'a> Planner<'a> {
                     ))
                 }
                 SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..) => {
-                    if !group_exprs.is_empty() || matches!(from.node, Node::WindowTvf { .. }) {
+                    if !group_exprs.is_empty() {
                         return Err(SqlError::plan(
                             "SELECT * cannot be combined with GROUP BY or a window; name the columns",
                             pos(item),
@@ -487,9 +538,13 @@ impl<'a> Planner<'a> {
                     pos(select),
                 ));
             }
-            if let Node::WindowTvf { .. } = from.node {
+            if let Node::WindowTvf {
+                window: WindowSpec::Session { .. },
+                ..
+            } = from.node
+            {
                 return Err(SqlError::plan(
-                    "a window table function must be followed by GROUP BY window_start, window_end",
+                    "a SESSION window must be followed by GROUP BY window_start, window_end",
                     pos(select),
                 ));
             }
@@ -519,7 +574,8 @@ impl<'a> Planner<'a> {
             ));
         }
         // Window: the input is a window TVF and GROUP BY names its columns.
-        let (base, window) = match input.node {
+        let input_window = input.window;
+        let (mut base, window) = match input.node {
             Node::WindowTvf {
                 input: inner,
                 window,
@@ -561,6 +617,47 @@ impl<'a> Planner<'a> {
                 "a windowed GROUP BY must include both window_start and window_end",
                 position,
             ));
+        }
+        // A cascaded window aggregate: the input's rows already carry one
+        // window each (a window aggregate's output) and GROUP BY keeps both
+        // of its columns. Each group is complete when the watermark reaches
+        // the window's last millisecond, so it runs as a window aggregate
+        // over 1 ms tumbling windows on `window_end - 1`, keyed by the
+        // window columns: it fires exactly when the input window fired.
+        let cascade = match window {
+            None => input_window.filter(|(s, e)| keys.contains(s) && keys.contains(e)),
+            Some(_) => None,
+        };
+        if let Some((_, end)) = cascade {
+            let mut exprs: Vec<(Expr, String)> = base
+                .scope
+                .columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (Expr::Column(i), c.name.clone()))
+                .collect();
+            exprs.push((
+                Expr::Binary {
+                    op: BinaryOp::Minus,
+                    left: Box::new(Expr::Column(end)),
+                    right: Box::new(Expr::Literal(ScalarValue::IntervalMillis(1))),
+                },
+                CASCADE_TIME.to_string(),
+            ));
+            let mut scope = base.scope.clone();
+            scope
+                .columns
+                .push(col(CASCADE_TIME, None, ts_type(), false));
+            base = Plan {
+                time_column: Some(base_width),
+                window: base.window,
+                updating: false,
+                scope,
+                node: Node::Project {
+                    input: Box::new(base),
+                    exprs,
+                },
+            };
         }
         // Collect aggregate calls from the select list and HAVING.
         let mut aggs: Vec<(String, AggregateCall, DataType)> = Vec::new();
@@ -648,6 +745,23 @@ impl<'a> Planner<'a> {
                     }
                 }
             }
+            None if cascade.is_some() => {
+                out_cols.push(col("$cascade_start", None, ts_type(), false));
+                out_cols.push(col("$cascade_end", None, ts_type(), false));
+                let spec = WindowAggregateSpec {
+                    window: WindowSpec::Tumble { size: 1 },
+                    time_column: base_width,
+                    key_columns: keys.clone(),
+                    aggregates: calls,
+                };
+                (
+                    Node::WindowAggregate {
+                        input: Box::new(base),
+                        spec,
+                    },
+                    false,
+                )
+            }
             None => {
                 let spec = GroupAggregateSpec {
                     key_columns: keys.clone(),
@@ -673,11 +787,21 @@ impl<'a> Planner<'a> {
         if updating {
             out_cols.push(col(ROW_KIND_COLUMN, None, DataType::Int8, false));
         }
+        // Where window_start and window_end are among the output columns.
+        let window_columns = match (&node, cascade) {
+            (_, Some((s, e))) => keys
+                .iter()
+                .position(|&k| k == s)
+                .zip(keys.iter().position(|&k| k == e)),
+            (Node::WindowAggregate { .. }, None) => Some((keys.len(), keys.len() + 1)),
+            _ => None,
+        };
         let agg_plan = Plan {
             node,
             scope: Scope::new(out_cols),
             updating,
             time_column: None,
+            window: window_columns,
         };
         // Select list and HAVING over the aggregate's output.
         let agg_scope = agg_plan.scope.clone();
@@ -736,6 +860,7 @@ impl<'a> Planner<'a> {
                 scope: agg_scope.clone(),
                 updating,
                 time_column: None,
+                window: window_columns,
             };
         }
         project(plan, items, &mut substitute)
@@ -764,17 +889,23 @@ impl<'a> Planner<'a> {
                 ))
             }
         };
-        let ast::TableFactor::Table { name, alias, .. } = &join.relation else {
-            return Err(SqlError::plan(
-                "the right side of a join must be a table",
-                pos(&join.relation),
-            ));
+        // A table named on the right is the build side of a lookup join;
+        // anything else (a view, a subquery, a window function) is a
+        // stream, joined with the left stream window by window.
+        let lookup = match &join.relation {
+            ast::TableFactor::Table {
+                name, alias, args, ..
+            } if args.is_none() && !self.ctes.contains_key(&key_of(name)) => {
+                match self.catalog.get(name) {
+                    Some(Entry::Table(table)) => Some((name, alias, table)),
+                    _ => None,
+                }
+            }
+            _ => None,
         };
-        let Some(Entry::Table(table)) = self.catalog.get(name) else {
-            return Err(SqlError::plan(
-                format!("the right side of a join must be a table (joins of two streams are not supported yet); '{name}' is not a table"),
-                position_of(name),
-            ));
+        let Some((name, alias, table)) = lookup else {
+            let right = self.plan_table_factor(&join.relation)?;
+            return plan_window_join(left, right, kind, constraint, pos(&join.relation));
         };
         let qualifier = alias
             .as_ref()
@@ -835,6 +966,7 @@ impl<'a> Planner<'a> {
         }
         Ok(Plan {
             time_column: left.time_column,
+            window: left.window,
             node: Node::LookupJoin {
                 input: Box::new(left),
                 table: table.clone(),
@@ -916,6 +1048,7 @@ impl<'a> Planner<'a> {
                         projection: None,
                     },
                     time_column: t.descriptor.watermark.map(|w| w.0),
+                    window: None,
                     scope,
                     updating: false,
                 })
@@ -1090,8 +1223,13 @@ impl<'a> Planner<'a> {
         columns.push(col(WINDOW_START, None, ts_type(), false));
         columns.push(col(WINDOW_END, None, ts_type(), false));
         columns.push(col(WINDOW_TIME, None, ts_type(), false));
+        let width = input.scope.columns.len();
         Ok(Plan {
             time_column: input.time_column,
+            window: match window {
+                WindowSpec::Session { .. } => None,
+                _ => Some((width, width + 1)),
+            },
             node: Node::WindowTvf {
                 input: Box::new(input),
                 window,
@@ -1282,12 +1420,136 @@ fn bind_aggregate(f: &ast::Function, scope: &Scope) -> Result<(AggregateCall, Da
     Ok((call, ret))
 }
 
+/// The join of two streams: a window join (see
+/// [`runnel_engine::ops::window_join`]). Both sides must carry windows and
+/// ON must equate their `window_start` and `window_end` columns; other
+/// equalities between the sides are keys too, and the remaining conditions
+/// filter the joined pairs.
+fn plan_window_join(
+    left: Plan,
+    right: Plan,
+    kind: JoinKind,
+    constraint: &ast::JoinConstraint,
+    position: Position,
+) -> Result<Plan> {
+    const NEEDS_WINDOWS: &str = "joins of two streams are window joins: both sides must be windowed (a window table function or a window aggregate, keeping window_start and window_end) and ON must include a.window_start = b.window_start AND a.window_end = b.window_end; regular and interval joins of two streams are not supported yet";
+    if kind != JoinKind::Inner {
+        return Err(SqlError::plan(
+            "only INNER window joins are supported yet",
+            position,
+        ));
+    }
+    if left.updating || right.updating {
+        return Err(SqlError::plan(
+            "joining an updating stream is not supported yet",
+            position,
+        ));
+    }
+    let (Some((lws, lwe)), Some((rws, rwe))) = (left.window, right.window) else {
+        return Err(SqlError::plan(NEEDS_WINDOWS, position));
+    };
+    let ast::JoinConstraint::On(on) = constraint else {
+        return Err(SqlError::plan("a join needs an ON condition", position));
+    };
+    let mut left_keys = Vec::new();
+    let mut right_keys = Vec::new();
+    let mut rest = Vec::new();
+    for c in conjuncts(on) {
+        let pair = match c {
+            ast::Expr::BinaryOp {
+                left: a,
+                op: ast::BinaryOperator::Eq,
+                right: b,
+            } => match (
+                resolve_column(a, &left.scope),
+                resolve_column(b, &right.scope),
+            ) {
+                (Ok(l), Ok(r)) => Some((l, r, c)),
+                _ => match (
+                    resolve_column(b, &left.scope),
+                    resolve_column(a, &right.scope),
+                ) {
+                    (Ok(l), Ok(r)) => Some((l, r, c)),
+                    _ => None,
+                },
+            },
+            _ => None,
+        };
+        match pair {
+            Some((l, r, c)) => {
+                let (lc, rc) = (&left.scope.columns[l], &right.scope.columns[r]);
+                if lc.data_type != rc.data_type {
+                    return Err(SqlError::plan(
+                        format!(
+                            "join keys {} ({}) and {} ({}) have different types; CAST one side",
+                            lc.name,
+                            crate::bind_expr::flink_type_name(&lc.data_type),
+                            rc.name,
+                            crate::bind_expr::flink_type_name(&rc.data_type)
+                        ),
+                        pos(c),
+                    ));
+                }
+                left_keys.push(l);
+                right_keys.push(r);
+            }
+            None => rest.push(c),
+        }
+    }
+    let has = |l: usize, r: usize| {
+        left_keys
+            .iter()
+            .zip(&right_keys)
+            .any(|(&a, &b)| a == l && b == r)
+    };
+    if !has(lws, rws) || !has(lwe, rwe) {
+        return Err(SqlError::plan(NEEDS_WINDOWS, pos(on)));
+    }
+    let mut columns = left.scope.columns.clone();
+    columns.extend(right.scope.columns.iter().cloned());
+    let scope = Scope::new(columns);
+    let mut residual: Option<Expr> = None;
+    for c in rest {
+        let b = bind_expr(c, &scope)?;
+        if b.data_type != DataType::Boolean {
+            return Err(SqlError::plan("a join condition must be BOOLEAN", pos(c)));
+        }
+        residual = Some(match residual {
+            None => b.expr,
+            Some(prev) => Expr::Binary {
+                op: BinaryOp::And,
+                left: Box::new(prev),
+                right: Box::new(b.expr),
+            },
+        });
+    }
+    let spec = WindowJoinSpec {
+        left_keys,
+        right_keys: right_keys.clone(),
+        left_window_end: lwe,
+        right_window_end: rwe,
+        residual,
+    };
+    Ok(Plan {
+        time_column: None,
+        window: Some((lws, lwe)),
+        updating: false,
+        scope,
+        node: Node::WindowJoin {
+            left: Box::new(left),
+            right: Box::new(right),
+            spec,
+        },
+    })
+}
+
 fn with_filter(input: Plan, pred: &ast::Expr) -> Result<Plan> {
     let Plan {
         node,
         scope,
         updating,
         time_column,
+        window: window_columns,
     } = input;
     // Over a window TVF, WHERE sees the input rows (before windowing).
     let input = match node {
@@ -1308,6 +1570,7 @@ fn with_filter(input: Plan, pred: &ast::Expr) -> Result<Plan> {
                 scope,
                 updating,
                 time_column,
+                window: window_columns,
             });
         }
         node => Plan {
@@ -1315,6 +1578,7 @@ fn with_filter(input: Plan, pred: &ast::Expr) -> Result<Plan> {
             scope,
             updating,
             time_column,
+            window: window_columns,
         },
     };
     let b = bind_expr(pred, &input.scope)?;
@@ -1331,6 +1595,7 @@ fn with_filter(input: Plan, pred: &ast::Expr) -> Result<Plan> {
         scope: input.scope.clone(),
         updating: input.updating,
         time_column: input.time_column,
+        window: input.window,
         node: Node::Filter {
             input: Box::new(input),
             predicate: b.expr,
@@ -1380,9 +1645,15 @@ fn project(
         exprs.push((Expr::Column(rk), ROW_KIND_COLUMN.to_string()));
         cols.push(col(ROW_KIND_COLUMN, None, DataType::Int8, false));
     }
+    // The window columns survive when both are passed through unchanged.
+    let passed = |c: usize| exprs.iter().position(|(e, _)| *e == Expr::Column(c));
+    let window = input
+        .window
+        .and_then(|(s, e)| Some((passed(s)?, passed(e)?)));
     Ok(Plan {
         updating: input.updating,
         time_column,
+        window,
         scope: Scope::new(cols),
         node: Node::Project {
             input: Box::new(input),
@@ -1423,6 +1694,9 @@ fn union(inputs: Vec<Plan>, position: Position) -> Result<Plan> {
     let time_column = first
         .time_column
         .filter(|t| inputs.iter().all(|p| p.time_column == Some(*t)));
+    let window = first
+        .window
+        .filter(|w| inputs.iter().all(|p| p.window == Some(*w)));
     let mut scope = first.scope.clone();
     for c in &mut scope.columns {
         c.qualifier = None;
@@ -1435,6 +1709,7 @@ fn union(inputs: Vec<Plan>, position: Position) -> Result<Plan> {
         });
     }
     Ok(Plan {
+        window,
         node: Node::Union { inputs },
         scope,
         updating,
@@ -1511,6 +1786,7 @@ pub fn align_to_sink(plan: Plan, sink: &TableDescriptor, position: Position) -> 
     Ok(Plan {
         updating: plan.updating,
         time_column: None,
+        window: None,
         scope: Scope::new(cols),
         node: Node::Project {
             input: Box::new(plan),
@@ -1742,10 +2018,35 @@ impl Lowerer<'_> {
                 connect(self.graph, n, p, op, p, None)?;
                 Ok((op, p))
             }
-            Node::WindowTvf { .. } => Err(SqlError::plan(
-                "a window table function must be followed by GROUP BY window_start, window_end",
-                self.position,
-            )),
+            Node::WindowTvf {
+                input,
+                window,
+                time_column,
+                ..
+            } => {
+                let factory = WindowAssign::factory(*window, *time_column, &input.schema())
+                    .map_err(|e| self.err(e))?;
+                let (n, p) = self.lower(input)?;
+                let op =
+                    self.graph
+                        .add_operator(unique(&mut self.names, "window assign"), p, factory);
+                connect(self.graph, n, p, op, p, None)?;
+                Ok((op, p))
+            }
+            Node::WindowJoin { left, right, spec } => {
+                let factory = spec
+                    .clone()
+                    .factory(left.schema(), right.schema())
+                    .map_err(|e| self.err(e))?;
+                let (ln, lp) = self.lower(left)?;
+                let (rn, rp) = self.lower(right)?;
+                let op =
+                    self.graph
+                        .add_operator(unique(&mut self.names, "window join"), par, factory);
+                connect(self.graph, ln, lp, op, par, Some(spec.left_keys.clone()))?;
+                connect(self.graph, rn, rp, op, par, Some(spec.right_keys.clone()))?;
+                Ok((op, par))
+            }
             Node::WindowAggregate { input, spec } => {
                 let factory = spec
                     .clone()

@@ -50,7 +50,11 @@ pub const WINDOW_COLUMNS: [&str; 3] = ["window_start", "window_end", "window_tim
 const OUTPUT_BATCH_ROWS: usize = 8192;
 
 fn window_field(name: &str) -> Field {
-    Field::new(name, DataType::Timestamp(TimeUnit::Millisecond, None), false)
+    Field::new(
+        name,
+        DataType::Timestamp(TimeUnit::Millisecond, None),
+        false,
+    )
 }
 
 /// Appends each row's windows (see the module docs).
@@ -540,8 +544,12 @@ mod tests {
                     ends.iter().map(|e| e - 10).collect::<Vec<_>>(),
                 )),
                 Arc::new(TimestampMillisecondArray::from(ends)),
-                Arc::new(Int64Array::from(rows.iter().map(|r| r.1).collect::<Vec<_>>())),
-                Arc::new(Int64Array::from(rows.iter().map(|r| r.2).collect::<Vec<_>>())),
+                Arc::new(Int64Array::from(
+                    rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+                )),
+                Arc::new(Int64Array::from(
+                    rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+                )),
             ],
         )
         .expect("valid batch")
@@ -563,7 +571,11 @@ mod tests {
         let mut out = Vec::new();
         for b in batches {
             assert_eq!(b.num_columns(), 8);
-            let i64s = |c: usize| b.column(c).as_primitive::<arrow::datatypes::Int64Type>().clone();
+            let i64s = |c: usize| {
+                b.column(c)
+                    .as_primitive::<arrow::datatypes::Int64Type>()
+                    .clone()
+            };
             let end = b
                 .column(1)
                 .as_primitive::<arrow::datatypes::TimestampMillisecondType>()
@@ -713,7 +725,9 @@ mod tests {
         assert_eq!(get(2), vec![10, 15, 15, 20]);
         assert_eq!(get(3), vec![9, 14, 14, 19]);
         assert_eq!(h.metrics().late_rows_dropped.load(Ordering::Relaxed), 1);
-        assert!(WindowAssign::factory(WindowSpec::Session { gap: 5 }, 0, &Schema::empty()).is_err());
+        assert!(
+            WindowAssign::factory(WindowSpec::Session { gap: 5 }, 0, &Schema::empty()).is_err()
+        );
         Ok(())
     }
 }
