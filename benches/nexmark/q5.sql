@@ -1,4 +1,3 @@
--- not yet: needs a join of two window aggregates
 -- q5: hot items: the auctions with the most bids in each 10-second window, every 2 seconds.
 CREATE TABLE q5_sink (auction BIGINT, num BIGINT) WITH ('connector' = 'blackhole');
 INSERT INTO q5_sink

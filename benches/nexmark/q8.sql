@@ -1,4 +1,3 @@
--- not yet: needs a join of two window aggregates (a window join)
 -- q8: new users who opened an auction in the same 10-second window they joined in.
 CREATE TABLE q8_sink (id BIGINT, name STRING, stime TIMESTAMP(3)) WITH ('connector' = 'blackhole');
 INSERT INTO q8_sink

@@ -1,9 +1,10 @@
 //! From a query to a logical plan, and from the plan to the engine's job
 //! graph.
 //!
-//! The logical plan is small: scans, filters, projections, window and
-//! group aggregates, unions and lookup joins. Each node knows its output
-//! columns, whether its stream is updating (carries the changelog column),
+//! The logical plan is small: scans, filters, projections, window table
+//! functions, window and group aggregates, unions, lookup joins and window
+//! joins. Each node knows its output columns, whether its stream is
+//! updating (carries the changelog column), where its window columns are,
 //! and which column is its event-time attribute (the column declared with
 //! a WATERMARK, while it passes through unchanged).
 //!

@@ -332,4 +332,109 @@ mod oracle {
             .collect();
         assert_eq!(query("q22"), sorted(q22), "q22");
     }
+
+    /// Epoch milliseconds of a `YYYY-MM-DDTHH:MM:SS.sss` time.
+    fn millis(t: &str) -> i64 {
+        chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.3f")
+            .unwrap_or_else(|e| panic!("{t}: {e}"))
+            .and_utc()
+            .timestamp_millis()
+    }
+
+    /// A window start as the harness writes times: no fraction when the
+    /// milliseconds are zero (window starts are whole 10 s).
+    fn time_text(ms: i64) -> String {
+        assert_eq!(ms % 1000, 0);
+        chrono::DateTime::from_timestamp_millis(ms)
+            .expect("a valid time")
+            .format("%Y-%m-%dT%H:%M:%S")
+            .to_string()
+    }
+
+    /// Rows of a bounded query over the generated events.
+    fn rows_of(select: &str) -> Vec<Vec<Value>> {
+        let sql = SOURCE_SQL.replace("${EVENTS}", &EVENTS.to_string()) + "\n" + select;
+        let handle = MemorySinkHandle::new();
+        run_script("rows", &sql, &[("parallelism", "2".into())], Some(&handle)).expect(select);
+        final_rows(&handle.batches())
+            .expect("rows")
+            .iter()
+            .map(|l| parse(l))
+            .collect()
+    }
+
+    #[test]
+    fn q5_q7_q8_window_joins_equal_the_oracle() {
+        let bids = bids();
+        // q5: bids per auction in 10 s windows every 2 s; per window, the
+        // auctions whose count is the window's largest.
+        let mut counts: BTreeMap<(i64, i64), i64> = BTreeMap::new();
+        for b in &bids {
+            let t = millis(&b.date_time);
+            let mut start = t.div_euclid(2_000) * 2_000;
+            while start > t - 10_000 {
+                *counts.entry((start, b.auction)).or_default() += 1;
+                start -= 2_000;
+            }
+        }
+        let mut max_per_window: BTreeMap<i64, i64> = BTreeMap::new();
+        for (&(start, _), &n) in &counts {
+            let m = max_per_window.entry(start).or_default();
+            *m = (*m).max(n);
+        }
+        let q5: Vec<Vec<Value>> = counts
+            .iter()
+            .filter(|((start, _), n)| **n >= max_per_window[start])
+            .map(|((_, auction), n)| vec![json!(auction), json!(n)])
+            .collect();
+        assert!(max_per_window.len() > 1, "several windows");
+        assert_eq!(query("q5"), sorted(q5), "q5");
+
+        // q7: the bids with the highest price of their 10 s window.
+        let window = |b: &Bid| millis(&b.date_time).div_euclid(10_000);
+        let mut top: BTreeMap<i64, i64> = BTreeMap::new();
+        for b in &bids {
+            let m = top.entry(window(b)).or_insert(i64::MIN);
+            *m = (*m).max(b.price);
+        }
+        let q7: Vec<Vec<Value>> = bids
+            .iter()
+            .filter(|b| b.price == top[&window(b)])
+            .map(|b| {
+                vec![
+                    json!(b.auction),
+                    json!(b.price),
+                    json!(b.bidder),
+                    json!(b.date_time),
+                ]
+            })
+            .collect();
+        assert_eq!(query("q7"), sorted(q7), "q7");
+
+        // q8: people who opened an auction in the 10 s window they joined in.
+        let persons = rows_of("SELECT id, name, date_time FROM person;");
+        let sellers: BTreeSet<(i64, i64)> = rows_of("SELECT seller, date_time FROM auction;")
+            .iter()
+            .map(|r| {
+                let t = millis(r[1].as_str().expect("a time"));
+                (r[0].as_i64().expect("a seller"), t.div_euclid(10_000))
+            })
+            .collect();
+        let q8: BTreeSet<(i64, String, i64)> = persons
+            .iter()
+            .filter_map(|r| {
+                let id = r[0].as_i64().expect("an id");
+                let w = millis(r[2].as_str().expect("a time")).div_euclid(10_000);
+                sellers
+                    .contains(&(id, w))
+                    .then(|| (id, r[1].as_str().expect("a name").to_string(), w * 10_000))
+            })
+            .collect();
+        assert!(!q8.is_empty(), "some people sell in their first window");
+        let q8: Vec<Vec<Value>> = q8
+            .into_iter()
+            .map(|(id, name, start)| vec![json!(id), json!(name), json!(time_text(start))])
+            .collect();
+        assert_eq!(query("q8"), sorted(q8), "q8");
+    }
 }
