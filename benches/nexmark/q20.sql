@@ -1,4 +1,3 @@
--- not yet: needs a regular join of two streams (bids with their auctions)
 -- q20: expand bids of category 10 with their auction's fields.
 CREATE TABLE q20_sink (
   auction BIGINT, bidder BIGINT, price BIGINT, channel STRING, url STRING, bid_date_time TIMESTAMP(3),

@@ -1,4 +1,3 @@
--- not yet: needs a regular join of two streams (auctions with their sellers)
 -- q3: local item suggestion: auctions in category 10 by sellers in Oregon, Idaho or California.
 CREATE TABLE q3_sink (name STRING, city STRING, state STRING, id BIGINT) WITH ('connector' = 'blackhole');
 INSERT INTO q3_sink

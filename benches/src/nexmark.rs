@@ -204,6 +204,20 @@ pub fn final_rows(batches: &[RecordBatch]) -> Result<Vec<String>, String> {
         } else {
             (batch.clone(), None)
         };
+        // Positional names: a result may have two columns of one name
+        // (q20's two date_time columns), which JSON objects cannot hold.
+        let fields: Vec<arrow::datatypes::Field> = data
+            .schema_ref()
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(i, f)| f.as_ref().clone().with_name(format!("c{i}")))
+            .collect();
+        let data = RecordBatch::try_new(
+            Arc::new(arrow::datatypes::Schema::new(fields)),
+            data.columns().to_vec(),
+        )
+        .map_err(|e| e.to_string())?;
         let mut buf = Vec::new();
         {
             let mut w = WriterBuilder::new()
@@ -512,6 +526,28 @@ mod tests {
         assert!(
             sql.ends_with("WITH ('connector' = 'blackhole');\n\nSELECT 1;"),
             "{sql}"
+        );
+    }
+
+    #[test]
+    fn final_rows_keep_columns_of_the_same_name_apart() {
+        use arrow::array::Int64Array;
+        use arrow::datatypes::{DataType, Field, Schema};
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("date_time", DataType::Int64, true),
+            Field::new("date_time", DataType::Int64, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from(vec![1, 3])),
+                Arc::new(Int64Array::from(vec![Some(2), None])),
+            ],
+        )
+        .expect("valid batch");
+        assert_eq!(
+            final_rows(&[batch]).expect("rows"),
+            vec!["[1,2]".to_string(), "[3,null]".to_string()]
         );
     }
 

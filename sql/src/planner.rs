@@ -33,7 +33,8 @@ use runnel_engine::operator::{OperatorFactory, OperatorMetrics, TaskInfo};
 use runnel_engine::ops::filter_project::{FilterOperator, ProjectOperator};
 use runnel_engine::ops::{
     AggregateCall, GroupAggregateSpec, JoinKind, LookupJoin, ProcTimeOperator,
-    SessionAggregateSpec, UnionOperator, WindowAggregateSpec, WindowAssign, WindowJoinSpec,
+    SessionAggregateSpec, StreamJoinSpec, UnionOperator, WindowAggregateSpec, WindowAssign,
+    WindowJoinSpec,
 };
 use runnel_engine::source::{SourcePoll, WatermarkStrategy};
 use runnel_engine::types::ROW_KIND_COLUMN;
@@ -146,6 +147,15 @@ pub enum Node {
         /// Keys, window columns and other conditions.
         spec: WindowJoinSpec,
     },
+    /// Two streams joined on keys, every row kept (a regular join).
+    StreamJoin {
+        /// Left input.
+        left: Box<Plan>,
+        /// Right input.
+        right: Box<Plan>,
+        /// Keys and other conditions.
+        spec: StreamJoinSpec,
+    },
     /// Stream joined with a bounded table loaded in memory.
     LookupJoin {
         /// The stream.
@@ -231,20 +241,40 @@ impl Plan {
                 input.prune(&n);
             }
             Node::Union { inputs } => inputs.iter_mut().for_each(|i| i.prune(needed)),
-            Node::WindowJoin { left, right, spec } => {
+            Node::WindowJoin {
+                left,
+                right,
+                spec:
+                    WindowJoinSpec {
+                        left_keys,
+                        right_keys,
+                        residual,
+                        ..
+                    },
+            }
+            | Node::StreamJoin {
+                left,
+                right,
+                spec:
+                    StreamJoinSpec {
+                        left_keys,
+                        right_keys,
+                        residual,
+                    },
+            } => {
                 let width = left.scope.columns.len();
                 let mut all = needed.clone();
-                if let Some(r) = &spec.residual {
+                if let Some(r) = residual {
                     r.columns(&mut all);
                 }
                 let mut l: BTreeSet<usize> = all.iter().copied().filter(|&c| c < width).collect();
-                l.extend(spec.left_keys.iter().copied());
+                l.extend(left_keys.iter().copied());
                 let mut r: BTreeSet<usize> = all
                     .iter()
                     .filter(|&&c| c >= width)
                     .map(|c| c - width)
                     .collect();
-                r.extend(spec.right_keys.iter().copied());
+                r.extend(right_keys.iter().copied());
                 left.prune(&l);
                 right.prune(&r);
             }
@@ -278,7 +308,7 @@ impl Plan {
             | Node::GroupAggregate { input, .. }
             | Node::LookupJoin { input, .. } => input.scanned_tables(),
             Node::Union { inputs } => inputs.iter().flat_map(|i| i.scanned_tables()).collect(),
-            Node::WindowJoin { left, right, .. } => {
+            Node::WindowJoin { left, right, .. } | Node::StreamJoin { left, right, .. } => {
                 let mut t = left.scanned_tables();
                 t.extend(right.scanned_tables());
                 t
@@ -321,6 +351,15 @@ impl Plan {
                 format!("GroupAggregate keys {:?}", spec.key_columns)
             }
             Node::Union { .. } => "Union".to_string(),
+            Node::StreamJoin { spec, .. } => format!(
+                "Join keys {:?} = {:?}{}",
+                spec.left_keys,
+                spec.right_keys,
+                match &spec.residual {
+                    Some(r) => format!(" and {r}"),
+                    None => String::new(),
+                }
+            ),
             Node::WindowJoin { spec, .. } => format!(
                 "WindowJoin keys {:?} = {:?}{}",
                 spec.left_keys,
@@ -345,7 +384,7 @@ impl Plan {
             | Node::GroupAggregate { input, .. }
             | Node::LookupJoin { input, .. } => input.describe_into(depth + 1, out),
             Node::Union { inputs } => inputs.iter().for_each(|i| i.describe_into(depth + 1, out)),
-            Node::WindowJoin { left, right, .. } => {
+            Node::WindowJoin { left, right, .. } | Node::StreamJoin { left, right, .. } => {
                 left.describe_into(depth + 1, out);
                 right.describe_into(depth + 1, out);
             }
@@ -898,7 +937,10 @@ impl<'a> Planner<'a> {
                 name, alias, args, ..
             } if args.is_none() && !self.ctes.contains_key(&key_of(name)) => {
                 match self.catalog.get(name) {
-                    Some(Entry::Table(table)) => Some((name, alias, table)),
+                    // A table with a WATERMARK is a stream, not a lookup table.
+                    Some(Entry::Table(table)) if table.descriptor.watermark.is_none() => {
+                        Some((name, alias, table))
+                    }
                     _ => None,
                 }
             }
@@ -906,7 +948,7 @@ impl<'a> Planner<'a> {
         };
         let Some((name, alias, table)) = lookup else {
             let right = self.plan_table_factor(&join.relation)?;
-            return plan_window_join(left, right, kind, constraint, pos(&join.relation));
+            return plan_stream_join(left, right, kind, constraint, pos(&join.relation));
         };
         let qualifier = alias
             .as_ref()
@@ -1421,22 +1463,21 @@ fn bind_aggregate(f: &ast::Function, scope: &Scope) -> Result<(AggregateCall, Da
     Ok((call, ret))
 }
 
-/// The join of two streams: a window join (see
-/// [`runnel_engine::ops::window_join`]). Both sides must carry windows and
-/// ON must equate their `window_start` and `window_end` columns; other
-/// equalities between the sides are keys too, and the remaining conditions
-/// filter the joined pairs.
-fn plan_window_join(
+/// The join of two streams. Equalities between a column of each side are
+/// keys, the remaining conditions filter the joined pairs. When both sides
+/// carry windows and ON equates their `window_start` and `window_end`, it
+/// is a window join (see [`runnel_engine::ops::window_join`]); otherwise a
+/// regular join that keeps every row ([`runnel_engine::ops::stream_join`]).
+fn plan_stream_join(
     left: Plan,
     right: Plan,
     kind: JoinKind,
     constraint: &ast::JoinConstraint,
     position: Position,
 ) -> Result<Plan> {
-    const NEEDS_WINDOWS: &str = "joins of two streams are window joins: both sides must be windowed (a window table function or a window aggregate, keeping window_start and window_end) and ON must include a.window_start = b.window_start AND a.window_end = b.window_end; regular and interval joins of two streams are not supported yet";
     if kind != JoinKind::Inner {
         return Err(SqlError::plan(
-            "only INNER window joins are supported yet",
+            "only INNER joins of two streams are supported yet",
             position,
         ));
     }
@@ -1446,9 +1487,6 @@ fn plan_window_join(
             position,
         ));
     }
-    let (Some((lws, lwe)), Some((rws, rwe))) = (left.window, right.window) else {
-        return Err(SqlError::plan(NEEDS_WINDOWS, position));
-    };
     let ast::JoinConstraint::On(on) = constraint else {
         return Err(SqlError::plan("a join needs an ON condition", position));
     };
@@ -1503,9 +1541,18 @@ fn plan_window_join(
             .zip(&right_keys)
             .any(|(&a, &b)| a == l && b == r)
     };
-    if !has(lws, rws) || !has(lwe, rwe) {
-        return Err(SqlError::plan(NEEDS_WINDOWS, pos(on)));
+    if left_keys.is_empty() {
+        return Err(SqlError::plan(
+            "a join of two streams needs an equality between a column of each side (a.k = b.k)",
+            pos(on),
+        ));
     }
+    let windows = match (left.window, right.window) {
+        (Some((lws, lwe)), Some((rws, rwe))) if has(lws, rws) && has(lwe, rwe) => {
+            Some((lws, lwe, rwe))
+        }
+        _ => None,
+    };
     let mut columns = left.scope.columns.clone();
     columns.extend(right.scope.columns.iter().cloned());
     let scope = Scope::new(columns);
@@ -1524,27 +1571,50 @@ fn plan_window_join(
             },
         });
     }
-    let spec = WindowJoinSpec {
-        left_keys,
-        right_keys: right_keys.clone(),
-        left_window_end: lwe,
-        right_window_end: rwe,
-        residual,
+    let (node, window) = match windows {
+        Some((lws, lwe, rwe)) => (
+            Node::WindowJoin {
+                left: Box::new(left),
+                right: Box::new(right),
+                spec: WindowJoinSpec {
+                    left_keys,
+                    right_keys,
+                    left_window_end: lwe,
+                    right_window_end: rwe,
+                    residual,
+                },
+            },
+            Some((lws, lwe)),
+        ),
+        None => (
+            Node::StreamJoin {
+                left: Box::new(left),
+                right: Box::new(right),
+                spec: StreamJoinSpec {
+                    left_keys,
+                    right_keys,
+                    residual,
+                },
+            },
+            None,
+        ),
     };
     Ok(Plan {
         time_column: None,
-        window: Some((lws, lwe)),
+        window,
         updating: false,
         scope,
-        node: Node::WindowJoin {
-            left: Box::new(left),
-            right: Box::new(right),
-            spec,
-        },
+        node,
     })
 }
 
 fn with_filter(input: Plan, pred: &ast::Expr) -> Result<Plan> {
+    if matches!(
+        input.node,
+        Node::WindowJoin { .. } | Node::StreamJoin { .. }
+    ) {
+        return filter_join(input, pred);
+    }
     let Plan {
         node,
         scope,
@@ -1602,6 +1672,90 @@ fn with_filter(input: Plan, pred: &ast::Expr) -> Result<Plan> {
             predicate: b.expr,
         },
     })
+}
+
+/// WHERE over a join of two streams: conditions on one side's columns only
+/// are applied to that side before the join (so the join keeps fewer
+/// rows), the rest after it.
+fn filter_join(join: Plan, pred: &ast::Expr) -> Result<Plan> {
+    let width = match &join.node {
+        Node::WindowJoin { left, .. } | Node::StreamJoin { left, .. } => left.scope.columns.len(),
+        _ => return Err(SqlError::plan("internal: not a join", pos(pred))),
+    };
+    let (mut to_left, mut to_right, mut after) = (Vec::new(), Vec::new(), Vec::new());
+    for c in conjuncts(pred) {
+        let mut cols = BTreeSet::new();
+        bind_expr(c, &join.scope)?.expr.columns(&mut cols);
+        match (cols.first(), cols.last()) {
+            (Some(_), Some(&last)) if last < width => to_left.push(c),
+            (Some(&first), Some(_)) if first >= width => to_right.push(c),
+            _ => after.push(c),
+        }
+    }
+    // Below a window table function WHERE sees the rows before windowing,
+    // where the window columns do not exist yet: keep such sides whole.
+    fn push<'a>(
+        side: Plan,
+        conds: Vec<&'a ast::Expr>,
+        after: &mut Vec<&'a ast::Expr>,
+    ) -> Result<Plan> {
+        if matches!(side.node, Node::WindowTvf { .. }) {
+            after.extend(conds);
+            Ok(side)
+        } else {
+            conds.into_iter().try_fold(side, with_filter)
+        }
+    }
+    let Plan {
+        node,
+        scope,
+        updating,
+        time_column,
+        window,
+    } = join;
+    let node = match node {
+        Node::WindowJoin { left, right, spec } => Node::WindowJoin {
+            left: Box::new(push(*left, to_left, &mut after)?),
+            right: Box::new(push(*right, to_right, &mut after)?),
+            spec,
+        },
+        Node::StreamJoin { left, right, spec } => Node::StreamJoin {
+            left: Box::new(push(*left, to_left, &mut after)?),
+            right: Box::new(push(*right, to_right, &mut after)?),
+            spec,
+        },
+        other => other,
+    };
+    let mut plan = Plan {
+        node,
+        scope,
+        updating,
+        time_column,
+        window,
+    };
+    for c in after {
+        let b = bind_expr(c, &plan.scope)?;
+        if b.data_type != DataType::Boolean {
+            return Err(SqlError::plan(
+                format!(
+                    "WHERE needs a BOOLEAN condition, not {}",
+                    crate::bind_expr::flink_type_name(&b.data_type)
+                ),
+                pos(c),
+            ));
+        }
+        plan = Plan {
+            scope: plan.scope.clone(),
+            updating: plan.updating,
+            time_column: plan.time_column,
+            window: plan.window,
+            node: Node::Filter {
+                input: Box::new(plan),
+                predicate: b.expr,
+            },
+        };
+    }
+    Ok(plan)
 }
 
 /// A projection of `items` over `input`; keeps the changelog column of an
@@ -2044,6 +2198,20 @@ impl Lowerer<'_> {
                 let op =
                     self.graph
                         .add_operator(unique(&mut self.names, "window join"), par, factory);
+                connect(self.graph, ln, lp, op, par, Some(spec.left_keys.clone()))?;
+                connect(self.graph, rn, rp, op, par, Some(spec.right_keys.clone()))?;
+                Ok((op, par))
+            }
+            Node::StreamJoin { left, right, spec } => {
+                let factory = spec
+                    .clone()
+                    .factory(left.schema(), right.schema())
+                    .map_err(|e| self.err(e))?;
+                let (ln, lp) = self.lower(left)?;
+                let (rn, rp) = self.lower(right)?;
+                let op = self
+                    .graph
+                    .add_operator(unique(&mut self.names, "join"), par, factory);
                 connect(self.graph, ln, lp, op, par, Some(spec.left_keys.clone()))?;
                 connect(self.graph, rn, rp, op, par, Some(spec.right_keys.clone()))?;
                 Ok((op, par))

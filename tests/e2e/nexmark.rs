@@ -437,4 +437,55 @@ mod oracle {
             .collect();
         assert_eq!(query("q8"), sorted(q8), "q8");
     }
+
+    #[test]
+    fn q3_q20_regular_joins_equal_the_oracle() {
+        // q3: auctions of category 10 by sellers in OR, ID or CA.
+        let persons: BTreeMap<i64, Vec<Value>> =
+            rows_of("SELECT id, name, city, state FROM person;")
+                .into_iter()
+                .map(|r| (r[0].as_i64().expect("an id"), r))
+                .collect();
+        let auctions = rows_of(
+            "SELECT id, item_name, description, initial_bid, reserve, date_time, expires, seller, category FROM auction;",
+        );
+        let in_category = |a: &Vec<Value>| a[8].as_i64() == Some(10);
+        let q3: Vec<Vec<Value>> = auctions
+            .iter()
+            .filter(|a| in_category(a))
+            .filter_map(|a| {
+                let p = persons.get(&a[7].as_i64().expect("a seller"))?;
+                ["OR", "ID", "CA"]
+                    .contains(&p[3].as_str().expect("a state"))
+                    .then(|| vec![p[1].clone(), p[2].clone(), p[3].clone(), a[0].clone()])
+            })
+            .collect();
+        assert!(!q3.is_empty(), "some sellers are in those states");
+        assert_eq!(query("q3"), sorted(q3), "q3");
+
+        // q20: bids on auctions of category 10, with the auction's columns.
+        let by_id: BTreeMap<i64, &Vec<Value>> = auctions
+            .iter()
+            .filter(|a| in_category(a))
+            .map(|a| (a[0].as_i64().expect("an id"), a))
+            .collect();
+        let q20: Vec<Vec<Value>> = bids()
+            .iter()
+            .filter_map(|b| {
+                let a = by_id.get(&b.auction)?;
+                let mut row = vec![
+                    json!(b.auction),
+                    json!(b.bidder),
+                    json!(b.price),
+                    json!(b.channel),
+                    json!(b.url),
+                    json!(b.date_time),
+                ];
+                row.extend(a[1..].iter().cloned());
+                Some(row)
+            })
+            .collect();
+        assert!(!q20.is_empty(), "some bids are on category 10");
+        assert_eq!(query("q20"), sorted(q20), "q20");
+    }
 }

@@ -6,6 +6,7 @@ pub mod filter_project;
 pub mod group_agg;
 pub mod lookup_join;
 pub mod session;
+pub mod stream_join;
 pub mod window_agg;
 pub mod window_join;
 
@@ -14,6 +15,7 @@ pub use basic::{ProcTimeOperator, UnionOperator};
 pub use group_agg::{GroupAggregate, GroupAggregateSpec};
 pub use lookup_join::{JoinKind, LookupJoin};
 pub use session::{SessionAggregate, SessionAggregateSpec};
+pub use stream_join::{StreamJoin, StreamJoinSpec};
 pub use window_agg::{WindowAggregate, WindowAggregateSpec};
 pub use window_join::{WindowAssign, WindowJoin, WindowJoinSpec};
 #[cfg(test)]

@@ -209,28 +209,13 @@ pub struct WindowJoin {
 impl WindowJoin {
     /// Builds the operator for inputs `left` and `right`.
     pub fn new(spec: WindowJoinSpec, left: &SchemaRef, right: &SchemaRef) -> Result<Self> {
-        if is_updating(left) || is_updating(right) {
-            return Err(EngineError::Plan(
-                "a window join needs append-only inputs; one side is an updating stream".into(),
-            ));
-        }
-        if spec.left_keys.len() != spec.right_keys.len() || spec.left_keys.is_empty() {
-            return Err(EngineError::Plan(
-                "a window join needs equal, non-empty key lists".into(),
-            ));
-        }
-        for (&l, &r) in spec.left_keys.iter().zip(&spec.right_keys) {
-            let (lf, rf) = (left.field(l), right.field(r));
-            if lf.data_type() != rf.data_type() {
-                return Err(EngineError::Plan(format!(
-                    "join keys {} ({}) and {} ({}) have different types; CAST one side",
-                    lf.name(),
-                    lf.data_type(),
-                    rf.name(),
-                    rf.data_type()
-                )));
-            }
-        }
+        check_join_inputs(
+            "a window join",
+            left,
+            right,
+            &spec.left_keys,
+            &spec.right_keys,
+        )?;
         if !spec.left_keys.contains(&spec.left_window_end)
             || !spec.right_keys.contains(&spec.right_window_end)
         {
@@ -239,14 +224,7 @@ impl WindowJoin {
             ));
         }
         let schema = WindowJoinSpec::output_schema(left, right);
-        if let Some(r) = &spec.residual {
-            let t = r.data_type(&schema)?;
-            if t != DataType::Boolean {
-                return Err(EngineError::Plan(format!(
-                    "a join condition must be BOOLEAN, not {t}"
-                )));
-            }
-        }
+        check_condition(spec.residual.as_ref(), &schema)?;
         Ok(Self {
             encoders: [
                 KeyEncoder::new(left, &spec.left_keys)?,
@@ -329,43 +307,25 @@ impl WindowJoin {
         let r = take_record_batch(right, &UInt32Array::from(ri.to_vec()))?;
         let mut columns = l.columns().to_vec();
         columns.extend(r.columns().iter().cloned());
-        let mut batch = RecordBatch::try_new(Arc::clone(&self.schema), columns)?;
-        if let Some(cond) = &self.residual {
-            let keep = cond.evaluate(&batch)?;
-            batch = filter_record_batch(&batch, keep.as_boolean())?;
-        }
-        if batch.num_rows() > 0 {
-            out.collect(batch)?;
-        }
-        Ok(())
+        emit_pairs(&self.schema, self.residual.as_ref(), columns, out)
     }
 
     /// Writes the rows that arrived since the last barrier, and the meta entry.
     fn save(&mut self, ctx: &mut OperatorContext<'_>) -> Result<()> {
         let table = self.table()?;
-        let max_parallelism = ctx.task.max_parallelism;
         for (&end, held) in self.windows.iter_mut() {
             let ns = encode_time(end);
             for side in 0..2 {
                 for batch in &held.rows[side][held.saved[side]..] {
-                    let keys = self.encoders[side].encode(batch)?;
-                    let mut by_group: BTreeMap<u16, Vec<u32>> = BTreeMap::new();
-                    for (i, row) in keys.iter().enumerate() {
-                        let kg = runnel_state::key_group_for_hash(
-                            hash_key(row.as_ref()),
-                            max_parallelism,
-                        );
-                        by_group.entry(kg).or_default().push(i as u32);
-                    }
-                    for (kg, rows) in by_group {
-                        let part = take_record_batch(batch, &UInt32Array::from(rows))?;
-                        let mut suffix = vec![side as u8];
-                        suffix.extend_from_slice(&self.seq.to_be_bytes());
-                        self.seq += 1;
-                        let key = runnel_state::encode_key(kg, &ns, &suffix);
-                        ctx.state.put(table, &key, &to_ipc(&part)?)?;
-                        held.groups.insert(kg);
-                    }
+                    put_by_key_group(
+                        ctx,
+                        table,
+                        (&ns, side as u8),
+                        batch,
+                        &self.encoders[side],
+                        &mut self.seq,
+                        &mut held.groups,
+                    )?;
                 }
                 held.saved[side] = held.rows[side].len();
             }
@@ -385,6 +345,114 @@ impl WindowJoin {
     }
 }
 
+/// Checks what every join of two streams needs: append-only inputs and
+/// equal, non-empty key lists of pairwise equal types.
+pub(crate) fn check_join_inputs(
+    what: &str,
+    left: &Schema,
+    right: &Schema,
+    left_keys: &[usize],
+    right_keys: &[usize],
+) -> Result<()> {
+    if is_updating(left) || is_updating(right) {
+        return Err(EngineError::Plan(format!(
+            "{what} needs append-only inputs; one side is an updating stream"
+        )));
+    }
+    if left_keys.len() != right_keys.len() || left_keys.is_empty() {
+        return Err(EngineError::Plan(format!(
+            "{what} needs equal, non-empty key lists"
+        )));
+    }
+    for (&l, &r) in left_keys.iter().zip(right_keys) {
+        let (lf, rf) = (left.field(l), right.field(r));
+        if lf.data_type() != rf.data_type() {
+            return Err(EngineError::Plan(format!(
+                "join keys {} ({}) and {} ({}) have different types; CAST one side",
+                lf.name(),
+                lf.data_type(),
+                rf.name(),
+                rf.data_type()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Checks that the join's other conditions are BOOLEAN over its output.
+pub(crate) fn check_condition(residual: Option<&Expr>, output: &Schema) -> Result<()> {
+    if let Some(r) = residual {
+        let t = r.data_type(output)?;
+        if t != DataType::Boolean {
+            return Err(EngineError::Plan(format!(
+                "a join condition must be BOOLEAN, not {t}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Emits joined pairs (left columns, then right columns) that pass the
+/// other conditions.
+pub(crate) fn emit_pairs(
+    schema: &SchemaRef,
+    residual: Option<&Expr>,
+    columns: Vec<ArrayRef>,
+    out: &mut dyn Collector,
+) -> Result<()> {
+    let mut batch = RecordBatch::try_new(Arc::clone(schema), columns)?;
+    if let Some(cond) = residual {
+        let keep = cond.evaluate(&batch)?;
+        batch = filter_record_batch(&batch, keep.as_boolean())?;
+    }
+    if batch.num_rows() > 0 {
+        out.collect(batch)?;
+    }
+    Ok(())
+}
+
+/// Writes `batch`'s rows split by the key group of their `encoder` key, one
+/// Arrow IPC entry per key group under `key group | ns | side | seq`, and
+/// adds the key groups written to `groups`. `seq` numbers the entries.
+pub(crate) fn put_by_key_group(
+    ctx: &mut OperatorContext<'_>,
+    table: TableId,
+    (ns, side): (&[u8], u8),
+    batch: &RecordBatch,
+    encoder: &KeyEncoder,
+    seq: &mut u64,
+    groups: &mut BTreeSet<u16>,
+) -> Result<()> {
+    let keys = encoder.encode(batch)?;
+    let mut by_group: BTreeMap<u16, Vec<u32>> = BTreeMap::new();
+    for (i, row) in keys.iter().enumerate() {
+        let kg = runnel_state::key_group_for_hash(hash_key(row.as_ref()), ctx.task.max_parallelism);
+        by_group.entry(kg).or_default().push(i as u32);
+    }
+    for (kg, rows) in by_group {
+        let part = take_record_batch(batch, &UInt32Array::from(rows))?;
+        let mut suffix = vec![side];
+        suffix.extend_from_slice(&seq.to_be_bytes());
+        *seq += 1;
+        let key = runnel_state::encode_key(kg, ns, &suffix);
+        ctx.state.put(table, &key, &to_ipc(&part)?)?;
+        groups.insert(kg);
+    }
+    Ok(())
+}
+
+/// The side byte of an entry written by [`put_by_key_group`].
+pub(crate) fn side_of(key: &[u8], table: &str) -> Result<usize> {
+    match key.first() {
+        Some(0) => Ok(0),
+        Some(1) => Ok(1),
+        _ => Err(EngineError::State(runnel_state::StateError::Corrupt {
+            table: table.into(),
+            reason: "an entry names no side".into(),
+        })),
+    }
+}
+
 fn to_ipc(batch: &RecordBatch) -> Result<Vec<u8>> {
     let mut buf = Vec::new();
     {
@@ -395,7 +463,7 @@ fn to_ipc(batch: &RecordBatch) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
-fn from_ipc(bytes: &[u8]) -> Result<RecordBatch> {
+pub(crate) fn from_ipc(bytes: &[u8]) -> Result<RecordBatch> {
     let mut reader = StreamReader::try_new(bytes, None)?;
     reader.next().transpose()?.ok_or_else(|| {
         EngineError::State(runnel_state::StateError::Corrupt {
@@ -418,16 +486,7 @@ impl Operator for WindowJoin {
         self.seq = seq;
         for (kg, ns, key, value) in scan_owned(ctx, table, 8)? {
             let end = decode_time_at(&ns, 0)?;
-            let side = match key.first() {
-                Some(0) => 0,
-                Some(1) => 1,
-                _ => {
-                    return Err(EngineError::State(runnel_state::StateError::Corrupt {
-                        table: "window join".into(),
-                        reason: "an entry names no side".into(),
-                    }))
-                }
-            };
+            let side = side_of(&key, "window join")?;
             let batch = from_ipc(&value)?;
             let held = self.windows.entry(end).or_default();
             held.rows[side].push(batch);
