@@ -1490,10 +1490,15 @@ fn plan_stream_join(
     let ast::JoinConstraint::On(on) = constraint else {
         return Err(SqlError::plan("a join needs an ON condition", position));
     };
+    let mut columns = left.scope.columns.clone();
+    columns.extend(right.scope.columns.iter().cloned());
+    let scope = Scope::new(columns);
     let mut left_keys = Vec::new();
     let mut right_keys = Vec::new();
     let mut rest = Vec::new();
     for c in conjuncts(on) {
+        // Over both sides first: a name both sides have must be qualified.
+        bind_expr(c, &scope)?;
         let pair = match c {
             ast::Expr::BinaryOp {
                 left: a,
@@ -1553,9 +1558,6 @@ fn plan_stream_join(
         }
         _ => None,
     };
-    let mut columns = left.scope.columns.clone();
-    columns.extend(right.scope.columns.iter().cloned());
-    let scope = Scope::new(columns);
     let mut residual: Option<Expr> = None;
     for c in rest {
         let b = bind_expr(c, &scope)?;

@@ -21,7 +21,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, RecordBatch, UInt32Array};
-use arrow::compute::{interleave, take};
+use arrow::compute::{concat_batches, interleave, take};
 use arrow::datatypes::SchemaRef;
 use runnel_state::TableId;
 
@@ -38,6 +38,9 @@ use crate::types::Barrier;
 
 /// Rows per emitted batch of join results.
 const OUTPUT_BATCH_ROWS: usize = 8192;
+
+/// Stored entries merged into one kept batch on restore.
+const RESTORE_CHUNK: usize = 1024;
 
 /// What a regular join joins on.
 #[derive(Debug, Clone)]
@@ -73,6 +76,7 @@ struct Side {
 /// The operator; see the module docs.
 #[derive(Debug)]
 pub struct StreamJoin {
+    inputs: [SchemaRef; 2],
     encoders: [KeyEncoder; 2],
     key_columns: [Vec<usize>; 2],
     residual: Option<Expr>,
@@ -90,6 +94,7 @@ impl StreamJoin {
         let schema = WindowJoinSpec::output_schema(left, right);
         check_condition(spec.residual.as_ref(), &schema)?;
         Ok(Self {
+            inputs: [Arc::clone(left), Arc::clone(right)],
             encoders: [
                 KeyEncoder::new(left, &spec.left_keys)?,
                 KeyEncoder::new(right, &spec.right_keys)?,
@@ -169,12 +174,24 @@ impl StreamJoin {
             .iter()
             .map(|c| take(c.as_ref(), &indices, None))
             .collect::<std::result::Result<_, _>>()?;
+        // Gather from the kept batches these pairs touch only, so the cost
+        // does not grow with the number of kept batches.
         let kept = &self.sides[1 - side].batches;
+        let mut touched: Vec<usize> = theirs.iter().map(|&(b, _)| b).collect();
+        touched.sort_unstable();
+        touched.dedup();
+        let local: Vec<(usize, usize)> = theirs
+            .iter()
+            .map(|&(b, r)| (touched.binary_search(&b).unwrap_or_default(), r))
+            .collect();
         let width = kept.first().map_or(0, |b| b.num_columns());
         let mut that: Vec<ArrayRef> = Vec::with_capacity(width);
         for c in 0..width {
-            let arrays: Vec<&dyn Array> = kept.iter().map(|b| b.column(c).as_ref()).collect();
-            that.push(interleave(&arrays, theirs)?);
+            let arrays: Vec<&dyn Array> = touched
+                .iter()
+                .map(|&b| kept[b].column(c).as_ref())
+                .collect();
+            that.push(interleave(&arrays, &local)?);
         }
         let columns = if side == 0 {
             [this, that].concat()
@@ -200,10 +217,18 @@ impl Operator for StreamJoin {
             return Ok(());
         };
         self.seq = seq;
+        // Entries are one key group's rows of one batch each: merge them
+        // back into large batches before indexing.
+        let mut restored: [Vec<RecordBatch>; 2] = [Vec::new(), Vec::new()];
         for (kg, _, key, value) in scan_owned(ctx, table, 0)? {
-            let side = side_of(&key, "join")?;
-            self.add(side, from_ipc(&value)?, None)?;
+            restored[side_of(&key, "join")?].push(from_ipc(&value)?);
             self.groups.insert(kg);
+        }
+        for (side, batches) in restored.into_iter().enumerate() {
+            for chunk in batches.chunks(RESTORE_CHUNK) {
+                let merged = concat_batches(&self.inputs[side], chunk)?;
+                self.add(side, merged, None)?;
+            }
         }
         for side in &mut self.sides {
             side.saved = side.batches.len();

@@ -195,6 +195,10 @@ struct Held {
 /// The operator; see the module docs.
 #[derive(Debug)]
 pub struct WindowJoin {
+    /// The planner's input schemas: held batches are concatenated under
+    /// them, since batches of one side may differ in nullability (the
+    /// branches of a UNION ALL).
+    inputs: [SchemaRef; 2],
     encoders: [KeyEncoder; 2],
     key_columns: [Vec<usize>; 2],
     end_columns: [usize; 2],
@@ -226,6 +230,7 @@ impl WindowJoin {
         let schema = WindowJoinSpec::output_schema(left, right);
         check_condition(spec.residual.as_ref(), &schema)?;
         Ok(Self {
+            inputs: [Arc::clone(left), Arc::clone(right)],
             encoders: [
                 KeyEncoder::new(left, &spec.left_keys)?,
                 KeyEncoder::new(right, &spec.right_keys)?,
@@ -256,8 +261,8 @@ impl WindowJoin {
         if held.rows[0].is_empty() || held.rows[1].is_empty() {
             return Ok(());
         }
-        let left = concat_batches(&held.rows[0][0].schema(), &held.rows[0])?;
-        let right = concat_batches(&held.rows[1][0].schema(), &held.rows[1])?;
+        let left = concat_batches(&self.inputs[0], &held.rows[0])?;
+        let right = concat_batches(&self.inputs[1], &held.rows[1])?;
         let left_keys = self.encoders[0].encode(&left)?;
         let right_keys = self.encoders[1].encode(&right)?;
         // NULL keys match nothing.
@@ -752,6 +757,46 @@ mod tests {
         );
         restored.checkpoint(2)?;
         assert_eq!(restored.state_entries(), 1, "only the meta entry is left");
+        Ok(())
+    }
+
+    #[test]
+    fn batches_of_one_side_may_differ_in_nullability() -> Result<()> {
+        // The planner's schema says v may be NULL (a UNION ALL of a branch
+        // where it cannot be and one where it can); batches carry their
+        // branch's own schema.
+        let nullable = |value: &str| {
+            let fields: Vec<Field> = side_schema(value)
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone().with_nullable(true))
+                .collect();
+            Arc::new(Schema::new(fields))
+        };
+        let spec = WindowJoinSpec {
+            left_keys: vec![0, 1, 2],
+            right_keys: vec![0, 1, 2],
+            left_window_end: 1,
+            right_window_end: 1,
+            residual: None,
+        };
+        let op = WindowJoin::new(spec, &nullable("v"), &side_schema("w"))?;
+        let mut h = OperatorHarness::new(Box::new(op))?;
+        h.batch_on(0, side("v", &LEFT[..1]))?;
+        let with_null = RecordBatch::try_new(
+            nullable("v"),
+            vec![
+                Arc::new(TimestampMillisecondArray::from(vec![0])),
+                Arc::new(TimestampMillisecondArray::from(vec![10])),
+                Arc::new(Int64Array::from(vec![Some(1)])),
+                Arc::new(Int64Array::from(vec![None::<i64>])),
+            ],
+        )?;
+        h.batch_on(0, with_null)?;
+        h.batch_on(1, side("w", &RIGHT[..1]))?;
+        h.watermark(i64::MAX)?;
+        let rows: usize = h.take_output().iter().map(RecordBatch::num_rows).sum();
+        assert_eq!(rows, 2, "both left rows of key 1 meet the right row");
         Ok(())
     }
 
