@@ -739,10 +739,24 @@ impl<'a> Planner<'a> {
             .iter()
             .map(|&k| base.scope.columns[k].clone())
             .collect();
+        // A cascade is a window aggregate whose own window columns are
+        // internal: the input's window columns are among its keys.
+        let (window, names) = match (window, cascade) {
+            (None, Some(_)) => (
+                Some((
+                    WindowSpec::Tumble { size: 1 },
+                    base_width,
+                    Vec::new(),
+                    base.scope.clone(),
+                )),
+                ["$cascade_start", "$cascade_end"],
+            ),
+            (w, _) => (w, [WINDOW_START, WINDOW_END]),
+        };
         let (node, updating) = match window {
             Some((window, time_column, partition, _)) => {
-                out_cols.push(col(WINDOW_START, None, ts_type(), false));
-                out_cols.push(col(WINDOW_END, None, ts_type(), false));
+                out_cols.push(col(names[0], None, ts_type(), false));
+                out_cols.push(col(names[1], None, ts_type(), false));
                 match window {
                     WindowSpec::Session { gap } => {
                         if let Some(p) = partition.iter().find(|p| !keys.contains(p)) {
@@ -784,23 +798,6 @@ impl<'a> Planner<'a> {
                         )
                     }
                 }
-            }
-            None if cascade.is_some() => {
-                out_cols.push(col("$cascade_start", None, ts_type(), false));
-                out_cols.push(col("$cascade_end", None, ts_type(), false));
-                let spec = WindowAggregateSpec {
-                    window: WindowSpec::Tumble { size: 1 },
-                    time_column: base_width,
-                    key_columns: keys.clone(),
-                    aggregates: calls,
-                };
-                (
-                    Node::WindowAggregate {
-                        input: Box::new(base),
-                        spec,
-                    },
-                    false,
-                )
             }
             None => {
                 let spec = GroupAggregateSpec {
