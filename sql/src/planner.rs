@@ -2080,6 +2080,26 @@ impl Lowerer<'_> {
         Ok((op, par))
     }
 
+    /// Adds a join of two inputs behind a hash exchange on each side's keys.
+    fn lower_join(
+        &mut self,
+        left: &Plan,
+        right: &Plan,
+        name: &str,
+        [left_keys, right_keys]: [&Vec<usize>; 2],
+        factory: OperatorFactory,
+    ) -> Result<(NodeId, usize)> {
+        let par = self.options.parallelism.max(1);
+        let (ln, lp) = self.lower(left)?;
+        let (rn, rp) = self.lower(right)?;
+        let op = self
+            .graph
+            .add_operator(unique(&mut self.names, name), par, factory);
+        connect(self.graph, ln, lp, op, par, Some(left_keys.clone()))?;
+        connect(self.graph, rn, rp, op, par, Some(right_keys.clone()))?;
+        Ok((op, par))
+    }
+
     /// Adds the nodes of `plan`; returns the last node and its parallelism.
     fn lower(&mut self, plan: &Plan) -> Result<(NodeId, usize)> {
         let par = self.options.parallelism.max(1);
@@ -2192,28 +2212,16 @@ impl Lowerer<'_> {
                     .clone()
                     .factory(left.schema(), right.schema())
                     .map_err(|e| self.err(e))?;
-                let (ln, lp) = self.lower(left)?;
-                let (rn, rp) = self.lower(right)?;
-                let op =
-                    self.graph
-                        .add_operator(unique(&mut self.names, "window join"), par, factory);
-                connect(self.graph, ln, lp, op, par, Some(spec.left_keys.clone()))?;
-                connect(self.graph, rn, rp, op, par, Some(spec.right_keys.clone()))?;
-                Ok((op, par))
+                let keys = [&spec.left_keys, &spec.right_keys];
+                self.lower_join(left, right, "window join", keys, factory)
             }
             Node::StreamJoin { left, right, spec } => {
                 let factory = spec
                     .clone()
                     .factory(left.schema(), right.schema())
                     .map_err(|e| self.err(e))?;
-                let (ln, lp) = self.lower(left)?;
-                let (rn, rp) = self.lower(right)?;
-                let op = self
-                    .graph
-                    .add_operator(unique(&mut self.names, "join"), par, factory);
-                connect(self.graph, ln, lp, op, par, Some(spec.left_keys.clone()))?;
-                connect(self.graph, rn, rp, op, par, Some(spec.right_keys.clone()))?;
-                Ok((op, par))
+                let keys = [&spec.left_keys, &spec.right_keys];
+                self.lower_join(left, right, "join", keys, factory)
             }
             Node::WindowAggregate { input, spec } => {
                 let factory = spec
