@@ -967,34 +967,24 @@ impl<'a> Planner<'a> {
         let mut stream_keys = Vec::new();
         let mut table_keys = Vec::new();
         for eq in conjuncts(on) {
-            let ast::Expr::BinaryOp {
-                left: a,
-                op: ast::BinaryOperator::Eq,
-                right: b,
-            } = eq
-            else {
+            if !matches!(
+                eq,
+                ast::Expr::BinaryOp {
+                    op: ast::BinaryOperator::Eq,
+                    ..
+                }
+            ) {
                 return Err(SqlError::plan(
                     "join conditions must be equalities between the two sides, joined by AND",
                     pos(eq),
                 ));
+            }
+            let Some((s, t)) = equality_sides(eq, &left.scope, &right_scope) else {
+                return Err(SqlError::plan(
+                    "each side of a join equality must be a column of one side of the join",
+                    pos(eq),
+                ));
             };
-            let (s, t) =
-                match (
-                    resolve_column(a, &left.scope),
-                    resolve_column(b, &right_scope),
-                ) {
-                    (Ok(s), Ok(t)) => (s, t),
-                    _ => match (
-                        resolve_column(b, &left.scope),
-                        resolve_column(a, &right_scope),
-                    ) {
-                        (Ok(s), Ok(t)) => (s, t),
-                        _ => return Err(SqlError::plan(
-                            "each side of a join equality must be a column of one side of the join",
-                            pos(eq),
-                        )),
-                    },
-                };
             stream_keys.push(s);
             table_keys.push(t);
         }
@@ -1460,6 +1450,26 @@ fn bind_aggregate(f: &ast::Function, scope: &Scope) -> Result<(AggregateCall, Da
     Ok((call, ret))
 }
 
+/// The columns `(left, right)` of an equality `a = b` between a column of
+/// each side, in either order; `None` for any other condition.
+fn equality_sides(c: &ast::Expr, left: &Scope, right: &Scope) -> Option<(usize, usize)> {
+    let ast::Expr::BinaryOp {
+        left: a,
+        op: ast::BinaryOperator::Eq,
+        right: b,
+    } = c
+    else {
+        return None;
+    };
+    match (resolve_column(a, left), resolve_column(b, right)) {
+        (Ok(l), Ok(r)) => Some((l, r)),
+        _ => match (resolve_column(b, left), resolve_column(a, right)) {
+            (Ok(l), Ok(r)) => Some((l, r)),
+            _ => None,
+        },
+    }
+}
+
 /// The join of two streams. Equalities between a column of each side are
 /// keys, the remaining conditions filter the joined pairs. When both sides
 /// carry windows and ON equates their `window_start` and `window_end`, it
@@ -1495,29 +1505,9 @@ fn plan_stream_join(
     let mut rest = Vec::new();
     for c in conjuncts(on) {
         // Over both sides first: a name both sides have must be qualified.
-        bind_expr(c, &scope)?;
-        let pair = match c {
-            ast::Expr::BinaryOp {
-                left: a,
-                op: ast::BinaryOperator::Eq,
-                right: b,
-            } => match (
-                resolve_column(a, &left.scope),
-                resolve_column(b, &right.scope),
-            ) {
-                (Ok(l), Ok(r)) => Some((l, r, c)),
-                _ => match (
-                    resolve_column(b, &left.scope),
-                    resolve_column(a, &right.scope),
-                ) {
-                    (Ok(l), Ok(r)) => Some((l, r, c)),
-                    _ => None,
-                },
-            },
-            _ => None,
-        };
-        match pair {
-            Some((l, r, c)) => {
+        let bound = bind_expr(c, &scope)?;
+        match equality_sides(c, &left.scope, &right.scope) {
+            Some((l, r)) => {
                 let (lc, rc) = (&left.scope.columns[l], &right.scope.columns[r]);
                 if lc.data_type != rc.data_type {
                     return Err(SqlError::plan(
@@ -1534,7 +1524,7 @@ fn plan_stream_join(
                 left_keys.push(l);
                 right_keys.push(r);
             }
-            None => rest.push(c),
+            None => rest.push((c, bound)),
         }
     }
     let has = |l: usize, r: usize| {
@@ -1556,8 +1546,7 @@ fn plan_stream_join(
         _ => None,
     };
     let mut residual: Option<Expr> = None;
-    for c in rest {
-        let b = bind_expr(c, &scope)?;
+    for (c, b) in rest {
         if b.data_type != DataType::Boolean {
             return Err(SqlError::plan("a join condition must be BOOLEAN", pos(c)));
         }
@@ -1651,6 +1640,11 @@ fn with_filter(input: Plan, pred: &ast::Expr) -> Result<Plan> {
             window: window_columns,
         },
     };
+    filter_node(input, pred)
+}
+
+/// A Filter node applying WHERE condition `pred` to `input`'s rows.
+fn filter_node(input: Plan, pred: &ast::Expr) -> Result<Plan> {
     let b = bind_expr(pred, &input.scope)?;
     if b.data_type != DataType::Boolean {
         return Err(SqlError::plan(
@@ -1725,36 +1719,14 @@ fn filter_join(join: Plan, pred: &ast::Expr) -> Result<Plan> {
         },
         other => other,
     };
-    let mut plan = Plan {
+    let plan = Plan {
         node,
         scope,
         updating,
         time_column,
         window,
     };
-    for c in after {
-        let b = bind_expr(c, &plan.scope)?;
-        if b.data_type != DataType::Boolean {
-            return Err(SqlError::plan(
-                format!(
-                    "WHERE needs a BOOLEAN condition, not {}",
-                    crate::bind_expr::flink_type_name(&b.data_type)
-                ),
-                pos(c),
-            ));
-        }
-        plan = Plan {
-            scope: plan.scope.clone(),
-            updating: plan.updating,
-            time_column: plan.time_column,
-            window: plan.window,
-            node: Node::Filter {
-                input: Box::new(plan),
-                predicate: b.expr,
-            },
-        };
-    }
-    Ok(plan)
+    after.into_iter().try_fold(plan, filter_node)
 }
 
 /// A projection of `items` over `input`; keeps the changelog column of an

@@ -21,7 +21,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, RecordBatch, UInt32Array};
-use arrow::compute::{concat_batches, interleave, take};
+use arrow::compute::{concat_batches, interleave, take_record_batch};
 use arrow::datatypes::SchemaRef;
 use runnel_state::TableId;
 
@@ -31,13 +31,10 @@ use crate::keys::KeyEncoder;
 use crate::operator::{Collector, Operator, OperatorContext, OperatorFactory, TaskInfo};
 use crate::ops::agg::{load_meta, save_meta, scan_owned};
 use crate::ops::window_join::{
-    check_condition, check_join_inputs, emit_pairs, from_ipc, put_by_key_group, side_of,
-    WindowJoinSpec,
+    check_condition, check_join_inputs, emit_pairs, from_ipc, null_key, put_by_key_group, side_of,
+    WindowJoinSpec, OUTPUT_BATCH_ROWS,
 };
 use crate::types::Barrier;
-
-/// Rows per emitted batch of join results.
-const OUTPUT_BATCH_ROWS: usize = 8192;
 
 /// Stored entries merged into one kept batch on restore.
 const RESTORE_CHUNK: usize = 1024;
@@ -124,10 +121,7 @@ impl StreamJoin {
         let mut theirs: Vec<(usize, usize)> = Vec::new();
         let mut out = probe;
         for (i, row) in keys.iter().enumerate() {
-            if self.key_columns[side]
-                .iter()
-                .any(|&c| batch.column(c).is_null(i))
-            {
+            if null_key(&batch, &self.key_columns[side], i) {
                 continue;
             }
             if let Some(out) = out.as_deref_mut() {
@@ -168,12 +162,9 @@ impl StreamJoin {
         theirs: &[(usize, usize)],
         out: &mut dyn Collector,
     ) -> Result<()> {
-        let indices = UInt32Array::from(mine.to_vec());
-        let this: Vec<ArrayRef> = batch
+        let this = take_record_batch(batch, &UInt32Array::from(mine.to_vec()))?
             .columns()
-            .iter()
-            .map(|c| take(c.as_ref(), &indices, None))
-            .collect::<std::result::Result<_, _>>()?;
+            .to_vec();
         // Gather from the kept batches these pairs touch only, so the cost
         // does not grow with the number of kept batches.
         let kept = &self.sides[1 - side].batches;

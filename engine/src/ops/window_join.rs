@@ -28,7 +28,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, TimestampMillisecondArray, UInt32Array};
-use arrow::compute::{concat_batches, filter_record_batch, take, take_record_batch};
+use arrow::compute::{concat_batches, filter_record_batch, take_record_batch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
@@ -47,7 +47,12 @@ use crate::window::WindowSpec;
 pub const WINDOW_COLUMNS: [&str; 3] = ["window_start", "window_end", "window_time"];
 
 /// Rows per emitted batch of join results.
-const OUTPUT_BATCH_ROWS: usize = 8192;
+pub(crate) const OUTPUT_BATCH_ROWS: usize = 8192;
+
+/// True when a key column of row `i` is NULL: the row matches nothing.
+pub(crate) fn null_key(batch: &RecordBatch, key_columns: &[usize], i: usize) -> bool {
+    key_columns.iter().any(|&c| batch.column(c).is_null(i))
+}
 
 fn window_field(name: &str) -> Field {
     Field::new(
@@ -131,12 +136,9 @@ impl Operator for WindowAssign {
             // A row without a time belongs to no window, as in an aggregate.
             ctx.metrics.add_late(no_time);
         }
-        let indices = UInt32Array::from(rows);
-        let mut columns: Vec<ArrayRef> = batch
+        let mut columns = take_record_batch(&batch, &UInt32Array::from(rows))?
             .columns()
-            .iter()
-            .map(|c| take(c.as_ref(), &indices, None))
-            .collect::<std::result::Result<_, _>>()?;
+            .to_vec();
         let times: Vec<i64> = ends.iter().map(|e| e - 1).collect();
         columns.push(Arc::new(TimestampMillisecondArray::from(starts)));
         columns.push(Arc::new(TimestampMillisecondArray::from(ends)));
@@ -266,12 +268,9 @@ impl WindowJoin {
         let left_keys = self.encoders[0].encode(&left)?;
         let right_keys = self.encoders[1].encode(&right)?;
         // NULL keys match nothing.
-        let has_null = |batch: &RecordBatch, cols: &[usize], i: usize| {
-            cols.iter().any(|&c| batch.column(c).is_null(i))
-        };
         let mut index: HashMap<&[u8], Vec<u32>, ahash::RandomState> = HashMap::default();
         for (j, row) in right_keys.iter().enumerate() {
-            if !has_null(&right, &self.key_columns[1], j) {
+            if !null_key(&right, &self.key_columns[1], j) {
                 index.entry(row.data()).or_default().push(j as u32);
             }
         }
@@ -281,7 +280,7 @@ impl WindowJoin {
             let Some(matches) = index.get(row.as_ref()) else {
                 continue;
             };
-            if has_null(&left, &self.key_columns[0], i) {
+            if null_key(&left, &self.key_columns[0], i) {
                 continue;
             }
             for &j in matches {
