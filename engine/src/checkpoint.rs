@@ -23,7 +23,6 @@ use crossbeam::channel::{Receiver, RecvTimeoutError, Select, Sender};
 use runnel_state::{CheckpointStore, SnapshotData};
 
 use crate::error::{EngineError, Result};
-use crate::runtime::FINAL_CHECKPOINT;
 use crate::types::Barrier;
 
 /// Commands from the coordinator (or the job handle) to a subtask.
@@ -308,7 +307,7 @@ impl Coordinator {
             });
         }
         // Subtasks know the end-of-input checkpoint by its reserved id.
-        let announced = if ended_input { FINAL_CHECKPOINT } else { id };
+        let announced = if ended_input { Barrier::FINAL_CHECKPOINT } else { id };
         for (_, tx) in &self.controls {
             // A subtask that already exited has nothing left to commit.
             let _ = tx.send(Control::CheckpointComplete(announced));
@@ -317,7 +316,7 @@ impl Coordinator {
     }
 
     /// The final checkpoint, once every subtask has ended. Subtasks learn
-    /// of its completion as [`FINAL_CHECKPOINT`], which tells them to exit.
+    /// of its completion as [`Barrier::FINAL_CHECKPOINT`], which tells them to exit.
     fn finish(
         mut self,
         entries: Vec<(String, SnapshotData)>,

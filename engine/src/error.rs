@@ -19,9 +19,28 @@ pub enum EngineError {
     /// The state backend failed.
     #[error(transparent)]
     State(#[from] runnel_state::StateError),
-    /// A source or sink's external system failed.
+    /// A source or sink was given something it cannot work with (a missing
+    /// file, a table that is not a Delta table, an option the system
+    /// refuses), found while the job runs. Failures of the system itself
+    /// are [`EngineError::External`].
     #[error("connector error: {0}")]
     Connector(String),
+    /// An outside system (Kafka, Delta, a file system, an object store)
+    /// failed. The cause is kept, with the system's name, what was being
+    /// done and whether trying again may help. Build it with
+    /// [`EngineError::external`].
+    #[error("{system}: cannot {action}: {source}")]
+    External {
+        /// The outside system, as a user names it ("kafka", "delta", "file").
+        system: &'static str,
+        /// What was being done, as a verb phrase ("commit to 'out'").
+        action: String,
+        /// True when the failure may pass (a timeout, a broker that moved).
+        retryable: bool,
+        /// The system's own error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
 
     // -- The job's life -------------------------------------------------------
     /// An operator of a job failed; the cause is kept.
@@ -67,6 +86,25 @@ macro_rules! internal_err {
 }
 
 impl EngineError {
+    /// An outside system's failure that keeps its cause.
+    pub fn external(
+        system: &'static str,
+        action: impl Into<String>,
+        retryable: bool,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Self {
+        EngineError::External { system, action: action.into(), retryable, source: source.into() }
+    }
+
+    /// True when the failure came from outside and trying again may help.
+    pub fn is_retryable(&self) -> bool {
+        match self.root() {
+            EngineError::External { retryable, .. } => *retryable,
+            EngineError::State(e) => e.is_retryable(),
+            _ => false,
+        }
+    }
+
     /// The innermost error, looking through [`EngineError::Operator`] wrappers.
     pub fn root(&self) -> &EngineError {
         match self {

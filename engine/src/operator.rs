@@ -135,7 +135,7 @@ impl Collector for VecCollector {
 ///   ended (it is not called when the job is cancelled or fails). In a job
 ///   that takes checkpoints, the end of input is a final checkpoint:
 ///   `on_end` is followed by one more `on_barrier` (with checkpoint id
-///   [`crate::runtime::FINAL_CHECKPOINT`]) and, once that checkpoint is
+///   [`crate::types::Barrier::FINAL_CHECKPOINT`]) and, once that checkpoint is
 ///   written, by `on_checkpoint_complete`.
 /// * **What may block.** Methods may block only on [`Collector::collect`]
 ///   (backpressure from downstream) and on their state backend. They must not

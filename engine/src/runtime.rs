@@ -612,10 +612,6 @@ impl Drop for JobHandle {
     }
 }
 
-/// The checkpoint id operators see in the barrier that follows the end of
-/// input; the coordinator gives the final checkpoint its real id.
-pub const FINAL_CHECKPOINT: u64 = u64::MAX;
-
 /// Name of an operator subtask's state in a checkpoint.
 fn state_entry_name(node: NodeId, subtask: usize) -> String {
     format!("state-{node}-{subtask}")
@@ -1029,7 +1025,7 @@ impl ChainRuntime {
         // Operators write what they hold in memory at barriers only: give
         // them one more, so the final checkpoint has their final state.
         self.snapshot_operators(&Barrier {
-            checkpoint_id: FINAL_CHECKPOINT,
+            checkpoint_id: Barrier::FINAL_CHECKPOINT,
             timestamp: chrono::Utc::now().timestamp_millis(),
             then_stop: true,
         })?;
@@ -1038,7 +1034,7 @@ impl ChainRuntime {
         // committed as usual; the final one ends the subtask.
         while let Some(id) = wait_complete(ctrl, &|| shared.cancelled())? {
             self.checkpoint_complete(id)?;
-            if id == FINAL_CHECKPOINT {
+            if id == Barrier::FINAL_CHECKPOINT {
                 break;
             }
         }

@@ -126,7 +126,7 @@ impl Operator for PrintSink {
 
 /// Batches published by [`TransactionalMemorySink`]s, tagged with the
 /// subtask and the checkpoint whose barrier staged them
-/// ([`crate::runtime::FINAL_CHECKPOINT`] for the end of input). A staged
+/// ([`crate::types::Barrier::FINAL_CHECKPOINT`] for the end of input). A staged
 /// entry published twice (once before a crash, once again on restore)
 /// appears twice; the pair identifies it.
 #[derive(Debug, Clone, Default)]
@@ -264,7 +264,7 @@ impl Operator for TransactionalMemorySink {
     }
 
     fn on_end(&mut self, ctx: &mut OperatorContext<'_>, _out: &mut dyn Collector) -> Result<()> {
-        self.stage(crate::runtime::FINAL_CHECKPOINT, ctx)?;
+        self.stage(crate::types::Barrier::FINAL_CHECKPOINT, ctx)?;
         if !ctx.task.checkpointing {
             self.publish(u64::MAX, ctx)?;
         }

@@ -60,6 +60,19 @@ pub struct Barrier {
     pub then_stop: bool,
 }
 
+impl Barrier {
+    /// The checkpoint id operators see in the barrier that follows the end
+    /// of input: sinks stage what they still hold under it, and publish it
+    /// when the checkpoint with this id completes. The coordinator gives
+    /// the final checkpoint its real id in the manifest.
+    pub const FINAL_CHECKPOINT: u64 = u64::MAX;
+
+    /// True for the barrier that follows the end of input.
+    pub fn is_final(&self) -> bool {
+        self.checkpoint_id == Self::FINAL_CHECKPOINT
+    }
+}
+
 /// Name of the changelog column that updating streams carry, as the last
 /// column of every batch.
 pub const ROW_KIND_COLUMN: &str = "_row_kind";

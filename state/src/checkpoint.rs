@@ -61,7 +61,7 @@ pub struct CheckpointStore {
 }
 
 fn io(context: &str, path: &Path, e: std::io::Error) -> StateError {
-    StateError::Storage(format!("{context} {}: {e}", path.display()))
+    StateError::storage(format!("{context} {}", path.display()), e)
 }
 
 /// FNV-1a, enough to notice a damaged file.
@@ -122,7 +122,7 @@ impl CheckpointStore {
     pub fn clear_scratch(&self) -> Result<()> {
         for dir in [self.root.join("_staging"), self.work_dir()] {
             if dir.exists() {
-                fs::remove_dir_all(&dir).map_err(|e| io("cannot clear", &dir, e))?;
+                fs::remove_dir_all(&dir).map_err(|e| io("clear", &dir, e))?;
             }
         }
         Ok(())
@@ -141,9 +141,9 @@ impl CheckpointStore {
         let dir = self.root.join(format!("chk-{id}"));
         if dir.exists() {
             // Left over from a run that crashed before its manifest.
-            fs::remove_dir_all(&dir).map_err(|e| io("cannot clear", &dir, e))?;
+            fs::remove_dir_all(&dir).map_err(|e| io("clear", &dir, e))?;
         }
-        fs::create_dir_all(&dir).map_err(|e| io("cannot create", &dir, e))?;
+        fs::create_dir_all(&dir).map_err(|e| io("create", &dir, e))?;
         let mut manifest =
             format!("{MAGIC}\nid {id}\nfingerprint {fingerprint}\nfinished {finished}\n");
         let mut files = Vec::new();
@@ -166,7 +166,7 @@ impl CheckpointStore {
                     bytes,
                     new_bytes,
                 } => {
-                    fs::rename(staged, &path).map_err(|e| io("cannot move", staged, e))?;
+                    fs::rename(staged, &path).map_err(|e| io("move", staged, e))?;
                     sync_tree(&path)?;
                     manifest.push_str(&format!("dir {fname} {bytes} {new_bytes}\n"));
                     dirs.push((fname, *bytes, *new_bytes));
@@ -176,7 +176,7 @@ impl CheckpointStore {
         let tmp = dir.join(format!("{MANIFEST}.tmp"));
         write_synced(&tmp, manifest.as_bytes())?;
         let final_path = dir.join(MANIFEST);
-        fs::rename(&tmp, &final_path).map_err(|e| io("cannot publish", &final_path, e))?;
+        fs::rename(&tmp, &final_path).map_err(|e| io("publish", &final_path, e))?;
         sync_dir(&dir)?;
         // The checkpoint is complete now; failing to tidy up older ones
         // must not fail it.
@@ -207,7 +207,7 @@ impl CheckpointStore {
             let stale = name.parse::<u64>().is_ok_and(|n| n <= id);
             if stale {
                 let p = entry.path();
-                fs::remove_dir_all(&p).map_err(|e| io("cannot delete", &p, e))?;
+                fs::remove_dir_all(&p).map_err(|e| io("delete", &p, e))?;
             }
         }
         Ok(())
@@ -259,9 +259,9 @@ impl CheckpointStore {
             return Ok(None);
         }
         let path = checkpoint.dir.join(&fname);
-        let bytes = fs::read(&path).map_err(|e| io("cannot read", &path, e))?;
+        let bytes = fs::read(&path).map_err(|e| io("read", &path, e))?;
         let manifest = fs::read_to_string(checkpoint.dir.join(MANIFEST))
-            .map_err(|e| io("cannot read", &checkpoint.dir, e))?;
+            .map_err(|e| io("read", &checkpoint.dir, e))?;
         let expected = manifest
             .lines()
             .filter_map(|l| l.strip_prefix("file "))
@@ -310,9 +310,9 @@ impl CheckpointStore {
                 // incomplete checkpoint (ignored), never a damaged one.
                 let manifest = p.join(MANIFEST);
                 if manifest.exists() {
-                    fs::remove_file(&manifest).map_err(|e| io("cannot delete", &manifest, e))?;
+                    fs::remove_file(&manifest).map_err(|e| io("delete", &manifest, e))?;
                 }
-                fs::remove_dir_all(&p).map_err(|e| io("cannot delete", &p, e))?;
+                fs::remove_dir_all(&p).map_err(|e| io("delete", &p, e))?;
             }
         }
         Ok(())
@@ -369,23 +369,23 @@ fn read_manifest(dir: &Path, id: u64) -> Result<Option<CheckpointInfo>> {
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut f = fs::File::create(path).map_err(|e| io("cannot create", path, e))?;
+    let mut f = fs::File::create(path).map_err(|e| io("create", path, e))?;
     f.write_all(bytes)
-        .map_err(|e| io("cannot write", path, e))?;
-    f.sync_all().map_err(|e| io("cannot sync", path, e))
+        .map_err(|e| io("write", path, e))?;
+    f.sync_all().map_err(|e| io("sync", path, e))
 }
 
 /// Syncs every file of a snapshot directory and the directory itself.
 /// Hard-linked files were synced when first written; syncing them again is
 /// cheap.
 fn sync_tree(dir: &Path) -> Result<()> {
-    let read = fs::read_dir(dir).map_err(|e| io("cannot read", dir, e))?;
+    let read = fs::read_dir(dir).map_err(|e| io("read", dir, e))?;
     for entry in read.flatten() {
         let p = entry.path();
         if p.is_file() {
             fs::File::open(&p)
                 .and_then(|f| f.sync_all())
-                .map_err(|e| io("cannot sync", &p, e))?;
+                .map_err(|e| io("sync", &p, e))?;
         }
     }
     sync_dir(dir)
@@ -395,7 +395,7 @@ fn sync_dir(dir: &Path) -> Result<()> {
     // Makes the rename of the manifest durable.
     fs::File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(|e| io("cannot sync", dir, e))
+        .map_err(|e| io("sync", dir, e))
 }
 
 #[cfg(test)]

@@ -57,14 +57,47 @@ pub enum StateError {
     /// Stored bytes could not be decoded: a bug or a damaged checkpoint.
     #[error("corrupt state in table '{table}': {reason}")]
     Corrupt { table: String, reason: String },
-    /// The storage underneath failed (disk, RocksDB).
-    #[error("state storage error: {0}")]
-    Storage(String),
+    /// The storage underneath failed (disk, RocksDB); the cause is kept
+    /// with what was being done.
+    #[error("state storage: cannot {action}: {source}")]
+    Storage {
+        /// What was being done, as a verb phrase ("write checkpoint 3").
+        action: String,
+        /// The storage's own error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+    /// The storage is in a state this call cannot use (closed, a checkpoint
+    /// that does not exist); nothing underneath failed.
+    #[error("state storage: {0}")]
+    Unavailable(String),
+}
+
+impl StateError {
+    /// A failure of the storage underneath that keeps its cause.
+    pub fn storage(
+        action: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Self {
+        StateError::Storage { action: action.into(), source: source.into() }
+    }
+
+    /// True when trying again may help: an I/O failure that may pass
+    /// (interrupted, timed out, would block).
+    pub fn is_retryable(&self) -> bool {
+        use std::io::ErrorKind;
+        match self {
+            StateError::Storage { source, .. } => source
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|e| matches!(e.kind(), ErrorKind::Interrupted | ErrorKind::TimedOut | ErrorKind::WouldBlock)),
+            _ => false,
+        }
+    }
 }
 
 impl From<std::io::Error> for StateError {
     fn from(e: std::io::Error) -> Self {
-        StateError::Storage(e.to_string())
+        StateError::storage("use the local file system", e)
     }
 }
 

@@ -78,8 +78,11 @@ impl std::fmt::Debug for RocksStateBackend {
     }
 }
 
-fn storage(context: &str, e: impl std::fmt::Display) -> StateError {
-    StateError::Storage(format!("{context}: {e}"))
+fn storage(
+    context: &str,
+    e: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+) -> StateError {
+    StateError::storage(context, e)
 }
 
 /// Makes `dir` an empty directory, deleting what was there.
@@ -186,7 +189,7 @@ impl RocksStateBackend {
     fn db(&self) -> Result<&DB> {
         self.db
             .as_ref()
-            .ok_or_else(|| StateError::Storage("the RocksDB instance is closed".into()))
+            .ok_or_else(|| StateError::Unavailable("the RocksDB instance is closed".into()))
     }
 
     fn cf(&self, table: TableId) -> Result<&rocksdb::ColumnFamily> {
@@ -215,14 +218,14 @@ impl StateBackend for RocksStateBackend {
             return Ok(TableId(i));
         }
         if name == DEFAULT_CF {
-            return Err(StateError::Storage(format!(
+            return Err(StateError::Unavailable(format!(
                 "'{DEFAULT_CF}' is reserved and cannot name a state table"
             )));
         }
         let opts = self.options.clone();
         self.db
             .as_mut()
-            .ok_or_else(|| StateError::Storage("the RocksDB instance is closed".into()))?
+            .ok_or_else(|| StateError::Unavailable("the RocksDB instance is closed".into()))?
             .create_cf(name, &opts)
             .map_err(|e| storage(&format!("create column family '{name}'"), e))?;
         self.names.push(name.to_string());
@@ -233,21 +236,21 @@ impl StateBackend for RocksStateBackend {
         let cf = self.cf(table)?;
         self.db()?
             .get_cf(cf, key)
-            .map_err(|e| storage("RocksDB get", e))
+            .map_err(|e| storage("get a RocksDB key", e))
     }
 
     fn put(&mut self, table: TableId, key: &[u8], value: &[u8]) -> Result<()> {
         let cf = self.cf(table)?;
         self.db()?
             .put_cf_opt(cf, key, value, &self.write)
-            .map_err(|e| storage("RocksDB put", e))
+            .map_err(|e| storage("put a RocksDB key", e))
     }
 
     fn delete(&mut self, table: TableId, key: &[u8]) -> Result<()> {
         let cf = self.cf(table)?;
         self.db()?
             .delete_cf_opt(cf, key, &self.write)
-            .map_err(|e| storage("RocksDB delete", e))
+            .map_err(|e| storage("delete a RocksDB key", e))
     }
 
     fn delete_prefix(&mut self, table: TableId, prefix: &[u8]) -> Result<()> {
@@ -256,7 +259,7 @@ impl StateBackend for RocksStateBackend {
         match prefix_end(prefix) {
             Some(end) => db
                 .delete_range_cf_opt(cf, prefix, &end, &self.write)
-                .map_err(|e| storage("RocksDB delete range", e)),
+                .map_err(|e| storage("delete a RocksDB key range", e)),
             None => {
                 // The prefix is empty or all 0xff bytes, so no key bounds the
                 // range from above: delete up to a long run of 0xff, then
@@ -264,16 +267,16 @@ impl StateBackend for RocksStateBackend {
                 let mut far = prefix.to_vec();
                 far.extend_from_slice(&[0xff; 64]);
                 db.delete_range_cf_opt(cf, prefix, &far, &self.write)
-                    .map_err(|e| storage("RocksDB delete range", e))?;
+                    .map_err(|e| storage("delete a RocksDB key range", e))?;
                 let keys: Vec<Box<[u8]>> = db
                     .iterator_cf(cf, IteratorMode::From(&far, rocksdb::Direction::Forward))
                     .map(|r| r.map(|(k, _)| k))
                     .take_while(|r| r.as_ref().map_or(true, |k| k.starts_with(prefix)))
                     .collect::<std::result::Result<_, _>>()
-                    .map_err(|e| storage("RocksDB scan", e))?;
+                    .map_err(|e| storage("scan RocksDB keys", e))?;
                 for k in keys {
                     db.delete_cf_opt(cf, &k, &self.write)
-                        .map_err(|e| storage("RocksDB delete", e))?;
+                        .map_err(|e| storage("delete a RocksDB key", e))?;
                 }
                 Ok(())
             }
@@ -296,7 +299,7 @@ impl StateBackend for RocksStateBackend {
             )
             .map(|r| {
                 r.map(|(k, v)| (k.into_vec(), v.into_vec()))
-                    .map_err(|e| storage("RocksDB scan", e))
+                    .map_err(|e| storage("scan RocksDB keys", e))
             })
             .take_while(move |r| r.as_ref().map_or(true, |(k, _)| k.starts_with(&owned)));
         Ok(Box::new(iter))
@@ -312,7 +315,7 @@ impl StateBackend for RocksStateBackend {
         // before the checkpoint links them.
         for name in &self.names {
             if let Some(cf) = db.cf_handle(name) {
-                db.flush_cf(cf).map_err(|e| storage("RocksDB flush", e))?;
+                db.flush_cf(cf).map_err(|e| storage("flush RocksDB", e))?;
             }
         }
         if staging.exists() {
@@ -325,7 +328,7 @@ impl StateBackend for RocksStateBackend {
         }
         Checkpoint::new(db)
             .and_then(|c| c.create_checkpoint(staging))
-            .map_err(|e| storage("RocksDB checkpoint", e))?;
+            .map_err(|e| storage("take a RocksDB checkpoint", e))?;
         let mut total = 0u64;
         let mut new_bytes = 0u64;
         let mut files = HashMap::new();

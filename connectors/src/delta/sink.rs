@@ -50,7 +50,6 @@ use deltalake::protocol::{DeltaOperation, OutputMode, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::DeltaTable;
 use runnel_engine::operator::{Collector, Operator, OperatorContext, OperatorFactory, TaskInfo};
-use runnel_engine::runtime::FINAL_CHECKPOINT;
 use runnel_engine::types::{Barrier, RowKind, ROW_KIND_COLUMN};
 use runnel_engine::{EngineError, Result};
 
@@ -682,7 +681,7 @@ impl Operator for DeltaSink {
         // The end-of-input barrier has no id of its own: it takes the one
         // after the last, and keeps it, so that a job resumed from this
         // final checkpoint and ended again files under a newer key.
-        let key = if barrier.checkpoint_id == FINAL_CHECKPOINT {
+        let key = if barrier.checkpoint_id == Barrier::FINAL_CHECKPOINT {
             self.last_barrier
                 .max(self.committer.committed.load(Ordering::SeqCst))
                 + 1

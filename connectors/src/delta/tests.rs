@@ -10,7 +10,7 @@ use arrow::array::{Array, Int64Array, RecordBatch, StringArray, TimestampMillise
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use runnel_engine::connector::{Connector, TableDescriptor};
 use runnel_engine::operator::{OperatorFactory, OperatorMetrics};
-use runnel_engine::runtime::FINAL_CHECKPOINT;
+use runnel_engine::types::Barrier;
 use runnel_engine::source::Source;
 use runnel_engine::testing::OperatorHarness;
 use runnel_engine::types::{row_kind_array, with_row_kind, RowKind};
@@ -220,8 +220,8 @@ fn a_job_resumed_from_its_final_checkpoint_and_ended_again_commits_again() -> Re
     let mut s = CheckpointHarness::open(&sink(&t)?, 0, 1, &MemorySnapshot::default())?;
     s.batch(rows(0..2))?;
     s.end()?;
-    let final_state = s.barrier(FINAL_CHECKPOINT)?;
-    s.complete(FINAL_CHECKPOINT)?;
+    let final_state = s.barrier(Barrier::FINAL_CHECKPOINT)?;
+    s.complete(Barrier::FINAL_CHECKPOINT)?;
     assert_eq!(
         visible_ids(&t)?,
         range(0..2),
@@ -233,8 +233,8 @@ fn a_job_resumed_from_its_final_checkpoint_and_ended_again_commits_again() -> Re
     let mut s = CheckpointHarness::open(&sink(&t)?, 0, 1, &final_state)?;
     s.batch(rows(2..5))?;
     s.end()?;
-    s.barrier(FINAL_CHECKPOINT)?;
-    s.complete(FINAL_CHECKPOINT)?;
+    s.barrier(Barrier::FINAL_CHECKPOINT)?;
+    s.complete(Barrier::FINAL_CHECKPOINT)?;
     assert_eq!(visible_ids(&t)?, range(0..5));
     let versions: Vec<i64> = txns(dir.path()).iter().map(|t| t.1).collect();
     assert_eq!(versions, vec![1, 2]);
@@ -356,12 +356,12 @@ fn end_of_input_commits_under_the_next_id() -> Result<()> {
     s.complete(4)?;
     s.batch(rows(2..3))?;
     s.end()?;
-    let final_state = s.barrier(FINAL_CHECKPOINT)?;
+    let final_state = s.barrier(Barrier::FINAL_CHECKPOINT)?;
     assert_eq!(visible_ids(&t)?, range(0..2), "staged at the final barrier");
     drop(s);
     // A crash after the final checkpoint, before its commit.
     let mut s = CheckpointHarness::open(&sink(&t)?, 0, 1, &final_state)?;
-    s.complete(FINAL_CHECKPOINT)?;
+    s.complete(Barrier::FINAL_CHECKPOINT)?;
     assert_eq!(visible_ids(&t)?, range(0..3));
     let versions: Vec<i64> = txns(dir.path()).iter().map(|t| t.1).collect();
     assert_eq!(versions, vec![4, 5]);

@@ -16,7 +16,7 @@
 //! A barrier closes and stages the current file and records it in the state
 //! table `<operator>/pending` (key: `n` as big-endian `u64`; value: the id of
 //! the checkpoint whose barrier staged it, big-endian `u64`, then the final
-//! file name; files `on_end` stages carry [`FINAL_CHECKPOINT`]), and the next
+//! file name; files `on_end` stages carry [`Barrier::FINAL_CHECKPOINT`]), and the next
 //! sequence number in `<operator>/meta` (key `next_seq`, big-endian `u64`),
 //! both captured by the checkpoint's snapshot. `on_checkpoint_complete(n)`
 //! publishes the pending files staged at barriers up to `n` and removes them
@@ -43,7 +43,6 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use runnel_engine::operator::{Collector, Operator, OperatorContext, OperatorFactory, TaskInfo};
-use runnel_engine::runtime::FINAL_CHECKPOINT;
 use runnel_engine::types::{is_updating, Barrier};
 use runnel_engine::{EngineError, Result};
 
@@ -495,7 +494,7 @@ impl Operator for FileSink {
     /// With checkpoints, the last file is only staged here: the end of
     /// input is a final checkpoint, whose completion publishes it.
     fn on_end(&mut self, ctx: &mut OperatorContext<'_>, _out: &mut dyn Collector) -> Result<()> {
-        self.close_part(FINAL_CHECKPOINT, ctx)?;
+        self.close_part(Barrier::FINAL_CHECKPOINT, ctx)?;
         if self.checkpointing {
             self.save_next_seq(ctx)?;
         }

@@ -707,7 +707,7 @@ fn end_of_input_stages_until_the_final_checkpoint_completes() -> Result<()> {
             range(0..4),
             "{format}: end output waits for the final checkpoint"
         );
-        sink.complete(runnel_engine::runtime::FINAL_CHECKPOINT)?;
+        sink.complete(runnel_engine::types::Barrier::FINAL_CHECKPOINT)?;
         assert_eq!(
             dir.names(),
             vec![format!("part-0-0.{format}"), format!("part-0-1.{format}")]

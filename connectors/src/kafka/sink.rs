@@ -428,7 +428,7 @@ impl Operator for KafkaSink {
     fn on_end(&mut self, ctx: &mut OperatorContext<'_>, _out: &mut dyn Collector) -> Result<()> {
         match self.t.delivery {
             // The final checkpoint that follows commits these.
-            Delivery::ExactlyOnce => self.stage(runnel_engine::runtime::FINAL_CHECKPOINT, ctx),
+            Delivery::ExactlyOnce => self.stage(runnel_engine::types::Barrier::FINAL_CHECKPOINT, ctx),
             Delivery::AtLeastOnce | Delivery::None => self.flush(),
         }
     }

@@ -445,8 +445,8 @@ fn exactly_once_sink_commits_a_restored_checkpoint_that_was_not_committed() -> R
     // replays them into the new instance.
     h.batch(rows(10..12))?;
     h.end()?;
-    h.barrier(runnel_engine::runtime::FINAL_CHECKPOINT)?;
-    h.complete(runnel_engine::runtime::FINAL_CHECKPOINT)?;
+    h.barrier(runnel_engine::types::Barrier::FINAL_CHECKPOINT)?;
+    h.complete(runnel_engine::types::Barrier::FINAL_CHECKPOINT)?;
     assert_eq!(written_ids(&c, "out"), (0..12).collect::<Vec<_>>());
     Ok(())
 }
@@ -768,7 +768,7 @@ mod broker {
         let mut h = CheckpointHarness::open(&f, 0, 1, &MemorySnapshot::default())?;
         h.batch(rows(0..4))?;
         h.end()?;
-        let last = runnel_engine::runtime::FINAL_CHECKPOINT;
+        let last = runnel_engine::types::Barrier::FINAL_CHECKPOINT;
         let savepoint = h.barrier(last)?;
         h.complete(last)?;
         drop(h);
