@@ -14,10 +14,20 @@
 //!   `totalOrder`): `-0.0 < +0.0` and NaN is greater than every number, so
 //!   `MAX` over values containing NaN returns NaN and `MIN` ignores it.
 
+mod avg;
+mod bytes_slots;
 mod codec;
 mod count;
+mod first_last;
+mod group_state;
+mod min_max;
 mod numeric;
+mod prim_slots;
+mod row_slots;
+mod slots;
+mod sum;
 mod value;
+mod variance;
 
 #[cfg(test)]
 mod tests;
@@ -331,10 +341,10 @@ pub fn create_accumulator(
     match func {
         F::Count => Ok(Box::new(count::CountAcc::new(arg_types.len()))),
         F::CountDistinct => Ok(Box::new(count::CountDistinctAcc::new(arg_types)?)),
-        F::Sum => numeric::create_sum(&arg_types[0]),
-        F::Avg => numeric::create_avg(&arg_types[0]),
+        F::Sum => sum::create_sum(&arg_types[0]),
+        F::Avg => avg::create_avg(&arg_types[0]),
         F::StddevSamp | F::StddevPop | F::VarSamp | F::VarPop => {
-            numeric::create_variance(func, &arg_types[0])
+            variance::create_variance(func, &arg_types[0])
         }
         F::Min | F::Max | F::FirstValue | F::LastValue => value::create(func, &arg_types[0]),
     }
