@@ -6,7 +6,7 @@ use std::any::Any;
 use arrow::array::ArrayRef;
 
 use super::codec::{self, tag, Reader};
-use super::group_state::{is_set, Values};
+use super::group_state::is_set;
 use super::slots::Slots;
 use super::{downcast_other, for_each_row, grow, GroupsAccumulator, UpdateArgs};
 use crate::error::Result;
