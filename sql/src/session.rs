@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use arrow::array::{ArrayRef, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use runnel_engine::connector::ConnectorRegistry;
+use runnel_engine::connector::{parse_duration, ConnectorRegistry};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -23,10 +23,11 @@ use crate::bind_expr::flink_type_name;
 use crate::catalog::{key_of, position_of, Catalog, Entry, TableEntry, TableKind, ViewEntry};
 use crate::error::{Result, SqlError};
 use crate::finish::{split_finish, Finish, FinishClauses};
+use crate::lower::{lower, pruned_descriptor, LowerOptions, SinkTarget};
 use crate::parser::{Located, Statement};
-use crate::planner::{
-    align_to_sink, lower, parse_duration, LowerOptions, Plan, Planner, SinkTarget,
-};
+use crate::plan::Plan;
+use crate::planner::sink::align_to_sink;
+use crate::planner::Planner;
 
 /// What executing a statement produced.
 pub enum Outcome {
@@ -567,7 +568,7 @@ impl Session {
                 let written: Vec<usize> = (0..sink.descriptor.schema.fields().len())
                     .filter(|&i| !sink.descriptor.metadata_column(i).is_some_and(|(_, v)| v))
                     .collect();
-                let descriptor = crate::planner::pruned_descriptor(&sink.descriptor, &written);
+                let descriptor = pruned_descriptor(&sink.descriptor, &written);
                 let mut plan = align_to_sink(plan, &descriptor, position_of(table))?;
                 plan.prune_all();
                 let graph = lower(

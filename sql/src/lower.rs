@@ -1,0 +1,536 @@
+//! Where a plan becomes a `JobGraph`: lowering turns the logical plan
+//! ([`crate::plan::Plan`]) plus a sink into the engine's DAG of sources,
+//! operators and sinks.
+//!
+//! Each plan node becomes one operator (a scan may add a padding step for
+//! pruned columns and one for PROCTIME columns). The edges between them are
+//! chosen here: a hash exchange on the group keys in front of every
+//! aggregate and on each side's keys in front of a join; forward (chained)
+//! edges elsewhere; round-robin where the parallelism changes. The build
+//! side of a lookup join is read completely at lowering time.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use runnel_engine::connector::{parse_duration, ConnectorRegistry, TableDescriptor};
+use runnel_engine::expr::{Expr, ScalarValue};
+use runnel_engine::graph::{Exchange, JobGraph, NodeId};
+use runnel_engine::operator::{OperatorFactory, OperatorMetrics, TaskInfo};
+use runnel_engine::ops::filter_project::{FilterOperator, ProjectOperator};
+use runnel_engine::ops::{JoinKind, LookupJoin, ProcTimeOperator, UnionOperator, WindowAssign};
+use runnel_engine::source::{SourcePoll, WatermarkStrategy};
+use runnel_engine::window::WindowSpec;
+
+use crate::catalog::TableEntry;
+use crate::error::{Position, Result, SqlError};
+use crate::plan::{engine_message, Node, Plan};
+
+/// Settings for lowering a plan.
+#[derive(Clone)]
+pub struct LowerOptions {
+    /// Default parallelism of operators.
+    pub parallelism: usize,
+    /// Connectors by name.
+    pub registry: ConnectorRegistry,
+}
+
+/// Where a job's rows go.
+pub enum SinkTarget {
+    /// A catalog table (INSERT INTO).
+    Table(TableDescriptor),
+    /// An operator built by the caller (print to the console, collect in memory).
+    Operator {
+        /// Node name.
+        name: String,
+        /// The sink.
+        factory: OperatorFactory,
+        /// Its parallelism.
+        parallelism: usize,
+    },
+}
+
+/// Lowers `plan` plus a sink into a job graph.
+pub fn lower(
+    plan: &Plan,
+    sink: SinkTarget,
+    options: &LowerOptions,
+    position: Position,
+) -> Result<JobGraph> {
+    let mut graph = JobGraph::new();
+    let mut lowerer = Lowerer {
+        graph: &mut graph,
+        options,
+        position,
+        names: HashMap::new(),
+    };
+    let (node, par) = lowerer.lower(plan)?;
+    let (name, factory, sink_par) = match sink {
+        SinkTarget::Table(desc) => {
+            let connector = options
+                .registry
+                .resolve(&desc)
+                .map_err(|e| SqlError::plan(engine_message(&e), position))?;
+            let factory = connector.sink(&desc, plan.updating).map_err(|e| {
+                let msg = engine_message(&e);
+                let msg = if plan.updating {
+                    format!("{msg} (the query is an updating stream because it aggregates without a window; use a window, or a sink that accepts updates such as 'print' or 'blackhole')")
+                } else {
+                    msg
+                };
+                SqlError::plan(msg, position)
+            })?;
+            (format!("sink: {}", desc.name), factory, par)
+        }
+        SinkTarget::Operator {
+            name,
+            factory,
+            parallelism,
+        } => (name, factory, parallelism),
+    };
+    let sink_node = graph.add_operator(name, sink_par, factory);
+    connect(&mut graph, node, par, sink_node, sink_par, None)?;
+    Ok(graph)
+}
+
+fn connect(
+    graph: &mut JobGraph,
+    from: NodeId,
+    from_par: usize,
+    to: NodeId,
+    to_par: usize,
+    keys: Option<Vec<usize>>,
+) -> Result<()> {
+    let exchange = match keys {
+        Some(k) => Exchange::Hash(k),
+        None if from_par == to_par => Exchange::Forward,
+        None => Exchange::RoundRobin,
+    };
+    graph.connect(from, to, exchange).map_err(SqlError::Engine)
+}
+
+fn unique(names: &mut HashMap<String, usize>, base: &str) -> String {
+    let n = names.entry(base.to_string()).or_insert(0);
+    *n += 1;
+    if *n == 1 {
+        base.to_string()
+    } else {
+        format!("{base}#{n}")
+    }
+}
+
+struct Lowerer<'g> {
+    graph: &'g mut JobGraph,
+    options: &'g LowerOptions,
+    position: Position,
+    names: HashMap<String, usize>,
+}
+
+impl Lowerer<'_> {
+    fn err(&self, e: runnel_engine::EngineError) -> SqlError {
+        SqlError::plan(engine_message(&e), self.position)
+    }
+
+    /// Adds an operator keyed by `keys` behind a hash exchange on them (at
+    /// parallelism 1 without keys: a global aggregate).
+    fn lower_keyed(
+        &mut self,
+        input: &Plan,
+        name: &str,
+        keys: &[usize],
+        factory: OperatorFactory,
+    ) -> Result<(NodeId, usize)> {
+        let (n, p) = self.lower(input)?;
+        let par = if keys.is_empty() {
+            1
+        } else {
+            self.options.parallelism.max(1)
+        };
+        let op = self
+            .graph
+            .add_operator(unique(&mut self.names, name), par, factory);
+        connect(self.graph, n, p, op, par, Some(keys.to_vec()))?;
+        Ok((op, par))
+    }
+
+    /// Adds a join of two inputs behind a hash exchange on each side's keys.
+    fn lower_join(
+        &mut self,
+        left: &Plan,
+        right: &Plan,
+        name: &str,
+        [left_keys, right_keys]: [&Vec<usize>; 2],
+        factory: OperatorFactory,
+    ) -> Result<(NodeId, usize)> {
+        let par = self.options.parallelism.max(1);
+        let (ln, lp) = self.lower(left)?;
+        let (rn, rp) = self.lower(right)?;
+        let op = self
+            .graph
+            .add_operator(unique(&mut self.names, name), par, factory);
+        connect(self.graph, ln, lp, op, par, Some(left_keys.clone()))?;
+        connect(self.graph, rn, rp, op, par, Some(right_keys.clone()))?;
+        Ok((op, par))
+    }
+
+    /// Adds the nodes of `plan`; returns the last node and its parallelism.
+    fn lower(&mut self, plan: &Plan) -> Result<(NodeId, usize)> {
+        match &plan.node {
+            Node::Scan { table, projection } => self.lower_scan(table, projection.as_deref()),
+            Node::Filter { input, predicate } => self.lower_filter(input, predicate),
+            Node::Project { input, exprs } => self.lower_project(input, exprs),
+            Node::WindowTvf {
+                input,
+                window,
+                time_column,
+                ..
+            } => {
+                let factory = WindowAssign::factory(*window, *time_column, &input.schema())
+                    .map_err(|e| self.err(e))?;
+                let (n, p) = self.lower(input)?;
+                let op =
+                    self.graph
+                        .add_operator(unique(&mut self.names, "window assign"), p, factory);
+                connect(self.graph, n, p, op, p, None)?;
+                Ok((op, p))
+            }
+            Node::WindowJoin { left, right, spec } => {
+                let factory = spec
+                    .clone()
+                    .factory(left.schema(), right.schema())
+                    .map_err(|e| self.err(e))?;
+                let keys = [&spec.left_keys, &spec.right_keys];
+                self.lower_join(left, right, "window join", keys, factory)
+            }
+            Node::StreamJoin { left, right, spec } => {
+                let factory = spec
+                    .clone()
+                    .factory(left.schema(), right.schema())
+                    .map_err(|e| self.err(e))?;
+                let keys = [&spec.left_keys, &spec.right_keys];
+                self.lower_join(left, right, "join", keys, factory)
+            }
+            Node::WindowAggregate { input, spec } => {
+                let factory = spec
+                    .clone()
+                    .factory(input.schema())
+                    .map_err(|e| self.err(e))?;
+                let kind = match spec.window {
+                    WindowSpec::Tumble { .. } => "tumble",
+                    WindowSpec::Hop { .. } => "hop",
+                    WindowSpec::Cumulate { .. } => "cumulate",
+                    WindowSpec::Session { .. } => "session",
+                };
+                self.lower_keyed(
+                    input,
+                    &format!("{kind} window aggregate"),
+                    &spec.key_columns,
+                    factory,
+                )
+            }
+            Node::SessionAggregate { input, spec } => {
+                let factory = spec
+                    .clone()
+                    .factory(input.schema())
+                    .map_err(|e| self.err(e))?;
+                self.lower_keyed(
+                    input,
+                    "session window aggregate",
+                    &spec.key_columns,
+                    factory,
+                )
+            }
+            Node::GroupAggregate { input, spec } => {
+                let factory = spec
+                    .clone()
+                    .factory(input.schema())
+                    .map_err(|e| self.err(e))?;
+                self.lower_keyed(input, "group aggregate", &spec.key_columns, factory)
+            }
+            Node::Union { inputs } => self.lower_union(inputs),
+            Node::LookupJoin {
+                input,
+                table,
+                stream_keys,
+                table_keys,
+                kind,
+            } => self.lower_lookup_join(input, table, stream_keys, table_keys, *kind),
+        }
+    }
+
+    /// A source for `table`, reading only the columns `projection` when
+    /// its connector can, followed by the steps that restore the full row.
+    fn lower_scan(
+        &mut self,
+        table: &TableEntry,
+        projection: Option<&[usize]>,
+    ) -> Result<(NodeId, usize)> {
+        let par = self.options.parallelism.max(1);
+        let full = &table.descriptor;
+        let connector = self
+            .options
+            .registry
+            .resolve(full)
+            .map_err(|e| self.err(e))?;
+        // Read only the used columns when the connector can.
+        let pruned = projection
+            .filter(|_| connector.supports_projection(full))
+            .map(|p| pruned_descriptor(full, p));
+        let desc = pruned.as_ref().unwrap_or(full);
+        let source = connector.source(desc).map_err(|e| self.err(e))?;
+        let watermark = self.watermark(desc)?;
+        let spar = source.parallelism.unwrap_or(par);
+        let name = unique(&mut self.names, &format!("source: {}", desc.name));
+        let mut node = self.graph.add_source(name, spar, source.factory, watermark);
+        if let (Some(p), Some(_)) = (projection, pruned.as_ref()) {
+            // Put placeholders where the unread columns were, so
+            // column numbers above the scan do not change.
+            let exprs = padding_exprs(&full.schema, p);
+            let read_schema = Arc::clone(&desc.schema);
+            ProjectOperator::new(exprs.clone(), &read_schema).map_err(|e| self.err(e))?;
+            let pad = self.graph.add_operator(
+                unique(&mut self.names, "unpruned columns"),
+                spar,
+                Arc::new(move |_t: &TaskInfo| {
+                    Ok(Box::new(ProjectOperator::new(exprs.clone(), &read_schema)?) as Box<_>)
+                }),
+            );
+            connect(self.graph, node, spar, pad, spar, None)?;
+            node = pad;
+        }
+        if !table.proctime.is_empty() {
+            let pt = self.graph.add_operator(
+                unique(&mut self.names, "proctime"),
+                spar,
+                ProcTimeOperator::factory(&full.schema, table.proctime.clone()),
+            );
+            connect(self.graph, node, spar, pt, spar, None)?;
+            node = pt;
+        }
+        Ok((node, spar))
+    }
+
+    /// The watermark strategy of a table read as `desc`: its declared
+    /// delay, and the idle timeout its `scan.idle-timeout` option sets.
+    fn watermark(&self, desc: &TableDescriptor) -> Result<Option<WatermarkStrategy>> {
+        Ok(match desc.watermark {
+            Some((c, delay)) => {
+                let mut s =
+                    WatermarkStrategy::bounded(c, Duration::from_millis(delay.max(0) as u64));
+                if let Some(t) = desc.option("scan.idle-timeout") {
+                    s.idle_timeout = Some(parse_duration(t).ok_or_else(|| {
+                        SqlError::plan(
+                            format!(
+                                "'scan.idle-timeout' must be a duration such as '30 s', not '{t}'"
+                            ),
+                            self.position,
+                        )
+                    })?);
+                }
+                Some(s)
+            }
+            None => None,
+        })
+    }
+
+    /// A filter chained behind its input.
+    fn lower_filter(&mut self, input: &Plan, predicate: &Expr) -> Result<(NodeId, usize)> {
+        let (n, p) = self.lower(input)?;
+        let pred = predicate.clone();
+        let op = self.graph.add_operator(
+            unique(&mut self.names, "filter"),
+            p,
+            Arc::new(
+                move |_t: &TaskInfo| Ok(Box::new(FilterOperator::new(pred.clone())) as Box<_>),
+            ),
+        );
+        connect(self.graph, n, p, op, p, None)?;
+        Ok((op, p))
+    }
+
+    /// A projection chained behind its input, its expressions checked
+    /// against the input's schema now rather than when the job starts.
+    fn lower_project(&mut self, input: &Plan, exprs: &[(Expr, String)]) -> Result<(NodeId, usize)> {
+        let (n, p) = self.lower(input)?;
+        let schema = input.schema();
+        ProjectOperator::new(exprs.to_vec(), &schema).map_err(|e| self.err(e))?;
+        let exprs = exprs.to_vec();
+        let op = self.graph.add_operator(
+            unique(&mut self.names, "project"),
+            p,
+            Arc::new(move |_t: &TaskInfo| {
+                Ok(Box::new(ProjectOperator::new(exprs.clone(), &schema)?) as Box<_>)
+            }),
+        );
+        connect(self.graph, n, p, op, p, None)?;
+        Ok((op, p))
+    }
+
+    /// A union at the default parallelism; an input whose parallelism
+    /// differs reaches it round-robin.
+    fn lower_union(&mut self, inputs: &[Plan]) -> Result<(NodeId, usize)> {
+        let par = self.options.parallelism.max(1);
+        let lowered = inputs
+            .iter()
+            .map(|i| self.lower(i))
+            .collect::<Result<Vec<_>>>()?;
+        let op = self.graph.add_operator(
+            unique(&mut self.names, "union"),
+            par,
+            UnionOperator::factory(),
+        );
+        for (n, p) in lowered {
+            connect(self.graph, n, p, op, par, None).or_else(|_| {
+                self.graph
+                    .connect(n, op, Exchange::RoundRobin)
+                    .map_err(SqlError::Engine)
+            })?;
+        }
+        Ok((op, par))
+    }
+
+    /// A lookup join chained behind the stream, holding the whole bounded
+    /// table it joins with.
+    fn lower_lookup_join(
+        &mut self,
+        input: &Plan,
+        table: &TableEntry,
+        stream_keys: &[usize],
+        table_keys: &[usize],
+        kind: JoinKind,
+    ) -> Result<(NodeId, usize)> {
+        let (n, p) = self.lower(input)?;
+        let rows = load_bounded(table, &self.options.registry).map_err(|e| self.err(e))?;
+        let join = LookupJoin::new(
+            kind,
+            &input.schema(),
+            stream_keys.to_vec(),
+            rows,
+            table_keys.to_vec(),
+        )
+        .map_err(|e| self.err(e))?;
+        let op = self.graph.add_operator(
+            unique(
+                &mut self.names,
+                &format!("lookup join: {}", table.descriptor.name),
+            ),
+            p,
+            join.factory(),
+        );
+        connect(self.graph, n, p, op, p, None)?;
+        Ok((op, p))
+    }
+}
+
+/// The descriptor of `table` with only the columns `projection`.
+pub(crate) fn pruned_descriptor(table: &TableDescriptor, projection: &[usize]) -> TableDescriptor {
+    let fields: Vec<Field> = projection
+        .iter()
+        .map(|&i| table.schema.field(i).clone())
+        .collect();
+    let position = |c: usize| projection.iter().position(|&p| p == c);
+    TableDescriptor {
+        name: table.name.clone(),
+        schema: Arc::new(Schema::new(fields)),
+        options: table.options.clone(),
+        watermark: table
+            .watermark
+            .and_then(|(c, d)| position(c).map(|p| (p, d))),
+        primary_key: table
+            .primary_key
+            .iter()
+            .filter_map(|&k| position(k))
+            .collect(),
+        partition_keys: table
+            .partition_keys
+            .iter()
+            .filter_map(|&k| position(k))
+            .collect(),
+    }
+}
+
+/// Expressions that rebuild the full row from the pruned one: read columns
+/// in place, a typed placeholder (zero, empty string, NULL) elsewhere.
+fn padding_exprs(full: &Schema, projection: &[usize]) -> Vec<(Expr, String)> {
+    full.fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let e = match projection.iter().position(|&p| p == i) {
+                Some(p) => Expr::Column(p),
+                None => placeholder(f.data_type(), f.is_nullable()),
+            };
+            (e, f.name().clone())
+        })
+        .collect()
+}
+
+/// A constant of type `t`; non-null where the column is declared NOT NULL,
+/// so that the batch still satisfies the schema. Its value is never read.
+fn placeholder(t: &DataType, nullable: bool) -> Expr {
+    let value = match t {
+        _ if nullable => ScalarValue::Null,
+        DataType::Boolean => ScalarValue::Boolean(false),
+        DataType::Int32 => ScalarValue::Int32(0),
+        DataType::Int64 => ScalarValue::Int64(0),
+        DataType::Float64 => ScalarValue::Float64(0.0),
+        DataType::Utf8 => ScalarValue::Utf8(String::new()),
+        DataType::Timestamp(TimeUnit::Millisecond, _) => ScalarValue::TimestampMillis(0),
+        _ => ScalarValue::Null,
+    };
+    Expr::Cast {
+        expr: Box::new(Expr::Literal(value)),
+        to: t.clone(),
+    }
+}
+
+/// Reads a bounded table completely (the build side of a lookup join).
+fn load_bounded(
+    table: &TableEntry,
+    registry: &ConnectorRegistry,
+) -> runnel_engine::Result<RecordBatch> {
+    let desc = &table.descriptor;
+    let connector = registry.resolve(desc)?;
+    let source = connector.source(desc)?;
+    if !source.bounded {
+        return Err(runnel_engine::EngineError::Plan(format!(
+            "table '{}' is unbounded; a join needs a bounded table (a file) on its right side",
+            desc.name
+        )));
+    }
+    let metrics = Arc::new(OperatorMetrics::default());
+    let par = source.parallelism.unwrap_or(1);
+    let mut batches = Vec::new();
+    for subtask in 0..par {
+        let task = TaskInfo {
+            operator_name: desc.name.clone(),
+            subtask,
+            parallelism: par,
+            max_parallelism: 1024,
+            checkpointing: false,
+            memory_budget: None,
+        };
+        let mut s = (source.factory)(&task)?;
+        s.open(&task, &metrics)?;
+        loop {
+            match s.poll()? {
+                SourcePoll::Batch { batch, .. } => batches.push(batch),
+                SourcePoll::Finished => break,
+                SourcePoll::Pending => std::thread::sleep(Duration::from_millis(1)),
+                SourcePoll::Watermark(_) | SourcePoll::SplitFinished(_) => {}
+            }
+        }
+    }
+    let mut fields: Vec<Field> = desc
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    // PROCTIME columns of the table are not part of the build side.
+    fields.truncate(desc.schema.fields().len());
+    let schema = Arc::new(Schema::new(fields));
+    Ok(arrow::compute::concat_batches(&schema, &batches)?)
+}

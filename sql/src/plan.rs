@@ -1,0 +1,395 @@
+//! The logical plan: what a query computes, before it is lowered to the
+//! engine's job graph.
+//!
+//! The plan is small: scans, filters, projections, window table functions,
+//! window and group aggregates, unions, lookup joins and stream joins. Each
+//! node knows its output columns, whether its stream is updating (carries
+//! the changelog column), where its window columns are, and which column is
+//! its event-time attribute (the column declared with a WATERMARK, while it
+//! passes through unchanged). The planner ([`crate::planner`]) builds it,
+//! [`crate::lower`] turns it into a `JobGraph`; this module also prunes
+//! unused scan columns and renders the plan for EXPLAIN.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use runnel_engine::expr::Expr;
+use runnel_engine::ops::{
+    AggregateCall, GroupAggregateSpec, JoinKind, SessionAggregateSpec, StreamJoinSpec,
+    WindowAggregateSpec, WindowJoinSpec,
+};
+use runnel_engine::window::WindowSpec;
+
+use crate::bind_expr::Scope;
+use crate::catalog::TableEntry;
+
+/// A logical plan node with its output facts.
+#[derive(Clone)]
+pub struct Plan {
+    /// What the node does.
+    pub node: Node,
+    /// Output columns (names, qualifiers, types).
+    pub scope: Scope,
+    /// True when the output carries the changelog column (last column).
+    pub updating: bool,
+    /// The event-time attribute among the output columns.
+    pub time_column: Option<usize>,
+    /// The `window_start` and `window_end` columns when every row belongs
+    /// to one window (after a window TVF or a window aggregate, while those
+    /// columns pass through unchanged): what window joins and cascaded
+    /// window aggregates key on.
+    pub window: Option<(usize, usize)>,
+}
+
+/// Plan nodes.
+#[derive(Clone)]
+pub enum Node {
+    /// Read a table.
+    Scan {
+        /// The table.
+        table: TableEntry,
+        /// Physical columns the query uses (`None`: all), set by
+        /// [`Plan::prune`].
+        projection: Option<Vec<usize>>,
+    },
+    /// Keep rows where the predicate is true.
+    Filter {
+        /// Input.
+        input: Box<Plan>,
+        /// Predicate over the input.
+        predicate: Expr,
+    },
+    /// Compute columns.
+    Project {
+        /// Input.
+        input: Box<Plan>,
+        /// Output expressions over the input, with names.
+        exprs: Vec<(Expr, String)>,
+    },
+    /// A window table function not yet consumed by a GROUP BY.
+    WindowTvf {
+        /// Input.
+        input: Box<Plan>,
+        /// The window.
+        window: WindowSpec,
+        /// Input time column.
+        time_column: usize,
+        /// SESSION's PARTITION BY columns.
+        partition: Vec<usize>,
+    },
+    /// TUMBLE / HOP / CUMULATE aggregate.
+    WindowAggregate {
+        /// Input.
+        input: Box<Plan>,
+        /// The operator's spec.
+        spec: WindowAggregateSpec,
+    },
+    /// SESSION aggregate.
+    SessionAggregate {
+        /// Input.
+        input: Box<Plan>,
+        /// The operator's spec.
+        spec: SessionAggregateSpec,
+    },
+    /// Non-windowed (updating) aggregate.
+    GroupAggregate {
+        /// Input.
+        input: Box<Plan>,
+        /// The operator's spec.
+        spec: GroupAggregateSpec,
+    },
+    /// UNION ALL.
+    Union {
+        /// Inputs, all with the same column types.
+        inputs: Vec<Plan>,
+    },
+    /// Two windowed streams joined window by window.
+    WindowJoin {
+        /// Left input.
+        left: Box<Plan>,
+        /// Right input.
+        right: Box<Plan>,
+        /// Keys, window columns and other conditions.
+        spec: WindowJoinSpec,
+    },
+    /// Two streams joined on keys, every row kept (a regular join).
+    StreamJoin {
+        /// Left input.
+        left: Box<Plan>,
+        /// Right input.
+        right: Box<Plan>,
+        /// Keys and other conditions.
+        spec: StreamJoinSpec,
+    },
+    /// Stream joined with a bounded table loaded in memory.
+    LookupJoin {
+        /// The stream.
+        input: Box<Plan>,
+        /// The table.
+        table: TableEntry,
+        /// Stream key columns.
+        stream_keys: Vec<usize>,
+        /// Table key columns.
+        table_keys: Vec<usize>,
+        /// INNER or LEFT.
+        kind: JoinKind,
+    },
+}
+
+impl Plan {
+    /// Output schema (without qualifiers).
+    pub fn schema(&self) -> SchemaRef {
+        Arc::new(self.scope.schema())
+    }
+
+    /// Projection pruning: tells every scan which of its columns the plan
+    /// above it uses, given that the consumer needs the output columns
+    /// `needed`. Unused columns are then not read (for connectors that can
+    /// skip them) and filled with placeholders, so column numbers above the
+    /// scan stay as they are.
+    pub fn prune(&mut self, needed: &BTreeSet<usize>) {
+        match &mut self.node {
+            Node::Scan { table, projection } => {
+                let physical = table.descriptor.schema.fields().len();
+                let mut keep: BTreeSet<usize> =
+                    needed.iter().copied().filter(|&c| c < physical).collect();
+                // The event-time column drives the watermark even when unused.
+                if let Some((t, _)) = table.descriptor.watermark {
+                    keep.insert(t);
+                }
+                if keep.len() < physical {
+                    *projection = Some(keep.into_iter().collect());
+                }
+            }
+            Node::Filter { input, predicate } => {
+                let mut n = needed.clone();
+                predicate.columns(&mut n);
+                input.prune(&n);
+            }
+            Node::Project { input, exprs } => {
+                let mut n = BTreeSet::new();
+                for (i, (e, _)) in exprs.iter().enumerate() {
+                    if needed.contains(&i) {
+                        e.columns(&mut n);
+                    }
+                }
+                input.prune(&n);
+            }
+            Node::WindowTvf {
+                input,
+                time_column,
+                partition,
+                ..
+            } => {
+                let width = input.scope.columns.len();
+                let mut n: BTreeSet<usize> =
+                    needed.iter().copied().filter(|&c| c < width).collect();
+                n.insert(*time_column);
+                n.extend(partition.iter().copied());
+                input.prune(&n);
+            }
+            Node::WindowAggregate { input, spec } => {
+                let mut n: BTreeSet<usize> = spec.key_columns.iter().copied().collect();
+                n.insert(spec.time_column);
+                aggregate_columns(&spec.aggregates, &mut n);
+                input.prune(&n);
+            }
+            Node::SessionAggregate { input, spec } => {
+                let mut n: BTreeSet<usize> = spec.key_columns.iter().copied().collect();
+                n.insert(spec.time_column);
+                aggregate_columns(&spec.aggregates, &mut n);
+                input.prune(&n);
+            }
+            Node::GroupAggregate { input, spec } => {
+                let mut n: BTreeSet<usize> = spec.key_columns.iter().copied().collect();
+                aggregate_columns(&spec.aggregates, &mut n);
+                input.prune(&n);
+            }
+            Node::Union { inputs } => inputs.iter_mut().for_each(|i| i.prune(needed)),
+            Node::WindowJoin {
+                left,
+                right,
+                spec:
+                    WindowJoinSpec {
+                        left_keys,
+                        right_keys,
+                        residual,
+                        ..
+                    },
+            }
+            | Node::StreamJoin {
+                left,
+                right,
+                spec:
+                    StreamJoinSpec {
+                        left_keys,
+                        right_keys,
+                        residual,
+                    },
+            } => prune_join(
+                left,
+                right,
+                [left_keys, right_keys],
+                residual.as_ref(),
+                needed,
+            ),
+            Node::LookupJoin {
+                input, stream_keys, ..
+            } => {
+                let width = input.scope.columns.len();
+                let mut n: BTreeSet<usize> =
+                    needed.iter().copied().filter(|&c| c < width).collect();
+                n.extend(stream_keys.iter().copied());
+                input.prune(&n);
+            }
+        }
+    }
+
+    /// [`Plan::prune`] for a plan whose every output column is consumed.
+    pub fn prune_all(&mut self) {
+        let n = (0..self.scope.columns.len()).collect();
+        self.prune(&n);
+    }
+
+    /// The tables this plan reads as streams (not the build sides of joins).
+    pub fn scanned_tables(&self) -> Vec<&TableEntry> {
+        match &self.node {
+            Node::Scan { table, .. } => vec![table],
+            Node::Filter { input, .. }
+            | Node::Project { input, .. }
+            | Node::WindowTvf { input, .. }
+            | Node::WindowAggregate { input, .. }
+            | Node::SessionAggregate { input, .. }
+            | Node::GroupAggregate { input, .. }
+            | Node::LookupJoin { input, .. } => input.scanned_tables(),
+            Node::Union { inputs } => inputs.iter().flat_map(|i| i.scanned_tables()).collect(),
+            Node::WindowJoin { left, right, .. } | Node::StreamJoin { left, right, .. } => {
+                let mut t = left.scanned_tables();
+                t.extend(right.scanned_tables());
+                t
+            }
+        }
+    }
+
+    /// A one-line-per-node description, indented by depth.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        self.describe_into(0, &mut out);
+        out
+    }
+
+    fn describe_into(&self, depth: usize, out: &mut String) {
+        let pad = "  ".repeat(depth);
+        let cols: Vec<&str> = self.scope.columns.iter().map(|c| c.name.as_str()).collect();
+        let kind = if self.updating {
+            "updating"
+        } else {
+            "append-only"
+        };
+        let line = match &self.node {
+            Node::Scan { table, projection } => match projection {
+                Some(p) => format!("Scan {} reading columns {p:?}", table.descriptor.name),
+                None => format!("Scan {}", table.descriptor.name),
+            },
+            Node::Filter { predicate, .. } => format!("Filter {predicate}"),
+            Node::Project { .. } => "Project".to_string(),
+            Node::WindowTvf { window, .. } => format!("WindowTvf {window:?}"),
+            Node::WindowAggregate { spec, .. } => format!(
+                "WindowAggregate {:?} keys {:?}",
+                spec.window, spec.key_columns
+            ),
+            Node::SessionAggregate { spec, .. } => format!(
+                "SessionAggregate gap {} ms keys {:?}",
+                spec.gap, spec.key_columns
+            ),
+            Node::GroupAggregate { spec, .. } => {
+                format!("GroupAggregate keys {:?}", spec.key_columns)
+            }
+            Node::Union { .. } => "Union".to_string(),
+            Node::StreamJoin { spec, .. } => format!(
+                "Join keys {:?} = {:?}{}",
+                spec.left_keys,
+                spec.right_keys,
+                match &spec.residual {
+                    Some(r) => format!(" and {r}"),
+                    None => String::new(),
+                }
+            ),
+            Node::WindowJoin { spec, .. } => format!(
+                "WindowJoin keys {:?} = {:?}{}",
+                spec.left_keys,
+                spec.right_keys,
+                match &spec.residual {
+                    Some(r) => format!(" and {r}"),
+                    None => String::new(),
+                }
+            ),
+            Node::LookupJoin { table, kind, .. } => {
+                format!("LookupJoin {kind:?} {}", table.descriptor.name)
+            }
+        };
+        out.push_str(&format!("{pad}{line} -> [{}] ({kind})\n", cols.join(", ")));
+        match &self.node {
+            Node::Scan { .. } => {}
+            Node::Filter { input, .. }
+            | Node::Project { input, .. }
+            | Node::WindowTvf { input, .. }
+            | Node::WindowAggregate { input, .. }
+            | Node::SessionAggregate { input, .. }
+            | Node::GroupAggregate { input, .. }
+            | Node::LookupJoin { input, .. } => input.describe_into(depth + 1, out),
+            Node::Union { inputs } => inputs.iter().for_each(|i| i.describe_into(depth + 1, out)),
+            Node::WindowJoin { left, right, .. } | Node::StreamJoin { left, right, .. } => {
+                left.describe_into(depth + 1, out);
+                right.describe_into(depth + 1, out);
+            }
+        }
+    }
+}
+
+fn aggregate_columns(calls: &[AggregateCall], out: &mut BTreeSet<usize>) {
+    for c in calls {
+        c.args.iter().for_each(|a| a.columns(out));
+        if let Some(f) = &c.filter {
+            f.columns(out);
+        }
+    }
+}
+
+/// [`Plan::prune`] for the two sides of a join whose consumer needs the
+/// output columns `needed`: each side keeps what is needed of its columns,
+/// its keys, and what the residual condition reads.
+fn prune_join(
+    left: &mut Plan,
+    right: &mut Plan,
+    [left_keys, right_keys]: [&Vec<usize>; 2],
+    residual: Option<&Expr>,
+    needed: &BTreeSet<usize>,
+) {
+    let width = left.scope.columns.len();
+    let mut all = needed.clone();
+    if let Some(r) = residual {
+        r.columns(&mut all);
+    }
+    let mut l: BTreeSet<usize> = all.iter().copied().filter(|&c| c < width).collect();
+    l.extend(left_keys.iter().copied());
+    let mut r: BTreeSet<usize> = all
+        .iter()
+        .filter(|&&c| c >= width)
+        .map(|c| c - width)
+        .collect();
+    r.extend(right_keys.iter().copied());
+    left.prune(&l);
+    right.prune(&r);
+}
+
+/// An engine error's message without its "invalid plan: " prefix. It lives
+/// here because both the planner and lowering report the engine's
+/// objections to a plan as errors at a position in the SQL text.
+pub(crate) fn engine_message(e: &runnel_engine::EngineError) -> String {
+    match e {
+        runnel_engine::EngineError::Plan(m) => m.clone(),
+        other => other.to_string(),
+    }
+}

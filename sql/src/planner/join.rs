@@ -1,0 +1,287 @@
+//! JOIN: a table on the right without a WATERMARK is the bounded build side
+//! of a lookup join; anything else is a stream, joined with the left one
+//! window by window when both carry the same windows, or as a regular join
+//! that keeps every row.
+
+use arrow::datatypes::DataType;
+use runnel_engine::expr::{BinaryOp, Expr};
+use runnel_engine::ops::{JoinKind, StreamJoinSpec, WindowJoinSpec};
+use sqlparser::ast;
+
+use super::{conjuncts, first_words, pos, resolve_column, table_scope, Planner};
+use crate::bind_expr::{bind_expr, flink_type_name, Bound, Scope};
+use crate::catalog::{key_of, Entry};
+use crate::error::{Position, Result, SqlError};
+use crate::plan::{Node, Plan};
+
+impl Planner<'_> {
+    pub(super) fn plan_join(&mut self, left: Plan, join: &ast::Join) -> Result<Plan> {
+        use ast::JoinOperator as J;
+        let (kind, constraint) = match &join.join_operator {
+            J::Join(c) | J::Inner(c) => (JoinKind::Inner, c),
+            J::Left(c) | J::LeftOuter(c) => (JoinKind::Left, c),
+            other => {
+                return Err(SqlError::plan(
+                    format!(
+                        "{} joins are not supported; use [LEFT] JOIN with a bounded table",
+                        first_words(&format!("{other:?}"))
+                    ),
+                    pos(&join.relation),
+                ))
+            }
+        };
+        // A table named on the right is the build side of a lookup join;
+        // anything else (a view, a subquery, a window function) is a
+        // stream, joined with the left stream window by window.
+        let lookup = match &join.relation {
+            ast::TableFactor::Table {
+                name, alias, args, ..
+            } if args.is_none() && !self.ctes.contains_key(&key_of(name)) => {
+                match self.catalog.get(name) {
+                    // A table with a WATERMARK is a stream, not a lookup table.
+                    Some(Entry::Table(table)) if table.descriptor.watermark.is_none() => {
+                        Some((name, alias, table))
+                    }
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        let Some((name, alias, table)) = lookup else {
+            let right = self.plan_table_factor(&join.relation)?;
+            return plan_stream_join(left, right, kind, constraint, pos(&join.relation));
+        };
+        let qualifier = alias
+            .as_ref()
+            .map(|a| a.name.value.clone())
+            .unwrap_or_else(|| key_of(name));
+        let right_scope = table_scope(table, &qualifier);
+        if left.updating {
+            return Err(SqlError::plan(
+                "joining an updating stream is not supported yet",
+                pos(&join.relation),
+            ));
+        }
+        let ast::JoinConstraint::On(on) = constraint else {
+            return Err(SqlError::plan(
+                "a join needs an ON condition",
+                pos(&join.relation),
+            ));
+        };
+        let (stream_keys, table_keys) = lookup_keys(on, &left.scope, &right_scope)?;
+        let mut columns = left.scope.columns.clone();
+        for c in &right_scope.columns {
+            let mut c = c.clone();
+            c.nullable |= kind == JoinKind::Left;
+            columns.push(c);
+        }
+        Ok(Plan {
+            time_column: left.time_column,
+            window: left.window,
+            node: Node::LookupJoin {
+                input: Box::new(left),
+                table: table.clone(),
+                stream_keys,
+                table_keys,
+                kind,
+            },
+            scope: Scope::new(columns),
+            updating: false,
+        })
+    }
+}
+
+/// The key columns `(stream, table)` of a lookup join's ON condition,
+/// which must be equalities between the two sides joined by AND.
+fn lookup_keys(on: &ast::Expr, left: &Scope, right: &Scope) -> Result<(Vec<usize>, Vec<usize>)> {
+    let mut stream_keys = Vec::new();
+    let mut table_keys = Vec::new();
+    for eq in conjuncts(on) {
+        if !matches!(
+            eq,
+            ast::Expr::BinaryOp {
+                op: ast::BinaryOperator::Eq,
+                ..
+            }
+        ) {
+            return Err(SqlError::plan(
+                "join conditions must be equalities between the two sides, joined by AND",
+                pos(eq),
+            ));
+        }
+        let Some((s, t)) = equality_sides(eq, left, right) else {
+            return Err(SqlError::plan(
+                "each side of a join equality must be a column of one side of the join",
+                pos(eq),
+            ));
+        };
+        stream_keys.push(s);
+        table_keys.push(t);
+    }
+    Ok((stream_keys, table_keys))
+}
+
+/// The columns `(left, right)` of an equality `a = b` between a column of
+/// each side, in either order; `None` for any other condition.
+fn equality_sides(c: &ast::Expr, left: &Scope, right: &Scope) -> Option<(usize, usize)> {
+    let ast::Expr::BinaryOp {
+        left: a,
+        op: ast::BinaryOperator::Eq,
+        right: b,
+    } = c
+    else {
+        return None;
+    };
+    match (resolve_column(a, left), resolve_column(b, right)) {
+        (Ok(l), Ok(r)) => Some((l, r)),
+        _ => match (resolve_column(b, left), resolve_column(a, right)) {
+            (Ok(l), Ok(r)) => Some((l, r)),
+            _ => None,
+        },
+    }
+}
+
+/// The join of two streams. Equalities between a column of each side are
+/// keys, the remaining conditions filter the joined pairs. When both sides
+/// carry windows and ON equates their `window_start` and `window_end`, it
+/// is a window join (see [`runnel_engine::ops::window_join`]); otherwise a
+/// regular join that keeps every row ([`runnel_engine::ops::stream_join`]).
+fn plan_stream_join(
+    left: Plan,
+    right: Plan,
+    kind: JoinKind,
+    constraint: &ast::JoinConstraint,
+    position: Position,
+) -> Result<Plan> {
+    if kind != JoinKind::Inner {
+        return Err(SqlError::plan(
+            "only INNER joins of two streams are supported yet",
+            position,
+        ));
+    }
+    if left.updating || right.updating {
+        return Err(SqlError::plan(
+            "joining an updating stream is not supported yet",
+            position,
+        ));
+    }
+    let ast::JoinConstraint::On(on) = constraint else {
+        return Err(SqlError::plan("a join needs an ON condition", position));
+    };
+    let mut columns = left.scope.columns.clone();
+    columns.extend(right.scope.columns.iter().cloned());
+    let scope = Scope::new(columns);
+    let (left_keys, right_keys, rest) = stream_join_keys(on, &left.scope, &right.scope, &scope)?;
+    let has = |l: usize, r: usize| {
+        left_keys
+            .iter()
+            .zip(&right_keys)
+            .any(|(&a, &b)| a == l && b == r)
+    };
+    if left_keys.is_empty() {
+        return Err(SqlError::plan(
+            "a join of two streams needs an equality between a column of each side (a.k = b.k)",
+            pos(on),
+        ));
+    }
+    let windows = match (left.window, right.window) {
+        (Some((lws, lwe)), Some((rws, rwe))) if has(lws, rws) && has(lwe, rwe) => {
+            Some((lws, lwe, rwe))
+        }
+        _ => None,
+    };
+    let residual = residual_condition(rest)?;
+    let (node, window) = match windows {
+        Some((lws, lwe, rwe)) => (
+            Node::WindowJoin {
+                left: Box::new(left),
+                right: Box::new(right),
+                spec: WindowJoinSpec {
+                    left_keys,
+                    right_keys,
+                    left_window_end: lwe,
+                    right_window_end: rwe,
+                    residual,
+                },
+            },
+            Some((lws, lwe)),
+        ),
+        None => (
+            Node::StreamJoin {
+                left: Box::new(left),
+                right: Box::new(right),
+                spec: StreamJoinSpec {
+                    left_keys,
+                    right_keys,
+                    residual,
+                },
+            },
+            None,
+        ),
+    };
+    Ok(Plan {
+        time_column: None,
+        window,
+        updating: false,
+        scope,
+        node,
+    })
+}
+
+/// Splits a stream join's ON condition into its keys, equalities between a
+/// column of each side (of the same type), and the remaining conditions,
+/// each bound over `both` sides' columns.
+fn stream_join_keys<'e>(
+    on: &'e ast::Expr,
+    left: &Scope,
+    right: &Scope,
+    both: &Scope,
+) -> Result<(Vec<usize>, Vec<usize>, Vec<(&'e ast::Expr, Bound)>)> {
+    let mut left_keys = Vec::new();
+    let mut right_keys = Vec::new();
+    let mut rest = Vec::new();
+    for c in conjuncts(on) {
+        // Over both sides first: a name both sides have must be qualified.
+        let bound = bind_expr(c, both)?;
+        match equality_sides(c, left, right) {
+            Some((l, r)) => {
+                let (lc, rc) = (&left.columns[l], &right.columns[r]);
+                if lc.data_type != rc.data_type {
+                    return Err(SqlError::plan(
+                        format!(
+                            "join keys {} ({}) and {} ({}) have different types; CAST one side",
+                            lc.name,
+                            flink_type_name(&lc.data_type),
+                            rc.name,
+                            flink_type_name(&rc.data_type)
+                        ),
+                        pos(c),
+                    ));
+                }
+                left_keys.push(l);
+                right_keys.push(r);
+            }
+            None => rest.push((c, bound)),
+        }
+    }
+    Ok((left_keys, right_keys, rest))
+}
+
+/// The conditions of a join that are not keys, joined by AND.
+fn residual_condition(rest: Vec<(&ast::Expr, Bound)>) -> Result<Option<Expr>> {
+    let mut residual: Option<Expr> = None;
+    for (c, b) in rest {
+        if b.data_type != DataType::Boolean {
+            return Err(SqlError::plan("a join condition must be BOOLEAN", pos(c)));
+        }
+        residual = Some(match residual {
+            None => b.expr,
+            Some(prev) => Expr::Binary {
+                op: BinaryOp::And,
+                left: Box::new(prev),
+                right: Box::new(b.expr),
+            },
+        });
+    }
+    Ok(residual)
+}

@@ -1,0 +1,237 @@
+//! From a query to a logical plan ([`crate::plan::Plan`]).
+//!
+//! [`Planner`] is one struct; each clause has its own file holding one
+//! `impl Planner` block (or, where a step needs no planner state, free
+//! functions): `query` (WITH, UNION ALL, the ORDER BY and LIMIT a stream
+//! refuses), `select` (the select list), `filter` (WHERE), `relation`
+//! (FROM: tables, views, CTEs, subqueries), `join`, `window` (window table
+//! functions), `aggregate` (GROUP BY, aggregate calls, HAVING) and `sink`
+//! (matching the query's columns to an INSERT target). This file holds the
+//! planner and the helpers several clauses share. Turning the plan into a
+//! job graph is [`crate::lower`]'s work, not the planner's.
+//!
+//! What the planner does beyond translation:
+//! * predicate pushdown: WHERE conditions are applied right after the scan
+//!   (or the join), before any exchange;
+//! * projection pruning ([`Plan::prune`]): a scan whose downstream needs
+//!   only some columns reads only those;
+//! * append-only vs updating inference: non-windowed aggregates produce
+//!   updating streams; a sink that only appends rejects them.
+
+use std::collections::HashMap;
+
+use arrow::datatypes::{DataType, TimeUnit};
+use runnel_engine::expr::Expr;
+use runnel_engine::types::ROW_KIND_COLUMN;
+use sqlparser::ast::Spanned;
+use sqlparser::ast::{self, FunctionArg, FunctionArgExpr, FunctionArguments};
+
+use crate::bind_expr::{bind_expr_with, Scope, ScopeColumn};
+use crate::catalog::{Catalog, TableEntry};
+use crate::error::{Position, Result, SqlError};
+use crate::plan::{Node, Plan};
+
+mod aggregate;
+mod filter;
+mod join;
+mod query;
+mod relation;
+mod select;
+pub mod sink;
+mod window;
+
+/// Name given to the window columns.
+const WINDOW_START: &str = "window_start";
+const WINDOW_END: &str = "window_end";
+const WINDOW_TIME: &str = "window_time";
+/// The time column added under a cascaded window aggregate.
+const CASCADE_TIME: &str = "$window_time";
+
+/// Plans queries against a catalog.
+pub struct Planner<'a> {
+    catalog: &'a Catalog,
+    /// CTEs visible to the query being planned.
+    ctes: HashMap<String, ast::Query>,
+    /// Views being expanded (to report cycles).
+    expanding: Vec<String>,
+}
+
+impl<'a> Planner<'a> {
+    /// A planner over `catalog`.
+    pub fn new(catalog: &'a Catalog) -> Self {
+        Self {
+            catalog,
+            ctes: HashMap::new(),
+            expanding: Vec::new(),
+        }
+    }
+}
+
+/// A column of a scope.
+fn col(name: &str, qualifier: Option<&str>, data_type: DataType, nullable: bool) -> ScopeColumn {
+    ScopeColumn {
+        qualifier: qualifier.map(str::to_string),
+        name: name.to_string(),
+        data_type,
+        nullable,
+    }
+}
+
+/// The type of window and PROCTIME columns.
+fn ts_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Millisecond, None)
+}
+
+/// Where `node` starts in the SQL text.
+fn pos(node: &impl Spanned) -> Position {
+    Position::of(node.span())
+}
+
+/// The first three words of `s`, to name an unsupported construct.
+fn first_words(s: &str) -> String {
+    s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}
+
+/// The plain (unnamed) arguments of a function call.
+fn function_args(f: &ast::Function) -> Result<Vec<&ast::Expr>> {
+    match &f.args {
+        FunctionArguments::List(list) => list
+            .args
+            .iter()
+            .map(|a| match a {
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Ok(e),
+                other => Err(SqlError::plan(
+                    format!("unsupported argument {other}"),
+                    pos(&f.name),
+                )),
+            })
+            .collect(),
+        FunctionArguments::None => Ok(Vec::new()),
+        FunctionArguments::Subquery(_) => Err(SqlError::plan(
+            "subquery arguments are not supported",
+            pos(&f.name),
+        )),
+    }
+}
+
+/// The columns of a table as seen by a query: physical, then PROCTIME().
+fn table_scope(t: &TableEntry, qualifier: &str) -> Scope {
+    let mut cols: Vec<ScopeColumn> = t
+        .descriptor
+        .schema
+        .fields()
+        .iter()
+        .map(|f| {
+            col(
+                f.name(),
+                Some(qualifier),
+                f.data_type().clone(),
+                f.is_nullable(),
+            )
+        })
+        .collect();
+    for p in &t.proctime {
+        cols.push(col(p, Some(qualifier), ts_type(), false));
+    }
+    Scope::new(cols)
+}
+
+/// Gives every column but the changelog one the qualifier `qualifier`.
+fn requalify(scope: &mut Scope, qualifier: &str) {
+    for c in &mut scope.columns {
+        if c.name != ROW_KIND_COLUMN {
+            c.qualifier = Some(qualifier.to_string());
+        }
+    }
+}
+
+/// The index of the column `e` names (an identifier or `t.c`).
+fn resolve_column(e: &ast::Expr, scope: &Scope) -> Result<usize> {
+    match e {
+        ast::Expr::Identifier(i) => scope.resolve(std::slice::from_ref(i)),
+        ast::Expr::CompoundIdentifier(parts) => scope.resolve(parts),
+        ast::Expr::Nested(inner) => resolve_column(inner, scope),
+        other => Err(SqlError::plan(
+            format!(
+                "expected a column name, found {other} (expressions are not supported here yet)"
+            ),
+            pos(other),
+        )),
+    }
+}
+
+/// The conditions of `e` joined by AND.
+fn conjuncts(e: &ast::Expr) -> Vec<&ast::Expr> {
+    match e {
+        ast::Expr::BinaryOp {
+            left,
+            op: ast::BinaryOperator::And,
+            right,
+        } => {
+            let mut v = conjuncts(left);
+            v.extend(conjuncts(right));
+            v
+        }
+        ast::Expr::Nested(inner) => conjuncts(inner),
+        other => vec![other],
+    }
+}
+
+/// A projection of `items` over `input`; keeps the changelog column of an
+/// updating input last, and keeps the time attribute when it is passed
+/// through as a plain column.
+fn project(
+    input: Plan,
+    items: &[(ast::Expr, Option<String>)],
+    substitute: &mut crate::bind_expr::Substitute<'_>,
+) -> Result<Plan> {
+    let mut exprs = Vec::new();
+    let mut cols = Vec::new();
+    let mut time_column = None;
+    for (i, (e, alias)) in items.iter().enumerate() {
+        let b = bind_expr_with(e, &input.scope, substitute)?;
+        let name = alias.clone().unwrap_or_else(|| match e {
+            ast::Expr::Identifier(id) => id.value.clone(),
+            ast::Expr::CompoundIdentifier(parts) => {
+                parts.last().map(|p| p.value.clone()).unwrap_or_default()
+            }
+            _ => format!("EXPR${i}"),
+        });
+        if let (Expr::Column(c), Some(t)) = (&b.expr, input.time_column) {
+            if *c == t && time_column.is_none() {
+                time_column = Some(i);
+            }
+        }
+        let qualifier = match &b.expr {
+            Expr::Column(c) => input.scope.columns[*c].qualifier.clone(),
+            _ => None,
+        };
+        cols.push(ScopeColumn {
+            qualifier,
+            name: name.clone(),
+            data_type: b.data_type.clone(),
+            nullable: b.nullable,
+        });
+        exprs.push((b.expr, name));
+    }
+    if input.updating {
+        let rk = input.scope.columns.len() - 1;
+        exprs.push((Expr::Column(rk), ROW_KIND_COLUMN.to_string()));
+        cols.push(col(ROW_KIND_COLUMN, None, DataType::Int8, false));
+    }
+    // The window columns survive when both are passed through unchanged.
+    let passed = |c: usize| exprs.iter().position(|(e, _)| *e == Expr::Column(c));
+    let window = input
+        .window
+        .and_then(|(s, e)| Some((passed(s)?, passed(e)?)));
+    Ok(Plan {
+        updating: input.updating,
+        time_column,
+        window,
+        scope: Scope::new(cols),
+        node: Node::Project {
+            input: Box::new(input),
+            exprs,
+        },
+    })
+}

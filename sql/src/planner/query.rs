@@ -1,0 +1,121 @@
+//! The query level: WITH (CTEs), UNION ALL, and the ORDER BY and LIMIT a
+//! streaming query refuses (it has no last row to sort or count to).
+
+use arrow::datatypes::DataType;
+use sqlparser::ast::{self, SetExpr};
+
+use super::{first_words, pos, Planner};
+use crate::error::{Position, Result, SqlError};
+use crate::plan::{Node, Plan};
+
+impl Planner<'_> {
+    /// Plans a query.
+    pub fn plan_query(&mut self, query: &ast::Query) -> Result<Plan> {
+        if query.order_by.is_some() {
+            return Err(SqlError::plan(
+                "ORDER BY is not supported on streaming queries",
+                pos(query),
+            ));
+        }
+        if query.limit_clause.is_some() {
+            return Err(SqlError::plan(
+                "LIMIT is not supported on streaming queries",
+                pos(query),
+            ));
+        }
+        let saved = self.ctes.clone();
+        if let Some(with) = &query.with {
+            for cte in &with.cte_tables {
+                self.ctes
+                    .insert(cte.alias.name.value.to_lowercase(), (*cte.query).clone());
+            }
+        }
+        let plan = self.plan_set_expr(&query.body);
+        self.ctes = saved;
+        plan
+    }
+
+    fn plan_set_expr(&mut self, body: &SetExpr) -> Result<Plan> {
+        match body {
+            SetExpr::Select(select) => self.plan_select(select),
+            SetExpr::Query(q) => self.plan_query(q),
+            SetExpr::SetOperation {
+                op: ast::SetOperator::Union,
+                set_quantifier,
+                left,
+                right,
+            } => {
+                if !matches!(set_quantifier, ast::SetQuantifier::All) {
+                    return Err(SqlError::plan(
+                        "only UNION ALL is supported (UNION without ALL removes duplicates, which needs state)",
+                        pos(body),
+                    ));
+                }
+                let l = self.plan_set_expr(left)?;
+                let r = self.plan_set_expr(right)?;
+                union(vec![l, r], pos(body))
+            }
+            other => Err(SqlError::plan(
+                format!("{} is not supported here", first_words(&other.to_string())),
+                pos(other),
+            )),
+        }
+    }
+}
+
+/// UNION ALL of `inputs`, which must have the same column types and be
+/// all append-only or all updating.
+fn union(inputs: Vec<Plan>, position: Position) -> Result<Plan> {
+    let first = &inputs[0];
+    for other in &inputs[1..] {
+        let a: Vec<&DataType> = first.scope.columns.iter().map(|c| &c.data_type).collect();
+        let b: Vec<&DataType> = other.scope.columns.iter().map(|c| &c.data_type).collect();
+        if a != b {
+            let fmt = |v: &[&DataType]| {
+                v.iter()
+                    .map(|t| crate::bind_expr::flink_type_name(t))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            return Err(SqlError::plan(
+                format!(
+                    "UNION ALL inputs have different column types: ({}) and ({})",
+                    fmt(&a),
+                    fmt(&b)
+                ),
+                position,
+            ));
+        }
+    }
+    let updating = inputs.iter().any(|p| p.updating);
+    if updating && !inputs.iter().all(|p| p.updating) {
+        return Err(SqlError::plan(
+            "UNION ALL of an updating and an append-only stream is not supported",
+            position,
+        ));
+    }
+    let time_column = first
+        .time_column
+        .filter(|t| inputs.iter().all(|p| p.time_column == Some(*t)));
+    let window = first
+        .window
+        .filter(|w| inputs.iter().all(|p| p.window == Some(*w)));
+    let mut scope = first.scope.clone();
+    for c in &mut scope.columns {
+        c.qualifier = None;
+        c.nullable = inputs.iter().any(|p| {
+            p.scope
+                .columns
+                .iter()
+                .find(|x| x.name == c.name)
+                .is_none_or(|x| x.nullable)
+        });
+    }
+    Ok(Plan {
+        window,
+        node: Node::Union { inputs },
+        scope,
+        updating,
+        time_column,
+    })
+}

@@ -1,0 +1,128 @@
+//! FROM: a table, a view or CTE (planned in place, with a guard against
+//! one that refers to itself), a subquery, or a window table function,
+//! followed by its joins.
+
+use sqlparser::ast;
+
+use super::{first_words, pos, requalify, table_scope, Planner};
+use crate::catalog::{key_of, position_of, Entry};
+use crate::error::{Result, SqlError};
+use crate::plan::{Node, Plan};
+
+impl Planner<'_> {
+    pub(super) fn plan_from(&mut self, from: &ast::TableWithJoins) -> Result<Plan> {
+        let mut plan = self.plan_table_factor(&from.relation)?;
+        for join in &from.joins {
+            plan = self.plan_join(plan, join)?;
+        }
+        Ok(plan)
+    }
+
+    pub(super) fn plan_table_factor(&mut self, factor: &ast::TableFactor) -> Result<Plan> {
+        match factor {
+            ast::TableFactor::Table {
+                name, alias, args, ..
+            } => {
+                if args.is_some() {
+                    return Err(SqlError::plan(
+                        "table arguments are not supported",
+                        position_of(name),
+                    ));
+                }
+                let qualifier = alias
+                    .as_ref()
+                    .map(|a| a.name.value.clone())
+                    .unwrap_or_else(|| key_of(name));
+                self.plan_named(name, &qualifier)
+            }
+            ast::TableFactor::Derived {
+                subquery, alias, ..
+            } => {
+                let mut plan = self.plan_query(subquery)?;
+                if let Some(a) = alias {
+                    requalify(&mut plan.scope, &a.name.value);
+                }
+                Ok(plan)
+            }
+            ast::TableFactor::TableFunction { expr, alias } => {
+                let mut plan = self.plan_window_tvf(expr)?;
+                if let Some(a) = alias {
+                    requalify(&mut plan.scope, &a.name.value);
+                }
+                Ok(plan)
+            }
+            other => Err(SqlError::plan(
+                format!(
+                    "{} is not supported in FROM",
+                    first_words(&other.to_string())
+                ),
+                pos(other),
+            )),
+        }
+    }
+
+    pub(super) fn plan_named(&mut self, name: &ast::ObjectName, qualifier: &str) -> Result<Plan> {
+        let key = key_of(name);
+        if let Some(q) = self.ctes.get(&key).cloned() {
+            if self.expanding.contains(&key) {
+                return Err(SqlError::plan(
+                    format!("'{name}' refers to itself"),
+                    position_of(name),
+                ));
+            }
+            self.expanding.push(key);
+            let mut plan = self.plan_query(&q);
+            self.expanding.pop();
+            if let Ok(p) = plan.as_mut() {
+                requalify(&mut p.scope, qualifier);
+            }
+            return plan;
+        }
+        match self.catalog.get(name) {
+            Some(Entry::Table(t)) => {
+                let scope = table_scope(t, qualifier);
+                Ok(Plan {
+                    node: Node::Scan {
+                        table: t.clone(),
+                        projection: None,
+                    },
+                    time_column: t.descriptor.watermark.map(|w| w.0),
+                    window: None,
+                    scope,
+                    updating: false,
+                })
+            }
+            Some(Entry::View(v)) => {
+                if self.expanding.contains(&key) {
+                    return Err(SqlError::plan(
+                        format!("view '{name}' refers to itself"),
+                        position_of(name),
+                    ));
+                }
+                self.expanding.push(key);
+                let saved = std::mem::take(&mut self.ctes);
+                let mut plan = self.plan_query(&v.query);
+                self.ctes = saved;
+                self.expanding.pop();
+                if let Ok(p) = plan.as_mut() {
+                    requalify(&mut p.scope, qualifier);
+                }
+                plan
+            }
+            None => {
+                let known: Vec<String> = self.catalog.list().into_iter().map(|(n, _)| n).collect();
+                Err(SqlError::not_found(
+                    format!(
+                        "unknown table '{name}'{}",
+                        if known.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; known tables and views: {}", known.join(", "))
+                        }
+                    ),
+                    position_of(name),
+                ))
+            }
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! SELECT: the select list (with `*` expanded), GROUP BY's expressions, and
+//! the choice between a plain projection and an aggregate.
+
+use runnel_engine::types::ROW_KIND_COLUMN;
+use runnel_engine::window::WindowSpec;
+use sqlparser::ast::{self, GroupByExpr, SelectItem};
+
+use super::filter::with_filter;
+use super::{pos, project, Planner};
+use crate::bind_expr::{is_aggregate_name, Scope};
+use crate::catalog::key_of;
+use crate::error::{Result, SqlError};
+use crate::plan::{Node, Plan};
+
+/// A select-list item: the expression and its alias.
+type Item = (ast::Expr, Option<String>);
+
+impl Planner<'_> {
+    pub(super) fn plan_select(&mut self, select: &ast::Select) -> Result<Plan> {
+        if select.distinct.is_some() {
+            return Err(SqlError::plan(
+                "SELECT DISTINCT is not supported yet",
+                pos(select),
+            ));
+        }
+        let mut from = match select.from.as_slice() {
+            [] => {
+                return Err(SqlError::plan(
+                    "a streaming query needs a FROM clause",
+                    pos(select),
+                ))
+            }
+            [one] => self.plan_from(one)?,
+            [_, second, ..] => {
+                return Err(SqlError::plan(
+                    "comma joins are not supported; use JOIN ... ON",
+                    pos(&second.relation),
+                ))
+            }
+        };
+        // WHERE applies to the rows before windowing and aggregation.
+        if let Some(pred) = &select.selection {
+            from = with_filter(from, pred)?;
+        }
+        let group_exprs = group_by_exprs(select)?;
+        let items = select_items(select, &from.scope, &group_exprs)?;
+        let has_aggregates = items.iter().any(|(e, _)| contains_aggregate(e))
+            || select.having.as_ref().is_some_and(contains_aggregate);
+        if group_exprs.is_empty() && !has_aggregates {
+            if select.having.is_some() {
+                return Err(SqlError::plan(
+                    "HAVING needs GROUP BY or aggregates",
+                    pos(select),
+                ));
+            }
+            if let Node::WindowTvf {
+                window: WindowSpec::Session { .. },
+                ..
+            } = from.node
+            {
+                return Err(SqlError::plan(
+                    "a SESSION window must be followed by GROUP BY window_start, window_end",
+                    pos(select),
+                ));
+            }
+            return project(from, &items, &mut |_| None);
+        }
+        self.plan_aggregate(
+            from,
+            &group_exprs,
+            &items,
+            select.having.as_ref(),
+            pos(select),
+        )
+    }
+}
+
+/// The expressions of GROUP BY (none without it).
+fn group_by_exprs(select: &ast::Select) -> Result<Vec<ast::Expr>> {
+    match &select.group_by {
+        GroupByExpr::Expressions(exprs, modifiers) => {
+            if !modifiers.is_empty() {
+                return Err(SqlError::plan(
+                    "GROUP BY modifiers are not supported",
+                    pos(select),
+                ));
+            }
+            Ok(exprs.clone())
+        }
+        GroupByExpr::All(_) => Err(SqlError::plan("GROUP BY ALL is not supported", pos(select))),
+    }
+}
+
+/// The select list over the FROM clause's columns `from`, with `*` and
+/// `t.*` expanded to qualified column references.
+fn select_items(
+    select: &ast::Select,
+    from: &Scope,
+    group_exprs: &[ast::Expr],
+) -> Result<Vec<Item>> {
+    let mut items: Vec<Item> = Vec::new();
+    for item in &select.projection {
+        match item {
+            SelectItem::UnnamedExpr(e) => items.push((e.clone(), None)),
+            SelectItem::ExprWithAlias { expr, alias } => {
+                items.push((expr.clone(), Some(alias.value.clone())))
+            }
+            SelectItem::ExprWithAliases { expr, .. } => {
+                return Err(SqlError::plan(
+                    "multiple aliases for one expression are not supported",
+                    pos(expr),
+                ))
+            }
+            SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..) => {
+                if !group_exprs.is_empty() {
+                    return Err(SqlError::plan(
+                        "SELECT * cannot be combined with GROUP BY or a window; name the columns",
+                        pos(item),
+                    ));
+                }
+                let qualifier = match item {
+                    SelectItem::QualifiedWildcard(
+                        ast::SelectItemQualifiedWildcardKind::ObjectName(n),
+                        _,
+                    ) => Some(key_of(n)),
+                    _ => None,
+                };
+                expand_wildcard(from, qualifier.as_deref(), &mut items);
+            }
+        }
+    }
+    Ok(items)
+}
+
+/// Adds a reference to every column of `from` (of table `qualifier` only,
+/// for `t.*`), leaving out the changelog column.
+fn expand_wildcard(from: &Scope, qualifier: Option<&str>, items: &mut Vec<Item>) {
+    for c in &from.columns {
+        if c.name == ROW_KIND_COLUMN {
+            continue;
+        }
+        if let Some(q) = qualifier {
+            if c.qualifier.as_deref().map(str::to_lowercase).as_deref() != Some(q) {
+                continue;
+            }
+        }
+        let mut parts = Vec::new();
+        if let Some(q) = &c.qualifier {
+            parts.push(ast::Ident::new(q));
+        }
+        parts.push(ast::Ident::with_quote('"', &c.name));
+        items.push((ast::Expr::CompoundIdentifier(parts), Some(c.name.clone())));
+    }
+}
+
+/// True when `e` calls an aggregate function anywhere.
+fn contains_aggregate(e: &ast::Expr) -> bool {
+    let found = ast::visit_expressions(e, |sub| {
+        if let ast::Expr::Function(f) = sub {
+            if is_aggregate_name(&f.name.to_string()) {
+                return std::ops::ControlFlow::Break(());
+            }
+        }
+        std::ops::ControlFlow::Continue(())
+    });
+    found.is_break()
+}
