@@ -45,7 +45,7 @@ use runnel_engine::sink::MemorySinkHandle;
 use runnel_engine::source::{Source, SourcePoll, SplitId};
 use runnel_engine::types::{row_kinds, ROW_KIND_COLUMN};
 use runnel_sql::parser::parse_sql;
-use runnel_sql::planner::SinkTarget;
+use runnel_sql::lower::SinkTarget;
 use runnel_sql::session::{Outcome, Session};
 
 /// One step of a `data` block.
