@@ -121,7 +121,7 @@ impl Default for LatencyHistogram {
 }
 
 /// Processing latency measured with latency markers
-/// ([`JobHandle::latency`]).
+/// ([`super::JobHandle::latency`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LatencySummary {
     /// Markers that reached a sink.
