@@ -413,7 +413,7 @@ mod tests {
 
     use super::*;
     use crate::sink::BlackholeSink;
-    use crate::source::ScriptedSource;
+    use crate::testing::ScriptedSource;
 
     fn op() -> OperatorFactory {
         BlackholeSink::factory()

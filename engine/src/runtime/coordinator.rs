@@ -27,7 +27,7 @@ use crate::types::Barrier;
 
 /// Commands from the coordinator (or the job handle) to a subtask.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Control {
+pub(super) enum Control {
     /// Sources only: emit this barrier now.
     InjectBarrier(Barrier),
     /// Every subtask: the checkpoint is complete.
@@ -36,7 +36,7 @@ pub(crate) enum Control {
 
 /// What a subtask reports.
 #[derive(Debug)]
-pub(crate) enum AckKind {
+pub(super) enum AckKind {
     /// It passed the barrier of this checkpoint.
     Barrier(u64),
     /// It processed the end of its input; `finished` is false when a
@@ -46,7 +46,7 @@ pub(crate) enum AckKind {
 
 /// A subtask's acknowledgement with its snapshot entries.
 #[derive(Debug)]
-pub(crate) struct Ack {
+pub(super) struct Ack {
     pub kind: AckKind,
     pub is_source: bool,
     pub entries: Vec<(String, SnapshotData)>,
@@ -74,13 +74,13 @@ pub struct CheckpointStats {
 
 /// Where the coordinator writes, and how often.
 #[derive(Debug, Clone)]
-pub(crate) struct Durable {
+pub(super) struct Durable {
     pub store: CheckpointStore,
     pub interval: Duration,
     pub fingerprint: String,
 }
 
-pub(crate) type Request = (Duration, Sender<Result<u64>>);
+pub(super) type Request = (Duration, Sender<Result<u64>>);
 
 struct Pending {
     id: u64,
@@ -93,7 +93,7 @@ struct Pending {
 }
 
 /// The coordinator's state; runs on its own thread.
-pub(crate) struct Coordinator {
+pub(super) struct Coordinator {
     pub controls: Vec<(bool, Sender<Control>)>,
     pub acks: Receiver<Ack>,
     pub requests: Receiver<Request>,
@@ -307,7 +307,11 @@ impl Coordinator {
             });
         }
         // Subtasks know the end-of-input checkpoint by its reserved id.
-        let announced = if ended_input { Barrier::FINAL_CHECKPOINT } else { id };
+        let announced = if ended_input {
+            Barrier::FINAL_CHECKPOINT
+        } else {
+            id
+        };
         for (_, tx) in &self.controls {
             // A subtask that already exited has nothing left to commit.
             let _ = tx.send(Control::CheckpointComplete(announced));
@@ -349,7 +353,7 @@ fn reply(to: Option<Sender<Result<u64>>>, result: Result<u64>) {
 
 /// Waits for the next checkpoint completion after the end of input, with
 /// looks at the cancel flag; `None` when the coordinator is gone.
-pub(crate) fn wait_complete(
+pub(super) fn wait_complete(
     ctrl: &Receiver<Control>,
     cancelled: &dyn Fn() -> bool,
 ) -> Result<Option<u64>> {

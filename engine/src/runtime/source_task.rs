@@ -1,0 +1,163 @@
+//! The loop of a source subtask: polls its source, generates watermarks,
+//! sends latency markers, injects the barriers the coordinator asks for with
+//! the source's position, and ends the chain when the input ends or the job
+//! is stopped.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam::channel::{Receiver, RecvTimeoutError};
+
+use super::chain::{wrap, ChainRuntime};
+use super::coordinator::Control;
+use super::shared::Shared;
+use crate::error::{EngineError, Result};
+use crate::operator::{OperatorMetrics, TaskInfo};
+use crate::source::{Source, SourcePoll, WatermarkStrategy};
+use crate::types::{max_event_time, EventTime, Watermark};
+use crate::watermark::WatermarkGenerator;
+
+/// The source's position as a checkpoint entry. Without a checkpoint
+/// directory nothing is restored from it, so a source that cannot tell its
+/// position takes part with an empty one.
+fn position_entry(
+    source: &mut dyn Source,
+    name: &str,
+    durable: bool,
+    task: &TaskInfo,
+) -> Result<Vec<(String, Vec<u8>)>> {
+    let position = match source.snapshot_position() {
+        Ok(p) => p,
+        Err(e) if durable => return Err(wrap(e, task)),
+        Err(_) => Vec::new(),
+    };
+    Ok(vec![(name.to_string(), position)])
+}
+
+/// A source subtask's own parts.
+pub(super) struct SourceRun {
+    pub(super) source: Box<dyn Source>,
+    pub(super) position: Option<Vec<u8>>,
+    pub(super) position_name: String,
+    pub(super) strategy: Option<WatermarkStrategy>,
+}
+
+/// Runs a source subtask until its input ends, the job is stopped, or it
+/// fails.
+pub(super) fn run_source(
+    run: SourceRun,
+    task: &TaskInfo,
+    metrics: &Arc<OperatorMetrics>,
+    mut chain: ChainRuntime,
+    ctrl: &Receiver<Control>,
+    shared: &Shared,
+) -> Result<()> {
+    let SourceRun {
+        mut source,
+        position,
+        position_name,
+        strategy,
+    } = run;
+    let splits = source.open(task, metrics).map_err(|e| wrap(e, task))?;
+    if let Some(p) = &position {
+        source.restore_position(p).map_err(|e| wrap(e, task))?;
+    }
+    chain.open()?;
+    let mut generator = strategy.as_ref().map(|s| {
+        WatermarkGenerator::new(
+            s.max_out_of_orderness,
+            s.idle_timeout,
+            &splits,
+            Instant::now(),
+        )
+    });
+    let mut last_explicit: Option<EventTime> = None;
+    let mut next_marker = chain.latency_interval.map(|i| Instant::now() + i);
+    let emit = |chain: &mut ChainRuntime, wm: Watermark| -> Result<()> {
+        if let Watermark::EventTime(t) = wm {
+            metrics.watermark.set(t);
+        }
+        chain.watermark(wm)
+    };
+    loop {
+        if shared.cancelled() {
+            return Err(EngineError::Cancelled);
+        }
+        let durable = chain.checkpointing;
+        let mut snapshot = || position_entry(&mut *source, &position_name, durable, task);
+        if shared.stop.load(Ordering::Relaxed) {
+            chain.end()?;
+            let extra = snapshot()?;
+            return chain.finish(false, extra, ctrl, shared);
+        }
+        while let Ok(c) = ctrl.try_recv() {
+            chain.handle_control(c, &mut snapshot)?;
+        }
+        if let (Some(at), Some(interval)) = (next_marker, chain.latency_interval) {
+            let now = Instant::now();
+            if now >= at {
+                chain.latency_marker(now)?;
+                next_marker = Some(now + interval);
+            }
+        }
+        let polled = source.poll().map_err(|e| wrap(e, task))?;
+        match polled {
+            SourcePoll::Batch { split, batch } => {
+                if let (Some(g), Some(s)) = (generator.as_mut(), strategy.as_ref()) {
+                    let column = batch.columns().get(s.time_column).ok_or_else(|| {
+                        wrap(
+                            EngineError::Plan(format!(
+                                "event-time column {} does not exist",
+                                s.time_column
+                            )),
+                            task,
+                        )
+                    })?;
+                    let newest = max_event_time(column).map_err(|e| wrap(e, task))?;
+                    g.on_rows(split, newest, Instant::now());
+                }
+                if batch.num_rows() > 0 {
+                    chain.process(0, batch, Some(metrics))?;
+                }
+                if let Some(wm) = generator.as_mut().and_then(|g| g.poll(Instant::now())) {
+                    emit(&mut chain, wm)?;
+                }
+            }
+            SourcePoll::Watermark(t) => {
+                if last_explicit.is_none_or(|l| t > l) {
+                    last_explicit = Some(t);
+                    emit(&mut chain, Watermark::EventTime(t))?;
+                }
+            }
+            SourcePoll::Pending => {
+                if let Some(wm) = generator.as_mut().and_then(|g| g.poll(Instant::now())) {
+                    emit(&mut chain, wm)?;
+                }
+                match ctrl.recv_timeout(Duration::from_millis(1)) {
+                    Ok(c) => {
+                        let mut snapshot =
+                            || position_entry(&mut *source, &position_name, durable, task);
+                        chain.handle_control(c, &mut snapshot)?
+                    }
+                    Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {}
+                }
+            }
+            SourcePoll::SplitFinished(split) => {
+                if let Some(g) = generator.as_mut() {
+                    g.split_finished(split);
+                    if let Some(wm) = g.poll(Instant::now()) {
+                        emit(&mut chain, wm)?;
+                    }
+                }
+            }
+            SourcePoll::Finished => {
+                // A bounded input is complete: everything it opened may fire.
+                emit(&mut chain, Watermark::MAX)?;
+                chain.end()?;
+                let extra = position_entry(&mut *source, &position_name, durable, task)?;
+                return chain.finish(true, extra, ctrl, shared);
+            }
+        }
+    }
+}
