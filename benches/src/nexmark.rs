@@ -21,7 +21,7 @@ use arrow::json::writer::{JsonArray, WriterBuilder};
 use runnel_engine::connector::TableDescriptor;
 use runnel_engine::graph::NodeKind;
 use runnel_engine::runtime::{Job, LatencySummary};
-use runnel_engine::sink::MemorySinkHandle;
+use runnel_engine::testing::MemorySinkHandle;
 use runnel_engine::types::{is_updating, row_kinds, RowKind};
 use runnel_sql::parser::parse_sql;
 use runnel_sql::lower::SinkTarget;

@@ -105,7 +105,7 @@ mod oracle {
     use runnel_benches::nexmark::{
         final_rows, run_query, run_script, Events, RunConfig, SOURCE_SQL,
     };
-    use runnel_engine::sink::MemorySinkHandle;
+    use runnel_engine::testing::MemorySinkHandle;
     use serde_json::{json, Value};
 
     const EVENTS: u64 = 40_000;

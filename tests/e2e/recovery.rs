@@ -18,8 +18,8 @@ use proptest::prelude::*;
 use runnel_engine::graph::{CheckpointConfig, Exchange, JobGraph};
 use runnel_engine::operator::OperatorFactory;
 use runnel_engine::runtime::Job;
-use runnel_engine::sink::{CommittedHandle, MemorySinkHandle};
-use runnel_engine::source::{ScriptStep, ScriptedSource};
+use runnel_engine::testing::{CommittedHandle, MemorySinkHandle};
+use runnel_engine::testing::{ScriptStep, ScriptedSource};
 use runnel_engine::window::WindowSpec;
 use runnel_state::CheckpointStore;
 

@@ -14,8 +14,8 @@ use std::sync::atomic::Ordering;
 use proptest::prelude::*;
 use runnel_engine::graph::{Exchange, JobGraph};
 use runnel_engine::runtime::Job;
-use runnel_engine::sink::MemorySinkHandle;
-use runnel_engine::source::{ScriptStep, ScriptedSource};
+use runnel_engine::testing::MemorySinkHandle;
+use runnel_engine::testing::{ScriptStep, ScriptedSource};
 use runnel_engine::window::WindowSpec;
 
 use crate::common::{batch, read_results, window_factory, Row, WindowResult};
