@@ -34,6 +34,7 @@ pub mod blackhole;
 pub mod datagen;
 pub mod delta;
 pub mod filesystem;
+mod generator;
 pub mod kafka;
 pub mod nexmark;
 mod options;
@@ -43,6 +44,7 @@ pub mod print;
 #[cfg(test)]
 mod testutil;
 mod text;
+mod two_phase;
 
 pub use blackhole::BlackholeConnector;
 pub use datagen::DatagenConnector;
