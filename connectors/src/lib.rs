@@ -21,6 +21,13 @@
 //! (`'sink.delivery-guarantee' = 'exactly-once'`). `print` is at-least-once
 //! and `blackhole` keeps nothing.
 //!
+//! The filesystem, Delta and Kafka sinks share one two-phase-commit
+//! operator (`two_phase.rs`: the sink writes, pre-commits at a barrier and
+//! commits; the operator keeps what was staged in its state and commits it
+//! again after a restore), and `datagen` and `nexmark` share one generator
+//! loop (`generator.rs`: pacing, the end of a bounded run, the checkpointed
+//! cursor).
+//!
 //! This crate does not plan queries or check that a query's stream kind fits
 //! a table beyond what a sink is told (`updating`); it does not coordinate
 //! checkpoints (the runtime does), and it does not watch directories for new
@@ -34,6 +41,7 @@ pub mod blackhole;
 pub mod datagen;
 pub mod delta;
 pub mod filesystem;
+mod generator;
 pub mod kafka;
 pub mod nexmark;
 mod options;
@@ -43,6 +51,7 @@ pub mod print;
 #[cfg(test)]
 mod testutil;
 mod text;
+mod two_phase;
 
 pub use blackhole::BlackholeConnector;
 pub use datagen::DatagenConnector;

@@ -133,7 +133,8 @@ impl Operator for PrintSink {
         } else {
             std::io::stdout().lock().write_all(text.as_bytes())
         };
-        written.map_err(|e| EngineError::Connector(format!("print sink cannot write: {e}")))
+        let stream = if self.to_stderr { "stderr" } else { "stdout" };
+        written.map_err(|e| EngineError::external("print", format!("write to {stream}"), false, e))
     }
 }
 

@@ -26,6 +26,7 @@ use runnel_engine::{EngineError, Result};
 
 use crate::options::{bad_option, parse_timestamp_millis};
 
+mod committer;
 mod sink;
 mod source;
 
@@ -259,9 +260,46 @@ impl DeltaOptions {
         .map_err(|e| self.error("open", e))
     }
 
-    /// A connector error about this table.
-    fn error(&self, what: &str, e: impl std::fmt::Display) -> EngineError {
-        EngineError::Connector(format!("cannot {what} Delta table '{}': {e}", self.path))
+    /// A failure of the Delta log or its object store while doing `what`
+    /// to this table (a verb: "open", "commit to").
+    fn error(
+        &self,
+        what: &str,
+        e: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> EngineError {
+        let source = e.into();
+        let retryable = is_retryable(source.as_ref());
+        EngineError::external(
+            "delta",
+            format!("{what} Delta table '{}'", self.path),
+            retryable,
+            source,
+        )
+    }
+
+    /// A problem with the table the user named (a feature it uses that
+    /// this connector does not read, a checkpoint it no longer fits).
+    fn problem(&self, what: &str, why: impl std::fmt::Display) -> EngineError {
+        EngineError::Connector(format!("cannot {what} Delta table '{}': {why}", self.path))
+    }
+}
+
+/// True for Delta failures that may pass: the object store's transport, a
+/// commit that lost a race with another writer.
+fn is_retryable(e: &(dyn std::error::Error + 'static)) -> bool {
+    use deltalake::kernel::transaction::TransactionError;
+    match e.downcast_ref::<DeltaTableError>() {
+        Some(DeltaTableError::ObjectStore { source }) => {
+            matches!(source, object_store::Error::Generic { .. })
+        }
+        Some(DeltaTableError::Io { .. } | DeltaTableError::VersionAlreadyExists(_)) => true,
+        Some(DeltaTableError::Transaction { source }) => matches!(
+            source,
+            TransactionError::VersionAlreadyExists(_)
+                | TransactionError::CommitConflict(_)
+                | TransactionError::MaxCommitAttempts(_)
+        ),
+        _ => false,
     }
 }
 

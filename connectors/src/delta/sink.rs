@@ -36,24 +36,22 @@
 //! they roll over (`'sink.rollover-interval'`) and at the end of input:
 //! at-least-once at best, as there is nothing to replay from.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use arrow::array::{new_null_array, Array, ArrayRef, Int8Array, RecordBatch, StringArray};
 use arrow::datatypes::{Field, Schema, SchemaRef};
-use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
-use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
-use deltalake::kernel::{Action, Add, StructField, StructType, Transaction};
-use deltalake::protocol::{DeltaOperation, OutputMode, SaveMode};
+use deltalake::kernel::Add;
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
-use deltalake::DeltaTable;
-use runnel_engine::operator::{Collector, Operator, OperatorContext, OperatorFactory, TaskInfo};
+use runnel_engine::operator::{OperatorContext, OperatorFactory, TaskInfo};
 use runnel_engine::types::{Barrier, RowKind, ROW_KIND_COLUMN};
 use runnel_engine::{EngineError, Result};
 
+use super::committer::{table_arrow_schema, Committer, Shared};
 use super::{block_on, DeltaOptions};
+use crate::two_phase::{self, Committed, Staged, TwoPhaseSink};
 
 /// Key of the lineage in the meta table.
 const LINEAGE_KEY: &[u8] = b"lineage";
@@ -87,14 +85,13 @@ pub(super) fn factory(
         shared: Mutex::new(Shared::default()),
         committed: AtomicU64::new(0),
     });
-    Ok(Arc::new(move |task: &TaskInfo| {
-        Ok(Box::new(DeltaSink {
+    Ok(two_phase::factory(move |task: &TaskInfo| {
+        Ok(DeltaSink {
             committer: Arc::clone(&committer),
             subtask: task.subtask,
             parallelism: task.parallelism,
             checkpointing: task.checkpointing,
             updating,
-            pending_table: format!("{}/pending", task.operator_name),
             meta_table: format!("{}/meta", task.operator_name),
             operator_name: task.operator_name.clone(),
             writer: None,
@@ -102,366 +99,8 @@ pub(super) fn factory(
             flushed: Vec::new(),
             open_since: None,
             last_barrier: 0,
-        }) as Box<dyn Operator>)
-    }))
-}
-
-/// What the subtasks of one sink share: the table and the commit protocol.
-struct Committer {
-    options: Arc<DeltaOptions>,
-    /// The columns the query writes (Delta types).
-    schema: SchemaRef,
-    /// Declared `PARTITIONED BY` columns (empty: take the table's).
-    partition_columns: Vec<String>,
-    shared: Mutex<Shared>,
-    /// The newest entry key committed in this run (0: none).
-    committed: AtomicU64,
-}
-
-#[derive(Default)]
-struct Shared {
-    /// The table, loaded (or created) by the first subtask that opens.
-    table: Option<DeltaTable>,
-    lineage: Option<String>,
-    /// `lineage` came from a restored state.
-    lineage_restored: bool,
-    /// Subtasks that opened, and what they restored.
-    opened: BTreeSet<usize>,
-    restored: BTreeMap<(u64, usize), Vec<Add>>,
-    /// Completion notifications: checkpoint id -> subtasks that reported.
-    reports: BTreeMap<u64, BTreeSet<usize>>,
-    /// Entries handed in: (key, subtask) -> files.
-    handed_in: BTreeMap<(u64, usize), Vec<Add>>,
-}
-
-impl Committer {
-    fn lock(&self) -> Result<MutexGuard<'_, Shared>> {
-        self.shared
-            .lock()
-            .map_err(|_| EngineError::Internal("Delta committer lock poisoned".into()))
-    }
-
-    fn error(&self, what: &str, e: impl std::fmt::Display) -> EngineError {
-        self.options.error(what, e)
-    }
-
-    /// The table, loading it or creating it from the query's schema first;
-    /// checks the schema of an existing table (and evolves it when allowed).
-    fn table(&self, shared: &mut Shared) -> Result<DeltaTable> {
-        if let Some(t) = &shared.table {
-            return Ok(t.clone());
-        }
-        let table = match self.options.load_latest()? {
-            Some(t) => self.check_schema(t)?,
-            None => self.create()?,
-        };
-        shared.table = Some(table.clone());
-        Ok(table)
-    }
-
-    fn create(&self) -> Result<DeltaTable> {
-        let kernel: StructType = self
-            .schema
-            .as_ref()
-            .try_into_kernel()
-            .map_err(|e| self.error("create", e))?;
-        let builder = self.options.builder()?;
-        let columns: Vec<StructField> = kernel.fields().cloned().collect();
-        let partitions = self.partition_columns.clone();
-        block_on(async move {
-            let table = builder.build()?;
-            table
-                .create()
-                .with_columns(columns)
-                .with_partition_columns(partitions)
-                // Another writer may create it at the same moment: take theirs.
-                .with_save_mode(SaveMode::Ignore)
-                .await
         })
-        .map_err(|e| self.error("create", e))
-        .and_then(|t| self.check_schema(t))
-    }
-
-    /// Checks that the table can take the query's columns: every column
-    /// the query writes exists with the same type (or, with
-    /// `'sink.schema-evolution'`, is added when nullable and missing), every
-    /// table column the query does not write is nullable, and the declared
-    /// partitioning matches.
-    fn check_schema(&self, table: DeltaTable) -> Result<DeltaTable> {
-        let snapshot = table.snapshot().map_err(|e| self.error("read", e))?;
-        let existing: Schema = table_arrow_schema(&table).map_err(|e| self.error("read", e))?;
-        let parts = snapshot.metadata().partition_columns().to_vec();
-        if !self.partition_columns.is_empty() && self.partition_columns != parts {
-            return Err(EngineError::Plan(format!(
-                "Delta table '{}' is partitioned by ({}), but the DDL says PARTITIONED BY ({})",
-                self.options.path,
-                parts.join(", "),
-                self.partition_columns.join(", ")
-            )));
-        }
-        let mut problems = Vec::new();
-        let mut missing = Vec::new();
-        for f in self.schema.fields() {
-            match existing.field_with_name(f.name()) {
-                Ok(t) if t.data_type() == f.data_type() => {}
-                Ok(t) => problems.push(format!(
-                    "column '{}' is {} in the table but {} in the query",
-                    f.name(),
-                    t.data_type(),
-                    f.data_type()
-                )),
-                Err(_) if self.options.schema_evolution && f.is_nullable() => {
-                    missing.push(f.clone())
-                }
-                Err(_) if self.options.schema_evolution => problems.push(format!(
-                    "column '{}' is not in the table, and only nullable columns can be added",
-                    f.name()
-                )),
-                Err(_) => problems.push(format!(
-                    "column '{}' is not in the table (set 'sink.schema-evolution' = 'true' to add it)",
-                    f.name()
-                )),
-            }
-        }
-        for t in existing.fields() {
-            if !t.is_nullable() && self.schema.field_with_name(t.name()).is_err() {
-                problems.push(format!(
-                    "column '{}' of the table is NOT NULL and the query does not write it",
-                    t.name()
-                ));
-            }
-        }
-        if !problems.is_empty() {
-            return Err(EngineError::Plan(format!(
-                "the query's columns do not fit Delta table '{}': {}",
-                self.options.path,
-                problems.join("; ")
-            )));
-        }
-        if missing.is_empty() {
-            return Ok(table);
-        }
-        let fields: Vec<StructField> = missing
-            .iter()
-            .map(|f| f.as_ref().try_into_kernel())
-            .collect::<std::result::Result<_, _>>()
-            .map_err(|e| self.error("evolve the schema of", e))?;
-        block_on(async move { table.add_columns().with_fields(fields).await })
-            .map_err(|e| self.error("add columns to", e))
-    }
-
-    /// The lineage restored by a subtask, or the one drawn for this run.
-    fn lineage(
-        &self,
-        shared: &mut Shared,
-        restored: Option<String>,
-        operator: &str,
-    ) -> Result<String> {
-        if let Some(l) = restored {
-            match &shared.lineage {
-                Some(current) if *current != l && shared.lineage_restored => {
-                    Err(EngineError::Plan(format!(
-                        "the subtasks of the Delta sink at '{}' restored different lineages \
-                         ('{current}' and '{l}'): the checkpoint mixes two runs",
-                        self.options.path
-                    )))
-                }
-                _ => {
-                    // A restored lineage wins over one drawn by a subtask
-                    // that had no state.
-                    shared.lineage = Some(l.clone());
-                    shared.lineage_restored = true;
-                    Ok(l)
-                }
-            }
-        } else {
-            Ok(shared
-                .lineage
-                .get_or_insert_with(|| {
-                    let mut bytes = [0u8; 8];
-                    if getrandom::fill(&mut bytes).is_err() {
-                        bytes = (std::process::id() as u64
-                            ^ chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0) as u64)
-                            .to_le_bytes();
-                    }
-                    format!("runnel-{:016x}-{operator}", u64::from_le_bytes(bytes))
-                })
-                .clone())
-        }
-    }
-
-    /// Called first by every subtask's `open`: a subtask that opens again
-    /// means a new run of the same job graph, which starts from a clean
-    /// protocol state (the table stays loaded).
-    fn begin(&self, subtask: usize) -> Result<()> {
-        let mut shared = self.lock()?;
-        if shared.opened.contains(&subtask) {
-            let table = shared.table.take();
-            *shared = Shared {
-                table,
-                ..Shared::default()
-            };
-            self.committed.store(0, Ordering::SeqCst);
-        }
-        Ok(())
-    }
-
-    /// Records that `subtask` opened with `restored` entries; the last of
-    /// `parallelism` subtasks to open commits the restored entries that the
-    /// table does not have yet.
-    fn opened(
-        &self,
-        subtask: usize,
-        parallelism: usize,
-        restored: Vec<(u64, Vec<Add>)>,
-    ) -> Result<()> {
-        let mut shared = self.lock()?;
-        shared.opened.insert(subtask);
-        for (key, adds) in restored {
-            shared.restored.insert((key, subtask), adds);
-        }
-        if shared.opened.len() < parallelism || shared.restored.is_empty() {
-            return Ok(());
-        }
-        let restored = std::mem::take(&mut shared.restored);
-        let table = self.table(&mut shared)?;
-        let lineage = shared
-            .lineage
-            .clone()
-            .ok_or_else(|| EngineError::Internal("Delta sink restored without lineage".into()))?;
-        let applied = {
-            let snapshot = table.snapshot().map_err(|e| self.error("read", e))?;
-            let log_store = table.log_store();
-            block_on(snapshot.transaction_version(log_store.as_ref(), &lineage))
-                .map_err(|e| self.error("read the transactions of", e))?
-                .unwrap_or(-1)
-        };
-        let newest = restored.keys().map(|(k, _)| *k).max().unwrap_or(0);
-        let todo: Vec<(u64, Vec<Add>)> = restored
-            .into_iter()
-            .filter(|((key, _), _)| i64::try_from(*key).map_or(true, |k| k > applied))
-            .map(|((key, _), adds)| (key, adds))
-            .collect();
-        if !todo.is_empty() {
-            self.commit(&mut shared, &lineage, todo)?;
-        }
-        self.committed.fetch_max(newest, Ordering::SeqCst);
-        Ok(())
-    }
-
-    /// Takes `subtask`'s entries for completed checkpoint `round`; the last
-    /// subtask to report the round commits everything handed in that is
-    /// not committed yet.
-    fn report(
-        &self,
-        round: u64,
-        subtask: usize,
-        parallelism: usize,
-        entries: Vec<(u64, Vec<Add>)>,
-    ) -> Result<()> {
-        let mut shared = self.lock()?;
-        let committed = self.committed.load(Ordering::SeqCst);
-        for (key, adds) in entries {
-            if key > committed {
-                shared.handed_in.insert((key, subtask), adds);
-            }
-        }
-        let reported = shared.reports.entry(round).or_default();
-        reported.insert(subtask);
-        if reported.len() < parallelism {
-            return Ok(());
-        }
-        // This round and every older one are settled. Entries of later
-        // rounds (from subtasks already past their next barrier) wait for
-        // their own round: the others have not handed theirs in yet.
-        shared.reports = shared.reports.split_off(&round.saturating_add(1));
-        let later = match round.checked_add(1) {
-            Some(next) => shared.handed_in.split_off(&(next, 0)),
-            None => BTreeMap::new(),
-        };
-        let todo: Vec<(u64, Vec<Add>)> = std::mem::replace(&mut shared.handed_in, later)
-            .into_iter()
-            .filter(|((key, _), _)| *key > committed)
-            .map(|((key, _), adds)| (key, adds))
-            .collect();
-        if todo.is_empty() {
-            return Ok(());
-        }
-        let newest = todo.iter().map(|(k, _)| *k).max().unwrap_or(0);
-        let lineage = shared
-            .lineage
-            .clone()
-            .ok_or_else(|| EngineError::Internal("Delta sink has no lineage".into()))?;
-        self.commit(&mut shared, &lineage, todo)?;
-        self.committed.fetch_max(newest, Ordering::SeqCst);
-        Ok(())
-    }
-
-    /// Commits the files of `entries` as one version, with a `txn` action
-    /// for `lineage` at the newest key (none when `lineage` is empty), and
-    /// keeps the table's new state.
-    fn commit(
-        &self,
-        shared: &mut Shared,
-        lineage: &str,
-        entries: Vec<(u64, Vec<Add>)>,
-    ) -> Result<()> {
-        let newest = entries.iter().map(|(k, _)| *k).max().unwrap_or(0);
-        let mut actions: Vec<Action> = entries
-            .into_iter()
-            .flat_map(|(_, adds)| adds)
-            .map(Action::Add)
-            .collect();
-        if !lineage.is_empty() {
-            let version = i64::try_from(newest)
-                .map_err(|_| EngineError::Internal(format!("checkpoint id {newest} too large")))?;
-            actions.push(Action::Txn(Transaction::new_with_last_update(
-                lineage,
-                version,
-                Some(chrono::Utc::now().timestamp_millis()),
-            )));
-        }
-        let operation = DeltaOperation::StreamingUpdate {
-            output_mode: OutputMode::Append,
-            query_id: if lineage.is_empty() {
-                "runnel".to_string()
-            } else {
-                lineage.to_string()
-            },
-            epoch_id: i64::try_from(newest).unwrap_or(i64::MAX),
-        };
-        let mut table = self.table(shared)?;
-        let snapshot = table.snapshot().map_err(|e| self.error("read", e))?.clone();
-        let log_store = table.log_store();
-        let started = Instant::now();
-        let finalized = block_on(
-            CommitBuilder::from(CommitProperties::default())
-                .with_actions(actions)
-                .build(Some(&snapshot), log_store, operation),
-        )
-        .map_err(|e| self.error("commit to", e))?;
-        record_commit_latency(started.elapsed());
-        table.state = Some(finalized.snapshot());
-        shared.table = Some(table);
-        Ok(())
-    }
-
-    /// Commits files directly (jobs without checkpoints).
-    fn commit_now(&self, adds: Vec<Add>) -> Result<()> {
-        if adds.is_empty() {
-            return Ok(());
-        }
-        let mut shared = self.lock()?;
-        self.commit(&mut shared, "", vec![(0, adds)])
-    }
-}
-
-/// The Arrow schema of a loaded table.
-fn table_arrow_schema(table: &DeltaTable) -> deltalake::DeltaResult<Schema> {
-    use deltalake::kernel::engine::arrow_conversion::TryIntoArrow;
-    let snapshot = table.snapshot()?;
-    let schema: Schema = snapshot.schema().as_ref().try_into_arrow()?;
-    Ok(schema)
+    }))
 }
 
 /// One subtask of the Delta sink.
@@ -471,7 +110,6 @@ struct DeltaSink {
     parallelism: usize,
     checkpointing: bool,
     updating: bool,
-    pending_table: String,
     meta_table: String,
     operator_name: String,
     writer: Option<RecordBatchWriter>,
@@ -562,23 +200,16 @@ impl DeltaSink {
         Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
     }
 
-    /// The pending entries in `ctx.state` with keys up to `up_to`.
-    fn pending(&self, up_to: u64, ctx: &mut OperatorContext<'_>) -> Result<Vec<(u64, Vec<Add>)>> {
-        let table = ctx.state.register_table(&self.pending_table)?;
-        let mut out = Vec::new();
-        for entry in ctx.state.scan_prefix(table, &[])? {
-            let (key, value) = entry?;
-            let key = <[u8; 8]>::try_from(key.as_slice())
-                .map(u64::from_be_bytes)
-                .map_err(|_| self.corrupt("pending key is not 8 bytes"))?;
-            if key > up_to {
-                continue;
-            }
-            let adds: Vec<Add> = serde_json::from_slice(&value)
-                .map_err(|e| self.corrupt(&format!("pending entry {key}: {e}")))?;
-            out.push((key, adds));
-        }
-        Ok(out)
+    /// The files of staged `entries`.
+    fn decode(&self, entries: Vec<Staged>) -> Result<Vec<(u64, Vec<Add>)>> {
+        entries
+            .into_iter()
+            .map(|e| {
+                let adds: Vec<Add> = serde_json::from_slice(&e.bytes)
+                    .map_err(|err| self.corrupt(&format!("pending entry {}: {err}", e.id)))?;
+                Ok((e.id, adds))
+            })
+            .collect()
     }
 
     fn corrupt(&self, why: &str) -> EngineError {
@@ -587,19 +218,13 @@ impl DeltaSink {
             self.committer.options.path, self.subtask
         ))
     }
-
-    /// Forgets pending entries that a commit has applied.
-    fn prune(&self, ctx: &mut OperatorContext<'_>) -> Result<()> {
-        let committed = self.committer.committed.load(Ordering::SeqCst);
-        let table = ctx.state.register_table(&self.pending_table)?;
-        for (key, _) in self.pending(committed, ctx)? {
-            ctx.state.delete(table, &key.to_be_bytes())?;
-        }
-        Ok(())
-    }
 }
 
-impl Operator for DeltaSink {
+impl TwoPhaseSink for DeltaSink {
+    fn staged_table(&self) -> &'static str {
+        "pending"
+    }
+
     fn open(&mut self, ctx: &mut OperatorContext<'_>) -> Result<()> {
         let committer = Arc::clone(&self.committer);
         committer.begin(self.subtask)?;
@@ -645,17 +270,21 @@ impl Operator for DeltaSink {
             committer.lineage(&mut shared, restored_lineage, &self.operator_name)?
         };
         ctx.state.put(meta, LINEAGE_KEY, lineage.as_bytes())?;
-        let restored = self.pending(u64::MAX, ctx)?;
-        committer.opened(self.subtask, self.parallelism, restored)
+        Ok(())
     }
 
-    fn process_batch(
+    fn restore(
         &mut self,
-        _input: usize,
-        batch: RecordBatch,
+        entries: Vec<Staged>,
         _ctx: &mut OperatorContext<'_>,
-        _out: &mut dyn Collector,
-    ) -> Result<()> {
+    ) -> Result<Committed> {
+        let restored = self.decode(entries)?;
+        self.committer
+            .opened(self.subtask, self.parallelism, restored)?;
+        Ok(Committed::HandedOver)
+    }
+
+    fn write(&mut self, batch: RecordBatch, _ctx: &mut OperatorContext<'_>) -> Result<()> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
@@ -674,81 +303,53 @@ impl Operator for DeltaSink {
         Ok(())
     }
 
-    fn on_barrier(&mut self, barrier: &Barrier, ctx: &mut OperatorContext<'_>) -> Result<()> {
+    fn pre_commit(
+        &mut self,
+        checkpoint_id: u64,
+        ctx: &mut OperatorContext<'_>,
+    ) -> Result<Option<Staged>> {
         if !self.checkpointing {
-            return Ok(());
+            // Each subtask commits its own files at the end of input.
+            if checkpoint_id == Barrier::FINAL_CHECKPOINT {
+                let adds = self.flush()?;
+                self.committer.commit_now(adds)?;
+            }
+            return Ok(None);
         }
         // The end-of-input barrier has no id of its own: it takes the one
         // after the last, and keeps it, so that a job resumed from this
         // final checkpoint and ended again files under a newer key.
-        let key = if barrier.checkpoint_id == Barrier::FINAL_CHECKPOINT {
+        let key = if checkpoint_id == Barrier::FINAL_CHECKPOINT {
             self.last_barrier
                 .max(self.committer.committed.load(Ordering::SeqCst))
                 + 1
         } else {
-            barrier.checkpoint_id
+            checkpoint_id
         };
         self.last_barrier = key;
         let meta = ctx.state.register_table(&self.meta_table)?;
         ctx.state
             .put(meta, LAST_BARRIER_KEY, &self.last_barrier.to_be_bytes())?;
-        self.prune(ctx)?;
         let mut adds = std::mem::take(&mut self.flushed);
         adds.extend(self.flush()?);
         if adds.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
-        let value = serde_json::to_vec(&adds)
+        let bytes = serde_json::to_vec(&adds)
             .map_err(|e| EngineError::Internal(format!("cannot encode Delta actions: {e}")))?;
-        let table = ctx.state.register_table(&self.pending_table)?;
-        ctx.state.put(table, &key.to_be_bytes(), &value)?;
-        Ok(())
+        Ok(Some(Staged { id: key, bytes }))
     }
 
-    fn on_checkpoint_complete(
-        &mut self,
-        checkpoint_id: u64,
-        ctx: &mut OperatorContext<'_>,
-    ) -> Result<()> {
-        if !self.checkpointing {
-            return Ok(());
-        }
-        let entries = self.pending(checkpoint_id, ctx)?;
+    fn commit(&mut self, checkpoint_id: u64, entries: Vec<Staged>) -> Result<Committed> {
+        let entries = self.decode(entries)?;
         self.committer
-            .report(checkpoint_id, self.subtask, self.parallelism, entries)
+            .report(checkpoint_id, self.subtask, self.parallelism, entries)?;
+        Ok(Committed::HandedOver)
     }
 
-    fn on_end(&mut self, _ctx: &mut OperatorContext<'_>, _out: &mut dyn Collector) -> Result<()> {
-        // With checkpoints, the end-of-input barrier that follows stages the
-        // last files and its completion commits them.
-        if self.checkpointing {
-            return Ok(());
-        }
-        let adds = self.flush()?;
-        self.committer.commit_now(adds)
-    }
-}
-
-/// Most commit latencies kept between two calls of
-/// [`super::DeltaConnector::take_commit_latencies`]; later ones are dropped.
-const COMMIT_LATENCIES_KEPT: usize = 4096;
-
-/// How long the Delta commits of this process took (diagnostic).
-static COMMIT_LATENCIES: Mutex<Vec<std::time::Duration>> = Mutex::new(Vec::new());
-
-fn record_commit_latency(took: std::time::Duration) {
-    let mut kept = COMMIT_LATENCIES.lock().unwrap_or_else(|p| p.into_inner());
-    if kept.len() < COMMIT_LATENCIES_KEPT {
-        kept.push(took);
-    }
-}
-
-impl super::DeltaConnector {
-    /// A diagnostic for benchmarks: how long each successful Delta commit
-    /// of this process took (the `CommitBuilder` call: conflict check and
-    /// log write), oldest first, since the previous call, which this call
-    /// empties. At most 4096 are kept in between.
-    pub fn take_commit_latencies() -> Vec<std::time::Duration> {
-        std::mem::take(&mut *COMMIT_LATENCIES.lock().unwrap_or_else(|p| p.into_inner()))
+    /// Entries up to the newest key committed in this run are in the table,
+    /// whichever subtask committed them.
+    fn settled(&self) -> Option<u64> {
+        Some(self.committer.committed.load(Ordering::SeqCst))
     }
 }

@@ -104,8 +104,16 @@ struct DeltaSource {
 }
 
 impl DeltaSource {
-    fn error(&self, what: &str, e: impl std::fmt::Display) -> EngineError {
+    fn error(
+        &self,
+        what: &str,
+        e: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> EngineError {
         self.options.error(what, e)
+    }
+
+    fn problem(&self, what: &str, why: impl std::fmt::Display) -> EngineError {
+        self.options.problem(what, why)
     }
 
     fn table(&self) -> Result<&DeltaTable> {
@@ -121,7 +129,7 @@ impl DeltaSource {
             builder = builder.with_version(v);
         } else if let Some(ms) = self.options.timestamp_ms {
             let at = chrono::DateTime::from_timestamp_millis(ms)
-                .ok_or_else(|| self.error("open", format!("timestamp {ms} is out of range")))?;
+                .ok_or_else(|| self.problem("open", format!("timestamp {ms} is out of range")))?;
             builder = builder.with_timestamp(at);
         }
         block_on(builder.load()).map_err(|e| match e {
@@ -140,7 +148,7 @@ impl DeltaSource {
         let mut files = Vec::new();
         for f in snapshot.log_data().iter() {
             if f.deletion_vector_descriptor().is_some() {
-                return Err(self.error(
+                return Err(self.problem(
                     "read",
                     format!(
                         "file '{}' has a deletion vector, which is not supported",
@@ -180,7 +188,7 @@ impl DeltaSource {
                 .map_err(|e| self.error("read the log of", format!("version {version}: {e}")))?;
             if let Some(remove) = action.get("remove") {
                 if remove.get("dataChange").and_then(|v| v.as_bool()) != Some(false) {
-                    return Err(self.error(
+                    return Err(self.problem(
                         "follow",
                         format!(
                             "version {version} removes data (an update, delete or overwrite); \
@@ -279,7 +287,7 @@ impl DeltaSource {
                     return Ok(column);
                 }
                 arrow::compute::cast(&column, field.data_type()).map_err(|e| {
-                    self.error(
+                    self.problem(
                         "read",
                         format!(
                             "column '{}' ({}) cannot be read as {}: {e}",
@@ -438,7 +446,7 @@ impl Source for DeltaSource {
             }
         } else {
             self.files = self.commit_files(version)?.ok_or_else(|| {
-                self.error(
+                self.problem(
                     "restore",
                     format!("version {version} of the checkpoint is not in the log"),
                 )
@@ -447,7 +455,7 @@ impl Source for DeltaSource {
         self.version = version;
         self.whole_snapshot = whole_snapshot;
         if index > self.files.len() {
-            return Err(self.error(
+            return Err(self.problem(
                 "restore",
                 format!(
                     "the checkpoint is at file {index} of version {version}, which has only {} files for this subtask",

@@ -10,9 +10,9 @@ use arrow::array::{Array, Int64Array, RecordBatch, StringArray, TimestampMillise
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use runnel_engine::connector::{Connector, TableDescriptor};
 use runnel_engine::operator::{OperatorFactory, OperatorMetrics};
-use runnel_engine::types::Barrier;
 use runnel_engine::source::Source;
 use runnel_engine::testing::OperatorHarness;
+use runnel_engine::types::Barrier;
 use runnel_engine::types::{row_kind_array, with_row_kind, RowKind};
 use runnel_engine::{EngineError, Result};
 use runnel_state::MemorySnapshot;

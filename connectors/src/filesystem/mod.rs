@@ -21,7 +21,7 @@
 //! with an embedded line break is not supported), and directories are read
 //! once, not watched.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use runnel_engine::connector::{Connector, SourceTable, TableDescriptor};
@@ -162,6 +162,37 @@ impl FsOptions {
             ignore_first_line: table.bool_option("csv.ignore-first-line", false)?,
         })
     }
+}
+
+/// A failed file operation on `path` while doing `action` (a verb). A
+/// missing file or directory is a problem with the path the user gave (or
+/// a file deleted under the job); anything else is the file system failing.
+fn io_error(
+    path: &Path,
+    action: &str,
+    e: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+) -> EngineError {
+    let source = e.into();
+    let io = source
+        .downcast_ref::<std::io::Error>()
+        .map(std::io::Error::kind);
+    if io == Some(std::io::ErrorKind::NotFound) {
+        return EngineError::Connector(format!("cannot {action} '{}': {source}", path.display()));
+    }
+    let retryable = matches!(
+        io,
+        Some(
+            std::io::ErrorKind::Interrupted
+                | std::io::ErrorKind::TimedOut
+                | std::io::ErrorKind::WouldBlock
+        )
+    );
+    EngineError::external(
+        "file",
+        format!("{action} '{}'", path.display()),
+        retryable,
+        source,
+    )
 }
 
 #[cfg(test)]

@@ -13,21 +13,23 @@
 //!   waiting for its checkpoint to complete;
 //! * `part-s-n.ext` — published, visible to readers.
 //!
-//! A barrier closes and stages the current file and records it in the state
-//! table `<operator>/pending` (key: `n` as big-endian `u64`; value: the id of
-//! the checkpoint whose barrier staged it, big-endian `u64`, then the final
-//! file name; files `on_end` stages carry [`Barrier::FINAL_CHECKPOINT`]), and the next
-//! sequence number in `<operator>/meta` (key `next_seq`, big-endian `u64`),
-//! both captured by the checkpoint's snapshot. `on_checkpoint_complete(n)`
-//! publishes the pending files staged at barriers up to `n` and removes them
-//! from the table; a file staged later (by a newer barrier, or by `on_end`
-//! while checkpoint `n` was still completing) waits for its own checkpoint. After a crash, `open` gets the state of the
-//! last completed checkpoint: it publishes the files still pending there
+//! The protocol is [`crate::two_phase`]'s; this sink is its
+//! [`TwoPhaseSink`]. A barrier (pre-commit) closes and stages the current
+//! file; the staged entry, kept in the state table `<operator>/pending`
+//! under the checkpoint id, is that id (big-endian `u64`) followed by the
+//! final file name. The next sequence number goes to `<operator>/meta` (key
+//! `next_seq`, big-endian `u64`). A commit publishes the files of the
+//! entries it gets. After a crash, the restored entries are published
 //! (their checkpoint completed, but the crash may have come before the
-//! rename), then deletes this subtask's other in-progress and staged files,
-//! which hold rows written after that checkpoint: the sources replay those
-//! rows. Publishing is idempotent: a pending file whose staged name is gone
-//! and whose final name exists was published before.
+//! rename), then `abort` deletes this subtask's other in-progress and
+//! staged files, which hold rows written after that checkpoint: the sources
+//! replay those rows. Publishing is idempotent: a pending file whose staged
+//! name is gone and whose final name exists was published before.
+//!
+//! State written before the protocol moved to `two_phase.rs` keyed the
+//! pending table by sequence number instead of checkpoint id; it restores
+//! the same way, since a restore publishes every entry and takes the file
+//! from the value.
 //!
 //! Without checkpoints, files are published directly at barriers and at the
 //! end of input.
@@ -42,11 +44,12 @@ use arrow::datatypes::{Field, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
-use runnel_engine::operator::{Collector, Operator, OperatorContext, OperatorFactory, TaskInfo};
-use runnel_engine::types::{is_updating, Barrier};
+use runnel_engine::operator::{OperatorContext, OperatorFactory, TaskInfo};
+use runnel_engine::types::is_updating;
 use runnel_engine::{EngineError, Result};
 
-use super::{Format, FsOptions};
+use super::{io_error, Format, FsOptions};
+use crate::two_phase::{self, Committed, Staged, TwoPhaseSink};
 
 /// A factory of file sink subtasks writing rows of `table_schema`.
 pub(super) fn factory(options: Arc<FsOptions>, table_schema: SchemaRef) -> OperatorFactory {
@@ -60,17 +63,16 @@ pub(super) fn factory(options: Arc<FsOptions>, table_schema: SchemaRef) -> Opera
             .map(|f| Field::new(f.name(), f.data_type().clone(), true))
             .collect::<Vec<_>>(),
     ));
-    Arc::new(move |task: &TaskInfo| {
-        Ok(Box::new(FileSink {
+    two_phase::factory(move |task: &TaskInfo| {
+        Ok(FileSink {
             options: Arc::clone(&options),
             schema: Arc::clone(&schema),
             subtask: task.subtask,
             checkpointing: task.checkpointing,
-            pending_table: format!("{}/pending", task.operator_name),
             meta_table: format!("{}/meta", task.operator_name),
             next_seq: 0,
             current: None,
-        }) as Box<dyn Operator>)
+        })
     })
 }
 
@@ -88,8 +90,6 @@ struct FileSink {
     subtask: usize,
     /// Two-phase commit: publish only when a checkpoint completes.
     checkpointing: bool,
-    /// State table of staged files: sequence number -> final file name.
-    pending_table: String,
     /// State table holding the next sequence number.
     meta_table: String,
     next_seq: u64,
@@ -99,7 +99,6 @@ struct FileSink {
 /// The part file being written.
 struct PartFile {
     writer: PartWriter,
-    seq: u64,
     /// Final file name (without directory).
     name: String,
     in_progress: PathBuf,
@@ -110,10 +109,6 @@ enum PartWriter {
     Json(Box<arrow::json::LineDelimitedWriter<BufWriter<File>>>),
     Csv(Box<arrow::csv::Writer<BufWriter<File>>>),
     Parquet(Box<ArrowWriter<File>>),
-}
-
-fn io_error(path: &Path, what: &str, e: impl std::fmt::Display) -> EngineError {
-    EngineError::Connector(format!("cannot {what} '{}': {e}", path.display()))
 }
 
 impl FileSink {
@@ -205,7 +200,6 @@ impl FileSink {
         };
         Ok(PartFile {
             writer,
-            seq,
             name,
             in_progress,
         })
@@ -246,25 +240,27 @@ impl FileSink {
     }
 
     /// Finishes the current part file, if any: publishes it, or with
-    /// checkpoints stages it and records it as pending in `ctx.state`.
-    fn close_part(&mut self, staged_at: u64, ctx: &mut OperatorContext<'_>) -> Result<()> {
+    /// checkpoints stages it and returns its staged entry.
+    fn close_part(&mut self, staged_at: u64) -> Result<Option<Staged>> {
         let Some(part) = self.current.take() else {
-            return Ok(());
+            return Ok(None);
         };
-        let (seq, name, in_progress) = (part.seq, part.name.clone(), part.in_progress.clone());
+        let (name, in_progress) = (part.name.clone(), part.in_progress.clone());
         Self::finish_writer(part)?;
         if !self.checkpointing {
             let final_path = self.options.path.join(&name);
-            return std::fs::rename(&in_progress, &final_path)
-                .map_err(|e| io_error(&in_progress, "rename", e));
+            std::fs::rename(&in_progress, &final_path)
+                .map_err(|e| io_error(&in_progress, "rename", e))?;
+            return Ok(None);
         }
         let staged = self.hidden_path(&name, STAGED_SUFFIX);
         std::fs::rename(&in_progress, &staged).map_err(|e| io_error(&in_progress, "rename", e))?;
-        let pending = ctx.state.register_table(&self.pending_table)?;
-        let mut value = staged_at.to_be_bytes().to_vec();
-        value.extend_from_slice(name.as_bytes());
-        ctx.state.put(pending, &seq.to_be_bytes(), &value)?;
-        Ok(())
+        let mut bytes = staged_at.to_be_bytes().to_vec();
+        bytes.extend_from_slice(name.as_bytes());
+        Ok(Some(Staged {
+            id: staged_at,
+            bytes,
+        }))
     }
 
     /// Writes the next sequence number to `ctx.state`, so that numbering
@@ -299,48 +295,32 @@ impl FileSink {
         ))
     }
 
-    /// Publishes the files pending in `ctx.state` that were staged at
-    /// checkpoints up to `up_to`, and forgets them. Files already published
-    /// (staged name gone, final name present) are skipped, so calling this
+    /// Publishes the files of staged `entries`. Files already published
+    /// (staged name gone, final name present) are skipped, so publishing
     /// again after a crash or twice in a row is harmless.
-    fn publish_pending(&self, up_to: u64, ctx: &mut OperatorContext<'_>) -> Result<()> {
-        let pending = ctx.state.register_table(&self.pending_table)?;
-        let entries = ctx
-            .state
-            .scan_prefix(pending, &[])?
-            .collect::<std::result::Result<Vec<_>, _>>()?;
+    fn publish_entries(&self, entries: Vec<Staged>) -> Result<()> {
         if entries.is_empty() {
             return Ok(());
         }
-        for (key, value) in entries {
-            let seq = <[u8; 8]>::try_from(key.as_slice())
-                .map(u64::from_be_bytes)
-                .map_err(|_| {
-                    self.corrupt_state(format!("pending key has {} bytes, expected 8", key.len()))
-                })?;
-            // The name must be this subtask's part file `seq` in this format:
-            // anything else (a path, another subtask's file) is not ours to
-            // rename.
-            let (staged_at, name) = match value.split_first_chunk::<8>() {
-                Some((id, name)) => (
-                    u64::from_be_bytes(*id),
-                    String::from_utf8_lossy(name).into_owned(),
-                ),
-                None => return Err(self.corrupt_state(format!("pending entry {seq} is too short"))),
+        for entry in entries {
+            // The name must be one of this subtask's part files in this
+            // format: anything else (a path, another subtask's file) is not
+            // ours to rename.
+            let name = match entry.bytes.split_first_chunk::<8>() {
+                Some((_, name)) => String::from_utf8_lossy(name).into_owned(),
+                None => {
+                    return Err(
+                        self.corrupt_state(format!("pending entry {} is too short", entry.id))
+                    )
+                }
             };
-            if staged_at > up_to {
-                continue;
-            }
-            if self.parse_own_name(&name) != Some((seq, false)) {
+            if !matches!(self.parse_own_name(&name), Some((_, false))) {
                 return Err(self.corrupt_state(format!(
-                    "pending file {seq} is named '{name}', not '{}'",
-                    self.part_name(seq)
+                    "pending file {} is named '{name}', not as a part file of this subtask",
+                    entry.id
                 )));
             }
             self.publish(&name)?;
-            // Forgotten one by one: a failure half-way leaves the rest
-            // pending for the next attempt.
-            ctx.state.delete(pending, &key)?;
         }
         sync_directory(&self.options.path);
         Ok(())
@@ -394,12 +374,12 @@ impl FileSink {
                 w.finish().map_err(|e| io_error(path, "write", e))?;
                 w.into_inner()
                     .into_inner()
-                    .map_err(|e| io_error(path, "write", e.error()))?
+                    .map_err(|e| io_error(path, "write", e.into_error()))?
             }
             PartWriter::Csv(w) => w
                 .into_inner()
                 .into_inner()
-                .map_err(|e| io_error(path, "write", e.error()))?,
+                .map_err(|e| io_error(path, "write", e.into_error()))?,
             PartWriter::Parquet(w) => w
                 .into_inner()
                 .map_err(|e| io_error(path, "finish Parquet file", e))?,
@@ -420,34 +400,23 @@ fn sync_directory(dir: &Path) {
     }
 }
 
-impl Operator for FileSink {
-    fn open(&mut self, ctx: &mut OperatorContext<'_>) -> Result<()> {
+impl TwoPhaseSink for FileSink {
+    fn staged_table(&self) -> &'static str {
+        "pending"
+    }
+
+    fn open(&mut self, _ctx: &mut OperatorContext<'_>) -> Result<()> {
         std::fs::create_dir_all(&self.options.path)
             .map_err(|e| io_error(&self.options.path, "create directory", e))?;
         if !self.checkpointing {
             self.next_seq = self.first_free_seq()?;
-            return Ok(());
         }
-        // Order matters: pending files of the restored checkpoint must be
-        // published before the clean-up, which deletes every hidden file of
-        // this subtask that is left.
-        // Everything pending in a restored state belongs to a checkpoint that completed.
-        self.publish_pending(u64::MAX, ctx)?;
-        self.delete_aborted()?;
-        // Published files of a later checkpoint (when restoring an older
-        // one) still hold their names: never overwrite them.
-        let saved = self.saved_next_seq(ctx)?.unwrap_or(0);
-        self.next_seq = saved.max(self.first_free_seq()?);
+        // With checkpoints, numbering starts in `abort`, once the restore
+        // has published and cleaned up.
         Ok(())
     }
 
-    fn process_batch(
-        &mut self,
-        _input: usize,
-        batch: RecordBatch,
-        _ctx: &mut OperatorContext<'_>,
-        _out: &mut dyn Collector,
-    ) -> Result<()> {
+    fn write(&mut self, batch: RecordBatch, _ctx: &mut OperatorContext<'_>) -> Result<()> {
         if is_updating(batch.schema_ref()) {
             return Err(EngineError::Plan(
                 "filesystem sink is append-only; it cannot write an updating stream".into(),
@@ -472,32 +441,39 @@ impl Operator for FileSink {
         }
     }
 
-    fn on_barrier(&mut self, barrier: &Barrier, ctx: &mut OperatorContext<'_>) -> Result<()> {
-        self.close_part(barrier.checkpoint_id, ctx)?;
-        if self.checkpointing {
-            self.save_next_seq(ctx)?;
-        }
-        Ok(())
-    }
-
-    fn on_checkpoint_complete(
+    fn pre_commit(
         &mut self,
         checkpoint_id: u64,
         ctx: &mut OperatorContext<'_>,
-    ) -> Result<()> {
-        if self.checkpointing {
-            self.publish_pending(checkpoint_id, ctx)?;
-        }
-        Ok(())
-    }
-
-    /// With checkpoints, the last file is only staged here: the end of
-    /// input is a final checkpoint, whose completion publishes it.
-    fn on_end(&mut self, ctx: &mut OperatorContext<'_>, _out: &mut dyn Collector) -> Result<()> {
-        self.close_part(Barrier::FINAL_CHECKPOINT, ctx)?;
+    ) -> Result<Option<Staged>> {
+        let staged = self.close_part(checkpoint_id)?;
         if self.checkpointing {
             self.save_next_seq(ctx)?;
         }
+        Ok(staged)
+    }
+
+    fn commit(&mut self, _checkpoint_id: u64, entries: Vec<Staged>) -> Result<Committed> {
+        self.publish_entries(entries)?;
+        Ok(Committed::Published)
+    }
+
+    fn restore(
+        &mut self,
+        entries: Vec<Staged>,
+        _ctx: &mut OperatorContext<'_>,
+    ) -> Result<Committed> {
+        self.publish_entries(entries)?;
+        Ok(Committed::Published)
+    }
+
+    /// Deletes what is left hidden, then continues the numbering.
+    fn abort(&mut self, ctx: &mut OperatorContext<'_>) -> Result<()> {
+        self.delete_aborted()?;
+        // Published files of a later checkpoint (when restoring an older
+        // one) still hold their names: never overwrite them.
+        let saved = self.saved_next_seq(ctx)?.unwrap_or(0);
+        self.next_seq = saved.max(self.first_free_seq()?);
         Ok(())
     }
 }

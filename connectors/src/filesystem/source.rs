@@ -29,7 +29,7 @@ use runnel_engine::operator::{OperatorMetrics, TaskInfo};
 use runnel_engine::source::{Source, SourceFactory, SourcePoll, SplitId};
 use runnel_engine::{EngineError, Result};
 
-use super::{Format, FsOptions};
+use super::{io_error, Format, FsOptions};
 use crate::position::{PositionReader, PositionWriter};
 
 /// Format version of [`FileSource`] positions.
@@ -70,12 +70,8 @@ pub fn list_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
 /// A factory of file source subtasks.
 pub(super) fn factory(options: Arc<FsOptions>, schema: SchemaRef) -> SourceFactory {
     Arc::new(move |task: &TaskInfo| {
-        let files = list_files(&options.path).map_err(|e| {
-            EngineError::Connector(format!(
-                "cannot list the files of '{}': {e}",
-                options.path.display()
-            ))
-        })?;
+        let files = list_files(&options.path)
+            .map_err(|e| io_error(&options.path, "list the files of", e))?;
         let names: Vec<String> = files.iter().map(|p| file_name(p)).collect();
         let listing_hash = hash_names(&names);
         let listing_len = names.len() as u64;
@@ -322,9 +318,7 @@ impl OpenFile {
         schema: &SchemaRef,
         resume: (u64, u64),
     ) -> Result<Self> {
-        let mut file = File::open(&path).map_err(|e| {
-            EngineError::Connector(format!("cannot open '{}': {e}", path.display()))
-        })?;
+        let mut file = File::open(&path).map_err(|e| io_error(&path, "open", e))?;
         let reader = match options.format {
             Format::Json | Format::Csv => {
                 let (offset, line) = resume;
@@ -337,9 +331,8 @@ impl OpenFile {
                             path.display()
                         )));
                     }
-                    file.seek(SeekFrom::Start(offset)).map_err(|e| {
-                        EngineError::Connector(format!("cannot seek in '{}': {e}", path.display()))
-                    })?;
+                    file.seek(SeekFrom::Start(offset))
+                        .map_err(|e| io_error(&path, "seek in", e))?;
                 }
                 FileReader::Lines {
                     input: BufReader::with_capacity(1 << 20, file),
@@ -369,9 +362,8 @@ impl OpenFile {
                 offset,
                 line,
             } => {
-                let chunk = read_chunk(input, offset, line, options).map_err(|e| {
-                    EngineError::Connector(format!("cannot read '{}': {e}", self.path.display()))
-                })?;
+                let chunk = read_chunk(input, offset, line, options)
+                    .map_err(|e| io_error(&self.path, "read", e))?;
                 let Some(chunk) = chunk else {
                     return Ok(None);
                 };

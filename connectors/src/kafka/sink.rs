@@ -28,12 +28,13 @@ use arrow::datatypes::TimestampMillisecondType;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerGroupMetadata};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
-use runnel_engine::operator::{Collector, Operator, OperatorContext, OperatorFactory, TaskInfo};
-use runnel_engine::types::{row_kinds, Barrier, RowKind};
+use runnel_engine::operator::{OperatorContext, OperatorFactory, TaskInfo};
+use runnel_engine::types::{row_kinds, RowKind};
 use runnel_engine::{EngineError, Result};
 use runnel_state::TableId;
 
 use super::{kafka_error, send_with_retry, Delivery, DeliveryErrors, KafkaTable, Meta};
+use crate::two_phase::{self, Committed, Staged, TwoPhaseSink};
 
 /// How long a transaction step or a flush may take before the job fails.
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(60);
@@ -59,8 +60,8 @@ pub(super) fn factory(t: Arc<KafkaTable>, updating: bool) -> Result<OperatorFact
             t.name
         )));
     }
-    Ok(Arc::new(move |_task: &TaskInfo| {
-        Ok(Box::new(KafkaSink {
+    Ok(two_phase::factory(move |_task: &TaskInfo| {
+        Ok(KafkaSink {
             t: Arc::clone(&t),
             topic: topic.clone(),
             updating,
@@ -68,10 +69,10 @@ pub(super) fn factory(t: Arc<KafkaTable>, updating: bool) -> Result<OperatorFact
             producer: None,
             errors: DeliveryErrors::default(),
             open: Vec::new(),
-            staged: None,
+            meta: None,
             lineage: String::new(),
             marker: None,
-        }) as Box<dyn Operator>)
+        })
     }))
 }
 
@@ -99,8 +100,8 @@ struct KafkaSink {
     errors: DeliveryErrors,
     /// Exactly-once: records since the last barrier.
     open: Vec<OutRecord>,
-    /// Exactly-once: staged entries, keyed by checkpoint id (big-endian).
-    staged: Option<TableId>,
+    /// Exactly-once: the table that keeps the lineage.
+    meta: Option<TableId>,
     lineage: String,
     marker: Option<Marker>,
 }
@@ -169,22 +170,15 @@ impl KafkaSink {
             record = record.timestamp(ts);
         }
         send_with_retry(self.producer()?, record)
-            .map_err(|e| kafka_error(&format!("writing to topic '{}'", self.topic), e))
+            .map_err(|e| kafka_error(&format!("write to topic '{}'", self.topic), e))
     }
 
     fn flush(&self) -> Result<()> {
         self.producer()?
             .flush(KAFKA_TIMEOUT)
-            .map_err(|e| kafka_error(&format!("flushing topic '{}'", self.topic), e))?;
-        self.errors.check(&format!(
-            "a record for topic '{}' was not delivered",
-            self.topic
-        ))
-    }
-
-    fn staged(&self) -> Result<TableId> {
-        self.staged
-            .ok_or_else(|| EngineError::Internal("kafka sink not opened".into()))
+            .map_err(|e| kafka_error(&format!("flush topic '{}'", self.topic), e))?;
+        self.errors
+            .check(&format!("deliver a record to topic '{}'", self.topic))
     }
 
     /// Exactly-once: the newest checkpoint id whose records are in the
@@ -198,7 +192,7 @@ impl KafkaSink {
             .committed_offsets(tpl, KAFKA_TIMEOUT)
             .map_err(|e| {
                 kafka_error(
-                    &format!("reading the commit marker of group '{}'", marker.group),
+                    &format!("read the commit marker of group '{}'", marker.group),
                     e,
                 )
             })?;
@@ -216,29 +210,22 @@ impl KafkaSink {
             .ok_or_else(|| EngineError::Internal("kafka sink has no marker group".into()))
     }
 
-    /// Exactly-once: writes the staged entries up to `up_to` in one
-    /// transaction together with the marker, then forgets them.
-    fn publish(&mut self, up_to: u64, ctx: &mut OperatorContext<'_>) -> Result<()> {
-        let table = self.staged()?;
-        let entries: Vec<(Vec<u8>, Vec<u8>)> = ctx
-            .state
-            .scan_prefix(table, &[])?
-            .collect::<runnel_state::Result<_>>()?;
-        let mut due = Vec::new();
-        for (key, bytes) in entries {
-            let id = checkpoint_of(&key)?;
-            if id <= up_to {
-                due.push((key, id, bytes));
-            }
-        }
-        let Some(&(_, newest, _)) = due.last() else {
+    /// Exactly-once: writes staged `entries` in one transaction together
+    /// with the marker of the newest.
+    fn publish(&mut self, entries: &[Staged]) -> Result<()> {
+        let Some(newest) = entries.last().map(|e| e.id) else {
             return Ok(());
         };
         let producer = self.producer()?;
-        let txn = |e| kafka_error(&format!("transaction on topic '{}'", self.topic), e);
+        let txn = |e| {
+            kafka_error(
+                &format!("commit a transaction on topic '{}'", self.topic),
+                e,
+            )
+        };
         producer.begin_transaction().map_err(txn)?;
-        for (_, _, bytes) in &due {
-            for r in decode_records(bytes)? {
+        for entry in entries {
+            for r in decode_records(&entry.bytes)? {
                 self.send(&r)?;
             }
         }
@@ -251,25 +238,18 @@ impl KafkaSink {
             .send_offsets_to_transaction(&offsets, &marker.metadata, KAFKA_TIMEOUT)
             .map_err(txn)?;
         producer.commit_transaction(KAFKA_TIMEOUT).map_err(txn)?;
-        self.errors.check(&format!(
-            "a record for topic '{}' was not delivered",
-            self.topic
-        ))?;
-        for (key, _, _) in due {
-            ctx.state.delete(table, &key)?;
-        }
-        Ok(())
+        self.errors
+            .check(&format!("deliver a record to topic '{}'", self.topic))
     }
 
-    fn stage(&mut self, id: u64, ctx: &mut OperatorContext<'_>) -> Result<()> {
+    /// Exactly-once: the records since the last barrier, as a staged entry.
+    fn stage(&mut self, id: u64) -> Option<Staged> {
         if self.open.is_empty() {
-            return Ok(());
+            return None;
         }
         let bytes = encode_records(&self.open);
         self.open.clear();
-        let table = self.staged()?;
-        ctx.state.put(table, &id.to_be_bytes(), &bytes)?;
-        Ok(())
+        Some(Staged { id, bytes })
     }
 
     /// Opens the consumer handle of the marker group of `lineage`.
@@ -285,7 +265,7 @@ impl KafkaSink {
             .set("isolation.level", "read_committed");
         let consumer: BaseConsumer = config
             .create()
-            .map_err(|e| kafka_error("creating the marker consumer", e))?;
+            .map_err(|e| kafka_error("create the marker consumer", e))?;
         let metadata = consumer.group_metadata().ok_or_else(|| {
             EngineError::Internal("the marker consumer has no group metadata".into())
         })?;
@@ -306,9 +286,10 @@ impl KafkaSink {
                 self.t.name
             )));
         }
-        let name = &ctx.task.operator_name;
-        self.staged = Some(ctx.state.register_table(&format!("{name}/staged"))?);
-        let meta = ctx.state.register_table(&format!("{name}/meta"))?;
+        let meta = ctx
+            .state
+            .register_table(&format!("{}/meta", ctx.task.operator_name))?;
+        self.meta = Some(meta);
         let lineage = match ctx.state.get(meta, b"lineage")? {
             Some(l) => String::from_utf8_lossy(&l).into_owned(),
             None => new_lineage(ctx, meta)?,
@@ -316,35 +297,40 @@ impl KafkaSink {
         self.connect_marker(lineage, ctx.task.subtask)?;
         self.producer()?
             .init_transactions(KAFKA_TIMEOUT)
-            .map_err(|e| kafka_error("starting the transactional producer", e))?;
-        // Entries in the restored state belong to complete checkpoints; the
-        // marker says which of them already reached the topic.
+            .map_err(|e| kafka_error("start the transactional producer", e))
+    }
+
+    /// Exactly-once, after a restore: the marker says which restored
+    /// entries already reached the topic; writes the others.
+    fn restore_exactly_once(
+        &mut self,
+        entries: Vec<Staged>,
+        ctx: &mut OperatorContext<'_>,
+    ) -> Result<()> {
         let done = self.committed_checkpoint()?;
+        let mut todo = entries;
         if let Some(done) = done {
-            let table = self.staged()?;
-            let keys: Vec<Vec<u8>> = ctx
-                .state
-                .scan_prefix(table, &[])?
-                .map(|e| e.map(|(k, _)| k))
-                .collect::<runnel_state::Result<_>>()?;
-            for key in keys {
-                if checkpoint_of(&key)? <= done {
-                    ctx.state.delete(table, &key)?;
-                }
-            }
+            todo.retain(|e| e.id > done);
             if done == u64::MAX {
                 // The final checkpoint of a stopped run was committed, and
                 // this run resumes from it: its checkpoint ids are below
                 // the marker, so it needs a marker group of its own.
+                let meta = self
+                    .meta
+                    .ok_or_else(|| EngineError::Internal("kafka sink not opened".into()))?;
                 let lineage = new_lineage(ctx, meta)?;
                 self.connect_marker(lineage, ctx.task.subtask)?;
             }
         }
-        self.publish(u64::MAX, ctx)
+        self.publish(&todo)
     }
 }
 
-impl Operator for KafkaSink {
+impl TwoPhaseSink for KafkaSink {
+    fn staged_table(&self) -> &'static str {
+        "staged"
+    }
+
     fn open(&mut self, ctx: &mut OperatorContext<'_>) -> Result<()> {
         let mut config = self.t.client_config();
         if self.t.delivery == Delivery::ExactlyOnce {
@@ -369,10 +355,7 @@ impl Operator for KafkaSink {
         let producer = config
             .create_with_context(self.errors.clone())
             .map_err(|e| {
-                kafka_error(
-                    &format!("creating a producer for table '{}'", self.t.name),
-                    e,
-                )
+                kafka_error(&format!("create a producer for table '{}'", self.t.name), e)
             })?;
         self.producer = Some(producer);
         if self.t.delivery == Delivery::ExactlyOnce {
@@ -381,13 +364,7 @@ impl Operator for KafkaSink {
         Ok(())
     }
 
-    fn process_batch(
-        &mut self,
-        _input: usize,
-        batch: RecordBatch,
-        _ctx: &mut OperatorContext<'_>,
-        _out: &mut dyn Collector,
-    ) -> Result<()> {
+    fn write(&mut self, batch: RecordBatch, _ctx: &mut OperatorContext<'_>) -> Result<()> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
@@ -400,37 +377,40 @@ impl Operator for KafkaSink {
             self.send(r)?;
         }
         self.producer()?.poll(Duration::ZERO);
-        self.errors.check(&format!(
-            "a record for topic '{}' was not delivered",
-            self.topic
-        ))
+        self.errors
+            .check(&format!("deliver a record to topic '{}'", self.topic))
     }
 
-    fn on_barrier(&mut self, barrier: &Barrier, ctx: &mut OperatorContext<'_>) -> Result<()> {
-        match self.t.delivery {
-            Delivery::ExactlyOnce => self.stage(barrier.checkpoint_id, ctx),
-            Delivery::AtLeastOnce => self.flush(),
-            Delivery::None => Ok(()),
-        }
-    }
-
-    fn on_checkpoint_complete(
+    fn pre_commit(
         &mut self,
         checkpoint_id: u64,
-        ctx: &mut OperatorContext<'_>,
-    ) -> Result<()> {
-        if self.t.delivery == Delivery::ExactlyOnce {
-            self.publish(checkpoint_id, ctx)?;
+        _ctx: &mut OperatorContext<'_>,
+    ) -> Result<Option<Staged>> {
+        match self.t.delivery {
+            Delivery::ExactlyOnce => Ok(self.stage(checkpoint_id)),
+            Delivery::AtLeastOnce => self.flush().map(|()| None),
+            // Sent and forgotten, at the end of input too.
+            Delivery::None if checkpoint_id == runnel_engine::types::Barrier::FINAL_CHECKPOINT => {
+                self.flush().map(|()| None)
+            }
+            Delivery::None => Ok(None),
         }
-        Ok(())
     }
 
-    fn on_end(&mut self, ctx: &mut OperatorContext<'_>, _out: &mut dyn Collector) -> Result<()> {
-        match self.t.delivery {
-            // The final checkpoint that follows commits these.
-            Delivery::ExactlyOnce => self.stage(runnel_engine::types::Barrier::FINAL_CHECKPOINT, ctx),
-            Delivery::AtLeastOnce | Delivery::None => self.flush(),
+    fn commit(&mut self, _checkpoint_id: u64, entries: Vec<Staged>) -> Result<Committed> {
+        self.publish(&entries)?;
+        Ok(Committed::Published)
+    }
+
+    fn restore(
+        &mut self,
+        entries: Vec<Staged>,
+        ctx: &mut OperatorContext<'_>,
+    ) -> Result<Committed> {
+        if self.t.delivery == Delivery::ExactlyOnce {
+            self.restore_exactly_once(entries, ctx)?;
         }
+        Ok(Committed::Published)
     }
 }
 
@@ -455,12 +435,6 @@ fn from_marker(offset: i64) -> u64 {
     } else {
         u64::try_from(offset).unwrap_or(0)
     }
-}
-
-fn checkpoint_of(key: &[u8]) -> Result<u64> {
-    key.try_into()
-        .map(u64::from_be_bytes)
-        .map_err(|_| EngineError::Internal("a staged kafka entry key is not 8 bytes".into()))
 }
 
 /// Staged records: per record a flag byte (bit 0 key, bit 1 value, bit 2

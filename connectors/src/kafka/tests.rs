@@ -23,6 +23,7 @@ use runnel_engine::types::{row_kind_field, RowKind};
 use runnel_engine::Result;
 use runnel_state::MemorySnapshot;
 
+use super::format::Format;
 use super::*;
 use crate::testutil::{check_resume_everywhere, drain, table, CheckpointHarness};
 

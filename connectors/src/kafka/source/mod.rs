@@ -25,24 +25,22 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::{
-    ArrayRef, BinaryArray, Int32Array, Int64Array, RecordBatch, StringArray,
-    TimestampMillisecondArray,
-};
-use arrow::compute::concat_batches;
+use arrow::array::RecordBatch;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Headers, Message, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use runnel_engine::operator::{OperatorMetrics, TaskInfo};
 use runnel_engine::source::{Source, SourceFactory, SourcePoll, SplitId};
 use runnel_engine::{EngineError, Result};
 
-use super::{
-    kafka_error, send_with_retry, DeliveryErrors, KafkaTable, Malformed, Meta, Startup, Topics,
-};
+use super::{kafka_error, KafkaTable, Startup, Topics};
 use crate::position::{PositionReader, PositionWriter};
+
+mod dead_letter;
+mod decode;
+
+use dead_letter::DeadLetter;
 
 /// Messages gathered per poll before they are decoded.
 const MAX_RUN: usize = 4096;
@@ -150,7 +148,7 @@ impl KafkaSource {
         let consumer = self.consumer()?;
         let md = consumer
             .fetch_metadata(None, REQUEST_TIMEOUT)
-            .map_err(|e| kafka_error("reading the topic list", e))?;
+            .map_err(|e| kafka_error("read the topic list", e))?;
         let mut found = Vec::new();
         let mut seen_topics = BTreeSet::new();
         for topic in md.topics() {
@@ -166,7 +164,7 @@ impl KafkaSource {
         }
         if let Topics::List(list) = &self.t.topics {
             if let Some(missing) = list.iter().find(|t| !seen_topics.contains(*t)) {
-                return Err(EngineError::Execution(format!(
+                return Err(EngineError::Connector(format!(
                     "kafka: topic '{missing}' of table '{}' does not exist",
                     self.t.name
                 )));
@@ -211,7 +209,7 @@ impl KafkaSource {
             }
             let committed = consumer
                 .committed_offsets(tpl, REQUEST_TIMEOUT)
-                .map_err(|e| kafka_error("reading the group's committed offsets", e))?;
+                .map_err(|e| kafka_error("read the group's committed offsets", e))?;
             for e in committed.elements() {
                 if let Offset::Offset(o) = e.offset() {
                     group.insert((e.topic().to_string(), e.partition()), o);
@@ -223,11 +221,11 @@ impl KafkaSource {
             let mut tpl = TopicPartitionList::new();
             for (t, p) in tps {
                 tpl.add_partition_offset(t, *p, Offset::Offset(*ms))
-                    .map_err(|e| kafka_error("looking up offsets by time", e))?;
+                    .map_err(|e| kafka_error("look up offsets by time", e))?;
             }
             let found = consumer
                 .offsets_for_times(tpl, REQUEST_TIMEOUT)
-                .map_err(|e| kafka_error("looking up offsets by time", e))?;
+                .map_err(|e| kafka_error("look up offsets by time", e))?;
             for e in found.elements() {
                 if let Offset::Offset(o) = e.offset() {
                     by_time.insert((e.topic().to_string(), e.partition()), o);
@@ -248,7 +246,7 @@ impl KafkaSource {
             let latest = || -> Result<Offset> {
                 let (_, high) = consumer
                     .fetch_watermarks(&tp.0, tp.1, REQUEST_TIMEOUT)
-                    .map_err(|e| kafka_error(&format!("reading the end of {}", show(tp)), e))?;
+                    .map_err(|e| kafka_error(&format!("read the end of {}", show(tp)), e))?;
                 Ok(Offset::Offset(high))
             };
             let start = match (restored, fresh, &self.t.startup) {
@@ -282,11 +280,11 @@ impl KafkaSource {
         let mut tpl = TopicPartitionList::new();
         for ((t, p), o) in &starts {
             tpl.add_partition_offset(t, *p, *o)
-                .map_err(|e| kafka_error("assigning partitions", e))?;
+                .map_err(|e| kafka_error("assign partitions", e))?;
         }
         consumer
             .incremental_assign(&tpl)
-            .map_err(|e| kafka_error("assigning partitions", e))?;
+            .map_err(|e| kafka_error("assign partitions", e))?;
         self.queue_finished_partitions();
         Ok(())
     }
@@ -425,164 +423,10 @@ impl KafkaSource {
         }
         Ok(())
     }
-
-    /// Decodes the records of one partition, routing bad ones.
-    fn decode_run(&mut self, tp: &Tp, recs: &[Rec]) -> Result<RecordBatch> {
-        let t = Arc::clone(&self.t);
-        // Tombstones (no value) carry no row for an append-only table.
-        let live: Vec<&Rec> = recs.iter().filter(|r| r.value.is_some()).collect();
-        // Key columns are read from the key only when the value lacks them.
-        let decode_keys =
-            t.key_format.is_some() && t.key_columns.iter().any(|k| !t.value_columns.contains(k));
-        let values: Vec<&[u8]> = live
-            .iter()
-            .map(|r| r.value.as_deref().unwrap_or_default())
-            .collect();
-        let fast = t
-            .value_format
-            .decode_all(&t.value_schema, &values)
-            .and_then(|v| {
-                if !decode_keys {
-                    return Ok((v, None));
-                }
-                let keys: Vec<&[u8]> = live
-                    .iter()
-                    .map(|r| r.key.as_deref().unwrap_or_default())
-                    .collect();
-                let f = t.key_format.unwrap_or(t.value_format);
-                f.decode_all(&t.key_schema, &keys).map(|k| (v, Some(k)))
-            });
-        let (good, value_batch, key_batch) = match fast {
-            Ok((v, k)) => (live, v, k),
-            Err(_) => {
-                let mut good = Vec::new();
-                let mut vs = Vec::new();
-                let mut ks = Vec::new();
-                for r in live {
-                    let v = t
-                        .value_format
-                        .decode_one(&t.value_schema, r.value.as_deref().unwrap_or_default());
-                    let k = match (&v, decode_keys) {
-                        (Ok(_), true) => t
-                            .key_format
-                            .unwrap_or(t.value_format)
-                            .decode_one(&t.key_schema, r.key.as_deref().unwrap_or_default())
-                            .map(Some)
-                            .map_err(|e| format!("bad key: {e}")),
-                        _ => Ok(None),
-                    };
-                    match (v, k) {
-                        (Ok(v), Ok(k)) => {
-                            good.push(r);
-                            vs.push(v);
-                            ks.extend(k);
-                        }
-                        (Err(e), _) | (_, Err(e)) => self.malformed(tp, r, &e)?,
-                    }
-                }
-                let v = concat_batches(&t.value_schema, &vs)?;
-                let k = if decode_keys {
-                    Some(concat_batches(&t.key_schema, &ks)?)
-                } else {
-                    None
-                };
-                (good, v, k)
-            }
-        };
-        let mut columns: Vec<ArrayRef> = Vec::with_capacity(t.schema.fields().len());
-        for (i, field) in t.schema.fields().iter().enumerate() {
-            let col: ArrayRef = if let Some((_, meta)) = t.metadata.iter().find(|(m, _)| *m == i) {
-                let array = meta_column(*meta, tp, &good);
-                arrow::compute::cast(&array, field.data_type())?
-            } else if let Some(k) = t.value_columns.iter().position(|&c| c == i) {
-                value_batch.column(k).clone()
-            } else if let (Some(kb), Some(k)) = (
-                key_batch.as_ref(),
-                t.key_columns.iter().position(|&c| c == i),
-            ) {
-                kb.column(k).clone()
-            } else {
-                return Err(EngineError::Internal(format!(
-                    "kafka source: column '{}' has no origin",
-                    field.name()
-                )));
-            };
-            columns.push(col);
-        }
-        RecordBatch::try_new(Arc::clone(&t.schema), columns).map_err(|e| {
-            EngineError::Execution(format!(
-                "kafka: records of {} do not fit table '{}': {e}",
-                show(tp),
-                t.name
-            ))
-        })
-    }
-
-    fn malformed(&mut self, tp: &Tp, r: &Rec, why: &str) -> Result<()> {
-        match &self.t.malformed {
-            Malformed::Fail => Err(EngineError::Execution(format!(
-                "malformed record in topic '{}' partition {} at offset {}: {why} \
-                 (set 'scan.malformed-records' to 'skip' or 'dead-letter' to go on)",
-                tp.0, tp.1, r.offset
-            ))),
-            Malformed::Skip => {
-                if let Some(m) = &self.metrics {
-                    m.add_malformed(1);
-                }
-                Ok(())
-            }
-            Malformed::DeadLetter(topic) => {
-                if self.dead_letter.is_none() {
-                    self.dead_letter = Some(DeadLetter::new(&self.t)?);
-                }
-                if let Some(d) = &self.dead_letter {
-                    d.send(topic, tp, r, why)?;
-                }
-                if let Some(m) = &self.metrics {
-                    m.add_malformed(1);
-                }
-                Ok(())
-            }
-        }
-    }
 }
 
 fn show(tp: &Tp) -> String {
     format!("topic '{}' partition {}", tp.0, tp.1)
-}
-
-/// The values of one metadata column for `recs`.
-fn meta_column(meta: Meta, tp: &Tp, recs: &[&Rec]) -> ArrayRef {
-    match meta {
-        Meta::Timestamp => Arc::new(TimestampMillisecondArray::from(
-            recs.iter().map(|r| r.timestamp).collect::<Vec<_>>(),
-        )),
-        Meta::Partition => Arc::new(Int32Array::from(vec![tp.1; recs.len()])),
-        Meta::Offset => Arc::new(Int64Array::from(
-            recs.iter().map(|r| r.offset).collect::<Vec<_>>(),
-        )),
-        Meta::Topic => Arc::new(StringArray::from(vec![tp.0.as_str(); recs.len()])),
-        Meta::Key => Arc::new(BinaryArray::from(
-            recs.iter().map(|r| r.key.as_deref()).collect::<Vec<_>>(),
-        )),
-        Meta::Headers => Arc::new(StringArray::from(
-            recs.iter()
-                .map(|r| {
-                    let map: serde_json::Map<String, serde_json::Value> = r
-                        .headers
-                        .iter()
-                        .map(|(k, v)| {
-                            let v = v.as_ref().map_or(serde_json::Value::Null, |b| {
-                                serde_json::Value::String(String::from_utf8_lossy(b).into_owned())
-                            });
-                            (k.clone(), v)
-                        })
-                        .collect();
-                    serde_json::Value::Object(map).to_string()
-                })
-                .collect::<Vec<_>>(),
-        )),
-    }
 }
 
 impl Source for KafkaSource {
@@ -605,10 +449,7 @@ impl Source for KafkaSource {
             config.set("isolation.level", "read_committed");
         }
         let consumer: BaseConsumer = config.create().map_err(|e| {
-            kafka_error(
-                &format!("creating a consumer for table '{}'", self.t.name),
-                e,
-            )
+            kafka_error(&format!("create a consumer for table '{}'", self.t.name), e)
         })?;
         self.consumer = Some(consumer);
         let parts = self.my_partitions()?;
@@ -729,79 +570,5 @@ impl Source for KafkaSource {
                 Ok(SourcePoll::Pending)
             }
         }
-    }
-}
-
-/// The producer that writes malformed records to the dead-letter topic:
-/// the original key and value, plus headers naming where the record came
-/// from and why it was rejected.
-struct DeadLetter {
-    producer: BaseProducer<DeliveryErrors>,
-    errors: DeliveryErrors,
-}
-
-impl DeadLetter {
-    fn new(t: &KafkaTable) -> Result<Self> {
-        let errors = DeliveryErrors::default();
-        let mut config = rdkafka::ClientConfig::new();
-        if let Some(b) = t.properties.get("bootstrap.servers") {
-            config.set("bootstrap.servers", b);
-        }
-        for (k, v) in &t.properties {
-            if k.starts_with("security.") || k.starts_with("sasl.") || k.starts_with("ssl.") {
-                config.set(k, v);
-            }
-        }
-        config.set("acks", "all");
-        let producer = config
-            .create_with_context(errors.clone())
-            .map_err(|e| kafka_error("creating the dead-letter producer", e))?;
-        Ok(Self { producer, errors })
-    }
-
-    fn send(&self, topic: &str, tp: &Tp, r: &Rec, why: &str) -> Result<()> {
-        let partition = tp.1.to_string();
-        let offset = r.offset.to_string();
-        let headers = OwnedHeaders::new()
-            .insert(rdkafka::message::Header {
-                key: "runnel.error",
-                value: Some(why),
-            })
-            .insert(rdkafka::message::Header {
-                key: "runnel.source.topic",
-                value: Some(&tp.0),
-            })
-            .insert(rdkafka::message::Header {
-                key: "runnel.source.partition",
-                value: Some(&partition),
-            })
-            .insert(rdkafka::message::Header {
-                key: "runnel.source.offset",
-                value: Some(&offset),
-            });
-        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).headers(headers);
-        if let Some(k) = &r.key {
-            record = record.key(k.as_slice());
-        }
-        if let Some(v) = &r.value {
-            record = record.payload(v.as_slice());
-        }
-        if let Some(ts) = r.timestamp {
-            record = record.timestamp(ts);
-        }
-        send_with_retry(&self.producer, record)
-            .map_err(|e| kafka_error(&format!("writing to dead-letter topic '{topic}'"), e))
-    }
-
-    fn serve(&self) {
-        self.producer.poll(Duration::ZERO);
-    }
-
-    /// Waits until every dead-letter record is acknowledged.
-    fn flush(&self) -> Result<()> {
-        self.producer
-            .flush(Duration::from_secs(60))
-            .map_err(|e| kafka_error("flushing the dead-letter topic", e))?;
-        self.errors.check("a dead-letter record was not delivered")
     }
 }

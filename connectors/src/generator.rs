@@ -1,0 +1,118 @@
+//! The loop shared by the generator sources (`datagen`, `nexmark`).
+//!
+//! A generator makes its rows from a cursor alone, so one subtask's output
+//! depends on nothing but its cursor: that cursor is the checkpoint
+//! position. What is the same for every generator lives here, in
+//! [`GeneratorSource`]: the subtask's one split, pacing to
+//! `'rows-per-second'`, ending the split and then the source once a bounded
+//! generator runs dry, and restarting the pace after a restore. The
+//! generators themselves ([`RowGenerator`]) only say how rows are made, how
+//! the cursor is encoded and when it has run out.
+
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use runnel_engine::operator::{OperatorMetrics, TaskInfo};
+use runnel_engine::source::{Source, SourcePoll, SplitId};
+use runnel_engine::Result;
+
+use crate::pacing::Pacer;
+
+/// Rows per emitted batch at most.
+pub(crate) const BATCH_ROWS: usize = 4096;
+
+/// One subtask's generator: rows made from a cursor that a checkpoint keeps.
+pub(crate) trait RowGenerator: Send {
+    /// True when this subtask has no row left (never, for an unbounded one).
+    fn exhausted(&self) -> bool;
+
+    /// Makes up to `max_rows` rows and moves the cursor past them. May
+    /// return fewer, or none when the rows left are all skipped.
+    fn generate(&mut self, max_rows: usize) -> Result<RecordBatch>;
+
+    /// The cursor, encoded as the source's checkpoint position.
+    fn position(&self) -> Result<Vec<u8>>;
+
+    /// Moves the cursor to `position`, as [`RowGenerator::position`] wrote it
+    /// in an earlier run of the same subtask.
+    fn restore(&mut self, position: &[u8]) -> Result<()>;
+}
+
+/// Where a subtask's generator stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Running,
+    SplitDone,
+    Finished,
+}
+
+/// A [`Source`] running one [`RowGenerator`] as a single split per subtask.
+pub(crate) struct GeneratorSource<G> {
+    generator: G,
+    split: SplitId,
+    /// Paces this subtask to its share of the rate.
+    pacer: Pacer,
+    phase: Phase,
+}
+
+impl<G: RowGenerator> GeneratorSource<G> {
+    /// Subtask `task` of a generator; `rate` is this subtask's share of
+    /// `'rows-per-second'` (`None`: unpaced).
+    pub(crate) fn new(generator: G, task: &TaskInfo, rate: Option<f64>) -> Self {
+        Self {
+            generator,
+            split: SplitId::try_from(task.subtask).unwrap_or(SplitId::MAX),
+            pacer: Pacer::new(rate, BATCH_ROWS),
+            phase: Phase::Running,
+        }
+    }
+}
+
+impl<G: RowGenerator> Source for GeneratorSource<G> {
+    fn open(&mut self, _task: &TaskInfo, _metrics: &Arc<OperatorMetrics>) -> Result<Vec<SplitId>> {
+        Ok(vec![self.split])
+    }
+
+    fn poll(&mut self) -> Result<SourcePoll> {
+        match self.phase {
+            Phase::Finished => return Ok(SourcePoll::Finished),
+            Phase::SplitDone => {
+                self.phase = Phase::Finished;
+                return Ok(SourcePoll::Finished);
+            }
+            Phase::Running => {}
+        }
+        if self.generator.exhausted() {
+            self.phase = Phase::SplitDone;
+            return Ok(SourcePoll::SplitFinished(self.split));
+        }
+        let budget = self.pacer.budget();
+        if budget == 0 {
+            return Ok(SourcePoll::Pending);
+        }
+        let batch = self.generator.generate(budget)?;
+        self.pacer.sent(batch.num_rows() as u64);
+        if batch.num_rows() == 0 {
+            // Only skipped rows were left: the split ended inside this batch.
+            self.phase = Phase::SplitDone;
+            return Ok(SourcePoll::SplitFinished(self.split));
+        }
+        Ok(SourcePoll::Batch {
+            split: self.split,
+            batch,
+        })
+    }
+
+    fn snapshot_position(&mut self) -> Result<Vec<u8>> {
+        self.generator.position()
+    }
+
+    fn restore_position(&mut self, position: &[u8]) -> Result<()> {
+        self.generator.restore(position)?;
+        // Whether the split already ended is derived again from the cursor,
+        // so that the restored run also reports the end of its split.
+        self.phase = Phase::Running;
+        self.pacer.restart();
+        Ok(())
+    }
+}
