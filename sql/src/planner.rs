@@ -44,7 +44,7 @@ use sqlparser::ast::{
     self, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, SelectItem, SetExpr,
 };
 
-use crate::bind_expr::{
+use crate::binder::{
     bind_expr, bind_expr_with, interval_millis, is_aggregate_name, Bound, Scope, ScopeColumn,
 };
 use crate::catalog::{key_of, position_of, Catalog, Entry, TableEntry};
@@ -1514,9 +1514,9 @@ fn plan_stream_join(
                         format!(
                             "join keys {} ({}) and {} ({}) have different types; CAST one side",
                             lc.name,
-                            crate::bind_expr::flink_type_name(&lc.data_type),
+                            crate::binder::flink_type_name(&lc.data_type),
                             rc.name,
-                            crate::bind_expr::flink_type_name(&rc.data_type)
+                            crate::binder::flink_type_name(&rc.data_type)
                         ),
                         pos(c),
                     ));
@@ -1650,7 +1650,7 @@ fn filter_node(input: Plan, pred: &ast::Expr) -> Result<Plan> {
         return Err(SqlError::plan(
             format!(
                 "WHERE needs a BOOLEAN condition, not {}",
-                crate::bind_expr::flink_type_name(&b.data_type)
+                crate::binder::flink_type_name(&b.data_type)
             ),
             pos(pred),
         ));
@@ -1735,7 +1735,7 @@ fn filter_join(join: Plan, pred: &ast::Expr) -> Result<Plan> {
 fn project(
     input: Plan,
     items: &[(ast::Expr, Option<String>)],
-    substitute: &mut crate::bind_expr::Substitute<'_>,
+    substitute: &mut crate::binder::Substitute<'_>,
 ) -> Result<Plan> {
     let mut exprs = Vec::new();
     let mut cols = Vec::new();
@@ -1796,7 +1796,7 @@ fn union(inputs: Vec<Plan>, position: Position) -> Result<Plan> {
         if a != b {
             let fmt = |v: &[&DataType]| {
                 v.iter()
-                    .map(|t| crate::bind_expr::flink_type_name(t))
+                    .map(|t| crate::binder::flink_type_name(t))
                     .collect::<Vec<_>>()
                     .join(", ")
             };
@@ -1886,9 +1886,9 @@ pub fn align_to_sink(plan: Plan, sink: &TableDescriptor, position: Position) -> 
                 format!(
                     "column {} of the query is {} but sink column '{}' is {}",
                     i + 1,
-                    crate::bind_expr::flink_type_name(&c.data_type),
+                    crate::binder::flink_type_name(&c.data_type),
                     f.name(),
-                    crate::bind_expr::flink_type_name(f.data_type())
+                    crate::binder::flink_type_name(f.data_type())
                 ),
                 position,
             ));
