@@ -7,7 +7,7 @@ use arrow::array::{
     ArrayRef, Float64Array, Int32Array, RecordBatch, StringArray, TimestampMillisecondArray,
 };
 use arrow::datatypes::{DataType, TimeUnit};
-use runnel_engine::expr::{ScalarValue, INTERVAL_MONTHS, INTERVAL_MS, TS_MS};
+use runnel_engine::expr::{BinaryOp, ScalarValue, INTERVAL_MONTHS, INTERVAL_MS, TS_MS};
 use runnel_engine::time::parse_timestamp_millis;
 use sqlparser::ast;
 use sqlparser::dialect::GenericDialect;
