@@ -4,6 +4,10 @@
 use runnel_engine::connector::TableDescriptor;
 use runnel_engine::{EngineError, Result};
 
+/// Start times and startup timestamps in options are read like SQL
+/// `TIMESTAMP` literals.
+pub(crate) use runnel_engine::time::parse_timestamp_millis;
+
 /// A plan error about `key` of `table`.
 pub(crate) fn bad_option(table: &TableDescriptor, key: &str, why: &str) -> EngineError {
     EngineError::Plan(format!("option '{key}' of table '{}' {why}", table.name))
@@ -40,28 +44,6 @@ pub(crate) fn min_u64_option(
         ));
     }
     Ok(v)
-}
-
-/// A point in time written as epoch milliseconds or as
-/// `YYYY-MM-DD HH:MM:SS[.fff]` (UTC; a `T` separator is accepted too).
-pub(crate) fn parse_timestamp_millis(text: &str) -> Option<i64> {
-    let text = text.trim();
-    if let Ok(ms) = text.parse::<i64>() {
-        return Some(ms);
-    }
-    let text = text.strip_suffix('Z').unwrap_or(text);
-    ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d"]
-        .iter()
-        .find_map(|fmt| {
-            chrono::NaiveDateTime::parse_from_str(text, fmt)
-                .ok()
-                .or_else(|| {
-                    chrono::NaiveDate::parse_from_str(text, fmt)
-                        .ok()
-                        .and_then(|d| d.and_hms_opt(0, 0, 0))
-                })
-        })
-        .map(|dt| dt.and_utc().timestamp_millis())
 }
 
 /// A single-byte delimiter; `\t` may be written as the two characters `\t`.

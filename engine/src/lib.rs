@@ -36,6 +36,7 @@ pub mod runtime;
 pub mod sink;
 pub mod source;
 pub mod testing;
+pub mod time;
 pub mod types;
 pub mod watermark;
 pub mod window;

@@ -12,7 +12,7 @@ use runnel_engine::connector::{ConnectorRegistry, TableDescriptor};
 use sqlparser::ast::Spanned;
 use sqlparser::ast::{self, Expr, ObjectName};
 
-use crate::bind_expr::{interval_millis, sql_type_to_arrow};
+use crate::binder::{interval_millis, sql_type_to_arrow};
 use crate::error::{Position, Result, SqlError};
 use crate::parser::CreateTable;
 
@@ -302,7 +302,7 @@ impl Catalog {
                         format!(
                             "the watermark column '{}' must be TIMESTAMP(3), not {}",
                             col.value,
-                            crate::bind_expr::flink_type_name(fields[idx].data_type())
+                            crate::binder::flink_type_name(fields[idx].data_type())
                         ),
                         Position::of(col.span),
                     ));

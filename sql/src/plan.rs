@@ -21,7 +21,7 @@ use runnel_engine::ops::{
 };
 use runnel_engine::window::WindowSpec;
 
-use crate::bind_expr::Scope;
+use crate::binder::Scope;
 use crate::catalog::TableEntry;
 
 /// A logical plan node with its output facts.

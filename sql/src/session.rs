@@ -19,7 +19,7 @@ use runnel_engine::graph::{
 };
 use runnel_engine::types::ROW_KIND_COLUMN;
 
-use crate::bind_expr::flink_type_name;
+use crate::binder::flink_type_name;
 use crate::catalog::{key_of, position_of, Catalog, Entry, TableEntry, TableKind, ViewEntry};
 use crate::error::{Result, SqlError};
 use crate::finish::{split_finish, Finish, FinishClauses};

@@ -17,7 +17,7 @@ use super::{
     col, pos, project, resolve_column, ts_type, Planner, CASCADE_TIME, WINDOW_END, WINDOW_START,
     WINDOW_TIME,
 };
-use crate::bind_expr::{bind_expr, bind_expr_with, is_aggregate_name, Bound, Scope, ScopeColumn};
+use crate::binder::{bind_expr, bind_expr_with, is_aggregate_name, Bound, Scope, ScopeColumn};
 use crate::error::{Position, Result, SqlError};
 use crate::plan::{engine_message, Node, Plan};
 

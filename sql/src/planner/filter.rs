@@ -8,7 +8,7 @@ use arrow::datatypes::DataType;
 use sqlparser::ast;
 
 use super::{conjuncts, pos};
-use crate::bind_expr::bind_expr;
+use crate::binder::bind_expr;
 use crate::error::{Result, SqlError};
 use crate::plan::{Node, Plan};
 
@@ -68,7 +68,7 @@ fn filter_node(input: Plan, pred: &ast::Expr) -> Result<Plan> {
         return Err(SqlError::plan(
             format!(
                 "WHERE needs a BOOLEAN condition, not {}",
-                crate::bind_expr::flink_type_name(&b.data_type)
+                crate::binder::flink_type_name(&b.data_type)
             ),
             pos(pred),
         ));

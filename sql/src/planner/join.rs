@@ -9,7 +9,7 @@ use runnel_engine::ops::{JoinKind, StreamJoinSpec, WindowJoinSpec};
 use sqlparser::ast;
 
 use super::{conjuncts, first_words, pos, resolve_column, table_scope, Planner};
-use crate::bind_expr::{bind_expr, flink_type_name, Bound, Scope};
+use crate::binder::{bind_expr, flink_type_name, Bound, Scope};
 use crate::catalog::{key_of, Entry};
 use crate::error::{Position, Result, SqlError};
 use crate::plan::{Node, Plan};

@@ -26,7 +26,7 @@ use runnel_engine::types::ROW_KIND_COLUMN;
 use sqlparser::ast::Spanned;
 use sqlparser::ast::{self, FunctionArg, FunctionArgExpr, FunctionArguments};
 
-use crate::bind_expr::{bind_expr_with, Scope, ScopeColumn};
+use crate::binder::{bind_expr_with, Scope, ScopeColumn};
 use crate::catalog::{Catalog, TableEntry};
 use crate::error::{Position, Result, SqlError};
 use crate::plan::{Node, Plan};
@@ -183,7 +183,7 @@ fn conjuncts(e: &ast::Expr) -> Vec<&ast::Expr> {
 fn project(
     input: Plan,
     items: &[(ast::Expr, Option<String>)],
-    substitute: &mut crate::bind_expr::Substitute<'_>,
+    substitute: &mut crate::binder::Substitute<'_>,
 ) -> Result<Plan> {
     let mut exprs = Vec::new();
     let mut cols = Vec::new();

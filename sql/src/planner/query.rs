@@ -73,7 +73,7 @@ fn union(inputs: Vec<Plan>, position: Position) -> Result<Plan> {
         if a != b {
             let fmt = |v: &[&DataType]| {
                 v.iter()
-                    .map(|t| crate::bind_expr::flink_type_name(t))
+                    .map(|t| crate::binder::flink_type_name(t))
                     .collect::<Vec<_>>()
                     .join(", ")
             };

@@ -7,7 +7,7 @@ use sqlparser::ast::{self, GroupByExpr, SelectItem};
 
 use super::filter::with_filter;
 use super::{pos, project, Planner};
-use crate::bind_expr::{is_aggregate_name, Scope};
+use crate::binder::{is_aggregate_name, Scope};
 use crate::catalog::key_of;
 use crate::error::{Result, SqlError};
 use crate::plan::{Node, Plan};

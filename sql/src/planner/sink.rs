@@ -8,7 +8,7 @@ use runnel_engine::expr::Expr;
 use runnel_engine::types::ROW_KIND_COLUMN;
 
 use super::col;
-use crate::bind_expr::{Scope, ScopeColumn};
+use crate::binder::{Scope, ScopeColumn};
 use crate::error::{Position, Result, SqlError};
 use crate::plan::{Node, Plan};
 
@@ -55,9 +55,9 @@ pub fn align_to_sink(plan: Plan, sink: &TableDescriptor, position: Position) -> 
                 format!(
                     "column {} of the query is {} but sink column '{}' is {}",
                     i + 1,
-                    crate::bind_expr::flink_type_name(&c.data_type),
+                    crate::binder::flink_type_name(&c.data_type),
                     f.name(),
-                    crate::bind_expr::flink_type_name(f.data_type())
+                    crate::binder::flink_type_name(f.data_type())
                 ),
                 position,
             ));

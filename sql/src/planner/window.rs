@@ -9,7 +9,7 @@ use super::{
     col, function_args, pos, resolve_column, ts_type, Planner, WINDOW_END, WINDOW_START,
     WINDOW_TIME,
 };
-use crate::bind_expr::{interval_millis, Scope};
+use crate::binder::{interval_millis, Scope};
 use crate::catalog::key_of;
 use crate::error::{Result, SqlError};
 use crate::parser::TABLE_ARGUMENT;

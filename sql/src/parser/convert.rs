@@ -1,0 +1,216 @@
+//! From sqlparser's AST to Runnel's [`Statement`]: CREATE TABLE columns,
+//! keys and `WITH ('key' = 'value')` options, views, INSERT, DROP, SET and
+//! the other statements Runnel runs, with a positioned error for the rest.
+
+use sqlparser::ast::{self, ColumnOption, Expr, Ident};
+use sqlparser::tokenizer::Span;
+
+use super::statement::{ColumnDecl, CreateTable, Statement};
+use super::table_extras::TableExtras;
+use super::tokens::syntax;
+use crate::error::{Position, Result};
+
+/// Turns sqlparser's statement into ours, rejecting what Runnel does not
+/// support; `extras` are the CREATE TABLE parts cut out before parsing.
+pub(super) fn convert(stmt: ast::Statement, extras: TableExtras, span: Span) -> Result<Statement> {
+    use ast::Statement as S;
+    let unsupported = |what: &str| syntax(format!("{what} is not supported"), span);
+    Ok(match stmt {
+        S::CreateTable(ct) => create_table(ct, extras, span)?,
+        S::CreateView(cv) => Statement::CreateView {
+            name: cv.name,
+            query: cv.query,
+            materialized: cv.materialized,
+            if_not_exists: cv.if_not_exists,
+        },
+        S::Insert(ins) => {
+            let table = match ins.table {
+                ast::TableObject::TableName(n) => n,
+                _ => return Err(unsupported("INSERT INTO a table function")),
+            };
+            let query = ins
+                .source
+                .ok_or_else(|| unsupported("INSERT without a query"))?;
+            Statement::Insert { table, query }
+        }
+        S::Query(q) => Statement::Query(q),
+        S::Drop {
+            object_type,
+            if_exists,
+            names,
+            ..
+        } => match object_type {
+            ast::ObjectType::Table => Statement::Drop {
+                names,
+                if_exists,
+                view: false,
+            },
+            ast::ObjectType::View | ast::ObjectType::MaterializedView => Statement::Drop {
+                names,
+                if_exists,
+                view: true,
+            },
+            other => return Err(unsupported(&format!("DROP {other}"))),
+        },
+        S::ShowTables { .. } => Statement::ShowTables,
+        S::ExplainTable { table_name, .. } => Statement::Describe(table_name),
+        S::Explain { statement, .. } => {
+            Statement::Explain(Box::new(convert(*statement, TableExtras::default(), span)?))
+        }
+        S::Set(ast::Set::SingleAssignment {
+            variable, values, ..
+        }) => {
+            let key = variable.to_string().trim_matches('\'').to_string();
+            let value = match values.as_slice() {
+                [v] => option_text(v)
+                    .ok_or_else(|| syntax("SET needs a quoted value: SET 'key' = 'value'", span))?,
+                _ => return Err(syntax("SET needs one value: SET 'key' = 'value'", span)),
+            };
+            Statement::Set { key, value }
+        }
+        other => {
+            let text = other.to_string();
+            let head: String = text
+                .split_whitespace()
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(" ");
+            return Err(syntax(
+                format!("the statement {head} ... is not supported"),
+                span,
+            ));
+        }
+    })
+}
+
+/// `CREATE TABLE`, with the Flink parts sqlparser did not see.
+fn create_table(ct: ast::CreateTable, extras: TableExtras, span: Span) -> Result<Statement> {
+    let mut primary_key = Vec::new();
+    let columns = column_decls(ct.columns, &extras, &mut primary_key)?;
+    primary_key_constraints(ct.constraints, span, &mut primary_key)?;
+    let options = table_options(ct.table_options, span)?;
+    Ok(Statement::CreateTable(Box::new(CreateTable {
+        name: ct.name,
+        if_not_exists: ct.if_not_exists,
+        columns,
+        proctime_columns: extras.proctime,
+        watermark: extras.watermark,
+        primary_key,
+        partitioned_by: extras.partitioned_by,
+        options,
+        position: Position::of(span),
+    })))
+}
+
+/// The physical columns; a column-level `PRIMARY KEY` adds to `primary_key`.
+fn column_decls(
+    defs: Vec<ast::ColumnDef>,
+    extras: &TableExtras,
+    primary_key: &mut Vec<Ident>,
+) -> Result<Vec<ColumnDecl>> {
+    let mut columns = Vec::new();
+    for c in defs {
+        let mut nullable = true;
+        for o in &c.options {
+            match &o.option {
+                ColumnOption::NotNull => nullable = false,
+                ColumnOption::Null => {}
+                ColumnOption::PrimaryKey(_) => primary_key.push(c.name.clone()),
+                other => {
+                    return Err(syntax(
+                        format!("column option {other} is not supported"),
+                        c.name.span,
+                    ))
+                }
+            }
+        }
+        let metadata = extras
+            .metadata
+            .iter()
+            .find(|(n, _)| *n == c.name.value.to_lowercase())
+            .map(|(_, d)| d.clone());
+        columns.push(ColumnDecl {
+            name: c.name,
+            data_type: c.data_type,
+            nullable,
+            metadata,
+        });
+    }
+    Ok(columns)
+}
+
+/// Adds the columns of a table-level `PRIMARY KEY (...)` to `primary_key`;
+/// other constraints are not supported.
+fn primary_key_constraints(
+    constraints: Vec<ast::TableConstraint>,
+    span: Span,
+    primary_key: &mut Vec<Ident>,
+) -> Result<()> {
+    for k in constraints {
+        match k {
+            ast::TableConstraint::PrimaryKey(pk) => {
+                primary_key.extend(pk.columns.iter().filter_map(|c| match &c.column.expr {
+                    Expr::Identifier(i) => Some(i.clone()),
+                    _ => None,
+                }));
+            }
+            other => {
+                return Err(syntax(
+                    format!("table constraint {other} is not supported"),
+                    span,
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `WITH ('key' = 'value', ...)`, in order.
+fn table_options(
+    table_options: ast::CreateTableOptions,
+    span: Span,
+) -> Result<Vec<(String, String)>> {
+    let list = match table_options {
+        ast::CreateTableOptions::None => Vec::new(),
+        ast::CreateTableOptions::With(v) => v,
+        _ => {
+            return Err(syntax(
+                "this form of table options (use WITH ('key' = 'value')) is not supported",
+                span,
+            ))
+        }
+    };
+    let mut options = Vec::new();
+    for o in list {
+        match o {
+            ast::SqlOption::KeyValue { key, value } => {
+                let v = option_text(&value).ok_or_else(|| {
+                    syntax(
+                        format!("option '{}' needs a quoted string value", key.value),
+                        key.span,
+                    )
+                })?;
+                options.push((key.value, v));
+            }
+            other => return Err(syntax(format!("option {other} is not supported"), span)),
+        }
+    }
+    Ok(options)
+}
+
+/// The text of an option or SET value: a quoted string, a number, a
+/// boolean or a bare word.
+fn option_text(e: &Expr) -> Option<String> {
+    match e {
+        Expr::Value(v) => match &v.value {
+            ast::Value::SingleQuotedString(s) | ast::Value::DoubleQuotedString(s) => {
+                Some(s.clone())
+            }
+            ast::Value::Number(n, _) => Some(n.clone()),
+            ast::Value::Boolean(b) => Some(b.to_string()),
+            _ => None,
+        },
+        Expr::Identifier(i) => Some(i.value.clone()),
+        _ => None,
+    }
+}

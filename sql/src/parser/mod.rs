@@ -1,0 +1,151 @@
+//! The Flink SQL dialect: `sqlparser` plus the syntax Flink adds.
+//!
+//! Most statements are parsed by `sqlparser` with [`FlinkDialect`], which
+//! accepts aggregate FILTER clauses, `FOR SYSTEM_TIME AS OF`, backquoted
+//! identifiers, and `TABLE name [PARTITION BY cols]` as an argument of the
+//! window table functions (it becomes a call `TABLE(name, cols...)`).
+//! What sqlparser has no hook for is handled on the token stream before it
+//! parses, keeping every token's original position so errors still point
+//! into the user's text:
+//!
+//! * `WATERMARK FOR col AS expr`, computed columns `name AS PROCTIME()` and
+//!   `METADATA` column clauses inside `CREATE TABLE (...)`, and a
+//!   `PARTITIONED BY (...)` after it, are cut out and parsed on their own;
+//! * `SHOW JOBS` and `STOP JOB 'id' [WITH SAVEPOINT]` are recognised
+//!   before sqlparser sees them.
+//!
+//! The files of this folder: `dialect` (the [`FlinkDialect`]), `statement`
+//! (the statement types and how they print), `tokens` (token helpers and
+//! positioned syntax errors), `table_extras` (the CREATE TABLE parts cut
+//! out of the token stream) and `convert` (sqlparser's AST to ours).
+
+mod convert;
+mod dialect;
+mod statement;
+mod table_extras;
+mod tokens;
+
+#[cfg(test)]
+mod tests;
+
+use sqlparser::parser::Parser;
+use sqlparser::tokenizer::{Span, Token, TokenWithSpan, Tokenizer};
+
+use crate::error::{Position, Result, SqlError};
+use convert::convert;
+use table_extras::{cut_table_extras, TableExtras};
+use tokens::{from_parser_error, is_trivia, is_word, split_statements, syntax};
+
+pub use dialect::{FlinkDialect, TABLE_ARGUMENT};
+pub use statement::{ColumnDecl, CreateTable, Located, MetadataDecl, Statement};
+
+/// Parses a script of `;`-separated statements.
+pub fn parse_sql(sql: &str) -> Result<Vec<Located>> {
+    let dialect = FlinkDialect;
+    let tokens = Tokenizer::new(&dialect, sql)
+        .with_unescape(true)
+        .tokenize_with_location()
+        .map_err(|e| SqlError::Syntax {
+            message: e.message.clone(),
+            position: Position::new(e.location.line, e.location.column),
+        })?;
+    let mut out = Vec::new();
+    for stmt_tokens in split_statements(tokens) {
+        let position = stmt_tokens
+            .iter()
+            .find(|t| !is_trivia(&t.token))
+            .map(|t| Position::of(t.span))
+            .unwrap_or_default();
+        out.push(Located {
+            statement: parse_one(stmt_tokens)?,
+            position,
+        });
+    }
+    Ok(out)
+}
+
+/// Parses exactly one statement.
+pub fn parse_statement(sql: &str) -> Result<Statement> {
+    let mut all = parse_sql(sql)?;
+    match all.len() {
+        1 => Ok(all.remove(0).statement),
+        n => Err(SqlError::Syntax {
+            message: format!("expected one statement, found {n}"),
+            position: Position::new(1, 1),
+        }),
+    }
+}
+
+/// Parses the tokens of one statement: Runnel's own statements here, the
+/// rest with sqlparser after the Flink parts of a CREATE TABLE are cut out.
+fn parse_one(tokens: Vec<TokenWithSpan>) -> Result<Statement> {
+    let significant: Vec<&TokenWithSpan> = tokens.iter().filter(|t| !is_trivia(&t.token)).collect();
+    let first_span = significant.first().map(|t| t.span).unwrap_or(Span::empty());
+    if let Some(own) = job_statement(&significant, first_span) {
+        return own;
+    }
+    // EXPLAIN of our own statements is not needed: sqlparser handles
+    // EXPLAIN SELECT / EXPLAIN INSERT.
+    let is_create_table = significant.len() >= 2
+        && is_word(significant[0], "CREATE")
+        && (is_word(significant[1], "TABLE")
+            || (is_word(significant[1], "TEMPORARY")
+                && significant.get(2).is_some_and(|t| is_word(t, "TABLE"))));
+    // Errors at the end of the input carry no location: point after the last token.
+    let end_span = significant
+        .last()
+        .map_or(first_span, |t| Span::new(t.span.end, t.span.end));
+    let (tokens, extras) = if is_create_table {
+        cut_table_extras(tokens)?
+    } else {
+        (tokens, TableExtras::default())
+    };
+    let dialect = FlinkDialect;
+    let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
+    let stmt = parser
+        .parse_statement()
+        .map_err(|e| from_parser_error(e, end_span))?;
+    let next = parser.peek_token();
+    if next.token != Token::EOF {
+        return Err(syntax(
+            format!("expected the end of the statement, found {}", next.token),
+            next.span,
+        ));
+    }
+    convert(stmt, extras, first_span)
+}
+
+/// `SHOW JOBS` and `STOP JOB 'id' [WITH SAVEPOINT]`, which sqlparser does
+/// not know; `None` for any other statement.
+fn job_statement(significant: &[&TokenWithSpan], first_span: Span) -> Option<Result<Statement>> {
+    if significant.len() == 2 && is_word(significant[0], "SHOW") && is_word(significant[1], "JOBS")
+    {
+        return Some(Ok(Statement::ShowJobs));
+    }
+    if !(significant.len() >= 2
+        && is_word(significant[0], "STOP")
+        && is_word(significant[1], "JOB"))
+    {
+        return None;
+    }
+    let id = match significant.get(2).map(|t| &t.token) {
+        Some(Token::SingleQuotedString(s)) => s.clone(),
+        _ => {
+            return Some(Err(syntax(
+                "expected a quoted job id after STOP JOB",
+                significant.get(2).map_or(first_span, |t| t.span),
+            )))
+        }
+    };
+    let savepoint = match &significant[3..] {
+        [] => false,
+        [w, s] if is_word(w, "WITH") && is_word(s, "SAVEPOINT") => true,
+        [t, ..] => {
+            return Some(Err(syntax(
+                "expected WITH SAVEPOINT or the end of the statement",
+                t.span,
+            )))
+        }
+    };
+    Some(Ok(Statement::StopJob { id, savepoint }))
+}

@@ -1,0 +1,234 @@
+//! The statements of Runnel's SQL as the parser hands them on: sqlparser's
+//! AST where it fits, own types for what Flink adds (`CREATE TABLE` with
+//! watermarks, computed PROCTIME and METADATA columns, `SHOW JOBS`,
+//! `STOP JOB`). Their `Display` prints them back as parseable SQL.
+
+use std::fmt;
+
+use sqlparser::ast::{self, Expr, Ident, ObjectName};
+
+use crate::error::Position;
+
+/// A column of `CREATE TABLE`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnDecl {
+    /// Column name.
+    pub name: Ident,
+    /// Declared SQL type.
+    pub data_type: ast::DataType,
+    /// False with `NOT NULL`.
+    pub nullable: bool,
+    /// `METADATA [FROM 'key'] [VIRTUAL]`: the column is filled from (or
+    /// written to) the connector's metadata instead of the record body.
+    pub metadata: Option<MetadataDecl>,
+}
+
+/// The `METADATA` clause of a column (Flink's syntax).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetadataDecl {
+    /// The key after `FROM`; the column name when absent.
+    pub key: Option<String>,
+    /// `VIRTUAL`: read-only, not part of what a sink writes.
+    pub is_virtual: bool,
+}
+
+/// `CREATE TABLE`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateTable {
+    /// Table name.
+    pub name: ObjectName,
+    /// `IF NOT EXISTS`.
+    pub if_not_exists: bool,
+    /// Physical columns.
+    pub columns: Vec<ColumnDecl>,
+    /// `name AS PROCTIME()` computed columns.
+    pub proctime_columns: Vec<Ident>,
+    /// `WATERMARK FOR col AS expr`.
+    pub watermark: Option<(Ident, Expr)>,
+    /// `PRIMARY KEY (...) NOT ENFORCED`.
+    pub primary_key: Vec<Ident>,
+    /// `PARTITIONED BY (...)` columns.
+    pub partitioned_by: Vec<Ident>,
+    /// `WITH ('k' = 'v', ...)`, in order.
+    pub options: Vec<(String, String)>,
+    /// Where the statement starts.
+    pub position: Position,
+}
+
+/// A statement of Runnel's SQL.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Statement {
+    /// `CREATE TABLE`.
+    CreateTable(Box<CreateTable>),
+    /// `CREATE [TEMPORARY] VIEW` / `CREATE MATERIALIZED VIEW`.
+    CreateView {
+        /// View name.
+        name: ObjectName,
+        /// Its query.
+        query: Box<ast::Query>,
+        /// `MATERIALIZED`.
+        materialized: bool,
+        /// `IF NOT EXISTS`.
+        if_not_exists: bool,
+    },
+    /// `INSERT INTO sink SELECT ...`.
+    Insert {
+        /// The sink table.
+        table: ObjectName,
+        /// The query.
+        query: Box<ast::Query>,
+    },
+    /// A query.
+    Query(Box<ast::Query>),
+    /// `DROP TABLE|VIEW [IF EXISTS] name`.
+    Drop {
+        /// Names.
+        names: Vec<ObjectName>,
+        /// `IF EXISTS`.
+        if_exists: bool,
+        /// True for views.
+        view: bool,
+    },
+    /// `SHOW TABLES`.
+    ShowTables,
+    /// `SHOW JOBS`.
+    ShowJobs,
+    /// `DESCRIBE name`.
+    Describe(ObjectName),
+    /// `EXPLAIN statement`.
+    Explain(Box<Statement>),
+    /// `SET 'key' = 'value'`.
+    Set {
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+    },
+    /// `STOP JOB 'id' [WITH SAVEPOINT]`.
+    StopJob {
+        /// Job id.
+        id: String,
+        /// `WITH SAVEPOINT`.
+        savepoint: bool,
+    },
+}
+
+/// One statement with where it starts in the text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Located {
+    /// The statement.
+    pub statement: Statement,
+    /// Its first token's position.
+    pub position: Position,
+}
+
+impl fmt::Display for CreateTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "CREATE TABLE {}{} (",
+            if self.if_not_exists {
+                "IF NOT EXISTS "
+            } else {
+                ""
+            },
+            self.name
+        )?;
+        let mut parts: Vec<String> = self
+            .columns
+            .iter()
+            .map(|c| {
+                let metadata = match &c.metadata {
+                    None => String::new(),
+                    Some(m) => format!(
+                        " METADATA{}{}",
+                        m.key
+                            .as_ref()
+                            .map(|k| format!(" FROM '{}'", k.replace('\'', "''")))
+                            .unwrap_or_default(),
+                        if m.is_virtual { " VIRTUAL" } else { "" }
+                    ),
+                };
+                format!(
+                    "{} {}{}{metadata}",
+                    c.name,
+                    c.data_type,
+                    if c.nullable { "" } else { " NOT NULL" }
+                )
+            })
+            .collect();
+        parts.extend(
+            self.proctime_columns
+                .iter()
+                .map(|p| format!("{p} AS PROCTIME()")),
+        );
+        if let Some((col, expr)) = &self.watermark {
+            parts.push(format!("WATERMARK FOR {col} AS {expr}"));
+        }
+        if !self.primary_key.is_empty() {
+            let keys: Vec<String> = self.primary_key.iter().map(|k| k.to_string()).collect();
+            parts.push(format!("PRIMARY KEY ({}) NOT ENFORCED", keys.join(", ")));
+        }
+        write!(f, "{})", parts.join(", "))?;
+        if !self.partitioned_by.is_empty() {
+            let cols: Vec<String> = self.partitioned_by.iter().map(|c| c.to_string()).collect();
+            write!(f, " PARTITIONED BY ({})", cols.join(", "))?;
+        }
+        if !self.options.is_empty() {
+            let opts: Vec<String> = self
+                .options
+                .iter()
+                .map(|(k, v)| format!("'{k}' = '{}'", v.replace('\'', "''")))
+                .collect();
+            write!(f, " WITH ({})", opts.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Statement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Statement::CreateTable(ct) => write!(f, "{ct}"),
+            Statement::CreateView {
+                name,
+                query,
+                materialized,
+                if_not_exists,
+            } => write!(
+                f,
+                "CREATE {}VIEW {}{name} AS {query}",
+                if *materialized { "MATERIALIZED " } else { "" },
+                if *if_not_exists { "IF NOT EXISTS " } else { "" }
+            ),
+            Statement::Insert { table, query } => write!(f, "INSERT INTO {table} {query}"),
+            Statement::Query(q) => write!(f, "{q}"),
+            Statement::Drop {
+                names,
+                if_exists,
+                view,
+            } => {
+                let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+                write!(
+                    f,
+                    "DROP {} {}{}",
+                    if *view { "VIEW" } else { "TABLE" },
+                    if *if_exists { "IF EXISTS " } else { "" },
+                    names.join(", ")
+                )
+            }
+            Statement::ShowTables => write!(f, "SHOW TABLES"),
+            Statement::ShowJobs => write!(f, "SHOW JOBS"),
+            Statement::Describe(n) => write!(f, "DESCRIBE {n}"),
+            Statement::Explain(s) => write!(f, "EXPLAIN {s}"),
+            Statement::Set { key, value } => write!(f, "SET '{key}' = '{value}'"),
+            Statement::StopJob { id, savepoint } => {
+                write!(
+                    f,
+                    "STOP JOB '{id}'{}",
+                    if *savepoint { " WITH SAVEPOINT" } else { "" }
+                )
+            }
+        }
+    }
+}
