@@ -260,12 +260,16 @@ impl JobManager {
         self.jobs.get_mut(id).is_some_and(ManagedJob::reap)
     }
 
-    /// Reaps every job whose threads have ended; the ids that ended now.
+    /// Reaps every job whose threads have ended; the ids that ended now,
+    /// in the order the jobs were planned.
     pub fn reap_all(&mut self) -> Vec<String> {
-        self.jobs
+        let mut ended: Vec<String> = self
+            .jobs
             .iter_mut()
             .filter_map(|(id, j)| j.reap().then(|| id.clone()))
-            .collect()
+            .collect();
+        ended.sort_by_key(|id| job_number(id));
+        ended
     }
 
     /// Forgets job `id` unless it runs; true when it was forgotten.
