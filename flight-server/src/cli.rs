@@ -12,11 +12,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use runnel_engine::connector::TableDescriptor;
-use runnel_engine::runtime::{Job, JobHandle};
-use runnel_sql::error::SqlError;
+use runnel_engine::EngineError;
+use runnel_sql::error::{Position, SqlError};
 use runnel_sql::parser::{parse_sql, Located, Statement};
 use runnel_sql::planner::{Plan, SinkTarget};
-use runnel_sql::session::{Outcome, Session};
+use runnel_sql::session::{Outcome, PreparedJob, Session};
+
+use crate::jobs::{JobManager, JobStatus};
+use crate::statements::statement_text;
 
 const USAGE: &str = "usage:
   runnel run FILE.sql [--parallelism N] [--checkpoint-dir DIR]
@@ -124,25 +127,6 @@ pub fn render_error(file: &str, sql: &str, err: &SqlError) -> String {
     )
 }
 
-/// The text of statement `i` of `stmts`: from its start to the next one.
-pub fn statement_text<'a>(sql: &'a str, stmts: &[Located], i: usize) -> &'a str {
-    let offset = |p: runnel_sql::error::Position| -> usize {
-        let mut off = 0;
-        for (n, l) in sql.split_inclusive('\n').enumerate() {
-            if n + 1 == p.line as usize {
-                // Columns count characters, not bytes.
-                let col = (p.column as usize).saturating_sub(1);
-                return off + l.char_indices().nth(col).map_or(l.len(), |(b, _)| b);
-            }
-            off += l.len();
-        }
-        sql.len()
-    };
-    let start = offset(stmts[i].position);
-    let end = stmts.get(i + 1).map_or(sql.len(), |s| offset(s.position));
-    sql[start..end].trim().trim_end_matches(';').trim()
-}
-
 /// Where a bare SELECT of `runnel run` goes: the `print` connector.
 pub fn print_sink(plan: &Plan) -> SinkTarget {
     let schema = Arc::new(plan.scope.schema());
@@ -164,32 +148,20 @@ pub fn print_sink(plan: &Plan) -> SinkTarget {
     })
 }
 
-struct Running {
-    id: String,
-    handle: JobHandle,
-    status: Arc<std::sync::Mutex<String>>,
-}
-
 /// Executes (or, with `explain_only`, explains) the statements of `file`
 /// and waits for the jobs; the error is the text to show the user.
 pub fn run_file(file: &str, options: &RunOptions, explain_only: bool) -> Result<(), String> {
     let sql = std::fs::read_to_string(file).map_err(|e| format!("cannot read {file}: {e}"))?;
     let stmts = parse_sql(&sql).map_err(|e| render_error(file, &sql, &e))?;
     let mut session = Session::new(runnel_connectors::default_registry());
-    let mut settings = Vec::new();
     if let Some(p) = options.parallelism {
-        settings.push(format!("SET 'parallelism' = '{p}'"));
+        session
+            .set_option("parallelism", &p.to_string(), Position::default())
+            .map_err(|e| e.to_string())?;
     }
     if let Some(d) = &options.checkpoint_dir {
-        settings.push(format!(
-            "SET 'state.checkpoints.dir' = '{}'",
-            d.replace('\'', "''")
-        ));
-    }
-    for set in settings {
-        let set = parse_sql(&set).map_err(|e| e.to_string())?;
         session
-            .execute(&set[0], "", &print_sink)
+            .set_option("state.checkpoints.dir", d, Position::default())
             .map_err(|e| e.to_string())?;
     }
     let interrupted = Arc::new(AtomicBool::new(false));
@@ -202,7 +174,7 @@ pub fn run_file(file: &str, options: &RunOptions, explain_only: bool) -> Result<
             }
         });
     }
-    let mut running: Vec<Running> = Vec::new();
+    let mut jobs = JobManager::new();
     for (i, stmt) in stmts.iter().enumerate() {
         let text = statement_text(&sql, &stmts, i);
         let stmt = if explain_only
@@ -239,25 +211,7 @@ pub fn run_file(file: &str, options: &RunOptions, explain_only: bool) -> Result<
                         ),
                     ));
                 }
-                let handle = Job::start(job.graph)
-                    .map_err(|e| format!("{file}: cannot start {}: {e}", job.id))?;
-                set_status(&job.status, "RUNNING");
-                eprintln!("[job] {} started: {}", job.id, job.statement);
-                match handle.restored_from() {
-                    Some(cp) if cp.finished => eprintln!(
-                        "[job] {} had already finished (checkpoint {} in {}); nothing is read again",
-                        job.id,
-                        cp.id,
-                        cp.dir.display()
-                    ),
-                    Some(cp) => eprintln!("[job] {} resumes from checkpoint {} in {}", job.id, cp.id, cp.dir.display()),
-                    None => {}
-                }
-                running.push(Running {
-                    id: job.id,
-                    handle,
-                    status: job.status,
-                });
+                start_job(file, &mut jobs, *job)?;
             }
             Outcome::StopJob { id, savepoint } => {
                 if savepoint && session.option("state.checkpoints.dir").is_none() {
@@ -265,36 +219,57 @@ pub fn run_file(file: &str, options: &RunOptions, explain_only: bool) -> Result<
                 } else if savepoint {
                     eprintln!("[job] stopping {id}; the checkpoint it takes as it stops is the savepoint to resume from");
                 }
-                if let Some(r) = running.iter().find(|r| r.id == id) {
-                    r.handle.stop();
-                    set_status(&r.status, "STOPPING");
-                }
+                jobs.stop(&id);
             }
         }
     }
-    wait_all(running, &interrupted)
+    wait_all(jobs, &interrupted)
 }
 
-fn set_status(status: &std::sync::Mutex<String>, s: &str) {
-    if let Ok(mut g) = status.lock() {
-        *g = s.to_string();
+/// Starts a planned job and says so, and where it resumes from.
+fn start_job(file: &str, jobs: &mut JobManager, job: PreparedJob) -> Result<(), String> {
+    jobs.add(&job);
+    let handle = jobs
+        .start(&job.id, job.graph)
+        .map_err(|e| format!("{file}: cannot start {}: {e}", job.id))?;
+    eprintln!("[job] {} started: {}", job.id, job.statement);
+    match handle.restored_from() {
+        Some(cp) if cp.finished => eprintln!(
+            "[job] {} had already finished (checkpoint {} in {}); nothing is read again",
+            job.id,
+            cp.id,
+            cp.dir.display()
+        ),
+        Some(cp) => eprintln!(
+            "[job] {} resumes from checkpoint {} in {}",
+            job.id,
+            cp.id,
+            cp.dir.display()
+        ),
+        None => {}
     }
+    Ok(())
 }
 
 /// Waits for every job, printing a progress line; Ctrl-C stops them.
-fn wait_all(mut running: Vec<Running>, interrupted: &AtomicBool) -> Result<(), String> {
+fn wait_all(mut jobs: JobManager, interrupted: &AtomicBool) -> Result<(), String> {
     let tty = std::io::stderr().is_terminal();
     let started = Instant::now();
     let mut last_print = Instant::now();
     let mut stopping = false;
     let mut failures = Vec::new();
-    while !running.is_empty() {
+    while !jobs.running().is_empty() {
         std::thread::sleep(Duration::from_millis(100));
         if interrupted.load(Ordering::SeqCst) && !stopping {
             stopping = true;
-            eprintln!("\n[stop] Ctrl-C: stopping {} job(s)", running.len());
-            for r in &running {
-                r.handle.stop();
+            let ids: Vec<String> = jobs
+                .running()
+                .iter()
+                .map(|(id, _)| id.to_string())
+                .collect();
+            eprintln!("\n[stop] Ctrl-C: stopping {} job(s)", ids.len());
+            for id in &ids {
+                jobs.stop(id);
             }
         }
         let interval = if tty {
@@ -304,9 +279,10 @@ fn wait_all(mut running: Vec<Running>, interrupted: &AtomicBool) -> Result<(), S
         };
         if last_print.elapsed() >= interval {
             last_print = Instant::now();
-            let line: Vec<String> = running
+            let line: Vec<String> = jobs
+                .running()
                 .iter()
-                .map(|r| format!("[{}] {}", r.id, r.handle.progress()))
+                .map(|(id, h)| format!("[{id}] {}", h.progress()))
                 .collect();
             if tty {
                 eprint!("\r\x1b[2K{} ({:.0?})", line.join("  "), started.elapsed());
@@ -314,30 +290,28 @@ fn wait_all(mut running: Vec<Running>, interrupted: &AtomicBool) -> Result<(), S
                 eprintln!("{} ({:.0?})", line.join("  "), started.elapsed());
             }
         }
-        let (done, still): (Vec<Running>, Vec<Running>) =
-            running.into_iter().partition(|r| r.handle.is_finished());
-        running = still;
-        for r in done {
-            let progress = r.handle.progress();
-            match r.handle.wait() {
-                Ok(()) => {
+        let clear = if tty { "\r\x1b[2K" } else { "" };
+        for id in jobs.reap_all() {
+            let Some(job) = jobs.get(&id) else {
+                continue;
+            };
+            let error = match job.status() {
+                JobStatus::Failed(e) => Some(e.to_string()),
+                // Nothing here cancels a job, so an engine-side
+                // cancellation is a failure to report.
+                JobStatus::Cancelled => Some(EngineError::Cancelled.to_string()),
+                _ => None,
+            };
+            match error {
+                None => {
+                    let progress = job.progress().map(|p| p.to_string()).unwrap_or_default();
                     // Ctrl-C stops jobs without draining their open windows.
                     let how = if stopping { "stopped" } else { "finished" };
-                    set_status(&r.status, &how.to_uppercase());
-                    eprintln!(
-                        "{}[job] {} {how}: {progress}",
-                        if tty { "\r\x1b[2K" } else { "" },
-                        r.id
-                    );
+                    eprintln!("{clear}[job] {id} {how}: {progress}");
                 }
-                Err(e) => {
-                    set_status(&r.status, "FAILED");
-                    eprintln!(
-                        "{}[job] {} failed: {e}",
-                        if tty { "\r\x1b[2K" } else { "" },
-                        r.id
-                    );
-                    failures.push(format!("{}: {e}", r.id));
+                Some(e) => {
+                    eprintln!("{clear}[job] {id} failed: {e}");
+                    failures.push(format!("{id}: {e}"));
                 }
             }
         }
@@ -377,20 +351,5 @@ mod tests {
         assert!(lines[0].contains("unknown column 'b'"), "{text}");
         assert_eq!(lines[1], "         b FROM t;");
         assert_eq!(lines[2], "         ^");
-    }
-
-    #[test]
-    fn statement_text_is_cut_at_the_next_statement() {
-        let sql = "SET 'a' = '1';\n  SELECT 1\n  FROM t;\nSHOW TABLES";
-        let stmts = parse_sql(sql).expect("parses");
-        assert_eq!(statement_text(sql, &stmts, 0), "SET 'a' = '1'");
-        assert_eq!(statement_text(sql, &stmts, 1), "SELECT 1\n  FROM t");
-        assert_eq!(statement_text(sql, &stmts, 2), "SHOW TABLES");
-        // Columns are characters: multi-byte text before a statement does
-        // not shift the cut.
-        let sql = "SELECT '日日日日'; SELECT 2";
-        let stmts = parse_sql(sql).expect("parses");
-        assert_eq!(statement_text(sql, &stmts, 0), "SELECT '日日日日'");
-        assert_eq!(statement_text(sql, &stmts, 1), "SELECT 2");
     }
 }

@@ -3,17 +3,46 @@
 //! [`cli::main`] is the binary's entry point: `runnel run FILE.sql` runs a
 //! SQL script, `runnel explain FILE.sql` prints plans, and `runnel serve`
 //! starts the Flight SQL server ([`serve::start`] starts it in-process).
-//! The server's core, without the network, is [`server::Server`]: one
-//! shared SQL session, the jobs it started, materialized views and system
-//! tables, and the statement log that survives restarts. [`service`] maps
-//! Flight SQL calls onto it, with authentication; [`metadata`] holds what
-//! BI tools ask about (SQL info, type info, column metadata).
+//!
+//! Where a Flight SQL statement becomes a job: the service
+//! ([`flight_sql::RunnelFlightSql`]) hands the statement's text to
+//! [`server::Server::execute`], which plans it in the shared session and,
+//! in `Server::execute_one`, starts an `INSERT INTO` or `CREATE
+//! MATERIALIZED VIEW` job at once, or returns a SELECT as a
+//! [`query::QueryRun`] whose job starts when the client fetches the ticket
+//! ([`server::Server::start_query`]). Both the server and `runnel run` keep
+//! their jobs in a [`jobs::JobManager`], which owns each job's
+//! [`jobs::JobStatus`].
+//!
+//! The map:
+//! - [`cli`]: `runnel` commands; [`serve`]: the network server's start/stop;
+//!   [`config`]: its configuration and password hashes.
+//! - [`server`]: the core without the network (session, jobs, views);
+//!   [`statement_log`]: the log replayed at start so jobs survive restarts;
+//!   [`statements`]: cutting a script into statement texts.
+//! - [`jobs`]: job states and the manager; [`query`]: a statement's result
+//!   and a SELECT's rows.
+//! - [`system`]: the contents of the system tables and the table list of
+//!   the metadata calls; [`tables`]: the connectors that serve materialized
+//!   views and system tables to queries; [`sinks`]: a query's sink into its
+//!   client stream.
+//! - [`flight_sql`]: the Flight SQL service (with `auth`, `prepared`
+//!   statements, result `stream`s and [`flight_sql::metadata`] for BI
+//!   tools); it maps [`error::ServerError`] to status codes in one place.
+//!
+//! Neither the server nor the CLI plans or runs anything themselves: the
+//! SQL session (`runnel_sql`) plans, the engine (`runnel_engine`) runs.
 
 pub mod cli;
 pub mod config;
-pub mod metadata;
+pub mod error;
+pub mod flight_sql;
+pub mod jobs;
+pub mod query;
 pub mod serve;
 pub mod server;
-pub mod service;
 pub mod sinks;
+pub mod statement_log;
+pub mod statements;
+pub mod system;
 pub mod tables;

@@ -10,8 +10,8 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, ServerTlsConfig};
 
 use crate::config::ServerConfig;
+use crate::flight_sql::RunnelFlightSql;
 use crate::server::Server;
-use crate::service::RunnelFlightSql;
 
 /// How long running jobs get to take their savepoint when the server stops.
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -88,7 +88,7 @@ pub fn start(config: ServerConfig) -> Result<ServerHandle, String> {
             .tls_config(ServerTlsConfig::new().identity(identity))
             .map_err(|e| format!("bad TLS configuration: {e}"))?;
     }
-    let server = Server::open(config)?;
+    let server = Server::open(config).map_err(|e| e.to_string())?;
     let (tx, rx) = oneshot::channel::<()>();
     let s = Arc::clone(&server);
     let thread = std::thread::Builder::new()

@@ -1,151 +1,41 @@
 //! The server's core, apart from the network: one shared SQL session, the
-//! jobs it started, materialized views, system tables, and the statement
-//! log that lets the catalog and the jobs survive a restart.
+//! jobs it started (a [`JobManager`]), materialized views and system
+//! tables, and the statement log ([`crate::statement_log`]) that lets the
+//! catalog and the jobs survive a restart.
 //!
-//! Every statement that changes the catalog or starts a long-running job
-//! (`CREATE`, `DROP`, `SET`, `INSERT INTO`, `CREATE MATERIALIZED VIEW`,
-//! `STOP JOB`) is appended to `<data_dir>/statements.jsonl` once it has
-//! succeeded. On start the server replays the log in order: each job gets
-//! the id it had, so it finds its checkpoints in `<data_dir>/checkpoints/
-//! <job id>` and resumes from the latest one; jobs that were stopped, or
-//! whose view was dropped, are not started again. Ad-hoc queries are not
-//! logged and take no checkpoints.
+//! [`Server::execute`] is where a statement becomes a job: the session
+//! plans it, then [`Server::execute_one`]'s steps act on the outcome. DDL
+//! is logged; `INSERT INTO` and `CREATE MATERIALIZED VIEW` start their job
+//! at once and log it; a `SELECT` comes back as a [`QueryRun`] whose job
+//! starts when the client fetches its rows ([`Server::start_query`]).
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
-use std::path::PathBuf;
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
-use arrow::array::{ArrayRef, BooleanArray, Float64Array, Int32Array, RecordBatch, StringArray};
+use arrow::array::{RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use runnel_engine::connector::{ConnectorRegistry, TableDescriptor};
-use runnel_engine::graph::JobGraph;
-use runnel_engine::runtime::{Job, JobHandle, Progress};
-use runnel_engine::types::{row_kinds, ROW_KIND_COLUMN};
+use runnel_engine::connector::ConnectorRegistry;
 use runnel_engine::EngineError;
-use runnel_sql::bind_expr::flink_type_name;
-use runnel_sql::catalog::{
-    Entry, TableEntry, TableKind, CATALOG_NAME, PUBLIC_SCHEMA, SYSTEM_SCHEMA,
-};
-use runnel_sql::error::SqlError;
-use runnel_sql::finish::Finish;
-use runnel_sql::parser::{parse_sql, Statement};
+use runnel_sql::error::Position;
+use runnel_sql::parser::{parse_sql, Located, Statement};
 use runnel_sql::planner::{Plan, SinkTarget};
-use runnel_sql::session::{JobKind, Outcome, QueryShape, Session};
-use serde::{Deserialize, Serialize};
+use runnel_sql::session::{JobKind, Outcome, PreparedJob, QueryShape, Session};
 use tokio::sync::mpsc;
 
 use crate::config::ServerConfig;
-use crate::tables::{fold_changelog, SystemConnector, ViewConnector, Views, SYSTEM_CONNECTOR};
-
-/// Why a request failed, sorted the way clients need it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ServerError {
-    /// A wrong statement: message with line and column.
-    InvalidArgument(String),
-    /// An unknown table, view, job, ticket or prepared statement.
-    NotFound(String),
-    /// The query was cancelled (its client went away, or STOP JOB).
-    Cancelled(String),
-    /// Something failed while running.
-    Internal(String),
-}
-
-impl std::fmt::Display for ServerError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ServerError::InvalidArgument(m)
-            | ServerError::NotFound(m)
-            | ServerError::Cancelled(m)
-            | ServerError::Internal(m) => f.write_str(m),
-        }
-    }
-}
-
-impl From<SqlError> for ServerError {
-    fn from(e: SqlError) -> Self {
-        match e {
-            SqlError::NotFound { .. } => ServerError::NotFound(e.to_string()),
-            SqlError::Syntax { .. } | SqlError::Plan { .. } => {
-                ServerError::InvalidArgument(e.to_string())
-            }
-            SqlError::Engine(EngineError::Plan(m)) => ServerError::InvalidArgument(m),
-            SqlError::Engine(e) => ServerError::Internal(e.to_string()),
-        }
-    }
-}
-
-impl From<EngineError> for ServerError {
-    fn from(e: EngineError) -> Self {
-        ServerError::Internal(e.to_string())
-    }
-}
-
-impl From<arrow::error::ArrowError> for ServerError {
-    fn from(e: arrow::error::ArrowError) -> Self {
-        ServerError::Internal(e.to_string())
-    }
-}
-
-/// Result alias of this module.
-pub type Result<T, E = ServerError> = std::result::Result<T, E>;
-
-/// What executing a statement gave.
-pub enum Executed {
-    /// A finished result (DDL message, job id, SHOW, DESCRIBE, EXPLAIN).
-    Batch(RecordBatch),
-    /// A planned SELECT, started when its rows are fetched.
-    Query(Box<QueryRun>),
-}
-
-/// A SELECT waiting to be fetched.
-pub struct QueryRun {
-    /// Its job id.
-    pub job_id: String,
-    /// The schema of the stream the client receives.
-    pub schema: SchemaRef,
-    /// True when it ends by itself (then the result is complete, sorted
-    /// and limited; otherwise it is a subscription).
-    pub bounded: bool,
-    updating: bool,
-    finish: Option<Finish>,
-    graph: Option<JobGraph>,
-    rx: mpsc::Receiver<RecordBatch>,
-    /// The query's own columns (without `op`).
-    columns: SchemaRef,
-}
-
-/// One job the server knows.
-struct JobEntry {
-    statement: String,
-    kind: JobKind,
-    status: Arc<Mutex<String>>,
-    handle: Option<JobHandle>,
-    /// Counters when the job ended (`Some` once it has ended).
-    last: Option<Progress>,
-    cancelled: bool,
-    /// When the job was planned.
-    created: Instant,
-}
-
-/// One line of the statement log.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-struct LogEntry {
-    /// The statement.
-    sql: String,
-    /// The job it started, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    job: Option<String>,
-    /// Jobs it ended (STOP JOB, DROP VIEW of a materialized view).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    ends: Vec<String>,
-}
+use crate::error::{Result, ServerError};
+use crate::jobs::{job_number, JobManager, JobStatus};
+use crate::query::{with_op, Executed, QueryRun};
+use crate::statement_log::{LogEntry, StatementLog};
+use crate::statements::statement_text;
+use crate::system::{self, TableInfo};
+use crate::tables::{SystemConnector, ViewConnector, Views};
 
 struct Inner {
     session: Session,
-    jobs: BTreeMap<String, JobEntry>,
+    jobs: JobManager,
 }
 
 /// The Flight SQL server's state.
@@ -153,8 +43,7 @@ pub struct Server {
     config: ServerConfig,
     inner: Mutex<Inner>,
     views: Views,
-    /// Replaying the log: nothing is logged again.
-    replaying: AtomicBool,
+    log: StatementLog,
     stopped: AtomicBool,
 }
 
@@ -164,73 +53,24 @@ const QUERY_CHANNEL: usize = 16;
 impl Server {
     /// Opens the data directory, replays its statement log and starts the
     /// jobs it names.
-    pub fn open(config: ServerConfig) -> Result<Arc<Server>, String> {
+    pub fn open(config: ServerConfig) -> Result<Arc<Server>> {
         std::fs::create_dir_all(config.data_dir.join("checkpoints")).map_err(|e| {
-            format!(
-                "cannot create the data directory {}: {e}",
-                config.data_dir.display()
+            ServerError::io(
+                format!("create the data directory {}", config.data_dir.display()),
+                e,
             )
         })?;
         let views = Views::default();
         let server = Arc::new_cyclic(|weak: &Weak<Server>| {
-            let mut registry: ConnectorRegistry = runnel_connectors::default_registry();
-            registry.register(Arc::new(ViewConnector::new(views.clone())));
-            let w = weak.clone();
-            registry.register(Arc::new(SystemConnector::new(Arc::new(
-                move |name: &str| {
-                    let server = w.upgrade().ok_or(EngineError::Cancelled)?;
-                    server
-                        .system_rows(name)
-                        .map_err(|e| EngineError::Execution(e.to_string()))
-                },
-            ))));
-            let mut session = Session::new(registry);
-            for (k, v) in [
-                (
-                    "state.checkpoints.dir",
-                    config.data_dir.join("checkpoints").display().to_string(),
-                ),
-                (
-                    "execution.checkpointing.interval",
-                    format!("{} ms", config.checkpoint_interval.as_millis()),
-                ),
-                ("parallelism", config.parallelism.to_string()),
-            ] {
-                let sql = format!("SET '{k}' = '{}'", v.replace('\'', "''"));
-                if let Ok(stmts) = parse_sql(&sql) {
-                    let _ = session.execute(&stmts[0], &sql, &|_: &Plan| unreachable_sink());
-                }
-            }
-            for (name, schema) in system_tables() {
-                let entry = TableEntry {
-                    kind: TableKind::System,
-                    descriptor: TableDescriptor {
-                        name: format!("{SYSTEM_SCHEMA}.{name}"),
-                        schema,
-                        options: [
-                            ("connector".to_string(), SYSTEM_CONNECTOR.to_string()),
-                            ("system.table".to_string(), name.to_string()),
-                        ]
-                        .into_iter()
-                        .collect(),
-                        watermark: None,
-                        primary_key: vec![],
-                        partition_keys: vec![],
-                    },
-                    proctime: vec![],
-                };
-                let _ = session
-                    .catalog_mut()
-                    .insert_table(&format!("{SYSTEM_SCHEMA}.{name}"), entry);
-            }
+            let session = new_session(&config, &views, weak.clone());
             Server {
+                log: StatementLog::new(&config.data_dir),
                 config,
                 inner: Mutex::new(Inner {
                     session,
-                    jobs: BTreeMap::new(),
+                    jobs: JobManager::new(),
                 }),
                 views,
-                replaying: AtomicBool::new(false),
                 stopped: AtomicBool::new(false),
             }
         });
@@ -239,7 +79,7 @@ impl Server {
         std::thread::Builder::new()
             .name("runnel-job-monitor".into())
             .spawn(move || monitor(weak))
-            .map_err(|e| format!("cannot start the job monitor: {e}"))?;
+            .map_err(|e| ServerError::io("start the job monitor", e))?;
         Ok(server)
     }
 
@@ -254,73 +94,10 @@ impl Server {
             .map_err(|_| ServerError::Internal("the server's state lock is poisoned".into()))
     }
 
-    fn log_path(&self) -> PathBuf {
-        self.config.data_dir.join("statements.jsonl")
-    }
-
-    fn next_job_path(&self) -> PathBuf {
-        self.config.data_dir.join("next-job")
-    }
-
-    fn append_log(&self, entry: &LogEntry) -> Result<()> {
-        if self.replaying.load(Ordering::SeqCst) {
-            return Ok(());
-        }
-        let line = serde_json::to_string(entry)
-            .map_err(|e| ServerError::Internal(format!("cannot encode the log entry: {e}")))?;
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path())
-            .and_then(|mut f| {
-                writeln!(f, "{line}")?;
-                Ok(f)
-            })
-            .map_err(|e| ServerError::Internal(format!("cannot write the statement log: {e}")))?;
-        f.flush()
-            .and_then(|_| f.sync_data())
-            .map_err(|e| ServerError::Internal(format!("cannot sync the statement log: {e}")))
-    }
-
     /// Replays the statement log of the data directory.
-    fn replay(&self) -> Result<(), String> {
-        let path = self.log_path();
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
-        };
-        let mut entries = Vec::new();
-        for (i, line) in text.lines().enumerate() {
-            if line.trim().is_empty() {
-                continue;
-            }
-            match serde_json::from_str::<LogEntry>(line) {
-                Ok(e) => entries.push(e),
-                // A torn last line (a crash while appending) is dropped: the
-                // statement had not been acknowledged.
-                Err(_) if i + 1 == text.lines().count() => {}
-                Err(e) => return Err(format!("{}:{}: {e}", path.display(), i + 1)),
-            }
-        }
-        if !text.is_empty() && !text.ends_with('\n') {
-            // Cut the torn line off, or the next append would glue onto it.
-            let keep = text.rfind('\n').map_or(0, |i| i + 1);
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(&path)
-                .and_then(|f| f.set_len(keep as u64))
-                .map_err(|e| format!("cannot repair {}: {e}", path.display()))?;
-        }
-        let ended: BTreeSet<String> = entries.iter().flat_map(|e| e.ends.clone()).collect();
-        let logged_max = entries
-            .iter()
-            .filter_map(|e| e.job.as_deref().and_then(job_number))
-            .max()
-            .unwrap_or(0);
-        self.replaying.store(true, Ordering::SeqCst);
-        for e in &entries {
-            if let Some(n) = e.job.as_deref().and_then(job_number) {
+    fn replay(&self) -> Result<()> {
+        let replayed = self.log.replay(|entry, ended| {
+            if let Some(n) = entry.job.as_deref().and_then(job_number) {
                 if let Ok(mut inner) = self.lock() {
                     inner.session.set_next_job_number(n);
                 }
@@ -328,18 +105,14 @@ impl Server {
             // A statement that no longer runs (its file was deleted, say)
             // is skipped rather than keeping the whole server down; the
             // ones that depend on it fail and are skipped in turn.
-            if let Err(err) = self.execute_inner(&e.sql, &ended) {
+            if let Err(err) = self.execute_inner(&entry.sql, ended) {
                 eprintln!(
                     "runnel: skipping a logged statement that no longer runs: {err}\n  statement: {}",
-                    e.sql
+                    entry.sql
                 );
             }
-        }
-        self.replaying.store(false, Ordering::SeqCst);
-        let recorded = std::fs::read_to_string(self.next_job_path())
-            .ok()
-            .and_then(|s| s.trim().parse::<usize>().ok())
-            .unwrap_or(1);
+        })?;
+        let recorded = self.log.recorded_next_job().unwrap_or(1);
         if let Ok(mut inner) = self.lock() {
             // Past every logged job, even one whose statement was skipped,
             // so that no new job takes an old job's checkpoints.
@@ -347,15 +120,8 @@ impl Server {
                 .session
                 .next_job_number()
                 .max(recorded)
-                .max(logged_max + 1);
+                .max(replayed.logged_max + 1);
             inner.session.set_next_job_number(n);
-        }
-        if !entries.is_empty() {
-            eprintln!(
-                "runnel: replayed {} statement(s) from {}",
-                entries.len(),
-                path.display()
-            );
         }
         Ok(())
     }
@@ -366,6 +132,8 @@ impl Server {
         self.execute_inner(sql, &BTreeSet::new())
     }
 
+    /// Executes `sql`; `ended` are the jobs a replayed log ends later,
+    /// which are recorded as stopped rather than started.
     fn execute_inner(&self, sql: &str, ended: &BTreeSet<String>) -> Result<Executed> {
         let stmts = parse_sql(sql)?;
         if stmts.is_empty() {
@@ -375,15 +143,16 @@ impl Server {
         }
         let mut last = None;
         for (i, stmt) in stmts.iter().enumerate() {
-            let text = crate::cli::statement_text(sql, &stmts, i);
+            let text = statement_text(sql, &stmts, i);
             last = Some(self.execute_one(stmt, text, ended)?);
         }
         last.ok_or_else(|| ServerError::Internal("no statement ran".into()))
     }
 
+    /// Plans one statement in the session, then acts on what it gave.
     fn execute_one(
         &self,
-        stmt: &runnel_sql::parser::Located,
+        stmt: &Located,
         text: &str,
         ended: &BTreeSet<String>,
     ) -> Result<Executed> {
@@ -396,133 +165,94 @@ impl Server {
         let mut inner = self.lock()?;
         let outcome = inner.session.execute(stmt, text, &sink)?;
         match outcome {
-            Outcome::Message(m) => {
-                let mut ends = Vec::new();
-                if let Statement::Drop { names, .. } = &stmt.statement {
-                    for n in names {
-                        let key = runnel_sql::catalog::key_of(n);
-                        for (id, job) in inner.jobs.iter_mut() {
-                            if job.kind == JobKind::MaterializedView(key.clone()) {
-                                if let Some(h) = &job.handle {
-                                    h.cancel();
-                                    job.cancelled = true;
-                                }
-                                ends.push(id.clone());
-                            }
-                        }
-                        self.views.remove(&key);
-                    }
-                }
-                if matches!(
-                    stmt.statement,
-                    Statement::CreateTable(_)
-                        | Statement::CreateView { .. }
-                        | Statement::Drop { .. }
-                        | Statement::Set { .. }
-                ) {
-                    self.append_log(&LogEntry {
-                        sql: text.to_string(),
-                        job: None,
-                        ends,
-                    })?;
-                }
-                Ok(Executed::Batch(one_column("result", &m)?))
-            }
+            Outcome::Message(m) => self.finish_ddl(&mut inner, stmt, text, &m),
             Outcome::Rows(b) => Ok(Executed::Batch(b)),
             Outcome::Explain(t) => Ok(Executed::Batch(one_column("plan", &t)?)),
-            Outcome::StopJob { id, savepoint } => {
-                let job = inner.jobs.get_mut(&id).ok_or_else(|| {
-                    ServerError::NotFound(format!("job '{id}' is not running on this server"))
-                })?;
-                let message = match &job.handle {
-                    Some(h) => {
-                        h.stop();
-                        set(&job.status, "STOPPING");
-                        if savepoint {
-                            format!("stopping {id}; it takes a savepoint as it stops")
-                        } else {
-                            format!("stopping {id}")
-                        }
-                    }
-                    None => format!("{id} is not running"),
-                };
-                self.append_log(&LogEntry {
-                    sql: text.to_string(),
-                    job: None,
-                    ends: vec![id],
-                })?;
-                Ok(Executed::Batch(one_column("result", &message)?))
+            Outcome::StopJob { id, savepoint } => self.stop_job(&mut inner, text, id, savepoint),
+            Outcome::Job(job) if job.kind == JobKind::Select => {
+                Ok(plan_query(&mut inner.jobs, *job, rx))
             }
-            Outcome::Job(mut job) => {
-                let id = job.id.clone();
-                if job.kind == JobKind::Select {
-                    // Ad-hoc queries are not resumed after a restart.
-                    job.graph.checkpointing = None;
-                    let schema = if !job.bounded && job.updating {
-                        with_op(&job.schema)
-                    } else {
-                        Arc::clone(&job.schema)
-                    };
-                    let schema = crate::metadata::annotate(&schema, None);
-                    inner.jobs.insert(
-                        id.clone(),
-                        JobEntry {
-                            statement: job.statement.clone(),
-                            kind: JobKind::Select,
-                            status: Arc::clone(&job.status),
-                            handle: None,
-                            last: None,
-                            cancelled: false,
-                            created: Instant::now(),
-                        },
-                    );
-                    return Ok(Executed::Query(Box::new(QueryRun {
-                        job_id: id,
-                        schema,
-                        bounded: job.bounded,
-                        updating: job.updating,
-                        finish: job.finish,
-                        graph: Some(job.graph),
-                        rx,
-                        columns: Arc::clone(&job.schema),
-                    })));
-                }
-                let handle = if ended.contains(&id) {
-                    set(&job.status, "STOPPED");
-                    None
-                } else {
-                    let h = match Job::start(job.graph) {
-                        Ok(h) => h,
-                        Err(e) if self.replaying.load(Ordering::SeqCst) => {
-                            // Keep the catalog entry and show why the job
-                            // is not running (say, a checkpoint of another
-                            // parallelism), rather than losing it silently.
-                            set(&job.status, &format!("FAILED: {e}"));
-                            eprintln!("runnel: {id} cannot resume: {e}");
-                            inner.jobs.insert(
-                                id.clone(),
-                                JobEntry {
-                                    statement: job.statement,
-                                    kind: job.kind,
-                                    status: job.status,
-                                    handle: None,
-                                    last: None,
-                                    cancelled: false,
-                                    created: Instant::now(),
-                                },
-                            );
-                            return Ok(Executed::Batch(one_column("job_id", &id)?));
-                        }
-                        Err(e) => {
-                            // Nothing was logged: take the view back out.
-                            if let JobKind::MaterializedView(v) = &job.kind {
-                                inner.session.catalog_mut().remove(v);
-                                self.views.remove(v);
-                            }
-                            return Err(e.into());
-                        }
-                    };
-                    set(&job.status, "RUNNING");
+            Outcome::Job(job) => self.start_job(&mut inner, text, *job, ended),
+        }
+    }
+
+    /// After DDL and SET: a dropped materialized view's jobs are cancelled,
+    /// and the statement is logged.
+    fn finish_ddl(
+        &self,
+        inner: &mut Inner,
+        stmt: &Located,
+        text: &str,
+        message: &str,
+    ) -> Result<Executed> {
+        let mut ends = Vec::new();
+        if let Statement::Drop { names, .. } = &stmt.statement {
+            for n in names {
+                let key = runnel_sql::catalog::key_of(n);
+                ends.extend(inner.jobs.cancel_view(&key));
+                self.views.remove(&key);
+            }
+        }
+        if matches!(
+            stmt.statement,
+            Statement::CreateTable(_)
+                | Statement::CreateView { .. }
+                | Statement::Drop { .. }
+                | Statement::Set { .. }
+        ) {
+            self.log.append(&LogEntry {
+                sql: text.to_string(),
+                job: None,
+                ends,
+            })?;
+        }
+        Ok(Executed::Batch(one_column("result", message)?))
+    }
+
+    /// `STOP JOB`: the job stops (taking its savepoint), and the log says
+    /// it is not to be started again.
+    fn stop_job(
+        &self,
+        inner: &mut Inner,
+        text: &str,
+        id: String,
+        savepoint: bool,
+    ) -> Result<Executed> {
+        let message = match inner.jobs.stop(&id) {
+            None => {
+                return Err(ServerError::NotFound(format!(
+                    "job '{id}' is not running on this server"
+                )))
+            }
+            Some(true) if savepoint => format!("stopping {id}; it takes a savepoint as it stops"),
+            Some(true) => format!("stopping {id}"),
+            Some(false) => format!("{id} is not running"),
+        };
+        self.log.append(&LogEntry {
+            sql: text.to_string(),
+            job: None,
+            ends: vec![id],
+        })?;
+        Ok(Executed::Batch(one_column("result", &message)?))
+    }
+
+    /// `INSERT INTO` or `CREATE MATERIALIZED VIEW`: the job starts now
+    /// (unless the log stops it later) and is logged with its id.
+    fn start_job(
+        &self,
+        inner: &mut Inner,
+        text: &str,
+        job: PreparedJob,
+        ended: &BTreeSet<String>,
+    ) -> Result<Executed> {
+        let id = job.id.clone();
+        let kind = job.kind.clone();
+        inner.jobs.add(&job);
+        if ended.contains(&id) {
+            inner.jobs.mark_stopped(&id);
+        } else {
+            match inner.jobs.start(&id, job.graph) {
+                Ok(h) => {
                     if let Some(cp) = h.restored_from() {
                         eprintln!(
                             "runnel: {id} resumes from checkpoint {} in {}",
@@ -530,28 +260,37 @@ impl Server {
                             cp.dir.display()
                         );
                     }
-                    Some(h)
-                };
-                self.append_log(&LogEntry {
-                    sql: text.to_string(),
-                    job: Some(id.clone()),
-                    ends: vec![],
-                })?;
-                inner.jobs.insert(
-                    id.clone(),
-                    JobEntry {
-                        statement: job.statement,
-                        kind: job.kind,
-                        status: job.status,
-                        handle,
-                        last: None,
-                        cancelled: false,
-                        created: Instant::now(),
-                    },
-                );
-                Ok(Executed::Batch(one_column("job_id", &id)?))
+                }
+                Err(e) if self.log.replaying() => {
+                    // Keep the catalog entry and show why the job is not
+                    // running (say, a checkpoint of another parallelism),
+                    // rather than losing it silently.
+                    eprintln!("runnel: {id} cannot resume: {e}");
+                    inner.jobs.fail(&id, e);
+                    return Ok(Executed::Batch(one_column("job_id", &id)?));
+                }
+                Err(e) => {
+                    // Nothing was logged: take the job and the view back out.
+                    inner.jobs.forget(&id);
+                    if let JobKind::MaterializedView(v) = &kind {
+                        inner.session.catalog_mut().remove(v);
+                        self.views.remove(v);
+                    }
+                    return Err(e.into());
+                }
             }
         }
+        let logged = self.log.append(&LogEntry {
+            sql: text.to_string(),
+            job: Some(id.clone()),
+            ends: vec![],
+        });
+        if let Err(e) = logged {
+            // A job that is not in the log would not survive a restart.
+            inner.jobs.forget(&id);
+            return Err(e);
+        }
+        Ok(Executed::Batch(one_column("job_id", &id)?))
     }
 
     /// The output schema of a query statement without running it, for
@@ -578,7 +317,7 @@ impl Server {
             }
             Statement::ShowTables | Statement::ShowJobs | Statement::Describe(_) => {
                 // Side-effect free: run it (and only it) for its schema.
-                let text = crate::cli::statement_text(sql, &stmts, stmts.len() - 1);
+                let text = statement_text(sql, &stmts, stmts.len() - 1);
                 match self.execute(text)? {
                     Executed::Batch(b) => Ok(Some(b.schema())),
                     Executed::Query(q) => Ok(Some(q.schema)),
@@ -593,21 +332,19 @@ impl Server {
         }
     }
 
-    /// Starts a query's job and returns the receiving end of its rows.
+    /// Starts a query's job; its rows then arrive in `run`.
     pub fn start_query(self: &Arc<Self>, run: &mut QueryRun) -> Result<()> {
         let graph = run
-            .graph
-            .take()
+            .take_graph()
             .ok_or_else(|| ServerError::Internal("the query was already started".into()))?;
         let mut inner = self.lock()?;
-        let job = inner.jobs.get_mut(&run.job_id).ok_or_else(|| {
-            ServerError::NotFound(format!(
+        if inner.jobs.get(&run.job_id).is_none() {
+            return Err(ServerError::NotFound(format!(
                 "{} is no longer known; run the query again",
                 run.job_id
-            ))
-        })?;
-        job.handle = Some(Job::start(graph)?);
-        set(&job.status, "RUNNING");
+            )));
+        }
+        inner.jobs.start(&run.job_id, graph)?;
         Ok(())
     }
 
@@ -615,8 +352,7 @@ impl Server {
     /// update).
     pub fn forget_query(&self, id: &str) {
         if let Ok(mut inner) = self.lock() {
-            if inner.jobs.get(id).is_some_and(|j| j.handle.is_none()) {
-                inner.jobs.remove(id);
+            if inner.jobs.forget_unless_running(id) {
                 inner.session.forget_job(id);
             }
         }
@@ -625,12 +361,7 @@ impl Server {
     /// Cancels a job (a client closed its subscription).
     pub fn cancel_job(&self, id: &str) {
         if let Ok(mut inner) = self.lock() {
-            if let Some(job) = inner.jobs.get_mut(id) {
-                if let Some(h) = &job.handle {
-                    h.cancel();
-                    job.cancelled = true;
-                }
-            }
+            inner.jobs.cancel(id);
         }
     }
 
@@ -641,29 +372,26 @@ impl Server {
         loop {
             let status = {
                 let mut inner = self.lock()?;
-                let job = inner.jobs.get_mut(id).ok_or_else(|| {
+                if inner.jobs.reap(id) {
+                    report_end(id, &inner.jobs);
+                }
+                let job = inner.jobs.get(id).ok_or_else(|| {
                     ServerError::Internal(format!("{id} disappeared from the job list"))
                 })?;
-                if job.handle.as_ref().is_some_and(JobHandle::is_finished) {
-                    reap_job(id, job);
-                }
-                if job.handle.is_some() {
-                    None
-                } else {
-                    Some(job.status.lock().map(|s| s.clone()).unwrap_or_default())
-                }
+                (!job.is_running()).then(|| job.status().clone())
             };
-            match status.as_deref() {
+            match status {
                 None => tokio::time::sleep(Duration::from_millis(1)).await,
-                Some(s) => {
-                    return match s.strip_prefix("FAILED: ") {
-                        Some(msg) => Err(ServerError::Internal(format!("{id} failed: {msg}"))),
-                        None if s == "CANCELED" => {
-                            Err(ServerError::Cancelled(format!("{id} was cancelled")))
-                        }
-                        None => Ok(()),
-                    }
+                Some(JobStatus::Failed(source)) => {
+                    return Err(ServerError::JobFailed {
+                        id: id.to_string(),
+                        source,
+                    })
                 }
+                Some(JobStatus::Cancelled) => {
+                    return Err(ServerError::JobCancelled { id: id.to_string() })
+                }
+                Some(_) => return Ok(()),
             }
         }
     }
@@ -674,35 +402,10 @@ impl Server {
         let Ok(mut inner) = self.lock() else {
             return;
         };
-        for (id, job) in inner.jobs.iter_mut() {
-            if job.handle.as_ref().is_some_and(JobHandle::is_finished) {
-                reap_job(id, job);
-            }
+        for id in inner.jobs.reap_all() {
+            report_end(&id, &inner.jobs);
         }
-        // Ended ad-hoc queries are forgotten, oldest first, beyond the
-        // newest 200, so that the job list does not grow without bound;
-        // queries planned but never fetched are forgotten once their
-        // result has expired.
-        let mut ended: Vec<(usize, String)> = Vec::new();
-        let mut expired = Vec::new();
-        for (id, j) in &inner.jobs {
-            if j.kind != JobKind::Select || j.handle.is_some() {
-                continue;
-            }
-            if j.last.is_some() {
-                ended.push((job_number(id).unwrap_or(0), id.clone()));
-            } else if j.created.elapsed() > UNFETCHED_QUERY_TTL {
-                expired.push(id.clone());
-            }
-        }
-        ended.sort();
-        let excess = ended.len().saturating_sub(KEPT_QUERIES);
-        for (_, id) in ended.into_iter().take(excess) {
-            inner.jobs.remove(&id);
-            inner.session.forget_job(&id);
-        }
-        for id in expired {
-            inner.jobs.remove(&id);
+        for id in inner.jobs.prune_queries() {
             inner.session.forget_job(&id);
         }
     }
@@ -711,19 +414,14 @@ impl Server {
     /// waits up to `timeout` for them.
     pub fn shutdown(&self, timeout: Duration) {
         self.stopped.store(true, Ordering::SeqCst);
-        let handles: Vec<(String, JobHandle)> = match self.lock() {
+        let handles = match self.lock() {
             Ok(mut inner) => {
                 // Written once here rather than at every query: logged jobs'
                 // ids are safe anyway (the replay counts past them), and
                 // after a crash ad-hoc queries may reuse ids, which is
                 // harmless since they keep no checkpoints.
-                let next = inner.session.next_job_number().to_string();
-                let _ = std::fs::write(self.next_job_path(), next);
-                inner
-                    .jobs
-                    .iter_mut()
-                    .filter_map(|(id, j)| j.handle.take().map(|h| (id.clone(), h)))
-                    .collect()
+                self.log.record_next_job(inner.session.next_job_number());
+                inner.jobs.take_running()
             }
             Err(_) => return,
         };
@@ -747,286 +445,69 @@ impl Server {
         }
     }
 
-    /// Tables for the metadata calls: (schema name, table name, type,
-    /// columns, primary key column names).
+    /// Tables for the metadata calls.
     pub fn tables(&self) -> Result<Vec<TableInfo>> {
-        let inner = self.lock()?;
-        let mut out = Vec::new();
-        for (name, entry) in inner.session.catalog().entries() {
-            let (schema_name, table_name) = match name.split_once('.') {
-                Some((s, t)) => (s.to_string(), t.to_string()),
-                None => (PUBLIC_SCHEMA.to_string(), name.to_string()),
-            };
-            let (table_type, schema, primary_key, connector) = match entry {
-                Entry::Table(t) => (
-                    t.kind.type_name(),
-                    Arc::clone(&t.descriptor.schema),
-                    t.descriptor
-                        .primary_key
-                        .iter()
-                        .map(|i| t.descriptor.schema.field(*i).name().clone())
-                        .collect(),
-                    t.descriptor.option("connector").map(str::to_string),
-                ),
-                Entry::View(v) => {
-                    let schema = inner
-                        .session
-                        .query_shape(&v.query)
-                        .map(|s| s.schema)
-                        .unwrap_or_else(|_| Arc::new(Schema::empty()));
-                    ("VIEW", schema, vec![], None)
-                }
-            };
-            out.push(TableInfo {
-                schema_name,
-                table_name,
-                table_type,
-                schema,
-                primary_key,
-                connector,
-            });
-        }
-        Ok(out)
+        Ok(system::table_infos(&self.lock()?.session))
     }
 
     /// The rows of system table `name`.
     fn system_rows(&self, name: &str) -> Result<RecordBatch> {
-        let schema = system_tables()
-            .into_iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, s)| s)
-            .ok_or_else(|| ServerError::NotFound(format!("no system table '{name}'")))?;
-        let columns: Vec<ArrayRef> = match name {
-            "jobs" => {
-                let inner = self.lock()?;
-                let mut c: [Vec<String>; 5] = Default::default();
-                for (id, j) in &inner.jobs {
-                    c[0].push(id.clone());
-                    c[1].push(j.status.lock().map(|s| s.clone()).unwrap_or_default());
-                    let (kind, target) = match &j.kind {
-                        JobKind::Select => ("SELECT", String::new()),
-                        JobKind::Insert(t) => ("INSERT", t.clone()),
-                        JobKind::MaterializedView(v) => ("MATERIALIZED VIEW", v.clone()),
-                    };
-                    c[2].push(kind.to_string());
-                    c[3].push(target);
-                    c[4].push(j.statement.clone());
-                }
-                c.into_iter()
-                    .map(|v| Arc::new(StringArray::from(v)) as ArrayRef)
-                    .collect()
-            }
-            "tables" => {
-                let tables = self.tables()?;
-                vec![
-                    strings(tables.iter().map(|_| Some(CATALOG_NAME.to_string()))),
-                    strings(tables.iter().map(|t| Some(t.schema_name.clone()))),
-                    strings(tables.iter().map(|t| Some(t.table_name.clone()))),
-                    strings(tables.iter().map(|t| Some(t.table_type.to_string()))),
-                    strings(tables.iter().map(|t| t.connector.clone())),
-                ]
-            }
-            "columns" => {
-                let tables = self.tables()?;
-                let mut c: [Vec<String>; 4] = Default::default();
-                let mut ordinal = Vec::new();
-                let mut types = Vec::new();
-                let mut nullable = Vec::new();
-                for t in &tables {
-                    for (i, f) in t.schema.fields().iter().enumerate() {
-                        c[0].push(CATALOG_NAME.into());
-                        c[1].push(t.schema_name.clone());
-                        c[2].push(t.table_name.clone());
-                        c[3].push(f.name().clone());
-                        ordinal.push(i as i32 + 1);
-                        types.push(flink_type_name(f.data_type()));
-                        nullable.push(f.is_nullable());
-                    }
-                }
-                let mut cols: Vec<ArrayRef> = c
-                    .into_iter()
-                    .map(|v| Arc::new(StringArray::from(v)) as ArrayRef)
-                    .collect();
-                cols.push(Arc::new(Int32Array::from(ordinal)));
-                cols.push(Arc::new(StringArray::from(types)));
-                cols.push(Arc::new(BooleanArray::from(nullable)));
-                cols
-            }
-            "metrics" => {
-                let inner = self.lock()?;
-                let mut ids = Vec::new();
-                let mut names = Vec::new();
-                let mut values = Vec::new();
-                for (id, j) in &inner.jobs {
-                    let p = match (&j.handle, &j.last) {
-                        (Some(h), _) => h.progress(),
-                        (None, Some(p)) => *p,
-                        (None, None) => continue,
-                    };
-                    let mut push = |n: &str, v: f64| {
-                        ids.push(id.clone());
-                        names.push(n.to_string());
-                        values.push(v);
-                    };
-                    push("rows_read", p.rows_read as f64);
-                    push("rows_written", p.rows_written as f64);
-                    push("late_rows_dropped", p.late_rows as f64);
-                    push("malformed_records", p.malformed as f64);
-                    if let Some(w) = p.watermark {
-                        push("watermark_ms", w as f64);
-                    }
-                    if let Some(c) = p.checkpoint {
-                        push("checkpoints_completed", c.completed as f64);
-                        push("last_checkpoint_id", c.id as f64);
-                        push(
-                            "last_checkpoint_duration_ms",
-                            c.duration.as_secs_f64() * 1e3,
-                        );
-                        push("last_checkpoint_bytes", c.bytes as f64);
-                        push("last_checkpoint_size_bytes", c.size as f64);
-                        push(
-                            "last_checkpoint_alignment_ms",
-                            c.alignment.as_secs_f64() * 1e3,
-                        );
-                    }
-                }
-                vec![
-                    Arc::new(StringArray::from(ids)),
-                    Arc::new(StringArray::from(names)),
-                    Arc::new(Float64Array::from(values)),
-                ]
-            }
-            other => return Err(ServerError::NotFound(format!("no system table '{other}'"))),
-        };
-        Ok(RecordBatch::try_new(schema, columns)?)
+        let inner = self.lock()?;
+        system::rows(name, &inner.jobs, &inner.session)
     }
 }
 
-/// A table as the metadata calls describe it.
-#[derive(Debug, Clone)]
-pub struct TableInfo {
-    /// `public` or `system`.
-    pub schema_name: String,
-    /// The name within its schema.
-    pub table_name: String,
-    /// TABLE, VIEW, MATERIALIZED VIEW or SYSTEM TABLE.
-    pub table_type: &'static str,
-    /// Columns.
-    pub schema: SchemaRef,
-    /// Primary key columns.
-    pub primary_key: Vec<String>,
-    /// The connector, for tables.
-    pub connector: Option<String>,
+/// The server's session: its connectors (with views and system tables),
+/// the settings of its configuration, and the system tables in its catalog.
+fn new_session(config: &ServerConfig, views: &Views, server: Weak<Server>) -> Session {
+    let mut registry: ConnectorRegistry = runnel_connectors::default_registry();
+    registry.register(Arc::new(ViewConnector::new(views.clone())));
+    registry.register(Arc::new(SystemConnector::new(Arc::new(
+        move |name: &str| {
+            let server = server.upgrade().ok_or(EngineError::Cancelled)?;
+            server
+                .system_rows(name)
+                .map_err(|e| EngineError::Execution(e.to_string()))
+        },
+    ))));
+    let mut session = Session::new(registry);
+    for (k, v) in [
+        (
+            "state.checkpoints.dir",
+            config.data_dir.join("checkpoints").display().to_string(),
+        ),
+        (
+            "execution.checkpointing.interval",
+            format!("{} ms", config.checkpoint_interval.as_millis()),
+        ),
+        ("parallelism", config.parallelism.to_string()),
+    ] {
+        let _ = session.set_option(k, &v, Position::default());
+    }
+    system::register(&mut session);
+    session
 }
 
-impl QueryRun {
-    /// Receives the next batch of the query's sink, in the form the client
-    /// receives: the changelog as an `op` column for subscriptions to an
-    /// updating query. `None` once the job has ended.
-    pub async fn next(&mut self) -> Result<Option<RecordBatch>> {
-        let Some(batch) = self.rx.recv().await else {
-            return Ok(None);
-        };
-        if self.updating {
-            Ok(Some(changelog_with_op(&self.schema, &batch)?))
-        } else {
-            Ok(Some(batch.with_schema(Arc::clone(&self.schema))?))
+/// A SELECT: recorded, not started; its job starts when its rows are
+/// fetched.
+fn plan_query(
+    jobs: &mut JobManager,
+    mut job: PreparedJob,
+    rx: mpsc::Receiver<RecordBatch>,
+) -> Executed {
+    jobs.add(&job);
+    // Ad-hoc queries are not resumed after a restart.
+    job.graph.checkpointing = None;
+    Executed::Query(Box::new(QueryRun::new(job, rx)))
+}
+
+/// Says on the server's stderr that a job failed.
+fn report_end(id: &str, jobs: &JobManager) {
+    if let Some(job) = jobs.get(id) {
+        if matches!(job.status(), JobStatus::Failed(_)) {
+            eprintln!("runnel: {id} {}", job.status());
         }
     }
-
-    /// Collects a bounded query to its end and returns the final result:
-    /// the changelog folded into rows, then ORDER BY and LIMIT.
-    pub async fn collect(&mut self) -> Result<RecordBatch> {
-        let mut batches = Vec::new();
-        while let Some(b) = self.rx.recv().await {
-            batches.push(b);
-        }
-        let rows = if self.updating {
-            fold_changelog(&self.columns, &batches)?
-        } else {
-            let batches: Vec<RecordBatch> = batches
-                .into_iter()
-                .map(|b| b.with_schema(Arc::clone(&self.columns)))
-                .collect::<std::result::Result<_, _>>()?;
-            arrow::compute::concat_batches(&self.columns, &batches)?
-        };
-        match &self.finish {
-            Some(f) => Ok(f.apply(&self.columns, &[rows])?),
-            None => Ok(rows),
-        }
-    }
-}
-
-/// `op` followed by the query's columns.
-fn with_op(schema: &SchemaRef) -> SchemaRef {
-    let mut fields = vec![Field::new("op", DataType::Utf8, false)];
-    fields.extend(schema.fields().iter().map(|f| f.as_ref().clone()));
-    Arc::new(Schema::new(fields))
-}
-
-fn changelog_with_op(schema: &SchemaRef, batch: &RecordBatch) -> Result<RecordBatch> {
-    let kinds = row_kinds(batch)?;
-    let op: ArrayRef = Arc::new(StringArray::from_iter_values(
-        kinds.iter().map(|k| k.short_string()),
-    ));
-    let mut columns = vec![op];
-    for (i, f) in batch.schema().fields().iter().enumerate() {
-        if f.name() != ROW_KIND_COLUMN {
-            columns.push(Arc::clone(batch.column(i)));
-        }
-    }
-    Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
-}
-
-fn strings(values: impl Iterator<Item = Option<String>>) -> ArrayRef {
-    Arc::new(values.collect::<StringArray>())
-}
-
-/// The system tables and their columns.
-pub fn system_tables() -> Vec<(&'static str, SchemaRef)> {
-    let utf8 = |n: &str| Field::new(n, DataType::Utf8, false);
-    vec![
-        (
-            "jobs",
-            Arc::new(Schema::new(vec![
-                utf8("job_id"),
-                utf8("status"),
-                utf8("kind"),
-                utf8("target"),
-                utf8("statement"),
-            ])),
-        ),
-        (
-            "tables",
-            Arc::new(Schema::new(vec![
-                utf8("table_catalog"),
-                utf8("table_schema"),
-                utf8("table_name"),
-                utf8("table_type"),
-                Field::new("connector", DataType::Utf8, true),
-            ])),
-        ),
-        (
-            "columns",
-            Arc::new(Schema::new(vec![
-                utf8("table_catalog"),
-                utf8("table_schema"),
-                utf8("table_name"),
-                utf8("column_name"),
-                Field::new("ordinal_position", DataType::Int32, false),
-                utf8("data_type"),
-                Field::new("is_nullable", DataType::Boolean, false),
-            ])),
-        ),
-        (
-            "metrics",
-            Arc::new(Schema::new(vec![
-                utf8("job_id"),
-                utf8("metric"),
-                Field::new("value", DataType::Float64, false),
-            ])),
-        ),
-    ]
 }
 
 fn one_column(name: &str, value: &str) -> Result<RecordBatch> {
@@ -1036,57 +517,6 @@ fn one_column(name: &str, value: &str) -> Result<RecordBatch> {
         vec![Arc::new(StringArray::from(vec![value]))],
     )?)
 }
-
-fn set(status: &Mutex<String>, s: &str) {
-    if let Ok(mut g) = status.lock() {
-        *g = s.to_string();
-    }
-}
-
-fn job_number(id: &str) -> Option<usize> {
-    id.strip_prefix("job-")?.parse().ok()
-}
-
-/// The SET statements the server runs at start never plan a query.
-fn unreachable_sink() -> SinkTarget {
-    SinkTarget::Operator {
-        name: "unused".into(),
-        factory: runnel_engine::sink::BlackholeSink::factory(),
-        parallelism: 1,
-    }
-}
-
-/// Waits for a finished job's threads and records how it ended.
-fn reap_job(id: &str, job: &mut JobEntry) {
-    let Some(h) = job.handle.take() else {
-        return;
-    };
-    job.last = Some(h.progress());
-    let status = match h.wait() {
-        Ok(()) if job.cancelled => "CANCELED".to_string(),
-        Ok(()) => {
-            let s = job.status.lock().map(|s| s.clone()).unwrap_or_default();
-            if s == "STOPPING" {
-                "STOPPED".to_string()
-            } else {
-                "FINISHED".to_string()
-            }
-        }
-        Err(EngineError::Cancelled) => "CANCELED".to_string(),
-        Err(e) => format!("FAILED: {e}"),
-    };
-    if status.starts_with("FAILED") {
-        eprintln!("runnel: {id} {status}");
-    }
-    set(&job.status, &status);
-}
-
-/// Ended ad-hoc queries kept in the job list.
-const KEPT_QUERIES: usize = 200;
-
-/// A query planned but never fetched is forgotten after this long (its
-/// result expires after ten minutes).
-const UNFETCHED_QUERY_TTL: Duration = Duration::from_secs(15 * 60);
 
 /// Reaps finished jobs every 50 ms until the server is dropped or stopped.
 fn monitor(server: Weak<Server>) {
@@ -1105,7 +535,8 @@ fn monitor(server: Weak<Server>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
+    use runnel_sql::catalog::PUBLIC_SCHEMA;
+    use std::path::{Path, PathBuf};
 
     fn data_dir(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("runnel-server-{name}-{}", std::process::id()));

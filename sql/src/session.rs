@@ -198,6 +198,30 @@ impl Session {
             .max(1)
     }
 
+    /// Sets a session option by value, as `SET 'key' = 'value'` does;
+    /// `position` is where an error points (the default when no statement
+    /// is behind the value, as for command-line settings).
+    pub fn set_option(
+        &mut self,
+        key: &str,
+        value: &str,
+        position: crate::error::Position,
+    ) -> Result<()> {
+        if key == "parallelism" || key == "parallelism.default" {
+            match value.parse::<usize>() {
+                Ok(n) if n > 0 => {}
+                _ => {
+                    return Err(SqlError::plan(
+                        format!("'{key}' must be a positive whole number, not '{value}'"),
+                        position,
+                    ))
+                }
+            }
+        }
+        self.options.insert(key.to_string(), value.to_string());
+        Ok(())
+    }
+
     /// A session option.
     pub fn option(&self, key: &str) -> Option<&str> {
         self.options.get(key).map(String::as_str)
@@ -259,18 +283,7 @@ impl Session {
                 Ok(Outcome::Message("dropped".into()))
             }
             Statement::Set { key, value } => {
-                if key == "parallelism" || key == "parallelism.default" {
-                    match value.parse::<usize>() {
-                        Ok(n) if n > 0 => {}
-                        _ => {
-                            return Err(SqlError::plan(
-                                format!("'{key}' must be a positive whole number, not '{value}'"),
-                                position,
-                            ))
-                        }
-                    }
-                }
-                self.options.insert(key.clone(), value.clone());
+                self.set_option(key, value, position)?;
                 Ok(Outcome::Message(format!("set {key} = {value}")))
             }
             Statement::ShowTables => {

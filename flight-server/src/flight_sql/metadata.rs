@@ -17,7 +17,7 @@ use arrow_flight::sql::{
 };
 use runnel_sql::bind_expr::flink_type_name;
 
-use crate::server::TableInfo;
+use crate::system::TableInfo;
 
 /// The server's name in GetSqlInfo.
 pub const SERVER_NAME: &str = "Runnel";
@@ -25,6 +25,20 @@ pub const SERVER_NAME: &str = "Runnel";
 /// Everything GetSqlInfo can report.
 pub fn sql_info() -> SqlInfoData {
     let mut b = SqlInfoDataBuilder::new();
+    server_info(&mut b);
+    syntax_info(&mut b);
+    keyword_and_function_info(&mut b);
+    support_info(&mut b);
+    limit_info(&mut b);
+    transaction_and_result_set_info(&mut b);
+    // The list is static and well formed; a failure here is a bug that the
+    // unit test below catches.
+    b.build()
+        .unwrap_or_else(|e| panic!("the SQL info table is malformed: {e}"))
+}
+
+/// The server itself: name, versions, what the protocol can do.
+fn server_info(b: &mut SqlInfoDataBuilder) {
     b.append(SqlInfo::FlightSqlServerName, SERVER_NAME);
     b.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
     b.append(SqlInfo::FlightSqlServerArrowVersion, "59");
@@ -40,6 +54,10 @@ pub fn sql_info() -> SqlInfoData {
     b.append(SqlInfo::FlightSqlServerIngestTransactionsSupported, false);
     b.append(SqlInfo::FlightSqlServerStatementTimeout, 0i32);
     b.append(SqlInfo::FlightSqlServerTransactionTimeout, 0i32);
+}
+
+/// DDL, identifiers and NULL ordering.
+fn syntax_info(b: &mut SqlInfoDataBuilder) {
     b.append(SqlInfo::SqlDdlCatalog, false);
     b.append(SqlInfo::SqlDdlSchema, false);
     b.append(SqlInfo::SqlDdlTable, true);
@@ -57,6 +75,10 @@ pub fn sql_info() -> SqlInfoData {
         SqlInfo::SqlNullOrdering,
         SqlNullOrdering::SqlNullsSortedAtEnd as i32,
     );
+}
+
+/// Keywords and the functions by family.
+fn keyword_and_function_info(b: &mut SqlInfoDataBuilder) {
     let keywords: &[&str] = &[
         "CUMULATE",
         "DESCRIPTOR",
@@ -97,6 +119,10 @@ pub fn sql_info() -> SqlInfoData {
         "SESSION",
     ];
     b.append(SqlInfo::SqlDatetimeFunctions, datetime);
+}
+
+/// Which SQL features are supported.
+fn support_info(b: &mut SqlInfoDataBuilder) {
     b.append(SqlInfo::SqlSearchStringEscape, "\\");
     b.append(SqlInfo::SqlExtraNameCharacters, "");
     b.append(SqlInfo::SqlSupportsColumnAliasing, true);
@@ -144,6 +170,10 @@ pub fn sql_info() -> SqlInfoData {
     b.append(SqlInfo::SqlCorrelatedSubqueriesSupported, false);
     // Bitmask of SqlSupportedUnions: UNION ALL (bit 1).
     b.append(SqlInfo::SqlSupportedUnions, 2i32);
+}
+
+/// Size limits (0: no limit is known).
+fn limit_info(b: &mut SqlInfoDataBuilder) {
     b.append(SqlInfo::SqlMaxBinaryLiteralLength, 0i64);
     b.append(SqlInfo::SqlMaxCharLiteralLength, 0i64);
     b.append(SqlInfo::SqlMaxColumnNameLength, 0i64);
@@ -165,6 +195,10 @@ pub fn sql_info() -> SqlInfoData {
     b.append(SqlInfo::SqlMaxTableNameLength, 0i64);
     b.append(SqlInfo::SqlMaxTablesInSelect, 0i64);
     b.append(SqlInfo::SqlMaxUsernameLength, 0i64);
+}
+
+/// Transactions, result sets and the other JDBC/ODBC odds and ends.
+fn transaction_and_result_set_info(b: &mut SqlInfoDataBuilder) {
     b.append(SqlInfo::SqlDefaultTransactionIsolation, 0i64);
     b.append(SqlInfo::SqlTransactionsSupported, false);
     b.append(SqlInfo::SqlSupportedTransactionsIsolationLevels, 0i32);
@@ -184,10 +218,6 @@ pub fn sql_info() -> SqlInfoData {
     b.append(SqlInfo::SqlNamedParametersSupported, false);
     b.append(SqlInfo::SqlLocatorsUpdateCopy, false);
     b.append(SqlInfo::SqlStoredFunctionsUsingCallSyntaxSupported, false);
-    // The list is static and well formed; a failure here is a bug that the
-    // unit test below catches.
-    b.build()
-        .unwrap_or_else(|e| panic!("the SQL info table is malformed: {e}"))
 }
 
 /// The SQL types Runnel knows, for GetXdbcTypeInfo.

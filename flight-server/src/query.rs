@@ -1,0 +1,126 @@
+//! What executing a statement gives: a finished batch, or a planned
+//! SELECT ([`QueryRun`]) whose job starts when its rows are fetched. A
+//! bounded query is collected, its changelog folded and ORDER BY / LIMIT
+//! applied; an unbounded one streams its batches, with the changelog as an
+//! `op` column when the query is updating.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use runnel_engine::graph::JobGraph;
+use runnel_engine::types::{row_kinds, ROW_KIND_COLUMN};
+use runnel_sql::finish::Finish;
+use runnel_sql::session::PreparedJob;
+use tokio::sync::mpsc;
+
+use crate::error::Result;
+use crate::tables::fold_changelog;
+
+/// What executing a statement gave.
+pub enum Executed {
+    /// A finished result (DDL message, job id, SHOW, DESCRIBE, EXPLAIN).
+    Batch(RecordBatch),
+    /// A planned SELECT, started when its rows are fetched.
+    Query(Box<QueryRun>),
+}
+
+/// A SELECT waiting to be fetched.
+pub struct QueryRun {
+    /// Its job id.
+    pub job_id: String,
+    /// The schema of the stream the client receives.
+    pub schema: SchemaRef,
+    /// True when it ends by itself (then the result is complete, sorted
+    /// and limited; otherwise it is a subscription).
+    pub bounded: bool,
+    updating: bool,
+    finish: Option<Finish>,
+    graph: Option<JobGraph>,
+    rx: mpsc::Receiver<RecordBatch>,
+    /// The query's own columns (without `op`).
+    columns: SchemaRef,
+}
+
+impl QueryRun {
+    /// The query of `job`, whose sink sends into `rx`.
+    pub(crate) fn new(job: PreparedJob, rx: mpsc::Receiver<RecordBatch>) -> Self {
+        let schema = if !job.bounded && job.updating {
+            with_op(&job.schema)
+        } else {
+            Arc::clone(&job.schema)
+        };
+        QueryRun {
+            job_id: job.id,
+            schema,
+            bounded: job.bounded,
+            updating: job.updating,
+            finish: job.finish,
+            graph: Some(job.graph),
+            rx,
+            columns: job.schema,
+        }
+    }
+
+    /// The job graph to start; `None` once started.
+    pub(crate) fn take_graph(&mut self) -> Option<JobGraph> {
+        self.graph.take()
+    }
+
+    /// Receives the next batch of the query's sink, in the form the client
+    /// receives: the changelog as an `op` column for subscriptions to an
+    /// updating query. `None` once the job has ended.
+    pub async fn next(&mut self) -> Result<Option<RecordBatch>> {
+        let Some(batch) = self.rx.recv().await else {
+            return Ok(None);
+        };
+        if self.updating {
+            Ok(Some(changelog_with_op(&self.schema, &batch)?))
+        } else {
+            Ok(Some(batch.with_schema(Arc::clone(&self.schema))?))
+        }
+    }
+
+    /// Collects a bounded query to its end and returns the final result:
+    /// the changelog folded into rows, then ORDER BY and LIMIT.
+    pub async fn collect(&mut self) -> Result<RecordBatch> {
+        let mut batches = Vec::new();
+        while let Some(b) = self.rx.recv().await {
+            batches.push(b);
+        }
+        let rows = if self.updating {
+            fold_changelog(&self.columns, &batches)?
+        } else {
+            let batches: Vec<RecordBatch> = batches
+                .into_iter()
+                .map(|b| b.with_schema(Arc::clone(&self.columns)))
+                .collect::<std::result::Result<_, _>>()?;
+            arrow::compute::concat_batches(&self.columns, &batches)?
+        };
+        match &self.finish {
+            Some(f) => Ok(f.apply(&self.columns, &[rows])?),
+            None => Ok(rows),
+        }
+    }
+}
+
+/// `op` followed by the query's columns.
+pub(crate) fn with_op(schema: &SchemaRef) -> SchemaRef {
+    let mut fields = vec![Field::new("op", DataType::Utf8, false)];
+    fields.extend(schema.fields().iter().map(|f| f.as_ref().clone()));
+    Arc::new(Schema::new(fields))
+}
+
+fn changelog_with_op(schema: &SchemaRef, batch: &RecordBatch) -> Result<RecordBatch> {
+    let kinds = row_kinds(batch)?;
+    let op: ArrayRef = Arc::new(StringArray::from_iter_values(
+        kinds.iter().map(|k| k.short_string()),
+    ));
+    let mut columns = vec![op];
+    for (i, f) in batch.schema().fields().iter().enumerate() {
+        if f.name() != ROW_KIND_COLUMN {
+            columns.push(Arc::clone(batch.column(i)));
+        }
+    }
+    Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
+}

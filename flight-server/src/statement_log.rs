@@ -1,0 +1,167 @@
+//! The statement log, `<data_dir>/statements.jsonl`, that lets the catalog
+//! and the jobs survive a restart, and the job counter beside it.
+//!
+//! Every statement that changes the catalog or starts a long-running job
+//! (`CREATE`, `DROP`, `SET`, `INSERT INTO`, `CREATE MATERIALIZED VIEW`,
+//! `STOP JOB`) is appended once it has succeeded, one JSON object a line.
+//! On start the server replays the log in order: each job gets the id it
+//! had, so it finds its checkpoints in `<data_dir>/checkpoints/<job id>`
+//! and resumes from the latest one; jobs that were stopped, or whose view
+//! was dropped, are not started again. Ad-hoc queries are not logged and
+//! take no checkpoints.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, ServerError};
+use crate::jobs::job_number;
+
+/// One line of the statement log.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LogEntry {
+    /// The statement.
+    pub sql: String,
+    /// The job it started, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    /// Jobs it ended (STOP JOB, DROP VIEW of a materialized view).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ends: Vec<String>,
+}
+
+/// What a replay found.
+pub struct Replayed {
+    /// The highest job number the log names (0 when none).
+    pub logged_max: usize,
+}
+
+/// The statement log of one data directory.
+pub struct StatementLog {
+    dir: PathBuf,
+    /// Replaying the log: nothing is logged again.
+    replaying: AtomicBool,
+}
+
+impl StatementLog {
+    /// The log of data directory `dir`.
+    pub fn new(dir: &Path) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            replaying: AtomicBool::new(false),
+        }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.join("statements.jsonl")
+    }
+
+    fn next_job_path(&self) -> PathBuf {
+        self.dir.join("next-job")
+    }
+
+    /// True while the log is being replayed.
+    pub fn replaying(&self) -> bool {
+        self.replaying.load(Ordering::SeqCst)
+    }
+
+    /// Appends `entry` and syncs it to disk; nothing while replaying.
+    pub fn append(&self, entry: &LogEntry) -> Result<()> {
+        if self.replaying() {
+            return Ok(());
+        }
+        let line = serde_json::to_string(entry).map_err(ServerError::Encode)?;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path())
+            .and_then(|mut f| {
+                writeln!(f, "{line}")?;
+                Ok(f)
+            })
+            .map_err(|e| ServerError::io("write the statement log", e))?;
+        f.flush()
+            .and_then(|_| f.sync_data())
+            .map_err(|e| ServerError::io("sync the statement log", e))
+    }
+
+    /// Reads the log, cutting off a torn last line.
+    fn read(&self) -> Result<Vec<LogEntry>> {
+        let path = self.path();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(ServerError::io(format!("read {}", path.display()), e)),
+        };
+        let mut entries = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            match serde_json::from_str::<LogEntry>(line) {
+                Ok(e) => entries.push(e),
+                // A torn last line (a crash while appending) is dropped: the
+                // statement had not been acknowledged.
+                Err(_) if i + 1 == text.lines().count() => {}
+                Err(source) => {
+                    return Err(ServerError::LogLine {
+                        path,
+                        line: i + 1,
+                        source,
+                    })
+                }
+            }
+        }
+        if !text.is_empty() && !text.ends_with('\n') {
+            // Cut the torn line off, or the next append would glue onto it.
+            let keep = text.rfind('\n').map_or(0, |i| i + 1);
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .and_then(|f| f.set_len(keep as u64))
+                .map_err(|e| ServerError::io(format!("repair {}", path.display()), e))?;
+        }
+        Ok(entries)
+    }
+
+    /// Replays the log: `run` gets each entry in order with the jobs that
+    /// later entries ended (not to be started again). Nothing is logged
+    /// while it runs.
+    pub fn replay(&self, mut run: impl FnMut(&LogEntry, &BTreeSet<String>)) -> Result<Replayed> {
+        let entries = self.read()?;
+        let ended: BTreeSet<String> = entries.iter().flat_map(|e| e.ends.clone()).collect();
+        let logged_max = entries
+            .iter()
+            .filter_map(|e| e.job.as_deref().and_then(job_number))
+            .max()
+            .unwrap_or(0);
+        self.replaying.store(true, Ordering::SeqCst);
+        for e in &entries {
+            run(e, &ended);
+        }
+        self.replaying.store(false, Ordering::SeqCst);
+        if !entries.is_empty() {
+            eprintln!(
+                "runnel: replayed {} statement(s) from {}",
+                entries.len(),
+                self.path().display()
+            );
+        }
+        Ok(Replayed { logged_max })
+    }
+
+    /// The job number recorded at the last clean shutdown.
+    pub fn recorded_next_job(&self) -> Option<usize> {
+        std::fs::read_to_string(self.next_job_path())
+            .ok()
+            .and_then(|s| s.trim().parse::<usize>().ok())
+    }
+
+    /// Records the next job number (at shutdown), best effort.
+    pub fn record_next_job(&self, n: usize) {
+        let _ = std::fs::write(self.next_job_path(), n.to_string());
+    }
+}
