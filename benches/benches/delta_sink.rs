@@ -36,8 +36,8 @@ use std::time::{Duration, Instant};
 
 use runnel_connectors::DeltaConnector;
 use runnel_engine::runtime::Job;
-use runnel_sql::parser::parse_sql;
 use runnel_sql::lower::SinkTarget;
+use runnel_sql::parser::parse_sql;
 use runnel_sql::plan::Plan;
 use runnel_sql::session::{Outcome, Session};
 

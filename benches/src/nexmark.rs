@@ -23,8 +23,8 @@ use runnel_engine::graph::NodeKind;
 use runnel_engine::runtime::{Job, LatencySummary};
 use runnel_engine::testing::MemorySinkHandle;
 use runnel_engine::types::{is_updating, row_kinds, RowKind};
-use runnel_sql::parser::parse_sql;
 use runnel_sql::lower::SinkTarget;
+use runnel_sql::parser::parse_sql;
 use runnel_sql::plan::Plan;
 use runnel_sql::session::{Outcome, SelectSink, Session};
 

@@ -93,7 +93,12 @@ impl EngineError {
         retryable: bool,
         source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
     ) -> Self {
-        EngineError::External { system, action: action.into(), retryable, source: source.into() }
+        EngineError::External {
+            system,
+            action: action.into(),
+            retryable,
+            source: source.into(),
+        }
     }
 
     /// True when the failure came from outside and trying again may help.

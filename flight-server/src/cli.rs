@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 use runnel_engine::connector::TableDescriptor;
 use runnel_engine::EngineError;
 use runnel_sql::error::{Position, SqlError};
+use runnel_sql::lower::SinkTarget;
 use runnel_sql::parser::{parse_sql, Located, Statement};
-use runnel_sql::planner::{Plan, SinkTarget};
+use runnel_sql::plan::Plan;
 use runnel_sql::session::{Outcome, PreparedJob, Session};
 
 use crate::jobs::{JobManager, JobStatus};

@@ -256,7 +256,7 @@ fn parse_listen(s: &str) -> Result<SocketAddr, String> {
 }
 
 fn duration(s: &str, key: &str) -> Result<Duration, String> {
-    runnel_sql::planner::parse_duration(s)
+    runnel_engine::connector::parse_duration(s)
         .filter(|d| !d.is_zero())
         .ok_or_else(|| format!("{key} must be a duration such as '10 s', not '{s}'"))
 }

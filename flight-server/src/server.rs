@@ -19,8 +19,9 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use runnel_engine::connector::ConnectorRegistry;
 use runnel_engine::EngineError;
 use runnel_sql::error::Position;
+use runnel_sql::lower::SinkTarget;
 use runnel_sql::parser::{parse_sql, Located, Statement};
-use runnel_sql::planner::{Plan, SinkTarget};
+use runnel_sql::plan::Plan;
 use runnel_sql::session::{JobKind, Outcome, PreparedJob, QueryShape, Session};
 use tokio::sync::mpsc;
 

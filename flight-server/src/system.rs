@@ -10,7 +10,7 @@ use arrow::array::{ArrayRef, BooleanArray, Float64Array, Int32Array, RecordBatch
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use runnel_engine::connector::TableDescriptor;
 use runnel_engine::runtime::Progress;
-use runnel_sql::bind_expr::flink_type_name;
+use runnel_sql::binder::flink_type_name;
 use runnel_sql::catalog::{
     Entry, TableEntry, TableKind, CATALOG_NAME, PUBLIC_SCHEMA, SYSTEM_SCHEMA,
 };

@@ -370,8 +370,7 @@ fn read_manifest(dir: &Path, id: u64) -> Result<Option<CheckpointInfo>> {
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut f = fs::File::create(path).map_err(|e| io("create", path, e))?;
-    f.write_all(bytes)
-        .map_err(|e| io("write", path, e))?;
+    f.write_all(bytes).map_err(|e| io("write", path, e))?;
     f.sync_all().map_err(|e| io("sync", path, e))
 }
 

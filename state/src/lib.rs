@@ -79,7 +79,10 @@ impl StateError {
         action: impl Into<String>,
         source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
     ) -> Self {
-        StateError::Storage { action: action.into(), source: source.into() }
+        StateError::Storage {
+            action: action.into(),
+            source: source.into(),
+        }
     }
 
     /// True when trying again may help: an I/O failure that may pass
@@ -87,9 +90,14 @@ impl StateError {
     pub fn is_retryable(&self) -> bool {
         use std::io::ErrorKind;
         match self {
-            StateError::Storage { source, .. } => source
-                .downcast_ref::<std::io::Error>()
-                .is_some_and(|e| matches!(e.kind(), ErrorKind::Interrupted | ErrorKind::TimedOut | ErrorKind::WouldBlock)),
+            StateError::Storage { source, .. } => {
+                source.downcast_ref::<std::io::Error>().is_some_and(|e| {
+                    matches!(
+                        e.kind(),
+                        ErrorKind::Interrupted | ErrorKind::TimedOut | ErrorKind::WouldBlock
+                    )
+                })
+            }
             _ => false,
         }
     }

@@ -11,8 +11,8 @@ use runnel_engine::operator::{OperatorMetrics, TaskInfo};
 use runnel_engine::ops::filter_project::FilterOperator;
 use runnel_engine::ops::{SessionAggregateSpec, WindowAggregateSpec};
 use runnel_engine::runtime::Job;
-use runnel_engine::testing::MemorySinkHandle;
 use runnel_engine::source::{Source, SourcePoll, SplitId, WatermarkStrategy};
+use runnel_engine::testing::MemorySinkHandle;
 use runnel_engine::window::WindowSpec;
 
 use crate::common::{all_aggregates, batch, read_results, schema, Row, WindowResult};

@@ -41,11 +41,11 @@ use runnel_engine::connector::{Connector, SourceTable, TableDescriptor};
 use runnel_engine::error::{EngineError, Result as EngineResult};
 use runnel_engine::operator::{OperatorFactory, OperatorMetrics, TaskInfo};
 use runnel_engine::runtime::Job;
-use runnel_engine::testing::MemorySinkHandle;
 use runnel_engine::source::{Source, SourcePoll, SplitId};
+use runnel_engine::testing::MemorySinkHandle;
 use runnel_engine::types::{row_kinds, ROW_KIND_COLUMN};
-use runnel_sql::parser::parse_sql;
 use runnel_sql::lower::SinkTarget;
+use runnel_sql::parser::parse_sql;
 use runnel_sql::session::{Outcome, Session};
 
 /// One step of a `data` block.

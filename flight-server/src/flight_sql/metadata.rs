@@ -15,7 +15,7 @@ use arrow_flight::sql::{
     SqlSupportedTransactions, SqlSupportsConvert, SupportedSqlGrammar, XdbcDataType,
     XdbcDatetimeSubcode,
 };
-use runnel_sql::bind_expr::flink_type_name;
+use runnel_sql::binder::flink_type_name;
 
 use crate::system::TableInfo;
 
