@@ -2,56 +2,58 @@
 //! handle until closed, and the parameters a client binds, which become
 //! SQL literals in the text when the statement runs.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use arrow::array::{Array, ArrayRef, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::ipc::writer::IpcWriteOptions;
 use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::sql::server::PeekableFlightDataStream;
-use arrow_flight::sql::{
-    ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
-    ActionCreatePreparedStatementResult, CommandPreparedStatementQuery,
-    CommandPreparedStatementUpdate, DoPutPreparedStatementResult,
-};
 use arrow_flight::{IpcMessage, SchemaAsIpc};
 use futures::TryStreamExt;
 use tonic::{Request, Status};
 
 use super::codes::status;
 use super::metadata::annotate;
-use super::RunnelFlightSql;
-use crate::query::Executed;
+use crate::server::Server;
 
 /// A prepared statement: its text and the parameters bound last.
-pub(super) struct PreparedEntry {
+struct PreparedEntry {
     sql: String,
     placeholders: usize,
     params: Option<RecordBatch>,
 }
 
-impl RunnelFlightSql {
-    /// The SQL of a prepared statement with its bound parameters.
-    pub(super) fn bound_sql(&self, handle: &[u8]) -> Result<String, Status> {
-        let prepared = self
-            .prepared
+/// The open prepared statements of a service, by handle.
+#[derive(Default)]
+pub(super) struct PreparedStatements {
+    entries: Mutex<HashMap<String, PreparedEntry>>,
+}
+
+/// What a client learns when it prepares a statement.
+pub(super) struct Described {
+    /// The IPC-encoded schema of the result (empty for updates).
+    pub dataset_schema: Vec<u8>,
+    /// The IPC-encoded schema of the parameters.
+    pub parameter_schema: Vec<u8>,
+}
+
+impl PreparedStatements {
+    fn lock(&self) -> Result<MutexGuard<'_, HashMap<String, PreparedEntry>>, Status> {
+        self.entries
             .lock()
-            .map_err(|_| Status::internal("prepared statements lock poisoned"))?;
-        let entry = prepared
-            .get(&String::from_utf8_lossy(handle).to_string())
-            .ok_or_else(|| Status::not_found("unknown or closed prepared statement"))?;
-        substitute(&entry.sql, entry.placeholders, entry.params.as_ref(), 0)
+            .map_err(|_| Status::internal("prepared statements lock poisoned"))
     }
 
-    /// Creates a prepared statement: its handle, result schema and one
-    /// nullable string parameter per placeholder.
-    pub(super) async fn create_prepared_statement(
+    /// Plans `sql` on `server` and keeps it under `handle`: its result
+    /// schema and one nullable string parameter per placeholder.
+    pub(super) async fn create(
         &self,
-        query: ActionCreatePreparedStatementRequest,
-        request: Request<arrow_flight::Action>,
-    ) -> Result<ActionCreatePreparedStatementResult, Status> {
-        self.check(&request)?;
-        let sql = query.query;
+        server: &Arc<Server>,
+        handle: &str,
+        sql: String,
+    ) -> Result<Described, Status> {
         let count = placeholders(&sql).len();
         // The schema is planned with NULL for every parameter.
         let probe = {
@@ -65,7 +67,7 @@ impl RunnelFlightSql {
             s.push_str(&sql[last..]);
             s
         };
-        let server = Arc::clone(&self.server);
+        let server = Arc::clone(server);
         let dataset = tokio::task::spawn_blocking(move || server.describe(&probe))
             .await
             .map_err(|e| Status::internal(e.to_string()))?
@@ -78,56 +80,33 @@ impl RunnelFlightSql {
                 .map(|i| Field::new(format!("p{i}"), DataType::Utf8, true))
                 .collect::<Vec<_>>(),
         );
-        let handle = self.handle("prepared");
-        self.prepared
-            .lock()
-            .map_err(|_| Status::internal("prepared statements lock poisoned"))?
-            .insert(
-                handle.clone(),
-                PreparedEntry {
-                    sql,
-                    placeholders: count,
-                    params: None,
-                },
-            );
-        Ok(ActionCreatePreparedStatementResult {
-            prepared_statement_handle: handle.into_bytes().into(),
-            dataset_schema: encode_schema(&dataset)?.into(),
-            parameter_schema: encode_schema(&params)?.into(),
+        self.lock()?.insert(
+            handle.to_string(),
+            PreparedEntry {
+                sql,
+                placeholders: count,
+                params: None,
+            },
+        );
+        Ok(Described {
+            dataset_schema: encode_schema(&dataset)?,
+            parameter_schema: encode_schema(&params)?,
         })
     }
 
-    /// Closes a prepared statement.
-    pub(super) async fn close_prepared_statement(
-        &self,
-        query: ActionClosePreparedStatementRequest,
-        request: Request<arrow_flight::Action>,
-    ) -> Result<(), Status> {
-        self.check(&request)?;
-        let handle = String::from_utf8_lossy(&query.prepared_statement_handle).to_string();
-        self.prepared
-            .lock()
-            .map_err(|_| Status::internal("prepared statements lock poisoned"))?
-            .remove(&handle)
+    /// Closes the prepared statement under `handle`.
+    pub(super) fn close(&self, handle: &str) -> Result<(), Status> {
+        self.lock()?
+            .remove(handle)
             .map(|_| ())
             .ok_or_else(|| Status::not_found("unknown or already closed prepared statement"))
     }
 
     /// Binds the one row of parameters a prepared query runs with.
-    pub(super) async fn bind_parameters(
-        &self,
-        query: CommandPreparedStatementQuery,
-        request: Request<PeekableFlightDataStream>,
-    ) -> Result<DoPutPreparedStatementResult, Status> {
-        self.check(&request)?;
-        let batches = read_params(request).await?;
-        let handle = String::from_utf8_lossy(&query.prepared_statement_handle).to_string();
-        let mut prepared = self
-            .prepared
-            .lock()
-            .map_err(|_| Status::internal("prepared statements lock poisoned"))?;
+    pub(super) fn bind(&self, handle: &str, batches: Vec<RecordBatch>) -> Result<(), Status> {
+        let mut prepared = self.lock()?;
         let entry = prepared
-            .get_mut(&handle)
+            .get_mut(handle)
             .ok_or_else(|| Status::not_found("unknown or closed prepared statement"))?;
         let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
         if rows > 1 {
@@ -136,31 +115,32 @@ impl RunnelFlightSql {
             )));
         }
         entry.params = batches.into_iter().find(|b| b.num_rows() > 0);
-        Ok(DoPutPreparedStatementResult {
-            prepared_statement_handle: Some(handle.into_bytes().into()),
-        })
+        Ok(())
     }
 
-    /// Runs a prepared update once per row of parameters.
-    pub(super) async fn execute_prepared_update(
+    /// The SQL of a prepared statement with its bound parameters.
+    pub(super) fn bound_sql(&self, handle: &str) -> Result<String, Status> {
+        let prepared = self.lock()?;
+        let entry = prepared
+            .get(handle)
+            .ok_or_else(|| Status::not_found("unknown or closed prepared statement"))?;
+        substitute(&entry.sql, entry.placeholders, entry.params.as_ref(), 0)
+    }
+
+    /// The statements a prepared update runs: one per row of `batches`, or
+    /// once with the parameters bound before when `batches` has no rows.
+    pub(super) fn update_statements(
         &self,
-        query: CommandPreparedStatementUpdate,
-        request: Request<PeekableFlightDataStream>,
-    ) -> Result<i64, Status> {
-        self.check(&request)?;
-        let batches = read_params(request).await?;
-        let handle = String::from_utf8_lossy(&query.prepared_statement_handle).to_string();
+        handle: &str,
+        batches: Vec<RecordBatch>,
+    ) -> Result<Vec<String>, Status> {
         let (sql, count, stored) = {
-            let prepared = self
-                .prepared
-                .lock()
-                .map_err(|_| Status::internal("prepared statements lock poisoned"))?;
+            let prepared = self.lock()?;
             let e = prepared
-                .get(&handle)
+                .get(handle)
                 .ok_or_else(|| Status::not_found("unknown or closed prepared statement"))?;
             (e.sql.clone(), e.placeholders, e.params.clone())
         };
-        // Each row of parameters runs the statement once.
         let mut statements = Vec::new();
         let bound: Vec<RecordBatch> = batches.into_iter().filter(|b| b.num_rows() > 0).collect();
         if bound.is_empty() {
@@ -171,15 +151,7 @@ impl RunnelFlightSql {
                 statements.push(substitute(&sql, count, Some(b), row)?);
             }
         }
-        for s in statements {
-            if let Executed::Query(q) = self.execute(s).await? {
-                self.server.forget_query(&q.job_id);
-                return Err(Status::invalid_argument(
-                    "a query returns rows; execute it as a query, not as an update",
-                ));
-            }
-        }
-        Ok(0)
+        Ok(statements)
     }
 }
 
@@ -331,7 +303,7 @@ fn literal(array: &ArrayRef, row: usize) -> Result<String, Status> {
 }
 
 /// Reads the parameter batches of a DoPut.
-async fn read_params(
+pub(super) async fn read_params(
     request: Request<PeekableFlightDataStream>,
 ) -> Result<Vec<RecordBatch>, Status> {
     // The first message may carry only the descriptor (no parameters).
