@@ -42,6 +42,7 @@ use arrow_flight::sql::{
 };
 use arrow_flight::{FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, Ticket};
 use prost::Message;
+use runnel_engine::expr::ScalarValue;
 use runnel_sql::catalog::{CATALOG_NAME, PUBLIC_SCHEMA, SYSTEM_SCHEMA};
 use tonic::{Request, Response, Status, Streaming};
 
@@ -95,21 +96,22 @@ impl RunnelFlightSql {
         )
     }
 
-    async fn execute(&self, sql: String) -> Result<Executed, Status> {
+    async fn execute(&self, sql: String, params: Vec<ScalarValue>) -> Result<Executed, Status> {
         let server = Arc::clone(&self.server);
-        tokio::task::spawn_blocking(move || server.execute(&sql))
+        tokio::task::spawn_blocking(move || server.execute_with(&sql, &params))
             .await
             .map_err(|e| Status::internal(format!("the statement's task failed: {e}")))?
             .map_err(status)
     }
 
-    /// Runs `sql` and returns the FlightInfo of its result.
+    /// Runs `sql` with `params` and returns the FlightInfo of its result.
     async fn statement_info(
         &self,
         sql: String,
+        params: Vec<ScalarValue>,
         descriptor: FlightDescriptor,
     ) -> Result<Response<FlightInfo>, Status> {
-        let mut executed = self.execute(sql).await?;
+        let mut executed = self.execute(sql, params).await?;
         let schema = match &mut executed {
             Executed::Batch(b) => annotate(&b.schema(), None),
             Executed::Query(q) => {
@@ -168,7 +170,8 @@ impl FlightSqlService for RunnelFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.auth.check(&request)?;
-        self.statement_info(query.query, request.into_inner()).await
+        self.statement_info(query.query, Vec::new(), request.into_inner())
+            .await
     }
 
     async fn get_flight_info_prepared_statement(
@@ -177,10 +180,10 @@ impl FlightSqlService for RunnelFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.auth.check(&request)?;
-        let sql = self
+        let (sql, params) = self
             .prepared
-            .bound_sql(&String::from_utf8_lossy(&cmd.prepared_statement_handle))?;
-        self.statement_info(sql, request.into_inner()).await
+            .bound(&String::from_utf8_lossy(&cmd.prepared_statement_handle))?;
+        self.statement_info(sql, params, request.into_inner()).await
     }
 
     async fn do_get_statement(
@@ -213,7 +216,7 @@ impl FlightSqlService for RunnelFlightSql {
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
         self.auth.check(&request)?;
-        match self.execute(ticket.query).await? {
+        match self.execute(ticket.query, Vec::new()).await? {
             Executed::Batch(_) => Ok(0),
             Executed::Query(q) => {
                 self.server.forget_query(&q.job_id);
@@ -275,8 +278,8 @@ impl FlightSqlService for RunnelFlightSql {
         let batches = read_params(request).await?;
         let handle = String::from_utf8_lossy(&query.prepared_statement_handle).to_string();
         // Each row of parameters runs the statement once.
-        for s in self.prepared.update_statements(&handle, batches)? {
-            if let Executed::Query(q) = self.execute(s).await? {
+        for (sql, params) in self.prepared.update_runs(&handle, batches)? {
+            if let Executed::Query(q) = self.execute(sql, params).await? {
                 self.server.forget_query(&q.job_id);
                 return Err(Status::invalid_argument(
                     "a query returns rows; execute it as a query, not as an update",
