@@ -22,6 +22,8 @@ mod codes;
 pub mod metadata;
 mod prepared;
 mod stream;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
