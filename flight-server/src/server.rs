@@ -639,6 +639,62 @@ mod tests {
     }
 
     #[test]
+    fn a_prepared_insert_is_logged_with_its_values_and_replays() {
+        let dir = data_dir("params");
+        let server = Server::open(config(&dir)).expect("open");
+        let csv = dir.join("t.csv");
+        std::fs::write(&csv, "k,n\na,1\nb,2\n").expect("csv");
+        for sql in [
+            format!(
+                "CREATE TABLE t (k STRING, n INT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv', 'csv.ignore-first-line' = 'true')",
+                csv.display()
+            ),
+            CREATE.replace("{}", "out").replace("x INT", "k STRING"),
+        ] {
+            server.execute(&sql).map(|_| ()).expect("ddl");
+        }
+        let (_, types) = server
+            .prepare("INSERT INTO out SELECT k FROM t WHERE n = ? AND k <> ?")
+            .expect("prepare");
+        assert_eq!(types, vec![DataType::Int32, DataType::Utf8]);
+        let values = [ScalarValue::Int64(2), ScalarValue::Utf8("it's".into())];
+        server
+            .execute_with(
+                "INSERT INTO out SELECT k FROM t WHERE n = ? AND k <> ?",
+                &values,
+            )
+            .map(|_| ())
+            .expect("insert");
+        let log = std::fs::read_to_string(dir.join("statements.jsonl")).expect("log");
+        let entry: LogEntry = log
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .find(|e: &LogEntry| e.job.is_some())
+            .expect("the insert is logged");
+        assert_eq!(
+            entry.sql,
+            "INSERT INTO out SELECT k FROM t WHERE n = ? AND k <> ?"
+        );
+        let replayed: Vec<ScalarValue> = entry.params.iter().map(ScalarValue::from).collect();
+        assert_eq!(replayed, values);
+        let id = entry.job.expect("job id");
+        drop(server);
+        let server = Server::open(config(&dir)).expect("reopen");
+        assert!(server.lock().expect("lock").jobs.get(&id).is_some());
+        // Without its values the statement is refused, saying how many.
+        let err = server
+            .execute("SELECT k FROM t WHERE n = ?")
+            .map(|_| ())
+            .expect_err("no value");
+        assert!(
+            err.to_string()
+                .ends_with("the statement has 1 parameter(s) but 0 were bound"),
+            "{err}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn a_view_name_in_use_is_refused_without_touching_the_view() {
         let dir = data_dir("mvname");
         let server = Server::open(config(&dir)).expect("open");
