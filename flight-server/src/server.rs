@@ -17,11 +17,13 @@ use std::time::{Duration, Instant};
 use arrow::array::{RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use runnel_engine::connector::ConnectorRegistry;
+use runnel_engine::expr::ScalarValue;
 use runnel_engine::EngineError;
 use runnel_sql::error::Position;
 use runnel_sql::lower::SinkTarget;
 use runnel_sql::parser::{parse_sql, Located, Statement};
 use runnel_sql::plan::Plan;
+use runnel_sql::prepare::Prepared;
 use runnel_sql::session::{JobKind, Outcome, PreparedJob, QueryShape, Session};
 use tokio::sync::mpsc;
 
@@ -29,7 +31,7 @@ use crate::config::ServerConfig;
 use crate::error::{Result, ServerError};
 use crate::jobs::{job_number, JobManager, JobStatus};
 use crate::query::{with_op, Executed, QueryRun};
-use crate::statement_log::{LogEntry, StatementLog};
+use crate::statement_log::{LogEntry, LoggedValue, StatementLog};
 use crate::statements::statement_text;
 use crate::system::{self, TableInfo};
 use crate::tables::{SystemConnector, ViewConnector, Views};
@@ -106,7 +108,8 @@ impl Server {
             // A statement that no longer runs (its file was deleted, say)
             // is skipped rather than keeping the whole server down; the
             // ones that depend on it fail and are skipped in turn.
-            if let Err(err) = self.execute_inner(&entry.sql, ended) {
+            let params: Vec<ScalarValue> = entry.params.iter().map(ScalarValue::from).collect();
+            if let Err(err) = self.execute_inner(&entry.sql, ended, &params) {
                 eprintln!(
                     "runnel: skipping a logged statement that no longer runs: {err}\n  statement: {}",
                     entry.sql
@@ -130,22 +133,38 @@ impl Server {
     /// Executes the statements of `sql`; the result of the last one is
     /// returned.
     pub fn execute(&self, sql: &str) -> Result<Executed> {
-        self.execute_inner(sql, &BTreeSet::new())
+        self.execute_inner(sql, &BTreeSet::new(), &[])
+    }
+
+    /// Executes the one statement of `sql` with `params` bound to its `?`
+    /// parameters, in text order (a prepared statement).
+    pub fn execute_with(&self, sql: &str, params: &[ScalarValue]) -> Result<Executed> {
+        self.execute_inner(sql, &BTreeSet::new(), params)
     }
 
     /// Executes `sql`; `ended` are the jobs a replayed log ends later,
     /// which are recorded as stopped rather than started.
-    fn execute_inner(&self, sql: &str, ended: &BTreeSet<String>) -> Result<Executed> {
+    fn execute_inner(
+        &self,
+        sql: &str,
+        ended: &BTreeSet<String>,
+        params: &[ScalarValue],
+    ) -> Result<Executed> {
         let stmts = parse_sql(sql)?;
         if stmts.is_empty() {
             return Err(ServerError::InvalidArgument(
                 "the statement is empty".into(),
             ));
         }
+        if !params.is_empty() && stmts.len() > 1 {
+            return Err(ServerError::InvalidArgument(
+                "parameters bind to a single statement, not to a script".into(),
+            ));
+        }
         let mut last = None;
         for (i, stmt) in stmts.iter().enumerate() {
             let text = statement_text(sql, &stmts, i);
-            last = Some(self.execute_one(stmt, text, ended)?);
+            last = Some(self.execute_one(stmt, text, ended, params)?);
         }
         last.ok_or_else(|| ServerError::Internal("no statement ran".into()))
     }
@@ -156,6 +175,7 @@ impl Server {
         stmt: &Located,
         text: &str,
         ended: &BTreeSet<String>,
+        params: &[ScalarValue],
     ) -> Result<Executed> {
         let (tx, rx) = mpsc::channel::<RecordBatch>(QUERY_CHANNEL);
         let sink = move |_plan: &Plan| SinkTarget::Operator {
@@ -164,7 +184,7 @@ impl Server {
             parallelism: 1,
         };
         let mut inner = self.lock()?;
-        let outcome = inner.session.execute(stmt, text, &sink)?;
+        let outcome = inner.session.execute_with(stmt, text, &sink, params)?;
         match outcome {
             Outcome::Message(m) => self.finish_ddl(&mut inner, stmt, text, &m),
             Outcome::Rows(b) => Ok(Executed::Batch(b)),
@@ -173,7 +193,7 @@ impl Server {
             Outcome::Job(job) if job.kind == JobKind::Select => {
                 Ok(plan_query(&mut inner.jobs, *job, rx))
             }
-            Outcome::Job(job) => self.start_job(&mut inner, text, *job, ended),
+            Outcome::Job(job) => self.start_job(&mut inner, text, params, *job, ended),
         }
     }
 
@@ -203,6 +223,7 @@ impl Server {
         ) {
             self.log.append(&LogEntry {
                 sql: text.to_string(),
+                params: vec![],
                 job: None,
                 ends,
             })?;
@@ -231,6 +252,7 @@ impl Server {
         };
         self.log.append(&LogEntry {
             sql: text.to_string(),
+            params: vec![],
             job: None,
             ends: vec![id],
         })?;
@@ -243,6 +265,7 @@ impl Server {
         &self,
         inner: &mut Inner,
         text: &str,
+        params: &[ScalarValue],
         job: PreparedJob,
         ended: &BTreeSet<String>,
     ) -> Result<Executed> {
@@ -283,6 +306,7 @@ impl Server {
         }
         let logged = self.log.append(&LogEntry {
             sql: text.to_string(),
+            params: params.iter().map(LoggedValue::from).collect(),
             job: Some(id.clone()),
             ends: vec![],
         });
@@ -294,43 +318,51 @@ impl Server {
         Ok(Executed::Batch(one_column("job_id", &id)?))
     }
 
-    /// The output schema of a query statement without running it, for
-    /// prepared statements: `None` for statements that return no rows
-    /// (DDL, INSERT), which clients then send as updates.
-    pub fn describe(&self, sql: &str) -> Result<Option<SchemaRef>> {
+    /// What a prepared statement takes and gives, without running it: the
+    /// type of each `?` parameter, and the output schema of a query;
+    /// `None` for statements that return no rows (DDL, INSERT), which
+    /// clients then send as updates.
+    pub fn prepare(&self, sql: &str) -> Result<(Option<SchemaRef>, Vec<DataType>)> {
         let stmts = parse_sql(sql)?;
         let Some(last) = stmts.last() else {
-            return Ok(None);
+            return Ok((None, Vec::new()));
         };
-        match &last.statement {
-            Statement::Query(q) => {
-                let inner = self.lock()?;
-                let QueryShape {
-                    schema,
-                    updating,
-                    bounded,
-                } = inner.session.query_shape(q)?;
-                Ok(Some(if updating && !bounded {
-                    with_op(&schema)
-                } else {
-                    schema
-                }))
-            }
+        let Prepared { parameters, shape } = self.lock()?.session.prepare(last)?;
+        if !parameters.is_empty() && stmts.len() > 1 {
+            return Err(ServerError::InvalidArgument(
+                "parameters bind to a single statement, not to a script".into(),
+            ));
+        }
+        let schema = match &last.statement {
+            Statement::Query(_) => shape.map(
+                |QueryShape {
+                     schema,
+                     updating,
+                     bounded,
+                 }| {
+                    if updating && !bounded {
+                        with_op(&schema)
+                    } else {
+                        schema
+                    }
+                },
+            ),
             Statement::ShowTables | Statement::ShowJobs | Statement::Describe(_) => {
                 // Side-effect free: run it (and only it) for its schema.
                 let text = statement_text(sql, &stmts, stmts.len() - 1);
                 match self.execute(text)? {
-                    Executed::Batch(b) => Ok(Some(b.schema())),
-                    Executed::Query(q) => Ok(Some(q.schema)),
+                    Executed::Batch(b) => Some(b.schema()),
+                    Executed::Query(q) => Some(q.schema),
                 }
             }
-            Statement::Explain(_) => Ok(Some(Arc::new(Schema::new(vec![Field::new(
+            Statement::Explain(_) => Some(Arc::new(Schema::new(vec![Field::new(
                 "plan",
                 DataType::Utf8,
                 false,
-            )])))),
-            _ => Ok(None),
-        }
+            )]))),
+            _ => None,
+        };
+        Ok((schema, parameters))
     }
 
     /// Starts a query's job; its rows then arrive in `run`.
@@ -569,6 +601,7 @@ mod tests {
         let dir = data_dir("torn");
         let good = serde_json::to_string(&LogEntry {
             sql: CREATE.replace("{}", "a"),
+            params: vec![],
             job: None,
             ends: vec![],
         })
@@ -593,6 +626,7 @@ mod tests {
         // job-5 no longer plans (its sink is gone), so the replay skips it.
         let entry = serde_json::to_string(&LogEntry {
             sql: "INSERT INTO gone SELECT x FROM gone".into(),
+            params: vec![],
             job: Some("job-5".into()),
             ends: vec![],
         })
@@ -601,6 +635,62 @@ mod tests {
         let server = Server::open(config(&dir)).expect("open");
         let next = server.lock().expect("lock").session.next_job_number();
         assert_eq!(next, 6);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_prepared_insert_is_logged_with_its_values_and_replays() {
+        let dir = data_dir("params");
+        let server = Server::open(config(&dir)).expect("open");
+        let csv = dir.join("t.csv");
+        std::fs::write(&csv, "k,n\na,1\nb,2\n").expect("csv");
+        for sql in [
+            format!(
+                "CREATE TABLE t (k STRING, n INT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv', 'csv.ignore-first-line' = 'true')",
+                csv.display()
+            ),
+            CREATE.replace("{}", "out").replace("x INT", "k STRING"),
+        ] {
+            server.execute(&sql).map(|_| ()).expect("ddl");
+        }
+        let (_, types) = server
+            .prepare("INSERT INTO out SELECT k FROM t WHERE n = ? AND k <> ?")
+            .expect("prepare");
+        assert_eq!(types, vec![DataType::Int32, DataType::Utf8]);
+        let values = [ScalarValue::Int64(2), ScalarValue::Utf8("it's".into())];
+        server
+            .execute_with(
+                "INSERT INTO out SELECT k FROM t WHERE n = ? AND k <> ?",
+                &values,
+            )
+            .map(|_| ())
+            .expect("insert");
+        let log = std::fs::read_to_string(dir.join("statements.jsonl")).expect("log");
+        let entry: LogEntry = log
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .find(|e: &LogEntry| e.job.is_some())
+            .expect("the insert is logged");
+        assert_eq!(
+            entry.sql,
+            "INSERT INTO out SELECT k FROM t WHERE n = ? AND k <> ?"
+        );
+        let replayed: Vec<ScalarValue> = entry.params.iter().map(ScalarValue::from).collect();
+        assert_eq!(replayed, values);
+        let id = entry.job.expect("job id");
+        drop(server);
+        let server = Server::open(config(&dir)).expect("reopen");
+        assert!(server.lock().expect("lock").jobs.get(&id).is_some());
+        // Without its values the statement is refused, saying how many.
+        let err = server
+            .execute("SELECT k FROM t WHERE n = ?")
+            .map(|_| ())
+            .expect_err("no value");
+        assert!(
+            err.to_string()
+                .ends_with("the statement has 1 parameter(s) but 0 were bound"),
+            "{err}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -15,22 +15,86 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use runnel_engine::expr::ScalarValue;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, ServerError};
 use crate::jobs::job_number;
 
 /// One line of the statement log.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct LogEntry {
     /// The statement.
     pub sql: String,
+    /// The values bound to its `?` parameters (a prepared INSERT).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub params: Vec<LoggedValue>,
     /// The job it started, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<String>,
     /// Jobs it ended (STOP JOB, DROP VIEW of a materialized view).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ends: Vec<String>,
+}
+
+/// A parameter value as the log keeps it: its type and its value.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", content = "value", rename_all = "snake_case")]
+pub enum LoggedValue {
+    /// NULL.
+    Null,
+    /// BOOLEAN.
+    Boolean(bool),
+    /// INT.
+    Int32(i32),
+    /// BIGINT.
+    Int64(i64),
+    /// DOUBLE.
+    Float64(f64),
+    /// STRING.
+    Utf8(String),
+    /// DATE, days since 1970-01-01.
+    Date32(i32),
+    /// TIMESTAMP(3), milliseconds since the epoch.
+    TimestampMillis(i64),
+    /// A day-time interval in milliseconds.
+    IntervalMillis(i64),
+    /// A year-month interval in months.
+    IntervalMonths(i32),
+}
+
+impl From<&ScalarValue> for LoggedValue {
+    fn from(v: &ScalarValue) -> Self {
+        match v {
+            ScalarValue::Null => Self::Null,
+            ScalarValue::Boolean(b) => Self::Boolean(*b),
+            ScalarValue::Int32(n) => Self::Int32(*n),
+            ScalarValue::Int64(n) => Self::Int64(*n),
+            ScalarValue::Float64(f) => Self::Float64(*f),
+            ScalarValue::Utf8(s) => Self::Utf8(s.clone()),
+            ScalarValue::Date32(d) => Self::Date32(*d),
+            ScalarValue::TimestampMillis(t) => Self::TimestampMillis(*t),
+            ScalarValue::IntervalMillis(i) => Self::IntervalMillis(*i),
+            ScalarValue::IntervalMonths(m) => Self::IntervalMonths(*m),
+        }
+    }
+}
+
+impl From<&LoggedValue> for ScalarValue {
+    fn from(v: &LoggedValue) -> Self {
+        match v {
+            LoggedValue::Null => Self::Null,
+            LoggedValue::Boolean(b) => Self::Boolean(*b),
+            LoggedValue::Int32(n) => Self::Int32(*n),
+            LoggedValue::Int64(n) => Self::Int64(*n),
+            LoggedValue::Float64(f) => Self::Float64(*f),
+            LoggedValue::Utf8(s) => Self::Utf8(s.clone()),
+            LoggedValue::Date32(d) => Self::Date32(*d),
+            LoggedValue::TimestampMillis(t) => Self::TimestampMillis(*t),
+            LoggedValue::IntervalMillis(i) => Self::IntervalMillis(*i),
+            LoggedValue::IntervalMonths(m) => Self::IntervalMonths(*m),
+        }
+    }
 }
 
 /// What a replay found.

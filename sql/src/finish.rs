@@ -174,6 +174,9 @@ fn output_column(expr: &ast::Expr, columns: &[String]) -> Result<usize> {
 
 fn count(expr: &ast::Expr, clause: &str) -> Result<usize> {
     if let ast::Expr::Value(v) = expr {
+        if let ast::Value::Placeholder(_) = &v.value {
+            return crate::binder::count_parameter(Position::of(v.span), clause);
+        }
         if let ast::Value::Number(n, _) = &v.value {
             if let Ok(k) = n.parse::<usize>() {
                 return Ok(k);

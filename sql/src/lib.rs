@@ -9,7 +9,9 @@
 //! `JobGraph`. Scalar expressions are bound and type-checked by
 //! [`binder::bind_expr`] against a [`binder::Scope`] of visible columns; the
 //! binder also owns the SQL <-> Arrow type names ([`binder::flink_type_name`])
-//! that DESCRIBE and the Flight SQL server show. Errors
+//! that DESCRIBE and the Flight SQL server show. Statements with `?`
+//! parameters are described and run with bound values through
+//! [`prepare`] ([`session::Session::prepare`]). Errors
 //! ([`error::SqlError`]) carry the line and column of the SQL text. This
 //! crate does not run jobs and knows no connector: it finds connectors by
 //! name in the engine's registry.
@@ -22,4 +24,5 @@ pub mod lower;
 pub mod parser;
 pub mod plan;
 pub mod planner;
+pub mod prepare;
 pub mod session;

@@ -2,7 +2,9 @@
 //! against the configuration's hashes) or the bearer token the handshake
 //! gave; anonymous calls only where the configuration allows them.
 
+use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use futures::{stream, Stream};
@@ -11,13 +13,29 @@ use tonic::{Request, Response, Status, Streaming};
 
 use arrow_flight::{HandshakeRequest, HandshakeResponse};
 
-use super::RunnelFlightSql;
+use crate::server::Server;
 
 /// The reply stream of a handshake.
 pub(super) type HandshakeStream =
     Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>;
 
-impl RunnelFlightSql {
+/// The service's gatekeeper: the server's users and the bearer tokens
+/// handed out by handshakes.
+pub(super) struct Auth {
+    server: Arc<Server>,
+    /// Token -> user name.
+    tokens: Mutex<HashMap<String, String>>,
+}
+
+impl Auth {
+    /// Checks callers against the users of `server`'s configuration.
+    pub(super) fn new(server: Arc<Server>) -> Self {
+        Self {
+            server,
+            tokens: Mutex::default(),
+        }
+    }
+
     /// Checks the caller's credentials: a bearer token from the handshake,
     /// or basic credentials on the call itself.
     pub(super) fn check<T>(&self, request: &Request<T>) -> Result<(), Status> {
@@ -77,10 +95,12 @@ impl RunnelFlightSql {
     }
 
     /// The handshake: checks basic credentials (or allows an anonymous
-    /// caller) and answers with a bearer token for later calls.
-    pub(super) async fn handshake(
+    /// caller) and answers with a bearer token, made by `new_token`, for
+    /// later calls.
+    pub(super) fn handshake(
         &self,
         request: Request<Streaming<HandshakeRequest>>,
+        new_token: impl FnOnce() -> String,
     ) -> Result<Response<HandshakeStream>, Status> {
         let header = request
             .metadata()
@@ -96,7 +116,7 @@ impl RunnelFlightSql {
                 ))
             }
         };
-        let token = self.handle("token");
+        let token = new_token();
         self.tokens
             .lock()
             .map_err(|_| Status::internal("tokens lock poisoned"))?
@@ -116,8 +136,6 @@ impl RunnelFlightSql {
 
 #[cfg(test)]
 mod tests {
-    use crate::server::Server;
-
     use super::*;
 
     #[test]
@@ -129,7 +147,7 @@ mod tests {
             password_hash: crate::config::hash_password("pw").expect("hash"),
         });
         let server = Server::open(config).expect("server");
-        let svc = RunnelFlightSql::new(server);
+        let svc = Auth::new(server);
         // "bob:pw" is 6 bytes: no padding either way; "bob:pw1" needs one
         // '=', which ADBC leaves out.
         for (padded, unpadded) in [("Ym9iOnB3", "Ym9iOnB3"), ("Ym9iOnB3MQ==", "Ym9iOnB3MQ")] {

@@ -10,8 +10,10 @@
 //! idle, until the job ends or the client cancels, which cancels the job.
 //!
 //! This file holds the service and its `FlightSqlService` methods; they
-//! lean on `auth` (credentials and the handshake), `prepared` (prepared
-//! statements and their parameters), `stream` (results as Flight streams),
+//! lean on the service's parts, none of which knows the service: `auth`
+//! (the `Auth` gatekeeper: credentials, tokens and the handshake),
+//! `prepared` (the `PreparedStatements` store and their parameters),
+//! `stream` (results as Flight streams),
 //! `codes` (server errors as gRPC statuses) and [`metadata`] (what BI
 //! tools ask about).
 
@@ -20,6 +22,8 @@ mod codes;
 pub mod metadata;
 mod prepared;
 mod stream;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,13 +44,14 @@ use arrow_flight::sql::{
 };
 use arrow_flight::{FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, Ticket};
 use prost::Message;
+use runnel_engine::expr::ScalarValue;
 use runnel_sql::catalog::{CATALOG_NAME, PUBLIC_SCHEMA, SYSTEM_SCHEMA};
 use tonic::{Request, Response, Status, Streaming};
 
-use self::auth::HandshakeStream;
+use self::auth::{Auth, HandshakeStream};
 use self::codes::status;
 use self::metadata::{annotate, primary_keys, primary_keys_schema, sql_info, xdbc_types};
-use self::prepared::PreparedEntry;
+use self::prepared::{read_params, PreparedStatements};
 use self::stream::{batch_stream, metadata_stream, query_stream};
 use crate::query::Executed;
 use crate::server::Server;
@@ -60,8 +65,8 @@ const RESULT_TTL: Duration = Duration::from_secs(600);
 pub struct RunnelFlightSql {
     server: Arc<Server>,
     results: Arc<Mutex<HashMap<String, (Instant, Executed)>>>,
-    prepared: Arc<Mutex<HashMap<String, PreparedEntry>>>,
-    tokens: Arc<Mutex<HashMap<String, String>>>,
+    prepared: Arc<PreparedStatements>,
+    auth: Arc<Auth>,
     next: Arc<AtomicU64>,
     sql_info: Arc<SqlInfoData>,
     xdbc: Arc<XdbcTypeInfoData>,
@@ -71,10 +76,10 @@ impl RunnelFlightSql {
     /// The service over `server`.
     pub fn new(server: Arc<Server>) -> Self {
         Self {
+            auth: Arc::new(Auth::new(Arc::clone(&server))),
             server,
             results: Arc::default(),
             prepared: Arc::default(),
-            tokens: Arc::default(),
             next: Arc::new(AtomicU64::new(1)),
             sql_info: Arc::new(sql_info()),
             xdbc: Arc::new(xdbc_types()),
@@ -93,21 +98,22 @@ impl RunnelFlightSql {
         )
     }
 
-    async fn execute(&self, sql: String) -> Result<Executed, Status> {
+    async fn execute(&self, sql: String, params: Vec<ScalarValue>) -> Result<Executed, Status> {
         let server = Arc::clone(&self.server);
-        tokio::task::spawn_blocking(move || server.execute(&sql))
+        tokio::task::spawn_blocking(move || server.execute_with(&sql, &params))
             .await
             .map_err(|e| Status::internal(format!("the statement's task failed: {e}")))?
             .map_err(status)
     }
 
-    /// Runs `sql` and returns the FlightInfo of its result.
+    /// Runs `sql` with `params` and returns the FlightInfo of its result.
     async fn statement_info(
         &self,
         sql: String,
+        params: Vec<ScalarValue>,
         descriptor: FlightDescriptor,
     ) -> Result<Response<FlightInfo>, Status> {
-        let mut executed = self.execute(sql).await?;
+        let mut executed = self.execute(sql, params).await?;
         let schema = match &mut executed {
             Executed::Batch(b) => annotate(&b.schema(), None),
             Executed::Query(q) => {
@@ -157,7 +163,7 @@ impl FlightSqlService for RunnelFlightSql {
         &self,
         request: Request<Streaming<HandshakeRequest>>,
     ) -> Result<Response<HandshakeStream>, Status> {
-        self.handshake(request).await
+        self.auth.handshake(request, || self.handle("token"))
     }
 
     async fn get_flight_info_statement(
@@ -165,8 +171,9 @@ impl FlightSqlService for RunnelFlightSql {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.check(&request)?;
-        self.statement_info(query.query, request.into_inner()).await
+        self.auth.check(&request)?;
+        self.statement_info(query.query, Vec::new(), request.into_inner())
+            .await
     }
 
     async fn get_flight_info_prepared_statement(
@@ -174,9 +181,11 @@ impl FlightSqlService for RunnelFlightSql {
         cmd: CommandPreparedStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.check(&request)?;
-        let sql = self.bound_sql(&cmd.prepared_statement_handle)?;
-        self.statement_info(sql, request.into_inner()).await
+        self.auth.check(&request)?;
+        let (sql, params) = self
+            .prepared
+            .bound(&String::from_utf8_lossy(&cmd.prepared_statement_handle))?;
+        self.statement_info(sql, params, request.into_inner()).await
     }
 
     async fn do_get_statement(
@@ -184,7 +193,7 @@ impl FlightSqlService for RunnelFlightSql {
         ticket: TicketStatementQuery,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.check(&request)?;
+        self.auth.check(&request)?;
         let handle = String::from_utf8_lossy(&ticket.statement_handle).to_string();
         let executed = self
             .results
@@ -208,8 +217,8 @@ impl FlightSqlService for RunnelFlightSql {
         ticket: CommandStatementUpdate,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
-        self.check(&request)?;
-        match self.execute(ticket.query).await? {
+        self.auth.check(&request)?;
+        match self.execute(ticket.query, Vec::new()).await? {
             Executed::Batch(_) => Ok(0),
             Executed::Query(q) => {
                 self.server.forget_query(&q.job_id);
@@ -225,7 +234,17 @@ impl FlightSqlService for RunnelFlightSql {
         query: ActionCreatePreparedStatementRequest,
         request: Request<arrow_flight::Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
-        self.create_prepared_statement(query, request).await
+        self.auth.check(&request)?;
+        let handle = self.handle("prepared");
+        let described = self
+            .prepared
+            .create(&self.server, &handle, query.query)
+            .await?;
+        Ok(ActionCreatePreparedStatementResult {
+            prepared_statement_handle: handle.into_bytes().into(),
+            dataset_schema: described.dataset_schema.into(),
+            parameter_schema: described.parameter_schema.into(),
+        })
     }
 
     async fn do_action_close_prepared_statement(
@@ -233,7 +252,9 @@ impl FlightSqlService for RunnelFlightSql {
         query: ActionClosePreparedStatementRequest,
         request: Request<arrow_flight::Action>,
     ) -> Result<(), Status> {
-        self.close_prepared_statement(query, request).await
+        self.auth.check(&request)?;
+        self.prepared
+            .close(&String::from_utf8_lossy(&query.prepared_statement_handle))
     }
 
     async fn do_put_prepared_statement_query(
@@ -241,7 +262,13 @@ impl FlightSqlService for RunnelFlightSql {
         query: CommandPreparedStatementQuery,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<DoPutPreparedStatementResult, Status> {
-        self.bind_parameters(query, request).await
+        self.auth.check(&request)?;
+        let batches = read_params(request).await?;
+        let handle = String::from_utf8_lossy(&query.prepared_statement_handle).to_string();
+        self.prepared.bind(&handle, batches)?;
+        Ok(DoPutPreparedStatementResult {
+            prepared_statement_handle: Some(handle.into_bytes().into()),
+        })
     }
 
     async fn do_put_prepared_statement_update(
@@ -249,7 +276,19 @@ impl FlightSqlService for RunnelFlightSql {
         query: CommandPreparedStatementUpdate,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
-        self.execute_prepared_update(query, request).await
+        self.auth.check(&request)?;
+        let batches = read_params(request).await?;
+        let handle = String::from_utf8_lossy(&query.prepared_statement_handle).to_string();
+        // Each row of parameters runs the statement once.
+        for (sql, params) in self.prepared.update_runs(&handle, batches)? {
+            if let Executed::Query(q) = self.execute(sql, params).await? {
+                self.server.forget_query(&q.job_id);
+                return Err(Status::invalid_argument(
+                    "a query returns rows; execute it as a query, not as an update",
+                ));
+            }
+        }
+        Ok(0)
     }
 
     async fn get_flight_info_catalogs(
@@ -257,7 +296,7 @@ impl FlightSqlService for RunnelFlightSql {
         query: CommandGetCatalogs,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.check(&request)?;
+        self.auth.check(&request)?;
         let schema = query.into_builder().schema();
         info(&schema, query.as_any(), request.into_inner())
     }
@@ -267,7 +306,7 @@ impl FlightSqlService for RunnelFlightSql {
         query: CommandGetCatalogs,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.check(&request)?;
+        self.auth.check(&request)?;
         let mut b = query.into_builder();
         b.append(CATALOG_NAME);
         metadata_stream(b.build().map_err(|e| Status::internal(e.to_string()))?)
@@ -278,7 +317,7 @@ impl FlightSqlService for RunnelFlightSql {
         query: CommandGetDbSchemas,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.check(&request)?;
+        self.auth.check(&request)?;
         let schema = query.clone().into_builder().schema();
         info(&schema, query.as_any(), request.into_inner())
     }
@@ -288,7 +327,7 @@ impl FlightSqlService for RunnelFlightSql {
         query: CommandGetDbSchemas,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.check(&request)?;
+        self.auth.check(&request)?;
         let mut b = query.into_builder();
         b.append(CATALOG_NAME, PUBLIC_SCHEMA);
         b.append(CATALOG_NAME, SYSTEM_SCHEMA);
@@ -300,7 +339,7 @@ impl FlightSqlService for RunnelFlightSql {
         query: CommandGetTables,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.check(&request)?;
+        self.auth.check(&request)?;
         let schema = query.clone().into_builder().schema();
         info(&schema, query.as_any(), request.into_inner())
     }
@@ -310,7 +349,7 @@ impl FlightSqlService for RunnelFlightSql {
         query: CommandGetTables,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.check(&request)?;
+        self.auth.check(&request)?;
         let tables = self.server.tables().map_err(status)?;
         let mut b = query.into_builder();
         for t in &tables {
@@ -332,7 +371,7 @@ impl FlightSqlService for RunnelFlightSql {
         query: CommandGetTableTypes,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.check(&request)?;
+        self.auth.check(&request)?;
         let schema = query.into_builder().schema();
         info(&schema, query.as_any(), request.into_inner())
     }
@@ -342,7 +381,7 @@ impl FlightSqlService for RunnelFlightSql {
         query: CommandGetTableTypes,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.check(&request)?;
+        self.auth.check(&request)?;
         let mut b = query.into_builder();
         for t in ["MATERIALIZED VIEW", "SYSTEM TABLE", "TABLE", "VIEW"] {
             b.append(t);
@@ -355,7 +394,7 @@ impl FlightSqlService for RunnelFlightSql {
         query: CommandGetSqlInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.check(&request)?;
+        self.auth.check(&request)?;
         let schema = query.clone().into_builder(&self.sql_info).schema();
         info(&schema, query.as_any(), request.into_inner())
     }
@@ -365,7 +404,7 @@ impl FlightSqlService for RunnelFlightSql {
         query: CommandGetSqlInfo,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.check(&request)?;
+        self.auth.check(&request)?;
         let batch = query
             .into_builder(&self.sql_info)
             .build()
@@ -378,7 +417,7 @@ impl FlightSqlService for RunnelFlightSql {
         query: CommandGetPrimaryKeys,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.check(&request)?;
+        self.auth.check(&request)?;
         info(&primary_keys_schema(), query.as_any(), request.into_inner())
     }
 
@@ -387,7 +426,7 @@ impl FlightSqlService for RunnelFlightSql {
         query: CommandGetPrimaryKeys,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.check(&request)?;
+        self.auth.check(&request)?;
         let tables = self.server.tables().map_err(status)?;
         let batch = primary_keys(
             &tables,
@@ -404,7 +443,7 @@ impl FlightSqlService for RunnelFlightSql {
         query: CommandGetXdbcTypeInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.check(&request)?;
+        self.auth.check(&request)?;
         let schema = query.into_builder(&self.xdbc).schema();
         info(&schema, query.as_any(), request.into_inner())
     }
@@ -414,7 +453,7 @@ impl FlightSqlService for RunnelFlightSql {
         query: CommandGetXdbcTypeInfo,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.check(&request)?;
+        self.auth.check(&request)?;
         let batch = query
             .into_builder(&self.xdbc)
             .build()

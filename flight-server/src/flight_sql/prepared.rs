@@ -1,72 +1,69 @@
 //! Prepared statements: the SQL text with `?` placeholders, kept under a
-//! handle until closed, and the parameters a client binds, which become
-//! SQL literals in the text when the statement runs.
+//! handle until closed, and the values a client binds to them. The server
+//! types each parameter from where it stands; a bound row of Arrow values
+//! becomes one value per parameter, which the statement's plan takes as
+//! typed literals (the text is never rewritten).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use arrow::array::{Array, ArrayRef, RecordBatch};
-use arrow::datatypes::{DataType, Field, Schema};
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::compute::cast;
+use arrow::datatypes::{Field, Schema};
 use arrow::ipc::writer::IpcWriteOptions;
 use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::sql::server::PeekableFlightDataStream;
-use arrow_flight::sql::{
-    ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
-    ActionCreatePreparedStatementResult, CommandPreparedStatementQuery,
-    CommandPreparedStatementUpdate, DoPutPreparedStatementResult,
-};
 use arrow_flight::{IpcMessage, SchemaAsIpc};
 use futures::TryStreamExt;
+use runnel_engine::expr::ScalarValue;
 use tonic::{Request, Status};
 
 use super::codes::status;
 use super::metadata::annotate;
-use super::RunnelFlightSql;
-use crate::query::Executed;
+use crate::server::Server;
 
-/// A prepared statement: its text and the parameters bound last.
-pub(super) struct PreparedEntry {
+/// A prepared statement: its text and the values bound last.
+struct PreparedEntry {
     sql: String,
-    placeholders: usize,
-    params: Option<RecordBatch>,
+    params: Vec<ScalarValue>,
 }
 
-impl RunnelFlightSql {
-    /// The SQL of a prepared statement with its bound parameters.
-    pub(super) fn bound_sql(&self, handle: &[u8]) -> Result<String, Status> {
-        let prepared = self
-            .prepared
+/// The open prepared statements of a service, by handle.
+#[derive(Default)]
+pub(super) struct PreparedStatements {
+    entries: Mutex<HashMap<String, PreparedEntry>>,
+}
+
+/// What a client learns when it prepares a statement.
+pub(super) struct Described {
+    /// The IPC-encoded schema of the result (empty for updates).
+    pub dataset_schema: Vec<u8>,
+    /// The IPC-encoded schema of the parameters.
+    pub parameter_schema: Vec<u8>,
+}
+
+/// A statement to run and the values of its parameters.
+pub(super) type Bound = (String, Vec<ScalarValue>);
+
+impl PreparedStatements {
+    fn lock(&self) -> Result<MutexGuard<'_, HashMap<String, PreparedEntry>>, Status> {
+        self.entries
             .lock()
-            .map_err(|_| Status::internal("prepared statements lock poisoned"))?;
-        let entry = prepared
-            .get(&String::from_utf8_lossy(handle).to_string())
-            .ok_or_else(|| Status::not_found("unknown or closed prepared statement"))?;
-        substitute(&entry.sql, entry.placeholders, entry.params.as_ref(), 0)
+            .map_err(|_| Status::internal("prepared statements lock poisoned"))
     }
 
-    /// Creates a prepared statement: its handle, result schema and one
-    /// nullable string parameter per placeholder.
-    pub(super) async fn create_prepared_statement(
+    /// Plans `sql` on `server` and keeps it under `handle`: its result
+    /// schema and one nullable parameter `p1`..`pn` per placeholder, of
+    /// the type its place gives.
+    pub(super) async fn create(
         &self,
-        query: ActionCreatePreparedStatementRequest,
-        request: Request<arrow_flight::Action>,
-    ) -> Result<ActionCreatePreparedStatementResult, Status> {
-        self.check(&request)?;
-        let sql = query.query;
-        let count = placeholders(&sql).len();
-        // The schema is planned with NULL for every parameter.
-        let probe = {
-            let mut s = String::with_capacity(sql.len());
-            let mut last = 0;
-            for pos in placeholders(&sql) {
-                s.push_str(&sql[last..pos]);
-                s.push_str("NULL");
-                last = pos + 1;
-            }
-            s.push_str(&sql[last..]);
-            s
-        };
-        let server = Arc::clone(&self.server);
-        let dataset = tokio::task::spawn_blocking(move || server.describe(&probe))
+        server: &Arc<Server>,
+        handle: &str,
+        sql: String,
+    ) -> Result<Described, Status> {
+        let server = Arc::clone(server);
+        let probe = sql.clone();
+        let (dataset, types) = tokio::task::spawn_blocking(move || server.prepare(&probe))
             .await
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(status)?;
@@ -74,239 +71,123 @@ impl RunnelFlightSql {
             .map(|s| annotate(&s, None))
             .unwrap_or_else(|| Arc::new(Schema::empty()));
         let params = Schema::new(
-            (1..=count)
-                .map(|i| Field::new(format!("p{i}"), DataType::Utf8, true))
+            types
+                .into_iter()
+                .enumerate()
+                .map(|(i, t)| Field::new(format!("p{}", i + 1), t, true))
                 .collect::<Vec<_>>(),
         );
-        let handle = self.handle("prepared");
-        self.prepared
-            .lock()
-            .map_err(|_| Status::internal("prepared statements lock poisoned"))?
-            .insert(
-                handle.clone(),
-                PreparedEntry {
-                    sql,
-                    placeholders: count,
-                    params: None,
-                },
-            );
-        Ok(ActionCreatePreparedStatementResult {
-            prepared_statement_handle: handle.into_bytes().into(),
-            dataset_schema: encode_schema(&dataset)?.into(),
-            parameter_schema: encode_schema(&params)?.into(),
+        self.lock()?.insert(
+            handle.to_string(),
+            PreparedEntry {
+                sql,
+                params: Vec::new(),
+            },
+        );
+        Ok(Described {
+            dataset_schema: encode_schema(&dataset)?,
+            parameter_schema: encode_schema(&params)?,
         })
     }
 
-    /// Closes a prepared statement.
-    pub(super) async fn close_prepared_statement(
-        &self,
-        query: ActionClosePreparedStatementRequest,
-        request: Request<arrow_flight::Action>,
-    ) -> Result<(), Status> {
-        self.check(&request)?;
-        let handle = String::from_utf8_lossy(&query.prepared_statement_handle).to_string();
-        self.prepared
-            .lock()
-            .map_err(|_| Status::internal("prepared statements lock poisoned"))?
-            .remove(&handle)
+    /// Closes the prepared statement under `handle`.
+    pub(super) fn close(&self, handle: &str) -> Result<(), Status> {
+        self.lock()?
+            .remove(handle)
             .map(|_| ())
             .ok_or_else(|| Status::not_found("unknown or already closed prepared statement"))
     }
 
     /// Binds the one row of parameters a prepared query runs with.
-    pub(super) async fn bind_parameters(
-        &self,
-        query: CommandPreparedStatementQuery,
-        request: Request<PeekableFlightDataStream>,
-    ) -> Result<DoPutPreparedStatementResult, Status> {
-        self.check(&request)?;
-        let batches = read_params(request).await?;
-        let handle = String::from_utf8_lossy(&query.prepared_statement_handle).to_string();
-        let mut prepared = self
-            .prepared
-            .lock()
-            .map_err(|_| Status::internal("prepared statements lock poisoned"))?;
-        let entry = prepared
-            .get_mut(&handle)
-            .ok_or_else(|| Status::not_found("unknown or closed prepared statement"))?;
+    pub(super) fn bind(&self, handle: &str, batches: Vec<RecordBatch>) -> Result<(), Status> {
         let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
         if rows > 1 {
             return Err(Status::invalid_argument(format!(
                 "a query takes one row of parameters, not {rows}"
             )));
         }
-        entry.params = batches.into_iter().find(|b| b.num_rows() > 0);
-        Ok(DoPutPreparedStatementResult {
-            prepared_statement_handle: Some(handle.into_bytes().into()),
-        })
+        let params = match batches.iter().find(|b| b.num_rows() > 0) {
+            Some(b) => row_values(b, 0)?,
+            None => Vec::new(),
+        };
+        let mut prepared = self.lock()?;
+        let entry = prepared
+            .get_mut(handle)
+            .ok_or_else(|| Status::not_found("unknown or closed prepared statement"))?;
+        entry.params = params;
+        Ok(())
     }
 
-    /// Runs a prepared update once per row of parameters.
-    pub(super) async fn execute_prepared_update(
+    /// A prepared query with the values bound to it.
+    pub(super) fn bound(&self, handle: &str) -> Result<Bound, Status> {
+        let prepared = self.lock()?;
+        let entry = prepared
+            .get(handle)
+            .ok_or_else(|| Status::not_found("unknown or closed prepared statement"))?;
+        Ok((entry.sql.clone(), entry.params.clone()))
+    }
+
+    /// The runs of a prepared update: one per row of `batches`, or one
+    /// with the values bound before when `batches` has no rows.
+    pub(super) fn update_runs(
         &self,
-        query: CommandPreparedStatementUpdate,
-        request: Request<PeekableFlightDataStream>,
-    ) -> Result<i64, Status> {
-        self.check(&request)?;
-        let batches = read_params(request).await?;
-        let handle = String::from_utf8_lossy(&query.prepared_statement_handle).to_string();
-        let (sql, count, stored) = {
-            let prepared = self
-                .prepared
-                .lock()
-                .map_err(|_| Status::internal("prepared statements lock poisoned"))?;
-            let e = prepared
-                .get(&handle)
-                .ok_or_else(|| Status::not_found("unknown or closed prepared statement"))?;
-            (e.sql.clone(), e.placeholders, e.params.clone())
-        };
-        // Each row of parameters runs the statement once.
-        let mut statements = Vec::new();
+        handle: &str,
+        batches: Vec<RecordBatch>,
+    ) -> Result<Vec<Bound>, Status> {
+        let (sql, stored) = self.bound(handle)?;
         let bound: Vec<RecordBatch> = batches.into_iter().filter(|b| b.num_rows() > 0).collect();
         if bound.is_empty() {
-            statements.push(substitute(&sql, count, stored.as_ref(), 0)?);
+            return Ok(vec![(sql, stored)]);
         }
+        let mut runs = Vec::new();
         for b in &bound {
             for row in 0..b.num_rows() {
-                statements.push(substitute(&sql, count, Some(b), row)?);
+                runs.push((sql.clone(), row_values(b, row)?));
             }
         }
-        for s in statements {
-            if let Executed::Query(q) = self.execute(s).await? {
-                self.server.forget_query(&q.job_id);
-                return Err(Status::invalid_argument(
-                    "a query returns rows; execute it as a query, not as an update",
-                ));
-            }
-        }
-        Ok(0)
+        Ok(runs)
     }
 }
 
-/// Positions of the `?` placeholders of `sql` (outside strings, quoted
-/// identifiers and comments), as byte offsets.
-pub fn placeholders(sql: &str) -> Vec<usize> {
-    let b = sql.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            q @ (b'\'' | b'"' | b'`') => {
-                i += 1;
-                while i < b.len() {
-                    if b[i] == q {
-                        // A doubled quote is an escaped quote.
-                        if b.get(i + 1) == Some(&q) {
-                            i += 2;
-                            continue;
-                        }
-                        break;
-                    }
-                    i += 1;
-                }
-            }
-            b'-' if b.get(i + 1) == Some(&b'-') => {
-                while i < b.len() && b[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            b'/' if b.get(i + 1) == Some(&b'*') => {
-                i += 2;
-                while i + 1 < b.len() && !(b[i] == b'*' && b[i + 1] == b'/') {
-                    i += 1;
-                }
-                i += 1;
-            }
-            b'?' => out.push(i),
-            _ => {}
-        }
-        i += 1;
-    }
-    out
+/// Row `row` of `batch`, one value per column.
+fn row_values(batch: &RecordBatch, row: usize) -> Result<Vec<ScalarValue>, Status> {
+    batch
+        .columns()
+        .iter()
+        .enumerate()
+        .map(|(k, column)| {
+            value(column.as_ref(), row)
+                .map_err(|e| Status::invalid_argument(format!("parameter {}: {e}", k + 1)))
+        })
+        .collect()
 }
 
-/// `sql` with its placeholders replaced by the values of row `row` of
-/// `params`, as SQL literals.
-pub fn substitute(
-    sql: &str,
-    count: usize,
-    params: Option<&RecordBatch>,
-    row: usize,
-) -> Result<String, Status> {
-    if count == 0 {
-        return Ok(sql.to_string());
-    }
-    let params = params.ok_or_else(|| {
-        Status::invalid_argument(format!(
-            "the statement has {count} parameter(s) but none were bound"
-        ))
-    })?;
-    if params.num_columns() != count {
-        return Err(Status::invalid_argument(format!(
-            "the statement has {count} parameter(s) but {} were bound",
-            params.num_columns()
-        )));
-    }
-    let mut out = String::with_capacity(sql.len() + 16 * count);
-    let mut last = 0;
-    for (k, pos) in placeholders(sql).into_iter().enumerate() {
-        out.push_str(&sql[last..pos]);
-        out.push_str(&literal(params.column(k), row)?);
-        last = pos + 1;
-    }
-    out.push_str(&sql[last..]);
-    Ok(out)
-}
-
-/// One value as a SQL literal.
-fn literal(array: &ArrayRef, row: usize) -> Result<String, Status> {
-    use arrow::array::AsArray;
+/// One value of a parameter column: the column's type is the client's,
+/// the value keeps its meaning (a narrower integer widens, a timestamp of
+/// any unit becomes milliseconds).
+fn value(array: &dyn Array, row: usize) -> Result<ScalarValue, String> {
     use arrow::datatypes::*;
     if row >= array.len() || array.is_null(row) {
-        return Ok("NULL".into());
+        return Ok(ScalarValue::Null);
     }
-    let quote = |s: &str| format!("'{}'", s.replace('\'', "''"));
-    Ok(match array.data_type() {
-        DataType::Boolean => {
-            if array.as_boolean().value(row) {
-                "TRUE".into()
-            } else {
-                "FALSE".into()
-            }
-        }
-        DataType::Int8 => array.as_primitive::<Int8Type>().value(row).to_string(),
-        DataType::Int16 => array.as_primitive::<Int16Type>().value(row).to_string(),
-        DataType::Int32 => array.as_primitive::<Int32Type>().value(row).to_string(),
-        DataType::Int64 => array.as_primitive::<Int64Type>().value(row).to_string(),
-        DataType::UInt8 => array.as_primitive::<UInt8Type>().value(row).to_string(),
-        DataType::UInt16 => array.as_primitive::<UInt16Type>().value(row).to_string(),
-        DataType::UInt32 => array.as_primitive::<UInt32Type>().value(row).to_string(),
-        DataType::UInt64 => array.as_primitive::<UInt64Type>().value(row).to_string(),
-        DataType::Float32 | DataType::Float64 => {
-            let v = if array.data_type() == &DataType::Float32 {
-                f64::from(array.as_primitive::<Float32Type>().value(row))
-            } else {
-                array.as_primitive::<Float64Type>().value(row)
-            };
-            if !v.is_finite() {
-                return Err(Status::invalid_argument(format!(
-                    "parameter value {v} has no SQL literal"
-                )));
-            }
-            // A literal with an exponent is a DOUBLE, not a DECIMAL.
-            format!("{v:e}")
-        }
-        DataType::Utf8 => quote(array.as_string::<i32>().value(row)),
-        DataType::LargeUtf8 => quote(array.as_string::<i64>().value(row)),
-        DataType::Utf8View => quote(array.as_string_view().value(row)),
-        DataType::Date32 => {
-            let days = array.as_primitive::<Date32Type>().value(row);
-            let date = chrono::NaiveDate::from_num_days_from_ce_opt(days + 719_163)
-                .ok_or_else(|| Status::invalid_argument("date parameter out of range"))?;
-            format!("DATE '{date}'")
-        }
+    let widened = |to: &DataType| -> Result<ScalarValue, String> {
+        let one = array.slice(row, 1);
+        let cast = cast(&one, to).map_err(|e| e.to_string())?;
+        ScalarValue::try_from_array(cast.as_ref(), 0).map_err(|e| e.to_string())
+    };
+    match array.data_type() {
+        DataType::Int8
+        | DataType::Int16
+        | DataType::UInt8
+        | DataType::UInt16
+        | DataType::UInt32
+        | DataType::UInt64 => widened(&DataType::Int64),
+        DataType::Float16 | DataType::Float32 => widened(&DataType::Float64),
+        DataType::LargeUtf8 | DataType::Utf8View => widened(&DataType::Utf8),
+        DataType::Date64 => widened(&DataType::Date32),
+        // The instant, whatever zone the client named.
         DataType::Timestamp(unit, _) => {
-            let v = match unit {
+            let millis = match unit {
                 TimeUnit::Second => array.as_primitive::<TimestampSecondType>().value(row) * 1000,
                 TimeUnit::Millisecond => {
                     array.as_primitive::<TimestampMillisecondType>().value(row)
@@ -318,20 +199,15 @@ fn literal(array: &ArrayRef, row: usize) -> Result<String, Status> {
                     array.as_primitive::<TimestampNanosecondType>().value(row) / 1_000_000
                 }
             };
-            let t = chrono::DateTime::from_timestamp_millis(v)
-                .ok_or_else(|| Status::invalid_argument("timestamp parameter out of range"))?;
-            format!("TIMESTAMP '{}'", t.format("%Y-%m-%d %H:%M:%S%.3f"))
+            Ok(ScalarValue::TimestampMillis(millis))
         }
-        other => {
-            return Err(Status::invalid_argument(format!(
-                "parameters of type {other} are not supported"
-            )))
-        }
-    })
+        other => ScalarValue::try_from_array(array, row)
+            .map_err(|_| format!("parameters of type {other} are not supported")),
+    }
 }
 
 /// Reads the parameter batches of a DoPut.
-async fn read_params(
+pub(super) async fn read_params(
     request: Request<PeekableFlightDataStream>,
 ) -> Result<Vec<RecordBatch>, Status> {
     // The first message may carry only the descriptor (no parameters).
@@ -355,44 +231,36 @@ fn encode_schema(schema: &Schema) -> Result<Vec<u8>, Status> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::{Float64Array, Int64Array, StringArray};
+    use arrow::array::{Float32Array, Int16Array, StringArray, TimestampMicrosecondArray};
+    use arrow::datatypes::{DataType, TimeUnit};
 
     #[test]
-    fn placeholders_skip_strings_identifiers_and_comments() {
-        let sql = "SELECT '?', `a?` -- ?\n FROM t /* ? */ WHERE a = ? AND b = '''?' AND c = ?";
-        let p = placeholders(sql);
-        assert_eq!(p.len(), 2);
-        assert!(p.iter().all(|&i| &sql[i..=i] == "?"));
-    }
-
-    #[test]
-    fn parameters_become_literals() -> Result<(), Status> {
+    fn a_bound_row_becomes_one_value_per_column() -> Result<(), Status> {
         let schema = Arc::new(Schema::new(vec![
-            Field::new("a", DataType::Int64, true),
+            Field::new("a", DataType::Int16, true),
             Field::new("b", DataType::Utf8, true),
-            Field::new("c", DataType::Float64, true),
+            Field::new("c", DataType::Float32, true),
+            Field::new("d", DataType::Timestamp(TimeUnit::Microsecond, None), true),
         ]));
         let batch = RecordBatch::try_new(
             schema,
             vec![
-                Arc::new(Int64Array::from(vec![Some(7)])),
-                Arc::new(StringArray::from(vec![Some("it's")])),
-                Arc::new(Float64Array::from(vec![None])),
+                Arc::new(Int16Array::from(vec![Some(7)])),
+                Arc::new(StringArray::from(vec![Some("it's \"quoted\"")])),
+                Arc::new(Float32Array::from(vec![None])),
+                Arc::new(TimestampMicrosecondArray::from(vec![Some(1_500_000)])),
             ],
         )
         .map_err(|e| Status::internal(e.to_string()))?;
-        let sql = substitute(
-            "SELECT * FROM t WHERE a = ? AND b = ? AND c = ?",
-            3,
-            Some(&batch),
-            0,
-        )?;
         assert_eq!(
-            sql,
-            "SELECT * FROM t WHERE a = 7 AND b = 'it''s' AND c = NULL"
+            row_values(&batch, 0)?,
+            vec![
+                ScalarValue::Int64(7),
+                ScalarValue::Utf8("it's \"quoted\"".into()),
+                ScalarValue::Null,
+                ScalarValue::TimestampMillis(1_500),
+            ]
         );
-        let err = substitute("SELECT ?", 1, None, 0).expect_err("unbound");
-        assert_eq!(err.code(), tonic::Code::InvalidArgument);
         Ok(())
     }
 }

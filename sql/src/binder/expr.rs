@@ -5,7 +5,7 @@
 //! `functions` module.
 
 use arrow::datatypes::DataType;
-use runnel_engine::expr::{BinaryOp, Expr, ScalarValue};
+use runnel_engine::expr::{BinaryOp, Expr, ScalarValue, INTERVAL_MS, TS_MS};
 use runnel_engine::time::parse_timestamp_millis;
 use sqlparser::ast;
 
@@ -49,6 +49,9 @@ impl Binder<'_, '_, '_> {
         match e {
             A::Identifier(ident) => self.column(std::slice::from_ref(ident), pos),
             A::CompoundIdentifier(idents) => self.column(idents, pos),
+            A::Value(v) if matches!(v.value, ast::Value::Placeholder(_)) => {
+                self.bind_hinted(e, None)
+            }
             A::Value(v) => self.typed(Expr::Literal(literal(&v.value, pos)?), pos),
             A::TypedString(ts) => self.typed_string(ts, pos),
             A::Interval(iv) => self.interval(iv, pos),
@@ -211,9 +214,8 @@ impl Binder<'_, '_, '_> {
         negated: bool,
         pos: Position,
     ) -> Result<Bound> {
-        let expr = self.bind(expr)?;
-        let low = self.bind(low)?;
-        let high = self.bind(high)?;
+        let (expr, low) = self.bind_pair(expr, low, |t| Some(t.clone()))?;
+        let high = self.bind_hinted(high, Some(&expr.data_type))?;
         self.typed(
             Expr::Between {
                 expr: Box::new(expr.expr),
@@ -236,7 +238,10 @@ impl Binder<'_, '_, '_> {
         let expr = self.bind(expr)?;
         let list = list
             .iter()
-            .map(|item| self.bind(item).map(|b| b.expr))
+            .map(|item| {
+                self.bind_hinted(item, Some(&expr.data_type))
+                    .map(|b| b.expr)
+            })
             .collect::<Result<Vec<_>>>()?;
         self.typed(
             Expr::InList {
@@ -289,7 +294,7 @@ impl Binder<'_, '_, '_> {
         pos: Position,
     ) -> Result<Bound> {
         let to = sql_type_to_arrow(data_type, pos)?;
-        let inner = self.bind(expr)?;
+        let inner = self.bind_hinted(expr, Some(&to))?;
         let cast = match kind {
             ast::CastKind::Cast | ast::CastKind::DoubleColon => Expr::Cast {
                 expr: Box::new(inner.expr),
@@ -439,8 +444,7 @@ impl Binder<'_, '_, '_> {
             B::StringConcat => BinaryOp::StringConcat,
             other => return Err(SqlError::plan(format!("unsupported operator {other}"), pos)),
         };
-        let l = self.bind(left)?;
-        let r = self.bind(right)?;
+        let (l, r) = self.bind_pair(left, right, |t| operand_hint(engine_op, t))?;
         self.binary_bound(engine_op, l, r, pos)
     }
 
@@ -482,8 +486,7 @@ impl Binder<'_, '_, '_> {
         not_distinct: bool,
         pos: Position,
     ) -> Result<Bound> {
-        let l = self.bind(left)?;
-        let r = self.bind(right)?;
+        let (l, r) = self.bind_pair(left, right, |t| Some(t.clone()))?;
         let op = if not_distinct {
             BinaryOp::Eq
         } else {
@@ -529,8 +532,8 @@ impl Binder<'_, '_, '_> {
                 self.pos_of(e),
             ));
         }
-        let e = self.bind(expr)?;
-        let p = self.bind(pattern)?;
+        let e = self.bind_hinted(expr, Some(&DataType::Utf8))?;
+        let p = self.bind_hinted(pattern, Some(&DataType::Utf8))?;
         self.typed(
             Expr::Like {
                 expr: Box::new(e.expr),
@@ -584,6 +587,21 @@ impl Binder<'_, '_, '_> {
             }
         };
         self.typed(Expr::Literal(value), pos)
+    }
+}
+
+/// The type a `?` operand of `op` takes when the other operand has type
+/// `other`: the same type, except that time moves by intervals.
+fn operand_hint(op: BinaryOp, other: &DataType) -> Option<DataType> {
+    let temporal = matches!(other, DataType::Timestamp(_, _) | DataType::Date32);
+    let interval = matches!(other, DataType::Duration(_) | DataType::Interval(_));
+    match op {
+        BinaryOp::And | BinaryOp::Or => Some(DataType::Boolean),
+        BinaryOp::StringConcat => Some(DataType::Utf8),
+        BinaryOp::Plus | BinaryOp::Minus if temporal => Some(INTERVAL_MS),
+        BinaryOp::Plus if interval => Some(TS_MS),
+        BinaryOp::Multiply | BinaryOp::Divide if interval => Some(DataType::Int64),
+        _ => Some(other.clone()),
     }
 }
 

@@ -33,6 +33,7 @@
 mod expr;
 mod functions;
 mod literals;
+mod params;
 mod scope;
 mod types;
 
@@ -47,6 +48,7 @@ use sqlparser::ast::{self, Spanned};
 use crate::error::{Position, Result, SqlError};
 
 pub use literals::interval_millis;
+pub use params::{count_parameter, placeholder_positions, with_parameters, Parameters};
 pub use scope::{Scope, ScopeColumn};
 pub use types::{flink_type_name, sql_type_to_arrow};
 
@@ -165,6 +167,36 @@ impl Binder<'_, '_, '_> {
         };
         let column_types = self.scope.columns.iter().map(|c| &c.data_type);
         SqlError::plan(types::with_sql_type_names(&message, column_types), pos)
+    }
+
+    /// Binds `e`; when it is a `?` placeholder, as a parameter of type
+    /// `hint`, which the place it stands in gives.
+    fn bind_hinted(&mut self, e: &ast::Expr, hint: Option<&DataType>) -> Result<Bound> {
+        if params::is_placeholder(e) {
+            let pos = self.pos_of(e);
+            let expr = params::placeholder_expr(pos, hint)?;
+            return self.typed(expr, pos);
+        }
+        self.bind(e)
+    }
+
+    /// Binds two operands that stand for each other's type (`a = b`,
+    /// `a + b`): a placeholder on one side takes the other side's type,
+    /// mapped by `hint_of`.
+    fn bind_pair(
+        &mut self,
+        left: &ast::Expr,
+        right: &ast::Expr,
+        hint_of: impl Fn(&DataType) -> Option<DataType>,
+    ) -> Result<(Bound, Bound)> {
+        if params::is_placeholder(left) && !params::is_placeholder(right) {
+            let r = self.bind(right)?;
+            let l = self.bind_hinted(left, hint_of(&r.data_type).as_ref())?;
+            return Ok((l, r));
+        }
+        let l = self.bind(left)?;
+        let r = self.bind_hinted(right, hint_of(&l.data_type).as_ref())?;
+        Ok((l, r))
     }
 
     /// Types a call of `func` on already bound `args`.

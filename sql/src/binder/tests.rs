@@ -762,3 +762,59 @@ fn bind_expr_date_arithmetic_helpers() {
     assert_eq!(parse_timestamp_millis("2026-01-01 24:00:00"), None);
     assert_eq!(parse_timestamp_millis("2026-01-01 10:15:30."), None);
 }
+
+/// Binds `sql` with `values` bound to its `?` placeholders.
+fn bind_with(sql: &str, values: Vec<ScalarValue>) -> Result<Bound> {
+    let expr = parse(sql).map_err(|e| SqlError::plan(e.to_string(), Position::default()))?;
+    let params = Parameters::bound(placeholder_positions(&expr), values);
+    with_parameters(params, || bind_expr(&expr, &scope())).0
+}
+
+#[test]
+fn bound_parameters_are_typed_literals_not_text() -> TestResult {
+    // A value that looks like SQL stays one string value.
+    let b = bind_with(
+        "status = ?",
+        vec![ScalarValue::Utf8("'; DROP TABLE t; --".into())],
+    )?;
+    let Expr::Binary { right, .. } = &b.expr else {
+        return Err(format!("a comparison, got {:?}", b.expr).into());
+    };
+    assert_eq!(
+        **right,
+        Expr::Literal(ScalarValue::Utf8("'; DROP TABLE t; --".into()))
+    );
+    // An INT column's parameter takes the BIGINT a client sends as an INT.
+    let b = bind_with("reading > ?", vec![ScalarValue::Int64(7)])?;
+    let Expr::Binary { right, .. } = &b.expr else {
+        return Err(format!("a comparison, got {:?}", b.expr).into());
+    };
+    assert_eq!(**right, Expr::Literal(ScalarValue::Int32(7)));
+    // Arithmetic and a bare parameter.
+    let b = bind_with("? + 1", vec![ScalarValue::Utf8("41".into())])?;
+    assert_eq!(b.data_type, DataType::Int32);
+    assert_eq!(b.expr.evaluate(&batch()?)?.len(), 3);
+    let b = bind_with("?", vec![ScalarValue::Null])?;
+    assert_eq!(b.data_type, DataType::Utf8);
+    Ok(())
+}
+
+#[test]
+fn a_value_that_does_not_cast_names_its_parameter() -> TestResult {
+    let err = bind_with(
+        "reading = ? AND temperature > ?",
+        vec![ScalarValue::Int32(1), ScalarValue::Utf8("abc".into())],
+    )
+    .err()
+    .ok_or("'abc' is no DOUBLE")?;
+    assert!(
+        err.to_string()
+            .ends_with("parameter 2: cannot cast 'abc' to DOUBLE"),
+        "{err}"
+    );
+    let err = bind_expr(&parse("reading = ?")?, &scope())
+        .err()
+        .ok_or("no parameters outside a prepared statement")?;
+    assert!(err.to_string().contains("prepared statements"), "{err}");
+    Ok(())
+}
