@@ -12,6 +12,7 @@
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
+use runnel_engine::connector::SourceTable;
 use runnel_engine::operator::{OperatorMetrics, TaskInfo};
 use runnel_engine::source::{Source, SourcePoll, SplitId};
 use runnel_engine::Result;
@@ -36,6 +37,25 @@ pub(crate) trait RowGenerator: Send {
     /// Moves the cursor to `position`, as [`RowGenerator::position`] wrote it
     /// in an earlier run of the same subtask.
     fn restore(&mut self, position: &[u8]) -> Result<()>;
+}
+
+/// The source side of a generator connector: each subtask runs the
+/// generator `make` builds for it (with its share of the rate) as a
+/// [`GeneratorSource`]. `bounded` says whether the generator runs dry.
+pub(crate) fn generator_table<G, F>(bounded: bool, make: F) -> SourceTable
+where
+    G: RowGenerator + 'static,
+    F: Fn(&TaskInfo) -> (G, Option<f64>) + Send + Sync + 'static,
+{
+    let factory = Arc::new(move |task: &TaskInfo| {
+        let (generator, rate) = make(task);
+        Ok(Box::new(GeneratorSource::new(generator, task, rate)) as Box<dyn Source>)
+    });
+    SourceTable {
+        factory,
+        bounded,
+        parallelism: None,
+    }
 }
 
 /// Where a subtask's generator stands.

@@ -14,7 +14,7 @@ use crate::testutil::{
 use arrow::array::RecordBatch;
 use arrow::datatypes::DataType;
 use runnel_engine::operator::OperatorMetrics;
-use runnel_engine::source::SourcePoll;
+use runnel_engine::source::{Source, SourcePoll};
 
 fn all_fields() -> Vec<Field> {
     IotColumn::ALL

@@ -66,10 +66,9 @@ use std::sync::Arc;
 
 use runnel_engine::connector::{Connector, SourceTable, TableDescriptor};
 use runnel_engine::operator::{OperatorFactory, TaskInfo};
-use runnel_engine::source::Source;
 use runnel_engine::{EngineError, Result};
 
-use crate::generator::GeneratorSource;
+use crate::generator::generator_table;
 use crate::options::{bad_option, min_u64_option, parse_timestamp_millis, rate_option};
 
 mod columns;
@@ -126,20 +125,14 @@ impl Connector for NexmarkConnector {
         let columns = Arc::new(select_columns(table)?);
         let schema = Arc::clone(&table.schema);
         let bounded = config.number_of_events.is_some();
-        let factory = Arc::new(move |task: &TaskInfo| {
-            let (generator, rate) = NexmarkGenerator::new(
+        Ok(generator_table(bounded, move |task: &TaskInfo| {
+            NexmarkGenerator::new(
                 Arc::clone(&config),
                 Arc::clone(&columns),
                 Arc::clone(&schema),
                 task,
-            );
-            Ok(Box::new(GeneratorSource::new(generator, task, rate)) as Box<dyn Source>)
-        });
-        Ok(SourceTable {
-            factory,
-            bounded,
-            parallelism: None,
-        })
+            )
+        }))
     }
 
     fn sink(&self, table: &TableDescriptor, _updating: bool) -> Result<OperatorFactory> {
