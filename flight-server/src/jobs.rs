@@ -2,71 +2,26 @@
 //! cancels and reaps them and owns each one's [`JobStatus`]. Both `runnel
 //! run` (the CLI) and `runnel serve` (the server) run their jobs through it.
 //!
-//! The SQL session lists its jobs in `SHOW JOBS` through a shared text
-//! cell per job; the manager writes each new status into that cell, so
-//! `SHOW JOBS` and `system.jobs` always agree.
+//! The status type itself is the engine's ([`JobStatus`]); the manager
+//! shares each job's status cell with the SQL session, which reads it for
+//! `SHOW JOBS`, so `SHOW JOBS` and `system.jobs` always agree.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use runnel_engine::graph::JobGraph;
+pub use runnel_engine::runtime::JobStatus;
 use runnel_engine::runtime::{Job, JobHandle, Progress};
 use runnel_engine::EngineError;
 use runnel_sql::session::{JobKind, PreparedJob};
-
-/// Where a job is in its life.
-#[derive(Debug, Clone)]
-pub enum JobStatus {
-    /// Planned, not started (an ad-hoc query not fetched yet).
-    Created,
-    /// Its threads run.
-    Running,
-    /// Asked to stop; it takes its last checkpoint (the savepoint) and ends.
-    Stopping,
-    /// Stopped on request (or never started again, being stopped in the log).
-    Stopped,
-    /// Ended by itself: every source was read to its end.
-    Finished,
-    /// Cancelled: its client went away, or its view was dropped.
-    Cancelled,
-    /// Failed while starting or running.
-    Failed(Arc<EngineError>),
-}
-
-impl JobStatus {
-    /// The status word users see (without a failure's error).
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            JobStatus::Created => "CREATED",
-            JobStatus::Running => "RUNNING",
-            JobStatus::Stopping => "STOPPING",
-            JobStatus::Stopped => "STOPPED",
-            JobStatus::Finished => "FINISHED",
-            JobStatus::Cancelled => "CANCELED",
-            JobStatus::Failed(_) => "FAILED",
-        }
-    }
-}
-
-/// The status as users see it: the word, and for a failure `: <error>`.
-impl fmt::Display for JobStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            JobStatus::Failed(e) => write!(f, "FAILED: {e}"),
-            other => f.write_str(other.as_str()),
-        }
-    }
-}
 
 /// One job the manager knows.
 pub struct ManagedJob {
     statement: String,
     kind: JobKind,
-    status: JobStatus,
-    /// The session's cell for `SHOW JOBS`, kept equal to `status`.
-    shown: Arc<Mutex<String>>,
+    /// Shared with the SQL session, which shows it in `SHOW JOBS`.
+    status: Arc<Mutex<JobStatus>>,
     handle: Option<JobHandle>,
     /// Counters when the job ended (`Some` once it has ended).
     last: Option<Progress>,
@@ -87,8 +42,11 @@ impl ManagedJob {
     }
 
     /// Its status.
-    pub fn status(&self) -> &JobStatus {
-        &self.status
+    pub fn status(&self) -> JobStatus {
+        match self.status.lock() {
+            Ok(s) => s.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
     }
 
     /// True while its threads run (started and not reaped).
@@ -106,10 +64,10 @@ impl ManagedJob {
     }
 
     fn set_status(&mut self, status: JobStatus) {
-        if let Ok(mut shown) = self.shown.lock() {
-            *shown = status.to_string();
+        match self.status.lock() {
+            Ok(mut s) => *s = status,
+            Err(poisoned) => *poisoned.into_inner() = status,
         }
-        self.status = status;
     }
 
     /// Waits for the threads of a job that has ended and records how it
@@ -124,7 +82,7 @@ impl ManagedJob {
         self.last = Some(h.progress());
         let status = match h.wait() {
             Ok(()) if self.cancelled => JobStatus::Cancelled,
-            Ok(()) if matches!(self.status, JobStatus::Stopping) => JobStatus::Stopped,
+            Ok(()) if matches!(self.status(), JobStatus::Stopping) => JobStatus::Stopped,
             Ok(()) => JobStatus::Finished,
             Err(EngineError::Cancelled) => JobStatus::Cancelled,
             Err(e) => JobStatus::Failed(Arc::new(e)),
@@ -158,8 +116,7 @@ impl JobManager {
         let mut entry = ManagedJob {
             statement: job.statement.clone(),
             kind: job.kind.clone(),
-            status: JobStatus::Created,
-            shown: Arc::clone(&job.status),
+            status: Arc::clone(&job.status),
             handle: None,
             last: None,
             cancelled: false,
@@ -325,37 +282,4 @@ impl JobManager {
 /// The number of a job id (`job-<n>`).
 pub fn job_number(id: &str) -> Option<usize> {
     id.strip_prefix("job-")?.parse().ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn statuses_read_as_users_know_them() {
-        let words: Vec<String> = [
-            JobStatus::Created,
-            JobStatus::Running,
-            JobStatus::Stopping,
-            JobStatus::Stopped,
-            JobStatus::Finished,
-            JobStatus::Cancelled,
-            JobStatus::Failed(Arc::new(EngineError::Execution("boom".into()))),
-        ]
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-        assert_eq!(
-            words,
-            [
-                "CREATED",
-                "RUNNING",
-                "STOPPING",
-                "STOPPED",
-                "FINISHED",
-                "CANCELED",
-                "FAILED: execution error: boom"
-            ]
-        );
-    }
 }

@@ -411,7 +411,7 @@ impl Server {
                 let job = inner.jobs.get(id).ok_or_else(|| {
                     ServerError::Internal(format!("{id} disappeared from the job list"))
                 })?;
-                (!job.is_running()).then(|| job.status().clone())
+                (!job.is_running()).then(|| job.status())
             };
             match status {
                 None => tokio::time::sleep(Duration::from_millis(1)).await,

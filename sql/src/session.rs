@@ -17,6 +17,7 @@ use std::time::Duration;
 use runnel_engine::graph::{
     parse_byte_size, CheckpointConfig, JobGraph, StateBackendKind, StateConfig,
 };
+use runnel_engine::runtime::JobStatus;
 use runnel_engine::types::ROW_KIND_COLUMN;
 
 use crate::binder::flink_type_name;
@@ -59,7 +60,7 @@ pub struct PreparedJob {
     /// True when every source is bounded (the job ends by itself).
     pub bounded: bool,
     /// Status, updated by whoever runs the job.
-    pub status: Arc<Mutex<String>>,
+    pub status: Arc<Mutex<JobStatus>>,
     /// What the job writes to: a top-level SELECT, INSERT INTO a table, or
     /// a materialized view.
     pub kind: JobKind,
@@ -108,7 +109,7 @@ pub struct Session {
     catalog: Catalog,
     registry: ConnectorRegistry,
     options: BTreeMap<String, String>,
-    jobs: Vec<(String, String, Arc<Mutex<String>>)>,
+    jobs: Vec<(String, String, Arc<Mutex<JobStatus>>)>,
     next_job: usize,
 }
 
@@ -299,7 +300,7 @@ impl Session {
                 let statuses = self
                     .jobs
                     .iter()
-                    .map(|j| j.2.lock().map(|s| s.clone()).unwrap_or_default())
+                    .map(|j| j.2.lock().map(|s| s.to_string()).unwrap_or_default())
                     .collect();
                 let sqls = self.jobs.iter().map(|j| j.1.clone()).collect();
                 rows(&[("job id", ids), ("status", statuses), ("statement", sqls)])
@@ -365,7 +366,7 @@ impl Session {
     ) -> Result<Box<PreparedJob>> {
         let id = format!("job-{}", self.next_job);
         self.next_job += 1;
-        let status = Arc::new(Mutex::new("CREATED".to_string()));
+        let status = Arc::new(Mutex::new(JobStatus::Created));
         let statement = text.split_whitespace().collect::<Vec<_>>().join(" ");
         graph.checkpointing = self.checkpoint_config(&id, &statement, &graph, position)?;
         graph.state = self.state_config(position)?;

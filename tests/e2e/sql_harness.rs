@@ -40,7 +40,7 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 use runnel_engine::connector::{Connector, SourceTable, TableDescriptor};
 use runnel_engine::error::{EngineError, Result as EngineResult};
 use runnel_engine::operator::{OperatorFactory, OperatorMetrics, TaskInfo};
-use runnel_engine::runtime::Job;
+use runnel_engine::runtime::{Job, JobStatus};
 use runnel_engine::source::{Source, SourcePoll, SplitId};
 use runnel_engine::testing::MemorySinkHandle;
 use runnel_engine::types::{row_kinds, ROW_KIND_COLUMN};
@@ -305,9 +305,9 @@ fn format_rows(batches: &[RecordBatch]) -> Vec<String> {
 }
 
 fn run_job(job: runnel_sql::session::PreparedJob) -> Result<(), String> {
-    let set = |s: &str| {
+    let set = |s: JobStatus| {
         if let Ok(mut g) = job.status.lock() {
-            *g = s.to_string();
+            *g = s;
         }
     };
     let handle = Job::start(job.graph).map_err(|e| e.to_string())?;
@@ -319,9 +319,17 @@ fn run_job(job: runnel_sql::session::PreparedJob) -> Result<(), String> {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    let result = handle.wait().map_err(|e| e.to_string());
-    set(if result.is_ok() { "FINISHED" } else { "FAILED" });
-    result
+    match handle.wait() {
+        Ok(()) => {
+            set(JobStatus::Finished);
+            Ok(())
+        }
+        Err(e) => {
+            let message = e.to_string();
+            set(JobStatus::Failed(Arc::new(e)));
+            Err(message)
+        }
+    }
 }
 
 /// Runs one statement; for a query, returns its rows.

@@ -35,6 +35,7 @@ mod metrics;
 mod restore;
 mod shared;
 mod source_task;
+mod status;
 #[cfg(test)]
 mod tests;
 
@@ -61,6 +62,7 @@ use crate::types::Message;
 
 pub use self::coordinator::CheckpointStats;
 pub use self::metrics::{LatencySummary, Progress, SubtaskMetrics};
+pub use self::status::JobStatus;
 
 /// Entry point of the runtime.
 #[derive(Debug)]
