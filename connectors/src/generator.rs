@@ -12,10 +12,11 @@
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
-use runnel_engine::connector::SourceTable;
+use arrow::datatypes::DataType;
+use runnel_engine::connector::{SourceTable, TableDescriptor};
 use runnel_engine::operator::{OperatorMetrics, TaskInfo};
 use runnel_engine::source::{Source, SourcePoll, SplitId};
-use runnel_engine::Result;
+use runnel_engine::{EngineError, Result};
 
 use crate::pacing::Pacer;
 
@@ -37,6 +38,79 @@ pub(crate) trait RowGenerator: Send {
     /// Moves the cursor to `position`, as [`RowGenerator::position`] wrote it
     /// in an earlier run of the same subtask.
     fn restore(&mut self, position: &[u8]) -> Result<()>;
+}
+
+/// A column a generator can produce; a table picks its columns by name.
+pub(crate) trait GeneratedColumn: Copy + Sized + 'static {
+    /// Every column the generator can produce, in the order it lists them.
+    fn all() -> &'static [Self];
+    /// The column's name.
+    fn name(self) -> &'static str;
+    /// The column's Arrow type.
+    fn data_type(self) -> DataType;
+    /// The column's SQL type, as error messages name it.
+    fn sql_type(self) -> &'static str;
+}
+
+/// `name TYPE` of every column of `C`, for error messages.
+fn available<C: GeneratedColumn>() -> String {
+    C::all()
+        .iter()
+        .map(|c| format!("{} {}", c.name(), c.sql_type()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Maps the columns of `table` (of connector `connector`), by name and in
+/// the table's order, to generated columns. A column the generator does
+/// not produce, one of another type, or a NOT NULL column for which
+/// `nullable` is true is a plan error; `why_null` ends that last message.
+pub(crate) fn select_columns<C: GeneratedColumn>(
+    connector: &str,
+    table: &TableDescriptor,
+    nullable: impl Fn(C) -> bool,
+    why_null: &str,
+) -> Result<Vec<C>> {
+    table
+        .schema
+        .fields()
+        .iter()
+        .map(|field| {
+            let column = C::all()
+                .iter()
+                .copied()
+                .find(|c| c.name().eq_ignore_ascii_case(field.name()))
+                .ok_or_else(|| {
+                    EngineError::Plan(format!(
+                        "{connector} table '{}' has a column '{}' that the generator does not \
+                         produce; available columns: {}",
+                        table.name,
+                        field.name(),
+                        available::<C>()
+                    ))
+                })?;
+            if field.data_type() != &column.data_type() {
+                return Err(EngineError::Plan(format!(
+                    "column '{}' of {connector} table '{}' must be {} ({}), not {}; available \
+                     columns: {}",
+                    field.name(),
+                    table.name,
+                    column.sql_type(),
+                    column.data_type(),
+                    field.data_type(),
+                    available::<C>()
+                )));
+            }
+            if !field.is_nullable() && nullable(column) {
+                return Err(EngineError::Plan(format!(
+                    "column '{}' of {connector} table '{}' is NOT NULL, but {why_null}",
+                    field.name(),
+                    table.name
+                )));
+            }
+            Ok(column)
+        })
+        .collect()
 }
 
 /// The source side of a generator connector: each subtask runs the

@@ -26,7 +26,7 @@ use runnel_engine::connector::{Connector, SourceTable, TableDescriptor};
 use runnel_engine::operator::{OperatorFactory, TaskInfo};
 use runnel_engine::{EngineError, Result};
 
-use crate::generator::generator_table;
+use crate::generator::{generator_table, select_columns, GeneratedColumn};
 use crate::options::{bad_option, min_u64_option, parse_timestamp_millis, rate_option};
 
 mod fleet;
@@ -79,7 +79,12 @@ impl Connector for DatagenConnector {
 
     fn source(&self, table: &TableDescriptor) -> Result<SourceTable> {
         let config = Arc::new(IotConfig::from_table(table)?);
-        let columns = Arc::new(select_columns(table, &config)?);
+        let columns = Arc::new(select_columns(
+            "datagen",
+            table,
+            |c: IotColumn| c.nullable(&config),
+            "the generator's error rates make it NULL in some rows",
+        )?);
         let schema = Arc::clone(&table.schema);
         let bounded = config.number_of_rows.is_some();
         Ok(generator_table(bounded, move |task: &TaskInfo| {
@@ -123,6 +128,21 @@ impl IotColumn {
         IotColumn::Raw,
     ];
 
+    /// True when the options can make this column NULL.
+    fn nullable(self, config: &IotConfig) -> bool {
+        match self {
+            IotColumn::DeviceId => config.missing_rate > 0.0,
+            IotColumn::Temperature => config.malformed_rate > 0.0,
+            _ => false,
+        }
+    }
+}
+
+impl GeneratedColumn for IotColumn {
+    fn all() -> &'static [Self] {
+        &Self::ALL
+    }
+
     fn name(self) -> &'static str {
         match self {
             IotColumn::EventTime => "event_time",
@@ -150,69 +170,6 @@ impl IotColumn {
             _ => "STRING",
         }
     }
-
-    /// True when the options can make this column NULL.
-    fn nullable(self, config: &IotConfig) -> bool {
-        match self {
-            IotColumn::DeviceId => config.missing_rate > 0.0,
-            IotColumn::Temperature => config.malformed_rate > 0.0,
-            _ => false,
-        }
-    }
-
-    fn available() -> String {
-        Self::ALL
-            .iter()
-            .map(|c| format!("{} {}", c.name(), c.sql_type()))
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-}
-
-/// Maps the table's columns, by name and in the table's order, to generated
-/// columns.
-fn select_columns(table: &TableDescriptor, config: &IotConfig) -> Result<Vec<IotColumn>> {
-    table
-        .schema
-        .fields()
-        .iter()
-        .map(|field| {
-            let column = IotColumn::ALL
-                .iter()
-                .copied()
-                .find(|c| c.name().eq_ignore_ascii_case(field.name()))
-                .ok_or_else(|| {
-                    EngineError::Plan(format!(
-                        "datagen table '{}' has a column '{}' that the generator does not \
-                         produce; available columns: {}",
-                        table.name,
-                        field.name(),
-                        IotColumn::available()
-                    ))
-                })?;
-            if field.data_type() != &column.data_type() {
-                return Err(EngineError::Plan(format!(
-                    "column '{}' of datagen table '{}' must be {} ({}), not {}; available \
-                     columns: {}",
-                    field.name(),
-                    table.name,
-                    column.sql_type(),
-                    column.data_type(),
-                    field.data_type(),
-                    IotColumn::available()
-                )));
-            }
-            if !field.is_nullable() && column.nullable(config) {
-                return Err(EngineError::Plan(format!(
-                    "column '{}' of datagen table '{}' is NOT NULL, but the generator's \
-                     error rates make it NULL in some rows",
-                    field.name(),
-                    table.name
-                )));
-            }
-            Ok(column)
-        })
-        .collect()
 }
 
 /// The parsed options.

@@ -7,7 +7,7 @@ use arrow::array::{Array, AsArray};
 use arrow::datatypes::{Field, Float64Type, TimestampMillisecondType};
 
 use super::*;
-use crate::generator::BATCH_ROWS;
+use crate::generator::{GeneratedColumn, BATCH_ROWS};
 use crate::testutil::{
     check_resume_everywhere, drain, poll_batches, rows_of, table, task, Drained,
 };

@@ -7,10 +7,9 @@ use arrow::array::{
     ArrayRef, Int32Builder, Int64Builder, StringBuilder, TimestampMillisecondBuilder,
 };
 use arrow::datatypes::{DataType, TimeUnit};
-use runnel_engine::connector::TableDescriptor;
-use runnel_engine::{EngineError, Result};
 
 use super::events::{Body, Event};
+use crate::generator::GeneratedColumn;
 
 /// The columns a nexmark table may declare.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,7 +62,18 @@ impl Column {
         Column::BidUrl,
     ];
 
-    pub(super) fn name(self) -> &'static str {
+    /// Only the columns every event has are never NULL.
+    pub(super) fn nullable(self) -> bool {
+        !matches!(self, Column::EventType | Column::EventTime)
+    }
+}
+
+impl GeneratedColumn for Column {
+    fn all() -> &'static [Self] {
+        &Self::ALL
+    }
+
+    fn name(self) -> &'static str {
         match self {
             Column::EventType => "event_type",
             Column::EventTime => "event_time",
@@ -89,7 +99,7 @@ impl Column {
         }
     }
 
-    pub(super) fn data_type(self) -> DataType {
+    fn data_type(self) -> DataType {
         match self {
             Column::EventType => DataType::Int32,
             Column::EventTime | Column::AuctionExpires => {
@@ -108,7 +118,7 @@ impl Column {
         }
     }
 
-    pub(super) fn sql_type(self) -> &'static str {
+    fn sql_type(self) -> &'static str {
         match self.data_type() {
             DataType::Int32 => "INT",
             DataType::Int64 => "BIGINT",
@@ -116,65 +126,6 @@ impl Column {
             _ => "TIMESTAMP(3)",
         }
     }
-
-    /// Only the columns every event has are never NULL.
-    pub(super) fn nullable(self) -> bool {
-        !matches!(self, Column::EventType | Column::EventTime)
-    }
-
-    pub(super) fn available() -> String {
-        Self::ALL
-            .iter()
-            .map(|c| format!("{} {}", c.name(), c.sql_type()))
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-}
-
-/// Maps the table's columns, by name and in the table's order, to generated
-/// columns.
-pub(super) fn select_columns(table: &TableDescriptor) -> Result<Vec<Column>> {
-    table
-        .schema
-        .fields()
-        .iter()
-        .map(|field| {
-            let column = Column::ALL
-                .iter()
-                .copied()
-                .find(|c| c.name().eq_ignore_ascii_case(field.name()))
-                .ok_or_else(|| {
-                    EngineError::Plan(format!(
-                        "nexmark table '{}' has a column '{}' that the generator does not \
-                         produce; available columns: {}",
-                        table.name,
-                        field.name(),
-                        Column::available()
-                    ))
-                })?;
-            if field.data_type() != &column.data_type() {
-                return Err(EngineError::Plan(format!(
-                    "column '{}' of nexmark table '{}' must be {} ({}), not {}; available \
-                     columns: {}",
-                    field.name(),
-                    table.name,
-                    column.sql_type(),
-                    column.data_type(),
-                    field.data_type(),
-                    Column::available()
-                )));
-            }
-            if !field.is_nullable() && column.nullable() {
-                return Err(EngineError::Plan(format!(
-                    "column '{}' of nexmark table '{}' is NOT NULL, but it is NULL in every \
-                     event of another type; only event_type and event_time are never NULL",
-                    field.name(),
-                    table.name
-                )));
-            }
-            Ok(column)
-        })
-        .collect()
 }
 
 /// A growing output column.

@@ -68,7 +68,7 @@ use runnel_engine::connector::{Connector, SourceTable, TableDescriptor};
 use runnel_engine::operator::{OperatorFactory, TaskInfo};
 use runnel_engine::{EngineError, Result};
 
-use crate::generator::generator_table;
+use crate::generator::{generator_table, select_columns};
 use crate::options::{bad_option, min_u64_option, parse_timestamp_millis, rate_option};
 
 mod columns;
@@ -77,7 +77,7 @@ mod source;
 #[cfg(test)]
 mod tests;
 
-use columns::select_columns;
+use columns::Column;
 use events::{AUCTIONS_PER_BLOCK, BLOCK};
 use source::NexmarkGenerator;
 
@@ -122,7 +122,13 @@ impl Connector for NexmarkConnector {
 
     fn source(&self, table: &TableDescriptor) -> Result<SourceTable> {
         let config = Arc::new(NexmarkConfig::from_table(table)?);
-        let columns = Arc::new(select_columns(table)?);
+        let columns = Arc::new(select_columns(
+            "nexmark",
+            table,
+            Column::nullable,
+            "it is NULL in every event of another type; only event_type and event_time are \
+             never NULL",
+        )?);
         let schema = Arc::clone(&table.schema);
         let bounded = config.number_of_events.is_some();
         Ok(generator_table(bounded, move |task: &TaskInfo| {

@@ -8,7 +8,7 @@ use arrow::datatypes::{Field, Int32Type, Int64Type, TimestampMillisecondType};
 use super::columns::Column;
 use super::events::{FIRST_ID, HOT_STRIDE, NAMED_CHANNELS};
 use super::*;
-use crate::generator::BATCH_ROWS;
+use crate::generator::{GeneratedColumn, BATCH_ROWS};
 use crate::testutil::Drained;
 use crate::testutil::{check_resume_everywhere, drain, poll_batches, rows_of, table, task};
 use arrow::array::RecordBatch;
