@@ -121,11 +121,37 @@ pub fn render_error(file: &str, sql: &str, err: &SqlError) -> String {
         .lines()
         .nth(pos.line.saturating_sub(1) as usize)
         .unwrap_or("");
-    let caret = " ".repeat(pos.column.saturating_sub(1) as usize);
+    let (shown, caret_at) = excerpt(line, pos.column.saturating_sub(1) as usize);
+    let caret = " ".repeat(caret_at);
     format!(
-        "{file}:{}:{}: {err}\n  {line}\n  {caret}^",
+        "{file}:{}:{}: {err}\n  {shown}\n  {caret}^",
         pos.line, pos.column
     )
+}
+
+/// Characters of context shown on each side of an error's column.
+const EXCERPT_CONTEXT: usize = 60;
+
+/// The part of `line` around character `column` (0-based), cut with `...`
+/// when the line is long, and where the column falls in it.
+fn excerpt(line: &str, column: usize) -> (String, usize) {
+    let chars: Vec<char> = line.chars().collect();
+    let start = column.saturating_sub(EXCERPT_CONTEXT);
+    let end = (column + EXCERPT_CONTEXT).min(chars.len());
+    if start == 0 && end == chars.len() {
+        return (line.to_string(), column);
+    }
+    let mut shown = String::new();
+    let mut caret_at = column - start;
+    if start > 0 {
+        shown.push_str("...");
+        caret_at += 3;
+    }
+    shown.extend(&chars[start..end.max(start)]);
+    if end < chars.len() {
+        shown.push_str("...");
+    }
+    (shown, caret_at)
 }
 
 /// Where a bare SELECT of `runnel run` goes: the `print` connector.
@@ -331,6 +357,20 @@ fn wait_all(mut jobs: JobManager, interrupted: &AtomicBool) -> Result<(), String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_lines_are_cut_around_the_error() {
+        let line = format!("{}X{}", "a".repeat(500), "b".repeat(500));
+        let (shown, caret) = excerpt(&line, 500);
+        assert_eq!(shown.chars().nth(caret), Some('X'));
+        assert!(
+            shown.starts_with("...") && shown.ends_with("..."),
+            "{shown}"
+        );
+        assert_eq!(shown.len(), 3 + 2 * EXCERPT_CONTEXT + 3);
+        let (shown, caret) = excerpt("SELECT x", 7);
+        assert_eq!((shown.as_str(), caret), ("SELECT x", 7));
+    }
 
     #[test]
     fn errors_show_file_line_column_and_a_caret() {

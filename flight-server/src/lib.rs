@@ -46,3 +46,10 @@ pub mod statement_log;
 pub mod statements;
 pub mod system;
 pub mod tables;
+
+/// The stack of every thread that parses, plans or runs statements: the
+/// binary's main work, the server's request and blocking threads. SQL
+/// expressions are bounded ([`runnel_sql::parser::MAX_EXPRESSION_DEPTH`]),
+/// so walks over them are bounded too; this leaves room for that bound in
+/// unoptimised builds as well. Only touched pages take memory.
+pub const STATEMENT_STACK_BYTES: usize = 64 << 20;

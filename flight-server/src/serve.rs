@@ -10,7 +10,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, ServerTlsConfig};
 
 use crate::config::ServerConfig;
-use crate::flight_sql::RunnelFlightSql;
+use crate::flight_sql::{Guarded, RunnelFlightSql};
 use crate::server::Server;
 
 /// How long running jobs get to take their savepoint when the server stops.
@@ -55,6 +55,7 @@ impl Drop for ServerHandle {
 pub fn start(config: ServerConfig) -> Result<ServerHandle, String> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .thread_stack_size(crate::STATEMENT_STACK_BYTES)
         .enable_all()
         .thread_name("runnel-flight")
         .build()
@@ -93,6 +94,7 @@ pub fn start(config: ServerConfig) -> Result<ServerHandle, String> {
     let s = Arc::clone(&server);
     let thread = std::thread::Builder::new()
         .name("runnel-serve".into())
+        .stack_size(crate::STATEMENT_STACK_BYTES)
         .spawn(move || {
             let stopping = Arc::clone(&s);
             let result =
@@ -123,7 +125,9 @@ async fn serve_on(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), String> {
-    let service = FlightServiceServer::new(RunnelFlightSql::new(Arc::clone(&server)))
+    let service = RunnelFlightSql::new(Arc::clone(&server))
+        .map_err(|e| format!("cannot start the password checker: {e}"))?;
+    let service = FlightServiceServer::new(Guarded(service))
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(64 << 20);
     builder

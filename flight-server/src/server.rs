@@ -130,20 +130,24 @@ impl Server {
         Ok(())
     }
 
-    /// Executes the statements of `sql`; the result of the last one is
-    /// returned.
+    /// Executes the one statement of `sql`. A request holds one statement
+    /// (Flight SQL has one result per request); a script of several is
+    /// refused, pointing at its second statement.
     pub fn execute(&self, sql: &str) -> Result<Executed> {
-        self.execute_inner(sql, &BTreeSet::new(), &[])
+        self.execute_with(sql, &[])
     }
 
     /// Executes the one statement of `sql` with `params` bound to its `?`
     /// parameters, in text order (a prepared statement).
     pub fn execute_with(&self, sql: &str, params: &[ScalarValue]) -> Result<Executed> {
-        self.execute_inner(sql, &BTreeSet::new(), params)
+        let stmt = one_statement(sql)?;
+        let text = statement_text(sql, std::slice::from_ref(&stmt), 0);
+        self.execute_one(&stmt, text, &BTreeSet::new(), params)
     }
 
-    /// Executes `sql`; `ended` are the jobs a replayed log ends later,
-    /// which are recorded as stopped rather than started.
+    /// Executes the statements of a logged `sql` (one statement; older logs
+    /// may hold scripts); `ended` are the jobs the log ends later, which
+    /// are recorded as stopped rather than started.
     fn execute_inner(
         &self,
         sql: &str,
@@ -151,22 +155,12 @@ impl Server {
         params: &[ScalarValue],
     ) -> Result<Executed> {
         let stmts = parse_sql(sql)?;
-        if stmts.is_empty() {
-            return Err(ServerError::InvalidArgument(
-                "the statement is empty".into(),
-            ));
-        }
-        if !params.is_empty() && stmts.len() > 1 {
-            return Err(ServerError::InvalidArgument(
-                "parameters bind to a single statement, not to a script".into(),
-            ));
-        }
         let mut last = None;
         for (i, stmt) in stmts.iter().enumerate() {
             let text = statement_text(sql, &stmts, i);
             last = Some(self.execute_one(stmt, text, ended, params)?);
         }
-        last.ok_or_else(|| ServerError::Internal("no statement ran".into()))
+        last.ok_or_else(|| ServerError::InvalidArgument("the statement is empty".into()))
     }
 
     /// Plans one statement in the session, then acts on what it gave.
@@ -323,16 +317,8 @@ impl Server {
     /// `None` for statements that return no rows (DDL, INSERT), which
     /// clients then send as updates.
     pub fn prepare(&self, sql: &str) -> Result<(Option<SchemaRef>, Vec<DataType>)> {
-        let stmts = parse_sql(sql)?;
-        let Some(last) = stmts.last() else {
-            return Ok((None, Vec::new()));
-        };
-        let Prepared { parameters, shape } = self.lock()?.session.prepare(last)?;
-        if !parameters.is_empty() && stmts.len() > 1 {
-            return Err(ServerError::InvalidArgument(
-                "parameters bind to a single statement, not to a script".into(),
-            ));
-        }
+        let last = one_statement(sql)?;
+        let Prepared { parameters, shape } = self.lock()?.session.prepare(&last)?;
         let schema = match &last.statement {
             Statement::Query(_) => shape.map(
                 |QueryShape {
@@ -348,9 +334,8 @@ impl Server {
                 },
             ),
             Statement::ShowTables | Statement::ShowJobs | Statement::Describe(_) => {
-                // Side-effect free: run it (and only it) for its schema.
-                let text = statement_text(sql, &stmts, stmts.len() - 1);
-                match self.execute(text)? {
+                // Side-effect free: run it for its schema.
+                match self.execute(sql)? {
                     Executed::Batch(b) => Some(b.schema()),
                     Executed::Query(q) => Some(q.schema),
                 }
@@ -487,6 +472,22 @@ impl Server {
     fn system_rows(&self, name: &str) -> Result<RecordBatch> {
         let inner = self.lock()?;
         system::rows(name, &inner.jobs, &inner.session)
+    }
+}
+
+/// The one statement of a request's `sql`.
+fn one_statement(sql: &str) -> Result<Located> {
+    let mut stmts = parse_sql(sql)?;
+    match stmts.len() {
+        0 => Err(ServerError::InvalidArgument(
+            "the statement is empty".into(),
+        )),
+        1 => Ok(stmts.remove(0)),
+        n => Err(ServerError::InvalidArgument(format!(
+            "a request runs one statement, and this one holds {n} (the second starts at {}); \
+             send each statement in a request of its own",
+            stmts[1].position
+        ))),
     }
 }
 

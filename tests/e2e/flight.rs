@@ -18,9 +18,9 @@ use runnel_flight::config::{hash_password, ServerConfig, TlsConfig, User};
 use runnel_flight::serve::{start, ServerHandle};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 
-type Client = FlightSqlServiceClient<Channel>;
+pub(crate) type Client = FlightSqlServiceClient<Channel>;
 
-fn temp_dir(name: &str) -> PathBuf {
+pub(crate) fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
         "runnel-flight-{name}-{}-{}",
         std::process::id(),
@@ -31,7 +31,7 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
-fn config(dir: &Path) -> ServerConfig {
+pub(crate) fn config(dir: &Path) -> ServerConfig {
     let mut c = ServerConfig::new(dir.join("data"));
     c.listen = "127.0.0.1:0".parse().expect("addr");
     c.keepalive = Duration::from_millis(300);
@@ -43,14 +43,14 @@ fn config(dir: &Path) -> ServerConfig {
     c
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime")
 }
 
-async fn connect(addr: std::net::SocketAddr) -> Client {
+pub(crate) async fn connect(addr: std::net::SocketAddr) -> Client {
     let channel = Channel::from_shared(format!("http://{addr}"))
         .expect("uri")
         .connect()
@@ -63,7 +63,7 @@ async fn connect(addr: std::net::SocketAddr) -> Client {
 
 /// Runs `test` against a server with the test configuration in a fresh
 /// directory, then stops the server and removes the directory.
-fn with_server(name: &str, test: impl AsyncFnOnce(std::net::SocketAddr, PathBuf)) {
+pub(crate) fn with_server(name: &str, test: impl AsyncFnOnce(std::net::SocketAddr, PathBuf)) {
     let dir = temp_dir(name);
     let server = start(config(&dir)).expect("server");
     runtime().block_on(test(server.addr, dir.clone()));
@@ -71,7 +71,10 @@ fn with_server(name: &str, test: impl AsyncFnOnce(std::net::SocketAddr, PathBuf)
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-async fn fetch(client: &mut Client, info: &FlightInfo) -> Result<Vec<RecordBatch>, String> {
+pub(crate) async fn fetch(
+    client: &mut Client,
+    info: &FlightInfo,
+) -> Result<Vec<RecordBatch>, String> {
     let ticket = info.endpoint[0].ticket.clone().expect("ticket");
     let mut stream = client.do_get(ticket).await.map_err(|e| e.to_string())?;
     let mut out = Vec::new();
@@ -94,7 +97,7 @@ async fn fetch(client: &mut Client, info: &FlightInfo) -> Result<Vec<RecordBatch
     Ok(out)
 }
 
-async fn query(client: &mut Client, sql: &str) -> Result<Vec<RecordBatch>, String> {
+pub(crate) async fn query(client: &mut Client, sql: &str) -> Result<Vec<RecordBatch>, String> {
     let info = client
         .execute(sql.to_string(), None)
         .await
@@ -104,11 +107,11 @@ async fn query(client: &mut Client, sql: &str) -> Result<Vec<RecordBatch>, Strin
 
 /// True when the client's error text carries the gRPC `code` (clients
 /// print either its name or its description).
-fn has_code(err: &str, code: tonic::Code) -> bool {
+pub(crate) fn has_code(err: &str, code: tonic::Code) -> bool {
     err.contains(&format!("{code:?}")) || err.contains(code.description())
 }
 
-fn strings(batches: &[RecordBatch], col: usize) -> Vec<String> {
+pub(crate) fn strings(batches: &[RecordBatch], col: usize) -> Vec<String> {
     batches
         .iter()
         .flat_map(|b| {
@@ -121,7 +124,7 @@ fn strings(batches: &[RecordBatch], col: usize) -> Vec<String> {
         .collect()
 }
 
-fn ints(batches: &[RecordBatch], col: usize) -> Vec<i64> {
+pub(crate) fn ints(batches: &[RecordBatch], col: usize) -> Vec<i64> {
     batches
         .iter()
         .flat_map(|b| {
@@ -132,7 +135,7 @@ fn ints(batches: &[RecordBatch], col: usize) -> Vec<i64> {
 }
 
 /// A CSV of (name, n) rows and the table over it.
-fn csv_table(dir: &Path, rows: &[(&str, i64)]) -> String {
+pub(crate) fn csv_table(dir: &Path, rows: &[(&str, i64)]) -> String {
     let path = dir.join("t.csv");
     let mut text = String::from("name,n\n");
     for (name, n) in rows {
@@ -705,6 +708,14 @@ fn anonymous_access_is_off_unless_configured() {
             })
             .collect();
         assert!(tables.contains(&"system.metrics".to_string()), "{tables:?}");
+        // SQLAlchemy's driver sends "Bearer None" when it has no token: on a
+        // server that allows anonymous access that is an anonymous call.
+        c.set_token("None".into());
+        let info = c
+            .execute("SHOW TABLES".into(), None)
+            .await
+            .expect("a token the server does not know, with anonymous access on");
+        assert!(!fetch(&mut c, &info).await.expect("rows").is_empty());
         // A result is fetched once; its ticket is then unknown.
         let again = match c
             .do_get(info.endpoint[0].ticket.clone().expect("ticket"))

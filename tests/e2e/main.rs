@@ -22,12 +22,17 @@
 //! * `flight`: the Flight SQL server through arrow-flight's client:
 //!   statements, errors, auth, prepared statements, subscriptions,
 //!   metadata, TLS, and a restart that keeps views and jobs.
+//! * `hostile`: the Flight SQL server under hostile input: 100,000-term
+//!   operator chains, SQL that is not UTF-8, scripts of several
+//!   statements, wrong-password floods; it answers each with a clear
+//!   error and keeps serving.
 //! * `parallel`: a multi-threaded job produces the same multiset of rows as
 //!   the single-threaded run of the same job.
 
 mod common;
 mod delta;
 mod flight;
+mod hostile;
 mod iot_demo;
 mod kafka;
 mod kill;

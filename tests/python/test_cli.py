@@ -158,3 +158,38 @@ def test_tls(start_server, tmp_path):
     finally:
         plain.close()
     assert server.stop() == 0
+
+
+def run_script(runnel_bin: Path, tmp_path: Path, select: str) -> subprocess.CompletedProcess:
+    data = tmp_path / "t.csv"
+    data.write_text("n\n1\n")
+    script = tmp_path / "chain.sql"
+    script.write_text(
+        "CREATE TABLE t (n BIGINT) WITH ('connector' = 'filesystem', "
+        f"'path' = '{data}', 'format' = 'csv', 'csv.ignore-first-line' = 'true');\n"
+        f"{select};\n"
+    )
+    return subprocess.run(
+        [str(runnel_bin), "run", str(script)], capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.mark.parametrize("op", [" + ", " * ", " || ", " OR ", " AND ", " = "])
+def test_run_refuses_a_100000_term_chain_with_its_position(runnel_bin, tmp_path, op):
+    """`runnel run` answers a 100,000-term chain of any operator with an
+    error at the operator that passes the depth limit, instead of dying
+    of a stack overflow (a signal)."""
+    operand = "n = 1" if op.strip() in ("OR", "AND") else "n"
+    done = run_script(runnel_bin, tmp_path, "SELECT " + op.join([operand] * 100_000) + " FROM t")
+    assert done.returncode == 1, (done.returncode, done.stderr[-2000:])
+    first_line = done.stderr.splitlines()[0]
+    assert "the expression is too deep" in first_line
+    assert f"{tmp_path / 'chain.sql'}:2:" in first_line
+    # The offending line is shown cut around the error, not whole.
+    assert len(done.stderr) < 2_000
+
+
+def test_run_computes_a_900_term_chain(runnel_bin, tmp_path):
+    done = run_script(runnel_bin, tmp_path, "SELECT " + " + ".join(["n"] * 900) + " AS total FROM t")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "+I[900]" in done.stdout

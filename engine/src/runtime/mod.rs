@@ -64,6 +64,11 @@ pub use self::coordinator::CheckpointStats;
 pub use self::metrics::{LatencySummary, Progress, SubtaskMetrics};
 pub use self::status::JobStatus;
 
+/// The stack of each subtask thread. Expressions are bounded in depth by
+/// the SQL parser, and the evaluator recurses once per level; this is room
+/// for that bound in unoptimised builds too. Only touched pages take memory.
+pub const SUBTASK_STACK_BYTES: usize = 16 << 20;
+
 /// Entry point of the runtime.
 #[derive(Debug)]
 pub struct Job;
@@ -438,6 +443,7 @@ impl JobHandle {
         let thread_name = name.clone();
         let spawned = std::thread::Builder::new()
             .name(thread_name)
+            .stack_size(SUBTASK_STACK_BYTES)
             .spawn(move || {
                 let shared = thread_shared;
                 let result = catch_unwind(AssertUnwindSafe(|| body.run(&shared)));

@@ -1,8 +1,17 @@
 //! Who may call: basic credentials (user name and password, checked
 //! against the configuration's hashes) or the bearer token the handshake
-//! gave; anonymous calls only where the configuration allows them.
+//! gave; anonymous calls only where the configuration allows them. On a
+//! server that allows them, a bearer token it does not know (SQLAlchemy
+//! sends `Bearer None` when it has none) is an anonymous call too.
+//!
+//! Passwords are checked off the request threads, with a back-off for
+//! repeated failures (`login`); basic credentials that were verified once
+//! are remembered, so clients that send them on every call pay for one
+//! check.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
@@ -13,11 +22,15 @@ use tonic::{Request, Response, Status, Streaming};
 
 use arrow_flight::{HandshakeRequest, HandshakeResponse};
 
+use super::login::{Backoff, PasswordChecker};
 use crate::server::Server;
 
 /// The reply stream of a handshake.
 pub(super) type HandshakeStream =
     Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>;
+
+/// Verified basic-credential headers remembered at most.
+const REMEMBERED_LOGINS: usize = 1_024;
 
 /// The service's gatekeeper: the server's users and the bearer tokens
 /// handed out by handshakes.
@@ -25,71 +38,111 @@ pub(super) struct Auth {
     server: Arc<Server>,
     /// Token -> user name.
     tokens: Mutex<HashMap<String, String>>,
+    /// Basic-credential headers verified before -> user name.
+    verified: Mutex<HashMap<String, String>>,
+    backoff: Backoff,
+    checker: PasswordChecker,
+}
+
+/// What a call says about its caller.
+struct Caller {
+    authorization: Option<String>,
+    address: Option<IpAddr>,
+}
+
+impl Caller {
+    fn of<T>(request: &Request<T>) -> Self {
+        Caller {
+            authorization: request
+                .metadata()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+            address: request.remote_addr().map(|a| a.ip()),
+        }
+    }
+}
+
+fn has_scheme(header: &str, scheme: &str) -> bool {
+    header.len() > scheme.len() && header[..scheme.len()].eq_ignore_ascii_case(scheme)
 }
 
 impl Auth {
     /// Checks callers against the users of `server`'s configuration.
-    pub(super) fn new(server: Arc<Server>) -> Self {
-        Self {
+    pub(super) fn new(server: Arc<Server>) -> std::io::Result<Self> {
+        Ok(Self {
+            checker: PasswordChecker::start(server.config().clone())?,
             server,
             tokens: Mutex::default(),
-        }
+            verified: Mutex::default(),
+            backoff: Backoff::default(),
+        })
+    }
+
+    fn allow_anonymous(&self) -> bool {
+        self.server.config().auth.allow_anonymous
     }
 
     /// Checks the caller's credentials: a bearer token from the handshake,
     /// or basic credentials on the call itself.
-    pub(super) fn check<T>(&self, request: &Request<T>) -> Result<(), Status> {
-        let header = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok());
-        match header {
-            Some(h) if h.len() > 7 && h[..7].eq_ignore_ascii_case("bearer ") => {
-                let known = self
-                    .tokens
-                    .lock()
-                    .map(|t| t.contains_key(h[7..].trim()))
-                    .unwrap_or(false);
-                if known {
-                    Ok(())
-                } else {
-                    Err(Status::unauthenticated(
-                        "the bearer token is not valid on this server (it restarted, or the token is wrong); log in again",
-                    ))
+    pub(super) fn check<T>(
+        &self,
+        request: &Request<T>,
+    ) -> impl Future<Output = Result<(), Status>> + Send + '_ {
+        let caller = Caller::of(request);
+        async move {
+            match caller.authorization.as_deref() {
+                Some(h) if has_scheme(h, "bearer ") => {
+                    let known = self
+                        .tokens
+                        .lock()
+                        .map(|t| t.contains_key(h[7..].trim()))
+                        .unwrap_or(false);
+                    if known || self.allow_anonymous() {
+                        Ok(())
+                    } else {
+                        Err(Status::unauthenticated(
+                            "the bearer token is not valid on this server (it restarted, or the token is wrong); log in again",
+                        ))
+                    }
                 }
+                Some(h) if has_scheme(h, "basic ") => {
+                    self.basic(h, caller.address).await.map(|_| ())
+                }
+                Some(_) => Err(Status::unauthenticated(
+                    "unsupported authorization header; use basic credentials or the bearer token from the handshake",
+                )),
+                None if self.allow_anonymous() => Ok(()),
+                None => Err(Status::unauthenticated(
+                    "authentication required: log in with a user name and password",
+                )),
             }
-            Some(h) if h.len() > 6 && h[..6].eq_ignore_ascii_case("basic ") => {
-                self.basic(h).map(|_| ())
-            }
-            Some(_) => Err(Status::unauthenticated(
-                "unsupported authorization header; use basic credentials or the bearer token from the handshake",
-            )),
-            None if self.server.config().auth.allow_anonymous => Ok(()),
-            None => Err(Status::unauthenticated(
-                "authentication required: log in with a user name and password",
-            )),
         }
     }
 
     /// Verifies `Basic base64(user:password)`; the user name.
-    fn basic(&self, header: &str) -> Result<String, Status> {
-        // Some clients (ADBC's Go driver) leave out the `=` padding.
-        let lenient = base64::engine::GeneralPurpose::new(
-            &base64::alphabet::STANDARD,
-            base64::engine::GeneralPurposeConfig::new()
-                .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
-        );
-        let decoded = lenient
-            .decode(header[6..].trim())
+    async fn basic(&self, header: &str, address: Option<IpAddr>) -> Result<String, Status> {
+        if let Some(user) = self
+            .verified
+            .lock()
             .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-            .ok_or_else(|| Status::unauthenticated("malformed basic credentials"))?;
-        let (user, password) = decoded
-            .split_once(':')
-            .ok_or_else(|| Status::unauthenticated("malformed basic credentials"))?;
-        if self.server.config().verify(user, password) {
-            Ok(user.to_string())
+            .and_then(|v| v.get(header).cloned())
+        {
+            return Ok(user);
+        }
+        let (user, password) = decode_basic(header)?;
+        self.backoff.admit(&user, address)?;
+        if self.checker.verify(&user, &password).await? {
+            self.backoff.succeeded(&user, address);
+            if let Ok(mut v) = self.verified.lock() {
+                if v.len() >= REMEMBERED_LOGINS {
+                    v.clear();
+                }
+                v.insert(header.to_string(), user.clone());
+            }
+            Ok(user)
         } else {
+            self.backoff.failed(&user, address);
             Err(Status::unauthenticated("wrong user name or password"))
         }
     }
@@ -97,41 +150,58 @@ impl Auth {
     /// The handshake: checks basic credentials (or allows an anonymous
     /// caller) and answers with a bearer token, made by `new_token`, for
     /// later calls.
-    pub(super) fn handshake(
-        &self,
-        request: Request<Streaming<HandshakeRequest>>,
-        new_token: impl FnOnce() -> String,
-    ) -> Result<Response<HandshakeStream>, Status> {
-        let header = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let user = match header {
-            Some(h) if h.len() > 6 && h[..6].eq_ignore_ascii_case("basic ") => self.basic(&h)?,
-            None if self.server.config().auth.allow_anonymous => "anonymous".to_string(),
-            _ => {
-                return Err(Status::unauthenticated(
-                    "log in with basic credentials (user name and password)",
-                ))
-            }
-        };
-        let token = new_token();
-        self.tokens
-            .lock()
-            .map_err(|_| Status::internal("tokens lock poisoned"))?
-            .insert(token.clone(), user);
-        let reply = HandshakeResponse {
-            protocol_version: 0,
-            payload: token.clone().into_bytes().into(),
-        };
-        let mut response: Response<HandshakeStream> =
-            Response::new(Box::pin(stream::iter(vec![Ok(reply)])));
-        let value = MetadataValue::try_from(format!("Bearer {token}"))
-            .map_err(|_| Status::internal("cannot encode the token"))?;
-        response.metadata_mut().insert("authorization", value);
-        Ok(response)
+    pub(super) fn handshake<'a>(
+        &'a self,
+        request: &Request<Streaming<HandshakeRequest>>,
+        new_token: impl FnOnce() -> String + Send + 'a,
+    ) -> impl Future<Output = Result<Response<HandshakeStream>, Status>> + Send + 'a {
+        let caller = Caller::of(request);
+        async move {
+            let user = match caller.authorization.as_deref() {
+                Some(h) if has_scheme(h, "basic ") => self.basic(h, caller.address).await?,
+                None if self.allow_anonymous() => "anonymous".to_string(),
+                _ => {
+                    return Err(Status::unauthenticated(
+                        "log in with basic credentials (user name and password)",
+                    ))
+                }
+            };
+            let token = new_token();
+            self.tokens
+                .lock()
+                .map_err(|_| Status::internal("tokens lock poisoned"))?
+                .insert(token.clone(), user);
+            let reply = HandshakeResponse {
+                protocol_version: 0,
+                payload: token.clone().into_bytes().into(),
+            };
+            let mut response: Response<HandshakeStream> =
+                Response::new(Box::pin(stream::iter(vec![Ok(reply)])));
+            let value = MetadataValue::try_from(format!("Bearer {token}"))
+                .map_err(|_| Status::internal("cannot encode the token"))?;
+            response.metadata_mut().insert("authorization", value);
+            Ok(response)
+        }
     }
+}
+
+/// The user name and password of `Basic base64(user:password)`.
+fn decode_basic(header: &str) -> Result<(String, String), Status> {
+    // Some clients (ADBC's Go driver) leave out the `=` padding.
+    let lenient = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+    );
+    let decoded = lenient
+        .decode(header[6..].trim())
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| Status::unauthenticated("malformed basic credentials"))?;
+    let (user, password) = decoded
+        .split_once(':')
+        .ok_or_else(|| Status::unauthenticated("malformed basic credentials"))?;
+    Ok((user.to_string(), password.to_string()))
 }
 
 #[cfg(test)]
@@ -147,16 +217,25 @@ mod tests {
             password_hash: crate::config::hash_password("pw").expect("hash"),
         });
         let server = Server::open(config).expect("server");
-        let svc = Auth::new(server);
+        let svc = Auth::new(server).expect("auth");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
         // "bob:pw" is 6 bytes: no padding either way; "bob:pw1" needs one
         // '=', which ADBC leaves out.
         for (padded, unpadded) in [("Ym9iOnB3", "Ym9iOnB3"), ("Ym9iOnB3MQ==", "Ym9iOnB3MQ")] {
-            let ok = svc.basic(&format!("Basic {padded}"));
-            let also = svc.basic(&format!("Basic {unpadded}"));
+            let ok = rt.block_on(svc.basic(&format!("Basic {padded}"), None));
+            let also = rt.block_on(svc.basic(&format!("Basic {unpadded}"), None));
             assert_eq!(ok.is_ok(), also.is_ok(), "{padded} vs {unpadded}");
         }
-        assert_eq!(svc.basic("Basic Ym9iOnB3").expect("bob:pw"), "bob");
-        let err = svc.basic("Basic Ym9iOnB3MQ").expect_err("bob:pw1 is wrong");
+        assert_eq!(
+            rt.block_on(svc.basic("Basic Ym9iOnB3", None))
+                .expect("bob:pw"),
+            "bob"
+        );
+        let err = rt
+            .block_on(svc.basic("Basic Ym9iOnB3MQ", None))
+            .expect_err("bob:pw1 is wrong");
         assert_eq!(err.code(), tonic::Code::Unauthenticated);
         assert_eq!(err.message(), "wrong user name or password");
         let _ = std::fs::remove_dir_all(&dir);

@@ -19,6 +19,8 @@
 
 mod auth;
 mod codes;
+mod guard;
+mod login;
 pub mod metadata;
 mod prepared;
 mod stream;
@@ -50,6 +52,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use self::auth::{Auth, HandshakeStream};
 use self::codes::status;
+pub use self::guard::Guarded;
 use self::metadata::{annotate, primary_keys, primary_keys_schema, sql_info, xdbc_types};
 use self::prepared::{read_params, PreparedStatements};
 use self::stream::{batch_stream, metadata_stream, query_stream};
@@ -74,16 +77,16 @@ pub struct RunnelFlightSql {
 
 impl RunnelFlightSql {
     /// The service over `server`.
-    pub fn new(server: Arc<Server>) -> Self {
-        Self {
-            auth: Arc::new(Auth::new(Arc::clone(&server))),
+    pub fn new(server: Arc<Server>) -> std::io::Result<Self> {
+        Ok(Self {
+            auth: Arc::new(Auth::new(Arc::clone(&server))?),
             server,
             results: Arc::default(),
             prepared: Arc::default(),
             next: Arc::new(AtomicU64::new(1)),
             sql_info: Arc::new(sql_info()),
             xdbc: Arc::new(xdbc_types()),
-        }
+        })
     }
 
     fn handle(&self, prefix: &str) -> String {
@@ -163,7 +166,7 @@ impl FlightSqlService for RunnelFlightSql {
         &self,
         request: Request<Streaming<HandshakeRequest>>,
     ) -> Result<Response<HandshakeStream>, Status> {
-        self.auth.handshake(request, || self.handle("token"))
+        self.auth.handshake(&request, || self.handle("token")).await
     }
 
     async fn get_flight_info_statement(
@@ -171,7 +174,7 @@ impl FlightSqlService for RunnelFlightSql {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.auth.check(&request)?;
+        self.auth.check(&request).await?;
         self.statement_info(query.query, Vec::new(), request.into_inner())
             .await
     }
@@ -181,7 +184,7 @@ impl FlightSqlService for RunnelFlightSql {
         cmd: CommandPreparedStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.auth.check(&request)?;
+        self.auth.check(&request).await?;
         let (sql, params) = self
             .prepared
             .bound(&String::from_utf8_lossy(&cmd.prepared_statement_handle))?;
@@ -193,7 +196,7 @@ impl FlightSqlService for RunnelFlightSql {
         ticket: TicketStatementQuery,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.auth.check(&request)?;
+        self.auth.check(&request).await?;
         let handle = String::from_utf8_lossy(&ticket.statement_handle).to_string();
         let executed = self
             .results
@@ -217,7 +220,7 @@ impl FlightSqlService for RunnelFlightSql {
         ticket: CommandStatementUpdate,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
-        self.auth.check(&request)?;
+        self.auth.check(&request).await?;
         match self.execute(ticket.query, Vec::new()).await? {
             Executed::Batch(_) => Ok(0),
             Executed::Query(q) => {
@@ -234,7 +237,7 @@ impl FlightSqlService for RunnelFlightSql {
         query: ActionCreatePreparedStatementRequest,
         request: Request<arrow_flight::Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
-        self.auth.check(&request)?;
+        self.auth.check(&request).await?;
         let handle = self.handle("prepared");
         let described = self
             .prepared
@@ -252,7 +255,7 @@ impl FlightSqlService for RunnelFlightSql {
         query: ActionClosePreparedStatementRequest,
         request: Request<arrow_flight::Action>,
     ) -> Result<(), Status> {
-        self.auth.check(&request)?;
+        self.auth.check(&request).await?;
         self.prepared
             .close(&String::from_utf8_lossy(&query.prepared_statement_handle))
     }
@@ -262,7 +265,7 @@ impl FlightSqlService for RunnelFlightSql {
         query: CommandPreparedStatementQuery,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<DoPutPreparedStatementResult, Status> {
-        self.auth.check(&request)?;
+        self.auth.check(&request).await?;
         let batches = read_params(request).await?;
         let handle = String::from_utf8_lossy(&query.prepared_statement_handle).to_string();
         self.prepared.bind(&handle, batches)?;
@@ -276,7 +279,7 @@ impl FlightSqlService for RunnelFlightSql {
         query: CommandPreparedStatementUpdate,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
-        self.auth.check(&request)?;
+        self.auth.check(&request).await?;
         let batches = read_params(request).await?;
         let handle = String::from_utf8_lossy(&query.prepared_statement_handle).to_string();
         // Each row of parameters runs the statement once.
@@ -296,7 +299,7 @@ impl FlightSqlService for RunnelFlightSql {
         query: CommandGetCatalogs,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.auth.check(&request)?;
+        self.auth.check(&request).await?;
         let schema = query.into_builder().schema();
         info(&schema, query.as_any(), request.into_inner())
     }
@@ -306,7 +309,7 @@ impl FlightSqlService for RunnelFlightSql {
         query: CommandGetCatalogs,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.auth.check(&request)?;
+        self.auth.check(&request).await?;
         let mut b = query.into_builder();
         b.append(CATALOG_NAME);
         metadata_stream(b.build().map_err(|e| Status::internal(e.to_string()))?)
@@ -317,7 +320,7 @@ impl FlightSqlService for RunnelFlightSql {
         query: CommandGetDbSchemas,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.auth.check(&request)?;
+        self.auth.check(&request).await?;
         let schema = query.clone().into_builder().schema();
         info(&schema, query.as_any(), request.into_inner())
     }
@@ -327,7 +330,7 @@ impl FlightSqlService for RunnelFlightSql {
         query: CommandGetDbSchemas,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.auth.check(&request)?;
+        self.auth.check(&request).await?;
         let mut b = query.into_builder();
         b.append(CATALOG_NAME, PUBLIC_SCHEMA);
         b.append(CATALOG_NAME, SYSTEM_SCHEMA);
@@ -339,7 +342,7 @@ impl FlightSqlService for RunnelFlightSql {
         query: CommandGetTables,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.auth.check(&request)?;
+        self.auth.check(&request).await?;
         let schema = query.clone().into_builder().schema();
         info(&schema, query.as_any(), request.into_inner())
     }
@@ -349,7 +352,7 @@ impl FlightSqlService for RunnelFlightSql {
         query: CommandGetTables,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.auth.check(&request)?;
+        self.auth.check(&request).await?;
         let tables = self.server.tables().map_err(status)?;
         let mut b = query.into_builder();
         for t in &tables {
@@ -371,7 +374,7 @@ impl FlightSqlService for RunnelFlightSql {
         query: CommandGetTableTypes,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.auth.check(&request)?;
+        self.auth.check(&request).await?;
         let schema = query.into_builder().schema();
         info(&schema, query.as_any(), request.into_inner())
     }
@@ -381,7 +384,7 @@ impl FlightSqlService for RunnelFlightSql {
         query: CommandGetTableTypes,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.auth.check(&request)?;
+        self.auth.check(&request).await?;
         let mut b = query.into_builder();
         for t in ["MATERIALIZED VIEW", "SYSTEM TABLE", "TABLE", "VIEW"] {
             b.append(t);
@@ -394,7 +397,7 @@ impl FlightSqlService for RunnelFlightSql {
         query: CommandGetSqlInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.auth.check(&request)?;
+        self.auth.check(&request).await?;
         let schema = query.clone().into_builder(&self.sql_info).schema();
         info(&schema, query.as_any(), request.into_inner())
     }
@@ -404,7 +407,7 @@ impl FlightSqlService for RunnelFlightSql {
         query: CommandGetSqlInfo,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.auth.check(&request)?;
+        self.auth.check(&request).await?;
         let batch = query
             .into_builder(&self.sql_info)
             .build()
@@ -417,7 +420,7 @@ impl FlightSqlService for RunnelFlightSql {
         query: CommandGetPrimaryKeys,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.auth.check(&request)?;
+        self.auth.check(&request).await?;
         info(&primary_keys_schema(), query.as_any(), request.into_inner())
     }
 
@@ -426,7 +429,7 @@ impl FlightSqlService for RunnelFlightSql {
         query: CommandGetPrimaryKeys,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.auth.check(&request)?;
+        self.auth.check(&request).await?;
         let tables = self.server.tables().map_err(status)?;
         let batch = primary_keys(
             &tables,
@@ -443,7 +446,7 @@ impl FlightSqlService for RunnelFlightSql {
         query: CommandGetXdbcTypeInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.auth.check(&request)?;
+        self.auth.check(&request).await?;
         let schema = query.into_builder(&self.xdbc).schema();
         info(&schema, query.as_any(), request.into_inner())
     }
@@ -453,7 +456,7 @@ impl FlightSqlService for RunnelFlightSql {
         query: CommandGetXdbcTypeInfo,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.auth.check(&request)?;
+        self.auth.check(&request).await?;
         let batch = query
             .into_builder(&self.xdbc)
             .build()

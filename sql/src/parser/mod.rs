@@ -11,6 +11,9 @@
 //! * `WATERMARK FOR col AS expr`, computed columns `name AS PROCTIME()` and
 //!   `METADATA` column clauses inside `CREATE TABLE (...)`, and a
 //!   `PARTITIONED BY (...)` after it, are cut out and parsed on their own;
+//! * an expression deeper than [`MAX_EXPRESSION_DEPTH`] is refused
+//!   before any tree is built (`depth`), so no later walk runs out of
+//!   stack;
 //! * `SHOW JOBS` and `STOP JOB 'id' [WITH SAVEPOINT]` are recognised
 //!   before sqlparser sees them.
 //!
@@ -20,6 +23,7 @@
 //! out of the token stream) and `convert` (sqlparser's AST to ours).
 
 mod convert;
+mod depth;
 mod dialect;
 mod statement;
 mod table_extras;
@@ -36,6 +40,7 @@ use convert::convert;
 use table_extras::{cut_table_extras, TableExtras};
 use tokens::{from_parser_error, is_trivia, is_word, split_statements, syntax};
 
+pub use depth::MAX_EXPRESSION_DEPTH;
 pub use dialect::{FlinkDialect, TABLE_ARGUMENT};
 pub use statement::{ColumnDecl, CreateTable, Located, MetadataDecl, Statement};
 
@@ -79,6 +84,7 @@ pub fn parse_statement(sql: &str) -> Result<Statement> {
 /// Parses the tokens of one statement: Runnel's own statements here, the
 /// rest with sqlparser after the Flink parts of a CREATE TABLE are cut out.
 fn parse_one(tokens: Vec<TokenWithSpan>) -> Result<Statement> {
+    depth::check_depth(&tokens)?;
     let significant: Vec<&TokenWithSpan> = tokens.iter().filter(|t| !is_trivia(&t.token)).collect();
     let first_span = significant.first().map(|t| t.span).unwrap_or(Span::empty());
     if let Some(own) = job_statement(&significant, first_span) {
