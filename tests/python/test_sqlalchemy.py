@@ -3,8 +3,12 @@ reflection through the Flight SQL metadata calls.
 
 flightsql-dbapi's package metadata registers its dialect under the entry
 point name ``datafusion``, so ``datafusion://USER:PASSWORD@HOST:PORT?insecure=true``
-works as is (``insecure`` means plain TCP instead of TLS). Importing
-``flightsql.sqlalchemy`` also registers ``datafusion+flightsql://``.
+works as is (``insecure`` means plain TCP instead of TLS). Without
+``feature-sqlalchemy-prepared-statements=on`` the dialect writes bound
+values into the SQL text itself, and text() parameters come out as NULL;
+with it, they are sent as prepared-statement parameters. That full URL is
+the one the README gives. ``datafusion+flightsql://`` only works after importing
+``flightsql.sqlalchemy``.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ def engine(server):
         password=PASSWORD,
         host="127.0.0.1",
         port=server.port,
-        query={"insecure": "true"},
+        query={"insecure": "true", "feature-sqlalchemy-prepared-statements": "on"},
     )
     eng = sqlalchemy.create_engine(url)
     yield eng
@@ -46,20 +50,58 @@ def sensors(engine, tmp_path_factory) -> SensorData:
     return data
 
 
-def test_url_string_form(server, sensors):
-    """The plain string URL with the explicit driver name works as well (the
-    password needs no quoting)."""
-    import flightsql.sqlalchemy  # noqa: F401  (registers datafusion.flightsql)
-
+def test_the_readme_url(server, sensors):
+    """The URL the README gives, as a string, with a plain install: the
+    ``datafusion`` entry point of flightsql-dbapi, nothing imported first."""
     eng = sqlalchemy.create_engine(
-        f"datafusion+flightsql://{USER}:{PASSWORD}@127.0.0.1:{server.port}?insecure=true"
+        f"datafusion://{USER}:{PASSWORD}@127.0.0.1:{server.port}"
+        "?insecure=true&feature-sqlalchemy-prepared-statements=on"
     )
     try:
         with eng.connect() as c:
             got = c.execute(text(f"SELECT COUNT(*) AS n FROM {TABLE}")).scalar()
-        assert got == len(sensors.rows)
+            assert got == len(sensors.rows)
+            got = c.execute(text(f"SELECT COUNT(*) AS n FROM {TABLE} WHERE id > :id"), {"id": 10}).scalar()
+            assert got == sum(1 for i, _, _, _ in sensors.rows if i > 10)
     finally:
         eng.dispose()
+
+
+def test_bound_parameters(engine, sensors):
+    """SQLAlchemy binds parameters through flightsql-dbapi, which sends each
+    as a dense union of int64, float64, utf8, binary and bool; the server
+    takes the value the union holds and types it as the placeholder."""
+    with engine.connect() as c:
+        got = c.execute(
+            text(f"SELECT id FROM {TABLE} WHERE device = :device AND temp > :temp AND id >= :id ORDER BY id"),
+            {"device": "d2", "temp": 40.5, "id": 3},
+        ).fetchall()
+    assert [r[0] for r in got] == [i for i, d, t, _ in sensors.rows if d == "d2" and t > 40.5 and i >= 3]
+
+
+def test_anonymous_server_through_sqlalchemy(start_server, tmp_path):
+    """Against `--allow-anonymous`, SQLAlchemy without credentials works:
+    it sends ``Bearer None``, which such a server takes as anonymous."""
+    server = start_server(
+        tmp_path,
+        "sa-anonymous",
+        args=["--config", str(tmp_path / "runnel.toml"), "--listen", "127.0.0.1:0", "--allow-anonymous"],
+    )
+    eng = sqlalchemy.create_engine(
+        f"datafusion://127.0.0.1:{server.port}?insecure=true&feature-sqlalchemy-prepared-statements=on"
+    )
+    try:
+        with eng.connect() as c:
+            names = [r[0] for r in c.execute(text("SELECT table_name FROM system.tables")).fetchall()]
+            assert "jobs" in names
+            # Parameters work there too.
+            got = c.execute(
+                text("SELECT table_name FROM system.tables WHERE table_name = :name"), {"name": "jobs"}
+            ).fetchall()
+            assert [r[0] for r in got] == ["jobs"]
+    finally:
+        eng.dispose()
+    assert server.stop() == 0
 
 
 def test_text_query(engine, sensors):
@@ -99,8 +141,8 @@ def test_core_select_on_a_reflected_table(engine, sensors):
 
 
 def test_core_select_on_a_declared_table(engine, sensors):
-    """Without reflection: a Table declared in Python, filtered by a literal
-    the dialect inlines into the SQL text."""
+    """Without reflection: a Table declared in Python, filtered by a value
+    SQLAlchemy binds as a parameter."""
     table = Table(TABLE, MetaData(), Column("id", types.Integer), Column("temp", types.Float))
     stmt = select(sqlalchemy.func.count()).select_from(table).where(table.c.temp >= 60.0)
     with engine.connect() as c:
@@ -176,3 +218,20 @@ def test_primary_keys(client, engine, sensors, tmp_path_factory):
     ]
     none = fetch(client, client.get_primary_keys(TableRef(table=TABLE))).to_pylist()
     assert none == []
+
+
+def test_dbapi_parameters(client, server, sensors):
+    """flightsql-dbapi's own DB-API cursor with ``?`` parameters of each
+    kind it sends: int, float, str and bool."""
+    import flightsql
+
+    conn = flightsql.connect(client)
+    try:
+        cur = conn.cursor()
+        cur.execute(f"SELECT id FROM {TABLE} WHERE id > ? AND temp < ? AND device <> ? ORDER BY id", [5, 70.0, "d1"])
+        got = [r[0] for r in cur.fetchall()]
+        assert got == [i for i, d, t, _ in sensors.rows if i > 5 and t < 70.0 and d != "d1"]
+        cur.execute(f"SELECT COUNT(*) FROM {TABLE} WHERE (id > 3) = ?", [True])
+        assert cur.fetchall()[0][0] == sum(1 for i, _, _, _ in sensors.rows if i > 3)
+    finally:
+        conn.close()

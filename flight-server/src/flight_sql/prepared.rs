@@ -185,6 +185,18 @@ fn value(array: &dyn Array, row: usize) -> Result<ScalarValue, String> {
         DataType::Float16 | DataType::Float32 => widened(&DataType::Float64),
         DataType::LargeUtf8 | DataType::Utf8View => widened(&DataType::Utf8),
         DataType::Date64 => widened(&DataType::Date32),
+        // flightsql-dbapi (and SQLAlchemy through it) sends each value as
+        // a dense union of int64, float64, utf8, binary and bool: the value
+        // is the one the row's type id selects.
+        DataType::Union(_, mode) => {
+            let union = array.as_union();
+            let child = union.child(union.type_id(row));
+            let at = match mode {
+                UnionMode::Dense => union.value_offset(row),
+                UnionMode::Sparse => row,
+            };
+            value(child.as_ref(), at)
+        }
         // The instant, whatever zone the client named.
         DataType::Timestamp(unit, _) => {
             let millis = match unit {
@@ -231,8 +243,13 @@ fn encode_schema(schema: &Schema) -> Result<Vec<u8>, Status> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::{Float32Array, Int16Array, StringArray, TimestampMicrosecondArray};
+    use arrow::array::{
+        Float32Array, Int16Array, Int64Array, StringArray, TimestampMicrosecondArray, UnionArray,
+    };
+    use arrow::buffer::ScalarBuffer;
     use arrow::datatypes::{DataType, TimeUnit};
+    use arrow::datatypes::{Field, UnionFields, UnionMode};
+    use std::sync::Arc;
 
     #[test]
     fn a_bound_row_becomes_one_value_per_column() -> Result<(), Status> {
@@ -262,5 +279,57 @@ mod tests {
             ]
         );
         Ok(())
+    }
+
+    fn union_of_int_and_text(mode: UnionMode) -> UnionArray {
+        let fields = UnionFields::try_new(
+            [0, 1],
+            [
+                Field::new("int", DataType::Int64, true),
+                Field::new("str", DataType::Utf8, true),
+            ],
+        )
+        .expect("fields");
+        let type_ids = ScalarBuffer::from(vec![1i8, 0, 0]);
+        match mode {
+            UnionMode::Dense => UnionArray::try_new(
+                fields,
+                type_ids,
+                Some(ScalarBuffer::from(vec![0i32, 0, 1])),
+                vec![
+                    Arc::new(Int64Array::from(vec![Some(42), None])),
+                    Arc::new(StringArray::from(vec!["it's"])),
+                ],
+            ),
+            UnionMode::Sparse => UnionArray::try_new(
+                fields,
+                type_ids,
+                None,
+                vec![
+                    Arc::new(Int64Array::from(vec![Some(0), Some(42), None])),
+                    Arc::new(StringArray::from(vec![Some("it's"), None, None])),
+                ],
+            ),
+        }
+        .expect("union")
+    }
+
+    #[test]
+    fn union_parameters_give_the_value_their_type_id_selects() {
+        for mode in [UnionMode::Dense, UnionMode::Sparse] {
+            let union = union_of_int_and_text(mode);
+            let got: Vec<ScalarValue> = (0..3)
+                .map(|row| value(&union, row).expect("value"))
+                .collect();
+            assert_eq!(
+                got,
+                vec![
+                    ScalarValue::Utf8("it's".into()),
+                    ScalarValue::Int64(42),
+                    ScalarValue::Null
+                ],
+                "{mode:?}"
+            );
+        }
     }
 }
