@@ -22,6 +22,9 @@
 //! * `flight`: the Flight SQL server through arrow-flight's client:
 //!   statements, errors, auth, prepared statements, subscriptions,
 //!   metadata, TLS, and a restart that keeps views and jobs.
+//! * `fuzz_sql`: a bounded fuzz run over the SQL front end: statements
+//!   from a grammar, and the corpus in `tests/fuzz/corpus/` mutated with
+//!   hostile tokens; no panic, and every error's position is in the text.
 //! * `hostile`: the Flight SQL server under hostile input: 100,000-term
 //!   operator chains, SQL that is not UTF-8, scripts of several
 //!   statements, wrong-password floods; it answers each with a clear
@@ -32,6 +35,7 @@
 mod common;
 mod delta;
 mod flight;
+mod fuzz_sql;
 mod hostile;
 mod iot_demo;
 mod kafka;
