@@ -129,6 +129,7 @@ where
         factory,
         bounded,
         parallelism: None,
+        in_memory: false,
     }
 }
 

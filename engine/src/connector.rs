@@ -134,6 +134,11 @@ pub struct SourceTable {
     /// Parallelism the connector asks for (e.g. 1 for a single file); the
     /// job's default otherwise.
     pub parallelism: Option<usize>,
+    /// True when the source reads what the process already holds in
+    /// memory (a view's snapshot, a system table): a query that reads
+    /// only such sources can run on the caller's thread
+    /// ([`crate::runtime::run_local`]).
+    pub in_memory: bool,
 }
 
 /// A kind of external system (or generator) that tables can be bound to.

@@ -101,6 +101,10 @@ pub struct JobGraph {
     /// rows (`'metrics.latency.interval'`); `None` sends none. See
     /// [`crate::runtime::JobHandle::latency`].
     pub latency_interval: Option<std::time::Duration>,
+    /// True when every source reads memory the process holds (see
+    /// [`crate::connector::SourceTable::in_memory`]) and the job is
+    /// bounded: it can run with [`crate::runtime::run_local`].
+    pub in_memory: bool,
 }
 
 /// The kind of state backend (`'state.backend.type'`).
@@ -199,6 +203,7 @@ impl JobGraph {
             channel_capacity: 8,
             checkpointing: None,
             latency_interval: None,
+            in_memory: false,
         }
     }
 

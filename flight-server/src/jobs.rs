@@ -158,6 +158,23 @@ impl JobManager {
         Ok(job.handle.insert(handle))
     }
 
+    /// Attaches the handle of job `id`, started by the caller (without
+    /// holding whatever guards this manager). A job forgotten meanwhile is
+    /// cancelled and `false` returned.
+    pub fn attach(&mut self, id: &str, handle: JobHandle) -> bool {
+        match self.jobs.get_mut(id) {
+            Some(job) => {
+                job.set_status(JobStatus::Running);
+                job.handle = Some(handle);
+                true
+            }
+            None => {
+                handle.cancel();
+                false
+            }
+        }
+    }
+
     /// Records that job `id` could not start.
     pub fn fail(&mut self, id: &str, error: EngineError) {
         if let Some(job) = self.jobs.get_mut(id) {

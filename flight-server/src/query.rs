@@ -14,7 +14,7 @@ use runnel_sql::finish::Finish;
 use runnel_sql::session::PreparedJob;
 use tokio::sync::mpsc;
 
-use crate::error::Result;
+use crate::error::{Result, ServerError};
 use crate::tables::fold_changelog;
 
 /// What executing a statement gave.
@@ -35,6 +35,9 @@ pub struct QueryRun {
     /// and limited; otherwise it is a subscription).
     pub bounded: bool,
     updating: bool,
+    /// True when it reads only in-memory tables and runs on the caller's
+    /// thread ([`runnel_engine::runtime::run_local`]) rather than as a job.
+    local: bool,
     finish: Option<Finish>,
     graph: Option<JobGraph>,
     rx: mpsc::Receiver<RecordBatch>,
@@ -55,10 +58,43 @@ impl QueryRun {
             schema,
             bounded: job.bounded,
             updating: job.updating,
+            local: false,
             finish: job.finish,
             graph: Some(job.graph),
             rx,
             columns: job.schema,
+        }
+    }
+
+    /// A bounded query over in-memory tables only, run by
+    /// [`QueryRun::run_local`] instead of as a job.
+    pub(crate) fn local(job: PreparedJob, rx: mpsc::Receiver<RecordBatch>) -> Self {
+        let mut run = Self::new(job, rx);
+        run.local = true;
+        run
+    }
+
+    /// True for a query that [`QueryRun::run_local`] runs.
+    pub fn is_local(&self) -> bool {
+        self.local
+    }
+
+    /// Runs a local query on a blocking thread while collecting its rows
+    /// here; the complete result, as [`QueryRun::collect`] gives it.
+    pub async fn run_local(&mut self) -> Result<RecordBatch> {
+        let graph = self
+            .graph
+            .take()
+            .ok_or_else(|| ServerError::Internal("the query was already started".into()))?;
+        let job = tokio::task::spawn_blocking(move || runnel_engine::runtime::run_local(&graph));
+        let collected = self.collect().await;
+        match job.await {
+            Ok(Ok(())) => collected,
+            Ok(Err(e)) => Err(ServerError::JobFailed {
+                id: self.job_id.clone(),
+                source: Arc::new(e),
+            }),
+            Err(e) => Err(ServerError::Internal(format!("the query's task failed: {e}"))),
         }
     }
 

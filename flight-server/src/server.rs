@@ -18,6 +18,7 @@ use arrow::array::{RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use runnel_engine::connector::ConnectorRegistry;
 use runnel_engine::expr::ScalarValue;
+use runnel_engine::runtime::Job;
 use runnel_engine::EngineError;
 use runnel_sql::error::Position;
 use runnel_sql::lower::SinkTarget;
@@ -184,6 +185,12 @@ impl Server {
             Outcome::Rows(b) => Ok(Executed::Batch(b)),
             Outcome::Explain(t) => Ok(Executed::Batch(one_column("plan", &t)?)),
             Outcome::StopJob { id, savepoint } => self.stop_job(&mut inner, text, id, savepoint),
+            Outcome::Job(job) if job.kind == JobKind::Select && job.bounded && job.graph.in_memory => {
+                // Reads only views and system tables: it runs on the
+                // fetching thread from their snapshots, with no job.
+                inner.session.forget_job(&job.id);
+                Ok(Executed::Query(Box::new(QueryRun::local(*job, rx))))
+            }
             Outcome::Job(job) if job.kind == JobKind::Select => {
                 Ok(plan_query(&mut inner.jobs, *job, rx))
             }
@@ -355,15 +362,23 @@ impl Server {
         let graph = run
             .take_graph()
             .ok_or_else(|| ServerError::Internal("the query was already started".into()))?;
-        let mut inner = self.lock()?;
-        if inner.jobs.get(&run.job_id).is_none() {
-            return Err(ServerError::NotFound(format!(
+        let gone = || {
+            ServerError::NotFound(format!(
                 "{} is no longer known; run the query again",
                 run.job_id
-            )));
+            ))
+        };
+        if self.lock()?.jobs.get(&run.job_id).is_none() {
+            return Err(gone());
         }
-        inner.jobs.start(&run.job_id, graph)?;
-        Ok(())
+        // Starting a job (threads, state, files) is slow: other requests
+        // go on meanwhile.
+        let handle = Job::start(graph)?;
+        if self.lock()?.jobs.attach(&run.job_id, handle) {
+            Ok(())
+        } else {
+            Err(gone())
+        }
     }
 
     /// Forgets a query that was planned but will never run (it came as an
@@ -570,6 +585,7 @@ fn monitor(server: Weak<Server>) {
 mod tests {
     use super::*;
     use runnel_sql::catalog::PUBLIC_SCHEMA;
+    use arrow::array::AsArray;
     use std::path::{Path, PathBuf};
 
     fn data_dir(name: &str) -> PathBuf {
@@ -724,6 +740,72 @@ mod tests {
             .expect_err("name in use");
         assert!(err.to_string().contains("already exists"), "{err}");
         assert_eq!(server.views.get("v").expect("view").len().expect("len"), 2);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn queries_over_views_and_system_tables_run_from_snapshots_without_a_job() {
+        let dir = data_dir("local");
+        let server = Server::open(config(&dir)).expect("open");
+        let csv = dir.join("t.csv");
+        std::fs::write(&csv, "k,n\na,1\nb,2\na,3\nc,4\na,5\n").expect("csv");
+        server
+            .execute(&format!(
+                "CREATE TABLE t (k STRING, n INT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv', 'csv.ignore-first-line' = 'true')",
+                csv.display()
+            ))
+            .map(|_| ())
+            .expect("table");
+        server
+            .execute("CREATE MATERIALIZED VIEW v AS SELECT k, n FROM t")
+            .map(|_| ())
+            .expect("view");
+        let view = server.views.get("v").expect("the view exists");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while view.len().expect("len") < 5 {
+            assert!(Instant::now() < deadline, "the view never filled");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let jobs_before = server.lock().expect("lock").jobs.iter().count();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let run = |sql: &str| -> Result<RecordBatch> {
+            match server.execute(sql)? {
+                Executed::Query(mut q) => {
+                    assert!(q.is_local(), "{sql} should run locally");
+                    rt.block_on(q.run_local())
+                }
+                Executed::Batch(_) => panic!("{sql} gave no query"),
+            }
+        };
+        // An aggregate (updating), sorted and limited, over the view.
+        let rows = run("SELECT k, SUM(n) AS total FROM v GROUP BY k ORDER BY total DESC LIMIT 2")
+            .expect("aggregate");
+        let keys = rows.column(0).as_string::<i32>();
+        let totals = arrow::compute::cast(rows.column(1), &DataType::Int64).expect("cast");
+        let totals = totals.as_primitive::<arrow::datatypes::Int64Type>();
+        assert_eq!(
+            (0..rows.num_rows())
+                .map(|i| (keys.value(i).to_string(), totals.value(i)))
+                .collect::<Vec<_>>(),
+            vec![("a".to_string(), 9), ("c".to_string(), 4)]
+        );
+        // A system table.
+        let tables = run("SELECT table_name FROM system.tables WHERE table_name = 'v'")
+            .expect("system table");
+        assert_eq!(tables.num_rows(), 1);
+        // An error while running is the query's error.
+        let err = run("SELECT CAST(k AS INT) FROM v").expect_err("'a' is no INT");
+        assert!(matches!(err, ServerError::JobFailed { .. }), "{err}");
+        // No job was started or recorded for any of them.
+        assert_eq!(server.lock().expect("lock").jobs.iter().count(), jobs_before);
+        // A query that also reads a file still runs as a job.
+        match server.execute("SELECT k FROM t").expect("query") {
+            Executed::Query(q) => assert!(!q.is_local()),
+            Executed::Batch(_) => panic!("no query"),
+        }
+        server.shutdown(Duration::from_secs(5));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

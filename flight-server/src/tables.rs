@@ -284,6 +284,7 @@ fn snapshot_source(
         factory,
         bounded: true,
         parallelism: Some(1),
+        in_memory: true,
     }
 }
 

@@ -65,8 +65,12 @@ pub fn lower(
         options,
         position,
         names: HashMap::new(),
+        sources: 0,
+        memory_sources: 0,
     };
     let (node, par) = lowerer.lower(plan)?;
+    let in_memory = lowerer.sources > 0 && lowerer.sources == lowerer.memory_sources;
+    graph.in_memory = in_memory;
     let (name, factory, sink_par) = match sink {
         SinkTarget::Table(desc) => {
             let connector = options
@@ -126,6 +130,9 @@ struct Lowerer<'g> {
     options: &'g LowerOptions,
     position: Position,
     names: HashMap<String, usize>,
+    /// Sources lowered so far, and how many of them read memory.
+    sources: usize,
+    memory_sources: usize,
 }
 
 impl Lowerer<'_> {
@@ -280,6 +287,10 @@ impl Lowerer<'_> {
             .map(|p| pruned_descriptor(full, p));
         let desc = pruned.as_ref().unwrap_or(full);
         let source = connector.source(desc).map_err(|e| self.err(e))?;
+        self.sources += 1;
+        if source.in_memory && source.bounded {
+            self.memory_sources += 1;
+        }
         let watermark = self.watermark(desc)?;
         let spar = source.parallelism.unwrap_or(par);
         let name = unique(&mut self.names, &format!("source: {}", desc.name));

@@ -101,6 +101,7 @@ impl Connector for ValuesConnector {
             factory,
             bounded: true,
             parallelism: Some(1),
+            in_memory: false,
         })
     }
 

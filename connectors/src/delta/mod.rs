@@ -74,6 +74,7 @@ impl Connector for DeltaConnector {
             // A stream follows the log in one place, so that versions are
             // read in order.
             parallelism: streaming.then_some(1),
+            in_memory: false,
         })
     }
 

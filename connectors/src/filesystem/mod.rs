@@ -70,6 +70,7 @@ impl Connector for FilesystemConnector {
             factory: source::factory(options, Arc::clone(&table.schema)),
             bounded: true,
             parallelism,
+            in_memory: false,
         })
     }
 

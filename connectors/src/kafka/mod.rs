@@ -97,6 +97,7 @@ impl Connector for KafkaConnector {
         Ok(SourceTable {
             bounded: t.bounded,
             parallelism: None,
+            in_memory: false,
             factory: source::factory(t),
         })
     }

@@ -26,11 +26,14 @@
 //! source subtask's loop; `coordinator.rs` is the checkpoint coordinator;
 //! `restore.rs` finds the checkpoint to resume from and opens each
 //! operator's state; `metrics.rs` has the counters, progress and latency a
-//! running job reports; `shared.rs` has the flags every thread watches.
+//! running job reports; `shared.rs` has the flags every thread watches;
+//! `local.rs` runs a small bounded job (a query over in-memory tables) on
+//! the caller's thread instead ([`run_local`]).
 
 mod chain;
 mod coordinator;
 mod exchange;
+mod local;
 mod metrics;
 mod restore;
 mod shared;
@@ -61,6 +64,7 @@ use crate::source::{Source, WatermarkStrategy};
 use crate::types::Message;
 
 pub use self::coordinator::CheckpointStats;
+pub use self::local::run_local;
 pub use self::metrics::{LatencySummary, Progress, SubtaskMetrics};
 pub use self::status::JobStatus;
 

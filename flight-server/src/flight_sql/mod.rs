@@ -209,6 +209,13 @@ impl FlightSqlService for RunnelFlightSql {
             })?;
         match executed {
             Executed::Batch(b) => batch_stream(b),
+            Executed::Query(mut run) if run.is_local() => {
+                let batch = run.run_local().await.map_err(status)?;
+                let batch = batch
+                    .with_schema(Arc::clone(&run.schema))
+                    .map_err(|e| Status::internal(e.to_string()))?;
+                batch_stream(batch)
+            }
             Executed::Query(run) => {
                 Ok(Response::new(query_stream(Arc::clone(&self.server), *run)?))
             }
