@@ -7,6 +7,8 @@
 //! parallelism = 2
 //! checkpoint_interval = "10 s"
 //! keepalive = "5 s"
+//! snapshot_queries = true   # SELECTs over views and system tables run
+//!                           # from snapshots, without a job
 //!
 //! [auth]
 //! allow_anonymous = false
@@ -76,6 +78,7 @@ struct FileConfig {
     parallelism: Option<usize>,
     checkpoint_interval: Option<String>,
     keepalive: Option<String>,
+    snapshot_queries: Option<bool>,
     #[serde(default)]
     auth: AuthConfig,
     tls: Option<TlsConfig>,
@@ -94,6 +97,11 @@ pub struct ServerConfig {
     pub checkpoint_interval: Duration,
     /// How often an idle subscription gets an empty batch.
     pub keepalive: Duration,
+    /// Bounded SELECTs that read only materialized views and system
+    /// tables run from their in-memory snapshots on the request's thread,
+    /// without starting a job (true by default; false runs every query as
+    /// a job, for comparison).
+    pub snapshot_queries: bool,
     /// Who may log in.
     pub auth: AuthConfig,
     /// TLS, when configured.
@@ -110,6 +118,7 @@ impl ServerConfig {
             parallelism: 1,
             checkpoint_interval: Duration::from_secs(10),
             keepalive: Duration::from_secs(5),
+            snapshot_queries: true,
             auth: AuthConfig::default(),
             tls: None,
         }
@@ -184,6 +193,9 @@ impl ServerConfig {
         }
         if let Some(k) = &file.keepalive {
             config.keepalive = duration(k, "keepalive")?;
+        }
+        if let Some(s) = file.snapshot_queries {
+            config.snapshot_queries = s;
         }
         config.auth = file.auth;
         config.tls = file.tls.map(|t| TlsConfig {

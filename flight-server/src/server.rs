@@ -185,7 +185,12 @@ impl Server {
             Outcome::Rows(b) => Ok(Executed::Batch(b)),
             Outcome::Explain(t) => Ok(Executed::Batch(one_column("plan", &t)?)),
             Outcome::StopJob { id, savepoint } => self.stop_job(&mut inner, text, id, savepoint),
-            Outcome::Job(job) if job.kind == JobKind::Select && job.bounded && job.graph.in_memory => {
+            Outcome::Job(job)
+                if job.kind == JobKind::Select
+                    && job.bounded
+                    && job.graph.in_memory
+                    && self.config.snapshot_queries =>
+            {
                 // Reads only views and system tables: it runs on the
                 // fetching thread from their snapshots, with no job.
                 inner.session.forget_job(&job.id);

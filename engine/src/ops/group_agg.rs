@@ -59,6 +59,17 @@ pub struct GroupAggregate {
     /// True when the backend may hold groups that are not in memory (after
     /// a restore or an eviction), so a key missing in memory is looked up.
     backed: bool,
+    /// The batch that last touched each slot (0: not in this run yet).
+    touched_at: Vec<u64>,
+    /// Batches seen so far; the current batch's number.
+    batch_no: u64,
+    /// Slots of evicted groups, for reuse.
+    free: Vec<u32>,
+    /// Groups in memory (slots in use).
+    live: usize,
+    /// Memory above which the next eviction runs: the budget, or more
+    /// when the groups in use by recent batches alone exceed it.
+    evict_above: usize,
     seq: u64,
     table: Option<runnel_state::TableId>,
 }
@@ -66,6 +77,9 @@ pub struct GroupAggregate {
 /// Rough bytes per cached group besides its key and accumulator values:
 /// the hash map slot, the boxed key in two places, the dirty flag.
 const GROUP_OVERHEAD: usize = 64;
+
+/// An eviction stops once the cache is at this many tenths of the budget.
+const LOW_WATER: usize = 6;
 
 impl GroupAggregate {
     /// Builds the operator for `input`.
@@ -94,6 +108,11 @@ impl GroupAggregate {
             key_bytes: 0,
             dirty: Vec::new(),
             backed: false,
+            touched_at: Vec::new(),
+            batch_no: 0,
+            free: Vec::new(),
+            live: 0,
+            evict_above: 0,
             seq: 0,
             table: None,
         })
@@ -110,11 +129,23 @@ impl GroupAggregate {
         if let Some(&g) = self.groups.get(key) {
             return Ok((g, false));
         }
-        let g = self.keys.len() as u32;
-        self.keys.push(key.into());
+        let g = match self.free.pop() {
+            Some(g) => {
+                self.keys[g as usize] = key.into();
+                self.dirty[g as usize] = false;
+                self.touched_at[g as usize] = 0;
+                g
+            }
+            None => {
+                self.keys.push(key.into());
+                self.dirty.push(false);
+                self.touched_at.push(0);
+                (self.keys.len() - 1) as u32
+            }
+        };
+        self.live += 1;
         self.key_bytes += key.len();
         self.groups.insert(key.into(), g);
-        self.dirty.push(false);
         if self.backed {
             let table = self.table()?;
             if let Some(value) = ctx.state.get(table, &state_key(ctx, key, &[]))? {
@@ -133,7 +164,7 @@ impl GroupAggregate {
     /// Approximate bytes of the groups in memory.
     pub fn memory_size(&self) -> usize {
         self.key_bytes
-            + self.keys.len() * GROUP_OVERHEAD
+            + self.live * GROUP_OVERHEAD
             + self.accs.iter().map(|a| a.size_bytes()).sum::<usize>()
     }
 
@@ -154,18 +185,57 @@ impl GroupAggregate {
         save_meta(ctx, table, i64::MIN, self.seq)
     }
 
-    /// Writes the changed groups and empties the cache.
-    fn evict(&mut self, ctx: &mut OperatorContext<'_>) -> Result<()> {
-        self.write_dirty(ctx)?;
-        self.accs = self.aggs.accumulators()?;
-        self.groups = HashMap::default();
-        self.keys = Vec::new();
-        self.dirty = Vec::new();
-        self.key_bytes = 0;
-        self.backed = true;
-        ctx.metrics
-            .state_spills
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    /// Makes room under `budget`: writes the groups no recent batch
+    /// touched, least recently touched first, and drops them from memory
+    /// until the cache is at [`LOW_WATER`] of the budget. Groups the current
+    /// batch touched stay. When those alone exceed the budget, the cache
+    /// stays above it, and the next eviction waits until it has grown by a
+    /// quarter: evicting the working set would reload it from the backend
+    /// at every batch.
+    fn evict(&mut self, ctx: &mut OperatorContext<'_>, budget: usize) -> Result<()> {
+        let table = self.table()?;
+        let mut cold: Vec<(u64, u32)> = self
+            .touched_at
+            .iter()
+            .enumerate()
+            .filter(|(g, &t)| t < self.batch_no && !self.keys[*g].is_empty())
+            .map(|(g, &t)| (t, g as u32))
+            .collect();
+        cold.sort_unstable();
+        let target = budget / 10 * LOW_WATER;
+        let mut value = Vec::new();
+        let mut evicted = 0usize;
+        for (_, g) in cold {
+            if self.memory_size() <= target {
+                break;
+            }
+            let gi = g as usize;
+            if self.dirty[gi] {
+                value.clear();
+                save_group(&self.accs, g, &mut value)?;
+                ctx.state
+                    .put(table, &state_key(ctx, &self.keys[gi], &[]), &value)?;
+                self.dirty[gi] = false;
+            }
+            let key = std::mem::take(&mut self.keys[gi]);
+            self.groups.remove(&key);
+            self.key_bytes -= key.len();
+            for acc in &mut self.accs {
+                acc.reset(g);
+            }
+            self.free.push(g);
+            self.live -= 1;
+            evicted += 1;
+        }
+        if evicted > 0 {
+            save_meta(ctx, table, i64::MIN, self.seq)?;
+            self.backed = true;
+            ctx.metrics
+                .state_spills
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        let now = self.memory_size();
+        self.evict_above = if now > budget { now / 4 * 5 } else { budget };
         Ok(())
     }
 
@@ -214,16 +284,14 @@ impl Operator for GroupAggregate {
         let mut groups = Vec::with_capacity(n);
         // Touched groups in first-touch order, and whether each is new.
         let mut touched: Vec<(u32, bool)> = Vec::new();
-        let mut seen = vec![false; self.keys.len()];
+        self.batch_no += 1;
         for row in key_rows.iter() {
             let (g, new) = self.group_of(row.as_ref(), ctx)?;
-            self.dirty[g as usize] = true;
+            let gi = g as usize;
+            self.dirty[gi] = true;
             groups.push(g);
-            if seen.len() <= g as usize {
-                seen.resize(g as usize + 1, false);
-            }
-            if !seen[g as usize] {
-                seen[g as usize] = true;
+            if self.touched_at[gi] != self.batch_no {
+                self.touched_at[gi] = self.batch_no;
                 touched.push((g, new));
             }
         }
@@ -268,12 +336,10 @@ impl Operator for GroupAggregate {
                 .collect::<std::result::Result<Vec<_>, _>>()?,
         };
         out.collect(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)?;
-        if ctx
-            .task
-            .memory_budget
-            .is_some_and(|budget| self.memory_size() > budget)
-        {
-            self.evict(ctx)?;
+        if let Some(budget) = ctx.task.memory_budget {
+            if self.memory_size() > self.evict_above.max(budget) {
+                self.evict(ctx, budget)?;
+            }
         }
         Ok(())
     }

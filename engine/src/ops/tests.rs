@@ -559,3 +559,41 @@ fn group_aggregate_changelog_is_the_same_when_its_cache_is_evicted() -> Result<(
     assert_eq!(run(None, 3)?, plain, "restores only");
     Ok(())
 }
+
+#[test]
+fn group_aggregate_evicts_cold_groups_first_and_keeps_the_hot_ones() -> Result<()> {
+    // Ten hot keys in every batch, plus 40 cold keys each seen once.
+    let row = |k: &str, v: i64| (v, k.to_string(), v);
+    let batches: Vec<Vec<(i64, String, i64)>> = (0..40)
+        .map(|i| {
+            let mut b: Vec<_> = (0..10).map(|h| row(&format!("hot{h}"), i)).collect();
+            b.push(row(&format!("cold{i}"), i));
+            b
+        })
+        .collect();
+    let run = |budget: Option<usize>| -> Result<(Vec<(i8, String, i64, f64)>, u64, usize)> {
+        let mut h = OperatorHarness::new(group_op()?)?;
+        h.set_memory_budget(budget);
+        for b in &batches {
+            h.batch(batch(&as_refs(b)))?;
+        }
+        let spills = h
+            .metrics()
+            .state_spills
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let entries = h.state_entries();
+        Ok((changelog(&h.take_output()), spills, entries))
+    };
+    let (plain, no_spills, _) = run(None)?;
+    assert_eq!(no_spills, 0);
+    // A budget below the ten hot groups alone: the cold ones are written
+    // out, the hot ones stay, and evictions do not run at every batch.
+    let (tight, spills, written) = run(Some(1))?;
+    assert_eq!(tight, plain);
+    assert!(spills >= 1, "never evicted");
+    assert!(spills < 20, "evicted at {spills} of 40 batches");
+    // The cold groups were written (with the meta entry), the hot ones
+    // never left memory.
+    assert!(written >= 30, "only {written} entries written");
+    Ok(())
+}
