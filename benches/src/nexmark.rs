@@ -120,6 +120,33 @@ impl QueryResult {
             .map(|c| self.events as f64 / c)
     }
 
+    /// Reads back what [`QueryResult::to_json`] wrote.
+    pub fn from_json(v: &serde_json::Value) -> Option<Self> {
+        let ms = |key: &str| {
+            v.get(key)
+                .and_then(serde_json::Value::as_f64)
+                .map(|x| Duration::from_secs_f64(x / 1e3))
+        };
+        let latency = match (v["latency_samples"].as_u64(), ms("latency_p50_ms")) {
+            (Some(samples), Some(p50)) => Some(LatencySummary {
+                samples,
+                p50,
+                p99: ms("latency_p99_ms")?,
+                max: ms("latency_max_ms")?,
+            }),
+            _ => None,
+        };
+        Some(Self {
+            query: v["query"].as_str()?.to_string(),
+            events: v["events"].as_u64()?,
+            rows_out: v["rows_out"].as_u64()?,
+            seconds: v["seconds"].as_f64()?,
+            cpu_seconds: v["cpu_seconds"].as_f64(),
+            latency,
+            peak_rss_bytes: v["peak_rss_bytes"].as_u64(),
+        })
+    }
+
     /// The result as a JSON object.
     pub fn to_json(&self) -> serde_json::Value {
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
@@ -140,9 +167,18 @@ impl QueryResult {
     }
 }
 
+/// Queries over the same events that are not part of Nexmark, for the
+/// harness's other benchmarks; `--query all` does not include them.
+pub const EXTRA_QUERIES: &[(&str, &str)] =
+    &[("groupby-keys", include_str!("../nexmark/groupby_keys.sql"))];
+
 /// The file of query `name`.
 pub fn query_file(name: &str) -> Option<&'static str> {
-    QUERIES.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
+    QUERIES
+        .iter()
+        .chain(EXTRA_QUERIES)
+        .find(|(n, _)| *n == name)
+        .map(|(_, f)| *f)
 }
 
 /// The reason a query file gives for not running yet.
@@ -359,7 +395,11 @@ pub fn run_script(
 /// Runs one query of [`QUERIES`].
 pub fn run_query(name: &str, config: &RunConfig) -> Result<QueryResult, String> {
     let file = query_file(name).ok_or_else(|| {
-        let known: Vec<&str> = QUERIES.iter().map(|(n, _)| *n).collect();
+        let known: Vec<&str> = QUERIES
+            .iter()
+            .chain(EXTRA_QUERIES)
+            .map(|(n, _)| *n)
+            .collect();
         format!("unknown query '{name}'; queries: {}", known.join(", "))
     })?;
     if let Some(reason) = not_yet(file) {

@@ -94,7 +94,9 @@ impl QueryRun {
                 id: self.job_id.clone(),
                 source: Arc::new(e),
             }),
-            Err(e) => Err(ServerError::Internal(format!("the query's task failed: {e}"))),
+            Err(e) => Err(ServerError::Internal(format!(
+                "the query's task failed: {e}"
+            ))),
         }
     }
 

@@ -589,8 +589,8 @@ fn monitor(server: Weak<Server>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use runnel_sql::catalog::PUBLIC_SCHEMA;
     use arrow::array::AsArray;
+    use runnel_sql::catalog::PUBLIC_SCHEMA;
     use std::path::{Path, PathBuf};
 
     fn data_dir(name: &str) -> PathBuf {
@@ -804,7 +804,10 @@ mod tests {
         let err = run("SELECT CAST(k AS INT) FROM v").expect_err("'a' is no INT");
         assert!(matches!(err, ServerError::JobFailed { .. }), "{err}");
         // No job was started or recorded for any of them.
-        assert_eq!(server.lock().expect("lock").jobs.iter().count(), jobs_before);
+        assert_eq!(
+            server.lock().expect("lock").jobs.iter().count(),
+            jobs_before
+        );
         // A query that also reads a file still runs as a job.
         match server.execute("SELECT k FROM t").expect("query") {
             Executed::Query(q) => assert!(!q.is_local()),

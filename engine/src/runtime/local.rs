@@ -202,7 +202,8 @@ impl LocalRun<'_> {
                 state,
                 metrics,
             };
-            let named = |e: EngineError| EngineError::Execution(format!("{}: {e}", task.operator_name));
+            let named =
+                |e: EngineError| EngineError::Execution(format!("{}: {e}", task.operator_name));
             op.on_watermark(EventTime::MAX, &mut ctx, &mut out)
                 .map_err(named)?;
             op.on_end(&mut ctx, &mut out).map_err(named)?;
