@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch};
 use arrow::compute::concat_batches;
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, SchemaRef};
 use arrow::error::ArrowError;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ProjectionMask;
@@ -300,8 +300,9 @@ impl FileReader {
     }
 }
 
-/// Lines read for one batch: their bytes, and each line's byte range and
-/// 1-based line number.
+/// Records read for one batch: their bytes, and each record's byte range
+/// and 1-based first line number (a CSV record runs over several lines
+/// when a quoted value holds line breaks).
 #[derive(Default)]
 struct Chunk {
     bytes: Vec<u8>,
@@ -408,15 +409,32 @@ fn read_chunk(
     options: &FsOptions,
 ) -> std::io::Result<Option<Chunk>> {
     let mut chunk = Chunk::default();
+    let csv = options.format == Format::Csv;
     while chunk.lines.len() < CHUNK_LINES && chunk.bytes.len() < CHUNK_BYTES {
         let start = chunk.bytes.len();
-        let read = input.read_until(b'\n', &mut chunk.bytes)?;
-        if read == 0 {
+        let first_line = *line + 1;
+        // A CSV record goes on while a double-quoted value is open (an odd
+        // number of quote characters so far: doubled quotes cancel out).
+        let mut quoted = false;
+        loop {
+            let from = chunk.bytes.len();
+            let read = input.read_until(b'\n', &mut chunk.bytes)?;
+            if read == 0 {
+                break;
+            }
+            *offset += read as u64;
+            *line += 1;
+            if csv && chunk.bytes[from..].iter().filter(|b| **b == b'"').count() % 2 == 1 {
+                quoted = !quoted;
+            }
+            if !quoted {
+                break;
+            }
+        }
+        if chunk.bytes.len() == start {
             break;
         }
-        *offset += read as u64;
-        *line += 1;
-        let skip_header = *line == 1 && options.format == Format::Csv && options.ignore_first_line;
+        let skip_header = first_line == 1 && csv && options.ignore_first_line;
         let blank = chunk.bytes[start..].iter().all(u8::is_ascii_whitespace);
         if skip_header || blank {
             chunk.bytes.truncate(start);
@@ -427,7 +445,7 @@ fn read_chunk(
         if chunk.bytes.last() != Some(&b'\n') {
             chunk.bytes.push(b'\n');
         }
-        chunk.lines.push((start, chunk.bytes.len(), *line));
+        chunk.lines.push((start, chunk.bytes.len(), first_line));
     }
     Ok((!chunk.lines.is_empty()).then_some(chunk))
 }
@@ -443,7 +461,7 @@ fn decode(
         Format::Json => None,
         Format::Csv | Format::Parquet => Some(options.delimiter),
     };
-    crate::text::decode_text(schema, bytes, rows, csv_delimiter)
+    crate::text::decode_records(schema, bytes, rows, csv_delimiter)
 }
 
 /// Parses a chunk line by line: fails on the first bad line, or skips and
@@ -513,6 +531,21 @@ fn open_parquet(file: File, path: &Path, schema: &SchemaRef, skip: u64) -> Resul
                     .join(", ")
             )));
         };
+        let file_type = file_schema.field(index).data_type();
+        if !implicit_cast(file_type, field.data_type()) {
+            return Err(EngineError::Execution(format!(
+                "Parquet file '{}': column '{}' is {} in the file but {} in the table, and \
+                 {} does not convert to {} implicitly; declare the column as {}, or read it \
+                 as it is and CAST it in the query",
+                path.display(),
+                field.name(),
+                sql_type(file_type),
+                sql_type(field.data_type()),
+                sql_type(file_type),
+                sql_type(field.data_type()),
+                sql_type(file_type),
+            )));
+        }
         indices.push(index);
         columns.push(file_schema.field(index).name().clone());
     }
@@ -541,6 +574,72 @@ fn open_parquet(file: File, path: &Path, schema: &SchemaRef, skip: u64) -> Resul
         columns,
         rows: skip,
     })
+}
+
+/// True when a Parquet column of type `from` may be read as `to` without
+/// a CAST: the same type, or one of the widenings Flink applies implicitly
+/// (a narrower integer to a wider one or to DOUBLE, FLOAT to DOUBLE, any
+/// string encoding to STRING, a timestamp of another precision, DECIMAL to
+/// DOUBLE, which is how DECIMAL columns are read). None of them can fail or
+/// lose a value's meaning; a narrowing (BIGINT to INT) or a parse (STRING
+/// to DOUBLE) needs an explicit CAST.
+fn implicit_cast(from: &DataType, to: &DataType) -> bool {
+    use DataType::*;
+    let int_width = |t: &DataType| match t {
+        Int8 => Some((8, true)),
+        Int16 => Some((16, true)),
+        Int32 => Some((32, true)),
+        Int64 => Some((64, true)),
+        UInt8 => Some((8, false)),
+        UInt16 => Some((16, false)),
+        UInt32 => Some((32, false)),
+        UInt64 => Some((64, false)),
+        _ => None,
+    };
+    if from == to {
+        return true;
+    }
+    match (from, to) {
+        (f, t) if int_width(f).is_some() && int_width(t).is_some() => {
+            let ((fw, fs), (tw, ts)) = (
+                int_width(f).unwrap_or_default(),
+                int_width(t).unwrap_or_default(),
+            );
+            // Signed to signed (or unsigned to unsigned) when no narrower;
+            // unsigned to signed only when strictly wider.
+            (fs == ts && fw <= tw) || (!fs && ts && fw < tw)
+        }
+        (f, Float64) if int_width(f).is_some() => true,
+        (Float16 | Float32, Float64) | (Float16, Float32) => true,
+        (Decimal128(..) | Decimal256(..), Float64) => true,
+        (LargeUtf8 | Utf8View, Utf8) => true,
+        (LargeBinary | BinaryView, Binary) => true,
+        (Timestamp(..), Timestamp(..)) => true,
+        (Date64, Date32) => true,
+        _ => false,
+    }
+}
+
+/// The SQL name of a column type, for messages.
+fn sql_type(t: &DataType) -> String {
+    use DataType::*;
+    match t {
+        Boolean => "BOOLEAN".into(),
+        Int8 => "TINYINT".into(),
+        Int16 => "SMALLINT".into(),
+        Int32 => "INT".into(),
+        Int64 => "BIGINT".into(),
+        UInt8 | UInt16 | UInt32 | UInt64 => format!("unsigned {t}"),
+        Float16 | Float32 => "FLOAT".into(),
+        Float64 => "DOUBLE".into(),
+        Utf8 | LargeUtf8 | Utf8View => "STRING".into(),
+        Binary | LargeBinary | BinaryView => "BYTES".into(),
+        Date32 | Date64 => "DATE".into(),
+        Timestamp(_, None) => "TIMESTAMP".into(),
+        Timestamp(_, Some(_)) => "TIMESTAMP_LTZ".into(),
+        Decimal128(p, s) | Decimal256(p, s) => format!("DECIMAL({p}, {s})"),
+        other => other.to_string(),
+    }
 }
 
 /// Orders and casts the columns of a Parquet batch to the table's schema.

@@ -756,3 +756,174 @@ fn restore_only_touches_this_subtasks_files() -> Result<()> {
     drop(one);
     Ok(())
 }
+
+// ------------------------------------------ bad data caught where it enters
+
+/// The message of the read's failure, or the rows and malformed count.
+fn read_lines(format: &str, text: &str, ignore: bool) -> std::result::Result<(usize, u64), String> {
+    let dir = TempDir::new(&format!("{format}-strict"));
+    dir.file(&format!("data.{format}"), text);
+    let key = format!("{format}.ignore-parse-errors");
+    let extra: Vec<(&str, &str)> = if ignore {
+        vec![(key.as_str(), "true")]
+    } else {
+        vec![]
+    };
+    match read(&fs_table(dir.path(), format, &extra), 1) {
+        Ok(d) => Ok((
+            d.rows(),
+            d.metrics.malformed_records.load(Ordering::Relaxed),
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+#[test]
+fn json_lines_take_exactly_one_object_per_line() {
+    // Two objects on line 2.
+    let two = "{\"id\": 1}\n{\"id\": 2} {\"id\": 3}\n{\"id\": 4}\n";
+    let err = read_lines("json", two, false).expect_err("two values on a line");
+    assert!(err.contains("data.json") && err.contains("line 2"), "{err}");
+    assert!(err.contains("2 JSON values"), "{err}");
+    assert_eq!(read_lines("json", two, true), Ok((2, 1)));
+    // One object over lines 2 and 3.
+    let spread = "{\"id\": 1}\n{\"id\":\n 2}\n{\"id\": 4}\n";
+    let err = read_lines("json", spread, false).expect_err("an object over two lines");
+    assert!(err.contains("line 2"), "{err}");
+    assert_eq!(read_lines("json", spread, true), Ok((2, 2)));
+}
+
+#[test]
+fn nul_bytes_make_a_record_malformed_in_every_text_format() {
+    let json = "{\"id\": 1}\n{\"id\": 2, \"name\": \"a\u{0}b\"}\n";
+    let err = read_lines("json", json, false).expect_err("NUL in JSON");
+    assert!(err.contains("line 2") && err.contains("NUL"), "{err}");
+    assert_eq!(read_lines("json", json, true), Ok((1, 1)));
+    let csv = "1,a\u{0},,\n2,b,,\n";
+    let err = read_lines("csv", csv, false).expect_err("NUL in CSV");
+    assert!(err.contains("line 1") && err.contains("NUL"), "{err}");
+    assert_eq!(read_lines("csv", csv, true), Ok((1, 1)));
+}
+
+#[test]
+fn json_timestamps_no_date_matches_fail_at_the_source_with_their_line() {
+    for bad in [i64::MAX.to_string(), i64::MIN.to_string()] {
+        let text = format!("{{\"id\": 1, \"t\": 1000}}\n{{\"id\": 2, \"t\": {bad}}}\n");
+        let err = read_lines("json", &text, false).expect_err("out of range");
+        assert!(err.contains("data.json") && err.contains("line 2"), "{err}");
+        assert!(err.contains("outside the range of timestamps"), "{err}");
+        assert_eq!(read_lines("json", &text, true), Ok((1, 1)));
+    }
+}
+
+#[test]
+fn csv_values_may_hold_line_breaks_inside_quotes_and_round_trip() -> Result<()> {
+    // Read: the quoted value of record 2 spans lines 2 and 3; record 3
+    // starts on line 4, and its error names that line.
+    let text = "1,plain,,\n2,\"two\nlines, \"\"quoted\"\"\",,\n3,x,not a time,\n";
+    let err = read_lines("csv", text, false).expect_err("record 3 is bad");
+    assert!(err.contains("line 4"), "{err}");
+    assert_eq!(read_lines("csv", text, true), Ok((2, 1)));
+
+    // Write, then read back: the sink quotes the line break and the source
+    // reads the same value.
+    let dir = TempDir::new("csv-newline");
+    let t = fs_table(&dir.path().join("out"), "csv", &[]);
+    let names = StringArray::from(vec![Some("one\ntwo"), Some("a,\"b\"\r\nc"), None]);
+    let b = batch(&[1, 2, 3]);
+    let mut columns = b.columns().to_vec();
+    columns[1] = Arc::new(names);
+    let written = RecordBatch::try_new(b.schema(), columns).expect("batch");
+    let mut sink = sink_harness(&t)?;
+    sink.batch(written.clone())?;
+    sink.end()?;
+    let back = read(&t, 1)?;
+    assert_eq!(back.sorted_rows()?, sorted_rows(&[written])?);
+    Ok(())
+}
+
+/// A Parquet file `data.parquet` in a new directory with one column.
+fn parquet_file(name: &str, column: arrow::array::ArrayRef) -> TempDir {
+    let dir = TempDir::new(name);
+    let schema = Arc::new(Schema::new(vec![Field::new(
+        "id",
+        column.data_type().clone(),
+        true,
+    )]));
+    let b = RecordBatch::try_new(Arc::clone(&schema), vec![column]).expect("batch");
+    let file = std::fs::File::create(dir.path().join("data.parquet")).expect("create");
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, schema, None).expect("writer");
+    w.write(&b).expect("write");
+    w.close().expect("close");
+    dir
+}
+
+fn parquet_table(dir: &Path, column: DataType) -> TableDescriptor {
+    let path = dir.to_str().expect("utf-8").to_string();
+    table(
+        vec![Field::new("id", column, true)],
+        &[
+            ("connector", "filesystem"),
+            ("path", path.as_str()),
+            ("format", "parquet"),
+        ],
+    )
+}
+
+#[test]
+fn parquet_columns_of_another_type_fail_naming_file_column_and_types() -> Result<()> {
+    // Text read as DOUBLE.
+    let dir = parquet_file(
+        "pq-text",
+        Arc::new(StringArray::from(vec!["1.5", "not a number"])),
+    );
+    let err = match read(&parquet_table(dir.path(), DataType::Float64), 1) {
+        Err(e) => e.to_string(),
+        Ok(d) => panic!("read {} rows of text as DOUBLE", d.rows()),
+    };
+    assert!(
+        err.contains("data.parquet") && err.contains("'id'"),
+        "{err}"
+    );
+    assert!(
+        err.contains("STRING in the file but DOUBLE in the table"),
+        "{err}"
+    );
+    // BIGINT beyond INT's range read as INT.
+    let dir = parquet_file(
+        "pq-narrow",
+        Arc::new(Int64Array::from(vec![1, i64::from(i32::MAX) + 1])),
+    );
+    let err = match read(&parquet_table(dir.path(), DataType::Int32), 1) {
+        Err(e) => e.to_string(),
+        Ok(d) => panic!("read {} rows of BIGINT as INT", d.rows()),
+    };
+    assert!(
+        err.contains("BIGINT in the file but INT in the table"),
+        "{err}"
+    );
+    // A widening is applied: INT read as BIGINT and as DOUBLE.
+    let dir = parquet_file(
+        "pq-widen",
+        Arc::new(arrow::array::Int32Array::from(vec![7, -8])),
+    );
+    let d = read(&parquet_table(dir.path(), DataType::Int64), 1)?;
+    let ids: Vec<i64> = d
+        .all()
+        .iter()
+        .flat_map(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .expect("BIGINT")
+                .values()
+                .to_vec()
+        })
+        .collect();
+    assert_eq!(ids, vec![7, -8]);
+    assert_eq!(
+        read(&parquet_table(dir.path(), DataType::Float64), 1)?.rows(),
+        2
+    );
+    Ok(())
+}
