@@ -80,6 +80,13 @@ def start_server(binary: str, workdir: Path, snapshot: bool) -> tuple[subprocess
     raise RuntimeError("the server did not start")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
 def connect(port: int):
     import adbc_driver_flightsql.dbapi as flightsql
 
@@ -170,6 +177,11 @@ def run(binary: str, clients: int, seconds: float, mode: str) -> dict:
             ps = [ctx.Process(target=worker, args=(port, n, start_at, stop_at, out)) for n in per if n]
             for p in ps:
                 p.start()
+            while time.time() < start_at:
+                time.sleep(0.01)
+            cpu_start = cpu_seconds(proc.pid)
+            time.sleep(max(0.0, stop_at - time.time()))
+            server_cpu = cpu_seconds(proc.pid) - cpu_start
             latencies: list[float] = []
             errors: list[str] = []
             for _ in ps:
@@ -197,6 +209,10 @@ def run(binary: str, clients: int, seconds: float, mode: str) -> dict:
         "mean_ms": round(statistics.fmean(latencies) * 1000, 2) if latencies else None,
         "errors": len(errors),
         "first_errors": errors[:3],
+        # The server's CPU time during the measured window, per query: what
+        # it costs apart from the clients, which share the machine.
+        "server_cpu_s": round(server_cpu, 2),
+        "server_cpu_ms_per_query": round(server_cpu * 1000 / max(1, len(latencies)), 3),
     }
 
 
@@ -213,11 +229,14 @@ def main() -> int:
             r = run(args.bin, clients, args.seconds, mode)
             print(json.dumps(r), flush=True)
             results.append(r)
-    print(f"\n{'mode':<9} {'clients':>7} {'q/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}")
+    print(
+        f"\n{'mode':<9} {'clients':>7} {'q/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} "
+        f"{'server CPU ms/query':>20}"
+    )
     for r in results:
         print(
             f"{r['mode']:<9} {r['clients']:>7} {r['queries_per_s']:>8} {r['p50_ms']:>8} "
-            f"{r['p99_ms']:>8} {r['errors']:>6}"
+            f"{r['p99_ms']:>8} {r['errors']:>6} {r['server_cpu_ms_per_query']:>20}"
         )
     return 1 if any(r["errors"] for r in results) else 0
 

@@ -38,6 +38,9 @@ pub struct ViewTable {
     converter: RowConverter,
     /// One map per sink subtask: row bytes to count.
     partitions: Mutex<Vec<BTreeMap<Vec<u8>, i64>>>,
+    /// The last snapshot, until the contents change: dashboards read a
+    /// view far more often than its job updates it.
+    cached: Mutex<Option<RecordBatch>>,
 }
 
 impl std::fmt::Debug for ViewTable {
@@ -60,6 +63,7 @@ impl ViewTable {
             converter: RowConverter::new(fields)?,
             schema,
             partitions: Mutex::new(Vec::new()),
+            cached: Mutex::new(None),
         })
     }
 
@@ -92,6 +96,7 @@ impl ViewTable {
         let columns: Vec<ArrayRef> = batch.columns()[..n].to_vec();
         let rows = self.converter.convert_columns(&columns)?;
         let mut parts = self.lock()?;
+        self.invalidate();
         if parts.len() <= part {
             parts.resize_with(part + 1, BTreeMap::new);
         }
@@ -114,22 +119,39 @@ impl ViewTable {
         Ok(())
     }
 
+    /// Forgets the cached snapshot (the caller holds the partitions' lock).
+    fn invalidate(&self) {
+        if let Ok(mut c) = self.cached.lock() {
+            *c = None;
+        }
+    }
+
     /// Each row's count summed over all partitions.
     fn totals(&self) -> Result<BTreeMap<Vec<u8>, i64>> {
         let parts = self.lock()?;
+        Ok(Self::sum(&parts))
+    }
+
+    fn sum(parts: &[BTreeMap<Vec<u8>, i64>]) -> BTreeMap<Vec<u8>, i64> {
         let mut totals = BTreeMap::new();
         for p in parts.iter() {
             for (k, c) in p {
                 *totals.entry(k.clone()).or_insert(0) += *c;
             }
         }
-        Ok(totals)
+        totals
     }
 
     /// The current contents: every row whose count over all partitions is
     /// positive, as often as it counts, sorted by all columns.
     pub fn snapshot(&self) -> Result<RecordBatch> {
-        let totals = self.totals()?;
+        // Under the partitions' lock, so that no change lands between
+        // building the snapshot and caching it.
+        let parts = self.lock()?;
+        if let Some(b) = self.cached.lock().ok().and_then(|c| c.clone()) {
+            return Ok(b);
+        }
+        let totals = Self::sum(&parts);
         let parser = self.converter.parser();
         let mut rows = Vec::new();
         for (k, c) in &totals {
@@ -138,7 +160,11 @@ impl ViewTable {
             }
         }
         let columns = self.converter.convert_rows(rows)?;
-        Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
+        let batch = RecordBatch::try_new(Arc::clone(&self.schema), columns)?;
+        if let Ok(mut c) = self.cached.lock() {
+            *c = Some(batch.clone());
+        }
+        Ok(batch)
     }
 
     /// Number of rows now (without building them).
@@ -163,6 +189,7 @@ impl ViewTable {
     /// Replaces partition `part` (on restore).
     fn set_partition(&self, part: usize, entries: BTreeMap<Vec<u8>, i64>) -> Result<()> {
         let mut parts = self.lock()?;
+        self.invalidate();
         if parts.len() <= part {
             parts.resize_with(part + 1, BTreeMap::new);
         }
