@@ -81,6 +81,12 @@ const GROUP_OVERHEAD: usize = 64;
 /// An eviction stops once the cache is at this many tenths of the budget.
 const LOW_WATER: usize = 6;
 
+/// Groups touched by this many of the latest batches are never evicted:
+/// a group that most batches touch (q16's channels, touched with a chance
+/// of about 90% per batch) would otherwise be written out and read back
+/// again and again.
+const RECENT_BATCHES: u64 = 16;
+
 impl GroupAggregate {
     /// Builds the operator for `input`.
     pub fn new(spec: GroupAggregateSpec, input: &Schema) -> Result<Self> {
@@ -185,10 +191,10 @@ impl GroupAggregate {
         save_meta(ctx, table, i64::MIN, self.seq)
     }
 
-    /// Makes room under `budget`: writes the groups no recent batch
-    /// touched, least recently touched first, and drops them from memory
-    /// until the cache is at [`LOW_WATER`] of the budget. Groups the current
-    /// batch touched stay. When those alone exceed the budget, the cache
+    /// Makes room under `budget`: writes the groups none of the last
+    /// [`RECENT_BATCHES`] batches touched, least recently touched first, and
+    /// drops them from memory until the cache is at [`LOW_WATER`] of the
+    /// budget. Recently touched groups stay. When those alone exceed the budget, the cache
     /// stays above it, and the next eviction waits until it has grown by a
     /// quarter: evicting the working set would reload it from the backend
     /// at every batch.
@@ -198,7 +204,9 @@ impl GroupAggregate {
             .touched_at
             .iter()
             .enumerate()
-            .filter(|(g, &t)| t < self.batch_no && !self.keys[*g].is_empty())
+            .filter(|(g, &t)| {
+                t + RECENT_BATCHES <= self.batch_no && !self.keys[*g].is_empty()
+            })
             .map(|(g, &t)| (t, g as u32))
             .collect();
         cold.sort_unstable();

@@ -562,9 +562,9 @@ fn group_aggregate_changelog_is_the_same_when_its_cache_is_evicted() -> Result<(
 
 #[test]
 fn group_aggregate_evicts_cold_groups_first_and_keeps_the_hot_ones() -> Result<()> {
-    // Ten hot keys in every batch, plus 40 cold keys each seen once.
+    // Ten hot keys in every batch, plus 100 cold keys each seen once.
     let row = |k: &str, v: i64| (v, k.to_string(), v);
-    let batches: Vec<Vec<(i64, String, i64)>> = (0..40)
+    let batches: Vec<Vec<(i64, String, i64)>> = (0..100)
         .map(|i| {
             let mut b: Vec<_> = (0..10).map(|h| row(&format!("hot{h}"), i)).collect();
             b.push(row(&format!("cold{i}"), i));
@@ -591,9 +591,9 @@ fn group_aggregate_evicts_cold_groups_first_and_keeps_the_hot_ones() -> Result<(
     let (tight, spills, written) = run(Some(1))?;
     assert_eq!(tight, plain);
     assert!(spills >= 1, "never evicted");
-    assert!(spills < 20, "evicted at {spills} of 40 batches");
-    // The cold groups were written (with the meta entry), the hot ones
-    // never left memory.
-    assert!(written >= 30, "only {written} entries written");
+    assert!(spills < 50, "evicted at {spills} of 100 batches");
+    // The cold groups were written (with the meta entry), except those of
+    // the latest batches; the hot ones never left memory.
+    assert!(written >= 50, "only {written} entries written");
     Ok(())
 }
