@@ -204,9 +204,7 @@ impl GroupAggregate {
             .touched_at
             .iter()
             .enumerate()
-            .filter(|(g, &t)| {
-                t + RECENT_BATCHES <= self.batch_no && !self.keys[*g].is_empty()
-            })
+            .filter(|(g, &t)| t + RECENT_BATCHES <= self.batch_no && !self.keys[*g].is_empty())
             .map(|(g, &t)| (t, g as u32))
             .collect();
         cold.sort_unstable();

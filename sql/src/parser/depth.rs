@@ -79,17 +79,17 @@ pub(super) fn check_depth(tokens: &[TokenWithSpan]) -> Result<(), SqlError> {
                 });
                 total += 1;
             }
-            Token::RParen | Token::RBracket => {
-                if levels.len() > 1 {
-                    let child = levels.pop().unwrap_or_default();
-                    total -= child.current;
-                    if let Some(parent) = levels.last_mut() {
-                        parent.current += child.deepest;
-                        parent.deepest = parent.deepest.max(parent.current);
-                        total += child.deepest;
-                    }
+            Token::RParen | Token::RBracket if levels.len() > 1 => {
+                let child = levels.pop().unwrap_or_default();
+                total -= child.current;
+                if let Some(parent) = levels.last_mut() {
+                    parent.current += child.deepest;
+                    parent.deepest = parent.deepest.max(parent.current);
+                    total += child.deepest;
                 }
             }
+            // An unmatched closing bracket: sqlparser reports it.
+            Token::RParen | Token::RBracket => {}
             Token::Comma | Token::SemiColon => {
                 if let Some(level) = levels.last_mut() {
                     total -= level.current;
