@@ -796,6 +796,21 @@ mod tests {
                 .collect::<Vec<_>>(),
             vec![("a".to_string(), 9), ("c".to_string(), 4)]
         );
+        // A join of two inputs (the view with itself): 'a' has 3 rows, so
+        // 9 pairs.
+        let pairs = run(
+            "SELECT x.k, COUNT(*) AS n FROM v AS x JOIN v AS y ON x.k = y.k GROUP BY x.k ORDER BY k",
+        )
+        .expect("join");
+        let keys = pairs.column(0).as_string::<i32>();
+        let counts = arrow::compute::cast(pairs.column(1), &DataType::Int64).expect("cast");
+        let counts = counts.as_primitive::<arrow::datatypes::Int64Type>();
+        assert_eq!(
+            (0..pairs.num_rows())
+                .map(|i| (keys.value(i).to_string(), counts.value(i)))
+                .collect::<Vec<_>>(),
+            vec![("a".to_string(), 9), ("b".to_string(), 1), ("c".to_string(), 1)]
+        );
         // A system table.
         let tables = run("SELECT table_name FROM system.tables WHERE table_name = 'v'")
             .expect("system table");
