@@ -25,6 +25,10 @@
 //! `$CARGO_TARGET_DIR/flight-bench.json` (the workspace's `target/` when the
 //! variable is unset).
 //!
+//! `RUNNEL_BENCH_QUERY` replaces the query (say, with `ORDER BY ... LIMIT
+//! 10`), and `RUNNEL_BENCH_SNAPSHOT=0` runs every query as a job
+//! (`snapshot_queries = false`) instead of from the view's snapshot.
+//!
 //! Run: `cargo bench -p runnel-benches --bench flight_mv`.
 
 use std::path::PathBuf;
@@ -145,7 +149,7 @@ fn fail(stats: &mut ClientStats, message: String) {
     }
 }
 
-async fn client_loop(addr: std::net::SocketAddr, until: Instant) -> ClientStats {
+async fn client_loop(addr: std::net::SocketAddr, until: Instant, query: String) -> ClientStats {
     let mut stats = ClientStats {
         latency_us: histogram(),
         info_us: histogram(),
@@ -163,7 +167,7 @@ async fn client_loop(addr: std::net::SocketAddr, until: Instant) -> ClientStats 
     };
     while Instant::now() < until {
         let started = Instant::now();
-        let outcome = tokio::time::timeout(QUERY_TIMEOUT, run(&mut client, QUERY)).await;
+        let outcome = tokio::time::timeout(QUERY_TIMEOUT, run(&mut client, &query)).await;
         let took = started.elapsed();
         match outcome {
             Ok(Ok((0, _))) => fail(&mut stats, "an empty result".into()),
@@ -187,6 +191,8 @@ async fn client_loop(addr: std::net::SocketAddr, until: Instant) -> ClientStats 
 fn main() -> Result<(), String> {
     let clients = env_number("RUNNEL_BENCH_CLIENTS", 50)?;
     let seconds = env_number("RUNNEL_BENCH_SECONDS", 20)?;
+    let query = std::env::var("RUNNEL_BENCH_QUERY").unwrap_or_else(|_| QUERY.to_string());
+    let snapshot = std::env::var("RUNNEL_BENCH_SNAPSHOT").map_or(true, |v| v != "0");
 
     let dir = temp_dir();
     let mut config = ServerConfig::new(dir.join("data"));
@@ -195,6 +201,7 @@ fn main() -> Result<(), String> {
         .map_err(|e| format!("bad address: {e}"))?;
     config.auth.allow_anonymous = true;
     config.checkpoint_interval = Duration::from_secs(5);
+    config.snapshot_queries = snapshot;
     let server = start(config)?;
     let addr = server.addr;
 
@@ -204,14 +211,16 @@ fn main() -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot start the client runtime: {e}"))?;
 
+    let client_query = query.clone();
     let outcome = runtime.block_on(async move {
+        let query = client_query;
         let mut admin = connect(addr).await?;
         run(&mut admin, TABLE).await?;
         run(&mut admin, VIEW).await?;
         // The view has rows once the first window closed.
         let deadline = Instant::now() + Duration::from_secs(30);
         let rows_at_start = loop {
-            let (rows, _) = run(&mut admin, QUERY).await?;
+            let (rows, _) = run(&mut admin, &query).await?;
             if rows > 0 {
                 break rows;
             }
@@ -224,7 +233,7 @@ fn main() -> Result<(), String> {
         let started = Instant::now();
         let until = started + Duration::from_secs(seconds);
         let tasks: Vec<_> = (0..clients)
-            .map(|_| tokio::spawn(client_loop(addr, until)))
+            .map(|_| tokio::spawn(client_loop(addr, until, query.clone())))
             .collect();
         let mut all = Vec::with_capacity(tasks.len());
         for task in tasks {
@@ -234,7 +243,7 @@ fn main() -> Result<(), String> {
             );
         }
         let elapsed = started.elapsed();
-        let (rows_at_end, _) = run(&mut admin, QUERY).await?;
+        let (rows_at_end, _) = run(&mut admin, &query).await?;
         Ok::<_, String>((all, elapsed, rows_at_start, rows_at_end))
     });
     drop(runtime);
@@ -282,6 +291,7 @@ fn main() -> Result<(), String> {
 
     println!("Flight SQL load on a materialized view");
     println!("  clients:                {clients}");
+    println!("  from snapshots:         {snapshot}");
     println!("  duration:               {secs:.1} s");
     println!("  queries:                {queries}");
     println!("  queries/s:              {:.1}", queries as f64 / secs);
@@ -302,6 +312,8 @@ fn main() -> Result<(), String> {
 
     let report = serde_json::json!({
         "clients": clients,
+        "snapshot_queries": snapshot,
+        "query": query,
         "duration_s": secs,
         "queries": queries,
         "queries_per_s": queries as f64 / secs,

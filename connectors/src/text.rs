@@ -101,6 +101,9 @@ pub(crate) fn decode_records(
     csv_delimiter: Option<u8>,
 ) -> std::result::Result<RecordBatch, ArrowError> {
     check_no_nul(bytes)?;
+    if csv_delimiter.is_none() {
+        check_json_lines(bytes)?;
+    }
     let batch = decode_text(schema, bytes, records, csv_delimiter)?;
     if batch.num_rows() != records {
         let what = match csv_delimiter {
@@ -122,6 +125,59 @@ pub(crate) fn decode_records(
     }
     check_timestamps(&batch)?;
     Ok(batch)
+}
+
+/// Fails unless every line holds exactly one whole JSON value: no line
+/// with two, none that a value spills over from or into.
+fn check_json_lines(bytes: &[u8]) -> std::result::Result<(), ArrowError> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        if depth > 0 || in_string {
+            return Err(ArrowError::ParseError(format!(
+                "a JSON value runs over several lines (from line {i} of the input on); JSON \
+                 lines take one whole object per line"
+            )));
+        }
+        let mut values = 0usize;
+        for &b in line {
+            if in_string {
+                match b {
+                    _ if escaped => escaped = false,
+                    b'\\' => escaped = true,
+                    b'"' => in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match b {
+                b'"' => in_string = true,
+                b'{' | b'[' => {
+                    if depth == 0 {
+                        values += 1;
+                    }
+                    depth += 1;
+                }
+                b'}' | b']' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        if values > 1 {
+            return Err(ArrowError::ParseError(format!(
+                "the line holds {values} JSON values; JSON lines take one object per line"
+            )));
+        }
+    }
+    if depth > 0 || in_string {
+        return Err(ArrowError::ParseError(
+            "a JSON value is not closed at the end of its line; JSON lines take one whole \
+             object per line"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Fails on a NUL byte.

@@ -809,7 +809,11 @@ mod tests {
             (0..pairs.num_rows())
                 .map(|i| (keys.value(i).to_string(), counts.value(i)))
                 .collect::<Vec<_>>(),
-            vec![("a".to_string(), 9), ("b".to_string(), 1), ("c".to_string(), 1)]
+            vec![
+                ("a".to_string(), 9),
+                ("b".to_string(), 1),
+                ("c".to_string(), 1)
+            ]
         );
         // A system table.
         let tables = run("SELECT table_name FROM system.tables WHERE table_name = 'v'")

@@ -413,9 +413,10 @@ fn read_chunk(
     while chunk.lines.len() < CHUNK_LINES && chunk.bytes.len() < CHUNK_BYTES {
         let start = chunk.bytes.len();
         let first_line = *line + 1;
-        // A CSV record goes on while a double-quoted value is open (an odd
-        // number of quote characters so far: doubled quotes cancel out).
-        let mut quoted = false;
+        // A CSV record goes on to the next line while a double-quoted value
+        // is open, up to MAX_RECORD_BYTES (past that it is cut there, and
+        // fails to parse as a malformed record).
+        let mut quotes = CsvQuotes::new(options.delimiter);
         loop {
             let from = chunk.bytes.len();
             let read = input.read_until(b'\n', &mut chunk.bytes)?;
@@ -424,10 +425,8 @@ fn read_chunk(
             }
             *offset += read as u64;
             *line += 1;
-            if csv && chunk.bytes[from..].iter().filter(|b| **b == b'"').count() % 2 == 1 {
-                quoted = !quoted;
-            }
-            if !quoted {
+            let open = csv && quotes.feed(&chunk.bytes[from..]);
+            if !open || chunk.bytes.len() - start > MAX_RECORD_BYTES {
                 break;
             }
         }
@@ -448,6 +447,46 @@ fn read_chunk(
         chunk.lines.push((start, chunk.bytes.len(), first_line));
     }
     Ok((!chunk.lines.is_empty()).then_some(chunk))
+}
+
+/// The longest CSV record that may run over several lines.
+const MAX_RECORD_BYTES: usize = 1 << 20;
+
+/// Where a CSV record's reader is, to tell whether a line break is inside
+/// a double-quoted value. A quote opens a value only at its start (as the
+/// CSV decoder reads it); elsewhere in an unquoted value it is an ordinary
+/// character (`12" ruler`). Inside quotes, a doubled quote is a quote.
+enum CsvQuotes {
+    FieldStart(u8),
+    Unquoted(u8),
+    Quoted(u8),
+    QuoteInQuoted(u8),
+}
+
+impl CsvQuotes {
+    fn new(delimiter: u8) -> Self {
+        CsvQuotes::FieldStart(delimiter)
+    }
+
+    /// Reads one line (with its line break); true when the record goes on
+    /// because the line ended inside a quoted value.
+    fn feed(&mut self, line: &[u8]) -> bool {
+        use CsvQuotes::*;
+        for &b in line {
+            *self = match *self {
+                FieldStart(d) | Unquoted(d) if b == d => FieldStart(d),
+                FieldStart(d) if b == b'"' => Quoted(d),
+                FieldStart(d) | Unquoted(d) if b == b'\n' => FieldStart(d),
+                FieldStart(d) | Unquoted(d) => Unquoted(d),
+                Quoted(d) if b == b'"' => QuoteInQuoted(d),
+                Quoted(d) => Quoted(d),
+                QuoteInQuoted(d) if b == b'"' => Quoted(d),
+                QuoteInQuoted(d) if b == d || b == b'\n' => FieldStart(d),
+                QuoteInQuoted(d) => Unquoted(d),
+            };
+        }
+        matches!(self, Quoted(_))
+    }
 }
 
 /// Parses `bytes` (about `rows` records) into one batch of `schema`.
@@ -579,10 +618,12 @@ fn open_parquet(file: File, path: &Path, schema: &SchemaRef, skip: u64) -> Resul
 /// True when a Parquet column of type `from` may be read as `to` without
 /// a CAST: the same type, or one of the widenings Flink applies implicitly
 /// (a narrower integer to a wider one or to DOUBLE, FLOAT to DOUBLE, any
-/// string encoding to STRING, a timestamp of another precision, DECIMAL to
-/// DOUBLE, which is how DECIMAL columns are read). None of them can fail or
-/// lose a value's meaning; a narrowing (BIGINT to INT) or a parse (STRING
-/// to DOUBLE) needs an explicit CAST.
+/// string encoding to STRING, a timestamp of another precision, a DATE to
+/// TIMESTAMP, DECIMAL to DOUBLE, which is how DECIMAL columns are read), and
+/// a dictionary-encoded column whose values widen so. None of them makes a
+/// value of another meaning, though a large BIGINT or DECIMAL read as DOUBLE
+/// loses digits, as in Flink; a narrowing (BIGINT to INT) or a parse
+/// (STRING to DOUBLE) needs an explicit CAST.
 fn implicit_cast(from: &DataType, to: &DataType) -> bool {
     use DataType::*;
     let int_width = |t: &DataType| match t {
@@ -613,9 +654,11 @@ fn implicit_cast(from: &DataType, to: &DataType) -> bool {
         (Float16 | Float32, Float64) | (Float16, Float32) => true,
         (Decimal128(..) | Decimal256(..), Float64) => true,
         (LargeUtf8 | Utf8View, Utf8) => true,
-        (LargeBinary | BinaryView, Binary) => true,
+        (LargeBinary | BinaryView | FixedSizeBinary(_), Binary) => true,
         (Timestamp(..), Timestamp(..)) => true,
+        (Date32 | Date64, Timestamp(..)) => true,
         (Date64, Date32) => true,
+        (Dictionary(_, values), to) => implicit_cast(values, to),
         _ => false,
     }
 }

@@ -791,6 +791,14 @@ fn json_lines_take_exactly_one_object_per_line() {
     let err = read_lines("json", spread, false).expect_err("an object over two lines");
     assert!(err.contains("line 2"), "{err}");
     assert_eq!(read_lines("json", spread, true), Ok((2, 2)));
+    // Both at once: as many values as lines, and still two bad records.
+    let both = "{\"id\": 1} {\"id\": 2}\n{\"id\":\n 3}\n{\"id\": 4}\n";
+    let err = read_lines("json", both, false).expect_err("both faults");
+    assert!(
+        err.contains("line 1") && err.contains("2 JSON values"),
+        "{err}"
+    );
+    assert_eq!(read_lines("json", both, true), Ok((1, 3)));
 }
 
 #[test]
@@ -820,6 +828,10 @@ fn json_timestamps_no_date_matches_fail_at_the_source_with_their_line() {
 fn csv_values_may_hold_line_breaks_inside_quotes_and_round_trip() -> Result<()> {
     // Read: the quoted value of record 2 spans lines 2 and 3; record 3
     // starts on line 4, and its error names that line.
+    // A quote inside an unquoted value is an ordinary character and opens
+    // nothing: the next line is a record of its own.
+    let stray = "1,12\" ruler,,\n2,b,,\n";
+    assert_eq!(read_lines("csv", stray, false), Ok((2, 0)));
     let text = "1,plain,,\n2,\"two\nlines, \"\"quoted\"\"\",,\n3,x,not a time,\n";
     let err = read_lines("csv", text, false).expect_err("record 3 is bad");
     assert!(err.contains("line 4"), "{err}");
@@ -925,5 +937,26 @@ fn parquet_columns_of_another_type_fail_naming_file_column_and_types() -> Result
         read(&parquet_table(dir.path(), DataType::Float64), 1)?.rows(),
         2
     );
+    // Dictionary-encoded strings (pandas categoricals) read as STRING.
+    let dict: arrow::array::DictionaryArray<arrow::datatypes::Int32Type> =
+        vec!["x", "y", "x"].into_iter().collect();
+    let dir = parquet_file("pq-dict", Arc::new(dict));
+    let d = read(&parquet_table(dir.path(), DataType::Utf8), 1)?;
+    assert_eq!(d.rows(), 3);
+    let mut got: Vec<String> = d
+        .all()
+        .iter()
+        .flat_map(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .expect("STRING")
+                .iter()
+                .map(|v| v.unwrap_or_default().to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    got.sort();
+    assert_eq!(got, vec!["x", "x", "y"]);
     Ok(())
 }
