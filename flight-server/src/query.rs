@@ -4,6 +4,7 @@
 //! applied; an unbounded one streams its batches, with the changelog as an
 //! `op` column when the query is updating.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch, StringArray};
@@ -12,7 +13,7 @@ use runnel_engine::graph::JobGraph;
 use runnel_engine::types::{row_kinds, ROW_KIND_COLUMN};
 use runnel_sql::finish::Finish;
 use runnel_sql::session::PreparedJob;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 
 use crate::error::{Result, ServerError};
 use crate::tables::fold_changelog;
@@ -80,13 +81,23 @@ impl QueryRun {
     }
 
     /// Runs a local query on a blocking thread while collecting its rows
-    /// here; the complete result, as [`QueryRun::collect`] gives it.
-    pub async fn run_local(&mut self) -> Result<RecordBatch> {
+    /// here; the complete result, as [`QueryRun::collect`] gives it. It
+    /// waits for one of `slots` first, which bounds how many local queries
+    /// run at once, and it stops if this future is dropped (the client went
+    /// away).
+    pub async fn run_local(&mut self, slots: &Semaphore) -> Result<RecordBatch> {
+        let _slot = slots
+            .acquire()
+            .await
+            .map_err(|_| ServerError::Internal("the server is stopping".into()))?;
         let graph = self
             .graph
             .take()
             .ok_or_else(|| ServerError::Internal("the query was already started".into()))?;
-        let job = tokio::task::spawn_blocking(move || runnel_engine::runtime::run_local(&graph));
+        let cancel = Arc::new(AtomicBool::new(false));
+        let _stop_if_dropped = CancelOnDrop(Arc::clone(&cancel));
+        let job =
+            tokio::task::spawn_blocking(move || runnel_engine::runtime::run_local(&graph, &cancel));
         let collected = self.collect().await;
         match job.await {
             Ok(Ok(())) => collected,
@@ -139,6 +150,15 @@ impl QueryRun {
             Some(f) => Ok(f.apply(&self.columns, &[rows])?),
             None => Ok(rows),
         }
+    }
+}
+
+/// Sets its flag when dropped: a local query whose caller is gone stops.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }
 

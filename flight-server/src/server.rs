@@ -49,6 +49,8 @@ pub struct Server {
     views: Views,
     log: StatementLog,
     stopped: AtomicBool,
+    /// Queries running from snapshots at once, at most (one per core).
+    local_slots: tokio::sync::Semaphore,
 }
 
 /// The channel capacity between a query's sink and its client stream.
@@ -76,6 +78,9 @@ impl Server {
                 }),
                 views,
                 stopped: AtomicBool::new(false),
+                local_slots: tokio::sync::Semaphore::new(
+                    std::thread::available_parallelism().map_or(2, |n| n.get()),
+                ),
             }
         });
         server.replay()?;
@@ -85,6 +90,11 @@ impl Server {
             .spawn(move || monitor(weak))
             .map_err(|e| ServerError::io("start the job monitor", e))?;
         Ok(server)
+    }
+
+    /// What bounds how many queries run from snapshots at once.
+    pub fn local_slots(&self) -> &tokio::sync::Semaphore {
+        &self.local_slots
     }
 
     /// The configuration.
@@ -779,7 +789,7 @@ mod tests {
             match server.execute(sql)? {
                 Executed::Query(mut q) => {
                     assert!(q.is_local(), "{sql} should run locally");
-                    rt.block_on(q.run_local())
+                    rt.block_on(q.run_local(server.local_slots()))
                 }
                 Executed::Batch(_) => panic!("{sql} gave no query"),
             }

@@ -3,7 +3,8 @@
 //! A query over tables the process already holds in memory (a materialized
 //! view's snapshot, a system table) needs none of what [`super::Job`]
 //! sets up: no threads, channels, checkpoints or RocksDB. [`run_local`]
-//! runs such a graph in one thread with one instance of every node and
+//! runs such a graph in one thread with one instance of every operator
+//! (one per subtask for sources, which split their input by subtask) and
 //! state in memory, pushing batches from node to node in the order the
 //! graph's edges give.
 //!
@@ -13,6 +14,7 @@
 //! Watermarks a source emits on its own are not passed on.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
@@ -36,14 +38,17 @@ struct LocalOperator {
 }
 
 enum Instance {
-    Source(Box<dyn Source>),
+    /// One instance per subtask the graph gives the source, read one after
+    /// the other: each reads its share of the splits.
+    Source(Vec<Box<dyn Source>>),
     Operator(Box<LocalOperator>),
 }
 
 /// Runs the bounded `graph` to its end on this thread, every node with
 /// one instance and its state in memory. Errors name the node, as a job's
-/// do.
-pub fn run_local(graph: &JobGraph) -> Result<()> {
+/// do. Setting `cancel` stops it between two batches with
+/// [`EngineError::Cancelled`].
+pub fn run_local(graph: &JobGraph, cancel: &AtomicBool) -> Result<()> {
     graph.validate()?;
     let order = graph.topological_order()?;
     let mut instances: Vec<Option<Instance>> = Vec::with_capacity(graph.nodes().len());
@@ -60,9 +65,19 @@ pub fn run_local(graph: &JobGraph) -> Result<()> {
         let named = |e: EngineError| EngineError::Execution(format!("{}: {e}", node.name));
         let instance = match &node.kind {
             NodeKind::Source { factory, .. } => {
-                let mut source = factory(&task).map_err(named)?;
-                source.open(&task, &metrics).map_err(named)?;
-                Instance::Source(source)
+                let n = node.parallelism.max(1);
+                let mut subtasks = Vec::with_capacity(n);
+                for subtask in 0..n {
+                    let task = TaskInfo {
+                        subtask,
+                        parallelism: n,
+                        ..task.clone()
+                    };
+                    let mut source = factory(&task).map_err(named)?;
+                    source.open(&task, &metrics).map_err(named)?;
+                    subtasks.push(source);
+                }
+                Instance::Source(subtasks)
             }
             NodeKind::Operator { factory } => {
                 let mut local = Box::new(LocalOperator {
@@ -92,6 +107,7 @@ pub fn run_local(graph: &JobGraph) -> Result<()> {
         graph,
         instances,
         queue: VecDeque::new(),
+        cancel,
     };
     for &id in &order {
         run.read_source(id)?;
@@ -108,6 +124,7 @@ struct LocalRun<'g> {
     instances: Vec<Option<Instance>>,
     /// Batches on their way: (receiving node, its input number, batch).
     queue: VecDeque<(NodeId, usize, RecordBatch)>,
+    cancel: &'g AtomicBool,
 }
 
 impl LocalRun<'_> {
@@ -131,32 +148,37 @@ impl LocalRun<'_> {
 
     /// Reads source `id` (if it is one) to its end.
     fn read_source(&mut self, id: NodeId) -> Result<()> {
-        let Some(Some(Instance::Source(source))) = self.instances.get_mut(id) else {
+        let Some(Some(Instance::Source(subtasks))) = self.instances.get_mut(id) else {
             return Ok(());
         };
         let mut pending = 0;
         let mut out = Vec::new();
-        loop {
-            let polled = source.poll();
-            match polled {
-                Ok(SourcePoll::Batch { batch, .. }) => {
-                    if batch.num_rows() > 0 {
-                        out.push(batch);
-                    }
+        for source in subtasks.iter_mut() {
+            loop {
+                if self.cancel.load(Ordering::Relaxed) {
+                    return Err(EngineError::Cancelled);
                 }
-                Ok(SourcePoll::Watermark(_)) | Ok(SourcePoll::SplitFinished(_)) => {}
-                Ok(SourcePoll::Pending) => {
-                    pending += 1;
-                    if pending > MAX_PENDING_POLLS {
-                        return Err(EngineError::Internal(format!(
-                            "{}: an in-memory source kept answering 'pending'",
-                            self.name(id)
-                        )));
+                let polled = source.poll();
+                match polled {
+                    Ok(SourcePoll::Batch { batch, .. }) => {
+                        if batch.num_rows() > 0 {
+                            out.push(batch);
+                        }
                     }
-                    std::thread::yield_now();
+                    Ok(SourcePoll::Watermark(_)) | Ok(SourcePoll::SplitFinished(_)) => {}
+                    Ok(SourcePoll::Pending) => {
+                        pending += 1;
+                        if pending > MAX_PENDING_POLLS {
+                            return Err(EngineError::Internal(format!(
+                                "{}: an in-memory source kept answering 'pending'",
+                                self.name(id)
+                            )));
+                        }
+                        std::thread::yield_now();
+                    }
+                    Ok(SourcePoll::Finished) => break,
+                    Err(e) => return Err((self.named(id))(e)),
                 }
-                Ok(SourcePoll::Finished) => break,
-                Err(e) => return Err((self.named(id))(e)),
             }
         }
         self.emit(id, out);
@@ -166,6 +188,9 @@ impl LocalRun<'_> {
     /// Delivers every queued batch, and what delivering them emits.
     fn drain(&mut self) -> Result<()> {
         while let Some((to, input, batch)) = self.queue.pop_front() {
+            if self.cancel.load(Ordering::Relaxed) {
+                return Err(EngineError::Cancelled);
+            }
             let mut out = VecCollector::default();
             if let Some(Some(Instance::Operator(local))) = self.instances.get_mut(to) {
                 let LocalOperator {

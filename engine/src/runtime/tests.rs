@@ -472,3 +472,49 @@ fn an_idle_split_stops_holding_back_the_watermark() -> Result<()> {
     assert_eq!(late, 0);
     Ok(())
 }
+
+#[test]
+fn a_bounded_job_run_locally_gives_what_the_threaded_run_gives() -> Result<()> {
+    let split = |s: SplitId, rows: &[(i64, i64, i64)]| ScriptStep::Batch(s, batch(rows));
+    let scripts = || {
+        vec![
+            vec![split(0, &[(1, 1, 10), (2, 2, 20)]), split(0, &[(11, 1, 1)])],
+            vec![
+                split(1, &[(3, 1, 5), (12, 2, 7)]),
+                split(1, &[(25, 3, 100)]),
+            ],
+        ]
+    };
+    let threaded = MemorySinkHandle::new();
+    Job::run(windowed_job(scripts(), 3, &threaded)?)?;
+    let local = MemorySinkHandle::new();
+    let never = std::sync::atomic::AtomicBool::new(false);
+    super::run_local(&windowed_job(scripts(), 3, &local)?, &never)?;
+    assert_eq!(sum_by_key_window(&local), sum_by_key_window(&threaded));
+    assert_eq!(sum_by_key_window(&local).len(), 5);
+    Ok(())
+}
+
+#[test]
+fn a_local_run_stops_when_cancelled() -> Result<()> {
+    // An endless source would never end; the flag stops it.
+    let emitted = Arc::new(AtomicU64::new(0));
+    let mut g = JobGraph::new();
+    let src = g.add_source("src", 1, endless(&emitted, 1), None);
+    let out = MemorySinkHandle::new();
+    let sink = g.add_operator("sink", 1, out.factory());
+    g.connect(src, sink, Exchange::Forward)?;
+    let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = Arc::clone(&cancel);
+    let counted = Arc::clone(&emitted);
+    let canceller = std::thread::spawn(move || {
+        while counted.load(Ordering::SeqCst) < 1_000 {
+            std::thread::yield_now();
+        }
+        flag.store(true, Ordering::SeqCst);
+    });
+    let result = super::run_local(&g, &cancel);
+    canceller.join().expect("canceller");
+    assert!(matches!(result, Err(EngineError::Cancelled)), "{result:?}");
+    Ok(())
+}

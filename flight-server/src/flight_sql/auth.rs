@@ -5,11 +5,13 @@
 //! sends `Bearer None` when it has none) is an anonymous call too.
 //!
 //! Passwords are checked off the request threads, with a back-off for
-//! repeated failures (`login`); basic credentials that were verified once
-//! are remembered, so clients that send them on every call pay for one
-//! check.
+//! repeated failures (`login`); credentials that were verified once are
+//! remembered (in memory, the user name and password), so clients that
+//! send them on every call pay for one check, and a user that someone else
+//! is guessing for (which backs the user name off) still gets in with the
+//! password that worked before.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -38,8 +40,8 @@ pub(super) struct Auth {
     server: Arc<Server>,
     /// Token -> user name.
     tokens: Mutex<HashMap<String, String>>,
-    /// Basic-credential headers verified before -> user name.
-    verified: Mutex<HashMap<String, String>>,
+    /// Credentials (user name and password) verified before.
+    verified: Mutex<HashSet<(String, String)>>,
     backoff: Backoff,
     checker: PasswordChecker,
 }
@@ -122,27 +124,26 @@ impl Auth {
 
     /// Verifies `Basic base64(user:password)`; the user name.
     async fn basic(&self, header: &str, address: Option<IpAddr>) -> Result<String, Status> {
-        if let Some(user) = self
-            .verified
-            .lock()
-            .ok()
-            .and_then(|v| v.get(header).cloned())
-        {
-            return Ok(user);
+        let credentials = decode_basic(header)?;
+        if self.verified.lock().is_ok_and(|v| v.contains(&credentials)) {
+            return Ok(credentials.0);
         }
-        let (user, password) = decode_basic(header)?;
-        self.backoff.admit(&user, address)?;
-        if self.checker.verify(&user, &password).await? {
-            self.backoff.succeeded(&user, address);
+        let (user, password) = &credentials;
+        self.backoff.admit(user, address)?;
+        if self.checker.verify(user, password).await? {
+            self.backoff.succeeded(user, address);
             if let Ok(mut v) = self.verified.lock() {
                 if v.len() >= REMEMBERED_LOGINS {
-                    v.clear();
+                    // Make room by forgetting one (any) entry, not all.
+                    if let Some(old) = v.iter().next().cloned() {
+                        v.remove(&old);
+                    }
                 }
-                v.insert(header.to_string(), user.clone());
+                v.insert(credentials.clone());
             }
-            Ok(user)
+            Ok(credentials.0)
         } else {
-            self.backoff.failed(&user, address);
+            self.backoff.failed(user, address);
             Err(Status::unauthenticated("wrong user name or password"))
         }
     }

@@ -55,12 +55,18 @@ pub(super) fn check_sql_text(packed: &[u8]) -> Result<(), Status> {
             let before = std::str::from_utf8(valid).unwrap_or_default();
             let line = before.matches('\n').count() + 1;
             let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
-            Err(Status::invalid_argument(format!(
-                "the SQL text is not valid UTF-8: byte 0x{:02X} at line {line}, column {column} \
-                 (byte offset {}) does not start a UTF-8 character",
-                raw.query[e.valid_up_to()],
-                e.valid_up_to()
-            )))
+            let at = e.valid_up_to();
+            Err(Status::invalid_argument(match e.error_len() {
+                Some(_) => format!(
+                    "the SQL text is not valid UTF-8: byte 0x{:02X} at line {line}, column \
+                     {column} (byte offset {at}) is not part of a valid UTF-8 character",
+                    raw.query[at]
+                ),
+                None => format!(
+                    "the SQL text is not valid UTF-8: it ends inside a character at line \
+                     {line}, column {column} (byte offset {at})"
+                ),
+            }))
         }
     }
 }

@@ -210,7 +210,10 @@ impl FlightSqlService for RunnelFlightSql {
         match executed {
             Executed::Batch(b) => batch_stream(b),
             Executed::Query(mut run) if run.is_local() => {
-                let batch = run.run_local().await.map_err(status)?;
+                let batch = run
+                    .run_local(self.server.local_slots())
+                    .await
+                    .map_err(status)?;
                 let batch = batch
                     .with_schema(Arc::clone(&run.schema))
                     .map_err(|e| Status::internal(e.to_string()))?;
