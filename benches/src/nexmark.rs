@@ -545,6 +545,35 @@ mod tests {
     }
 
     #[test]
+    fn a_result_reads_back_from_its_json() {
+        // What a child process writes is what the parent reads.
+        let r = QueryResult {
+            query: "q16".into(),
+            events: 1_000,
+            rows_out: 7,
+            seconds: 1.5,
+            cpu_seconds: Some(2.25),
+            latency: Some(LatencySummary {
+                samples: 3,
+                p50: Duration::from_millis(4),
+                p99: Duration::from_millis(9),
+                max: Duration::from_millis(12),
+            }),
+            peak_rss_bytes: Some(1 << 20),
+        };
+        let back = QueryResult::from_json(&r.to_json()).expect("reads back");
+        assert_eq!(back.to_json(), r.to_json());
+        let without = QueryResult {
+            latency: None,
+            cpu_seconds: None,
+            peak_rss_bytes: None,
+            ..r
+        };
+        let back = QueryResult::from_json(&without.to_json()).expect("reads back");
+        assert!(back.latency.is_none() && back.peak_rss_bytes.is_none());
+    }
+
+    #[test]
     fn peak_rss_is_read() {
         assert!(peak_rss().expect("Linux has VmHWM") > 0);
     }
