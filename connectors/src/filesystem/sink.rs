@@ -426,6 +426,9 @@ impl TwoPhaseSink for FileSink {
             return Ok(());
         }
         let batch = self.conform(&batch)?;
+        if self.options.format == Format::Csv {
+            refuse_nul_in_csv(&batch, &self.options.path)?;
+        }
         if self.current.is_none() {
             let part = self.start_part()?;
             self.current = Some(part);
@@ -476,4 +479,31 @@ impl TwoPhaseSink for FileSink {
         self.next_seq = saved.max(self.first_free_seq()?);
         Ok(())
     }
+}
+
+/// A CSV value cannot hold a NUL byte: the CSV source (and other readers)
+/// would take the record for malformed. Fails naming the column, rather
+/// than writing a file that does not read back.
+fn refuse_nul_in_csv(batch: &RecordBatch, path: &std::path::Path) -> Result<()> {
+    use arrow::array::AsArray;
+    use arrow::datatypes::DataType;
+    for (i, column) in batch.columns().iter().enumerate() {
+        let strings: Box<dyn Iterator<Item = Option<&str>>> = match column.data_type() {
+            DataType::Utf8 => Box::new(column.as_string::<i32>().iter()),
+            DataType::LargeUtf8 => Box::new(column.as_string::<i64>().iter()),
+            _ => continue,
+        };
+        for (row, value) in strings.enumerate() {
+            if value.is_some_and(|v| v.contains('\0')) {
+                return Err(EngineError::Execution(format!(
+                    "cannot write CSV to '{}': column '{}' of row {} holds a NUL byte, which \
+                     CSV cannot carry (JSON lines and Parquet can)",
+                    path.display(),
+                    batch.schema_ref().field(i).name(),
+                    row + 1
+                )));
+            }
+        }
+    }
+    Ok(())
 }

@@ -960,3 +960,31 @@ fn parquet_columns_of_another_type_fail_naming_file_column_and_types() -> Result
     assert_eq!(got, vec!["x", "x", "y"]);
     Ok(())
 }
+
+#[test]
+fn a_nul_in_a_value_round_trips_through_json_and_is_refused_by_csv() -> Result<()> {
+    let with_nul = |dir: &Path, format: &str| -> Result<(TableDescriptor, RecordBatch)> {
+        let t = fs_table(&dir.join(format), format, &[]);
+        let b = batch(&[1, 2]);
+        let mut columns = b.columns().to_vec();
+        columns[1] = Arc::new(StringArray::from(vec![Some("a\u{0}b"), Some("plain")]));
+        Ok((t, RecordBatch::try_new(b.schema(), columns).expect("batch")))
+    };
+    let dir = TempDir::new("nul-sinks");
+    // JSON escapes it (\u0000), and the source reads the same value back.
+    let (t, written) = with_nul(dir.path(), "json")?;
+    let mut sink = sink_harness(&t)?;
+    sink.batch(written.clone())?;
+    sink.end()?;
+    assert_eq!(read(&t, 1)?.sorted_rows()?, sorted_rows(&[written])?);
+    // CSV cannot carry it: the sink says so instead of writing a file its
+    // source would reject.
+    let (t, written) = with_nul(dir.path(), "csv")?;
+    let mut sink = sink_harness(&t)?;
+    let err = sink.batch(written).expect_err("NUL in CSV").to_string();
+    assert!(
+        err.contains("column 'name' of row 1") && err.contains("NUL"),
+        "{err}"
+    );
+    Ok(())
+}
