@@ -5,6 +5,8 @@
 //! listen = "127.0.0.1:50051"
 //! data_dir = "runnel-data"
 //! parallelism = 2
+//! max_parallelism = 8       # the most a client's SET 'parallelism' may ask
+//!                           # (default: 4 per core, at least parallelism)
 //! checkpoint_interval = "10 s"
 //! keepalive = "5 s"
 //! snapshot_queries = true   # SELECTs over views and system tables run
@@ -76,6 +78,7 @@ struct FileConfig {
     listen: Option<String>,
     data_dir: Option<PathBuf>,
     parallelism: Option<usize>,
+    max_parallelism: Option<usize>,
     checkpoint_interval: Option<String>,
     keepalive: Option<String>,
     snapshot_queries: Option<bool>,
@@ -93,6 +96,9 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// Default parallelism of jobs.
     pub parallelism: usize,
+    /// The highest parallelism a client may `SET`; `None`: four per core,
+    /// and at least `parallelism`.
+    pub max_parallelism: Option<usize>,
     /// Checkpoint interval of the jobs the server runs.
     pub checkpoint_interval: Duration,
     /// How often an idle subscription gets an empty batch.
@@ -116,6 +122,7 @@ impl ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             data_dir: data_dir.into(),
             parallelism: 1,
+            max_parallelism: None,
             checkpoint_interval: Duration::from_secs(10),
             keepalive: Duration::from_secs(5),
             snapshot_queries: true,
@@ -188,6 +195,12 @@ impl ServerConfig {
             }
             config.parallelism = p;
         }
+        if let Some(m) = file.max_parallelism {
+            if m == 0 {
+                return Err("max_parallelism must be positive".into());
+            }
+            config.max_parallelism = Some(m);
+        }
         if let Some(i) = &file.checkpoint_interval {
             config.checkpoint_interval = duration(i, "checkpoint_interval")?;
         }
@@ -226,6 +239,13 @@ impl ServerConfig {
 
     /// Refuses a configuration nobody could use.
     pub fn check(&self) -> Result<(), String> {
+        if self.max_parallelism.is_some_and(|m| m < self.parallelism) {
+            return Err(format!(
+                "max_parallelism ({}) is below parallelism ({})",
+                self.max_parallelism.unwrap_or_default(),
+                self.parallelism
+            ));
+        }
         if self.auth.users.is_empty() && !self.auth.allow_anonymous {
             return Err("no users are configured: add [[auth.users]] with a name and a password_hash (from `runnel hash-password`) to the configuration, or pass --allow-anonymous for a server only you can reach".into());
         }
@@ -238,6 +258,14 @@ impl ServerConfig {
             })?;
         }
         Ok(())
+    }
+
+    /// The highest parallelism a client may `SET`.
+    pub fn parallelism_limit(&self) -> usize {
+        self.max_parallelism.unwrap_or_else(|| {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            (4 * cores).max(self.parallelism)
+        })
     }
 
     /// True when `name` may log in with `password`.

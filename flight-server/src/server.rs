@@ -540,6 +540,7 @@ fn new_session(config: &ServerConfig, views: &Views, server: Weak<Server>) -> Se
         },
     ))));
     let mut session = Session::new(registry);
+    session.set_parallelism_limit(config.parallelism_limit());
     for (k, v) in [
         (
             "state.checkpoints.dir",

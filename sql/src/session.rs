@@ -111,6 +111,9 @@ pub struct Session {
     options: BTreeMap<String, String>,
     jobs: Vec<(String, String, Arc<Mutex<JobStatus>>)>,
     next_job: usize,
+    /// The highest parallelism `SET` may ask for; `None` leaves only the
+    /// runtime's own bound (the number of key groups).
+    parallelism_limit: Option<usize>,
 }
 
 impl Session {
@@ -122,7 +125,15 @@ impl Session {
             options: BTreeMap::new(),
             jobs: Vec::new(),
             next_job: 1,
+            parallelism_limit: None,
         }
+    }
+
+    /// Bounds the parallelism `SET 'parallelism'` may ask for (a server
+    /// shared by many clients keeps one of them from starting thousands of
+    /// threads and a channel per pair of them).
+    pub fn set_parallelism_limit(&mut self, limit: usize) {
+        self.parallelism_limit = Some(limit.max(1));
     }
 
     /// The catalog.
@@ -210,6 +221,15 @@ impl Session {
     ) -> Result<()> {
         if key == "parallelism" || key == "parallelism.default" {
             match value.parse::<usize>() {
+                Ok(n) if self.parallelism_limit.is_some_and(|limit| n > limit) => {
+                    return Err(SqlError::plan(
+                        format!(
+                            "'{key}' may be at most {} here (the server's max_parallelism), not {n}",
+                            self.parallelism_limit.unwrap_or(n)
+                        ),
+                        position,
+                    ))
+                }
                 Ok(n) if n > 0 => {}
                 _ => {
                     return Err(SqlError::plan(

@@ -287,3 +287,20 @@ fn wrong_passwords_back_off_and_logged_in_clients_keep_working() {
         );
     });
 }
+
+#[test]
+fn a_client_cannot_ask_for_more_parallelism_than_the_server_allows() {
+    with_server("max-parallelism", async |addr, _dir| {
+        let mut c = connect(addr).await;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let limit = 4 * cores;
+        let err = query(&mut c, &format!("SET 'parallelism' = '{}'", limit + 1))
+            .await
+            .expect_err("over the limit");
+        assert!(has_code(&err, tonic::Code::InvalidArgument), "{err}");
+        assert!(err.contains(&format!("at most {limit}")), "{err}");
+        query(&mut c, &format!("SET 'parallelism' = '{limit}'"))
+            .await
+            .expect("at the limit");
+    });
+}
