@@ -307,6 +307,8 @@ impl FileReader {
 struct Chunk {
     bytes: Vec<u8>,
     lines: Vec<(usize, usize, u64)>,
+    /// Lines longer than [`MAX_LINE_BYTES`]: kept only up to that length.
+    oversized: Vec<u64>,
 }
 
 impl OpenFile {
@@ -369,6 +371,9 @@ impl OpenFile {
                     return Ok(None);
                 };
                 let rows = chunk.lines.len();
+                if !chunk.oversized.is_empty() {
+                    return decode_lines(&chunk, options, schema, &self.path, metrics).map(Some);
+                }
                 match decode(options, schema, &chunk.bytes, rows) {
                     Ok(batch) => Ok(Some(batch)),
                     Err(_) => decode_lines(&chunk, options, schema, &self.path, metrics).map(Some),
@@ -419,12 +424,17 @@ fn read_chunk(
         let mut quotes = CsvQuotes::new(options.delimiter);
         loop {
             let from = chunk.bytes.len();
-            let read = input.read_until(b'\n', &mut chunk.bytes)?;
+            let (read, cut) = read_line_capped(input, &mut chunk.bytes)?;
             if read == 0 {
                 break;
             }
             *offset += read as u64;
             *line += 1;
+            if cut {
+                // Too long to be a record: the rest of the line was skipped.
+                chunk.oversized.push(first_line);
+                break;
+            }
             let open = csv && quotes.feed(&chunk.bytes[from..]);
             if !open || chunk.bytes.len() - start > MAX_RECORD_BYTES {
                 break;
@@ -451,6 +461,51 @@ fn read_chunk(
 
 /// The longest CSV record that may run over several lines.
 const MAX_RECORD_BYTES: usize = 1 << 20;
+
+/// The longest line read as a record; a longer one is a malformed record
+/// (so that a file without line breaks cannot take all memory).
+#[cfg(not(test))]
+const MAX_LINE_BYTES: usize = 64 << 20;
+#[cfg(test)]
+const MAX_LINE_BYTES: usize = 64 << 10;
+
+/// Appends one line (with its line break) to `out`, but no more than
+/// [`MAX_LINE_BYTES`] of it; the rest of a longer line is read and
+/// dropped. The bytes consumed, and whether the line was cut.
+fn read_line_capped(
+    input: &mut BufReader<File>,
+    out: &mut Vec<u8>,
+) -> std::io::Result<(usize, bool)> {
+    let (mut consumed, mut kept, mut cut) = (0usize, 0usize, false);
+    loop {
+        let available = match input.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if available.is_empty() {
+            return Ok((consumed, cut));
+        }
+        let (take, done) = match available.iter().position(|b| *b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (available.len(), false),
+        };
+        let room = MAX_LINE_BYTES.saturating_sub(kept);
+        if take <= room {
+            out.extend_from_slice(&available[..take]);
+            kept += take;
+        } else {
+            out.extend_from_slice(&available[..room]);
+            kept += room;
+            cut = true;
+        }
+        input.consume(take);
+        consumed += take;
+        if done {
+            return Ok((consumed, cut));
+        }
+    }
+}
 
 /// Where a CSV record's reader is, to tell whether a line break is inside
 /// a double-quoted value. A quote opens a value only at its start (as the
@@ -514,6 +569,18 @@ fn decode_lines(
 ) -> Result<RecordBatch> {
     let mut good = Vec::new();
     for &(start, end, line) in &chunk.lines {
+        if chunk.oversized.contains(&line) {
+            if options.ignore_parse_errors {
+                metrics.add_malformed(1);
+                continue;
+            }
+            return Err(EngineError::Execution(format!(
+                "malformed {} record in file '{}' at line {line}: the line is longer than \
+                 {MAX_LINE_BYTES} bytes",
+                options.format.label(),
+                path.display(),
+            )));
+        }
         let bytes = chunk.bytes.get(start..end).unwrap_or_default();
         match decode(options, schema, bytes, 1) {
             Ok(batch) => good.push(batch),

@@ -988,3 +988,22 @@ fn a_nul_in_a_value_round_trips_through_json_and_is_refused_by_csv() -> Result<(
     );
     Ok(())
 }
+
+#[test]
+fn a_line_longer_than_the_limit_is_a_malformed_record_not_a_memory_sink() {
+    // The test build's limit is 64 KiB (64 MiB in a real build).
+    let long = format!("{{\"id\": 2, \"name\": \"{}\"}}", "x".repeat(200 << 10));
+    let text = format!("{{\"id\": 1}}\n{long}\n{{\"id\": 3}}\n");
+    let err = read_lines("json", &text, false).expect_err("too long");
+    assert!(
+        err.contains("line 2") && err.contains("longer than 65536 bytes"),
+        "{err}"
+    );
+    assert_eq!(read_lines("json", &text, true), Ok((2, 1)));
+    // Without any line break at all.
+    let err = read_lines("csv", &"y".repeat(300 << 10), false).expect_err("too long");
+    assert!(
+        err.contains("line 1") && err.contains("longer than"),
+        "{err}"
+    );
+}
