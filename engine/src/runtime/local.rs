@@ -37,6 +37,23 @@ struct LocalOperator {
     metrics: Arc<OperatorMetrics>,
 }
 
+impl LocalOperator {
+    /// Calls `f` with the operator and its context; an error names the
+    /// operator.
+    fn call<R>(
+        &mut self,
+        f: impl FnOnce(&mut dyn Operator, &mut OperatorContext<'_>) -> Result<R>,
+    ) -> Result<R> {
+        let mut ctx = OperatorContext {
+            task: &self.task,
+            state: &mut self.state,
+            metrics: &self.metrics,
+        };
+        f(self.op.as_mut(), &mut ctx)
+            .map_err(|e| EngineError::Execution(format!("{}: {e}", self.task.operator_name)))
+    }
+}
+
 enum Instance {
     /// One instance per subtask the graph gives the source, read one after
     /// the other: each reads its share of the splits.
@@ -86,18 +103,7 @@ pub fn run_local(graph: &JobGraph, cancel: &AtomicBool) -> Result<()> {
                     task,
                     metrics,
                 });
-                let LocalOperator {
-                    op,
-                    state,
-                    task,
-                    metrics,
-                } = local.as_mut();
-                let mut ctx = OperatorContext {
-                    task,
-                    state,
-                    metrics,
-                };
-                op.open(&mut ctx).map_err(named)?;
+                local.call(|op, ctx| op.open(ctx))?;
                 Instance::Operator(local)
             }
         };
@@ -193,19 +199,7 @@ impl LocalRun<'_> {
             }
             let mut out = VecCollector::default();
             if let Some(Some(Instance::Operator(local))) = self.instances.get_mut(to) {
-                let LocalOperator {
-                    op,
-                    state,
-                    task,
-                    metrics,
-                } = local.as_mut();
-                let mut ctx = OperatorContext {
-                    task,
-                    state,
-                    metrics,
-                };
-                op.process_batch(input, batch, &mut ctx, &mut out)
-                    .map_err(|e| EngineError::Execution(format!("{}: {e}", task.operator_name)))?;
+                local.call(|op, ctx| op.process_batch(input, batch, ctx, &mut out))?;
             }
             self.emit(to, out.batches);
         }
@@ -216,22 +210,10 @@ impl LocalRun<'_> {
     fn finish(&mut self, id: NodeId) -> Result<()> {
         let mut out = VecCollector::default();
         if let Some(Some(Instance::Operator(local))) = self.instances.get_mut(id) {
-            let LocalOperator {
-                op,
-                state,
-                task,
-                metrics,
-            } = local.as_mut();
-            let mut ctx = OperatorContext {
-                task,
-                state,
-                metrics,
-            };
-            let named =
-                |e: EngineError| EngineError::Execution(format!("{}: {e}", task.operator_name));
-            op.on_watermark(EventTime::MAX, &mut ctx, &mut out)
-                .map_err(named)?;
-            op.on_end(&mut ctx, &mut out).map_err(named)?;
+            local.call(|op, ctx| {
+                op.on_watermark(EventTime::MAX, ctx, &mut out)?;
+                op.on_end(ctx, &mut out)
+            })?;
         }
         // Dropping the instance ends it (a sink closes its channel).
         if let Some(slot) = self.instances.get_mut(id) {
