@@ -732,44 +732,11 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    #[test]
-    fn a_view_name_in_use_is_refused_without_touching_the_view() {
-        let dir = data_dir("mvname");
-        let server = Server::open(config(&dir)).expect("open");
+    /// Table `t (k STRING, n INT)` over `rows` (CSV lines `k,n`) in `dir`,
+    /// and materialized view `v` of it, once the view holds every row.
+    fn csv_view(server: &Server, dir: &Path, rows: &[&str]) -> Arc<crate::tables::ViewTable> {
         let csv = dir.join("t.csv");
-        std::fs::write(&csv, "k,n\na,1\nb,2\n").expect("csv");
-        server
-            .execute(&format!(
-                "CREATE TABLE t (k STRING, n INT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv', 'csv.ignore-first-line' = 'true')",
-                csv.display()
-            ))
-            .map(|_| ())
-            .expect("table");
-        server
-            .execute("CREATE MATERIALIZED VIEW v AS SELECT k, n FROM t")
-            .map(|_| ())
-            .expect("view");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while server.views.get("v").map_or(0, |v| v.len().unwrap_or(0)) < 2
-            && Instant::now() < deadline
-        {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let err = server
-            .execute("CREATE MATERIALIZED VIEW v AS SELECT k FROM t")
-            .map(|_| ())
-            .expect_err("name in use");
-        assert!(err.to_string().contains("already exists"), "{err}");
-        assert_eq!(server.views.get("v").expect("view").len().expect("len"), 2);
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn queries_over_views_and_system_tables_run_from_snapshots_without_a_job() {
-        let dir = data_dir("local");
-        let server = Server::open(config(&dir)).expect("open");
-        let csv = dir.join("t.csv");
-        std::fs::write(&csv, "k,n\na,1\nb,2\na,3\nc,4\na,5\n").expect("csv");
+        std::fs::write(&csv, format!("k,n\n{}\n", rows.join("\n"))).expect("csv");
         server
             .execute(&format!(
                 "CREATE TABLE t (k STRING, n INT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv', 'csv.ignore-first-line' = 'true')",
@@ -783,10 +750,42 @@ mod tests {
             .expect("view");
         let view = server.views.get("v").expect("the view exists");
         let deadline = Instant::now() + Duration::from_secs(30);
-        while view.len().expect("len") < 5 {
+        while view.len().expect("len") < rows.len() {
             assert!(Instant::now() < deadline, "the view never filled");
             std::thread::sleep(Duration::from_millis(20));
         }
+        view
+    }
+
+    /// The (STRING, integer) rows of a two-column result.
+    fn pairs(batch: &RecordBatch) -> Vec<(String, i64)> {
+        let keys = batch.column(0).as_string::<i32>();
+        let values = arrow::compute::cast(batch.column(1), &DataType::Int64).expect("cast");
+        let values = values.as_primitive::<arrow::datatypes::Int64Type>();
+        (0..batch.num_rows())
+            .map(|i| (keys.value(i).to_string(), values.value(i)))
+            .collect()
+    }
+
+    #[test]
+    fn a_view_name_in_use_is_refused_without_touching_the_view() {
+        let dir = data_dir("mvname");
+        let server = Server::open(config(&dir)).expect("open");
+        csv_view(&server, &dir, &["a,1", "b,2"]);
+        let err = server
+            .execute("CREATE MATERIALIZED VIEW v AS SELECT k FROM t")
+            .map(|_| ())
+            .expect_err("name in use");
+        assert!(err.to_string().contains("already exists"), "{err}");
+        assert_eq!(server.views.get("v").expect("view").len().expect("len"), 2);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn queries_over_views_and_system_tables_run_from_snapshots_without_a_job() {
+        let dir = data_dir("local");
+        let server = Server::open(config(&dir)).expect("open");
+        csv_view(&server, &dir, &["a,1", "b,2", "a,3", "c,4", "a,5"]);
         let jobs_before = server.lock().expect("lock").jobs.iter().count();
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
@@ -803,28 +802,18 @@ mod tests {
         // An aggregate (updating), sorted and limited, over the view.
         let rows = run("SELECT k, SUM(n) AS total FROM v GROUP BY k ORDER BY total DESC LIMIT 2")
             .expect("aggregate");
-        let keys = rows.column(0).as_string::<i32>();
-        let totals = arrow::compute::cast(rows.column(1), &DataType::Int64).expect("cast");
-        let totals = totals.as_primitive::<arrow::datatypes::Int64Type>();
         assert_eq!(
-            (0..rows.num_rows())
-                .map(|i| (keys.value(i).to_string(), totals.value(i)))
-                .collect::<Vec<_>>(),
+            pairs(&rows),
             vec![("a".to_string(), 9), ("c".to_string(), 4)]
         );
         // A join of two inputs (the view with itself): 'a' has 3 rows, so
         // 9 pairs.
-        let pairs = run(
+        let joined = run(
             "SELECT x.k, COUNT(*) AS n FROM v AS x JOIN v AS y ON x.k = y.k GROUP BY x.k ORDER BY k",
         )
         .expect("join");
-        let keys = pairs.column(0).as_string::<i32>();
-        let counts = arrow::compute::cast(pairs.column(1), &DataType::Int64).expect("cast");
-        let counts = counts.as_primitive::<arrow::datatypes::Int64Type>();
         assert_eq!(
-            (0..pairs.num_rows())
-                .map(|i| (keys.value(i).to_string(), counts.value(i)))
-                .collect::<Vec<_>>(),
+            pairs(&joined),
             vec![
                 ("a".to_string(), 9),
                 ("b".to_string(), 1),

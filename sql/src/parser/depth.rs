@@ -22,7 +22,7 @@
 
 use sqlparser::tokenizer::{Token, TokenWithSpan};
 
-use super::tokens::{syntax, word};
+use super::tokens::{is_word, syntax, word};
 use crate::error::SqlError;
 
 /// The deepest expression a statement may hold, in operators along one
@@ -231,10 +231,6 @@ fn close(levels: &mut Vec<Level>) {
             }
         }
     }
-}
-
-fn is_word(t: &TokenWithSpan, w: &str) -> bool {
-    is_word_in(t, &[w])
 }
 
 fn is_word_in(t: &TokenWithSpan, words: &[&str]) -> bool {
