@@ -263,6 +263,14 @@ impl Drained {
         self.batches.iter().flatten().cloned().collect()
     }
 
+    /// Rows read by each subtask.
+    pub(crate) fn per_subtask_rows(&self) -> Vec<usize> {
+        self.batches
+            .iter()
+            .map(|b| b.iter().map(RecordBatch::num_rows).sum())
+            .collect()
+    }
+
     /// Total rows.
     pub(crate) fn rows(&self) -> usize {
         self.all().iter().map(RecordBatch::num_rows).sum()

@@ -2,8 +2,11 @@
 //!
 //! `'path'` names a file or a directory. Reading a directory reads every
 //! regular file in it, by name, skipping names that start with `.` or `_`
-//! (in-progress and marker files). The source is bounded; each file is a
-//! split, and file `i` goes to subtask `i % parallelism`.
+//! (in-progress and marker files). The source is bounded. Its input is cut
+//! into splits that all source subtasks share (split `i` goes to subtask
+//! `i % parallelism`): each file, and each line-aligned range of
+//! `'source.split-size'` bytes (32 MiB by default) of a large JSON-lines
+//! or CSV file (see `splits.rs`).
 //!
 //! The sink writes `part-<subtask>-<seq>.<ext>` files into the directory.
 //! A file is written under a hidden in-progress name and renamed once
@@ -13,18 +16,19 @@
 //! checkpoint completes (two-phase commit, see `sink.rs`), so that after a
 //! recovery every row is in exactly one visible file.
 //!
-//! The source's checkpoint position is the file it is in and how far in
+//! The source's checkpoint position is the split it is in and how far in
 //! (byte offset for JSON and CSV, row count for Parquet); restoring into a
 //! directory whose listing changed is an error (see `source.rs`).
 //!
-//! Limits: JSON and CSV records are taken to be one per line (a CSV field
-//! with an embedded line break is not supported), and directories are read
-//! once, not watched.
+//! Limits: JSON records are one per line; a CSV record is one line unless a
+//! quoted value holds line breaks (and a CSV file holding quotes is then
+//! read by one subtask). Directories are read once, not watched.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use runnel_engine::connector::{Connector, SourceTable, TableDescriptor};
+use runnel_engine::graph::parse_byte_size;
 use runnel_engine::operator::OperatorFactory;
 use runnel_engine::{EngineError, Result};
 
@@ -32,6 +36,7 @@ use crate::options::{bad_option, delimiter_option};
 
 mod sink;
 mod source;
+mod splits;
 
 pub use source::list_files;
 
@@ -42,6 +47,7 @@ const OPTIONS: &[&str] = &[
     "csv.field-delimiter",
     "csv.ignore-first-line",
     "csv.ignore-parse-errors",
+    "source.split-size",
 ];
 
 /// The `filesystem` connector.
@@ -64,12 +70,10 @@ impl Connector for FilesystemConnector {
 
     fn source(&self, table: &TableDescriptor) -> Result<SourceTable> {
         let options = Arc::new(FsOptions::from_table(table)?);
-        // A single file cannot be shared among subtasks.
-        let parallelism = options.path.is_file().then_some(1);
         Ok(SourceTable {
             factory: source::factory(options, Arc::clone(&table.schema)),
             bounded: true,
-            parallelism,
+            parallelism: None,
             in_memory: false,
         })
     }
@@ -133,6 +137,8 @@ struct FsOptions {
     delimiter: u8,
     /// Skip the first line of every CSV file (a header).
     ignore_first_line: bool,
+    /// Bytes per split of a large JSON-lines or CSV file.
+    split_bytes: u64,
 }
 
 impl FsOptions {
@@ -161,7 +167,22 @@ impl FsOptions {
             ignore_parse_errors,
             delimiter: delimiter_option(table, "csv.field-delimiter", b',')?,
             ignore_first_line: table.bool_option("csv.ignore-first-line", false)?,
+            split_bytes: match table.option("source.split-size") {
+                None => splits::DEFAULT_SPLIT_BYTES,
+                Some(text) => parse_byte_size(text).filter(|n| *n > 0).ok_or_else(|| {
+                    bad_option(
+                        table,
+                        "source.split-size",
+                        &format!("must be a size such as '64mb' or '1048576', not '{text}'"),
+                    )
+                })?,
+            },
         })
+    }
+
+    /// The CSV delimiter for CSV files, `None` for JSON.
+    fn csv_delimiter(&self) -> Option<u8> {
+        (self.format == Format::Csv).then_some(self.delimiter)
     }
 }
 

@@ -2,22 +2,29 @@
 //!
 //! JSON and CSV files are read in chunks of lines that are parsed in one go;
 //! only a chunk that fails is parsed again line by line, to name the bad
-//! line or to skip it, so clean files stay on the fast path.
+//! line or to skip it, so clean files stay on the fast path. A chunk's
+//! buffer and the arrow decoder are kept from one chunk to the next.
 //!
-//! Checkpoints: a subtask's position names the file it is in (its index in
-//! the sorted listing, which is its split id, and its name) and how far into
-//! it the emitted rows reach: a byte offset and line number for JSON and
-//! CSV, a row count for Parquet. Files with a smaller index are done. The
-//! listing's size and a hash of its names are kept too, because the
-//! assignment of files to subtasks depends on the whole listing: a restore
-//! into a directory whose files changed fails instead of re-reading or
-//! skipping rows. See [`FileSource::snapshot_position`] for the encoding.
+//! The input is cut into splits ([`super::splits`]): whole files, or
+//! line-aligned byte ranges of a large JSON-lines or CSV file, so that all
+//! source subtasks read one big file together. Split `i` goes to subtask
+//! `i % parallelism`.
+//!
+//! Checkpoints: a subtask's position names the split it is in (its index,
+//! its file's name and where the split starts) and how far into it the
+//! emitted rows reach: a byte offset and the lines read since the split's
+//! start for JSON and CSV, a row count for Parquet. Splits with a smaller
+//! index are done. The listing's size, a hash of its names and the number
+//! of splits are kept too, because the assignment of splits to subtasks
+//! depends on all of them: a restore into a directory whose files changed
+//! fails instead of re-reading or skipping rows. See
+//! [`FileSource::snapshot_position`] for the encoding.
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arrow::array::{ArrayRef, RecordBatch};
 use arrow::compute::concat_batches;
@@ -29,15 +36,18 @@ use runnel_engine::operator::{OperatorMetrics, TaskInfo};
 use runnel_engine::source::{Source, SourceFactory, SourcePoll, SplitId};
 use runnel_engine::{EngineError, Result};
 
+use super::splits::{self, FileSplit, Listing};
 use super::{io_error, Format, FsOptions};
 use crate::position::{PositionReader, PositionWriter};
+use crate::text::RecordsDecoder;
 
-/// Format version of [`FileSource`] positions.
-const POSITION_VERSION: u8 = 1;
-/// Position tag: every file of the subtask is done.
+/// Format version of [`FileSource`] positions (version 1, from before
+/// files were cut into ranges, is still read; see `restore_position`).
+const POSITION_VERSION: u8 = 2;
+/// Position tag: every split of the subtask is done.
 const TAG_DONE: u8 = 0;
-/// Position tag: reading (or about to read) one file.
-const TAG_IN_FILE: u8 = 1;
+/// Position tag: reading (or about to read) one split.
+const TAG_IN_SPLIT: u8 = 1;
 
 /// Records per chunk (and so per batch) at most.
 const CHUNK_LINES: usize = 4096;
@@ -67,73 +77,58 @@ pub fn list_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// A factory of file source subtasks.
+/// A factory of file source subtasks. The listing and its splits are made
+/// once, by the first subtask that opens, and shared by the others.
 pub(super) fn factory(options: Arc<FsOptions>, schema: SchemaRef) -> SourceFactory {
+    let listing: Arc<Mutex<Option<Arc<Listing>>>> = Arc::default();
     Arc::new(move |task: &TaskInfo| {
-        let files = list_files(&options.path)
-            .map_err(|e| io_error(&options.path, "list the files of", e))?;
-        let names: Vec<String> = files.iter().map(|p| file_name(p)).collect();
-        let listing_hash = hash_names(&names);
-        let listing_len = names.len() as u64;
+        let listing = {
+            let mut cached = listing.lock().unwrap_or_else(|p| p.into_inner());
+            match cached.as_ref() {
+                Some(l) => Arc::clone(l),
+                None => Arc::clone(cached.insert(Arc::new(splits::plan(&options)?))),
+            }
+        };
         let parallelism = task.parallelism.max(1);
-        let mine: VecDeque<(SplitId, PathBuf)> = files
-            .into_iter()
+        let mine: VecDeque<(SplitId, Arc<FileSplit>)> = listing
+            .splits
+            .iter()
             .enumerate()
             .filter(|(i, _)| i % parallelism == task.subtask)
-            .map(|(i, p)| (SplitId::try_from(i).unwrap_or(SplitId::MAX), p))
+            .map(|(i, s)| (SplitId::try_from(i).unwrap_or(SplitId::MAX), Arc::clone(s)))
             .collect();
         Ok(Box::new(FileSource {
             options: Arc::clone(&options),
             schema: Arc::clone(&schema),
             splits: mine.iter().map(|(s, _)| *s).collect(),
-            files: mine,
+            pending: mine,
             current: None,
             metrics: Arc::new(OperatorMetrics::default()),
-            listing_len,
-            listing_hash,
-            names,
+            listing,
             done_before_restore: VecDeque::new(),
+            decoder: RecordsDecoder::new(Arc::clone(&schema), options.csv_delimiter()),
+            chunk: Chunk::default(),
         }) as Box<dyn Source>)
     })
 }
 
-/// The last component of `path`, as the name a position records.
-fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| path.to_string_lossy().into_owned())
-}
-
-/// FNV-1a over the names (each ended by a NUL): a stable fingerprint of a
-/// listing, independent of the std hasher's per-release changes.
-fn hash_names(names: &[String]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for name in names {
-        for b in name.as_bytes().iter().chain(std::iter::once(&0u8)) {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    h
-}
-
-/// One subtask of the file source: reads its files one after the other.
+/// One subtask of the file source: reads its splits one after the other.
 struct FileSource {
     options: Arc<FsOptions>,
     schema: SchemaRef,
     splits: Vec<SplitId>,
-    files: VecDeque<(SplitId, PathBuf)>,
+    pending: VecDeque<(SplitId, Arc<FileSplit>)>,
     current: Option<OpenFile>,
     metrics: Arc<OperatorMetrics>,
-    /// Number of files in the whole listing (all subtasks).
-    listing_len: u64,
-    /// [`hash_names`] of the whole listing.
-    listing_hash: u64,
-    /// Names of the whole listing, indexed by split id.
-    names: Vec<String>,
+    /// Every split of the source (all subtasks).
+    listing: Arc<Listing>,
     /// Splits a restore skipped as already read; announced finished by the
     /// first polls, since `open` had reported them as open.
     done_before_restore: VecDeque<SplitId>,
+    /// The JSON or CSV decoder, kept from chunk to chunk.
+    decoder: RecordsDecoder,
+    /// The buffer chunks are read into, kept from chunk to chunk.
+    chunk: Chunk,
 }
 
 impl FileSource {
@@ -142,6 +137,29 @@ impl FileSource {
             "cannot resume reading '{}' from the checkpoint: {why}",
             self.options.path.display()
         ))
+    }
+
+    /// Checks that a position's description of the input matches the
+    /// input now.
+    fn check_listing(&self, files: u64, names_hash: u64, splits: Option<u64>) -> Result<()> {
+        let listing = &self.listing;
+        if files != listing.names.len() as u64 || names_hash != listing.names_hash {
+            return Err(self.position_error(format!(
+                "the set of files changed since the checkpoint ({files} files then, {} now); \
+                 files are assigned to subtasks by their place in the sorted listing, so the \
+                 job cannot resume where it stopped",
+                listing.names.len()
+            )));
+        }
+        if let Some(splits) = splits.filter(|n| *n != listing.splits.len() as u64) {
+            return Err(self.position_error(format!(
+                "the files were cut into {splits} splits then and {} now (did a file grow \
+                 or shrink?); splits are assigned to subtasks by their place, so the job \
+                 cannot resume where it stopped",
+                listing.splits.len()
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -158,126 +176,182 @@ impl Source for FileSource {
         let file = match self.current.as_mut() {
             Some(file) => file,
             None => {
-                let Some((split, path)) = self.files.pop_front() else {
+                let Some((id, split)) = self.pending.pop_front() else {
                     return Ok(SourcePoll::Finished);
                 };
-                let opened = OpenFile::open(split, path, &self.options, &self.schema, (0, 0))?;
+                let opened = OpenFile::open(id, split, &self.options, &self.schema, (0, 0))?;
                 self.current.insert(opened)
             }
         };
-        match file.next_batch(&self.options, &self.schema, &self.metrics)? {
+        let read = file.next_batch(
+            &self.options,
+            &self.schema,
+            &self.metrics,
+            &mut self.decoder,
+            &mut self.chunk,
+        )?;
+        match read {
             Some(batch) if batch.num_rows() > 0 => Ok(SourcePoll::Batch {
-                split: file.split,
+                split: file.id,
                 batch,
             }),
             // Every record of the chunk was skipped; more may follow.
             Some(_) => Ok(SourcePoll::Pending),
             None => {
-                let split = file.split;
+                let id = file.id;
                 self.current = None;
-                Ok(SourcePoll::SplitFinished(split))
+                Ok(SourcePoll::SplitFinished(id))
             }
         }
     }
 
-    /// Version 1, big-endian: `[1, listing size: u64, listing hash: u64,
-    /// tag: u8]`, then for tag 1 (in a file) `[split: u32, file name:
-    /// u32 length + UTF-8, a: u64, b: u64]`; tag 0 means every file of the
-    /// subtask is done. For JSON and CSV `a` is the byte offset after the
-    /// last line consumed and `b` that line's number (so error messages keep
-    /// true line numbers); for Parquet `a` is the number of rows emitted and
-    /// `b` is 0. A file not yet opened has `a = b = 0`.
+    /// Version 2, big-endian: `[2, files in the listing: u64, hash of
+    /// their names: u64, splits: u64, tag: u8]`, then for tag 1 (in a
+    /// split) `[split: u32, file name: u32 length + UTF-8, split start:
+    /// u64, a: u64, b: u64]`; tag 0 means every split of the subtask is
+    /// done. For JSON and CSV `a` is the byte offset in the file after the
+    /// last line consumed and `b` the number of lines consumed since the
+    /// split's start (so error messages keep true line numbers); for
+    /// Parquet `a` is the number of rows emitted and `b` is 0. A split not
+    /// yet opened has `a = b = 0`.
     fn snapshot_position(&mut self) -> Result<Vec<u8>> {
         let mut w = PositionWriter::new(POSITION_VERSION);
-        w.u64(self.listing_len).u64(self.listing_hash);
-        let (split, name, a, b) = match (&self.current, self.files.front()) {
+        w.u64(self.listing.names.len() as u64)
+            .u64(self.listing.names_hash)
+            .u64(self.listing.splits.len() as u64);
+        let (id, split, a, b) = match (&self.current, self.pending.front()) {
             (Some(file), _) => {
                 let (a, b) = file.reader.progress();
-                (file.split, file_name(&file.path), a, b)
+                (file.id, &file.split, a, b)
             }
-            (None, Some((split, path))) => (*split, file_name(path), 0, 0),
+            (None, Some((id, split))) => (*id, split, 0, 0),
             (None, None) => return Ok(w.u8(TAG_DONE).finish()),
         };
-        w.u8(TAG_IN_FILE).u32(split).str(&name)?.u64(a).u64(b);
+        w.u8(TAG_IN_SPLIT)
+            .u32(id)
+            .str(&split.name)?
+            .u64(split.start)
+            .u64(a)
+            .u64(b);
         Ok(w.finish())
     }
 
     fn restore_position(&mut self, position: &[u8]) -> Result<()> {
-        let mut r = PositionReader::new("filesystem", position, POSITION_VERSION)?;
-        let listing_len = r.u64()?;
-        let listing_hash = r.u64()?;
-        let at = match r.u8()? {
-            TAG_DONE => None,
-            TAG_IN_FILE => {
-                let split = r.u32()?;
-                let name = r.str()?;
-                Some((split, name, r.u64()?, r.u64()?))
-            }
-            tag => return Err(r.error(&format!("unknown tag {tag}"))),
+        let (files, names_hash, splits, at) = match position.first() {
+            Some(1) => read_position_v1(position)?,
+            _ => read_position(position)?,
         };
-        r.finish()?;
-        if let Some((_, name, _, _)) = &at {
-            if !self.names.contains(name) {
+        if let Some((_, name, ..)) = &at {
+            if !self.listing.names.contains(name) {
                 return Err(self.position_error(format!(
                     "the file '{name}' it was reading no longer exists (or is hidden now)"
                 )));
             }
         }
-        if listing_len != self.listing_len || listing_hash != self.listing_hash {
-            return Err(self.position_error(format!(
-                "the set of files changed since the checkpoint ({listing_len} files then, {} \
-                 now); files are assigned to subtasks by their place in the sorted listing, so \
-                 the job cannot resume where it stopped",
-                self.listing_len
-            )));
+        self.check_listing(files, names_hash, splits)?;
+        if splits.is_none() && self.listing.splits.iter().any(|s| !s.is_whole_file()) {
+            return Err(self.position_error(
+                "the checkpoint was written by a version of Runnel that read every file whole, \
+                 and this one cuts a large file into ranges; set 'source.split-size' larger \
+                 than the largest file to resume it"
+                    .into(),
+            ));
         }
         self.current = None;
         self.done_before_restore.clear();
-        // Files before the one the position is in are done (all of them
+        // Splits before the one the position is in are done (all of them
         // when it says the subtask was done).
-        let done_below = at.as_ref().map_or(SplitId::MAX, |(split, ..)| *split);
-        while let Some((split, _)) = self.files.front() {
-            if at.is_some() && *split >= done_below {
+        let done_below = at.as_ref().map_or(SplitId::MAX, |(id, ..)| *id);
+        while let Some((id, _)) = self.pending.front() {
+            if at.is_some() && *id >= done_below {
                 break;
             }
-            self.done_before_restore.push_back(*split);
-            self.files.pop_front();
+            self.done_before_restore.push_back(*id);
+            self.pending.pop_front();
         }
-        let Some((split, name, a, b)) = at else {
+        let Some((id, name, start, a, b)) = at else {
             return Ok(());
         };
-        let Some(path) = self
-            .files
+        let Some(split) = self
+            .pending
             .front()
-            .filter(|(front, path)| *front == split && file_name(path) == name)
-            .map(|(_, path)| path.clone())
+            .filter(|(front, split)| *front == id && split.name == name && split.start == start)
+            .map(|(_, split)| Arc::clone(split))
         else {
             return Err(self.position_error(format!(
-                "file '{name}' (number {split}) is not one of this subtask's files; was the \
-                 parallelism changed?"
+                "split {id} (file '{name}' from byte {start}) is not one of this subtask's \
+                 splits; was the parallelism changed?"
             )));
         };
         if (a, b) != (0, 0) {
-            self.files.pop_front();
-            let opened = OpenFile::open(split, path, &self.options, &self.schema, (a, b))?;
+            self.pending.pop_front();
+            let opened = OpenFile::open(id, split, &self.options, &self.schema, (a, b))?;
             self.current = Some(opened);
         }
         Ok(())
     }
 }
 
-/// A file being read.
+/// Where a position says a subtask was: split id, file name, split start,
+/// and the two progress numbers.
+type At = Option<(SplitId, String, u64, u64, u64)>;
+
+/// Reads a version 2 position: files, names hash, splits and where.
+fn read_position(position: &[u8]) -> Result<(u64, u64, Option<u64>, At)> {
+    let mut r = PositionReader::new("filesystem", position, POSITION_VERSION)?;
+    let files = r.u64()?;
+    let names_hash = r.u64()?;
+    let splits = r.u64()?;
+    let at = match r.u8()? {
+        TAG_DONE => None,
+        TAG_IN_SPLIT => {
+            let id = r.u32()?;
+            let name = r.str()?;
+            Some((id, name, r.u64()?, r.u64()?, r.u64()?))
+        }
+        tag => return Err(r.error(&format!("unknown tag {tag}"))),
+    };
+    r.finish()?;
+    Ok((files, names_hash, Some(splits), at))
+}
+
+/// Reads a version 1 position, written when every file was one split:
+/// `[1, files: u64, names hash: u64, tag: u8]`, then for tag 1 `[file
+/// index: u32, name, a: u64, b: u64]`, where `b` is the file's line
+/// number (the same as lines since the start of a whole-file split).
+fn read_position_v1(position: &[u8]) -> Result<(u64, u64, Option<u64>, At)> {
+    let mut r = PositionReader::new("filesystem", position, 1)?;
+    let files = r.u64()?;
+    let names_hash = r.u64()?;
+    let at = match r.u8()? {
+        TAG_DONE => None,
+        TAG_IN_SPLIT => {
+            let id = r.u32()?;
+            let name = r.str()?;
+            Some((id, name, 0, r.u64()?, r.u64()?))
+        }
+        tag => return Err(r.error(&format!("unknown tag {tag}"))),
+    };
+    r.finish()?;
+    Ok((files, names_hash, None, at))
+}
+
+/// A split being read.
 struct OpenFile {
-    split: SplitId,
-    path: PathBuf,
+    id: SplitId,
+    split: Arc<FileSplit>,
     reader: FileReader,
+    /// Lines before the split's start, counted when an error message first
+    /// needs a line number.
+    lines_before: Option<u64>,
 }
 
 enum FileReader {
-    /// JSON lines or CSV: `offset` counts the bytes and `line` the lines
-    /// consumed so far.
+    /// JSON lines or CSV, limited to the split's range: `offset` is the
+    /// byte offset in the file and `line` counts the lines consumed since
+    /// the split's start.
     Lines {
-        input: BufReader<File>,
+        input: BufReader<std::io::Take<File>>,
         offset: u64,
         line: u64,
     },
@@ -301,8 +375,8 @@ impl FileReader {
 }
 
 /// Records read for one batch: their bytes, and each record's byte range
-/// and 1-based first line number (a CSV record runs over several lines
-/// when a quoted value holds line breaks).
+/// and 1-based first line number counted from the split's start (a CSV
+/// record runs over several lines when a quoted value holds line breaks).
 #[derive(Default)]
 struct Chunk {
     bytes: Vec<u8>,
@@ -311,20 +385,30 @@ struct Chunk {
     oversized: Vec<u64>,
 }
 
+impl Chunk {
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.lines.clear();
+        self.oversized.clear();
+    }
+}
+
 impl OpenFile {
-    /// Opens `path`, skipping what `resume` (a position's `a` and `b`, see
+    /// Opens a split, skipping what `resume` (a position's `a` and `b`, see
     /// [`FileSource::snapshot_position`]) says was already read.
     fn open(
-        split: SplitId,
-        path: PathBuf,
+        id: SplitId,
+        split: Arc<FileSplit>,
         options: &FsOptions,
         schema: &SchemaRef,
         resume: (u64, u64),
     ) -> Result<Self> {
-        let mut file = File::open(&path).map_err(|e| io_error(&path, "open", e))?;
+        let path = &split.path;
+        let mut file = File::open(path).map_err(|e| io_error(path, "open", e))?;
         let reader = match options.format {
             Format::Json | Format::Csv => {
-                let (offset, line) = resume;
+                let (resumed, line) = resume;
+                let offset = resumed.max(split.start);
                 if offset > 0 {
                     let len = file.metadata().map(|m| m.len()).unwrap_or(0);
                     if offset > len {
@@ -335,49 +419,62 @@ impl OpenFile {
                         )));
                     }
                     file.seek(SeekFrom::Start(offset))
-                        .map_err(|e| io_error(&path, "seek in", e))?;
+                        .map_err(|e| io_error(path, "seek in", e))?;
                 }
+                let limit = split.end.map_or(u64::MAX, |end| end.saturating_sub(offset));
                 FileReader::Lines {
-                    input: BufReader::with_capacity(1 << 20, file),
+                    input: BufReader::with_capacity(1 << 20, file.take(limit)),
                     offset,
                     line,
                 }
             }
-            Format::Parquet => open_parquet(file, &path, schema, resume.0)?,
+            Format::Parquet => open_parquet(file, path, schema, resume.0)?,
         };
         Ok(Self {
+            id,
+            lines_before: (split.start == 0).then_some(0),
             split,
-            path,
             reader,
         })
     }
 
-    /// The next batch, or `None` at the end of the file.
+    /// The next batch, or `None` at the end of the split.
     fn next_batch(
         &mut self,
         options: &FsOptions,
         schema: &SchemaRef,
         metrics: &OperatorMetrics,
+        decoder: &mut RecordsDecoder,
+        chunk: &mut Chunk,
     ) -> Result<Option<RecordBatch>> {
+        let path = &self.split.path;
         match &mut self.reader {
             FileReader::Lines {
                 input,
                 offset,
                 line,
             } => {
-                let chunk = read_chunk(input, offset, line, options)
-                    .map_err(|e| io_error(&self.path, "read", e))?;
-                let Some(chunk) = chunk else {
+                let header = self.split.start == 0;
+                chunk.clear();
+                read_chunk(input, offset, line, options, header, chunk)
+                    .map_err(|e| io_error(path, "read", e))?;
+                if chunk.lines.is_empty() {
                     return Ok(None);
-                };
+                }
                 let rows = chunk.lines.len();
-                if !chunk.oversized.is_empty() {
-                    return decode_lines(&chunk, options, schema, &self.path, metrics).map(Some);
+                if chunk.oversized.is_empty() {
+                    if let Ok(batch) = decoder.decode(&chunk.bytes, rows) {
+                        return Ok(Some(batch));
+                    }
                 }
-                match decode(options, schema, &chunk.bytes, rows) {
-                    Ok(batch) => Ok(Some(batch)),
-                    Err(_) => decode_lines(&chunk, options, schema, &self.path, metrics).map(Some),
-                }
+                let before = match self.lines_before {
+                    Some(n) => n,
+                    None => *self.lines_before.insert(
+                        splits::lines_before(path, self.split.start)
+                            .map_err(|e| io_error(path, "read", e))?,
+                    ),
+                };
+                decode_lines(chunk, before, options, schema, path, metrics).map(Some)
             }
             FileReader::Parquet {
                 reader,
@@ -387,7 +484,7 @@ impl OpenFile {
                 None => Ok(None),
                 Some(Err(e)) => Err(EngineError::Execution(format!(
                     "cannot read Parquet file '{}': {e}",
-                    self.path.display()
+                    path.display()
                 ))),
                 Some(Ok(batch)) => {
                     *rows += batch.num_rows() as u64;
@@ -396,7 +493,7 @@ impl OpenFile {
                         .map_err(|e| {
                             EngineError::Execution(format!(
                                 "Parquet file '{}' does not fit the table: {e}",
-                                self.path.display()
+                                path.display()
                             ))
                         })
                 }
@@ -405,15 +502,18 @@ impl OpenFile {
     }
 }
 
-/// Reads the next chunk of non-blank lines; `None` at the end of the file.
-/// `offset` and `line` advance past every line consumed, blank or not.
+/// Reads the next chunk of non-blank lines into `chunk` (left empty at the
+/// end of the split). `offset` and `line` advance past every line consumed,
+/// blank or not; `header` says the split starts the file, whose first line
+/// may be a CSV header.
 fn read_chunk(
-    input: &mut BufReader<File>,
+    input: &mut impl BufRead,
     offset: &mut u64,
     line: &mut u64,
     options: &FsOptions,
-) -> std::io::Result<Option<Chunk>> {
-    let mut chunk = Chunk::default();
+    header: bool,
+    chunk: &mut Chunk,
+) -> std::io::Result<()> {
     let csv = options.format == Format::Csv;
     while chunk.lines.len() < CHUNK_LINES && chunk.bytes.len() < CHUNK_BYTES {
         let start = chunk.bytes.len();
@@ -443,7 +543,7 @@ fn read_chunk(
         if chunk.bytes.len() == start {
             break;
         }
-        let skip_header = first_line == 1 && csv && options.ignore_first_line;
+        let skip_header = header && first_line == 1 && csv && options.ignore_first_line;
         let blank = chunk.bytes[start..].iter().all(u8::is_ascii_whitespace);
         if skip_header || blank {
             chunk.bytes.truncate(start);
@@ -456,7 +556,7 @@ fn read_chunk(
         }
         chunk.lines.push((start, chunk.bytes.len(), first_line));
     }
-    Ok((!chunk.lines.is_empty()).then_some(chunk))
+    Ok(())
 }
 
 /// The longest CSV record that may run over several lines.
@@ -473,7 +573,7 @@ const MAX_LINE_BYTES: usize = 64 << 10;
 /// [`MAX_LINE_BYTES`] of it; the rest of a longer line is read and
 /// dropped. The bytes consumed, and whether the line was cut.
 fn read_line_capped(
-    input: &mut BufReader<File>,
+    input: &mut impl BufRead,
     out: &mut Vec<u8>,
 ) -> std::io::Result<(usize, bool)> {
     let (mut consumed, mut kept, mut cut) = (0usize, 0usize, false);
@@ -486,7 +586,7 @@ fn read_line_capped(
         if available.is_empty() {
             return Ok((consumed, cut));
         }
-        let (take, done) = match available.iter().position(|b| *b == b'\n') {
+        let (take, done) = match memchr::memchr(b'\n', available) {
             Some(i) => (i + 1, true),
             None => (available.len(), false),
         };
@@ -551,25 +651,24 @@ fn decode(
     bytes: &[u8],
     rows: usize,
 ) -> std::result::Result<RecordBatch, ArrowError> {
-    let csv_delimiter = match options.format {
-        Format::Json => None,
-        Format::Csv | Format::Parquet => Some(options.delimiter),
-    };
-    crate::text::decode_records(schema, bytes, rows, csv_delimiter)
+    crate::text::decode_records(schema, bytes, rows, options.csv_delimiter())
 }
 
 /// Parses a chunk line by line: fails on the first bad line, or skips and
-/// counts bad lines when the table ignores parse errors.
+/// counts bad lines when the table ignores parse errors. `before` is the
+/// number of lines in the file before the split's start.
 fn decode_lines(
     chunk: &Chunk,
+    before: u64,
     options: &FsOptions,
     schema: &SchemaRef,
     path: &Path,
     metrics: &OperatorMetrics,
 ) -> Result<RecordBatch> {
     let mut good = Vec::new();
-    for &(start, end, line) in &chunk.lines {
-        if chunk.oversized.contains(&line) {
+    for &(start, end, in_split) in &chunk.lines {
+        let line = before + in_split;
+        if chunk.oversized.contains(&in_split) {
             if options.ignore_parse_errors {
                 metrics.add_malformed(1);
                 continue;

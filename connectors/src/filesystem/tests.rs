@@ -146,7 +146,7 @@ fn json_source_reads_a_single_file_with_blank_lines_and_extra_fields() -> Result
     );
     let t = fs_table(&file, "json", &[]);
     let source = FilesystemConnector.source(&t)?;
-    assert_eq!(source.parallelism, Some(1), "a single file is one split");
+    assert_eq!(source.parallelism, None, "a file may be shared by subtasks");
     let d = drain(&source, 1)?;
     assert_eq!(
         d.sorted_rows()?,
@@ -504,7 +504,8 @@ fn restore_fails_on_damaged_positions_and_rewritten_files() -> Result<()> {
         [position.as_slice(), b"x"].concat(),
     ];
     let mut bad_tag = position.clone();
-    bad_tag[17] = 5;
+    // Version, files, names hash, splits, then the tag.
+    bad_tag[25] = 5;
     damaged.push(bad_tag);
     for bytes in &damaged {
         let msg = restore_error(&t, bytes)?;
@@ -520,12 +521,141 @@ fn restore_fails_on_damaged_positions_and_rewritten_files() -> Result<()> {
         .err()
         .map(|e| e.to_string())
         .unwrap_or_default();
-    assert!(msg.contains("not one of this subtask's files"), "{msg}");
+    assert!(msg.contains("not one of this subtask's splits"), "{msg}");
     // A file cut shorter than the position.
     dir.file("a.json", "{\"id\": 1}\n");
     let msg = restore_error(&t, &position)?;
     assert!(msg.contains("a.json") && msg.contains("bytes"), "{msg}");
     Ok(())
+}
+
+// -- Large files cut into line-aligned ranges ---------------------------------
+
+/// JSON lines with ids `0..n`, lines of varying length, a blank line now
+/// and then.
+fn padded_lines(n: i64) -> String {
+    let mut text = String::new();
+    for i in 0..n {
+        let pad = "x".repeat((i % 37) as usize);
+        text.push_str(&format!("{{\"id\": {i}, \"name\": \"n{pad}\"}}\n"));
+        if i % 101 == 0 {
+            text.push('\n');
+        }
+    }
+    text
+}
+
+#[test]
+fn a_large_json_file_is_read_by_every_subtask_in_line_aligned_ranges() -> Result<()> {
+    let dir = TempDir::new("split-json");
+    let file = dir.file("big.json", &padded_lines(20_000));
+    let len = std::fs::metadata(&file).expect("file exists").len();
+    let t = fs_table(&file, "json", &[("source.split-size", "64kb")]);
+    let listing = splits::plan(&FsOptions::from_table(&t)?)?;
+    assert_eq!(
+        listing.splits.len() as u64,
+        len.div_ceil(64 << 10),
+        "one split per 64 KiB"
+    );
+    let text = std::fs::read(&file).expect("read back");
+    for pair in listing.splits.windows(2) {
+        let start = pair[1].start as usize;
+        assert_eq!(text[start - 1], b'\n', "a range starts at a line");
+        assert_eq!(pair[0].end, Some(pair[1].start), "ranges touch");
+    }
+    for parallelism in [1, 3] {
+        let d = read(&t, parallelism)?;
+        let ids = sorted_ids(&d.all());
+        assert_eq!(ids, (0..20_000).collect::<Vec<_>>(), "p={parallelism}");
+        if parallelism == 3 {
+            assert!(
+                d.per_subtask_rows().iter().all(|n| *n > 5_000),
+                "every subtask reads part of the file: {:?}",
+                d.per_subtask_rows()
+            );
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn a_split_json_file_resumes_exactly_in_every_subtask() -> Result<()> {
+    let dir = TempDir::new("split-resume");
+    let file = dir.file("big.json", &padded_lines(12_000));
+    let t = fs_table(&file, "json", &[("source.split-size", "100kb")]);
+    let source = FilesystemConnector.source(&t)?;
+    for subtask in 0..2 {
+        let batches = check_resume_everywhere(&source, subtask, 2)?;
+        assert!(batches >= 2, "{batches} batches");
+    }
+    Ok(())
+}
+
+#[test]
+fn a_bad_line_in_a_later_range_is_named_by_its_line_in_the_file() -> Result<()> {
+    let dir = TempDir::new("split-error");
+    let mut text = padded_lines(5_000);
+    text.push_str("{\"id\": oops}\n");
+    let lines_before = text.matches('\n').count();
+    text.push_str(&padded_lines(10));
+    let file = dir.file("big.json", &text);
+    let t = fs_table(&file, "json", &[("source.split-size", "16kb")]);
+    let msg = match read(&t, 2) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("the bad line must fail the read"),
+    };
+    assert!(
+        msg.contains(&format!("at line {lines_before}:")),
+        "line {lines_before} expected: {msg}"
+    );
+    Ok(())
+}
+
+#[test]
+fn csv_is_split_without_quotes_and_read_whole_with_them() -> Result<()> {
+    let dir = TempDir::new("split-csv");
+    let mut plain = String::from("id,name,t,v\n");
+    for i in 0..8_000 {
+        plain.push_str(&format!("{i},n{i},2026-01-01 00:00:00,{i}.5\n"));
+    }
+    let file = dir.file("plain.csv", &plain);
+    let options = [
+        ("csv.ignore-first-line", "true"),
+        ("source.split-size", "32kb"),
+    ];
+    let t = fs_table(&file, "csv", &options);
+    assert!(splits::plan(&FsOptions::from_table(&t)?)?.splits.len() > 4);
+    let d = read(&t, 2)?;
+    assert_eq!(
+        sorted_ids(&d.all()),
+        (0..8_000).collect::<Vec<_>>(),
+        "the header is skipped once, in the first range only"
+    );
+
+    // A quoted value with a line break: cutting could start mid-record.
+    let mut quoted = plain.clone();
+    quoted.push_str("8000,\"two\nlines\",2026-01-01 00:00:00,1.5\n");
+    let file = dir.file("quoted.csv", &quoted);
+    let t = fs_table(&file, "csv", &options);
+    assert_eq!(splits::plan(&FsOptions::from_table(&t)?)?.splits.len(), 1);
+    assert_eq!(sorted_ids(&read(&t, 2)?.all()).len(), 8_001);
+    Ok(())
+}
+
+#[test]
+fn split_size_option_is_checked() {
+    let dir = TempDir::new("split-option");
+    let file = dir.file("a.json", "{\"id\": 1}\n");
+    let t = fs_table(&file, "json", &[("source.split-size", "lots")]);
+    let msg = FilesystemConnector
+        .source(&t)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        msg.contains("source.split-size") && msg.contains("'lots'"),
+        "{msg}"
+    );
 }
 
 // -- Checkpoints: the sink's two-phase commit --------------------------------
