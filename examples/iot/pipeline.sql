@@ -62,20 +62,6 @@ CREATE TABLE quarantine (
   raw         STRING
 ) WITH ('connector' = 'delta', 'path' = 'target/iot-demo/quarantine');
 
-INSERT INTO quarantine
-SELECT event_time, device_id, temperature, status,
-       CASE
-         WHEN device_id IS NULL THEN 'missing device id'
-         WHEN temperature IS NULL THEN 'malformed record'
-         WHEN temperature < -40 OR temperature > 150 THEN 'temperature out of range'
-         ELSE 'unknown status'
-       END AS reason,
-       raw
-FROM sensor_readings
-WHERE device_id IS NULL
-   OR temperature IS NULL OR temperature < -40 OR temperature > 150
-   OR status IS NULL OR status NOT IN ('active', 'idle', 'faulty');
-
 -- Silver: valid readings in Celsius, with an alert flag above 90 °F and
 -- the device's region and site.
 CREATE VIEW silver AS
@@ -106,8 +92,6 @@ CREATE TABLE silver_readings (
 ) PARTITIONED BY (region)
 WITH ('connector' = 'delta', 'path' = 'target/iot-demo/silver');
 
-INSERT INTO silver_readings SELECT * FROM silver;
-
 -- Gold: hourly aggregates per region, into a Delta table and printed.
 CREATE VIEW hourly AS
 SELECT region, window_start, window_end,
@@ -132,8 +116,6 @@ CREATE TABLE gold_hourly (
   alerts        BIGINT
 ) WITH ('connector' = 'delta', 'path' = 'target/iot-demo/gold_hourly');
 
-INSERT INTO gold_hourly SELECT * FROM hourly;
-
 CREATE TABLE gold_console (
   region        STRING,
   window_start  TIMESTAMP(3),
@@ -146,8 +128,6 @@ CREATE TABLE gold_console (
   alerts        BIGINT
 ) WITH ('connector' = 'print', 'print-identifier' = 'gold hourly');
 
-INSERT INTO gold_console SELECT * FROM hourly;
-
 -- A 15-minute view sliding every 5 minutes, per region, as CSV.
 CREATE TABLE sliding_15min (
   region       STRING,
@@ -157,11 +137,6 @@ CREATE TABLE sliding_15min (
   readings     BIGINT
 ) WITH ('connector' = 'filesystem', 'path' = 'target/iot-demo/sliding_15min', 'format' = 'csv');
 
-INSERT INTO sliding_15min
-SELECT region, window_start, window_end, AVG(temperature_c), COUNT(*)
-FROM TABLE(HOP(TABLE silver, DESCRIPTOR(event_time), INTERVAL '5' MINUTE, INTERVAL '15' MINUTE))
-GROUP BY region, window_start, window_end;
-
 -- Per-device sessions: a device's readings until it is silent for 5 minutes.
 CREATE TABLE device_sessions (
   device_id     STRING,
@@ -170,11 +145,6 @@ CREATE TABLE device_sessions (
   readings      BIGINT,
   max_temp_c    DOUBLE
 ) WITH ('connector' = 'filesystem', 'path' = 'target/iot-demo/device_sessions', 'format' = 'json');
-
-INSERT INTO device_sessions
-SELECT device_id, window_start, window_end, COUNT(*), MAX(temperature_c)
-FROM TABLE(SESSION(TABLE silver PARTITION BY device_id, DESCRIPTOR(event_time), INTERVAL '5' MINUTE))
-GROUP BY device_id, window_start, window_end;
 
 -- Alerts: 15-minute windows in which more than 10% of a region's devices
 -- sent no valid reading.
@@ -192,8 +162,37 @@ CREATE TABLE outage_alerts (
   silent       BIGINT
 ) WITH ('connector' = 'print', 'print-identifier' = 'outage alert');
 
-INSERT INTO outage_alerts
-SELECT r.region, r.window_start, r.window_end, r.reporting, f.devices, f.devices - r.reporting
-FROM reporting AS r
-JOIN region_fleet AS f ON r.region = f.region
-WHERE r.reporting < f.devices * 0.9;
+-- Every table above is written by one job: a statement set runs its
+-- INSERTs together, and they share one read of sensor_readings.
+EXECUTE STATEMENT SET
+BEGIN
+  INSERT INTO quarantine
+  SELECT event_time, device_id, temperature, status,
+         CASE
+           WHEN device_id IS NULL THEN 'missing device id'
+           WHEN temperature IS NULL THEN 'malformed record'
+           WHEN temperature < -40 OR temperature > 150 THEN 'temperature out of range'
+           ELSE 'unknown status'
+         END AS reason,
+         raw
+  FROM sensor_readings
+  WHERE device_id IS NULL
+     OR temperature IS NULL OR temperature < -40 OR temperature > 150
+     OR status IS NULL OR status NOT IN ('active', 'idle', 'faulty');
+  INSERT INTO silver_readings SELECT * FROM silver;
+  INSERT INTO gold_hourly SELECT * FROM hourly;
+  INSERT INTO gold_console SELECT * FROM hourly;
+  INSERT INTO sliding_15min
+  SELECT region, window_start, window_end, AVG(temperature_c), COUNT(*)
+  FROM TABLE(HOP(TABLE silver, DESCRIPTOR(event_time), INTERVAL '5' MINUTE, INTERVAL '15' MINUTE))
+  GROUP BY region, window_start, window_end;
+  INSERT INTO device_sessions
+  SELECT device_id, window_start, window_end, COUNT(*), MAX(temperature_c)
+  FROM TABLE(SESSION(TABLE silver PARTITION BY device_id, DESCRIPTOR(event_time), INTERVAL '5' MINUTE))
+  GROUP BY device_id, window_start, window_end;
+  INSERT INTO outage_alerts
+  SELECT r.region, r.window_start, r.window_end, r.reporting, f.devices, f.devices - r.reporting
+  FROM reporting AS r
+  JOIN region_fleet AS f ON r.region = f.region
+  WHERE r.reporting < f.devices * 0.9;
+END;

@@ -207,7 +207,7 @@ pub fn run_file(file: &str, options: &RunOptions, explain_only: bool) -> Result<
         let stmt = if explain_only
             && matches!(
                 stmt.statement,
-                Statement::Insert { .. } | Statement::Query(_)
+                Statement::Insert { .. } | Statement::Query(_) | Statement::StatementSet(_)
             ) {
             Located {
                 statement: Statement::Explain(Box::new(stmt.statement.clone())),

@@ -175,6 +175,7 @@ fn job_columns(jobs: &JobManager) -> Vec<ArrayRef> {
             JobKind::Select => ("SELECT", String::new()),
             JobKind::Insert(t) => ("INSERT", t.clone()),
             JobKind::MaterializedView(v) => ("MATERIALIZED VIEW", v.clone()),
+            JobKind::StatementSet(tables) => ("STATEMENT SET", tables.join(", ")),
         };
         c[2].push(kind.to_string());
         c[3].push(target);

@@ -3,7 +3,9 @@
 //! operators and sinks.
 //!
 //! Each plan node becomes one operator (a scan may add a padding step for
-//! pruned columns and one for PROCTIME columns). The edges between them are
+//! pruned columns and one for PROCTIME columns). A table read as a stream
+//! in several places of a plan, or by several plans of a statement set, is
+//! read once: one source fans out to every place (see [`lower_all`]). The edges between them are
 //! chosen here: a hash exchange on the group keys in front of every
 //! aggregate and on each side's keys in front of a join; forward (chained)
 //! edges elsewhere; round-robin where the parallelism changes. The build
@@ -59,44 +61,92 @@ pub fn lower(
     options: &LowerOptions,
     position: Position,
 ) -> Result<JobGraph> {
+    lower_all(vec![(plan, sink, position)], options)
+}
+
+/// Lowers several plans, each with its sink, into one job graph (a
+/// statement set). A table that several plans, or several places of one
+/// plan, read as a stream is read by one source whose rows fan out to every
+/// reader; it reads the union of the columns they use.
+pub fn lower_all(
+    queries: Vec<(&Plan, SinkTarget, Position)>,
+    options: &LowerOptions,
+) -> Result<JobGraph> {
     let mut graph = JobGraph::new();
+    let mut reads: HashMap<String, Option<Vec<usize>>> = HashMap::new();
+    for (plan, _, _) in &queries {
+        for (table, projection) in plan.stream_scans() {
+            let entry = reads
+                .entry(scan_key(table))
+                .or_insert_with(|| projection.map(<[usize]>::to_vec));
+            *entry = match (entry.take(), projection) {
+                (Some(mut a), Some(b)) => {
+                    a.extend_from_slice(b);
+                    a.sort_unstable();
+                    a.dedup();
+                    Some(a)
+                }
+                _ => None,
+            };
+        }
+    }
     let mut lowerer = Lowerer {
         graph: &mut graph,
         options,
-        position,
+        position: queries.first().map(|q| q.2).unwrap_or_default(),
         names: HashMap::new(),
         sources: 0,
         memory_sources: 0,
+        reads,
+        scans: HashMap::new(),
     };
-    let (node, par) = lowerer.lower(plan)?;
+    let mut outputs = Vec::with_capacity(queries.len());
+    for (plan, sink, position) in queries {
+        lowerer.position = position;
+        let (node, par) = lowerer.lower(plan)?;
+        outputs.push((plan, node, par, sink, position));
+    }
     let in_memory = lowerer.sources > 0 && lowerer.sources == lowerer.memory_sources;
+    let mut names = std::mem::take(&mut lowerer.names);
     graph.in_memory = in_memory;
-    let (name, factory, sink_par) = match sink {
-        SinkTarget::Table(desc) => {
-            let connector = options
-                .registry
-                .resolve(&desc)
-                .map_err(|e| SqlError::plan(engine_message(&e), position))?;
-            let factory = connector.sink(&desc, plan.updating).map_err(|e| {
-                let msg = engine_message(&e);
-                let msg = if plan.updating {
-                    format!("{msg} (the query is an updating stream because it aggregates without a window; use a window, or a sink that accepts updates such as 'print' or 'blackhole')")
-                } else {
-                    msg
-                };
-                SqlError::plan(msg, position)
-            })?;
-            (format!("sink: {}", desc.name), factory, par)
-        }
-        SinkTarget::Operator {
-            name,
-            factory,
-            parallelism,
-        } => (name, factory, parallelism),
-    };
-    let sink_node = graph.add_operator(name, sink_par, factory);
-    connect(&mut graph, node, par, sink_node, sink_par, None)?;
+    for (plan, node, par, sink, position) in outputs {
+        let (name, factory, sink_par) = match sink {
+            SinkTarget::Table(desc) => {
+                let connector = options
+                    .registry
+                    .resolve(&desc)
+                    .map_err(|e| SqlError::plan(engine_message(&e), position))?;
+                let factory = connector.sink(&desc, plan.updating).map_err(|e| {
+                    let msg = engine_message(&e);
+                    let msg = if plan.updating {
+                        format!("{msg} (the query is an updating stream because it aggregates without a window; use a window, or a sink that accepts updates such as 'print' or 'blackhole')")
+                    } else {
+                        msg
+                    };
+                    SqlError::plan(msg, position)
+                })?;
+                (format!("sink: {}", desc.name), factory, par)
+            }
+            SinkTarget::Operator {
+                name,
+                factory,
+                parallelism,
+            } => (name, factory, parallelism),
+        };
+        let sink_node = graph.add_operator(unique(&mut names, &name), sink_par, factory);
+        connect(&mut graph, node, par, sink_node, sink_par, None)?;
+    }
     Ok(graph)
+}
+
+/// What makes two scans the same read: the table with the same options,
+/// watermark and PROCTIME columns.
+fn scan_key(table: &TableEntry) -> String {
+    let d = &table.descriptor;
+    format!(
+        "{}\u{0}{:?}\u{0}{:?}\u{0}{:?}",
+        d.name, d.options, d.watermark, table.proctime
+    )
 }
 
 fn connect(
@@ -133,6 +183,12 @@ struct Lowerer<'g> {
     /// Sources lowered so far, and how many of them read memory.
     sources: usize,
     memory_sources: usize,
+    /// The columns each table's shared scan reads (by [`scan_key`]):
+    /// the union over every place it is read, `None` for all.
+    reads: HashMap<String, Option<Vec<usize>>>,
+    /// Scans lowered so far (by [`scan_key`]): the node that ends the
+    /// scan's steps, and its parallelism.
+    scans: HashMap<String, (NodeId, usize)>,
 }
 
 impl Lowerer<'_> {
@@ -185,7 +241,19 @@ impl Lowerer<'_> {
     /// Adds the nodes of `plan`; returns the last node and its parallelism.
     fn lower(&mut self, plan: &Plan) -> Result<(NodeId, usize)> {
         match &plan.node {
-            Node::Scan { table, projection } => self.lower_scan(table, projection.as_deref()),
+            Node::Scan { table, projection } => {
+                let key = scan_key(table);
+                if let Some(&shared) = self.scans.get(&key) {
+                    return Ok(shared);
+                }
+                let reads = match self.reads.get(&key) {
+                    Some(union) => union.clone(),
+                    None => projection.clone(),
+                };
+                let lowered = self.lower_scan(table, reads.as_deref())?;
+                self.scans.insert(key, lowered);
+                Ok(lowered)
+            }
             Node::Filter { input, predicate } => self.lower_filter(input, predicate),
             Node::Project { input, exprs } => self.lower_project(input, exprs),
             Node::WindowTvf {

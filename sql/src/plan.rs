@@ -254,19 +254,25 @@ impl Plan {
 
     /// The tables this plan reads as streams (not the build sides of joins).
     pub fn scanned_tables(&self) -> Vec<&TableEntry> {
+        self.stream_scans().into_iter().map(|(t, _)| t).collect()
+    }
+
+    /// The scans of tables read as streams, with the columns each reads
+    /// (`None`: all), in plan order.
+    pub fn stream_scans(&self) -> Vec<(&TableEntry, Option<&[usize]>)> {
         match &self.node {
-            Node::Scan { table, .. } => vec![table],
+            Node::Scan { table, projection } => vec![(table, projection.as_deref())],
             Node::Filter { input, .. }
             | Node::Project { input, .. }
             | Node::WindowTvf { input, .. }
             | Node::WindowAggregate { input, .. }
             | Node::SessionAggregate { input, .. }
             | Node::GroupAggregate { input, .. }
-            | Node::LookupJoin { input, .. } => input.scanned_tables(),
-            Node::Union { inputs } => inputs.iter().flat_map(|i| i.scanned_tables()).collect(),
+            | Node::LookupJoin { input, .. } => input.stream_scans(),
+            Node::Union { inputs } => inputs.iter().flat_map(|i| i.stream_scans()).collect(),
             Node::WindowJoin { left, right, .. } | Node::StreamJoin { left, right, .. } => {
-                let mut t = left.scanned_tables();
-                t.extend(right.scanned_tables());
+                let mut t = left.stream_scans();
+                t.extend(right.stream_scans());
                 t
             }
         }

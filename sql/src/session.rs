@@ -24,7 +24,7 @@ use crate::binder::flink_type_name;
 use crate::catalog::{key_of, position_of, Catalog, Entry, TableEntry, TableKind, ViewEntry};
 use crate::error::{Result, SqlError};
 use crate::finish::{split_finish, Finish, FinishClauses};
-use crate::lower::{lower, pruned_descriptor, LowerOptions, SinkTarget};
+use crate::lower::{lower, lower_all, pruned_descriptor, LowerOptions, SinkTarget};
 use crate::parser::{Located, Statement};
 use crate::plan::Plan;
 use crate::planner::sink::align_to_sink;
@@ -83,6 +83,8 @@ pub enum JobKind {
     Insert(String),
     /// `CREATE MATERIALIZED VIEW name`: the job keeps the view up to date.
     MaterializedView(String),
+    /// A statement set: its INSERTs' tables, in order.
+    StatementSet(Vec<String>),
 }
 
 /// The connector of materialized views. Sessions accept `CREATE
@@ -339,6 +341,18 @@ impl Session {
                     savepoint: *savepoint,
                 })
             }
+            Statement::Explain(inner) if matches!(**inner, Statement::StatementSet(_)) => {
+                let Statement::StatementSet(inserts) = &**inner else {
+                    return Err(SqlError::plan("not a statement set", position));
+                };
+                let (plans, graph) = self.plan_statement_set(inserts)?;
+                let plans: Vec<String> = plans.iter().map(Plan::describe).collect();
+                Ok(Outcome::Explain(format!(
+                    "== logical plans ==\n{}\n== operator graph ==\n{}",
+                    plans.join("\n"),
+                    graph.explain().map_err(SqlError::Engine)?
+                )))
+            }
             Statement::Explain(inner) => {
                 let inner = Located {
                     statement: (**inner).clone(),
@@ -350,6 +364,26 @@ impl Session {
                     plan.describe(),
                     graph.explain().map_err(SqlError::Engine)?
                 )))
+            }
+            Statement::StatementSet(inserts) => {
+                let (plans, graph) = self.plan_statement_set(inserts)?;
+                let bounded = plans.iter().all(|p| self.is_bounded(p));
+                let tables = inserts
+                    .iter()
+                    .filter_map(|i| match &i.statement {
+                        Statement::Insert { table, .. } => Some(key_of(table)),
+                        _ => None,
+                    })
+                    .collect();
+                Ok(Outcome::Job(self.new_job(
+                    text,
+                    graph,
+                    bounded,
+                    JobKind::StatementSet(tables),
+                    &plans[0],
+                    None,
+                    stmt.position,
+                )?))
             }
             Statement::Insert { .. } | Statement::Query(_) => {
                 let (plan, graph, clauses) = self.plan_job(stmt, select_sink)?;
@@ -581,6 +615,55 @@ impl Session {
         }))
     }
 
+    /// Plans `INSERT INTO table query`: the plan, aligned to the sink's
+    /// columns, and the sink's descriptor.
+    fn plan_insert(
+        &self,
+        table: &sqlparser::ast::ObjectName,
+        query: &sqlparser::ast::Query,
+    ) -> Result<(Plan, runnel_engine::connector::TableDescriptor)> {
+        let Some(Entry::Table(sink)) = self.catalog.get(table) else {
+            return Err(SqlError::plan(
+                format!("INSERT INTO needs a table; '{table}' is not one"),
+                position_of(table),
+            ));
+        };
+        let plan = Planner::new(&self.catalog).plan_query(query)?;
+        // VIRTUAL metadata columns are read-only: the query does not
+        // produce them and the sink does not receive them.
+        let written: Vec<usize> = (0..sink.descriptor.schema.fields().len())
+            .filter(|&i| !sink.descriptor.metadata_column(i).is_some_and(|(_, v)| v))
+            .collect();
+        let descriptor = pruned_descriptor(&sink.descriptor, &written);
+        let mut plan = align_to_sink(plan, &descriptor, position_of(table))?;
+        plan.prune_all();
+        Ok((plan, descriptor))
+    }
+
+    /// Plans the INSERTs of a statement set into one job graph in which
+    /// each source is read once.
+    fn plan_statement_set(&self, inserts: &[Located]) -> Result<(Vec<Plan>, JobGraph)> {
+        let mut planned = Vec::with_capacity(inserts.len());
+        for insert in inserts {
+            let Statement::Insert { table, query } = &insert.statement else {
+                return Err(SqlError::plan(
+                    "a statement set holds only INSERT INTO statements",
+                    insert.position,
+                ));
+            };
+            let (plan, descriptor) = self.plan_insert(table, query)?;
+            planned.push((plan, descriptor, position_of(table)));
+        }
+        let queries = planned
+            .iter()
+            .map(|(plan, descriptor, position)| {
+                (plan, SinkTarget::Table(descriptor.clone()), *position)
+            })
+            .collect();
+        let graph = lower_all(queries, &self.lower_options())?;
+        Ok((planned.into_iter().map(|(p, ..)| p).collect(), graph))
+    }
+
     /// Plans INSERT or SELECT into a job graph.
     fn plan_job(
         &self,
@@ -590,21 +673,7 @@ impl Session {
         let options = self.lower_options();
         match &stmt.statement {
             Statement::Insert { table, query } => {
-                let Some(Entry::Table(sink)) = self.catalog.get(table) else {
-                    return Err(SqlError::plan(
-                        format!("INSERT INTO needs a table; '{table}' is not one"),
-                        position_of(table),
-                    ));
-                };
-                let plan = Planner::new(&self.catalog).plan_query(query)?;
-                // VIRTUAL metadata columns are read-only: the query does not
-                // produce them and the sink does not receive them.
-                let written: Vec<usize> = (0..sink.descriptor.schema.fields().len())
-                    .filter(|&i| !sink.descriptor.metadata_column(i).is_some_and(|(_, v)| v))
-                    .collect();
-                let descriptor = pruned_descriptor(&sink.descriptor, &written);
-                let mut plan = align_to_sink(plan, &descriptor, position_of(table))?;
-                plan.prune_all();
+                let (plan, descriptor) = self.plan_insert(table, query)?;
                 let graph = lower(
                     &plan,
                     SinkTarget::Table(descriptor),

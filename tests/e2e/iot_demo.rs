@@ -190,3 +190,42 @@ fn iot_pipeline_writes_quarantine_sliding_windows_and_sessions() {
     let _ = std::fs::remove_dir_all(&out);
     let _ = std::fs::remove_file(&script);
 }
+
+/// The demo's INSERTs are one statement set: one job, in which the
+/// generated readings are read by one source that feeds all seven sinks.
+#[test]
+fn iot_pipeline_is_one_job_that_reads_its_source_once() {
+    use runnel_engine::graph::NodeKind;
+    use runnel_sql::session::{Outcome, Session};
+    let root = repo_root();
+    let sql = std::fs::read_to_string(root.join("examples/iot/pipeline.sql"))
+        .expect("pipeline.sql")
+        .replace(
+            "'examples/iot/",
+            &format!("'{}/examples/iot/", root.display()),
+        );
+    let stmts = runnel_sql::parser::parse_sql(&sql).expect("the demo parses");
+    let mut session = Session::new(runnel_connectors::default_registry());
+    let mut graphs = Vec::new();
+    for stmt in &stmts {
+        let outcome = session
+            .execute(stmt, "", &|_| unreachable!("the demo has no SELECT"))
+            .expect("the demo plans");
+        if let Outcome::Job(job) = outcome {
+            graphs.push(job.graph);
+        }
+    }
+    assert_eq!(graphs.len(), 1, "one job");
+    let nodes = graphs[0].nodes();
+    let sources: Vec<&str> = nodes
+        .iter()
+        .filter(|n| matches!(n.kind, NodeKind::Source { .. }))
+        .map(|n| n.name.as_str())
+        .collect();
+    assert_eq!(sources, ["source: sensor_readings"]);
+    let sinks = nodes
+        .iter()
+        .filter(|n| n.name.starts_with("sink: "))
+        .count();
+    assert_eq!(sinks, 7, "every INSERT has its sink");
+}

@@ -572,10 +572,7 @@ const MAX_LINE_BYTES: usize = 64 << 10;
 /// Appends one line (with its line break) to `out`, but no more than
 /// [`MAX_LINE_BYTES`] of it; the rest of a longer line is read and
 /// dropped. The bytes consumed, and whether the line was cut.
-fn read_line_capped(
-    input: &mut impl BufRead,
-    out: &mut Vec<u8>,
-) -> std::io::Result<(usize, bool)> {
+fn read_line_capped(input: &mut impl BufRead, out: &mut Vec<u8>) -> std::io::Result<(usize, bool)> {
     let (mut consumed, mut kept, mut cut) = (0usize, 0usize, false);
     loop {
         let available = match input.fill_buf() {

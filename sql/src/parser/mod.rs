@@ -55,18 +55,116 @@ pub fn parse_sql(sql: &str) -> Result<Vec<Located>> {
             position: Position::new(e.location.line, e.location.column),
         })?;
     let mut out = Vec::new();
-    for stmt_tokens in split_statements(tokens) {
-        let position = stmt_tokens
-            .iter()
-            .find(|t| !is_trivia(&t.token))
-            .map(|t| Position::of(t.span))
-            .unwrap_or_default();
+    let mut pieces = split_statements(tokens).into_iter();
+    while let Some(stmt_tokens) = pieces.next() {
+        let position = first_position(&stmt_tokens);
+        let statement = match statement_set_start(&stmt_tokens) {
+            Some((explain, after_begin)) => {
+                let set = statement_set(after_begin, &mut pieces, position)?;
+                if explain {
+                    Statement::Explain(Box::new(set))
+                } else {
+                    set
+                }
+            }
+            None => parse_one(stmt_tokens)?,
+        };
         out.push(Located {
-            statement: parse_one(stmt_tokens)?,
+            statement,
             position,
         });
     }
     Ok(out)
+}
+
+/// Where the first significant token of `tokens` is.
+fn first_position(tokens: &[TokenWithSpan]) -> Position {
+    tokens
+        .iter()
+        .find(|t| !is_trivia(&t.token))
+        .map(|t| Position::of(t.span))
+        .unwrap_or_default()
+}
+
+/// When `tokens` open a statement set (`EXECUTE STATEMENT SET BEGIN ...`
+/// or `BEGIN STATEMENT SET`, either after `EXPLAIN`), whether `EXPLAIN`
+/// came first and the tokens after the opening words.
+fn statement_set_start(tokens: &[TokenWithSpan]) -> Option<(bool, Vec<TokenWithSpan>)> {
+    let mut significant: Vec<usize> = (0..tokens.len())
+        .filter(|&i| !is_trivia(&tokens[i].token))
+        .collect();
+    let explain = significant
+        .first()
+        .is_some_and(|&i| is_word(&tokens[i], "EXPLAIN"));
+    if explain {
+        significant.remove(0);
+    }
+    let words = |list: &[&str]| {
+        list.len() <= significant.len()
+            && list
+                .iter()
+                .zip(&significant)
+                .all(|(w, &i)| is_word(&tokens[i], w))
+    };
+    let opening = if words(&["EXECUTE", "STATEMENT", "SET", "BEGIN"]) {
+        4
+    } else if words(&["BEGIN", "STATEMENT", "SET"]) {
+        3
+    } else {
+        return None;
+    };
+    let rest = significant.get(opening).map_or(tokens.len(), |&i| i);
+    Some((explain, tokens[rest..].to_vec()))
+}
+
+/// The INSERTs of a statement set up to its `END`: the first may share a
+/// piece with the opening words, the others are the following pieces.
+fn statement_set(
+    first: Vec<TokenWithSpan>,
+    pieces: &mut impl Iterator<Item = Vec<TokenWithSpan>>,
+    opened: Position,
+) -> Result<Statement> {
+    let mut inserts = Vec::new();
+    let mut next = Some(first).filter(|t| t.iter().any(|t| !is_trivia(&t.token)));
+    loop {
+        let Some(piece) = next.take().or_else(|| pieces.next()) else {
+            return Err(SqlError::Syntax {
+                message: format!(
+                    "the statement set opened at line {}, column {} has no END",
+                    opened.line, opened.column
+                ),
+                position: opened,
+            });
+        };
+        let significant: Vec<&TokenWithSpan> =
+            piece.iter().filter(|t| !is_trivia(&t.token)).collect();
+        if significant.len() == 1 && is_word(significant[0], "END") {
+            break;
+        }
+        let position = first_position(&piece);
+        let statement = parse_one(piece)?;
+        if !matches!(statement, Statement::Insert { .. }) {
+            return Err(SqlError::Syntax {
+                message: format!(
+                    "a statement set holds only INSERT INTO statements, each ended by ';', and \
+                     closes with END; found {}",
+                    statement.kind()
+                ),
+                position,
+            });
+        }
+        inserts.push(Located {
+            statement,
+            position,
+        });
+    }
+    if inserts.is_empty() {
+        return Err(SqlError::Syntax {
+            message: "the statement set holds no INSERT INTO statement".into(),
+            position: opened,
+        });
+    }
+    Ok(Statement::StatementSet(inserts))
 }
 
 /// Parses exactly one statement.

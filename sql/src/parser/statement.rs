@@ -104,6 +104,10 @@ pub enum Statement {
         /// The value.
         value: String,
     },
+    /// `EXECUTE STATEMENT SET BEGIN INSERT ...; INSERT ...; END` (or
+    /// `BEGIN STATEMENT SET; ... END;`): INSERTs run as one job that reads
+    /// each source once. Every inner statement is a [`Statement::Insert`].
+    StatementSet(Vec<Located>),
     /// `STOP JOB 'id' [WITH SAVEPOINT]`.
     StopJob {
         /// Job id.
@@ -111,6 +115,30 @@ pub enum Statement {
         /// `WITH SAVEPOINT`.
         savepoint: bool,
     },
+}
+
+impl Statement {
+    /// What kind of statement this is, in a few words (`CREATE TABLE`,
+    /// `SELECT`, ...), for messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Statement::CreateTable(_) => "CREATE TABLE",
+            Statement::CreateView {
+                materialized: true, ..
+            } => "CREATE MATERIALIZED VIEW",
+            Statement::CreateView { .. } => "CREATE VIEW",
+            Statement::Insert { .. } => "INSERT INTO",
+            Statement::Query(_) => "a query",
+            Statement::Drop { .. } => "DROP",
+            Statement::ShowTables => "SHOW TABLES",
+            Statement::ShowJobs => "SHOW JOBS",
+            Statement::Describe(_) => "DESCRIBE",
+            Statement::Explain(_) => "EXPLAIN",
+            Statement::Set { .. } => "SET",
+            Statement::StatementSet(_) => "a statement set",
+            Statement::StopJob { .. } => "STOP JOB",
+        }
+    }
 }
 
 /// One statement with where it starts in the text.
@@ -222,6 +250,13 @@ impl fmt::Display for Statement {
             Statement::Describe(n) => write!(f, "DESCRIBE {n}"),
             Statement::Explain(s) => write!(f, "EXPLAIN {s}"),
             Statement::Set { key, value } => write!(f, "SET '{key}' = '{value}'"),
+            Statement::StatementSet(inserts) => {
+                writeln!(f, "EXECUTE STATEMENT SET BEGIN")?;
+                for i in inserts {
+                    writeln!(f, "{};", i.statement)?;
+                }
+                write!(f, "END")
+            }
             Statement::StopJob { id, savepoint } => {
                 write!(
                     f,

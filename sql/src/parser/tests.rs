@@ -184,3 +184,57 @@ fn syntax_errors_name_line_and_column() {
     let err = parse_sql("SELECT 1 2").expect_err("error");
     assert_eq!(err.position(), Some(Position::new(1, 10)), "{err}");
 }
+
+#[test]
+fn statement_sets_parse_in_both_forms_and_round_trip() {
+    let execute = "EXECUTE STATEMENT SET BEGIN INSERT INTO a SELECT x FROM t; \
+                   INSERT INTO b SELECT y FROM t; END;";
+    let begin = "BEGIN STATEMENT SET;\nINSERT INTO a SELECT x FROM t;\nINSERT INTO b SELECT y FROM t;\nEND;";
+    for sql in [execute, begin] {
+        let Statement::StatementSet(inserts) = round_trip(sql) else {
+            panic!("not a statement set: {sql}")
+        };
+        let targets: Vec<String> = inserts
+            .iter()
+            .map(|i| match &i.statement {
+                Statement::Insert { table, .. } => table.to_string(),
+                other => panic!("not an INSERT: {other}"),
+            })
+            .collect();
+        assert_eq!(targets, ["a", "b"]);
+    }
+    // Each INSERT keeps its own position: the second starts on line 3.
+    let all = parse_sql(begin).expect("parses");
+    let Statement::StatementSet(inserts) = &all[0].statement else {
+        panic!("not a statement set")
+    };
+    assert_eq!(
+        (inserts[1].position.line, inserts[1].position.column),
+        (3, 1)
+    );
+    // Statements after END are statements of their own.
+    let all = parse_sql(&format!("{execute} SHOW JOBS")).expect("parses");
+    assert_eq!(all.len(), 2);
+    assert!(matches!(all[1].statement, Statement::ShowJobs));
+    assert!(matches!(
+        &parse_sql(&format!("EXPLAIN {execute}")).expect("parses")[0].statement,
+        Statement::Explain(inner) if matches!(**inner, Statement::StatementSet(_))
+    ));
+}
+
+#[test]
+fn statement_set_errors_point_at_the_statement() {
+    let err =
+        parse_sql("EXECUTE STATEMENT SET BEGIN\nINSERT INTO a SELECT 1;\nDROP TABLE t;\nEND;")
+            .expect_err("DROP in a set");
+    let text = err.to_string();
+    assert!(
+        text.contains("only INSERT INTO") && text.contains("DROP"),
+        "{text}"
+    );
+    assert!(text.contains("line 3, column 1"), "{text}");
+    let err = parse_sql("BEGIN STATEMENT SET; INSERT INTO a SELECT 1;").expect_err("no END");
+    assert!(err.to_string().contains("has no END"), "{err}");
+    let err = parse_sql("EXECUTE STATEMENT SET BEGIN END;").expect_err("empty");
+    assert!(err.to_string().contains("no INSERT INTO"), "{err}");
+}
