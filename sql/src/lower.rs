@@ -98,7 +98,7 @@ pub fn lower_all(
         sources: 0,
         memory_sources: 0,
         reads,
-        scans: HashMap::new(),
+        lowered: HashMap::new(),
     };
     let mut outputs = Vec::with_capacity(queries.len());
     for (plan, sink, position) in queries {
@@ -137,6 +137,31 @@ pub fn lower_all(
         connect(&mut graph, node, par, sink_node, sink_par, None)?;
     }
     Ok(graph)
+}
+
+/// What identifies steps that make the same stream, so that they are
+/// lowered once and fan out: a scan (whatever columns each reader uses:
+/// the shared scan reads them all, see [`lower_all`]), and filters,
+/// projections and window assignments over such steps. Stateful steps are
+/// not shared (`None`).
+fn reuse_key(plan: &Plan) -> Option<String> {
+    Some(match &plan.node {
+        Node::Scan { table, .. } => format!("scan({})", scan_key(table)),
+        Node::Filter { input, predicate } => {
+            format!("filter({predicate:?}, {})", reuse_key(input)?)
+        }
+        Node::Project { input, exprs } => format!("project({exprs:?}, {})", reuse_key(input)?),
+        Node::WindowTvf {
+            input,
+            window,
+            time_column,
+            partition,
+        } => format!(
+            "window({window:?}, {time_column}, {partition:?}, {})",
+            reuse_key(input)?
+        ),
+        _ => return None,
+    })
 }
 
 /// What makes two scans the same read: the table with the same options,
@@ -186,9 +211,9 @@ struct Lowerer<'g> {
     /// The columns each table's shared scan reads (by [`scan_key`]):
     /// the union over every place it is read, `None` for all.
     reads: HashMap<String, Option<Vec<usize>>>,
-    /// Scans lowered so far (by [`scan_key`]): the node that ends the
-    /// scan's steps, and its parallelism.
-    scans: HashMap<String, (NodeId, usize)>,
+    /// Steps lowered so far, by [`reuse_key`]: the node that ends them,
+    /// and its parallelism.
+    lowered: HashMap<String, (NodeId, usize)>,
 }
 
 impl Lowerer<'_> {
@@ -238,21 +263,29 @@ impl Lowerer<'_> {
         Ok((op, par))
     }
 
-    /// Adds the nodes of `plan`; returns the last node and its parallelism.
+    /// Adds the nodes of `plan`, or finds them when the same steps were
+    /// lowered before (see [`reuse_key`]); returns the last node and its
+    /// parallelism.
     fn lower(&mut self, plan: &Plan) -> Result<(NodeId, usize)> {
+        let key = reuse_key(plan);
+        if let Some(&done) = key.as_ref().and_then(|k| self.lowered.get(k)) {
+            return Ok(done);
+        }
+        let out = self.lower_node(plan)?;
+        if let Some(k) = key {
+            self.lowered.insert(k, out);
+        }
+        Ok(out)
+    }
+
+    fn lower_node(&mut self, plan: &Plan) -> Result<(NodeId, usize)> {
         match &plan.node {
             Node::Scan { table, projection } => {
-                let key = scan_key(table);
-                if let Some(&shared) = self.scans.get(&key) {
-                    return Ok(shared);
-                }
-                let reads = match self.reads.get(&key) {
+                let reads = match self.reads.get(&scan_key(table)) {
                     Some(union) => union.clone(),
                     None => projection.clone(),
                 };
-                let lowered = self.lower_scan(table, reads.as_deref())?;
-                self.scans.insert(key, lowered);
-                Ok(lowered)
+                self.lower_scan(table, reads.as_deref())
             }
             Node::Filter { input, predicate } => self.lower_filter(input, predicate),
             Node::Project { input, exprs } => self.lower_project(input, exprs),
