@@ -20,7 +20,7 @@ use arrow::array::RecordBatch;
 use arrow::json::writer::{JsonArray, WriterBuilder};
 use runnel_engine::connector::TableDescriptor;
 use runnel_engine::graph::NodeKind;
-use runnel_engine::runtime::{Job, LatencySummary};
+use runnel_engine::runtime::{ExchangeStats, Job, LatencySummary};
 use runnel_engine::testing::MemorySinkHandle;
 use runnel_engine::types::{is_updating, row_kinds, RowKind};
 use runnel_sql::lower::SinkTarget;
@@ -85,6 +85,8 @@ pub struct RunConfig {
     /// final rows (an updating result with its changelog applied) as JSON
     /// lines to `<dir>/result.json`, to compare with another engine's.
     pub output_dir: Option<PathBuf>,
+    /// More session options (`SET key = value`), e.g. to compare settings.
+    pub options: Vec<(String, String)>,
 }
 
 /// What one query run measured.
@@ -105,6 +107,9 @@ pub struct QueryResult {
     pub latency: Option<LatencySummary>,
     /// Peak resident set size of the process during the run, when known.
     pub peak_rss_bytes: Option<u64>,
+    /// What crossed between subtasks: batches, their rows, and control
+    /// messages (watermarks, barriers, markers, ends).
+    pub exchange: Option<ExchangeStats>,
 }
 
 impl QueryResult {
@@ -144,6 +149,18 @@ impl QueryResult {
             cpu_seconds: v["cpu_seconds"].as_f64(),
             latency,
             peak_rss_bytes: v["peak_rss_bytes"].as_u64(),
+            exchange: match (
+                v["exchange_batches"].as_u64(),
+                v["exchange_rows"].as_u64(),
+                v["exchange_controls"].as_u64(),
+            ) {
+                (Some(batches), Some(rows), Some(controls)) => Some(ExchangeStats {
+                    batches,
+                    rows,
+                    controls,
+                }),
+                _ => None,
+            },
         })
     }
 
@@ -163,6 +180,9 @@ impl QueryResult {
             "latency_p99_ms": self.latency.map(|l| ms(l.p99)),
             "latency_max_ms": self.latency.map(|l| ms(l.max)),
             "peak_rss_bytes": self.peak_rss_bytes,
+            "exchange_batches": self.exchange.map(|e| e.batches),
+            "exchange_rows": self.exchange.map(|e| e.rows),
+            "exchange_controls": self.exchange.map(|e| e.controls),
         })
     }
 }
@@ -380,6 +400,7 @@ pub fn run_script(
     let cpu = cpu_seconds().zip(cpu_before).map(|(a, b)| a - b);
     let progress = handle.progress();
     let latency = handle.latency();
+    let exchange = handle.exchange_stats();
     handle.wait().map_err(|e| format!("{name}: {e}"))?;
     Ok(QueryResult {
         query: name.to_string(),
@@ -389,6 +410,7 @@ pub fn run_script(
         cpu_seconds: cpu,
         latency,
         peak_rss_bytes: peak_rss(),
+        exchange: Some(exchange),
     })
 }
 
@@ -407,18 +429,19 @@ pub fn run_query(name: &str, config: &RunConfig) -> Result<QueryResult, String> 
     }
     let sql = script(file, config)?;
     let collect = config.output_dir.as_ref().map(|_| MemorySinkHandle::new());
-    let result = run_script(
-        name,
-        &sql,
-        &[
-            ("parallelism", config.parallelism.to_string()),
-            (
-                "metrics.latency.interval",
-                config.latency_interval.as_millis().to_string(),
-            ),
-        ],
-        collect.as_ref(),
-    )?;
+    let mut options = vec![
+        ("parallelism".to_string(), config.parallelism.to_string()),
+        (
+            "metrics.latency.interval".to_string(),
+            config.latency_interval.as_millis().to_string(),
+        ),
+    ];
+    options.extend(config.options.iter().cloned());
+    let options: Vec<(&str, String)> = options
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect();
+    let result = run_script(name, &sql, &options, collect.as_ref())?;
     if let (Some(dir), Some(handle)) = (&config.output_dir, &collect) {
         let lines = final_rows(&handle.batches())?;
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -497,12 +520,12 @@ fn peak_rss() -> Option<u64> {
 /// A markdown table of `results`.
 pub fn markdown(results: &[QueryResult], parallelism: usize) -> String {
     let mut out = String::from(
-        "| query | events | rows out | parallelism | seconds | events/s | events/s per core (CPU s) | cores used | latency p50 | latency p99 | peak RSS |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| query | events | rows out | parallelism | seconds | events/s | events/s per core (CPU s) | cores used | latency p50 | latency p99 | peak RSS | rows per exchanged batch | control messages |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1e3);
     for r in results {
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {:.2} | {:.2} M | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {:.2} | {:.2} M | {} | {} | {} | {} | {} | {} | {} |\n",
             r.query,
             r.events,
             r.rows_out,
@@ -517,6 +540,13 @@ pub fn markdown(results: &[QueryResult], parallelism: usize) -> String {
             r.latency.map_or("-".into(), |l| ms(l.p99)),
             r.peak_rss_bytes
                 .map_or("-".into(), |b| format!("{} MiB", b / (1 << 20))),
+            r.exchange
+                .filter(|e| e.batches > 0)
+                .map_or("-".into(), |e| format!(
+                    "{:.0}",
+                    e.rows as f64 / e.batches as f64
+                )),
+            r.exchange.map_or("-".into(), |e| e.controls.to_string()),
         ));
     }
     out
@@ -560,6 +590,11 @@ mod tests {
                 max: Duration::from_millis(12),
             }),
             peak_rss_bytes: Some(1 << 20),
+            exchange: Some(ExchangeStats {
+                batches: 10,
+                rows: 9_000,
+                controls: 40,
+            }),
         };
         let back = QueryResult::from_json(&r.to_json()).expect("reads back");
         assert_eq!(back.to_json(), r.to_json());
@@ -567,6 +602,7 @@ mod tests {
             latency: None,
             cpu_seconds: None,
             peak_rss_bytes: None,
+            exchange: None,
             ..r
         };
         let back = QueryResult::from_json(&without.to_json()).expect("reads back");
@@ -585,6 +621,7 @@ mod tests {
             parallelism: 2,
             latency_interval: Duration::from_millis(100),
             output_dir: Some(PathBuf::from("/tmp/out")),
+            options: Vec::new(),
         };
         let sql = script(
             "CREATE TABLE s (a INT) WITH ('connector' = 'blackhole');\nINSERT INTO s\nSELECT 1;",

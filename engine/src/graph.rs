@@ -101,6 +101,13 @@ pub struct JobGraph {
     /// rows (`'metrics.latency.interval'`); `None` sends none. See
     /// [`crate::runtime::JobHandle::latency`].
     pub latency_interval: Option<std::time::Duration>,
+    /// The longest a row waits in a hash exchange to be sent with others
+    /// to the same subtask (`'execution.buffer-timeout'`).
+    pub buffer_timeout: std::time::Duration,
+    /// How often a source subtask sends a watermark it generated
+    /// (`'pipeline.auto-watermark-interval'`); zero sends one after every
+    /// batch that advances it.
+    pub watermark_interval: std::time::Duration,
     /// True when every source reads memory the process holds (see
     /// [`crate::connector::SourceTable::in_memory`]) and the job is
     /// bounded: it can run with [`crate::runtime::run_local`].
@@ -192,6 +199,13 @@ impl Default for JobGraph {
     }
 }
 
+/// Default [`JobGraph::buffer_timeout`]: 5 ms (Flink's network buffer
+/// timeout is 100 ms; ours is kept well under the latency we aim for).
+pub const DEFAULT_BUFFER_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// Default [`JobGraph::watermark_interval`]: 200 ms, as Flink's.
+pub const DEFAULT_WATERMARK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
+
 impl JobGraph {
     /// An empty graph with default settings.
     pub fn new() -> Self {
@@ -203,6 +217,8 @@ impl JobGraph {
             channel_capacity: 8,
             checkpointing: None,
             latency_interval: None,
+            buffer_timeout: DEFAULT_BUFFER_TIMEOUT,
+            watermark_interval: DEFAULT_WATERMARK_INTERVAL,
             in_memory: false,
         }
     }

@@ -425,6 +425,12 @@ impl Session {
         graph.checkpointing = self.checkpoint_config(&id, &statement, &graph, position)?;
         graph.state = self.state_config(position)?;
         graph.latency_interval = self.latency_interval(position)?;
+        if let Some(d) = self.duration_option("execution.buffer-timeout", position)? {
+            graph.buffer_timeout = d;
+        }
+        if let Some(d) = self.duration_option("pipeline.auto-watermark-interval", position)? {
+            graph.watermark_interval = d;
+        }
         self.jobs
             .push((id.clone(), statement.clone(), Arc::clone(&status)));
         Ok(Box::new(PreparedJob {
@@ -551,6 +557,24 @@ impl Session {
             config.local_dir = Some(PathBuf::from(v));
         }
         Ok(config)
+    }
+
+    /// A duration option (milliseconds or a duration such as `'5 ms'`),
+    /// `None` when not set.
+    fn duration_option(
+        &self,
+        key: &str,
+        position: crate::error::Position,
+    ) -> Result<Option<Duration>> {
+        let Some(v) = self.option(key) else {
+            return Ok(None);
+        };
+        parse_duration(v).map(Some).ok_or_else(|| {
+            SqlError::plan(
+                format!("'{key}' must be milliseconds or a duration such as '5 ms', not '{v}'"),
+                position,
+            )
+        })
     }
 
     /// `'metrics.latency.interval'` (Flink's name): how often sources send

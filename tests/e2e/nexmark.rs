@@ -177,6 +177,7 @@ mod oracle {
             parallelism: 2,
             latency_interval: Duration::from_millis(100),
             output_dir: Some(dir.clone()),
+            options: Vec::new(),
         };
         let result = run_query(name, &config).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(result.events, EVENTS);

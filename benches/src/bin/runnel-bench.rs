@@ -4,6 +4,7 @@
 //! runnel-bench nexmark [--query q0,q1|all] [--events N] [--parallelism N]
 //!                      [--events-file FILE] [--latency-interval-ms N]
 //!                      [--json FILE] [--markdown FILE] [--output-dir DIR]
+//!                      [--set key=value]...
 //! runnel-bench nexmark-events --events N --out DIR
 //! runnel-bench nexmark-scaling [--query q15,q16,groupby-keys] [--events N]
 //!                              [--factors 1,2,4] [--parallelism N] [--json FILE]
@@ -24,9 +25,11 @@ const USAGE: &str = "usage:
   runnel-bench nexmark [--query q0,q1|all] [--events N] [--parallelism N]
                        [--events-file FILE] [--latency-interval-ms N]
                        [--json FILE] [--markdown FILE] [--output-dir DIR]
+                       [--set key=value]...
       runs Nexmark queries (default: all that run, 1000000 events, parallelism 2)
       on the nexmark generator, or on events written by nexmark-events;
-      --output-dir writes the query's rows as JSON lines instead of discarding them
+      --output-dir writes the query's rows as JSON lines instead of discarding them;
+      --set adds a session option (SET 'key' = 'value') before each query
   runnel-bench nexmark-events --events N --out DIR
       writes N events as JSON lines into one file in the new directory DIR
   runnel-bench nexmark-scaling [--query q15,q16,groupby-keys] [--events N]
@@ -92,6 +95,7 @@ fn nexmark(args: &[String]) -> Result<(), String> {
     let mut json = None;
     let mut md = None;
     let mut output_dir = None;
+    let mut settings = Vec::new();
     for (key, value) in options(
         args,
         &[
@@ -103,6 +107,7 @@ fn nexmark(args: &[String]) -> Result<(), String> {
             "json",
             "markdown",
             "output-dir",
+            "set",
         ],
     )? {
         match key.as_str() {
@@ -113,6 +118,12 @@ fn nexmark(args: &[String]) -> Result<(), String> {
             "latency-interval-ms" => latency_ms = number(&key, &value)?,
             "json" => json = Some(PathBuf::from(value)),
             "markdown" => md = Some(PathBuf::from(value)),
+            "set" => {
+                let (k, v) = value
+                    .split_once('=')
+                    .ok_or_else(|| format!("--set takes key=value, not '{value}'"))?;
+                settings.push((k.trim().to_string(), v.trim().to_string()));
+            }
             _ => output_dir = Some(PathBuf::from(value)),
         }
     }
@@ -127,6 +138,7 @@ fn nexmark(args: &[String]) -> Result<(), String> {
         parallelism,
         latency_interval: Duration::from_millis(latency_ms),
         output_dir,
+        options: settings,
     };
     let mut results: Vec<QueryResult> = Vec::new();
     let mut skipped: Vec<(String, String)> = Vec::new();
@@ -205,6 +217,9 @@ fn run_in_child(query: &str, config: &RunConfig) -> Result<QueryResult, String> 
     if let Some(dir) = &config.output_dir {
         cmd.arg("--output-dir").arg(dir);
     }
+    for (k, v) in &config.options {
+        cmd.arg("--set").arg(format!("{k}={v}"));
+    }
     let status = cmd
         .status()
         .map_err(|e| format!("cannot run {query} in a child process: {e}"))?;
@@ -259,6 +274,7 @@ fn nexmark_scaling(args: &[String]) -> Result<(), String> {
                 parallelism,
                 latency_interval: Duration::from_millis(100),
                 output_dir: None,
+                options: Vec::new(),
             };
             eprintln!("[scaling] {q} at {}x ({} events)", f, events * f);
             let r = run_in_child(q, &config)?;

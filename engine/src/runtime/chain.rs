@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
-use crossbeam::channel::{Receiver, Select, Sender};
+use crossbeam::channel::{Receiver, Sender};
 use runnel_state::{CheckpointStore, SnapshotData, StateBackend};
 
 use super::coordinator::{wait_complete, Ack, AckKind, Control};
-use super::exchange::Router;
+use super::exchange::{Inbound, Router};
 use super::shared::{Shared, POLL_INTERVAL};
 use crate::error::{EngineError, Result};
 use crate::operator::{Collector, Operator, OperatorContext, OperatorMetrics, TaskInfo};
@@ -103,6 +103,8 @@ pub(super) struct ChainRuntime {
     pub(super) checkpointing: bool,
     /// How often a source sends a latency marker (sources only).
     pub(super) latency_interval: Option<Duration>,
+    /// How often a source sends a watermark it generated (sources only).
+    pub(super) watermark_interval: Duration,
 }
 
 impl ChainRuntime {
@@ -333,23 +335,28 @@ impl ChainRuntime {
 /// Runs an operator subtask: reads its input channels, merges their
 /// watermarks, and aligns checkpoint barriers. This is where a barrier is
 /// aligned: once it arrives on one channel, that channel is not read again
-/// (it is `blocked`) until the barrier has arrived on every other channel
-/// that has not ended; then the chain snapshots and passes the barrier on,
-/// and every channel is read again.
+/// (it is not `readable`) until the barrier has arrived on every other
+/// channel that has not ended; then the chain snapshots and passes the
+/// barrier on, and every channel is read again. Before it waits for input,
+/// the subtask sends the rows its exchanges hold gathered.
 pub(super) fn run_operator(
-    inputs: Vec<(usize, Receiver<Message>)>,
+    inbound: Inbound,
     mut chain: ChainRuntime,
     ctrl: &Receiver<Control>,
     shared: &Shared,
 ) -> Result<()> {
     chain.open()?;
-    let n = inputs.len();
+    let Inbound {
+        mut receiver,
+        input_of,
+    } = inbound;
+    let n = receiver.channels();
     let mut merger = WatermarkMerger::new(n);
     let mut ended = vec![false; n];
-    let mut blocked = vec![false; n];
+    // Channels read now: not ended, and not holding a barrier back.
+    let mut readable = vec![true; n];
     // The barrier being aligned and when its first copy arrived.
     let mut pending: Option<(Barrier, Instant)> = None;
-    let mut live: Vec<usize> = Vec::with_capacity(n);
     loop {
         if shared.cancelled() {
             return Err(EngineError::Cancelled);
@@ -357,32 +364,23 @@ pub(super) fn run_operator(
         while let Ok(c) = ctrl.try_recv() {
             chain.handle_control(c, &mut || Ok(Vec::new()))?;
         }
-        live.clear();
-        let mut select = Select::new();
-        for k in 0..n {
-            if !ended[k] && !blocked[k] {
-                live.push(k);
-                select.recv(&inputs[k].1);
-            }
-        }
-        if live.is_empty() {
+        if !readable.iter().any(|r| *r) {
             return Err(EngineError::Internal(
                 "operator subtask has no readable input".into(),
             ));
         }
-        let op = match select.select_timeout(POLL_INTERVAL) {
-            Ok(op) => op,
-            Err(_) => continue,
+        let next = match receiver.try_recv(&readable)? {
+            Some(found) => Some(found),
+            None => {
+                chain.router.flush()?;
+                receiver.recv_timeout(&readable, POLL_INTERVAL)?
+            }
         };
-        let k = live[op.index()];
-        let (input, rx) = &inputs[k];
-        let msg = match op.recv(rx) {
-            Ok(m) => m,
-            // The sender ended without End: it failed or was cancelled.
-            Err(_) => return Err(EngineError::Cancelled),
+        let Some((k, msg)) = next else {
+            continue;
         };
         match msg {
-            Message::Batch(batch) => chain.process(*input, batch, None)?,
+            Message::Batch(batch) => chain.process(input_of[k], batch, None)?,
             Message::Watermark(wm) => {
                 if let Some(out) = merger.update(k, wm) {
                     chain.watermark(out)?;
@@ -390,21 +388,24 @@ pub(super) fn run_operator(
             }
             Message::LatencyMarker(sent) => chain.latency_marker(sent)?,
             Message::Barrier(b) => {
-                blocked[k] = true;
+                readable[k] = false;
                 pending.get_or_insert((b, Instant::now()));
             }
             Message::End => {
                 ended[k] = true;
+                readable[k] = false;
                 if let Some(out) = merger.input_ended(k) {
                     chain.watermark(out)?;
                 }
             }
         }
         if let Some((b, since)) = pending {
-            if (0..n).all(|k| blocked[k] || ended[k]) {
+            if !readable.iter().any(|r| *r) {
                 chain.barrier(b, Vec::new(), since.elapsed())?;
                 pending = None;
-                blocked.iter_mut().for_each(|x| *x = false);
+                for (r, e) in readable.iter_mut().zip(&ended) {
+                    *r = !*e;
+                }
             }
         }
         if ended.iter().all(|&e| e) {

@@ -41,6 +41,7 @@ mod source_task;
 mod status;
 #[cfg(test)]
 mod tests;
+pub mod transport;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -53,7 +54,7 @@ use runnel_state::CheckpointInfo;
 
 use self::chain::{run_operator, wrap, ChainRuntime, Slot};
 use self::coordinator::{Ack, Control, Coordinator, Durable, Request};
-use self::exchange::Wiring;
+use self::exchange::{Inbound, Wiring};
 use self::restore::{position_entry_name, state_entry_name, Restore};
 use self::shared::Shared;
 use self::source_task::{run_source, SourceRun};
@@ -61,7 +62,6 @@ use crate::error::{EngineError, Result};
 use crate::graph::{JobGraph, NodeId, NodeKind};
 use crate::operator::{OperatorMetrics, TaskInfo};
 use crate::source::{Source, WatermarkStrategy};
-use crate::types::Message;
 
 pub use self::coordinator::CheckpointStats;
 pub use self::local::run_local;
@@ -131,6 +131,18 @@ impl Job {
     }
 }
 
+/// Messages that crossed between subtasks (channel hops, not calls within
+/// a chain), for benchmarks and tuning.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExchangeStats {
+    /// Batches sent.
+    pub batches: u64,
+    /// Rows in them.
+    pub rows: u64,
+    /// Watermarks, barriers, latency markers and ends sent.
+    pub controls: u64,
+}
+
 /// Creates the subtasks of a starting job, one at a time, and hands each
 /// its channels.
 struct SubtaskBuilder<'a> {
@@ -173,6 +185,7 @@ impl SubtaskBuilder<'_> {
             is_source: source.is_some(),
             checkpointing: self.graph.checkpointing.is_some(),
             latency_interval: self.graph.latency_interval,
+            watermark_interval: self.graph.watermark_interval,
         };
         Ok(match source {
             Some(SourceParts {
@@ -193,7 +206,7 @@ impl SubtaskBuilder<'_> {
                 ctrl,
             },
             None => SubtaskBody::Operator {
-                inputs: self.wiring.inputs(head.id, subtask),
+                inputs: self.wiring.inputs(head.id, subtask)?,
                 chain: chain_rt,
                 ctrl,
             },
@@ -378,6 +391,17 @@ impl JobHandle {
         self.shared.latency.lock().ok()?.summary()
     }
 
+    /// What crossed between subtasks so far: counted by each subtask as it
+    /// ends, so complete once the job has ended.
+    pub fn exchange_stats(&self) -> ExchangeStats {
+        let c = &self.shared.exchange;
+        ExchangeStats {
+            batches: c.batches.load(Ordering::Relaxed),
+            rows: c.rows.load(Ordering::Relaxed),
+            controls: c.controls.load(Ordering::Relaxed),
+        }
+    }
+
     /// The checkpoint this run resumed from, if any.
     pub fn restored_from(&self) -> Option<&CheckpointInfo> {
         self.restored.as_ref()
@@ -504,7 +528,7 @@ enum SubtaskBody {
         ctrl: Receiver<Control>,
     },
     Operator {
-        inputs: Vec<(usize, Receiver<Message>)>,
+        inputs: Inbound,
         chain: ChainRuntime,
         ctrl: Receiver<Control>,
     },

@@ -2,7 +2,7 @@
 //! flags, the first error, and the latency histogram; and how often a
 //! blocked thread looks at them.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -20,6 +20,16 @@ pub(super) struct Shared {
     pub(super) error: Mutex<Option<EngineError>>,
     /// How long latency markers took from source to sink.
     pub(super) latency: Mutex<LatencyHistogram>,
+    /// What the exchanges sent, added by each subtask as it ends.
+    pub(super) exchange: ExchangeCounters,
+}
+
+/// Messages that crossed between subtasks (not within chains).
+#[derive(Debug, Default)]
+pub(super) struct ExchangeCounters {
+    pub(super) batches: AtomicU64,
+    pub(super) rows: AtomicU64,
+    pub(super) controls: AtomicU64,
 }
 
 impl Shared {

@@ -73,6 +73,18 @@ pub(super) fn run_source(
         )
     });
     let mut last_explicit: Option<EventTime> = None;
+    // Generated watermarks go out at most once per interval (Flink's
+    // auto-watermark interval): at high parallelism each one is a message
+    // to every downstream subtask.
+    let mut watermark_due = Instant::now();
+    let interval = chain.watermark_interval;
+    let mut due = move |now: Instant| {
+        if now < watermark_due {
+            return false;
+        }
+        watermark_due = now + interval;
+        true
+    };
     let mut next_marker = chain.latency_interval.map(|i| Instant::now() + i);
     let emit = |chain: &mut ChainRuntime, wm: Watermark| -> Result<()> {
         if let Watermark::EventTime(t) = wm {
@@ -120,8 +132,11 @@ pub(super) fn run_source(
                 if batch.num_rows() > 0 {
                     chain.process(0, batch, Some(metrics))?;
                 }
-                if let Some(wm) = generator.as_mut().and_then(|g| g.poll(Instant::now())) {
-                    emit(&mut chain, wm)?;
+                let now = Instant::now();
+                if let Some(g) = generator.as_mut().filter(|_| due(now)) {
+                    if let Some(wm) = g.poll(now) {
+                        emit(&mut chain, wm)?;
+                    }
                 }
             }
             SourcePoll::Watermark(t) => {
@@ -131,9 +146,14 @@ pub(super) fn run_source(
                 }
             }
             SourcePoll::Pending => {
-                if let Some(wm) = generator.as_mut().and_then(|g| g.poll(Instant::now())) {
-                    emit(&mut chain, wm)?;
+                let now = Instant::now();
+                if let Some(g) = generator.as_mut().filter(|_| due(now)) {
+                    if let Some(wm) = g.poll(now) {
+                        emit(&mut chain, wm)?;
+                    }
                 }
+                // Nothing to read now: send what the exchanges gathered.
+                chain.router.flush()?;
                 match ctrl.recv_timeout(Duration::from_millis(1)) {
                     Ok(c) => {
                         let mut snapshot =
