@@ -42,6 +42,7 @@ pub mod datagen;
 pub mod delta;
 pub mod filesystem;
 mod generator;
+mod json_fast;
 pub mod kafka;
 pub mod nexmark;
 mod options;

@@ -286,7 +286,8 @@ fn wait_all(mut jobs: JobManager, interrupted: &AtomicBool) -> Result<(), String
     let mut stopping = false;
     let mut failures = Vec::new();
     while !jobs.running().is_empty() {
-        std::thread::sleep(Duration::from_millis(100));
+        // Short naps, so that a script ends as soon as its jobs do.
+        std::thread::sleep(Duration::from_millis(5));
         if interrupted.load(Ordering::SeqCst) && !stopping {
             stopping = true;
             let ids: Vec<String> = jobs
