@@ -51,7 +51,7 @@ mod position;
 pub mod print;
 #[cfg(test)]
 mod testutil;
-mod text;
+pub mod text;
 mod two_phase;
 
 pub use blackhole::BlackholeConnector;

@@ -97,10 +97,21 @@ pub(super) fn factory(options: Arc<FsOptions>, schema: SchemaRef) -> SourceFacto
             .filter(|(i, _)| i % parallelism == task.subtask)
             .map(|(i, s)| (SplitId::try_from(i).unwrap_or(SplitId::MAX), Arc::clone(s)))
             .collect();
+        // The ranges of one file that a subtask reads are one split to its
+        // watermark (see `FileSource::watermark_split`).
+        let mut watermark_split = std::collections::HashMap::new();
+        let mut first_of_file = std::collections::HashMap::new();
+        for (id, split) in &mine {
+            let first = *first_of_file.entry(split.file).or_insert(*id);
+            watermark_split.insert(*id, first);
+        }
+        let mut splits: Vec<SplitId> = first_of_file.into_values().collect();
+        splits.sort_unstable();
         Ok(Box::new(FileSource {
             options: Arc::clone(&options),
             schema: Arc::clone(&schema),
-            splits: mine.iter().map(|(s, _)| *s).collect(),
+            splits,
+            watermark_split,
             pending: mine,
             current: None,
             metrics: Arc::new(OperatorMetrics::default()),
@@ -116,7 +127,15 @@ pub(super) fn factory(options: Arc<FsOptions>, schema: SchemaRef) -> SourceFacto
 struct FileSource {
     options: Arc<FsOptions>,
     schema: SchemaRef,
+    /// The splits the watermark generator tracks: one per file.
     splits: Vec<SplitId>,
+    /// For each split this subtask reads, the split its rows count under
+    /// for watermarks: the subtask's first range of the same file. A
+    /// subtask reads a file's ranges in file order, so its watermark
+    /// follows the file as one reader of the whole file would (rows are
+    /// late only where they would be late to that reader), and a range
+    /// not yet started neither holds the watermark back nor lets it jump.
+    watermark_split: std::collections::HashMap<SplitId, SplitId>,
     pending: VecDeque<(SplitId, Arc<FileSplit>)>,
     current: Option<OpenFile>,
     metrics: Arc<OperatorMetrics>,
@@ -132,6 +151,11 @@ struct FileSource {
 }
 
 impl FileSource {
+    /// The split that rows of `id` count under for watermarks.
+    fn counted_as(&self, id: SplitId) -> SplitId {
+        self.watermark_split.get(&id).copied().unwrap_or(id)
+    }
+
     fn position_error(&self, why: String) -> EngineError {
         EngineError::Connector(format!(
             "cannot resume reading '{}' from the checkpoint: {why}",
@@ -190,17 +214,23 @@ impl Source for FileSource {
             &mut self.decoder,
             &mut self.chunk,
         )?;
+        let id = file.id;
+        let counted = self.counted_as(id);
         match read {
             Some(batch) if batch.num_rows() > 0 => Ok(SourcePoll::Batch {
-                split: file.id,
+                split: counted,
                 batch,
             }),
             // Every record of the chunk was skipped; more may follow.
             Some(_) => Ok(SourcePoll::Pending),
             None => {
-                let id = file.id;
                 self.current = None;
-                Ok(SourcePoll::SplitFinished(id))
+                // The file goes on in this subtask's next range.
+                let next = self.pending.front().map(|(id, _)| self.counted_as(*id));
+                if next == Some(counted) {
+                    return Ok(SourcePoll::Pending);
+                }
+                Ok(SourcePoll::SplitFinished(counted))
             }
         }
     }
@@ -262,11 +292,17 @@ impl Source for FileSource {
         // Splits before the one the position is in are done (all of them
         // when it says the subtask was done).
         let done_below = at.as_ref().map_or(SplitId::MAX, |(id, ..)| *id);
+        // Files whose ranges are all done are announced finished; the file
+        // the position is in is not.
+        let going_on = at.as_ref().map(|(id, ..)| self.counted_as(*id));
         while let Some((id, _)) = self.pending.front() {
             if at.is_some() && *id >= done_below {
                 break;
             }
-            self.done_before_restore.push_back(*id);
+            let counted = self.counted_as(*id);
+            if Some(counted) != going_on && !self.done_before_restore.contains(&counted) {
+                self.done_before_restore.push_back(counted);
+            }
             self.pending.pop_front();
         }
         let Some((id, name, start, a, b)) = at else {

@@ -8,6 +8,7 @@ use runnel_engine::testing::OperatorHarness;
 use runnel_engine::types::{row_kind_array, with_row_kind, RowKind};
 
 use runnel_engine::operator::{OperatorFactory, OperatorMetrics};
+use runnel_engine::source::SourcePoll;
 use runnel_state::MemorySnapshot;
 
 use super::*;
@@ -587,6 +588,49 @@ fn a_split_json_file_resumes_exactly_in_every_subtask() -> Result<()> {
     for subtask in 0..2 {
         let batches = check_resume_everywhere(&source, subtask, 2)?;
         assert!(batches >= 2, "{batches} batches");
+    }
+    Ok(())
+}
+
+/// A subtask's ranges of one file are one split to its watermark: rows of
+/// every range count under the subtask's first range of the file, which
+/// finishes once, after the last. (Were each range its own split, the
+/// ranges not yet started would hold the watermark back until the end, and
+/// every window would stay open until then.)
+#[test]
+fn a_subtasks_ranges_of_one_file_are_one_split_for_watermarks() -> Result<()> {
+    let dir = TempDir::new("split-watermark");
+    let file = dir.file("big.json", &padded_lines(20_000));
+    dir.file("small.json", "{\"id\": 1}\n");
+    let t = fs_table(dir.path(), "json", &[("source.split-size", "64kb")]);
+    let source = FilesystemConnector.source(&t)?;
+    assert!(file.exists());
+    for subtask in 0..2 {
+        let task = task(subtask, 2);
+        let mut src = (source.factory)(&task)?;
+        let opened = src.open(&task, &Arc::new(OperatorMetrics::default()))?;
+        let mut batch_splits = std::collections::BTreeSet::new();
+        let mut finished = Vec::new();
+        loop {
+            match src.poll()? {
+                SourcePoll::Batch { split, .. } => {
+                    batch_splits.insert(split);
+                }
+                SourcePoll::SplitFinished(split) => finished.push(split),
+                SourcePoll::Finished => break,
+                SourcePoll::Pending | SourcePoll::Watermark(_) => {}
+            }
+        }
+        // big.json's ranges are one split, small.json (split 0 or the
+        // last) its own, for whichever subtask reads it.
+        assert!(opened.len() <= 2, "subtask {subtask}: {opened:?}");
+        assert_eq!(
+            batch_splits.into_iter().collect::<Vec<_>>(),
+            opened,
+            "subtask {subtask}: rows count under the opened splits only"
+        );
+        finished.sort_unstable();
+        assert_eq!(finished, opened, "subtask {subtask}: each finishes once");
     }
     Ok(())
 }
