@@ -552,6 +552,11 @@ fn read_chunk(
 ) -> std::io::Result<()> {
     let csv = options.format == Format::Csv;
     while chunk.lines.len() < CHUNK_LINES && chunk.bytes.len() < CHUNK_BYTES {
+        if !csv && take_whole_lines(input, offset, line, chunk)? > 0 {
+            continue;
+        }
+        // One line the careful way: it is not all buffered yet, too long,
+        // the last one without a line break, or a CSV record.
         let start = chunk.bytes.len();
         let first_line = *line + 1;
         // A CSV record goes on to the next line while a double-quoted value
@@ -593,6 +598,39 @@ fn read_chunk(
         chunk.lines.push((start, chunk.bytes.len(), first_line));
     }
     Ok(())
+}
+
+/// JSON lines: moves the whole lines that the reader holds buffered into
+/// the chunk with one copy, up to the chunk's limits. Blank lines stay in
+/// the bytes (decoders skip them) but are not records. Returns the bytes
+/// taken: 0 when no whole line of at most [`MAX_LINE_BYTES`] is buffered.
+fn take_whole_lines(
+    input: &mut impl BufRead,
+    offset: &mut u64,
+    line: &mut u64,
+    chunk: &mut Chunk,
+) -> std::io::Result<usize> {
+    let available = input.fill_buf()?;
+    let base = chunk.bytes.len();
+    let mut end = 0;
+    for nl in memchr::memchr_iter(b'\n', available) {
+        if chunk.lines.len() >= CHUNK_LINES
+            || base + end >= CHUNK_BYTES
+            || nl + 1 - end > MAX_LINE_BYTES
+        {
+            break;
+        }
+        let text = &available[end..=nl];
+        *line += 1;
+        if !text.iter().all(u8::is_ascii_whitespace) {
+            chunk.lines.push((base + end, base + nl + 1, *line));
+        }
+        end = nl + 1;
+    }
+    chunk.bytes.extend_from_slice(&available[..end]);
+    input.consume(end);
+    *offset += end as u64;
+    Ok(end)
 }
 
 /// The longest CSV record that may run over several lines.
