@@ -253,6 +253,61 @@ fn statements_batch_queries_and_error_codes() {
     });
 }
 
+/// A statement set sent as one request is one job (kind STATEMENT SET,
+/// both tables as its target) that fills both sinks.
+#[test]
+fn a_statement_set_is_one_request_and_one_job() {
+    with_server("statement-set", async |addr, dir| {
+        let mut c = connect(addr).await;
+        query(&mut c, &csv_table(&dir, ROWS)).await.expect("create");
+        for name in ["small", "large"] {
+            let sql = format!(
+                "CREATE TABLE {name} (name STRING, n BIGINT) WITH ('connector' = 'filesystem', \
+                 'path' = '{}', 'format' = 'json')",
+                dir.join(name).display()
+            );
+            query(&mut c, &sql).await.expect("create sink");
+        }
+        let started = query(
+            &mut c,
+            "EXECUTE STATEMENT SET BEGIN\n\
+             INSERT INTO small SELECT name, n FROM t WHERE n < 5;\n\
+             INSERT INTO large SELECT name, n FROM t WHERE n >= 5;\n\
+             END;",
+        )
+        .await
+        .expect("the statement set starts");
+        let job = strings(&started, 0).pop().expect("a job id");
+        assert_eq!(
+            wait_for_status(&mut c, &job, &["FINISHED"]).await,
+            "FINISHED"
+        );
+        let rows = query(
+            &mut c,
+            &format!("SELECT kind, target FROM system.jobs WHERE job_id = '{job}'"),
+        )
+        .await
+        .expect("system.jobs");
+        assert_eq!(strings(&rows, 0), ["STATEMENT SET"]);
+        assert_eq!(strings(&rows, 1), ["small, large"]);
+        for (table, keep) in [("small", true), ("large", false)] {
+            let rows = query(&mut c, &format!("SELECT n FROM {table} ORDER BY n"))
+                .await
+                .expect("read the sink back");
+            let expected: Vec<i64> = {
+                let mut v: Vec<i64> = ROWS
+                    .iter()
+                    .map(|r| r.1)
+                    .filter(|n| (*n < 5) == keep)
+                    .collect();
+                v.sort();
+                v
+            };
+            assert_eq!(ints(&rows, 0), expected, "{table}");
+        }
+    });
+}
+
 #[test]
 fn credentials_are_checked_on_every_call() {
     with_server("auth", async |addr, _dir| {

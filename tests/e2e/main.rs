@@ -3,7 +3,8 @@
 //! * `window_oracle`: window aggregates on shuffled, late and duplicated
 //!   input equal a brute-force computation, for every window kind, at
 //!   parallelism 1 and 4 (proptest).
-//! * `iot_demo`: the IoT demo script, run as the CLI runs it, on less data.
+//! * `iot_demo`: the IoT demo script, run as the CLI runs it, on less data;
+//!   its seven INSERTs are one statement set, one job with one source.
 //! * `sql_harness`: the `tests/sql/*.slt` files.
 //! * `recovery`: restoring any checkpoint after a crash gives the output of
 //!   a run that never failed (proptest).
@@ -21,7 +22,8 @@
 //! * `nexmark`: Nexmark query files run on the generator, outputs checked.
 //! * `flight`: the Flight SQL server through arrow-flight's client:
 //!   statements, errors, auth, prepared statements, subscriptions,
-//!   metadata, TLS, and a restart that keeps views and jobs.
+//!   metadata, TLS, a statement set as one request and one job, and a
+//!   restart that keeps views and jobs.
 //! * `fuzz_sql`: a bounded fuzz run over the SQL front end: statements
 //!   from a grammar, and the corpus in `tests/fuzz/corpus/` mutated with
 //!   hostile tokens; no panic, and every error's position is in the text.

@@ -2,7 +2,7 @@
 # Runnel and Apache Flink side by side on the same Nexmark events; see
 # compare.py for what is measured and checked.
 # Usage: benches/nexmark/flink/compare.sh [--events N] [--parallelism P]
-#        [--query q0,q1,...] [--json FILE] [--markdown FILE]
+#        [--query q0,q1,...] [--json FILE] [--markdown FILE] [--no-check]
 # Needs Java 17 (installed with apt-get when missing) and makes a venv with
 # PyFlink (requirements.txt) in ~/.cache/runnel/flink-venv.
 set -euo pipefail
