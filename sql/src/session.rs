@@ -668,6 +668,7 @@ impl Session {
     /// each source is read once.
     fn plan_statement_set(&self, inserts: &[Located]) -> Result<(Vec<Plan>, JobGraph)> {
         let mut planned = Vec::with_capacity(inserts.len());
+        let mut targets: Vec<String> = Vec::new();
         for insert in inserts {
             let Statement::Insert { table, query } = &insert.statement else {
                 return Err(SqlError::plan(
@@ -675,6 +676,19 @@ impl Session {
                     insert.position,
                 ));
             };
+            // Two sinks of one job writing one table would write the same
+            // file names (and commit the same transactions).
+            let key = key_of(table);
+            if targets.contains(&key) {
+                return Err(SqlError::plan(
+                    format!(
+                        "the statement set writes '{key}' twice; write each table once, \
+                         combining the queries with UNION ALL"
+                    ),
+                    position_of(table),
+                ));
+            }
+            targets.push(key);
             let (plan, descriptor) = self.plan_insert(table, query)?;
             planned.push((plan, descriptor, position_of(table)));
         }

@@ -380,7 +380,10 @@ pub(super) fn run_operator(
             continue;
         };
         match msg {
-            Message::Batch(batch) => chain.process(input_of[k], batch, None)?,
+            Message::Batch(batch) => {
+                chain.process(input_of[k], batch, None)?;
+                chain.router.flush_expired()?;
+            }
             Message::Watermark(wm) => {
                 if let Some(out) = merger.update(k, wm) {
                     chain.watermark(out)?;

@@ -278,6 +278,24 @@ impl Router {
         Ok(())
     }
 
+    /// Sends the rows of every edge whose oldest gathered row has waited
+    /// the buffer timeout. Called between messages, so that rows gathered
+    /// for an edge that gets no more batches do not wait for the next
+    /// control message while the subtask is kept busy by others.
+    pub(super) fn flush_expired(&mut self) -> Result<()> {
+        let shared = Arc::clone(&self.shared);
+        let timeout = self.buffer_timeout;
+        for e in &mut self.edges {
+            if e.gathered
+                .since
+                .is_some_and(|since| since.elapsed() >= timeout)
+            {
+                e.flush(&shared, &mut self.sent)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Sends every row gathered so far (the subtask is about to wait).
     pub(super) fn flush(&mut self) -> Result<()> {
         let shared = Arc::clone(&self.shared);
@@ -633,6 +651,44 @@ mod tests {
             }
             assert_eq!(got, vec![key; total], "receiver {t}");
         }
+        Ok(())
+    }
+
+    /// Rows gathered for an edge that gets no more batches leave once they
+    /// have waited the buffer timeout, when the router is asked between
+    /// messages; younger rows stay.
+    #[test]
+    fn expired_rows_leave_between_messages() -> Result<()> {
+        let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, false)]));
+        let (mut senders, mut rx) = local_channels(1, 100);
+        let (mut other, _rx2) = local_channels(1, 100);
+        let edge = OutEdge {
+            exchange: Exchange::Hash(vec![0]),
+            targets: vec![senders.pop(), other.pop()],
+            encoder: None,
+            next: 0,
+            max_parallelism: 128,
+            gathered: Gathered::default(),
+        };
+        let mut router = Router {
+            edges: vec![edge],
+            shared: Arc::new(Shared::default()),
+            buffer_timeout: Duration::from_millis(50),
+            sent: Sent::default(),
+        };
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![Arc::new(Int64Array::from((0..100).collect::<Vec<i64>>()))],
+        )?;
+        router.send_batch(batch)?;
+        router.flush_expired()?;
+        assert!(rx.try_recv(&[true])?.is_none(), "young rows stay");
+        std::thread::sleep(Duration::from_millis(60));
+        router.flush_expired()?;
+        assert!(
+            matches!(rx.try_recv(&[true])?, Some((_, Message::Batch(b))) if b.num_rows() > 0),
+            "expired rows left"
+        );
         Ok(())
     }
 }

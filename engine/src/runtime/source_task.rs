@@ -131,6 +131,7 @@ pub(super) fn run_source(
                 }
                 if batch.num_rows() > 0 {
                     chain.process(0, batch, Some(metrics))?;
+                    chain.router.flush_expired()?;
                 }
                 let now = Instant::now();
                 if let Some(g) = generator.as_mut().filter(|_| due(now)) {
