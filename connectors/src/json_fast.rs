@@ -319,7 +319,7 @@ impl FastJson {
         loop {
             p.skip_space();
             let start = p.at + 1;
-            let len = p.plain_string()?.len();
+            let len = p.checked_string()?.len();
             p.skip_space();
             p.expect(b':')?;
             p.skip_space();
@@ -527,6 +527,15 @@ impl<'a> Parser<'a> {
         Ok(&b[start..i])
     }
 
+    /// A [`Parser::plain_string`] that is valid UTF-8 (keys and skipped
+    /// values, which no column checks later; arrow-json refuses invalid
+    /// UTF-8 anywhere in a record).
+    fn checked_string(&mut self) -> Step<&'a [u8]> {
+        let s = self.plain_string()?;
+        std::str::from_utf8(s).map_err(|_| GiveUp)?;
+        Ok(s)
+    }
+
     /// A JSON number's text, checked against JSON's grammar:
     /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
     fn number(&mut self) -> Step<&'a str> {
@@ -622,7 +631,7 @@ impl<'a> Parser<'a> {
     /// boolean or null (anything nested gives up).
     fn skip_scalar(&mut self) -> Step<()> {
         match self.peek().ok_or(GiveUp)? {
-            b'"' => self.plain_string().map(|_| ()),
+            b'"' => self.checked_string().map(|_| ()),
             b't' if self.bytes[self.at..].starts_with(b"true") => {
                 self.at += 4;
                 Ok(())
@@ -714,8 +723,10 @@ mod tests {
                 "the fast path took {line:?}"
             );
         }
-        // Invalid UTF-8 in a string.
+        // Invalid UTF-8 in a string, in a key, or in a value no column takes.
         assert!(fast.decode(b"{\"name\": \"\xff\"}", 1).is_none());
+        assert!(fast.decode(b"{\"\xff\": 0, \"id\": 1}", 1).is_none());
+        assert!(fast.decode(b"{\"id\": 1, \"junk\": \"\xff\"}", 1).is_none());
         // More or fewer objects than records.
         assert!(fast.decode(b"{\"id\": 1}\n{\"id\": 2}", 1).is_none());
         assert!(fast.decode(b"{\"id\": 1}", 2).is_none());

@@ -137,6 +137,21 @@ impl WatermarkGenerator {
     }
 }
 
+impl WatermarkGenerator {
+    /// As [`WatermarkGenerator::poll`], but a later event time goes out
+    /// only when `due()` says so (the source's watermark interval); a
+    /// change into or out of idleness is never held back, so that rows of
+    /// an input waking up are not taken for rows of an idle one.
+    pub fn poll_due(&mut self, now: Instant, due: impl FnOnce() -> bool) -> Option<Watermark> {
+        let idleness_changes = self.idle || matches!(self.current(now), Some(Watermark::Idle));
+        if idleness_changes || due() {
+            self.poll(now)
+        } else {
+            None
+        }
+    }
+}
+
 /// Merges the watermarks of several input channels.
 #[derive(Debug)]
 pub struct WatermarkMerger {
@@ -226,6 +241,34 @@ mod tests {
 
     fn secs(n: u64) -> Duration {
         Duration::from_secs(n)
+    }
+
+    /// The watermark interval holds back a later event time, but never
+    /// going idle or waking up.
+    #[test]
+    fn the_interval_holds_back_time_but_not_idleness() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut g = WatermarkGenerator::new(Duration::ZERO, Some(ms(10)), &[0], t0);
+        g.on_rows(0, Some(100), t0);
+        assert_eq!(g.poll_due(t0, || true), Some(Watermark::EventTime(99)));
+        assert_eq!(
+            g.poll_due(t0 + ms(20), || false),
+            Some(Watermark::Idle),
+            "going idle is not held back"
+        );
+        g.on_rows(0, Some(200), t0 + ms(21));
+        assert_eq!(
+            g.poll_due(t0 + ms(21), || false),
+            Some(Watermark::EventTime(199)),
+            "waking up is not held back"
+        );
+        g.on_rows(0, Some(300), t0 + ms(22));
+        assert_eq!(g.poll_due(t0 + ms(22), || false), None, "not due yet");
+        assert_eq!(
+            g.poll_due(t0 + ms(23), || true),
+            Some(Watermark::EventTime(299))
+        );
     }
 
     #[test]

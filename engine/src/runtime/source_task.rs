@@ -75,7 +75,7 @@ pub(super) fn run_source(
     let mut last_explicit: Option<EventTime> = None;
     // Generated watermarks go out at most once per interval (Flink's
     // auto-watermark interval): at high parallelism each one is a message
-    // to every downstream subtask.
+    // to every downstream subtask. Idleness changes are not held back.
     let mut watermark_due = Instant::now();
     let interval = chain.watermark_interval;
     let mut due = move |now: Instant| {
@@ -134,10 +134,11 @@ pub(super) fn run_source(
                     chain.router.flush_expired()?;
                 }
                 let now = Instant::now();
-                if let Some(g) = generator.as_mut().filter(|_| due(now)) {
-                    if let Some(wm) = g.poll(now) {
-                        emit(&mut chain, wm)?;
-                    }
+                if let Some(wm) = generator
+                    .as_mut()
+                    .and_then(|g| g.poll_due(now, || due(now)))
+                {
+                    emit(&mut chain, wm)?;
                 }
             }
             SourcePoll::Watermark(t) => {
@@ -148,10 +149,11 @@ pub(super) fn run_source(
             }
             SourcePoll::Pending => {
                 let now = Instant::now();
-                if let Some(g) = generator.as_mut().filter(|_| due(now)) {
-                    if let Some(wm) = g.poll(now) {
-                        emit(&mut chain, wm)?;
-                    }
+                if let Some(wm) = generator
+                    .as_mut()
+                    .and_then(|g| g.poll_due(now, || due(now)))
+                {
+                    emit(&mut chain, wm)?;
                 }
                 // Nothing to read now: send what the exchanges gathered.
                 chain.router.flush()?;
