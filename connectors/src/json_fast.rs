@@ -503,16 +503,28 @@ impl<'a> Parser<'a> {
     /// quotes. Eight bytes at a time are searched for a quote, a backslash
     /// or a control byte ([`special_bytes`]).
     fn plain_string(&mut self) -> Step<&'a [u8]> {
+        self.scan_string().map(|(s, _)| s)
+    }
+
+    /// [`Parser::plain_string`], and whether every byte is ASCII.
+    fn scan_string(&mut self) -> Step<(&'a [u8], bool)> {
+        const HIGHS: u64 = 0x8080_8080_8080_8080;
         self.expect(b'"')?;
         let start = self.at;
         let b = self.bytes;
         let mut i = start;
+        let mut high = 0u64;
         while i + 8 <= b.len() {
-            let found = special_bytes(word(b, i));
+            let w = word(b, i);
+            let found = special_bytes(w);
             if found != 0 {
-                i += (found.trailing_zeros() / 8) as usize;
+                let n = (found.trailing_zeros() / 8) as usize;
+                // Only the bytes before the special one belong to the string.
+                high |= w & HIGHS & ((1u64 << (8 * n)) - 1);
+                i += n;
                 break;
             }
+            high |= w & HIGHS;
             i += 8;
         }
         loop {
@@ -520,19 +532,24 @@ impl<'a> Parser<'a> {
                 Some(b'"') => break,
                 Some(b'\\') | None => return Err(GiveUp),
                 Some(&c) if c < 0x20 => return Err(GiveUp),
-                Some(_) => i += 1,
+                Some(&c) => {
+                    high |= u64::from(c & 0x80);
+                    i += 1;
+                }
             }
         }
         self.at = i + 1;
-        Ok(&b[start..i])
+        Ok((&b[start..i], high == 0))
     }
 
     /// A [`Parser::plain_string`] that is valid UTF-8 (keys and skipped
     /// values, which no column checks later; arrow-json refuses invalid
     /// UTF-8 anywhere in a record).
     fn checked_string(&mut self) -> Step<&'a [u8]> {
-        let s = self.plain_string()?;
-        std::str::from_utf8(s).map_err(|_| GiveUp)?;
+        let (s, ascii) = self.scan_string()?;
+        if !ascii {
+            std::str::from_utf8(s).map_err(|_| GiveUp)?;
+        }
         Ok(s)
     }
 
@@ -683,7 +700,7 @@ mod tests {
             "{\"id\": 1, \"small\": -7, \"v\": 2.5, \"f\": 0.1, \"ok\": true, \"name\": \"a\", ",
             "\"t\": \"2026-01-01T00:00:00.052\", \"tu\": \"2026-01-01 00:00:01.123456\"}\n",
             "\n",
-            "{\"name\": \"b\u{e9}\", \"id\": -0, \"v\": 1e3, \"f\": -1.5E-3, \"extra\": \"x\", \"n\": null}\r\n",
+            "{\"name\": \"b\u{e9}\", \"id\": -0, \"v\": 1e3, \"f\": -1.5E-3, \"extra\": \"\u{fc}ber\", \"\u{e9}t\u{e9}\": 1, \"n\": null}\r\n",
             "  {\"t\": \"1969-12-31 23:59:59.9\", \"v\": 0, \"ok\": false, \"id\": null}\n",
             "{}\n",
             "{\"id\": 9223372036854775807, \"v\": 123456789.123456789, \"t\": \"2026-02-28 23:59:59\"}",
