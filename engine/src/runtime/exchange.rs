@@ -456,6 +456,27 @@ mod tests {
             .to_vec()
     }
 
+    /// A hash exchange on column 0 to `receivers` local channels of
+    /// `capacity` messages, and the receiving ends.
+    fn hash_edge(receivers: usize, capacity: usize) -> (OutEdge, Vec<Box<dyn ChannelReceiver>>) {
+        let mut targets = Vec::new();
+        let mut ends = Vec::new();
+        for _ in 0..receivers {
+            let (mut senders, rx) = local_channels(1, capacity);
+            targets.push(senders.pop());
+            ends.push(rx);
+        }
+        let edge = OutEdge {
+            exchange: Exchange::Hash(vec![0]),
+            targets,
+            encoder: None,
+            next: 0,
+            max_parallelism: 128,
+            gathered: Gathered::default(),
+        };
+        (edge, ends)
+    }
+
     /// A hash exchange of many small batches to three receivers: every row
     /// reaches the receiver that owns its key, in the order it was sent,
     /// in batches of about `COALESCE_ROWS` rows rather than one per input
@@ -464,21 +485,7 @@ mod tests {
     fn a_hash_exchange_gathers_rows_per_receiver_in_order() -> Result<()> {
         let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, false)]));
         let receivers = 3;
-        let mut ends = Vec::new();
-        let mut targets = Vec::new();
-        for _ in 0..receivers {
-            let (mut senders, rx) = local_channels(1, 10_000);
-            targets.push(senders.pop());
-            ends.push(rx);
-        }
-        let mut edge = OutEdge {
-            exchange: Exchange::Hash(vec![0]),
-            targets,
-            encoder: None,
-            next: 0,
-            max_parallelism: 128,
-            gathered: Gathered::default(),
-        };
+        let (mut edge, mut ends) = hash_edge(receivers, 10_000);
         let shared = Shared::default();
         let mut sent = Sent::default();
         let (mut all, mut next, mut seed) = (Vec::new(), 0i64, 7u64);
@@ -559,16 +566,8 @@ mod tests {
     #[test]
     fn gathered_rows_leave_on_timeout_and_before_control_messages() -> Result<()> {
         let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, false)]));
-        let (mut senders, mut rx) = local_channels(1, 100);
-        let (mut other, _rx2) = local_channels(1, 100);
-        let mut edge = OutEdge {
-            exchange: Exchange::Hash(vec![0]),
-            targets: vec![senders.pop(), other.pop()],
-            encoder: None,
-            next: 0,
-            max_parallelism: 128,
-            gathered: Gathered::default(),
-        };
+        let (mut edge, mut ends) = hash_edge(2, 100);
+        let rx = &mut ends[0];
         let shared = Shared::default();
         let mut sent = Sent::default();
         let batch = RecordBatch::try_new(
@@ -615,21 +614,7 @@ mod tests {
         )?;
         let routed = route_by_key(&encoder, &probe, 2, 128)?;
         let (a, b) = (i64::from(routed[0][0]), i64::from(routed[1][0]));
-        let mut rxs = Vec::new();
-        let mut targets = Vec::new();
-        for _ in 0..2 {
-            let (mut senders, rx) = local_channels(1, 100);
-            targets.push(senders.pop());
-            rxs.push(rx);
-        }
-        let mut edge = OutEdge {
-            exchange: Exchange::Hash(vec![0]),
-            targets,
-            encoder: None,
-            next: 0,
-            max_parallelism: 128,
-            gathered: Gathered::default(),
-        };
+        let (mut edge, mut rxs) = hash_edge(2, 100);
         let shared = Shared::default();
         let mut sent = Sent::default();
         let hour = Duration::from_secs(3600);
@@ -660,16 +645,8 @@ mod tests {
     #[test]
     fn expired_rows_leave_between_messages() -> Result<()> {
         let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, false)]));
-        let (mut senders, mut rx) = local_channels(1, 100);
-        let (mut other, _rx2) = local_channels(1, 100);
-        let edge = OutEdge {
-            exchange: Exchange::Hash(vec![0]),
-            targets: vec![senders.pop(), other.pop()],
-            encoder: None,
-            next: 0,
-            max_parallelism: 128,
-            gathered: Gathered::default(),
-        };
+        let (edge, mut ends) = hash_edge(2, 100);
+        let rx = &mut ends[0];
         let mut router = Router {
             edges: vec![edge],
             shared: Arc::new(Shared::default()),
