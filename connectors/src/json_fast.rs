@@ -144,10 +144,10 @@ pub(crate) struct FastJson {
 }
 
 /// A column name of up to 16 bytes as two words and masks, so that a key
-/// in the input is compared with two loads rather than a call to memcmp.
+/// in the input (of the name's length, checked first) is compared with two
+/// loads rather than a call to memcmp.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Key {
-    len: usize,
     words: [u64; 2],
     masks: [u64; 2],
 }
@@ -165,7 +165,6 @@ impl Key {
             n => (1u64 << (8 * n)) - 1,
         };
         Some(Key {
-            len: name.len(),
             words: [word(&padded, 0), word(&padded, 8)],
             masks: [mask(name.len().min(8)), mask(name.len().saturating_sub(8))],
         })

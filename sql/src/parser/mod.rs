@@ -90,8 +90,10 @@ fn first_position(tokens: &[TokenWithSpan]) -> Position {
 /// or `BEGIN STATEMENT SET`, either after `EXPLAIN`), whether `EXPLAIN`
 /// came first and the tokens after the opening words.
 fn statement_set_start(tokens: &[TokenWithSpan]) -> Option<(bool, Vec<TokenWithSpan>)> {
+    // EXPLAIN, four opening words and the first token after them.
     let mut significant: Vec<usize> = (0..tokens.len())
         .filter(|&i| !is_trivia(&tokens[i].token))
+        .take(6)
         .collect();
     let explain = significant
         .first()
