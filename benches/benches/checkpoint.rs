@@ -130,8 +130,8 @@ fn temp(name: &str) -> std::path::PathBuf {
 
 fn main() -> Result<()> {
     let rows = 20_000_000u64;
-    println!("| keys | rows | checkpoints off (rows/s) | every 1 s (rows/s) | on / off time | checkpoints | last checkpoint | written | size |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("| keys | rows | checkpoints off (rows/s) | every 1 s (rows/s) | on / off time | checkpoints | last checkpoint | written | size | barrier pause p50 / p99 / max |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for keys in [100_000u64, 1_000_000] {
         let t = Instant::now();
         Job::run(graph(rows, keys, None)?)?;
@@ -147,6 +147,7 @@ fn main() -> Result<()> {
             std::thread::sleep(Duration::from_millis(20));
         }
         let stats = job.last_checkpoint();
+        let pauses = job.barrier_pauses();
         job.wait()?;
         let on = t.elapsed();
         let rate = |d: Duration| rows as f64 / d.as_secs_f64();
@@ -158,8 +159,19 @@ fn main() -> Result<()> {
                 s.size as f64 / 1e6,
             )
         });
+        let pause = pauses.map_or_else(
+            || "-".to_string(),
+            |p| {
+                format!(
+                    "{:.1} / {:.1} / {:.1} ms",
+                    p.p50.as_secs_f64() * 1e3,
+                    p.p99.as_secs_f64() * 1e3,
+                    p.max.as_secs_f64() * 1e3
+                )
+            },
+        );
         println!(
-            "| {keys} | {rows} | {:.2} M | {:.2} M | {:.2} | {n} | {last_ms} ms | {last_mb:.1} MB | {size_mb:.1} MB |",
+            "| {keys} | {rows} | {:.2} M | {:.2} M | {:.2} | {n} | {last_ms} ms | {last_mb:.1} MB | {size_mb:.1} MB | {pause} |",
             rate(off) / 1e6,
             rate(on) / 1e6,
             on.as_secs_f64() / off.as_secs_f64(),

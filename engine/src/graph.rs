@@ -104,6 +104,10 @@ pub struct JobGraph {
     /// The longest a row waits in a hash exchange to be sent with others
     /// to the same subtask (`'execution.buffer-timeout'`).
     pub buffer_timeout: std::time::Duration,
+    /// Failed checkpoints in a row a job survives
+    /// (`'execution.checkpointing.tolerable-failed-checkpoints'`); one
+    /// more fails the job.
+    pub tolerable_failed_checkpoints: u32,
     /// How often a source subtask sends a watermark it generated
     /// (`'pipeline.auto-watermark-interval'`); zero sends one after every
     /// batch that advances it.
@@ -199,6 +203,10 @@ impl Default for JobGraph {
     }
 }
 
+/// Default [`JobGraph::tolerable_failed_checkpoints`]: a storage hiccup
+/// costs a checkpoint, not the job; four failures in a row fail it.
+pub const DEFAULT_TOLERABLE_FAILED_CHECKPOINTS: u32 = 3;
+
 /// Default [`JobGraph::buffer_timeout`]: 5 ms (Flink's network buffer
 /// timeout is 100 ms; ours is kept well under the latency we aim for).
 pub const DEFAULT_BUFFER_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(5);
@@ -218,6 +226,7 @@ impl JobGraph {
             checkpointing: None,
             latency_interval: None,
             buffer_timeout: DEFAULT_BUFFER_TIMEOUT,
+            tolerable_failed_checkpoints: DEFAULT_TOLERABLE_FAILED_CHECKPOINTS,
             watermark_interval: DEFAULT_WATERMARK_INTERVAL,
             in_memory: false,
         }

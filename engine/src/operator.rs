@@ -204,6 +204,34 @@ pub trait Operator: Send {
     fn on_end(&mut self, _ctx: &mut OperatorContext<'_>, _out: &mut dyn Collector) -> Result<()> {
         Ok(())
     }
+
+    /// How this operator's state is divided among subtasks when a job
+    /// restores a checkpoint at another parallelism. The default refuses
+    /// to rescale an operator that has state (one without state rescales
+    /// whatever it says).
+    fn state_layout(&self) -> StateLayout {
+        StateLayout::Fixed
+    }
+}
+
+/// How an operator's state moves when the parallelism changes
+/// ([`Operator::state_layout`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateLayout {
+    /// Every key starts with its key group (see `runnel_state::key`), and
+    /// keys from `ff ff` on are per-subtask bookkeeping: a new subtask
+    /// gets the entries of its key groups from every old subtask, and each
+    /// old subtask's bookkeeping entry under its key followed by the old
+    /// subtask's index (four bytes, big-endian) for the operator to merge.
+    KeyGroups,
+    /// The state belongs to the subtask as a whole (a sink's staged
+    /// commits). Old subtask `i` goes to new subtask `i % parallelism`:
+    /// the first one's tables under their names, each further one's under
+    /// `<table>@<i>`, for the operator to take over in `open`.
+    Union,
+    /// Cannot be split or combined: restoring at another parallelism
+    /// fails with a clear error when the operator has state.
+    Fixed,
 }
 
 /// Creates the operator instance of one subtask.

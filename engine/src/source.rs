@@ -72,6 +72,20 @@ pub trait Source: Send {
             "this source cannot resume from a position".into(),
         ))
     }
+
+    /// Resumes from a checkpoint taken at another parallelism: `positions`
+    /// holds what every subtask of that run returned from
+    /// `snapshot_position`, in subtask order (empty for a subtask that had
+    /// none). The source takes over the splits it owns at its parallelism
+    /// now, each from where its old owner left it. Called instead of
+    /// `restore_position`. The default refuses with a clear error.
+    fn restore_positions(&mut self, positions: &[Vec<u8>]) -> Result<()> {
+        Err(crate::error::EngineError::Plan(format!(
+            "this source cannot be restored at another parallelism (its checkpoint was taken \
+             at parallelism {}); resume with that parallelism",
+            positions.len()
+        )))
+    }
 }
 
 /// Creates the source instance of one subtask.

@@ -18,6 +18,7 @@
 
 pub mod checkpoint;
 pub mod key;
+mod layered;
 mod memory;
 mod rocks;
 
@@ -26,6 +27,7 @@ pub use key::{
     encode_key, encode_time, key_group_for_hash, key_group_range, subtask_for_key_group, KeyGroup,
     DEFAULT_MAX_PARALLELISM,
 };
+pub use layered::{AsyncStateBackend, MAX_SEALED};
 pub use memory::{MemorySnapshot, MemoryStateBackend};
 pub use rocks::{RocksMemory, RocksStateBackend};
 
@@ -132,6 +134,27 @@ pub trait StateBackend: Send {
     fn get(&self, table: TableId, key: &[u8]) -> Result<Option<Vec<u8>>>;
     /// Writes one value, replacing what was there.
     fn put(&mut self, table: TableId, key: &[u8], value: &[u8]) -> Result<()>;
+    /// [`StateBackend::put`] of buffers the caller gives up, which a
+    /// backend that keeps them in memory stores without copying.
+    fn put_owned(&mut self, table: TableId, key: Vec<u8>, value: Vec<u8>) -> Result<()> {
+        self.put(table, &key, &value)
+    }
+    /// Writes many entries of one table, given in ascending key order
+    /// (`None`: delete the key). A backend may write them more cheaply
+    /// than one at a time (RocksDB: as one SST file it ingests).
+    fn write_sorted(
+        &mut self,
+        table: TableId,
+        entries: &mut dyn Iterator<Item = (&[u8], Option<&[u8]>)>,
+    ) -> Result<()> {
+        for (k, v) in entries {
+            match v {
+                Some(v) => self.put(table, k, v)?,
+                None => self.delete(table, k)?,
+            }
+        }
+        Ok(())
+    }
     /// Deletes one key; deleting a missing key is not an error.
     fn delete(&mut self, table: TableId, key: &[u8]) -> Result<()>;
     /// Deletes every key that starts with `prefix`.
@@ -144,6 +167,47 @@ pub trait StateBackend: Send {
     /// A backend that writes files creates the directory `staging` (which
     /// does not exist yet) for them; others return the bytes.
     fn write_snapshot(&mut self, staging: &Path) -> Result<SnapshotData>;
+    /// Pins the current contents of every table as a snapshot and returns
+    /// at once; the snapshot is written while the caller goes on, and
+    /// [`PendingSnapshot::wait`] gives it. Writes made after this call are
+    /// not in it. The default writes it before returning.
+    fn snapshot_async(&mut self, staging: &Path) -> Result<PendingSnapshot> {
+        Ok(PendingSnapshot::ready(self.write_snapshot(staging)))
+    }
+}
+
+/// A snapshot being written: [`StateBackend::snapshot_async`]'s result.
+#[derive(Debug)]
+pub struct PendingSnapshot(Pending);
+
+#[derive(Debug)]
+enum Pending {
+    Ready(Result<SnapshotData>),
+    Waiting(std::sync::mpsc::Receiver<Result<SnapshotData>>),
+}
+
+impl PendingSnapshot {
+    /// A snapshot already written (or failed).
+    pub fn ready(result: Result<SnapshotData>) -> Self {
+        PendingSnapshot(Pending::Ready(result))
+    }
+
+    /// A snapshot another thread is writing and will send.
+    pub fn waiting(rx: std::sync::mpsc::Receiver<Result<SnapshotData>>) -> Self {
+        PendingSnapshot(Pending::Waiting(rx))
+    }
+
+    /// Waits until the snapshot is durable.
+    pub fn wait(self) -> Result<SnapshotData> {
+        match self.0 {
+            Pending::Ready(r) => r,
+            Pending::Waiting(rx) => rx.recv().unwrap_or_else(|_| {
+                Err(StateError::Unavailable(
+                    "the state writer stopped before the snapshot was written".into(),
+                ))
+            }),
+        }
+    }
 }
 
 /// The smallest byte string greater than every string starting with `prefix`,

@@ -18,9 +18,13 @@ use std::path::{Path, PathBuf};
 
 use rocksdb::checkpoint::Checkpoint;
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, IteratorMode, Options,
-    ReadOptions, WriteOptions, DB,
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, IngestExternalFileOptions,
+    IteratorMode, Options, ReadOptions, SstFileWriter, WriteBatch, WriteOptions, DB,
 };
+
+/// Below this many entries, [`StateBackend::write_sorted`] writes a batch
+/// into the memtable; from it on, an SST file that RocksDB ingests.
+const INGEST_FROM: usize = 4096;
 
 use crate::{prefix_end, Result, ScanIter, SnapshotData, StateBackend, StateError, TableId};
 
@@ -67,6 +71,8 @@ pub struct RocksStateBackend {
     write: WriteOptions,
     /// SST files (name to size) of the last snapshot, to tell new bytes.
     last_files: HashMap<String, u64>,
+    /// Numbers the SST files written for ingestion.
+    ingested: u64,
 }
 
 impl std::fmt::Debug for RocksStateBackend {
@@ -178,6 +184,7 @@ impl RocksStateBackend {
             names,
             write,
             last_files: HashMap::new(),
+            ingested: 0,
         })
     }
 
@@ -244,6 +251,62 @@ impl StateBackend for RocksStateBackend {
         self.db()?
             .put_cf_opt(cf, key, value, &self.write)
             .map_err(|e| storage("put a RocksDB key", e))
+    }
+
+    fn write_sorted(
+        &mut self,
+        table: TableId,
+        entries: &mut dyn Iterator<Item = (&[u8], Option<&[u8]>)>,
+    ) -> Result<()> {
+        // Small writes go through the memtable as one batch; large ones are
+        // written as a sorted file RocksDB takes over (moved, not copied),
+        // which skips the memtable and its flush.
+        let mut head = Vec::with_capacity(INGEST_FROM);
+        while head.len() < INGEST_FROM {
+            match entries.next() {
+                Some(e) => head.push(e),
+                None => break,
+            }
+        }
+        let cf = self.cf(table)?;
+        let db = self.db()?;
+        if head.len() < INGEST_FROM {
+            let mut batch = WriteBatch::default();
+            for (k, v) in head {
+                match v {
+                    Some(v) => batch.put_cf(cf, k, v),
+                    None => batch.delete_cf(cf, k),
+                }
+            }
+            return db
+                .write_opt(batch, &self.write)
+                .map_err(|e| storage("write a RocksDB batch", e));
+        }
+        self.ingested += 1;
+        let path = self.dir.join(format!("ingest-{}.sst", self.ingested));
+        let mut writer = SstFileWriter::create(&self.options);
+        writer
+            .open(&path)
+            .map_err(|e| storage(&format!("create {}", path.display()), e))?;
+        for (k, v) in head
+            .into_iter()
+            .chain(std::iter::from_fn(|| entries.next()))
+        {
+            match v {
+                Some(v) => writer.put(k, v),
+                None => writer.delete(k),
+            }
+            .map_err(|e| storage("write an SST file", e))?;
+        }
+        writer
+            .finish()
+            .map_err(|e| storage("finish an SST file", e))?;
+        let mut opts = IngestExternalFileOptions::default();
+        opts.set_move_files(true);
+        let cf = self.cf(table)?;
+        self.db()?
+            .ingest_external_file_cf_opts(cf, &opts, vec![&path])
+            .map_err(|e| storage("ingest an SST file into RocksDB", e))
     }
 
     fn delete(&mut self, table: TableId, key: &[u8]) -> Result<()> {

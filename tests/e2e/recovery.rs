@@ -7,7 +7,8 @@
 //! are deleted as if they had never completed, and a second run restores
 //! from it. The sink is two-phase (staged at the barrier, published when
 //! the checkpoint completes, re-published on restore), so the output up to
-//! the chosen checkpoint is what was staged at barriers up to it.
+//! the chosen checkpoint is what was staged at barriers up to it. A second
+//! property restores at another parallelism (rescaling).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -31,6 +32,7 @@ fn graph(
     steps: &[Step],
     sink: OperatorFactory,
     checkpoints: Option<PathBuf>,
+    parallelism: usize,
 ) -> JobGraph {
     // A pause after each step keeps the job running long enough to take
     // checkpoints in between.
@@ -47,8 +49,8 @@ fn graph(
     let mut g = JobGraph::new();
     let src = g.add_source("script", 1, ScriptedSource::factory(vec![script]), None);
     let factory = window_factory(spec);
-    let agg = g.add_operator("window", 2, factory);
-    let out = g.add_operator("sink", 2, sink);
+    let agg = g.add_operator("window", parallelism, factory);
+    let out = g.add_operator("sink", parallelism, sink);
     g.connect(src, agg, Exchange::Hash(vec![1])).expect("edge");
     g.connect(agg, out, Exchange::Forward).expect("edge");
     g.checkpointing = checkpoints.map(|dir| CheckpointConfig {
@@ -61,26 +63,41 @@ fn graph(
 }
 
 fn temp_dir(case: u64) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("runnel-recovery-{}-{case}", std::process::id()));
+    // Unique per call: the two properties run at once and draw the same cases.
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let d = std::env::temp_dir().join(format!(
+        "runnel-recovery-{}-{call}-{case}",
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&d);
     d
 }
 
+/// `parallelism`: of the window aggregate and the sink in the first run and
+/// in the restored one (a rescale when they differ).
 fn run_case(
     spec: WindowSpec,
     steps: &[Step],
     pick: prop::sample::Index,
     case: u64,
+    parallelism: (usize, usize),
 ) -> Result<(), TestCaseError> {
     let expected_sink = MemorySinkHandle::new();
-    Job::run(graph(spec, steps, expected_sink.factory(), None))
+    Job::run(graph(spec, steps, expected_sink.factory(), None, 2))
         .map_err(|e| TestCaseError::fail(e.to_string()))?;
     let expected = read_results(&expected_sink.batches());
 
     let dir = temp_dir(case);
     let first = CommittedHandle::new();
-    let job = Job::start(graph(spec, steps, first.factory(), Some(dir.clone())))
-        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let job = Job::start(graph(
+        spec,
+        steps,
+        first.factory(),
+        Some(dir.clone()),
+        parallelism.0,
+    ))
+    .map_err(|e| TestCaseError::fail(e.to_string()))?;
     // Checkpoint a few times while it runs, then crash it.
     for _ in 0..4 {
         if job.is_finished() {
@@ -109,8 +126,14 @@ fn run_case(
         std::fs::remove_dir_all(&c.dir).map_err(|e| TestCaseError::fail(e.to_string()))?;
     }
     let second = CommittedHandle::new();
-    Job::run(graph(spec, steps, second.factory(), Some(dir.clone())))
-        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    Job::run(graph(
+        spec,
+        steps,
+        second.factory(),
+        Some(dir.clone()),
+        parallelism.1,
+    ))
+    .map_err(|e| TestCaseError::fail(e.to_string()))?;
 
     // Output up to checkpoint k is what was staged at barriers up to k:
     // published by the first run, or (if the crash came first) by the
@@ -159,6 +182,21 @@ proptest! {
         pick in any::<prop::sample::Index>(),
         case in any::<u64>(),
     ) {
-        run_case(spec, &steps, pick, case)?;
+        run_case(spec, &steps, pick, case, (2, 2))?;
+    }
+
+    /// The same after restoring at another parallelism: key groups move
+    /// between window subtasks, and the sink subtasks take over the
+    /// staged commits of the old ones.
+    #[test]
+    fn restoring_at_another_parallelism_gives_the_uninterrupted_output(
+        spec in window_spec(),
+        steps in input(),
+        pick in any::<prop::sample::Index>(),
+        case in any::<u64>(),
+        before in 1usize..5,
+        after in 1usize..5,
+    ) {
+        run_case(spec, &steps, pick, case, (before, after))?;
     }
 }

@@ -263,20 +263,6 @@ pub(crate) fn state_key(
     runnel_state::encode_key(kg, ns, key)
 }
 
-/// Writes `key`'s entry under namespace `ns`.
-pub(crate) fn put_keyed(
-    ctx: &mut crate::operator::OperatorContext<'_>,
-    table: runnel_state::TableId,
-    key: &[u8],
-    ns: &[u8],
-    value: &[u8],
-) -> Result<()> {
-    let kg = runnel_state::key_group_for_hash(crate::keys::hash_key(key), ctx.task.max_parallelism);
-    let k = runnel_state::encode_key(kg, ns, key);
-    ctx.state.put(table, &k, value)?;
-    Ok(())
-}
-
 /// Writes the watermark and arrival sequence.
 pub(crate) fn save_meta(
     ctx: &mut crate::operator::OperatorContext<'_>,
@@ -309,9 +295,44 @@ pub(crate) fn load_meta_with(
     ctx: &mut crate::operator::OperatorContext<'_>,
     table: runnel_state::TableId,
 ) -> Result<Option<(i64, u64, Vec<u8>)>> {
-    let Some(meta) = ctx.state.get(table, META_KEY)? else {
+    if let Some(meta) = ctx.state.get(table, META_KEY)? {
+        return parse_meta(&meta).map(Some);
+    }
+    // Restored at another parallelism: one entry per old subtask whose key
+    // groups this subtask took, under META_KEY and the old subtask's index
+    // (see StateLayout::KeyGroups). The watermark is the lowest of them, as
+    // where streams merge; the sequence the highest, so that rows arriving
+    // now come after every row restored; the extra bytes are concatenated
+    // (lists that the operator reads as a union).
+    let olds: Vec<Vec<u8>> = ctx
+        .state
+        .scan_prefix(table, META_KEY)?
+        .map(|e| e.map(|(_, v)| v))
+        .collect::<std::result::Result<_, _>>()?;
+    if olds.is_empty() {
+        return Ok(None);
+    }
+    let mut merged: Option<(i64, u64, Vec<u8>)> = None;
+    for old in &olds {
+        let (wm, seq, extra) = parse_meta(old)?;
+        merged = Some(match merged {
+            None => (wm, seq, extra),
+            Some((w, s, mut e)) => {
+                e.extend_from_slice(&extra);
+                (w.min(wm), s.max(seq), e)
+            }
+        });
+    }
+    let Some((wm, seq, extra)) = merged else {
         return Ok(None);
     };
+    // One entry from now on, so a later rescale does not merge these again.
+    ctx.state.delete_prefix(table, META_KEY)?;
+    save_meta_with(ctx, table, wm, seq, &extra)?;
+    Ok(Some((wm, seq, extra)))
+}
+
+fn parse_meta(meta: &[u8]) -> Result<(i64, u64, Vec<u8>)> {
     let wm: [u8; 8] = meta
         .get(..8)
         .and_then(|b| b.try_into().ok())
@@ -320,11 +341,11 @@ pub(crate) fn load_meta_with(
         .get(8..16)
         .and_then(|b| b.try_into().ok())
         .ok_or_else(|| corrupt("meta"))?;
-    Ok(Some((
+    Ok((
         i64::from_le_bytes(wm),
         u64::from_le_bytes(seq),
         meta[16..].to_vec(),
-    )))
+    ))
 }
 
 /// Reads what [`save_meta`] wrote; `None` on a fresh start.

@@ -177,16 +177,19 @@ impl GroupAggregate {
     /// Writes the changed groups and the sequence to the backend.
     fn write_dirty(&mut self, ctx: &mut OperatorContext<'_>) -> Result<()> {
         let table = self.table()?;
-        let mut value = Vec::new();
+        let mut size = 16;
         for (g, dirty) in self.dirty.iter_mut().enumerate() {
             if !*dirty {
                 continue;
             }
             *dirty = false;
-            value.clear();
+            // Owned buffers: a backend that keeps recent writes in memory
+            // (asynchronous snapshots) takes them without a copy.
+            let mut value = Vec::with_capacity(size);
             save_group(&self.accs, g as u32, &mut value)?;
+            size = value.len();
             let key = state_key(ctx, &self.keys[g], &[]);
-            ctx.state.put(table, &key, &value)?;
+            ctx.state.put_owned(table, key, value)?;
         }
         save_meta(ctx, table, i64::MIN, self.seq)
     }
@@ -260,6 +263,10 @@ impl GroupAggregate {
 }
 
 impl Operator for GroupAggregate {
+    fn state_layout(&self) -> crate::operator::StateLayout {
+        crate::operator::StateLayout::KeyGroups
+    }
+
     fn open(&mut self, ctx: &mut OperatorContext<'_>) -> Result<()> {
         let table = ctx
             .state

@@ -8,7 +8,7 @@
 //! late. Sessions of all keys share one set of accumulators; a session is a
 //! group index, and indices of fired sessions are reused.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow::array::{Array, BooleanArray, RecordBatch, TimestampMillisecondArray};
@@ -20,8 +20,8 @@ use crate::error::{EngineError, Result};
 use crate::keys::KeyEncoder;
 use crate::operator::{Collector, Operator, OperatorContext, OperatorFactory, TaskInfo};
 use crate::ops::agg::{
-    decode_time_at, load_group, load_meta, put_keyed, save_group, save_meta, scan_owned,
-    update_all, AggregateCall, BoundAggregates,
+    self, decode_time_at, load_group, load_meta, save_group, save_meta, scan_owned, update_all,
+    AggregateCall, BoundAggregates,
 };
 use crate::ops::window_agg::output_schema;
 use crate::types::{event_time_millis, Barrier, EventTime};
@@ -78,6 +78,12 @@ pub struct SessionAggregate {
     watermark: EventTime,
     seq: u64,
     table: Option<TableId>,
+    /// The state key each group's session was written under at the last
+    /// barrier (or restored from).
+    stored: HashMap<u32, Vec<u8>>,
+    /// Groups whose session changed since the last barrier: rows added,
+    /// merged, fired or reused. Only these are written at a barrier.
+    touched: HashSet<u32>,
 }
 
 impl SessionAggregate {
@@ -108,6 +114,8 @@ impl SessionAggregate {
             watermark: EventTime::MIN,
             seq: 0,
             table: None,
+            stored: HashMap::new(),
+            touched: HashSet::new(),
         })
     }
 
@@ -131,6 +139,10 @@ impl SessionAggregate {
 }
 
 impl Operator for SessionAggregate {
+    fn state_layout(&self) -> crate::operator::StateLayout {
+        crate::operator::StateLayout::KeyGroups
+    }
+
     fn open(&mut self, ctx: &mut OperatorContext<'_>) -> Result<()> {
         let table = ctx
             .state
@@ -147,6 +159,7 @@ impl Operator for SessionAggregate {
             let group = self.next_group;
             self.next_group += 1;
             load_group(&mut self.accs, group, &value)?;
+            self.stored.insert(group, agg::state_key(ctx, &key, &ns));
             let list = self.sessions.entry(key.clone().into()).or_default();
             let pos = list.partition_point(|s| s.start < start);
             list.insert(pos, Session { start, end, group });
@@ -156,20 +169,37 @@ impl Operator for SessionAggregate {
         Ok(())
     }
 
+    /// Writes the sessions that changed since the last barrier: the entry
+    /// a changed group was stored under goes, and a group that is still an
+    /// open session is written under its current bounds.
     fn on_barrier(&mut self, _barrier: &Barrier, ctx: &mut OperatorContext<'_>) -> Result<()> {
         let table = self
             .table
             .ok_or_else(|| EngineError::Internal("session aggregate not opened".into()))?;
-        ctx.state.delete_prefix(table, &[])?;
         let mut value = Vec::new();
-        for (key, list) in &self.sessions {
-            for s in list {
-                value.clear();
-                save_group(&self.accs, s.group, &mut value)?;
-                let mut ns = encode_time(s.start).to_vec();
-                ns.extend_from_slice(&encode_time(s.end));
-                put_keyed(ctx, table, key, &ns, &value)?;
+        let mut touched: Vec<u32> = self.touched.drain().collect();
+        touched.sort_unstable();
+        for group in touched {
+            if let Some(old) = self.stored.remove(&group) {
+                ctx.state.delete(table, &old)?;
             }
+            let Some(key) = self.key_of.get(&group) else {
+                continue; // fired or merged into another session
+            };
+            let Some(session) = self
+                .sessions
+                .get(key)
+                .and_then(|list| list.iter().find(|s| s.group == group))
+            else {
+                continue;
+            };
+            value.clear();
+            save_group(&self.accs, group, &mut value)?;
+            let mut ns = encode_time(session.start).to_vec();
+            ns.extend_from_slice(&encode_time(session.end));
+            let state_key = agg::state_key(ctx, key, &ns);
+            ctx.state.put(table, &state_key, &value)?;
+            self.stored.insert(group, state_key);
         }
         save_meta(ctx, table, self.watermark, self.seq)
     }
@@ -228,6 +258,7 @@ impl Operator for SessionAggregate {
                 list.insert(first, Session { start, end, group });
                 self.by_end.insert((end, group));
                 self.key_of.insert(group, key.as_ref().into());
+                self.touched.insert(group);
                 groups[i] = group;
                 continue;
             }
@@ -244,6 +275,7 @@ impl Operator for SessionAggregate {
                 self.by_end.remove(&(s.end, s.group));
             }
             for s in &absorbed[1..] {
+                self.touched.insert(s.group);
                 merges.push((keeper.group, s.group));
                 redirect.insert(s.group, keeper.group);
                 self.key_of.remove(&s.group);
@@ -251,6 +283,7 @@ impl Operator for SessionAggregate {
             }
             list.insert(first, merged);
             self.by_end.insert((merged.end, merged.group));
+            self.touched.insert(merged.group);
             groups[i] = merged.group;
         }
         if dropped > 0 {
@@ -314,6 +347,7 @@ impl Operator for SessionAggregate {
                 .position(|s| s.group == group)
                 .ok_or_else(|| EngineError::Internal("session missing from its key".into()))?;
             let session = list.remove(pos);
+            self.touched.insert(group);
             if list.is_empty() {
                 self.sessions.remove(&key);
             }

@@ -199,6 +199,10 @@ impl StreamJoin {
 }
 
 impl Operator for StreamJoin {
+    fn state_layout(&self) -> crate::operator::StateLayout {
+        crate::operator::StateLayout::KeyGroups
+    }
+
     fn open(&mut self, ctx: &mut OperatorContext<'_>) -> Result<()> {
         let table = ctx
             .state

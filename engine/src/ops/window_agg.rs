@@ -487,6 +487,10 @@ impl WindowAggregate {
 }
 
 impl Operator for WindowAggregate {
+    fn state_layout(&self) -> crate::operator::StateLayout {
+        crate::operator::StateLayout::KeyGroups
+    }
+
     fn open(&mut self, ctx: &mut OperatorContext<'_>) -> Result<()> {
         let table = ctx
             .state
@@ -678,12 +682,18 @@ impl WindowAggregate {
             let n = u32::from_le_bytes(n) as usize;
             let groups = rest.get(12..12 + 2 * n).ok_or_else(corrupt)?;
             let slice_end = i64::from_le_bytes(end);
-            self.stored.insert(
-                slice_end,
+            // A union: after a rescale the list holds one part per old
+            // subtask, with key groups this subtask may not own.
+            let owned = runnel_state::key_group_range(
+                ctx.task.subtask,
+                ctx.task.parallelism,
+                ctx.task.max_parallelism,
+            );
+            self.stored.entry(slice_end).or_default().extend(
                 groups
                     .chunks_exact(2)
                     .map(|g| u16::from_le_bytes([g[0], g[1]]))
-                    .collect(),
+                    .filter(|g| owned.contains(&u32::from(*g))),
             );
             rest = &rest[12 + 2 * n..];
             for e in self.spec.window.window_ends_of_slice(slice_end) {

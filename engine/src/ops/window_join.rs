@@ -478,6 +478,10 @@ pub(crate) fn from_ipc(bytes: &[u8]) -> Result<RecordBatch> {
 }
 
 impl Operator for WindowJoin {
+    fn state_layout(&self) -> crate::operator::StateLayout {
+        crate::operator::StateLayout::KeyGroups
+    }
+
     fn open(&mut self, ctx: &mut OperatorContext<'_>) -> Result<()> {
         let table = ctx
             .state

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
 use crossbeam::channel::{Receiver, Sender};
-use runnel_state::{CheckpointStore, SnapshotData, StateBackend};
+use runnel_state::{CheckpointStore, PendingSnapshot, SnapshotData, StateBackend};
 
 use super::coordinator::{wait_complete, Ack, AckKind, Control};
 use super::exchange::{Inbound, Router};
@@ -207,6 +207,7 @@ impl ChainRuntime {
         extra: Vec<(String, Vec<u8>)>,
         alignment: Duration,
     ) -> Result<()> {
+        let paused = Instant::now();
         self.snapshot_operators(&barrier)?;
         self.router.send_control(Message::Barrier(barrier))?;
         self.acknowledge(
@@ -214,13 +215,23 @@ impl ChainRuntime {
             Some(barrier.checkpoint_id),
             extra,
             alignment,
-        )
+        )?;
+        // What the barrier cost this subtask: the operators writing what
+        // they hold to their backends and the backends pinning a snapshot.
+        // Writing the snapshot happens on the state writers' threads.
+        let micros = u64::try_from(paused.elapsed().as_micros()).unwrap_or(u64::MAX);
+        if let Ok(mut h) = self.router.shared.barrier_pause.lock() {
+            h.record(micros.max(1));
+        }
+        Ok(())
     }
 
     /// Reports the snapshot of every operator's state (and `extra`, the
     /// source position) to the coordinator. `id` is the checkpoint's id,
     /// `None` for the end-of-input checkpoint. Without checkpointing there
     /// is nowhere to write state, and only the acknowledgement is sent.
+    /// State snapshots are pinned here and written in the background; the
+    /// coordinator waits for them before it writes the checkpoint.
     fn acknowledge(
         &mut self,
         kind: AckKind,
@@ -228,21 +239,21 @@ impl ChainRuntime {
         extra: Vec<(String, Vec<u8>)>,
         alignment: Duration,
     ) -> Result<()> {
-        let mut entries: Vec<(String, SnapshotData)> = Vec::new();
+        let mut entries: Vec<(String, PendingSnapshot)> = Vec::new();
         if let Some(store) = &self.store {
             for s in &mut self.slots {
                 let staging = store.staging_path(id, &s.name);
                 let data = s
                     .state
-                    .write_snapshot(&staging)
+                    .snapshot_async(&staging)
                     .map_err(|e| wrap(e.into(), &s.task))?;
                 entries.push((s.name.clone(), data));
             }
         }
         entries.extend(
-            extra
-                .into_iter()
-                .map(|(name, bytes)| (name, SnapshotData::Bytes(bytes))),
+            extra.into_iter().map(|(name, bytes)| {
+                (name, PendingSnapshot::ready(Ok(SnapshotData::Bytes(bytes))))
+            }),
         );
         // The coordinator may be gone (job cancelled); nothing to report then.
         let _ = self.ack.send(Ack {

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam::channel::{Receiver, RecvTimeoutError, Select, Sender};
-use runnel_state::{CheckpointStore, SnapshotData};
+use runnel_state::{CheckpointStore, PendingSnapshot, SnapshotData};
 
 use crate::error::{EngineError, Result};
 use crate::types::Barrier;
@@ -49,7 +49,8 @@ pub(super) enum AckKind {
 pub(super) struct Ack {
     pub kind: AckKind,
     pub is_source: bool,
-    pub entries: Vec<(String, SnapshotData)>,
+    /// Snapshot parts, possibly still being written by state writers.
+    pub entries: Vec<(String, PendingSnapshot)>,
     /// How long the subtask waited for the barrier on all its inputs.
     pub alignment: Duration,
 }
@@ -70,6 +71,8 @@ pub struct CheckpointStats {
     pub alignment: Duration,
     /// Checkpoints completed by this run.
     pub completed: u64,
+    /// Checkpoints of this run that failed (a part could not be written).
+    pub failed: u64,
 }
 
 /// Where the coordinator writes, and how often.
@@ -78,6 +81,8 @@ pub(super) struct Durable {
     pub store: CheckpointStore,
     pub interval: Duration,
     pub fingerprint: String,
+    /// Failed checkpoints in a row the job survives; one more fails it.
+    pub tolerable_failures: u32,
 }
 
 pub(super) type Request = (Duration, Sender<Result<u64>>);
@@ -87,7 +92,7 @@ struct Pending {
     started: Instant,
     deadline: Instant,
     acks: usize,
-    entries: Vec<(String, SnapshotData)>,
+    entries: Vec<(String, PendingSnapshot)>,
     alignment: Duration,
     reply: Option<Sender<Result<u64>>>,
 }
@@ -101,6 +106,8 @@ pub(super) struct Coordinator {
     pub next_id: u64,
     pub cancelled: Box<dyn Fn() -> bool + Send>,
     pub stats: Arc<Mutex<Option<CheckpointStats>>>,
+    /// Checkpoints failed so far, and how many of the latest in a row.
+    pub failures: (u64, u32),
     /// Called with the error when writing a checkpoint fails.
     pub fail: Box<dyn Fn(EngineError) + Send>,
 }
@@ -114,7 +121,7 @@ impl Coordinator {
         let mut pending: Option<Pending> = None;
         let mut ended = 0usize;
         let mut all_finished = true;
-        let mut end_entries: Vec<(String, SnapshotData)> = Vec::new();
+        let mut end_entries: Vec<(String, PendingSnapshot)> = Vec::new();
         // The final checkpoint's duration runs from the first subtask's end.
         let mut end_started: Option<Instant> = None;
         let interval = self.durable.as_ref().map(|d| d.interval);
@@ -274,27 +281,45 @@ impl Coordinator {
         &mut self,
         id: u64,
         started: Instant,
-        entries: Vec<(String, SnapshotData)>,
+        parts: Vec<(String, PendingSnapshot)>,
         alignment: Duration,
         ended_input: bool,
         finished: bool,
         completed: &mut u64,
     ) -> Result<u64> {
+        // The asynchronous part: wait until every state writer has made
+        // its snapshot durable. Subtasks go on processing meanwhile.
+        let mut entries = Vec::with_capacity(parts.len());
+        let mut first_error = None;
+        for (name, part) in parts {
+            match part.wait() {
+                Ok(data) => entries.push((name, data)),
+                Err(e) => {
+                    first_error.get_or_insert(EngineError::State(e));
+                }
+            }
+        }
+        let written = match first_error {
+            Some(e) => Err(e),
+            None => match &self.durable {
+                Some(d) => d
+                    .store
+                    .write(id, &d.fingerprint, finished, &entries)
+                    .map(|_| ())
+                    .map_err(EngineError::State),
+                None => Ok(()),
+            },
+        };
+        if let Err(err) = written {
+            return Err(self.failed(id, err, ended_input));
+        }
+        self.failures.1 = 0;
         let (bytes, size) = entries.iter().fold((0u64, 0u64), |(b, s), e| match &e.1 {
             SnapshotData::Bytes(v) => (b + v.len() as u64, s + v.len() as u64),
             SnapshotData::Dir {
                 bytes, new_bytes, ..
             } => (b + new_bytes, s + bytes),
         });
-        if let Some(d) = &self.durable {
-            if let Err(e) = d.store.write(id, &d.fingerprint, finished, &entries) {
-                let err = EngineError::State(e);
-                (self.fail)(EngineError::Execution(format!(
-                    "writing checkpoint {id} failed: {err}"
-                )));
-                return Err(err);
-            }
-        }
         *completed += 1;
         if let Ok(mut s) = self.stats.lock() {
             *s = Some(CheckpointStats {
@@ -304,6 +329,7 @@ impl Coordinator {
                 size,
                 alignment,
                 completed: *completed,
+                failed: self.failures.0,
             });
         }
         // Subtasks know the end-of-input checkpoint by its reserved id.
@@ -319,11 +345,38 @@ impl Coordinator {
         Ok(id)
     }
 
+    /// Records that checkpoint `id` failed with `err`. The job goes on
+    /// (the next checkpoint is the retry) unless more than the tolerated
+    /// number failed in a row, or this was the end-of-input checkpoint,
+    /// which nothing would retry.
+    fn failed(&mut self, id: u64, err: EngineError, ended_input: bool) -> EngineError {
+        self.failures.0 += 1;
+        self.failures.1 += 1;
+        let tolerable = self.durable.as_ref().map_or(0, |d| d.tolerable_failures);
+        if let Ok(mut s) = self.stats.lock() {
+            if let Some(s) = s.as_mut() {
+                s.failed = self.failures.0;
+            }
+        }
+        if ended_input || self.failures.1 > tolerable {
+            (self.fail)(EngineError::Execution(format!(
+                "writing checkpoint {id} failed: {err}"
+            )));
+        } else {
+            eprintln!(
+                "[warn] checkpoint {id} failed ({} in a row, {tolerable} tolerated); \
+                 the job goes on and the next checkpoint retries: {err}",
+                self.failures.1
+            );
+        }
+        err
+    }
+
     /// The final checkpoint, once every subtask has ended. Subtasks learn
     /// of its completion as [`Barrier::FINAL_CHECKPOINT`], which tells them to exit.
     fn finish(
         mut self,
-        entries: Vec<(String, SnapshotData)>,
+        entries: Vec<(String, PendingSnapshot)>,
         finished: bool,
         started: Instant,
         completed: &mut u64,

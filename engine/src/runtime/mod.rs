@@ -55,7 +55,7 @@ use runnel_state::CheckpointInfo;
 use self::chain::{run_operator, wrap, ChainRuntime, Slot};
 use self::coordinator::{Ack, Control, Coordinator, Durable, Request};
 use self::exchange::{Inbound, Wiring};
-use self::restore::{position_entry_name, state_entry_name, Restore};
+use self::restore::{position_entry_name, state_entry_name, Restore, Resume};
 use self::shared::Shared;
 use self::source_task::{run_source, SourceRun};
 use crate::error::{EngineError, Result};
@@ -194,9 +194,11 @@ impl SubtaskBuilder<'_> {
                 task,
                 metrics,
             }) => SubtaskBody::Source {
-                position: self
-                    .restore
-                    .read_entry(&position_entry_name(head.id, subtask))?,
+                position: self.restore.resume(
+                    head.id,
+                    subtask,
+                    self.graph.nodes()[head.id].parallelism,
+                )?,
                 position_name: position_entry_name(head.id, subtask),
                 source,
                 strategy,
@@ -256,7 +258,17 @@ impl SubtaskBuilder<'_> {
                 NodeKind::Operator { factory } => {
                     let op = factory(&task).map_err(|e| wrap(e, &task))?;
                     let name = state_entry_name(n, subtask);
-                    let state = self.restore.operator_state(&graph.state, &name)?;
+                    let state = self
+                        .restore
+                        .operator_state(
+                            &graph.state,
+                            n,
+                            (subtask, nodes[n].parallelism),
+                            op.state_layout(),
+                            &nodes[n].name,
+                            graph.max_parallelism,
+                        )
+                        .map_err(|e| wrap(e, &task))?;
                     slots.push(Slot {
                         op,
                         state,
@@ -391,6 +403,13 @@ impl JobHandle {
         self.shared.latency.lock().ok()?.summary()
     }
 
+    /// How long subtasks stopped processing at checkpoint barriers (the
+    /// synchronous part of a snapshot, per subtask and barrier). `None`
+    /// before the first barrier.
+    pub fn barrier_pauses(&self) -> Option<LatencySummary> {
+        self.shared.barrier_pause.lock().ok()?.summary()
+    }
+
     /// What crossed between subtasks so far: counted by each subtask as it
     /// ends, so complete once the job has ended.
     pub fn exchange_stats(&self) -> ExchangeStats {
@@ -438,6 +457,7 @@ impl JobHandle {
                     store,
                     interval: c.interval,
                     fingerprint: c.fingerprint.clone(),
+                    tolerable_failures: graph.tolerable_failed_checkpoints,
                 }),
                 _ => None,
             },
@@ -447,6 +467,7 @@ impl JobHandle {
                 Box::new(move || shared.cancelled())
             },
             stats: Arc::clone(&self.stats),
+            failures: (0, 0),
             fail: {
                 let shared = Arc::clone(&self.shared);
                 Box::new(move |e| shared.fail(e))
@@ -517,7 +538,7 @@ impl Drop for JobHandle {
 enum SubtaskBody {
     Source {
         /// Where to resume, from the restored checkpoint.
-        position: Option<Vec<u8>>,
+        position: Resume,
         /// Name of the position in checkpoints.
         position_name: String,
         source: Box<dyn Source>,

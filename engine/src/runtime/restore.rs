@@ -6,12 +6,27 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use runnel_state::{
-    copy_all, CheckpointInfo, CheckpointStore, MemorySnapshot, MemoryStateBackend, RocksMemory,
-    RocksStateBackend, StateBackend,
+    copy_all, key_group_range, AsyncStateBackend, CheckpointInfo, CheckpointStore, MemorySnapshot,
+    MemoryStateBackend, RocksMemory, RocksStateBackend, StateBackend, TableId,
 };
 
 use crate::error::{EngineError, Result};
 use crate::graph::{JobGraph, NodeId, StateBackendKind, StateConfig};
+use crate::operator::StateLayout;
+
+/// Where a source subtask resumes.
+#[derive(Debug, Default)]
+pub(super) enum Resume {
+    /// From the start.
+    #[default]
+    Fresh,
+    /// From its own position in a checkpoint of the same parallelism.
+    Same(Vec<u8>),
+    /// From the positions of every subtask of a checkpoint taken at
+    /// another parallelism (in old subtask order): the source takes the
+    /// splits it owns now.
+    Rescaled(Vec<Vec<u8>>),
+}
 
 /// A starting job's checkpoint store, the checkpoint it resumes from, and
 /// where its RocksDB working copies go.
@@ -62,23 +77,214 @@ impl Restore {
         }
     }
 
-    /// Opens the state backend of the operator subtask whose state entry
-    /// is `name`, restored when the checkpoint resumed from has it.
+    /// The parallelism `node` had in the checkpoint resumed from, counted
+    /// from its entries; `None` without one (or when it has no entry).
+    pub(super) fn old_parallelism(&self, node: NodeId) -> Option<usize> {
+        let cp = self.restored.as_ref()?;
+        let state = format!("state-{node}-");
+        let position = format!("position-{node}-");
+        let n = cp
+            .files
+            .iter()
+            .map(|f| &f.0)
+            .chain(cp.dirs.iter().map(|d| &d.0))
+            .filter(|name| name.starts_with(&state) || name.starts_with(&position))
+            .count();
+        (n > 0).then_some(n)
+    }
+
+    /// Where source subtask `subtask` of `node` resumes.
+    pub(super) fn resume(
+        &self,
+        node: NodeId,
+        subtask: usize,
+        parallelism: usize,
+    ) -> Result<Resume> {
+        match self.old_parallelism(node) {
+            None => Ok(Resume::Fresh),
+            Some(old) if old == parallelism => Ok(self
+                .read_entry(&position_entry_name(node, subtask))?
+                .map_or(Resume::Fresh, Resume::Same)),
+            Some(old) => {
+                let mut all = Vec::with_capacity(old);
+                for i in 0..old {
+                    all.push(
+                        self.read_entry(&position_entry_name(node, i))?
+                            .unwrap_or_default(),
+                    );
+                }
+                Ok(Resume::Rescaled(all))
+            }
+        }
+    }
+
+    /// Opens the state backend of operator subtask `subtask` of `node`
+    /// (its state entry is `name`), restored when the checkpoint resumed
+    /// from has it; when that checkpoint was taken at another parallelism,
+    /// the state is redistributed as `layout` says.
     pub(super) fn operator_state(
         &self,
         config: &StateConfig,
-        name: &str,
+        node: NodeId,
+        (subtask, parallelism): (usize, usize),
+        layout: StateLayout,
+        operator: &str,
+        max_parallelism: u16,
     ) -> Result<Box<dyn StateBackend>> {
+        let name = state_entry_name(node, subtask);
+        let state = match self.old_parallelism(node) {
+            Some(old) if old != parallelism => self.rescaled_state(
+                config,
+                &name,
+                node,
+                (subtask, parallelism, old),
+                layout,
+                operator,
+                max_parallelism,
+            )?,
+            _ => open_state(
+                config,
+                (self.work_path)(&name),
+                self.restored
+                    .as_ref()
+                    .zip(self.store.as_ref())
+                    .and_then(|(cp, st)| st.dir_of(cp, &name)),
+                self.read_entry(&name)?,
+            )?,
+        };
+        if self.store.is_none() {
+            return Ok(state);
+        }
+        // With checkpoints, snapshots are written by a background writer
+        // while the subtask goes on (see runnel_state::AsyncStateBackend).
+        // Its layer of recent writes is sealed at a quarter of the memory
+        // budget, within 8 to 64 MB.
+        let seal = (config.memory_budget / 4).clamp(8 << 20, 64 << 20);
+        Ok(Box::new(AsyncStateBackend::new(state, seal, &name)?))
+    }
+
+    /// The state of old subtask `i` of `node`, opened read-only in a
+    /// scratch directory.
+    fn old_state(
+        &self,
+        config: &StateConfig,
+        node: NodeId,
+        i: usize,
+        new_name: &str,
+    ) -> Result<Box<dyn StateBackend>> {
+        let old_name = state_entry_name(node, i);
         open_state(
             config,
-            (self.work_path)(name),
+            (self.work_path)(&format!("{new_name}.from-{i}")),
             self.restored
                 .as_ref()
                 .zip(self.store.as_ref())
-                .and_then(|(cp, st)| st.dir_of(cp, name)),
-            self.read_entry(name)?,
+                .and_then(|(cp, st)| st.dir_of(cp, &old_name)),
+            self.read_entry(&old_name)?,
         )
     }
+
+    /// Builds a new subtask's state from a checkpoint taken at parallelism
+    /// `old`; see [`StateLayout`] for what goes where.
+    #[allow(clippy::too_many_arguments)]
+    fn rescaled_state(
+        &self,
+        config: &StateConfig,
+        name: &str,
+        node: NodeId,
+        (subtask, parallelism, old): (usize, usize, usize),
+        layout: StateLayout,
+        operator: &str,
+        max_parallelism: u16,
+    ) -> Result<Box<dyn StateBackend>> {
+        let mut target = open_state(config, (self.work_path)(name), None, None)?;
+        match layout {
+            StateLayout::KeyGroups => {
+                let mine = key_group_range(subtask, parallelism, max_parallelism);
+                for i in 0..old {
+                    let theirs = key_group_range(i, old, max_parallelism);
+                    let (from, to) = (mine.start.max(theirs.start), mine.end.min(theirs.end));
+                    if from >= to {
+                        continue;
+                    }
+                    let mut source = self.old_state(config, node, i, name)?;
+                    for table in source.table_names() {
+                        let src = source.register_table(&table)?;
+                        let dst = target.register_table(&table)?;
+                        for kg in from..to {
+                            let prefix = (kg as u16).to_be_bytes();
+                            copy_prefix(source.as_ref(), src, target.as_mut(), dst, &prefix, None)?;
+                        }
+                        // Bookkeeping, tagged with the old subtask.
+                        let tag = (i as u32).to_be_bytes();
+                        copy_prefix(
+                            source.as_ref(),
+                            src,
+                            target.as_mut(),
+                            dst,
+                            &[0xff, 0xff],
+                            Some(&tag),
+                        )?;
+                    }
+                }
+            }
+            StateLayout::Union => {
+                for (k, i) in (subtask..old).step_by(parallelism.max(1)).enumerate() {
+                    let mut source = self.old_state(config, node, i, name)?;
+                    for table in source.table_names() {
+                        let src = source.register_table(&table)?;
+                        let renamed = if k == 0 {
+                            table.clone()
+                        } else {
+                            format!("{table}@{i}")
+                        };
+                        let dst = target.register_table(&renamed)?;
+                        copy_prefix(source.as_ref(), src, target.as_mut(), dst, &[], None)?;
+                    }
+                }
+            }
+            StateLayout::Fixed => {
+                for i in 0..old {
+                    let mut source = self.old_state(config, node, i, name)?;
+                    for table in source.table_names() {
+                        let t = source.register_table(&table)?;
+                        if source.scan_prefix(t, &[])?.next().is_some() {
+                            return Err(EngineError::Plan(format!(
+                                "operator '{operator}' cannot be restored at parallelism \
+                                 {parallelism}: the checkpoint was taken at parallelism {old} \
+                                 and this operator's state cannot be split or combined; \
+                                 resume with parallelism {old}"
+                            )));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(target)
+    }
+}
+
+/// Copies the entries of `from` that start with `prefix` into `to`, each
+/// key followed by `tag` when given; written in sorted runs.
+fn copy_prefix(
+    from: &dyn StateBackend,
+    src: TableId,
+    to: &mut dyn StateBackend,
+    dst: TableId,
+    prefix: &[u8],
+    tag: Option<&[u8]>,
+) -> Result<()> {
+    let mut run: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    for entry in from.scan_prefix(src, prefix)? {
+        let (mut k, v) = entry?;
+        if let Some(tag) = tag {
+            k.extend_from_slice(tag);
+        }
+        run.push((k, v));
+    }
+    let mut iter = run.iter().map(|(k, v)| (k.as_slice(), Some(v.as_slice())));
+    to.write_sorted(dst, &mut iter)?;
+    Ok(())
 }
 
 /// Working copies of RocksDB state: inside the checkpoint directory (so

@@ -20,6 +20,8 @@ pub(super) struct Shared {
     pub(super) error: Mutex<Option<EngineError>>,
     /// How long latency markers took from source to sink.
     pub(super) latency: Mutex<LatencyHistogram>,
+    /// How long subtasks stopped processing at checkpoint barriers.
+    pub(super) barrier_pause: Mutex<LatencyHistogram>,
     /// What the exchanges sent, added by each subtask as it ends.
     pub(super) exchange: ExchangeCounters,
 }

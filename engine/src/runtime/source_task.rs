@@ -11,6 +11,7 @@ use crossbeam::channel::{Receiver, RecvTimeoutError};
 
 use super::chain::{wrap, ChainRuntime};
 use super::coordinator::Control;
+use super::restore::Resume;
 use super::shared::Shared;
 use crate::error::{EngineError, Result};
 use crate::operator::{OperatorMetrics, TaskInfo};
@@ -38,7 +39,7 @@ fn position_entry(
 /// A source subtask's own parts.
 pub(super) struct SourceRun {
     pub(super) source: Box<dyn Source>,
-    pub(super) position: Option<Vec<u8>>,
+    pub(super) position: Resume,
     pub(super) position_name: String,
     pub(super) strategy: Option<WatermarkStrategy>,
 }
@@ -60,8 +61,10 @@ pub(super) fn run_source(
         strategy,
     } = run;
     let splits = source.open(task, metrics).map_err(|e| wrap(e, task))?;
-    if let Some(p) = &position {
-        source.restore_position(p).map_err(|e| wrap(e, task))?;
+    match &position {
+        Resume::Fresh => {}
+        Resume::Same(p) => source.restore_position(p).map_err(|e| wrap(e, task))?,
+        Resume::Rescaled(all) => source.restore_positions(all).map_err(|e| wrap(e, task))?,
     }
     chain.open()?;
     let mut generator = strategy.as_ref().map(|s| {

@@ -138,6 +138,18 @@ impl TransactionalMemorySink {
     /// own checkpoint.
     fn publish(&mut self, up_to: u64, ctx: &mut OperatorContext<'_>) -> Result<()> {
         let table = self.table()?;
+        self.publish_table(table, ctx.task.subtask, up_to, ctx)
+    }
+
+    /// Publishes what `table` staged up to `up_to`, tagged with `origin`,
+    /// the subtask that staged it.
+    fn publish_table(
+        &mut self,
+        table: runnel_state::TableId,
+        origin: usize,
+        up_to: u64,
+        ctx: &mut OperatorContext<'_>,
+    ) -> Result<()> {
         let staged: Vec<(Vec<u8>, Vec<u8>)> = ctx
             .state
             .scan_prefix(table, &[])?
@@ -159,7 +171,7 @@ impl TransactionalMemorySink {
                 .lock()
                 .map_err(|_| EngineError::Internal("sink lock poisoned".into()))?;
             for b in reader {
-                g.push((ctx.task.subtask, staged_at, b?));
+                g.push((origin, staged_at, b?));
             }
             ctx.state.delete(table, &key)?;
         }
@@ -171,8 +183,26 @@ impl Operator for TransactionalMemorySink {
     fn open(&mut self, ctx: &mut OperatorContext<'_>) -> Result<()> {
         let name = format!("{}/staged", ctx.task.operator_name);
         self.table = Some(ctx.state.register_table(&name)?);
-        // Entries restored from a complete checkpoint belong to it.
+        // Entries restored from a complete checkpoint belong to it. After
+        // a rescale, other old subtasks' entries are in `<name>@<i>`.
+        let others: Vec<(String, usize)> = ctx
+            .state
+            .table_names()
+            .into_iter()
+            .filter_map(|t| {
+                let i = t.strip_prefix(&format!("{name}@"))?.parse().ok()?;
+                Some((t, i))
+            })
+            .collect();
+        for (t, origin) in others {
+            let table = ctx.state.register_table(&t)?;
+            self.publish_table(table, origin, u64::MAX, ctx)?;
+        }
         self.publish(u64::MAX, ctx)
+    }
+
+    fn state_layout(&self) -> crate::operator::StateLayout {
+        crate::operator::StateLayout::Union
     }
 
     fn process_batch(
