@@ -207,12 +207,36 @@ impl<S: TwoPhaseSink> TwoPhaseOperator<S> {
 }
 
 impl<S: TwoPhaseSink> Operator for TwoPhaseOperator<S> {
+    fn state_layout(&self) -> runnel_engine::operator::StateLayout {
+        runnel_engine::operator::StateLayout::Union
+    }
+
     fn open(&mut self, ctx: &mut OperatorContext<'_>) -> Result<()> {
         self.sink.open(ctx)?;
         if !ctx.task.checkpointing {
             return Ok(());
         }
         let name = format!("{}/{}", ctx.task.operator_name, self.sink.staged_table());
+        // Restored at another parallelism: the staged entries of other old
+        // subtasks are in `<name>@<i>` (StateLayout::Union). They belong to
+        // the completed checkpoint too: publish them first.
+        let others: Vec<String> = ctx
+            .state
+            .table_names()
+            .into_iter()
+            .filter(|t| t.strip_prefix(&format!("{name}@")).is_some())
+            .collect();
+        for other in others {
+            let table = ctx.state.register_table(&other)?;
+            self.staged = Some(table);
+            let entries = self.entries(u64::MAX, ctx)?;
+            if entries.is_empty() {
+                continue;
+            }
+            if let Committed::Published = self.sink.restore(entries, ctx)? {
+                ctx.state.delete_prefix(table, &[])?;
+            }
+        }
         self.staged = Some(ctx.state.register_table(&name)?);
         // Everything staged in a restored state belongs to a checkpoint
         // that completed.

@@ -412,6 +412,17 @@ impl JobGraph {
     /// A readable plan: one line per chain with its nodes, parallelism and
     /// the exchanges that feed it.
     pub fn explain(&self) -> Result<String> {
+        self.describe(true)
+    }
+
+    /// [`JobGraph::explain`] without the parallelism: what a checkpoint's
+    /// fingerprint covers, so that a checkpoint restores at another
+    /// parallelism (key groups move; see `runtime::restore`).
+    pub fn shape(&self) -> Result<String> {
+        self.describe(false)
+    }
+
+    fn describe(&self, parallelism: bool) -> Result<String> {
         let chains = self.chains()?;
         let mut out = String::new();
         for (i, chain) in chains.iter().enumerate() {
@@ -427,8 +438,12 @@ impl JobGraph {
                     format!("{} [{kind}]", node.name)
                 })
                 .collect();
-            let par = self.nodes[chain[0]].parallelism;
-            let _ = writeln!(out, "chain {i} (parallelism {par}): {}", names.join(" -> "));
+            if parallelism {
+                let par = self.nodes[chain[0]].parallelism;
+                let _ = writeln!(out, "chain {i} (parallelism {par}): {}", names.join(" -> "));
+            } else {
+                let _ = writeln!(out, "chain {i}: {}", names.join(" -> "));
+            }
             for e in self.inputs_of(chain[0]) {
                 let _ = writeln!(out, "  <- {} via {}", self.nodes[e.from].name, e.exchange);
             }

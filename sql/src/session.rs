@@ -625,8 +625,9 @@ impl Session {
                 )
             })?,
         };
-        // The same statement planned the same way may resume its checkpoints.
-        let plan_text = graph.explain().map_err(SqlError::Engine)?;
+        // The same statement planned the same way may resume its
+        // checkpoints, at any parallelism.
+        let plan_text = graph.shape().map_err(SqlError::Engine)?;
         let fingerprint = format!(
             "{:016x}",
             fnv1a(format!("{statement}\n{plan_text}").as_bytes())

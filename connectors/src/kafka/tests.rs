@@ -234,6 +234,58 @@ fn source_resumes_from_any_position_without_loss_or_repeats() -> Result<()> {
     Ok(())
 }
 
+/// Restoring at another parallelism: subtasks of the new run take over
+/// the partitions they own now, each from the offset its old owner had
+/// reached, so the two runs together read every record exactly once.
+#[test]
+fn source_resumes_at_another_parallelism_without_loss_or_repeats() -> Result<()> {
+    use crate::testutil::{poll_batches, task};
+    let c = cluster(&[("r", 5)]);
+    for p in 0..5i64 {
+        produce(&c, "r", &json_rows(p as i32, (p * 40)..(p * 40 + 40)));
+    }
+    let t = source_table(
+        &c,
+        "r",
+        vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, true),
+        ],
+        &[],
+    );
+    let src = KafkaConnector.source(&t)?;
+    let metrics = Arc::new(OperatorMetrics::default());
+    for (before, after) in [(2usize, 3usize), (3, 1), (1, 4)] {
+        let mut seen = Vec::new();
+        let mut positions = Vec::new();
+        for subtask in 0..before {
+            let task = task(subtask, before);
+            let mut first = (src.factory)(&task)?;
+            first.open(&task, &metrics)?;
+            let (head, _, _) = poll_batches(first.as_mut(), 2)?;
+            seen.extend(head);
+            positions.push(first.snapshot_position()?);
+        }
+        assert!(
+            !seen.is_empty(),
+            "the first run read something before its checkpoint"
+        );
+        for subtask in 0..after {
+            let task = task(subtask, after);
+            let mut second = (src.factory)(&task)?;
+            second.open(&task, &metrics)?;
+            second.restore_positions(&positions)?;
+            let (tail, _, done) = poll_batches(second.as_mut(), usize::MAX)?;
+            assert!(done, "{before} -> {after}: the resumed subtask finishes");
+            seen.extend(tail);
+        }
+        let mut ids = ids_of(&seen);
+        ids.sort_unstable();
+        assert_eq!(ids, (0..200).collect::<Vec<i64>>(), "{before} -> {after}");
+    }
+    Ok(())
+}
+
 #[test]
 fn startup_modes_pick_the_first_record() -> Result<()> {
     let c = cluster(&[("s", 1)]);

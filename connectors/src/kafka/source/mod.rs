@@ -425,6 +425,42 @@ impl KafkaSource {
     }
 }
 
+impl KafkaSource {
+    /// Reads one subtask's offsets into `restored`. `strict`: the position
+    /// is this subtask's own, so a partition owned by another is an error;
+    /// otherwise (a rescale) such partitions are skipped.
+    fn read_position(
+        &mut self,
+        position: &[u8],
+        strict: bool,
+        restored: &mut BTreeMap<Tp, i64>,
+    ) -> Result<()> {
+        let mut r = PositionReader::new("kafka source", position, POSITION_VERSION)?;
+        let n = r.u32()?;
+        for _ in 0..n {
+            let topic = r.str()?;
+            let partition = r.u32()? as i32;
+            let next = r.u64()? as i64;
+            if owner(&topic, partition, self.parallelism) != self.subtask {
+                if !strict {
+                    continue;
+                }
+                return Err(r.error(&format!(
+                    "partition {partition} of topic '{topic}' belongs to another subtask at parallelism {}; restore with the parallelism the checkpoint was taken with",
+                    self.parallelism
+                )));
+            }
+            if !self.parts.contains_key(&(topic.clone(), partition))
+                && self.t.topics.matches(&topic)
+            {
+                self.add_partition((topic.clone(), partition));
+            }
+            restored.insert((topic, partition), next);
+        }
+        Ok(())
+    }
+}
+
 fn show(tp: &Tp) -> String {
     format!("topic '{}' partition {}", tp.0, tp.1)
 }
@@ -458,25 +494,18 @@ impl Source for KafkaSource {
     }
 
     fn restore_position(&mut self, position: &[u8]) -> Result<()> {
-        let mut r = PositionReader::new("kafka source", position, POSITION_VERSION)?;
-        let n = r.u32()?;
         let mut restored = BTreeMap::new();
-        for _ in 0..n {
-            let topic = r.str()?;
-            let partition = r.u32()? as i32;
-            let next = r.u64()? as i64;
-            if owner(&topic, partition, self.parallelism) != self.subtask {
-                return Err(r.error(&format!(
-                    "partition {partition} of topic '{topic}' belongs to another subtask at parallelism {}; restore with the parallelism the checkpoint was taken with",
-                    self.parallelism
-                )));
-            }
-            if !self.parts.contains_key(&(topic.clone(), partition))
-                && self.t.topics.matches(&topic)
-            {
-                self.add_partition((topic.clone(), partition));
-            }
-            restored.insert((topic, partition), next);
+        self.read_position(position, true, &mut restored)?;
+        self.restored = Some(restored);
+        Ok(())
+    }
+
+    /// At another parallelism: every old subtask's offsets, of which this
+    /// subtask keeps the partitions it owns now.
+    fn restore_positions(&mut self, positions: &[Vec<u8>]) -> Result<()> {
+        let mut restored = BTreeMap::new();
+        for p in positions.iter().filter(|p| !p.is_empty()) {
+            self.read_position(p, false, &mut restored)?;
         }
         self.restored = Some(restored);
         Ok(())
