@@ -431,6 +431,17 @@ impl Session {
         if let Some(d) = self.duration_option("pipeline.auto-watermark-interval", position)? {
             graph.watermark_interval = d;
         }
+        if let Some(v) = self.option("execution.checkpointing.tolerable-failed-checkpoints") {
+            graph.tolerable_failed_checkpoints = v.trim().parse::<u32>().map_err(|_| {
+                SqlError::plan(
+                    format!(
+                        "'execution.checkpointing.tolerable-failed-checkpoints' must be a \
+                         whole number of checkpoints, not '{v}'"
+                    ),
+                    position,
+                )
+            })?;
+        }
         self.jobs
             .push((id.clone(), statement.clone(), Arc::clone(&status)));
         Ok(Box::new(PreparedJob {

@@ -229,3 +229,64 @@ fn iot_pipeline_is_one_job_that_reads_its_source_once() {
         .count();
     assert_eq!(sinks, 7, "every INSERT has its sink");
 }
+
+/// The checkpoint options of a planned job: the fingerprint, which decides
+/// whether a checkpoint may be restored, is the same at any parallelism
+/// (so a job rescales) and differs for another statement; a bad
+/// tolerable-failures count is refused with the option's name.
+#[test]
+fn checkpoints_restore_at_any_parallelism_and_failures_are_tolerated_as_set() {
+    use runnel_sql::session::{Outcome, Session};
+    let plan = |parallelism: &str, tolerable: &str, query: &str| {
+        let sql = format!(
+            "SET 'parallelism' = '{parallelism}';
+             SET 'state.checkpoints.dir' = '/tmp/runnel-unused';
+             SET 'execution.checkpointing.tolerable-failed-checkpoints' = '{tolerable}';
+             CREATE TABLE r (device_id STRING, temperature DOUBLE) WITH ('connector' = 'datagen', 'number-of-rows' = '10');
+             CREATE TABLE out (id STRING, n DOUBLE) WITH ('connector' = 'blackhole');
+             {query};"
+        );
+        let stmts = runnel_sql::parser::parse_sql(&sql).expect("parses");
+        let mut session = Session::new(runnel_connectors::default_registry());
+        let mut graph = None;
+        for stmt in &stmts {
+            // The text is the statement's SQL, part of the fingerprint.
+            match session.execute(stmt, query, &|_| unreachable!("no SELECT")) {
+                Ok(Outcome::Job(job)) => graph = Some(job.graph),
+                Ok(_) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Ok(graph.expect("one job"))
+    };
+    let insert = "INSERT INTO out SELECT device_id, MAX(temperature) FROM r GROUP BY device_id";
+    let two = plan("2", "5", insert).expect("plans");
+    let four = plan("4", "5", insert).expect("plans");
+    let other = plan(
+        "2",
+        "5",
+        "INSERT INTO out SELECT device_id, MIN(temperature) FROM r GROUP BY device_id",
+    )
+    .expect("plans");
+    let fp = |g: &runnel_engine::graph::JobGraph| {
+        g.checkpointing
+            .as_ref()
+            .expect("checkpoints")
+            .fingerprint
+            .clone()
+    };
+    assert_eq!(
+        fp(&two),
+        fp(&four),
+        "parallelism is not part of the fingerprint"
+    );
+    assert_ne!(fp(&two), fp(&other), "another statement is");
+    assert_eq!(two.tolerable_failed_checkpoints, 5);
+    let Err(err) = plan("2", "many", insert) else {
+        panic!("a count that is not a number is refused");
+    };
+    assert!(
+        err.contains("tolerable-failed-checkpoints") && err.contains("many"),
+        "{err}"
+    );
+}
