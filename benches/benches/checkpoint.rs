@@ -118,6 +118,7 @@ fn graph(
         interval,
         retained: 2,
         fingerprint: "bench".into(),
+        storage_options: Vec::new(),
     });
     Ok(g)
 }

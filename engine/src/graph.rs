@@ -195,6 +195,9 @@ pub struct CheckpointConfig {
     pub retained: usize,
     /// Identifies the plan; a checkpoint of a different plan is not restored.
     pub fingerprint: String,
+    /// Options of the checkpoint storage when `dir` is `s3://bucket/path`
+    /// (`s3.endpoint`, `s3.access-key`, ...; see `runnel_state::remote`).
+    pub storage_options: Vec<(String, String)>,
 }
 
 impl Default for JobGraph {
@@ -202,6 +205,9 @@ impl Default for JobGraph {
         Self::new()
     }
 }
+
+/// Options of a checkpoint directory on S3 (Flink's names).
+pub use runnel_state::remote::S3_OPTIONS as CHECKPOINT_STORAGE_OPTIONS;
 
 /// Default [`JobGraph::tolerable_failed_checkpoints`]: a storage hiccup
 /// costs a checkpoint, not the job; four failures in a row fail it.

@@ -643,11 +643,22 @@ impl Session {
             "{:016x}",
             fnv1a(format!("{statement}\n{plan_text}").as_bytes())
         );
+        // S3 options (Flink's names), for a checkpoint directory on S3.
+        let storage_options = runnel_engine::graph::CHECKPOINT_STORAGE_OPTIONS
+            .iter()
+            .filter_map(|k| self.option(k).map(|v| (k.to_string(), v.to_string())))
+            .collect();
+        let dir = if dir.starts_with("s3://") {
+            PathBuf::from(format!("{}/{id}", dir.trim_end_matches('/')))
+        } else {
+            PathBuf::from(dir).join(id)
+        };
         Ok(Some(CheckpointConfig {
-            dir: PathBuf::from(dir).join(id),
+            dir,
             interval,
             retained,
             fingerprint,
+            storage_options,
         }))
     }
 

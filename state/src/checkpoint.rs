@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 
 use crate::{Result, SnapshotData, StateError};
 
-const MANIFEST: &str = "_MANIFEST";
-const MAGIC: &str = "runnel-checkpoint 1";
+pub(crate) const MANIFEST: &str = "_MANIFEST";
+pub(crate) const MAGIC: &str = "runnel-checkpoint 1";
 
 /// A complete checkpoint found on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,8 +56,12 @@ impl CheckpointInfo {
 /// The checkpoints of one job.
 #[derive(Debug, Clone)]
 pub struct CheckpointStore {
+    /// The checkpoints' directory; for a remote store, the local scratch
+    /// directory (staging and working copies).
     root: PathBuf,
     retained: usize,
+    /// Checkpoints on object storage, when the location is `s3://`.
+    remote: Option<std::sync::Arc<crate::remote::RemoteCheckpoints>>,
 }
 
 fn io(context: &str, path: &Path, e: std::io::Error) -> StateError {
@@ -65,7 +69,7 @@ fn io(context: &str, path: &Path, e: std::io::Error) -> StateError {
 }
 
 /// FNV-1a, enough to notice a damaged file.
-fn checksum(bytes: &[u8]) -> u64 {
+pub(crate) fn checksum(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in bytes {
         h ^= u64::from(*b);
@@ -75,7 +79,7 @@ fn checksum(bytes: &[u8]) -> u64 {
 }
 
 /// Participant names become file names; keep them to a safe alphabet.
-fn file_name(name: &str) -> String {
+pub(crate) fn file_name(name: &str) -> String {
     name.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
@@ -93,7 +97,52 @@ impl CheckpointStore {
         Self {
             root: root.into(),
             retained: retained.max(1),
+            remote: None,
         }
+    }
+
+    /// The store at `location`: a local directory, or `s3://bucket/path`
+    /// (see [`crate::remote`]), configured by `options` (`s3.*`), whose
+    /// local scratch (staging, RocksDB working copies, downloaded
+    /// checkpoints) goes to `scratch` or a directory of its own under the
+    /// system's temporary directory.
+    pub fn open(
+        location: &str,
+        retained: usize,
+        options: &[(String, String)],
+        scratch: Option<PathBuf>,
+    ) -> Result<Self> {
+        if !location.starts_with("s3://") {
+            return Ok(Self::new(location, retained));
+        }
+        let remote = crate::remote::RemoteCheckpoints::open(location, options)?;
+        let root = match scratch {
+            Some(dir) => dir.join(
+                crate::remote::default_scratch(location)
+                    .file_name()
+                    .map(PathBuf::from)
+                    .unwrap_or_default(),
+            ),
+            None => crate::remote::default_scratch(location),
+        };
+        Ok(Self {
+            root,
+            retained: retained.max(1),
+            remote: Some(std::sync::Arc::new(remote)),
+        })
+    }
+
+    /// Where the checkpoints are, as a user would name it.
+    pub fn location(&self) -> String {
+        match &self.remote {
+            Some(r) => r.url().to_string(),
+            None => self.root.display().to_string(),
+        }
+    }
+
+    /// The remote store, when checkpoints are on object storage.
+    pub fn remote(&self) -> Option<&crate::remote::RemoteCheckpoints> {
+        self.remote.as_deref()
     }
 
     /// The root directory.
@@ -120,7 +169,11 @@ impl CheckpointStore {
     /// Deletes the staging and working areas, left over by a run that
     /// crashed; called before a job starts.
     pub fn clear_scratch(&self) -> Result<()> {
-        for dir in [self.root.join("_staging"), self.work_dir()] {
+        for dir in [
+            self.root.join("_staging"),
+            self.work_dir(),
+            self.root.join("_restore"),
+        ] {
             if dir.exists() {
                 fs::remove_dir_all(&dir).map_err(|e| io("clear", &dir, e))?;
             }
@@ -138,6 +191,22 @@ impl CheckpointStore {
         finished: bool,
         entries: &[(String, SnapshotData)],
     ) -> Result<CheckpointInfo> {
+        if let Some(remote) = &self.remote {
+            let (files, dirs) = remote.write(id, fingerprint, finished, entries, self.retained)?;
+            if let Err(e) = self.clear_staging_up_to(id) {
+                eprintln!(
+                    "[warn] checkpoint {id} is complete, but clearing its staging failed: {e}"
+                );
+            }
+            return Ok(CheckpointInfo {
+                id,
+                dir: PathBuf::from(format!("{}/chk-{id}", remote.url())),
+                fingerprint: fingerprint.to_string(),
+                finished,
+                files,
+                dirs,
+            });
+        }
         let dir = self.root.join(format!("chk-{id}"));
         if dir.exists() {
             // Left over from a run that crashed before its manifest.
@@ -214,14 +283,24 @@ impl CheckpointStore {
     }
 
     /// The directory of participant `name` in `checkpoint`, when it was
-    /// stored as a directory.
-    pub fn dir_of(&self, checkpoint: &CheckpointInfo, name: &str) -> Option<PathBuf> {
+    /// stored as a directory; from object storage, downloaded first into
+    /// the local scratch directory.
+    pub fn dir_of(&self, checkpoint: &CheckpointInfo, name: &str) -> Result<Option<PathBuf>> {
         let fname = file_name(name);
-        checkpoint
-            .dirs
-            .iter()
-            .any(|d| d.0 == fname)
-            .then(|| checkpoint.dir.join(fname))
+        if !checkpoint.dirs.iter().any(|d| d.0 == fname) {
+            return Ok(None);
+        }
+        let Some(remote) = &self.remote else {
+            return Ok(Some(checkpoint.dir.join(fname)));
+        };
+        let local = self
+            .root
+            .join("_restore")
+            .join(format!("chk-{}", checkpoint.id))
+            .join(&fname);
+        Ok(remote
+            .download_dir(checkpoint.id, &fname, &local)?
+            .then_some(local))
     }
 
     /// The newest complete checkpoint, if any.
@@ -232,6 +311,22 @@ impl CheckpointStore {
     /// Complete checkpoints, oldest first.
     pub fn complete(&self) -> Result<Vec<CheckpointInfo>> {
         let mut out = Vec::new();
+        if let Some(remote) = &self.remote {
+            for id in remote.complete_ids()? {
+                let Some(m) = remote.manifest(id)? else {
+                    continue;
+                };
+                out.push(CheckpointInfo {
+                    id,
+                    dir: PathBuf::from(format!("{}/chk-{id}", remote.url())),
+                    fingerprint: m.fingerprint,
+                    finished: m.finished,
+                    files: m.files.into_iter().map(|f| (f.0, f.1)).collect(),
+                    dirs: m.dirs,
+                });
+            }
+            return Ok(out);
+        }
         let Ok(read) = fs::read_dir(&self.root) else {
             return Ok(out);
         };
@@ -255,6 +350,9 @@ impl CheckpointStore {
     /// manifest; `None` when the checkpoint has no such participant.
     pub fn read(&self, checkpoint: &CheckpointInfo, name: &str) -> Result<Option<Vec<u8>>> {
         let fname = file_name(name);
+        if let Some(remote) = &self.remote {
+            return remote.read(checkpoint.id, &fname);
+        }
         if !checkpoint.files.iter().any(|f| f.0 == fname) {
             return Ok(None);
         }

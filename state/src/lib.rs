@@ -20,6 +20,7 @@ pub mod checkpoint;
 pub mod key;
 mod layered;
 mod memory;
+pub mod remote;
 mod rocks;
 
 pub use checkpoint::{CheckpointInfo, CheckpointStore};

@@ -66,15 +66,23 @@ impl Readers {
 
 /// Reads the Delta table at `path` with DuckDB and with deltalake.
 pub fn read_delta(path: &Path) -> Readers {
+    read_delta_with(&path.display().to_string(), &[])
+}
+
+/// Reads the Delta table at `location` (a path, or `s3://...` with the
+/// endpoint and credentials in `env`) with DuckDB and with deltalake.
+pub fn read_delta_with(location: &str, env: &[(String, String)]) -> Readers {
+    let path = location;
     let out = Command::new(python())
         .arg(root().join("tests/python/delta_readers.py"))
         .arg(path)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .output()
         .expect("run delta_readers.py");
     assert!(
         out.status.success(),
         "delta_readers.py failed on {}: {}",
-        path.display(),
+        path,
         String::from_utf8_lossy(&out.stderr)
     );
     let v: Value = serde_json::from_slice(&out.stdout).expect("readers print JSON");

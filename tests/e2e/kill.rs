@@ -26,30 +26,55 @@ struct Case {
     /// The source table `readings`' WITH options; `true` for the paced
     /// runs that are killed.
     source_options: Box<dyn Fn(bool) -> String>,
-    /// The sink table `out`'s WITH options, writing to the given path.
-    sink_options: fn(&Path) -> String,
-    /// What a reader sees in the sink's output, one string a row, sorted.
-    read: fn(&Path) -> Vec<String>,
+    /// The sink table `out`'s WITH options, writing to the given location.
+    sink_options: Box<dyn Fn(&str) -> String>,
+    /// What a reader sees in the sink's output at a location, one string
+    /// a row, sorted.
+    read: Box<dyn Fn(&str) -> Vec<String>>,
+    /// Where the killed runs write and checkpoint when that is not a
+    /// local temporary directory (object storage).
+    remote: Option<Remote>,
+    /// The parallelism of each phase of a rescale test; empty: 2 always.
+    phases: Vec<Phase>,
 }
 
-fn csv_options(out: &Path) -> String {
-    format!(
-        "'connector' = 'filesystem', 'path' = '{}', 'format' = 'csv'",
-        out.display()
-    )
+/// Output and checkpoints of the killed runs on object storage.
+struct Remote {
+    out: String,
+    checkpoints: String,
+    /// SET statements the script needs for them (endpoint, credentials).
+    sets: String,
 }
 
-fn delta_options(out: &Path) -> String {
-    format!("'connector' = 'delta', 'path' = '{}'", out.display())
+/// One phase of a rescale test: runs at `parallelism`, killed `kills`
+/// times with SIGKILL, then (unless it is the last) stopped with a
+/// savepoint (SIGTERM, as Ctrl-C).
+#[derive(Debug, Clone, Copy)]
+struct Phase {
+    parallelism: usize,
+    kills: usize,
+}
+
+fn csv_options(out: &str) -> String {
+    format!("'connector' = 'filesystem', 'path' = '{out}', 'format' = 'csv'")
+}
+
+fn delta_options(out: &str) -> String {
+    format!("'connector' = 'delta', 'path' = '{out}'")
 }
 
 /// The windows DuckDB sees in the Delta table (the deltalake package must
 /// agree), as JSON objects.
-fn delta_rows(out: &Path) -> Vec<String> {
-    if !out.join("_delta_log").is_dir() {
+fn delta_rows(out: &str) -> Vec<String> {
+    delta_rows_with(out, &[])
+}
+
+/// [`delta_rows`] of a table the readers reach with `env` (S3).
+fn delta_rows_with(out: &str, env: &[(String, String)]) -> Vec<String> {
+    if !out.starts_with("s3://") && !Path::new(out).join("_delta_log").is_dir() {
         return Vec::new();
     }
-    let readers = crate::delta::read_delta(out);
+    let readers = crate::delta::read_delta_with(out, env);
     let mut rows: Vec<String> = readers
         .agreed_rows()
         .iter()
@@ -74,10 +99,19 @@ fn datagen_options(rows: u64) -> Box<dyn Fn(bool) -> String> {
     })
 }
 
-fn script(case: &Case, out: &Path, paced: bool) -> String {
+fn script(case: &Case, out: &str, paced: bool) -> String {
+    let sets = match (&case.remote, paced) {
+        (Some(r), true) => r.sets.clone(),
+        _ => String::new(),
+    };
+    // A rescale test's parallelism comes from the command line.
+    let parallelism = if case.phases.is_empty() {
+        "SET 'parallelism' = '2';\n"
+    } else {
+        ""
+    };
     format!(
-        "SET 'parallelism' = '2';
-SET 'execution.checkpointing.interval' = '250 ms';
+        "{sets}{parallelism}SET 'execution.checkpointing.interval' = '250 ms';
 CREATE TABLE readings (
   event_time TIMESTAMP(3), device_id STRING, temperature DOUBLE,
   WATERMARK FOR event_time AS event_time - INTERVAL '1' SECOND
@@ -95,7 +129,7 @@ GROUP BY device_id, window_start, window_end;
 }
 
 /// Published rows (hidden staging and in-progress files are not), sorted.
-fn csv_rows(dir: &Path) -> Vec<String> {
+fn csv_rows(dir: &str) -> Vec<String> {
     let mut rows = Vec::new();
     let Ok(entries) = std::fs::read_dir(dir) else {
         return rows;
@@ -133,7 +167,9 @@ fn kill_test_child() {
         return;
     };
     let options = RunOptions {
-        parallelism: None,
+        parallelism: std::env::var("RUNNEL_KILL_PARALLELISM")
+            .ok()
+            .and_then(|p| p.parse().ok()),
         checkpoint_dir: Some(dir),
     };
     if let Err(e) = run_file(&script, &options, false) {
@@ -148,8 +184,10 @@ fn killed_and_restarted_job_publishes_every_row_once() {
         rows: 60_000,
         kills: 20,
         source_options: datagen_options(60_000),
-        sink_options: csv_options,
-        read: csv_rows,
+        sink_options: Box::new(csv_options),
+        read: Box::new(csv_rows),
+        remote: None,
+        phases: Vec::new(),
     });
 }
 
@@ -160,8 +198,10 @@ fn killed_and_restarted_job_commits_every_window_to_delta_once() {
         rows: 30_000,
         kills: 12,
         source_options: datagen_options(30_000),
-        sink_options: delta_options,
-        read: delta_rows,
+        sink_options: Box::new(delta_options),
+        read: Box::new(delta_rows),
+        remote: None,
+        phases: Vec::new(),
     });
 }
 
@@ -179,35 +219,158 @@ fn killed_and_restarted_kafka_job_publishes_every_window_once() {
         name: "kafka",
         rows,
         kills: 12,
-        source_options: Box::new(move |paced| {
-            let pacing = if paced {
-                "'scan.max-records-per-second' = '1000',"
-            } else {
-                ""
-            };
-            format!(
-                "'connector' = 'kafka', 'topic' = 'readings', {pacing}
+        source_options: kafka_options(bootstrap),
+        sink_options: Box::new(csv_options),
+        read: Box::new(csv_rows),
+        remote: None,
+        phases: Vec::new(),
+    });
+}
+
+/// The Kafka source's options (paced for the killed runs).
+fn kafka_options(bootstrap: String) -> Box<dyn Fn(bool) -> String> {
+    Box::new(move |paced| {
+        let pacing = if paced {
+            "'scan.max-records-per-second' = '1000',"
+        } else {
+            ""
+        };
+        format!(
+            "'connector' = 'kafka', 'topic' = 'readings', {pacing}
         'properties.bootstrap.servers' = '{bootstrap}', 'format' = 'json',
         'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset'"
-            )
-        }),
-        sink_options: csv_options,
-        read: csv_rows,
+        )
+    })
+}
+
+/// Rescaling: the Kafka job runs at parallelism 2 and is stopped with a
+/// savepoint, resumes at 4 and is killed several times, then resumes at 1
+/// and runs to the end. Key groups of the window aggregate move, partitions
+/// move with their offsets, and the sink subtasks publish what the old ones
+/// staged: the CSV files hold every window once.
+#[test]
+fn a_kafka_job_rescaled_2_4_1_and_killed_publishes_every_window_once() {
+    let broker = TestBroker::start();
+    let bootstrap = broker.bootstrap();
+    broker.create_topic("readings", 4);
+    let rows = 30_000;
+    crate::kafka::produce_readings(&bootstrap, "readings", rows, 50, 4);
+    kill_and_restart(&Case {
+        name: "rescale-csv",
+        rows,
+        kills: 4,
+        source_options: kafka_options(bootstrap),
+        sink_options: Box::new(csv_options),
+        read: Box::new(csv_rows),
+        remote: None,
+        phases: vec![
+            Phase {
+                parallelism: 2,
+                kills: 0,
+            },
+            Phase {
+                parallelism: 4,
+                kills: 4,
+            },
+            Phase {
+                parallelism: 1,
+                kills: 0,
+            },
+        ],
     });
+}
+
+/// The same rescale into a Delta table: the new sink subtasks commit the
+/// old ones' staged versions before anything of their own.
+#[test]
+fn a_kafka_job_rescaled_into_delta_commits_every_window_once() {
+    let broker = TestBroker::start();
+    let bootstrap = broker.bootstrap();
+    broker.create_topic("readings", 4);
+    let rows = 30_000;
+    crate::kafka::produce_readings(&bootstrap, "readings", rows, 50, 4);
+    kill_and_restart(&Case {
+        name: "rescale-delta",
+        rows,
+        kills: 3,
+        source_options: kafka_options(bootstrap),
+        sink_options: Box::new(delta_options),
+        read: Box::new(delta_rows),
+        remote: None,
+        phases: vec![
+            Phase {
+                parallelism: 2,
+                kills: 0,
+            },
+            Phase {
+                parallelism: 4,
+                kills: 3,
+            },
+            Phase {
+                parallelism: 1,
+                kills: 0,
+            },
+        ],
+    });
+}
+
+/// The Delta kill test with the table and the checkpoints on S3 (moto's
+/// server on 127.0.0.1): killed 8 times, each restart restores from the
+/// checkpoints in the bucket, and DuckDB and deltalake, reading the table
+/// through the same endpoint, see every window once.
+#[test]
+fn killed_and_restarted_job_on_s3_commits_every_window_to_delta_once() {
+    let server = crate::s3::S3Server::start("runnel-kill");
+    let with = server.with_options();
+    let env = server.reader_env();
+    kill_and_restart(&Case {
+        name: "s3-delta",
+        rows: 30_000,
+        kills: 8,
+        source_options: datagen_options(30_000),
+        sink_options: Box::new(move |out| {
+            if out.starts_with("s3://") {
+                format!("{}{with}", delta_options(out))
+            } else {
+                delta_options(out)
+            }
+        }),
+        read: Box::new(move |out| delta_rows_with(out, &env)),
+        remote: Some(Remote {
+            out: "s3://runnel-kill/tables/out".into(),
+            checkpoints: "s3://runnel-kill/checkpoints".into(),
+            sets: server.set_statements(),
+        }),
+        phases: Vec::new(),
+    });
+    let store = runnel_state::CheckpointStore::open(
+        "s3://runnel-kill/checkpoints/job-1",
+        3,
+        &server.options(),
+        None,
+    )
+    .expect("the checkpoint store");
+    let remote = store.remote().expect("on S3");
+    assert_eq!(
+        remote.missing_objects().expect("list"),
+        Vec::<String>::new()
+    );
+    assert!(store.latest().expect("latest").is_some_and(|c| c.finished));
 }
 
 fn kill_and_restart(case: &Case) {
     // The rows of a run that is never killed.
     let expected_dir = temp(case, "expected");
     let expected_script = temp(case, "expected.sql");
-    std::fs::write(&expected_script, script(case, &expected_dir, false)).expect("write script");
+    let expected_at = expected_dir.display().to_string();
+    std::fs::write(&expected_script, script(case, &expected_at, false)).expect("write script");
     run_file(
         &expected_script.display().to_string(),
         &RunOptions::default(),
         false,
     )
     .expect("reference run");
-    let expected = (case.read)(&expected_dir);
+    let expected = (case.read)(&expected_at);
     // 50 devices x one-minute windows.
     assert_eq!(
         expected.len(),
@@ -217,24 +380,35 @@ fn kill_and_restart(case: &Case) {
 
     let out = temp(case, "out");
     let checkpoints = temp(case, "checkpoints");
+    let (out_at, checkpoints_at) = match &case.remote {
+        Some(r) => (r.out.clone(), r.checkpoints.clone()),
+        None => (out.display().to_string(), checkpoints.display().to_string()),
+    };
     let script_path = temp(case, "job.sql");
-    std::fs::write(&script_path, script(case, &out, true)).expect("write script");
+    std::fs::write(&script_path, script(case, &out_at, true)).expect("write script");
     let exe = std::env::current_exe().expect("test binary path");
-    let start = |stdout: Stdio| {
-        Command::new(&exe)
-            .args([
-                "kill::kill_test_child",
-                "--exact",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env("RUNNEL_KILL_SCRIPT", &script_path)
-            .env("RUNNEL_KILL_CHECKPOINTS", &checkpoints)
-            .stdout(stdout)
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the child process")
+    let start = |parallelism: Option<usize>| {
+        let mut cmd = Command::new(&exe);
+        cmd.args([
+            "kill::kill_test_child",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("RUNNEL_KILL_SCRIPT", &script_path)
+        .env("RUNNEL_KILL_CHECKPOINTS", &checkpoints_at)
+        .stdout(Stdio::null())
+        // RUNNEL_KILL_VERBOSE=1 shows what the child runs print.
+        .stderr(if std::env::var_os("RUNNEL_KILL_VERBOSE").is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        });
+        if let Some(p) = parallelism {
+            cmd.env("RUNNEL_KILL_PARALLELISM", p.to_string());
+        }
+        cmd.spawn().expect("start the child process")
     };
     // A small deterministic generator for the kill times (logged on failure).
     let mut seed: u64 = 0x9e37_79b9 ^ u64::from(std::process::id());
@@ -244,25 +418,54 @@ fn kill_and_restart(case: &Case) {
             .wrapping_add(1_442_695_040_888_963_407);
         seed >> 33
     };
+    let phases = if case.phases.is_empty() {
+        vec![Phase {
+            parallelism: 0,
+            kills: case.kills,
+        }]
+    } else {
+        case.phases.clone()
+    };
     let mut kills = Vec::new();
+    let mut savepoints = 0;
     let started = Instant::now();
-    for _ in 0..case.kills {
-        let mut child = start(Stdio::null());
-        let wait_ms = 400 + next() % 2_000;
-        std::thread::sleep(Duration::from_millis(wait_ms));
-        if child.try_wait().expect("child status").is_some() {
-            break; // it finished before we could kill it
+    let last = phases.len() - 1;
+    let mut status = None;
+    for (i, phase) in phases.iter().enumerate() {
+        let parallelism = (phase.parallelism > 0).then_some(phase.parallelism);
+        for _ in 0..phase.kills {
+            let mut child = start(parallelism);
+            let wait_ms = 400 + next() % 2_000;
+            std::thread::sleep(Duration::from_millis(wait_ms));
+            if child.try_wait().expect("child status").is_some() {
+                break; // it finished before we could kill it
+            }
+            child.kill().expect("SIGKILL the child");
+            let _ = child.wait();
+            kills.push(wait_ms);
         }
-        child.kill().expect("SIGKILL the child");
-        let _ = child.wait();
-        kills.push(wait_ms);
+        let mut child = start(parallelism);
+        if i < last {
+            // Run a while, then stop with a savepoint (Ctrl-C's signal).
+            std::thread::sleep(Duration::from_millis(1_500 + next() % 1_000));
+            let term = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()
+                .expect("run kill");
+            assert!(term.success(), "SIGTERM the child");
+            let stopped = child.wait().expect("the stopped run");
+            assert!(stopped.success(), "stopping with a savepoint failed ({i})");
+            savepoints += 1;
+        } else {
+            status = Some(child.wait().expect("final run"));
+        }
     }
-    let status = start(Stdio::null()).wait().expect("final run");
+    let status = status.expect("a final run");
     assert!(
         status.success(),
-        "the final run failed (kills after {kills:?} ms)"
+        "the final run failed (kills after {kills:?} ms, phases {phases:?})"
     );
-    let got = (case.read)(&out);
+    let got = (case.read)(&out_at);
     assert!(
         kills.len() >= case.kills,
         "only {} kills happened before the job finished",
@@ -271,16 +474,16 @@ fn kill_and_restart(case: &Case) {
     assert_eq!(
         got.len(),
         expected.len(),
-        "row count after {} kills at {kills:?} ms",
+        "row count after {} kills at {kills:?} ms (phases {phases:?})",
         kills.len()
     );
     assert!(
         got == expected,
-        "rows differ after {} kills at {kills:?} ms",
+        "rows differ after {} kills at {kills:?} ms (phases {phases:?})",
         kills.len()
     );
     eprintln!(
-        "kill test ({}): {} kills in {:.1?}",
+        "kill test ({}): {} kills and {savepoints} savepoints in {:.1?}",
         case.name,
         kills.len(),
         started.elapsed()

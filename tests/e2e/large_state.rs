@@ -249,6 +249,7 @@ fn state_ten_times_the_memory_budget_spills_and_stays_exact() -> Result<()> {
         interval: Duration::from_secs(1),
         retained: 2,
         fingerprint: "large-state".into(),
+        storage_options: Vec::new(),
     });
 
     let job = Job::start(g)?;

@@ -10,7 +10,12 @@
 //!   a run that never failed (proptest).
 //! * `kill`: a SQL job killed with SIGKILL 20 times and restarted
 //!   publishes every row exactly once, into files and into a Delta table
-//!   (read back by DuckDB).
+//!   (read back by DuckDB), also with the table and checkpoints on S3;
+//!   and a Kafka job stopped with a savepoint at parallelism 2, resumed
+//!   and killed at 4, finished at 1, into files and Delta.
+//! * `s3`: checkpoints on an S3 server (moto) that hangs mid-job: the
+//!   checkpoints fail and are retried, the job goes on, no manifest lists
+//!   a missing object.
 //! * `delta`: Delta tables written by SQL jobs, read back by DuckDB and the
 //!   Python `deltalake` package; a stream following a table that another
 //!   writer appends to.
@@ -46,5 +51,6 @@ mod large_state;
 mod nexmark;
 mod parallel;
 mod recovery;
+mod s3;
 mod sql_harness;
 mod window_oracle;

@@ -58,6 +58,7 @@ fn graph(
         interval: Duration::from_secs(3600),
         retained: 1000,
         fingerprint: "recovery-test".into(),
+        storage_options: Vec::new(),
     });
     g
 }

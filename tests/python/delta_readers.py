@@ -34,6 +34,12 @@ Normalised rows (the same for both readers):
   ``"-Infinity"`` (JSON has no such numbers); struct -> dict; list -> list;
   map -> dict with text keys.
 
+A table on S3 (``s3://bucket/path``) is read through the endpoint and
+credentials in the environment: ``AWS_ENDPOINT_URL`` (for example
+``http://127.0.0.1:9000``), ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``
+and ``AWS_REGION`` (default ``us-east-1``); DuckDB then also loads its
+httpfs extension (from ``duckdb-extension-httpfs``, the same way).
+
 The delta extension is loaded offline from the ``duckdb-extension-delta``
 wheel (``LOAD '<site-packages>/duckdb_extension_delta/extensions/v<duckdb
 version>/delta.duckdb_extension'``); ``INSTALL delta`` would download it.
@@ -156,6 +162,37 @@ def _normalize_table(table: Any) -> List[Row]:
 # --------------------------------------------------------------------- DuckDB
 
 
+def _is_s3(path: str | os.PathLike) -> bool:
+    return str(path).startswith("s3://")
+
+
+def _location(path: str | os.PathLike) -> str:
+    """A local path made absolute; an s3:// URL as it is."""
+    return str(path) if _is_s3(path) else os.path.abspath(path)
+
+
+def _s3_settings() -> Dict[str, str]:
+    endpoint = os.environ.get("AWS_ENDPOINT_URL", "")
+    return {
+        "endpoint": endpoint,
+        "key": os.environ.get("AWS_ACCESS_KEY_ID", ""),
+        "secret": os.environ.get("AWS_SECRET_ACCESS_KEY", ""),
+        "region": os.environ.get("AWS_REGION", "us-east-1"),
+    }
+
+
+def _extension_path(module: str, name: str) -> Path:
+    import importlib
+
+    import duckdb
+
+    root = Path(importlib.import_module(module).__file__).resolve().parent / "extensions"
+    path = root / f"v{duckdb.__version__}" / f"{name}.duckdb_extension"
+    if not path.is_file():
+        raise RuntimeError(f"{module} has no {name} extension for duckdb {duckdb.__version__}")
+    return path
+
+
 def delta_extension_path() -> Path:
     """The delta extension shipped by duckdb-extension-delta for this duckdb.
 
@@ -179,8 +216,9 @@ def delta_extension_path() -> Path:
     return path
 
 
-def duckdb_connect() -> Any:
-    """An in-memory DuckDB connection with the delta extension loaded."""
+def duckdb_connect(s3: bool = False) -> Any:
+    """An in-memory DuckDB connection with the delta extension loaded (and,
+    for ``s3``, httpfs and a secret for the endpoint in the environment)."""
     import duckdb
 
     con = duckdb.connect(
@@ -190,9 +228,22 @@ def duckdb_connect() -> Any:
             "autoload_known_extensions": False,
         }
     )
+    if s3:
+        httpfs = str(_extension_path("duckdb_extension_httpfs", "httpfs")).replace("'", "''")
+        con.execute(f"LOAD '{httpfs}'")
     ext = str(delta_extension_path()).replace("'", "''")
     con.execute(f"LOAD '{ext}'")
     con.execute("SET TimeZone = 'UTC'")
+    if s3:
+        st = _s3_settings()
+        endpoint = st["endpoint"]
+        use_ssl = not endpoint.startswith("http://")
+        host = endpoint.split("://", 1)[-1].rstrip("/")
+        con.execute(
+            "CREATE SECRET runnel_s3 (TYPE S3, KEY_ID ?, SECRET ?, REGION ?, ENDPOINT ?, "
+            "URL_STYLE 'path', USE_SSL ?)",
+            [st["key"], st["secret"], st["region"], host, use_ssl],
+        )
     return con
 
 
@@ -205,8 +256,9 @@ def _duckdb_arrow(result: Any) -> Any:
 
 def read_duckdb(path: str | os.PathLike, version: Optional[int] = None) -> List[Row]:
     """The table's rows by DuckDB's ``delta_scan`` (latest, or ``version``)."""
-    path = os.path.abspath(path)
-    con = duckdb_connect()
+    s3 = _is_s3(path)
+    path = _location(path)
+    con = duckdb_connect(s3)
     try:
         if version is None:
             result = con.execute("SELECT * FROM delta_scan(?)", [path])
@@ -225,8 +277,9 @@ def txn_versions_duckdb(path: str | os.PathLike, app_ids: Iterable[str]) -> Dict
     That function takes an attached delta catalog's name, not a path, so the
     table is ATTACHed first. An app id with no txn maps to None.
     """
-    path = os.path.abspath(path)
-    con = duckdb_connect()
+    s3 = _is_s3(path)
+    path = _location(path)
+    con = duckdb_connect(s3)
     try:
         quoted = path.replace("'", "''")
         con.execute(f"ATTACH '{quoted}' AS delta_table (TYPE delta, READ_ONLY)")
@@ -248,7 +301,17 @@ def txn_versions_duckdb(path: str | os.PathLike, app_ids: Iterable[str]) -> Dict
 def _delta_table(path: str | os.PathLike, version: Optional[int] = None) -> Any:
     from deltalake import DeltaTable
 
-    return DeltaTable(os.path.abspath(path), version=version)
+    if not _is_s3(path):
+        return DeltaTable(os.path.abspath(path), version=version)
+    st = _s3_settings()
+    options = {
+        "AWS_ENDPOINT_URL": st["endpoint"],
+        "AWS_ACCESS_KEY_ID": st["key"],
+        "AWS_SECRET_ACCESS_KEY": st["secret"],
+        "AWS_REGION": st["region"],
+        "AWS_ALLOW_HTTP": "true" if st["endpoint"].startswith("http://") else "false",
+    }
+    return DeltaTable(str(path), version=version, storage_options=options)
 
 
 def table_version(path: str | os.PathLike) -> int:
@@ -362,7 +425,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         "default: every app id in the log",
     )
     args = parser.parse_args(argv)
-    if not (Path(args.table_path) / "_delta_log").is_dir():
+    if not _is_s3(args.table_path) and not (Path(args.table_path) / "_delta_log").is_dir():
         print(f"delta_readers: {args.table_path}: not a Delta table (no _delta_log)", file=sys.stderr)
         return 1
     try:

@@ -27,6 +27,7 @@ use runnel_engine::{EngineError, Result};
 use crate::options::{bad_option, parse_timestamp_millis};
 
 mod committer;
+mod s3;
 mod sink;
 mod source;
 
@@ -41,6 +42,12 @@ const OPTIONS: &[&str] = &[
     "scan.version",
     "scan.timestamp",
     "scan.poll-interval",
+    "s3.endpoint",
+    "s3.access-key",
+    "s3.secret-key",
+    "s3.region",
+    "s3.path.style.access",
+    "s3.request-timeout",
 ];
 
 /// The `delta` connector.
@@ -144,7 +151,7 @@ struct DeltaOptions {
 impl DeltaOptions {
     fn from_table(table: &TableDescriptor) -> Result<Self> {
         let path = table.required("path")?.to_string();
-        let storage = table
+        let mut storage: HashMap<String, String> = table
             .options
             .iter()
             .filter_map(|(k, v)| {
@@ -152,6 +159,15 @@ impl DeltaOptions {
                     .map(|k| (k.to_string(), v.clone()))
             })
             .collect();
+        // Flink's S3 option names, read by the s3:// object store (s3.rs).
+        for k in runnel_engine::graph::CHECKPOINT_STORAGE_OPTIONS {
+            if let Some(v) = table.option(k) {
+                storage.insert((*k).to_string(), v.to_string());
+            }
+        }
+        if path.starts_with("s3://") {
+            s3::register();
+        }
         let target_file_size = match table.option("sink.target-file-size") {
             None => 128 << 20,
             Some(v) => runnel_engine::graph::parse_byte_size(v)

@@ -128,7 +128,14 @@ impl FileSink {
     /// If `file_name` is one of this subtask's part files (final, in progress
     /// or staged), its sequence number and whether it is hidden.
     fn parse_own_name(&self, file_name: &str) -> Option<(u64, bool)> {
-        let prefix = format!("part-{}-", self.subtask);
+        self.parse_part_name(file_name)
+            .filter(|(subtask, ..)| *subtask == self.subtask)
+            .map(|(_, seq, hidden)| (seq, hidden))
+    }
+
+    /// The subtask, sequence number and hiddenness of any subtask's part
+    /// file in this format; `None` for any other name.
+    fn parse_part_name(&self, file_name: &str) -> Option<(usize, u64, bool)> {
         let suffix = format!(".{}", self.options.format.extension());
         let (name, hidden) = match file_name.strip_prefix('.') {
             Some(rest) => {
@@ -139,12 +146,16 @@ impl FileSink {
             }
             None => (file_name, false),
         };
-        let digits = name.strip_prefix(&prefix)?.strip_suffix(&suffix)?;
-        // Only plain digits: `part-1-` must not match `part-1-x` or subtask 11.
-        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        let (subtask, digits) = name
+            .strip_prefix("part-")?
+            .strip_suffix(&suffix)?
+            .split_once('-')?;
+        // Only plain digits: `part-1-` must not match `part-1-x`.
+        let plain = |d: &str| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit());
+        if !plain(subtask) || !plain(digits) {
             return None;
         }
-        Some((digits.parse().ok()?, hidden))
+        Some((subtask.parse().ok()?, digits.parse().ok()?, hidden))
     }
 
     /// Names in the sink's directory.
@@ -303,9 +314,10 @@ impl FileSink {
             return Ok(());
         }
         for entry in entries {
-            // The name must be one of this subtask's part files in this
-            // format: anything else (a path, another subtask's file) is not
-            // ours to rename.
+            // The name must be a part file in this format: anything else
+            // (a path) is not ours to rename. It may be another subtask's:
+            // after a restore at another parallelism, a subtask publishes
+            // what old subtasks staged (StateLayout::Union).
             let name = match entry.bytes.split_first_chunk::<8>() {
                 Some((_, name)) => String::from_utf8_lossy(name).into_owned(),
                 None => {
@@ -314,9 +326,9 @@ impl FileSink {
                     )
                 }
             };
-            if !matches!(self.parse_own_name(&name), Some((_, false))) {
+            if !matches!(self.parse_part_name(&name), Some((_, _, false))) {
                 return Err(self.corrupt_state(format!(
-                    "pending file {} is named '{name}', not as a part file of this subtask",
+                    "pending file {} is named '{name}', not as a part file",
                     entry.id
                 )));
             }

@@ -408,8 +408,17 @@ pub(super) fn run_operator(
             Message::End => {
                 ended[k] = true;
                 readable[k] = false;
-                if let Some(out) = merger.input_ended(k) {
-                    chain.watermark(out)?;
+                let advanced = merger.input_ended(k);
+                // A stopped job's sources end where they happen to be, not
+                // at the end of their data: their end says nothing about
+                // event time. Advancing the watermark on it would fire
+                // windows with part of their rows (the inputs still open
+                // may be far ahead), and the savepoint would then hold that
+                // output and a watermark past rows still to come.
+                if !shared.stop.load(Ordering::Relaxed) {
+                    if let Some(out) = advanced {
+                        chain.watermark(out)?;
+                    }
                 }
             }
         }

@@ -47,7 +47,18 @@ impl Restore {
         let (store, restored) = match &graph.checkpointing {
             None => (None, None),
             Some(c) => {
-                let store = CheckpointStore::new(&c.dir, c.retained);
+                let location = c.dir.to_str().ok_or_else(|| {
+                    EngineError::Plan(format!(
+                        "the checkpoint directory {} is not valid UTF-8",
+                        c.dir.display()
+                    ))
+                })?;
+                let store = CheckpointStore::open(
+                    location,
+                    c.retained,
+                    &c.storage_options,
+                    graph.state.local_dir.clone(),
+                )?;
                 let latest = store.latest()?;
                 if let Some(cp) = &latest {
                     if cp.fingerprint != c.fingerprint {
@@ -73,6 +84,15 @@ impl Restore {
     pub(super) fn read_entry(&self, name: &str) -> Result<Option<Vec<u8>>> {
         match (&self.store, &self.restored) {
             (Some(st), Some(cp)) => Ok(st.read(cp, name)?),
+            _ => Ok(None),
+        }
+    }
+
+    /// The local directory of entry `name` of the checkpoint resumed from
+    /// (downloaded first from object storage), when it is a directory.
+    fn dir_of(&self, name: &str) -> Result<Option<PathBuf>> {
+        match (&self.store, &self.restored) {
+            (Some(st), Some(cp)) => Ok(st.dir_of(cp, name)?),
             _ => Ok(None),
         }
     }
@@ -145,10 +165,7 @@ impl Restore {
             _ => open_state(
                 config,
                 (self.work_path)(&name),
-                self.restored
-                    .as_ref()
-                    .zip(self.store.as_ref())
-                    .and_then(|(cp, st)| st.dir_of(cp, &name)),
+                self.dir_of(&name)?,
                 self.read_entry(&name)?,
             )?,
         };
@@ -176,10 +193,7 @@ impl Restore {
         open_state(
             config,
             (self.work_path)(&format!("{new_name}.from-{i}")),
-            self.restored
-                .as_ref()
-                .zip(self.store.as_ref())
-                .and_then(|(cp, st)| st.dir_of(cp, &old_name)),
+            self.dir_of(&old_name)?,
             self.read_entry(&old_name)?,
         )
     }
