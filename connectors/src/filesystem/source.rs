@@ -44,6 +44,10 @@ use crate::text::RecordsDecoder;
 /// Format version of [`FileSource`] positions (version 1, from before
 /// files were cut into ranges, is still read; see `restore_position`).
 const POSITION_VERSION: u8 = 2;
+/// Format version of a position that lists every split not yet done with
+/// its progress: written when a subtask has more than one split under way,
+/// which only a restore at another parallelism makes.
+const POSITION_VERSION_LIST: u8 = 3;
 /// Position tag: every split of the subtask is done.
 const TAG_DONE: u8 = 0;
 /// Position tag: reading (or about to read) one split.
@@ -117,6 +121,9 @@ pub(super) fn factory(options: Arc<FsOptions>, schema: SchemaRef) -> SourceFacto
             metrics: Arc::new(OperatorMetrics::default()),
             listing,
             done_before_restore: VecDeque::new(),
+            starts: std::collections::HashMap::new(),
+            subtask: task.subtask,
+            parallelism,
             decoder: RecordsDecoder::new(Arc::clone(&schema), options.csv_delimiter()),
             chunk: Chunk::default(),
         }) as Box<dyn Source>)
@@ -144,6 +151,12 @@ struct FileSource {
     /// Splits a restore skipped as already read; announced finished by the
     /// first polls, since `open` had reported them as open.
     done_before_restore: VecDeque<SplitId>,
+    /// Pending splits that start past their beginning (the two progress
+    /// numbers of a position): after a restore at another parallelism, a
+    /// subtask may take over several splits that old subtasks had begun.
+    starts: std::collections::HashMap<SplitId, (u64, u64)>,
+    subtask: usize,
+    parallelism: usize,
     /// The JSON or CSV decoder, kept from chunk to chunk.
     decoder: RecordsDecoder,
     /// The buffer chunks are read into, kept from chunk to chunk.
@@ -187,6 +200,127 @@ impl FileSource {
     }
 }
 
+impl FileSource {
+    /// A version 3 position: `[3, files: u64, names hash: u64, splits:
+    /// u64, n: u32]`, then for each of the subtask's splits not yet done
+    /// `[split: u32, file name, split start: u64, a: u64, b: u64]` (the
+    /// progress numbers as in version 2). Splits of the subtask it does
+    /// not list are done.
+    fn snapshot_list(&mut self) -> Result<Vec<u8>> {
+        let mut under_way: Vec<(SplitId, Arc<FileSplit>, (u64, u64))> = Vec::new();
+        if let Some(file) = &self.current {
+            under_way.push((file.id, Arc::clone(&file.split), file.reader.progress()));
+        }
+        for (id, split) in &self.pending {
+            let at = self.starts.get(id).copied().unwrap_or((0, 0));
+            under_way.push((*id, Arc::clone(split), at));
+        }
+        let mut w = PositionWriter::new(POSITION_VERSION_LIST);
+        w.u64(self.listing.names.len() as u64)
+            .u64(self.listing.names_hash)
+            .u64(self.listing.splits.len() as u64)
+            .u32(under_way.len() as u32);
+        for (id, split, (a, b)) in under_way {
+            w.u32(id).str(&split.name)?.u64(split.start).u64(a).u64(b);
+        }
+        Ok(w.finish())
+    }
+
+    /// The splits a position of old subtask `subtask` (of `parallelism`)
+    /// had not finished, with their progress; every other split of that
+    /// subtask is done. Reads versions 1 to 3.
+    fn splits_under_way(
+        &self,
+        position: &[u8],
+        subtask: usize,
+        parallelism: usize,
+    ) -> Result<std::collections::HashMap<SplitId, (u64, u64)>> {
+        let parallelism = parallelism.max(1);
+        let theirs = || {
+            (0..self.listing.splits.len())
+                .filter(move |i| i % parallelism == subtask)
+                .map(|i| SplitId::try_from(i).unwrap_or(SplitId::MAX))
+        };
+        let check = |id: SplitId, name: &str, start: u64| -> Result<()> {
+            let found = self.listing.splits.get(id as usize);
+            if !found.is_some_and(|s| s.name == name && s.start == start) {
+                return Err(self.position_error(format!(
+                    "split {id} (file '{name}' from byte {start}) is not split {id} of the \
+                     input now"
+                )));
+            }
+            if id as usize % parallelism != subtask {
+                return Err(self.position_error(format!(
+                    "split {id} was not read by subtask {subtask} of {parallelism}"
+                )));
+            }
+            Ok(())
+        };
+        let mut open = std::collections::HashMap::new();
+        if position.first() == Some(&POSITION_VERSION_LIST) {
+            let mut r = PositionReader::new("filesystem", position, POSITION_VERSION_LIST)?;
+            let files = r.u64()?;
+            let names_hash = r.u64()?;
+            let splits = r.u64()?;
+            self.check_listing(files, names_hash, Some(splits))?;
+            for _ in 0..r.u32()? {
+                let id = r.u32()?;
+                let name = r.str()?;
+                let start = r.u64()?;
+                let at = (r.u64()?, r.u64()?);
+                check(id, &name, start)?;
+                open.insert(id, at);
+            }
+            r.finish()?;
+            return Ok(open);
+        }
+        let (files, names_hash, splits, at) = match position.first() {
+            Some(1) => read_position_v1(position)?,
+            _ => read_position(position)?,
+        };
+        self.check_listing(files, names_hash, splits)?;
+        if splits.is_none() && self.listing.splits.iter().any(|s| !s.is_whole_file()) {
+            return Err(self.position_error(
+                "the checkpoint was written by a version of Runnel that read every file whole, \
+                 and this one cuts a large file into ranges; set 'source.split-size' larger \
+                 than the largest file to resume it"
+                    .into(),
+            ));
+        }
+        if let Some((id, name, start, a, b)) = at {
+            check(id, &name, start)?;
+            for other in theirs().filter(|other| *other >= id) {
+                open.insert(other, if other == id { (a, b) } else { (0, 0) });
+            }
+        }
+        Ok(open)
+    }
+
+    /// Keeps the pending splits in `open`, each to start where it says,
+    /// and drops the others as done; a file none of whose ranges is left
+    /// is announced finished by the first polls.
+    fn take_over(&mut self, open: &std::collections::HashMap<SplitId, (u64, u64)>) {
+        self.current = None;
+        self.done_before_restore.clear();
+        self.starts.clear();
+        let pending = std::mem::take(&mut self.pending);
+        for (id, split) in pending {
+            if let Some(&at) = open.get(&id) {
+                if at != (0, 0) {
+                    self.starts.insert(id, at);
+                }
+                self.pending.push_back((id, split));
+            }
+        }
+        for &w in &self.splits {
+            let left = self.pending.iter().any(|(id, _)| self.counted_as(*id) == w);
+            if !left {
+                self.done_before_restore.push_back(w);
+            }
+        }
+    }
+}
+
 impl Source for FileSource {
     fn open(&mut self, _task: &TaskInfo, metrics: &Arc<OperatorMetrics>) -> Result<Vec<SplitId>> {
         self.metrics = Arc::clone(metrics);
@@ -203,7 +337,8 @@ impl Source for FileSource {
                 let Some((id, split)) = self.pending.pop_front() else {
                     return Ok(SourcePoll::Finished);
                 };
-                let opened = OpenFile::open(id, split, &self.options, &self.schema, (0, 0))?;
+                let start = self.starts.remove(&id).unwrap_or((0, 0));
+                let opened = OpenFile::open(id, split, &self.options, &self.schema, start)?;
                 self.current.insert(opened)
             }
         };
@@ -245,6 +380,9 @@ impl Source for FileSource {
     /// Parquet `a` is the number of rows emitted and `b` is 0. A split not
     /// yet opened has `a = b = 0`.
     fn snapshot_position(&mut self) -> Result<Vec<u8>> {
+        if !self.starts.is_empty() {
+            return self.snapshot_list();
+        }
         let mut w = PositionWriter::new(POSITION_VERSION);
         w.u64(self.listing.names.len() as u64)
             .u64(self.listing.names_hash)
@@ -266,7 +404,28 @@ impl Source for FileSource {
         Ok(w.finish())
     }
 
+    fn restore_positions(&mut self, positions: &[Vec<u8>]) -> Result<()> {
+        let old = positions.len();
+        let mut open: std::collections::HashMap<SplitId, (u64, u64)> =
+            std::collections::HashMap::new();
+        for (i, position) in positions.iter().enumerate() {
+            if position.is_empty() {
+                return Err(self.position_error(format!(
+                    "subtask {i} of the {old} that took the checkpoint left no position"
+                )));
+            }
+            open.extend(self.splits_under_way(position, i, old)?);
+        }
+        self.take_over(&open);
+        Ok(())
+    }
+
     fn restore_position(&mut self, position: &[u8]) -> Result<()> {
+        if position.first() == Some(&POSITION_VERSION_LIST) {
+            let open = self.splits_under_way(position, self.subtask, self.parallelism)?;
+            self.take_over(&open);
+            return Ok(());
+        }
         let (files, names_hash, splits, at) = match position.first() {
             Some(1) => read_position_v1(position)?,
             _ => read_position(position)?,

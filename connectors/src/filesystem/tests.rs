@@ -1181,3 +1181,118 @@ fn a_line_longer_than_the_limit_is_a_malformed_record_not_a_memory_sink() {
         "{err}"
     );
 }
+
+// -- Rescaling: positions taken at one parallelism, restored at another -------
+
+/// Every subtask of a run at `before` reads `cut` batches and takes its
+/// position; the subtasks of a run at `after` resume from all of those
+/// positions and read to the end. Together the two runs read every row of
+/// the input exactly once, and every split a resumed subtask opened is
+/// reported finished.
+fn check_rescale(source: &SourceTable, before: usize, after: usize, cut: usize) -> Result<()> {
+    let metrics = Arc::new(OperatorMetrics::default());
+    let mut rows = Vec::new();
+    let mut positions = Vec::new();
+    for subtask in 0..before {
+        let task = task(subtask, before);
+        let mut first = (source.factory)(&task)?;
+        first.open(&task, &metrics)?;
+        let (head, _, _) = poll_batches(first.as_mut(), cut)?;
+        rows.extend(rows_of(&head)?);
+        positions.push(first.snapshot_position()?);
+    }
+    for subtask in 0..after {
+        let task = task(subtask, after);
+        let mut second = (source.factory)(&task)?;
+        let mut open = second.open(&task, &metrics)?;
+        second.restore_positions(&positions)?;
+        let (tail, finished, done) = poll_batches(second.as_mut(), usize::MAX)?;
+        assert!(
+            done,
+            "{before} -> {after}, cut {cut}: subtask {subtask} finishes"
+        );
+        open.retain(|s| !finished.contains(s));
+        assert!(
+            open.is_empty(),
+            "{before} -> {after}, cut {cut}: splits never finished: {open:?}"
+        );
+        rows.extend(rows_of(&tail)?);
+    }
+    let mut expected = read_rows(source)?;
+    expected.sort();
+    rows.sort();
+    assert_eq!(
+        rows.len(),
+        expected.len(),
+        "{before} -> {after}, cut {cut}: rows"
+    );
+    assert!(
+        rows == expected,
+        "{before} -> {after}, cut {cut}: rows differ"
+    );
+    Ok(())
+}
+
+/// All rows of `source`, read by one subtask.
+fn read_rows(source: &SourceTable) -> Result<Vec<String>> {
+    let task = task(0, 1);
+    let mut whole = (source.factory)(&task)?;
+    whole.open(&task, &Arc::new(OperatorMetrics::default()))?;
+    let (all, _, _) = poll_batches(whole.as_mut(), usize::MAX)?;
+    rows_of(&all)
+}
+
+#[test]
+fn file_positions_restore_at_another_parallelism_without_loss_or_repeats() -> Result<()> {
+    // Three files, one of them cut into ranges, so that subtasks stop
+    // inside ranges, between files and after their last split.
+    let dir = json_dir();
+    dir.file("d.json", &padded_lines(6000));
+    let t = fs_table(
+        dir.path(),
+        "json",
+        &[
+            ("json.ignore-parse-errors", "true"),
+            ("source.split-size", "64kb"),
+        ],
+    );
+    let source = FilesystemConnector.source(&t)?;
+    for (before, after) in [(1, 3), (2, 3), (3, 2), (4, 1), (2, 5)] {
+        for cut in [0, 1, 2, 4, 7, 1000] {
+            check_rescale(&source, before, after, cut)?;
+        }
+    }
+    // Twice: a position written after a rescale (several splits under way)
+    // restores again, at the same parallelism and at another one.
+    let metrics = Arc::new(OperatorMetrics::default());
+    let mut positions = Vec::new();
+    for subtask in 0..2 {
+        let task = task(subtask, 2);
+        let mut src = (source.factory)(&task)?;
+        src.open(&task, &metrics)?;
+        poll_batches(src.as_mut(), 3)?;
+        positions.push(src.snapshot_position()?);
+    }
+    let task = task(0, 1);
+    let mut merged = (source.factory)(&task)?;
+    merged.open(&task, &metrics)?;
+    merged.restore_positions(&positions)?;
+    let again = merged.snapshot_position()?;
+    assert_eq!(
+        again.first(),
+        Some(&3),
+        "several splits under way: a listed position"
+    );
+    let mut resumed = (source.factory)(&task)?;
+    resumed.open(&task, &metrics)?;
+    resumed.restore_position(&again)?;
+    let (a, _, done_a) = poll_batches(resumed.as_mut(), usize::MAX)?;
+    let (b, _, done_b) = poll_batches(merged.as_mut(), usize::MAX)?;
+    assert!(done_a && done_b);
+    assert_eq!(
+        rows_of(&a)?,
+        rows_of(&b)?,
+        "the listed position resumes where it was"
+    );
+    Ok(())
+}
