@@ -119,6 +119,7 @@ fn graph(
         retained: 2,
         fingerprint: "bench".into(),
         storage_options: Vec::new(),
+        restore_from: None,
     });
     Ok(g)
 }

@@ -198,6 +198,10 @@ pub struct CheckpointConfig {
     /// Options of the checkpoint storage when `dir` is `s3://bucket/path`
     /// (`s3.endpoint`, `s3.access-key`, ...; see `runnel_state::remote`).
     pub storage_options: Vec<(String, String)>,
+    /// A savepoint to start from when `dir` holds no checkpoint yet
+    /// (`'execution.savepoint.path'`): another job's checkpoint directory
+    /// or one `chk-<id>` in it.
+    pub restore_from: Option<std::path::PathBuf>,
 }
 
 impl Default for JobGraph {

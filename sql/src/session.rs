@@ -659,6 +659,7 @@ impl Session {
             retained,
             fingerprint,
             storage_options,
+            restore_from: self.option("execution.savepoint.path").map(PathBuf::from),
         }))
     }
 

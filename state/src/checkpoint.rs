@@ -596,10 +596,10 @@ mod tests {
         assert_eq!(latest, info);
         assert_eq!((latest.size(), latest.new_bytes()), (11, 11));
         let dir = store
-            .dir_of(&latest, "state-1-0")
+            .dir_of(&latest, "state-1-0")?
             .expect("a directory entry");
         assert_eq!(fs::read(dir.join("000001.sst"))?, b"sst bytes");
-        assert_eq!(store.dir_of(&latest, "position-0-0"), None);
+        assert_eq!(store.dir_of(&latest, "position-0-0")?, None);
         assert_eq!(store.read(&latest, "position-0-0")?, Some(vec![1, 2]));
         // A manifest naming a directory that is gone is damage, not absence.
         fs::remove_dir_all(latest.dir.join("state-1-0"))?;

@@ -650,3 +650,45 @@ pub fn default_scratch(url: &str) -> PathBuf {
     let h = crate::checkpoint::checksum(url.as_bytes());
     std::env::temp_dir().join(format!("runnel-checkpoints-{h:016x}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s3_urls_and_durations_parse() {
+        assert_eq!(
+            parse_s3_url("s3://bucket/a/b/"),
+            Some(("bucket".into(), "a/b".into()))
+        );
+        assert_eq!(
+            parse_s3_url("s3://bucket"),
+            Some(("bucket".into(), String::new()))
+        );
+        assert_eq!(parse_s3_url("s3:///x"), None);
+        assert_eq!(parse_s3_url("/local/dir"), None);
+        assert_eq!(parse_duration("10 s"), Some(Duration::from_secs(10)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2 min"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("soon"), None);
+        assert_eq!(parse_duration("5 parsecs"), None);
+    }
+
+    #[test]
+    fn bad_s3_options_are_refused_with_their_name() {
+        let opts = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+        let err = s3_store("b", &opts("s3.path.style.access", "maybe"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("s3.path.style.access") && err.contains("maybe"),
+            "{err}"
+        );
+        let err = s3_store("b", &opts("s3.request-timeout", "forever"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("s3.request-timeout"), "{err}");
+    }
+}

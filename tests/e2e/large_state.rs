@@ -250,6 +250,7 @@ fn state_ten_times_the_memory_budget_spills_and_stays_exact() -> Result<()> {
         retained: 2,
         fingerprint: "large-state".into(),
         storage_options: Vec::new(),
+        restore_from: None,
     });
 
     let job = Job::start(g)?;

@@ -13,6 +13,8 @@
 //!   (read back by DuckDB), also with the table and checkpoints on S3;
 //!   and a Kafka job stopped with a savepoint at parallelism 2, resumed
 //!   and killed at 4, finished at 1, into files and Delta.
+//! * `savepoint`: a job stopped with a savepoint, resumed as a new job at
+//!   another parallelism through `'execution.savepoint.path'`.
 //! * `s3`: checkpoints on an S3 server (moto) that hangs mid-job: the
 //!   checkpoints fail and are retried, the job goes on, no manifest lists
 //!   a missing object.
@@ -52,5 +54,6 @@ mod nexmark;
 mod parallel;
 mod recovery;
 mod s3;
+mod savepoint;
 mod sql_harness;
 mod window_oracle;

@@ -59,6 +59,7 @@ fn graph(
         retained: 1000,
         fingerprint: "recovery-test".into(),
         storage_options: Vec::new(),
+        restore_from: None,
     });
     g
 }

@@ -35,6 +35,10 @@ pub(super) struct Restore {
     pub(super) store: Option<CheckpointStore>,
     /// The newest complete checkpoint of the same plan, if any.
     pub(super) restored: Option<CheckpointInfo>,
+    /// Where `restored` is read from: `store`, or the savepoint's store
+    /// (`'execution.savepoint.path'`) for a job that has no checkpoint of
+    /// its own yet.
+    from: Option<CheckpointStore>,
     /// The working directory of the state entry of this name.
     work_path: Box<dyn Fn(&str) -> PathBuf>,
 }
@@ -44,8 +48,8 @@ impl Restore {
     /// plan) and decides where working copies of state go.
     pub(super) fn open(graph: &JobGraph) -> Result<Self> {
         // Resume from the newest complete checkpoint of the same plan.
-        let (store, restored) = match &graph.checkpointing {
-            None => (None, None),
+        let (store, restored, from) = match &graph.checkpointing {
+            None => (None, None, None),
             Some(c) => {
                 let location = c.dir.to_str().ok_or_else(|| {
                     EngineError::Plan(format!(
@@ -59,30 +63,41 @@ impl Restore {
                     &c.storage_options,
                     graph.state.local_dir.clone(),
                 )?;
-                let latest = store.latest()?;
+                let mut from = store.clone();
+                let mut latest = store.latest()?;
+                let mut location = c.dir.display().to_string();
+                // A new job started from another job's savepoint (Flink's
+                // 'execution.savepoint.path'); once it has checkpoints of
+                // its own, it restarts from those.
+                if let (None, Some(savepoint)) = (&latest, &c.restore_from) {
+                    let (other, found) = savepoint_store(savepoint, c)?;
+                    location = savepoint.display().to_string();
+                    latest = Some(found);
+                    from = other;
+                }
                 if let Some(cp) = &latest {
                     if cp.fingerprint != c.fingerprint {
                         return Err(EngineError::Plan(format!(
-                            "the checkpoints in {} were taken by a different query; \
-                             use another checkpoint directory or delete this one",
-                            c.dir.display()
+                            "the checkpoints in {location} were taken by a different query; \
+                             use another checkpoint directory or delete this one"
                         )));
                     }
                 }
-                (Some(store), latest)
+                (Some(store), latest, Some(from))
             }
         };
         let work_path = work_path(graph, store.as_ref())?;
         Ok(Self {
             store,
             restored,
+            from,
             work_path,
         })
     }
 
     /// The bytes of entry `name` in the checkpoint resumed from, if any.
     pub(super) fn read_entry(&self, name: &str) -> Result<Option<Vec<u8>>> {
-        match (&self.store, &self.restored) {
+        match (&self.from, &self.restored) {
             (Some(st), Some(cp)) => Ok(st.read(cp, name)?),
             _ => Ok(None),
         }
@@ -91,7 +106,7 @@ impl Restore {
     /// The local directory of entry `name` of the checkpoint resumed from
     /// (downloaded first from object storage), when it is a directory.
     fn dir_of(&self, name: &str) -> Result<Option<PathBuf>> {
-        match (&self.store, &self.restored) {
+        match (&self.from, &self.restored) {
             (Some(st), Some(cp)) => Ok(st.dir_of(cp, name)?),
             _ => Ok(None),
         }
@@ -299,6 +314,46 @@ fn copy_prefix(
     let mut iter = run.iter().map(|(k, v)| (k.as_slice(), Some(v.as_slice())));
     to.write_sorted(dst, &mut iter)?;
     Ok(())
+}
+
+/// The store of a savepoint and the checkpoint in it to start from:
+/// `savepoint` is a job's checkpoint directory (its newest complete
+/// checkpoint) or one `chk-<id>` directory in it.
+fn savepoint_store(
+    savepoint: &std::path::Path,
+    c: &crate::graph::CheckpointConfig,
+) -> Result<(CheckpointStore, CheckpointInfo)> {
+    let text = savepoint.to_str().ok_or_else(|| {
+        EngineError::Plan(format!(
+            "the savepoint path {} is not valid UTF-8",
+            savepoint.display()
+        ))
+    })?;
+    let text = text.trim_end_matches('/');
+    let (dir, id) = match text.rsplit_once('/') {
+        Some((parent, last)) => match last
+            .strip_prefix("chk-")
+            .and_then(|n| n.parse::<u64>().ok())
+        {
+            Some(id) => (parent, Some(id)),
+            None => (text, None),
+        },
+        None => (text, None),
+    };
+    // Read only: never retained or written to by this job.
+    let store = CheckpointStore::open(dir, usize::MAX, &c.storage_options, None)?;
+    let complete = store.complete()?;
+    let found = match id {
+        Some(id) => complete.into_iter().find(|cp| cp.id == id),
+        None => complete.into_iter().next_back(),
+    };
+    let found = found.ok_or_else(|| {
+        EngineError::Plan(format!(
+            "'execution.savepoint.path' = '{text}' holds no complete checkpoint{}",
+            id.map(|i| format!(" {i}")).unwrap_or_default()
+        ))
+    })?;
+    Ok((store, found))
 }
 
 /// Working copies of RocksDB state: inside the checkpoint directory (so
