@@ -10,6 +10,14 @@
 //! State is on RocksDB (the default backend) with the default memory
 //! budget; `RUNNEL_BENCH_BACKEND=hashmap` runs the in-memory backend.
 //!
+//! Last, restore time: a job over 1 M and then 10 M keys runs to its end
+//! (its final checkpoint holds every key), and the same job is started
+//! again from that checkpoint; the table shows the final checkpoint's size
+//! and how long the restored run took (opening every subtask's state from
+//! the checkpoint, then ending). With `RUNNEL_BENCH_S3_ENDPOINT` set (an
+//! S3-protocol server, e.g. `python -m moto.server -p 9000`), the same runs
+//! also checkpoint to `s3://runnel-bench/...` there and restore from it.
+//!
 //! Run: `cargo bench -p runnel-benches --bench checkpoint`.
 
 use std::sync::Arc;
@@ -86,6 +94,15 @@ fn graph(
     keys: u64,
     checkpoints: Option<(std::path::PathBuf, Duration)>,
 ) -> Result<JobGraph> {
+    graph_with(rows, keys, checkpoints, Vec::new())
+}
+
+fn graph_with(
+    rows: u64,
+    keys: u64,
+    checkpoints: Option<(std::path::PathBuf, Duration)>,
+    storage_options: Vec<(String, String)>,
+) -> Result<JobGraph> {
     let mut g = JobGraph::new();
     let src = g.add_source(
         "keyed",
@@ -118,7 +135,7 @@ fn graph(
         interval,
         retained: 2,
         fingerprint: "bench".into(),
-        storage_options: Vec::new(),
+        storage_options,
         restore_from: None,
     });
     Ok(g)
@@ -227,5 +244,75 @@ fn main() -> Result<()> {
         println!("\n10 M keys: the job ended before a checkpoint could be taken");
     }
     let _ = std::fs::remove_dir_all(dir);
+    restore_times()
+}
+
+/// Creates `bucket` on the S3 server at `endpoint` (`http://host:port`).
+fn create_bucket(endpoint: &str, bucket: &str) {
+    use std::io::{Read, Write};
+    let host = endpoint.trim_start_matches("http://").trim_end_matches('/');
+    if let Ok(mut s) = std::net::TcpStream::connect(host) {
+        let _ = write!(
+            s,
+            "PUT /{bucket} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        let mut reply = String::new();
+        let _ = s.read_to_string(&mut reply);
+    }
+}
+
+fn restore_times() -> Result<()> {
+    let s3 = std::env::var("RUNNEL_BENCH_S3_ENDPOINT").ok();
+    let options = |endpoint: &str| {
+        vec![
+            ("s3.endpoint".to_string(), endpoint.to_string()),
+            ("s3.access-key".to_string(), "bench".to_string()),
+            ("s3.secret-key".to_string(), "bench".to_string()),
+        ]
+    };
+    if let Some(e) = &s3 {
+        create_bucket(e, "runnel-bench");
+    }
+    println!("\n| keys | checkpoints in | final checkpoint | size | restored run |");
+    println!("|---|---|---|---|---|");
+    for keys in [1_000_000u64, 10_000_000] {
+        let mut places: Vec<(String, std::path::PathBuf, Vec<(String, String)>)> = vec![(
+            "local disk".into(),
+            temp(&format!("restore-{keys}")),
+            Vec::new(),
+        )];
+        if let Some(e) = &s3 {
+            places.push((
+                "S3 (moto)".into(),
+                std::path::PathBuf::from(format!(
+                    "s3://runnel-bench/restore-{keys}-{}",
+                    std::process::id()
+                )),
+                options(e),
+            ));
+        }
+        for (name, dir, opts) in places {
+            let every = Some((dir.clone(), Duration::from_secs(3600)));
+            let job = Job::start(graph_with(keys, keys, every.clone(), opts.clone())?)?;
+            while !job.is_finished() {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let stats = job.last_checkpoint();
+            job.wait()?;
+            let t = Instant::now();
+            Job::run(graph_with(keys, keys, every, opts)?)?;
+            let restored = t.elapsed();
+            let (ms, size) = stats.map_or((0, 0.0), |s| {
+                (s.duration.as_millis(), s.size as f64 / 1e6)
+            });
+            println!(
+                "| {keys} | {name} | {ms} ms | {size:.1} MB | {} ms |",
+                restored.as_millis()
+            );
+            if !dir.starts_with("s3:") {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
     Ok(())
 }

@@ -188,8 +188,16 @@ impl Shared {
                 guard.delete_prefix(TableId(t), p)?;
             }
             // In key order, in chunks: one hold of the lock per chunk lets
-            // a waiting read in between.
-            let mut entries = table.prefixed(&[]).peekable();
+            // a waiting read in between. The order is sorted here, over
+            // borrowed keys, rather than with the layer's cached list,
+            // which would copy every key.
+            let mut sorted: Vec<(&[u8], Option<&[u8]>)> = table
+                .entries
+                .iter()
+                .map(|(k, v)| (k.as_ref(), v.as_deref()))
+                .collect();
+            sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            let mut entries = sorted.into_iter().peekable();
             while entries.peek().is_some() {
                 let mut chunk = entries.by_ref().take(APPLY_CHUNK);
                 guard.write_sorted(TableId(t), &mut chunk)?;
