@@ -302,9 +302,8 @@ fn restore_times() -> Result<()> {
             let t = Instant::now();
             Job::run(graph_with(keys, keys, every, opts)?)?;
             let restored = t.elapsed();
-            let (ms, size) = stats.map_or((0, 0.0), |s| {
-                (s.duration.as_millis(), s.size as f64 / 1e6)
-            });
+            let (ms, size) =
+                stats.map_or((0, 0.0), |s| (s.duration.as_millis(), s.size as f64 / 1e6));
             println!(
                 "| {keys} | {name} | {ms} ms | {size:.1} MB | {} ms |",
                 restored.as_millis()
