@@ -96,6 +96,21 @@ pub(crate) trait TwoPhaseSink: Send {
     fn restore(&mut self, entries: Vec<Staged>, ctx: &mut OperatorContext<'_>)
         -> Result<Committed>;
 
+    /// After a restore at another parallelism: `entries` were staged by
+    /// old subtask `origin`, whose other tables this subtask's state holds
+    /// as `<table>@<origin>` (`StateLayout::Union`); publishes those the
+    /// outside system does not have. Called after `open`, before
+    /// `restore`. By default the same as `restore`, right for sinks whose
+    /// publishing does not depend on the subtask that staged.
+    fn restore_other(
+        &mut self,
+        _origin: usize,
+        entries: Vec<Staged>,
+        ctx: &mut OperatorContext<'_>,
+    ) -> Result<Committed> {
+        self.restore(entries, ctx)
+    }
+
     /// After a restore, once restored entries are published: discards what
     /// a crashed run wrote but never staged in a completed checkpoint.
     fn abort(&mut self, _ctx: &mut OperatorContext<'_>) -> Result<()> {
@@ -220,20 +235,20 @@ impl<S: TwoPhaseSink> Operator for TwoPhaseOperator<S> {
         // Restored at another parallelism: the staged entries of other old
         // subtasks are in `<name>@<i>` (StateLayout::Union). They belong to
         // the completed checkpoint too: publish them first.
-        let others: Vec<String> = ctx
+        let others: Vec<(String, usize)> = ctx
             .state
             .table_names()
             .into_iter()
-            .filter(|t| t.strip_prefix(&format!("{name}@")).is_some())
+            .filter_map(|t| {
+                let origin = t.strip_prefix(&format!("{name}@"))?.parse().ok()?;
+                Some((t, origin))
+            })
             .collect();
-        for other in others {
+        for (other, origin) in others {
             let table = ctx.state.register_table(&other)?;
             self.staged = Some(table);
             let entries = self.entries(u64::MAX, ctx)?;
-            if entries.is_empty() {
-                continue;
-            }
-            if let Committed::Published = self.sink.restore(entries, ctx)? {
+            if let Committed::Published = self.sink.restore_other(origin, entries, ctx)? {
                 ctx.state.delete_prefix(table, &[])?;
             }
         }

@@ -38,6 +38,9 @@ pub struct ViewTable {
     converter: RowConverter,
     /// One map per sink subtask: row bytes to count.
     partitions: Mutex<Vec<BTreeMap<Vec<u8>, i64>>>,
+    /// Per partition, the rows whose count changed since the sink last
+    /// wrote its partition to its state (taken with `take_changes`).
+    changed: Mutex<Vec<std::collections::HashSet<Vec<u8>>>>,
     /// The last snapshot, until the contents change: dashboards read a
     /// view far more often than its job updates it.
     cached: Mutex<Option<RecordBatch>>,
@@ -63,6 +66,7 @@ impl ViewTable {
             converter: RowConverter::new(fields)?,
             schema,
             partitions: Mutex::new(Vec::new()),
+            changed: Mutex::new(Vec::new()),
             cached: Mutex::new(None),
         })
     }
@@ -101,12 +105,23 @@ impl ViewTable {
             parts.resize_with(part + 1, BTreeMap::new);
         }
         let map = &mut parts[part];
+        let mut changed = self
+            .changed
+            .lock()
+            .map_err(|_| EngineError::Internal("view table lock poisoned".into()))?;
+        if changed.len() <= part {
+            changed.resize_with(part + 1, Default::default);
+        }
+        let changed = &mut changed[part];
         for (i, row) in rows.iter().enumerate() {
             let delta = match &kinds {
                 Some(k) if !k[i].is_addition() => -1,
                 _ => 1,
             };
             let bytes = row.as_ref();
+            if !changed.contains(bytes) {
+                changed.insert(bytes.to_vec());
+            }
             let entry = match map.get_mut(bytes) {
                 Some(c) => c,
                 None => map.entry(bytes.to_vec()).or_insert(0),
@@ -177,13 +192,25 @@ impl ViewTable {
         Ok(self.len()? == 0)
     }
 
-    /// Partition `part` as (row bytes, count) pairs, for checkpoints.
-    fn partition(&self, part: usize) -> Result<Vec<(Vec<u8>, i64)>> {
+    /// The rows of partition `part` whose count changed since the last
+    /// call, with their count now (`None`: the row is gone).
+    fn take_changes(&self, part: usize) -> Result<Vec<(Vec<u8>, Option<i64>)>> {
         let parts = self.lock()?;
-        Ok(parts
-            .get(part)
-            .map(|m| m.iter().map(|(k, c)| (k.clone(), *c)).collect())
-            .unwrap_or_default())
+        let keys = self
+            .changed
+            .lock()
+            .map_err(|_| EngineError::Internal("view table lock poisoned".into()))?
+            .get_mut(part)
+            .map(std::mem::take)
+            .unwrap_or_default();
+        let map = parts.get(part);
+        Ok(keys
+            .into_iter()
+            .map(|k| {
+                let c = map.and_then(|m| m.get(&k)).copied();
+                (k, c)
+            })
+            .collect())
     }
 
     /// Replaces partition `part` (on restore).
@@ -194,6 +221,16 @@ impl ViewTable {
             parts.resize_with(part + 1, BTreeMap::new);
         }
         parts[part] = entries;
+        // The restored partition is what the state holds: nothing of it
+        // differs from the state until rows come again.
+        if let Some(changed) = self
+            .changed
+            .lock()
+            .map_err(|_| EngineError::Internal("view table lock poisoned".into()))?
+            .get_mut(part)
+        {
+            changed.clear();
+        }
         Ok(())
     }
 }
@@ -337,7 +374,7 @@ fn project_by_name(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatc
 ///
 /// State layout: one table named after the view; the key is a row in Arrow
 /// row format, the value its count in this subtask's partition (`i64`
-/// little-endian). The whole partition is rewritten at every barrier.
+/// little-endian). A barrier writes the rows whose count changed.
 struct ViewSink {
     view: Arc<ViewTable>,
     part: usize,
@@ -349,12 +386,41 @@ impl Operator for ViewSink {
         let table = ctx.state.register_table("view-sink")?;
         self.table = Some(table);
         let mut restored = BTreeMap::new();
-        for entry in ctx.state.scan_prefix(table, &[])? {
-            let (k, v) = entry?;
-            let count: [u8; 8] = v.as_slice().try_into().map_err(|_| {
-                EngineError::Internal("a view's state holds a count that is not 8 bytes".into())
-            })?;
-            restored.insert(k, i64::from_le_bytes(count));
+        let read = |ctx: &OperatorContext<'_>,
+                    t: runnel_state::TableId,
+                    into: &mut BTreeMap<Vec<u8>, i64>|
+         -> Result<()> {
+            for entry in ctx.state.scan_prefix(t, &[])? {
+                let (k, v) = entry?;
+                let count: [u8; 8] = v.as_slice().try_into().map_err(|_| {
+                    EngineError::Internal("a view's state holds a count that is not 8 bytes".into())
+                })?;
+                *into.entry(k).or_insert(0) += i64::from_le_bytes(count);
+            }
+            Ok(())
+        };
+        read(ctx, table, &mut restored)?;
+        // Restored at another parallelism: other old partitions come as
+        // `view-sink@<i>` (StateLayout::Union). Counts add up (a view is
+        // the sum of its partitions), so they merge into this one, which
+        // is written whole under its own table now.
+        let others: Vec<String> = ctx
+            .state
+            .table_names()
+            .into_iter()
+            .filter(|t| t.starts_with("view-sink@"))
+            .collect();
+        if !others.is_empty() {
+            for name in &others {
+                let t = ctx.state.register_table(name)?;
+                read(ctx, t, &mut restored)?;
+                ctx.state.delete_prefix(t, &[])?;
+            }
+            restored.retain(|_, c| *c != 0);
+            ctx.state.delete_prefix(table, &[])?;
+            for (k, c) in &restored {
+                ctx.state.put(table, k, &c.to_le_bytes())?;
+            }
         }
         self.view.set_partition(self.part, restored)
     }
@@ -372,15 +438,22 @@ impl Operator for ViewSink {
         Ok(())
     }
 
+    /// Writes the rows whose count changed since the last barrier.
     fn on_barrier(&mut self, _barrier: &Barrier, ctx: &mut OperatorContext<'_>) -> Result<()> {
         let table = self
             .table
             .ok_or_else(|| EngineError::Internal("view sink not opened".into()))?;
-        ctx.state.delete_prefix(table, &[])?;
-        for (k, c) in self.view.partition(self.part)? {
-            ctx.state.put(table, &k, &c.to_le_bytes())?;
+        for (k, c) in self.view.take_changes(self.part)? {
+            match c {
+                Some(c) => ctx.state.put(table, &k, &c.to_le_bytes())?,
+                None => ctx.state.delete(table, &k)?,
+            }
         }
         Ok(())
+    }
+
+    fn state_layout(&self) -> runnel_engine::operator::StateLayout {
+        runnel_engine::operator::StateLayout::Union
     }
 }
 

@@ -69,7 +69,7 @@ pub fn parse_s3_url(location: &str) -> Option<(String, String)> {
 /// A client for `bucket` from the environment (`AWS_ACCESS_KEY_ID`,
 /// `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT`, ...) and then
 /// `options`, which win: see [`S3_OPTIONS`]. Requests fail after a few
-/// retries within `s3.request-timeout` (default 10 s) rather than the
+/// retries within `s3.request-timeout` (default 60 s: a whole SST file is one request) rather than the
 /// minutes a client waits by default, so that a checkpoint against an
 /// unreachable server fails and is retried by the next one. Writes that
 /// must not overwrite (a Delta commit) use S3's conditional put.
@@ -138,7 +138,7 @@ pub fn s3_store(bucket: &str, options: &[(String, String)]) -> Result<Arc<dyn Ob
         b = b.with_virtual_hosted_style_request(!path_style);
     }
     let timeout = match get("s3.request-timeout") {
-        None => Duration::from_secs(10),
+        None => Duration::from_secs(60),
         Some(v) => parse_duration(v).ok_or_else(|| {
             StateError::Unavailable(format!(
                 "'s3.request-timeout' must be a duration such as '10 s', not '{v}'"

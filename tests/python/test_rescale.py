@@ -72,3 +72,54 @@ def test_a_job_resumes_from_a_savepoint_at_another_parallelism(start_server, tmp
             query(conn, other)
     finally:
         conn.close()
+
+
+def mv_contents(conn, view) -> dict:
+    table = query(conn, f"SELECT device, n, total FROM {view}")
+    return {r["device"]: (r["n"], r["total"]) for r in table.to_pylist()}
+
+
+def test_a_materialized_view_comes_back_at_another_parallelism(start_server, tmp_path):
+    """A server restarted with another parallelism replays its jobs at that
+    parallelism: the view's aggregate moves its key groups and the view's
+    two partitions are added into one, so the view holds what it held."""
+    data = SensorData(tmp_path / "sensors.csv", count=400, seed=5)
+    expected = {d: (len(t), sum(t)) for d, t in data.by_device().items()}
+    workdir = tmp_path / "server"
+
+    def args(parallelism: int) -> list:
+        return [
+            "--config", str(workdir / "runnel.toml"),
+            "--listen", "127.0.0.1:0",
+            "--parallelism", str(parallelism),
+        ]
+
+    first = start_server(workdir, "mv-p2", args=args(2))
+    conn = adbc_connect(first.port)
+    try:
+        query(conn, data.ddl("rsc_mv_sensors"))
+        job = single_job_id(
+            query(
+                conn,
+                "CREATE MATERIALIZED VIEW rsc_per_device AS SELECT device, COUNT(*) AS n, "
+                "SUM(temp) AS total FROM rsc_mv_sensors GROUP BY device",
+            )
+        )
+        wait_for_job(conn, job, "FINISHED")
+        before = mv_contents(conn, "rsc_per_device")
+        assert set(before) == set(expected)
+        for device, (n, total) in expected.items():
+            assert before[device][0] == n
+            assert before[device][1] == pytest.approx(total)
+    finally:
+        conn.close()
+    assert first.stop() == 0
+
+    second = start_server(workdir, "mv-p1", args=args(1))
+    conn = adbc_connect(second.port)
+    try:
+        assert mv_contents(conn, "rsc_per_device") == before
+        log = second.log_since(0)
+        assert f"runnel: {job} resumes from checkpoint" in log, log[-2000:]
+    finally:
+        conn.close()

@@ -412,6 +412,64 @@ impl TwoPhaseSink for KafkaSink {
         }
         Ok(Committed::Published)
     }
+
+    /// Exactly-once after a rescale: old subtask `origin`'s marker group
+    /// (its lineage is in the `meta@<origin>` table) says which of its
+    /// entries reached the topic; this subtask's producer writes the rest
+    /// in one transaction that moves that marker, so a crash before this
+    /// run's first checkpoint cannot write them twice. An old subtask whose
+    /// transactional id no subtask uses any more is fenced first, which
+    /// aborts a transaction it may have left open (it would hold back
+    /// every read_committed reader until it timed out).
+    fn restore_other(
+        &mut self,
+        origin: usize,
+        entries: Vec<Staged>,
+        ctx: &mut OperatorContext<'_>,
+    ) -> Result<Committed> {
+        if self.t.delivery != Delivery::ExactlyOnce {
+            return Ok(Committed::Published);
+        }
+        let prefix = self.t.transactional_id_prefix.clone().unwrap_or_default();
+        if origin >= ctx.task.parallelism {
+            let mut config = self.t.client_config();
+            config.set("transactional.id", format!("{prefix}-{origin}"));
+            let fence: BaseProducer = config
+                .create()
+                .map_err(|e| kafka_error("create a producer to fence an old subtask", e))?;
+            fence.init_transactions(KAFKA_TIMEOUT).map_err(|e| {
+                kafka_error(&format!("fence transactional id '{prefix}-{origin}'"), e)
+            })?;
+        }
+        let meta = ctx
+            .state
+            .register_table(&format!("{}/meta@{origin}", ctx.task.operator_name))?;
+        let Some(lineage) = ctx.state.get(meta, b"lineage")? else {
+            // The old subtask never started exactly-once output.
+            return if entries.is_empty() {
+                Ok(Committed::Published)
+            } else {
+                Err(EngineError::Plan(format!(
+                    "corrupt checkpoint state of Kafka sink '{}': subtask {origin} staged output \
+                     but has no lineage",
+                    self.t.name
+                )))
+            };
+        };
+        let own = (self.marker.take(), std::mem::take(&mut self.lineage));
+        let result = (|| {
+            self.connect_marker(String::from_utf8_lossy(&lineage).into_owned(), origin)?;
+            let done = self.committed_checkpoint()?;
+            let todo: Vec<Staged> = entries
+                .into_iter()
+                .filter(|e| done.is_none_or(|d| e.id > d))
+                .collect();
+            self.publish(&todo)
+        })();
+        self.marker = own.0;
+        self.lineage = own.1;
+        result.map(|()| Committed::Published)
+    }
 }
 
 /// Draws a lineage and keeps it in the sink's state.
