@@ -119,6 +119,7 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         "s" | "sec" | "second" | "seconds" => n * 1_000,
         "min" | "minute" | "minutes" => n * 60_000,
         "h" | "hour" | "hours" => n * 3_600_000,
+        "d" | "day" | "days" => n * 86_400_000,
         _ => return None,
     };
     Some(Duration::from_millis(ms))

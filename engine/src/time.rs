@@ -37,6 +37,43 @@ pub fn parse_timestamp_millis(text: &str) -> Option<i64> {
         .map(|dt| dt.and_utc().timestamp_millis())
 }
 
+/// Where operators read processing (wall-clock) time, for state TTL.
+///
+/// Jobs use the system clock. Tests use a manual clock that they move
+/// themselves, so that expiry happens at the step they choose.
+#[derive(Debug, Clone, Default)]
+pub enum Clock {
+    /// The system's wall clock.
+    #[default]
+    System,
+    /// A time in milliseconds since the epoch, set by whoever holds it.
+    Manual(std::sync::Arc<std::sync::atomic::AtomicI64>),
+}
+
+impl Clock {
+    /// A manual clock at `millis`.
+    pub fn manual(millis: i64) -> Self {
+        Clock::Manual(std::sync::Arc::new(std::sync::atomic::AtomicI64::new(
+            millis,
+        )))
+    }
+
+    /// The time now, in milliseconds since the epoch.
+    pub fn now_millis(&self) -> i64 {
+        match self {
+            Clock::System => chrono::Utc::now().timestamp_millis(),
+            Clock::Manual(t) => t.load(std::sync::atomic::Ordering::SeqCst),
+        }
+    }
+
+    /// Moves a manual clock to `millis` (a system clock ignores it).
+    pub fn set_millis(&self, millis: i64) {
+        if let Clock::Manual(t) = self {
+            t.store(millis, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

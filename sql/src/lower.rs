@@ -37,6 +37,11 @@ pub struct LowerOptions {
     pub parallelism: usize,
     /// Connectors by name.
     pub registry: ConnectorRegistry,
+    /// `'table.exec.state.ttl'`: the state TTL of regular joins whose
+    /// query gives none in a STATE_TTL hint; `None` keeps state forever.
+    pub state_ttl: Option<std::time::Duration>,
+    /// Where state TTL reads processing time.
+    pub clock: runnel_engine::time::Clock,
 }
 
 /// Where a job's rows go.
@@ -118,10 +123,9 @@ pub fn lower_all(
                     .map_err(|e| SqlError::plan(engine_message(&e), position))?;
                 let factory = connector.sink(&desc, plan.updating).map_err(|e| {
                     let msg = engine_message(&e);
-                    let msg = if plan.updating {
-                        format!("{msg} (the query is an updating stream because it aggregates without a window; use a window, or a sink that accepts updates such as 'print' or 'blackhole')")
-                    } else {
-                        msg
+                    let msg = match plan.updating_cause() {
+                        Some(cause) => format!("{msg} (the query is an updating stream because {cause}; use a window or an INNER join of append-only streams, or a sink that accepts updates: 'print', 'blackhole', or 'delta' with 'sink.updating-mode' = 'changelog')"),
+                        None => msg,
                     };
                     SqlError::plan(msg, position)
                 })?;
@@ -313,6 +317,11 @@ impl Lowerer<'_> {
                 self.lower_join(left, right, "window join", keys, factory)
             }
             Node::StreamJoin { left, right, spec } => {
+                let mut spec = spec.clone();
+                for ttl in &mut spec.ttl {
+                    *ttl = ttl.or(self.options.state_ttl);
+                }
+                spec.clock = self.options.clock.clone();
                 let factory = spec
                     .clone()
                     .factory(left.schema(), right.schema())

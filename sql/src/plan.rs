@@ -226,6 +226,7 @@ impl Plan {
                         left_keys,
                         right_keys,
                         residual,
+                        ..
                     },
             } => prune_join(
                 left,
@@ -244,6 +245,46 @@ impl Plan {
                 input.prune(&n);
             }
         }
+    }
+
+    /// Why this plan's output updates, naming the step that makes it:
+    /// `None` for an append-only plan.
+    pub fn updating_cause(&self) -> Option<String> {
+        if !self.updating {
+            return None;
+        }
+        let inputs: Vec<&Plan> = match &self.node {
+            Node::GroupAggregate { .. } => {
+                return Some(
+                    "it aggregates without a window (GROUP BY over the whole stream)".into(),
+                )
+            }
+            Node::StreamJoin { spec, left, right } => {
+                use runnel_engine::ops::JoinKind;
+                let kind = match spec.kind {
+                    JoinKind::Left => Some("LEFT"),
+                    JoinKind::Right => Some("RIGHT"),
+                    JoinKind::Full => Some("FULL"),
+                    JoinKind::Inner => None,
+                };
+                if let Some(kind) = kind {
+                    return Some(format!(
+                        "its {kind} OUTER JOIN emits unmatched rows padded with NULLs and retracts them when a match arrives"
+                    ));
+                }
+                vec![left.as_ref(), right.as_ref()]
+            }
+            Node::Filter { input, .. }
+            | Node::Project { input, .. }
+            | Node::WindowTvf { input, .. }
+            | Node::WindowAggregate { input, .. }
+            | Node::SessionAggregate { input, .. }
+            | Node::LookupJoin { input, .. } => vec![input.as_ref()],
+            Node::Union { inputs } => inputs.iter().collect(),
+            Node::WindowJoin { left, right, .. } => vec![left.as_ref(), right.as_ref()],
+            Node::Scan { .. } => Vec::new(),
+        };
+        inputs.into_iter().find_map(Plan::updating_cause)
     }
 
     /// [`Plan::prune`] for a plan whose every output column is consumed.
@@ -373,7 +414,10 @@ fn prune_join(
     residual: Option<&Expr>,
     needed: &BTreeSet<usize>,
 ) {
-    let width = left.scope.columns.len();
+    // Column numbers of the join's output: the left side's data columns,
+    // the right side's, then the changelog column when it updates.
+    let width = left.scope.columns.len() - usize::from(left.updating);
+    let right_width = right.scope.columns.len() - usize::from(right.updating);
     let mut all = needed.clone();
     if let Some(r) = residual {
         r.columns(&mut all);
@@ -382,7 +426,7 @@ fn prune_join(
     l.extend(left_keys.iter().copied());
     let mut r: BTreeSet<usize> = all
         .iter()
-        .filter(|&&c| c >= width)
+        .filter(|&&c| c >= width && c < width + right_width)
         .map(|c| c - width)
         .collect();
     r.extend(right_keys.iter().copied());

@@ -116,7 +116,13 @@ pub struct Session {
     /// The highest parallelism `SET` may ask for; `None` leaves only the
     /// runtime's own bound (the number of key groups).
     parallelism_limit: Option<usize>,
+    /// Where state TTL reads processing time (tests move a manual clock).
+    clock: runnel_engine::time::Clock,
 }
+
+/// Flink's option for the state TTL of regular joins (and, later,
+/// non-windowed aggregates).
+pub const STATE_TTL_OPTION: &str = "table.exec.state.ttl";
 
 impl Session {
     /// A session with these connectors.
@@ -128,7 +134,14 @@ impl Session {
             jobs: Vec::new(),
             next_job: 1,
             parallelism_limit: None,
+            clock: runnel_engine::time::Clock::System,
         }
+    }
+
+    /// Makes jobs planned from now on read processing time from `clock`
+    /// (for state TTL); tests pass a manual clock.
+    pub fn set_clock(&mut self, clock: runnel_engine::time::Clock) {
+        self.clock = clock;
     }
 
     /// Bounds the parallelism `SET 'parallelism'` may ask for (a server
@@ -241,6 +254,14 @@ impl Session {
                 }
             }
         }
+        if key == STATE_TTL_OPTION && parse_duration(value).is_none() {
+            return Err(SqlError::plan(
+                format!(
+                    "'{key}' must be a duration such as '1 h', '30 min' or '1 d' (0 keeps state forever), not '{value}'"
+                ),
+                position,
+            ));
+        }
         self.options.insert(key.to_string(), value.to_string());
         Ok(())
     }
@@ -254,6 +275,11 @@ impl Session {
         LowerOptions {
             parallelism: self.parallelism(),
             registry: self.registry.clone(),
+            state_ttl: self
+                .option(STATE_TTL_OPTION)
+                .and_then(parse_duration)
+                .filter(|d| !d.is_zero()),
+            clock: self.clock.clone(),
         }
     }
 

@@ -19,6 +19,12 @@
 //! ----                            updating results start with +I/-U/+U/-D)
 //! a, 1
 //!
+//! query materialized           -- the same, comparing the rows an updating
+//! SELECT ...                      result leaves once its changelog is
+//! ----                            applied (where the order of two inputs
+//!                                 decides the changes but not the result)
+//! a, 1
+//!
 //! sink <id>                    -- rows an INSERT wrote into a 'values' sink
 //! ----
 //! ...
@@ -180,6 +186,8 @@ enum Record {
         sql: String,
         expected: Vec<String>,
         error: Option<String>,
+        /// `query materialized`: compare the rows the changelog leaves.
+        materialized: bool,
     },
     Data {
         id: String,
@@ -230,12 +238,14 @@ fn parse_file(text: &str) -> Vec<(usize, Record)> {
                 sql,
                 expected,
                 error: Some(rest.trim().to_string()),
+                materialized: false,
             }
-        } else if header == "query" {
+        } else if header == "query" || header == "query materialized" {
             Record::Query {
                 sql,
                 expected,
                 error: None,
+                materialized: header.ends_with("materialized"),
             }
         } else if let Some(id) = header.strip_prefix("data ") {
             let mut steps = Vec::new();
@@ -271,6 +281,36 @@ fn parse_file(text: &str) -> Vec<(usize, Record)> {
         out.push((start, rec));
     }
     out
+}
+
+/// The rows a changelog (sorted lines that start with `+I, `, `-U, `,
+/// `+U, ` or `-D, `) leaves, sorted; an error when it retracts a row it
+/// never added.
+fn materialize(changes: Vec<String>) -> Result<Vec<String>, String> {
+    let mut counts: std::collections::BTreeMap<String, i64> = Default::default();
+    for c in &changes {
+        let (delta, row) = match c.split_once(", ").map(|(k, r)| (k, r.to_string())) {
+            Some(("+I" | "+U", row)) => (1, row),
+            Some(("-U" | "-D", row)) => (-1, row),
+            _ => match c.as_str() {
+                "+I" | "+U" => (1, String::new()),
+                "-U" | "-D" => (-1, String::new()),
+                _ => return Err(format!("'{c}' is not a changelog row")),
+            },
+        };
+        *counts.entry(row).or_insert(0) += delta;
+    }
+    let mut out = Vec::new();
+    for (row, n) in counts {
+        if n < 0 {
+            return Err(format!(
+                "the changelog retracts '{row}' {} more times than it adds it",
+                -n
+            ));
+        }
+        out.extend(std::iter::repeat_n(row, n as usize));
+    }
+    Ok(out)
 }
 
 /// Rows as sorted text lines.
@@ -405,7 +445,17 @@ fn run_file(path: &Path) -> Vec<String> {
                 sql,
                 expected,
                 error,
-            } => match (execute(&mut session, sql), error) {
+                materialized,
+            } => match (
+                execute(&mut session, sql).and_then(|rows| {
+                    if *materialized {
+                        materialize(rows)
+                    } else {
+                        Ok(rows)
+                    }
+                }),
+                error,
+            ) {
                 (Ok(rows), None) => {
                     if complete {
                         completed.push((
@@ -414,6 +464,7 @@ fn run_file(path: &Path) -> Vec<String> {
                                 sql: sql.clone(),
                                 expected: rows,
                                 error: None,
+                                materialized: *materialized,
                             },
                         ));
                         continue;

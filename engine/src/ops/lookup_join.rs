@@ -25,6 +25,11 @@ pub enum JoinKind {
     Inner,
     /// Every stream row; table columns NULL when nothing matches.
     Left,
+    /// Every right row; left columns NULL when nothing matches (joins of
+    /// two streams only).
+    Right,
+    /// Every row of both sides (joins of two streams only).
+    Full,
 }
 
 /// The join, built once and shared by its subtasks.

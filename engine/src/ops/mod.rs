@@ -2,6 +2,7 @@
 
 pub mod agg;
 pub mod basic;
+pub mod changelog_join;
 pub mod filter_project;
 pub mod group_agg;
 pub mod lookup_join;
@@ -12,6 +13,7 @@ pub mod window_join;
 
 pub use agg::AggregateCall;
 pub use basic::{ProcTimeOperator, UnionOperator};
+pub use changelog_join::ChangelogJoin;
 pub use group_agg::{GroupAggregate, GroupAggregateSpec};
 pub use lookup_join::{JoinKind, LookupJoin};
 pub use session::{SessionAggregate, SessionAggregateSpec};

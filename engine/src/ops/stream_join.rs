@@ -22,7 +22,9 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, RecordBatch, UInt32Array};
 use arrow::compute::{concat_batches, interleave, take_record_batch};
-use arrow::datatypes::SchemaRef;
+use std::time::Duration;
+
+use arrow::datatypes::{Schema, SchemaRef};
 use runnel_state::TableId;
 
 use crate::error::{EngineError, Result};
@@ -30,10 +32,14 @@ use crate::expr::Expr;
 use crate::keys::KeyEncoder;
 use crate::operator::{Collector, Operator, OperatorContext, OperatorFactory, TaskInfo};
 use crate::ops::agg::{load_meta, save_meta, scan_owned};
+use crate::ops::changelog_join::ChangelogJoin;
 use crate::ops::window_join::{
     check_condition, check_join_inputs, emit_pairs, from_ipc, null_key, put_by_key_group, side_of,
     WindowJoinSpec, OUTPUT_BATCH_ROWS,
 };
+use crate::ops::JoinKind;
+use crate::time::Clock;
+use crate::types::is_updating;
 use crate::types::Barrier;
 
 /// Stored entries merged into one kept batch on restore.
@@ -48,15 +54,59 @@ pub struct StreamJoinSpec {
     pub right_keys: Vec<usize>,
     /// Other ON conditions, over the left columns followed by the right.
     pub residual: Option<Expr>,
+    /// INNER, LEFT, RIGHT or FULL.
+    pub kind: JoinKind,
+    /// Per side (left, right): how long a kept row lives after it was last
+    /// written (state TTL); `None` keeps it for as long as the job runs.
+    pub ttl: [Option<Duration>; 2],
+    /// Where the TTL reads the time.
+    pub clock: Clock,
 }
 
 impl StreamJoinSpec {
+    /// An INNER join on these keys without a TTL.
+    pub fn inner(left_keys: Vec<usize>, right_keys: Vec<usize>, residual: Option<Expr>) -> Self {
+        Self {
+            left_keys,
+            right_keys,
+            residual,
+            kind: JoinKind::Inner,
+            ttl: [None, None],
+            clock: Clock::System,
+        }
+    }
+
+    /// True when the join of these inputs is an updating stream: an input
+    /// updates, or a side is padded with NULLs when unmatched.
+    pub fn is_updating(&self, left: &Schema, right: &Schema) -> bool {
+        self.kind != JoinKind::Inner || is_updating(left) || is_updating(right)
+    }
+
+    /// True when the append-only [`StreamJoin`] does it: an INNER join of
+    /// append-only inputs without a TTL. Anything else is a
+    /// [`ChangelogJoin`].
+    fn append_only(&self, left: &Schema, right: &Schema) -> bool {
+        !self.is_updating(left, right) && self.ttl == [None, None]
+    }
+
+    fn build(&self, left: &SchemaRef, right: &SchemaRef) -> Result<Box<dyn Operator>> {
+        if self.append_only(left, right) {
+            return Ok(Box::new(StreamJoin::new(self.clone(), left, right)?));
+        }
+        Ok(Box::new(ChangelogJoin::new(
+            self.kind,
+            (left, right),
+            (self.left_keys.clone(), self.right_keys.clone()),
+            self.residual.clone(),
+            self.ttl,
+            self.clock.clone(),
+        )?))
+    }
+
     /// A factory for the subtasks; checks the spec against the inputs.
     pub fn factory(self, left: SchemaRef, right: SchemaRef) -> Result<OperatorFactory> {
-        StreamJoin::new(self.clone(), &left, &right)?;
-        Ok(Arc::new(move |_t: &TaskInfo| {
-            Ok(Box::new(StreamJoin::new(self.clone(), &left, &right)?) as Box<dyn Operator>)
-        }))
+        self.build(&left, &right)?;
+        Ok(Arc::new(move |_t: &TaskInfo| self.build(&left, &right)))
     }
 }
 
@@ -302,11 +352,7 @@ mod tests {
     }
 
     fn op(residual: Option<Expr>) -> Box<dyn Operator> {
-        let spec = StreamJoinSpec {
-            left_keys: vec![0],
-            right_keys: vec![0],
-            residual,
-        };
+        let spec = StreamJoinSpec::inner(vec![0], vec![0], residual);
         Box::new(StreamJoin::new(spec, &schema("v"), &schema("w")).expect("valid join"))
     }
 

@@ -363,6 +363,27 @@ pub(crate) fn check_join_inputs(
             "{what} needs append-only inputs; one side is an updating stream"
         )));
     }
+    check_join_keys(what, left, right, left_keys, right_keys)
+}
+
+/// Checks a join's key lists: as long as each other, not empty, pairwise
+/// of one type, and data columns of their inputs (not the changelog
+/// column).
+pub(crate) fn check_join_keys(
+    what: &str,
+    left: &Schema,
+    right: &Schema,
+    left_keys: &[usize],
+    right_keys: &[usize],
+) -> Result<()> {
+    for (schema, keys) in [(left, left_keys), (right, right_keys)] {
+        let width = schema.fields().len() - usize::from(is_updating(schema));
+        if let Some(k) = keys.iter().find(|&&k| k >= width) {
+            return Err(EngineError::Plan(format!(
+                "{what}: key column {k} is not a data column of {schema}"
+            )));
+        }
+    }
     if left_keys.len() != right_keys.len() || left_keys.is_empty() {
         return Err(EngineError::Plan(format!(
             "{what} needs equal, non-empty key lists"

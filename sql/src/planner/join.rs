@@ -6,10 +6,11 @@
 use arrow::datatypes::DataType;
 use runnel_engine::expr::{BinaryOp, Expr};
 use runnel_engine::ops::{JoinKind, StreamJoinSpec, WindowJoinSpec};
+use runnel_engine::types::ROW_KIND_COLUMN;
 use sqlparser::ast;
 
 use super::{conjuncts, first_words, pos, resolve_column, table_scope, Planner};
-use crate::binder::{bind_expr, flink_type_name, Bound, Scope};
+use crate::binder::{bind_expr, flink_type_name, Bound, Scope, ScopeColumn};
 use crate::catalog::{key_of, Entry};
 use crate::error::{Position, Result, SqlError};
 use crate::plan::{Node, Plan};
@@ -20,10 +21,12 @@ impl Planner<'_> {
         let (kind, constraint) = match &join.join_operator {
             J::Join(c) | J::Inner(c) => (JoinKind::Inner, c),
             J::Left(c) | J::LeftOuter(c) => (JoinKind::Left, c),
+            J::Right(c) | J::RightOuter(c) => (JoinKind::Right, c),
+            J::FullOuter(c) => (JoinKind::Full, c),
             other => {
                 return Err(SqlError::plan(
                     format!(
-                        "{} joins are not supported; use [LEFT] JOIN with a bounded table",
+                        "{} joins are not supported; use [INNER], LEFT, RIGHT or FULL [OUTER] JOIN ... ON",
                         first_words(&format!("{other:?}"))
                     ),
                     pos(&join.relation),
@@ -33,10 +36,15 @@ impl Planner<'_> {
         // A table named on the right is the build side of a lookup join;
         // anything else (a view, a subquery, a window function) is a
         // stream, joined with the left stream window by window.
+        // RIGHT and FULL joins keep the table's unmatched rows too: the
+        // table is then read as a stream.
         let lookup = match &join.relation {
             ast::TableFactor::Table {
                 name, alias, args, ..
-            } if args.is_none() && !self.ctes.contains_key(&key_of(name)) => {
+            } if args.is_none()
+                && !self.ctes.contains_key(&key_of(name))
+                && matches!(kind, JoinKind::Inner | JoinKind::Left) =>
+            {
                 match self.catalog.get(name) {
                     // A table with a WATERMARK is a stream, not a lookup table.
                     Some(Entry::Table(table)) if table.descriptor.watermark.is_none() => {
@@ -143,9 +151,12 @@ fn equality_sides(c: &ast::Expr, left: &Scope, right: &Scope) -> Option<(usize, 
 
 /// The join of two streams. Equalities between a column of each side are
 /// keys, the remaining conditions filter the joined pairs. When both sides
-/// carry windows and ON equates their `window_start` and `window_end`, it
-/// is a window join (see [`runnel_engine::ops::window_join`]); otherwise a
-/// regular join that keeps every row ([`runnel_engine::ops::stream_join`]).
+/// carry windows and ON equates their `window_start` and `window_end`, an
+/// INNER join is a window join (see [`runnel_engine::ops::window_join`]);
+/// otherwise a regular join that keeps every row (INNER, LEFT, RIGHT or
+/// FULL, over append-only or updating inputs; see
+/// [`runnel_engine::ops::changelog_join`]). Its output updates when an
+/// input does or a side is padded with NULLs.
 fn plan_stream_join(
     left: Plan,
     right: Plan,
@@ -153,25 +164,23 @@ fn plan_stream_join(
     constraint: &ast::JoinConstraint,
     position: Position,
 ) -> Result<Plan> {
-    if kind != JoinKind::Inner {
-        return Err(SqlError::plan(
-            "only INNER joins of two streams are supported yet",
-            position,
-        ));
-    }
-    if left.updating || right.updating {
-        return Err(SqlError::plan(
-            "joining an updating stream is not supported yet",
-            position,
-        ));
-    }
     let ast::JoinConstraint::On(on) = constraint else {
         return Err(SqlError::plan("a join needs an ON condition", position));
     };
-    let mut columns = left.scope.columns.clone();
-    columns.extend(right.scope.columns.iter().cloned());
-    let scope = Scope::new(columns);
-    let (left_keys, right_keys, rest) = stream_join_keys(on, &left.scope, &right.scope, &scope)?;
+    let (left_data, right_data) = (data_scope(&left), data_scope(&right));
+    let pad_left = matches!(kind, JoinKind::Right | JoinKind::Full);
+    let pad_right = matches!(kind, JoinKind::Left | JoinKind::Full);
+    let mut columns: Vec<ScopeColumn> = left_data.columns.clone();
+    for c in &mut columns {
+        c.nullable |= pad_left;
+    }
+    for c in &right_data.columns {
+        let mut c = c.clone();
+        c.nullable |= pad_right;
+        columns.push(c);
+    }
+    let scope = Scope::new(columns.clone());
+    let (left_keys, right_keys, rest) = stream_join_keys(on, &left_data, &right_data, &scope)?;
     let has = |l: usize, r: usize| {
         left_keys
             .iter()
@@ -190,8 +199,15 @@ fn plan_stream_join(
         }
         _ => None,
     };
+    if windows.is_some() && kind != JoinKind::Inner {
+        return Err(SqlError::plan(
+            "only INNER window joins are supported yet; an outer join of two windowed streams \
+             without the window_end equality runs as a regular join (an updating stream)",
+            position,
+        ));
+    }
     let residual = residual_condition(rest)?;
-    let (node, window) = match windows {
+    let (node, window, updating) = match windows {
         Some((lws, lwe, rwe)) => (
             Node::WindowJoin {
                 left: Box::new(left),
@@ -205,27 +221,47 @@ fn plan_stream_join(
                 },
             },
             Some((lws, lwe)),
+            false,
         ),
-        None => (
-            Node::StreamJoin {
-                left: Box::new(left),
-                right: Box::new(right),
-                spec: StreamJoinSpec {
-                    left_keys,
-                    right_keys,
-                    residual,
+        None => {
+            let updating = kind != JoinKind::Inner || left.updating || right.updating;
+            let mut spec = StreamJoinSpec::inner(left_keys, right_keys, residual);
+            spec.kind = kind;
+            (
+                Node::StreamJoin {
+                    left: Box::new(left),
+                    right: Box::new(right),
+                    spec,
                 },
-            },
-            None,
-        ),
+                None,
+                updating,
+            )
+        }
     };
+    if updating {
+        columns.push(ScopeColumn {
+            qualifier: None,
+            name: ROW_KIND_COLUMN.to_string(),
+            data_type: DataType::Int8,
+            nullable: false,
+        });
+    }
     Ok(Plan {
         time_column: None,
         window,
-        updating: false,
-        scope,
+        updating,
+        scope: Scope::new(columns),
         node,
     })
+}
+
+/// The columns of `plan` without its changelog column.
+fn data_scope(plan: &Plan) -> Scope {
+    let mut columns = plan.scope.columns.clone();
+    if plan.updating {
+        columns.pop();
+    }
+    Scope::new(columns)
 }
 
 /// Splits a stream join's ON condition into its keys, equalities between a
