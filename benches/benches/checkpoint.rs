@@ -122,6 +122,8 @@ fn graph_with(
             AggregateCall::new(AggregateFunction::Count, vec![], "n"),
             AggregateCall::new(AggregateFunction::Sum, vec![Expr::Column(1)], "total"),
         ],
+        ttl: None,
+        clock: Default::default(),
     };
     let agg = g.add_operator("aggregate", 2, spec.factory(schema())?);
     let sink = g.add_operator("blackhole", 2, BlackholeSink::factory());

@@ -360,6 +360,9 @@ impl Lowerer<'_> {
                 )
             }
             Node::GroupAggregate { input, spec } => {
+                let mut spec = spec.clone();
+                spec.ttl = spec.ttl.or(self.options.state_ttl);
+                spec.clock = self.options.clock.clone();
                 let factory = spec
                     .clone()
                     .factory(input.schema())

@@ -97,6 +97,16 @@ impl BoundAggregates {
         &self.fields
     }
 
+    /// The calls.
+    pub fn calls(&self) -> &[AggregateCall] {
+        &self.calls
+    }
+
+    /// The argument types of each call.
+    pub fn arg_types(&self) -> &[Vec<DataType>] {
+        &self.arg_types
+    }
+
     /// Fresh accumulators, one per call.
     pub fn accumulators(&self) -> Result<Vec<Box<dyn GroupsAccumulator>>> {
         self.calls

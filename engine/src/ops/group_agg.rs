@@ -5,8 +5,8 @@
 //! the new result (`+U`), or `+I` for a group seen for the first time. All
 //! retractions of a batch come before all new results, so for each key the
 //! order is `-U` then `+U`, as a changelog consumer expects. The input must
-//! be append-only; retracting input (an aggregate over an updating stream)
-//! is not supported yet and is rejected when the operator is built.
+//! be append-only: over an updating stream, or with a state TTL,
+//! [`GroupAggregateSpec`] builds a [`RetractAggregate`] instead.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,6 +22,7 @@ use crate::ops::agg::{
     load_group, load_meta, save_group, save_meta, state_key, update_all, AggregateCall,
     BoundAggregates,
 };
+use crate::ops::retract_agg::RetractAggregate;
 use crate::types::{is_updating, row_kind_array, with_row_kind, Barrier, RowKind};
 
 /// What a non-windowed aggregate computes.
@@ -31,15 +32,32 @@ pub struct GroupAggregateSpec {
     pub key_columns: Vec<usize>,
     /// The aggregates.
     pub aggregates: Vec<AggregateCall>,
+    /// How long a group lives after it was last written (state TTL);
+    /// `None` keeps it for as long as the job runs.
+    pub ttl: Option<std::time::Duration>,
+    /// Where the TTL reads the time.
+    pub clock: crate::time::Clock,
 }
 
 impl GroupAggregateSpec {
+    /// The operator for `input`: the vectorized [`GroupAggregate`] over an
+    /// append-only stream without a TTL, else a [`RetractAggregate`].
+    fn build(&self, input: &SchemaRef) -> Result<Box<dyn Operator>> {
+        if is_updating(input) || self.ttl.is_some() {
+            return Ok(Box::new(RetractAggregate::new(
+                self.clone(),
+                input,
+                self.ttl,
+                self.clock.clone(),
+            )?));
+        }
+        Ok(Box::new(GroupAggregate::new(self.clone(), input)?))
+    }
+
     /// A factory for the subtasks of this operator.
     pub fn factory(self, input: SchemaRef) -> Result<OperatorFactory> {
-        GroupAggregate::new(self.clone(), &input)?;
-        Ok(Arc::new(move |_task: &TaskInfo| {
-            Ok(Box::new(GroupAggregate::new(self.clone(), &input)?) as Box<dyn Operator>)
-        }))
+        self.build(&input)?;
+        Ok(Arc::new(move |_task: &TaskInfo| self.build(&input)))
     }
 }
 

@@ -292,6 +292,8 @@ fn group_op() -> Result<Box<GroupAggregate>> {
             AggregateCall::new(F::Count, vec![], "cnt"),
             AggregateCall::new(F::Avg, vec![Expr::Column(2)], "avg_v"),
         ],
+        ttl: None,
+        clock: Default::default(),
     };
     Ok(Box::new(GroupAggregate::new(spec, &schema())?))
 }

@@ -40,12 +40,9 @@ impl Planner<'_> {
         having: Option<&ast::Expr>,
         position: Position,
     ) -> Result<Plan> {
-        if input.updating {
-            return Err(SqlError::plan(
-                "aggregating an updating stream is not supported yet",
-                position,
-            ));
-        }
+        // Over an updating stream only GROUP BY without a window applies
+        // (windows refuse updating input where they are planned); its
+        // operator retracts (see runnel_engine::ops::retract_agg).
         // Window: the input is a window TVF and GROUP BY names its columns.
         let input_window = input.window;
         let (mut base, window) = match input.node {
@@ -355,6 +352,8 @@ fn aggregate_node(
             let spec = GroupAggregateSpec {
                 key_columns: keys.to_vec(),
                 aggregates: calls,
+                ttl: None,
+                clock: Default::default(),
             };
             (
                 Node::GroupAggregate {
