@@ -39,6 +39,7 @@ use runnel_engine::connector::ConnectorRegistry;
 
 pub mod blackhole;
 pub mod datagen;
+pub mod debezium;
 pub mod delta;
 pub mod filesystem;
 mod generator;

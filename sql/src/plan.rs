@@ -282,7 +282,12 @@ impl Plan {
             | Node::LookupJoin { input, .. } => vec![input.as_ref()],
             Node::Union { inputs } => inputs.iter().collect(),
             Node::WindowJoin { left, right, .. } => vec![left.as_ref(), right.as_ref()],
-            Node::Scan { .. } => Vec::new(),
+            Node::Scan { table, .. } => {
+                return Some(format!(
+                    "it reads table '{}', whose rows are changes (debezium-json)",
+                    table.descriptor.name
+                ))
+            }
         };
         inputs.into_iter().find_map(Plan::updating_cause)
     }

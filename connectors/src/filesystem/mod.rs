@@ -27,6 +27,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
 use runnel_engine::connector::{Connector, SourceTable, TableDescriptor};
 use runnel_engine::graph::parse_byte_size;
 use runnel_engine::operator::OperatorFactory;
@@ -47,6 +49,8 @@ const OPTIONS: &[&str] = &[
     "csv.field-delimiter",
     "csv.ignore-first-line",
     "csv.ignore-parse-errors",
+    "debezium-json.schema-include",
+    "debezium-json.ignore-parse-errors",
     "source.split-size",
 ];
 
@@ -64,7 +68,8 @@ impl Connector for FilesystemConnector {
     }
 
     fn supports_projection(&self, table: &TableDescriptor) -> bool {
-        // JSON and Parquet find columns by name; CSV by position.
+        // JSON and Parquet find columns by name; CSV by position. Debezium
+        // changes come whole.
         matches!(table.option("format"), Some("json") | Some("parquet"))
     }
 
@@ -87,6 +92,13 @@ impl Connector for FilesystemConnector {
             )));
         }
         let options = Arc::new(FsOptions::from_table(table)?);
+        if options.debezium.is_some() {
+            return Err(bad_option(
+                table,
+                "format",
+                "'debezium-json' is read-only here: the filesystem sink writes json, csv or parquet",
+            ));
+        }
         if options.path.is_file() {
             return Err(bad_option(
                 table,
@@ -132,6 +144,9 @@ impl Format {
 struct FsOptions {
     path: PathBuf,
     format: Format,
+    /// `'format' = 'debezium-json'`: JSON lines holding Debezium change
+    /// envelopes, read as a changelog (the source only).
+    debezium: Option<crate::debezium::Debezium>,
     /// Skip and count records that do not parse instead of failing.
     ignore_parse_errors: bool,
     delimiter: u8,
@@ -144,19 +159,24 @@ struct FsOptions {
 impl FsOptions {
     fn from_table(table: &TableDescriptor) -> Result<Self> {
         let path = PathBuf::from(table.required("path")?);
+        let debezium = crate::debezium::Debezium::of(table)?;
         let format = match table.required("format")? {
             f if f.eq_ignore_ascii_case("json") => Format::Json,
+            _ if debezium.is_some() => Format::Json,
             f if f.eq_ignore_ascii_case("csv") => Format::Csv,
             f if f.eq_ignore_ascii_case("parquet") => Format::Parquet,
             other => {
                 return Err(bad_option(
                     table,
                     "format",
-                    &format!("must be one of json, csv, parquet, not '{other}'"),
+                    &format!("must be one of json, csv, parquet, debezium-json, not '{other}'"),
                 ))
             }
         };
         let ignore_parse_errors = match format {
+            Format::Json if debezium.is_some() => {
+                table.bool_option("debezium-json.ignore-parse-errors", false)?
+            }
             Format::Json => table.bool_option("json.ignore-parse-errors", false)?,
             Format::Csv => table.bool_option("csv.ignore-parse-errors", false)?,
             Format::Parquet => false,
@@ -164,6 +184,7 @@ impl FsOptions {
         Ok(Self {
             path,
             format,
+            debezium,
             ignore_parse_errors,
             delimiter: delimiter_option(table, "csv.field-delimiter", b',')?,
             ignore_first_line: table.bool_option("csv.ignore-first-line", false)?,
@@ -183,6 +204,43 @@ impl FsOptions {
     /// The CSV delimiter for CSV files, `None` for JSON.
     fn csv_delimiter(&self) -> Option<u8> {
         (self.format == Format::Csv).then_some(self.delimiter)
+    }
+
+    /// The format's name in messages.
+    fn label(&self) -> &'static str {
+        match self.debezium {
+            Some(_) => crate::debezium::FORMAT,
+            None => self.format.label(),
+        }
+    }
+
+    /// What the text decoder reads for a table of `schema`.
+    fn wire_schema(&self, schema: &SchemaRef) -> SchemaRef {
+        match self.debezium {
+            Some(d) => d.wire_schema(schema),
+            None => Arc::clone(schema),
+        }
+    }
+
+    /// The source's batches for a table of `schema`: with the changelog
+    /// column for Debezium changes.
+    fn output_schema(&self, schema: &SchemaRef) -> SchemaRef {
+        match self.debezium {
+            Some(_) => runnel_engine::types::with_row_kind(schema),
+            None => Arc::clone(schema),
+        }
+    }
+
+    /// Turns what the decoder made into the source's rows.
+    fn finish(
+        &self,
+        schema: &SchemaRef,
+        decoded: RecordBatch,
+    ) -> std::result::Result<RecordBatch, arrow::error::ArrowError> {
+        match self.debezium {
+            Some(d) => d.unwrap(schema, &decoded).map(|(b, _)| b),
+            None => Ok(decoded),
+        }
     }
 }
 

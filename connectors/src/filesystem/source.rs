@@ -124,7 +124,7 @@ pub(super) fn factory(options: Arc<FsOptions>, schema: SchemaRef) -> SourceFacto
             starts: std::collections::HashMap::new(),
             subtask: task.subtask,
             parallelism,
-            decoder: RecordsDecoder::new(Arc::clone(&schema), options.csv_delimiter()),
+            decoder: RecordsDecoder::new(options.wire_schema(&schema), options.csv_delimiter()),
             chunk: Chunk::default(),
         }) as Box<dyn Source>)
     })
@@ -658,7 +658,10 @@ impl OpenFile {
                 }
                 let rows = chunk.lines.len();
                 if chunk.oversized.is_empty() {
-                    if let Ok(batch) = decoder.decode(&chunk.bytes, rows) {
+                    if let Ok(batch) = decoder
+                        .decode(&chunk.bytes, rows)
+                        .and_then(|b| options.finish(schema, b))
+                    {
                         return Ok(Some(batch));
                     }
                 }
@@ -881,7 +884,13 @@ fn decode(
     bytes: &[u8],
     rows: usize,
 ) -> std::result::Result<RecordBatch, ArrowError> {
-    crate::text::decode_records(schema, bytes, rows, options.csv_delimiter())
+    let decoded = crate::text::decode_records(
+        &options.wire_schema(schema),
+        bytes,
+        rows,
+        options.csv_delimiter(),
+    )?;
+    options.finish(schema, decoded)
 }
 
 /// Parses a chunk line by line: fails on the first bad line, or skips and
@@ -906,7 +915,7 @@ fn decode_lines(
             return Err(EngineError::Execution(format!(
                 "malformed {} record in file '{}' at line {line}: the line is longer than \
                  {MAX_LINE_BYTES} bytes",
-                options.format.label(),
+                options.label(),
                 path.display(),
             )));
         }
@@ -920,13 +929,13 @@ fn decode_lines(
                 let detail = e.to_string().replace(" at line 0", "");
                 return Err(EngineError::Execution(format!(
                     "malformed {} record in file '{}' at line {line}: {detail}",
-                    options.format.label(),
+                    options.label(),
                     path.display()
                 )));
             }
         }
     }
-    Ok(concat_batches(schema, &good)?)
+    Ok(concat_batches(&options.output_schema(schema), &good)?)
 }
 
 /// Opens a Parquet file, reading only the table's columns (found by name),

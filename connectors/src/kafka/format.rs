@@ -42,7 +42,7 @@ impl Format {
             "debezium-json" => Err(bad_option(
                 table,
                 key,
-                "'debezium-json' is not supported yet (a changelog source needs the planner to accept updating scans); use json, csv or raw",
+                "'debezium-json' is not supported by the Kafka connector yet (the filesystem connector reads it); use json, csv or raw",
             )),
             other => Err(bad_option(
                 table,

@@ -5,9 +5,11 @@
 use sqlparser::ast;
 
 use super::{first_words, pos, requalify, table_scope, Planner};
+use crate::binder::Scope;
 use crate::catalog::{key_of, position_of, Entry};
 use crate::error::{Result, SqlError};
 use crate::plan::{Node, Plan};
+use runnel_engine::types::ROW_KIND_COLUMN;
 
 impl Planner<'_> {
     pub(super) fn plan_from(&mut self, from: &ast::TableWithJoins) -> Result<Plan> {
@@ -80,7 +82,27 @@ impl Planner<'_> {
         }
         match self.catalog.get(name) {
             Some(Entry::Table(t)) => {
-                let scope = table_scope(t, qualifier);
+                let mut scope = table_scope(t, qualifier);
+                // A table of changes (Debezium JSON) is an updating stream.
+                let updating = is_changelog_table(t);
+                if updating {
+                    if !t.proctime.is_empty() {
+                        return Err(SqlError::plan(
+                            format!(
+                                "table '{name}' reads changes (debezium-json); PROCTIME() columns on it are not supported yet"
+                            ),
+                            position_of(name),
+                        ));
+                    }
+                    let mut columns = scope.columns;
+                    columns.push(crate::binder::ScopeColumn {
+                        qualifier: None,
+                        name: ROW_KIND_COLUMN.to_string(),
+                        data_type: arrow::datatypes::DataType::Int8,
+                        nullable: false,
+                    });
+                    scope = Scope::new(columns);
+                }
                 Ok(Plan {
                     node: Node::Scan {
                         table: t.clone(),
@@ -89,7 +111,7 @@ impl Planner<'_> {
                     time_column: t.descriptor.watermark.map(|w| w.0),
                     window: None,
                     scope,
-                    updating: false,
+                    updating,
                 })
             }
             Some(Entry::View(v)) => {
@@ -125,4 +147,14 @@ impl Planner<'_> {
             }
         }
     }
+}
+
+/// True when `t` reads a changelog (`'format'` or `'value.format'` is
+/// `debezium-json`): its scan carries the changelog column.
+pub(crate) fn is_changelog_table(t: &crate::catalog::TableEntry) -> bool {
+    ["format", "value.format"].iter().any(|k| {
+        t.descriptor
+            .option(k)
+            .is_some_and(|f| f.eq_ignore_ascii_case("debezium-json"))
+    })
 }
