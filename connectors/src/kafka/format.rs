@@ -39,15 +39,13 @@ impl Format {
                 b',',
             )?)),
             "raw" => Ok(Format::Raw),
-            "debezium-json" => Err(bad_option(
-                table,
-                key,
-                "'debezium-json' is not supported by the Kafka connector yet (the filesystem connector reads it); use json, csv or raw",
-            )),
+            // Debezium envelopes are JSON; the table unwraps them
+            // (`KafkaTable::debezium`).
+            "debezium-json" if key != "key.format" => Ok(Format::Json),
             other => Err(bad_option(
                 table,
                 key,
-                &format!("must be one of json, csv, raw; not '{other}'"),
+                &format!("must be one of json, csv, raw, debezium-json; not '{other}'"),
             )),
         }
     }

@@ -41,6 +41,7 @@ const OPTIONS: &[&str] = &[
     "topic-pattern",
     "properties.",
     "format",
+    "debezium-json.schema-include",
     "value.format",
     "key.format",
     "key.fields",
@@ -112,6 +113,13 @@ impl Connector for KafkaConnector {
             )));
         }
         let t = Arc::new(KafkaTable::from_table(table, false)?);
+        if t.debezium.is_some() {
+            return Err(crate::options::bad_option(
+                table,
+                "format",
+                "'debezium-json' is read-only here: the kafka sink writes json, csv or raw",
+            ));
+        }
         sink::factory(t, false)
     }
 }

@@ -138,6 +138,10 @@ pub(super) struct KafkaTable {
     pub(super) value_columns: Vec<usize>,
     pub(super) value_schema: SchemaRef,
     pub(super) value_format: Format,
+    /// `debezium-json` values: change envelopes read as a changelog.
+    pub(super) debezium: Option<crate::debezium::Debezium>,
+    /// What the value decoder reads: `value_schema`, or the envelope.
+    pub(super) value_wire_schema: SchemaRef,
     /// Columns carried in the message key (`'key.fields'`, or the primary
     /// key for upsert-kafka), and their format.
     pub(super) key_columns: Vec<usize>,
@@ -162,6 +166,11 @@ impl KafkaTable {
         let schema = Arc::clone(&table.schema);
         let metadata = metadata_columns(table, &schema)?;
         let layout = Layout::new(table, upsert, &schema, &metadata)?;
+        let debezium = crate::debezium::Debezium::of(table)?;
+        let value_wire_schema = match debezium {
+            Some(d) => d.wire_schema(&layout.value_schema),
+            None => Arc::clone(&layout.value_schema),
+        };
         Ok(Self {
             name: table.name.clone(),
             topics,
@@ -179,6 +188,8 @@ impl KafkaTable {
             value_columns: layout.value_columns,
             value_schema: layout.value_schema,
             value_format: layout.value_format,
+            debezium,
+            value_wire_schema,
             key_columns: layout.key_columns,
             key_schema: layout.key_schema,
             key_format: layout.key_format,

@@ -8,6 +8,7 @@ use arrow::array::{
     TimestampMillisecondArray,
 };
 use arrow::compute::concat_batches;
+use runnel_engine::types::with_row_kind;
 use runnel_engine::{EngineError, Result};
 
 use super::dead_letter::DeadLetter;
@@ -27,9 +28,22 @@ impl KafkaSource {
             .iter()
             .map(|r| r.value.as_deref().unwrap_or_default())
             .collect();
+        // Debezium envelopes become one or two rows each: `picks` says
+        // which record (of `good`) each value row came from.
+        let unwrap =
+            |v: RecordBatch| -> std::result::Result<(RecordBatch, Option<Vec<u32>>), String> {
+                match t.debezium {
+                    None => Ok((v, None)),
+                    Some(d) => d
+                        .unwrap(&t.value_schema, &v)
+                        .map(|(b, picks)| (b, Some(picks)))
+                        .map_err(|e| e.to_string()),
+                }
+            };
         let fast = t
             .value_format
-            .decode_all(&t.value_schema, &values)
+            .decode_all(&t.value_wire_schema, &values)
+            .and_then(unwrap)
             .and_then(|v| {
                 if !decode_keys {
                     return Ok((v, None));
@@ -41,16 +55,18 @@ impl KafkaSource {
                 let f = t.key_format.unwrap_or(t.value_format);
                 f.decode_all(&t.key_schema, &keys).map(|k| (v, Some(k)))
             });
-        let (good, value_batch, key_batch) = match fast {
+        let (good, (value_batch, picks), key_batch) = match fast {
             Ok((v, k)) => (live, v, k),
             Err(_) => {
                 let mut good = Vec::new();
                 let mut vs = Vec::new();
                 let mut ks = Vec::new();
+                let mut picks: Vec<u32> = Vec::new();
                 for r in live {
                     let v = t
                         .value_format
-                        .decode_one(&t.value_schema, r.value.as_deref().unwrap_or_default());
+                        .decode_one(&t.value_wire_schema, r.value.as_deref().unwrap_or_default())
+                        .and_then(unwrap);
                     let k = match (&v, decode_keys) {
                         (Ok(_), true) => t
                             .key_format
@@ -61,7 +77,10 @@ impl KafkaSource {
                         _ => Ok(None),
                     };
                     match (v, k) {
-                        (Ok(v), Ok(k)) => {
+                        (Ok((v, p)), Ok(k)) => {
+                            if p.is_some() {
+                                picks.extend(std::iter::repeat_n(good.len() as u32, v.num_rows()));
+                            }
                             good.push(r);
                             vs.push(v);
                             ks.extend(k);
@@ -69,27 +88,42 @@ impl KafkaSource {
                         (Err(e), _) | (_, Err(e)) => self.malformed(tp, r, &e)?,
                     }
                 }
-                let v = concat_batches(&t.value_schema, &vs)?;
+                let v = match t.debezium {
+                    Some(_) => concat_batches(&with_row_kind(&t.value_schema), &vs)?,
+                    None => concat_batches(&t.value_schema, &vs)?,
+                };
+                let picks = t.debezium.map(|_| picks);
                 let k = if decode_keys {
                     Some(concat_batches(&t.key_schema, &ks)?)
                 } else {
                     None
                 };
-                (good, v, k)
+                (good, (v, picks), k)
             }
         };
-        let mut columns: Vec<ArrayRef> = Vec::with_capacity(t.schema.fields().len());
+        // Columns not from the value repeat per row of their record.
+        let spread = |a: ArrayRef| -> Result<ArrayRef> {
+            match &picks {
+                None => Ok(a),
+                Some(p) => Ok(arrow::compute::take(
+                    a.as_ref(),
+                    &arrow::array::UInt32Array::from(p.clone()),
+                    None,
+                )?),
+            }
+        };
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(t.schema.fields().len() + 1);
         for (i, field) in t.schema.fields().iter().enumerate() {
             let col: ArrayRef = if let Some((_, meta)) = t.metadata.iter().find(|(m, _)| *m == i) {
                 let array = meta_column(*meta, tp, &good);
-                arrow::compute::cast(&array, field.data_type())?
+                spread(arrow::compute::cast(&array, field.data_type())?)?
             } else if let Some(k) = t.value_columns.iter().position(|&c| c == i) {
                 value_batch.column(k).clone()
             } else if let (Some(kb), Some(k)) = (
                 key_batch.as_ref(),
                 t.key_columns.iter().position(|&c| c == i),
             ) {
-                kb.column(k).clone()
+                spread(kb.column(k).clone())?
             } else {
                 return Err(EngineError::Internal(format!(
                     "kafka source: column '{}' has no origin",
@@ -98,7 +132,14 @@ impl KafkaSource {
             };
             columns.push(col);
         }
-        RecordBatch::try_new(Arc::clone(&t.schema), columns).map_err(|e| {
+        let schema = match t.debezium {
+            Some(_) => {
+                columns.push(value_batch.column(value_batch.num_columns() - 1).clone());
+                with_row_kind(&t.schema)
+            }
+            None => Arc::clone(&t.schema),
+        };
+        RecordBatch::try_new(schema, columns).map_err(|e| {
             EngineError::Execution(format!(
                 "kafka: records of {} do not fit table '{}': {e}",
                 show(tp),
