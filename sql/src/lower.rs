@@ -329,6 +329,14 @@ impl Lowerer<'_> {
                 let keys = [&spec.left_keys, &spec.right_keys];
                 self.lower_join(left, right, "join", keys, factory)
             }
+            Node::IntervalJoin { left, right, spec } => {
+                let factory = spec
+                    .clone()
+                    .factory(left.schema(), right.schema())
+                    .map_err(|e| self.err(e))?;
+                let keys = [&spec.left_keys, &spec.right_keys];
+                self.lower_join(left, right, "interval join", keys, factory)
+            }
             Node::WindowAggregate { input, spec } => {
                 let factory = spec
                     .clone()

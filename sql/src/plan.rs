@@ -16,8 +16,8 @@ use std::sync::Arc;
 use arrow::datatypes::SchemaRef;
 use runnel_engine::expr::Expr;
 use runnel_engine::ops::{
-    AggregateCall, GroupAggregateSpec, JoinKind, SessionAggregateSpec, StreamJoinSpec,
-    WindowAggregateSpec, WindowJoinSpec,
+    AggregateCall, GroupAggregateSpec, IntervalJoinSpec, JoinKind, SessionAggregateSpec,
+    StreamJoinSpec, WindowAggregateSpec, WindowJoinSpec,
 };
 use runnel_engine::window::WindowSpec;
 
@@ -121,6 +121,16 @@ pub enum Node {
         right: Box<Plan>,
         /// Keys and other conditions.
         spec: StreamJoinSpec,
+    },
+    /// Two streams joined on keys and a bounded distance between their
+    /// event times.
+    IntervalJoin {
+        /// Left input.
+        left: Box<Plan>,
+        /// Right input.
+        right: Box<Plan>,
+        /// Keys, time bounds and other conditions.
+        spec: IntervalJoinSpec,
     },
     /// Stream joined with a bounded table loaded in memory.
     LookupJoin {
@@ -228,6 +238,17 @@ impl Plan {
                         residual,
                         ..
                     },
+            }
+            | Node::IntervalJoin {
+                left,
+                right,
+                spec:
+                    IntervalJoinSpec {
+                        left_keys,
+                        right_keys,
+                        residual,
+                        ..
+                    },
             } => prune_join(
                 left,
                 right,
@@ -281,7 +302,9 @@ impl Plan {
             | Node::SessionAggregate { input, .. }
             | Node::LookupJoin { input, .. } => vec![input.as_ref()],
             Node::Union { inputs } => inputs.iter().collect(),
-            Node::WindowJoin { left, right, .. } => vec![left.as_ref(), right.as_ref()],
+            Node::WindowJoin { left, right, .. } | Node::IntervalJoin { left, right, .. } => {
+                vec![left.as_ref(), right.as_ref()]
+            }
             Node::Scan { table, .. } => {
                 return Some(format!(
                     "it reads table '{}', whose rows are changes (debezium-json)",
@@ -316,7 +339,9 @@ impl Plan {
             | Node::GroupAggregate { input, .. }
             | Node::LookupJoin { input, .. } => input.stream_scans(),
             Node::Union { inputs } => inputs.iter().flat_map(|i| i.stream_scans()).collect(),
-            Node::WindowJoin { left, right, .. } | Node::StreamJoin { left, right, .. } => {
+            Node::WindowJoin { left, right, .. }
+            | Node::StreamJoin { left, right, .. }
+            | Node::IntervalJoin { left, right, .. } => {
                 let mut t = left.stream_scans();
                 t.extend(right.stream_scans());
                 t
@@ -368,6 +393,18 @@ impl Plan {
                     None => String::new(),
                 }
             ),
+            Node::IntervalJoin { spec, .. } => format!(
+                "IntervalJoin {:?} keys {:?} = {:?}, {} <= left time - right time <= {} ms{}",
+                spec.kind,
+                spec.left_keys,
+                spec.right_keys,
+                spec.lower,
+                spec.upper,
+                match &spec.residual {
+                    Some(r) => format!(" and {r}"),
+                    None => String::new(),
+                }
+            ),
             Node::WindowJoin { spec, .. } => format!(
                 "WindowJoin keys {:?} = {:?}{}",
                 spec.left_keys,
@@ -392,7 +429,9 @@ impl Plan {
             | Node::GroupAggregate { input, .. }
             | Node::LookupJoin { input, .. } => input.describe_into(depth + 1, out),
             Node::Union { inputs } => inputs.iter().for_each(|i| i.describe_into(depth + 1, out)),
-            Node::WindowJoin { left, right, .. } | Node::StreamJoin { left, right, .. } => {
+            Node::WindowJoin { left, right, .. }
+            | Node::StreamJoin { left, right, .. }
+            | Node::IntervalJoin { left, right, .. } => {
                 left.describe_into(depth + 1, out);
                 right.describe_into(depth + 1, out);
             }

@@ -134,14 +134,26 @@ type KeyMap = HashMap<Box<[u8]>, Kept, ahash::RandomState>;
 
 /// Output rows not yet emitted: (left row, right row, kind); `None` pads.
 #[derive(Default)]
-struct Pending {
+pub(crate) struct Pending {
     left: Vec<Option<Box<[u8]>>>,
     right: Vec<Option<Box<[u8]>>>,
     kinds: Vec<RowKind>,
 }
 
 impl Pending {
-    fn push(&mut self, side: usize, mine: Option<&[u8]>, theirs: Option<&[u8]>, kind: RowKind) {
+    /// Rows waiting.
+    pub(crate) fn len(&self) -> usize {
+        self.kinds.len()
+    }
+
+    /// Adds a row: `mine` of `side` joined with `theirs` (`None` pads).
+    pub(crate) fn push(
+        &mut self,
+        side: usize,
+        mine: Option<&[u8]>,
+        theirs: Option<&[u8]>,
+        kind: RowKind,
+    ) {
         let (l, r) = if side == 0 {
             (mine, theirs)
         } else {
@@ -152,7 +164,7 @@ impl Pending {
         self.kinds.push(kind);
     }
 
-    fn push_n(
+    pub(crate) fn push_n(
         &mut self,
         n: u32,
         side: usize,
@@ -164,6 +176,101 @@ impl Pending {
             self.push(side, mine, theirs, kind);
         }
     }
+}
+
+/// The batch of `pending` joined rows: the left side's data columns (of
+/// `pair_schema`, `widths[0]` of them), the right side's, and the row
+/// kinds when `schema` has the changelog column.
+pub(crate) fn pairs_batch(
+    converters: &[RowConverter; 2],
+    widths: [usize; 2],
+    pair_schema: &Schema,
+    schema: &SchemaRef,
+    pending: &Pending,
+) -> Result<RecordBatch> {
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+    for (side, rows) in [&pending.left, &pending.right].into_iter().enumerate() {
+        let converter = &converters[side];
+        let parser = converter.parser();
+        let present: Vec<&[u8]> = rows.iter().flatten().map(|r| &**r).collect();
+        let fields = pair_schema.fields();
+        let range = if side == 0 {
+            0..widths[0]
+        } else {
+            widths[0]..fields.len()
+        };
+        if present.is_empty() {
+            for f in &fields[range] {
+                columns.push(new_null_array(f.data_type(), rows.len()));
+            }
+            continue;
+        }
+        let arrays = converter.convert_rows(present.iter().map(|r| parser.parse(r)))?;
+        let mut next = 0u32;
+        let indices: UInt32Array = rows
+            .iter()
+            .map(|r| {
+                r.as_ref().map(|_| {
+                    next += 1;
+                    next - 1
+                })
+            })
+            .collect();
+        for a in arrays {
+            columns.push(take(a.as_ref(), &indices, None)?);
+        }
+    }
+    if is_updating(schema) {
+        columns.push(row_kind_array(&pending.kinds));
+    }
+    Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
+}
+
+/// Which of `theirs` (rows of the side other than `side`) pass `cond`
+/// joined with `row` (a row of `side`); `cond` is over `pair_schema`.
+pub(crate) fn passing(
+    converters: &[RowConverter; 2],
+    pair_schema: &SchemaRef,
+    cond: &Expr,
+    side: usize,
+    row: &[u8],
+    theirs: &[&[u8]],
+) -> Result<Vec<bool>> {
+    let n = theirs.len();
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let other = 1 - side;
+    let mine_parser = converters[side].parser();
+    let theirs_parser = converters[other].parser();
+    let mine = converters[side].convert_rows((0..n).map(|_| mine_parser.parse(row)))?;
+    let theirs = converters[other].convert_rows(theirs.iter().map(|r| theirs_parser.parse(r)))?;
+    let columns = if side == 0 {
+        [mine, theirs].concat()
+    } else {
+        [theirs, mine].concat()
+    };
+    let batch = RecordBatch::try_new(Arc::clone(pair_schema), columns)?;
+    let keep = cond.evaluate(&batch)?;
+    let keep = keep.as_boolean();
+    Ok((0..n).map(|i| keep.is_valid(i) && keep.value(i)).collect())
+}
+
+/// The fields of a join's two inputs side by side, without changelog
+/// columns; a side's fields are nullable when `padded[side]`.
+pub(crate) fn pair_fields(left: &Schema, right: &Schema, padded: [bool; 2]) -> SchemaRef {
+    let mut fields = data_fields(left, padded[0]);
+    fields.extend(data_fields(right, padded[1]));
+    Arc::new(Schema::new(fields))
+}
+
+/// A row converter of all data columns of `schema`.
+pub(crate) fn row_converter(schema: &Schema) -> Result<RowConverter> {
+    let fields = data_fields(schema, false)
+        .iter()
+        .map(|f| SortField::new(f.data_type().clone()))
+        .collect();
+    Ok(RowConverter::new(fields)?)
 }
 
 /// The operator; see the module docs.
@@ -183,7 +290,6 @@ pub struct ChangelogJoin {
     /// Left then right data columns, for the ON conditions.
     pair_schema: SchemaRef,
     schema: SchemaRef,
-    updating_out: bool,
     /// Per side: TTL in milliseconds.
     ttl: [Option<i64>; 2],
     clock: Clock,
@@ -228,22 +334,13 @@ impl ChangelogJoin {
         ];
         check_join_keys("a join", left, right, &left_keys, &right_keys)?;
         let updating = [is_updating(left), is_updating(right)];
-        let mut pair_fields = data_fields(left, outer[1]);
-        pair_fields.extend(data_fields(right, outer[0]));
-        let pair_schema = Arc::new(Schema::new(pair_fields));
+        let pair_schema = pair_fields(left, right, [outer[1], outer[0]]);
         check_condition(residual.as_ref(), &pair_schema)?;
         let updating_out = updating[0] || updating[1] || outer[0] || outer[1];
         let schema = if updating_out {
             with_row_kind(&pair_schema)
         } else {
             Arc::clone(&pair_schema)
-        };
-        let converter = |s: &Schema| -> Result<RowConverter> {
-            let fields = data_fields(s, false)
-                .iter()
-                .map(|f| SortField::new(f.data_type().clone()))
-                .collect();
-            Ok(RowConverter::new(fields)?)
         };
         let millis = |d: Option<std::time::Duration>| {
             d.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
@@ -256,7 +353,7 @@ impl ChangelogJoin {
                 KeyEncoder::new(right, &right_keys)?,
             ],
             key_columns: [left_keys, right_keys],
-            converters: [converter(left)?, converter(right)?],
+            converters: [row_converter(left)?, row_converter(right)?],
             widths: [
                 left.fields().len() - usize::from(updating[0]),
                 right.fields().len() - usize::from(updating[1]),
@@ -264,7 +361,6 @@ impl ChangelogJoin {
             residual,
             pair_schema,
             schema,
-            updating_out,
             ttl: [millis(ttl[0]), millis(ttl[1])],
             clock,
             kept: [KeyMap::default(), KeyMap::default()],
@@ -367,25 +463,16 @@ impl ChangelogJoin {
         let Some(cond) = &self.residual else {
             return Ok((0..n).collect());
         };
-        if n == 0 {
-            return Ok(Vec::new());
-        }
-        let mine_parser = self.converters[side].parser();
-        let theirs_parser = self.converters[other].parser();
-        let mine = self.converters[side].convert_rows((0..n).map(|_| mine_parser.parse(row)))?;
-        let theirs = self.converters[other]
-            .convert_rows(kept.rows.iter().map(|r| theirs_parser.parse(&r.row)))?;
-        let columns = if side == 0 {
-            [mine, theirs].concat()
-        } else {
-            [theirs, mine].concat()
-        };
-        let batch = RecordBatch::try_new(Arc::clone(&self.pair_schema), columns)?;
-        let keep = cond.evaluate(&batch)?;
-        let keep = keep.as_boolean();
-        Ok((0..n)
-            .filter(|&i| keep.is_valid(i) && keep.value(i))
-            .collect())
+        let theirs: Vec<&[u8]> = kept.rows.iter().map(|r| &*r.row).collect();
+        let keep = passing(
+            &self.converters,
+            &self.pair_schema,
+            cond,
+            side,
+            row,
+            &theirs,
+        )?;
+        Ok((0..n).filter(|&i| keep[i]).collect())
     }
 
     /// Applies one input row of `side` with its key and kind.
@@ -490,42 +577,13 @@ impl ChangelogJoin {
         if pending.kinds.is_empty() {
             return Ok(());
         }
-        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
-        for (side, rows) in [&pending.left, &pending.right].into_iter().enumerate() {
-            let converter = &self.converters[side];
-            let parser = converter.parser();
-            let present: Vec<&[u8]> = rows.iter().flatten().map(|r| &**r).collect();
-            let fields = self.pair_schema.fields();
-            let range = if side == 0 {
-                0..self.widths[0]
-            } else {
-                self.widths[0]..fields.len()
-            };
-            if present.is_empty() {
-                for f in &fields[range] {
-                    columns.push(new_null_array(f.data_type(), rows.len()));
-                }
-                continue;
-            }
-            let arrays = converter.convert_rows(present.iter().map(|r| parser.parse(r)))?;
-            let mut next = 0u32;
-            let indices: UInt32Array = rows
-                .iter()
-                .map(|r| {
-                    r.as_ref().map(|_| {
-                        next += 1;
-                        next - 1
-                    })
-                })
-                .collect();
-            for a in arrays {
-                columns.push(take(a.as_ref(), &indices, None)?);
-            }
-        }
-        if self.updating_out {
-            columns.push(row_kind_array(&pending.kinds));
-        }
-        let batch = RecordBatch::try_new(Arc::clone(&self.schema), columns)?;
+        let batch = pairs_batch(
+            &self.converters,
+            self.widths,
+            &self.pair_schema,
+            &self.schema,
+            pending,
+        )?;
         *pending = Pending::default();
         out.collect(batch)
     }

@@ -17,7 +17,7 @@ use crate::plan::{Node, Plan};
 pub(super) fn with_filter(input: Plan, pred: &ast::Expr) -> Result<Plan> {
     if matches!(
         input.node,
-        Node::WindowJoin { .. } | Node::StreamJoin { .. }
+        Node::WindowJoin { .. } | Node::StreamJoin { .. } | Node::IntervalJoin { .. }
     ) {
         return filter_join(input, pred);
     }
@@ -89,8 +89,18 @@ fn filter_node(input: Plan, pred: &ast::Expr) -> Result<Plan> {
 /// are applied to that side before the join (so the join keeps fewer
 /// rows), the rest after it.
 fn filter_join(join: Plan, pred: &ast::Expr) -> Result<Plan> {
-    let width = match &join.node {
-        Node::WindowJoin { left, .. } | Node::StreamJoin { left, .. } => left.scope.columns.len(),
+    // The left side's data columns come first; a side whose rows an outer
+    // join pads with NULLs takes no condition below the join (WHERE sees
+    // the padded rows, which do not exist below it).
+    let (width, padded) = match &join.node {
+        Node::WindowJoin { left, .. } => (left.scope.columns.len(), [false, false]),
+        Node::StreamJoin { left, spec, .. } => (
+            left.scope.columns.len() - usize::from(left.updating),
+            padded_sides(spec.kind),
+        ),
+        Node::IntervalJoin { left, spec, .. } => {
+            (left.scope.columns.len(), padded_sides(spec.kind))
+        }
         _ => return Err(SqlError::plan("internal: not a join", pos(pred))),
     };
     let (mut to_left, mut to_right, mut after) = (Vec::new(), Vec::new(), Vec::new());
@@ -98,8 +108,8 @@ fn filter_join(join: Plan, pred: &ast::Expr) -> Result<Plan> {
         let mut cols = BTreeSet::new();
         bind_expr(c, &join.scope)?.expr.columns(&mut cols);
         match (cols.first(), cols.last()) {
-            (Some(_), Some(&last)) if last < width => to_left.push(c),
-            (Some(&first), Some(_)) if first >= width => to_right.push(c),
+            (Some(_), Some(&last)) if last < width && !padded[0] => to_left.push(c),
+            (Some(&first), Some(_)) if first >= width && !padded[1] => to_right.push(c),
             _ => after.push(c),
         }
     }
@@ -135,6 +145,11 @@ fn filter_join(join: Plan, pred: &ast::Expr) -> Result<Plan> {
             right: Box::new(push(*right, to_right, &mut after)?),
             spec,
         },
+        Node::IntervalJoin { left, right, spec } => Node::IntervalJoin {
+            left: Box::new(push(*left, to_left, &mut after)?),
+            right: Box::new(push(*right, to_right, &mut after)?),
+            spec,
+        },
         other => other,
     };
     let plan = Plan {
@@ -145,4 +160,13 @@ fn filter_join(join: Plan, pred: &ast::Expr) -> Result<Plan> {
         window,
     };
     after.into_iter().try_fold(plan, filter_node)
+}
+
+/// Which sides (left, right) a join of `kind` pads with NULLs.
+fn padded_sides(kind: runnel_engine::ops::JoinKind) -> [bool; 2] {
+    use runnel_engine::ops::JoinKind;
+    [
+        matches!(kind, JoinKind::Right | JoinKind::Full),
+        matches!(kind, JoinKind::Left | JoinKind::Full),
+    ]
 }

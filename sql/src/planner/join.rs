@@ -4,8 +4,9 @@
 //! that keeps every row.
 
 use arrow::datatypes::DataType;
+use runnel_engine::expr::ScalarValue;
 use runnel_engine::expr::{BinaryOp, Expr};
-use runnel_engine::ops::{JoinKind, StreamJoinSpec, WindowJoinSpec};
+use runnel_engine::ops::{IntervalJoinSpec, JoinKind, StreamJoinSpec, WindowJoinSpec};
 use runnel_engine::types::ROW_KIND_COLUMN;
 use sqlparser::ast;
 
@@ -206,7 +207,42 @@ fn plan_stream_join(
             position,
         ));
     }
+    // Bounds on the distance between the two sides' event times make an
+    // interval join (append-only inputs with time attributes only).
+    let times = match (left.time_column, right.time_column) {
+        (Some(l), Some(r)) if windows.is_none() && !left.updating && !right.updating => {
+            Some((l, left_data.columns.len() + r))
+        }
+        _ => None,
+    };
+    let (bounds, rest) = match times {
+        Some(t) => interval_bounds(rest, t),
+        None => (None, rest),
+    };
     let residual = residual_condition(rest)?;
+    if let (Some((lower, upper)), Some((lt, _))) = (bounds, times) {
+        let right_time = right.time_column.unwrap_or_default();
+        let spec = IntervalJoinSpec {
+            left_keys,
+            right_keys,
+            times: [lt, right_time],
+            lower,
+            upper,
+            residual,
+            kind,
+        };
+        return Ok(Plan {
+            time_column: None,
+            window: None,
+            updating: false,
+            scope: Scope::new(columns),
+            node: Node::IntervalJoin {
+                left: Box::new(left),
+                right: Box::new(right),
+                spec,
+            },
+        });
+    }
     let (node, window, updating) = match windows {
         Some((lws, lwe, rwe)) => (
             Node::WindowJoin {
@@ -320,4 +356,116 @@ fn residual_condition(rest: Vec<(&ast::Expr, Bound)>) -> Result<Option<Expr>> {
         });
     }
     Ok(residual)
+}
+
+/// ON conditions with their bound expressions.
+type Conditions<'e> = Vec<(&'e ast::Expr, Bound)>;
+
+/// The bounds `lower <= l.ts - r.ts <= upper` (milliseconds) that the
+/// conditions `rest` put on the distance between the left time column and
+/// the right one (`times`, numbered over both sides' columns), and the
+/// conditions left over; `None` unless both bounds are there. Conditions
+/// are comparisons (`<`, `<=`, `>`, `>=`, BETWEEN) between the two time
+/// columns, each plus or minus a constant interval.
+fn interval_bounds(
+    rest: Conditions<'_>,
+    (lt, rt): (usize, usize),
+) -> (Option<(i64, i64)>, Conditions<'_>) {
+    let (mut lower, mut upper): (Option<i64>, Option<i64>) = (None, None);
+    let mut others = Vec::new();
+    let mut used = Vec::new();
+    for (c, b) in rest {
+        let found = match &b.expr {
+            Expr::Between {
+                expr,
+                low,
+                high,
+                negated: false,
+            } => distance(expr, BinaryOp::GtEq, low, (lt, rt))
+                .zip(distance(expr, BinaryOp::LtEq, high, (lt, rt)))
+                .map(|(a, b)| vec![a, b]),
+            Expr::Binary { op, left, right } => {
+                distance(left, *op, right, (lt, rt)).map(|d| vec![d])
+            }
+            _ => None,
+        };
+        match found {
+            Some(ds) => {
+                for (is_lower, v) in ds {
+                    if is_lower {
+                        lower = Some(lower.map_or(v, |l| l.max(v)));
+                    } else {
+                        upper = Some(upper.map_or(v, |u| u.min(v)));
+                    }
+                }
+                used.push((c, b));
+            }
+            None => others.push((c, b)),
+        }
+    }
+    match (lower, upper) {
+        (Some(l), Some(u)) => (Some((l, u)), others),
+        _ => {
+            others.extend(used);
+            (None, others)
+        }
+    }
+}
+
+/// `a op b` as a bound on `l.ts - r.ts`: `(true, v)` for `>= v`,
+/// `(false, v)` for `<= v`; `None` when it is no such comparison.
+fn distance(a: &Expr, op: BinaryOp, b: &Expr, (lt, rt): (usize, usize)) -> Option<(bool, i64)> {
+    let (ca, oa) = time_term(a)?;
+    let (cb, ob) = time_term(b)?;
+    // l + x op r + y  =>  l - r op y - x; with the sides swapped the
+    // comparison turns around.
+    let (op, v) = if ca == lt && cb == rt {
+        (op, ob.checked_sub(oa)?)
+    } else if ca == rt && cb == lt {
+        let flipped = match op {
+            BinaryOp::Lt => BinaryOp::Gt,
+            BinaryOp::LtEq => BinaryOp::GtEq,
+            BinaryOp::Gt => BinaryOp::Lt,
+            BinaryOp::GtEq => BinaryOp::LtEq,
+            _ => return None,
+        };
+        (flipped, oa.checked_sub(ob)?)
+    } else {
+        return None;
+    };
+    match op {
+        BinaryOp::GtEq => Some((true, v)),
+        BinaryOp::Gt => Some((true, v.checked_add(1)?)),
+        BinaryOp::LtEq => Some((false, v)),
+        BinaryOp::Lt => Some((false, v.checked_sub(1)?)),
+        _ => None,
+    }
+}
+
+/// `column`, `column + INTERVAL`, `column - INTERVAL` (a day-time one):
+/// the column and the offset in milliseconds.
+fn time_term(e: &Expr) -> Option<(usize, i64)> {
+    match e {
+        Expr::Column(c) => Some((*c, 0)),
+        Expr::Binary {
+            op: BinaryOp::Plus,
+            left,
+            right,
+        } => match (left.as_ref(), right.as_ref()) {
+            (Expr::Column(c), Expr::Literal(ScalarValue::IntervalMillis(ms)))
+            | (Expr::Literal(ScalarValue::IntervalMillis(ms)), Expr::Column(c)) => Some((*c, *ms)),
+            _ => None,
+        },
+        Expr::Binary {
+            op: BinaryOp::Minus,
+            left,
+            right,
+        } => match (left.as_ref(), right.as_ref()) {
+            (Expr::Column(c), Expr::Literal(ScalarValue::IntervalMillis(ms))) => {
+                Some((*c, ms.checked_neg()?))
+            }
+            _ => None,
+        },
+        _ => None,
+    }
 }
