@@ -164,7 +164,39 @@ pub fn read_topic(bootstrap: &str, topic: &str) -> Vec<ReadRecord> {
     let mut out = Vec::new();
     let mut eof = std::collections::BTreeSet::new();
     let deadline = Instant::now() + Duration::from_secs(120);
-    while eof.len() < n && Instant::now() < deadline {
+    // A transaction's commit markers reach its partitions after the
+    // producer's commit returns, so a read_committed reader can meet the
+    // end of a partition (its last stable offset) before a committed
+    // transaction: a partition counts as read once the reader's position
+    // is its high watermark (past every marker), or once it has stopped
+    // short of it for `settle` (a transaction really left open).
+    let settle = Duration::from_secs(15);
+    let mut all_seen: Option<Instant> = None;
+    loop {
+        if eof.len() == n {
+            let since = *all_seen.get_or_insert_with(Instant::now);
+            let positions = c.position().expect("positions");
+            let caught_up = (0..n as i32).all(|p| {
+                let high = c
+                    .fetch_watermarks(topic, p, Duration::from_secs(10))
+                    .map(|(_, h)| h)
+                    .unwrap_or(0);
+                let at = positions
+                    .find_partition(topic, p)
+                    .and_then(|e| match e.offset() {
+                        rdkafka::Offset::Offset(o) => Some(o),
+                        _ => None,
+                    })
+                    .unwrap_or(0);
+                at >= high
+            });
+            if caught_up || since.elapsed() > settle {
+                break;
+            }
+        }
+        if Instant::now() > deadline {
+            break;
+        }
         match c.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => out.push(ReadRecord {
                 partition: m.partition(),
