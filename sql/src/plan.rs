@@ -238,17 +238,6 @@ impl Plan {
                         residual,
                         ..
                     },
-            }
-            | Node::IntervalJoin {
-                left,
-                right,
-                spec:
-                    IntervalJoinSpec {
-                        left_keys,
-                        right_keys,
-                        residual,
-                        ..
-                    },
             } => prune_join(
                 left,
                 right,
@@ -256,6 +245,19 @@ impl Plan {
                 residual.as_ref(),
                 needed,
             ),
+            Node::IntervalJoin { left, right, spec } => {
+                // The time columns are read by the join itself.
+                let mut keys = [spec.left_keys.clone(), spec.right_keys.clone()];
+                keys[0].push(spec.times[0]);
+                keys[1].push(spec.times[1]);
+                prune_join(
+                    left,
+                    right,
+                    [&keys[0], &keys[1]],
+                    spec.residual.as_ref(),
+                    needed,
+                )
+            }
             Node::LookupJoin {
                 input, stream_keys, ..
             } => {

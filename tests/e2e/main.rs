@@ -41,6 +41,7 @@
 //! * `parallel`: a multi-threaded job produces the same multiset of rows as
 //!   the single-threaded run of the same job.
 
+mod changelog_oracle;
 mod common;
 mod delta;
 mod flight;

@@ -286,7 +286,7 @@ fn parse_file(text: &str) -> Vec<(usize, Record)> {
 /// The rows a changelog (sorted lines that start with `+I, `, `-U, `,
 /// `+U, ` or `-D, `) leaves, sorted; an error when it retracts a row it
 /// never added.
-fn materialize(changes: Vec<String>) -> Result<Vec<String>, String> {
+pub(crate) fn materialize(changes: Vec<String>) -> Result<Vec<String>, String> {
     let mut counts: std::collections::BTreeMap<String, i64> = Default::default();
     for c in &changes {
         let (delta, row) = match c.split_once(", ").map(|(k, r)| (k, r.to_string())) {
@@ -374,7 +374,7 @@ fn run_job(job: runnel_sql::session::PreparedJob) -> Result<(), String> {
 }
 
 /// Runs one statement; for a query, returns its rows.
-fn execute(session: &mut Session, sql: &str) -> Result<Vec<String>, String> {
+pub(crate) fn execute(session: &mut Session, sql: &str) -> Result<Vec<String>, String> {
     let stmts = parse_sql(sql).map_err(|e| e.to_string())?;
     let mut rows = Vec::new();
     for stmt in &stmts {

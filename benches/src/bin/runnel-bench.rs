@@ -8,6 +8,7 @@
 //! runnel-bench nexmark-events --events N --out DIR
 //! runnel-bench nexmark-scaling [--query q15,q16,groupby-keys] [--events N]
 //!                              [--factors 1,2,4] [--parallelism N] [--json FILE]
+//!                              [--set key=value]...
 //! ```
 //!
 //! Build it in release mode: `cargo run --release -p runnel-benches --bin
@@ -34,8 +35,10 @@ const USAGE: &str = "usage:
       writes N events as JSON lines into one file in the new directory DIR
   runnel-bench nexmark-scaling [--query q15,q16,groupby-keys] [--events N]
                                [--factors 1,2,4] [--parallelism N] [--json FILE]
+                               [--set key=value]...
       runs each query at each multiple of N events (default 2500000,
-      parallelism 1) and prints the time per event at each size
+      parallelism 1) and prints the time per event and peak memory at each
+      size (--set as for nexmark, e.g. table.exec.state.ttl=1s)
 With several queries, each runs in a process of its own, so that its peak
 memory is its own.";
 
@@ -248,8 +251,18 @@ fn nexmark_scaling(args: &[String]) -> Result<(), String> {
     let mut factors = vec![1u64, 2, 4];
     let mut parallelism = 1usize;
     let mut json = None;
-    for (key, value) in options(args, &["query", "events", "factors", "parallelism", "json"])? {
+    let mut settings = Vec::new();
+    for (key, value) in options(
+        args,
+        &["query", "events", "factors", "parallelism", "json", "set"],
+    )? {
         match key.as_str() {
+            "set" => {
+                let (k, v) = value
+                    .split_once('=')
+                    .ok_or_else(|| format!("--set takes key=value, not '{value}'"))?;
+                settings.push((k.trim().to_string(), v.trim().to_string()));
+            }
             "query" => queries = value.split(',').map(|q| q.trim().to_string()).collect(),
             "events" => events = number(&key, &value)?,
             "factors" => {
@@ -274,7 +287,7 @@ fn nexmark_scaling(args: &[String]) -> Result<(), String> {
                 parallelism,
                 latency_interval: Duration::from_millis(100),
                 output_dir: None,
-                options: Vec::new(),
+                options: settings.clone(),
             };
             eprintln!("[scaling] {q} at {}x ({} events)", f, events * f);
             let r = run_in_child(q, &config)?;

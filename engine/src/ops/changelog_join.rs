@@ -76,6 +76,8 @@ struct Kept {
     rows: Vec<KeptRow>,
     /// Changed since last written to the backend.
     dirty: bool,
+    /// The backend holds an entry for the key (read from it or written).
+    stored: bool,
 }
 
 impl Kept {
@@ -119,7 +121,11 @@ impl Kept {
                 at,
             });
         }
-        Ok(Self { rows, dirty: false })
+        Ok(Self {
+            rows,
+            dirty: false,
+            stored: true,
+        })
     }
 
     fn bytes(&self) -> usize {
@@ -294,6 +300,9 @@ pub struct ChangelogJoin {
     ttl: [Option<i64>; 2],
     clock: Clock,
     kept: [KeyMap; 2],
+    /// Per side: keys that lost their last row, dropped from memory, whose
+    /// backend entry the next barrier deletes.
+    gone: [HashSet<Box<[u8]>, ahash::RandomState>; 2],
     /// The backend may hold keys that are not in memory.
     backed: bool,
     /// Approximate bytes kept in memory.
@@ -364,6 +373,7 @@ impl ChangelogJoin {
             ttl: [millis(ttl[0]), millis(ttl[1])],
             clock,
             kept: [KeyMap::default(), KeyMap::default()],
+            gone: Default::default(),
             backed: false,
             memory: 0,
             expiry: BinaryHeap::new(),
@@ -386,7 +396,7 @@ impl ChangelogJoin {
     /// Makes sure `key`'s rows on `side` are in memory when the backend
     /// has them.
     fn load(&mut self, side: usize, key: &[u8], ctx: &mut OperatorContext<'_>) -> Result<()> {
-        if !self.backed || self.kept[side].contains_key(key) {
+        if !self.backed || self.kept[side].contains_key(key) || self.gone[side].contains(key) {
             return Ok(());
         }
         let table = self.table()?;
@@ -396,6 +406,20 @@ impl ChangelogJoin {
             self.kept[side].insert(key.into(), kept);
         }
         Ok(())
+    }
+
+    /// Drops `key` on `side` from memory when it has no rows left; its
+    /// backend entry, if any, goes at the next barrier.
+    fn settle(&mut self, side: usize, key: &[u8]) {
+        if !self.kept[side].get(key).is_some_and(|k| k.rows.is_empty()) {
+            return;
+        }
+        if let Some(kept) = self.kept[side].remove(key) {
+            self.memory = self.memory.saturating_sub(key.len() + KEY_OVERHEAD);
+            if kept.stored {
+                self.gone[side].insert(key.into());
+            }
+        }
     }
 
     /// Drops `key`'s rows on `side` whose TTL passed by `now`.
@@ -447,6 +471,7 @@ impl ChangelogJoin {
             self.scheduled[side].remove(&key);
             self.load(side, &key, ctx)?;
             self.drop_expired(side, &key, now);
+            self.settle(side, &key);
             self.schedule(side, &key);
         }
         Ok(())
@@ -588,27 +613,25 @@ impl ChangelogJoin {
         out.collect(batch)
     }
 
-    /// Writes the changed keys; drops emptied keys from memory.
+    /// Deletes the entries of keys that lost their rows and writes the
+    /// changed keys.
     fn write_dirty(&mut self, ctx: &mut OperatorContext<'_>) -> Result<()> {
         let table = self.table()?;
         for side in 0..2 {
-            let mut emptied = Vec::new();
+            for key in std::mem::take(&mut self.gone[side]) {
+                if !self.kept[side].contains_key(&key) {
+                    ctx.state
+                        .delete(table, &state_key(ctx, &key, &[side as u8]))?;
+                }
+            }
             for (key, kept) in self.kept[side].iter_mut() {
                 if !kept.dirty {
                     continue;
                 }
                 kept.dirty = false;
+                kept.stored = true;
                 let k = state_key(ctx, key, &[side as u8]);
-                if kept.rows.is_empty() {
-                    ctx.state.delete(table, &k)?;
-                    emptied.push(key.clone());
-                } else {
-                    ctx.state.put_owned(table, k, kept.encode())?;
-                }
-            }
-            for key in emptied {
-                self.kept[side].remove(&key);
-                self.memory = self.memory.saturating_sub(key.len() + KEY_OVERHEAD);
+                ctx.state.put_owned(table, k, kept.encode())?;
             }
         }
         save_meta(ctx, table, i64::MIN, 0)
@@ -710,6 +733,8 @@ impl Operator for ChangelogJoin {
             self.drop_expired(0, key, now);
             self.drop_expired(1, key, now);
             self.apply(side, row.as_ref(), key, kind, now, &mut pending)?;
+            self.settle(0, key);
+            self.settle(1, key);
             if pending.kinds.len() >= OUTPUT_BATCH_ROWS {
                 self.flush(&mut pending, out)?;
             }

@@ -80,6 +80,8 @@ struct Group {
     at: i64,
     aggs: Vec<AggState>,
     dirty: bool,
+    /// The backend holds an entry for the group.
+    stored: bool,
 }
 
 /// How one call is computed.
@@ -156,6 +158,9 @@ pub struct RetractAggregate {
     schema: SchemaRef,
     updating_in: bool,
     groups: HashMap<Box<[u8]>, Group, ahash::RandomState>,
+    /// Groups that lost their last row, dropped from memory, whose backend
+    /// entry the next barrier deletes.
+    gone: HashSet<Box<[u8]>, ahash::RandomState>,
     backed: bool,
     memory: usize,
     ttl: Option<i64>,
@@ -211,6 +216,7 @@ impl RetractAggregate {
             schema: with_row_kind(&Schema::new(fields)),
             updating_in: is_updating(input),
             groups: HashMap::default(),
+            gone: HashSet::default(),
             backed: false,
             memory: 0,
             ttl: ttl.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
@@ -277,7 +283,7 @@ impl RetractAggregate {
 
     /// Makes sure `key`'s group is in memory when the backend has it.
     fn load(&mut self, key: &[u8], ctx: &mut OperatorContext<'_>) -> Result<()> {
-        if !self.backed || self.groups.contains_key(key) {
+        if !self.backed || self.groups.contains_key(key) || self.gone.contains(key) {
             return Ok(());
         }
         let table = self.table()?;
@@ -324,12 +330,14 @@ impl RetractAggregate {
         Ok(())
     }
 
-    /// Empties a group: deleted from the backend at the next write.
+    /// Drops a group (its TTL passed, or its last row went): from memory
+    /// now, from the backend at the next barrier.
     fn forget(&mut self, key: &[u8]) {
-        if let Some(g) = self.groups.get_mut(key) {
-            g.rows = 0;
-            g.aggs = self.calls.iter().map(Call::empty).collect();
-            g.dirty = true;
+        if let Some(g) = self.groups.remove(key) {
+            self.memory = self.memory.saturating_sub(group_bytes(&g) + key.len());
+            if g.stored {
+                self.gone.insert(key.into());
+            }
         }
     }
 
@@ -406,24 +414,19 @@ impl RetractAggregate {
 
     fn write_dirty(&mut self, ctx: &mut OperatorContext<'_>) -> Result<()> {
         let table = self.table()?;
-        let mut emptied = Vec::new();
+        for key in std::mem::take(&mut self.gone) {
+            if !self.groups.contains_key(&key) {
+                ctx.state.delete(table, &state_key(ctx, &key, &[]))?;
+            }
+        }
         for (key, g) in self.groups.iter_mut() {
             if !g.dirty {
                 continue;
             }
             g.dirty = false;
-            let k = state_key(ctx, key, &[]);
-            if g.rows <= 0 {
-                ctx.state.delete(table, &k)?;
-                emptied.push(key.clone());
-            } else {
-                ctx.state.put_owned(table, k, encode_group(g))?;
-            }
-        }
-        for key in emptied {
-            if let Some(g) = self.groups.remove(&key) {
-                self.memory = self.memory.saturating_sub(group_bytes(&g) + key.len());
-            }
+            g.stored = true;
+            ctx.state
+                .put_owned(table, state_key(ctx, key, &[]), encode_group(g))?;
         }
         save_meta(ctx, table, i64::MIN, 0)
     }
@@ -519,6 +522,7 @@ fn decode_group(mut b: &[u8], calls: usize) -> Result<Group> {
         at,
         aggs,
         dirty: false,
+        stored: true,
     })
 }
 
@@ -634,6 +638,7 @@ impl Operator for RetractAggregate {
                     at: now,
                     aggs: self.calls.iter().map(Call::empty).collect(),
                     dirty: true,
+                    stored: false,
                 };
                 self.memory += group_bytes(&g) + key.len();
                 self.groups.insert(key.into(), g);
@@ -678,7 +683,11 @@ impl Operator for RetractAggregate {
         self.emit(&rows, out)?;
         let keys: Vec<Box<[u8]>> = touched.into_iter().map(|(k, _)| k).collect();
         for key in keys {
-            self.schedule(&key);
+            if self.groups.get(&key).is_some_and(|g| g.rows <= 0) {
+                self.forget(&key);
+            } else {
+                self.schedule(&key);
+            }
         }
         if let Some(budget) = ctx.task.memory_budget {
             if self.memory > budget {

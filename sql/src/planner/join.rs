@@ -48,7 +48,12 @@ impl Planner<'_> {
             {
                 match self.catalog.get(name) {
                     // A table with a WATERMARK is a stream, not a lookup table.
-                    Some(Entry::Table(table)) if table.descriptor.watermark.is_none() => {
+                    // A table of changes is a stream too (its rows are
+                    // not a table to look up until they are applied).
+                    Some(Entry::Table(table))
+                        if table.descriptor.watermark.is_none()
+                            && !super::relation::is_changelog_table(table) =>
+                    {
                         Some((name, alias, table))
                     }
                     _ => None,
