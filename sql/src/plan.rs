@@ -382,17 +382,36 @@ impl Plan {
                 "SessionAggregate gap {} ms keys {:?}",
                 spec.gap, spec.key_columns
             ),
-            Node::GroupAggregate { spec, .. } => {
-                format!("GroupAggregate keys {:?}", spec.key_columns)
-            }
+            Node::GroupAggregate { spec, .. } => format!(
+                "GroupAggregate keys {:?}{}",
+                spec.key_columns,
+                spec.ttl.map_or(String::new(), |d| format!(
+                    " state TTL {} ms",
+                    d.as_millis()
+                ))
+            ),
             Node::Union { .. } => "Union".to_string(),
             Node::StreamJoin { spec, .. } => format!(
-                "Join keys {:?} = {:?}{}",
+                "Join{} keys {:?} = {:?}{}{}",
+                match spec.kind {
+                    JoinKind::Inner => "",
+                    JoinKind::Left => " LEFT",
+                    JoinKind::Right => " RIGHT",
+                    JoinKind::Full => " FULL",
+                },
                 spec.left_keys,
                 spec.right_keys,
                 match &spec.residual {
                     Some(r) => format!(" and {r}"),
                     None => String::new(),
+                },
+                match spec.ttl {
+                    [None, None] => String::new(),
+                    [l, r] => format!(
+                        " state TTL {} / {}",
+                        l.map_or("-".to_string(), |d| format!("{} ms", d.as_millis())),
+                        r.map_or("-".to_string(), |d| format!("{} ms", d.as_millis()))
+                    ),
                 }
             ),
             Node::IntervalJoin { spec, .. } => format!(

@@ -36,6 +36,11 @@ impl Dialect for FlinkDialect {
         true
     }
 
+    /// `SELECT /*+ STATE_TTL('o' = '1d') */ ...`: Flink's query hints.
+    fn supports_comment_optimizer_hint(&self) -> bool {
+        true
+    }
+
     fn parse_prefix(&self, parser: &mut Parser<'_>) -> Option<Result<Expr, ParserError>> {
         // `TABLE name [PARTITION BY a | PARTITION BY (a, b)]` as the first
         // argument of TUMBLE/HOP/CUMULATE/SESSION.

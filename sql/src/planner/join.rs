@@ -63,7 +63,18 @@ impl Planner<'_> {
         };
         let Some((name, alias, table)) = lookup else {
             let right = self.plan_table_factor(&join.relation)?;
-            return plan_stream_join(left, right, kind, constraint, pos(&join.relation));
+            let names = [
+                super::hints::input_name(&left),
+                super::hints::input_name(&right),
+            ];
+            let mut plan = plan_stream_join(left, right, kind, constraint, pos(&join.relation))?;
+            // STATE_TTL applies to regular joins (window and interval
+            // joins free their state by the watermark).
+            if let Node::StreamJoin { spec, .. } = &mut plan.node {
+                let [l, r] = names;
+                spec.ttl = [self.hinted_ttl(l), self.hinted_ttl(r)];
+            }
+            return Ok(plan);
         };
         let qualifier = alias
             .as_ref()

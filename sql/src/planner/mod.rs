@@ -33,6 +33,7 @@ use crate::plan::{Node, Plan};
 
 mod aggregate;
 mod filter;
+mod hints;
 mod join;
 mod query;
 mod relation;
@@ -54,6 +55,9 @@ pub struct Planner<'a> {
     ctes: HashMap<String, ast::Query>,
     /// Views being expanded (to report cycles).
     expanding: Vec<String>,
+    /// The STATE_TTL hint of the SELECT being planned: input name (lower
+    /// case) to TTL, and whether a join or aggregate used it.
+    state_ttl: HashMap<String, (std::time::Duration, bool)>,
 }
 
 impl<'a> Planner<'a> {
@@ -63,6 +67,7 @@ impl<'a> Planner<'a> {
             catalog,
             ctes: HashMap::new(),
             expanding: Vec::new(),
+            state_ttl: HashMap::new(),
         }
     }
 }

@@ -16,7 +16,48 @@ use crate::plan::{Node, Plan};
 type Item = (ast::Expr, Option<String>);
 
 impl Planner<'_> {
+    /// Plans a SELECT with its STATE_TTL hint in force (see
+    /// [`super::hints`]).
     pub(super) fn plan_select(&mut self, select: &ast::Select) -> Result<Plan> {
+        let hints = super::hints::state_ttl_hints(select)?
+            .into_iter()
+            .map(|(k, v)| (k, (v, false)))
+            .collect();
+        let outer = std::mem::replace(&mut self.state_ttl, hints);
+        let planned = self.plan_select_hinted(select);
+        let hints = std::mem::replace(&mut self.state_ttl, outer);
+        let plan = planned?;
+        let mut unused: Vec<&String> = hints
+            .iter()
+            .filter(|(_, (_, used))| !used)
+            .map(|(k, _)| k)
+            .collect();
+        if !unused.is_empty() {
+            unused.sort();
+            return Err(SqlError::plan(
+                format!(
+                    "STATE_TTL names {}, which no regular join or non-windowed aggregate of this \
+                     SELECT reads (name a join side or the aggregate's input by its alias or table name)",
+                    unused
+                        .iter()
+                        .map(|k| format!("'{k}'"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                pos(select),
+            ));
+        }
+        Ok(plan)
+    }
+
+    /// The TTL the current SELECT's hint gives input `name`, marking it used.
+    pub(super) fn hinted_ttl(&mut self, name: Option<String>) -> Option<std::time::Duration> {
+        let (ttl, used) = self.state_ttl.get_mut(&name?)?;
+        *used = true;
+        Some(*ttl)
+    }
+
+    fn plan_select_hinted(&mut self, select: &ast::Select) -> Result<Plan> {
         if select.distinct.is_some() {
             return Err(SqlError::plan(
                 "SELECT DISTINCT is not supported yet",
@@ -65,13 +106,26 @@ impl Planner<'_> {
             }
             return project(from, &items, &mut |_| None);
         }
-        self.plan_aggregate(
+        let input = super::hints::input_name(&from);
+        let mut plan = self.plan_aggregate(
             from,
             &group_exprs,
             &items,
             select.having.as_ref(),
             pos(select),
-        )
+        )?;
+        if self
+            .state_ttl
+            .contains_key(input.as_deref().unwrap_or_default())
+        {
+            let mut probe = plan.clone();
+            if super::hints::set_aggregate_ttl(&mut probe, std::time::Duration::ZERO) {
+                if let Some(ttl) = self.hinted_ttl(input) {
+                    super::hints::set_aggregate_ttl(&mut plan, ttl);
+                }
+            }
+        }
+        Ok(plan)
     }
 }
 
