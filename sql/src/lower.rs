@@ -329,6 +329,13 @@ impl Lowerer<'_> {
                 let keys = [&spec.left_keys, &spec.right_keys];
                 self.lower_join(left, right, "join", keys, factory)
             }
+            Node::Normalize { input, spec } => {
+                let factory = spec
+                    .clone()
+                    .factory(input.schema())
+                    .map_err(|e| self.err(e))?;
+                self.lower_keyed(input, "changelog normalize", &spec.key_columns, factory)
+            }
             Node::IntervalJoin { left, right, spec } => {
                 let factory = spec
                     .clone()

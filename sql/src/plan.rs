@@ -16,8 +16,8 @@ use std::sync::Arc;
 use arrow::datatypes::SchemaRef;
 use runnel_engine::expr::Expr;
 use runnel_engine::ops::{
-    AggregateCall, GroupAggregateSpec, IntervalJoinSpec, JoinKind, SessionAggregateSpec,
-    StreamJoinSpec, WindowAggregateSpec, WindowJoinSpec,
+    AggregateCall, GroupAggregateSpec, IntervalJoinSpec, JoinKind, NormalizeSpec,
+    SessionAggregateSpec, StreamJoinSpec, WindowAggregateSpec, WindowJoinSpec,
 };
 use runnel_engine::window::WindowSpec;
 
@@ -131,6 +131,14 @@ pub enum Node {
         right: Box<Plan>,
         /// Keys, time bounds and other conditions.
         spec: IntervalJoinSpec,
+    },
+    /// An upsert stream (rows by key, deletes by key) turned into a full
+    /// changelog by keeping each key's last row.
+    Normalize {
+        /// The upsert stream.
+        input: Box<Plan>,
+        /// Its key.
+        spec: NormalizeSpec,
     },
     /// Stream joined with a bounded table loaded in memory.
     LookupJoin {
@@ -258,6 +266,11 @@ impl Plan {
                     needed,
                 )
             }
+            Node::Normalize { input, .. } => {
+                // The normalize keeps whole rows: every column is read.
+                let all = (0..input.scope.columns.len()).collect();
+                input.prune(&all);
+            }
             Node::LookupJoin {
                 input, stream_keys, ..
             } => {
@@ -296,6 +309,15 @@ impl Plan {
                     ));
                 }
                 vec![left.as_ref(), right.as_ref()]
+            }
+            Node::Normalize { input, .. } => {
+                if let Node::Scan { table, .. } = &input.node {
+                    return Some(format!(
+                        "it reads upsert-kafka table '{}', whose records replace and delete rows by key",
+                        table.descriptor.name
+                    ));
+                }
+                vec![input.as_ref()]
             }
             Node::Filter { input, .. }
             | Node::Project { input, .. }
@@ -339,6 +361,7 @@ impl Plan {
             | Node::WindowAggregate { input, .. }
             | Node::SessionAggregate { input, .. }
             | Node::GroupAggregate { input, .. }
+            | Node::Normalize { input, .. }
             | Node::LookupJoin { input, .. } => input.stream_scans(),
             Node::Union { inputs } => inputs.iter().flat_map(|i| i.stream_scans()).collect(),
             Node::WindowJoin { left, right, .. }
@@ -438,6 +461,9 @@ impl Plan {
             Node::LookupJoin { table, kind, .. } => {
                 format!("LookupJoin {kind:?} {}", table.descriptor.name)
             }
+            Node::Normalize { spec, .. } => {
+                format!("ChangelogNormalize keys {:?}", spec.key_columns)
+            }
         };
         out.push_str(&format!("{pad}{line} -> [{}] ({kind})\n", cols.join(", ")));
         match &self.node {
@@ -448,6 +474,7 @@ impl Plan {
             | Node::WindowAggregate { input, .. }
             | Node::SessionAggregate { input, .. }
             | Node::GroupAggregate { input, .. }
+            | Node::Normalize { input, .. }
             | Node::LookupJoin { input, .. } => input.describe_into(depth + 1, out),
             Node::Union { inputs } => inputs.iter().for_each(|i| i.describe_into(depth + 1, out)),
             Node::WindowJoin { left, right, .. }

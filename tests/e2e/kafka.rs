@@ -387,3 +387,87 @@ INSERT INTO per_category SELECT category, COUNT(*) FROM products GROUP BY catego
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// An upsert-kafka topic read as a table: each record is its key's row
+/// now, a tombstone deletes the key. The planner's changelog normalize
+/// turns that into retractions, so the job's output (another upsert-kafka
+/// topic, the value times ten) ends with each key's last row, and the
+/// deleted key ends in a tombstone.
+#[test]
+fn an_upsert_kafka_topic_is_read_as_a_changelog() {
+    let broker = TestBroker::start();
+    let bootstrap = broker.bootstrap();
+    broker.create_topic("prices", 2);
+    broker.create_topic("prices_x10", 1);
+    let p: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .expect("producer");
+    let records: Vec<(&str, Option<&str>)> = vec![
+        (r#"{"item":"a"}"#, Some(r#"{"item":"a","price":1}"#)),
+        (r#"{"item":"b"}"#, Some(r#"{"item":"b","price":5}"#)),
+        (r#"{"item":"a"}"#, Some(r#"{"item":"a","price":3}"#)),
+        (r#"{"item":"c"}"#, Some(r#"{"item":"c","price":7}"#)),
+        (r#"{"item":"b"}"#, None),
+        // The same row again changes nothing.
+        (r#"{"item":"c"}"#, Some(r#"{"item":"c","price":7}"#)),
+    ];
+    for (key, value) in &records {
+        // Keys go to a partition each, as a keyed producer does.
+        let partition = i32::from(key.contains("\"b\""));
+        let mut rec = BaseRecord::<str, str>::to("prices")
+            .key(key)
+            .partition(partition);
+        if let Some(v) = value {
+            rec = rec.payload(v);
+        }
+        p.send(rec).map_err(|(e, _)| e).expect("send");
+    }
+    p.flush(Duration::from_secs(10)).expect("flush");
+    let script = format!(
+        "SET 'parallelism' = '2';
+CREATE TABLE prices (item STRING, price BIGINT, PRIMARY KEY (item) NOT ENFORCED)
+WITH ('connector' = 'upsert-kafka', 'topic' = 'prices', 'properties.bootstrap.servers' = '{bootstrap}',
+      'key.format' = 'json', 'value.format' = 'json', 'scan.bounded.mode' = 'latest-offset');
+CREATE TABLE prices_x10 (item STRING, price BIGINT, PRIMARY KEY (item) NOT ENFORCED)
+WITH ('connector' = 'upsert-kafka', 'topic' = 'prices_x10',
+      'properties.bootstrap.servers' = '{bootstrap}', 'key.format' = 'json', 'value.format' = 'json');
+INSERT INTO prices_x10 SELECT item, price * 10 FROM prices;
+"
+    );
+    let dir = temp("upsert-source");
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("job.sql");
+    std::fs::write(&file, script).expect("script");
+    run_file(&file.display().to_string(), &RunOptions::default(), false).expect("the job runs");
+    let mut last: BTreeMap<String, Option<String>> = BTreeMap::new();
+    let all = read_topic(&bootstrap, "prices_x10");
+    for r in &all {
+        last.insert(r.key.clone().unwrap_or_default(), r.value.clone());
+    }
+    let value = |item: &str| {
+        last.iter()
+            .find(|(k, _)| k.contains(&format!("\"{item}\"")))
+            .map(|(_, v)| v.clone())
+    };
+    assert!(
+        value("a")
+            .flatten()
+            .is_some_and(|v| v.contains(r#""price":30"#)),
+        "{last:?}"
+    );
+    assert!(
+        value("c")
+            .flatten()
+            .is_some_and(|v| v.contains(r#""price":70"#)),
+        "{last:?}"
+    );
+    assert_eq!(value("b"), Some(None), "b was deleted: {last:?}");
+    // c's repeated row produced no second record.
+    let c_records = all
+        .iter()
+        .filter(|r| r.key.as_deref().is_some_and(|k| k.contains("\"c\"")))
+        .count();
+    assert_eq!(c_records, 1, "{last:?}");
+    let _ = std::fs::remove_dir_all(dir);
+}

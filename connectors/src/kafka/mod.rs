@@ -133,11 +133,24 @@ impl Connector for UpsertKafkaConnector {
         OPTIONS
     }
 
+    /// Reads the topic as an upsert stream: each record's row as `+U`,
+    /// each tombstone as `-D` of its key (the planner puts a changelog
+    /// normalize after the scan, which turns this into a full changelog).
     fn source(&self, table: &TableDescriptor) -> Result<SourceTable> {
-        Err(EngineError::Plan(format!(
-            "upsert-kafka table '{}' can only be written for now; reading a compacted topic as a changelog is not supported yet",
-            table.name
-        )))
+        let t = Arc::new(KafkaTable::from_table(table, true)?);
+        if t.debezium.is_some() {
+            return Err(crate::options::bad_option(
+                table,
+                "value.format",
+                "cannot be 'debezium-json' for upsert-kafka: the record key and tombstones say what changed",
+            ));
+        }
+        Ok(SourceTable {
+            bounded: t.bounded,
+            parallelism: None,
+            in_memory: false,
+            factory: source::factory(t),
+        })
     }
 
     fn sink(&self, table: &TableDescriptor, updating: bool) -> Result<OperatorFactory> {

@@ -140,6 +140,9 @@ pub(super) struct KafkaTable {
     pub(super) value_format: Format,
     /// `debezium-json` values: change envelopes read as a changelog.
     pub(super) debezium: Option<crate::debezium::Debezium>,
+    /// `upsert-kafka`: a record is the key's row now, a tombstone its
+    /// delete.
+    pub(super) upsert: bool,
     /// What the value decoder reads: `value_schema`, or the envelope.
     pub(super) value_wire_schema: SchemaRef,
     /// Columns carried in the message key (`'key.fields'`, or the primary
@@ -189,6 +192,7 @@ impl KafkaTable {
             value_schema: layout.value_schema,
             value_format: layout.value_format,
             debezium,
+            upsert,
             value_wire_schema,
             key_columns: layout.key_columns,
             key_schema: layout.key_schema,

@@ -89,7 +89,7 @@ impl Planner<'_> {
                     if !t.proctime.is_empty() {
                         return Err(SqlError::plan(
                             format!(
-                                "table '{name}' reads changes (debezium-json); PROCTIME() columns on it are not supported yet"
+                                "table '{name}' reads changes; PROCTIME() columns on it are not supported yet"
                             ),
                             position_of(name),
                         ));
@@ -103,7 +103,7 @@ impl Planner<'_> {
                     });
                     scope = Scope::new(columns);
                 }
-                Ok(Plan {
+                let scan = Plan {
                     node: Node::Scan {
                         table: t.clone(),
                         projection: None,
@@ -112,6 +112,23 @@ impl Planner<'_> {
                     window: None,
                     scope,
                     updating,
+                };
+                if !is_upsert_table(t) {
+                    return Ok(scan);
+                }
+                // An upsert-kafka topic says what each key's row is now:
+                // a normalize keyed by the primary key makes the retractions.
+                Ok(Plan {
+                    time_column: scan.time_column,
+                    window: None,
+                    scope: scan.scope.clone(),
+                    updating: true,
+                    node: Node::Normalize {
+                        spec: runnel_engine::ops::NormalizeSpec {
+                            key_columns: t.descriptor.primary_key.clone(),
+                        },
+                        input: Box::new(scan),
+                    },
                 })
             }
             Some(Entry::View(v)) => {
@@ -150,11 +167,20 @@ impl Planner<'_> {
 }
 
 /// True when `t` reads a changelog (`'format'` or `'value.format'` is
-/// `debezium-json`): its scan carries the changelog column.
+/// `debezium-json`, or an `upsert-kafka` table): its scan carries the
+/// changelog column.
 pub(crate) fn is_changelog_table(t: &crate::catalog::TableEntry) -> bool {
-    ["format", "value.format"].iter().any(|k| {
-        t.descriptor
-            .option(k)
-            .is_some_and(|f| f.eq_ignore_ascii_case("debezium-json"))
-    })
+    is_upsert_table(t)
+        || ["format", "value.format"].iter().any(|k| {
+            t.descriptor
+                .option(k)
+                .is_some_and(|f| f.eq_ignore_ascii_case("debezium-json"))
+        })
+}
+
+/// True when `t` is an `upsert-kafka` table: read, it is an upsert stream.
+pub(crate) fn is_upsert_table(t: &crate::catalog::TableEntry) -> bool {
+    t.descriptor
+        .option("connector")
+        .is_some_and(|c| c.eq_ignore_ascii_case("upsert-kafka"))
 }

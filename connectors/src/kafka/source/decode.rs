@@ -8,7 +8,7 @@ use arrow::array::{
     TimestampMillisecondArray,
 };
 use arrow::compute::concat_batches;
-use runnel_engine::types::with_row_kind;
+use runnel_engine::types::{row_kind_array, with_row_kind, RowKind};
 use runnel_engine::{EngineError, Result};
 
 use super::dead_letter::DeadLetter;
@@ -18,6 +18,9 @@ use crate::kafka::{Malformed, Meta};
 impl KafkaSource {
     /// Decodes the records of one partition, routing bad ones.
     pub(super) fn decode_run(&mut self, tp: &Tp, recs: &[Rec]) -> Result<RecordBatch> {
+        if self.t.upsert {
+            return self.decode_upsert_run(tp, recs);
+        }
         let t = Arc::clone(&self.t);
         // Tombstones (no value) carry no row for an append-only table.
         let live: Vec<&Rec> = recs.iter().filter(|r| r.value.is_some()).collect();
@@ -139,6 +142,93 @@ impl KafkaSource {
             }
             None => Arc::clone(&t.schema),
         };
+        RecordBatch::try_new(schema, columns).map_err(|e| {
+            EngineError::Execution(format!(
+                "kafka: records of {} do not fit table '{}': {e}",
+                show(tp),
+                t.name
+            ))
+        })
+    }
+
+    /// `upsert-kafka`: every record with a key is a row, `+U` with its
+    /// value or `-D` for a tombstone (value columns NULL); key columns come
+    /// from the key, which says what the record is about. Records are
+    /// parsed one by one.
+    fn decode_upsert_run(&mut self, tp: &Tp, recs: &[Rec]) -> Result<RecordBatch> {
+        let t = Arc::clone(&self.t);
+        let key_format = t.key_format.unwrap_or(t.value_format);
+        let mut good: Vec<&Rec> = Vec::new();
+        let mut keys = Vec::new();
+        let mut values = Vec::new();
+        // Per good record: its row among `values`, or None (tombstone).
+        let mut picks: Vec<Option<u32>> = Vec::new();
+        for r in recs {
+            let Some(key) = r.key.as_deref() else {
+                self.malformed(tp, r, "an upsert-kafka record needs a key")?;
+                continue;
+            };
+            let k = match key_format.decode_one(&t.key_schema, key) {
+                Ok(k) => k,
+                Err(e) => {
+                    self.malformed(tp, r, &format!("bad key: {e}"))?;
+                    continue;
+                }
+            };
+            let v = match r.value.as_deref() {
+                None => None,
+                Some(v) => match t.value_format.decode_one(&t.value_schema, v) {
+                    Ok(v) => Some(v),
+                    Err(e) => {
+                        self.malformed(tp, r, &e)?;
+                        continue;
+                    }
+                },
+            };
+            picks.push(v.as_ref().map(|_| values.len() as u32));
+            values.extend(v);
+            keys.push(k);
+            good.push(r);
+        }
+        let key_batch = concat_batches(&t.key_schema, &keys)?;
+        let value_batch = concat_batches(&t.value_schema, &values)?;
+        let picks = arrow::array::UInt32Array::from(picks);
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(t.schema.fields().len() + 1);
+        for (i, field) in t.schema.fields().iter().enumerate() {
+            let col: ArrayRef = if let Some((_, meta)) = t.metadata.iter().find(|(m, _)| *m == i) {
+                arrow::compute::cast(&meta_column(*meta, tp, &good), field.data_type())?
+            } else if let Some(k) = t.key_columns.iter().position(|&c| c == i) {
+                key_batch.column(k).clone()
+            } else if let Some(k) = t.value_columns.iter().position(|&c| c == i) {
+                arrow::compute::take(value_batch.column(k).as_ref(), &picks, None)?
+            } else {
+                return Err(EngineError::Internal(format!(
+                    "upsert-kafka source: column '{}' has no origin",
+                    field.name()
+                )));
+            };
+            columns.push(col);
+        }
+        let kinds: Vec<RowKind> = good
+            .iter()
+            .map(|r| {
+                if r.value.is_some() {
+                    RowKind::UpdateAfter
+                } else {
+                    RowKind::Delete
+                }
+            })
+            .collect();
+        columns.push(row_kind_array(&kinds));
+        // Value columns of a tombstone are NULL even where the table says
+        // NOT NULL: the normalize after the scan emits the key's last row.
+        let fields: Vec<arrow::datatypes::Field> = t
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect();
+        let schema = with_row_kind(&arrow::datatypes::Schema::new(fields));
         RecordBatch::try_new(schema, columns).map_err(|e| {
             EngineError::Execution(format!(
                 "kafka: records of {} do not fit table '{}': {e}",
