@@ -336,6 +336,14 @@ impl Lowerer<'_> {
                     .map_err(|e| self.err(e))?;
                 self.lower_keyed(input, "changelog normalize", &spec.key_columns, factory)
             }
+            Node::TemporalJoin { left, right, spec } => {
+                let factory = spec
+                    .clone()
+                    .factory(left.schema(), right.schema())
+                    .map_err(|e| self.err(e))?;
+                let keys = [&spec.left_keys, &spec.right_keys];
+                self.lower_join(left, right, "temporal join", keys, factory)
+            }
             Node::IntervalJoin { left, right, spec } => {
                 let factory = spec
                     .clone()

@@ -17,7 +17,7 @@ use arrow::datatypes::SchemaRef;
 use runnel_engine::expr::Expr;
 use runnel_engine::ops::{
     AggregateCall, GroupAggregateSpec, IntervalJoinSpec, JoinKind, NormalizeSpec,
-    SessionAggregateSpec, StreamJoinSpec, WindowAggregateSpec, WindowJoinSpec,
+    SessionAggregateSpec, StreamJoinSpec, TemporalJoinSpec, WindowAggregateSpec, WindowJoinSpec,
 };
 use runnel_engine::window::WindowSpec;
 
@@ -131,6 +131,16 @@ pub enum Node {
         right: Box<Plan>,
         /// Keys, time bounds and other conditions.
         spec: IntervalJoinSpec,
+    },
+    /// An append-only stream joined with the version of a versioned table
+    /// valid at each row's event time.
+    TemporalJoin {
+        /// The stream.
+        left: Box<Plan>,
+        /// The versioned table.
+        right: Box<Plan>,
+        /// Keys, time columns and other conditions.
+        spec: TemporalJoinSpec,
     },
     /// An upsert stream (rows by key, deletes by key) turned into a full
     /// changelog by keeping each key's last row.
@@ -253,6 +263,18 @@ impl Plan {
                 residual.as_ref(),
                 needed,
             ),
+            Node::TemporalJoin { left, right, spec } => {
+                let mut keys = [spec.left_keys.clone(), spec.right_keys.clone()];
+                keys[0].push(spec.times[0]);
+                keys[1].push(spec.times[1]);
+                prune_join(
+                    left,
+                    right,
+                    [&keys[0], &keys[1]],
+                    spec.residual.as_ref(),
+                    needed,
+                )
+            }
             Node::IntervalJoin { left, right, spec } => {
                 // The time columns are read by the join itself.
                 let mut keys = [spec.left_keys.clone(), spec.right_keys.clone()];
@@ -326,9 +348,9 @@ impl Plan {
             | Node::SessionAggregate { input, .. }
             | Node::LookupJoin { input, .. } => vec![input.as_ref()],
             Node::Union { inputs } => inputs.iter().collect(),
-            Node::WindowJoin { left, right, .. } | Node::IntervalJoin { left, right, .. } => {
-                vec![left.as_ref(), right.as_ref()]
-            }
+            Node::WindowJoin { left, right, .. }
+            | Node::IntervalJoin { left, right, .. }
+            | Node::TemporalJoin { left, right, .. } => vec![left.as_ref(), right.as_ref()],
             Node::Scan { table, .. } => {
                 return Some(format!(
                     "it reads table '{}', whose rows are changes (debezium-json)",
@@ -366,7 +388,8 @@ impl Plan {
             Node::Union { inputs } => inputs.iter().flat_map(|i| i.stream_scans()).collect(),
             Node::WindowJoin { left, right, .. }
             | Node::StreamJoin { left, right, .. }
-            | Node::IntervalJoin { left, right, .. } => {
+            | Node::IntervalJoin { left, right, .. }
+            | Node::TemporalJoin { left, right, .. } => {
                 let mut t = left.stream_scans();
                 t.extend(right.stream_scans());
                 t
@@ -464,6 +487,10 @@ impl Plan {
             Node::Normalize { spec, .. } => {
                 format!("ChangelogNormalize keys {:?}", spec.key_columns)
             }
+            Node::TemporalJoin { spec, .. } => format!(
+                "TemporalJoin {:?} keys {:?} = {:?} as of left time #{}",
+                spec.kind, spec.left_keys, spec.right_keys, spec.times[0]
+            ),
         };
         out.push_str(&format!("{pad}{line} -> [{}] ({kind})\n", cols.join(", ")));
         match &self.node {
@@ -479,7 +506,8 @@ impl Plan {
             Node::Union { inputs } => inputs.iter().for_each(|i| i.describe_into(depth + 1, out)),
             Node::WindowJoin { left, right, .. }
             | Node::StreamJoin { left, right, .. }
-            | Node::IntervalJoin { left, right, .. } => {
+            | Node::IntervalJoin { left, right, .. }
+            | Node::TemporalJoin { left, right, .. } => {
                 left.describe_into(depth + 1, out);
                 right.describe_into(depth + 1, out);
             }

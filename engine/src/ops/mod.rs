@@ -11,6 +11,7 @@ pub mod normalize;
 pub mod retract_agg;
 pub mod session;
 pub mod stream_join;
+pub mod temporal_join;
 pub mod window_agg;
 pub mod window_join;
 
@@ -24,6 +25,7 @@ pub use normalize::{ChangelogNormalize, NormalizeSpec};
 pub use retract_agg::RetractAggregate;
 pub use session::{SessionAggregate, SessionAggregateSpec};
 pub use stream_join::{StreamJoin, StreamJoinSpec};
+pub use temporal_join::{TemporalJoin, TemporalJoinSpec};
 pub use window_agg::{WindowAggregate, WindowAggregateSpec};
 pub use window_join::{WindowAssign, WindowJoin, WindowJoinSpec};
 #[cfg(test)]

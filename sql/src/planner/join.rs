@@ -6,7 +6,9 @@
 use arrow::datatypes::DataType;
 use runnel_engine::expr::ScalarValue;
 use runnel_engine::expr::{BinaryOp, Expr};
-use runnel_engine::ops::{IntervalJoinSpec, JoinKind, StreamJoinSpec, WindowJoinSpec};
+use runnel_engine::ops::{
+    IntervalJoinSpec, JoinKind, StreamJoinSpec, TemporalJoinSpec, WindowJoinSpec,
+};
 use runnel_engine::types::ROW_KIND_COLUMN;
 use sqlparser::ast;
 
@@ -37,6 +39,22 @@ impl Planner<'_> {
         // A table named on the right is the build side of a lookup join;
         // anything else (a view, a subquery, a window function) is a
         // stream, joined with the left stream window by window.
+        // `FOR SYSTEM_TIME AS OF` a table with a WATERMARK: an event-time
+        // temporal join against a versioned table.
+        if let ast::TableFactor::Table {
+            name,
+            args: None,
+            version: Some(ast::TableVersion::ForSystemTimeAsOf(as_of)),
+            ..
+        } = &join.relation
+        {
+            if let Some(Entry::Table(table)) = self.catalog.get(name) {
+                if table.descriptor.watermark.is_some() {
+                    let table = table.clone();
+                    return self.plan_temporal_join(left, join, kind, constraint, as_of, &table);
+                }
+            }
+        }
         // RIGHT and FULL joins keep the table's unmatched rows too: the
         // table is then read as a stream.
         let lookup = match &join.relation {
@@ -112,6 +130,110 @@ impl Planner<'_> {
             },
             scope: Scope::new(columns),
             updating: false,
+        })
+    }
+}
+
+impl Planner<'_> {
+    /// `left JOIN table FOR SYSTEM_TIME AS OF left.time ON ...` where the
+    /// table has a WATERMARK and a PRIMARY KEY: each left row meets the
+    /// table's row for its key as of the row's event time.
+    fn plan_temporal_join(
+        &mut self,
+        left: Plan,
+        join: &ast::Join,
+        kind: JoinKind,
+        constraint: &ast::JoinConstraint,
+        as_of: &ast::Expr,
+        table: &crate::catalog::TableEntry,
+    ) -> Result<Plan> {
+        let position = pos(&join.relation);
+        if !matches!(kind, JoinKind::Inner | JoinKind::Left) {
+            return Err(SqlError::plan(
+                "a temporal join (FOR SYSTEM_TIME AS OF) is INNER or LEFT",
+                position,
+            ));
+        }
+        if left.updating {
+            return Err(SqlError::plan(
+                "the stream of a temporal join must be append-only; this one updates",
+                position,
+            ));
+        }
+        let time = match (resolve_column(as_of, &left.scope), left.time_column) {
+            (Ok(c), Some(t)) if c == t => t,
+            _ => {
+                return Err(SqlError::plan(
+                    format!(
+                        "FOR SYSTEM_TIME AS OF must name the event-time attribute of the stream on the left (its WATERMARK column{}), because table '{}' has a WATERMARK and is joined by event time",
+                        left.time_column
+                            .map(|t| format!(": {}", left.scope.columns[t].name))
+                            .unwrap_or_default(),
+                        table.descriptor.name
+                    ),
+                    pos(as_of),
+                ))
+            }
+        };
+        if table.descriptor.primary_key.is_empty() {
+            return Err(SqlError::plan(
+                format!(
+                    "table '{}' is joined FOR SYSTEM_TIME AS OF an event time, so it must be a versioned table: declare its PRIMARY KEY (...) NOT ENFORCED",
+                    table.descriptor.name
+                ),
+                position,
+            ));
+        }
+        let right = self.plan_table_factor(&join.relation)?;
+        let Some(right_time) = right.time_column else {
+            return Err(SqlError::plan(
+                "a versioned table needs a WATERMARK",
+                position,
+            ));
+        };
+        let ast::JoinConstraint::On(on) = constraint else {
+            return Err(SqlError::plan("a join needs an ON condition", position));
+        };
+        let right_data = data_scope(&right);
+        let mut columns = left.scope.columns.clone();
+        for c in &right_data.columns {
+            let mut c = c.clone();
+            c.nullable |= kind == JoinKind::Left;
+            columns.push(c);
+        }
+        let scope = Scope::new(columns.clone());
+        let (left_keys, right_keys, rest) = stream_join_keys(on, &left.scope, &right_data, &scope)?;
+        let pk = &table.descriptor.primary_key;
+        if !pk.iter().all(|k| right_keys.contains(k)) {
+            let names: Vec<&str> = pk
+                .iter()
+                .map(|&k| table.descriptor.schema.field(k).name().as_str())
+                .collect();
+            return Err(SqlError::plan(
+                format!(
+                    "a temporal join must equate the versioned table's primary key ({}) with columns of the stream",
+                    names.join(", ")
+                ),
+                pos(on),
+            ));
+        }
+        let residual = residual_condition(rest)?;
+        Ok(Plan {
+            time_column: Some(time),
+            window: None,
+            updating: false,
+            scope: Scope::new(columns),
+            node: Node::TemporalJoin {
+                left: Box::new(left),
+                right: Box::new(right),
+                spec: TemporalJoinSpec {
+                    left_keys,
+                    right_keys,
+                    times: [time, right_time],
+                    residual,
+                    kind,
+                },
+            },
         })
     }
 }
