@@ -550,7 +550,7 @@ impl Lowerer<'_> {
     ) -> Result<(NodeId, usize)> {
         let (n, p) = self.lower(input)?;
         let rows = load_bounded(table, &self.options.registry).map_err(|e| self.err(e))?;
-        let join = LookupJoin::new(
+        let mut join = LookupJoin::new(
             kind,
             &input.schema(),
             stream_keys.to_vec(),
@@ -558,6 +558,25 @@ impl Lowerer<'_> {
             table_keys.to_vec(),
         )
         .map_err(|e| self.err(e))?;
+        // 'lookup.cache.ttl': read the table again once the loaded copy is
+        // that old (processing time); without it the table is read once.
+        if let Some(v) = table.descriptor.option("lookup.cache.ttl") {
+            let ttl = parse_duration(v).filter(|d| !d.is_zero()).ok_or_else(|| {
+                self.err(runnel_engine::EngineError::Plan(format!(
+                    "option 'lookup.cache.ttl' of table '{}' must be a duration such as '10 min', not '{v}'",
+                    table.descriptor.name
+                )))
+            })?;
+            let (entry, registry) = (table.clone(), self.options.registry.clone());
+            join = join
+                .with_refresh(runnel_engine::ops::lookup_join::Refresh {
+                    load: Arc::new(move || load_bounded(&entry, &registry)),
+                    ttl_ms: i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX),
+                    clock: self.options.clock.clone(),
+                    name: table.descriptor.name.clone(),
+                })
+                .map_err(|e| self.err(e))?;
+        }
         let op = self.graph.add_operator(
             unique(
                 &mut self.names,

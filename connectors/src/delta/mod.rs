@@ -42,6 +42,7 @@ const OPTIONS: &[&str] = &[
     "scan.version",
     "scan.timestamp",
     "scan.poll-interval",
+    "lookup.cache.ttl",
     "s3.endpoint",
     "s3.access-key",
     "s3.secret-key",

@@ -52,6 +52,7 @@ const OPTIONS: &[&str] = &[
     "debezium-json.schema-include",
     "debezium-json.ignore-parse-errors",
     "source.split-size",
+    "lookup.cache.ttl",
 ];
 
 /// The `filesystem` connector.

@@ -2,8 +2,12 @@
 //! `JOIN t FOR SYSTEM_TIME AS OF s.proc_time` against a table read once,
 //! and a plain join of a stream with a bounded table.
 //!
-//! The build side is loaded before the job starts and copied to every
-//! subtask (it is small: device metadata, dimension tables). Each stream
+//! The build side is loaded before the job starts and shared by every
+//! subtask (it is small: device metadata, dimension tables). With a refresh
+//! interval (`'lookup.cache.ttl'` on the table) the first subtask that sees
+//! the loaded copy older than the interval reads the table again and every
+//! subtask joins with the new copy from its next batch on; a failed read
+//! fails the job with the table's name. Each stream
 //! row is matched by equality of the key columns; NULL keys match nothing,
 //! as in SQL. INNER drops unmatched stream rows, LEFT keeps them with NULLs
 //! on the table's side. Output: the stream's columns, then the table's.
@@ -32,14 +36,45 @@ pub enum JoinKind {
     Full,
 }
 
+/// Reads the lookup table again.
+pub type TableLoader = Arc<dyn Fn() -> Result<RecordBatch> + Send + Sync>;
+
+/// How a lookup table is refreshed.
+#[derive(Clone)]
+pub struct Refresh {
+    /// Reads the table.
+    pub load: TableLoader,
+    /// How old the loaded copy may get, in milliseconds.
+    pub ttl_ms: i64,
+    /// Where the age is read.
+    pub clock: crate::time::Clock,
+    /// The table's name, for errors.
+    pub name: String,
+}
+
+impl std::fmt::Debug for Refresh {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Refresh({} every {} ms)", self.name, self.ttl_ms)
+    }
+}
+
+/// A loaded copy of the table with its index.
+#[derive(Debug)]
+struct Loaded {
+    table: RecordBatch,
+    index: HashMap<Box<[u8]>, Vec<u32>, ahash::RandomState>,
+    at: i64,
+}
+
 /// The join, built once and shared by its subtasks.
 #[derive(Debug)]
 pub struct LookupJoin {
     kind: JoinKind,
     stream_keys: KeyEncoder,
     stream_key_columns: Vec<usize>,
-    table: RecordBatch,
-    index: HashMap<Box<[u8]>, Vec<u32>, ahash::RandomState>,
+    table_keys: Vec<usize>,
+    loaded: std::sync::RwLock<Arc<Loaded>>,
+    refresh: Option<Refresh>,
     schema: SchemaRef,
 }
 
@@ -71,15 +106,7 @@ impl LookupJoin {
                 )));
             }
         }
-        let table_encoder = KeyEncoder::new(table.schema_ref(), &table_keys)?;
-        let rows = table_encoder.encode(&table)?;
-        let mut index: HashMap<Box<[u8]>, Vec<u32>, ahash::RandomState> = HashMap::default();
-        for (i, row) in rows.iter().enumerate() {
-            if table_keys.iter().any(|&k| table.column(k).is_null(i)) {
-                continue;
-            }
-            index.entry(row.as_ref().into()).or_default().push(i as u32);
-        }
+        let loaded = index_table(table.clone(), &table_keys, 0)?;
         let mut fields: Vec<Field> = stream.fields().iter().map(|f| f.as_ref().clone()).collect();
         for f in table.schema().fields() {
             // The table side may be NULL when a LEFT join finds nothing.
@@ -93,10 +120,53 @@ impl LookupJoin {
             kind,
             stream_keys: KeyEncoder::new(stream, &stream_keys)?,
             stream_key_columns: stream_keys,
-            table,
-            index,
+            table_keys,
+            loaded: std::sync::RwLock::new(Arc::new(loaded)),
+            refresh: None,
             schema: Arc::new(Schema::new(fields)),
         })
+    }
+
+    /// Reads the table again through `refresh.load` once the loaded copy
+    /// is older than `refresh.ttl_ms` (its age counts from now).
+    pub fn with_refresh(mut self, refresh: Refresh) -> Result<Self> {
+        let now = refresh.clock.now_millis();
+        if let Ok(mut l) = self.loaded.write() {
+            let table = l.table.clone();
+            *l = Arc::new(index_table(table, &self.table_keys, now)?);
+        }
+        self.refresh = Some(refresh);
+        Ok(self)
+    }
+
+    /// The loaded copy to join with, read again first when it is too old.
+    fn current(&self) -> Result<Arc<Loaded>> {
+        let poisoned = || EngineError::Internal("lookup table lock poisoned".into());
+        let loaded = Arc::clone(&*self.loaded.read().map_err(|_| poisoned())?);
+        let Some(r) = &self.refresh else {
+            return Ok(loaded);
+        };
+        let now = r.clock.now_millis();
+        if now.saturating_sub(loaded.at) < r.ttl_ms {
+            return Ok(loaded);
+        }
+        let mut slot = self.loaded.write().map_err(|_| poisoned())?;
+        // Another subtask may have read it meanwhile.
+        if now.saturating_sub(slot.at) < r.ttl_ms {
+            return Ok(Arc::clone(&slot));
+        }
+        let table = (r.load)().map_err(|e| {
+            EngineError::Execution(format!("cannot refresh lookup table '{}': {e}", r.name))
+        })?;
+        if table.schema().fields().len() != slot.table.schema().fields().len() {
+            return Err(EngineError::Execution(format!(
+                "lookup table '{}' came back with other columns",
+                r.name
+            )));
+        }
+        let fresh = Arc::new(index_table(table, &self.table_keys, now)?);
+        *slot = Arc::clone(&fresh);
+        Ok(fresh)
     }
 
     /// Output schema: stream columns, then table columns.
@@ -113,6 +183,7 @@ impl LookupJoin {
     }
 
     fn join(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        let loaded = self.current()?;
         let rows = self.stream_keys.encode(batch)?;
         let mut left_idx: Vec<u32> = Vec::with_capacity(batch.num_rows());
         let mut right_idx: Vec<Option<u32>> = Vec::with_capacity(batch.num_rows());
@@ -121,7 +192,7 @@ impl LookupJoin {
                 .stream_key_columns
                 .iter()
                 .any(|&k| batch.column(k).is_null(i));
-            match (null_key, self.index.get(row.as_ref())) {
+            match (null_key, loaded.index.get(row.as_ref())) {
                 (false, Some(matches)) => {
                     for &m in matches {
                         left_idx.push(i as u32);
@@ -141,8 +212,8 @@ impl LookupJoin {
         for c in batch.columns() {
             cols.push(arrow::compute::take(c.as_ref(), &left, None)?);
         }
-        for c in self.table.columns() {
-            if self.table.num_rows() == 0 {
+        for c in loaded.table.columns() {
+            if loaded.table.num_rows() == 0 {
                 cols.push(new_null_array(c.data_type(), right.len()));
             } else {
                 cols.push(arrow::compute::take(c.as_ref(), &right, None)?);
@@ -150,6 +221,21 @@ impl LookupJoin {
         }
         Ok(RecordBatch::try_new(Arc::clone(&self.schema), cols)?)
     }
+}
+
+/// `table` with its rows indexed by `keys` (rows with a NULL key left
+/// out: they match nothing), loaded at `at`.
+fn index_table(table: RecordBatch, keys: &[usize], at: i64) -> Result<Loaded> {
+    let encoder = KeyEncoder::new(table.schema_ref(), keys)?;
+    let rows = encoder.encode(&table)?;
+    let mut index: HashMap<Box<[u8]>, Vec<u32>, ahash::RandomState> = HashMap::default();
+    for (i, row) in rows.iter().enumerate() {
+        if keys.iter().any(|&k| table.column(k).is_null(i)) {
+            continue;
+        }
+        index.entry(row.as_ref().into()).or_default().push(i as u32);
+    }
+    Ok(Loaded { table, index, at })
 }
 
 /// One subtask of a [`LookupJoin`].
@@ -265,6 +351,49 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default()
             .contains("different types"));
+        Ok(())
+    }
+
+    #[test]
+    fn a_refreshed_table_is_read_again_once_its_copy_is_older_than_the_ttl() -> Result<()> {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let s = stream().slice(3, 1);
+        let reads = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&reads);
+        let load: TableLoader = Arc::new(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let schema = table().schema();
+            Ok(RecordBatch::try_new(
+                schema,
+                vec![
+                    Arc::new(StringArray::from(vec![Some("a")])),
+                    Arc::new(StringArray::from(vec!["west"])),
+                ],
+            )?)
+        });
+        let clock = crate::time::Clock::manual(1_000);
+        let join = LookupJoin::new(JoinKind::Inner, s.schema_ref(), vec![0], table(), vec![0])?
+            .with_refresh(Refresh {
+                load,
+                ttl_ms: 500,
+                clock: clock.clone(),
+                name: "devices".into(),
+            })?;
+        let region = |b: &RecordBatch| -> String {
+            b.column(3)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .map(|a| a.value(0).to_string())
+                .unwrap_or_default()
+        };
+        assert_eq!(region(&join.join(&s)?), "north");
+        clock.set_millis(1_400);
+        assert_eq!(region(&join.join(&s)?), "north", "still fresh");
+        assert_eq!(reads.load(Ordering::SeqCst), 0);
+        clock.set_millis(1_600);
+        assert_eq!(region(&join.join(&s)?), "west", "read again");
+        assert_eq!(join.join(&s)?.num_rows(), 1);
+        assert_eq!(reads.load(Ordering::SeqCst), 1);
         Ok(())
     }
 }
