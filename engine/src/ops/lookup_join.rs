@@ -107,7 +107,14 @@ impl LookupJoin {
             }
         }
         let loaded = index_table(table.clone(), &table_keys, 0)?;
-        let mut fields: Vec<Field> = stream.fields().iter().map(|f| f.as_ref().clone()).collect();
+        // An updating stream keeps its changelog column last: each output
+        // row has its stream row's kind.
+        let updating = crate::types::is_updating(stream);
+        let width = stream.fields().len() - usize::from(updating);
+        let mut fields: Vec<Field> = stream.fields()[..width]
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
         for f in table.schema().fields() {
             // The table side may be NULL when a LEFT join finds nothing.
             fields.push(
@@ -115,6 +122,9 @@ impl LookupJoin {
                     .clone()
                     .with_nullable(f.is_nullable() || kind == JoinKind::Left),
             );
+        }
+        if updating {
+            fields.push(crate::types::row_kind_field());
         }
         Ok(Self {
             kind,
@@ -209,7 +219,9 @@ impl LookupJoin {
         let left = UInt32Array::from(left_idx);
         let right = UInt32Array::from(right_idx);
         let mut cols: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
-        for c in batch.columns() {
+        let updating = crate::types::is_updating(&self.schema);
+        let width = batch.num_columns() - usize::from(updating);
+        for c in &batch.columns()[..width] {
             cols.push(arrow::compute::take(c.as_ref(), &left, None)?);
         }
         for c in loaded.table.columns() {
@@ -218,6 +230,13 @@ impl LookupJoin {
             } else {
                 cols.push(arrow::compute::take(c.as_ref(), &right, None)?);
             }
+        }
+        if updating {
+            cols.push(arrow::compute::take(
+                batch.column(width).as_ref(),
+                &left,
+                None,
+            )?);
         }
         Ok(RecordBatch::try_new(Arc::clone(&self.schema), cols)?)
     }

@@ -99,24 +99,30 @@ impl Planner<'_> {
             .map(|a| a.name.value.clone())
             .unwrap_or_else(|| key_of(name));
         let right_scope = table_scope(table, &qualifier);
-        if left.updating {
-            return Err(SqlError::plan(
-                "joining an updating stream is not supported yet",
-                pos(&join.relation),
-            ));
-        }
         let ast::JoinConstraint::On(on) = constraint else {
             return Err(SqlError::plan(
                 "a join needs an ON condition",
                 pos(&join.relation),
             ));
         };
-        let (stream_keys, table_keys) = lookup_keys(on, &left.scope, &right_scope)?;
-        let mut columns = left.scope.columns.clone();
+        // An updating stream is joined row by row, each output row with
+        // its input row's kind: the changelog column stays last.
+        let left_data = data_scope(&left);
+        let (stream_keys, table_keys) = lookup_keys(on, &left_data, &right_scope)?;
+        let mut columns = left_data.columns.clone();
         for c in &right_scope.columns {
             let mut c = c.clone();
             c.nullable |= kind == JoinKind::Left;
             columns.push(c);
+        }
+        let updating = left.updating;
+        if updating {
+            columns.push(ScopeColumn {
+                qualifier: None,
+                name: ROW_KIND_COLUMN.to_string(),
+                data_type: DataType::Int8,
+                nullable: false,
+            });
         }
         Ok(Plan {
             time_column: left.time_column,
@@ -129,7 +135,7 @@ impl Planner<'_> {
                 kind,
             },
             scope: Scope::new(columns),
-            updating: false,
+            updating,
         })
     }
 }

@@ -66,10 +66,17 @@ impl Planner<'_> {
 /// UNION ALL of `inputs`, which must have the same column types and be
 /// all append-only or all updating.
 fn union(inputs: Vec<Plan>, position: Position) -> Result<Plan> {
+    let data = |p: &Plan| -> Vec<DataType> {
+        let n = p.scope.columns.len() - usize::from(p.updating);
+        p.scope.columns[..n]
+            .iter()
+            .map(|c| c.data_type.clone())
+            .collect()
+    };
     let first = &inputs[0];
     for other in &inputs[1..] {
-        let a: Vec<&DataType> = first.scope.columns.iter().map(|c| &c.data_type).collect();
-        let b: Vec<&DataType> = other.scope.columns.iter().map(|c| &c.data_type).collect();
+        let (a, b) = (data(first), data(other));
+        let (a, b): (Vec<&DataType>, Vec<&DataType>) = (a.iter().collect(), b.iter().collect());
         if a != b {
             let fmt = |v: &[&DataType]| {
                 v.iter()
@@ -87,13 +94,15 @@ fn union(inputs: Vec<Plan>, position: Position) -> Result<Plan> {
             ));
         }
     }
+    // With one updating input the union updates: append-only inputs get
+    // the changelog column, every row an insert.
     let updating = inputs.iter().any(|p| p.updating);
-    if updating && !inputs.iter().all(|p| p.updating) {
-        return Err(SqlError::plan(
-            "UNION ALL of an updating and an append-only stream is not supported",
-            position,
-        ));
-    }
+    let inputs: Vec<Plan> = if updating {
+        inputs.into_iter().map(with_inserts).collect()
+    } else {
+        inputs
+    };
+    let first = &inputs[0];
     let time_column = first
         .time_column
         .filter(|t| inputs.iter().all(|p| p.time_column == Some(*t)));
@@ -118,4 +127,47 @@ fn union(inputs: Vec<Plan>, position: Position) -> Result<Plan> {
         updating,
         time_column,
     })
+}
+
+/// `plan` as an updating stream: unchanged when it updates, else every row
+/// an insert (`+I`) in an added changelog column.
+fn with_inserts(plan: Plan) -> Plan {
+    if plan.updating {
+        return plan;
+    }
+    let mut exprs: Vec<(runnel_engine::expr::Expr, String)> = plan
+        .scope
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (runnel_engine::expr::Expr::Column(i), c.name.clone()))
+        .collect();
+    exprs.push((
+        runnel_engine::expr::Expr::Cast {
+            expr: Box::new(runnel_engine::expr::Expr::Literal(
+                runnel_engine::expr::ScalarValue::Int32(
+                    runnel_engine::types::RowKind::Insert as i32,
+                ),
+            )),
+            to: DataType::Int8,
+        },
+        runnel_engine::types::ROW_KIND_COLUMN.to_string(),
+    ));
+    let mut columns = plan.scope.columns.clone();
+    columns.push(crate::binder::ScopeColumn {
+        qualifier: None,
+        name: runnel_engine::types::ROW_KIND_COLUMN.to_string(),
+        data_type: DataType::Int8,
+        nullable: false,
+    });
+    Plan {
+        time_column: plan.time_column,
+        window: plan.window,
+        updating: true,
+        scope: crate::binder::Scope::new(columns),
+        node: Node::Project {
+            input: Box::new(plan),
+            exprs,
+        },
+    }
 }
