@@ -121,6 +121,7 @@ pub fn lower_all(
                     .registry
                     .resolve(&desc)
                     .map_err(|e| SqlError::plan(engine_message(&e), position))?;
+                check_upsert_key(plan, &desc, position)?;
                 let factory = connector.sink(&desc, plan.updating).map_err(|e| {
                     let msg = engine_message(&e);
                     let msg = match plan.updating_cause() {
@@ -699,4 +700,48 @@ fn load_bounded(
     fields.truncate(desc.schema.fields().len());
     let schema = Arc::new(Schema::new(fields));
     Ok(arrow::compute::concat_batches(&schema, &batches)?)
+}
+
+/// An upsert sink (upsert-kafka) writes each change under the row's
+/// PRIMARY KEY and drops `-U` rows: right only when the query's changes
+/// are keyed by exactly those columns. Otherwise the topic would keep rows
+/// the query retracted (an update that moves a row to another key leaves
+/// the old one), so the plan is refused.
+fn check_upsert_key(plan: &Plan, desc: &TableDescriptor, position: Position) -> Result<()> {
+    let upsert = desc
+        .option("connector")
+        .is_some_and(|c| c.eq_ignore_ascii_case("upsert-kafka"));
+    if !upsert || !plan.updating || desc.primary_key.is_empty() {
+        return Ok(());
+    }
+    let names = |cols: &[usize]| -> String {
+        cols.iter()
+            .filter_map(|&c| desc.schema.fields().get(c).map(|f| f.name().clone()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut pk = desc.primary_key.clone();
+    pk.sort_unstable();
+    let key = plan.upsert_key().map(|mut k| {
+        k.sort_unstable();
+        k
+    });
+    if key.as_ref() == Some(&pk) {
+        return Ok(());
+    }
+    let what = match &key {
+        Some(k) => format!("are keyed by ({})", names(k)),
+        None => "have no key Runnel can tell (a join or a union of updating streams)".into(),
+    };
+    Err(SqlError::plan(
+        format!(
+            "upsert-kafka table '{}' is written by its PRIMARY KEY ({}), but the query's changes {what}; \
+             the topic would keep rows the query retracted. Make the query's GROUP BY (or its source's \
+             key) the table's primary key, or write to a sink that takes every change ('print', or \
+             'delta' with 'sink.updating-mode' = 'changelog')",
+            desc.name,
+            names(&pk)
+        ),
+        position,
+    ))
 }

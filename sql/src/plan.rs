@@ -305,6 +305,40 @@ impl Plan {
         }
     }
 
+    /// The columns that identify a row of this updating plan's output
+    /// (its upsert key): every `-U`/`+U` pair and every `-D` of a row
+    /// carry the same values in them, and no two live rows share them.
+    /// `None` when the planner cannot tell (joins, unions, anything
+    /// computed). Aggregates are keyed by their GROUP BY columns, upsert
+    /// tables and Debezium tables by their PRIMARY KEY.
+    pub fn upsert_key(&self) -> Option<Vec<usize>> {
+        match &self.node {
+            Node::GroupAggregate { spec, .. } => Some((0..spec.key_columns.len()).collect()),
+            Node::Normalize { spec, .. } => Some(spec.key_columns.clone()),
+            Node::Scan { table, .. }
+                if self.updating && !table.descriptor.primary_key.is_empty() =>
+            {
+                Some(table.descriptor.primary_key.clone())
+            }
+            Node::Filter { input, .. } => input.upsert_key(),
+            Node::Project { input, exprs } => {
+                let key = input.upsert_key()?;
+                key.iter()
+                    .map(|&k| {
+                        exprs.iter().position(|(e, _)| match e {
+                            Expr::Column(c) => *c == k,
+                            Expr::Cast { expr, .. } => {
+                                matches!(expr.as_ref(), Expr::Column(c) if *c == k)
+                            }
+                            _ => false,
+                        })
+                    })
+                    .collect()
+            }
+            _ => None,
+        }
+    }
+
     /// Why this plan's output updates, naming the step that makes it:
     /// `None` for an append-only plan.
     pub fn updating_cause(&self) -> Option<String> {
