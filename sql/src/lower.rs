@@ -22,7 +22,9 @@ use runnel_engine::expr::{Expr, ScalarValue};
 use runnel_engine::graph::{Exchange, JobGraph, NodeId};
 use runnel_engine::operator::{OperatorFactory, OperatorMetrics, TaskInfo};
 use runnel_engine::ops::filter_project::{FilterOperator, ProjectOperator};
-use runnel_engine::ops::{JoinKind, LookupJoin, ProcTimeOperator, UnionOperator, WindowAssign};
+use runnel_engine::ops::{
+    JoinKind, LookupJoin, MaterializeSpec, ProcTimeOperator, UnionOperator, WindowAssign,
+};
 use runnel_engine::source::{SourcePoll, WatermarkStrategy};
 use runnel_engine::window::WindowSpec;
 
@@ -121,7 +123,7 @@ pub fn lower_all(
                     .registry
                     .resolve(&desc)
                     .map_err(|e| SqlError::plan(engine_message(&e), position))?;
-                check_upsert_key(plan, &desc, position)?;
+                let materialize = needs_materializer(plan, &desc);
                 let factory = connector.sink(&desc, plan.updating).map_err(|e| {
                     let msg = engine_message(&e);
                     let msg = match plan.updating_cause() {
@@ -130,6 +132,25 @@ pub fn lower_all(
                     };
                     SqlError::plan(msg, position)
                 })?;
+                // An upsert sink keyed other than the query's changes gets
+                // a materializer keyed by the sink's key in front of it.
+                if let Some(pk) = materialize {
+                    let m = MaterializeSpec {
+                        key_columns: pk.clone(),
+                    }
+                    .factory(plan.schema())
+                    .map_err(|e| SqlError::plan(engine_message(&e), position))?;
+                    let name = unique(&mut names, &format!("upsert materializer: {}", desc.name));
+                    let op = graph.add_operator(name, par, m);
+                    connect(&mut graph, node, par, op, par, Some(pk))?;
+                    let sink = graph.add_operator(
+                        unique(&mut names, &format!("sink: {}", desc.name)),
+                        par,
+                        factory,
+                    );
+                    connect(&mut graph, op, par, sink, par, None)?;
+                    continue;
+                }
                 (format!("sink: {}", desc.name), factory, par)
             }
             SinkTarget::Operator {
@@ -703,45 +724,22 @@ fn load_bounded(
 }
 
 /// An upsert sink (upsert-kafka) writes each change under the row's
-/// PRIMARY KEY and drops `-U` rows: right only when the query's changes
-/// are keyed by exactly those columns. Otherwise the topic would keep rows
-/// the query retracted (an update that moves a row to another key leaves
-/// the old one), so the plan is refused.
-fn check_upsert_key(plan: &Plan, desc: &TableDescriptor, position: Position) -> Result<()> {
+/// PRIMARY KEY and drops `-U` rows: right as they come only when the
+/// query's changes are keyed by exactly those columns. Otherwise (an update
+/// that moves a row to another sink key would leave the old one behind)
+/// the sink's key columns, for a materializer keyed by them.
+fn needs_materializer(plan: &Plan, desc: &TableDescriptor) -> Option<Vec<usize>> {
     let upsert = desc
         .option("connector")
         .is_some_and(|c| c.eq_ignore_ascii_case("upsert-kafka"));
     if !upsert || !plan.updating || desc.primary_key.is_empty() {
-        return Ok(());
+        return None;
     }
-    let names = |cols: &[usize]| -> String {
-        cols.iter()
-            .filter_map(|&c| desc.schema.fields().get(c).map(|f| f.name().clone()))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     let mut pk = desc.primary_key.clone();
     pk.sort_unstable();
     let key = plan.upsert_key().map(|mut k| {
         k.sort_unstable();
         k
     });
-    if key.as_ref() == Some(&pk) {
-        return Ok(());
-    }
-    let what = match &key {
-        Some(k) => format!("are keyed by ({})", names(k)),
-        None => "have no key Runnel can tell (a join or a union of updating streams)".into(),
-    };
-    Err(SqlError::plan(
-        format!(
-            "upsert-kafka table '{}' is written by its PRIMARY KEY ({}), but the query's changes {what}; \
-             the topic would keep rows the query retracted. Make the query's GROUP BY (or its source's \
-             key) the table's primary key, or write to a sink that takes every change ('print', or \
-             'delta' with 'sink.updating-mode' = 'changelog')",
-            desc.name,
-            names(&pk)
-        ),
-        position,
-    ))
+    (key.as_ref() != Some(&pk)).then(|| desc.primary_key.clone())
 }

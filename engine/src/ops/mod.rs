@@ -21,7 +21,7 @@ pub use changelog_join::ChangelogJoin;
 pub use group_agg::{GroupAggregate, GroupAggregateSpec};
 pub use interval_join::{IntervalJoin, IntervalJoinSpec};
 pub use lookup_join::{JoinKind, LookupJoin};
-pub use normalize::{ChangelogNormalize, NormalizeSpec};
+pub use normalize::{ChangelogNormalize, MaterializeSpec, NormalizeSpec, UpsertMaterialize};
 pub use retract_agg::RetractAggregate;
 pub use session::{SessionAggregate, SessionAggregateSpec};
 pub use stream_join::{StreamJoin, StreamJoinSpec};

@@ -243,6 +243,195 @@ impl Operator for ChangelogNormalize {
     }
 }
 
+/// What an upsert materializer keys on: the sink's primary key.
+#[derive(Debug, Clone)]
+pub struct MaterializeSpec {
+    /// The sink's primary key columns.
+    pub key_columns: Vec<usize>,
+}
+
+impl MaterializeSpec {
+    /// A factory for the subtasks; checks the spec against the input.
+    pub fn factory(self, input: SchemaRef) -> Result<OperatorFactory> {
+        UpsertMaterialize::new(self.clone(), &input)?;
+        Ok(Arc::new(move |_t: &TaskInfo| {
+            Ok(Box::new(UpsertMaterialize::new(self.clone(), &input)?) as Box<dyn Operator>)
+        }))
+    }
+}
+
+/// Before an upsert sink whose primary key is not the key of the query's
+/// changes (Flink's SinkUpsertMaterializer): keeps, per sink key, the
+/// query's live rows with that key in arrival order, and tells the sink
+/// which row the key holds now. An added row becomes the key's row (`+I`
+/// for a key that had none, `+U` otherwise); a retracted row that was the
+/// key's newest hands the key to the newest row left (`+U`), or deletes
+/// the key (`-D`) when none is left; retracting an older row changes
+/// nothing downstream.
+///
+/// State: one entry per key, the live rows (length-prefixed, each with its
+/// count), written for the keys changed since the last barrier.
+#[derive(Debug)]
+pub struct UpsertMaterialize {
+    encoder: KeyEncoder,
+    converter: RowConverter,
+    width: usize,
+    schema: SchemaRef,
+    rows: HashMap<Box<[u8]>, (Vec<Box<[u8]>>, bool), ahash::RandomState>,
+    backed: bool,
+    table: Option<TableId>,
+}
+
+impl UpsertMaterialize {
+    /// Builds the operator for `input` (an updating stream).
+    pub fn new(spec: MaterializeSpec, input: &SchemaRef) -> Result<Self> {
+        if !is_updating(input) {
+            return Err(EngineError::Plan(
+                "an upsert materializer needs an updating input".into(),
+            ));
+        }
+        let width = input.fields().len() - 1;
+        if spec.key_columns.is_empty() || spec.key_columns.iter().any(|&k| k >= width) {
+            return Err(EngineError::Plan(format!(
+                "an upsert materializer needs key columns among the input's {width} columns"
+            )));
+        }
+        Ok(Self {
+            encoder: KeyEncoder::new(input, &spec.key_columns)?,
+            converter: row_converter(input)?,
+            width,
+            schema: Arc::clone(input),
+            rows: HashMap::default(),
+            backed: false,
+            table: None,
+        })
+    }
+
+    fn table(&self) -> Result<TableId> {
+        self.table
+            .ok_or_else(|| EngineError::Internal("upsert materializer not opened".into()))
+    }
+
+    fn load(&mut self, key: &[u8], ctx: &mut OperatorContext<'_>) -> Result<()> {
+        if !self.backed || self.rows.contains_key(key) {
+            return Ok(());
+        }
+        let table = self.table()?;
+        if let Some(v) = ctx.state.get(table, &state_key(ctx, key, &[]))? {
+            let mut list = Vec::new();
+            let mut b = v.as_slice();
+            while b.len() >= 4 {
+                let len = u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize;
+                if b.len() < 4 + len {
+                    return Err(EngineError::Internal(
+                        "corrupt upsert materializer state entry".into(),
+                    ));
+                }
+                list.push(b[4..4 + len].into());
+                b = &b[4 + len..];
+            }
+            self.rows.insert(key.into(), (list, false));
+        }
+        Ok(())
+    }
+}
+
+impl Operator for UpsertMaterialize {
+    fn state_layout(&self) -> crate::operator::StateLayout {
+        crate::operator::StateLayout::KeyGroups
+    }
+
+    fn open(&mut self, ctx: &mut OperatorContext<'_>) -> Result<()> {
+        let table = ctx
+            .state
+            .register_table(&format!("{}/materialize", ctx.task.operator_name))?;
+        self.table = Some(table);
+        self.backed = load_meta(ctx, table)?.is_some();
+        Ok(())
+    }
+
+    fn process_batch(
+        &mut self,
+        _input: usize,
+        batch: RecordBatch,
+        ctx: &mut OperatorContext<'_>,
+        out: &mut dyn Collector,
+    ) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let kinds = row_kinds(&batch)?;
+        let keys = self.encoder.encode(&batch)?;
+        let rows = self
+            .converter
+            .convert_columns(&batch.columns()[..self.width])?;
+        let mut emitted: Vec<(Box<[u8]>, RowKind)> = Vec::new();
+        for (i, kind) in kinds.into_iter().enumerate() {
+            let key = keys.row(i);
+            let key = key.as_ref();
+            self.load(key, ctx)?;
+            let row: Box<[u8]> = rows.row(i).as_ref().into();
+            let (list, dirty) = self.rows.entry(key.into()).or_default();
+            if kind.is_addition() {
+                let k = if list.is_empty() {
+                    RowKind::Insert
+                } else {
+                    RowKind::UpdateAfter
+                };
+                list.push(row.clone());
+                *dirty = true;
+                emitted.push((row, k));
+            } else if let Some(at) = list.iter().rposition(|r| *r == row) {
+                let newest = at + 1 == list.len();
+                list.remove(at);
+                *dirty = true;
+                match (newest, list.last()) {
+                    (true, Some(now)) => emitted.push((now.clone(), RowKind::UpdateAfter)),
+                    (true, None) => emitted.push((row, RowKind::Delete)),
+                    (false, _) => {}
+                }
+            }
+        }
+        if emitted.is_empty() {
+            return Ok(());
+        }
+        let parser = self.converter.parser();
+        let mut columns: Vec<ArrayRef> = self
+            .converter
+            .convert_rows(emitted.iter().map(|(r, _)| parser.parse(r)))?;
+        let kinds: Vec<RowKind> = emitted.iter().map(|(_, k)| *k).collect();
+        columns.push(row_kind_array(&kinds));
+        out.collect(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
+    }
+
+    fn on_barrier(&mut self, _barrier: &Barrier, ctx: &mut OperatorContext<'_>) -> Result<()> {
+        let table = self.table()?;
+        let mut empty = Vec::new();
+        for (key, (list, dirty)) in self.rows.iter_mut() {
+            if !*dirty {
+                continue;
+            }
+            *dirty = false;
+            let k = state_key(ctx, key, &[]);
+            if list.is_empty() {
+                ctx.state.delete(table, &k)?;
+                empty.push(key.clone());
+                continue;
+            }
+            let mut v = Vec::new();
+            for r in list.iter() {
+                v.extend_from_slice(&(r.len() as u32).to_le_bytes());
+                v.extend_from_slice(r);
+            }
+            ctx.state.put_owned(table, k, v)?;
+        }
+        for key in empty {
+            self.rows.remove(&key);
+        }
+        save_meta(ctx, table, i64::MIN, 0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use arrow::array::{AsArray, Int64Array, StringArray};
@@ -322,6 +511,32 @@ mod tests {
         // A deleted key comes back as an insert.
         r.batch(batch(&[(UA, "a", Some(9))]))?;
         assert_eq!(out(&mut r), ["+I a 9"]);
+        Ok(())
+    }
+
+    #[test]
+    fn a_materializer_keeps_the_newest_live_row_of_each_sink_key() -> Result<()> {
+        use RowKind::{Insert as I, UpdateBefore as UB};
+        let spec = MaterializeSpec {
+            key_columns: vec![0],
+        };
+        let mut h =
+            OperatorHarness::new(Box::new(UpsertMaterialize::new(spec.clone(), &schema())?))?;
+        // Two query rows share sink key a.
+        h.batch(batch(&[(I, "a", Some(1)), (I, "a", Some(2))]))?;
+        assert_eq!(out(&mut h), ["+I a 1", "+U a 2"]);
+        // Retracting the older row changes nothing downstream.
+        h.batch(batch(&[(UB, "a", Some(1))]))?;
+        assert!(out(&mut h).is_empty());
+        let snapshot = h.checkpoint(1)?;
+        let mut r = OperatorHarness::restored(
+            Box::new(UpsertMaterialize::new(spec, &schema())?),
+            &snapshot,
+        )?;
+        r.batch(batch(&[(I, "a", Some(3)), (D, "a", Some(3))]))?;
+        assert_eq!(out(&mut r), ["+U a 3", "+U a 2"]);
+        r.batch(batch(&[(D, "a", Some(2))]))?;
+        assert_eq!(out(&mut r), ["-D a 2"]);
         Ok(())
     }
 }
