@@ -127,7 +127,7 @@ pub fn lower_all(
                 let factory = connector.sink(&desc, plan.updating).map_err(|e| {
                     let msg = engine_message(&e);
                     let msg = match plan.updating_cause() {
-                        Some(cause) => format!("{msg} (the query is an updating stream because {cause}; use a window or an INNER join of append-only streams, or a sink that accepts updates: 'print', 'blackhole', or 'delta' with 'sink.updating-mode' = 'changelog')"),
+                        Some(cause) => format!("{msg} (the query is an updating stream because {cause}; use a window or an INNER join of append-only streams, or a sink that accepts updates: 'print', 'blackhole', 'upsert-kafka' with a PRIMARY KEY, or 'delta' with 'sink.updating-mode' = 'changelog')"),
                         None => msg,
                     };
                     SqlError::plan(msg, position)
