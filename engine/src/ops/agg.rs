@@ -407,3 +407,67 @@ pub(crate) fn decode_time_at(bytes: &[u8], offset: usize) -> Result<i64> {
         .ok_or_else(|| corrupt("time"))?;
     Ok(runnel_state::key::decode_time(b))
 }
+
+/// Reads a state entry's little-endian fields in order; running out of
+/// bytes is a corrupt entry of `what`.
+pub(crate) struct EntryReader<'a> {
+    bytes: &'a [u8],
+    what: &'static str,
+}
+
+impl<'a> EntryReader<'a> {
+    /// A reader of `bytes`, an entry of `what` (for the error).
+    pub(crate) fn new(bytes: &'a [u8], what: &'static str) -> Self {
+        Self { bytes, what }
+    }
+
+    /// True when every byte was read.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// The next `n` bytes.
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        if self.bytes.len() < n {
+            return Err(EngineError::Internal(format!(
+                "corrupt {} state entry",
+                self.what
+            )));
+        }
+        let (head, rest) = self.bytes.split_at(n);
+        self.bytes = rest;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+
+    pub(crate) fn u8(&mut self) -> Result<u8> {
+        Ok(self.array::<1>()?[0])
+    }
+
+    pub(crate) fn u32(&mut self) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+
+    pub(crate) fn i64(&mut self) -> Result<i64> {
+        Ok(i64::from_le_bytes(self.array()?))
+    }
+
+    pub(crate) fn i128(&mut self) -> Result<i128> {
+        Ok(i128::from_le_bytes(self.array()?))
+    }
+
+    pub(crate) fn f64(&mut self) -> Result<f64> {
+        Ok(f64::from_le_bytes(self.array()?))
+    }
+
+    /// A `u32` length, then that many bytes.
+    pub(crate) fn sized(&mut self) -> Result<&'a [u8]> {
+        let n = self.u32()? as usize;
+        self.take(n)
+    }
+}

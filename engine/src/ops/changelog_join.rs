@@ -51,7 +51,7 @@ use crate::error::{EngineError, Result};
 use crate::expr::Expr;
 use crate::keys::KeyEncoder;
 use crate::operator::{Collector, Operator, OperatorContext};
-use crate::ops::agg::{load_meta, save_meta, scan_owned, state_key};
+use crate::ops::agg::{load_meta, save_meta, scan_owned, state_key, EntryReader};
 use crate::ops::window_join::{check_condition, check_join_keys, null_key, OUTPUT_BATCH_ROWS};
 use crate::ops::JoinKind;
 use crate::time::Clock;
@@ -95,30 +95,16 @@ impl Kept {
         out
     }
 
-    fn decode(mut b: &[u8]) -> Result<Self> {
-        let corrupt = || EngineError::Internal("corrupt join state entry".into());
-        let mut take_n = |n: usize| -> Result<&[u8]> {
-            if b.len() < n {
-                return Err(corrupt());
-            }
-            let (head, rest) = b.split_at(n);
-            b = rest;
-            Ok(head)
-        };
-        let u32_of = |s: &[u8]| u32::from_le_bytes(s.try_into().unwrap_or_default());
-        let n = u32_of(take_n(4)?) as usize;
+    fn decode(b: &[u8]) -> Result<Self> {
+        let mut r = EntryReader::new(b, "join");
+        let n = r.u32()? as usize;
         let mut rows = Vec::with_capacity(n);
         for _ in 0..n {
-            let len = u32_of(take_n(4)?) as usize;
-            let row: Box<[u8]> = take_n(len)?.into();
-            let count = u32_of(take_n(4)?);
-            let assoc = u32_of(take_n(4)?);
-            let at = i64::from_le_bytes(take_n(8)?.try_into().map_err(|_| corrupt())?);
             rows.push(KeptRow {
-                row,
-                count,
-                assoc,
-                at,
+                row: r.sized()?.into(),
+                count: r.u32()?,
+                assoc: r.u32()?,
+                at: r.i64()?,
             });
         }
         Ok(Self {

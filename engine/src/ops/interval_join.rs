@@ -33,7 +33,7 @@ use crate::error::{EngineError, Result};
 use crate::expr::Expr;
 use crate::keys::KeyEncoder;
 use crate::operator::{Collector, Operator, OperatorContext, OperatorFactory, TaskInfo};
-use crate::ops::agg::{load_meta, save_meta, scan_owned, state_key};
+use crate::ops::agg::{load_meta, save_meta, scan_owned, state_key, EntryReader};
 use crate::ops::changelog_join::{pair_fields, pairs_batch, passing, row_converter, Pending};
 use crate::ops::window_join::{check_condition, check_join_inputs, null_key, OUTPUT_BATCH_ROWS};
 use crate::ops::JoinKind;
@@ -307,27 +307,15 @@ fn encode(rows: &[Held]) -> Vec<u8> {
     out
 }
 
-fn decode(mut b: &[u8]) -> Result<Vec<Held>> {
-    let corrupt = || EngineError::Internal("corrupt interval join state entry".into());
-    let mut take_n = |n: usize| -> Result<&[u8]> {
-        if b.len() < n {
-            return Err(corrupt());
-        }
-        let (head, rest) = b.split_at(n);
-        b = rest;
-        Ok(head)
-    };
-    let u32_of = |s: &[u8]| u32::from_le_bytes(s.try_into().unwrap_or_default());
-    let n = u32_of(take_n(4)?) as usize;
+fn decode(b: &[u8]) -> Result<Vec<Held>> {
+    let mut r = EntryReader::new(b, "interval join");
+    let n = r.u32()? as usize;
     let mut rows = Vec::with_capacity(n);
     for _ in 0..n {
-        let ts = i64::from_le_bytes(take_n(8)?.try_into().map_err(|_| corrupt())?);
-        let matched = take_n(1)?[0] != 0;
-        let len = u32_of(take_n(4)?) as usize;
         rows.push(Held {
-            ts,
-            matched,
-            row: take_n(len)?.into(),
+            ts: r.i64()?,
+            matched: r.u8()? != 0,
+            row: r.sized()?.into(),
         });
     }
     Ok(rows)

@@ -155,19 +155,25 @@ impl ChangelogNormalize {
         }
         save_meta(ctx, table, i64::MIN, 0)
     }
+}
 
-    fn emit(&self, rows: &[(Box<[u8]>, RowKind)], out: &mut dyn Collector) -> Result<()> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let parser = self.converter.parser();
-        let mut columns: Vec<ArrayRef> = self
-            .converter
-            .convert_rows(rows.iter().map(|(r, _)| parser.parse(r)))?;
-        let kinds: Vec<RowKind> = rows.iter().map(|(_, k)| *k).collect();
-        columns.push(row_kind_array(&kinds));
-        out.collect(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
+/// Emits `rows` (whole rows in `converter`'s format, with their kinds) as
+/// one batch of `schema`, the changelog column last.
+fn emit_rows(
+    converter: &RowConverter,
+    schema: &SchemaRef,
+    rows: &[(Box<[u8]>, RowKind)],
+    out: &mut dyn Collector,
+) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
     }
+    let parser = converter.parser();
+    let mut columns: Vec<ArrayRef> =
+        converter.convert_rows(rows.iter().map(|(r, _)| parser.parse(r)))?;
+    let kinds: Vec<RowKind> = rows.iter().map(|(_, k)| *k).collect();
+    columns.push(row_kind_array(&kinds));
+    out.collect(RecordBatch::try_new(Arc::clone(schema), columns)?)
 }
 
 impl Operator for ChangelogNormalize {
@@ -226,7 +232,7 @@ impl Operator for ChangelogNormalize {
                 RowKind::UpdateBefore => {}
             }
         }
-        self.emit(&emitted, out)?;
+        emit_rows(&self.converter, &self.schema, &emitted, out)?;
         if let Some(budget) = ctx.task.memory_budget {
             if self.memory > budget {
                 self.write_dirty(ctx)?;
@@ -392,16 +398,7 @@ impl Operator for UpsertMaterialize {
                 }
             }
         }
-        if emitted.is_empty() {
-            return Ok(());
-        }
-        let parser = self.converter.parser();
-        let mut columns: Vec<ArrayRef> = self
-            .converter
-            .convert_rows(emitted.iter().map(|(r, _)| parser.parse(r)))?;
-        let kinds: Vec<RowKind> = emitted.iter().map(|(_, k)| *k).collect();
-        columns.push(row_kind_array(&kinds));
-        out.collect(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
+        emit_rows(&self.converter, &self.schema, &emitted, out)
     }
 
     fn on_barrier(&mut self, _barrier: &Barrier, ctx: &mut OperatorContext<'_>) -> Result<()> {

@@ -42,7 +42,7 @@ use crate::aggregate::{is_integer, AggregateFunction};
 use crate::error::{EngineError, Result};
 use crate::keys::KeyEncoder;
 use crate::operator::{Collector, Operator, OperatorContext};
-use crate::ops::agg::{load_meta, save_meta, scan_owned, state_key, BoundAggregates};
+use crate::ops::agg::{load_meta, save_meta, scan_owned, state_key, BoundAggregates, EntryReader};
 use crate::ops::GroupAggregateSpec;
 use crate::time::Clock;
 use crate::types::{is_updating, row_kind_array, row_kinds, with_row_kind, Barrier, RowKind};
@@ -477,44 +477,30 @@ fn encode_group(g: &Group) -> Vec<u8> {
     out
 }
 
-fn decode_group(mut b: &[u8], calls: usize) -> Result<Group> {
-    let corrupt = || EngineError::Internal("corrupt aggregate state entry".into());
-    let mut take_n = |n: usize| -> Result<&[u8]> {
-        if b.len() < n {
-            return Err(corrupt());
-        }
-        let (head, rest) = b.split_at(n);
-        b = rest;
-        Ok(head)
-    };
-    let i64_of = |s: &[u8]| i64::from_le_bytes(s.try_into().unwrap_or_default());
-    let rows = i64_of(take_n(8)?);
-    let at = i64_of(take_n(8)?);
+fn decode_group(b: &[u8], calls: usize) -> Result<Group> {
+    let mut r = EntryReader::new(b, "aggregate");
+    let rows = r.i64()?;
+    let at = r.i64()?;
     let mut aggs = Vec::with_capacity(calls);
     for _ in 0..calls {
-        let tag = take_n(1)?[0];
-        aggs.push(match tag {
-            0 => AggState::Count(i64_of(take_n(8)?)),
-            1 => {
-                let s = i128::from_le_bytes(take_n(16)?.try_into().map_err(|_| corrupt())?);
-                AggState::IntSum(s, i64_of(take_n(8)?))
-            }
-            2 => {
-                let s = f64::from_le_bytes(take_n(8)?.try_into().map_err(|_| corrupt())?);
-                AggState::FloatSum(s, i64_of(take_n(8)?))
-            }
+        aggs.push(match r.u8()? {
+            0 => AggState::Count(r.i64()?),
+            1 => AggState::IntSum(r.i128()?, r.i64()?),
+            2 => AggState::FloatSum(r.f64()?, r.i64()?),
             3 => {
-                let n = u32::from_le_bytes(take_n(4)?.try_into().map_err(|_| corrupt())?);
+                let n = r.u32()?;
                 let mut m = BTreeMap::new();
                 for _ in 0..n {
-                    let len =
-                        u32::from_le_bytes(take_n(4)?.try_into().map_err(|_| corrupt())?) as usize;
-                    let k = take_n(len)?.to_vec();
-                    m.insert(k, i64_of(take_n(8)?));
+                    let k = r.sized()?.to_vec();
+                    m.insert(k, r.i64()?);
                 }
                 AggState::Values(m)
             }
-            _ => return Err(corrupt()),
+            _ => {
+                return Err(EngineError::Internal(
+                    "corrupt aggregate state entry".into(),
+                ))
+            }
         });
     }
     Ok(Group {

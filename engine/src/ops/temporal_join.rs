@@ -34,7 +34,7 @@ use crate::error::{EngineError, Result};
 use crate::expr::Expr;
 use crate::keys::KeyEncoder;
 use crate::operator::{Collector, Operator, OperatorContext, OperatorFactory, TaskInfo};
-use crate::ops::agg::{load_meta, save_meta, scan_owned, state_key};
+use crate::ops::agg::{load_meta, save_meta, scan_owned, state_key, EntryReader};
 use crate::ops::changelog_join::{pair_fields, pairs_batch, passing, row_converter, Pending};
 use crate::ops::window_join::{check_condition, null_key, OUTPUT_BATCH_ROWS};
 use crate::ops::JoinKind;
@@ -255,30 +255,16 @@ fn encode(entries: impl Iterator<Item = (i64, Option<Box<[u8]>>)>) -> Vec<u8> {
     out
 }
 
-fn decode(mut b: &[u8]) -> Result<Vec<(i64, Option<Box<[u8]>>)>> {
-    let corrupt = || EngineError::Internal("corrupt temporal join state entry".into());
+fn decode(b: &[u8]) -> Result<Vec<(i64, Option<Box<[u8]>>)>> {
+    let mut r = EntryReader::new(b, "temporal join");
     let mut out = Vec::new();
-    while !b.is_empty() {
-        if b.len() < 9 {
-            return Err(corrupt());
-        }
-        let ts = i64::from_le_bytes(b[..8].try_into().map_err(|_| corrupt())?);
-        let present = b[8] == 1;
-        b = &b[9..];
-        if present {
-            if b.len() < 4 {
-                return Err(corrupt());
-            }
-            let len = u32::from_le_bytes(b[..4].try_into().map_err(|_| corrupt())?) as usize;
-            b = &b[4..];
-            if b.len() < len {
-                return Err(corrupt());
-            }
-            out.push((ts, Some(b[..len].into())));
-            b = &b[len..];
-        } else {
-            out.push((ts, None));
-        }
+    while !r.is_empty() {
+        let ts = r.i64()?;
+        let row = match r.u8()? {
+            1 => Some(r.sized()?.into()),
+            _ => None,
+        };
+        out.push((ts, row));
     }
     Ok(out)
 }
