@@ -114,15 +114,11 @@ impl Planner<'_> {
             select.having.as_ref(),
             pos(select),
         )?;
-        if self
-            .state_ttl
-            .contains_key(input.as_deref().unwrap_or_default())
-        {
-            let mut probe = plan.clone();
-            if super::hints::set_aggregate_ttl(&mut probe, std::time::Duration::ZERO) {
-                if let Some(ttl) = self.hinted_ttl(input) {
-                    super::hints::set_aggregate_ttl(&mut plan, ttl);
-                }
+        // The hint counts as used only when a non-windowed aggregate took it.
+        let hinted = input.and_then(|name| Some((self.state_ttl.get(&name)?.0, name)));
+        if let Some((ttl, name)) = hinted {
+            if super::hints::set_aggregate_ttl(&mut plan, ttl) {
+                self.hinted_ttl(Some(name));
             }
         }
         Ok(plan)
