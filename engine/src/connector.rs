@@ -159,6 +159,15 @@ pub trait Connector: Send + Sync {
     /// changelog column; sinks that only append must reject that.
     fn sink(&self, table: &TableDescriptor, updating: bool) -> Result<OperatorFactory>;
 
+    /// True when the sink of `table` writes each change under the table's
+    /// PRIMARY KEY, the newest row of a key replacing the one before and a
+    /// delete removing it (an upsert sink: upsert-kafka, Delta in upsert
+    /// mode). The planner then makes sure every sink key has at most one
+    /// live row in the stream it writes (see `sql/src/lower.rs`).
+    fn writes_upserts(&self, _table: &TableDescriptor) -> bool {
+        false
+    }
+
     /// True when [`Connector::source`] accepts a descriptor whose schema is
     /// a subset of the declared columns (by name), so that a query reads
     /// only the columns it uses. Formats that find columns by position

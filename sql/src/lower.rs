@@ -123,11 +123,11 @@ pub fn lower_all(
                     .registry
                     .resolve(&desc)
                     .map_err(|e| SqlError::plan(engine_message(&e), position))?;
-                let materialize = needs_materializer(plan, &desc);
+                let materialize = needs_materializer(plan, &desc, connector.writes_upserts(&desc));
                 let factory = connector.sink(&desc, plan.updating).map_err(|e| {
                     let msg = engine_message(&e);
                     let msg = match plan.updating_cause() {
-                        Some(cause) => format!("{msg} (the query is an updating stream because {cause}; use a window or an INNER join of append-only streams, or a sink that accepts updates: 'print', 'blackhole', 'upsert-kafka' with a PRIMARY KEY, or 'delta' with 'sink.updating-mode' = 'changelog')"),
+                        Some(cause) => format!("{msg} (the query is an updating stream because {cause}; use a window or an INNER join of append-only streams, or a sink that accepts updates: 'print', 'blackhole', 'upsert-kafka' or 'delta' with a PRIMARY KEY, or 'delta' with 'sink.updating-mode' = 'changelog')"),
                         None => msg,
                     };
                     SqlError::plan(msg, position)
@@ -723,15 +723,12 @@ fn load_bounded(
     Ok(arrow::compute::concat_batches(&schema, &batches)?)
 }
 
-/// An upsert sink (upsert-kafka) writes each change under the row's
-/// PRIMARY KEY and drops `-U` rows: right as they come only when the
-/// query's changes are keyed by exactly those columns. Otherwise (an update
-/// that moves a row to another sink key would leave the old one behind)
-/// the sink's key columns, for a materializer keyed by them.
-fn needs_materializer(plan: &Plan, desc: &TableDescriptor) -> Option<Vec<usize>> {
-    let upsert = desc
-        .option("connector")
-        .is_some_and(|c| c.eq_ignore_ascii_case("upsert-kafka"));
+/// An upsert sink (upsert-kafka, Delta in upsert mode) writes each change
+/// under the row's PRIMARY KEY and drops `-U` rows: right as they come only
+/// when the query's changes are keyed by exactly those columns. Otherwise
+/// (an update that moves a row to another sink key would leave the old one
+/// behind) the sink's key columns, for a materializer keyed by them.
+fn needs_materializer(plan: &Plan, desc: &TableDescriptor, upsert: bool) -> Option<Vec<usize>> {
     if !upsert || !plan.updating || desc.primary_key.is_empty() {
         return None;
     }

@@ -201,6 +201,114 @@ GROUP BY device_id, window_start, window_end;
     }
 }
 
+/// Upsert mode: a table with a PRIMARY KEY keeps the newest row per key.
+/// Aggregates over a generated stream, checkpointed every 100 ms, are
+/// merged into keyed tables; DuckDB and deltalake read the final rows,
+/// which must equal what the raw rows (written by the same job to an
+/// append-only table) give when counted here. A filter over the aggregate
+/// makes rows leave the table again: it must end empty.
+#[test]
+fn aggregates_merge_into_keyed_tables_that_duckdb_and_deltalake_read_as_final_rows() {
+    const ROWS: i64 = 12_000;
+    const DEVICES: i64 = 20;
+    let raw = temp("upsert-raw");
+    let per_device = temp("upsert-per-device");
+    let few = temp("upsert-few");
+    let checkpoints = temp("upsert-checkpoints");
+    let script = temp("upsert.sql");
+    std::fs::write(
+        &script,
+        format!(
+            "SET 'parallelism' = '2';
+SET 'execution.checkpointing.interval' = '100 ms';
+CREATE TABLE readings (
+  event_time TIMESTAMP(3), device_id STRING, temperature DOUBLE, status STRING
+) WITH ('connector' = 'datagen', 'number-of-rows' = '{ROWS}', 'rows-per-second' = '20000',
+        'iot.devices' = '{DEVICES}', 'iot.interval-ms' = '1000', 'seed' = '5');
+CREATE TABLE raw (device_id STRING, temperature DOUBLE)
+WITH ('connector' = 'delta', 'path' = '{}');
+CREATE TABLE per_device (device_id STRING, readings BIGINT, hi DOUBLE,
+  PRIMARY KEY (device_id) NOT ENFORCED)
+WITH ('connector' = 'delta', 'path' = '{}');
+CREATE TABLE few (device_id STRING, n BIGINT, PRIMARY KEY (device_id) NOT ENFORCED)
+WITH ('connector' = 'delta', 'path' = '{}');
+INSERT INTO raw SELECT device_id, temperature FROM readings;
+INSERT INTO per_device SELECT device_id, COUNT(*), MAX(temperature) FROM readings GROUP BY device_id;
+INSERT INTO few SELECT device_id, n
+FROM (SELECT device_id, COUNT(*) AS n FROM readings GROUP BY device_id) WHERE n < 300;
+",
+            raw.display(),
+            per_device.display(),
+            few.display()
+        ),
+    )
+    .expect("write script");
+    run_file(
+        &script.display().to_string(),
+        &RunOptions {
+            parallelism: None,
+            checkpoint_dir: Some(checkpoints.display().to_string()),
+        },
+        false,
+    )
+    .expect("the job runs");
+
+    let mut expected: BTreeMap<String, (i64, f64)> = BTreeMap::new();
+    let r = read_delta(&raw);
+    assert_eq!(r.agreed_rows().len() as i64, ROWS);
+    for row in r.agreed_rows() {
+        let device = row["device_id"].as_str().expect("device").to_string();
+        let t = row["temperature"].as_f64().expect("temperature");
+        let e = expected.entry(device).or_insert((0, f64::MIN));
+        e.0 += 1;
+        e.1 = e.1.max(t);
+    }
+    assert_eq!(expected.len() as i64, DEVICES);
+
+    let g = read_delta(&per_device);
+    let got: BTreeMap<String, (i64, f64)> = g
+        .agreed_rows()
+        .iter()
+        .map(|row| {
+            (
+                row["device_id"].as_str().expect("device").to_string(),
+                (int(row, "readings"), row["hi"].as_f64().expect("hi")),
+            )
+        })
+        .collect();
+    assert_eq!(g.agreed_rows().len(), got.len(), "one row per device");
+    assert_eq!(got, expected);
+    assert!(
+        g.version >= 2,
+        "merged at several checkpoints: {}",
+        g.version
+    );
+    assert!(
+        !g.txns.is_empty() && g.txns.keys().all(|k| k.starts_with("runnel-")),
+        "merges carry the sink's txn: {:?}",
+        g.txns
+    );
+
+    // Every device passed 300 readings: each row written while it had
+    // fewer was deleted again.
+    let f = read_delta(&few);
+    assert_eq!(f.agreed_rows(), &[] as &[Value], "every row left again");
+    let log = std::fs::read_dir(few.join("_delta_log"))
+        .expect("a log")
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+        .map(|e| std::fs::read_to_string(e.path()).expect("readable"))
+        .collect::<String>();
+    assert!(
+        log.contains("\"add\"") && log.contains("\"remove\""),
+        "rows were written, then removed"
+    );
+    for p in [raw, per_device, few, checkpoints, script] {
+        let _ = std::fs::remove_dir_all(&p);
+        let _ = std::fs::remove_file(&p);
+    }
+}
+
 /// Rows appended by the Python deltalake writer: `count` rows with ids
 /// from `first`, in `appends` commits `pause_ms` apart (the first commit
 /// creates the table).

@@ -36,6 +36,10 @@ struct Case {
     remote: Option<Remote>,
     /// The parallelism of each phase of a rescale test; empty: 2 always.
     phases: Vec<Phase>,
+    /// The sink table has a PRIMARY KEY (device_id) and the query is a
+    /// running aggregate per device (updates), instead of one-minute
+    /// windows (appends).
+    upsert: bool,
 }
 
 /// Output and checkpoints of the killed runs on object storage.
@@ -110,18 +114,30 @@ fn script(case: &Case, out: &str, paced: bool) -> String {
     } else {
         ""
     };
+    let (key, query) = if case.upsert {
+        (
+            ", PRIMARY KEY (device_id) NOT ENFORCED",
+            "SELECT device_id, MAX(event_time), COUNT(*), MIN(temperature), MAX(temperature)
+FROM readings GROUP BY device_id",
+        )
+    } else {
+        (
+            "",
+            "SELECT device_id, window_start, COUNT(*), MIN(temperature), MAX(temperature)
+FROM TABLE(TUMBLE(TABLE readings, DESCRIPTOR(event_time), INTERVAL '1' MINUTE))
+GROUP BY device_id, window_start, window_end",
+        )
+    };
     format!(
         "{sets}{parallelism}SET 'execution.checkpointing.interval' = '250 ms';
 CREATE TABLE readings (
   event_time TIMESTAMP(3), device_id STRING, temperature DOUBLE,
   WATERMARK FOR event_time AS event_time - INTERVAL '1' SECOND
 ) WITH ({});
-CREATE TABLE out (device_id STRING, window_start TIMESTAMP(3), readings BIGINT, lo DOUBLE, hi DOUBLE)
+CREATE TABLE out (device_id STRING, window_start TIMESTAMP(3), readings BIGINT, lo DOUBLE, hi DOUBLE{key})
 WITH ({});
 INSERT INTO out
-SELECT device_id, window_start, COUNT(*), MIN(temperature), MAX(temperature)
-FROM TABLE(TUMBLE(TABLE readings, DESCRIPTOR(event_time), INTERVAL '1' MINUTE))
-GROUP BY device_id, window_start, window_end;
+{query};
 ",
         (case.source_options)(paced),
         (case.sink_options)(out)
@@ -188,6 +204,7 @@ fn killed_and_restarted_job_publishes_every_row_once() {
         read: Box::new(csv_rows),
         remote: None,
         phases: Vec::new(),
+        upsert: false,
     });
 }
 
@@ -202,6 +219,25 @@ fn killed_and_restarted_job_commits_every_window_to_delta_once() {
         read: Box::new(delta_rows),
         remote: None,
         phases: Vec::new(),
+        upsert: false,
+    });
+}
+
+/// Upsert mode: a running aggregate per device merged into a Delta table
+/// keyed by device at each checkpoint; after the kills the table holds the
+/// final row of every device, as in a run never killed.
+#[test]
+fn killed_and_restarted_job_merges_a_running_aggregate_into_a_keyed_delta_table() {
+    kill_and_restart(&Case {
+        name: "delta-upsert",
+        rows: 30_000,
+        kills: 8,
+        source_options: datagen_options(30_000),
+        sink_options: Box::new(delta_options),
+        read: Box::new(delta_rows),
+        remote: None,
+        phases: Vec::new(),
+        upsert: true,
     });
 }
 
@@ -224,6 +260,7 @@ fn killed_and_restarted_kafka_job_publishes_every_window_once() {
         read: Box::new(csv_rows),
         remote: None,
         phases: Vec::new(),
+        upsert: false,
     });
 }
 
@@ -277,6 +314,7 @@ fn a_kafka_job_rescaled_2_4_1_and_killed_publishes_every_window_once() {
                 kills: 0,
             },
         ],
+        upsert: false,
     });
 }
 
@@ -311,6 +349,7 @@ fn a_kafka_job_rescaled_into_delta_commits_every_window_once() {
                 kills: 0,
             },
         ],
+        upsert: false,
     });
 }
 
@@ -386,6 +425,7 @@ fn a_kafka_job_rescaled_into_kafka_writes_every_window_once() {
                 kills: 0,
             },
         ],
+        upsert: false,
     });
 }
 
@@ -417,6 +457,7 @@ fn killed_and_restarted_job_on_s3_commits_every_window_to_delta_once() {
             sets: server.set_statements(),
         }),
         phases: Vec::new(),
+        upsert: false,
     });
     let store = runnel_state::CheckpointStore::open(
         "s3://runnel-kill/checkpoints/job-1",
@@ -446,12 +487,13 @@ fn kill_and_restart(case: &Case) {
     )
     .expect("reference run");
     let expected = (case.read)(&expected_at);
-    // 50 devices x one-minute windows.
-    assert_eq!(
-        expected.len(),
-        50 * (case.rows as usize / 50 / 60),
-        "reference rows"
-    );
+    // 50 devices x one-minute windows, or one row per device.
+    let windows = if case.upsert {
+        1
+    } else {
+        case.rows as usize / 50 / 60
+    };
+    assert_eq!(expected.len(), 50 * windows, "reference rows");
 
     let out = temp(case, "out");
     let checkpoints = temp(case, "checkpoints");

@@ -17,7 +17,15 @@ use deltalake::protocol::{DeltaOperation, OutputMode, SaveMode};
 use deltalake::DeltaTable;
 use runnel_engine::{EngineError, Result};
 
-use super::{block_on, DeltaOptions};
+use super::{block_on, upsert, DeltaOptions};
+
+/// What a subtask staged for one checkpoint.
+pub(super) enum Payload {
+    /// Files to add (append and changelog modes).
+    Files(Vec<Add>),
+    /// The last change per key (upsert mode), to merge.
+    Changes(arrow::array::RecordBatch),
+}
 
 /// What the subtasks of one sink share: the table and the commit protocol.
 pub(super) struct Committer {
@@ -26,6 +34,8 @@ pub(super) struct Committer {
     pub(super) schema: SchemaRef,
     /// Declared `PARTITIONED BY` columns (empty: take the table's).
     pub(super) partition_columns: Vec<String>,
+    /// The PRIMARY KEY columns in upsert mode.
+    pub(super) upsert_key: Option<Vec<String>>,
     pub(super) shared: Mutex<Shared>,
     /// The newest entry key committed in this run (0: none).
     pub(super) committed: AtomicU64,
@@ -40,11 +50,11 @@ pub(super) struct Shared {
     lineage_restored: bool,
     /// Subtasks that opened, and what they restored.
     opened: BTreeSet<usize>,
-    restored: BTreeMap<(u64, usize), Vec<Add>>,
+    restored: BTreeMap<(u64, usize), Payload>,
     /// Completion notifications: checkpoint id -> subtasks that reported.
     reports: BTreeMap<u64, BTreeSet<usize>>,
-    /// Entries handed in: (key, subtask) -> files.
-    handed_in: BTreeMap<(u64, usize), Vec<Add>>,
+    /// Entries handed in: (key, subtask) -> what was staged.
+    handed_in: BTreeMap<(u64, usize), Payload>,
 }
 
 impl Committer {
@@ -230,7 +240,7 @@ impl Committer {
         &self,
         subtask: usize,
         parallelism: usize,
-        restored: Vec<(u64, Vec<Add>)>,
+        restored: Vec<(u64, Payload)>,
     ) -> Result<()> {
         let mut shared = self.lock()?;
         shared.opened.insert(subtask);
@@ -254,7 +264,7 @@ impl Committer {
                 .unwrap_or(-1)
         };
         let newest = restored.keys().map(|(k, _)| *k).max().unwrap_or(0);
-        let todo: Vec<(u64, Vec<Add>)> = restored
+        let todo: Vec<(u64, Payload)> = restored
             .into_iter()
             .filter(|((key, _), _)| i64::try_from(*key).map_or(true, |k| k > applied))
             .map(|((key, _), adds)| (key, adds))
@@ -274,7 +284,7 @@ impl Committer {
         round: u64,
         subtask: usize,
         parallelism: usize,
-        entries: Vec<(u64, Vec<Add>)>,
+        entries: Vec<(u64, Payload)>,
     ) -> Result<()> {
         let mut shared = self.lock()?;
         let committed = self.committed.load(Ordering::SeqCst);
@@ -296,7 +306,7 @@ impl Committer {
             Some(next) => shared.handed_in.split_off(&(next, 0)),
             None => BTreeMap::new(),
         };
-        let todo: Vec<(u64, Vec<Add>)> = std::mem::replace(&mut shared.handed_in, later)
+        let todo: Vec<(u64, Payload)> = std::mem::replace(&mut shared.handed_in, later)
             .into_iter()
             .filter(|((key, _), _)| *key > committed)
             .map(|((key, _), adds)| (key, adds))
@@ -314,21 +324,35 @@ impl Committer {
         Ok(())
     }
 
-    /// Commits the files of `entries` as one version, with a `txn` action
-    /// for `lineage` at the newest key (none when `lineage` is empty), and
-    /// keeps the table's new state.
+    /// Commits `entries` (oldest first) as one version: their files added,
+    /// their changes merged; with a `txn` action for `lineage` at the
+    /// newest key (none when `lineage` is empty). Keeps the table's new
+    /// state.
     fn commit(
         &self,
         shared: &mut Shared,
         lineage: &str,
-        entries: Vec<(u64, Vec<Add>)>,
+        entries: Vec<(u64, Payload)>,
     ) -> Result<()> {
         let newest = entries.iter().map(|(k, _)| *k).max().unwrap_or(0);
-        let mut actions: Vec<Action> = entries
-            .into_iter()
-            .flat_map(|(_, adds)| adds)
-            .map(Action::Add)
-            .collect();
+        let mut actions: Vec<Action> = Vec::new();
+        let mut changes = Vec::new();
+        for (_, payload) in entries {
+            match payload {
+                Payload::Files(adds) => actions.extend(adds.into_iter().map(Action::Add)),
+                Payload::Changes(batch) => changes.push(batch),
+            }
+        }
+        let merging = !changes.is_empty();
+        if merging {
+            let key = self.upsert_key.as_deref().ok_or_else(|| {
+                EngineError::Internal("changes staged for a Delta sink not in upsert mode".into())
+            })?;
+            if let Some(changes) = upsert::fold(&changes, key)? {
+                let table = self.table(shared)?;
+                actions.extend(upsert::merge(&self.options, &table, key, &changes)?);
+            }
+        }
         if !lineage.is_empty() {
             let version = i64::try_from(newest)
                 .map_err(|_| EngineError::Internal(format!("checkpoint id {newest} too large")))?;
@@ -339,7 +363,11 @@ impl Committer {
             )));
         }
         let operation = DeltaOperation::StreamingUpdate {
-            output_mode: OutputMode::Append,
+            output_mode: if merging {
+                OutputMode::Update
+            } else {
+                OutputMode::Append
+            },
             query_id: if lineage.is_empty() {
                 "runnel".to_string()
             } else {
@@ -369,7 +397,16 @@ impl Committer {
             return Ok(());
         }
         let mut shared = self.lock()?;
-        self.commit(&mut shared, "", vec![(0, adds)])
+        self.commit(&mut shared, "", vec![(0, Payload::Files(adds))])
+    }
+
+    /// Merges changes directly (jobs without checkpoints).
+    pub(super) fn merge_now(&self, changes: arrow::array::RecordBatch) -> Result<()> {
+        if changes.num_rows() == 0 {
+            return Ok(());
+        }
+        let mut shared = self.lock()?;
+        self.commit(&mut shared, "", vec![(0, Payload::Changes(changes))])
     }
 }
 

@@ -30,6 +30,7 @@ mod committer;
 mod s3;
 mod sink;
 mod source;
+mod upsert;
 
 const OPTIONS: &[&str] = &[
     "path",
@@ -104,22 +105,44 @@ impl Connector for DeltaConnector {
         if updating && options.updating_mode == UpdatingMode::Reject {
             return Err(EngineError::Plan(format!(
                 "the Delta sink of table '{}' takes append-only streams, and this query produces \
-                 updates and deletes; set 'sink.updating-mode' = 'changelog' to write every change \
-                 as a row with its kind in column '{ROW_KIND_COLUMN}'",
+                 updates and deletes; declare a PRIMARY KEY to keep one row per key (upsert \
+                 mode), or set 'sink.updating-mode' = 'changelog' to write every change as a row \
+                 with its kind in column '{ROW_KIND_COLUMN}'",
                 table.name
             )));
+        }
+        let upsert = options.updating_mode == UpdatingMode::Upsert;
+        if upsert && table.primary_key.is_empty() {
+            return Err(bad_option(
+                table,
+                "sink.updating-mode",
+                "is 'upsert', which needs a PRIMARY KEY (...) NOT ENFORCED on the table: \
+                 the columns that identify a row",
+            ));
         }
         let partition_columns = table
             .partition_keys
             .iter()
             .map(|&i| table.schema.field(i).name().clone())
             .collect();
+        let upsert_key = upsert.then(|| {
+            table
+                .primary_key
+                .iter()
+                .map(|&i| table.schema.field(i).name().clone())
+                .collect()
+        });
         sink::factory(
             Arc::new(options),
-            table_schema(&table.schema, updating),
+            table_schema(&table.schema, updating && !upsert),
             partition_columns,
             updating,
+            upsert_key,
         )
+    }
+
+    fn writes_upserts(&self, table: &TableDescriptor) -> bool {
+        DeltaOptions::from_table(table).is_ok_and(|o| o.updating_mode == UpdatingMode::Upsert)
     }
 }
 
@@ -130,6 +153,9 @@ enum UpdatingMode {
     Reject,
     /// Write each change as a row, with its kind in a string column.
     Changelog,
+    /// Keep one row per PRIMARY KEY: each checkpoint's changes merged
+    /// into the table (see `upsert.rs`).
+    Upsert,
 }
 
 /// The parsed options of a Delta table.
@@ -191,14 +217,17 @@ impl DeltaOptions {
             ));
         }
         let updating_mode = match table.option("sink.updating-mode") {
+            // A table with a PRIMARY KEY is an upsert table, as in Flink.
+            None if !table.primary_key.is_empty() => UpdatingMode::Upsert,
             None => UpdatingMode::Reject,
             Some(v) if v.eq_ignore_ascii_case("reject") => UpdatingMode::Reject,
             Some(v) if v.eq_ignore_ascii_case("changelog") => UpdatingMode::Changelog,
+            Some(v) if v.eq_ignore_ascii_case("upsert") => UpdatingMode::Upsert,
             Some(v) => {
                 return Err(bad_option(
                     table,
                     "sink.updating-mode",
-                    &format!("must be 'reject' or 'changelog', not '{v}'"),
+                    &format!("must be 'reject', 'changelog' or 'upsert', not '{v}'"),
                 ))
             }
         };

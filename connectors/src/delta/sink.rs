@@ -41,15 +41,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use arrow::array::{new_null_array, Array, ArrayRef, Int8Array, RecordBatch, StringArray};
+use arrow::array::{
+    new_null_array, Array, ArrayRef, BooleanArray, Int8Array, RecordBatch, StringArray,
+};
 use arrow::datatypes::{Field, Schema, SchemaRef};
 use deltalake::kernel::Add;
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use runnel_engine::operator::{OperatorContext, OperatorFactory, TaskInfo};
-use runnel_engine::types::{Barrier, RowKind, ROW_KIND_COLUMN};
+use runnel_engine::types::{row_kinds, Barrier, RowKind, ROW_KIND_COLUMN};
 use runnel_engine::{EngineError, Result};
 
-use super::committer::{table_arrow_schema, Committer, Shared};
+use super::committer::{table_arrow_schema, Committer, Payload, Shared};
+use super::upsert::{self, ChangeBuffer};
 use super::{block_on, DeltaOptions};
 use crate::two_phase::{self, Committed, Staged, TwoPhaseSink};
 
@@ -59,12 +62,14 @@ const LINEAGE_KEY: &[u8] = b"lineage";
 const LAST_BARRIER_KEY: &[u8] = b"last_barrier";
 
 /// A factory of Delta sink subtasks writing rows of `schema` (already in
-/// Delta's types, see [`super::table_schema`]).
+/// Delta's types, see [`super::table_schema`]); `upsert_key`: the PRIMARY
+/// KEY columns of a table in upsert mode.
 pub(super) fn factory(
     options: Arc<DeltaOptions>,
     schema: SchemaRef,
     partition_columns: Vec<String>,
     updating: bool,
+    upsert_key: Option<Vec<String>>,
 ) -> Result<OperatorFactory> {
     for c in &partition_columns {
         let field = schema.field_with_name(c).map_err(|e| {
@@ -82,6 +87,7 @@ pub(super) fn factory(
         options,
         schema,
         partition_columns,
+        upsert_key: upsert_key.clone(),
         shared: Mutex::new(Shared::default()),
         committed: AtomicU64::new(0),
     });
@@ -92,6 +98,7 @@ pub(super) fn factory(
             parallelism: task.parallelism,
             checkpointing: task.checkpointing,
             updating,
+            changes: upsert_key.clone().map(ChangeBuffer::new),
             meta_table: format!("{}/meta", task.operator_name),
             operator_name: task.operator_name.clone(),
             writer: None,
@@ -110,6 +117,8 @@ struct DeltaSink {
     parallelism: usize,
     checkpointing: bool,
     updating: bool,
+    /// Upsert mode: the changes since the last barrier.
+    changes: Option<ChangeBuffer>,
     meta_table: String,
     operator_name: String,
     writer: Option<RecordBatchWriter>,
@@ -141,25 +150,26 @@ impl DeltaSink {
         block_on(writer.flush()).map_err(|e| committer.error("write files of", e))
     }
 
-    /// Gives `batch` the table's columns: the row kind as text, types cast
-    /// to the table's, NULLs for table columns the query does not write.
-    fn conform(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+    /// Gives `batch` the table's columns: the row kind as text (`updating`:
+    /// the batch ends with the row kind column), types cast to the table's,
+    /// NULLs for table columns the query does not write.
+    fn conform(&self, batch: &RecordBatch, updating: bool) -> Result<RecordBatch> {
         let schema = self
             .table_schema
             .as_ref()
             .ok_or_else(|| EngineError::Internal("Delta sink not opened".into()))?;
         let mut by_name: HashMap<&str, ArrayRef> = HashMap::new();
         let declared = self.committer.schema.fields();
-        let data_columns = if self.updating {
+        let data_columns = if updating {
             batch.num_columns().saturating_sub(1)
         } else {
             batch.num_columns()
         };
-        if data_columns + usize::from(self.updating) != declared.len() {
+        if data_columns + usize::from(updating) != declared.len() {
             return Err(EngineError::Plan(format!(
                 "Delta sink at '{}' expects {} columns, the query produces {}",
                 self.committer.options.path,
-                declared.len() - usize::from(self.updating),
+                declared.len() - usize::from(updating),
                 data_columns
             )));
         }
@@ -167,7 +177,7 @@ impl DeltaSink {
             by_name.insert(f.name().as_str(), Arc::clone(batch.column(i)));
         }
         let kinds;
-        if self.updating {
+        if updating {
             let column = batch.column(batch.num_columns() - 1);
             let codes = column
                 .as_any()
@@ -200,16 +210,84 @@ impl DeltaSink {
         Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
     }
 
-    /// The files of staged `entries`.
-    fn decode(&self, entries: Vec<Staged>) -> Result<Vec<(u64, Vec<Add>)>> {
+    /// What staged `entries` hold: files, or changes in upsert mode.
+    fn decode(&self, entries: Vec<Staged>) -> Result<Vec<(u64, Payload)>> {
         entries
             .into_iter()
             .map(|e| {
-                let adds: Vec<Add> = serde_json::from_slice(&e.bytes)
-                    .map_err(|err| self.corrupt(&format!("pending entry {}: {err}", e.id)))?;
-                Ok((e.id, adds))
+                let changes = e.bytes.first() == Some(&upsert::TAG);
+                if changes != self.changes.is_some() {
+                    return Err(self.corrupt(&format!(
+                        "pending entry {} was staged in {} mode, and the table is in {} mode now \
+                         ('sink.updating-mode' changed?)",
+                        e.id,
+                        if changes {
+                            "upsert"
+                        } else {
+                            "append or changelog"
+                        },
+                        if changes {
+                            "append or changelog"
+                        } else {
+                            "upsert"
+                        },
+                    )));
+                }
+                let payload =
+                    if changes {
+                        Payload::Changes(upsert::decode(&e.bytes).map_err(|err| {
+                            self.corrupt(&format!("pending entry {}: {err}", e.id))
+                        })?)
+                    } else {
+                        Payload::Files(serde_json::from_slice(&e.bytes).map_err(|err| {
+                            self.corrupt(&format!("pending entry {}: {err}", e.id))
+                        })?)
+                    };
+                Ok((e.id, payload))
             })
             .collect()
+    }
+
+    /// Upsert mode: buffers the changes of `batch`: `+I`/`+U` rows are
+    /// upserts, `-D` and `-U` rows delete their key (the `+U` that usually
+    /// follows a `-U` replaces it again when the buffer folds; a `-U`
+    /// alone, as after a filter, is a delete).
+    fn write_changes(&mut self, batch: &RecordBatch) -> Result<()> {
+        let (data, deleted) = if self.updating {
+            let deleted: BooleanArray = row_kinds(batch)?
+                .iter()
+                .map(|k| Some(matches!(k, RowKind::Delete | RowKind::UpdateBefore)))
+                .collect();
+            let data = batch.project(&(0..batch.num_columns() - 1).collect::<Vec<_>>())?;
+            (data, deleted)
+        } else {
+            (
+                batch.clone(),
+                BooleanArray::from(vec![false; batch.num_rows()]),
+            )
+        };
+        let conformed = self.conform(&data, false)?;
+        let mut columns = conformed.columns().to_vec();
+        columns.push(Arc::new(deleted) as ArrayRef);
+        let changes = RecordBatch::try_new(upsert::change_schema(conformed.schema_ref()), columns)?;
+        self.changes
+            .as_mut()
+            .ok_or_else(|| EngineError::Internal("Delta sink not in upsert mode".into()))?
+            .push(changes)?;
+        let since = *self.open_since.get_or_insert_with(Instant::now);
+        if !self.checkpointing && since.elapsed() >= self.committer.options.rollover_interval {
+            self.merge_now()?;
+        }
+        Ok(())
+    }
+
+    /// Upsert mode without checkpoints: merges the buffered changes.
+    fn merge_now(&mut self) -> Result<()> {
+        self.open_since = None;
+        if let Some(Some(changes)) = self.changes.as_mut().map(ChangeBuffer::take).transpose()? {
+            self.committer.merge_now(changes)?;
+        }
+        Ok(())
     }
 
     fn corrupt(&self, why: &str) -> EngineError {
@@ -288,7 +366,10 @@ impl TwoPhaseSink for DeltaSink {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        let batch = self.conform(&batch)?;
+        if self.changes.is_some() {
+            return self.write_changes(&batch);
+        }
+        let batch = self.conform(&batch, self.updating)?;
         let committer = Arc::clone(&self.committer);
         block_on(self.writer()?.write(batch)).map_err(|e| committer.error("write to", e))?;
         let since = *self.open_since.get_or_insert_with(Instant::now);
@@ -311,8 +392,12 @@ impl TwoPhaseSink for DeltaSink {
         if !self.checkpointing {
             // Each subtask commits its own files at the end of input.
             if checkpoint_id == Barrier::FINAL_CHECKPOINT {
-                let adds = self.flush()?;
-                self.committer.commit_now(adds)?;
+                if self.changes.is_some() {
+                    self.merge_now()?;
+                } else {
+                    let adds = self.flush()?;
+                    self.committer.commit_now(adds)?;
+                }
             }
             return Ok(None);
         }
@@ -330,6 +415,16 @@ impl TwoPhaseSink for DeltaSink {
         let meta = ctx.state.register_table(&self.meta_table)?;
         ctx.state
             .put(meta, LAST_BARRIER_KEY, &self.last_barrier.to_be_bytes())?;
+        if let Some(buffer) = self.changes.as_mut() {
+            self.open_since = None;
+            return Ok(match buffer.take()? {
+                Some(changes) => Some(Staged {
+                    id: key,
+                    bytes: upsert::encode(&changes)?,
+                }),
+                None => None,
+            });
+        }
         let mut adds = std::mem::take(&mut self.flushed);
         adds.extend(self.flush()?);
         if adds.is_empty() {

@@ -661,7 +661,11 @@ fn options_are_checked() {
     for (key, value, expect) in [
         ("sink.target-file-size", "lots", "must be a size"),
         ("sink.rollover-interval", "0 s", "longer than zero"),
-        ("sink.updating-mode", "upsert", "'reject' or 'changelog'"),
+        (
+            "sink.updating-mode",
+            "merge",
+            "'reject', 'changelog' or 'upsert'",
+        ),
         ("mode", "continuous", "'batch' or 'streaming'"),
         ("scan.timestamp", "yesterday", "must be a time"),
     ] {
@@ -684,4 +688,256 @@ fn options_are_checked() {
         .err()
         .expect("source option on a sink");
     assert!(err.to_string().contains("is a source option"), "{err}");
+}
+
+/// A table keyed by `id` (upsert mode by default), partitioned by region
+/// when `partitioned`.
+fn keyed(dir: &Path, partitioned: bool) -> TableDescriptor {
+    let mut t = delta_table(dir, &[]);
+    t.primary_key = vec![0];
+    if partitioned {
+        t.partition_keys = vec![1];
+    }
+    t
+}
+
+/// Changes of rows (id, region) with the given kinds, ts = id s.
+fn changes(rows: &[(i64, &str, RowKind)]) -> RecordBatch {
+    let base = RecordBatch::try_new(
+        Arc::new(Schema::new(fields())),
+        vec![
+            Arc::new(Int64Array::from(
+                rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+            )),
+            Arc::new(StringArray::from(
+                rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+            )),
+            Arc::new(TimestampMillisecondArray::from(
+                rows.iter().map(|r| r.0 * 1000).collect::<Vec<_>>(),
+            )),
+        ],
+    )
+    .expect("valid batch");
+    let mut columns = base.columns().to_vec();
+    columns.push(row_kind_array(
+        &rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+    ));
+    RecordBatch::try_new(with_row_kind(&base.schema()), columns).expect("valid batch")
+}
+
+/// (id, region) of every row a reader of the table sees, sorted.
+fn visible_rows(t: &TableDescriptor) -> Result<Vec<(i64, String)>> {
+    let mut out = Vec::new();
+    for b in drain(&DeltaConnector.source(t)?, 1)?.all() {
+        let id = b
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .expect("id");
+        let region = b
+            .column(1)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .expect("region");
+        for i in 0..b.num_rows() {
+            out.push((id.value(i), region.value(i).to_string()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The actions of log entry `version`: (kind, path) for add and remove.
+fn file_actions(dir: &Path, version: u64) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(dir.join(format!("_delta_log/{version:020}.json")))
+        .expect("log entry");
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("JSON");
+        for kind in ["add", "remove"] {
+            if let Some(a) = v.get(kind) {
+                out.push((
+                    kind.to_string(),
+                    a["path"].as_str().expect("path").to_string(),
+                ));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn upsert_mode_keeps_the_newest_row_per_key_one_version_per_checkpoint() -> Result<()> {
+    use RowKind::*;
+    for partitioned in [false, true] {
+        let dir = TempDir::new("delta-upsert");
+        let t = keyed(dir.path(), partitioned);
+        assert!(DeltaConnector.writes_upserts(&t));
+        let factory = DeltaConnector.sink(&t, true)?;
+        let empty = MemorySnapshot::default();
+        let mut a = CheckpointHarness::open(&factory, 0, 2, &empty)?;
+        let mut b = CheckpointHarness::open(&factory, 1, 2, &empty)?;
+        a.batch(changes(&[
+            (0, "eu", Insert),
+            (1, "us", Insert),
+            (2, "eu", Insert),
+        ]))?;
+        b.batch(changes(&[(3, "us", Insert), (4, "eu", Insert)]))?;
+        // The same key twice in one interval: the newest wins.
+        b.batch(changes(&[(4, "eu", UpdateBefore), (4, "us", UpdateAfter)]))?;
+        a.barrier(1)?;
+        b.barrier(1)?;
+        a.complete(1)?;
+        assert_eq!(version(dir.path())?, 0, "waits for the other subtask");
+        b.complete(1)?;
+        assert_eq!(version(dir.path())?, 1);
+        let v1 = vec![
+            (0, "eu".to_string()),
+            (1, "us".into()),
+            (2, "eu".into()),
+            (3, "us".into()),
+            (4, "us".into()),
+        ];
+        assert_eq!(visible_rows(&t)?, v1, "partitioned: {partitioned}");
+
+        // Checkpoint 2: an update that moves id 1 to another region (and
+        // partition), a delete, an insert, and a delete of a key that was
+        // never written.
+        a.batch(changes(&[
+            (1, "us", UpdateBefore),
+            (1, "eu", UpdateAfter),
+            (2, "eu", Delete),
+            (9, "zz", Delete),
+        ]))?;
+        // An old row alone (a filter dropped the new one): a delete.
+        b.batch(changes(&[(7, "us", Insert), (3, "us", UpdateBefore)]))?;
+        a.barrier(2)?;
+        b.barrier(2)?;
+        a.complete(2)?;
+        b.complete(2)?;
+        assert_eq!(version(dir.path())?, 2);
+        assert_eq!(
+            visible_rows(&t)?,
+            vec![
+                (0, "eu".to_string()),
+                (1, "eu".into()),
+                (4, "us".into()),
+                (7, "us".into())
+            ],
+            "partitioned: {partitioned}"
+        );
+        let actions = file_actions(dir.path(), 2);
+        assert!(
+            actions.iter().any(|(k, _)| k == "remove"),
+            "files with changed keys are replaced: {actions:?}"
+        );
+        let (_, app) = txns(dir.path()).pop().expect("a txn");
+        assert_eq!(app, 2);
+
+        // A checkpoint without changes commits nothing.
+        a.barrier(3)?;
+        b.barrier(3)?;
+        a.complete(3)?;
+        b.complete(3)?;
+        assert_eq!(version(dir.path())?, 2);
+
+        // Deleting every row leaves an empty table.
+        a.batch(changes(&[
+            (0, "eu", Delete),
+            (1, "eu", Delete),
+            (3, "us", Delete),
+            (4, "us", Delete),
+            (7, "us", Delete),
+        ]))?;
+        for s in [&mut a, &mut b] {
+            s.end()?;
+            s.barrier(Barrier::FINAL_CHECKPOINT)?;
+        }
+        a.complete(Barrier::FINAL_CHECKPOINT)?;
+        b.complete(Barrier::FINAL_CHECKPOINT)?;
+        assert_eq!(visible_rows(&t)?, Vec::<(i64, String)>::new());
+    }
+    Ok(())
+}
+
+#[test]
+fn upsert_changes_staged_before_a_crash_are_merged_once() -> Result<()> {
+    use RowKind::*;
+    let dir = TempDir::new("delta-upsert-restore");
+    let t = keyed(dir.path(), false);
+    let factory = DeltaConnector.sink(&t, true)?;
+    let mut s = CheckpointHarness::open(&factory, 0, 1, &MemorySnapshot::default())?;
+    s.batch(changes(&[(1, "us", Insert), (2, "eu", Insert)]))?;
+    s.barrier(1)?;
+    s.complete(1)?;
+    s.batch(changes(&[
+        (1, "us", UpdateBefore),
+        (1, "xx", UpdateAfter),
+        (2, "eu", Delete),
+    ]))?;
+    let checkpoint_2 = s.barrier(2)?;
+    // Checkpoint 2 completed, the process died before the merge.
+    drop(s);
+    assert_eq!(
+        visible_rows(&t)?,
+        vec![(1, "us".to_string()), (2, "eu".into())]
+    );
+    for attempt in 0..2 {
+        let s = CheckpointHarness::open(&DeltaConnector.sink(&t, true)?, 0, 1, &checkpoint_2)?;
+        assert_eq!(version(dir.path())?, 2, "attempt {attempt}");
+        assert_eq!(
+            visible_rows(&t)?,
+            vec![(1, "xx".to_string())],
+            "attempt {attempt}"
+        );
+        drop(s);
+    }
+    // A checkpoint of the other mode does not restore into this one.
+    let t2 = delta_table(dir.path(), &[]);
+    let err = CheckpointHarness::open(&DeltaConnector.sink(&t2, false)?, 0, 1, &checkpoint_2)
+        .err()
+        .expect("mode changed");
+    assert!(err.to_string().contains("staged in upsert mode"), "{err}");
+    Ok(())
+}
+
+#[test]
+fn upsert_mode_without_checkpoints_merges_at_the_end_and_dedups_appends() -> Result<()> {
+    let dir = TempDir::new("delta-upsert-nockpt");
+    let t = keyed(dir.path(), false);
+    // An append-only stream into a keyed table: one row per key, the last.
+    let factory = DeltaConnector.sink(&t, false)?;
+    let mut h = OperatorHarness::new(factory(&task(0, 1))?)?;
+    h.batch(rows(0..4))?;
+    let mut again = rows(2..6);
+    let region: Arc<dyn Array> = Arc::new(StringArray::from(vec!["new"; 4]));
+    let mut columns = again.columns().to_vec();
+    columns[1] = region;
+    again = RecordBatch::try_new(again.schema(), columns)?;
+    h.batch(again)?;
+    h.end()?;
+    assert_eq!(
+        visible_rows(&t)?,
+        vec![
+            (0, "eu".to_string()),
+            (1, "us".into()),
+            (2, "new".into()),
+            (3, "new".into()),
+            (4, "new".into()),
+            (5, "new".into())
+        ]
+    );
+    Ok(())
+}
+
+#[test]
+fn upsert_mode_needs_a_primary_key() {
+    let dir = TempDir::new("delta-upsert-nokey");
+    let t = delta_table(dir.path(), &[("sink.updating-mode", "upsert")]);
+    let err = DeltaConnector.sink(&t, true).err().expect("no key");
+    assert!(err.to_string().contains("needs a PRIMARY KEY"), "{err}");
+    assert!(!DeltaConnector.writes_upserts(&delta_table(dir.path(), &[])));
+    let mut t = delta_table(dir.path(), &[("sink.updating-mode", "changelog")]);
+    t.primary_key = vec![0];
+    assert!(!DeltaConnector.writes_upserts(&t), "changelog mode stays");
 }

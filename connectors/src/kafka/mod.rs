@@ -157,6 +157,10 @@ impl Connector for UpsertKafkaConnector {
         let t = Arc::new(KafkaTable::from_table(table, true)?);
         sink::factory(t, updating)
     }
+
+    fn writes_upserts(&self, _table: &TableDescriptor) -> bool {
+        true
+    }
 }
 
 /// The first delivery failure a producer reported; the producer's context

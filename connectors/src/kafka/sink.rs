@@ -144,8 +144,23 @@ impl KafkaSink {
                 None | Some(RowKind::Insert) | Some(RowKind::UpdateAfter) => Some(value),
                 // A delete is a tombstone: the key and no value.
                 Some(RowKind::Delete) => None,
-                // The update's new row follows; its old row needs no record.
-                Some(RowKind::UpdateBefore) => continue,
+                // An update's old row needs no record when its new row,
+                // under the same key, comes next. Alone (a filter let the
+                // old row through and dropped the new one), the key's row
+                // is gone: a tombstone.
+                Some(RowKind::UpdateBefore) => {
+                    let replaced = kinds
+                        .as_ref()
+                        .and_then(|k| k.get(row + 1))
+                        .is_some_and(|k| *k == RowKind::UpdateAfter)
+                        && keys
+                            .as_ref()
+                            .is_some_and(|k| k.get(row + 1) == Some(&k[row]));
+                    if replaced {
+                        continue;
+                    }
+                    None
+                }
             };
             out.push(OutRecord {
                 key: keys.as_ref().map(|k| k[row].clone()),
