@@ -19,6 +19,12 @@
 //! without `before`, say, which a source table without full replica
 //! identity writes), makes the record malformed: the source fails naming
 //! it, or skips and counts it, as its malformed-record option says.
+//!
+//! `METADATA` columns read the envelope ([`DebeziumMeta`]): the operation
+//! (`op`, Runnel's addition), when Debezium saw the change
+//! (`ingestion-timestamp`, the envelope's `ts_ms`) and the source block's
+//! time, database, schema and table, with Flink's key names. A Kafka table
+//! prefixes them with `value.` (`'value.source.table'`), as Flink does.
 
 use std::sync::Arc;
 
@@ -26,12 +32,107 @@ use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StructArray};
 use arrow::compute::interleave;
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
 use arrow::error::ArrowError;
-use runnel_engine::connector::TableDescriptor;
+use runnel_engine::connector::{TableDescriptor, METADATA_FIELD_KEY};
 use runnel_engine::types::{row_kind_array, with_row_kind, RowKind};
-use runnel_engine::Result;
+use runnel_engine::{EngineError, Result};
 
 /// The format name.
 pub const FORMAT: &str = "debezium-json";
+
+/// What a `METADATA` column of a Debezium table reads from the envelope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DebeziumMeta {
+    /// `op`: the operation code (`c`, `r`, `u`, `d`); both rows of an
+    /// update have `u`.
+    Op,
+    /// `ingestion-timestamp`: the envelope's `ts_ms`, when Debezium
+    /// processed the change.
+    IngestionTimestamp,
+    /// `source.timestamp`: `source.ts_ms`, when the database made it.
+    SourceTimestamp,
+    /// `source.database`: `source.db`.
+    SourceDatabase,
+    /// `source.schema`: `source.schema`.
+    SourceSchema,
+    /// `source.table`: `source.table`.
+    SourceTable,
+}
+
+impl DebeziumMeta {
+    /// The keys, for messages.
+    pub const KEYS: &'static str =
+        "op, ingestion-timestamp, source.timestamp, source.database, source.schema, source.table";
+
+    /// The metadata a key names (after any `value.` prefix).
+    pub fn parse(key: &str) -> Option<Self> {
+        Some(match key {
+            "op" => Self::Op,
+            "ingestion-timestamp" => Self::IngestionTimestamp,
+            "source.timestamp" => Self::SourceTimestamp,
+            "source.database" => Self::SourceDatabase,
+            "source.schema" => Self::SourceSchema,
+            "source.table" => Self::SourceTable,
+            _ => return None,
+        })
+    }
+
+    fn is_time(self) -> bool {
+        matches!(self, Self::IngestionTimestamp | Self::SourceTimestamp)
+    }
+
+    /// The metadata of a column of a Debezium table's value, if it is one.
+    fn of(field: &Field) -> Option<Self> {
+        let key = field.metadata().get(METADATA_FIELD_KEY)?;
+        Self::parse(key.strip_prefix("value.").unwrap_or(key))
+    }
+
+    /// Checks the `METADATA` columns of `table` whose key starts with
+    /// `prefix` (`""`: all of them): each names Debezium metadata and has
+    /// a type it can take.
+    pub fn check_columns(table: &TableDescriptor, prefix: &str) -> Result<()> {
+        for (i, field) in table.schema.fields().iter().enumerate() {
+            let Some((key, _)) = table.metadata_column(i) else {
+                continue;
+            };
+            let Some(rest) = key.strip_prefix(prefix) else {
+                continue;
+            };
+            let meta = Self::parse(rest).ok_or_else(|| {
+                EngineError::Plan(format!(
+                    "column '{}' of table '{}' reads unknown metadata '{key}'; debezium-json has: {}",
+                    field.name(),
+                    table.name,
+                    Self::KEYS
+                        .split(", ")
+                        .map(|k| format!("{prefix}{k}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })?;
+            let fits = if meta.is_time() {
+                matches!(
+                    field.data_type(),
+                    DataType::Timestamp(_, _) | DataType::Int64
+                )
+            } else {
+                matches!(field.data_type(), DataType::Utf8 | DataType::LargeUtf8)
+            };
+            if !fits {
+                return Err(EngineError::Plan(format!(
+                    "metadata column '{}' of table '{}' ('{key}') must be {}",
+                    field.name(),
+                    table.name,
+                    if meta.is_time() {
+                        "TIMESTAMP(3) or BIGINT"
+                    } else {
+                        "STRING"
+                    }
+                )));
+            }
+        }
+        Ok(())
+    }
+}
 
 /// How a table reads Debezium envelopes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,19 +160,39 @@ impl Debezium {
     }
 
     /// What the JSON decoder reads for a table of `columns`: the envelope
-    /// with `before` and `after` as structs of the columns (every one
-    /// nullable here; the table's NOT NULL is checked on the rows).
+    /// with `before` and `after` as structs of the columns that are not
+    /// metadata (every one nullable here; the table's NOT NULL is checked
+    /// on the rows), and `ts_ms` and `source` when metadata columns read
+    /// them.
     pub fn wire_schema(&self, columns: &Schema) -> SchemaRef {
         let row: Fields = columns
             .fields()
             .iter()
+            .filter(|f| DebeziumMeta::of(f).is_none())
             .map(|f| Arc::new(f.as_ref().clone().with_nullable(true)))
             .collect();
-        let envelope = vec![
+        let mut envelope = vec![
             Field::new("before", DataType::Struct(row.clone()), true),
             Field::new("after", DataType::Struct(row), true),
             Field::new("op", DataType::Utf8, true),
         ];
+        if columns
+            .fields()
+            .iter()
+            .any(|f| DebeziumMeta::of(f).is_some())
+        {
+            envelope.push(Field::new("ts_ms", DataType::Int64, true));
+            envelope.push(Field::new(
+                "source",
+                DataType::Struct(Fields::from(vec![
+                    Field::new("ts_ms", DataType::Int64, true),
+                    Field::new("db", DataType::Utf8, true),
+                    Field::new("schema", DataType::Utf8, true),
+                    Field::new("table", DataType::Utf8, true),
+                ])),
+                true,
+            ));
+        }
         if self.schema_include {
             Arc::new(Schema::new(vec![Field::new(
                 "payload",
@@ -147,9 +268,42 @@ impl Debezium {
             ));
         }
         let mut out: Vec<ArrayRef> = Vec::with_capacity(columns.fields().len() + 1);
-        for c in 0..columns.fields().len() {
+        let mut c = 0;
+        for field in columns.fields() {
+            if let Some(meta) = DebeziumMeta::of(field) {
+                let per_envelope: ArrayRef = match meta {
+                    DebeziumMeta::Op => Arc::clone(envelope.column(2)),
+                    DebeziumMeta::IngestionTimestamp => Arc::clone(envelope.column(3)),
+                    _ => {
+                        let source = envelope.column(4).as_struct();
+                        let child = match meta {
+                            DebeziumMeta::SourceTimestamp => 0,
+                            DebeziumMeta::SourceDatabase => 1,
+                            DebeziumMeta::SourceSchema => 2,
+                            _ => 3,
+                        };
+                        // A row of a missing `source` block has NULLs.
+                        let values = source.column(child);
+                        match source.nulls() {
+                            Some(n) => arrow::compute::nullif(
+                                values,
+                                &arrow::array::BooleanArray::new(!n.inner(), None),
+                            )?,
+                            None => Arc::clone(values),
+                        }
+                    }
+                };
+                let per_row = arrow::compute::take(
+                    per_envelope.as_ref(),
+                    &arrow::array::UInt32Array::from(records.clone()),
+                    None,
+                )?;
+                out.push(arrow::compute::cast(&per_row, field.data_type())?);
+                continue;
+            }
             let sides: [&dyn Array; 2] = [before.column(c).as_ref(), after.column(c).as_ref()];
             out.push(interleave(&sides, &picks)?);
+            c += 1;
         }
         out.push(row_kind_array(&kinds));
         let batch = RecordBatch::try_new(with_row_kind(columns), out).map_err(|e| {
@@ -217,6 +371,63 @@ mod tests {
         )
         .expect("reads");
         assert_eq!(rows(&b), ["+I 1 a", "+I 2 b", "-U 1 a", "+U 1 z", "-D 2 b"]);
+    }
+
+    #[test]
+    fn metadata_columns_read_the_envelope() {
+        let meta = |name: &str, key: &str, t: DataType| {
+            Field::new(name, t, true).with_metadata(
+                [(METADATA_FIELD_KEY.to_string(), key.to_string())]
+                    .into_iter()
+                    .collect(),
+            )
+        };
+        let columns = Arc::new(Schema::new(vec![
+            meta("op", "op", DataType::Utf8),
+            Field::new("id", DataType::Int64, false),
+            meta(
+                "seen",
+                "value.ingestion-timestamp",
+                DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None),
+            ),
+            meta("tbl", "source.table", DataType::Utf8),
+            Field::new("name", DataType::Utf8, true),
+        ]));
+        let text = r#"{"before":null,"after":{"id":1,"name":"a"},"op":"c","ts_ms":1000,"source":{"table":"products","db":"shop","snapshot":"false"}}
+{"before":{"id":1,"name":"a"},"after":{"id":1,"name":"z"},"op":"u","ts_ms":2000,"source":{"table":"items"}}
+{"before":{"id":1,"name":"z"},"after":null,"op":"d"}
+"#;
+        let format = Debezium {
+            schema_include: false,
+        };
+        let wire = format.wire_schema(&columns);
+        let envelopes =
+            crate::text::decode_records(&wire, text.as_bytes(), 3, None).expect("parses");
+        let (b, records) = format.unwrap(&columns, &envelopes).expect("unwraps");
+        assert_eq!(records, [0, 1, 1, 2]);
+        let ops: Vec<Option<&str>> = b.column(0).as_string::<i32>().iter().collect();
+        assert_eq!(ops, [Some("c"), Some("u"), Some("u"), Some("d")]);
+        let ids: Vec<i64> = b.column(1).as_primitive::<Int64Type>().values().to_vec();
+        assert_eq!(ids, [1, 1, 1, 1]);
+        let seen: Vec<Option<i64>> = b
+            .column(2)
+            .as_primitive::<arrow::datatypes::TimestampMillisecondType>()
+            .iter()
+            .collect();
+        assert_eq!(seen, [Some(1000), Some(2000), Some(2000), None]);
+        let tables: Vec<Option<&str>> = b.column(3).as_string::<i32>().iter().collect();
+        assert_eq!(
+            tables,
+            [Some("products"), Some("items"), Some("items"), None]
+        );
+        let names: Vec<Option<&str>> = b.column(4).as_string::<i32>().iter().collect();
+        assert_eq!(names, [Some("a"), Some("a"), Some("z"), Some("z")]);
+        let kinds: Vec<&str> = row_kinds(&b)
+            .expect("kinds")
+            .iter()
+            .map(|k| k.short_string())
+            .collect();
+        assert_eq!(kinds, ["+I", "-U", "+U", "-D"]);
     }
 
     #[test]

@@ -161,6 +161,18 @@ impl FsOptions {
     fn from_table(table: &TableDescriptor) -> Result<Self> {
         let path = PathBuf::from(table.required("path")?);
         let debezium = crate::debezium::Debezium::of(table)?;
+        if debezium.is_some() {
+            crate::debezium::DebeziumMeta::check_columns(table, "")?;
+        } else if let Some((key, _)) =
+            (0..table.schema.fields().len()).find_map(|i| table.metadata_column(i))
+        {
+            return Err(EngineError::Plan(format!(
+                "table '{}' reads metadata '{key}'; the filesystem connector has metadata only \
+                 for 'format' = 'debezium-json' ({})",
+                table.name,
+                crate::debezium::DebeziumMeta::KEYS
+            )));
+        }
         let format = match table.required("format")? {
             f if f.eq_ignore_ascii_case("json") => Format::Json,
             _ if debezium.is_some() => Format::Json,

@@ -167,9 +167,12 @@ impl KafkaTable {
             .option("sink.transactional-id-prefix")
             .map(String::from);
         let schema = Arc::clone(&table.schema);
-        let metadata = metadata_columns(table, &schema)?;
-        let layout = Layout::new(table, upsert, &schema, &metadata)?;
         let debezium = crate::debezium::Debezium::of(table)?;
+        if debezium.is_some() {
+            crate::debezium::DebeziumMeta::check_columns(table, "value.")?;
+        }
+        let metadata = metadata_columns(table, &schema, debezium.is_some())?;
+        let layout = Layout::new(table, upsert, &schema, &metadata)?;
         let value_wire_schema = match debezium {
             Some(d) => d.wire_schema(&layout.value_schema),
             None => Arc::clone(&layout.value_schema),
@@ -421,11 +424,19 @@ fn delivery(table: &TableDescriptor) -> Result<Delivery> {
     })
 }
 
-/// The metadata columns: (column index, what).
-fn metadata_columns(table: &TableDescriptor, schema: &SchemaRef) -> Result<Vec<(usize, Meta)>> {
+/// The metadata columns: (column index, what). With `debezium` values,
+/// `value.*` columns read the change envelope: they are value columns.
+fn metadata_columns(
+    table: &TableDescriptor,
+    schema: &SchemaRef,
+    debezium: bool,
+) -> Result<Vec<(usize, Meta)>> {
     let mut metadata = Vec::new();
     for i in 0..schema.fields().len() {
         if let Some((key, _)) = table.metadata_column(i) {
+            if debezium && key.starts_with("value.") {
+                continue;
+            }
             let meta = Meta::parse(key).ok_or_else(|| {
                 EngineError::Plan(format!(
                     "column '{}' of table '{}' reads unknown metadata '{key}'; the kafka connector has: {}",
@@ -479,7 +490,10 @@ impl Layout {
                 cols.iter()
                     .map(|&i| {
                         let f = schema.field(i);
+                        // Envelope metadata of a Debezium value keeps its
+                        // key (see `crate::debezium`).
                         Field::new(f.name(), f.data_type().clone(), f.is_nullable())
+                            .with_metadata(f.metadata().clone())
                     })
                     .collect::<Vec<_>>(),
             ))

@@ -616,6 +616,96 @@ fn at_least_once_sink_writes_keys_and_timestamps() -> Result<()> {
     Ok(())
 }
 
+/// Debezium values with envelope metadata (`value.*`) next to the
+/// record's own (`offset`): both rows of an update carry the update's
+/// offset and op; a malformed key gets a clear error.
+#[test]
+fn debezium_values_expose_the_envelope_as_metadata() -> Result<()> {
+    let c = cluster(&[("cdc", 1)]);
+    let value = |before: &str, after: &str, op: &str, table: &str| {
+        Some(format!(
+            r#"{{"before":{before},"after":{after},"op":"{op}","ts_ms":77,"source":{{"ts_ms":70,"db":"shop","table":"{table}"}}}}"#
+        ))
+    };
+    produce(
+        &c,
+        "cdc",
+        &[
+            In {
+                value: value("null", r#"{"id":1,"name":"a"}"#, "c", "items"),
+                ..In::default()
+            },
+            In {
+                value: value(
+                    r#"{"id":1,"name":"a"}"#,
+                    r#"{"id":1,"name":"b"}"#,
+                    "u",
+                    "items",
+                ),
+                ..In::default()
+            },
+        ],
+    );
+    let fields = vec![
+        Field::new("id", DataType::Int64, false),
+        meta_field("op", DataType::Utf8, "value.op", true),
+        meta_field("off", DataType::Int64, "offset", true),
+        meta_field("db", DataType::Utf8, "value.source.database", true),
+        meta_field(
+            "changed",
+            DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None),
+            "value.source.timestamp",
+            true,
+        ),
+        Field::new("name", DataType::Utf8, true),
+    ];
+    let t = source_table(&c, "cdc", fields.clone(), &[("format", "debezium-json")]);
+    let all = drain(&KafkaConnector.source(&t)?, 1)?.all();
+    let mut got = Vec::new();
+    for b in &all {
+        let kinds = runnel_engine::types::row_kinds(b)?;
+        for (i, kind) in kinds.iter().enumerate() {
+            got.push(format!(
+                "{} {} {} {} {} {} {}",
+                kind.short_string(),
+                b.column(0).as_primitive::<Int64Type>().value(i),
+                b.column(1).as_string::<i32>().value(i),
+                b.column(2).as_primitive::<Int64Type>().value(i),
+                b.column(3).as_string::<i32>().value(i),
+                b.column(4)
+                    .as_primitive::<arrow::datatypes::TimestampMillisecondType>()
+                    .value(i),
+                b.column(5).as_string::<i32>().value(i),
+            ));
+        }
+    }
+    assert_eq!(
+        got,
+        [
+            "+I 1 c 0 shop 70 a",
+            "-U 1 u 1 shop 70 a",
+            "+U 1 u 1 shop 70 b"
+        ]
+    );
+    let mut bad = fields;
+    bad[1] = meta_field("op", DataType::Utf8, "value.operation", true);
+    let err = KafkaConnector
+        .source(&source_table(
+            &c,
+            "cdc",
+            bad,
+            &[("format", "debezium-json")],
+        ))
+        .err()
+        .expect("unknown key");
+    assert!(
+        err.to_string()
+            .contains("debezium-json has: value.op, value.ingestion-timestamp"),
+        "{err}"
+    );
+    Ok(())
+}
+
 #[test]
 fn upsert_kafka_writes_updates_as_keyed_records_and_deletes_as_tombstones() -> Result<()> {
     let c = cluster(&[("up", 1)]);
