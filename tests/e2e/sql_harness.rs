@@ -314,7 +314,7 @@ pub(crate) fn materialize(changes: Vec<String>) -> Result<Vec<String>, String> {
 }
 
 /// Rows as sorted text lines.
-fn format_rows(batches: &[RecordBatch]) -> Vec<String> {
+pub(crate) fn format_rows(batches: &[RecordBatch]) -> Vec<String> {
     let opts = FormatOptions::default().with_null("NULL");
     let mut out = Vec::new();
     for b in batches {

@@ -57,9 +57,27 @@ const OPTIONS: &[&str] = &[
     "scan.malformed-records",
     "scan.dead-letter-topic",
     "scan.max-records-per-second",
+    "scan.parallelism",
     "sink.delivery-guarantee",
     "sink.transactional-id-prefix",
 ];
+
+/// `'scan.parallelism'`: the source's own parallelism (as in Flink), for
+/// topics with fewer partitions than the job's parallelism.
+fn scan_parallelism(table: &TableDescriptor) -> Result<Option<usize>> {
+    match table.option("scan.parallelism") {
+        None => Ok(None),
+        Some(_) => Ok(Some(
+            usize::try_from(crate::options::min_u64_option(
+                table,
+                "scan.parallelism",
+                1,
+                1,
+            )?)
+            .unwrap_or(usize::MAX),
+        )),
+    }
+}
 
 /// Option keys under `properties.` that Runnel reads itself instead of
 /// passing them to librdkafka.
@@ -97,7 +115,7 @@ impl Connector for KafkaConnector {
         let t = Arc::new(KafkaTable::from_table(table, false)?);
         Ok(SourceTable {
             bounded: t.bounded,
-            parallelism: None,
+            parallelism: scan_parallelism(table)?,
             in_memory: false,
             factory: source::factory(t),
         })
@@ -147,7 +165,7 @@ impl Connector for UpsertKafkaConnector {
         }
         Ok(SourceTable {
             bounded: t.bounded,
-            parallelism: None,
+            parallelism: scan_parallelism(table)?,
             in_memory: false,
             factory: source::factory(t),
         })
