@@ -507,7 +507,13 @@ impl Plan {
                 }
             ),
             Node::WindowJoin { spec, .. } => format!(
-                "WindowJoin keys {:?} = {:?}{}",
+                "WindowJoin{} keys {:?} = {:?}{}",
+                match spec.kind {
+                    runnel_engine::ops::JoinKind::Inner => "",
+                    runnel_engine::ops::JoinKind::Left => " LEFT",
+                    runnel_engine::ops::JoinKind::Right => " RIGHT",
+                    runnel_engine::ops::JoinKind::Full => " FULL",
+                },
                 spec.left_keys,
                 spec.right_keys,
                 match &spec.residual {

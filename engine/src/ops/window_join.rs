@@ -6,16 +6,20 @@
 //! what `SELECT ... FROM TABLE(TUMBLE(...))` without a GROUP BY runs, and
 //! what feeds a window join from a table.
 //!
-//! [`WindowJoin`] is the inner join of two append-only streams whose rows
-//! carry windows, on equal windows and equal keys (`window_start` and
-//! `window_end` are among the equality keys). Rows of each side are held
-//! per window end. When the watermark reaches the window's last millisecond
-//! (`end - 1`, the moment a window aggregate fires) both sides of the window
-//! are complete: they are joined by hashing the right side's keys, the
-//! remaining ON conditions are applied, the result is emitted and the held
-//! rows are dropped. A row for a window that already fired is late: it is
-//! counted and dropped. Output: the left side's columns, then the right
-//! side's; append-only.
+//! [`WindowJoin`] is the join (INNER, LEFT, RIGHT or FULL) of two
+//! append-only streams whose rows carry windows, on equal windows and
+//! equal keys (`window_start` and `window_end` are among the equality
+//! keys). Rows of each side are held per window end. When the watermark
+//! reaches the window's last millisecond (`end - 1`, the moment a window
+//! aggregate fires) both sides of the window are complete: they are joined
+//! by hashing the right side's keys, the remaining ON conditions are
+//! applied, the result is emitted and the held rows are dropped. An outer
+//! join then emits each row of a kept side that no pair passing the ON
+//! condition used, padded with NULLs on the other side (its window columns
+//! included, as in Flink). A row for a window that already fired is late:
+//! it is counted and dropped. Output: the left side's columns, then the
+//! right side's; append-only, since a window's rows are all known when it
+//! is joined.
 //!
 //! State: at each barrier the rows that arrived since the previous barrier
 //! are written to the backend as Arrow IPC, split by key group, under
@@ -40,6 +44,7 @@ use crate::expr::Expr;
 use crate::keys::{hash_key, KeyEncoder};
 use crate::operator::{Collector, Operator, OperatorContext, OperatorFactory, TaskInfo};
 use crate::ops::agg::{decode_time_at, load_meta, save_meta, scan_owned};
+use crate::ops::lookup_join::JoinKind;
 use crate::types::{event_time_millis, is_updating, Barrier, EventTime};
 use crate::window::WindowSpec;
 
@@ -160,16 +165,34 @@ pub struct WindowJoinSpec {
     pub right_window_end: usize,
     /// Other ON conditions, over the left columns followed by the right.
     pub residual: Option<Expr>,
+    /// Which unmatched rows are kept (padded with NULLs).
+    pub kind: JoinKind,
 }
 
 impl WindowJoinSpec {
     /// Left columns, then right columns.
     pub fn output_schema(left: &Schema, right: &Schema) -> SchemaRef {
+        Self::padded_schema(left, right, JoinKind::Inner)
+    }
+
+    /// Left columns, then right columns; the columns of a side that `kind`
+    /// pads with NULLs are nullable.
+    pub fn padded_schema(left: &Schema, right: &Schema, kind: JoinKind) -> SchemaRef {
+        let pad_left = matches!(kind, JoinKind::Right | JoinKind::Full);
+        let pad_right = matches!(kind, JoinKind::Left | JoinKind::Full);
         let fields: Vec<Field> = left
             .fields()
             .iter()
-            .chain(right.fields().iter())
-            .map(|f| f.as_ref().clone())
+            .map(|f| {
+                f.as_ref()
+                    .clone()
+                    .with_nullable(f.is_nullable() || pad_left)
+            })
+            .chain(right.fields().iter().map(|f| {
+                f.as_ref()
+                    .clone()
+                    .with_nullable(f.is_nullable() || pad_right)
+            }))
             .collect();
         Arc::new(Schema::new(fields))
     }
@@ -205,6 +228,8 @@ pub struct WindowJoin {
     key_columns: [Vec<usize>; 2],
     end_columns: [usize; 2],
     residual: Option<Expr>,
+    /// Sides whose unmatched rows are emitted padded (0 left, 1 right).
+    keep_unmatched: [bool; 2],
     schema: SchemaRef,
     windows: BTreeMap<EventTime, Held>,
     watermark: EventTime,
@@ -229,9 +254,13 @@ impl WindowJoin {
                 "a window join must have window_end = window_end among its keys".into(),
             ));
         }
-        let schema = WindowJoinSpec::output_schema(left, right);
+        let schema = WindowJoinSpec::padded_schema(left, right, spec.kind);
         check_condition(spec.residual.as_ref(), &schema)?;
         Ok(Self {
+            keep_unmatched: [
+                matches!(spec.kind, JoinKind::Left | JoinKind::Full),
+                matches!(spec.kind, JoinKind::Right | JoinKind::Full),
+            ],
             inputs: [Arc::clone(left), Arc::clone(right)],
             encoders: [
                 KeyEncoder::new(left, &spec.left_keys)?,
@@ -260,58 +289,138 @@ impl WindowJoin {
 
     /// Joins the rows of one window and emits the result.
     fn join(&self, held: &Held, out: &mut dyn Collector) -> Result<()> {
-        if held.rows[0].is_empty() || held.rows[1].is_empty() {
+        let kept = |side: usize| self.keep_unmatched[side] && !held.rows[side].is_empty();
+        if (held.rows[0].is_empty() || held.rows[1].is_empty()) && !kept(0) && !kept(1) {
             return Ok(());
         }
         let left = concat_batches(&self.inputs[0], &held.rows[0])?;
         let right = concat_batches(&self.inputs[1], &held.rows[1])?;
-        let left_keys = self.encoders[0].encode(&left)?;
-        let right_keys = self.encoders[1].encode(&right)?;
-        // NULL keys match nothing.
-        let mut index: HashMap<&[u8], Vec<u32>, ahash::RandomState> = HashMap::default();
-        for (j, row) in right_keys.iter().enumerate() {
-            if !null_key(&right, &self.key_columns[1], j) {
-                index.entry(row.data()).or_default().push(j as u32);
+        // Rows of each side some emitted pair used (outer joins only).
+        let mut matched = [
+            vec![
+                false;
+                if self.keep_unmatched[0] {
+                    left.num_rows()
+                } else {
+                    0
+                }
+            ],
+            vec![
+                false;
+                if self.keep_unmatched[1] {
+                    right.num_rows()
+                } else {
+                    0
+                }
+            ],
+        ];
+        if left.num_rows() > 0 && right.num_rows() > 0 {
+            let left_keys = self.encoders[0].encode(&left)?;
+            let right_keys = self.encoders[1].encode(&right)?;
+            // NULL keys match nothing.
+            let mut index: HashMap<&[u8], Vec<u32>, ahash::RandomState> = HashMap::default();
+            for (j, row) in right_keys.iter().enumerate() {
+                if !null_key(&right, &self.key_columns[1], j) {
+                    index.entry(row.data()).or_default().push(j as u32);
+                }
+            }
+            let mut li: Vec<u32> = Vec::new();
+            let mut ri: Vec<u32> = Vec::new();
+            for (i, row) in left_keys.iter().enumerate() {
+                let Some(matches) = index.get(row.as_ref()) else {
+                    continue;
+                };
+                if null_key(&left, &self.key_columns[0], i) {
+                    continue;
+                }
+                for &j in matches {
+                    li.push(i as u32);
+                    ri.push(j);
+                }
+                if li.len() >= OUTPUT_BATCH_ROWS {
+                    self.emit(&left, &right, &li, &ri, &mut matched, out)?;
+                    li.clear();
+                    ri.clear();
+                }
+            }
+            if !li.is_empty() {
+                self.emit(&left, &right, &li, &ri, &mut matched, out)?;
             }
         }
-        let mut li: Vec<u32> = Vec::new();
-        let mut ri: Vec<u32> = Vec::new();
-        for (i, row) in left_keys.iter().enumerate() {
-            let Some(matches) = index.get(row.as_ref()) else {
+        for (side, used) in matched.iter().enumerate() {
+            if !self.keep_unmatched[side] {
                 continue;
+            }
+            let alone: Vec<u32> = (0..used.len() as u32)
+                .filter(|&i| !used[i as usize])
+                .collect();
+            if alone.is_empty() {
+                continue;
+            }
+            let rows = take_record_batch(
+                if side == 0 { &left } else { &right },
+                &UInt32Array::from(alone),
+            )?;
+            let n = rows.num_rows();
+            let nulls = |schema: &SchemaRef| -> Vec<ArrayRef> {
+                schema
+                    .fields()
+                    .iter()
+                    .map(|f| arrow::array::new_null_array(f.data_type(), n))
+                    .collect()
             };
-            if null_key(&left, &self.key_columns[0], i) {
-                continue;
-            }
-            for &j in matches {
-                li.push(i as u32);
-                ri.push(j);
-            }
-            if li.len() >= OUTPUT_BATCH_ROWS {
-                self.emit(&left, &right, &li, &ri, out)?;
-                li.clear();
-                ri.clear();
-            }
-        }
-        if !li.is_empty() {
-            self.emit(&left, &right, &li, &ri, out)?;
+            let columns: Vec<ArrayRef> = if side == 0 {
+                let mut c = rows.columns().to_vec();
+                c.extend(nulls(&self.inputs[1]));
+                c
+            } else {
+                let mut c = nulls(&self.inputs[0]);
+                c.extend(rows.columns().iter().cloned());
+                c
+            };
+            out.collect(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)?;
         }
         Ok(())
     }
 
+    /// Emits the pairs `li`/`ri` that pass the other ON conditions and
+    /// marks their rows in `matched` (the sides an outer join keeps).
     fn emit(
         &self,
         left: &RecordBatch,
         right: &RecordBatch,
         li: &[u32],
         ri: &[u32],
+        matched: &mut [Vec<bool>; 2],
         out: &mut dyn Collector,
     ) -> Result<()> {
         let l = take_record_batch(left, &UInt32Array::from(li.to_vec()))?;
         let r = take_record_batch(right, &UInt32Array::from(ri.to_vec()))?;
         let mut columns = l.columns().to_vec();
         columns.extend(r.columns().iter().cloned());
-        emit_pairs(&self.schema, self.residual.as_ref(), columns, out)
+        let mut batch = RecordBatch::try_new(Arc::clone(&self.schema), columns)?;
+        let keep = match &self.residual {
+            Some(cond) => Some(cond.evaluate(&batch)?.as_boolean().clone()),
+            None => None,
+        };
+        for (k, (&i, &j)) in li.iter().zip(ri).enumerate() {
+            let passes = keep.as_ref().is_none_or(|m| m.is_valid(k) && m.value(k));
+            if passes {
+                if let Some(m) = matched[0].get_mut(i as usize) {
+                    *m = true;
+                }
+                if let Some(m) = matched[1].get_mut(j as usize) {
+                    *m = true;
+                }
+            }
+        }
+        if let Some(keep) = keep {
+            batch = filter_record_batch(&batch, &keep)?;
+        }
+        if batch.num_rows() > 0 {
+            out.collect(batch)?;
+        }
+        Ok(())
     }
 
     /// Writes the rows that arrived since the last barrier, and the meta entry.
@@ -650,6 +759,7 @@ mod tests {
             left_window_end: 1,
             right_window_end: 1,
             residual,
+            kind: JoinKind::Inner,
         };
         Box::new(WindowJoin::new(spec, &side_schema("v"), &side_schema("w")).expect("valid join"))
     }
@@ -716,6 +826,77 @@ mod tests {
         (20, Some(1), 9),
         (20, Some(1), 1),
     ];
+
+    /// Outer window joins: every kind against a nested loop that pads the
+    /// rows of a kept side no pair passing the ON condition used.
+    #[test]
+    fn outer_window_joins_pad_unmatched_rows_when_the_window_fires() -> Result<()> {
+        use crate::expr::{binary, col, BinaryOp};
+        for kind in [JoinKind::Left, JoinKind::Right, JoinKind::Full] {
+            for residual in [false, true] {
+                let spec = WindowJoinSpec {
+                    left_keys: vec![0, 1, 2],
+                    right_keys: vec![0, 1, 2],
+                    left_window_end: 1,
+                    right_window_end: 1,
+                    // v < w: some key matches fail the condition.
+                    residual: residual.then(|| binary(col(3), BinaryOp::Lt, col(7))),
+                    kind,
+                };
+                let op = WindowJoin::new(spec, &side_schema("v"), &side_schema("w"))?;
+                assert!(op.schema().field(0).is_nullable() == (kind != JoinKind::Left));
+                let mut h = OperatorHarness::new(Box::new(op))?;
+                h.batch_on(0, side("v", &LEFT))?;
+                h.batch_on(1, side("w", &RIGHT))?;
+                // A window with rows on the left only.
+                h.batch_on(0, side("v", &[(30, Some(5), 2)]))?;
+                h.watermark(100)?;
+                let mut got = Vec::new();
+                for b in h.take_output() {
+                    for i in 0..b.num_rows() {
+                        let v = |c: usize| {
+                            let a = b.column(c).as_primitive::<arrow::datatypes::Int64Type>();
+                            a.is_valid(i).then(|| a.value(i))
+                        };
+                        let end = |c: usize| {
+                            let a = b
+                                .column(c)
+                                .as_primitive::<arrow::datatypes::TimestampMillisecondType>();
+                            a.is_valid(i).then(|| a.value(i))
+                        };
+                        got.push((end(1), v(2), v(3), end(5), v(6), v(7)));
+                    }
+                }
+                got.sort();
+                let mut left: Vec<Row> = LEFT.to_vec();
+                left.push((30, Some(5), 2));
+                let keep = |v: i64, w: i64| !residual || v < w;
+                let meets =
+                    |l: &Row, r: &Row| l.0 == r.0 && l.1.is_some() && l.1 == r.1 && keep(l.2, r.2);
+                let mut want = Vec::new();
+                for l in &left {
+                    for r in &RIGHT {
+                        if meets(l, r) {
+                            want.push((Some(l.0), l.1, Some(l.2), Some(r.0), r.1, Some(r.2)));
+                        }
+                    }
+                    if kind != JoinKind::Right && !RIGHT.iter().any(|r| meets(l, r)) {
+                        want.push((Some(l.0), l.1, Some(l.2), None, None, None));
+                    }
+                }
+                if kind != JoinKind::Left {
+                    for r in &RIGHT {
+                        if !left.iter().any(|l| meets(l, r)) {
+                            want.push((None, None, None, Some(r.0), r.1, Some(r.2)));
+                        }
+                    }
+                }
+                want.sort();
+                assert_eq!(got, want, "{kind:?}, residual {residual}");
+            }
+        }
+        Ok(())
+    }
 
     #[test]
     fn a_window_is_joined_when_the_watermark_reaches_its_last_millisecond() -> Result<()> {
@@ -803,6 +984,7 @@ mod tests {
             left_window_end: 1,
             right_window_end: 1,
             residual: None,
+            kind: JoinKind::Inner,
         };
         let op = WindowJoin::new(spec, &nullable("v"), &side_schema("w"))?;
         let mut h = OperatorHarness::new(Box::new(op))?;

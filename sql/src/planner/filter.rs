@@ -93,7 +93,7 @@ fn filter_join(join: Plan, pred: &ast::Expr) -> Result<Plan> {
     // join pads with NULLs takes no condition below the join (WHERE sees
     // the padded rows, which do not exist below it).
     let (width, padded) = match &join.node {
-        Node::WindowJoin { left, .. } => (left.scope.columns.len(), [false, false]),
+        Node::WindowJoin { left, spec, .. } => (left.scope.columns.len(), padded_sides(spec.kind)),
         Node::StreamJoin { left, spec, .. } => (
             left.scope.columns.len() - usize::from(left.updating),
             padded_sides(spec.kind),

@@ -296,9 +296,10 @@ fn equality_sides(c: &ast::Expr, left: &Scope, right: &Scope) -> Option<(usize, 
 
 /// The join of two streams. Equalities between a column of each side are
 /// keys, the remaining conditions filter the joined pairs. When both sides
-/// carry windows and ON equates their `window_start` and `window_end`, an
-/// INNER join is a window join (see [`runnel_engine::ops::window_join`]);
-/// otherwise a regular join that keeps every row (INNER, LEFT, RIGHT or
+/// carry windows and ON equates their `window_start` and `window_end`, the
+/// join (of any kind) is a window join (see
+/// [`runnel_engine::ops::window_join`]), append-only; otherwise a regular
+/// join that keeps every row (INNER, LEFT, RIGHT or
 /// FULL, over append-only or updating inputs; see
 /// [`runnel_engine::ops::changelog_join`]). Its output updates when an
 /// input does or a side is padded with NULLs.
@@ -344,13 +345,6 @@ fn plan_stream_join(
         }
         _ => None,
     };
-    if windows.is_some() && kind != JoinKind::Inner {
-        return Err(SqlError::plan(
-            "only INNER window joins are supported yet; an outer join of two windowed streams \
-             without the window_end equality runs as a regular join (an updating stream)",
-            position,
-        ));
-    }
     // Bounds on the distance between the two sides' event times make an
     // interval join (append-only inputs with time attributes only).
     let times = match (left.time_column, right.time_column) {
@@ -387,22 +381,33 @@ fn plan_stream_join(
             },
         });
     }
+    let width = left_data.columns.len();
     let (node, window, updating) = match windows {
-        Some((lws, lwe, rwe)) => (
-            Node::WindowJoin {
-                left: Box::new(left),
-                right: Box::new(right),
-                spec: WindowJoinSpec {
-                    left_keys,
-                    right_keys,
-                    left_window_end: lwe,
-                    right_window_end: rwe,
-                    residual,
+        Some((lws, lwe, rwe)) => {
+            // The window columns of the output are those of a side that is
+            // never padded with NULLs: a FULL join has none.
+            let window = match kind {
+                JoinKind::Inner | JoinKind::Left => Some((lws, lwe)),
+                JoinKind::Right => right.window.map(|(s, e)| (width + s, width + e)),
+                JoinKind::Full => None,
+            };
+            (
+                Node::WindowJoin {
+                    left: Box::new(left),
+                    right: Box::new(right),
+                    spec: WindowJoinSpec {
+                        left_keys,
+                        right_keys,
+                        left_window_end: lwe,
+                        right_window_end: rwe,
+                        residual,
+                        kind,
+                    },
                 },
-            },
-            Some((lws, lwe)),
-            false,
-        ),
+                window,
+                false,
+            )
+        }
         None => {
             let updating = kind != JoinKind::Inner || left.updating || right.updating;
             let mut spec = StreamJoinSpec::inner(left_keys, right_keys, residual);
