@@ -184,6 +184,15 @@ pub trait Operator: Send {
         Ok(())
     }
 
+    /// How far (milliseconds) the watermark after this operator lags the
+    /// one it receives: rows it emits may be that much older than its input
+    /// watermark (an interval join pairs a new row with kept older ones),
+    /// so operators after it see the watermark held back by this much and
+    /// do not take those rows for late ones. 0 for most operators.
+    fn watermark_delay(&self) -> EventTime {
+        0
+    }
+
     /// All inputs delivered `barrier`: snapshot state, pre-commit.
     fn on_barrier(&mut self, _barrier: &Barrier, _ctx: &mut OperatorContext<'_>) -> Result<()> {
         Ok(())

@@ -14,7 +14,8 @@
 //! output is append-only for every kind. Rows at or below the watermark
 //! when they arrive are late: dropped and counted. NULL keys and NULL
 //! times match nothing (an outer row with either is emitted padded at
-//! once).
+//! once). The watermark after the join is held back by the interval
+//! (`watermark_delay`), so both sides' times stay event-time attributes.
 //!
 //! State: one entry per side and key, `key group | side | key` to its rows
 //! (time, matched flag, row bytes); a barrier writes the keys changed
@@ -403,6 +404,15 @@ impl Operator for IntervalJoin {
             ctx.metrics.add_late(late);
         }
         self.emit(&mut pending, out)
+    }
+
+    /// A pair made when its right row arrives (after the watermark) has a
+    /// left time down to `watermark + lower`; one made when its left row
+    /// arrives, a right time down to `watermark - upper`. Holding the
+    /// watermark back by the larger keeps either side's time an event-time
+    /// attribute after the join (a window may follow), as in Flink.
+    fn watermark_delay(&self) -> EventTime {
+        self.spec.lower.saturating_neg().max(self.spec.upper).max(0)
     }
 
     fn on_watermark(

@@ -16,7 +16,7 @@ use super::exchange::{Inbound, Router};
 use super::shared::{Shared, POLL_INTERVAL};
 use crate::error::{EngineError, Result};
 use crate::operator::{Collector, Operator, OperatorContext, OperatorMetrics, TaskInfo};
-use crate::types::{Barrier, Message, Watermark};
+use crate::types::{Barrier, EventTime, Message, Watermark};
 use crate::watermark::WatermarkMerger;
 
 /// Wraps an operator's error with its name, once.
@@ -152,7 +152,8 @@ impl ChainRuntime {
     }
 
     pub(super) fn watermark(&mut self, wm: Watermark) -> Result<()> {
-        if let Watermark::EventTime(t) = wm {
+        let mut wm = wm;
+        if let Watermark::EventTime(mut t) = wm {
             for k in 0..self.slots.len() {
                 let (head, rest) = self.slots.split_at_mut(k + 1);
                 let Slot {
@@ -176,7 +177,12 @@ impl ChainRuntime {
                 };
                 op.on_watermark(t, &mut ctx, &mut out)
                     .map_err(|e| wrap(e, task))?;
+                // The end of time stays the end of time.
+                if t != EventTime::MAX {
+                    t = t.saturating_sub(op.watermark_delay().max(0));
+                }
             }
+            wm = Watermark::EventTime(t);
         }
         self.router.send_control(Message::Watermark(wm))
     }

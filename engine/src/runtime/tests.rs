@@ -518,3 +518,124 @@ fn a_local_run_stops_when_cancelled() -> Result<()> {
     assert!(matches!(result, Err(EngineError::Cancelled)), "{result:?}");
     Ok(())
 }
+
+/// Emits each batch when two more have arrived (the rest at the end of
+/// time), like an operator that pairs new rows with kept older ones; says
+/// its output lags by `delay`.
+struct TwoBehind {
+    held: std::collections::VecDeque<RecordBatch>,
+    delay: crate::types::EventTime,
+}
+
+impl Operator for TwoBehind {
+    fn process_batch(
+        &mut self,
+        _input: usize,
+        batch: RecordBatch,
+        _ctx: &mut OperatorContext<'_>,
+        out: &mut dyn Collector,
+    ) -> Result<()> {
+        self.held.push_back(batch);
+        if self.held.len() > 2 {
+            if let Some(oldest) = self.held.pop_front() {
+                out.collect(oldest)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn on_watermark(
+        &mut self,
+        watermark: crate::types::EventTime,
+        _ctx: &mut OperatorContext<'_>,
+        out: &mut dyn Collector,
+    ) -> Result<()> {
+        if watermark == crate::types::EventTime::MAX {
+            for held in self.held.drain(..) {
+                out.collect(held)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn watermark_delay(&self) -> crate::types::EventTime {
+        self.delay
+    }
+}
+
+#[test]
+fn an_operator_that_emits_older_rows_holds_the_watermark_back() -> Result<()> {
+    // The row at 8 reaches the window aggregate after the watermark 12 has
+    // closed its window (it comes out when the row at 13 arrives): late,
+    // unless the operator before the aggregate holds the watermark back.
+    let run = |delay: i64, chained: bool| -> Result<(Vec<(i64, i64, i64, i64)>, u64)> {
+        let script = vec![
+            ScriptStep::Batch(0, batch(&[(8, 1, 1)])),
+            ScriptStep::Pause(20),
+            ScriptStep::Batch(0, batch(&[(12, 1, 2)])),
+            ScriptStep::Pause(20),
+            ScriptStep::Batch(0, batch(&[(13, 1, 4)])),
+        ];
+        let out = MemorySinkHandle::new();
+        let mut g = JobGraph::new();
+        // A watermark after every batch.
+        g.watermark_interval = Duration::ZERO;
+        let src = g.add_source(
+            "src",
+            1,
+            ScriptedSource::factory(vec![script]),
+            Some(WatermarkStrategy::bounded(0, Duration::ZERO)),
+        );
+        let behind = g.add_operator(
+            "two behind",
+            1,
+            Arc::new(move |_t: &TaskInfo| {
+                Ok(Box::new(TwoBehind {
+                    held: Default::default(),
+                    delay,
+                }) as Box<dyn Operator>)
+            }),
+        );
+        let spec = WindowAggregateSpec {
+            window: WindowSpec::Tumble { size: 10 },
+            time_column: 0,
+            key_columns: vec![1],
+            aggregates: vec![
+                AggregateCall::new(AggregateFunction::Count, vec![], "c"),
+                AggregateCall::new(AggregateFunction::Sum, vec![Expr::Column(2)], "s"),
+            ],
+        };
+        let agg = g.add_operator("agg", 1, spec.factory(schema())?);
+        let sink = g.add_operator("sink", 1, out.factory());
+        g.connect(src, behind, Exchange::Forward)?;
+        // In one chain, or across an exchange.
+        let edge = if chained {
+            Exchange::Forward
+        } else {
+            Exchange::Hash(vec![1])
+        };
+        g.connect(behind, agg, edge)?;
+        g.connect(agg, sink, Exchange::Forward)?;
+        let job = Job::start(g)?;
+        let metrics = job.metrics().to_vec();
+        job.wait()?;
+        let late = metrics
+            .iter()
+            .map(|m| m.metrics.late_rows_dropped.load(Ordering::Relaxed))
+            .sum();
+        Ok((sum_by_key_window(&out), late))
+    };
+    for chained in [true, false] {
+        let (rows, late) = run(0, chained)?;
+        assert_eq!(rows, vec![(1, 10, 2, 6)], "chained: {chained}");
+        assert_eq!(late, 1);
+        let (rows, late) = run(10, chained)?;
+        assert_eq!(
+            rows,
+            vec![(1, 0, 1, 1), (1, 10, 2, 6)],
+            "chained: {chained}"
+        );
+        assert_eq!(late, 0);
+    }
+    Ok(())
+}

@@ -369,8 +369,15 @@ fn plan_stream_join(
             residual,
             kind,
         };
+        // The output's event time: a side that is never padded with NULLs
+        // (the operator holds the watermark back by the interval).
+        let time_column = match kind {
+            JoinKind::Inner | JoinKind::Left => Some(lt),
+            JoinKind::Right => Some(left_data.columns.len() + right_time),
+            JoinKind::Full => None,
+        };
         return Ok(Plan {
-            time_column: None,
+            time_column,
             window: None,
             updating: false,
             scope: Scope::new(columns),
