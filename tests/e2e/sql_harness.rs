@@ -34,6 +34,16 @@
 //! is one step of the source, so a file controls exactly which rows arrive
 //! before which watermark. With `RUNNEL_SLT_COMPLETE=1` the harness writes
 //! the actual results into the expected sections (review the diff).
+//!
+//! Processing time: a file whose data blocks have `CLOCK <timestamp>`
+//! lines runs on a manual clock (state TTL and lookup refresh read it).
+//! Every values source of a job stops at its next CLOCK line; once all
+//! have, the harness takes a checkpoint (its barrier follows every row
+//! sent so far through every operator, so all of them are processed), sets
+//! the clock to the line's time and lets the sources go on. So each row is
+//! processed at the time of the CLOCK line above it, whatever order the
+//! runtime interleaves the sources in; every data block a job reads needs
+//! the same number of CLOCK lines. Before the first, the clock is at 0.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -59,6 +69,8 @@ use runnel_sql::session::{Outcome, Session};
 enum DataStep {
     Rows(Vec<Vec<Option<String>>>),
     Watermark(String),
+    /// Processing time moves to this timestamp (see the module docs).
+    Clock(String),
 }
 
 /// Data blocks and sink outputs of the file being run, by id.
@@ -66,6 +78,35 @@ enum DataStep {
 struct Store {
     data: HashMap<String, Vec<DataStep>>,
     sinks: HashMap<String, MemorySinkHandle>,
+    /// The manual clock of a file with CLOCK lines.
+    clock: Option<Arc<ClockSync>>,
+}
+
+/// The manual clock of a file and the values sources that wait at CLOCK
+/// lines for it to move.
+struct ClockSync {
+    clock: runnel_engine::time::Clock,
+    /// Source subtasks stopped at a CLOCK line.
+    parked: std::sync::atomic::AtomicUsize,
+    /// CLOCK lines passed (by every source).
+    phase: std::sync::atomic::AtomicUsize,
+    /// The time of the CLOCK line the sources stopped at.
+    next: std::sync::atomic::AtomicI64,
+}
+
+thread_local! {
+    /// The clock of the file this thread runs (for its jobs).
+    static CLOCK_SYNC: std::cell::RefCell<Option<Arc<ClockSync>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Milliseconds since the epoch of a timestamp written in a data block.
+fn timestamp_millis(text: &str) -> EngineResult<i64> {
+    let ts = cast_text(
+        &[Some(text.to_string())],
+        &DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None),
+    )?;
+    Ok(runnel_engine::types::event_time_millis(&ts)?.value(0))
 }
 
 fn store() -> &'static Mutex<HashMap<String, Store>> {
@@ -96,11 +137,20 @@ impl Connector for ValuesConnector {
             .get(&self.file)
             .and_then(|s| s.data.get(&id).cloned())
             .ok_or_else(|| EngineError::Plan(format!("no data block '{id}'")))?;
+        let sync = store()
+            .lock()
+            .map_err(|_| EngineError::Internal("store".into()))?
+            .get(&self.file)
+            .and_then(|s| s.clock.clone());
         let schema = Arc::clone(&table.schema);
         let factory = Arc::new(move |_t: &TaskInfo| {
             Ok(Box::new(ValuesSource {
                 steps: steps.clone().into_iter(),
                 schema: Arc::clone(&schema),
+                sync: sync.clone(),
+                clocks_passed: 0,
+                waiting: false,
+                taken: 0,
             }) as Box<dyn Source>)
         });
         Ok(SourceTable {
@@ -128,9 +178,21 @@ impl Connector for ValuesConnector {
 struct ValuesSource {
     steps: std::vec::IntoIter<DataStep>,
     schema: SchemaRef,
+    sync: Option<Arc<ClockSync>>,
+    /// CLOCK lines this source has reached.
+    clocks_passed: usize,
+    /// Stopped at a CLOCK line until the clock has moved.
+    waiting: bool,
+    /// Steps taken (the checkpoint position; the harness takes checkpoints
+    /// only to move the clock and never restores one).
+    taken: u64,
 }
 
 impl Source for ValuesSource {
+    fn snapshot_position(&mut self) -> EngineResult<Vec<u8>> {
+        Ok(self.taken.to_be_bytes().to_vec())
+    }
+
     fn open(
         &mut self,
         _task: &TaskInfo,
@@ -140,8 +202,31 @@ impl Source for ValuesSource {
     }
 
     fn poll(&mut self) -> EngineResult<SourcePoll> {
-        match self.steps.next() {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.waiting {
+            let moved = self
+                .sync
+                .as_ref()
+                .is_some_and(|s| s.phase.load(SeqCst) >= self.clocks_passed);
+            if !moved {
+                return Ok(SourcePoll::Pending);
+            }
+            self.waiting = false;
+        }
+        let step = self.steps.next();
+        self.taken += 1;
+        match step {
             None => Ok(SourcePoll::Finished),
+            Some(DataStep::Clock(t)) => {
+                let sync = self.sync.as_ref().ok_or_else(|| {
+                    EngineError::Internal("a CLOCK line without the file's clock".into())
+                })?;
+                sync.next.store(timestamp_millis(&t)?, SeqCst);
+                self.clocks_passed += 1;
+                self.waiting = true;
+                sync.parked.fetch_add(1, SeqCst);
+                Ok(SourcePoll::Pending)
+            }
             Some(DataStep::Watermark(t)) => {
                 let ts = cast_text(
                     &[Some(t.clone())],
@@ -254,6 +339,10 @@ fn parse_file(text: &str) -> Vec<(usize, Record)> {
                     steps.push(DataStep::Watermark(t.trim().to_string()));
                     continue;
                 }
+                if let Some(t) = l.trim().strip_prefix("CLOCK ") {
+                    steps.push(DataStep::Clock(t.trim().to_string()));
+                    continue;
+                }
                 let row: Vec<Option<String>> = l
                     .split(',')
                     .map(|v| {
@@ -351,14 +440,62 @@ fn run_job(job: runnel_sql::session::PreparedJob) -> Result<(), String> {
             *g = s;
         }
     };
-    let handle = Job::start(job.graph).map_err(|e| e.to_string())?;
+    let sync = CLOCK_SYNC.with(|c| c.borrow().clone());
+    let mut graph = job.graph;
+    // With CLOCK lines: checkpoints (into a directory of their own) make
+    // sure every row before a CLOCK line is processed before time moves.
+    let checkpoints = sync.as_ref().map(|_| {
+        static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        std::env::temp_dir().join(format!("runnel-slt-clock-{}-{n}", std::process::id()))
+    });
+    if let Some(dir) = &checkpoints {
+        graph.checkpointing = Some(runnel_engine::graph::CheckpointConfig {
+            dir: dir.clone(),
+            interval: Duration::from_secs(3600),
+            retained: 2,
+            fingerprint: "slt-clock".into(),
+            storage_options: Vec::new(),
+            restore_from: None,
+        });
+    }
+    let source_subtasks: usize = graph
+        .nodes()
+        .iter()
+        .filter(|n| matches!(n.kind, runnel_engine::graph::NodeKind::Source { .. }))
+        .map(|n| n.parallelism)
+        .sum();
+    if let Some(s) = &sync {
+        s.parked.store(0, std::sync::atomic::Ordering::SeqCst);
+        s.phase.store(0, std::sync::atomic::Ordering::SeqCst);
+    }
+    let handle = Job::start(graph).map_err(|e| e.to_string())?;
     let deadline = Instant::now() + Duration::from_secs(60);
     while !handle.is_finished() {
         if Instant::now() > deadline {
             handle.cancel();
             return Err(format!("{} did not finish within 60 s", job.id));
         }
-        std::thread::sleep(Duration::from_millis(5));
+        if let Some(s) = &sync {
+            use std::sync::atomic::Ordering::SeqCst;
+            if s.parked.load(SeqCst) == source_subtasks {
+                if let Err(e) = handle.checkpoint(Duration::from_secs(10)) {
+                    handle.cancel();
+                    let job_error = handle.wait().err().map(|e| format!("; the job: {e}"));
+                    return Err(format!(
+                        "cannot move the clock: {e}{} (does every data block the job reads have the same CLOCK lines?)",
+                        job_error.unwrap_or_default()
+                    ));
+                }
+                s.clock.set_millis(s.next.load(SeqCst));
+                s.parked.store(0, SeqCst);
+                s.phase.fetch_add(1, SeqCst);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    if let Some(dir) = &checkpoints {
+        let _ = std::fs::remove_dir_all(dir);
     }
     match handle.wait() {
         Ok(()) => {
@@ -417,9 +554,27 @@ fn run_file(path: &Path) -> Vec<String> {
     let mut registry = runnel_connectors::default_registry();
     registry.register(Arc::new(ValuesConnector { file: file.clone() }));
     let mut session = Session::new(registry);
+    let records = parse_file(&text);
+    let uses_clock = records.iter().any(|(_, r)| {
+        matches!(r, Record::Data { steps, .. } if steps.iter().any(|s| matches!(s, DataStep::Clock(_))))
+    });
+    let sync = uses_clock.then(|| {
+        let clock = runnel_engine::time::Clock::manual(0);
+        session.set_clock(clock.clone());
+        Arc::new(ClockSync {
+            clock,
+            parked: Default::default(),
+            phase: Default::default(),
+            next: Default::default(),
+        })
+    });
+    if let Ok(mut s) = store().lock() {
+        s.entry(file.clone()).or_default().clock = sync.clone();
+    }
+    CLOCK_SYNC.with(|c| *c.borrow_mut() = sync);
     let mut failures = Vec::new();
     let mut completed: Vec<(usize, Record)> = Vec::new();
-    for (line, rec) in parse_file(&text) {
+    for (line, rec) in records {
         let fail = |msg: String| format!("{file}:{line}: {msg}");
         match &rec {
             Record::Data { id, steps } => {
