@@ -61,6 +61,10 @@ enum AggState {
     FloatSum(f64, i64),
     /// Each value's row count (MIN, MAX, COUNT DISTINCT).
     Values(BTreeMap<Vec<u8>, i64>),
+    /// The values in arrival order, by a sequence number, and the next
+    /// number (FIRST_VALUE, LAST_VALUE). Taking a value away removes its
+    /// earliest occurrence, as Flink's retracting FIRST_VALUE does.
+    Sequence(BTreeMap<i64, Vec<u8>>, i64),
 }
 
 /// One aggregate's result for one group, comparable to the previous one.
@@ -102,6 +106,9 @@ impl Call {
             AggregateFunction::Count => AggState::Count(0),
             AggregateFunction::Sum | AggregateFunction::Avg if self.int => AggState::IntSum(0, 0),
             AggregateFunction::Sum | AggregateFunction::Avg => AggState::FloatSum(0.0, 0),
+            AggregateFunction::FirstValue | AggregateFunction::LastValue => {
+                AggState::Sequence(BTreeMap::new(), 0)
+            }
             _ => AggState::Values(BTreeMap::new()),
         }
     }
@@ -130,6 +137,13 @@ impl Call {
             (AggregateFunction::Min, AggState::Values(m)) => {
                 m.keys().next().map_or(Out::Null, |k| Out::Row(k.clone()))
             }
+            (AggregateFunction::FirstValue, AggState::Sequence(m, _)) => {
+                m.values().next().map_or(Out::Null, |v| Out::Row(v.clone()))
+            }
+            (_, AggState::Sequence(m, _)) => m
+                .values()
+                .next_back()
+                .map_or(Out::Null, |v| Out::Row(v.clone())),
             (_, AggState::Values(m)) => m
                 .keys()
                 .next_back()
@@ -183,14 +197,16 @@ impl RetractAggregate {
         for ((call, types), field) in aggs.calls().iter().zip(aggs.arg_types()).zip(aggs.fields()) {
             use AggregateFunction as F;
             let converter = match call.func {
-                F::Min | F::Max | F::CountDistinct => Some(RowConverter::new(
-                    types.iter().map(|t| SortField::new(t.clone())).collect(),
-                )?),
+                F::Min | F::Max | F::CountDistinct | F::FirstValue | F::LastValue => {
+                    Some(RowConverter::new(
+                        types.iter().map(|t| SortField::new(t.clone())).collect(),
+                    )?)
+                }
                 F::Count | F::Sum | F::Avg => None,
                 other => {
                     return Err(EngineError::Plan(format!(
                         "{} over an updating stream (or with a state TTL) is not supported yet; \
-                         COUNT, SUM, AVG, MIN, MAX and COUNT(DISTINCT) are",
+                         COUNT, SUM, AVG, MIN, MAX, COUNT(DISTINCT), FIRST_VALUE and LAST_VALUE are",
                         other.name()
                     )))
                 }
@@ -438,6 +454,7 @@ fn group_bytes(g: &Group) -> usize {
             .iter()
             .map(|a| match a {
                 AggState::Values(m) => m.keys().map(|k| k.len() + 48).sum(),
+                AggState::Sequence(m, _) => m.values().map(|v| v.len() + 48).sum(),
                 _ => 24,
             })
             .sum::<usize>()
@@ -472,6 +489,16 @@ fn encode_group(g: &Group) -> Vec<u8> {
                     out.extend_from_slice(&c.to_le_bytes());
                 }
             }
+            AggState::Sequence(m, next) => {
+                out.push(4);
+                out.extend_from_slice(&next.to_le_bytes());
+                out.extend_from_slice(&(m.len() as u32).to_le_bytes());
+                for (seq, v) in m {
+                    out.extend_from_slice(&seq.to_le_bytes());
+                    out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                    out.extend_from_slice(v);
+                }
+            }
         }
     }
     out
@@ -495,6 +522,16 @@ fn decode_group(b: &[u8], calls: usize) -> Result<Group> {
                     m.insert(k, r.i64()?);
                 }
                 AggState::Values(m)
+            }
+            4 => {
+                let next = r.i64()?;
+                let n = r.u32()?;
+                let mut m = BTreeMap::new();
+                for _ in 0..n {
+                    let seq = r.i64()?;
+                    m.insert(seq, r.sized()?.to_vec());
+                }
+                AggState::Sequence(m, next)
             }
             _ => {
                 return Err(EngineError::Internal(
@@ -546,6 +583,19 @@ fn apply(state: &mut AggState, input: &CallRows, i: usize, sign: i64) {
                         m.insert(k.to_vec(), sign);
                     }
                     None => {}
+                }
+            }
+        }
+        AggState::Sequence(m, next) => {
+            if let Some(rows) = &input.rows {
+                let v = rows.row(i);
+                let v = v.as_ref();
+                if sign > 0 {
+                    m.insert(*next, v.to_vec());
+                    *next += 1;
+                } else if let Some(seq) = m.iter().find(|(_, x)| x.as_slice() == v).map(|(s, _)| *s)
+                {
+                    m.remove(&seq);
                 }
             }
         }
@@ -848,18 +898,56 @@ mod tests {
     }
 
     #[test]
-    fn first_value_over_an_updating_stream_is_refused() {
+    fn first_and_last_value_take_back_the_earliest_occurrence_of_a_value() -> Result<()> {
+        use RowKind::{Delete as D, Insert as I};
         let mut s = spec();
-        s.aggregates = vec![AggregateCall::new(
-            F::FirstValue,
-            vec![Expr::Column(1)],
-            "f",
-        )];
-        let err = RetractAggregate::new(s, &input(), None, Clock::System)
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
-        assert!(err.contains("FIRST_VALUE over an updating stream"), "{err}");
+        s.aggregates = vec![
+            AggregateCall::new(F::FirstValue, vec![Expr::Column(1)], "f"),
+            AggregateCall::new(F::LastValue, vec![Expr::Column(1)], "l"),
+        ];
+        let mut h = OperatorHarness::new(Box::new(RetractAggregate::new(
+            s,
+            &input(),
+            None,
+            Clock::System,
+        )?))?;
+        let mut step = |rows: &[(RowKind, Row)]| -> Result<Vec<String>> {
+            h.batch(batch(rows))?;
+            let mut out = Vec::new();
+            for b in h.take_output() {
+                let kinds = row_kinds(&b)?;
+                for (r, k) in kinds.iter().enumerate() {
+                    let f = b.column(1).as_primitive::<arrow::datatypes::Int64Type>();
+                    let l = b.column(2).as_primitive::<arrow::datatypes::Int64Type>();
+                    let show = |a: &arrow::array::Int64Array| {
+                        if a.is_valid(r) {
+                            a.value(r).to_string()
+                        } else {
+                            "NULL".into()
+                        }
+                    };
+                    out.push(format!("{} {} {}", k.short_string(), show(f), show(l)));
+                }
+            }
+            Ok(out)
+        };
+        // Values 5, 7, 5 arrive in that order (NULL is skipped).
+        assert_eq!(
+            step(&[
+                (I, (1, Some(5))),
+                (I, (1, Some(7))),
+                (I, (1, None)),
+                (I, (1, Some(5)))
+            ])?,
+            ["+I 5 5"]
+        );
+        // Taking 5 back removes its first occurrence: 7 is first now.
+        assert_eq!(step(&[(D, (1, Some(5)))])?, ["-U 5 5", "+U 7 5"]);
+        assert_eq!(step(&[(D, (1, Some(5)))])?, ["-U 7 5", "+U 7 7"]);
+        // Only the NULL row is left: both NULL; then the group goes.
+        assert_eq!(step(&[(D, (1, Some(7)))])?, ["-U 7 7", "+U NULL NULL"]);
+        assert_eq!(step(&[(D, (1, None))])?, ["-D NULL NULL"]);
+        Ok(())
     }
 
     #[test]
