@@ -608,9 +608,15 @@ fn kill_and_restart(case: &Case) {
         "row count after {} kills at {kills:?} ms (phases {phases:?})",
         kills.len()
     );
+    let differ: Vec<(&String, &String)> = got
+        .iter()
+        .zip(&expected)
+        .filter(|(g, e)| g != e)
+        .take(3)
+        .collect();
     assert!(
         got == expected,
-        "rows differ after {} kills at {kills:?} ms (phases {phases:?})",
+        "rows differ after {} kills at {kills:?} ms (phases {phases:?}); first (got, expected): {differ:?}",
         kills.len()
     );
     eprintln!(
