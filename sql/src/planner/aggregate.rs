@@ -45,7 +45,7 @@ impl Planner<'_> {
         // operator retracts (see runnel_engine::ops::retract_agg).
         // Window: the input is a window TVF and GROUP BY names its columns.
         let input_window = input.window;
-        let (mut base, window) = match input.node {
+        let (base, window) = match input.node {
             Node::WindowTvf {
                 input: inner,
                 window,
@@ -57,6 +57,10 @@ impl Planner<'_> {
             ),
             _ => (input, None),
         };
+        // GROUP BY expressions that are not columns become columns of the
+        // input (a projection appends them), named by their text.
+        let (mut base, window, group_exprs) = computed_keys(base, window, group_exprs)?;
+        let group_exprs = group_exprs.as_slice();
         let tvf_scope = window.as_ref().map(|w| w.3.clone());
         let base_width = base.scope.columns.len();
         let (keys, key_exprs) = group_keys(group_exprs, &base.scope, tvf_scope.as_ref(), position)?;
@@ -156,7 +160,14 @@ fn group_keys(
             continue;
         }
         keys.push(idx);
-        key_exprs.push(g.to_string().to_lowercase());
+        // A computed key is found by the text of its expression.
+        let text = g.to_string().to_lowercase();
+        let text = text
+            .trim_matches('"')
+            .strip_prefix(GROUP_EXPR_PREFIX)
+            .map(str::to_string)
+            .unwrap_or(text);
+        key_exprs.push(text);
     }
     if tvf_scope.is_some() && !(has_start && has_end) {
         return Err(SqlError::plan(
@@ -165,6 +176,95 @@ fn group_keys(
         ));
     }
     Ok((keys, key_exprs))
+}
+
+/// Name prefix of the columns computed for GROUP BY expressions.
+const GROUP_EXPR_PREFIX: &str = "$group:";
+
+/// Appends each GROUP BY expression that is not a column of `base` (or of
+/// the window table function's columns) to `base` as a computed column,
+/// and returns the GROUP BY list with such expressions replaced by a
+/// reference to their column. The column's name carries the expression's
+/// text, so the select list and HAVING find the key by that text (see
+/// [`group_keys`]).
+fn computed_keys(
+    base: Plan,
+    window: Option<GroupWindow>,
+    group_exprs: &[ast::Expr],
+) -> Result<(Plan, Option<GroupWindow>, Vec<ast::Expr>)> {
+    let names_a_column = |g: &ast::Expr| {
+        let scope = window.as_ref().map_or(&base.scope, |w| &w.3);
+        resolve_column(g, scope).is_ok()
+    };
+    if group_exprs.iter().all(names_a_column) {
+        return Ok((base, window, group_exprs.to_vec()));
+    }
+    let width = base.scope.columns.len();
+    let mut exprs: Vec<(Expr, String)> = base
+        .scope
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (Expr::Column(i), c.name.clone()))
+        .collect();
+    let mut scope = base.scope.clone();
+    let mut rewritten = Vec::with_capacity(group_exprs.len());
+    for g in group_exprs {
+        if names_a_column(g) {
+            rewritten.push(g.clone());
+            continue;
+        }
+        if contains_aggregate_call(g) {
+            return Err(SqlError::plan(
+                "GROUP BY cannot contain an aggregate function",
+                pos(g),
+            ));
+        }
+        let b = bind_expr(g, &base.scope)?;
+        let name = format!("{GROUP_EXPR_PREFIX}{}", g.to_string().to_lowercase());
+        exprs.push((b.expr, name.clone()));
+        scope
+            .columns
+            .push(col(&name, None, b.data_type, b.nullable));
+        rewritten.push(ast::Expr::Identifier(ast::Ident::with_quote('"', name)));
+    }
+    if exprs.len() == width {
+        return Ok((base, window, rewritten));
+    }
+    let added = exprs.len() - width;
+    let plan = Plan {
+        time_column: base.time_column,
+        window: base.window,
+        updating: base.updating,
+        scope: scope.clone(),
+        node: Node::Project {
+            input: Box::new(base),
+            exprs,
+        },
+    };
+    // The window table function's columns follow the input's: the new
+    // ones go in between.
+    let window = window.map(|(spec, time, partition, tvf)| {
+        let mut columns = scope.columns.clone();
+        columns.extend(tvf.columns[width..].iter().cloned());
+        debug_assert_eq!(columns.len(), tvf.columns.len() + added);
+        (spec, time, partition, Scope::new(columns))
+    });
+    Ok((plan, window, rewritten))
+}
+
+/// True when `e` calls an aggregate function.
+fn contains_aggregate_call(e: &ast::Expr) -> bool {
+    let mut found = false;
+    let _ = ast::visit_expressions(e, |x| {
+        if let ast::Expr::Function(f) = x {
+            if is_aggregate_name(&f.name.to_string()) {
+                found = true;
+            }
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    found
 }
 
 /// The input of a cascaded window aggregate: `base` plus a time column,

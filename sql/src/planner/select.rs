@@ -58,12 +58,17 @@ impl Planner<'_> {
     }
 
     fn plan_select_hinted(&mut self, select: &ast::Select) -> Result<Plan> {
-        if select.distinct.is_some() {
-            return Err(SqlError::plan(
-                "SELECT DISTINCT is not supported yet",
-                pos(select),
-            ));
-        }
+        let distinct = match &select.distinct {
+            None | Some(ast::Distinct::All) => false,
+            Some(ast::Distinct::Distinct) => true,
+            Some(ast::Distinct::On(_)) => {
+                return Err(SqlError::plan(
+                    "SELECT DISTINCT ON is not supported; keep one row per key with \
+                     ROW_NUMBER() OVER (PARTITION BY ... ORDER BY ...) = 1",
+                    pos(select),
+                ))
+            }
+        };
         let mut from = match select.from.as_slice() {
             [] => {
                 return Err(SqlError::plan(
@@ -83,10 +88,21 @@ impl Planner<'_> {
         if let Some(pred) = &select.selection {
             from = with_filter(from, pred)?;
         }
-        let group_exprs = group_by_exprs(select)?;
+        let mut group_exprs = group_by_exprs(select)?;
         let items = select_items(select, &from.scope, &group_exprs)?;
         let has_aggregates = items.iter().any(|(e, _)| contains_aggregate(e))
             || select.having.as_ref().is_some_and(contains_aggregate);
+        // SELECT DISTINCT is a GROUP BY of the select list, as Flink plans it.
+        if distinct {
+            if !group_exprs.is_empty() || has_aggregates {
+                return Err(SqlError::plan(
+                    "SELECT DISTINCT with GROUP BY or aggregates is not supported; \
+                     wrap the aggregate in a subquery and SELECT DISTINCT from it",
+                    pos(select),
+                ));
+            }
+            group_exprs = items.iter().map(|(e, _)| e.clone()).collect();
+        }
         if group_exprs.is_empty() && !has_aggregates {
             if select.having.is_some() {
                 return Err(SqlError::plan(
