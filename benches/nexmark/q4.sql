@@ -1,4 +1,3 @@
--- not yet: needs the comma join syntax (FROM a, b WHERE ...); the aggregate over an updating stream (AVG over the MAX per auction) exists
 -- q4: average closing price per category.
 CREATE TABLE q4_sink (id BIGINT, final BIGINT) WITH ('connector' = 'blackhole');
 INSERT INTO q4_sink

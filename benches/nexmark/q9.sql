@@ -1,4 +1,4 @@
--- not yet: needs the comma join syntax and ROW_NUMBER (top-N)
+-- not yet: needs ROW_NUMBER (top-N)
 -- q9: winning bid of each auction: the highest bid while it was open.
 CREATE TABLE q9_sink (
   id BIGINT, item_name STRING, description STRING, initial_bid BIGINT, reserve BIGINT,

@@ -439,6 +439,63 @@ mod oracle {
         assert_eq!(query("q8"), sorted(q8), "q8");
     }
 
+    /// q4 (a comma join of auctions and bids, the highest bid while each
+    /// auction was open, averaged per category): the final rows of its
+    /// updating output.
+    #[test]
+    fn q4_comma_join_and_aggregates_over_updates_equal_the_oracle() {
+        let auctions = rows_of("SELECT id, category, date_time, expires FROM auction;");
+        let bids = bids();
+        let mut finals: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+        for a in &auctions {
+            let id = a[0].as_i64().expect("an id");
+            let from = millis(a[2].as_str().expect("a time"));
+            let to = millis(a[3].as_str().expect("a time"));
+            let top = bids
+                .iter()
+                .filter(|b| b.auction == id)
+                .filter(|b| (from..=to).contains(&millis(&b.date_time)))
+                .map(|b| b.price)
+                .max();
+            if let Some(top) = top {
+                finals
+                    .entry(a[1].as_i64().expect("a category"))
+                    .or_default()
+                    .push(top);
+            }
+        }
+        assert!(finals.len() > 1, "several categories have bids");
+        let q4: Vec<Vec<Value>> = finals
+            .iter()
+            .map(|(category, prices)| {
+                let avg = prices.iter().sum::<i64>() as f64 / prices.len() as f64;
+                vec![json!(category), json!(avg)]
+            })
+            .collect();
+        let got: Vec<Vec<Value>> = sorted_rows(
+            query("q4")
+                .iter()
+                .map(|l| parse(&format!("[{l}]")))
+                .collect(),
+        );
+        assert_eq!(got.len(), q4.len(), "one row per category");
+        for (g, e) in got.iter().zip(sorted_rows(q4)) {
+            assert_eq!(g[0], e[0]);
+            // AVG is a DOUBLE here (Flink's AVG(BIGINT) is a BIGINT: not
+            // yet, see the README).
+            let (g1, e1) = (
+                g[1].as_f64().expect("a number"),
+                e[1].as_f64().expect("a number"),
+            );
+            assert!((g1 - e1).abs() <= e1.abs() * 1e-12, "{g:?} vs {e:?}");
+        }
+    }
+
+    fn sorted_rows(mut rows: Vec<Vec<Value>>) -> Vec<Vec<Value>> {
+        rows.sort_by_key(|r| r[0].as_i64());
+        rows
+    }
+
     #[test]
     fn q3_q20_regular_joins_equal_the_oracle() {
         // q3: auctions of category 10 by sellers in OR, ID or CA.

@@ -6,8 +6,8 @@ use runnel_engine::window::WindowSpec;
 use sqlparser::ast::{self, GroupByExpr, SelectItem};
 
 use super::filter::with_filter;
-use super::{pos, project, Planner};
-use crate::binder::{is_aggregate_name, Scope};
+use super::{conjuncts, pos, project, Planner};
+use crate::binder::{bind_expr, is_aggregate_name, Scope};
 use crate::catalog::key_of;
 use crate::error::{Result, SqlError};
 use crate::plan::{Node, Plan};
@@ -69,18 +69,16 @@ impl Planner<'_> {
                 ))
             }
         };
+        if select.from.len() > 1 {
+            let rewritten = self.comma_joins(select)?;
+            return self.plan_select_hinted(&rewritten);
+        }
         let mut from = match select.from.as_slice() {
-            [] => {
+            [one] => self.plan_from(one)?,
+            _ => {
                 return Err(SqlError::plan(
                     "a streaming query needs a FROM clause",
                     pos(select),
-                ))
-            }
-            [one] => self.plan_from(one)?,
-            [_, second, ..] => {
-                return Err(SqlError::plan(
-                    "comma joins are not supported; use JOIN ... ON",
-                    pos(&second.relation),
                 ))
             }
         };
@@ -138,6 +136,74 @@ impl Planner<'_> {
             }
         }
         Ok(plan)
+    }
+}
+
+impl Planner<'_> {
+    /// `FROM a, b, c WHERE ...` as Flink reads it: each comma is an INNER
+    /// JOIN whose ON takes the WHERE conditions that relate the new table
+    /// to the ones before it (bindable over both, over neither alone); the
+    /// other conditions stay in WHERE.
+    fn comma_joins(&mut self, select: &ast::Select) -> Result<ast::Select> {
+        let mut conditions: Vec<ast::Expr> = select
+            .selection
+            .as_ref()
+            .map(|w| conjuncts(w).into_iter().cloned().collect())
+            .unwrap_or_default();
+        let mut joined = select.from[0].clone();
+        let mut left = data_columns(&self.plan_from(&joined)?);
+        for item in &select.from[1..] {
+            let right = data_columns(&self.plan_from(item)?);
+            let mut both = left.clone();
+            both.extend(right.iter().cloned());
+            let (left_scope, right_scope, both) =
+                (Scope::new(left), Scope::new(right), Scope::new(both));
+            let binds = |e: &ast::Expr, scope: &Scope| bind_expr(e, scope).is_ok();
+            let (on, rest): (Vec<ast::Expr>, Vec<ast::Expr>) =
+                conditions.into_iter().partition(|c| {
+                    binds(c, &both) && !binds(c, &left_scope) && !binds(c, &right_scope)
+                });
+            conditions = rest;
+            let Some(on) = on.into_iter().reduce(and) else {
+                return Err(SqlError::plan(
+                    format!(
+                        "a comma join needs a WHERE condition that relates {} to the tables \
+                         before it (such as a.id = b.id); or write JOIN ... ON",
+                        item.relation
+                    ),
+                    pos(&item.relation),
+                ));
+            };
+            joined.joins.push(ast::Join {
+                relation: item.relation.clone(),
+                global: false,
+                join_operator: ast::JoinOperator::Inner(ast::JoinConstraint::On(on)),
+            });
+            joined.joins.extend(item.joins.iter().cloned());
+            left = data_columns(&self.plan_from(&joined)?);
+        }
+        let mut out = select.clone();
+        out.from = vec![joined];
+        out.selection = conditions.into_iter().reduce(and);
+        Ok(out)
+    }
+}
+
+/// The columns of `plan` without its changelog column.
+fn data_columns(plan: &Plan) -> Vec<crate::binder::ScopeColumn> {
+    let mut columns = plan.scope.columns.clone();
+    if plan.updating {
+        columns.pop();
+    }
+    columns
+}
+
+/// `a AND b`.
+fn and(a: ast::Expr, b: ast::Expr) -> ast::Expr {
+    ast::Expr::BinaryOp {
+        left: Box::new(a),
+        op: ast::BinaryOperator::And,
+        right: Box::new(b),
     }
 }
 
