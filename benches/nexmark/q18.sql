@@ -1,4 +1,3 @@
--- not yet: needs ROW_NUMBER (deduplication: the last bid of each bidder on each auction)
 -- q18: find the last bid of each bidder on each auction.
 CREATE TABLE q18_sink (auction BIGINT, bidder BIGINT, price BIGINT, channel STRING, url STRING, date_time TIMESTAMP(3)) WITH ('connector' = 'blackhole');
 INSERT INTO q18_sink

@@ -1,4 +1,3 @@
--- not yet: needs ROW_NUMBER (top-N per key)
 -- q19: the ten highest bids of each auction.
 CREATE TABLE q19_sink (auction BIGINT, bidder BIGINT, price BIGINT, channel STRING, url STRING, date_time TIMESTAMP(3), rank_number BIGINT) WITH ('connector' = 'blackhole');
 INSERT INTO q19_sink

@@ -1,4 +1,3 @@
--- not yet: needs ROW_NUMBER (top-N)
 -- q9: winning bid of each auction: the highest bid while it was open.
 CREATE TABLE q9_sink (
   id BIGINT, item_name STRING, description STRING, initial_bid BIGINT, reserve BIGINT,

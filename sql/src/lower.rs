@@ -351,6 +351,24 @@ impl Lowerer<'_> {
                 let keys = [&spec.left_keys, &spec.right_keys];
                 self.lower_join(left, right, "join", keys, factory)
             }
+            Node::TopN {
+                input,
+                spec,
+                position,
+            } => {
+                if spec.limit == 0 {
+                    return Err(SqlError::plan(
+                        "ROW_NUMBER() is supported as Flink's Top-N: filter on its result in \
+                         the enclosing query (WHERE rn <= 10, rn < 10 or rn = 1)",
+                        *position,
+                    ));
+                }
+                let factory = spec
+                    .clone()
+                    .factory(input.schema())
+                    .map_err(|e| self.err(e))?;
+                self.lower_keyed(input, "top-n", &spec.partition_keys, factory)
+            }
             Node::Normalize { input, spec } => {
                 let factory = spec
                     .clone()

@@ -17,7 +17,8 @@ use arrow::datatypes::SchemaRef;
 use runnel_engine::expr::Expr;
 use runnel_engine::ops::{
     AggregateCall, GroupAggregateSpec, IntervalJoinSpec, JoinKind, NormalizeSpec,
-    SessionAggregateSpec, StreamJoinSpec, TemporalJoinSpec, WindowAggregateSpec, WindowJoinSpec,
+    SessionAggregateSpec, StreamJoinSpec, TemporalJoinSpec, TopNSpec, WindowAggregateSpec,
+    WindowJoinSpec,
 };
 use runnel_engine::window::WindowSpec;
 
@@ -149,6 +150,17 @@ pub enum Node {
         input: Box<Plan>,
         /// Its key.
         spec: NormalizeSpec,
+    },
+    /// `ROW_NUMBER() OVER (PARTITION BY ... ORDER BY ...)`: the best rows
+    /// per partition with their row number (a Top-N once a filter on the
+    /// row number has set `spec.limit`; 0 until then).
+    TopN {
+        /// Input.
+        input: Box<Plan>,
+        /// The operator's spec.
+        spec: TopNSpec,
+        /// Where ROW_NUMBER() is, for errors.
+        position: crate::error::Position,
     },
     /// Stream joined with a bounded table loaded in memory.
     LookupJoin {
@@ -293,6 +305,14 @@ impl Plan {
                 let all = (0..input.scope.columns.len()).collect();
                 input.prune(&all);
             }
+            Node::TopN { input, spec, .. } => {
+                let width = input.scope.columns.len();
+                let mut n: BTreeSet<usize> =
+                    needed.iter().copied().filter(|&c| c < width).collect();
+                n.extend(spec.partition_keys.iter().copied());
+                n.extend(spec.order.iter().map(|(c, ..)| *c));
+                input.prune(&n);
+            }
             Node::LookupJoin {
                 input, stream_keys, ..
             } => {
@@ -315,6 +335,15 @@ impl Plan {
         match &self.node {
             Node::GroupAggregate { spec, .. } => Some((0..spec.key_columns.len()).collect()),
             Node::Normalize { spec, .. } => Some(spec.key_columns.clone()),
+            // Each change is of one rank of one partition; the first rank
+            // of a partition is the partition's only row.
+            Node::TopN { spec, input, .. } => {
+                let mut key = spec.partition_keys.clone();
+                if spec.limit != 1 {
+                    key.push(input.scope.columns.len());
+                }
+                Some(key)
+            }
             Node::Scan { table, .. }
                 if self.updating && !table.descriptor.primary_key.is_empty() =>
             {
@@ -366,6 +395,10 @@ impl Plan {
                 }
                 vec![left.as_ref(), right.as_ref()]
             }
+            Node::TopN { spec, .. } => return Some(format!(
+                "it keeps the top {} rows per partition (ROW_NUMBER), which change as rows arrive",
+                spec.limit
+            )),
             Node::Normalize { input, .. } => {
                 if let Node::Scan { table, .. } = &input.node {
                     return Some(format!(
@@ -418,6 +451,7 @@ impl Plan {
             | Node::SessionAggregate { input, .. }
             | Node::GroupAggregate { input, .. }
             | Node::Normalize { input, .. }
+            | Node::TopN { input, .. }
             | Node::LookupJoin { input, .. } => input.stream_scans(),
             Node::Union { inputs } => inputs.iter().flat_map(|i| i.stream_scans()).collect(),
             Node::WindowJoin { left, right, .. }
@@ -527,6 +561,10 @@ impl Plan {
             Node::Normalize { spec, .. } => {
                 format!("ChangelogNormalize keys {:?}", spec.key_columns)
             }
+            Node::TopN { spec, .. } => format!(
+                "TopN partition {:?} order {:?} (column, descending, nulls first) rows {}",
+                spec.partition_keys, spec.order, spec.limit
+            ),
             Node::TemporalJoin { spec, .. } => format!(
                 "TemporalJoin {:?} keys {:?} = {:?} as of left time #{}",
                 spec.kind, spec.left_keys, spec.right_keys, spec.times[0]
@@ -542,6 +580,7 @@ impl Plan {
             | Node::SessionAggregate { input, .. }
             | Node::GroupAggregate { input, .. }
             | Node::Normalize { input, .. }
+            | Node::TopN { input, .. }
             | Node::LookupJoin { input, .. } => input.describe_into(depth + 1, out),
             Node::Union { inputs } => inputs.iter().for_each(|i| i.describe_into(depth + 1, out)),
             Node::WindowJoin { left, right, .. }

@@ -12,6 +12,7 @@ pub mod retract_agg;
 pub mod session;
 pub mod stream_join;
 pub mod temporal_join;
+pub mod top_n;
 pub mod window_agg;
 pub mod window_join;
 
@@ -26,6 +27,7 @@ pub use retract_agg::RetractAggregate;
 pub use session::{SessionAggregate, SessionAggregateSpec};
 pub use stream_join::{StreamJoin, StreamJoinSpec};
 pub use temporal_join::{TemporalJoin, TemporalJoinSpec};
+pub use top_n::{TopN, TopNSpec};
 pub use window_agg::{WindowAggregate, WindowAggregateSpec};
 pub use window_join::{WindowAssign, WindowJoin, WindowJoinSpec};
 #[cfg(test)]

@@ -6,8 +6,10 @@
 //! retract by subtraction. MIN, MAX and COUNT(DISTINCT) keep, per group, a
 //! map from each value (in Arrow's row format, whose bytes order as the
 //! values do) to how many rows carry it: MIN is the first entry, MAX the
-//! last, COUNT(DISTINCT) the number of entries. FIRST_VALUE, LAST_VALUE
-//! and the variances cannot be retracted this way and are refused.
+//! last, COUNT(DISTINCT) the number of entries. FIRST_VALUE and
+//! LAST_VALUE keep the values in arrival order (a retraction removes the
+//! earliest occurrence of its value). The variances cannot be retracted
+//! this way and are refused.
 //!
 //! A group also counts its rows. For each group a batch touched, the
 //! operator emits, as Flink does: `+I` of its result when the group is

@@ -36,6 +36,7 @@ mod filter;
 mod hints;
 mod join;
 mod query;
+mod rank;
 mod relation;
 mod select;
 pub mod sink;

@@ -82,12 +82,19 @@ impl Planner<'_> {
                 ))
             }
         };
-        // WHERE applies to the rows before windowing and aggregation.
+        // WHERE applies to the rows before windowing and aggregation. A
+        // condition on a subquery's ROW_NUMBER() gives its Top-N its N.
         if let Some(pred) = &select.selection {
-            from = with_filter(from, pred)?;
+            from = super::rank::set_limits(with_filter(from, pred)?);
         }
         let mut group_exprs = group_by_exprs(select)?;
         let items = select_items(select, &from.scope, &group_exprs)?;
+        if let Some(i) = items
+            .iter()
+            .position(|(e, _)| super::rank::contains_over(e))
+        {
+            return self.plan_row_number(select, from, items, i, &group_exprs, distinct);
+        }
         let has_aggregates = items.iter().any(|(e, _)| contains_aggregate(e))
             || select.having.as_ref().is_some_and(contains_aggregate);
         // SELECT DISTINCT is a GROUP BY of the select list, as Flink plans it.
@@ -140,6 +147,57 @@ impl Planner<'_> {
 }
 
 impl Planner<'_> {
+    /// A SELECT whose item `i` is `ROW_NUMBER() OVER (...)`: a Top-N over
+    /// `from` (its N comes from the enclosing query's filter), then the
+    /// select list, with the row number where the call was.
+    fn plan_row_number(
+        &mut self,
+        select: &ast::Select,
+        from: Plan,
+        mut items: Vec<Item>,
+        i: usize,
+        group_exprs: &[ast::Expr],
+        distinct: bool,
+    ) -> Result<Plan> {
+        use super::rank::{contains_over, over_call, row_number, ROW_NUMBER_COLUMN};
+        let Some(f) = over_call(&items[i].0) else {
+            return Err(SqlError::plan(
+                "an OVER call must be a select item of its own (SELECT ..., ROW_NUMBER() OVER (...) AS rn)",
+                pos(&items[i].0),
+            ));
+        };
+        if let Some((e, _)) = items
+            .iter()
+            .enumerate()
+            .find(|(j, (e, _))| *j != i && contains_over(e))
+            .map(|(_, item)| item)
+        {
+            return Err(SqlError::plan(
+                "one OVER call per SELECT is supported",
+                pos(e),
+            ));
+        }
+        if !group_exprs.is_empty()
+            || distinct
+            || select.having.is_some()
+            || items
+                .iter()
+                .any(|(e, _)| contains_aggregate(e) && !contains_over(e))
+        {
+            return Err(SqlError::plan(
+                "ROW_NUMBER() cannot share its SELECT with GROUP BY, aggregates or DISTINCT; \
+                 aggregate in a subquery and rank its rows in the enclosing SELECT",
+                pos(select),
+            ));
+        }
+        let ranked = row_number(from, f)?;
+        items[i].0 = ast::Expr::Identifier(ast::Ident::with_quote('"', ROW_NUMBER_COLUMN));
+        if items[i].1.is_none() {
+            items[i].1 = Some("row_number".into());
+        }
+        project(ranked, &items, &mut |_| None)
+    }
+
     /// `FROM a, b, c WHERE ...` as Flink reads it: each comma is an INNER
     /// JOIN whose ON takes the WHERE conditions that relate the new table
     /// to the ones before it (bindable over both, over neither alone); the

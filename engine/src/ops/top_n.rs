@@ -1,0 +1,569 @@
+//! Top-N: `ROW_NUMBER() OVER (PARTITION BY p ORDER BY o) <= N` over an
+//! append-only stream, as Flink's append-only rank. Also deduplication:
+//! `= 1` with ORDER BY the time ascending keeps each key's first row,
+//! descending its last.
+//!
+//! Per partition the operator keeps the best N rows, sorted by the ORDER
+//! BY columns (in Arrow's row format with each column's direction, so the
+//! bytes compare as the rows should) and, for equal values, by arrival: a
+//! row ranks after the rows that came before it with the same values. A
+//! row that does not make the top N is dropped; since the input only adds
+//! rows it can never get in later. A row that gets in pushes the rest one
+//! rank down and the last one out.
+//!
+//! Output (updating, as Flink's): without the rank number, `+I` of the new
+//! row and `-D` of the row it pushed out. With the rank number, one change
+//! per rank whose row changed, keyed by (partition, rank): `-U` of the
+//! rank's old row and `+U` of its new one, `+I` for a rank that had no row
+//! yet. An upsert sink keyed by the partition columns and the rank takes
+//! it as it comes.
+//!
+//! State: one entry per partition, `key group | partition key` to its
+//! rows; a barrier writes the partitions changed since the last one, with
+//! the arrival counter in the meta entry. Partitions not in memory are
+//! read back when a row of theirs comes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Int64Array, RecordBatch};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::row::{RowConverter, SortField};
+use runnel_state::TableId;
+
+use crate::error::{EngineError, Result};
+use crate::keys::KeyEncoder;
+use crate::operator::{Collector, Operator, OperatorContext, OperatorFactory, TaskInfo};
+use crate::ops::agg::{load_meta, save_meta, state_key, EntryReader};
+use crate::types::{is_updating, row_kind_array, with_row_kind, Barrier, RowKind};
+
+/// What a Top-N keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopNSpec {
+    /// PARTITION BY columns (empty: one partition).
+    pub partition_keys: Vec<usize>,
+    /// ORDER BY columns: (column, descending, nulls first).
+    pub order: Vec<(usize, bool, bool)>,
+    /// N: the rows kept per partition.
+    pub limit: usize,
+    /// The output carries the row number (a BIGINT after the input's
+    /// columns, named `rank_name`).
+    pub rank_column: bool,
+    /// The name of the row number column.
+    pub rank_name: String,
+    /// Of rows with equal ORDER BY values, the one that arrived last ranks
+    /// first (Flink's deduplication keeping the last row by time); else the
+    /// first to arrive does (Flink's rank).
+    pub later_first: bool,
+}
+
+impl TopNSpec {
+    /// The output schema: the input's columns, the row number when kept,
+    /// the changelog column.
+    pub fn output_schema(&self, input: &Schema) -> SchemaRef {
+        let mut fields: Vec<Field> = input.fields().iter().map(|f| f.as_ref().clone()).collect();
+        if self.rank_column {
+            fields.push(Field::new(&self.rank_name, DataType::Int64, false));
+        }
+        with_row_kind(&Schema::new(fields))
+    }
+
+    /// A factory for the subtasks; checks the spec against `input`.
+    pub fn factory(self, input: SchemaRef) -> Result<OperatorFactory> {
+        TopN::new(self.clone(), &input)?;
+        Ok(Arc::new(move |_t: &TaskInfo| {
+            Ok(Box::new(TopN::new(self.clone(), &input)?) as Box<dyn Operator>)
+        }))
+    }
+}
+
+/// One kept row: its sort key, arrival number and the row itself.
+#[derive(Debug, Clone)]
+struct Kept {
+    sort: Vec<u8>,
+    seq: u64,
+    row: Vec<u8>,
+}
+
+/// A partition's best rows, best first.
+#[derive(Debug, Default)]
+struct Partition {
+    rows: Vec<Kept>,
+    dirty: bool,
+}
+
+/// The operator; see the module docs.
+#[derive(Debug)]
+pub struct TopN {
+    spec: TopNSpec,
+    input: SchemaRef,
+    schema: SchemaRef,
+    partition: Option<KeyEncoder>,
+    sort: RowConverter,
+    rows: RowConverter,
+    partitions: HashMap<Box<[u8]>, Partition, ahash::RandomState>,
+    /// The backend may hold partitions not in memory (after a restore).
+    backed: bool,
+    seq: u64,
+    table: Option<TableId>,
+}
+
+impl TopN {
+    /// Builds the operator for `input`.
+    pub fn new(spec: TopNSpec, input: &SchemaRef) -> Result<Self> {
+        if is_updating(input) {
+            return Err(EngineError::Plan(
+                "Top-N over an updating stream is not supported yet; its input must be \
+                 append-only"
+                    .into(),
+            ));
+        }
+        if spec.limit == 0 {
+            return Err(EngineError::Plan(
+                "a Top-N keeps at least one row (WHERE rn <= N with N >= 1)".into(),
+            ));
+        }
+        if spec.order.is_empty() {
+            return Err(EngineError::Plan(
+                "ROW_NUMBER() needs ORDER BY in its OVER clause".into(),
+            ));
+        }
+        let width = input.fields().len();
+        if let Some(&c) = spec
+            .partition_keys
+            .iter()
+            .chain(spec.order.iter().map(|(c, ..)| c))
+            .find(|&&c| c >= width)
+        {
+            return Err(EngineError::Plan(format!(
+                "Top-N column {c} is out of range ({width} columns)"
+            )));
+        }
+        let sort = RowConverter::new(
+            spec.order
+                .iter()
+                .map(|&(c, descending, nulls_first)| {
+                    SortField::new_with_options(
+                        input.field(c).data_type().clone(),
+                        arrow::compute::SortOptions {
+                            descending,
+                            nulls_first,
+                        },
+                    )
+                })
+                .collect(),
+        )?;
+        let rows = RowConverter::new(
+            input
+                .fields()
+                .iter()
+                .map(|f| SortField::new(f.data_type().clone()))
+                .collect(),
+        )?;
+        let partition = if spec.partition_keys.is_empty() {
+            None
+        } else {
+            Some(KeyEncoder::new(input, &spec.partition_keys)?)
+        };
+        Ok(Self {
+            schema: spec.output_schema(input),
+            spec,
+            input: Arc::clone(input),
+            partition,
+            sort,
+            rows,
+            partitions: HashMap::default(),
+            backed: false,
+            seq: 0,
+            table: None,
+        })
+    }
+
+    /// The output schema.
+    pub fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table(&self) -> Result<TableId> {
+        self.table
+            .ok_or_else(|| EngineError::Internal("Top-N not opened".into()))
+    }
+
+    /// Makes sure `key`'s partition is in memory when the backend has it.
+    fn load(&mut self, key: &[u8], ctx: &mut OperatorContext<'_>) -> Result<()> {
+        if !self.backed || self.partitions.contains_key(key) {
+            return Ok(());
+        }
+        let table = self.table()?;
+        if let Some(v) = ctx.state.get(table, &state_key(ctx, key, &[]))? {
+            self.partitions.insert(key.into(), decode(&v)?);
+        }
+        Ok(())
+    }
+
+    /// Emits `changes` (row bytes, rank, kind).
+    fn emit(&self, changes: &[(&[u8], usize, RowKind)], out: &mut dyn Collector) -> Result<()> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let parser = self.rows.parser();
+        let mut columns: Vec<ArrayRef> = self
+            .rows
+            .convert_rows(changes.iter().map(|(r, ..)| parser.parse(r)))?;
+        if self.spec.rank_column {
+            columns.push(Arc::new(Int64Array::from_iter_values(
+                changes.iter().map(|(_, rank, _)| *rank as i64),
+            )));
+        }
+        let kinds: Vec<RowKind> = changes.iter().map(|(.., k)| *k).collect();
+        columns.push(row_kind_array(&kinds));
+        // Nullability as the input declares it.
+        let _ = &self.input;
+        out.collect(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
+    }
+}
+
+fn encode(p: &Partition) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&(p.rows.len() as u32).to_le_bytes());
+    for k in &p.rows {
+        out.extend_from_slice(&k.seq.to_le_bytes());
+        out.extend_from_slice(&(k.sort.len() as u32).to_le_bytes());
+        out.extend_from_slice(&k.sort);
+        out.extend_from_slice(&(k.row.len() as u32).to_le_bytes());
+        out.extend_from_slice(&k.row);
+    }
+    out
+}
+
+fn decode(b: &[u8]) -> Result<Partition> {
+    let mut r = EntryReader::new(b, "Top-N");
+    let n = r.u32()?;
+    let mut rows = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        let seq = r.i64()? as u64;
+        let sort = r.sized()?.to_vec();
+        let row = r.sized()?.to_vec();
+        rows.push(Kept { sort, seq, row });
+    }
+    Ok(Partition { rows, dirty: false })
+}
+
+impl Operator for TopN {
+    fn state_layout(&self) -> crate::operator::StateLayout {
+        crate::operator::StateLayout::KeyGroups
+    }
+
+    fn open(&mut self, ctx: &mut OperatorContext<'_>) -> Result<()> {
+        let table = ctx
+            .state
+            .register_table(&format!("{}/top_n", ctx.task.operator_name))?;
+        self.table = Some(table);
+        if let Some((_, seq)) = load_meta(ctx, table)? {
+            self.backed = true;
+            self.seq = seq;
+        }
+        Ok(())
+    }
+
+    fn process_batch(
+        &mut self,
+        _input: usize,
+        batch: RecordBatch,
+        ctx: &mut OperatorContext<'_>,
+        out: &mut dyn Collector,
+    ) -> Result<()> {
+        let n = batch.num_rows();
+        if n == 0 {
+            return Ok(());
+        }
+        let keys = match &self.partition {
+            Some(e) => Some(e.encode(&batch)?),
+            None => None,
+        };
+        let sort_columns: Vec<ArrayRef> = self
+            .spec
+            .order
+            .iter()
+            .map(|&(c, ..)| Arc::clone(batch.column(c)))
+            .collect();
+        let sorts = self.sort.convert_columns(&sort_columns)?;
+        let rows = self.rows.convert_columns(batch.columns())?;
+        let limit = self.spec.limit;
+        let ranked = self.spec.rank_column;
+        // (row, rank, kind), as owned bytes: rows leave the partitions.
+        let mut changes: Vec<(Vec<u8>, usize, RowKind)> = Vec::new();
+        for i in 0..n {
+            let key: &[u8] = keys.as_ref().map_or(&[], |k| k.row(i).data());
+            self.load(key, ctx)?;
+            let sort = sorts.row(i);
+            let sort = sort.as_ref();
+            let part = self.partitions.entry(key.into()).or_default();
+            // After every kept row that sorts before it, and after (or,
+            // with `later_first`, before) the ones equal to it.
+            let at = if self.spec.later_first {
+                part.rows.partition_point(|k| k.sort.as_slice() < sort)
+            } else {
+                part.rows.partition_point(|k| k.sort.as_slice() <= sort)
+            };
+            if at >= limit {
+                continue;
+            }
+            self.seq += 1;
+            let kept = Kept {
+                sort: sort.to_vec(),
+                seq: self.seq,
+                row: rows.row(i).as_ref().to_vec(),
+            };
+            let before: Vec<Vec<u8>> = if ranked {
+                part.rows[at..].iter().map(|k| k.row.clone()).collect()
+            } else {
+                Vec::new()
+            };
+            part.rows.insert(at, kept);
+            let out_of_top = (part.rows.len() > limit).then(|| part.rows.pop()).flatten();
+            part.dirty = true;
+            if ranked {
+                // Ranks at..: each rank's row moved down by one.
+                for (offset, k) in part.rows[at..].iter().enumerate() {
+                    let rank = at + offset + 1;
+                    match before.get(offset) {
+                        Some(old) => {
+                            changes.push((old.clone(), rank, RowKind::UpdateBefore));
+                            changes.push((k.row.clone(), rank, RowKind::UpdateAfter));
+                        }
+                        None => changes.push((k.row.clone(), rank, RowKind::Insert)),
+                    }
+                }
+            } else {
+                changes.push((part.rows[at].row.clone(), at + 1, RowKind::Insert));
+                if let Some(gone) = out_of_top {
+                    changes.push((gone.row, limit, RowKind::Delete));
+                }
+            }
+        }
+        let borrowed: Vec<(&[u8], usize, RowKind)> = changes
+            .iter()
+            .map(|(r, rank, k)| (r.as_slice(), *rank, *k))
+            .collect();
+        self.emit(&borrowed, out)
+    }
+
+    fn on_barrier(&mut self, _barrier: &Barrier, ctx: &mut OperatorContext<'_>) -> Result<()> {
+        let table = self.table()?;
+        for (key, p) in self.partitions.iter_mut() {
+            if p.dirty {
+                p.dirty = false;
+                ctx.state
+                    .put_owned(table, state_key(ctx, key, &[]), encode(p))?;
+            }
+        }
+        save_meta(ctx, table, i64::MIN, self.seq)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{AsArray, StringArray};
+    use arrow::datatypes::Int64Type;
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::testing::OperatorHarness;
+    use crate::types::row_kinds;
+
+    /// (k, v, name).
+    fn input() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, false),
+            Field::new("v", DataType::Int64, true),
+            Field::new("name", DataType::Utf8, false),
+        ]))
+    }
+
+    fn batch(rows: &[(i64, Option<i64>, &str)]) -> RecordBatch {
+        RecordBatch::try_new(
+            input(),
+            vec![
+                Arc::new(Int64Array::from(
+                    rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+                )),
+                Arc::new(Int64Array::from(
+                    rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+                )),
+                Arc::new(StringArray::from(
+                    rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+                )),
+            ],
+        )
+        .expect("valid batch")
+    }
+
+    fn spec(limit: usize, rank: bool) -> TopNSpec {
+        TopNSpec {
+            partition_keys: vec![0],
+            // v DESC, NULLs last.
+            order: vec![(1, true, false)],
+            limit,
+            rank_column: rank,
+            rank_name: "rn".into(),
+            later_first: false,
+        }
+    }
+
+    /// "kind name[ rank]" per output row.
+    fn changes(batches: &[RecordBatch], rank: bool) -> Vec<String> {
+        let mut out = Vec::new();
+        for b in batches {
+            let kinds = row_kinds(b).expect("kinds");
+            for (i, k) in kinds.iter().enumerate() {
+                let name = b.column(2).as_string::<i32>().value(i);
+                if rank {
+                    let r = b.column(3).as_primitive::<Int64Type>().value(i);
+                    out.push(format!("{} {name} {r}", k.short_string()));
+                } else {
+                    out.push(format!("{} {name}", k.short_string()));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn rows_enter_the_top_n_and_push_the_last_one_out() -> Result<()> {
+        let mut h = OperatorHarness::new(Box::new(TopN::new(spec(2, false), &input())?))?;
+        h.batch(batch(&[
+            (1, Some(5), "a"),
+            (1, Some(3), "b"),
+            (2, Some(1), "x"),
+        ]))?;
+        assert_eq!(changes(&h.take_output(), false), ["+I a", "+I b", "+I x"]);
+        // 4 beats b; 2 does not make it; an equal value ranks after.
+        h.batch(batch(&[
+            (1, Some(4), "c"),
+            (1, Some(2), "d"),
+            (1, Some(5), "e"),
+        ]))?;
+        assert_eq!(
+            changes(&h.take_output(), false),
+            ["+I c", "-D b", "+I e", "-D c"]
+        );
+        // NULLs sort last: never in a full top.
+        h.batch(batch(&[(1, None, "n")]))?;
+        assert!(h.take_output().is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn with_the_row_number_every_rank_whose_row_changed_is_updated() -> Result<()> {
+        let mut h = OperatorHarness::new(Box::new(TopN::new(spec(3, true), &input())?))?;
+        h.batch(batch(&[(1, Some(5), "a"), (1, Some(3), "b")]))?;
+        assert_eq!(changes(&h.take_output(), true), ["+I a 1", "+I b 2"]);
+        h.batch(batch(&[(1, Some(4), "c")]))?;
+        assert_eq!(
+            changes(&h.take_output(), true),
+            ["-U b 2", "+U c 2", "+I b 3"]
+        );
+        h.batch(batch(&[(1, Some(9), "d")]))?;
+        assert_eq!(
+            changes(&h.take_output(), true),
+            ["-U a 1", "+U d 1", "-U c 2", "+U a 2", "-U b 3", "+U c 3"]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn with_later_first_an_equal_row_replaces_the_kept_one() -> Result<()> {
+        let mut s = spec(1, false);
+        s.later_first = true;
+        let mut h = OperatorHarness::new(Box::new(TopN::new(s, &input())?))?;
+        h.batch(batch(&[
+            (1, Some(5), "a"),
+            (1, Some(5), "b"),
+            (1, Some(4), "c"),
+        ]))?;
+        assert_eq!(changes(&h.take_output(), false), ["+I a", "+I b", "-D a"]);
+        Ok(())
+    }
+
+    #[test]
+    fn partitions_survive_a_restore() -> Result<()> {
+        let mut h = OperatorHarness::new(Box::new(TopN::new(spec(1, false), &input())?))?;
+        h.batch(batch(&[(1, Some(5), "a"), (2, Some(1), "x")]))?;
+        h.take_output();
+        let snapshot = h.checkpoint(1)?;
+        let mut h =
+            OperatorHarness::restored(Box::new(TopN::new(spec(1, false), &input())?), &snapshot)?;
+        // 4 does not beat the restored 5; 2 beats the restored 1.
+        h.batch(batch(&[(1, Some(4), "b"), (2, Some(2), "y")]))?;
+        assert_eq!(changes(&h.take_output(), false), ["+I y", "-D x"]);
+        Ok(())
+    }
+
+    #[test]
+    fn bad_specs_are_refused() {
+        let err = |s: TopNSpec| TopN::new(s, &input()).err().map(|e| e.to_string());
+        let mut s = spec(0, false);
+        assert!(err(s.clone()).is_some_and(|e| e.contains("at least one row")));
+        s.limit = 1;
+        s.order.clear();
+        assert!(err(s).is_some_and(|e| e.contains("needs ORDER BY")));
+    }
+
+    proptest! {
+        /// The rows the changelog leaves equal, per partition, the first N
+        /// rows of a stable sort of every row by v descending.
+        #[test]
+        fn the_output_leaves_the_top_n_of_all_rows(
+            rows in prop::collection::vec((0i64..3, prop::option::of(0i64..6)), 1..60),
+            limit in 1usize..4,
+            rank in any::<bool>(),
+            split in 1usize..10,
+        ) {
+            let mut h = OperatorHarness::new(Box::new(TopN::new(spec(limit, rank), &input()).expect("op"))).expect("open");
+            let names: Vec<String> = (0..rows.len()).map(|i| format!("r{i}")).collect();
+            let mut live: std::collections::BTreeMap<String, i64> = Default::default();
+            for (c, chunk) in rows.chunks(split).enumerate() {
+                let base = c * split;
+                let b: Vec<(i64, Option<i64>, &str)> = chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (k, v))| (*k, *v, names[base + i].as_str()))
+                    .collect();
+                h.batch(batch(&b)).expect("batch");
+                for line in changes(&h.take_output(), rank) {
+                    let (kind, row) = line.split_once(' ').expect("kind");
+                    let d = if matches!(kind, "+I" | "+U") { 1 } else { -1 };
+                    *live.entry(row.to_string()).or_default() += d;
+                }
+            }
+            live.retain(|_, n| *n != 0);
+            prop_assert!(live.values().all(|n| *n == 1));
+            let mut want = std::collections::BTreeSet::new();
+            for k in 0..3 {
+                let mut part: Vec<(usize, Option<i64>)> = rows
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, r)| r.0 == k)
+                    .map(|(i, r)| (i, r.1))
+                    .collect();
+                // v descending, NULLs last, arrival order for ties.
+                part.sort_by(|a, b| match (a.1, b.1) {
+                    (Some(x), Some(y)) => y.cmp(&x).then(a.0.cmp(&b.0)),
+                    (Some(_), None) => std::cmp::Ordering::Less,
+                    (None, Some(_)) => std::cmp::Ordering::Greater,
+                    (None, None) => a.0.cmp(&b.0),
+                });
+                for (rank_of, (i, _)) in part.iter().take(limit).enumerate() {
+                    want.insert(if rank {
+                        format!("{} {}", names[*i], rank_of + 1)
+                    } else {
+                        names[*i].clone()
+                    });
+                }
+            }
+            let got: std::collections::BTreeSet<String> = live.into_keys().collect();
+            prop_assert_eq!(got, want);
+        }
+    }
+}
