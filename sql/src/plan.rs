@@ -395,10 +395,12 @@ impl Plan {
                 }
                 vec![left.as_ref(), right.as_ref()]
             }
-            Node::TopN { spec, .. } => return Some(format!(
+            Node::TopN { spec, .. } => {
+                return Some(format!(
                 "it keeps the top {} rows per partition (ROW_NUMBER), which change as rows arrive",
                 spec.limit
-            )),
+            ))
+            }
             Node::Normalize { input, .. } => {
                 if let Node::Scan { table, .. } = &input.node {
                     return Some(format!(
