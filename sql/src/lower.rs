@@ -351,6 +351,13 @@ impl Lowerer<'_> {
                 let keys = [&spec.left_keys, &spec.right_keys];
                 self.lower_join(left, right, "join", keys, factory)
             }
+            Node::OverAggregate { input, spec } => {
+                let factory = spec
+                    .clone()
+                    .factory(input.schema())
+                    .map_err(|e| self.err(e))?;
+                self.lower_keyed(input, "over aggregate", &spec.partition_keys, factory)
+            }
             Node::TopN {
                 input,
                 spec,

@@ -17,8 +17,8 @@ use arrow::datatypes::SchemaRef;
 use runnel_engine::expr::Expr;
 use runnel_engine::ops::{
     AggregateCall, GroupAggregateSpec, IntervalJoinSpec, JoinKind, NormalizeSpec,
-    SessionAggregateSpec, StreamJoinSpec, TemporalJoinSpec, TopNSpec, WindowAggregateSpec,
-    WindowJoinSpec,
+    OverAggregateSpec, SessionAggregateSpec, StreamJoinSpec, TemporalJoinSpec, TopNSpec,
+    WindowAggregateSpec, WindowJoinSpec,
 };
 use runnel_engine::window::WindowSpec;
 
@@ -150,6 +150,14 @@ pub enum Node {
         input: Box<Plan>,
         /// Its key.
         spec: NormalizeSpec,
+    },
+    /// Aggregates OVER a ROWS or RANGE frame ordered by event time: each
+    /// row with the aggregates of its frame, once the watermark passes it.
+    OverAggregate {
+        /// Input.
+        input: Box<Plan>,
+        /// The operator's spec.
+        spec: OverAggregateSpec,
     },
     /// `ROW_NUMBER() OVER (PARTITION BY ... ORDER BY ...)`: the best rows
     /// per partition with their row number (a Top-N once a filter on the
@@ -305,6 +313,15 @@ impl Plan {
                 let all = (0..input.scope.columns.len()).collect();
                 input.prune(&all);
             }
+            Node::OverAggregate { input, spec } => {
+                let width = input.scope.columns.len();
+                let mut n: BTreeSet<usize> =
+                    needed.iter().copied().filter(|&c| c < width).collect();
+                n.extend(spec.partition_keys.iter().copied());
+                n.insert(spec.time_column);
+                aggregate_columns(&spec.aggregates, &mut n);
+                input.prune(&n);
+            }
             Node::TopN { input, spec, .. } => {
                 let width = input.scope.columns.len();
                 let mut n: BTreeSet<usize> =
@@ -415,6 +432,7 @@ impl Plan {
             | Node::WindowTvf { input, .. }
             | Node::WindowAggregate { input, .. }
             | Node::SessionAggregate { input, .. }
+            | Node::OverAggregate { input, .. }
             | Node::LookupJoin { input, .. } => vec![input.as_ref()],
             Node::Union { inputs } => inputs.iter().collect(),
             Node::WindowJoin { left, right, .. }
@@ -454,6 +472,7 @@ impl Plan {
             | Node::GroupAggregate { input, .. }
             | Node::Normalize { input, .. }
             | Node::TopN { input, .. }
+            | Node::OverAggregate { input, .. }
             | Node::LookupJoin { input, .. } => input.stream_scans(),
             Node::Union { inputs } => inputs.iter().flat_map(|i| i.stream_scans()).collect(),
             Node::WindowJoin { left, right, .. }
@@ -563,6 +582,17 @@ impl Plan {
             Node::Normalize { spec, .. } => {
                 format!("ChangelogNormalize keys {:?}", spec.key_columns)
             }
+            Node::OverAggregate { spec, .. } => format!(
+                "OverAggregate partition {:?} by time #{} {:?} [{}]",
+                spec.partition_keys,
+                spec.time_column,
+                spec.frame,
+                spec.aggregates
+                    .iter()
+                    .map(|a| a.func.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             Node::TopN { spec, .. } => format!(
                 "TopN partition {:?} order {:?} (column, descending, nulls first) rows {}",
                 spec.partition_keys, spec.order, spec.limit
@@ -583,6 +613,7 @@ impl Plan {
             | Node::GroupAggregate { input, .. }
             | Node::Normalize { input, .. }
             | Node::TopN { input, .. }
+            | Node::OverAggregate { input, .. }
             | Node::LookupJoin { input, .. } => input.describe_into(depth + 1, out),
             Node::Union { inputs } => inputs.iter().for_each(|i| i.describe_into(depth + 1, out)),
             Node::WindowJoin { left, right, .. }

@@ -516,7 +516,10 @@ fn substitute_output(
 }
 
 /// Binds one aggregate call (function, DISTINCT, FILTER) over `scope`.
-fn bind_aggregate(f: &ast::Function, scope: &Scope) -> Result<(AggregateCall, DataType)> {
+pub(super) fn bind_aggregate(
+    f: &ast::Function,
+    scope: &Scope,
+) -> Result<(AggregateCall, DataType)> {
     let name = f.name.to_string();
     let mut func = AggregateFunction::from_name(&name).ok_or_else(|| {
         SqlError::plan(format!("unknown aggregate function {name}"), pos(&f.name))

@@ -1,11 +1,14 @@
-//! `ROW_NUMBER() OVER (PARTITION BY ... ORDER BY ...)`, planned as Flink
-//! does: a Top-N (see [`runnel_engine::ops::top_n`]) whose N comes from a
-//! filter on the row number in the enclosing query (`WHERE rn <= 10`,
-//! `rn < 10`, `rn = 1`). Deduplication is the case N = 1.
+//! OVER in the select list. `ROW_NUMBER() OVER (PARTITION BY ... ORDER BY
+//! ...)`, planned as Flink does: a Top-N (see
+//! [`runnel_engine::ops::top_n`]) whose N comes from a filter on the row
+//! number in the enclosing query (`WHERE rn <= 10`, `rn < 10`, `rn = 1`);
+//! deduplication is the case N = 1. Aggregates OVER a ROWS or RANGE frame
+//! ordered by the time attribute: an OVER aggregation (see
+//! [`runnel_engine::ops::over_agg`]).
 
 use arrow::datatypes::DataType;
 use runnel_engine::expr::{BinaryOp, Expr, ScalarValue};
-use runnel_engine::ops::TopNSpec;
+use runnel_engine::ops::{OverAggregateSpec, OverFrame, TopNSpec};
 use runnel_engine::types::ROW_KIND_COLUMN;
 use sqlparser::ast;
 
@@ -299,4 +302,175 @@ fn bound_of(c: &Expr, rank: usize) -> Option<usize> {
         _ => return None,
     };
     usize::try_from(n).ok().filter(|&n| n >= 1)
+}
+
+/// The OVER aggregation of the OVER calls at `over` in `items` (all with
+/// the same window), over `input`: the node, and the scope names of its
+/// aggregate columns in the order of `over`.
+pub(super) fn over_aggregate(
+    input: Plan,
+    items: &[(ast::Expr, Option<String>)],
+    over: &[usize],
+) -> Result<(Plan, Vec<String>)> {
+    let calls: Vec<&ast::Function> = over
+        .iter()
+        .map(|&i| {
+            over_call(&items[i].0).ok_or_else(|| {
+                SqlError::plan(
+                    "an OVER call must be a select item of its own (SELECT ..., AVG(x) OVER (...) AS a)",
+                    pos(&items[i].0),
+                )
+            })
+        })
+        .collect::<Result<_>>()?;
+    let first = calls[0];
+    let Some(ast::WindowType::WindowSpec(spec)) = &first.over else {
+        return Err(SqlError::plan(
+            "named windows are not supported; write OVER (PARTITION BY ... ORDER BY ...)",
+            pos(&first.name),
+        ));
+    };
+    for f in &calls[1..] {
+        if f.over != first.over {
+            return Err(SqlError::plan(
+                "every OVER call of a SELECT must use the same window (as in Flink)",
+                pos(&f.name),
+            ));
+        }
+    }
+    if input.updating {
+        return Err(SqlError::plan(
+            "an OVER aggregation over an updating stream is not supported yet: its input must be \
+             append-only",
+            pos(&first.name),
+        ));
+    }
+    let scope = &input.scope;
+    let partition_keys = spec
+        .partition_by
+        .iter()
+        .map(|e| {
+            resolve_column(e, scope).map_err(|_| {
+                SqlError::plan(
+                    format!("PARTITION BY takes columns, not {e}; compute it in a subquery"),
+                    pos(e),
+                )
+            })
+        })
+        .collect::<Result<Vec<usize>>>()?;
+    let time_column =
+        match spec.order_by.as_slice() {
+            [o] if !matches!(o.options.sort, Some(ast::OrderBySort::Desc)) => {
+                let c = resolve_column(&o.expr, scope).ok();
+                match (c, input.time_column) {
+                    (Some(c), Some(t)) if c == t => c,
+                    _ => return Err(SqlError::plan(
+                        format!(
+                            "an OVER window must be ORDER BY the time attribute (the column with \
+                             the WATERMARK), ascending; {} is not{}",
+                            o.expr,
+                            match input.time_column {
+                                Some(t) =>
+                                    format!(" (the time attribute is '{}')", scope.columns[t].name),
+                                None => " (the input has no time attribute)".into(),
+                            }
+                        ),
+                        pos(&o.expr),
+                    )),
+                }
+            }
+            _ => {
+                return Err(SqlError::plan(
+                    "an OVER window must be ORDER BY the time attribute (the column with the \
+                 WATERMARK), ascending, alone",
+                    pos(&first.name),
+                ))
+            }
+        };
+    let frame_error = |why: &str| {
+        SqlError::plan(
+            format!(
+                "{why}; write ROWS BETWEEN n PRECEDING AND CURRENT ROW or RANGE BETWEEN INTERVAL \
+                 '...' PRECEDING AND CURRENT ROW"
+            ),
+            pos(&first.name),
+        )
+    };
+    let Some(frame) = &spec.window_frame else {
+        return Err(frame_error(
+            "an OVER window needs a frame (the default, RANGE UNBOUNDED PRECEDING, is not supported yet)",
+        ));
+    };
+    if !matches!(
+        frame.end_bound,
+        None | Some(ast::WindowFrameBound::CurrentRow)
+    ) {
+        return Err(frame_error("an OVER frame must end at CURRENT ROW"));
+    }
+    let ast::WindowFrameBound::Preceding(Some(start)) = &frame.start_bound else {
+        return Err(frame_error(
+            "an OVER frame must start n rows or an interval before the row (UNBOUNDED PRECEDING is not supported yet)",
+        ));
+    };
+    let frame = match frame.units {
+        ast::WindowFrameUnits::Rows => {
+            let n = match start.as_ref() {
+                ast::Expr::Value(v) => match &v.value {
+                    ast::Value::Number(n, _) => n.parse::<u64>().ok(),
+                    _ => None,
+                },
+                _ => None,
+            }
+            .ok_or_else(|| frame_error("ROWS takes a whole number of rows"))?;
+            OverFrame::Rows(n)
+        }
+        ast::WindowFrameUnits::Range => {
+            let ms = crate::binder::interval_millis(start)
+                .map_err(|_| frame_error("RANGE takes an interval (INTERVAL '10' MINUTE)"))?;
+            if ms < 0 {
+                return Err(frame_error(
+                    "a RANGE frame reaches back a positive interval",
+                ));
+            }
+            OverFrame::Range(ms)
+        }
+        ast::WindowFrameUnits::Groups => {
+            return Err(frame_error("GROUPS frames are not supported"))
+        }
+    };
+    let mut aggregates = Vec::new();
+    let mut names = Vec::new();
+    let mut columns = scope.columns.clone();
+    for (i, f) in calls.iter().enumerate() {
+        let mut plain = (*f).clone();
+        plain.over = None;
+        let name = plain.name.to_string();
+        if !crate::binder::is_aggregate_name(&name) {
+            return Err(SqlError::plan(
+                format!("{name}() OVER is not supported; aggregate functions and ROW_NUMBER() are"),
+                pos(&f.name),
+            ));
+        }
+        let (call, data_type) = super::aggregate::bind_aggregate(&plain, scope)?;
+        let column = format!("$over{i}");
+        columns.push(col(&column, None, data_type, true));
+        aggregates.push(call);
+        names.push(column);
+    }
+    let plan = Plan {
+        time_column: input.time_column,
+        window: input.window,
+        updating: false,
+        scope: Scope::new(columns),
+        node: Node::OverAggregate {
+            input: Box::new(input),
+            spec: OverAggregateSpec {
+                partition_keys,
+                time_column,
+                frame,
+                aggregates,
+            },
+        },
+    };
+    Ok((plan, names))
 }

@@ -89,10 +89,34 @@ impl Planner<'_> {
         }
         let mut group_exprs = group_by_exprs(select)?;
         let items = select_items(select, &from.scope, &group_exprs)?;
-        if let Some(i) = items
+        let over: Vec<usize> = items
             .iter()
-            .position(|(e, _)| super::rank::contains_over(e))
-        {
+            .enumerate()
+            .filter(|(_, (e, _))| super::rank::contains_over(e))
+            .map(|(i, _)| i)
+            .collect();
+        if !over.is_empty() {
+            use super::rank::over_call;
+            let name_of = |i: usize| over_call(&items[i].0).map(|f| f.name.to_string());
+            let all_aggregates = over
+                .iter()
+                .all(|&i| name_of(i).is_some_and(|n| crate::binder::is_aggregate_name(&n)));
+            if all_aggregates {
+                return self.plan_over_aggregate(
+                    select,
+                    from,
+                    items,
+                    &over,
+                    &group_exprs,
+                    distinct,
+                );
+            }
+            // ROW_NUMBER(), or an error about the OVER call that is not.
+            let i = over
+                .iter()
+                .copied()
+                .find(|&i| name_of(i).is_some_and(|n| n.eq_ignore_ascii_case("ROW_NUMBER")))
+                .unwrap_or(over[0]);
             return self.plan_row_number(select, from, items, i, &group_exprs, distinct);
         }
         let has_aggregates = items.iter().any(|(e, _)| contains_aggregate(e))
@@ -196,6 +220,44 @@ impl Planner<'_> {
             items[i].1 = Some("row_number".into());
         }
         project(ranked, &items, &mut |_| None)
+    }
+
+    /// A SELECT whose items `over` are aggregates OVER one window: an OVER
+    /// aggregation of `from`, then the select list with each call's result
+    /// where it was.
+    fn plan_over_aggregate(
+        &mut self,
+        select: &ast::Select,
+        from: Plan,
+        mut items: Vec<Item>,
+        over: &[usize],
+        group_exprs: &[ast::Expr],
+        distinct: bool,
+    ) -> Result<Plan> {
+        if !group_exprs.is_empty()
+            || distinct
+            || select.having.is_some()
+            || items
+                .iter()
+                .any(|(e, _)| contains_aggregate(e) && !super::rank::contains_over(e))
+        {
+            return Err(SqlError::plan(
+                "an OVER aggregation cannot share its SELECT with GROUP BY, other aggregates or \
+                 DISTINCT; aggregate in a subquery",
+                pos(select),
+            ));
+        }
+        let (plan, names) = super::rank::over_aggregate(from, &items, over)?;
+        for (&i, name) in over.iter().zip(names) {
+            if items[i].1.is_none() {
+                let label = super::rank::over_call(&items[i].0)
+                    .map(|f| f.name.to_string().to_lowercase())
+                    .unwrap_or_default();
+                items[i].1 = Some(label);
+            }
+            items[i].0 = ast::Expr::Identifier(ast::Ident::with_quote('"', name));
+        }
+        project(plan, &items, &mut |_| None)
     }
 
     /// `FROM a, b, c WHERE ...` as Flink reads it: each comma is an INNER

@@ -1,0 +1,639 @@
+//! OVER aggregations ordered by event time, as Flink runs them:
+//! `AGG(x) OVER (PARTITION BY p ORDER BY ts ROWS BETWEEN n PRECEDING AND
+//! CURRENT ROW)` or `RANGE BETWEEN INTERVAL '10' MINUTE PRECEDING AND
+//! CURRENT ROW`.
+//!
+//! Rows wait, per partition, until the watermark passes their time; then
+//! each is emitted once, in time order, with its aggregates over its frame:
+//! the `n` rows before it and itself (ROWS; rows of equal time in arrival
+//! order), or every row whose time lies in `[t - range, t]`, rows of equal
+//! time included whatever their order (RANGE). A row at or below the
+//! watermark when it arrives is late: dropped and counted. Emitted rows
+//! stay only while a later row's frame can reach them: the last `n`
+//! (ROWS), or those no older than `range` before the watermark (RANGE).
+//!
+//! The aggregates are the engine's accumulators: every emitted row is a
+//! group fed the rows of its frame, so any aggregate function works and
+//! each row costs the size of its frame. Output: the input's columns, then
+//! one column per aggregate; append-only, with the input's time column.
+//!
+//! State: one entry per partition, `key group | partition key` to its rows
+//! (time, arrival number, row) and how many of them were emitted; a
+//! barrier writes the partitions changed since the last one. A restore
+//! reads every partition of the subtask back.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, UInt32Array};
+use arrow::compute::take;
+use arrow::datatypes::{Field, Schema, SchemaRef};
+use arrow::row::{RowConverter, SortField};
+use runnel_state::TableId;
+
+use crate::error::{EngineError, Result};
+use crate::keys::KeyEncoder;
+use crate::operator::{Collector, Operator, OperatorContext, OperatorFactory, TaskInfo};
+use crate::ops::agg::{
+    load_meta, save_meta, scan_owned, state_key, AggregateCall, BoundAggregates, EntryReader,
+};
+use crate::types::{event_time_millis, is_updating, Barrier, EventTime};
+
+/// The frame of each row: what comes before it (the row itself is always
+/// the frame's end).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverFrame {
+    /// `ROWS BETWEEN n PRECEDING AND CURRENT ROW`.
+    Rows(u64),
+    /// `RANGE BETWEEN <interval> PRECEDING AND CURRENT ROW`, milliseconds.
+    Range(i64),
+}
+
+/// What an OVER aggregation computes.
+#[derive(Debug, Clone)]
+pub struct OverAggregateSpec {
+    /// PARTITION BY columns (empty: one partition).
+    pub partition_keys: Vec<usize>,
+    /// The event-time column the rows are ordered by.
+    pub time_column: usize,
+    /// Each row's frame.
+    pub frame: OverFrame,
+    /// The aggregates, over the input's columns.
+    pub aggregates: Vec<AggregateCall>,
+}
+
+impl OverAggregateSpec {
+    /// A factory for the subtasks; checks the spec against `input`.
+    pub fn factory(self, input: SchemaRef) -> Result<OperatorFactory> {
+        OverAggregate::new(self.clone(), &input)?;
+        Ok(Arc::new(move |_t: &TaskInfo| {
+            Ok(Box::new(OverAggregate::new(self.clone(), &input)?) as Box<dyn Operator>)
+        }))
+    }
+
+    /// The output schema: the input's columns, then the aggregates'.
+    pub fn output_schema(&self, input: &Schema) -> Result<SchemaRef> {
+        let aggs = BoundAggregates::new(self.aggregates.clone(), input)?;
+        let mut fields: Vec<Field> = input.fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.extend(aggs.fields().iter().cloned());
+        Ok(Arc::new(Schema::new(fields)))
+    }
+}
+
+/// One row of a partition.
+#[derive(Debug, Clone)]
+struct Held {
+    ts: EventTime,
+    seq: u64,
+    row: Vec<u8>,
+}
+
+/// A partition's rows in (time, arrival) order; the first `emitted` were
+/// emitted.
+#[derive(Debug, Default)]
+struct Partition {
+    rows: Vec<Held>,
+    emitted: usize,
+    dirty: bool,
+}
+
+/// The operator; see the module docs.
+#[derive(Debug)]
+pub struct OverAggregate {
+    spec: OverAggregateSpec,
+    input: SchemaRef,
+    schema: SchemaRef,
+    aggs: BoundAggregates,
+    partition: Option<KeyEncoder>,
+    rows: RowConverter,
+    partitions: HashMap<Box<[u8]>, Partition, ahash::RandomState>,
+    /// Partitions with rows not yet emitted.
+    waiting: BTreeSet<Box<[u8]>>,
+    watermark: EventTime,
+    seq: u64,
+    table: Option<TableId>,
+}
+
+impl OverAggregate {
+    /// Builds the operator for `input`.
+    pub fn new(spec: OverAggregateSpec, input: &SchemaRef) -> Result<Self> {
+        if is_updating(input) {
+            return Err(EngineError::Plan(
+                "an OVER aggregation over an updating stream is not supported yet; its input \
+                 must be append-only"
+                    .into(),
+            ));
+        }
+        if spec.aggregates.is_empty() {
+            return Err(EngineError::Internal(
+                "an OVER aggregation without aggregates".into(),
+            ));
+        }
+        match spec.frame {
+            OverFrame::Range(r) if r < 0 => {
+                return Err(EngineError::Plan(
+                    "a RANGE frame reaches back a positive interval".into(),
+                ))
+            }
+            _ => {}
+        }
+        let width = input.fields().len();
+        if spec.time_column >= width || spec.partition_keys.iter().any(|&k| k >= width) {
+            return Err(EngineError::Internal("OVER column out of range".into()));
+        }
+        let aggs = BoundAggregates::new(spec.aggregates.clone(), input)?;
+        let rows = RowConverter::new(
+            input
+                .fields()
+                .iter()
+                .map(|f| SortField::new(f.data_type().clone()))
+                .collect(),
+        )?;
+        let partition = if spec.partition_keys.is_empty() {
+            None
+        } else {
+            Some(KeyEncoder::new(input, &spec.partition_keys)?)
+        };
+        Ok(Self {
+            schema: spec.output_schema(input)?,
+            spec,
+            input: Arc::clone(input),
+            aggs,
+            partition,
+            rows,
+            partitions: HashMap::default(),
+            waiting: BTreeSet::new(),
+            watermark: EventTime::MIN,
+            seq: 0,
+            table: None,
+        })
+    }
+
+    /// The output schema.
+    pub fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table(&self) -> Result<TableId> {
+        self.table
+            .ok_or_else(|| EngineError::Internal("OVER aggregation not opened".into()))
+    }
+
+    /// Emits the rows of `key`'s partition at or below `watermark` and
+    /// drops the rows no later frame reaches.
+    fn emit_partition(
+        &mut self,
+        key: &[u8],
+        watermark: EventTime,
+        out: &mut dyn Collector,
+    ) -> Result<bool> {
+        let Some(p) = self.partitions.get_mut(key) else {
+            return Ok(false);
+        };
+        let due = p.rows[p.emitted..].partition_point(|h| h.ts <= watermark);
+        if due > 0 {
+            let from = p.emitted;
+            let to = from + due;
+            // The frame of row i: [lo, hi] in the partition's order.
+            let frames: Vec<(usize, usize)> = (from..to)
+                .map(|i| match self.spec.frame {
+                    OverFrame::Rows(n) => (
+                        i.saturating_sub(usize::try_from(n).unwrap_or(usize::MAX)),
+                        i,
+                    ),
+                    OverFrame::Range(r) => {
+                        let t = p.rows[i].ts;
+                        let lo = p.rows.partition_point(|h| h.ts < t.saturating_sub(r));
+                        let hi = p.rows.partition_point(|h| h.ts <= t) - 1;
+                        (lo, hi)
+                    }
+                })
+                .collect();
+            let first = frames.iter().map(|f| f.0).min().unwrap_or(from);
+            let last = frames
+                .iter()
+                .map(|f| f.1)
+                .max()
+                .unwrap_or(to - 1)
+                .max(to - 1);
+            let parser = self.rows.parser();
+            let columns = self
+                .rows
+                .convert_rows(p.rows[first..=last].iter().map(|h| parser.parse(&h.row)))?;
+            let batch = RecordBatch::try_new(Arc::clone(&self.input), columns)?;
+            let inputs = self.aggs.evaluate(&batch)?;
+            let mut indices: Vec<u32> = Vec::new();
+            let mut groups: Vec<u32> = Vec::new();
+            for (g, &(lo, hi)) in frames.iter().enumerate() {
+                for j in lo..=hi {
+                    indices.push((j - first) as u32);
+                    groups.push(g as u32);
+                }
+            }
+            let indices = UInt32Array::from(indices);
+            let mut accs = self.aggs.accumulators()?;
+            let total = frames.len();
+            for (acc, input) in accs.iter_mut().zip(&inputs) {
+                let values: Vec<ArrayRef> = input
+                    .values
+                    .iter()
+                    .map(|v| take(v.as_ref(), &indices, None))
+                    .collect::<std::result::Result<_, _>>()?;
+                let filter: Option<BooleanArray> = match &input.filter {
+                    Some(f) => {
+                        let taken = take(f, &indices, None)?;
+                        Some(
+                            taken
+                                .as_any()
+                                .downcast_ref::<BooleanArray>()
+                                .cloned()
+                                .ok_or_else(|| {
+                                    EngineError::Internal("FILTER is not BOOLEAN".into())
+                                })?,
+                        )
+                    }
+                    None => None,
+                };
+                acc.update(&crate::aggregate::UpdateArgs {
+                    values: &values,
+                    groups: &groups,
+                    filter: filter.as_ref(),
+                    total_groups: total,
+                    first_row_seq: 0,
+                })?;
+            }
+            let all: Vec<u32> = (0..total as u32).collect();
+            let emitted =
+                UInt32Array::from_iter_values(((from - first) as u32)..((to - first) as u32));
+            let mut out_columns: Vec<ArrayRef> = batch
+                .columns()
+                .iter()
+                .map(|c| take(c.as_ref(), &emitted, None))
+                .collect::<std::result::Result<_, _>>()?;
+            for acc in &accs {
+                out_columns.push(acc.evaluate(&all)?);
+            }
+            out.collect(RecordBatch::try_new(Arc::clone(&self.schema), out_columns)?)?;
+            p.emitted = to;
+            p.dirty = true;
+        }
+        // Rows no frame of a later row reaches (later rows are above the
+        // watermark).
+        let keep_from = match self.spec.frame {
+            OverFrame::Rows(n) => p
+                .emitted
+                .saturating_sub(usize::try_from(n).unwrap_or(usize::MAX)),
+            OverFrame::Range(r) => {
+                let oldest = watermark.saturating_add(1).saturating_sub(r);
+                p.rows[..p.emitted].partition_point(|h| h.ts < oldest)
+            }
+        };
+        if keep_from > 0 {
+            p.rows.drain(..keep_from);
+            p.emitted -= keep_from;
+            p.dirty = true;
+        }
+        Ok(p.emitted < p.rows.len())
+    }
+}
+
+fn encode(p: &Partition) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&(p.emitted as u32).to_le_bytes());
+    out.extend_from_slice(&(p.rows.len() as u32).to_le_bytes());
+    for h in &p.rows {
+        out.extend_from_slice(&h.ts.to_le_bytes());
+        out.extend_from_slice(&h.seq.to_le_bytes());
+        out.extend_from_slice(&(h.row.len() as u32).to_le_bytes());
+        out.extend_from_slice(&h.row);
+    }
+    out
+}
+
+fn decode(b: &[u8]) -> Result<Partition> {
+    let mut r = EntryReader::new(b, "OVER aggregation");
+    let emitted = r.u32()? as usize;
+    let n = r.u32()?;
+    let mut rows = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        let ts = r.i64()?;
+        let seq = r.i64()? as u64;
+        let row = r.sized()?.to_vec();
+        rows.push(Held { ts, seq, row });
+    }
+    Ok(Partition {
+        rows,
+        emitted,
+        dirty: false,
+    })
+}
+
+impl Operator for OverAggregate {
+    fn state_layout(&self) -> crate::operator::StateLayout {
+        crate::operator::StateLayout::KeyGroups
+    }
+
+    fn open(&mut self, ctx: &mut OperatorContext<'_>) -> Result<()> {
+        let table = ctx
+            .state
+            .register_table(&format!("{}/over_agg", ctx.task.operator_name))?;
+        self.table = Some(table);
+        if let Some((watermark, seq)) = load_meta(ctx, table)? {
+            self.watermark = watermark;
+            self.seq = seq;
+            for (_, _, key, value) in scan_owned(ctx, table, 0)? {
+                let p = decode(&value)?;
+                let key: Box<[u8]> = key.into();
+                if p.emitted < p.rows.len() {
+                    self.waiting.insert(key.clone());
+                }
+                self.partitions.insert(key, p);
+            }
+        }
+        Ok(())
+    }
+
+    fn process_batch(
+        &mut self,
+        _input: usize,
+        batch: RecordBatch,
+        ctx: &mut OperatorContext<'_>,
+        _out: &mut dyn Collector,
+    ) -> Result<()> {
+        let n = batch.num_rows();
+        if n == 0 {
+            return Ok(());
+        }
+        let times = event_time_millis(batch.column(self.spec.time_column))?;
+        let keys = match &self.partition {
+            Some(e) => Some(e.encode(&batch)?),
+            None => None,
+        };
+        let rows = self.rows.convert_columns(batch.columns())?;
+        let mut late = 0;
+        for i in 0..n {
+            if times.is_null(i) || times.value(i) <= self.watermark {
+                late += 1;
+                continue;
+            }
+            let ts = times.value(i);
+            let key: &[u8] = keys.as_ref().map_or(&[], |k| k.row(i).data());
+            self.seq += 1;
+            let held = Held {
+                ts,
+                seq: self.seq,
+                row: rows.row(i).as_ref().to_vec(),
+            };
+            let p = self.partitions.entry(key.into()).or_default();
+            // After the rows of the same or an earlier time.
+            let at = p.rows.partition_point(|h| h.ts <= ts);
+            p.rows.insert(at, held);
+            p.dirty = true;
+            if !self.waiting.contains(key) {
+                self.waiting.insert(key.into());
+            }
+        }
+        if late > 0 {
+            ctx.metrics.add_late(late);
+        }
+        Ok(())
+    }
+
+    fn on_watermark(
+        &mut self,
+        watermark: EventTime,
+        _ctx: &mut OperatorContext<'_>,
+        out: &mut dyn Collector,
+    ) -> Result<()> {
+        if watermark <= self.watermark {
+            return Ok(());
+        }
+        self.watermark = watermark;
+        let waiting: Vec<Box<[u8]>> = std::mem::take(&mut self.waiting).into_iter().collect();
+        for key in waiting {
+            if self.emit_partition(&key, watermark, out)? {
+                self.waiting.insert(key);
+            }
+        }
+        Ok(())
+    }
+
+    fn on_barrier(&mut self, _barrier: &Barrier, ctx: &mut OperatorContext<'_>) -> Result<()> {
+        let table = self.table()?;
+        let mut gone = Vec::new();
+        for (key, p) in self.partitions.iter_mut() {
+            if !p.dirty {
+                continue;
+            }
+            p.dirty = false;
+            let k = state_key(ctx, key, &[]);
+            if p.rows.is_empty() {
+                ctx.state.delete(table, &k)?;
+                gone.push(key.clone());
+            } else {
+                ctx.state.put_owned(table, k, encode(p))?;
+            }
+        }
+        for key in gone {
+            self.partitions.remove(&key);
+        }
+        save_meta(ctx, table, self.watermark, self.seq)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{AsArray, Int64Array, TimestampMillisecondArray};
+    use arrow::datatypes::{DataType, Float64Type, Int64Type, TimeUnit};
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::aggregate::AggregateFunction as F;
+    use crate::expr::Expr;
+    use crate::testing::OperatorHarness;
+
+    /// (ts, k, v).
+    fn input() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Millisecond, None),
+                false,
+            ),
+            Field::new("k", DataType::Int64, false),
+            Field::new("v", DataType::Int64, true),
+        ]))
+    }
+
+    fn batch(rows: &[(i64, i64, Option<i64>)]) -> RecordBatch {
+        RecordBatch::try_new(
+            input(),
+            vec![
+                Arc::new(TimestampMillisecondArray::from(
+                    rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+                )),
+                Arc::new(Int64Array::from(
+                    rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+                )),
+                Arc::new(Int64Array::from(
+                    rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+                )),
+            ],
+        )
+        .expect("valid batch")
+    }
+
+    fn spec(frame: OverFrame) -> OverAggregateSpec {
+        OverAggregateSpec {
+            partition_keys: vec![1],
+            time_column: 0,
+            frame,
+            aggregates: vec![
+                AggregateCall::new(F::Sum, vec![Expr::Column(2)], "s"),
+                AggregateCall::new(F::Count, vec![], "n"),
+                AggregateCall::new(F::Avg, vec![Expr::Column(2)], "a"),
+            ],
+        }
+    }
+
+    /// (ts, k, v, sum, count) per output row, in output order.
+    fn rows(batches: &[RecordBatch]) -> Vec<(i64, i64, Option<i64>, Option<i64>, i64)> {
+        let mut out = Vec::new();
+        for b in batches {
+            let ts = b
+                .column(0)
+                .as_primitive::<arrow::datatypes::TimestampMillisecondType>();
+            let k = b.column(1).as_primitive::<Int64Type>();
+            let v = b.column(2).as_primitive::<Int64Type>();
+            let s = b.column(3).as_primitive::<Int64Type>();
+            let n = b.column(4).as_primitive::<Int64Type>();
+            let _ = b.column(5).as_primitive::<Float64Type>();
+            for i in 0..b.num_rows() {
+                out.push((
+                    ts.value(i),
+                    k.value(i),
+                    v.is_valid(i).then(|| v.value(i)),
+                    s.is_valid(i).then(|| s.value(i)),
+                    n.value(i),
+                ));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn rows_frames_take_the_n_rows_before_and_wait_for_the_watermark() -> Result<()> {
+        let mut h = OperatorHarness::new(Box::new(OverAggregate::new(
+            spec(OverFrame::Rows(1)),
+            &input(),
+        )?))?;
+        h.batch(batch(&[
+            (3, 1, Some(30)),
+            (1, 1, Some(10)),
+            (2, 2, Some(5)),
+            (2, 1, Some(20)),
+        ]))?;
+        assert!(h.take_output().is_empty(), "nothing before the watermark");
+        h.watermark(2)?;
+        let mut got = rows(&h.take_output());
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                (1, 1, Some(10), Some(10), 1),
+                (2, 1, Some(20), Some(30), 2),
+                (2, 2, Some(5), Some(5), 1)
+            ]
+        );
+        // A row at or below the watermark is late.
+        h.batch(batch(&[(2, 1, Some(99)), (4, 1, None)]))?;
+        assert_eq!(
+            h.metrics()
+                .late_rows_dropped
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+        h.watermark(10)?;
+        assert_eq!(
+            rows(&h.take_output()),
+            [(3, 1, Some(30), Some(50), 2), (4, 1, None, Some(30), 2)]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn range_frames_take_peers_and_restore() -> Result<()> {
+        let mut h = OperatorHarness::new(Box::new(OverAggregate::new(
+            spec(OverFrame::Range(10)),
+            &input(),
+        )?))?;
+        h.batch(batch(&[
+            (0, 1, Some(1)),
+            (10, 1, Some(2)),
+            (10, 1, Some(3)),
+            (21, 1, Some(4)),
+        ]))?;
+        h.watermark(10)?;
+        // Both rows at 10 see each other and the row at 0 (10 - 10).
+        assert_eq!(
+            rows(&h.take_output()),
+            [
+                (0, 1, Some(1), Some(1), 1),
+                (10, 1, Some(2), Some(6), 3),
+                (10, 1, Some(3), Some(6), 3)
+            ]
+        );
+        let snapshot = h.checkpoint(1)?;
+        let mut h = OperatorHarness::restored(
+            Box::new(OverAggregate::new(spec(OverFrame::Range(10)), &input())?),
+            &snapshot,
+        )?;
+        h.batch(batch(&[(15, 1, Some(5))]))?;
+        h.watermark(30)?;
+        // 15 reaches back to 5: the rows at 10; 21 reaches back to 11.
+        assert_eq!(
+            rows(&h.take_output()),
+            [(15, 1, Some(5), Some(10), 3), (21, 1, Some(4), Some(9), 2)]
+        );
+        Ok(())
+    }
+
+    proptest! {
+        /// Every row comes out once, with the SUM and COUNT of its frame
+        /// computed over all rows of its partition.
+        #[test]
+        fn each_row_gets_the_aggregates_of_its_frame(
+            input_rows in prop::collection::vec((0i64..30, 0i64..2, prop::option::of(0i64..9)), 1..40),
+            rows_frame in any::<bool>(),
+            n in 0u64..4,
+            split in 1usize..8,
+        ) {
+            let frame = if rows_frame { OverFrame::Rows(n) } else { OverFrame::Range(n as i64 * 3) };
+            let mut h = OperatorHarness::new(Box::new(OverAggregate::new(spec(frame), &input()).expect("op"))).expect("open");
+            for chunk in input_rows.chunks(split) {
+                h.batch(batch(chunk)).expect("batch");
+            }
+            h.watermark(100).expect("watermark");
+            let mut got = rows(&h.take_output());
+            got.sort();
+            let mut want = Vec::new();
+            for k in 0..2 {
+                // Time order, arrival order within a time.
+                let mut part: Vec<(usize, &(i64, i64, Option<i64>))> =
+                    input_rows.iter().enumerate().filter(|(_, r)| r.1 == k).collect();
+                part.sort_by_key(|(i, r)| (r.0, *i));
+                for (pos, (_, r)) in part.iter().enumerate() {
+                    let frame_rows: Vec<&(i64, i64, Option<i64>)> = match frame {
+                        OverFrame::Rows(n) => part[pos.saturating_sub(n as usize)..=pos].iter().map(|x| x.1).collect(),
+                        OverFrame::Range(d) => part.iter().map(|x| x.1).filter(|x| x.0 >= r.0 - d && x.0 <= r.0).collect(),
+                    };
+                    let vals: Vec<i64> = frame_rows.iter().filter_map(|x| x.2).collect();
+                    let sum = (!vals.is_empty()).then(|| vals.iter().sum::<i64>());
+                    want.push((r.0, r.1, r.2, sum, frame_rows.len() as i64));
+                }
+            }
+            want.sort();
+            prop_assert_eq!(got, want);
+        }
+    }
+}
