@@ -358,13 +358,13 @@ pub(super) fn over_aggregate(
             })
         })
         .collect::<Result<Vec<usize>>>()?;
-    let time_column =
-        match spec.order_by.as_slice() {
-            [o] if !matches!(o.options.sort, Some(ast::OrderBySort::Desc)) => {
-                let c = resolve_column(&o.expr, scope).ok();
-                match (c, input.time_column) {
-                    (Some(c), Some(t)) if c == t => c,
-                    _ => return Err(SqlError::plan(
+    let time_column = match spec.order_by.as_slice() {
+        [o] if !matches!(o.options.sort, Some(ast::OrderBySort::Desc)) => {
+            let c = resolve_column(&o.expr, scope).ok();
+            match (c, input.time_column) {
+                (Some(c), Some(t)) if c == t => c,
+                _ => {
+                    return Err(SqlError::plan(
                         format!(
                             "an OVER window must be ORDER BY the time attribute (the column with \
                              the WATERMARK), ascending; {} is not{}",
@@ -376,17 +376,18 @@ pub(super) fn over_aggregate(
                             }
                         ),
                         pos(&o.expr),
-                    )),
+                    ))
                 }
             }
-            _ => {
-                return Err(SqlError::plan(
-                    "an OVER window must be ORDER BY the time attribute (the column with the \
+        }
+        _ => {
+            return Err(SqlError::plan(
+                "an OVER window must be ORDER BY the time attribute (the column with the \
                  WATERMARK), ascending, alone",
-                    pos(&first.name),
-                ))
-            }
-        };
+                pos(&first.name),
+            ))
+        }
+    };
     let frame_error = |why: &str| {
         SqlError::plan(
             format!(
