@@ -18,15 +18,22 @@
 //! yet. An upsert sink keyed by the partition columns and the rank takes
 //! it as it comes.
 //!
+//! Window Top-N (`window_end` set: PARTITION BY includes the input's
+//! window columns): nothing is emitted until the watermark reaches the
+//! window's last millisecond; then each partition of the window comes out
+//! once, its rows with their rank as inserts, and is dropped. The output is
+//! append-only. A row of a window that already came out is late.
+//!
 //! State: one entry per partition, `key group | partition key` to its
-//! rows; a barrier writes the partitions changed since the last one, with
-//! the arrival counter in the meta entry. Partitions not in memory are
-//! read back when a row of theirs comes.
+//! rows (and window end); a barrier writes the partitions changed since
+//! the last one, with the arrival counter and the watermark in the meta
+//! entry. Partitions not in memory are read back when a row of theirs
+//! comes (a window Top-N reads them all back on restore).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Int64Array, RecordBatch};
+use arrow::array::{Array, ArrayRef, Int64Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::row::{RowConverter, SortField};
 use runnel_state::TableId;
@@ -55,6 +62,9 @@ pub struct TopNSpec {
     /// first (Flink's deduplication keeping the last row by time); else the
     /// first to arrive does (Flink's rank).
     pub later_first: bool,
+    /// Window Top-N: the input's `window_end` column (one of the partition
+    /// columns); the output is then append-only.
+    pub window_end: Option<usize>,
 }
 
 impl TopNSpec {
@@ -65,7 +75,10 @@ impl TopNSpec {
         if self.rank_column {
             fields.push(Field::new(&self.rank_name, DataType::Int64, false));
         }
-        with_row_kind(&Schema::new(fields))
+        match self.window_end {
+            Some(_) => Arc::new(Schema::new(fields)),
+            None => with_row_kind(&Schema::new(fields)),
+        }
     }
 
     /// A factory for the subtasks; checks the spec against `input`.
@@ -89,6 +102,8 @@ struct Kept {
 #[derive(Debug, Default)]
 struct Partition {
     rows: Vec<Kept>,
+    /// Window Top-N: the window's end.
+    end: i64,
     dirty: bool,
 }
 
@@ -102,6 +117,9 @@ pub struct TopN {
     sort: RowConverter,
     rows: RowConverter,
     partitions: HashMap<Box<[u8]>, Partition, ahash::RandomState>,
+    /// Window Top-N: the partitions of each window, by window end.
+    windows: std::collections::BTreeMap<i64, Vec<Box<[u8]>>>,
+    watermark: i64,
     /// The backend may hold partitions not in memory (after a restore).
     backed: bool,
     seq: u64,
@@ -173,6 +191,8 @@ impl TopN {
             sort,
             rows,
             partitions: HashMap::default(),
+            windows: std::collections::BTreeMap::new(),
+            watermark: i64::MIN,
             backed: false,
             seq: 0,
             table: None,
@@ -215,8 +235,10 @@ impl TopN {
                 changes.iter().map(|(_, rank, _)| *rank as i64),
             )));
         }
-        let kinds: Vec<RowKind> = changes.iter().map(|(.., k)| *k).collect();
-        columns.push(row_kind_array(&kinds));
+        if self.spec.window_end.is_none() {
+            let kinds: Vec<RowKind> = changes.iter().map(|(.., k)| *k).collect();
+            columns.push(row_kind_array(&kinds));
+        }
         // Nullability as the input declares it.
         let _ = &self.input;
         out.collect(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
@@ -225,6 +247,7 @@ impl TopN {
 
 fn encode(p: &Partition) -> Vec<u8> {
     let mut out = Vec::new();
+    out.extend_from_slice(&p.end.to_le_bytes());
     out.extend_from_slice(&(p.rows.len() as u32).to_le_bytes());
     for k in &p.rows {
         out.extend_from_slice(&k.seq.to_le_bytes());
@@ -238,6 +261,7 @@ fn encode(p: &Partition) -> Vec<u8> {
 
 fn decode(b: &[u8]) -> Result<Partition> {
     let mut r = EntryReader::new(b, "Top-N");
+    let end = r.i64()?;
     let n = r.u32()?;
     let mut rows = Vec::with_capacity(n as usize);
     for _ in 0..n {
@@ -246,7 +270,11 @@ fn decode(b: &[u8]) -> Result<Partition> {
         let row = r.sized()?.to_vec();
         rows.push(Kept { sort, seq, row });
     }
-    Ok(Partition { rows, dirty: false })
+    Ok(Partition {
+        rows,
+        end,
+        dirty: false,
+    })
 }
 
 impl Operator for TopN {
@@ -259,9 +287,20 @@ impl Operator for TopN {
             .state
             .register_table(&format!("{}/top_n", ctx.task.operator_name))?;
         self.table = Some(table);
-        if let Some((_, seq)) = load_meta(ctx, table)? {
+        if let Some((watermark, seq)) = load_meta(ctx, table)? {
             self.backed = true;
             self.seq = seq;
+            self.watermark = watermark;
+            // A window Top-N must know every open window to fire it.
+            if self.spec.window_end.is_some() {
+                for (_, _, key, value) in crate::ops::agg::scan_owned(ctx, table, 0)? {
+                    let p = decode(&value)?;
+                    let key: Box<[u8]> = key.into();
+                    self.windows.entry(p.end).or_default().push(key.clone());
+                    self.partitions.insert(key, p);
+                }
+                self.backed = false;
+            }
         }
         Ok(())
     }
@@ -289,15 +328,40 @@ impl Operator for TopN {
             .collect();
         let sorts = self.sort.convert_columns(&sort_columns)?;
         let rows = self.rows.convert_columns(batch.columns())?;
+        let ends = match self.spec.window_end {
+            Some(c) => Some(crate::types::event_time_millis(batch.column(c))?),
+            None => None,
+        };
         let limit = self.spec.limit;
         let ranked = self.spec.rank_column;
+        let mut late = 0;
         // (row, rank, kind), as owned bytes: rows leave the partitions.
         let mut changes: Vec<(Vec<u8>, usize, RowKind)> = Vec::new();
         for i in 0..n {
             let key: &[u8] = keys.as_ref().map_or(&[], |k| k.row(i).data());
+            let end = match &ends {
+                Some(e) if e.is_null(i) || e.value(i).saturating_sub(1) <= self.watermark => {
+                    late += 1;
+                    continue;
+                }
+                Some(e) => Some(e.value(i)),
+                None => None,
+            };
             self.load(key, ctx)?;
             let sort = sorts.row(i);
             let sort = sort.as_ref();
+            if let Some(end) = end {
+                if !self.partitions.contains_key(key) {
+                    self.windows.entry(end).or_default().push(key.into());
+                    self.partitions.insert(
+                        key.into(),
+                        Partition {
+                            end,
+                            ..Partition::default()
+                        },
+                    );
+                }
+            }
             let part = self.partitions.entry(key.into()).or_default();
             // After every kept row that sorts before it, and after (or,
             // with `later_first`, before) the ones equal to it.
@@ -323,6 +387,10 @@ impl Operator for TopN {
             part.rows.insert(at, kept);
             let out_of_top = (part.rows.len() > limit).then(|| part.rows.pop()).flatten();
             part.dirty = true;
+            if end.is_some() {
+                // A window's rows come out when it closes.
+                continue;
+            }
             if ranked {
                 // Ranks at..: each rank's row moved down by one.
                 for (offset, k) in part.rows[at..].iter().enumerate() {
@@ -342,11 +410,50 @@ impl Operator for TopN {
                 }
             }
         }
+        if late > 0 {
+            ctx.metrics.add_late(late);
+        }
         let borrowed: Vec<(&[u8], usize, RowKind)> = changes
             .iter()
             .map(|(r, rank, k)| (r.as_slice(), *rank, *k))
             .collect();
         self.emit(&borrowed, out)
+    }
+
+    fn on_watermark(
+        &mut self,
+        watermark: i64,
+        ctx: &mut OperatorContext<'_>,
+        out: &mut dyn Collector,
+    ) -> Result<()> {
+        if watermark <= self.watermark {
+            return Ok(());
+        }
+        self.watermark = watermark;
+        if self.spec.window_end.is_none() {
+            return Ok(());
+        }
+        let table = self.table()?;
+        // Windows whose last millisecond the watermark reached.
+        let later = self.windows.split_off(&watermark.saturating_add(2));
+        let due = std::mem::replace(&mut self.windows, later);
+        for (_, keys) in due {
+            let mut rows: Vec<(Vec<u8>, usize, RowKind)> = Vec::new();
+            for key in keys {
+                if let Some(p) = self.partitions.remove(&key) {
+                    for (i, k) in p.rows.into_iter().enumerate() {
+                        rows.push((k.row, i + 1, RowKind::Insert));
+                    }
+                }
+                ctx.state.delete(table, &state_key(ctx, &key, &[]))?;
+            }
+            let borrowed: Vec<(&[u8], usize, RowKind)> = rows
+                .iter()
+                .map(|(r, rank, k)| (r.as_slice(), *rank, *k))
+                .collect();
+            self.emit(&borrowed, out)?;
+        }
+        Ok(())
     }
 
     fn on_barrier(&mut self, _barrier: &Barrier, ctx: &mut OperatorContext<'_>) -> Result<()> {
@@ -358,7 +465,7 @@ impl Operator for TopN {
                     .put_owned(table, state_key(ctx, key, &[]), encode(p))?;
             }
         }
-        save_meta(ctx, table, i64::MIN, self.seq)
+        save_meta(ctx, table, self.watermark, self.seq)
     }
 }
 
@@ -408,6 +515,7 @@ mod tests {
             rank_column: rank,
             rank_name: "rn".into(),
             later_first: false,
+            window_end: None,
         }
     }
 
@@ -483,6 +591,75 @@ mod tests {
             (1, Some(4), "c"),
         ]))?;
         assert_eq!(changes(&h.take_output(), false), ["+I a", "+I b", "-D a"]);
+        Ok(())
+    }
+
+    #[test]
+    fn a_window_top_n_emits_each_window_once_when_it_closes() -> Result<()> {
+        // k is the window end here: PARTITION BY the window.
+        let mut s = spec(2, true);
+        s.window_end = Some(0);
+        let input = Arc::new(Schema::new(vec![
+            Field::new(
+                "k",
+                DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None),
+                false,
+            ),
+            Field::new("v", DataType::Int64, true),
+            Field::new("name", DataType::Utf8, false),
+        ]));
+        let rows = |r: &[(i64, i64, &str)]| {
+            RecordBatch::try_new(
+                Arc::clone(&input),
+                vec![
+                    Arc::new(arrow::array::TimestampMillisecondArray::from(
+                        r.iter().map(|x| x.0).collect::<Vec<_>>(),
+                    )),
+                    Arc::new(Int64Array::from(r.iter().map(|x| x.1).collect::<Vec<_>>())),
+                    Arc::new(StringArray::from(r.iter().map(|x| x.2).collect::<Vec<_>>())),
+                ],
+            )
+            .expect("valid batch")
+        };
+        let op = TopN::new(s.clone(), &input)?;
+        assert!(!crate::types::is_updating(&op.schema()), "append-only");
+        let mut h = OperatorHarness::new(Box::new(op))?;
+        h.batch(rows(&[
+            (10, 1, "a"),
+            (10, 5, "b"),
+            (20, 7, "x"),
+            (10, 3, "c"),
+        ]))?;
+        assert!(h.take_output().is_empty(), "windows still open");
+        let snapshot = h.checkpoint(1)?;
+        let mut h = OperatorHarness::restored(Box::new(TopN::new(s, &input)?), &snapshot)?;
+        h.watermark(9)?;
+        let out = h.take_output();
+        let got: Vec<(String, i64)> = out
+            .iter()
+            .flat_map(|b| {
+                (0..b.num_rows()).map(move |i| {
+                    (
+                        b.column(2).as_string::<i32>().value(i).to_string(),
+                        b.column(3).as_primitive::<Int64Type>().value(i),
+                    )
+                })
+            })
+            .collect();
+        assert_eq!(got, [("b".to_string(), 1), ("c".to_string(), 2)]);
+        // A row of the closed window is late; the other window comes later.
+        h.batch(rows(&[(10, 9, "late"), (20, 8, "y")]))?;
+        assert_eq!(
+            h.metrics()
+                .late_rows_dropped
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+        h.watermark(30)?;
+        assert_eq!(
+            h.take_output().iter().map(|b| b.num_rows()).sum::<usize>(),
+            2
+        );
         Ok(())
     }
 

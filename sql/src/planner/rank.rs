@@ -133,15 +133,21 @@ pub(super) fn row_number(input: Plan, f: &ast::Function) -> Result<Plan> {
     // the last row: of rows with equal times the latest to arrive wins
     // (when the filter makes it a Top-1, see `set_limit`).
     let later_first = matches!(order.as_slice(), [(c, true, _)] if input.time_column == Some(*c));
-    let width = scope.columns.len();
+    // PARTITION BY the input's window columns: a window Top-N, emitted
+    // when the window closes (append-only).
+    let window_end = input
+        .window
+        .filter(|(s, e)| partition_keys.contains(s) && partition_keys.contains(e))
+        .map(|(_, e)| e);
     let mut columns = scope.columns.clone();
     columns.push(col(ROW_NUMBER_COLUMN, None, DataType::Int64, false));
-    columns.push(col(ROW_KIND_COLUMN, None, DataType::Int8, false));
-    debug_assert_eq!(width + 2, columns.len());
+    if window_end.is_none() {
+        columns.push(col(ROW_KIND_COLUMN, None, DataType::Int8, false));
+    }
     Ok(Plan {
         time_column: None,
-        window: None,
-        updating: true,
+        window: window_end.and(input.window),
+        updating: window_end.is_none(),
         scope: Scope::new(columns),
         node: Node::TopN {
             input: Box::new(input),
@@ -152,6 +158,7 @@ pub(super) fn row_number(input: Plan, f: &ast::Function) -> Result<Plan> {
                 rank_column: true,
                 rank_name: "row_number".into(),
                 later_first,
+                window_end,
             },
             position: pos(&f.name),
         },
