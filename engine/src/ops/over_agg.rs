@@ -14,7 +14,10 @@
 //!
 //! The aggregates are the engine's accumulators: every emitted row is a
 //! group fed the rows of its frame, so any aggregate function works and
-//! each row costs the size of its frame. Output: the input's columns, then
+//! each row costs the size of its frame. An UNBOUNDED PRECEDING frame
+//! instead keeps one running accumulator per partition (saved with the
+//! partition's state): each row (RANGE: each set of rows of one time) is
+//! added and the results read, and emitted rows are not kept. Output: the input's columns, then
 //! one column per aggregate; append-only, with the input's time column.
 //!
 //! State: one entry per partition, `key group | partition key` to its rows
@@ -47,6 +50,17 @@ pub enum OverFrame {
     Rows(u64),
     /// `RANGE BETWEEN <interval> PRECEDING AND CURRENT ROW`, milliseconds.
     Range(i64),
+    /// `ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW`: every row so far.
+    UnboundedRows,
+    /// `RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW` (the default
+    /// with ORDER BY): every row so far and the row's peers.
+    UnboundedRange,
+}
+
+impl OverFrame {
+    fn unbounded(self) -> bool {
+        matches!(self, OverFrame::UnboundedRows | OverFrame::UnboundedRange)
+    }
 }
 
 /// What an OVER aggregation computes.
@@ -95,6 +109,8 @@ struct Partition {
     rows: Vec<Held>,
     emitted: usize,
     dirty: bool,
+    /// UNBOUNDED PRECEDING: the running aggregates of every emitted row.
+    running: Option<Vec<Box<dyn crate::aggregate::GroupsAccumulator>>>,
 }
 
 /// The operator; see the module docs.
@@ -191,6 +207,73 @@ impl OverAggregate {
             return Ok(false);
         };
         let due = p.rows[p.emitted..].partition_point(|h| h.ts <= watermark);
+        if self.spec.frame.unbounded() {
+            if due > 0 {
+                let parser = self.rows.parser();
+                let columns = self
+                    .rows
+                    .convert_rows(p.rows[..due].iter().map(|h| parser.parse(&h.row)))?;
+                let batch = RecordBatch::try_new(Arc::clone(&self.input), columns)?;
+                let inputs = self.aggs.evaluate(&batch)?;
+                if p.running.is_none() {
+                    p.running = Some(self.aggs.accumulators()?);
+                }
+                let running = p
+                    .running
+                    .as_mut()
+                    .ok_or_else(|| EngineError::Internal("no running aggregates".into()))?;
+                let mut results: Vec<Vec<ArrayRef>> = vec![Vec::new(); running.len()];
+                let mut i = 0;
+                while i < due {
+                    // ROWS: one row at a time; RANGE: the row and its peers.
+                    let j = match self.spec.frame {
+                        OverFrame::UnboundedRange => {
+                            i + p.rows[i..due].partition_point(|h| h.ts <= p.rows[i].ts)
+                        }
+                        _ => i + 1,
+                    };
+                    let slice = UInt32Array::from_iter_values(i as u32..j as u32);
+                    let groups = vec![0u32; j - i];
+                    for ((acc, input), out) in running.iter_mut().zip(&inputs).zip(&mut results) {
+                        let values: Vec<ArrayRef> = input
+                            .values
+                            .iter()
+                            .map(|v| take(v.as_ref(), &slice, None))
+                            .collect::<std::result::Result<_, _>>()?;
+                        let filter = match &input.filter {
+                            Some(f) => take(f, &slice, None)?
+                                .as_any()
+                                .downcast_ref::<BooleanArray>()
+                                .cloned(),
+                            None => None,
+                        };
+                        acc.update(&crate::aggregate::UpdateArgs {
+                            values: &values,
+                            groups: &groups,
+                            filter: filter.as_ref(),
+                            total_groups: 1,
+                            first_row_seq: p.rows[i].seq,
+                        })?;
+                        let value = acc.evaluate(&[0])?;
+                        for _ in i..j {
+                            out.push(Arc::clone(&value));
+                        }
+                    }
+                    i = j;
+                }
+                let mut out_columns: Vec<ArrayRef> = batch.columns().to_vec();
+                for r in results {
+                    let refs: Vec<&dyn Array> = r.iter().map(|a| a.as_ref()).collect();
+                    out_columns.push(arrow::compute::concat(&refs)?);
+                }
+                out.collect(RecordBatch::try_new(Arc::clone(&self.schema), out_columns)?)?;
+                // Emitted rows live on in the running aggregates only.
+                p.rows.drain(..due);
+                p.emitted = 0;
+                p.dirty = true;
+            }
+            return Ok(!p.rows.is_empty());
+        }
         if due > 0 {
             let from = p.emitted;
             let to = from + due;
@@ -201,6 +284,7 @@ impl OverAggregate {
                         i.saturating_sub(usize::try_from(n).unwrap_or(usize::MAX)),
                         i,
                     ),
+                    OverFrame::UnboundedRows | OverFrame::UnboundedRange => (0, i),
                     OverFrame::Range(r) => {
                         let t = p.rows[i].ts;
                         let lo = p.rows.partition_point(|h| h.ts < t.saturating_sub(r));
@@ -287,6 +371,7 @@ impl OverAggregate {
                 let oldest = watermark.saturating_add(1).saturating_sub(r);
                 p.rows[..p.emitted].partition_point(|h| h.ts < oldest)
             }
+            OverFrame::UnboundedRows | OverFrame::UnboundedRange => 0,
         };
         if keep_from > 0 {
             p.rows.drain(..keep_from);
@@ -297,8 +382,20 @@ impl OverAggregate {
     }
 }
 
-fn encode(p: &Partition) -> Vec<u8> {
+fn encode(p: &Partition) -> Result<Vec<u8>> {
     let mut out = Vec::new();
+    match &p.running {
+        None => out.push(0),
+        Some(accs) => {
+            out.push(1);
+            for acc in accs {
+                let mut state = Vec::new();
+                acc.save(0, &mut state)?;
+                out.extend_from_slice(&(state.len() as u32).to_le_bytes());
+                out.extend_from_slice(&state);
+            }
+        }
+    }
     out.extend_from_slice(&(p.emitted as u32).to_le_bytes());
     out.extend_from_slice(&(p.rows.len() as u32).to_le_bytes());
     for h in &p.rows {
@@ -307,11 +404,22 @@ fn encode(p: &Partition) -> Vec<u8> {
         out.extend_from_slice(&(h.row.len() as u32).to_le_bytes());
         out.extend_from_slice(&h.row);
     }
-    out
+    Ok(out)
 }
 
-fn decode(b: &[u8]) -> Result<Partition> {
+fn decode(b: &[u8], aggs: &BoundAggregates) -> Result<Partition> {
     let mut r = EntryReader::new(b, "OVER aggregation");
+    let running = match r.u8()? {
+        0 => None,
+        _ => {
+            let mut accs = aggs.accumulators()?;
+            for acc in &mut accs {
+                let state = r.sized()?;
+                acc.load(0, state)?;
+            }
+            Some(accs)
+        }
+    };
     let emitted = r.u32()? as usize;
     let n = r.u32()?;
     let mut rows = Vec::with_capacity(n as usize);
@@ -325,6 +433,7 @@ fn decode(b: &[u8]) -> Result<Partition> {
         rows,
         emitted,
         dirty: false,
+        running,
     })
 }
 
@@ -342,7 +451,7 @@ impl Operator for OverAggregate {
             self.watermark = watermark;
             self.seq = seq;
             for (_, _, key, value) in scan_owned(ctx, table, 0)? {
-                let p = decode(&value)?;
+                let p = decode(&value, &self.aggs)?;
                 let key: Box<[u8]> = key.into();
                 if p.emitted < p.rows.len() {
                     self.waiting.insert(key.clone());
@@ -427,11 +536,11 @@ impl Operator for OverAggregate {
             }
             p.dirty = false;
             let k = state_key(ctx, key, &[]);
-            if p.rows.is_empty() {
+            if p.rows.is_empty() && p.running.is_none() {
                 ctx.state.delete(table, &k)?;
                 gone.push(key.clone());
             } else {
-                ctx.state.put_owned(table, k, encode(p))?;
+                ctx.state.put_owned(table, k, encode(p)?)?;
             }
         }
         for key in gone {
@@ -598,6 +707,52 @@ mod tests {
         Ok(())
     }
 
+    #[test]
+    fn unbounded_frames_keep_running_aggregates_across_a_restore() -> Result<()> {
+        let mut h = OperatorHarness::new(Box::new(OverAggregate::new(
+            spec(OverFrame::UnboundedRange),
+            &input(),
+        )?))?;
+        h.batch(batch(&[
+            (1, 1, Some(10)),
+            (2, 1, Some(20)),
+            (2, 1, Some(5)),
+        ]))?;
+        h.watermark(2)?;
+        // The rows at 2 are peers: both see 35.
+        assert_eq!(
+            rows(&h.take_output()),
+            [
+                (1, 1, Some(10), Some(10), 1),
+                (2, 1, Some(20), Some(35), 3),
+                (2, 1, Some(5), Some(35), 3)
+            ]
+        );
+        let snapshot = h.checkpoint(1)?;
+        let mut h = OperatorHarness::restored(
+            Box::new(OverAggregate::new(
+                spec(OverFrame::UnboundedRange),
+                &input(),
+            )?),
+            &snapshot,
+        )?;
+        h.batch(batch(&[(3, 1, Some(1))]))?;
+        h.watermark(5)?;
+        assert_eq!(rows(&h.take_output()), [(3, 1, Some(1), Some(36), 4)]);
+        // ROWS: equal times one after the other.
+        let mut h = OperatorHarness::new(Box::new(OverAggregate::new(
+            spec(OverFrame::UnboundedRows),
+            &input(),
+        )?))?;
+        h.batch(batch(&[(2, 1, Some(20)), (2, 1, Some(5))]))?;
+        h.watermark(2)?;
+        assert_eq!(
+            rows(&h.take_output()),
+            [(2, 1, Some(20), Some(20), 1), (2, 1, Some(5), Some(25), 2)]
+        );
+        Ok(())
+    }
+
     proptest! {
         /// Every row comes out once, with the SUM and COUNT of its frame
         /// computed over all rows of its partition.
@@ -608,7 +763,12 @@ mod tests {
             n in 0u64..4,
             split in 1usize..8,
         ) {
-            let frame = if rows_frame { OverFrame::Rows(n) } else { OverFrame::Range(n as i64 * 3) };
+            let frame = match (rows_frame, n) {
+                (true, 3) => OverFrame::UnboundedRows,
+                (false, 3) => OverFrame::UnboundedRange,
+                (true, n) => OverFrame::Rows(n),
+                (false, n) => OverFrame::Range(n as i64 * 3),
+            };
             let mut h = OperatorHarness::new(Box::new(OverAggregate::new(spec(frame), &input()).expect("op"))).expect("open");
             for chunk in input_rows.chunks(split) {
                 h.batch(batch(chunk)).expect("batch");
@@ -626,6 +786,8 @@ mod tests {
                     let frame_rows: Vec<&(i64, i64, Option<i64>)> = match frame {
                         OverFrame::Rows(n) => part[pos.saturating_sub(n as usize)..=pos].iter().map(|x| x.1).collect(),
                         OverFrame::Range(d) => part.iter().map(|x| x.1).filter(|x| x.0 >= r.0 - d && x.0 <= r.0).collect(),
+                        OverFrame::UnboundedRows => part[..=pos].iter().map(|x| x.1).collect(),
+                        OverFrame::UnboundedRange => part.iter().map(|x| x.1).filter(|x| x.0 <= r.0).collect(),
                     };
                     let vals: Vec<i64> = frame_rows.iter().filter_map(|x| x.2).collect();
                     let sum = (!vals.is_empty()).then(|| vals.iter().sum::<i64>());

@@ -404,10 +404,15 @@ pub(super) fn over_aggregate(
             pos(&first.name),
         )
     };
+    // Without a frame, Flink's default: RANGE UNBOUNDED PRECEDING.
     let Some(frame) = &spec.window_frame else {
-        return Err(frame_error(
-            "an OVER window needs a frame (the default, RANGE UNBOUNDED PRECEDING, is not supported yet)",
-        ));
+        return finish_over(
+            input,
+            calls,
+            partition_keys,
+            time_column,
+            OverFrame::UnboundedRange,
+        );
     };
     if !matches!(
         frame.end_bound,
@@ -415,10 +420,23 @@ pub(super) fn over_aggregate(
     ) {
         return Err(frame_error("an OVER frame must end at CURRENT ROW"));
     }
-    let ast::WindowFrameBound::Preceding(Some(start)) = &frame.start_bound else {
-        return Err(frame_error(
-            "an OVER frame must start n rows or an interval before the row (UNBOUNDED PRECEDING is not supported yet)",
-        ));
+    let start = match &frame.start_bound {
+        ast::WindowFrameBound::Preceding(Some(start)) => start,
+        ast::WindowFrameBound::Preceding(None) => {
+            let unbounded = match frame.units {
+                ast::WindowFrameUnits::Rows => OverFrame::UnboundedRows,
+                ast::WindowFrameUnits::Range => OverFrame::UnboundedRange,
+                ast::WindowFrameUnits::Groups => {
+                    return Err(frame_error("GROUPS frames are not supported"))
+                }
+            };
+            return finish_over(input, calls, partition_keys, time_column, unbounded);
+        }
+        _ => {
+            return Err(frame_error(
+                "an OVER frame must start before the row (n PRECEDING, an interval PRECEDING or UNBOUNDED PRECEDING)",
+            ))
+        }
     };
     let frame = match frame.units {
         ast::WindowFrameUnits::Rows => {
@@ -446,6 +464,18 @@ pub(super) fn over_aggregate(
             return Err(frame_error("GROUPS frames are not supported"))
         }
     };
+    finish_over(input, calls, partition_keys, time_column, frame)
+}
+
+/// The OverAggregate node of `calls` over `input` with `frame`.
+fn finish_over(
+    input: Plan,
+    calls: Vec<&ast::Function>,
+    partition_keys: Vec<usize>,
+    time_column: usize,
+    frame: OverFrame,
+) -> Result<(Plan, Vec<String>)> {
+    let scope = &input.scope;
     let mut aggregates = Vec::new();
     let mut names = Vec::new();
     let mut columns = scope.columns.clone();
