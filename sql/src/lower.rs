@@ -151,6 +151,27 @@ pub fn lower_all(
                     connect(&mut graph, op, par, sink, par, None)?;
                     continue;
                 }
+                // An upsert sink folds or orders changes per key: every row
+                // of a key goes to one subtask, in order.
+                // (An updating query keyed by the sink's key already comes
+                // partitioned by it.)
+                if connector.writes_upserts(&desc) && !desc.primary_key.is_empty() && !plan.updating
+                {
+                    let sink = graph.add_operator(
+                        unique(&mut names, &format!("sink: {}", desc.name)),
+                        par,
+                        factory,
+                    );
+                    connect(
+                        &mut graph,
+                        node,
+                        par,
+                        sink,
+                        par,
+                        Some(desc.primary_key.clone()),
+                    )?;
+                    continue;
+                }
                 (format!("sink: {}", desc.name), factory, par)
             }
             SinkTarget::Operator {

@@ -233,6 +233,16 @@ impl Committer {
         Ok(())
     }
 
+    /// Takes the entries old subtask `origin` staged, restored by another
+    /// subtask at a new parallelism (before that subtask's `opened`).
+    pub(super) fn inherited(&self, origin: usize, restored: Vec<(u64, Payload)>) -> Result<()> {
+        let mut shared = self.lock()?;
+        for (key, payload) in restored {
+            shared.restored.insert((key, origin), payload);
+        }
+        Ok(())
+    }
+
     /// Records that `subtask` opened with `restored` entries; the last of
     /// `parallelism` subtasks to open commits the restored entries that the
     /// table does not have yet.

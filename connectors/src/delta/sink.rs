@@ -351,6 +351,22 @@ impl TwoPhaseSink for DeltaSink {
         Ok(())
     }
 
+    /// Restored at another parallelism: old subtask `origin`'s entries go
+    /// to the committer under that subtask, without counting this subtask
+    /// as opened (its own entries follow in `restore`), so that no old
+    /// subtask's entries replace another's and none is committed before
+    /// every subtask handed its entries in.
+    fn restore_other(
+        &mut self,
+        origin: usize,
+        entries: Vec<Staged>,
+        _ctx: &mut OperatorContext<'_>,
+    ) -> Result<Committed> {
+        let restored = self.decode(entries)?;
+        self.committer.inherited(origin, restored)?;
+        Ok(Committed::HandedOver)
+    }
+
     fn restore(
         &mut self,
         entries: Vec<Staged>,

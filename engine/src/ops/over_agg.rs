@@ -111,6 +111,12 @@ struct Partition {
     dirty: bool,
     /// UNBOUNDED PRECEDING: the running aggregates of every emitted row.
     running: Option<Vec<Box<dyn crate::aggregate::GroupsAccumulator>>>,
+    /// UNBOUNDED PRECEDING: rows fed to `running` so far, which numbers
+    /// them in time order (FIRST_VALUE and LAST_VALUE go by that number).
+    fed: u64,
+    /// The time of the last emitted row: a row before it cannot join the
+    /// partition's order any more (it is late).
+    last_emitted: Option<EventTime>,
 }
 
 /// The operator; see the module docs.
@@ -252,13 +258,14 @@ impl OverAggregate {
                             groups: &groups,
                             filter: filter.as_ref(),
                             total_groups: 1,
-                            first_row_seq: p.rows[i].seq,
+                            first_row_seq: p.fed,
                         })?;
                         let value = acc.evaluate(&[0])?;
                         for _ in i..j {
                             out.push(Arc::clone(&value));
                         }
                     }
+                    p.fed += (j - i) as u64;
                     i = j;
                 }
                 let mut out_columns: Vec<ArrayRef> = batch.columns().to_vec();
@@ -268,6 +275,7 @@ impl OverAggregate {
                 }
                 out.collect(RecordBatch::try_new(Arc::clone(&self.schema), out_columns)?)?;
                 // Emitted rows live on in the running aggregates only.
+                p.last_emitted = p.rows.get(due - 1).map(|h| h.ts);
                 p.rows.drain(..due);
                 p.emitted = 0;
                 p.dirty = true;
@@ -359,6 +367,7 @@ impl OverAggregate {
             }
             out.collect(RecordBatch::try_new(Arc::clone(&self.schema), out_columns)?)?;
             p.emitted = to;
+            p.last_emitted = p.rows.get(to - 1).map(|h| h.ts);
             p.dirty = true;
         }
         // Rows no frame of a later row reaches (later rows are above the
@@ -384,6 +393,8 @@ impl OverAggregate {
 
 fn encode(p: &Partition) -> Result<Vec<u8>> {
     let mut out = Vec::new();
+    out.extend_from_slice(&p.fed.to_le_bytes());
+    out.extend_from_slice(&p.last_emitted.unwrap_or(EventTime::MIN).to_le_bytes());
     match &p.running {
         None => out.push(0),
         Some(accs) => {
@@ -409,6 +420,8 @@ fn encode(p: &Partition) -> Result<Vec<u8>> {
 
 fn decode(b: &[u8], aggs: &BoundAggregates) -> Result<Partition> {
     let mut r = EntryReader::new(b, "OVER aggregation");
+    let fed = r.i64()? as u64;
+    let last_emitted = Some(r.i64()?).filter(|&t| t != EventTime::MIN);
     let running = match r.u8()? {
         0 => None,
         _ => {
@@ -434,6 +447,8 @@ fn decode(b: &[u8], aggs: &BoundAggregates) -> Result<Partition> {
         emitted,
         dirty: false,
         running,
+        fed,
+        last_emitted,
     })
 }
 
@@ -494,8 +509,16 @@ impl Operator for OverAggregate {
                 row: rows.row(i).as_ref().to_vec(),
             };
             let p = self.partitions.entry(key.into()).or_default();
-            // After the rows of the same or an earlier time.
-            let at = p.rows.partition_point(|h| h.ts <= ts);
+            // Behind the partition's last emitted row (possible after a
+            // restore at another parallelism, whose watermark is the
+            // lowest of the old subtasks'): late.
+            if p.last_emitted.is_some_and(|t| ts < t) {
+                late += 1;
+                continue;
+            }
+            // After the rows of the same or an earlier time, and after
+            // every emitted row.
+            let at = p.rows.partition_point(|h| h.ts <= ts).max(p.emitted);
             p.rows.insert(at, held);
             p.dirty = true;
             if !self.waiting.contains(key) {
@@ -750,6 +773,36 @@ mod tests {
             rows(&h.take_output()),
             [(2, 1, Some(20), Some(20), 1), (2, 1, Some(5), Some(25), 2)]
         );
+        Ok(())
+    }
+
+    #[test]
+    fn running_first_and_last_values_follow_time_not_arrival() -> Result<()> {
+        let mut s = spec(OverFrame::UnboundedRows);
+        s.aggregates = vec![
+            AggregateCall::new(F::FirstValue, vec![Expr::Column(2)], "f"),
+            AggregateCall::new(F::LastValue, vec![Expr::Column(2)], "l"),
+        ];
+        let mut h = OperatorHarness::new(Box::new(OverAggregate::new(s, &input())?))?;
+        // 5 arrives before 3 but comes after it in time.
+        h.batch(batch(&[(5, 1, Some(50)), (3, 1, Some(30))]))?;
+        h.watermark(10)?;
+        let out = h.take_output();
+        let got: Vec<(i64, i64, i64)> = out
+            .iter()
+            .flat_map(|b| {
+                let ts = b
+                    .column(0)
+                    .as_primitive::<arrow::datatypes::TimestampMillisecondType>()
+                    .clone();
+                let f = b.column(3).as_primitive::<Int64Type>().clone();
+                let l = b.column(4).as_primitive::<Int64Type>().clone();
+                (0..b.num_rows())
+                    .map(move |i| (ts.value(i), f.value(i), l.value(i)))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(got, [(3, 30, 30), (5, 30, 50)]);
         Ok(())
     }
 

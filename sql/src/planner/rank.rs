@@ -235,6 +235,8 @@ fn row_number_column(plan: &Plan) -> Option<usize> {
                 .iter()
                 .position(|(e, _)| strip_casts(e) == &Expr::Column(inner))
         }
+        // Another filter keeps the columns where they are.
+        Node::Filter { input, .. } => row_number_column(input),
         _ => None,
     }
 }
@@ -246,7 +248,7 @@ fn set_limit(plan: &mut Plan, n: usize) {
             // Only deduplication (N = 1) lets the latest of equal rows win.
             spec.later_first &= n == 1;
         }
-        Node::Project { input, .. } => set_limit(input, n),
+        Node::Project { input, .. } | Node::Filter { input, .. } => set_limit(input, n),
         _ => {}
     }
 }
