@@ -39,7 +39,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 NEXMARK = os.path.dirname(HERE)
 GENERATOR_OPTIONS = "'connector' = 'nexmark', 'number-of-events' = '${EVENTS}'"
-DEFAULT_QUERIES = ["q0", "q1", "q2", "q3", "q5", "q7", "q8", "q11", "q15", "q16", "q17", "q20", "q21", "q22"]
+DEFAULT_QUERIES = ["q0", "q1", "q2", "q3", "q4", "q5", "q7", "q8", "q9", "q11", "q15", "q16", "q17", "q18", "q19", "q20", "q21", "q22"]
 
 
 def read(name):
