@@ -82,6 +82,7 @@ fn operator(window: WindowSpec) -> OperatorHarness {
             AggregateCall::new(AggregateFunction::Sum, vec![Expr::Column(2)], "sum_v"),
             AggregateCall::new(AggregateFunction::Avg, vec![Expr::Column(2)], "avg_v"),
         ],
+        offset: 0,
     };
     let op = WindowAggregate::new(spec, &schema()).expect("valid aggregate");
     OperatorHarness::new(Box::new(op)).expect("operator opens")

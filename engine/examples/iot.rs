@@ -178,6 +178,7 @@ fn main() -> Result<()> {
         time_column: 0,
         key_columns: vec![1],
         aggregates: aggregates.clone(),
+        offset: 0,
     };
     let sliding = WindowAggregateSpec {
         window: WindowSpec::Hop {
@@ -187,6 +188,7 @@ fn main() -> Result<()> {
         time_column: 0,
         key_columns: vec![1],
         aggregates,
+        offset: 0,
     };
     let gold_op = g.add_operator(
         "gold_1min",

@@ -203,8 +203,9 @@ fn reuse_key(plan: &Plan) -> Option<String> {
             window,
             time_column,
             partition,
+            offset,
         } => format!(
-            "window({window:?}, {time_column}, {partition:?}, {})",
+            "window({window:?}, {time_column}, {partition:?}, {offset}, {})",
             reuse_key(input)?
         ),
         _ => return None,
@@ -340,10 +341,16 @@ impl Lowerer<'_> {
                 input,
                 window,
                 time_column,
+                offset,
                 ..
             } => {
-                let factory = WindowAssign::factory(*window, *time_column, &input.schema())
-                    .map_err(|e| self.err(e))?;
+                let factory = WindowAssign::factory_with_offset(
+                    *window,
+                    *time_column,
+                    *offset,
+                    &input.schema(),
+                )
+                .map_err(|e| self.err(e))?;
                 let (n, p) = self.lower(input)?;
                 let op =
                     self.graph

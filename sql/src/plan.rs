@@ -78,6 +78,8 @@ pub enum Node {
         time_column: usize,
         /// SESSION's PARTITION BY columns.
         partition: Vec<usize>,
+        /// Window offset in milliseconds (TUMBLE, HOP, CUMULATE).
+        offset: i64,
     },
     /// TUMBLE / HOP / CUMULATE aggregate.
     WindowAggregate {
@@ -508,10 +510,18 @@ impl Plan {
             },
             Node::Filter { predicate, .. } => format!("Filter {predicate}"),
             Node::Project { .. } => "Project".to_string(),
-            Node::WindowTvf { window, .. } => format!("WindowTvf {window:?}"),
+            Node::WindowTvf { window, offset, .. } => match offset {
+                0 => format!("WindowTvf {window:?}"),
+                o => format!("WindowTvf {window:?} offset {o} ms"),
+            },
             Node::WindowAggregate { spec, .. } => format!(
-                "WindowAggregate {:?} keys {:?}",
-                spec.window, spec.key_columns
+                "WindowAggregate {:?}{} keys {:?}",
+                spec.window,
+                match spec.offset {
+                    0 => String::new(),
+                    o => format!(" offset {o} ms"),
+                },
+                spec.key_columns
             ),
             Node::SessionAggregate { spec, .. } => format!(
                 "SessionAggregate gap {} ms keys {:?}",

@@ -83,6 +83,7 @@ pub fn window_factory(spec: WindowSpec) -> OperatorFactory {
             time_column: 0,
             key_columns: vec![1],
             aggregates: all_aggregates(),
+            offset: 0,
         }
         .factory(schema()),
     }

@@ -103,6 +103,7 @@ fn run(parallelism: usize) -> Result<(Vec<WindowResult>, Vec<WindowResult>)> {
         time_column: 0,
         key_columns: vec![1],
         aggregates: all_aggregates(),
+        offset: 0,
     };
     let session = SessionAggregateSpec {
         gap: 300,

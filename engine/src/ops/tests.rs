@@ -107,6 +107,7 @@ fn window_op_with(
         time_column: 0,
         key_columns: vec![1],
         aggregates,
+        offset: 0,
     };
     Ok(Box::new(WindowAggregate::new(spec, &schema())?))
 }
@@ -408,6 +409,7 @@ fn plan_errors_are_clear() {
         time_column: 0,
         key_columns: vec![1],
         aggregates: calls(),
+        offset: 0,
     };
     let err = WindowAggregate::new(bad, &schema())
         .err()
@@ -419,6 +421,7 @@ fn plan_errors_are_clear() {
         time_column: 0,
         key_columns: vec![1],
         aggregates: vec![AggregateCall::new(F::Sum, vec![Expr::Column(1)], "s")],
+        offset: 0,
     };
     let err = WindowAggregate::new(bad, &schema())
         .err()

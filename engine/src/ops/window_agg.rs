@@ -62,6 +62,10 @@ pub struct WindowAggregateSpec {
     pub key_columns: Vec<usize>,
     /// The aggregates.
     pub aggregates: Vec<AggregateCall>,
+    /// Milliseconds the windows are shifted by from multiples of their
+    /// size (Flink's window offset: `TUMBLE(..., INTERVAL '1' DAY,
+    /// INTERVAL '-8' HOUR)` starts days at 08:00 UTC).
+    pub offset: i64,
 }
 
 impl WindowAggregateSpec {
@@ -384,8 +388,20 @@ impl WindowAggregate {
         let parser = self.encoder.converter().parser();
         let mut columns = self.encoder.decode(keys.iter().map(|k| parser.parse(k)))?;
         let n = keys.len();
-        columns.push(Arc::new(TimestampMillisecondArray::from(vec![start; n])));
-        columns.push(Arc::new(TimestampMillisecondArray::from(vec![end; n])));
+        // The operator works in times shifted by the offset; the window
+        // columns are in real time.
+        let offset = self.spec.offset;
+        columns.push(Arc::new(TimestampMillisecondArray::from(vec![
+            start
+                .saturating_add(
+                    offset
+                );
+            n
+        ])));
+        columns.push(Arc::new(TimestampMillisecondArray::from(vec![
+            end.saturating_add(offset);
+            n
+        ])));
         columns.extend(values);
         out.collect(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
     }
@@ -526,7 +542,10 @@ impl Operator for WindowAggregate {
                 slice_of.push(None);
                 continue;
             }
-            let s = self.spec.window.slice_end(times.value(i));
+            let s = self
+                .spec
+                .window
+                .slice_end(times.value(i).saturating_sub(self.spec.offset));
             if self.is_late(s) {
                 dropped += 1;
                 slice_of.push(None);
@@ -560,6 +579,12 @@ impl Operator for WindowAggregate {
         ctx: &mut OperatorContext<'_>,
         out: &mut dyn Collector,
     ) -> Result<()> {
+        // In shifted time, as the slices are (the end of time stays).
+        let watermark = if watermark == EventTime::MAX {
+            watermark
+        } else {
+            watermark.saturating_sub(self.spec.offset)
+        };
         if watermark <= self.watermark {
             return Ok(());
         }

@@ -72,6 +72,8 @@ fn window_field(name: &str) -> Field {
 pub struct WindowAssign {
     window: WindowSpec,
     time_column: usize,
+    /// Window offset in milliseconds (see `WindowAggregateSpec::offset`).
+    offset: i64,
     schema: SchemaRef,
 }
 
@@ -88,6 +90,17 @@ impl WindowAssign {
     pub fn factory(
         window: WindowSpec,
         time_column: usize,
+        input: &Schema,
+    ) -> Result<OperatorFactory> {
+        Self::factory_with_offset(window, time_column, 0, input)
+    }
+
+    /// [`WindowAssign::factory`] for windows shifted by `offset`
+    /// milliseconds from multiples of their size.
+    pub fn factory_with_offset(
+        window: WindowSpec,
+        time_column: usize,
+        offset: i64,
         input: &Schema,
     ) -> Result<OperatorFactory> {
         if let WindowSpec::Session { .. } = window {
@@ -107,6 +120,7 @@ impl WindowAssign {
             Ok(Box::new(WindowAssign {
                 window,
                 time_column,
+                offset,
                 schema: Arc::clone(&schema),
             }) as Box<dyn Operator>)
         }))
@@ -131,10 +145,11 @@ impl Operator for WindowAssign {
                 no_time += 1;
                 continue;
             }
-            for (s, e) in self.window.windows_of(times.value(i)) {
+            let shifted = times.value(i).saturating_sub(self.offset);
+            for (s, e) in self.window.windows_of(shifted) {
                 rows.push(i as u32);
-                starts.push(s);
-                ends.push(e);
+                starts.push(s.saturating_add(self.offset));
+                ends.push(e.saturating_add(self.offset));
             }
         }
         if no_time > 0 {

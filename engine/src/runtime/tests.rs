@@ -101,6 +101,7 @@ fn windowed_job(
             AggregateCall::new(AggregateFunction::Count, vec![], "c"),
             AggregateCall::new(AggregateFunction::Sum, vec![Expr::Column(2)], "s"),
         ],
+        offset: 0,
     };
     let agg = g.add_operator("agg", par, spec.factory(schema())?);
     let sink = g.add_operator("sink", 1, out.factory());
@@ -449,6 +450,7 @@ fn an_idle_split_stops_holding_back_the_watermark() -> Result<()> {
                 AggregateCall::new(AggregateFunction::Count, vec![], "c"),
                 AggregateCall::new(AggregateFunction::Sum, vec![Expr::Column(2)], "s"),
             ],
+            offset: 0,
         };
         let agg = g.add_operator("agg", 1, spec.factory(schema())?);
         let sink = g.add_operator("sink", 1, out.factory());
@@ -604,6 +606,7 @@ fn an_operator_that_emits_older_rows_holds_the_watermark_back() -> Result<()> {
                 AggregateCall::new(AggregateFunction::Count, vec![], "c"),
                 AggregateCall::new(AggregateFunction::Sum, vec![Expr::Column(2)], "s"),
             ],
+            offset: 0,
         };
         let agg = g.add_operator("agg", 1, spec.factory(schema())?);
         let sink = g.add_operator("sink", 1, out.factory());

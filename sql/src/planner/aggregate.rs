@@ -45,12 +45,17 @@ impl Planner<'_> {
         // operator retracts (see runnel_engine::ops::retract_agg).
         // Window: the input is a window TVF and GROUP BY names its columns.
         let input_window = input.window;
+        let offset = match &input.node {
+            Node::WindowTvf { offset, .. } => *offset,
+            _ => 0,
+        };
         let (base, window) = match input.node {
             Node::WindowTvf {
                 input: inner,
                 window,
                 time_column,
                 partition,
+                ..
             } => (
                 *inner,
                 Some((window, time_column, partition, input.scope.clone())),
@@ -94,7 +99,7 @@ impl Planner<'_> {
             (w, _) => (w, [WINDOW_START, WINDOW_END]),
         };
         let (agg_plan, agg_offset) =
-            aggregate_plan(base, window, names, cascade, &keys, &aggs, position)?;
+            aggregate_plan(base, window, names, cascade, &keys, &aggs, offset, position)?;
         // Select list and HAVING over the aggregate's output.
         let updating = agg_plan.updating;
         let window_columns = agg_plan.window;
@@ -354,6 +359,7 @@ fn aggregate_plan(
     cascade: Option<(usize, usize)>,
     keys: &[usize],
     aggs: &[FoundAggregate],
+    offset: i64,
     position: Position,
 ) -> Result<(Plan, usize)> {
     let calls: Vec<AggregateCall> = aggs.iter().map(|(_, c, _)| c.clone()).collect();
@@ -366,7 +372,7 @@ fn aggregate_plan(
         out_cols.push(col(names[0], None, ts_type(), false));
         out_cols.push(col(names[1], None, ts_type(), false));
     }
-    let (node, updating) = aggregate_node(base, window, keys, calls, position)?;
+    let (node, updating) = aggregate_node(base, window, keys, calls, offset, position)?;
     let agg_offset = out_cols.len();
     for (i, (_, call, t)) in aggs.iter().enumerate() {
         let nullable = !matches!(
@@ -404,6 +410,7 @@ fn aggregate_node(
     window: Option<GroupWindow>,
     keys: &[usize],
     calls: Vec<AggregateCall>,
+    offset: i64,
     position: Position,
 ) -> Result<(Node, bool)> {
     Ok(match window {
@@ -438,6 +445,7 @@ fn aggregate_node(
                     time_column,
                     key_columns: keys.to_vec(),
                     aggregates: calls,
+                    offset,
                 };
                 (
                     Node::WindowAggregate {

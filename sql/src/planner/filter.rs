@@ -35,6 +35,7 @@ pub(super) fn with_filter(input: Plan, pred: &ast::Expr) -> Result<Plan> {
             window,
             time_column: tc,
             partition,
+            offset,
         } => {
             let filtered = with_filter(*inner, pred)?;
             return Ok(Plan {
@@ -43,6 +44,7 @@ pub(super) fn with_filter(input: Plan, pred: &ast::Expr) -> Result<Plan> {
                     window,
                     time_column: tc,
                     partition,
+                    offset,
                 },
                 scope,
                 updating,

@@ -29,6 +29,14 @@ impl Planner<'_> {
         let (input, partition, tname) = self.window_input(&fname, args[0])?;
         let time_column = descriptor_column(args[1], &input, &tname)?;
         let window = window_spec(&fname, &args, expr)?;
+        // An optional last argument: the offset of the windows from
+        // multiples of their size, as in Flink.
+        let offset = match (fname.as_str(), args.len()) {
+            ("TUMBLE", 4) | ("HOP" | "CUMULATE", 5) => {
+                crate::binder::interval_millis(args[args.len() - 1])?
+            }
+            _ => 0,
+        };
         let mut columns = input.scope.columns.clone();
         columns.push(col(WINDOW_START, None, ts_type(), false));
         columns.push(col(WINDOW_END, None, ts_type(), false));
@@ -45,6 +53,7 @@ impl Planner<'_> {
                 window,
                 time_column,
                 partition,
+                offset,
             },
             scope: Scope::new(columns),
             updating: false,
@@ -113,7 +122,9 @@ fn window_args<'f>(
 ) -> Result<Vec<&'f ast::Expr>> {
     let args = function_args(f)?;
     let arity = match fname {
+        "TUMBLE" if args.len() == 4 => 4,
         "TUMBLE" | "SESSION" => 3,
+        "HOP" | "CUMULATE" if args.len() == 5 => 5,
         "HOP" | "CUMULATE" => 4,
         _ => {
             return Err(SqlError::plan(
@@ -130,10 +141,10 @@ fn window_args<'f>(
             format!(
                 "{fname} takes {arity} arguments (TABLE t, DESCRIPTOR(time column), {}), found {}",
                 match fname {
-                    "TUMBLE" => "size",
+                    "TUMBLE" => "size[, offset]",
                     "SESSION" => "gap",
-                    "HOP" => "slide, size",
-                    _ => "step, size",
+                    "HOP" => "slide, size[, offset]",
+                    _ => "step, size[, offset]",
                 },
                 args.len()
             ),
