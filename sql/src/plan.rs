@@ -356,6 +356,12 @@ impl Plan {
             Node::Normalize { spec, .. } => Some(spec.key_columns.clone()),
             // Each change is of one rank of one partition; the first rank
             // of a partition is the partition's only row.
+            // RANK and DENSE_RANK give equal rows one rank: no key.
+            Node::TopN { spec, .. }
+                if spec.function != runnel_engine::ops::RankFunction::RowNumber =>
+            {
+                None
+            }
             Node::TopN { spec, input, .. } => {
                 let mut key = spec.partition_keys.clone();
                 if spec.limit != 1 {

@@ -29,7 +29,7 @@ pub use retract_agg::RetractAggregate;
 pub use session::{SessionAggregate, SessionAggregateSpec};
 pub use stream_join::{StreamJoin, StreamJoinSpec};
 pub use temporal_join::{TemporalJoin, TemporalJoinSpec};
-pub use top_n::{TopN, TopNSpec};
+pub use top_n::{RankFunction, TopN, TopNSpec};
 pub use window_agg::{WindowAggregate, WindowAggregateSpec};
 pub use window_join::{WindowAssign, WindowJoin, WindowJoinSpec};
 #[cfg(test)]

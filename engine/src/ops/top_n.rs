@@ -44,6 +44,18 @@ use crate::operator::{Collector, Operator, OperatorContext, OperatorFactory, Tas
 use crate::ops::agg::{load_meta, save_meta, state_key, EntryReader};
 use crate::types::{is_updating, row_kind_array, with_row_kind, Barrier, RowKind};
 
+/// How rows are numbered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RankFunction {
+    /// `ROW_NUMBER()`: 1, 2, 3, ... (equal rows by arrival).
+    #[default]
+    RowNumber,
+    /// `RANK()`: equal rows share a rank, the next rank skips (1, 1, 3).
+    Rank,
+    /// `DENSE_RANK()`: equal rows share a rank, no gaps (1, 1, 2).
+    DenseRank,
+}
+
 /// What a Top-N keeps.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopNSpec {
@@ -65,6 +77,9 @@ pub struct TopNSpec {
     /// Window Top-N: the input's `window_end` column (one of the partition
     /// columns); the output is then append-only.
     pub window_end: Option<usize>,
+    /// ROW_NUMBER, RANK or DENSE_RANK; with RANK and DENSE_RANK the rows
+    /// of rank `limit` or better are kept, ties included.
+    pub function: RankFunction,
 }
 
 impl TopNSpec {
@@ -245,6 +260,28 @@ impl TopN {
     }
 }
 
+/// The rank of each of `rows` (best first) under `function`.
+fn ranks(rows: &[Kept], function: RankFunction) -> Vec<usize> {
+    let mut out: Vec<usize> = Vec::with_capacity(rows.len());
+    let mut dense = 0;
+    for (i, k) in rows.iter().enumerate() {
+        let tie = i > 0 && rows[i - 1].sort == k.sort;
+        let rank = match function {
+            RankFunction::RowNumber => i + 1,
+            RankFunction::Rank if tie => out[i - 1],
+            RankFunction::Rank => i + 1,
+            RankFunction::DenseRank => {
+                if !tie {
+                    dense += 1;
+                }
+                dense
+            }
+        };
+        out.push(rank);
+    }
+    out
+}
+
 fn encode(p: &Partition) -> Vec<u8> {
     let mut out = Vec::new();
     out.extend_from_slice(&p.end.to_le_bytes());
@@ -363,6 +400,45 @@ impl Operator for TopN {
                 }
             }
             let part = self.partitions.entry(key.into()).or_default();
+            if self.spec.function != RankFunction::RowNumber {
+                // RANK, DENSE_RANK: rank = better rows (or distinct better
+                // values) + 1; the row goes after its equals.
+                let function = self.spec.function;
+                let at = part.rows.partition_point(|k| k.sort.as_slice() <= sort);
+                let old = ranks(&part.rows, function);
+                self.seq += 1;
+                part.rows.insert(
+                    at,
+                    Kept {
+                        sort: sort.to_vec(),
+                        seq: self.seq,
+                        row: rows.row(i).as_ref().to_vec(),
+                    },
+                );
+                let new = ranks(&part.rows, function);
+                if new[at] > limit {
+                    part.rows.remove(at);
+                    continue;
+                }
+                let keep = new.partition_point(|&r| r <= limit);
+                if end.is_none() {
+                    // Rows after it moved down a rank, or out.
+                    for idx in at + 1..part.rows.len() {
+                        let (was, now) = (old[idx - 1], new[idx]);
+                        let row = &part.rows[idx].row;
+                        if idx >= keep {
+                            changes.push((row.clone(), was, RowKind::Delete));
+                        } else if was != now && ranked {
+                            changes.push((row.clone(), was, RowKind::UpdateBefore));
+                            changes.push((row.clone(), now, RowKind::UpdateAfter));
+                        }
+                    }
+                    changes.push((part.rows[at].row.clone(), new[at], RowKind::Insert));
+                }
+                part.rows.truncate(keep);
+                part.dirty = true;
+                continue;
+            }
             // After every kept row that sorts before it, and after (or,
             // with `later_first`, before) the ones equal to it.
             let at = if self.spec.later_first {
@@ -441,8 +517,9 @@ impl Operator for TopN {
             let mut rows: Vec<(Vec<u8>, usize, RowKind)> = Vec::new();
             for key in keys {
                 if let Some(p) = self.partitions.remove(&key) {
-                    for (i, k) in p.rows.into_iter().enumerate() {
-                        rows.push((k.row, i + 1, RowKind::Insert));
+                    let numbers = ranks(&p.rows, self.spec.function);
+                    for (k, rank) in p.rows.into_iter().zip(numbers) {
+                        rows.push((k.row, rank, RowKind::Insert));
                     }
                 }
                 ctx.state.delete(table, &state_key(ctx, &key, &[]))?;
@@ -516,6 +593,7 @@ mod tests {
             rank_name: "rn".into(),
             later_first: false,
             window_end: None,
+            function: RankFunction::RowNumber,
         }
     }
 
@@ -664,6 +742,51 @@ mod tests {
     }
 
     #[test]
+    fn rank_and_dense_rank_keep_ties_and_move_rows_down() -> Result<()> {
+        let mut s = spec(2, true);
+        s.function = RankFunction::Rank;
+        let mut h = OperatorHarness::new(Box::new(TopN::new(s.clone(), &input())?))?;
+        h.batch(batch(&[(1, Some(5), "a"), (1, Some(5), "b")]))?;
+        assert_eq!(changes(&h.take_output(), true), ["+I a 1", "+I b 1"]);
+        // 3 gets rank 3 > 2: dropped. 9 moves both to rank 2.
+        h.batch(batch(&[(1, Some(3), "c"), (1, Some(9), "d")]))?;
+        assert_eq!(
+            changes(&h.take_output(), true),
+            ["-U a 1", "+U a 2", "-U b 1", "+U b 2", "+I d 1"]
+        );
+        // Another 9: a and b fall to rank 3, out.
+        h.batch(batch(&[(1, Some(9), "e")]))?;
+        assert_eq!(
+            changes(&h.take_output(), true),
+            ["-D a 2", "-D b 2", "+I e 1"]
+        );
+
+        s.function = RankFunction::DenseRank;
+        let mut h = OperatorHarness::new(Box::new(TopN::new(s, &input())?))?;
+        h.batch(batch(&[
+            (1, Some(5), "a"),
+            (1, Some(9), "b"),
+            (1, Some(9), "c"),
+            (1, Some(3), "d"),
+        ]))?;
+        let mut got = changes(&h.take_output(), true);
+        got.sort();
+        // Dense ranks: 9 -> 1 (b, c), 5 -> 2 (a); 3 would be 3: out.
+        let mut live: std::collections::BTreeMap<String, i32> = Default::default();
+        for line in &got {
+            let (kind, row) = line.split_once(' ').expect("kind");
+            *live.entry(row.to_string()).or_default() +=
+                if matches!(kind, "+I" | "+U") { 1 } else { -1 };
+        }
+        live.retain(|_, n| *n != 0);
+        assert_eq!(
+            live.keys().cloned().collect::<Vec<_>>(),
+            ["a 2", "b 1", "c 1"]
+        );
+        Ok(())
+    }
+
+    #[test]
     fn partitions_survive_a_restore() -> Result<()> {
         let mut h = OperatorHarness::new(Box::new(TopN::new(spec(1, false), &input())?))?;
         h.batch(batch(&[(1, Some(5), "a"), (2, Some(1), "x")]))?;
@@ -696,8 +819,15 @@ mod tests {
             limit in 1usize..4,
             rank in any::<bool>(),
             split in 1usize..10,
+            function in prop_oneof![
+                Just(RankFunction::RowNumber),
+                Just(RankFunction::Rank),
+                Just(RankFunction::DenseRank)
+            ],
         ) {
-            let mut h = OperatorHarness::new(Box::new(TopN::new(spec(limit, rank), &input()).expect("op"))).expect("open");
+            let mut s = spec(limit, rank);
+            s.function = function;
+            let mut h = OperatorHarness::new(Box::new(TopN::new(s, &input()).expect("op"))).expect("open");
             let names: Vec<String> = (0..rows.len()).map(|i| format!("r{i}")).collect();
             let mut live: std::collections::BTreeMap<String, i64> = Default::default();
             for (c, chunk) in rows.chunks(split).enumerate() {
@@ -731,12 +861,31 @@ mod tests {
                     (None, Some(_)) => std::cmp::Ordering::Greater,
                     (None, None) => a.0.cmp(&b.0),
                 });
-                for (rank_of, (i, _)) in part.iter().take(limit).enumerate() {
-                    want.insert(if rank {
-                        format!("{} {}", names[*i], rank_of + 1)
-                    } else {
-                        names[*i].clone()
+                // The rank of each row of the sorted partition.
+                let mut numbers: Vec<usize> = Vec::new();
+                let mut dense = 0;
+                for (pos, (_, v)) in part.iter().enumerate() {
+                    let tie = pos > 0 && part[pos - 1].1 == *v;
+                    numbers.push(match function {
+                        RankFunction::RowNumber => pos + 1,
+                        RankFunction::Rank if tie => numbers[pos - 1],
+                        RankFunction::Rank => pos + 1,
+                        RankFunction::DenseRank => {
+                            if !tie {
+                                dense += 1;
+                            }
+                            dense
+                        }
                     });
+                }
+                for ((i, _), n) in part.iter().zip(numbers) {
+                    if n <= limit {
+                        want.insert(if rank {
+                            format!("{} {}", names[*i], n)
+                        } else {
+                            names[*i].clone()
+                        });
+                    }
                 }
             }
             let got: std::collections::BTreeSet<String> = live.into_keys().collect();

@@ -8,7 +8,7 @@
 
 use arrow::datatypes::DataType;
 use runnel_engine::expr::{BinaryOp, Expr, ScalarValue};
-use runnel_engine::ops::{OverAggregateSpec, OverFrame, TopNSpec};
+use runnel_engine::ops::{OverAggregateSpec, OverFrame, RankFunction, TopNSpec};
 use runnel_engine::types::ROW_KIND_COLUMN;
 use sqlparser::ast;
 
@@ -45,15 +45,21 @@ pub(super) fn contains_over(e: &ast::Expr) -> bool {
 /// its limit not yet known (0).
 pub(super) fn row_number(input: Plan, f: &ast::Function) -> Result<Plan> {
     let name = f.name.to_string();
-    if !name.eq_ignore_ascii_case("ROW_NUMBER") {
-        return Err(SqlError::plan(
-            format!(
-                "{name}() OVER is not supported yet; ROW_NUMBER() OVER (PARTITION BY ... ORDER BY ...) \
-                 with a filter on it (Top-N, deduplication) is"
-            ),
-            pos(&f.name),
-        ));
-    }
+    let function = match name.to_uppercase().as_str() {
+        "ROW_NUMBER" => RankFunction::RowNumber,
+        "RANK" => RankFunction::Rank,
+        "DENSE_RANK" => RankFunction::DenseRank,
+        _ => {
+            return Err(SqlError::plan(
+                format!(
+                    "{name}() OVER is not supported yet; ROW_NUMBER(), RANK() or DENSE_RANK() OVER \
+                     (PARTITION BY ... ORDER BY ...) with a filter on it (Top-N, deduplication), and \
+                     aggregate functions OVER a frame, are"
+                ),
+                pos(&f.name),
+            ))
+        }
+    };
     let no_args = match &f.args {
         ast::FunctionArguments::None => true,
         ast::FunctionArguments::List(l) => l.args.is_empty(),
@@ -61,7 +67,7 @@ pub(super) fn row_number(input: Plan, f: &ast::Function) -> Result<Plan> {
     };
     if !no_args {
         return Err(SqlError::plan(
-            "ROW_NUMBER() takes no arguments",
+            format!("{name}() takes no arguments"),
             pos(&f.name),
         ));
     }
@@ -132,7 +138,8 @@ pub(super) fn row_number(input: Plan, f: &ast::Function) -> Result<Plan> {
     // ORDER BY the time attribute DESC is Flink's deduplication keeping
     // the last row: of rows with equal times the latest to arrive wins
     // (when the filter makes it a Top-1, see `set_limit`).
-    let later_first = matches!(order.as_slice(), [(c, true, _)] if input.time_column == Some(*c));
+    let later_first = function == RankFunction::RowNumber
+        && matches!(order.as_slice(), [(c, true, _)] if input.time_column == Some(*c));
     // PARTITION BY the input's window columns: a window Top-N, emitted
     // when the window closes (append-only).
     let window_end = input
@@ -159,6 +166,7 @@ pub(super) fn row_number(input: Plan, f: &ast::Function) -> Result<Plan> {
                 rank_name: "row_number".into(),
                 later_first,
                 window_end,
+                function,
             },
             position: pos(&f.name),
         },

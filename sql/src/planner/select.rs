@@ -115,7 +115,13 @@ impl Planner<'_> {
             let i = over
                 .iter()
                 .copied()
-                .find(|&i| name_of(i).is_some_and(|n| n.eq_ignore_ascii_case("ROW_NUMBER")))
+                .find(|&i| {
+                    name_of(i).is_some_and(|n| {
+                        ["ROW_NUMBER", "RANK", "DENSE_RANK"]
+                            .iter()
+                            .any(|f| n.eq_ignore_ascii_case(f))
+                    })
+                })
                 .unwrap_or(over[0]);
             return self.plan_row_number(select, from, items, i, &group_exprs, distinct);
         }
