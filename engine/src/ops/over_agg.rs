@@ -21,7 +21,7 @@
 //! one column per aggregate; append-only, with the input's time column.
 //!
 //! State: one entry per partition, `key group | partition key` to its rows
-//! (time, arrival number, row) and how many of them were emitted; a
+//! (time, row) and how many of them were emitted; a
 //! barrier writes the partitions changed since the last one. A restore
 //! reads every partition of the subtask back.
 
@@ -98,7 +98,6 @@ impl OverAggregateSpec {
 #[derive(Debug, Clone)]
 struct Held {
     ts: EventTime,
-    seq: u64,
     row: Vec<u8>,
 }
 
@@ -132,7 +131,6 @@ pub struct OverAggregate {
     /// Partitions with rows not yet emitted.
     waiting: BTreeSet<Box<[u8]>>,
     watermark: EventTime,
-    seq: u64,
     table: Option<TableId>,
 }
 
@@ -186,7 +184,6 @@ impl OverAggregate {
             partitions: HashMap::default(),
             waiting: BTreeSet::new(),
             watermark: EventTime::MIN,
-            seq: 0,
             table: None,
         })
     }
@@ -411,7 +408,6 @@ fn encode(p: &Partition) -> Result<Vec<u8>> {
     out.extend_from_slice(&(p.rows.len() as u32).to_le_bytes());
     for h in &p.rows {
         out.extend_from_slice(&h.ts.to_le_bytes());
-        out.extend_from_slice(&h.seq.to_le_bytes());
         out.extend_from_slice(&(h.row.len() as u32).to_le_bytes());
         out.extend_from_slice(&h.row);
     }
@@ -438,9 +434,8 @@ fn decode(b: &[u8], aggs: &BoundAggregates) -> Result<Partition> {
     let mut rows = Vec::with_capacity(n as usize);
     for _ in 0..n {
         let ts = r.i64()?;
-        let seq = r.i64()? as u64;
         let row = r.sized()?.to_vec();
-        rows.push(Held { ts, seq, row });
+        rows.push(Held { ts, row });
     }
     Ok(Partition {
         rows,
@@ -462,9 +457,8 @@ impl Operator for OverAggregate {
             .state
             .register_table(&format!("{}/over_agg", ctx.task.operator_name))?;
         self.table = Some(table);
-        if let Some((watermark, seq)) = load_meta(ctx, table)? {
+        if let Some((watermark, _)) = load_meta(ctx, table)? {
             self.watermark = watermark;
-            self.seq = seq;
             for (_, _, key, value) in scan_owned(ctx, table, 0)? {
                 let p = decode(&value, &self.aggs)?;
                 let key: Box<[u8]> = key.into();
@@ -502,10 +496,8 @@ impl Operator for OverAggregate {
             }
             let ts = times.value(i);
             let key: &[u8] = keys.as_ref().map_or(&[], |k| k.row(i).data());
-            self.seq += 1;
             let held = Held {
                 ts,
-                seq: self.seq,
                 row: rows.row(i).as_ref().to_vec(),
             };
             let p = self.partitions.entry(key.into()).or_default();
@@ -569,7 +561,7 @@ impl Operator for OverAggregate {
         for key in gone {
             self.partitions.remove(&key);
         }
-        save_meta(ctx, table, self.watermark, self.seq)
+        save_meta(ctx, table, self.watermark, 0)
     }
 }
 
