@@ -126,7 +126,6 @@ struct Partition {
 #[derive(Debug)]
 pub struct TopN {
     spec: TopNSpec,
-    input: SchemaRef,
     schema: SchemaRef,
     partition: Option<KeyEncoder>,
     sort: RowConverter,
@@ -201,7 +200,6 @@ impl TopN {
         Ok(Self {
             schema: spec.output_schema(input),
             spec,
-            input: Arc::clone(input),
             partition,
             sort,
             rows,
@@ -254,8 +252,6 @@ impl TopN {
             let kinds: Vec<RowKind> = changes.iter().map(|(.., k)| *k).collect();
             columns.push(row_kind_array(&kinds));
         }
-        // Nullability as the input declares it.
-        let _ = &self.input;
         out.collect(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
     }
 }
