@@ -1,6 +1,8 @@
--- not yet: needs a processing-time attribute (PROCTIME()) for the lookup join and a side-input file
--- q13: bounded side input join: each bid joined with a value from a static table.
-CREATE TABLE side_input (`key` BIGINT, `value` STRING) WITH ('connector' = 'filesystem', 'path' = 'side_input.csv', 'format' = 'csv');
+-- q13: bounded side input join: each bid joined with a value from a static
+-- table, looked up as of the bid's processing time. The harness writes the
+-- side input (keys 0-9999, each value the key's text) and puts its path in
+-- place of ${SIDE_INPUT}.
+CREATE TABLE side_input (`key` BIGINT, `value` STRING) WITH ('connector' = 'filesystem', 'path' = '${SIDE_INPUT}', 'format' = 'csv');
 CREATE TABLE q13_sink (auction BIGINT, bidder BIGINT, price BIGINT, date_time TIMESTAMP(3), `value` STRING) WITH ('connector' = 'blackhole');
 INSERT INTO q13_sink
 SELECT B.auction, B.bidder, B.price, B.date_time, S.`value`

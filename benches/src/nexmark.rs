@@ -228,11 +228,37 @@ pub fn script(query_file: &str, config: &RunConfig) -> Result<String, String> {
             ),
         ),
     };
-    let query = match &config.output_dir {
+    let mut query = match &config.output_dir {
         None => query_file.to_string(),
         Some(_) => bare_select(query_file)?,
     };
+    if query.contains(SIDE_INPUT) {
+        let path = side_input_file()?;
+        query = query.replace(SIDE_INPUT, &path.display().to_string().replace('\'', "''"));
+    }
     Ok(format!("{source}\n{query}"))
+}
+
+/// Where q13's side input goes in its query file.
+pub const SIDE_INPUT: &str = "${SIDE_INPUT}";
+
+/// Keys in q13's side input: 0 to 9999, as in Flink's nexmark, which
+/// joins `MOD(auction, 10000)`.
+pub const SIDE_INPUT_KEYS: u64 = 10_000;
+
+/// The side input of q13, a CSV file of `key,value` lines (the value is
+/// the key's text), written once into the temporary directory.
+pub fn side_input_file() -> Result<PathBuf, String> {
+    let path = std::env::temp_dir().join("runnel-nexmark-side-input.csv");
+    let text: String = (0..SIDE_INPUT_KEYS).map(|k| format!("{k},{k}\n")).collect();
+    let current = std::fs::read_to_string(&path).ok();
+    if current.as_deref() != Some(text.as_str()) {
+        // Written aside and renamed, so a concurrent reader never sees half.
+        let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
+        std::fs::write(&tmp, &text).map_err(|e| format!("{}: {e}", tmp.display()))?;
+        std::fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(path)
 }
 
 /// The query file with its `INSERT INTO <sink>` turned into a bare SELECT.

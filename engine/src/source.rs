@@ -102,6 +102,11 @@ pub struct WatermarkStrategy {
     /// A split that produced nothing for this long stops holding back the
     /// watermark (`'scan.idle-timeout'`); `None` never.
     pub idle_timeout: Option<Duration>,
+    /// Processing time instead: the watermark is this clock's time (less
+    /// a millisecond), sent every watermark interval whether or not rows
+    /// arrive, and `time_column` is not read. Used when a window is
+    /// driven by a `PROCTIME()` column stamped from the same clock.
+    pub processing_time: Option<crate::time::Clock>,
 }
 
 impl WatermarkStrategy {
@@ -111,6 +116,17 @@ impl WatermarkStrategy {
             time_column,
             max_out_of_orderness,
             idle_timeout: None,
+            processing_time: None,
+        }
+    }
+
+    /// Watermarks that follow `clock` (processing time).
+    pub fn processing_time(clock: crate::time::Clock) -> Self {
+        Self {
+            time_column: 0,
+            max_out_of_orderness: Duration::ZERO,
+            idle_timeout: None,
+            processing_time: Some(clock),
         }
     }
 

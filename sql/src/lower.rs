@@ -193,7 +193,11 @@ pub fn lower_all(
 /// not shared (`None`).
 fn reuse_key(plan: &Plan) -> Option<String> {
     Some(match &plan.node {
-        Node::Scan { table, .. } => format!("scan({})", scan_key(table)),
+        Node::Scan {
+            table,
+            proctime_watermark,
+            ..
+        } => format!("scan({}, {proctime_watermark})", scan_key(table)),
         Node::Filter { input, predicate } => {
             format!("filter({predicate:?}, {})", reuse_key(input)?)
         }
@@ -328,12 +332,31 @@ impl Lowerer<'_> {
 
     fn lower_node(&mut self, plan: &Plan) -> Result<(NodeId, usize)> {
         match &plan.node {
-            Node::Scan { table, projection } => {
+            Node::Scan {
+                table,
+                projection,
+                proctime_watermark,
+            } => {
                 let reads = match self.reads.get(&scan_key(table)) {
                     Some(union) => union.clone(),
                     None => projection.clone(),
                 };
-                self.lower_scan(table, reads.as_deref())
+                self.lower_scan(table, reads.as_deref(), *proctime_watermark)
+            }
+            Node::ProcTime { input } => {
+                let (n, p) = self.lower(input)?;
+                let name = plan.scope.columns.last().map(|c| c.name.clone());
+                let op = self.graph.add_operator(
+                    unique(&mut self.names, "proctime"),
+                    p,
+                    ProcTimeOperator::factory(
+                        &input.schema(),
+                        name.into_iter().collect(),
+                        self.options.clock.clone(),
+                    ),
+                );
+                connect(self.graph, n, p, op, p, None)?;
+                Ok((op, p))
             }
             Node::Filter { input, predicate } => self.lower_filter(input, predicate),
             Node::Project { input, exprs } => self.lower_project(input, exprs),
@@ -484,6 +507,7 @@ impl Lowerer<'_> {
         &mut self,
         table: &TableEntry,
         projection: Option<&[usize]>,
+        proctime_watermark: bool,
     ) -> Result<(NodeId, usize)> {
         let par = self.options.parallelism.max(1);
         let full = &table.descriptor;
@@ -502,7 +526,13 @@ impl Lowerer<'_> {
         if source.in_memory && source.bounded {
             self.memory_sources += 1;
         }
-        let watermark = self.watermark(desc)?;
+        let watermark = if proctime_watermark {
+            Some(WatermarkStrategy::processing_time(
+                self.options.clock.clone(),
+            ))
+        } else {
+            self.watermark(desc)?
+        };
         let spar = source.parallelism.unwrap_or(par);
         let name = unique(&mut self.names, &format!("source: {}", desc.name));
         let mut node = self.graph.add_source(name, spar, source.factory, watermark);
@@ -526,7 +556,11 @@ impl Lowerer<'_> {
             let pt = self.graph.add_operator(
                 unique(&mut self.names, "proctime"),
                 spar,
-                ProcTimeOperator::factory(&full.schema, table.proctime.clone()),
+                ProcTimeOperator::factory(
+                    &full.schema,
+                    table.proctime.clone(),
+                    self.options.clock.clone(),
+                ),
             );
             connect(self.graph, node, spar, pt, spar, None)?;
             node = pt;

@@ -53,6 +53,15 @@ pub enum Node {
         /// Physical columns the query uses (`None`: all), set by
         /// [`Plan::prune`].
         projection: Option<Vec<usize>>,
+        /// The source sends processing-time watermarks (a window over a
+        /// `PROCTIME()` column reads it) instead of the table's
+        /// event-time ones.
+        proctime_watermark: bool,
+    },
+    /// Appends a `PROCTIME()` column: the wall-clock time each row passed.
+    ProcTime {
+        /// Input (append-only).
+        input: Box<Plan>,
     },
     /// Keep rows where the predicate is true.
     Filter {
@@ -200,7 +209,9 @@ impl Plan {
     /// scan stay as they are.
     pub fn prune(&mut self, needed: &BTreeSet<usize>) {
         match &mut self.node {
-            Node::Scan { table, projection } => {
+            Node::Scan {
+                table, projection, ..
+            } => {
                 let physical = table.descriptor.schema.fields().len();
                 let mut keep: BTreeSet<usize> =
                     needed.iter().copied().filter(|&c| c < physical).collect();
@@ -341,6 +352,11 @@ impl Plan {
                 n.extend(stream_keys.iter().copied());
                 input.prune(&n);
             }
+            Node::ProcTime { input } => {
+                let width = input.scope.columns.len();
+                let n: BTreeSet<usize> = needed.iter().copied().filter(|&c| c < width).collect();
+                input.prune(&n);
+            }
         }
     }
 
@@ -441,6 +457,7 @@ impl Plan {
             | Node::WindowAggregate { input, .. }
             | Node::SessionAggregate { input, .. }
             | Node::OverAggregate { input, .. }
+            | Node::ProcTime { input }
             | Node::LookupJoin { input, .. } => vec![input.as_ref()],
             Node::Union { inputs } => inputs.iter().collect(),
             Node::WindowJoin { left, right, .. }
@@ -471,7 +488,9 @@ impl Plan {
     /// (`None`: all), in plan order.
     pub fn stream_scans(&self) -> Vec<(&TableEntry, Option<&[usize]>)> {
         match &self.node {
-            Node::Scan { table, projection } => vec![(table, projection.as_deref())],
+            Node::Scan {
+                table, projection, ..
+            } => vec![(table, projection.as_deref())],
             Node::Filter { input, .. }
             | Node::Project { input, .. }
             | Node::WindowTvf { input, .. }
@@ -481,6 +500,7 @@ impl Plan {
             | Node::Normalize { input, .. }
             | Node::TopN { input, .. }
             | Node::OverAggregate { input, .. }
+            | Node::ProcTime { input }
             | Node::LookupJoin { input, .. } => input.stream_scans(),
             Node::Union { inputs } => inputs.iter().flat_map(|i| i.stream_scans()).collect(),
             Node::WindowJoin { left, right, .. }
@@ -510,10 +530,22 @@ impl Plan {
             "append-only"
         };
         let line = match &self.node {
-            Node::Scan { table, projection } => match projection {
-                Some(p) => format!("Scan {} reading columns {p:?}", table.descriptor.name),
-                None => format!("Scan {}", table.descriptor.name),
-            },
+            Node::Scan {
+                table,
+                projection,
+                proctime_watermark,
+            } => {
+                let wm = if *proctime_watermark {
+                    " with processing-time watermarks"
+                } else {
+                    ""
+                };
+                match projection {
+                    Some(p) => format!("Scan {} reading columns {p:?}{wm}", table.descriptor.name),
+                    None => format!("Scan {}{wm}", table.descriptor.name),
+                }
+            }
+            Node::ProcTime { .. } => "ProcTime".to_string(),
             Node::Filter { predicate, .. } => format!("Filter {predicate}"),
             Node::Project { .. } => "Project".to_string(),
             Node::WindowTvf { window, offset, .. } => match offset {
@@ -630,6 +662,7 @@ impl Plan {
             | Node::Normalize { input, .. }
             | Node::TopN { input, .. }
             | Node::OverAggregate { input, .. }
+            | Node::ProcTime { input }
             | Node::LookupJoin { input, .. } => input.describe_into(depth + 1, out),
             Node::Union { inputs } => inputs.iter().for_each(|i| i.describe_into(depth + 1, out)),
             Node::WindowJoin { left, right, .. }

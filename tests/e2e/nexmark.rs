@@ -334,6 +334,65 @@ mod oracle {
         assert_eq!(query("q22"), sorted(q22), "q22");
     }
 
+    /// q12 and q13 run in processing time: which 10 s window a bid falls in
+    /// depends on when it was read, but every bid is counted once (q12),
+    /// and every bid meets the side input's row for its auction (q13).
+    #[test]
+    fn q12_q13_processing_time_equal_the_oracle() {
+        let bids = bids();
+        let mut per_bidder: BTreeMap<i64, i64> = BTreeMap::new();
+        for b in &bids {
+            *per_bidder.entry(b.bidder).or_default() += 1;
+        }
+        let started = chrono::Utc::now().timestamp_millis();
+        let q12 = query("q12");
+        let finished = chrono::Utc::now().timestamp_millis();
+        let mut counted: BTreeMap<i64, i64> = BTreeMap::new();
+        let mut windows = BTreeSet::new();
+        for row in &q12 {
+            let v = parse(&format!("[{row}]"));
+            let (start, end) = (
+                millis_any(v[2].as_str().expect("start")),
+                millis_any(v[3].as_str().expect("end")),
+            );
+            assert_eq!(end - start, 10_000, "{row}");
+            assert_eq!(start % 10_000, 0, "{row}");
+            // Windows of the wall-clock time the query ran in, not of the
+            // events' times (2015 and on).
+            assert!(
+                end > started && start <= finished,
+                "{row} outside {started}..{finished}"
+            );
+            assert!(windows.insert((v[0].as_i64(), start)), "{row} twice");
+            *counted.entry(v[0].as_i64().expect("bidder")).or_default() +=
+                v[1].as_i64().expect("count");
+        }
+        assert_eq!(counted, per_bidder, "q12: bids per bidder over all windows");
+
+        let q13: Vec<Vec<Value>> = bids
+            .iter()
+            .map(|b| {
+                vec![
+                    json!(b.auction),
+                    json!(b.bidder),
+                    json!(b.price),
+                    json!(b.date_time),
+                    json!((b.auction % 10_000).to_string()),
+                ]
+            })
+            .collect();
+        assert_eq!(query("q13"), sorted(q13), "q13");
+    }
+
+    /// Epoch milliseconds of a time with or without a fraction.
+    fn millis_any(t: &str) -> i64 {
+        if t.contains('.') {
+            millis(t)
+        } else {
+            millis(&format!("{t}.000"))
+        }
+    }
+
     /// Epoch milliseconds of a `YYYY-MM-DDTHH:MM:SS.sss` time.
     fn millis(t: &str) -> i64 {
         chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.3f")

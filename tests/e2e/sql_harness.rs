@@ -465,9 +465,11 @@ fn run_job(job: runnel_sql::session::PreparedJob) -> Result<(), String> {
         .filter(|n| matches!(n.kind, runnel_engine::graph::NodeKind::Source { .. }))
         .map(|n| n.parallelism)
         .sum();
+    // Each job starts with the clock at 0, before its first CLOCK line.
     if let Some(s) = &sync {
         s.parked.store(0, std::sync::atomic::Ordering::SeqCst);
         s.phase.store(0, std::sync::atomic::Ordering::SeqCst);
+        s.clock.set_millis(0);
     }
     let handle = Job::start(graph).map_err(|e| e.to_string())?;
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -730,6 +732,10 @@ fn slt_files() -> Vec<PathBuf> {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "slt"))
         .collect();
+    // RUNNEL_SLT_FILE=name runs only the files whose name contains it.
+    if let Ok(only) = std::env::var("RUNNEL_SLT_FILE") {
+        files.retain(|p| p.to_string_lossy().contains(&only));
+    }
     files.sort();
     files
 }

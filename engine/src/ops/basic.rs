@@ -7,6 +7,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use crate::error::Result;
 use crate::operator::{Collector, Operator, OperatorContext, OperatorFactory, TaskInfo};
+use crate::time::Clock;
 
 /// Forwards the batches of every input unchanged (`UNION ALL`). The runtime
 /// already merges watermarks and aligns barriers across the inputs.
@@ -33,11 +34,15 @@ impl Operator for UnionOperator {
 }
 
 /// Appends columns holding the wall-clock time at which each batch passed
-/// (`name AS PROCTIME()` columns), in milliseconds.
+/// (`name AS PROCTIME()` columns and `PROCTIME()` in a select list), in
+/// milliseconds. The time never goes backwards within one instance, so a
+/// processing-time watermark from the same clock never makes a row late.
 #[derive(Debug)]
 pub struct ProcTimeOperator {
     schema: SchemaRef,
     columns: usize,
+    clock: Clock,
+    last: i64,
 }
 
 impl ProcTimeOperator {
@@ -55,13 +60,15 @@ impl ProcTimeOperator {
     }
 
     /// A factory of these operators.
-    pub fn factory(input: &Schema, names: Vec<String>) -> OperatorFactory {
+    pub fn factory(input: &Schema, names: Vec<String>, clock: Clock) -> OperatorFactory {
         let schema = Self::output_schema(input, &names);
         let columns = names.len();
         Arc::new(move |_t: &TaskInfo| {
             Ok(Box::new(ProcTimeOperator {
                 schema: Arc::clone(&schema),
                 columns,
+                clock: clock.clone(),
+                last: i64::MIN,
             }) as Box<dyn Operator>)
         })
     }
@@ -75,7 +82,8 @@ impl Operator for ProcTimeOperator {
         _ctx: &mut OperatorContext<'_>,
         out: &mut dyn Collector,
     ) -> Result<()> {
-        let now = chrono::Utc::now().timestamp_millis();
+        let now = self.clock.now_millis().max(self.last);
+        self.last = now;
         let mut cols = batch.columns().to_vec();
         for _ in 0..self.columns {
             cols.push(Arc::new(TimestampMillisecondArray::from(vec![

@@ -67,6 +67,10 @@ pub(super) fn run_source(
         Resume::Rescaled(all) => source.restore_positions(all).map_err(|e| wrap(e, task))?,
     }
     chain.open()?;
+    // Processing-time watermarks follow a clock, not the rows.
+    let proc_clock = strategy.as_ref().and_then(|s| s.processing_time.clone());
+    let strategy = strategy.filter(|s| s.processing_time.is_none());
+    let mut last_proc = EventTime::MIN;
     let mut generator = strategy.as_ref().map(|s| {
         WatermarkGenerator::new(
             s.max_out_of_orderness,
@@ -143,7 +147,14 @@ pub(super) fn run_source(
                 {
                     emit(&mut chain, wm)?;
                 }
+                if let Some(wm) = proc_clock
+                    .as_ref()
+                    .and_then(|c| processing_watermark(c, &mut last_proc, || due(now)))
+                {
+                    emit(&mut chain, wm)?;
+                }
             }
+            SourcePoll::Watermark(_) if proc_clock.is_some() => {}
             SourcePoll::Watermark(t) => {
                 if last_explicit.is_none_or(|l| t > l) {
                     last_explicit = Some(t);
@@ -155,6 +166,12 @@ pub(super) fn run_source(
                 if let Some(wm) = generator
                     .as_mut()
                     .and_then(|g| g.poll_due(now, || due(now)))
+                {
+                    emit(&mut chain, wm)?;
+                }
+                if let Some(wm) = proc_clock
+                    .as_ref()
+                    .and_then(|c| processing_watermark(c, &mut last_proc, || due(now)))
                 {
                     emit(&mut chain, wm)?;
                 }
@@ -186,4 +203,20 @@ pub(super) fn run_source(
             }
         }
     }
+}
+
+/// The next processing-time watermark, when one is due and the clock moved:
+/// the clock's time less a millisecond, so a row stamped at this very
+/// millisecond is not late.
+fn processing_watermark(
+    clock: &crate::time::Clock,
+    last: &mut EventTime,
+    due: impl FnOnce() -> bool,
+) -> Option<Watermark> {
+    let t = clock.now_millis().saturating_sub(1);
+    if t <= *last || !due() {
+        return None;
+    }
+    *last = t;
+    Some(Watermark::EventTime(t))
 }

@@ -95,7 +95,7 @@ fn check_scalar_call(f: &ast::Function, name: &str, pos: Position) -> Result<()>
     }
     if name == "PROCTIME" {
         return Err(SqlError::plan(
-            "PROCTIME() is only allowed as a computed column of a CREATE TABLE",
+            "PROCTIME() is only allowed in the select list of a query without aggregates, or as a computed column of a CREATE TABLE",
             pos,
         ));
     }

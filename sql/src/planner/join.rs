@@ -105,10 +105,14 @@ impl Planner<'_> {
                 pos(&join.relation),
             ));
         };
+        // Keys computed from the stream's columns (`ON MOD(s.id, 100) =
+        // t.key`) become columns of the stream, dropped after the join.
+        let left_width = left.scope.columns.len();
+        let (left, computed) = lookup_key_columns(left, on, &right_scope)?;
         // An updating stream is joined row by row, each output row with
         // its input row's kind: the changelog column stays last.
         let left_data = data_scope(&left);
-        let (stream_keys, table_keys) = lookup_keys(on, &left_data, &right_scope)?;
+        let (stream_keys, table_keys) = lookup_keys(on, &left_data, &right_scope, &computed)?;
         let mut columns = left_data.columns.clone();
         for c in &right_scope.columns {
             let mut c = c.clone();
@@ -124,7 +128,7 @@ impl Planner<'_> {
                 nullable: false,
             });
         }
-        Ok(Plan {
+        let joined = Plan {
             time_column: left.time_column,
             window: left.window,
             node: Node::LookupJoin {
@@ -136,6 +140,30 @@ impl Planner<'_> {
             },
             scope: Scope::new(columns),
             updating,
+        };
+        if computed.is_empty() {
+            return Ok(joined);
+        }
+        // Drop the computed key columns again.
+        let keep: Vec<usize> = (0..joined.scope.columns.len())
+            .filter(|&c| c < left_width || c >= left_width + computed.len())
+            .collect();
+        Ok(Plan {
+            time_column: joined.time_column,
+            window: joined.window,
+            updating: joined.updating,
+            scope: Scope::new(
+                keep.iter()
+                    .map(|&c| joined.scope.columns[c].clone())
+                    .collect(),
+            ),
+            node: Node::Project {
+                exprs: keep
+                    .iter()
+                    .map(|&c| (Expr::Column(c), joined.scope.columns[c].name.clone()))
+                    .collect(),
+                input: Box::new(joined),
+            },
         })
     }
 }
@@ -244,9 +272,90 @@ impl Planner<'_> {
     }
 }
 
+/// Appends a column to `left` for each equality of `on` between an
+/// expression over the stream's columns (not a plain column) and a column
+/// of the table; returns the new plan and each expression's text with its
+/// column.
+fn lookup_key_columns(
+    left: Plan,
+    on: &ast::Expr,
+    right: &Scope,
+) -> Result<(Plan, Vec<(String, usize)>)> {
+    let mut computed: Vec<(ast::Expr, crate::binder::Bound)> = Vec::new();
+    for eq in conjuncts(on) {
+        let ast::Expr::BinaryOp {
+            left: a,
+            op: ast::BinaryOperator::Eq,
+            right: b,
+        } = eq
+        else {
+            continue;
+        };
+        for (stream, table) in [(a, b), (b, a)] {
+            if resolve_column(table, right).is_err() || resolve_column(stream, &left.scope).is_ok()
+            {
+                continue;
+            }
+            if let Ok(bound) = crate::binder::bind_expr(stream, &left.scope) {
+                if left.updating {
+                    return Err(SqlError::plan(
+                        "a lookup key computed from an updating stream is not supported; compute it in a subquery first",
+                        pos(stream.as_ref()),
+                    ));
+                }
+                computed.push((stream.as_ref().clone(), bound));
+                break;
+            }
+        }
+    }
+    if computed.is_empty() {
+        return Ok((left, Vec::new()));
+    }
+    let width = left.scope.columns.len();
+    let mut exprs: Vec<(Expr, String)> = left
+        .scope
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (Expr::Column(i), c.name.clone()))
+        .collect();
+    let mut columns = left.scope.columns.clone();
+    let mut named = Vec::new();
+    for (i, (e, b)) in computed.into_iter().enumerate() {
+        let name = format!("$lookup_key{i}");
+        exprs.push((b.expr, name.clone()));
+        columns.push(ScopeColumn {
+            qualifier: None,
+            name,
+            data_type: b.data_type,
+            nullable: b.nullable,
+        });
+        named.push((e.to_string(), width + i));
+    }
+    Ok((
+        Plan {
+            time_column: left.time_column,
+            window: left.window,
+            updating: false,
+            scope: Scope::new(columns),
+            node: Node::Project {
+                input: Box::new(left),
+                exprs,
+            },
+        },
+        named,
+    ))
+}
+
 /// The key columns `(stream, table)` of a lookup join's ON condition,
-/// which must be equalities between the two sides joined by AND.
-fn lookup_keys(on: &ast::Expr, left: &Scope, right: &Scope) -> Result<(Vec<usize>, Vec<usize>)> {
+/// which must be equalities between the two sides joined by AND; a stream
+/// side that is an expression reads its column in `computed`.
+fn lookup_keys(
+    on: &ast::Expr,
+    left: &Scope,
+    right: &Scope,
+    computed: &[(String, usize)],
+) -> Result<(Vec<usize>, Vec<usize>)> {
     let mut stream_keys = Vec::new();
     let mut table_keys = Vec::new();
     for eq in conjuncts(on) {
@@ -262,7 +371,25 @@ fn lookup_keys(on: &ast::Expr, left: &Scope, right: &Scope) -> Result<(Vec<usize
                 pos(eq),
             ));
         }
-        let Some((s, t)) = equality_sides(eq, left, right) else {
+        let Some((s, t)) = equality_sides(eq, left, right).or_else(|| {
+            let ast::Expr::BinaryOp {
+                left: a, right: b, ..
+            } = eq
+            else {
+                return None;
+            };
+            let find = |e: &ast::Expr| {
+                let text = e.to_string();
+                computed.iter().find(|(t, _)| *t == text).map(|(_, c)| *c)
+            };
+            match (find(a), resolve_column(b, right)) {
+                (Some(l), Ok(r)) => Some((l, r)),
+                _ => match (find(b), resolve_column(a, right)) {
+                    (Some(l), Ok(r)) => Some((l, r)),
+                    _ => None,
+                },
+            }
+        }) else {
             return Err(SqlError::plan(
                 "each side of a join equality must be a column of one side of the join",
                 pos(eq),

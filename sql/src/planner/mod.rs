@@ -120,6 +120,99 @@ fn function_args(f: &ast::Function) -> Result<Vec<&ast::Expr>> {
     }
 }
 
+/// True for a call `PROCTIME()`.
+fn is_proctime_call(e: &ast::Expr) -> bool {
+    match e {
+        ast::Expr::Function(f) => {
+            f.name.to_string().eq_ignore_ascii_case("PROCTIME")
+                && match &f.args {
+                    FunctionArguments::None => true,
+                    FunctionArguments::List(l) => l.args.is_empty(),
+                    FunctionArguments::Subquery(_) => false,
+                }
+        }
+        _ => false,
+    }
+}
+
+/// Where the first `PROCTIME()` call in `e` is, if there is one.
+fn proctime_call(e: &ast::Expr) -> Option<Position> {
+    let mut at = None;
+    let _ = ast::visit_expressions(e, |x| {
+        if is_proctime_call(x) {
+            at = Some(pos(x));
+            return std::ops::ControlFlow::Break(());
+        }
+        std::ops::ControlFlow::Continue(())
+    });
+    at
+}
+
+/// `input` with a `PROCTIME()` column appended (hidden: only the
+/// select list that asked for it reads it).
+fn with_proctime(input: Plan, at: Position) -> Result<Plan> {
+    if input.updating {
+        return Err(SqlError::plan(
+            "PROCTIME() over an updating input is not supported; take it from an append-only table",
+            at,
+        ));
+    }
+    let mut columns = input.scope.columns.clone();
+    columns.push(col("$proctime", None, ts_type(), false));
+    Ok(Plan {
+        time_column: input.time_column,
+        window: input.window,
+        updating: false,
+        scope: Scope::new(columns),
+        node: Node::ProcTime {
+            input: Box::new(input),
+        },
+    })
+}
+
+/// True when column `c` of `plan` holds processing time: a table's
+/// `name AS PROCTIME()` column or a select list's `PROCTIME()`, passed
+/// through projections and filters unchanged.
+pub(super) fn is_proctime_column(plan: &Plan, c: usize) -> bool {
+    match &plan.node {
+        Node::Scan { table, .. } => {
+            let physical = table.descriptor.schema.fields().len();
+            !plan.updating && c >= physical && c < physical + table.proctime.len()
+        }
+        Node::ProcTime { input } => c == input.scope.columns.len() || is_proctime_column(input, c),
+        Node::Filter { input, .. } => is_proctime_column(input, c),
+        Node::Project { input, exprs } => match exprs.get(c) {
+            Some((Expr::Column(k), _)) => is_proctime_column(input, *k),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// Makes the scans below `plan` send processing-time watermarks, for a
+/// window driven by a `PROCTIME()` column. Only projections, filters and
+/// unions may lie between: an aggregate, join or window below would lose
+/// the event time it runs on.
+pub(super) fn use_processing_time(plan: &mut Plan, at: Position) -> Result<()> {
+    plan.time_column = None;
+    match &mut plan.node {
+        Node::Scan {
+            proctime_watermark, ..
+        } => {
+            *proctime_watermark = true;
+            Ok(())
+        }
+        Node::ProcTime { input } | Node::Filter { input, .. } | Node::Project { input, .. } => {
+            use_processing_time(input, at)
+        }
+        Node::Union { inputs } => inputs.iter_mut().try_for_each(|i| use_processing_time(i, at)),
+        _ => Err(SqlError::plan(
+            "a window over a PROCTIME() column must read a table's rows directly (through projections and filters only), not the output of a join, aggregate or window",
+            at,
+        )),
+    }
+}
+
 /// The columns of a table as seen by a query: physical, then PROCTIME().
 fn table_scope(t: &TableEntry, qualifier: &str) -> Scope {
     let mut cols: Vec<ScopeColumn> = t
@@ -191,11 +284,26 @@ fn project(
     items: &[(ast::Expr, Option<String>)],
     substitute: &mut crate::binder::Substitute<'_>,
 ) -> Result<Plan> {
+    // PROCTIME() in the select list reads a column appended below.
+    let input = match items.iter().find_map(|(e, _)| proctime_call(e)) {
+        Some(at) => with_proctime(input, at)?,
+        None => input,
+    };
+    let proctime =
+        matches!(input.node, Node::ProcTime { .. }).then(|| input.scope.columns.len() - 1);
+    let mut substitute = |e: &ast::Expr| match proctime {
+        Some(c) if is_proctime_call(e) => Some(Ok(crate::binder::Bound {
+            expr: Expr::Column(c),
+            data_type: ts_type(),
+            nullable: false,
+        })),
+        _ => substitute(e),
+    };
     let mut exprs = Vec::new();
     let mut cols = Vec::new();
     let mut time_column = None;
     for (i, (e, alias)) in items.iter().enumerate() {
-        let b = bind_expr_with(e, &input.scope, substitute)?;
+        let b = bind_expr_with(e, &input.scope, &mut substitute)?;
         let name = alias.clone().unwrap_or_else(|| match e {
             ast::Expr::Identifier(id) => id.value.clone(),
             ast::Expr::CompoundIdentifier(parts) => {

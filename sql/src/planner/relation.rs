@@ -107,6 +107,7 @@ impl Planner<'_> {
                     node: Node::Scan {
                         table: t.clone(),
                         projection: None,
+                        proctime_watermark: false,
                     },
                     time_column: t.descriptor.watermark.map(|w| w.0),
                     window: None,

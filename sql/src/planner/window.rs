@@ -6,8 +6,8 @@ use runnel_engine::window::WindowSpec;
 use sqlparser::ast;
 
 use super::{
-    col, function_args, pos, resolve_column, ts_type, Planner, WINDOW_END, WINDOW_START,
-    WINDOW_TIME,
+    col, function_args, is_proctime_column, pos, resolve_column, ts_type, use_processing_time,
+    Planner, WINDOW_END, WINDOW_START, WINDOW_TIME,
 };
 use crate::binder::{interval_millis, Scope};
 use crate::catalog::key_of;
@@ -26,8 +26,8 @@ impl Planner<'_> {
         };
         let fname = f.name.to_string().to_uppercase();
         let args = window_args(f, &fname, expr)?;
-        let (input, partition, tname) = self.window_input(&fname, args[0])?;
-        let time_column = descriptor_column(args[1], &input, &tname)?;
+        let (mut input, partition, tname) = self.window_input(&fname, args[0])?;
+        let time_column = descriptor_column(args[1], &mut input, &tname)?;
         let window = window_spec(&fname, &args, expr)?;
         // An optional last argument: the offset of the windows from
         // multiples of their size, as in Flink.
@@ -157,7 +157,7 @@ fn window_args<'f>(
 /// The second argument, `DESCRIPTOR(ts)`: the time column, which must be
 /// the event-time column (the one with a WATERMARK) of `input`, table
 /// `tname`.
-fn descriptor_column(arg: &ast::Expr, input: &Plan, tname: &ast::ObjectName) -> Result<usize> {
+fn descriptor_column(arg: &ast::Expr, input: &mut Plan, tname: &ast::ObjectName) -> Result<usize> {
     let ast::Expr::Function(d) = arg else {
         return Err(SqlError::plan(
             "the second argument must be DESCRIPTOR(time column)",
@@ -172,6 +172,12 @@ fn descriptor_column(arg: &ast::Expr, input: &Plan, tname: &ast::ObjectName) -> 
         ));
     }
     let time_column = resolve_column(dargs[0], &input.scope)?;
+    // A processing-time window: the sources below send the clock's time
+    // as their watermark, and the PROCTIME() column is the time attribute.
+    if input.time_column != Some(time_column) && is_proctime_column(input, time_column) {
+        use_processing_time(input, pos(dargs[0]))?;
+        input.time_column = Some(time_column);
+    }
     if input.time_column != Some(time_column) {
         let name = &input.scope.columns[time_column].name;
         let hint = match input.time_column {
