@@ -240,6 +240,8 @@ impl Server {
             Statement::CreateTable(_)
                 | Statement::CreateView { .. }
                 | Statement::Drop { .. }
+                | Statement::CreateFunction(_)
+                | Statement::DropFunction { .. }
                 | Statement::Set { .. }
         ) {
             self.log.append(&LogEntry {

@@ -49,6 +49,22 @@ pub enum Entry {
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
     entries: BTreeMap<String, (String, Entry)>,
+    /// SQL functions (`CREATE FUNCTION`), by lower-case name.
+    functions: BTreeMap<String, FunctionEntry>,
+}
+
+/// A SQL function (`CREATE FUNCTION`), expanded where it is called (see
+/// [`crate::functions`]).
+#[derive(Debug, Clone)]
+pub struct FunctionEntry {
+    /// Its lower-case name.
+    pub name: String,
+    /// Parameter names and types, in order.
+    pub params: Vec<(String, sqlparser::ast::DataType)>,
+    /// The type it returns.
+    pub returns: sqlparser::ast::DataType,
+    /// Its body, over the parameters.
+    pub body: sqlparser::ast::Expr,
 }
 
 /// The catalog key of a (possibly qualified) name, lower-case: the parts
@@ -213,6 +229,54 @@ impl Catalog {
     }
 
     /// Removes a table or view; `view` says which kind the statement named.
+    /// Adds a checked SQL function; an existing one is replaced only with
+    /// `or_replace`.
+    pub fn create_function(
+        &mut self,
+        f: FunctionEntry,
+        or_replace: bool,
+        at: Position,
+    ) -> Result<()> {
+        if self.functions.contains_key(&f.name) && !or_replace {
+            return Err(SqlError::plan(
+                format!(
+                    "function '{}' already exists; use CREATE OR REPLACE FUNCTION to change it",
+                    f.name
+                ),
+                at,
+            ));
+        }
+        self.functions.insert(f.name.clone(), f);
+        Ok(())
+    }
+
+    /// Removes a SQL function.
+    pub fn drop_function(&mut self, name: &ObjectName, if_exists: bool) -> Result<()> {
+        let key = key_of(name);
+        if self.functions.remove(&key).is_none() && !if_exists {
+            return Err(SqlError::not_found(
+                format!("function '{name}' does not exist"),
+                position_of(name),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The SQL function of this lower-case name.
+    pub fn function(&self, name: &str) -> Option<&FunctionEntry> {
+        self.functions.get(name)
+    }
+
+    /// The SQL functions, by name.
+    pub fn functions(&self) -> impl Iterator<Item = &FunctionEntry> {
+        self.functions.values()
+    }
+
+    /// True when any SQL function is defined.
+    pub fn has_functions(&self) -> bool {
+        !self.functions.is_empty()
+    }
+
     pub fn drop(&mut self, name: &ObjectName, view: bool, if_exists: bool) -> Result<()> {
         let key = key_of(name);
         match self.entries.get(&key) {

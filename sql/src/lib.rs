@@ -20,6 +20,7 @@ pub mod binder;
 pub mod catalog;
 pub mod error;
 pub mod finish;
+pub mod functions;
 pub mod lower;
 pub mod parser;
 pub mod plan;

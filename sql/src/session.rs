@@ -331,6 +331,16 @@ impl Session {
                 }
                 Ok(Outcome::Message("dropped".into()))
             }
+            Statement::CreateFunction(cf) => {
+                let f = crate::functions::check(&self.catalog, cf)?;
+                let name = f.name.clone();
+                self.catalog.create_function(f, cf.or_replace, position)?;
+                Ok(Outcome::Message(format!("created function {name}")))
+            }
+            Statement::DropFunction { name, if_exists } => {
+                self.catalog.drop_function(name, *if_exists)?;
+                Ok(Outcome::Message(format!("dropped function {name}")))
+            }
             Statement::Set { key, value } => {
                 self.set_option(key, value, position)?;
                 Ok(Outcome::Message(format!("set {key} = {value}")))

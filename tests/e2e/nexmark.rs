@@ -384,6 +384,61 @@ mod oracle {
         assert_eq!(query("q13"), sorted(q13), "q13");
     }
 
+    /// q14: bids priced between 1,000,000 and 50,000,000 euros (0.908 per
+    /// dollar), with the class of their hour and the c's in their url
+    /// counted by a SQL function.
+    #[test]
+    fn q14_sql_function_equals_the_oracle() {
+        let bids = bids();
+        let q14: Vec<Vec<Value>> = bids
+            .iter()
+            .filter(|b| {
+                let euros = 0.908 * b.price as f64;
+                euros > 1_000_000.0 && euros < 50_000_000.0
+            })
+            .map(|b| {
+                let hour: u32 = b.date_time[11..13].parse().expect("an hour");
+                let class = match hour {
+                    8..=18 => "dayTime",
+                    h if h <= 6 || h >= 20 => "nightTime",
+                    _ => "otherTime",
+                };
+                vec![
+                    json!(b.auction),
+                    json!(b.bidder),
+                    // Exact to the sink's DECIMAL(23, 3).
+                    json!(format!(
+                        "{}.{:03}",
+                        b.price * 908 / 1000,
+                        b.price * 908 % 1000
+                    )),
+                    json!(class),
+                    json!(b.date_time),
+                    json!(b.url),
+                    json!(b.url.matches('c').count()),
+                ]
+            })
+            .collect();
+        assert!(q14.len() > 10, "the price filter keeps some bids");
+        assert!(
+            q14.iter().any(|r| r[6] != json!(0)),
+            "some urls have a c to count"
+        );
+        // The price column written with three decimals, as the expected
+        // rows have it.
+        let mut got: Vec<String> = query("q14")
+            .iter()
+            .map(|row| {
+                let mut cells: Vec<String> = row.splitn(4, ',').map(str::to_string).collect();
+                let price: f64 = cells[2].parse().expect("a price");
+                cells[2] = json!(format!("{price:.3}")).to_string();
+                cells.join(",")
+            })
+            .collect();
+        got.sort();
+        assert_eq!(got, sorted(q14), "q14");
+    }
+
     /// Epoch milliseconds of a time with or without a fraction.
     fn millis_any(t: &str) -> i64 {
         if t.contains('.') {

@@ -103,7 +103,7 @@ pub(crate) fn return_type(func: &ScalarFunction, args: &[DataType]) -> Result<Da
             }
             Ok(DataType::Utf8)
         }
-        F::RegexpReplace => {
+        F::RegexpReplace | F::Replace => {
             check_arity(func, args, 3, 3)?;
             for i in 0..3 {
                 check_arg(func, args, i, is_text(&t(i)), "a string")?;
@@ -251,6 +251,7 @@ pub(crate) fn evaluate(func: &ScalarFunction, args: &[Value], n: usize) -> Resul
         F::Substring => substring(&arrays),
         F::Concat => concat(&arrays, n),
         F::RegexpReplace => regexp_replace(args, &arrays),
+        F::Replace => replace(&arrays),
         F::RegexpExtract => regexp_extract(args, &arrays),
         F::SplitIndex => split_index(&arrays),
         F::DateFormat => date_format(&arrays),
@@ -387,6 +388,25 @@ fn regexp_replace(args: &[Value], arrays: &[ArrayRef]) -> Result<ArrayRef> {
         }
         let re = row_regex(constant.as_ref(), &mut cache, pat.value(i))?;
         b.append_value(re.replace_all(s.value(i), rep.value(i)));
+    }
+    Ok(Arc::new(b.finish()))
+}
+
+/// `REPLACE(s, search, replacement)`: NULL when any argument is NULL.
+fn replace(arrays: &[ArrayRef]) -> Result<ArrayRef> {
+    let s = utf8(&arrays[0])?;
+    let s = s.as_string::<i32>();
+    let search = utf8(&arrays[1])?;
+    let search = search.as_string::<i32>();
+    let rep = utf8(&arrays[2])?;
+    let rep = rep.as_string::<i32>();
+    let mut b = StringBuilder::with_capacity(s.len(), s.value_data().len());
+    for i in 0..s.len() {
+        if s.is_null(i) || search.is_null(i) || rep.is_null(i) {
+            b.append_null();
+            continue;
+        }
+        b.append_value(s.value(i).replace(search.value(i), rep.value(i)));
     }
     Ok(Arc::new(b.finish()))
 }

@@ -122,6 +122,9 @@ pub enum ScalarFunction {
     CharLength,
     /// `REGEXP_REPLACE(s, pattern, replacement)`, all matches.
     RegexpReplace,
+    /// `REPLACE(s, search, replacement)`: every occurrence of the text
+    /// `search` (not a pattern).
+    Replace,
     /// `REGEXP_EXTRACT(s, pattern [, group])`: the group (default 0, the
     /// whole match) of the first match; NULL without a match.
     RegexpExtract,
@@ -158,6 +161,7 @@ impl ScalarFunction {
             ScalarFunction::Concat => "CONCAT",
             ScalarFunction::CharLength => "CHAR_LENGTH",
             ScalarFunction::RegexpReplace => "REGEXP_REPLACE",
+            ScalarFunction::Replace => "REPLACE",
             ScalarFunction::RegexpExtract => "REGEXP_EXTRACT",
             ScalarFunction::SplitIndex => "SPLIT_INDEX",
             ScalarFunction::DateFormat => "DATE_FORMAT",

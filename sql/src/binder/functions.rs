@@ -26,23 +26,34 @@ const SUPPORTED_FUNCTIONS: &[&str] = &[
     "CONCAT",
     "DATE_FORMAT",
     "DATE_TRUNC",
+    "DAYOFMONTH",
+    "DAYOFWEEK",
+    "DAYOFYEAR",
     "EXTRACT",
     "FLOOR",
+    "HOUR",
     "IF",
     "LOWER",
     "LTRIM",
-    "NULLIF",
+    "MINUTE",
     "MOD",
+    "MONTH",
+    "NULLIF",
+    "QUARTER",
     "REGEXP_EXTRACT",
     "REGEXP_REPLACE",
+    "REPLACE",
     "ROUND",
     "RTRIM",
-    "SUBSTR",
+    "SECOND",
     "SPLIT_INDEX",
+    "SUBSTR",
     "SUBSTRING",
     "TRIM",
     "TRY_CAST",
     "UPPER",
+    "WEEK",
+    "YEAR",
 ];
 
 /// The engine function a name maps to when its arguments pass through as
@@ -58,6 +69,7 @@ fn simple_function(name: &str) -> Option<ScalarFunction> {
         "CONCAT" => ScalarFunction::Concat,
         "CHAR_LENGTH" | "CHARACTER_LENGTH" => ScalarFunction::CharLength,
         "REGEXP_REPLACE" => ScalarFunction::RegexpReplace,
+        "REPLACE" => ScalarFunction::Replace,
         "REGEXP_EXTRACT" => ScalarFunction::RegexpExtract,
         "SPLIT_INDEX" => ScalarFunction::SplitIndex,
         "DATE_FORMAT" => ScalarFunction::DateFormat,
@@ -67,6 +79,33 @@ fn simple_function(name: &str) -> Option<ScalarFunction> {
         "CEIL" | "CEILING" => ScalarFunction::Ceil,
         _ => return None,
     })
+}
+
+/// The field Flink's one-argument time functions (`HOUR(ts)`) extract.
+fn time_function(name: &str) -> Option<runnel_engine::expr::TimeUnitField> {
+    use runnel_engine::expr::TimeUnitField as U;
+    Some(match name {
+        "YEAR" => U::Year,
+        "QUARTER" => U::Quarter,
+        "MONTH" => U::Month,
+        "WEEK" => U::Week,
+        "DAYOFMONTH" => U::Day,
+        "DAYOFYEAR" => U::DayOfYear,
+        "DAYOFWEEK" => U::DayOfWeek,
+        "HOUR" => U::Hour,
+        "MINUTE" => U::Minute,
+        "SECOND" => U::Second,
+        _ => return None,
+    })
+}
+
+/// True when `name` (upper case) names a built-in scalar function.
+pub(super) fn is_builtin(name: &str) -> bool {
+    SUPPORTED_FUNCTIONS.contains(&name)
+        || matches!(
+            name,
+            "PROCTIME" | "DESCRIPTOR" | "TUMBLE" | "HOP" | "CUMULATE" | "SESSION"
+        )
 }
 
 /// The upper-case name a call is looked up by.
@@ -175,6 +214,12 @@ impl Binder<'_, '_, '_> {
         if let Some(func) = simple_function(&name) {
             let bound = self.bind_all(&args)?;
             return self.call(func, bound, pos);
+        }
+        // Flink's HOUR(ts), MINUTE(ts), ...: EXTRACT of that field.
+        if let Some(unit) = time_function(&name) {
+            let [a] = expect_args::<1>(&name, &args, pos)?;
+            let arg = self.bind(a)?;
+            return self.call(ScalarFunction::Extract(unit), vec![arg.expr], pos);
         }
         match name.as_str() {
             "COALESCE" => {

@@ -86,6 +86,11 @@ pub fn bind_expr_with(
     binder.bind(expr)
 }
 
+/// True when `name` (upper case) is a scalar function Runnel has built in.
+pub fn is_builtin_function(name: &str) -> bool {
+    functions::is_builtin(name)
+}
+
 /// True when `name` (case-insensitive) is an aggregate function name the planner handles.
 pub fn is_aggregate_name(name: &str) -> bool {
     const AGGREGATES: &[&str] = &[

@@ -52,6 +52,14 @@ pub(super) fn convert(stmt: ast::Statement, extras: TableExtras, span: Span) -> 
             },
             other => return Err(unsupported(&format!("DROP {other}"))),
         },
+        S::CreateFunction(cf) => create_function(cf, span)?,
+        S::DropFunction(df) => match df.func_desc.as_slice() {
+            [one] => Statement::DropFunction {
+                name: one.name.clone(),
+                if_exists: df.if_exists,
+            },
+            _ => return Err(syntax("DROP FUNCTION drops one function at a time", span)),
+        },
         S::ShowTables { .. } => Statement::ShowTables,
         S::ExplainTable { table_name, .. } => Statement::Describe(table_name),
         S::Explain { statement, .. } => {
@@ -81,6 +89,55 @@ pub(super) fn convert(stmt: ast::Statement, extras: TableExtras, span: Span) -> 
             ));
         }
     })
+}
+
+/// `CREATE FUNCTION name(p TYPE, ...) RETURNS TYPE RETURN expr`, the SQL
+/// functions Runnel has (Flink's `CREATE FUNCTION f AS 'class'` names Java
+/// code, which Runnel cannot run).
+fn create_function(cf: ast::CreateFunction, span: Span) -> Result<Statement> {
+    let form = "a function is written CREATE FUNCTION name(param TYPE, ...) RETURNS TYPE RETURN expression";
+    let body = match cf.function_body {
+        Some(ast::CreateFunctionBody::Return(e)) => e,
+        Some(ast::CreateFunctionBody::AsBeforeOptions { .. })
+        | Some(ast::CreateFunctionBody::AsAfterOptions(_)) => {
+            return Err(syntax(
+                format!(
+                "functions implemented in another language (AS '...') are not supported; {form}"
+            ),
+                span,
+            ))
+        }
+        _ => return Err(syntax(form, span)),
+    };
+    let returns = match cf.return_type {
+        Some(ast::FunctionReturnType::DataType(t)) => t,
+        _ => return Err(syntax(format!("RETURNS TYPE is missing; {form}"), span)),
+    };
+    let mut params = Vec::new();
+    for a in cf.args.unwrap_or_default() {
+        let Some(name) = a.name else {
+            return Err(syntax(
+                format!("every parameter needs a name; {form}"),
+                span,
+            ));
+        };
+        if a.default_expr.is_some() || a.mode.is_some() {
+            return Err(syntax(
+                format!("parameter '{name}': defaults and IN/OUT modes are not supported; {form}"),
+                span,
+            ));
+        }
+        params.push((name, a.data_type));
+    }
+    Ok(Statement::CreateFunction(Box::new(
+        super::statement::CreateFunction {
+            name: cf.name,
+            params,
+            returns,
+            body,
+            or_replace: cf.or_replace,
+        },
+    )))
 }
 
 /// `CREATE TABLE`, with the Flink parts sqlparser did not see.

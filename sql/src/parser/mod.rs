@@ -42,7 +42,7 @@ use tokens::{from_parser_error, is_trivia, is_word, split_statements, syntax};
 
 pub use depth::MAX_EXPRESSION_DEPTH;
 pub use dialect::{FlinkDialect, TABLE_ARGUMENT};
-pub use statement::{ColumnDecl, CreateTable, Located, MetadataDecl, Statement};
+pub use statement::{ColumnDecl, CreateFunction, CreateTable, Located, MetadataDecl, Statement};
 
 /// Parses a script of `;`-separated statements.
 pub fn parse_sql(sql: &str) -> Result<Vec<Located>> {
@@ -198,6 +198,30 @@ fn parse_one(tokens: Vec<TokenWithSpan>) -> Result<Statement> {
             || (is_word(significant[1], "TEMPORARY")
                 && significant.get(2).is_some_and(|t| is_word(t, "TABLE"))));
     // Errors at the end of the input carry no location: point after the last token.
+    // sqlparser reads `CREATE FUNCTION ... RETURN expr` only in its generic
+    // dialect; the function's body is a plain expression, which both read
+    // alike.
+    let is_create_function = {
+        let words: Vec<&&TokenWithSpan> = significant
+            .iter()
+            .filter(|t| !is_word(t, "OR") && !is_word(t, "REPLACE") && !is_word(t, "TEMPORARY"))
+            .take(2)
+            .collect();
+        words.len() == 2 && is_word(words[0], "CREATE") && is_word(words[1], "FUNCTION")
+    };
+    if is_create_function {
+        // Flink's `CREATE FUNCTION f AS 'com.example.F'` names Java code.
+        let at = significant.iter().position(|t| is_word(t, "FUNCTION"));
+        if let Some(as_word) = at
+            .and_then(|i| significant.get(i + 2))
+            .filter(|t| is_word(t, "AS"))
+        {
+            return Err(syntax(
+                "functions implemented in another language (AS '...') are not supported; a function is written CREATE FUNCTION name(param TYPE, ...) RETURNS TYPE RETURN expression",
+                as_word.span,
+            ));
+        }
+    }
     let end_span = significant
         .last()
         .map_or(first_span, |t| Span::new(t.span.end, t.span.end));
@@ -206,8 +230,13 @@ fn parse_one(tokens: Vec<TokenWithSpan>) -> Result<Statement> {
     } else {
         (tokens, TableExtras::default())
     };
+    let generic = sqlparser::dialect::GenericDialect {};
     let dialect = FlinkDialect;
-    let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
+    let mut parser = if is_create_function {
+        Parser::new(&generic).with_tokens_with_locations(tokens)
+    } else {
+        Parser::new(&dialect).with_tokens_with_locations(tokens)
+    };
     let stmt = parser
         .parse_statement()
         .map_err(|e| from_parser_error(e, end_span))?;

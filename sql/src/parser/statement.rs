@@ -108,6 +108,16 @@ pub enum Statement {
     /// `BEGIN STATEMENT SET; ... END;`): INSERTs run as one job that reads
     /// each source once. Every inner statement is a [`Statement::Insert`].
     StatementSet(Vec<Located>),
+    /// `CREATE [OR REPLACE] FUNCTION name(p TYPE, ...) RETURNS TYPE
+    /// RETURN expr`: a SQL function, expanded where it is called.
+    CreateFunction(Box<CreateFunction>),
+    /// `DROP FUNCTION [IF EXISTS] name`.
+    DropFunction {
+        /// The function.
+        name: ObjectName,
+        /// `IF EXISTS`.
+        if_exists: bool,
+    },
     /// `STOP JOB 'id' [WITH SAVEPOINT]`.
     StopJob {
         /// Job id.
@@ -137,6 +147,8 @@ impl Statement {
             Statement::Set { .. } => "SET",
             Statement::StatementSet(_) => "a statement set",
             Statement::StopJob { .. } => "STOP JOB",
+            Statement::CreateFunction(_) => "CREATE FUNCTION",
+            Statement::DropFunction { .. } => "DROP FUNCTION",
         }
     }
 }
@@ -214,6 +226,41 @@ impl fmt::Display for CreateTable {
     }
 }
 
+/// A SQL function: `CREATE FUNCTION name(p TYPE, ...) RETURNS TYPE RETURN
+/// expr`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateFunction {
+    /// The function's name.
+    pub name: ObjectName,
+    /// Its parameters, in order.
+    pub params: Vec<(Ident, ast::DataType)>,
+    /// The type it returns.
+    pub returns: ast::DataType,
+    /// Its body, over the parameters.
+    pub body: Expr,
+    /// `OR REPLACE`.
+    pub or_replace: bool,
+}
+
+impl fmt::Display for CreateFunction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let params: Vec<String> = self
+            .params
+            .iter()
+            .map(|(n, t)| format!("{n} {t}"))
+            .collect();
+        write!(
+            f,
+            "CREATE {}FUNCTION {}({}) RETURNS {} RETURN {}",
+            if self.or_replace { "OR REPLACE " } else { "" },
+            self.name,
+            params.join(", "),
+            self.returns,
+            self.body
+        )
+    }
+}
+
 impl fmt::Display for Statement {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -257,6 +304,12 @@ impl fmt::Display for Statement {
                 }
                 write!(f, "END")
             }
+            Statement::CreateFunction(cf) => write!(f, "{cf}"),
+            Statement::DropFunction { name, if_exists } => write!(
+                f,
+                "DROP FUNCTION {}{name}",
+                if *if_exists { "IF EXISTS " } else { "" }
+            ),
             Statement::StopJob { id, savepoint } => {
                 write!(
                     f,

@@ -11,6 +11,9 @@ use crate::plan::{Node, Plan};
 impl Planner<'_> {
     /// Plans a query.
     pub fn plan_query(&mut self, query: &ast::Query) -> Result<Plan> {
+        // Calls of SQL functions are expanded before anything else.
+        let expanded = crate::functions::expand_query(self.catalog, query)?;
+        let query = expanded.as_ref().unwrap_or(query);
         if query.order_by.is_some() {
             return Err(SqlError::plan(
                 "ORDER BY is not supported on streaming queries",
