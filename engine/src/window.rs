@@ -110,6 +110,14 @@ impl WindowSpec {
         }
     }
 
+    /// True when every window the slice ending at `slice_end` belongs to
+    /// has fired by `watermark`: a row of that slice is late. The one rule
+    /// of the window aggregate and of the split that sends its late rows
+    /// to a late-data table ([`crate::ops::late`]).
+    pub fn slice_is_late(&self, slice_end: EventTime, watermark: EventTime) -> bool {
+        self.last_window_end(slice_end).saturating_sub(1) <= watermark
+    }
+
     /// Ends of every window the slice ending at `slice_end` belongs to, in
     /// increasing order.
     pub fn window_ends_of_slice(&self, slice_end: EventTime) -> Vec<EventTime> {

@@ -133,6 +133,11 @@ impl Catalog {
         self.entries.get(&key_of(name)).map(|(_, e)| e)
     }
 
+    /// The entry under a catalog key (lower case, see [`key_of`]).
+    pub fn get_by_key(&self, key: &str) -> Option<&Entry> {
+        self.entries.get(key).map(|(_, e)| e)
+    }
+
     /// Names as declared, sorted, with their kind.
     pub fn list(&self) -> Vec<(String, &'static str)> {
         self.entries

@@ -44,6 +44,9 @@ pub struct LowerOptions {
     pub state_ttl: Option<std::time::Duration>,
     /// Where state TTL reads processing time.
     pub clock: runnel_engine::time::Clock,
+    /// `'table.exec.late-data.table'`: the table that receives the rows
+    /// window aggregates drop as late (checked by the session).
+    pub late_table: Option<TableDescriptor>,
 }
 
 /// Where a job's rows go.
@@ -106,6 +109,7 @@ pub fn lower_all(
         memory_sources: 0,
         reads,
         lowered: HashMap::new(),
+        late: Vec::new(),
     };
     let mut outputs = Vec::with_capacity(queries.len());
     for (plan, sink, position) in queries {
@@ -114,7 +118,34 @@ pub fn lower_all(
         outputs.push((plan, node, par, sink, position));
     }
     let in_memory = lowerer.sources > 0 && lowerer.sources == lowerer.memory_sources;
+    let late = std::mem::take(&mut lowerer.late);
     let mut names = std::mem::take(&mut lowerer.names);
+    if let (Some(desc), false) = (&options.late_table, late.is_empty()) {
+        // Every split's late rows, gathered into the late-data table.
+        let position = outputs.first().map(|o| o.4).unwrap_or_default();
+        let connector = options
+            .registry
+            .resolve(desc)
+            .map_err(|e| SqlError::plan(engine_message(&e), position))?;
+        let factory = connector
+            .sink(desc, false)
+            .map_err(|e| SqlError::plan(engine_message(&e), position))?;
+        let par = options.parallelism.max(1);
+        let union = graph.add_operator(
+            unique(&mut names, "late rows"),
+            par,
+            UnionOperator::factory(),
+        );
+        for (node, p) in late {
+            connect(&mut graph, node, p, union, par, None)?;
+        }
+        let sink = graph.add_operator(
+            unique(&mut names, &format!("sink: {}", desc.name)),
+            par,
+            factory,
+        );
+        connect(&mut graph, union, par, sink, par, None)?;
+    }
     graph.in_memory = in_memory;
     for (plan, node, par, sink, position) in outputs {
         let (name, factory, sink_par) = match sink {
@@ -266,6 +297,8 @@ struct Lowerer<'g> {
     /// Steps lowered so far, by [`reuse_key`]: the node that ends them,
     /// and its parallelism.
     lowered: HashMap<String, (NodeId, usize)>,
+    /// The nodes whose rows go to the late-data table, with parallelism.
+    late: Vec<(NodeId, usize)>,
 }
 
 impl Lowerer<'_> {
@@ -292,6 +325,49 @@ impl Lowerer<'_> {
             .graph
             .add_operator(unique(&mut self.names, name), par, factory);
         connect(self.graph, n, p, op, par, Some(keys.to_vec()))?;
+        Ok((op, par))
+    }
+
+    /// A window aggregate whose late rows go to the late-data table: a
+    /// split behind the exchange marks them by the aggregate's rule, the
+    /// others go on to the aggregate (see runnel_engine::ops::late).
+    fn lower_window_with_late_rows(
+        &mut self,
+        input: &Plan,
+        spec: &runnel_engine::ops::WindowAggregateSpec,
+        name: &str,
+        factory: OperatorFactory,
+    ) -> Result<(NodeId, usize)> {
+        use runnel_engine::ops::late::{LateRows, LateSplit, OnTime};
+        let (n, p) = self.lower(input)?;
+        let par = if spec.key_columns.is_empty() {
+            1
+        } else {
+            self.options.parallelism.max(1)
+        };
+        let schema = input.schema();
+        let name = unique(&mut self.names, name);
+        let split = self.graph.add_operator(
+            unique(&mut self.names, &format!("late split: {name}")),
+            par,
+            LateSplit::factory(spec.window, spec.offset, spec.time_column, &schema),
+        );
+        connect(self.graph, n, p, split, par, Some(spec.key_columns.clone()))?;
+        let on_time = self.graph.add_operator(
+            unique(&mut self.names, &format!("on time: {name}")),
+            par,
+            OnTime::factory(Arc::clone(&schema)),
+        );
+        connect(self.graph, split, par, on_time, par, None)?;
+        let late = self.graph.add_operator(
+            unique(&mut self.names, &format!("late rows: {name}")),
+            par,
+            LateRows::factory(name.clone(), schema, spec.time_column),
+        );
+        connect(self.graph, split, par, late, par, None)?;
+        self.late.push((late, par));
+        let op = self.graph.add_operator(name, par, factory);
+        connect(self.graph, on_time, par, op, par, None)?;
         Ok((op, par))
     }
 
@@ -461,6 +537,14 @@ impl Lowerer<'_> {
                     WindowSpec::Cumulate { .. } => "cumulate",
                     WindowSpec::Session { .. } => "session",
                 };
+                if self.options.late_table.is_some() {
+                    return self.lower_window_with_late_rows(
+                        input,
+                        spec,
+                        &format!("{kind} window aggregate"),
+                        factory,
+                    );
+                }
                 self.lower_keyed(
                     input,
                     &format!("{kind} window aggregate"),

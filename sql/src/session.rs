@@ -124,6 +124,10 @@ pub struct Session {
 /// non-windowed aggregates).
 pub const STATE_TTL_OPTION: &str = "table.exec.state.ttl";
 
+/// The session option naming the table that receives the rows window
+/// aggregates drop as late.
+pub const LATE_DATA_TABLE_OPTION: &str = "table.exec.late-data.table";
+
 impl Session {
     /// A session with these connectors.
     pub fn new(registry: ConnectorRegistry) -> Self {
@@ -271,8 +275,53 @@ impl Session {
         self.options.get(key).map(String::as_str)
     }
 
-    fn lower_options(&self) -> LowerOptions {
-        LowerOptions {
+    /// The late-data table the session names, checked: a table (not a
+    /// view) with the columns late rows have.
+    fn late_table(
+        &self,
+        position: crate::error::Position,
+    ) -> Result<Option<runnel_engine::connector::TableDescriptor>> {
+        let Some(name) = self.option(LATE_DATA_TABLE_OPTION).map(str::trim) else {
+            return Ok(None);
+        };
+        if name.is_empty() {
+            return Ok(None);
+        }
+        let wanted = runnel_engine::ops::late::late_table_schema();
+        let create = format!(
+            "CREATE TABLE {name} (operator STRING, watermark TIMESTAMP(3), row_time TIMESTAMP(3), `row` STRING) WITH (...)"
+        );
+        let table = match self.catalog.get_by_key(&name.to_lowercase()) {
+            Some(Entry::Table(t)) if t.kind == crate::catalog::TableKind::Table => t,
+            Some(_) => {
+                return Err(SqlError::plan(
+                    format!("'{LATE_DATA_TABLE_OPTION}' names '{name}', which is not a table; late rows go to a table such as {create}"),
+                    position,
+                ))
+            }
+            None => {
+                return Err(SqlError::plan(
+                    format!("'{LATE_DATA_TABLE_OPTION}' names '{name}', which does not exist; create it first: {create}"),
+                    position,
+                ))
+            }
+        };
+        let have = &table.descriptor.schema;
+        let same = have.fields().len() == wanted.fields().len()
+            && have.fields().iter().zip(wanted.fields()).all(|(a, b)| {
+                a.name().eq_ignore_ascii_case(b.name()) && a.data_type() == b.data_type()
+            });
+        if !same {
+            return Err(SqlError::plan(
+                format!("the late-data table '{name}' must have the columns (operator STRING, watermark TIMESTAMP(3), row_time TIMESTAMP(3), `row` STRING), in this order: {create}"),
+                position,
+            ));
+        }
+        Ok(Some(table.descriptor.clone()))
+    }
+
+    fn lower_options(&self, position: crate::error::Position) -> Result<LowerOptions> {
+        Ok(LowerOptions {
             parallelism: self.parallelism(),
             registry: self.registry.clone(),
             state_ttl: self
@@ -280,7 +329,8 @@ impl Session {
                 .and_then(parse_duration)
                 .filter(|d| !d.is_zero()),
             clock: self.clock.clone(),
-        }
+            late_table: self.late_table(position)?,
+        })
     }
 
     /// Executes one statement. `select_sink` decides where a top-level
@@ -537,7 +587,7 @@ impl Session {
         let graph = lower(
             &plan,
             SinkTarget::Table(descriptor.clone()),
-            &self.lower_options(),
+            &self.lower_options(position_of(name))?,
             position_of(name),
         )?;
         let bounded = self.is_bounded(&plan);
@@ -758,7 +808,8 @@ impl Session {
                 (plan, SinkTarget::Table(descriptor.clone()), *position)
             })
             .collect();
-        let graph = lower_all(queries, &self.lower_options())?;
+        let position = planned.first().map(|p| p.2).unwrap_or_default();
+        let graph = lower_all(queries, &self.lower_options(position)?)?;
         Ok((planned.into_iter().map(|(p, ..)| p).collect(), graph))
     }
 
@@ -768,7 +819,7 @@ impl Session {
         stmt: &Located,
         select_sink: &SelectSink,
     ) -> Result<(Plan, JobGraph, Option<FinishClauses>)> {
-        let options = self.lower_options();
+        let options = self.lower_options(stmt.position)?;
         match &stmt.statement {
             Statement::Insert { table, query } => {
                 let (plan, descriptor) = self.plan_insert(table, query)?;

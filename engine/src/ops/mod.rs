@@ -6,6 +6,7 @@ pub mod changelog_join;
 pub mod filter_project;
 pub mod group_agg;
 pub mod interval_join;
+pub mod late;
 pub mod lookup_join;
 pub mod normalize;
 pub mod over_agg;

@@ -196,11 +196,7 @@ impl WindowAggregate {
 
     /// True when every window a row at slice `slice_end` belongs to has fired.
     fn is_late(&self, slice_end: EventTime) -> bool {
-        self.spec
-            .window
-            .last_window_end(slice_end)
-            .saturating_sub(1)
-            <= self.watermark
+        self.spec.window.slice_is_late(slice_end, self.watermark)
     }
 
     fn slice_mut(&mut self, slice_end: EventTime) -> Result<&mut Slice> {

@@ -1,0 +1,284 @@
+//! Late rows made visible: the split in front of a window aggregate that
+//! sends the rows the aggregate would drop as late to a late-data table
+//! (`'table.exec.late-data.table'`), instead of only counting them.
+//!
+//! [`LateSplit`] sits in the window aggregate's chain, after the exchange,
+//! so it sees the same watermarks in the same order as the aggregate. It
+//! marks each row late or not by the aggregate's own rule
+//! ([`WindowSpec::slice_is_late`]) and adds the watermark of the moment.
+//! Two operators follow it: [`OnTime`] passes the other rows on to the
+//! aggregate without the two added columns, and [`LateRows`] turns the
+//! late ones into the late-data table's rows: the operator that would
+//! have dropped them, the watermark, the row's event time and the row as
+//! JSON. Both read the same batches, so every row goes exactly one way,
+//! and the late-data table's sink takes part in checkpoints like any
+//! other: a late row is written once, with exactly-once sinks exactly
+//! once.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, BooleanArray, RecordBatch, StringArray, TimestampMillisecondArray,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+use crate::error::{EngineError, Result};
+use crate::operator::{Collector, Operator, OperatorContext, OperatorFactory, TaskInfo};
+use crate::types::{event_time_millis, EventTime};
+use crate::window::WindowSpec;
+
+/// The column [`LateSplit`] adds: true for a late row.
+pub const LATE_COLUMN: &str = "$late";
+/// The column [`LateSplit`] adds: the watermark when the row arrived.
+pub const WATERMARK_COLUMN: &str = "$watermark";
+
+/// The columns of a late-data table, in order: `operator STRING,
+/// watermark TIMESTAMP(3), row_time TIMESTAMP(3), row STRING`.
+pub fn late_table_schema() -> SchemaRef {
+    let ts = DataType::Timestamp(TimeUnit::Millisecond, None);
+    Arc::new(Schema::new(vec![
+        Field::new("operator", DataType::Utf8, false),
+        Field::new("watermark", ts.clone(), true),
+        Field::new("row_time", ts, true),
+        Field::new("row", DataType::Utf8, false),
+    ]))
+}
+
+/// Marks the rows a window aggregate over `window` (shifted by `offset`,
+/// reading its time from `time_column`) would drop as late.
+#[derive(Debug)]
+pub struct LateSplit {
+    window: WindowSpec,
+    offset: i64,
+    time_column: usize,
+    /// The watermark in shifted time, as the aggregate keeps it.
+    watermark: EventTime,
+    schema: SchemaRef,
+    table: Option<runnel_state::TableId>,
+}
+
+impl LateSplit {
+    /// `input` with the two columns the split adds.
+    pub fn output_schema(input: &Schema) -> SchemaRef {
+        let mut fields: Vec<Field> = input.fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.push(Field::new(LATE_COLUMN, DataType::Boolean, false));
+        fields.push(Field::new(
+            WATERMARK_COLUMN,
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            true,
+        ));
+        Arc::new(Schema::new(fields))
+    }
+
+    /// A factory of splits for the aggregate's window, offset and time.
+    pub fn factory(
+        window: WindowSpec,
+        offset: i64,
+        time_column: usize,
+        input: &Schema,
+    ) -> OperatorFactory {
+        let schema = Self::output_schema(input);
+        Arc::new(move |_t: &TaskInfo| {
+            Ok(Box::new(LateSplit {
+                window,
+                offset,
+                time_column,
+                watermark: EventTime::MIN,
+                schema: Arc::clone(&schema),
+                table: None,
+            }) as Box<dyn Operator>)
+        })
+    }
+}
+
+impl Operator for LateSplit {
+    fn state_layout(&self) -> crate::operator::StateLayout {
+        crate::operator::StateLayout::KeyGroups
+    }
+
+    fn open(&mut self, ctx: &mut OperatorContext<'_>) -> Result<()> {
+        let table = ctx
+            .state
+            .register_table(&format!("{}/late_split", ctx.task.operator_name))?;
+        self.table = Some(table);
+        // After a restore the aggregate starts from its saved watermark;
+        // so does the split (the lowest of the old subtasks' after a
+        // rescale, as the aggregate's).
+        if let Some((wm, _)) = super::agg::load_meta(ctx, table)? {
+            self.watermark = wm;
+        }
+        Ok(())
+    }
+
+    fn process_batch(
+        &mut self,
+        _input: usize,
+        batch: RecordBatch,
+        _ctx: &mut OperatorContext<'_>,
+        out: &mut dyn Collector,
+    ) -> Result<()> {
+        let n = batch.num_rows();
+        let times = event_time_millis(batch.column(self.time_column))?;
+        let late: BooleanArray = (0..n)
+            .map(|i| {
+                Some(
+                    times.is_null(i)
+                        || self.window.slice_is_late(
+                            self.window
+                                .slice_end(times.value(i).saturating_sub(self.offset)),
+                            self.watermark,
+                        ),
+                )
+            })
+            .collect();
+        // The watermark as the user's time (not shifted), NULL before the first.
+        let shown = match self.watermark {
+            EventTime::MIN => None,
+            EventTime::MAX => Some(EventTime::MAX),
+            w => Some(w.saturating_add(self.offset)),
+        };
+        let mut cols = batch.columns().to_vec();
+        cols.push(Arc::new(late));
+        cols.push(Arc::new(TimestampMillisecondArray::from(vec![shown; n])));
+        out.collect(RecordBatch::try_new(Arc::clone(&self.schema), cols)?)
+    }
+
+    fn on_watermark(
+        &mut self,
+        watermark: EventTime,
+        _ctx: &mut OperatorContext<'_>,
+        _out: &mut dyn Collector,
+    ) -> Result<()> {
+        let watermark = if watermark == EventTime::MAX {
+            watermark
+        } else {
+            watermark.saturating_sub(self.offset)
+        };
+        self.watermark = self.watermark.max(watermark);
+        Ok(())
+    }
+
+    fn on_barrier(
+        &mut self,
+        _barrier: &crate::types::Barrier,
+        ctx: &mut OperatorContext<'_>,
+    ) -> Result<()> {
+        let table = self
+            .table
+            .ok_or_else(|| EngineError::Internal("late split not opened".into()))?;
+        super::agg::save_meta(ctx, table, self.watermark, 0)
+    }
+}
+
+/// The rows [`LateSplit`] did not mark late, without its two columns.
+#[derive(Debug)]
+pub struct OnTime {
+    schema: SchemaRef,
+}
+
+impl OnTime {
+    /// A factory; `input` is the schema before the split.
+    pub fn factory(input: SchemaRef) -> OperatorFactory {
+        Arc::new(move |_t: &TaskInfo| {
+            Ok(Box::new(OnTime {
+                schema: Arc::clone(&input),
+            }) as Box<dyn Operator>)
+        })
+    }
+}
+
+impl Operator for OnTime {
+    fn process_batch(
+        &mut self,
+        _input: usize,
+        batch: RecordBatch,
+        _ctx: &mut OperatorContext<'_>,
+        out: &mut dyn Collector,
+    ) -> Result<()> {
+        let width = self.schema.fields().len();
+        let late = late_column(&batch, width)?;
+        let keep = arrow::compute::not(late)?;
+        let data =
+            RecordBatch::try_new(Arc::clone(&self.schema), batch.columns()[..width].to_vec())?;
+        out.collect(arrow::compute::filter_record_batch(&data, &keep)?)
+    }
+}
+
+/// The rows [`LateSplit`] marked late, as rows of the late-data table.
+#[derive(Debug)]
+pub struct LateRows {
+    operator: String,
+    input: SchemaRef,
+    time_column: usize,
+}
+
+impl LateRows {
+    /// A factory; `operator` names the aggregate in the late rows, `input`
+    /// is the schema before the split.
+    pub fn factory(operator: String, input: SchemaRef, time_column: usize) -> OperatorFactory {
+        Arc::new(move |_t: &TaskInfo| {
+            Ok(Box::new(LateRows {
+                operator: operator.clone(),
+                input: Arc::clone(&input),
+                time_column,
+            }) as Box<dyn Operator>)
+        })
+    }
+}
+
+impl Operator for LateRows {
+    fn process_batch(
+        &mut self,
+        _input: usize,
+        batch: RecordBatch,
+        _ctx: &mut OperatorContext<'_>,
+        out: &mut dyn Collector,
+    ) -> Result<()> {
+        let width = self.input.fields().len();
+        let late = late_column(&batch, width)?.clone();
+        let batch = arrow::compute::filter_record_batch(&batch, &late)?;
+        let n = batch.num_rows();
+        if n == 0 {
+            return Ok(());
+        }
+        let data =
+            RecordBatch::try_new(Arc::clone(&self.input), batch.columns()[..width].to_vec())?;
+        let rows = json_rows(&data)?;
+        let row_time = event_time_millis(data.column(self.time_column))?;
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(vec![self.operator.as_str(); n])),
+            Arc::clone(batch.column(width + 1)),
+            Arc::new(TimestampMillisecondArray::from(
+                (0..n)
+                    .map(|i| (!row_time.is_null(i)).then(|| row_time.value(i)))
+                    .collect::<Vec<_>>(),
+            )),
+            Arc::new(StringArray::from(rows)),
+        ];
+        out.collect(RecordBatch::try_new(late_table_schema(), cols)?)
+    }
+}
+
+/// The split's `$late` column, after the `width` input columns.
+fn late_column(batch: &RecordBatch, width: usize) -> Result<&BooleanArray> {
+    batch
+        .column(width)
+        .as_any()
+        .downcast_ref::<BooleanArray>()
+        .ok_or_else(|| EngineError::Internal("the late split's column is not boolean".into()))
+}
+
+/// Each row of `batch` as one JSON object (NULLs written out).
+fn json_rows(batch: &RecordBatch) -> Result<Vec<String>> {
+    let mut buf = Vec::new();
+    {
+        let mut w = arrow::json::WriterBuilder::new()
+            .with_explicit_nulls(true)
+            .build::<_, arrow::json::writer::LineDelimited>(&mut buf);
+        w.write(batch)?;
+        w.finish()?;
+    }
+    let text = String::from_utf8(buf)
+        .map_err(|e| EngineError::Internal(format!("JSON of a late row: {e}")))?;
+    Ok(text.lines().map(str::to_string).collect())
+}
