@@ -22,6 +22,7 @@ use runnel_engine::expr::{Expr, ScalarValue};
 use runnel_engine::graph::{Exchange, JobGraph, NodeId};
 use runnel_engine::operator::{OperatorFactory, OperatorMetrics, TaskInfo};
 use runnel_engine::ops::filter_project::{FilterOperator, ProjectOperator};
+use runnel_engine::ops::late::LateRule;
 use runnel_engine::ops::{
     JoinKind, LookupJoin, MaterializeSpec, ProcTimeOperator, UnionOperator, WindowAssign,
 };
@@ -328,19 +329,21 @@ impl Lowerer<'_> {
         Ok((op, par))
     }
 
-    /// A window aggregate whose late rows go to the late-data table: a
-    /// split behind the exchange marks them by the aggregate's rule, the
-    /// others go on to the aggregate (see runnel_engine::ops::late).
-    fn lower_window_with_late_rows(
+    /// [`Self::lower_keyed`] for an operator that drops late rows, when
+    /// they go to the late-data table: a split behind the exchange marks
+    /// them by the operator's rule over its time column, the others go on
+    /// to the operator (see runnel_engine::ops::late).
+    fn lower_keyed_with_late_rows(
         &mut self,
         input: &Plan,
-        spec: &runnel_engine::ops::WindowAggregateSpec,
         name: &str,
+        keys: &[usize],
         factory: OperatorFactory,
+        (rule, time_column): (LateRule, usize),
     ) -> Result<(NodeId, usize)> {
         use runnel_engine::ops::late::{LateRows, LateSplit, OnTime};
         let (n, p) = self.lower(input)?;
-        let par = if spec.key_columns.is_empty() {
+        let par = if keys.is_empty() {
             1
         } else {
             self.options.parallelism.max(1)
@@ -350,9 +353,9 @@ impl Lowerer<'_> {
         let split = self.graph.add_operator(
             unique(&mut self.names, &format!("late split: {name}")),
             par,
-            LateSplit::factory(spec.window, spec.offset, spec.time_column, &schema),
+            LateSplit::factory(rule, time_column, &schema),
         );
-        connect(self.graph, n, p, split, par, Some(spec.key_columns.clone()))?;
+        connect(self.graph, n, p, split, par, Some(keys.to_vec()))?;
         let on_time = self.graph.add_operator(
             unique(&mut self.names, &format!("on time: {name}")),
             par,
@@ -362,7 +365,7 @@ impl Lowerer<'_> {
         let late = self.graph.add_operator(
             unique(&mut self.names, &format!("late rows: {name}")),
             par,
-            LateRows::factory(name.clone(), schema, spec.time_column),
+            LateRows::factory(name.clone(), schema, time_column),
         );
         connect(self.graph, split, par, late, par, None)?;
         self.late.push((late, par));
@@ -483,6 +486,15 @@ impl Lowerer<'_> {
                     .clone()
                     .factory(input.schema())
                     .map_err(|e| self.err(e))?;
+                if self.options.late_table.is_some() {
+                    return self.lower_keyed_with_late_rows(
+                        input,
+                        "over aggregate",
+                        &spec.partition_keys,
+                        factory,
+                        (LateRule::AtOrBefore, spec.time_column),
+                    );
+                }
                 self.lower_keyed(input, "over aggregate", &spec.partition_keys, factory)
             }
             Node::TopN {
@@ -501,6 +513,15 @@ impl Lowerer<'_> {
                     .clone()
                     .factory(input.schema())
                     .map_err(|e| self.err(e))?;
+                if let (Some(_), Some(end)) = (&self.options.late_table, spec.window_end) {
+                    return self.lower_keyed_with_late_rows(
+                        input,
+                        "window top-n",
+                        &spec.partition_keys,
+                        factory,
+                        (LateRule::WindowEnd, end),
+                    );
+                }
                 self.lower_keyed(input, "top-n", &spec.partition_keys, factory)
             }
             Node::Normalize { input, spec } => {
@@ -538,11 +559,16 @@ impl Lowerer<'_> {
                     WindowSpec::Session { .. } => "session",
                 };
                 if self.options.late_table.is_some() {
-                    return self.lower_window_with_late_rows(
+                    let rule = LateRule::Window {
+                        window: spec.window,
+                        offset: spec.offset,
+                    };
+                    return self.lower_keyed_with_late_rows(
                         input,
-                        spec,
                         &format!("{kind} window aggregate"),
+                        &spec.key_columns,
                         factory,
+                        (rule, spec.time_column),
                     );
                 }
                 self.lower_keyed(

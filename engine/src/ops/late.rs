@@ -1,11 +1,12 @@
-//! Late rows made visible: the split in front of a window aggregate that
-//! sends the rows the aggregate would drop as late to a late-data table
+//! Late rows made visible: the split in front of an operator that drops
+//! late rows (a window aggregate, a window Top-N, an OVER aggregate),
+//! which sends the rows that operator would drop to a late-data table
 //! (`'table.exec.late-data.table'`), instead of only counting them.
 //!
-//! [`LateSplit`] sits in the window aggregate's chain, after the exchange,
-//! so it sees the same watermarks in the same order as the aggregate. It
-//! marks each row late or not by the aggregate's own rule
-//! ([`WindowSpec::slice_is_late`]) and adds the watermark of the moment.
+//! [`LateSplit`] sits in the operator's chain, after the exchange, so it
+//! sees the same watermarks in the same order as the operator. It marks
+//! each row late or not by the operator's own rule ([`LateRule`]) and adds
+//! the watermark of the moment.
 //! Two operators follow it: [`OnTime`] passes the other rows on to the
 //! aggregate without the two added columns, and [`LateRows`] turns the
 //! late ones into the late-data table's rows: the operator that would
@@ -44,12 +45,51 @@ pub fn late_table_schema() -> SchemaRef {
     ]))
 }
 
-/// Marks the rows a window aggregate over `window` (shifted by `offset`,
-/// reading its time from `time_column`) would drop as late.
+/// When the operator behind a [`LateSplit`] drops a row as late, given the
+/// row's time (from the split's time column) and the watermark. A row
+/// without a time is always dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LateRule {
+    /// A TUMBLE, HOP or CUMULATE window aggregate: every window of the
+    /// row's slice has fired ([`WindowSpec::slice_is_late`]), in time
+    /// shifted by the windows' offset.
+    Window {
+        /// The windows.
+        window: WindowSpec,
+        /// Their offset (milliseconds).
+        offset: i64,
+    },
+    /// A window Top-N, whose time column is `window_end`: that window has
+    /// fired.
+    WindowEnd,
+    /// An OVER aggregate: the row is not after the watermark.
+    AtOrBefore,
+}
+
+impl LateRule {
+    /// The offset time is shifted by (window aggregates only).
+    fn offset(&self) -> i64 {
+        match self {
+            LateRule::Window { offset, .. } => *offset,
+            _ => 0,
+        }
+    }
+
+    /// True when a row at `t` is late at `watermark` (both shifted).
+    fn is_late(&self, t: EventTime, watermark: EventTime) -> bool {
+        match self {
+            LateRule::Window { window, .. } => window.slice_is_late(window.slice_end(t), watermark),
+            LateRule::WindowEnd => t.saturating_sub(1) <= watermark,
+            LateRule::AtOrBefore => t <= watermark,
+        }
+    }
+}
+
+/// Marks the rows the operator behind it would drop as late, by `rule`
+/// over the time in `time_column`.
 #[derive(Debug)]
 pub struct LateSplit {
-    window: WindowSpec,
-    offset: i64,
+    rule: LateRule,
     time_column: usize,
     /// The watermark in shifted time, as the aggregate keeps it.
     watermark: EventTime,
@@ -70,18 +110,12 @@ impl LateSplit {
         Arc::new(Schema::new(fields))
     }
 
-    /// A factory of splits for the aggregate's window, offset and time.
-    pub fn factory(
-        window: WindowSpec,
-        offset: i64,
-        time_column: usize,
-        input: &Schema,
-    ) -> OperatorFactory {
+    /// A factory of splits by `rule` over `time_column` of `input`.
+    pub fn factory(rule: LateRule, time_column: usize, input: &Schema) -> OperatorFactory {
         let schema = Self::output_schema(input);
         Arc::new(move |_t: &TaskInfo| {
             Ok(Box::new(LateSplit {
-                window,
-                offset,
+                rule,
                 time_column,
                 watermark: EventTime::MIN,
                 schema: Arc::clone(&schema),
@@ -119,15 +153,14 @@ impl Operator for LateSplit {
     ) -> Result<()> {
         let n = batch.num_rows();
         let times = event_time_millis(batch.column(self.time_column))?;
+        let offset = self.rule.offset();
         let late: BooleanArray = (0..n)
             .map(|i| {
                 Some(
                     times.is_null(i)
-                        || self.window.slice_is_late(
-                            self.window
-                                .slice_end(times.value(i).saturating_sub(self.offset)),
-                            self.watermark,
-                        ),
+                        || self
+                            .rule
+                            .is_late(times.value(i).saturating_sub(offset), self.watermark),
                 )
             })
             .collect();
@@ -135,7 +168,7 @@ impl Operator for LateSplit {
         let shown = match self.watermark {
             EventTime::MIN => None,
             EventTime::MAX => Some(EventTime::MAX),
-            w => Some(w.saturating_add(self.offset)),
+            w => Some(w.saturating_add(offset)),
         };
         let mut cols = batch.columns().to_vec();
         cols.push(Arc::new(late));
@@ -152,7 +185,7 @@ impl Operator for LateSplit {
         let watermark = if watermark == EventTime::MAX {
             watermark
         } else {
-            watermark.saturating_sub(self.offset)
+            watermark.saturating_sub(self.rule.offset())
         };
         self.watermark = self.watermark.max(watermark);
         Ok(())
