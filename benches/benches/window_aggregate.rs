@@ -83,6 +83,7 @@ fn operator(window: WindowSpec) -> OperatorHarness {
             AggregateCall::new(AggregateFunction::Avg, vec![Expr::Column(2)], "avg_v"),
         ],
         offset: 0,
+        allowed_lateness: 0,
     };
     let op = WindowAggregate::new(spec, &schema()).expect("valid aggregate");
     OperatorHarness::new(Box::new(op)).expect("operator opens")

@@ -179,6 +179,7 @@ fn main() -> Result<()> {
         key_columns: vec![1],
         aggregates: aggregates.clone(),
         offset: 0,
+        allowed_lateness: 0,
     };
     let sliding = WindowAggregateSpec {
         window: WindowSpec::Hop {
@@ -189,6 +190,7 @@ fn main() -> Result<()> {
         key_columns: vec![1],
         aggregates,
         offset: 0,
+        allowed_lateness: 0,
     };
     let gold_op = g.add_operator(
         "gold_1min",

@@ -562,6 +562,7 @@ impl Lowerer<'_> {
                     let rule = LateRule::Window {
                         window: spec.window,
                         offset: spec.offset,
+                        lateness: spec.allowed_lateness,
                     };
                     return self.lower_keyed_with_late_rows(
                         input,

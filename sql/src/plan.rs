@@ -369,6 +369,10 @@ impl Plan {
     pub fn upsert_key(&self) -> Option<Vec<usize>> {
         match &self.node {
             Node::GroupAggregate { spec, .. } => Some((0..spec.key_columns.len()).collect()),
+            // Corrected windows: keys, window_start, window_end.
+            Node::WindowAggregate { spec, .. } if self.updating => {
+                Some((0..spec.key_columns.len() + 2).collect())
+            }
             Node::Normalize { spec, .. } => Some(spec.key_columns.clone()),
             // Each change is of one rank of one partition; the first rank
             // of a partition is the partition's only row.
@@ -420,6 +424,12 @@ impl Plan {
                 return Some(
                     "it aggregates without a window (GROUP BY over the whole stream)".into(),
                 )
+            }
+            Node::WindowAggregate { spec, .. } if spec.allowed_lateness > 0 => {
+                return Some(format!(
+                    "its windows are corrected for rows up to {} ms late ('table.exec.emit.allow-lateness')",
+                    spec.allowed_lateness
+                ))
             }
             Node::StreamJoin { spec, left, right } => {
                 use runnel_engine::ops::JoinKind;
@@ -553,13 +563,17 @@ impl Plan {
                 o => format!("WindowTvf {window:?} offset {o} ms"),
             },
             Node::WindowAggregate { spec, .. } => format!(
-                "WindowAggregate {:?}{} keys {:?}",
+                "WindowAggregate {:?}{} keys {:?}{}",
                 spec.window,
                 match spec.offset {
                     0 => String::new(),
                     o => format!(" offset {o} ms"),
                 },
-                spec.key_columns
+                spec.key_columns,
+                match spec.allowed_lateness {
+                    0 => String::new(),
+                    l => format!(" allowed lateness {l} ms"),
+                }
             ),
             Node::SessionAggregate { spec, .. } => format!(
                 "SessionAggregate gap {} ms keys {:?}",

@@ -12,7 +12,6 @@ use runnel_engine::expr::ScalarValue;
 use crate::binder::{placeholder_positions, with_parameters, Parameters};
 use crate::error::{Position, Result, SqlError};
 use crate::parser::{Located, Statement};
-use crate::planner::Planner;
 use crate::session::{Outcome, QueryShape, SelectSink, Session};
 
 /// What a prepared statement takes and gives.
@@ -53,7 +52,7 @@ impl Session {
         match statement {
             Statement::Query(q) => self.query_shape(q).map(Some),
             Statement::Insert { query, .. } => {
-                Planner::new(self.catalog()).plan_query(query)?;
+                self.planner().plan_query(query)?;
                 Ok(None)
             }
             Statement::Explain(inner) => self.describe_with(inner).map(|_| None),

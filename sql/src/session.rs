@@ -124,6 +124,10 @@ pub struct Session {
 /// non-windowed aggregates).
 pub const STATE_TTL_OPTION: &str = "table.exec.state.ttl";
 
+/// The session option that keeps windows open for late rows after they
+/// fired (Flink's name).
+pub const ALLOW_LATENESS_OPTION: &str = "table.exec.emit.allow-lateness";
+
 /// The session option naming the table that receives the rows window
 /// aggregates drop as late.
 pub const LATE_DATA_TABLE_OPTION: &str = "table.exec.late-data.table";
@@ -187,7 +191,7 @@ impl Session {
     pub fn query_shape(&self, query: &sqlparser::ast::Query) -> Result<QueryShape> {
         let mut query = query.clone();
         let clauses = split_finish(&mut query);
-        let mut plan = Planner::new(&self.catalog).plan_query(&query)?;
+        let mut plan = self.planner().plan_query(&query)?;
         plan.prune_all();
         let bounded = self.is_bounded(&plan);
         let schema = output_schema(&plan);
@@ -258,6 +262,14 @@ impl Session {
                 }
             }
         }
+        if key == ALLOW_LATENESS_OPTION && parse_duration(value).is_none() {
+            return Err(SqlError::plan(
+                format!(
+                    "'{key}' must be a duration such as '1 min' or '30 s' (0 fires each window once), not '{value}'"
+                ),
+                position,
+            ));
+        }
         if key == STATE_TTL_OPTION && parse_duration(value).is_none() {
             return Err(SqlError::plan(
                 format!(
@@ -273,6 +285,15 @@ impl Session {
     /// A session option.
     pub fn option(&self, key: &str) -> Option<&str> {
         self.options.get(key).map(String::as_str)
+    }
+
+    /// A planner over the session's catalog, with its options.
+    pub(crate) fn planner(&self) -> Planner<'_> {
+        let lateness = self
+            .option(ALLOW_LATENESS_OPTION)
+            .and_then(parse_duration)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        Planner::new(&self.catalog).with_allowed_lateness(lateness)
     }
 
     /// The late-data table the session names, checked: a table (not a
@@ -363,7 +384,7 @@ impl Session {
                     );
                 }
                 // Plan now so that errors show at creation time.
-                Planner::new(&self.catalog).plan_query(query)?;
+                self.planner().plan_query(query)?;
                 let view = ViewEntry {
                     query: (**query).clone(),
                     materialized: false,
@@ -569,7 +590,7 @@ impl Session {
                 position_of(name),
             ));
         }
-        let mut plan = Planner::new(&self.catalog).plan_query(query)?;
+        let mut plan = self.planner().plan_query(query)?;
         plan.prune_all();
         let descriptor = runnel_engine::connector::TableDescriptor {
             name: key_of(name),
@@ -762,7 +783,7 @@ impl Session {
                 position_of(table),
             ));
         };
-        let plan = Planner::new(&self.catalog).plan_query(query)?;
+        let plan = self.planner().plan_query(query)?;
         // VIRTUAL metadata columns are read-only: the query does not
         // produce them and the sink does not receive them.
         let written: Vec<usize> = (0..sink.descriptor.schema.fields().len())
@@ -834,7 +855,7 @@ impl Session {
             Statement::Query(query) => {
                 let mut query = (**query).clone();
                 let clauses = split_finish(&mut query);
-                let mut plan = Planner::new(&self.catalog).plan_query(&query)?;
+                let mut plan = self.planner().plan_query(&query)?;
                 plan.prune_all();
                 let graph = lower(&plan, select_sink(&plan), &options, stmt.position)?;
                 Ok((plan, graph, clauses))
@@ -886,7 +907,7 @@ impl Session {
                     ("extras", extras),
                 ]);
             }
-            Some(Entry::View(v)) => Planner::new(&self.catalog).plan_query(&v.query)?.scope,
+            Some(Entry::View(v)) => self.planner().plan_query(&v.query)?.scope,
             None => {
                 return Err(SqlError::not_found(
                     format!("unknown table or view '{}'", key_of(name)),

@@ -84,6 +84,7 @@ pub fn window_factory(spec: WindowSpec) -> OperatorFactory {
             key_columns: vec![1],
             aggregates: all_aggregates(),
             offset: 0,
+            allowed_lateness: 0,
         }
         .factory(schema()),
     }

@@ -228,6 +228,7 @@ fn state_ten_times_the_memory_budget_spills_and_stays_exact() -> Result<()> {
             AggregateCall::new(AggregateFunction::Sum, vec![Expr::Column(2)], "total"),
         ],
         offset: 0,
+        allowed_lateness: 0,
     };
     let agg = g.add_operator("window", 2, spec.factory(schema())?);
     let sink_seen = Arc::clone(&seen);

@@ -104,6 +104,7 @@ fn run(parallelism: usize) -> Result<(Vec<WindowResult>, Vec<WindowResult>)> {
         key_columns: vec![1],
         aggregates: all_aggregates(),
         offset: 0,
+        allowed_lateness: 0,
     };
     let session = SessionAggregateSpec {
         gap: 300,

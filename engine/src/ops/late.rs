@@ -58,6 +58,8 @@ pub enum LateRule {
         window: WindowSpec,
         /// Their offset (milliseconds).
         offset: i64,
+        /// How long a window's state is kept after it fired (milliseconds).
+        lateness: i64,
     },
     /// A window Top-N, whose time column is `window_end`: that window has
     /// fired.
@@ -78,7 +80,15 @@ impl LateRule {
     /// True when a row at `t` is late at `watermark` (both shifted).
     fn is_late(&self, t: EventTime, watermark: EventTime) -> bool {
         match self {
-            LateRule::Window { window, .. } => window.slice_is_late(window.slice_end(t), watermark),
+            LateRule::Window {
+                window, lateness, ..
+            } => {
+                let closed = match watermark {
+                    EventTime::MAX => EventTime::MAX,
+                    w => w.saturating_sub(*lateness),
+                };
+                window.slice_is_late(window.slice_end(t), closed)
+            }
             LateRule::WindowEnd => t.saturating_sub(1) <= watermark,
             LateRule::AtOrBefore => t <= watermark,
         }

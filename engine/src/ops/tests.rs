@@ -108,6 +108,7 @@ fn window_op_with(
         key_columns: vec![1],
         aggregates,
         offset: 0,
+        allowed_lateness: 0,
     };
     Ok(Box::new(WindowAggregate::new(spec, &schema())?))
 }
@@ -151,6 +152,84 @@ fn tumble_emits_each_window_once_and_drops_late_rows() -> Result<()> {
     assert_eq!(window_rows(&h.take_output()), vec![(s("a"), 10, 20, 2, 20)]);
     h.watermark(200)?;
     assert!(h.take_output().is_empty(), "windows fire only once");
+    Ok(())
+}
+
+/// Rows with their kind: (kind, key, start, end, count, sum).
+fn kinded_window_rows(batches: &[RecordBatch]) -> Vec<(String, String, i64, i64, i64, i64)> {
+    let mut out = Vec::new();
+    for b in batches {
+        let kinds = crate::types::row_kinds(b).expect("a row kind column");
+        let rows = window_rows(std::slice::from_ref(b));
+        // window_rows sorts; one key per batch row keeps them apart here.
+        assert!(b.num_rows() <= 1 || rows.windows(2).all(|w| w[0].0 != w[1].0));
+        let keys = b
+            .column(0)
+            .as_any()
+            .downcast_ref::<arrow::array::StringArray>()
+            .expect("keys");
+        for (i, kind) in kinds.iter().enumerate() {
+            let r = rows
+                .iter()
+                .find(|r| r.0 == keys.value(i))
+                .expect("the row")
+                .clone();
+            out.push((format!("{kind:?}"), r.0, r.1, r.2, r.3, r.4));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn allowed_lateness_corrects_a_fired_window_across_a_restore() -> Result<()> {
+    let op = || -> Result<Box<WindowAggregate>> {
+        let spec = WindowAggregateSpec {
+            window: WindowSpec::Tumble { size: 10 },
+            time_column: 0,
+            key_columns: vec![1],
+            aggregates: calls(),
+            offset: 0,
+            allowed_lateness: 20,
+        };
+        Ok(Box::new(WindowAggregate::new(spec, &schema())?))
+    };
+    let mut h = OperatorHarness::new(op()?)?;
+    h.batch(batch(&[(1, "a", 1), (3, "b", 8)]))?;
+    h.watermark(9)?;
+    assert_eq!(
+        kinded_window_rows(&h.take_output()),
+        vec![
+            (s("Insert"), s("a"), 0, 10, 1, 1),
+            (s("Insert"), s("b"), 0, 10, 1, 8)
+        ]
+    );
+    let snapshot = h.checkpoint(1)?;
+    let mut h = OperatorHarness::restored(op()?, &snapshot)?;
+    // Within the 20 ms: a's result changes, c is new to the window.
+    h.batch(batch(&[(5, "a", 100), (6, "c", 7)]))?;
+    assert_eq!(
+        kinded_window_rows(&h.take_output()),
+        vec![
+            (s("Insert"), s("c"), 0, 10, 1, 7),
+            (s("UpdateAfter"), s("a"), 0, 10, 2, 101),
+            (s("UpdateBefore"), s("a"), 0, 10, 1, 1),
+        ]
+    );
+    assert_eq!(h.metrics().late_rows_dropped.load(Ordering::Relaxed), 0);
+    assert_eq!(
+        h.state_entries(),
+        3,
+        "the fired window's groups a and b, kept, and the meta entry"
+    );
+    // At 29 the window [0,10) is closed for good: its state goes, the
+    // next row for it is late.
+    h.watermark(29)?;
+    assert!(h.take_output().is_empty(), "a window fires once");
+    h.batch(batch(&[(2, "a", 5)]))?;
+    assert!(h.take_output().is_empty());
+    assert_eq!(h.metrics().late_rows_dropped.load(Ordering::Relaxed), 1);
+    assert_eq!(h.state_entries(), 1, "only the meta entry is left");
     Ok(())
 }
 
@@ -410,6 +489,7 @@ fn plan_errors_are_clear() {
         key_columns: vec![1],
         aggregates: calls(),
         offset: 0,
+        allowed_lateness: 0,
     };
     let err = WindowAggregate::new(bad, &schema())
         .err()
@@ -422,6 +502,7 @@ fn plan_errors_are_clear() {
         key_columns: vec![1],
         aggregates: vec![AggregateCall::new(F::Sum, vec![Expr::Column(1)], "s")],
         offset: 0,
+        allowed_lateness: 0,
     };
     let err = WindowAggregate::new(bad, &schema())
         .err()

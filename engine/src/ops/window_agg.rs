@@ -35,7 +35,7 @@ use crate::ops::agg::{
     decode_time_at, load_group, load_meta_with, save_group, save_meta_with, scan_owned, state_key,
     take_inputs, update_all, AggregateCall, BoundAggregates, CallInput,
 };
-use crate::types::{event_time_millis, Barrier, EventTime};
+use crate::types::{event_time_millis, Barrier, EventTime, RowKind};
 use crate::window::WindowSpec;
 
 /// Above this many distinct slices in one batch, rows are split by slice
@@ -66,6 +66,12 @@ pub struct WindowAggregateSpec {
     /// size (Flink's window offset: `TUMBLE(..., INTERVAL '1' DAY,
     /// INTERVAL '-8' HOUR)` starts days at 08:00 UTC).
     pub offset: i64,
+    /// Milliseconds a window's state is kept after it fired
+    /// (`'table.exec.emit.allow-lateness'`): a row that arrives for it
+    /// within that time updates its result, emitted as `-U` and `+U`.
+    /// With 0 (the default) the output is append-only; otherwise it is
+    /// updating (the last column holds the row kind).
+    pub allowed_lateness: i64,
 }
 
 impl WindowAggregateSpec {
@@ -73,7 +79,12 @@ impl WindowAggregateSpec {
     /// `window_end`, then one column per aggregate.
     pub fn output_schema(&self, input: &Schema) -> Result<SchemaRef> {
         let aggs = BoundAggregates::new(self.aggregates.clone(), input)?;
-        Ok(output_schema(input, &self.key_columns, aggs.fields()))
+        let schema = output_schema(input, &self.key_columns, aggs.fields());
+        Ok(if self.allowed_lateness > 0 {
+            crate::types::with_row_kind(&schema)
+        } else {
+            schema
+        })
     }
 
     /// A factory for the subtasks of this operator.
@@ -172,9 +183,15 @@ impl WindowAggregate {
                 spec.time_column
             )));
         }
+        if spec.allowed_lateness < 0 {
+            return Err(EngineError::Plan(format!(
+                "allowed lateness must not be negative, got {} ms",
+                spec.allowed_lateness
+            )));
+        }
         let aggs = BoundAggregates::new(spec.aggregates.clone(), input)?;
         let encoder = KeyEncoder::new(input, &spec.key_columns)?;
-        let schema = output_schema(input, &spec.key_columns, aggs.fields());
+        let schema = spec.output_schema(input)?;
         Ok(Self {
             spec,
             aggs,
@@ -194,9 +211,101 @@ impl WindowAggregate {
         Arc::clone(&self.schema)
     }
 
-    /// True when every window a row at slice `slice_end` belongs to has fired.
+    /// True when every window a row at slice `slice_end` belongs to has
+    /// fired and its allowed lateness has passed.
     fn is_late(&self, slice_end: EventTime) -> bool {
-        self.spec.window.slice_is_late(slice_end, self.watermark)
+        self.spec
+            .window
+            .slice_is_late(slice_end, self.cleanup_watermark())
+    }
+
+    /// The watermark less the allowed lateness: windows that ended by it
+    /// are closed for good and their slices dropped.
+    fn cleanup_watermark(&self) -> EventTime {
+        match self.watermark {
+            EventTime::MAX => EventTime::MAX,
+            w => w.saturating_sub(self.spec.allowed_lateness),
+        }
+    }
+
+    /// The windows that fired but may still change, and the keys a batch
+    /// of rows at slices `slice_of` changes in each.
+    fn corrections(
+        &self,
+        slice_of: &[Option<EventTime>],
+        key_rows: &arrow::row::Rows,
+    ) -> BTreeMap<EventTime, BTreeSet<Vec<u8>>> {
+        let mut out: BTreeMap<EventTime, BTreeSet<Vec<u8>>> = BTreeMap::new();
+        if self.spec.allowed_lateness == 0 {
+            return out;
+        }
+        let closed = self.cleanup_watermark();
+        for (i, s) in slice_of.iter().enumerate() {
+            let Some(s) = s else { continue };
+            for e in self.spec.window.window_ends_of_slice(*s) {
+                let last = e.saturating_sub(1);
+                if last <= self.watermark && last > closed {
+                    out.entry(e)
+                        .or_default()
+                        .insert(key_rows.row(i).as_ref().to_vec());
+                }
+            }
+        }
+        out
+    }
+
+    /// The current result of window `end` for each of `keys` that has one:
+    /// the keys found and their values.
+    fn results_of(
+        &self,
+        end: EventTime,
+        keys: &BTreeSet<Vec<u8>>,
+        ctx: &mut OperatorContext<'_>,
+    ) -> Result<(Vec<Vec<u8>>, Vec<ArrayRef>)> {
+        let start = self.spec.window.window_start(end);
+        let table = self.table()?;
+        let mut merged = self.aggs.accumulators()?;
+        let mut scratch = self.aggs.accumulators()?;
+        let mut found: Vec<Vec<u8>> = Vec::new();
+        for key in keys {
+            let dst = found.len() as u32;
+            let mut any = false;
+            for slice in self
+                .slices
+                .range(start.saturating_add(1)..=end)
+                .map(|(_, s)| s)
+            {
+                if let Some(&g) = slice.groups.get(key.as_slice()) {
+                    for (m, a) in merged.iter_mut().zip(&slice.accs) {
+                        m.merge(dst, a.as_ref(), g)?;
+                    }
+                    any = true;
+                }
+            }
+            for s in self
+                .stored
+                .range(start.saturating_add(1)..=end)
+                .map(|(s, _)| *s)
+            {
+                let skey = state_key(ctx, key, &encode_time(s));
+                if let Some(v) = ctx.state.get(table, &skey)? {
+                    load_group(&mut scratch, 0, &v)?;
+                    for (m, a) in merged.iter_mut().zip(&scratch) {
+                        m.merge(dst, a.as_ref(), 0)?;
+                    }
+                    any = true;
+                }
+            }
+            if any {
+                found.push(key.clone());
+            }
+        }
+        let groups: Vec<u32> = (0..found.len() as u32).collect();
+        let values = merged
+            .iter()
+            .map(|a| a.evaluate(&groups))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((found, values))
     }
 
     fn slice_mut(&mut self, slice_end: EventTime) -> Result<&mut Slice> {
@@ -372,13 +481,42 @@ impl WindowAggregate {
         self.emit_rows(start, end, &keys, values, out)
     }
 
-    /// Emits the rows of one window: `keys`, the window bounds, `values`.
+    /// Emits the rows of one window: `keys`, the window bounds, `values`,
+    /// inserts (when the output has a row kind).
     fn emit_rows(
         &self,
         start: EventTime,
         end: EventTime,
         keys: &[&[u8]],
         values: Vec<ArrayRef>,
+        out: &mut dyn Collector,
+    ) -> Result<()> {
+        let kinds = vec![RowKind::Insert; keys.len()];
+        self.emit_kinds(start, end, keys, values, &kinds, out)
+    }
+
+    /// [`Self::emit_rows`] with one kind for every row.
+    fn emit_kind(
+        &self,
+        start: EventTime,
+        end: EventTime,
+        keys: &[&[u8]],
+        values: Vec<ArrayRef>,
+        kind: RowKind,
+        out: &mut dyn Collector,
+    ) -> Result<()> {
+        let kinds = vec![kind; keys.len()];
+        self.emit_kinds(start, end, keys, values, &kinds, out)
+    }
+
+    /// [`Self::emit_rows`] with each row's kind.
+    fn emit_kinds(
+        &self,
+        start: EventTime,
+        end: EventTime,
+        keys: &[&[u8]],
+        values: Vec<ArrayRef>,
+        kinds: &[RowKind],
         out: &mut dyn Collector,
     ) -> Result<()> {
         let parser = self.encoder.converter().parser();
@@ -399,6 +537,9 @@ impl WindowAggregate {
             n
         ])));
         columns.extend(values);
+        if self.spec.allowed_lateness > 0 {
+            columns.push(crate::types::row_kind_array(kinds));
+        }
         out.collect(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
     }
 
@@ -516,7 +657,7 @@ impl Operator for WindowAggregate {
         _input: usize,
         batch: RecordBatch,
         ctx: &mut OperatorContext<'_>,
-        _out: &mut dyn Collector,
+        out: &mut dyn Collector,
     ) -> Result<()> {
         let n = batch.num_rows();
         if n == 0 {
@@ -555,7 +696,35 @@ impl Operator for WindowAggregate {
         if dropped > 0 {
             ctx.metrics.add_late(dropped);
         }
+        // Rows for windows that fired but are within their allowed
+        // lateness: their keys' results before and after the rows.
+        let corrections = self.corrections(&slice_of, &key_rows);
+        let mut before = Vec::with_capacity(corrections.len());
+        for (end, keys) in &corrections {
+            before.push(self.results_of(*end, keys, ctx)?);
+        }
         self.update_slices(&distinct, &slice_of, dropped, &key_rows, &inputs, first_seq)?;
+        for ((end, keys), (old_keys, old_values)) in corrections.iter().zip(before) {
+            let start = self.spec.window.window_start(*end);
+            let (new_keys, new_values) = self.results_of(*end, keys, ctx)?;
+            if !old_keys.is_empty() {
+                let keys: Vec<&[u8]> = old_keys.iter().map(Vec::as_slice).collect();
+                self.emit_kind(start, *end, &keys, old_values, RowKind::UpdateBefore, out)?;
+            }
+            // A key new to the window is an insert, the others updates.
+            let kinds: Vec<RowKind> = new_keys
+                .iter()
+                .map(|k| {
+                    if old_keys.binary_search(k).is_ok() {
+                        RowKind::UpdateAfter
+                    } else {
+                        RowKind::Insert
+                    }
+                })
+                .collect();
+            let keys: Vec<&[u8]> = new_keys.iter().map(Vec::as_slice).collect();
+            self.emit_kinds(start, *end, &keys, new_values, &kinds, out)?;
+        }
         if ctx
             .task
             .memory_budget
@@ -593,13 +762,14 @@ impl Operator for WindowAggregate {
             self.fire(end, ctx, out)?;
         }
         let window = self.spec.window;
+        let closed = self.cleanup_watermark();
         self.slices
-            .retain(|&s, _| window.last_window_end(s).saturating_sub(1) > watermark);
+            .retain(|&s, _| window.last_window_end(s).saturating_sub(1) > closed);
         let done: Vec<EventTime> = self
             .stored
             .keys()
             .copied()
-            .filter(|&s| window.last_window_end(s).saturating_sub(1) <= watermark)
+            .filter(|&s| window.last_window_end(s).saturating_sub(1) <= closed)
             .collect();
         if !done.is_empty() {
             let table = self.table()?;

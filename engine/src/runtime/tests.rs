@@ -102,6 +102,7 @@ fn windowed_job(
             AggregateCall::new(AggregateFunction::Sum, vec![Expr::Column(2)], "s"),
         ],
         offset: 0,
+        allowed_lateness: 0,
     };
     let agg = g.add_operator("agg", par, spec.factory(schema())?);
     let sink = g.add_operator("sink", 1, out.factory());
@@ -451,6 +452,7 @@ fn an_idle_split_stops_holding_back_the_watermark() -> Result<()> {
                 AggregateCall::new(AggregateFunction::Sum, vec![Expr::Column(2)], "s"),
             ],
             offset: 0,
+            allowed_lateness: 0,
         };
         let agg = g.add_operator("agg", 1, spec.factory(schema())?);
         let sink = g.add_operator("sink", 1, out.factory());
@@ -607,6 +609,7 @@ fn an_operator_that_emits_older_rows_holds_the_watermark_back() -> Result<()> {
                 AggregateCall::new(AggregateFunction::Sum, vec![Expr::Column(2)], "s"),
             ],
             offset: 0,
+            allowed_lateness: 0,
         };
         let agg = g.add_operator("agg", 1, spec.factory(schema())?);
         let sink = g.add_operator("sink", 1, out.factory());

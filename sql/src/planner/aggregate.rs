@@ -98,8 +98,16 @@ impl Planner<'_> {
             ),
             (w, _) => (w, [WINDOW_START, WINDOW_END]),
         };
-        let (agg_plan, agg_offset) =
-            aggregate_plan(base, window, names, cascade, &keys, &aggs, offset, position)?;
+        let (agg_plan, agg_offset) = aggregate_plan(
+            base,
+            window,
+            names,
+            cascade,
+            &keys,
+            &aggs,
+            (offset, self.allowed_lateness),
+            position,
+        )?;
         // Select list and HAVING over the aggregate's output.
         let updating = agg_plan.updating;
         let window_columns = agg_plan.window;
@@ -359,7 +367,7 @@ fn aggregate_plan(
     cascade: Option<(usize, usize)>,
     keys: &[usize],
     aggs: &[FoundAggregate],
-    offset: i64,
+    (offset, lateness): (i64, i64),
     position: Position,
 ) -> Result<(Plan, usize)> {
     let calls: Vec<AggregateCall> = aggs.iter().map(|(_, c, _)| c.clone()).collect();
@@ -372,7 +380,7 @@ fn aggregate_plan(
         out_cols.push(col(names[0], None, ts_type(), false));
         out_cols.push(col(names[1], None, ts_type(), false));
     }
-    let (node, updating) = aggregate_node(base, window, keys, calls, offset, position)?;
+    let (node, updating) = aggregate_node(base, window, keys, calls, (offset, lateness), position)?;
     let agg_offset = out_cols.len();
     for (i, (_, call, t)) in aggs.iter().enumerate() {
         let nullable = !matches!(
@@ -390,7 +398,10 @@ fn aggregate_plan(
             .iter()
             .position(|&k| k == s)
             .zip(keys.iter().position(|&k| k == e)),
-        (Node::WindowAggregate { .. }, None) => Some((keys.len(), keys.len() + 1)),
+        // Windows corrected after they fired (allowed lateness) are
+        // updating rows: no longer rows of one window each, so what follows
+        // is an ordinary aggregate or join over them.
+        (Node::WindowAggregate { .. }, None) if !updating => Some((keys.len(), keys.len() + 1)),
         _ => None,
     };
     let plan = Plan {
@@ -410,7 +421,7 @@ fn aggregate_node(
     window: Option<GroupWindow>,
     keys: &[usize],
     calls: Vec<AggregateCall>,
-    offset: i64,
+    (offset, lateness): (i64, i64),
     position: Position,
 ) -> Result<(Node, bool)> {
     Ok(match window {
@@ -446,13 +457,14 @@ fn aggregate_node(
                     key_columns: keys.to_vec(),
                     aggregates: calls,
                     offset,
+                    allowed_lateness: lateness,
                 };
                 (
                     Node::WindowAggregate {
                         input: Box::new(base),
                         spec,
                     },
-                    false,
+                    lateness > 0,
                 )
             }
         },

@@ -59,6 +59,9 @@ pub struct Planner<'a> {
     /// The STATE_TTL hint of the SELECT being planned: input name (lower
     /// case) to TTL, and whether a join or aggregate used it.
     state_ttl: HashMap<String, (std::time::Duration, bool)>,
+    /// `'table.exec.emit.allow-lateness'` in milliseconds: how long window
+    /// aggregates keep a window after it fired (0: append-only windows).
+    allowed_lateness: i64,
 }
 
 impl<'a> Planner<'a> {
@@ -69,7 +72,15 @@ impl<'a> Planner<'a> {
             ctes: HashMap::new(),
             expanding: Vec::new(),
             state_ttl: HashMap::new(),
+            allowed_lateness: 0,
         }
+    }
+
+    /// Window aggregates keep each window `millis` after it fired and
+    /// correct its result for rows that arrive in that time.
+    pub fn with_allowed_lateness(mut self, millis: i64) -> Self {
+        self.allowed_lateness = millis.max(0);
+        self
     }
 }
 
