@@ -239,6 +239,10 @@ pub fn script(query_file: &str, config: &RunConfig) -> Result<String, String> {
     Ok(format!("{source}\n{query}"))
 }
 
+/// Where q10's files go in its query file (a fresh temporary directory
+/// each run, removed after it).
+pub const SINK_DIR: &str = "${SINK_DIR}";
+
 /// Where q13's side input goes in its query file.
 pub const SIDE_INPUT: &str = "${SIDE_INPUT}";
 
@@ -453,7 +457,17 @@ pub fn run_query(name: &str, config: &RunConfig) -> Result<QueryResult, String> 
     if let Some(reason) = not_yet(file) {
         return Err(format!("{name} does not run yet: {reason}"));
     }
-    let sql = script(file, config)?;
+    let mut sql = script(file, config)?;
+    // q10 writes files: into a directory of its own, removed afterwards.
+    let sink_dir = sql.contains(SINK_DIR).then(|| {
+        static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        std::env::temp_dir().join(format!("runnel-nexmark-{name}-{}-{n}", std::process::id()))
+    });
+    if let Some(dir) = &sink_dir {
+        let _ = std::fs::remove_dir_all(dir);
+        sql = sql.replace(SINK_DIR, &dir.display().to_string().replace('\'', "''"));
+    }
     let collect = config.output_dir.as_ref().map(|_| MemorySinkHandle::new());
     let mut options = vec![
         ("parallelism".to_string(), config.parallelism.to_string()),
@@ -467,7 +481,11 @@ pub fn run_query(name: &str, config: &RunConfig) -> Result<QueryResult, String> 
         .iter()
         .map(|(k, v)| (k.as_str(), v.clone()))
         .collect();
-    let result = run_script(name, &sql, &options, collect.as_ref())?;
+    let result = run_script(name, &sql, &options, collect.as_ref());
+    if let Some(dir) = &sink_dir {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    let result = result?;
     if let (Some(dir), Some(handle)) = (&config.output_dir, &collect) {
         let lines = final_rows(&handle.batches())?;
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;

@@ -40,6 +40,8 @@ struct Case {
     /// running aggregate per device (updates), instead of one-minute
     /// windows (appends).
     upsert: bool,
+    /// The sink table is `PARTITIONED BY (device_id)`.
+    partitioned: bool,
 }
 
 /// Output and checkpoints of the killed runs on object storage.
@@ -128,6 +130,11 @@ FROM TABLE(TUMBLE(TABLE readings, DESCRIPTOR(event_time), INTERVAL '1' MINUTE))
 GROUP BY device_id, window_start, window_end",
         )
     };
+    let partitioned = if case.partitioned {
+        "PARTITIONED BY (device_id) "
+    } else {
+        ""
+    };
     format!(
         "{sets}{parallelism}SET 'execution.checkpointing.interval' = '250 ms';
 CREATE TABLE readings (
@@ -135,7 +142,7 @@ CREATE TABLE readings (
   WATERMARK FOR event_time AS event_time - INTERVAL '1' SECOND
 ) WITH ({});
 CREATE TABLE out (device_id STRING, window_start TIMESTAMP(3), readings BIGINT, lo DOUBLE, hi DOUBLE{key})
-WITH ({});
+{partitioned}WITH ({});
 INSERT INTO out
 {query};
 ",
@@ -156,6 +163,35 @@ fn csv_rows(dir: &str) -> Vec<String> {
         }
         let text = std::fs::read_to_string(e.path()).expect("readable output file");
         rows.extend(text.lines().filter(|l| !l.is_empty()).map(str::to_string));
+    }
+    rows.sort();
+    rows
+}
+
+/// Published rows of a table partitioned by its first column: each file
+/// of a `device_id=<value>` directory holds the other columns; the value
+/// is put back in front. Files outside a partition directory fail.
+fn partitioned_csv_rows(dir: &str) -> Vec<String> {
+    let mut rows = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return rows;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        let value = name
+            .strip_prefix("device_id=")
+            .unwrap_or_else(|| panic!("'{name}' in {dir} is not a partition directory"));
+        for part in csv_rows(&e.path().display().to_string()) {
+            assert_eq!(
+                part.split(',').count(),
+                4,
+                "a partitioned file holds the other 4 columns: {part}"
+            );
+            rows.push(format!("{value},{part}"));
+        }
     }
     rows.sort();
     rows
@@ -205,6 +241,25 @@ fn killed_and_restarted_job_publishes_every_row_once() {
         remote: None,
         phases: Vec::new(),
         upsert: false,
+        partitioned: false,
+    });
+}
+
+/// Into CSV files partitioned by device: one directory per device, the
+/// files of each checkpoint staged and published together.
+#[test]
+fn killed_and_restarted_job_publishes_every_row_once_into_partitions() {
+    kill_and_restart(&Case {
+        name: "csv-partitioned",
+        rows: 30_000,
+        kills: 8,
+        source_options: datagen_options(30_000),
+        sink_options: Box::new(csv_options),
+        read: Box::new(partitioned_csv_rows),
+        remote: None,
+        phases: Vec::new(),
+        upsert: false,
+        partitioned: true,
     });
 }
 
@@ -220,6 +275,7 @@ fn killed_and_restarted_job_commits_every_window_to_delta_once() {
         remote: None,
         phases: Vec::new(),
         upsert: false,
+        partitioned: false,
     });
 }
 
@@ -238,6 +294,7 @@ fn killed_and_restarted_job_merges_a_running_aggregate_into_a_keyed_delta_table(
         remote: None,
         phases: Vec::new(),
         upsert: true,
+        partitioned: false,
     });
 }
 
@@ -261,6 +318,7 @@ fn killed_and_restarted_kafka_job_publishes_every_window_once() {
         remote: None,
         phases: Vec::new(),
         upsert: false,
+        partitioned: false,
     });
 }
 
@@ -315,6 +373,7 @@ fn a_kafka_job_rescaled_2_4_1_and_killed_publishes_every_window_once() {
             },
         ],
         upsert: false,
+        partitioned: false,
     });
 }
 
@@ -350,6 +409,7 @@ fn a_kafka_job_rescaled_into_delta_commits_every_window_once() {
             },
         ],
         upsert: false,
+        partitioned: false,
     });
 }
 
@@ -426,6 +486,7 @@ fn a_kafka_job_rescaled_into_kafka_writes_every_window_once() {
             },
         ],
         upsert: false,
+        partitioned: false,
     });
 }
 
@@ -458,6 +519,7 @@ fn killed_and_restarted_job_on_s3_commits_every_window_to_delta_once() {
         }),
         phases: Vec::new(),
         upsert: false,
+        partitioned: false,
     });
     let store = runnel_state::CheckpointStore::open(
         "s3://runnel-kill/checkpoints/job-1",

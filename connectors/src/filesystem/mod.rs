@@ -36,6 +36,7 @@ use runnel_engine::{EngineError, Result};
 
 use crate::options::{bad_option, delimiter_option};
 
+mod partitions;
 mod sink;
 mod source;
 mod splits;
@@ -66,6 +67,10 @@ impl Connector for FilesystemConnector {
 
     fn options(&self) -> &'static [&'static str] {
         OPTIONS
+    }
+
+    fn supports_partitioning(&self) -> bool {
+        true
     }
 
     fn supports_projection(&self, table: &TableDescriptor) -> bool {
@@ -155,6 +160,9 @@ struct FsOptions {
     ignore_first_line: bool,
     /// Bytes per split of a large JSON-lines or CSV file.
     split_bytes: u64,
+    /// `PARTITIONED BY` columns, in directory order: written as
+    /// `name=value` directories, not into the files (see `partitions.rs`).
+    partition_columns: Vec<String>,
 }
 
 impl FsOptions {
@@ -171,6 +179,17 @@ impl FsOptions {
                  for 'format' = 'debezium-json' ({})",
                 table.name,
                 crate::debezium::DebeziumMeta::KEYS
+            )));
+        }
+        let partition_columns: Vec<String> = table
+            .partition_keys
+            .iter()
+            .map(|&k| table.schema.field(k).name().clone())
+            .collect();
+        if debezium.is_some() && !partition_columns.is_empty() {
+            return Err(EngineError::Plan(format!(
+                "table '{}' reads Debezium changes; PARTITIONED BY applies to json, csv and parquet files",
+                table.name
             )));
         }
         let format = match table.required("format")? {
@@ -201,6 +220,7 @@ impl FsOptions {
             ignore_parse_errors,
             delimiter: delimiter_option(table, "csv.field-delimiter", b',')?,
             ignore_first_line: table.bool_option("csv.ignore-first-line", false)?,
+            partition_columns,
             split_bytes: match table.option("source.split-size") {
                 None => splits::DEFAULT_SPLIT_BYTES,
                 Some(text) => parse_byte_size(text).filter(|n| *n > 0).ok_or_else(|| {

@@ -33,6 +33,12 @@
 //!
 //! Without checkpoints, files are published directly at barriers and at the
 //! end of input.
+//!
+//! A partitioned table (`PARTITIONED BY (dt, hm)`) keeps one part file
+//! open per partition directory (`dt=.../hm=.../`, see `partitions.rs`);
+//! the files hold the other columns. A barrier closes all of them, and
+//! the one staged entry of the checkpoint lists every file it staged, each
+//! with its directory, one per line.
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -53,9 +59,9 @@ use crate::two_phase::{self, Committed, Staged, TwoPhaseSink};
 
 /// A factory of file sink subtasks writing rows of `table_schema`.
 pub(super) fn factory(options: Arc<FsOptions>, table_schema: SchemaRef) -> OperatorFactory {
-    // Files are written with the table's column names and types; every
-    // column nullable, since the query may produce NULLs the DDL did not
-    // expect and a file is no place to enforce that.
+    // Rows arrive with the table's column names and types; every column
+    // nullable, since the query may produce NULLs the DDL did not expect
+    // and a file is no place to enforce that.
     let schema: SchemaRef = Arc::new(Schema::new(
         table_schema
             .fields()
@@ -63,15 +69,29 @@ pub(super) fn factory(options: Arc<FsOptions>, table_schema: SchemaRef) -> Opera
             .map(|f| Field::new(f.name(), f.data_type().clone(), true))
             .collect::<Vec<_>>(),
     ));
+    let partitions: Vec<(String, usize)> = options
+        .partition_columns
+        .iter()
+        .filter_map(|name| schema.index_of(name).ok().map(|i| (name.clone(), i)))
+        .collect();
+    // The files hold the other columns.
+    let data: Vec<usize> = (0..schema.fields().len())
+        .filter(|i| !partitions.iter().any(|(_, p)| p == i))
+        .collect();
+    let file_schema: SchemaRef =
+        Arc::new(schema.project(&data).unwrap_or_else(|_| (*schema).clone()));
     two_phase::factory(move |task: &TaskInfo| {
         Ok(FileSink {
             options: Arc::clone(&options),
             schema: Arc::clone(&schema),
+            file_schema: Arc::clone(&file_schema),
+            partitions: partitions.clone(),
+            data_columns: data.clone(),
             subtask: task.subtask,
             checkpointing: task.checkpointing,
             meta_table: format!("{}/meta", task.operator_name),
             next_seq: 0,
-            current: None,
+            current: std::collections::BTreeMap::new(),
         })
     })
 }
@@ -86,19 +106,30 @@ const STAGED_SUFFIX: &str = ".staged";
 /// One subtask of the file sink.
 struct FileSink {
     options: Arc<FsOptions>,
+    /// The rows it takes: the table's columns.
     schema: SchemaRef,
+    /// What its files hold: the columns that are not partition columns.
+    file_schema: SchemaRef,
+    /// Partition columns (name, index in `schema`), in directory order.
+    partitions: Vec<(String, usize)>,
+    /// Indexes in `schema` of the columns written into files.
+    data_columns: Vec<usize>,
     subtask: usize,
     /// Two-phase commit: publish only when a checkpoint completes.
     checkpointing: bool,
     /// State table holding the next sequence number.
     meta_table: String,
     next_seq: u64,
-    current: Option<PartFile>,
+    /// The part file being written in each partition directory (relative;
+    /// "" without partitions).
+    current: std::collections::BTreeMap<String, PartFile>,
 }
 
 /// The part file being written.
 struct PartFile {
     writer: PartWriter,
+    /// Its directory relative to the table's ("" without partitions).
+    dir: String,
     /// Final file name (without directory).
     name: String,
     in_progress: PathBuf,
@@ -120,9 +151,18 @@ impl FileSink {
         )
     }
 
-    /// The hidden name of final name `name` with `suffix`.
-    fn hidden_path(&self, name: &str, suffix: &str) -> PathBuf {
-        self.options.path.join(format!(".{name}{suffix}"))
+    /// The hidden name of final name `name` in `dir` with `suffix`.
+    fn hidden_path(&self, dir: &str, name: &str, suffix: &str) -> PathBuf {
+        self.dir_path(dir).join(format!(".{name}{suffix}"))
+    }
+
+    /// The directory `dir` (relative to the table's).
+    fn dir_path(&self, dir: &str) -> PathBuf {
+        if dir.is_empty() {
+            self.options.path.clone()
+        } else {
+            self.options.path.join(dir)
+        }
     }
 
     /// If `file_name` is one of this subtask's part files (final, in progress
@@ -158,15 +198,33 @@ impl FileSink {
         Some((subtask.parse().ok()?, digits.parse().ok()?, hidden))
     }
 
-    /// Names in the sink's directory.
-    fn directory_names(&self) -> Result<Vec<String>> {
-        let entries = std::fs::read_dir(&self.options.path)
-            .map_err(|e| io_error(&self.options.path, "list", e))?;
+    /// Names in the sink's directory and, for a partitioned table, in its
+    /// partition directories: (relative directory, file name).
+    fn directory_names(&self) -> Result<Vec<(String, String)>> {
         let mut names = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|e| io_error(&self.options.path, "list", e))?;
-            if let Some(name) = entry.file_name().to_str() {
-                names.push(name.to_string());
+        let mut dirs = vec![String::new()];
+        while let Some(dir) = dirs.pop() {
+            let path = self.dir_path(&dir);
+            let entries = std::fs::read_dir(&path).map_err(|e| io_error(&path, "list", e))?;
+            for entry in entries {
+                let entry = entry.map_err(|e| io_error(&path, "list", e))?;
+                let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                    continue;
+                };
+                let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+                if is_dir {
+                    if !self.partitions.is_empty()
+                        && super::partitions::parse_dir(Path::new(&name)).is_some()
+                    {
+                        dirs.push(if dir.is_empty() {
+                            name
+                        } else {
+                            format!("{dir}/{name}")
+                        });
+                    }
+                    continue;
+                }
+                names.push((dir.clone(), name));
             }
         }
         Ok(names)
@@ -178,17 +236,21 @@ impl FileSink {
         Ok(self
             .directory_names()?
             .iter()
-            .filter_map(|n| self.parse_own_name(n))
+            .filter_map(|(_, n)| self.parse_own_name(n))
             .map(|(seq, _)| seq.saturating_add(1))
             .max()
             .unwrap_or(0))
     }
 
-    fn start_part(&mut self) -> Result<PartFile> {
+    fn start_part(&mut self, dir: &str) -> Result<PartFile> {
         let seq = self.next_seq;
         let name = self.part_name(seq);
         self.next_seq += 1;
-        let in_progress = self.hidden_path(&name, IN_PROGRESS_SUFFIX);
+        if !dir.is_empty() {
+            let path = self.dir_path(dir);
+            std::fs::create_dir_all(&path).map_err(|e| io_error(&path, "create directory", e))?;
+        }
+        let in_progress = self.hidden_path(dir, &name, IN_PROGRESS_SUFFIX);
         let file = File::create(&in_progress).map_err(|e| io_error(&in_progress, "create", e))?;
         let writer = match self.options.format {
             Format::Json => PartWriter::Json(Box::new(arrow::json::LineDelimitedWriter::new(
@@ -204,13 +266,14 @@ impl FileSink {
                 let props = WriterProperties::builder()
                     .set_compression(Compression::SNAPPY)
                     .build();
-                let writer = ArrowWriter::try_new(file, Arc::clone(&self.schema), Some(props))
+                let writer = ArrowWriter::try_new(file, Arc::clone(&self.file_schema), Some(props))
                     .map_err(|e| io_error(&in_progress, "start Parquet file", e))?;
                 PartWriter::Parquet(Box::new(writer))
             }
         };
         Ok(PartFile {
             writer,
+            dir: dir.to_string(),
             name,
             in_progress,
         })
@@ -250,24 +313,41 @@ impl FileSink {
         Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
     }
 
-    /// Finishes the current part file, if any: publishes it, or with
-    /// checkpoints stages it and returns its staged entry.
+    /// Finishes the current part files, if any: publishes them, or with
+    /// checkpoints stages them and returns their staged entry (the files'
+    /// relative paths, one per line).
     fn close_part(&mut self, staged_at: u64) -> Result<Option<Staged>> {
-        let Some(part) = self.current.take() else {
-            return Ok(None);
-        };
-        let (name, in_progress) = (part.name.clone(), part.in_progress.clone());
-        Self::finish_writer(part)?;
-        if !self.checkpointing {
-            let final_path = self.options.path.join(&name);
-            std::fs::rename(&in_progress, &final_path)
-                .map_err(|e| io_error(&in_progress, "rename", e))?;
+        if self.current.is_empty() {
             return Ok(None);
         }
-        let staged = self.hidden_path(&name, STAGED_SUFFIX);
-        std::fs::rename(&in_progress, &staged).map_err(|e| io_error(&in_progress, "rename", e))?;
+        let mut listed = Vec::new();
+        for (_, part) in std::mem::take(&mut self.current) {
+            let (dir, name, in_progress) = (
+                part.dir.clone(),
+                part.name.clone(),
+                part.in_progress.clone(),
+            );
+            Self::finish_writer(part)?;
+            if !self.checkpointing {
+                let final_path = self.dir_path(&dir).join(&name);
+                std::fs::rename(&in_progress, &final_path)
+                    .map_err(|e| io_error(&in_progress, "rename", e))?;
+                continue;
+            }
+            let staged = self.hidden_path(&dir, &name, STAGED_SUFFIX);
+            std::fs::rename(&in_progress, &staged)
+                .map_err(|e| io_error(&in_progress, "rename", e))?;
+            listed.push(if dir.is_empty() {
+                name
+            } else {
+                format!("{dir}/{name}")
+            });
+        }
+        if listed.is_empty() {
+            return Ok(None);
+        }
         let mut bytes = staged_at.to_be_bytes().to_vec();
-        bytes.extend_from_slice(name.as_bytes());
+        bytes.extend_from_slice(listed.join("\n").as_bytes());
         Ok(Some(Staged {
             id: staged_at,
             bytes,
@@ -318,31 +398,40 @@ impl FileSink {
             // (a path) is not ours to rename. It may be another subtask's:
             // after a restore at another parallelism, a subtask publishes
             // what old subtasks staged (StateLayout::Union).
-            let name = match entry.bytes.split_first_chunk::<8>() {
-                Some((_, name)) => String::from_utf8_lossy(name).into_owned(),
+            let names = match entry.bytes.split_first_chunk::<8>() {
+                Some((_, names)) => String::from_utf8_lossy(names).into_owned(),
                 None => {
                     return Err(
                         self.corrupt_state(format!("pending entry {} is too short", entry.id))
                     )
                 }
             };
-            if !matches!(self.parse_part_name(&name), Some((_, _, false))) {
-                return Err(self.corrupt_state(format!(
-                    "pending file {} is named '{name}', not as a part file",
-                    entry.id
-                )));
+            // One file per line, each with its partition directory.
+            for path in names.lines() {
+                let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+                let dir_ok = dir.is_empty()
+                    || super::partitions::parse_dir(Path::new(dir)).is_some_and(|p| !p.is_empty());
+                if !dir_ok || !matches!(self.parse_part_name(name), Some((_, _, false))) {
+                    return Err(self.corrupt_state(format!(
+                        "pending file {} is named '{path}', not as a part file",
+                        entry.id
+                    )));
+                }
+                self.publish(dir, name)?;
+                if !dir.is_empty() {
+                    sync_directory(&self.dir_path(dir));
+                }
             }
-            self.publish(&name)?;
         }
         sync_directory(&self.options.path);
         Ok(())
     }
 
-    /// Renames the staged file of `name` to `name`, unless that happened
-    /// already.
-    fn publish(&self, name: &str) -> Result<()> {
-        let staged = self.hidden_path(name, STAGED_SUFFIX);
-        let final_path = self.options.path.join(name);
+    /// Renames the staged file of `name` in `dir` to `name`, unless that
+    /// happened already.
+    fn publish(&self, dir: &str, name: &str) -> Result<()> {
+        let staged = self.hidden_path(dir, name, STAGED_SUFFIX);
+        let final_path = self.dir_path(dir).join(name);
         match std::fs::rename(&staged, &final_path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -365,9 +454,9 @@ impl FileSink {
     /// files were published, what is left was written after the checkpoint
     /// the job restored from, and its rows will be produced again.
     fn delete_aborted(&self) -> Result<()> {
-        for name in self.directory_names()? {
+        for (dir, name) in self.directory_names()? {
             if let Some((_, true)) = self.parse_own_name(&name) {
-                let path = self.options.path.join(&name);
+                let path = self.dir_path(&dir).join(&name);
                 match std::fs::remove_file(&path) {
                     Ok(()) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -376,6 +465,24 @@ impl FileSink {
             }
         }
         Ok(())
+    }
+
+    /// Appends `batch` (of the file schema) to the part file of `dir`,
+    /// starting one when there is none.
+    fn write_to(&mut self, dir: &str, batch: &RecordBatch) -> Result<()> {
+        if !self.current.contains_key(dir) {
+            let part = self.start_part(dir)?;
+            self.current.insert(dir.to_string(), part);
+        }
+        let Some(part) = self.current.get_mut(dir) else {
+            return Ok(());
+        };
+        let path = &part.in_progress;
+        match &mut part.writer {
+            PartWriter::Json(w) => w.write(batch).map_err(|e| io_error(path, "write", e)),
+            PartWriter::Csv(w) => w.write(batch).map_err(|e| io_error(path, "write", e)),
+            PartWriter::Parquet(w) => w.write(batch).map_err(|e| io_error(path, "write", e)),
+        }
     }
 
     /// Finishes writing a part file and makes its contents durable.
@@ -441,19 +548,37 @@ impl TwoPhaseSink for FileSink {
         if self.options.format == Format::Csv {
             refuse_nul_in_csv(&batch, &self.options.path)?;
         }
-        if self.current.is_none() {
-            let part = self.start_part()?;
-            self.current = Some(part);
+        if self.partitions.is_empty() {
+            return self.write_to("", &batch);
         }
-        let Some(part) = self.current.as_mut() else {
-            return Ok(());
-        };
-        let path = &part.in_progress;
-        match &mut part.writer {
-            PartWriter::Json(w) => w.write(&batch).map_err(|e| io_error(path, "write", e)),
-            PartWriter::Csv(w) => w.write(&batch).map_err(|e| io_error(path, "write", e)),
-            PartWriter::Parquet(w) => w.write(&batch).map_err(|e| io_error(path, "write", e)),
+        // Rows by partition directory, in order of first appearance.
+        let dirs = super::partitions::row_dirs(&batch, &self.partitions)?;
+        let mut groups: Vec<(String, Vec<u32>)> = Vec::new();
+        let mut index: std::collections::HashMap<&str, usize> = Default::default();
+        for (i, dir) in dirs.iter().enumerate() {
+            let g = *index.entry(dir.as_str()).or_insert_with(|| {
+                groups.push((dir.clone(), Vec::new()));
+                groups.len() - 1
+            });
+            groups[g].1.push(i as u32);
         }
+        let data = batch.project(&self.data_columns)?;
+        let data = RecordBatch::try_new(Arc::clone(&self.file_schema), data.columns().to_vec())?;
+        for (dir, rows) in groups {
+            let part = if rows.len() == data.num_rows() {
+                data.clone()
+            } else {
+                let idx = arrow::array::UInt32Array::from(rows);
+                let cols = data
+                    .columns()
+                    .iter()
+                    .map(|c| arrow::compute::take(c, &idx, None))
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                RecordBatch::try_new(Arc::clone(&self.file_schema), cols)?
+            };
+            self.write_to(&dir, &part)?;
+        }
+        Ok(())
     }
 
     fn pre_commit(

@@ -84,6 +84,37 @@ pub fn list_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
 /// A factory of file source subtasks. The listing and its splits are made
 /// once, by the first subtask that opens, and shared by the others.
 pub(super) fn factory(options: Arc<FsOptions>, schema: SchemaRef) -> SourceFactory {
+    // A partitioned table's files hold the other columns; the partition
+    // columns come from the directories.
+    let (schema, output) = if options.partition_columns.is_empty() {
+        (schema, None)
+    } else {
+        let is_partition = |name: &str| options.partition_columns.iter().any(|p| p == name);
+        let data: Vec<usize> = (0..schema.fields().len())
+            .filter(|&i| !is_partition(schema.field(i).name()))
+            .collect();
+        let decoded = Arc::new(schema.project(&data).unwrap_or_else(|_| (*schema).clone()));
+        let mut next = 0;
+        let columns = schema
+            .fields()
+            .iter()
+            .map(|f| {
+                if is_partition(f.name()) {
+                    OutputColumn::Partition(f.name().clone())
+                } else {
+                    next += 1;
+                    OutputColumn::Data(next - 1)
+                }
+            })
+            .collect();
+        (
+            decoded,
+            Some(Arc::new(PartitionedOutput {
+                schema: Arc::clone(&schema),
+                columns,
+            })),
+        )
+    };
     let listing: Arc<Mutex<Option<Arc<Listing>>>> = Arc::default();
     Arc::new(move |task: &TaskInfo| {
         let listing = {
@@ -114,6 +145,7 @@ pub(super) fn factory(options: Arc<FsOptions>, schema: SchemaRef) -> SourceFacto
         Ok(Box::new(FileSource {
             options: Arc::clone(&options),
             schema: Arc::clone(&schema),
+            output: output.clone(),
             splits,
             watermark_split,
             pending: mine,
@@ -130,10 +162,58 @@ pub(super) fn factory(options: Arc<FsOptions>, schema: SchemaRef) -> SourceFacto
     })
 }
 
+/// The rows of a partitioned table: its columns, each read from the files
+/// or from the partition directory.
+#[derive(Debug)]
+struct PartitionedOutput {
+    schema: SchemaRef,
+    columns: Vec<OutputColumn>,
+}
+
+#[derive(Debug)]
+enum OutputColumn {
+    /// The column of this index in the decoded batch.
+    Data(usize),
+    /// The value of this partition in the file's directory.
+    Partition(String),
+}
+
+impl PartitionedOutput {
+    /// The table's rows from a decoded batch of `split`'s file.
+    fn rows(&self, batch: RecordBatch, split: &FileSplit) -> Result<RecordBatch> {
+        let n = batch.num_rows();
+        let mut columns = Vec::with_capacity(self.columns.len());
+        for (c, field) in self.columns.iter().zip(self.schema.fields()) {
+            columns.push(match c {
+                OutputColumn::Data(i) => Arc::clone(batch.column(*i)),
+                OutputColumn::Partition(name) => {
+                    let value = split
+                        .partition
+                        .iter()
+                        .find(|(k, _)| k == name)
+                        .and_then(|(_, v)| v.as_deref());
+                    super::partitions::value_column(value, field.data_type(), n, name, &split.name)?
+                }
+            });
+        }
+        let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(n));
+        Ok(RecordBatch::try_new_with_options(
+            Arc::clone(&self.schema),
+            columns,
+            &options,
+        )?)
+    }
+}
+
 /// One subtask of the file source: reads its splits one after the other.
 struct FileSource {
     options: Arc<FsOptions>,
+    /// What the files hold (for a partitioned table, without the
+    /// partition columns).
     schema: SchemaRef,
+    /// A partitioned table's rows, made from the files' and the
+    /// directories' values.
+    output: Option<Arc<PartitionedOutput>>,
     /// The splits the watermark generator tracks: one per file.
     splits: Vec<SplitId>,
     /// For each split this subtask reads, the split its rows count under
@@ -350,11 +430,15 @@ impl Source for FileSource {
             &mut self.chunk,
         )?;
         let id = file.id;
+        let split = Arc::clone(&file.split);
         let counted = self.counted_as(id);
         match read {
             Some(batch) if batch.num_rows() > 0 => Ok(SourcePoll::Batch {
                 split: counted,
-                batch,
+                batch: match &self.output {
+                    Some(o) => o.rows(batch, &split)?,
+                    None => batch,
+                },
             }),
             // Every record of the chunk was skipped; more may follow.
             Some(_) => Ok(SourcePoll::Pending),

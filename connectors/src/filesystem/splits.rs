@@ -40,6 +40,9 @@ pub(super) struct FileSplit {
     /// Offset just past the range's last line; `None` reads to the end of
     /// the file (the last range, or a whole file).
     pub(super) end: Option<u64>,
+    /// The partition values of the file's directory (`name=value` parts
+    /// under the table's directory); empty for an unpartitioned table.
+    pub(super) partition: Arc<Vec<(String, Option<String>)>>,
 }
 
 impl FileSplit {
@@ -62,9 +65,28 @@ pub(super) struct Listing {
 
 /// Lists the files at the source's path and cuts them into splits.
 pub(super) fn plan(options: &FsOptions) -> Result<Listing> {
-    let files =
-        list_files(&options.path).map_err(|e| io_error(&options.path, "list the files of", e))?;
-    let names: Vec<String> = files.iter().map(|p| file_name(p)).collect();
+    let (files, names, partitions) = if options.partition_columns.is_empty() {
+        let files = list_files(&options.path)
+            .map_err(|e| io_error(&options.path, "list the files of", e))?;
+        let names: Vec<String> = files.iter().map(|p| file_name(p)).collect();
+        // One shared empty list: no file has partition values.
+        let none = Arc::new(Vec::new());
+        let partitions = files.iter().map(|_| Arc::clone(&none)).collect();
+        (files, names, partitions)
+    } else {
+        // Files in partition directories, named by their relative path.
+        let found = list_partitioned(&options.path)
+            .map_err(|e| io_error(&options.path, "list the files of", e))?;
+        let mut files = Vec::with_capacity(found.len());
+        let mut names = Vec::with_capacity(found.len());
+        let mut partitions = Vec::with_capacity(found.len());
+        for (path, name, partition) in found {
+            files.push(path);
+            names.push(name);
+            partitions.push(Arc::new(partition));
+        }
+        (files, names, partitions)
+    };
     let mut splits = Vec::new();
     for (file, path) in files.into_iter().enumerate() {
         let starts = split_starts(&path, options).map_err(|e| io_error(&path, "read", e))?;
@@ -75,6 +97,7 @@ pub(super) fn plan(options: &FsOptions) -> Result<Listing> {
                 file,
                 start,
                 end: starts.get(k + 1).copied(),
+                partition: Arc::clone(&partitions[file]),
             }));
         }
     }
@@ -165,6 +188,42 @@ pub(super) fn lines_before(path: &Path, end: u64) -> std::io::Result<u64> {
 }
 
 /// The last component of `path`, as the name a position records.
+/// The files of a partitioned table under `root`: in `name=value`
+/// directories (any depth; hidden ones and others skipped) and in `root`
+/// itself, sorted by relative path, each with that path and its partition
+/// values.
+#[allow(clippy::type_complexity)]
+fn list_partitioned(
+    root: &Path,
+) -> std::io::Result<Vec<(PathBuf, String, Vec<(String, Option<String>)>)>> {
+    let mut out = Vec::new();
+    let mut dirs = vec![PathBuf::new()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(root.join(&dir))? {
+            let entry = entry?;
+            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            if name.starts_with('.') || name.starts_with('_') {
+                continue;
+            }
+            let relative = dir.join(&name);
+            let meta = std::fs::metadata(entry.path())?;
+            if meta.is_dir() {
+                if super::partitions::parse_dir(Path::new(&name)).is_some() {
+                    dirs.push(relative);
+                }
+            } else if meta.is_file() {
+                let partition = super::partitions::parse_dir(&dir).unwrap_or_default();
+                let text = relative.to_string_lossy().replace('\\', "/");
+                out.push((entry.path(), text, partition));
+            }
+        }
+    }
+    out.sort_by(|a, b| a.1.cmp(&b.1));
+    Ok(out)
+}
+
 pub(super) fn file_name(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
