@@ -177,10 +177,11 @@ pub fn read_topic(bootstrap: &str, topic: &str) -> Vec<ReadRecord> {
             let since = *all_seen.get_or_insert_with(Instant::now);
             let positions = c.position().expect("positions");
             let caught_up = (0..n as i32).all(|p| {
-                let high = c
-                    .fetch_watermarks(topic, p, Duration::from_secs(10))
-                    .map(|(_, h)| h)
-                    .unwrap_or(0);
+                // A failed watermark query proves nothing: not caught up
+                // (taking it for 0 once ended a read of a busy broker early).
+                let Ok((_, high)) = c.fetch_watermarks(topic, p, Duration::from_secs(10)) else {
+                    return false;
+                };
                 let at = positions
                     .find_partition(topic, p)
                     .and_then(|e| match e.offset() {
