@@ -137,7 +137,11 @@ impl WindowResult {
             sum_v: (!vals.is_empty()).then(|| vals.iter().sum()),
             min_v: vals.iter().copied().min(),
             max_v: vals.iter().copied().max(),
-            avg_v: (!vals.is_empty()).then(|| round6(mean)),
+            // AVG of BIGINT is a BIGINT, truncated toward zero (as Flink).
+            avg_v: (!vals.is_empty()).then(|| {
+                let sum: i128 = vals.iter().map(|&x| i128::from(x)).sum();
+                round6((sum / vals.len() as i128) as f64)
+            }),
             first_v: vals.first().copied(),
             last_v: vals.last().copied(),
             distinct_v: distinct.len() as i64,
@@ -190,7 +194,7 @@ pub fn read_results(batches: &[RecordBatch]) -> Vec<WindowResult> {
                 sum_v: opt_int(b, 5, i),
                 min_v: opt_int(b, 6, i),
                 max_v: opt_int(b, 7, i),
-                avg_v: opt_float(b, 8, i),
+                avg_v: opt_int(b, 8, i).map(|v| round6(v as f64)),
                 first_v: opt_int(b, 9, i),
                 last_v: opt_int(b, 10, i),
                 distinct_v: ints(b, 11).value(i),

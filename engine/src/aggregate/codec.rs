@@ -19,6 +19,7 @@ pub(crate) mod tag {
     pub const MAX: u8 = 0xA8;
     pub const FIRST: u8 = 0xA9;
     pub const LAST: u8 = 0xAA;
+    pub const AVG_INT: u8 = 0xAB;
 }
 
 pub(crate) fn put_u8(out: &mut Vec<u8>, v: u8) {

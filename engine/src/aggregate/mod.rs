@@ -137,6 +137,9 @@ impl AggregateFunction {
                     plan_err!("SUM does not accept {t}; expected a numeric argument")
                 }
             }
+            // As in Flink: the average of integers is an integer of the
+            // argument's type (the sum divided by the count, truncated).
+            Self::Avg if is_integer(self.single_arg(args)?) => Ok(self.single_arg(args)?.clone()),
             Self::Avg | Self::StddevSamp | Self::StddevPop | Self::VarSamp | Self::VarPop => {
                 let t = self.single_arg(args)?;
                 if is_integer(t) || is_float(t) {

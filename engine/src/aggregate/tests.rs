@@ -144,8 +144,13 @@ fn names_and_return_types() {
         F::Sum.return_type(&[DataType::Float32]).ok(),
         Some(DataType::Float64)
     );
+    // AVG of an integer is an integer of its type, as in Flink.
     assert_eq!(
         F::Avg.return_type(&[DataType::Int8]).ok(),
+        Some(DataType::Int8)
+    );
+    assert_eq!(
+        F::Avg.return_type(&[DataType::Float32]).ok(),
         Some(DataType::Float64)
     );
     let ts = DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()));
@@ -269,16 +274,24 @@ fn sum_avg_with_nulls_and_filter() -> Result<()> {
 
     let mut avg = make(F::Avg, &[DataType::Int64]);
     upd(avg.as_mut(), &[ints()], &GROUPS, None, 4, 0)?;
-    assert_close(
-        &f64s(&avg.evaluate(&ALL_GROUPS)?),
-        &[Some(1.0), Some(2.0), Some(7.0), None],
+    assert_eq!(
+        i64s(&avg.evaluate(&ALL_GROUPS)?),
+        vec![Some(1), Some(2), Some(7), None]
     );
     let mut avg = make(F::Avg, &[DataType::Int64]);
     upd(avg.as_mut(), &[ints()], &GROUPS, Some(&f), 4, 0)?;
-    assert_close(
-        &f64s(&avg.evaluate(&ALL_GROUPS)?),
-        &[Some(5.0), Some(2.0), None, None],
+    assert_eq!(
+        i64s(&avg.evaluate(&ALL_GROUPS)?),
+        vec![Some(5), Some(2), None, None]
     );
+    // Truncated toward zero, in the argument's type: 7 / 2 and -7 / 2.
+    let halves: ArrayRef = Arc::new(Int32Array::from(vec![3, 4, -3, -4]));
+    let mut avg = make(F::Avg, &[DataType::Int32]);
+    upd(avg.as_mut(), &[halves], &[0, 0, 1, 1], None, 2, 0)?;
+    let got = avg.evaluate(&[0, 1])?;
+    assert_eq!(got.data_type(), &DataType::Int32);
+    let got = got.as_any().downcast_ref::<Int32Array>().expect("INT");
+    assert_eq!(got.iter().collect::<Vec<_>>(), vec![Some(3), Some(-3)]);
     let mut avg = make(F::Avg, &[DataType::Float64]);
     upd(avg.as_mut(), &[floats], &[0, 0, 0, 1], None, 2, 0)?;
     assert_close(&f64s(&avg.evaluate(&[0, 1])?), &[Some(0.875), Some(-2.0)]);
@@ -1129,7 +1142,10 @@ fn naive(func: AggregateFunction, rows: &[(i64, u64)]) -> Option<f64> {
             Some(d.len() as f64)
         }
         F::Sum => (n > 0).then(|| xs.iter().sum()),
-        F::Avg => (n > 0).then(|| xs.iter().sum::<f64>() / n as f64),
+        // Integer arguments: the exact sum divided by the count, truncated.
+        F::Avg => {
+            (n > 0).then(|| (rows.iter().map(|r| i128::from(r.0)).sum::<i128>() / n as i128) as f64)
+        }
         F::Min => rows.iter().map(|r| r.0).min().map(|v| v as f64),
         F::Max => rows.iter().map(|r| r.0).max().map(|v| v as f64),
         F::FirstValue => rows.first().map(|r| r.0 as f64),

@@ -392,10 +392,11 @@ fn changelog(batches: &[RecordBatch]) -> Vec<(i8, String, i64, f64)> {
             .as_any()
             .downcast_ref::<Int64Array>()
             .expect("cnt");
+        // AVG of BIGINT is a BIGINT, as in Flink.
         let a = b
             .column(2)
             .as_any()
-            .downcast_ref::<Float64Array>()
+            .downcast_ref::<Int64Array>()
             .expect("avg");
         let kind = b
             .column(3)
@@ -407,7 +408,7 @@ fn changelog(batches: &[RecordBatch]) -> Vec<(i8, String, i64, f64)> {
                 kind.value(i),
                 k.value(i).to_string(),
                 c.value(i),
-                a.value(i),
+                a.value(i) as f64,
             ));
         }
     }
