@@ -568,7 +568,7 @@ impl Operator for OverAggregate {
 #[cfg(test)]
 mod tests {
     use arrow::array::{AsArray, Int64Array, TimestampMillisecondArray};
-    use arrow::datatypes::{DataType, Float64Type, Int64Type, TimeUnit};
+    use arrow::datatypes::{DataType, Int64Type, TimeUnit};
     use proptest::prelude::*;
 
     use super::*;

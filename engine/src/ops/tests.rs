@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, Float64Array, Int64Array, Int8Array, RecordBatch, StringArray, TimestampMillisecondArray,
+    Array, Int64Array, Int8Array, RecordBatch, StringArray, TimestampMillisecondArray,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
