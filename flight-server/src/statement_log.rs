@@ -51,6 +51,9 @@ pub enum LoggedValue {
     Int64(i64),
     /// DOUBLE.
     Float64(f64),
+    /// DECIMAL(precision, scale): the unscaled value as decimal text
+    /// (JSON numbers cannot hold 128 bits).
+    Decimal128(String, u8, i8),
     /// STRING.
     Utf8(String),
     /// DATE, days since 1970-01-01.
@@ -71,6 +74,7 @@ impl From<&ScalarValue> for LoggedValue {
             ScalarValue::Int32(n) => Self::Int32(*n),
             ScalarValue::Int64(n) => Self::Int64(*n),
             ScalarValue::Float64(f) => Self::Float64(*f),
+            ScalarValue::Decimal128(n, p, s) => Self::Decimal128(n.to_string(), *p, *s),
             ScalarValue::Utf8(s) => Self::Utf8(s.clone()),
             ScalarValue::Date32(d) => Self::Date32(*d),
             ScalarValue::TimestampMillis(t) => Self::TimestampMillis(*t),
@@ -88,6 +92,10 @@ impl From<&LoggedValue> for ScalarValue {
             LoggedValue::Int32(n) => Self::Int32(*n),
             LoggedValue::Int64(n) => Self::Int64(*n),
             LoggedValue::Float64(f) => Self::Float64(*f),
+            // A log the server wrote holds a valid number here.
+            LoggedValue::Decimal128(n, p, s) => n
+                .parse()
+                .map_or(Self::Null, |n| Self::Decimal128(n, *p, *s)),
             LoggedValue::Utf8(s) => Self::Utf8(s.clone()),
             LoggedValue::Date32(d) => Self::Date32(*d),
             LoggedValue::TimestampMillis(t) => Self::TimestampMillis(*t),

@@ -16,6 +16,11 @@ use crate::error::Result;
 /// The AVG accumulator for a numeric argument type: an integer of the
 /// argument's type for integers (as Flink), a DOUBLE otherwise.
 pub(super) fn create_avg(t: &DataType) -> Result<Box<dyn GroupsAccumulator>> {
+    if let DataType::Decimal128(_, s) = t {
+        return Ok(Box::new(GroupState::<AvgDecimal>::new(DecimalSums::new(
+            *s,
+        ))));
+    }
     if t.is_integer() {
         return with_numeric_type!(t, T => Ok(Box::new(GroupState::<IntAvg<T>>::new(Vec::new()))), _ => Err(not_numeric("AVG", t)));
     }
@@ -196,5 +201,218 @@ where
 
     fn seen_in(acc: &Vec<SumCount>, slot: usize) -> bool {
         acc[slot].count > 0
+    }
+}
+
+/// The running sums of DECIMAL values of one scale: the unscaled values'
+/// exact sum and the row count per group.
+#[derive(Debug)]
+pub(crate) struct DecimalSums {
+    /// The argument's scale.
+    scale: i8,
+    sums: Vec<IntSumCount>,
+}
+
+impl DecimalSums {
+    pub(crate) fn new(scale: i8) -> Self {
+        Self {
+            scale,
+            sums: Vec::new(),
+        }
+    }
+}
+
+impl super::group_state::Values for DecimalSums {
+    fn grow(&mut self, n: usize) {
+        self.sums.grow(n);
+    }
+
+    fn clear(&mut self, slot: usize) {
+        super::group_state::Values::clear(&mut self.sums, slot);
+    }
+
+    fn same_type(&self, other: &Self) -> bool {
+        self.scale == other.scale
+    }
+
+    fn save(&self, slot: usize, out: &mut Vec<u8>) -> Result<()> {
+        self.sums.save(slot, out)
+    }
+
+    fn save_empty(&self, out: &mut Vec<u8>) -> Result<()> {
+        self.sums.save_empty(out)
+    }
+
+    fn load(&mut self, slot: usize, r: &mut Reader<'_>) -> Result<()> {
+        self.sums.load(slot, r)?;
+        if self.sums[slot].sum.abs() > MAX_38_DIGITS {
+            return Err(codec::corrupt("a DECIMAL sum past 38 digits"));
+        }
+        Ok(())
+    }
+
+    fn size_bytes(&self) -> usize {
+        self.sums.size_bytes()
+    }
+}
+
+/// The precision of DECIMAL sums and averages (Flink's: 38).
+const DECIMAL_RESULT_PRECISION: u8 = 38;
+/// The largest unscaled value of 38 digits.
+const MAX_38_DIGITS: i128 = 99_999_999_999_999_999_999_999_999_999_999_999_999;
+
+/// The result type of SUM of a DECIMAL of `scale`: DECIMAL(38, scale).
+pub(crate) fn decimal_sum_type(scale: i8) -> DataType {
+    DataType::Decimal128(DECIMAL_RESULT_PRECISION, scale)
+}
+
+/// The result type of AVG of a DECIMAL of `scale`: DECIMAL(38, max(6,
+/// scale)), as Flink.
+pub(crate) fn decimal_avg_type(scale: i8) -> DataType {
+    DataType::Decimal128(DECIMAL_RESULT_PRECISION, scale.max(6))
+}
+
+fn decimal_input<'a>(args: &UpdateArgs<'a>, func: &str) -> Result<&'a [i128]> {
+    numeric_input::<arrow::datatypes::Decimal128Type>(args, func)
+}
+
+fn add_decimal(acc: &mut DecimalSums, g: usize, v: i128) -> bool {
+    let a = &mut acc.sums[g];
+    match a.sum.checked_add(v) {
+        Some(s) if s.abs() <= MAX_38_DIGITS => {
+            a.sum = s;
+            a.count += 1;
+            false
+        }
+        _ => true,
+    }
+}
+
+/// `SUM` of a DECIMAL, exact; fails past 38 digits.
+pub(crate) struct SumDecimal;
+
+impl Fold for SumDecimal {
+    type Values = DecimalSums;
+    type Input<'a> = &'a [i128];
+    const NAME: &'static str = "SUM";
+    const TAG: u8 = tag::SUM_DECIMAL;
+    const LAYOUT: Layout = Layout::ValueOnly;
+
+    fn input<'a>(_acc: &DecimalSums, args: &UpdateArgs<'a>) -> Result<&'a [i128]> {
+        decimal_input(args, "SUM")
+    }
+
+    fn update(acc: &mut DecimalSums, g: usize, _seen: bool, input: &&[i128], row: usize) -> bool {
+        add_decimal(acc, g, input[row])
+    }
+
+    fn overflow() -> crate::error::EngineError {
+        crate::error::EngineError::Execution("SUM of DECIMAL values overflowed DECIMAL(38)".into())
+    }
+
+    fn merge(
+        acc: &mut DecimalSums,
+        d: usize,
+        _seen: bool,
+        other: &DecimalSums,
+        s: usize,
+    ) -> Result<()> {
+        let o = other.sums[s];
+        let a = &mut acc.sums[d];
+        match a.sum.checked_add(o.sum) {
+            Some(v) if v.abs() <= MAX_38_DIGITS => a.sum = v,
+            _ => return Err(Self::overflow()),
+        }
+        a.count += o.count;
+        Ok(())
+    }
+
+    fn evaluate(acc: &DecimalSums, groups: &[u32], _seen: &[bool]) -> Result<ArrayRef> {
+        let a: arrow::array::Decimal128Array = groups
+            .iter()
+            .map(|&g| match acc.sums.get(g as usize) {
+                Some(a) if a.count > 0 => Some(a.sum),
+                _ => None,
+            })
+            .collect();
+        Ok(Arc::new(a.with_data_type(decimal_sum_type(acc.scale))))
+    }
+
+    fn seen_in(acc: &DecimalSums, slot: usize) -> bool {
+        acc.sums[slot].count > 0
+    }
+}
+
+/// `AVG` of a DECIMAL: the exact sum over the count, at scale max(6, s),
+/// rounded half away from zero.
+pub(crate) struct AvgDecimal;
+
+/// `sum / count` of unscaled values at `scale`, as an unscaled value at
+/// `out_scale` (not below `scale`), rounded half away from zero; `None`
+/// when it does not fit.
+pub(crate) fn decimal_average(sum: i128, count: u64, scale: i8, out_scale: i8) -> Option<i128> {
+    let up = 10i128.checked_pow(u32::try_from(out_scale - scale).ok()?)?;
+    let n = sum.checked_mul(up)?;
+    let c = i128::from(count);
+    let (q, r) = (n.abs() / c, n.abs() % c);
+    let q = if r * 2 >= c { q + 1 } else { q };
+    Some(if n < 0 { -q } else { q })
+}
+
+impl Fold for AvgDecimal {
+    type Values = DecimalSums;
+    type Input<'a> = &'a [i128];
+    const NAME: &'static str = "AVG";
+    const TAG: u8 = tag::AVG_DECIMAL;
+    const LAYOUT: Layout = Layout::ValueOnly;
+
+    fn input<'a>(_acc: &DecimalSums, args: &UpdateArgs<'a>) -> Result<&'a [i128]> {
+        decimal_input(args, "AVG")
+    }
+
+    fn update(acc: &mut DecimalSums, g: usize, _seen: bool, input: &&[i128], row: usize) -> bool {
+        add_decimal(acc, g, input[row])
+    }
+
+    fn overflow() -> crate::error::EngineError {
+        crate::error::EngineError::Execution(
+            "AVG of DECIMAL values: their sum overflowed DECIMAL(38)".into(),
+        )
+    }
+
+    fn merge(
+        acc: &mut DecimalSums,
+        d: usize,
+        seen: bool,
+        other: &DecimalSums,
+        s: usize,
+    ) -> Result<()> {
+        SumDecimal::merge(acc, d, seen, other, s)
+    }
+
+    fn evaluate(acc: &DecimalSums, groups: &[u32], _seen: &[bool]) -> Result<ArrayRef> {
+        let out = decimal_avg_type(acc.scale);
+        let DataType::Decimal128(_, out_scale) = out else {
+            return Err(crate::error::EngineError::Internal(
+                "AVG of DECIMAL is a DECIMAL".into(),
+            ));
+        };
+        let mut values = Vec::with_capacity(groups.len());
+        for &g in groups {
+            values.push(match acc.sums.get(g as usize) {
+                Some(a) if a.count > 0 => Some(
+                    decimal_average(a.sum, a.count, acc.scale, out_scale)
+                        .ok_or_else(Self::overflow)?,
+                ),
+                _ => None,
+            });
+        }
+        Ok(Arc::new(
+            arrow::array::Decimal128Array::from(values).with_data_type(out),
+        ))
+    }
+
+    fn seen_in(acc: &DecimalSums, slot: usize) -> bool {
+        acc.sums[slot].count > 0
     }
 }

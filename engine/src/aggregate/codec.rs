@@ -20,6 +20,8 @@ pub(crate) mod tag {
     pub const FIRST: u8 = 0xA9;
     pub const LAST: u8 = 0xAA;
     pub const AVG_INT: u8 = 0xAB;
+    pub const SUM_DECIMAL: u8 = 0xAC;
+    pub const AVG_DECIMAL: u8 = 0xAD;
 }
 
 pub(crate) fn put_u8(out: &mut Vec<u8>, v: u8) {

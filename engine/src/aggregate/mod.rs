@@ -129,7 +129,9 @@ impl AggregateFunction {
             }
             Self::Sum => {
                 let t = self.single_arg(args)?;
-                if is_integer(t) {
+                if let DataType::Decimal128(_, s) = t {
+                    Ok(avg::decimal_sum_type(*s))
+                } else if is_integer(t) {
                     Ok(DataType::Int64)
                 } else if is_float(t) {
                     Ok(DataType::Float64)
@@ -139,7 +141,15 @@ impl AggregateFunction {
             }
             // As in Flink: the average of integers is an integer of the
             // argument's type (the sum divided by the count, truncated).
+            // AVG of DECIMAL(p, s) is DECIMAL(38, max(6, s)), as Flink.
             Self::Avg if is_integer(self.single_arg(args)?) => Ok(self.single_arg(args)?.clone()),
+            Self::Avg if matches!(self.single_arg(args)?, DataType::Decimal128(..)) => {
+                let scale = match self.single_arg(args)? {
+                    DataType::Decimal128(_, s) => *s,
+                    _ => 0,
+                };
+                Ok(avg::decimal_avg_type(scale))
+            }
             Self::Avg | Self::StddevSamp | Self::StddevPop | Self::VarSamp | Self::VarPop => {
                 let t = self.single_arg(args)?;
                 if is_integer(t) || is_float(t) {

@@ -16,6 +16,11 @@ use crate::exec_err;
 
 /// The SUM accumulator for a numeric argument type.
 pub(super) fn create_sum(t: &DataType) -> Result<Box<dyn GroupsAccumulator>> {
+    if let DataType::Decimal128(_, s) = t {
+        return Ok(Box::new(GroupState::<super::avg::SumDecimal>::new(
+            super::avg::DecimalSums::new(*s),
+        )));
+    }
     if is_integer(t) {
         with_numeric_type!(t, T => Ok(Box::new(GroupState::<SumInt<T>>::new(Vec::new()))), _ => Err(not_numeric("SUM", t)))
     } else {

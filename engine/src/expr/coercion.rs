@@ -30,12 +30,13 @@ pub(crate) fn is_numeric(t: &DataType) -> bool {
 
 /// True for integer types.
 pub(crate) fn is_integer(t: &DataType) -> bool {
-    matches!(numeric_rank(t), Some((false, _)))
+    matches!(numeric_rank(t), Some((false, _))) && !is_decimal(t)
 }
 
 /// `(is_float, width rank)` of a numeric type. Unsigned integers rank as the
 /// next wider signed type so mixing them with signed ones never loses values.
-/// Decimals are computed as `Float64`: the engine has no decimal arithmetic.
+/// DECIMAL(p, s) (Arrow `Decimal128`) ranks as an exact type of its own (see
+/// [`decimal_of`]); the other decimal widths are computed as `Float64`.
 fn numeric_rank(t: &DataType) -> Option<(bool, u8)> {
     use DataType::*;
     Some(match t {
@@ -43,18 +44,58 @@ fn numeric_rank(t: &DataType) -> Option<(bool, u8)> {
         Int16 | UInt8 => (false, 2),
         Int32 | UInt16 => (false, 3),
         Int64 | UInt32 | UInt64 => (false, 4),
+        Decimal128(_, _) => (false, 5),
         Float16 | Float32 => (true, 3),
-        Float64 | Decimal32(_, _) | Decimal64(_, _) | Decimal128(_, _) | Decimal256(_, _) => {
-            (true, 4)
-        }
+        Float64 | Decimal32(_, _) | Decimal64(_, _) | Decimal256(_, _) => (true, 4),
         _ => return None,
     })
+}
+
+/// The largest precision of a DECIMAL.
+pub const MAX_DECIMAL_PRECISION: u8 = 38;
+
+/// The exact DECIMAL(precision, scale) an integer or decimal type fits in
+/// (Flink's: BIGINT is DECIMAL(19, 0), INT DECIMAL(10, 0), ...); `None`
+/// for floats and other types.
+pub(crate) fn decimal_of(t: &DataType) -> Option<(u8, i8)> {
+    use DataType::*;
+    Some(match t {
+        Decimal128(p, s) => (*p, *s),
+        Int8 | UInt8 => (3, 0),
+        Int16 | UInt16 => (5, 0),
+        Int32 | UInt32 => (10, 0),
+        Int64 => (19, 0),
+        UInt64 => (20, 0),
+        _ => return None,
+    })
+}
+
+/// True when `t` is `Decimal128`.
+pub(crate) fn is_decimal(t: &DataType) -> bool {
+    matches!(t, DataType::Decimal128(_, _))
+}
+
+/// The DECIMAL both `l` and `r` convert to without losing digits: the
+/// larger scale and the larger number of integer digits (at most 38 in
+/// all, the scale kept).
+fn common_decimal(l: (u8, i8), r: (u8, i8)) -> DataType {
+    let scale = l.1.max(r.1);
+    let ints = (l.0 as i16 - l.1 as i16)
+        .max(r.0 as i16 - r.1 as i16)
+        .max(1);
+    let precision = (ints + scale.max(0) as i16).clamp(1, MAX_DECIMAL_PRECISION as i16) as u8;
+    DataType::Decimal128(precision, scale.min(precision as i8))
 }
 
 /// The type two numeric operands are widened to.
 pub(crate) fn numeric_common(l: &DataType, r: &DataType) -> Option<DataType> {
     let (lf, lw) = numeric_rank(l)?;
     let (rf, rw) = numeric_rank(r)?;
+    // DECIMAL with an integer or a DECIMAL stays exact; with a float it
+    // is a DOUBLE (as in Flink).
+    if !lf && !rf && (is_decimal(l) || is_decimal(r)) {
+        return Some(common_decimal(decimal_of(l)?, decimal_of(r)?));
+    }
     Some(if lf || rf {
         // FLOAT op FLOAT stays FLOAT; anything involving a wider type or an
         // integer goes to DOUBLE, as in Flink.
@@ -215,6 +256,15 @@ fn arithmetic_signature(op: BinaryOp, l: &DataType, r: &DataType) -> Option<Bina
         }
         _ => {}
     }
+    // Exact arithmetic: each side a DECIMAL of its own precision and
+    // scale, the result Arrow's (Hive's) rule for the operator.
+    if (is_decimal(l) || is_decimal(r)) && numeric_common(l, r).is_some_and(|t| is_decimal(&t)) {
+        let (lp, ls) = decimal_of(l)?;
+        let (rp, rs) = decimal_of(r)?;
+        let (left, right) = (DataType::Decimal128(lp, ls), DataType::Decimal128(rp, rs));
+        let result = decimal_result(op, &left, &right)?;
+        return sig(left, right, result);
+    }
     if let Some(t) = numeric_common(l, r) {
         return Some(BinarySignature::same(t.clone(), t));
     }
@@ -271,6 +321,26 @@ fn arithmetic_signature(op: BinaryOp, l: &DataType, r: &DataType) -> Option<Bina
         }
         _ => None,
     }
+}
+
+/// The DECIMAL type Arrow's kernel gives `l op r`, found by running it on
+/// no rows, so that the planned type is the computed one; `None` when the
+/// kernel refuses the pair (a scale past 38).
+fn decimal_result(op: BinaryOp, l: &DataType, r: &DataType) -> Option<DataType> {
+    use arrow::compute::kernels::numeric;
+    let (a, b) = (
+        arrow::array::new_empty_array(l),
+        arrow::array::new_empty_array(r),
+    );
+    let out = match op {
+        BinaryOp::Plus => numeric::add(&a, &b),
+        BinaryOp::Minus => numeric::sub(&a, &b),
+        BinaryOp::Multiply => numeric::mul(&a, &b),
+        BinaryOp::Divide => numeric::div(&a, &b),
+        BinaryOp::Modulo => numeric::rem(&a, &b),
+        _ => return None,
+    };
+    out.ok().map(|a| a.data_type().clone())
 }
 
 /// The result type of a unary minus.

@@ -13,6 +13,7 @@ impl fmt::Display for ScalarValue {
             ScalarValue::Int32(v) => write!(f, "{v}"),
             ScalarValue::Int64(v) => write!(f, "{v}"),
             ScalarValue::Float64(v) => write!(f, "{v:?}"),
+            ScalarValue::Decimal128(v, _, s) => write!(f, "{}", decimal_text(*v, *s)),
             ScalarValue::Utf8(s) => write!(f, "'{}'", s.replace('\'', "''")),
             ScalarValue::Date32(d) => write!(f, "DATE({d})"),
             ScalarValue::TimestampMillis(t) => match chrono::DateTime::from_timestamp_millis(*t) {
@@ -158,6 +159,19 @@ impl Expr {
     }
 }
 
+/// The text of an unscaled decimal `v` with scale `s`: `125`, 2 -> `1.25`.
+pub(crate) fn decimal_text(v: i128, s: i8) -> String {
+    if s <= 0 {
+        let zeros = "0".repeat(s.unsigned_abs() as usize);
+        return format!("{v}{zeros}");
+    }
+    let digits = v.unsigned_abs().to_string();
+    let s = s as usize;
+    let padded = format!("{digits:0>width$}", width = s + 1);
+    let (int, frac) = padded.split_at(padded.len() - s);
+    format!("{}{int}.{frac}", if v < 0 { "-" } else { "" })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,5 +192,13 @@ mod tests {
         let mut cols = BTreeSet::new();
         e.columns(&mut cols);
         assert_eq!(cols.into_iter().collect::<Vec<_>>(), vec![1, 4]);
+    }
+
+    #[test]
+    fn decimal_text_places_the_point() {
+        assert_eq!(super::decimal_text(125, 2), "1.25");
+        assert_eq!(super::decimal_text(-5, 3), "-0.005");
+        assert_eq!(super::decimal_text(7, 0), "7");
+        assert_eq!(super::decimal_text(7, -2), "700");
     }
 }

@@ -612,6 +612,9 @@ fn math(func: &ScalarFunction, arrays: &[ArrayRef], ret: &DataType) -> Result<Ar
             Some(d) => Some(d.value(i)),
         }
     };
+    if let DataType::Decimal128(_, scale) = ret {
+        return decimal_math(func, x, ret, *scale, digit_at);
+    }
     let out: ArrayRef = if is_integer(ret) {
         let v = cast_strict(x, &DataType::Int64)?;
         let v = v.as_primitive::<Int64Type>();
@@ -676,6 +679,72 @@ fn math(func: &ScalarFunction, arrays: &[ArrayRef], ret: &DataType) -> Result<Ar
         )),
         other => other,
     })
+}
+
+/// ABS, FLOOR, CEIL and ROUND of a DECIMAL, exactly, on the unscaled
+/// values: the result keeps the argument's type (FLOOR, CEIL and ROUND
+/// leave zeros in the digits they clear), rounding half away from zero.
+fn decimal_math(
+    func: &ScalarFunction,
+    x: &ArrayRef,
+    ret: &DataType,
+    scale: i8,
+    digit_at: impl Fn(usize) -> Option<i64>,
+) -> Result<ArrayRef> {
+    use arrow::datatypes::Decimal128Type;
+    let v = cast_strict(x, ret)?;
+    let v = v.as_primitive::<Decimal128Type>();
+    // Clears the digits below 10^`cut` of `x` (`cut` in 0..=38), rounding
+    // by `mode`: -1 down, 1 up, 0 half away from zero.
+    let clear = |x: i128, cut: i64, mode: i8| -> Option<i128> {
+        if cut <= 0 {
+            return Some(x);
+        }
+        let Some(f) = 10i128.checked_pow(u32::try_from(cut.min(38)).ok()?) else {
+            return Some(0);
+        };
+        let q = x.div_euclid(f);
+        let r = x.rem_euclid(f);
+        let q = match mode {
+            -1 => q,
+            1 if r > 0 => q.checked_add(1)?,
+            1 => q,
+            _ => {
+                // Half away from zero, by the magnitude.
+                let (qa, ra) = (x.abs() / f, x.abs() % f);
+                let qa = if ra * 2 >= f { qa.checked_add(1)? } else { qa };
+                return qa.checked_mul(f).map(|m| if x < 0 { -m } else { m });
+            }
+        };
+        q.checked_mul(f)
+    };
+    let mut out = Vec::with_capacity(v.len());
+    for i in 0..v.len() {
+        if v.is_null(i) {
+            out.push(None);
+            continue;
+        }
+        let x = v.value(i);
+        let r = match func {
+            ScalarFunction::Abs => x.checked_abs(),
+            ScalarFunction::Floor => clear(x, i64::from(scale), -1),
+            ScalarFunction::Ceil => clear(x, i64::from(scale), 1),
+            _ => match digit_at(i) {
+                None => {
+                    out.push(None);
+                    continue;
+                }
+                Some(d) => clear(x, i64::from(scale).saturating_sub(d), 0),
+            },
+        };
+        match r {
+            Some(r) => out.push(Some(r)),
+            None => exec_err!("numeric overflow in {} of a DECIMAL", func.name()),
+        }
+    }
+    Ok(Arc::new(
+        arrow::array::Decimal128Array::from(out).with_data_type(ret.clone()),
+    ))
 }
 
 /// Rounds an integer to `-digits` decimal places, half away from zero.

@@ -27,6 +27,9 @@ pub enum ScalarValue {
     Int64(i64),
     /// DOUBLE.
     Float64(f64),
+    /// DECIMAL(precision, scale): the unscaled value (`1.25` in
+    /// DECIMAL(3, 2) is 125).
+    Decimal128(i128, u8, i8),
     /// STRING.
     Utf8(String),
     /// DATE, days since 1970-01-01.
@@ -48,6 +51,7 @@ impl ScalarValue {
             ScalarValue::Int32(_) => DataType::Int32,
             ScalarValue::Int64(_) => DataType::Int64,
             ScalarValue::Float64(_) => DataType::Float64,
+            ScalarValue::Decimal128(_, p, s) => DataType::Decimal128(*p, *s),
             ScalarValue::Utf8(_) => DataType::Utf8,
             ScalarValue::Date32(_) => DataType::Date32,
             ScalarValue::TimestampMillis(_) => TS_MS,
@@ -69,6 +73,10 @@ impl ScalarValue {
             ScalarValue::Int32(v) => Arc::new(Int32Array::from_value(*v, len)),
             ScalarValue::Int64(v) => Arc::new(Int64Array::from_value(*v, len)),
             ScalarValue::Float64(v) => Arc::new(Float64Array::from_value(*v, len)),
+            ScalarValue::Decimal128(v, p, s) => Arc::new(
+                arrow::array::Decimal128Array::from_value(*v, len)
+                    .with_precision_and_scale(*p, *s)?,
+            ),
             ScalarValue::Utf8(v) => {
                 Arc::new(StringArray::from_iter_values(std::iter::repeat_n(v, len)))
             }
@@ -97,6 +105,9 @@ impl ScalarValue {
             DataType::Int32 => ScalarValue::Int32(array.as_primitive::<Int32Type>().value(i)),
             DataType::Int64 => ScalarValue::Int64(array.as_primitive::<Int64Type>().value(i)),
             DataType::Float64 => ScalarValue::Float64(array.as_primitive::<Float64Type>().value(i)),
+            DataType::Decimal128(p, s) => {
+                ScalarValue::Decimal128(array.as_primitive::<Decimal128Type>().value(i), *p, *s)
+            }
             DataType::Utf8 => ScalarValue::Utf8(array.as_string::<i32>().value(i).to_string()),
             DataType::Date32 => ScalarValue::Date32(array.as_primitive::<Date32Type>().value(i)),
             DataType::Timestamp(TimeUnit::Millisecond, None) => ScalarValue::TimestampMillis(

@@ -205,6 +205,13 @@ impl RetractAggregate {
                         types.iter().map(|t| SortField::new(t.clone())).collect(),
                     )?)
                 }
+                F::Sum | F::Avg if matches!(types.first(), Some(DataType::Decimal128(..))) => {
+                    return Err(EngineError::Plan(format!(
+                        "{} of a DECIMAL over an updating stream (or with a state TTL) is not \
+                         supported yet; CAST the argument to DOUBLE",
+                        call.func.name()
+                    )))
+                }
                 F::Count | F::Sum | F::Avg => None,
                 other => {
                     return Err(EngineError::Plan(format!(

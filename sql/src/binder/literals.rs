@@ -49,7 +49,9 @@ pub(super) fn literal(v: &ast::Value, pos: Position) -> Result<ScalarValue> {
     }
 }
 
-/// A number literal: INT when it fits, then BIGINT, else DOUBLE.
+/// A number literal: INT when it fits, then BIGINT; `1.25` is an exact
+/// DECIMAL(3, 2) as in Flink (an integer past BIGINT a DECIMAL(p, 0));
+/// with an exponent (`1.5E3`) a DOUBLE.
 pub(super) fn number_literal(text: &str, pos: Position) -> Result<ScalarValue> {
     let is_integer = text
         .strip_prefix('-')
@@ -63,7 +65,9 @@ pub(super) fn number_literal(text: &str, pos: Position) -> Result<ScalarValue> {
                 Err(_) => ScalarValue::Int64(v),
             });
         }
-        // Integers beyond BIGINT are DECIMAL in Flink, approximated as DOUBLE here.
+    }
+    if let Some(d) = decimal_literal(text) {
+        return Ok(d);
     }
     match text.parse::<f64>() {
         Ok(v) if v.is_finite() => Ok(ScalarValue::Float64(v)),
@@ -72,6 +76,35 @@ pub(super) fn number_literal(text: &str, pos: Position) -> Result<ScalarValue> {
             pos,
         )),
     }
+}
+
+/// `[-]digits[.digits]` as a DECIMAL: precision the significant digits
+/// (at least the scale), scale the digits after the point; `None` for
+/// other text or more than 38 digits.
+fn decimal_literal(text: &str) -> Option<ScalarValue> {
+    let (negative, body) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (int, frac) = body.split_once('.').unwrap_or((body, ""));
+    if int.is_empty() && frac.is_empty()
+        || !int.chars().chain(frac.chars()).all(|c| c.is_ascii_digit())
+    {
+        return None;
+    }
+    let digits = format!("{int}{frac}");
+    let significant = digits.trim_start_matches('0').len();
+    let scale = frac.len();
+    let precision = significant.max(scale).max(1);
+    if precision > 38 {
+        return None;
+    }
+    let unscaled: i128 = digits.parse().ok()?;
+    Some(ScalarValue::Decimal128(
+        if negative { -unscaled } else { unscaled },
+        u8::try_from(precision).ok()?,
+        i8::try_from(scale).ok()?,
+    ))
 }
 
 fn is_leap(year: i64) -> bool {

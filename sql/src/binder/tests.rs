@@ -152,7 +152,28 @@ fn bind_expr_literals() -> TestResult {
         lit("-2147483648")?,
         (ScalarValue::Int32(i32::MIN), DataType::Int32)
     );
-    assert_eq!(lit("1.5")?, (ScalarValue::Float64(1.5), DataType::Float64));
+    // A number with a point is an exact DECIMAL, as in Flink.
+    assert_eq!(
+        lit("1.5")?,
+        (
+            ScalarValue::Decimal128(15, 2, 1),
+            DataType::Decimal128(2, 1)
+        )
+    );
+    assert_eq!(
+        lit("0.908")?,
+        (
+            ScalarValue::Decimal128(908, 3, 3),
+            DataType::Decimal128(3, 3)
+        )
+    );
+    assert_eq!(
+        lit("12345678901234567890")?,
+        (
+            ScalarValue::Decimal128(12_345_678_901_234_567_890, 20, 0),
+            DataType::Decimal128(20, 0)
+        )
+    );
     assert_eq!(
         lit("1e3")?,
         (ScalarValue::Float64(1000.0), DataType::Float64)
@@ -438,8 +459,15 @@ fn bind_expr_math_functions() -> TestResult {
         eval("ROUND(temperature / 7, 2)")?,
         vec![f(30.29), f(4.57), NULL]
     );
-    assert_eq!(eval("CEIL(1.2)")?, vec![f(2.0); 3]);
-    assert_eq!(eval("CEILING(1.2)")?, vec![f(2.0); 3]);
+    // Of a DECIMAL, exact and of its type.
+    let d = |v: i128| ScalarValue::Decimal128(v, 2, 1);
+    assert_eq!(eval("CEIL(1.2)")?, vec![d(20); 3]);
+    assert_eq!(eval("CEILING(-1.2)")?, vec![d(-10); 3]);
+    assert_eq!(eval("FLOOR(-1.2)")?, vec![d(-20); 3]);
+    assert_eq!(eval("ROUND(2.5)")?, vec![d(30); 3]);
+    assert_eq!(eval("ROUND(-2.5)")?, vec![d(-30); 3]);
+    assert_eq!(eval("ABS(-2.5)")?, vec![d(25); 3]);
+    assert_eq!(eval("CEIL(CAST(1.2 AS DOUBLE))")?, vec![f(2.0); 3]);
     assert_eq!(
         eval("FLOOR(temperature / 100)")?,
         vec![f(2.0), f(0.0), NULL]
@@ -657,8 +685,9 @@ fn bind_expr_sql_type_to_arrow_each_type() -> TestResult {
         ("REAL", DataType::Float32),
         ("DOUBLE", DataType::Float64),
         ("DOUBLE PRECISION", DataType::Float64),
-        ("DECIMAL(10, 2)", DataType::Float64),
-        ("NUMERIC(5)", DataType::Float64),
+        ("DECIMAL(10, 2)", DataType::Decimal128(10, 2)),
+        ("NUMERIC(5)", DataType::Decimal128(5, 0)),
+        ("DECIMAL", DataType::Decimal128(10, 0)),
         ("BOOLEAN", DataType::Boolean),
         ("STRING", DataType::Utf8),
         ("VARCHAR(20)", DataType::Utf8),

@@ -11,7 +11,25 @@ use crate::error::{Position, Result, SqlError};
 // Types
 // ---------------------------------------------------------------------------
 
-/// SQL type → Arrow type; DECIMAL/NUMERIC are approximated as DOUBLE for now, timestamps are millisecond precision.
+/// DECIMAL(p, s): precision 1 to 38, scale 0 to p.
+fn decimal_type(info: &ast::ExactNumberInfo, position: Position) -> Result<DataType> {
+    let (p, s) = match info {
+        ast::ExactNumberInfo::None => (10, 0),
+        ast::ExactNumberInfo::Precision(p) => (*p, 0),
+        ast::ExactNumberInfo::PrecisionAndScale(p, s) => (*p, *s as u64),
+    };
+    if !(1..=38).contains(&p) || s > p {
+        return Err(SqlError::plan(
+            format!("DECIMAL({p}, {s}) is not a valid type: the precision is 1 to 38 and the scale 0 to the precision"),
+            position,
+        ));
+    }
+    Ok(DataType::Decimal128(p as u8, s as i8))
+}
+
+/// SQL type → Arrow type; DECIMAL(p, s) is Arrow's exact `Decimal128(p, s)`
+/// (DECIMAL alone is DECIMAL(10, 0), as in Flink), timestamps are
+/// millisecond precision.
 pub fn sql_type_to_arrow(t: &ast::DataType, position: Position) -> Result<DataType> {
     use ast::DataType as S;
     Ok(match t {
@@ -28,9 +46,8 @@ pub fn sql_type_to_arrow(t: &ast::DataType, position: Position) -> Result<DataTy
         }
         S::Float(_) | S::Real | S::Float4 | S::Float32 => DataType::Float32,
         S::Double(_) | S::DoublePrecision | S::Float8 | S::Float64 => DataType::Float64,
-        S::Decimal(_) | S::Numeric(_) | S::Dec(_) | S::BigDecimal(_) | S::BigNumeric(_) => {
-            DataType::Float64
-        }
+        S::Decimal(info) | S::Numeric(info) | S::Dec(info) => decimal_type(info, position)?,
+        S::BigDecimal(_) | S::BigNumeric(_) => DataType::Decimal128(38, 18),
         S::Boolean | S::Bool => DataType::Boolean,
         S::String(_)
         | S::Varchar(_)
