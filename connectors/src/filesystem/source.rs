@@ -1108,10 +1108,11 @@ fn open_parquet(file: File, path: &Path, schema: &SchemaRef, skip: u64) -> Resul
 /// a CAST: the same type, or one of the widenings Flink applies implicitly
 /// (a narrower integer to a wider one or to DOUBLE, FLOAT to DOUBLE, any
 /// string encoding to STRING, a timestamp of another precision, a DATE to
-/// TIMESTAMP, DECIMAL to DOUBLE, which is how DECIMAL columns are read), and
-/// a dictionary-encoded column whose values widen so. None of them makes a
-/// value of another meaning, though a large BIGINT or DECIMAL read as DOUBLE
-/// loses digits, as in Flink; a narrowing (BIGINT to INT) or a parse
+/// TIMESTAMP, DECIMAL to DOUBLE), and a dictionary-encoded column whose
+/// values widen so. None of them makes a value of another meaning, though
+/// a large BIGINT or DECIMAL read as DOUBLE loses digits, as in Flink; a
+/// DECIMAL column read as a DECIMAL of the same type is exact; a
+/// narrowing (BIGINT to INT) or a parse
 /// (STRING to DOUBLE) needs an explicit CAST.
 fn implicit_cast(from: &DataType, to: &DataType) -> bool {
     use DataType::*;

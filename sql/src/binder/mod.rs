@@ -17,10 +17,11 @@
 //!
 //! # Decisions
 //!
-//! * Integer literals are `INT` when they fit and `BIGINT` otherwise; any
-//!   literal with a fraction or exponent is `DOUBLE`.
-//! * `DECIMAL`/`NUMERIC` are approximated as `DOUBLE` for now: the engine has
-//!   no decimal arithmetic.
+//! * Integer literals are `INT` when they fit and `BIGINT` otherwise (a
+//!   DECIMAL(p, 0) past BIGINT); a literal with a point is an exact
+//!   DECIMAL(p, s), one with an exponent a `DOUBLE` (as in Flink).
+//! * `DECIMAL`/`NUMERIC` are Arrow `Decimal128`, computed exactly (see
+//!   docs/sql.md#decimal).
 //! * A bare `NULL` has the Arrow type `Null`; the engine's coercion rules
 //!   give it the other operand's type in comparisons and arithmetic, and the
 //!   binder casts NULL branches of CASE / COALESCE / IF / NULLIF to the
