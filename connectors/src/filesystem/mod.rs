@@ -75,8 +75,10 @@ impl Connector for FilesystemConnector {
 
     fn supports_projection(&self, table: &TableDescriptor) -> bool {
         // JSON and Parquet find columns by name; CSV by position. Debezium
-        // changes come whole.
-        matches!(table.option("format"), Some("json") | Some("parquet"))
+        // changes come whole. A partitioned table is read whole too: the
+        // source finds its directories by the partition columns.
+        table.partition_keys.is_empty()
+            && matches!(table.option("format"), Some("json") | Some("parquet"))
     }
 
     fn source(&self, table: &TableDescriptor) -> Result<SourceTable> {
