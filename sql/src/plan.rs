@@ -336,9 +336,7 @@ impl Plan {
                 input.prune(&n);
             }
             Node::TopN { input, spec, .. } => {
-                let width = input.scope.columns.len();
-                let mut n: BTreeSet<usize> =
-                    needed.iter().copied().filter(|&c| c < width).collect();
+                let mut n = input_columns(input, needed);
                 n.extend(spec.partition_keys.iter().copied());
                 n.extend(spec.order.iter().map(|(c, ..)| *c));
                 input.prune(&n);
@@ -352,11 +350,7 @@ impl Plan {
                 n.extend(stream_keys.iter().copied());
                 input.prune(&n);
             }
-            Node::ProcTime { input } => {
-                let width = input.scope.columns.len();
-                let n: BTreeSet<usize> = needed.iter().copied().filter(|&c| c < width).collect();
-                input.prune(&n);
-            }
+            Node::ProcTime { input } => input.prune(&input_columns(input, needed)),
         }
     }
 
@@ -544,17 +538,7 @@ impl Plan {
                 table,
                 projection,
                 proctime_watermark,
-            } => {
-                let wm = if *proctime_watermark {
-                    " with processing-time watermarks"
-                } else {
-                    ""
-                };
-                match projection {
-                    Some(p) => format!("Scan {} reading columns {p:?}{wm}", table.descriptor.name),
-                    None => format!("Scan {}{wm}", table.descriptor.name),
-                }
-            }
+            } => scan_line(table, projection.as_deref(), *proctime_watermark),
             Node::ProcTime { .. } => "ProcTime".to_string(),
             Node::Filter { predicate, .. } => format!("Filter {predicate}"),
             Node::Project { .. } => "Project".to_string(),
@@ -736,5 +720,25 @@ pub(crate) fn engine_message(e: &runnel_engine::EngineError) -> String {
     match e {
         runnel_engine::EngineError::Plan(m) => m.clone(),
         other => other.to_string(),
+    }
+}
+
+/// The columns of `input` among `needed` (an operator that appends columns
+/// to its input's passes the others through).
+fn input_columns(input: &Plan, needed: &BTreeSet<usize>) -> BTreeSet<usize> {
+    let width = input.scope.columns.len();
+    needed.iter().copied().filter(|&c| c < width).collect()
+}
+
+/// How EXPLAIN shows a scan.
+fn scan_line(table: &TableEntry, projection: Option<&[usize]>, proctime: bool) -> String {
+    let wm = if proctime {
+        " with processing-time watermarks"
+    } else {
+        ""
+    };
+    match projection {
+        Some(p) => format!("Scan {} reading columns {p:?}{wm}", table.descriptor.name),
+        None => format!("Scan {}{wm}", table.descriptor.name),
     }
 }

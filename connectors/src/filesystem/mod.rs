@@ -36,12 +36,14 @@ use runnel_engine::{EngineError, Result};
 
 use crate::options::{bad_option, delimiter_option};
 
+mod lines;
+mod parquet_types;
 mod partitions;
 mod sink;
 mod source;
 mod splits;
 
-pub use source::list_files;
+pub use splits::list_files;
 
 const OPTIONS: &[&str] = &[
     "path",

@@ -10,8 +10,11 @@
 
 use std::path::Path;
 
+use std::sync::Arc;
+
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::datatypes::DataType;
+use arrow::datatypes::SchemaRef;
 use runnel_engine::{EngineError, Result};
 
 /// The directory value of a NULL or empty partition value (Flink's and
@@ -130,6 +133,53 @@ pub(super) fn value_column(
             "partition directory '{dir}': the value {value:?} of column '{column}' is not a {to}: {e}"
         ))
     })
+}
+
+/// The rows of a partitioned table: its columns, each read from the files
+/// or from the partition directory.
+#[derive(Debug)]
+pub(super) struct PartitionedOutput {
+    pub(super) schema: SchemaRef,
+    pub(super) columns: Vec<OutputColumn>,
+}
+
+#[derive(Debug)]
+pub(super) enum OutputColumn {
+    /// The column of this index in the decoded batch.
+    Data(usize),
+    /// The value of this partition in the file's directory.
+    Partition(String),
+}
+
+impl PartitionedOutput {
+    /// The table's rows from a decoded batch of `split`'s file.
+    pub(super) fn rows(
+        &self,
+        batch: RecordBatch,
+        split: &super::splits::FileSplit,
+    ) -> Result<RecordBatch> {
+        let n = batch.num_rows();
+        let mut columns = Vec::with_capacity(self.columns.len());
+        for (c, field) in self.columns.iter().zip(self.schema.fields()) {
+            columns.push(match c {
+                OutputColumn::Data(i) => Arc::clone(batch.column(*i)),
+                OutputColumn::Partition(name) => {
+                    let value = split
+                        .partition
+                        .iter()
+                        .find(|(k, _)| k == name)
+                        .and_then(|(_, v)| v.as_deref());
+                    value_column(value, field.data_type(), n, name, &split.name)?
+                }
+            });
+        }
+        let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(n));
+        Ok(RecordBatch::try_new_with_options(
+            Arc::clone(&self.schema),
+            columns,
+            &options,
+        )?)
+    }
 }
 
 #[cfg(test)]

@@ -22,20 +22,21 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
+use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use arrow::array::{ArrayRef, RecordBatch};
-use arrow::compute::concat_batches;
-use arrow::datatypes::{DataType, SchemaRef};
-use arrow::error::ArrowError;
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ProjectionMask;
 use runnel_engine::operator::{OperatorMetrics, TaskInfo};
 use runnel_engine::source::{Source, SourceFactory, SourcePoll, SplitId};
 use runnel_engine::{EngineError, Result};
 
+use super::lines::{decode_lines, read_chunk, Chunk, CHUNK_LINES};
+use super::parquet_types::{conform_parquet, implicit_cast, sql_type};
+use super::partitions::{OutputColumn, PartitionedOutput};
 use super::splits::{self, FileSplit, Listing};
 use super::{io_error, Format, FsOptions};
 use crate::position::{PositionReader, PositionWriter};
@@ -52,34 +53,6 @@ const POSITION_VERSION_LIST: u8 = 3;
 const TAG_DONE: u8 = 0;
 /// Position tag: reading (or about to read) one split.
 const TAG_IN_SPLIT: u8 = 1;
-
-/// Records per chunk (and so per batch) at most.
-const CHUNK_LINES: usize = 4096;
-/// Bytes per chunk at most, so that files of huge lines stay bounded too.
-const CHUNK_BYTES: usize = 8 << 20;
-
-/// The files a source at `path` reads: `path` itself when it is a file,
-/// otherwise the regular files in the directory, sorted by name, without
-/// hidden and staging files (names starting with `.` or `_`).
-pub fn list_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
-    if std::fs::metadata(path)?.is_file() {
-        return Ok(vec![path.to_path_buf()]);
-    }
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(path)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        let visible = name
-            .to_str()
-            .is_some_and(|n| !n.starts_with('.') && !n.starts_with('_'));
-        // metadata() follows symlinks, so a link to a file counts as a file.
-        if visible && std::fs::metadata(entry.path()).is_ok_and(|m| m.is_file()) {
-            files.push(entry.path());
-        }
-    }
-    files.sort();
-    Ok(files)
-}
 
 /// A factory of file source subtasks. The listing and its splits are made
 /// once, by the first subtask that opens, and shared by the others.
@@ -160,49 +133,6 @@ pub(super) fn factory(options: Arc<FsOptions>, schema: SchemaRef) -> SourceFacto
             chunk: Chunk::default(),
         }) as Box<dyn Source>)
     })
-}
-
-/// The rows of a partitioned table: its columns, each read from the files
-/// or from the partition directory.
-#[derive(Debug)]
-struct PartitionedOutput {
-    schema: SchemaRef,
-    columns: Vec<OutputColumn>,
-}
-
-#[derive(Debug)]
-enum OutputColumn {
-    /// The column of this index in the decoded batch.
-    Data(usize),
-    /// The value of this partition in the file's directory.
-    Partition(String),
-}
-
-impl PartitionedOutput {
-    /// The table's rows from a decoded batch of `split`'s file.
-    fn rows(&self, batch: RecordBatch, split: &FileSplit) -> Result<RecordBatch> {
-        let n = batch.num_rows();
-        let mut columns = Vec::with_capacity(self.columns.len());
-        for (c, field) in self.columns.iter().zip(self.schema.fields()) {
-            columns.push(match c {
-                OutputColumn::Data(i) => Arc::clone(batch.column(*i)),
-                OutputColumn::Partition(name) => {
-                    let value = split
-                        .partition
-                        .iter()
-                        .find(|(k, _)| k == name)
-                        .and_then(|(_, v)| v.as_deref());
-                    super::partitions::value_column(value, field.data_type(), n, name, &split.name)?
-                }
-            });
-        }
-        let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(n));
-        Ok(RecordBatch::try_new_with_options(
-            Arc::clone(&self.schema),
-            columns,
-            &options,
-        )?)
-    }
 }
 
 /// One subtask of the file source: reads its splits one after the other.
@@ -653,25 +583,6 @@ impl FileReader {
     }
 }
 
-/// Records read for one batch: their bytes, and each record's byte range
-/// and 1-based first line number counted from the split's start (a CSV
-/// record runs over several lines when a quoted value holds line breaks).
-#[derive(Default)]
-struct Chunk {
-    bytes: Vec<u8>,
-    lines: Vec<(usize, usize, u64)>,
-    /// Lines longer than [`MAX_LINE_BYTES`]: kept only up to that length.
-    oversized: Vec<u64>,
-}
-
-impl Chunk {
-    fn clear(&mut self) {
-        self.bytes.clear();
-        self.lines.clear();
-        self.oversized.clear();
-    }
-}
-
 impl OpenFile {
     /// Opens a split, skipping what `resume` (a position's `a` and `b`, see
     /// [`FileSource::snapshot_position`]) says was already read.
@@ -784,244 +695,6 @@ impl OpenFile {
     }
 }
 
-/// Reads the next chunk of non-blank lines into `chunk` (left empty at the
-/// end of the split). `offset` and `line` advance past every line consumed,
-/// blank or not; `header` says the split starts the file, whose first line
-/// may be a CSV header.
-fn read_chunk(
-    input: &mut impl BufRead,
-    offset: &mut u64,
-    line: &mut u64,
-    options: &FsOptions,
-    header: bool,
-    chunk: &mut Chunk,
-) -> std::io::Result<()> {
-    let csv = options.format == Format::Csv;
-    while chunk.lines.len() < CHUNK_LINES && chunk.bytes.len() < CHUNK_BYTES {
-        if !csv && take_whole_lines(input, offset, line, chunk)? > 0 {
-            continue;
-        }
-        // One line the careful way: it is not all buffered yet, too long,
-        // the last one without a line break, or a CSV record.
-        let start = chunk.bytes.len();
-        let first_line = *line + 1;
-        // A CSV record goes on to the next line while a double-quoted value
-        // is open, up to MAX_RECORD_BYTES (past that it is cut there, and
-        // fails to parse as a malformed record).
-        let mut quotes = CsvQuotes::new(options.delimiter);
-        loop {
-            let from = chunk.bytes.len();
-            let (read, cut) = read_line_capped(input, &mut chunk.bytes)?;
-            if read == 0 {
-                break;
-            }
-            *offset += read as u64;
-            *line += 1;
-            if cut {
-                // Too long to be a record: the rest of the line was skipped.
-                chunk.oversized.push(first_line);
-                break;
-            }
-            let open = csv && quotes.feed(&chunk.bytes[from..]);
-            if !open || chunk.bytes.len() - start > MAX_RECORD_BYTES {
-                break;
-            }
-        }
-        if chunk.bytes.len() == start {
-            break;
-        }
-        let skip_header = header && first_line == 1 && csv && options.ignore_first_line;
-        let blank = chunk.bytes[start..].iter().all(u8::is_ascii_whitespace);
-        if skip_header || blank {
-            chunk.bytes.truncate(start);
-            continue;
-        }
-        // The last line may lack its newline; decoders finish a record only
-        // at one.
-        if chunk.bytes.last() != Some(&b'\n') {
-            chunk.bytes.push(b'\n');
-        }
-        chunk.lines.push((start, chunk.bytes.len(), first_line));
-    }
-    Ok(())
-}
-
-/// JSON lines: moves the whole lines that the reader holds buffered into
-/// the chunk with one copy, up to the chunk's limits. Blank lines stay in
-/// the bytes (decoders skip them) but are not records. Returns the bytes
-/// taken: 0 when no whole line of at most [`MAX_LINE_BYTES`] is buffered.
-fn take_whole_lines(
-    input: &mut impl BufRead,
-    offset: &mut u64,
-    line: &mut u64,
-    chunk: &mut Chunk,
-) -> std::io::Result<usize> {
-    let available = input.fill_buf()?;
-    let base = chunk.bytes.len();
-    let mut end = 0;
-    for nl in memchr::memchr_iter(b'\n', available) {
-        if chunk.lines.len() >= CHUNK_LINES
-            || base + end >= CHUNK_BYTES
-            || nl + 1 - end > MAX_LINE_BYTES
-        {
-            break;
-        }
-        let text = &available[end..=nl];
-        *line += 1;
-        if !text.iter().all(u8::is_ascii_whitespace) {
-            chunk.lines.push((base + end, base + nl + 1, *line));
-        }
-        end = nl + 1;
-    }
-    chunk.bytes.extend_from_slice(&available[..end]);
-    input.consume(end);
-    *offset += end as u64;
-    Ok(end)
-}
-
-/// The longest CSV record that may run over several lines.
-const MAX_RECORD_BYTES: usize = 1 << 20;
-
-/// The longest line read as a record; a longer one is a malformed record
-/// (so that a file without line breaks cannot take all memory).
-#[cfg(not(test))]
-const MAX_LINE_BYTES: usize = 64 << 20;
-#[cfg(test)]
-const MAX_LINE_BYTES: usize = 64 << 10;
-
-/// Appends one line (with its line break) to `out`, but no more than
-/// [`MAX_LINE_BYTES`] of it; the rest of a longer line is read and
-/// dropped. The bytes consumed, and whether the line was cut.
-fn read_line_capped(input: &mut impl BufRead, out: &mut Vec<u8>) -> std::io::Result<(usize, bool)> {
-    let (mut consumed, mut kept, mut cut) = (0usize, 0usize, false);
-    loop {
-        let available = match input.fill_buf() {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if available.is_empty() {
-            return Ok((consumed, cut));
-        }
-        let (take, done) = match memchr::memchr(b'\n', available) {
-            Some(i) => (i + 1, true),
-            None => (available.len(), false),
-        };
-        let room = MAX_LINE_BYTES.saturating_sub(kept);
-        if take <= room {
-            out.extend_from_slice(&available[..take]);
-            kept += take;
-        } else {
-            out.extend_from_slice(&available[..room]);
-            kept += room;
-            cut = true;
-        }
-        input.consume(take);
-        consumed += take;
-        if done {
-            return Ok((consumed, cut));
-        }
-    }
-}
-
-/// Where a CSV record's reader is, to tell whether a line break is inside
-/// a double-quoted value. A quote opens a value only at its start (as the
-/// CSV decoder reads it); elsewhere in an unquoted value it is an ordinary
-/// character (`12" ruler`). Inside quotes, a doubled quote is a quote.
-enum CsvQuotes {
-    FieldStart(u8),
-    Unquoted(u8),
-    Quoted(u8),
-    QuoteInQuoted(u8),
-}
-
-impl CsvQuotes {
-    fn new(delimiter: u8) -> Self {
-        CsvQuotes::FieldStart(delimiter)
-    }
-
-    /// Reads one line (with its line break); true when the record goes on
-    /// because the line ended inside a quoted value.
-    fn feed(&mut self, line: &[u8]) -> bool {
-        use CsvQuotes::*;
-        for &b in line {
-            *self = match *self {
-                FieldStart(d) | Unquoted(d) if b == d => FieldStart(d),
-                FieldStart(d) if b == b'"' => Quoted(d),
-                FieldStart(d) | Unquoted(d) if b == b'\n' => FieldStart(d),
-                FieldStart(d) | Unquoted(d) => Unquoted(d),
-                Quoted(d) if b == b'"' => QuoteInQuoted(d),
-                Quoted(d) => Quoted(d),
-                QuoteInQuoted(d) if b == b'"' => Quoted(d),
-                QuoteInQuoted(d) if b == d || b == b'\n' => FieldStart(d),
-                QuoteInQuoted(d) => Unquoted(d),
-            };
-        }
-        matches!(self, Quoted(_))
-    }
-}
-
-/// Parses `bytes` (about `rows` records) into one batch of `schema`.
-fn decode(
-    options: &FsOptions,
-    schema: &SchemaRef,
-    bytes: &[u8],
-    rows: usize,
-) -> std::result::Result<RecordBatch, ArrowError> {
-    let decoded = crate::text::decode_records(
-        &options.wire_schema(schema),
-        bytes,
-        rows,
-        options.csv_delimiter(),
-    )?;
-    options.finish(schema, decoded)
-}
-
-/// Parses a chunk line by line: fails on the first bad line, or skips and
-/// counts bad lines when the table ignores parse errors. `before` is the
-/// number of lines in the file before the split's start.
-fn decode_lines(
-    chunk: &Chunk,
-    before: u64,
-    options: &FsOptions,
-    schema: &SchemaRef,
-    path: &Path,
-    metrics: &OperatorMetrics,
-) -> Result<RecordBatch> {
-    let mut good = Vec::new();
-    for &(start, end, in_split) in &chunk.lines {
-        let line = before + in_split;
-        if chunk.oversized.contains(&in_split) {
-            if options.ignore_parse_errors {
-                metrics.add_malformed(1);
-                continue;
-            }
-            return Err(EngineError::Execution(format!(
-                "malformed {} record in file '{}' at line {line}: the line is longer than \
-                 {MAX_LINE_BYTES} bytes",
-                options.label(),
-                path.display(),
-            )));
-        }
-        let bytes = chunk.bytes.get(start..end).unwrap_or_default();
-        match decode(options, schema, bytes, 1) {
-            Ok(batch) => good.push(batch),
-            Err(_) if options.ignore_parse_errors => metrics.add_malformed(1),
-            Err(e) => {
-                // The CSV decoder saw a one-line input and reports "line 0";
-                // the real line is in our own message.
-                let detail = e.to_string().replace(" at line 0", "");
-                return Err(EngineError::Execution(format!(
-                    "malformed {} record in file '{}' at line {line}: {detail}",
-                    options.label(),
-                    path.display()
-                )));
-            }
-        }
-    }
-    Ok(concat_batches(&options.output_schema(schema), &good)?)
-}
-
 /// Opens a Parquet file, reading only the table's columns (found by name),
 /// from row `skip` on.
 fn open_parquet(file: File, path: &Path, schema: &SchemaRef, skip: u64) -> Result<FileReader> {
@@ -1102,100 +775,4 @@ fn open_parquet(file: File, path: &Path, schema: &SchemaRef, skip: u64) -> Resul
         columns,
         rows: skip,
     })
-}
-
-/// True when a Parquet column of type `from` may be read as `to` without
-/// a CAST: the same type, or one of the widenings Flink applies implicitly
-/// (a narrower integer to a wider one or to DOUBLE, FLOAT to DOUBLE, any
-/// string encoding to STRING, a timestamp of another precision, a DATE to
-/// TIMESTAMP, DECIMAL to DOUBLE), and a dictionary-encoded column whose
-/// values widen so. None of them makes a value of another meaning, though
-/// a large BIGINT or DECIMAL read as DOUBLE loses digits, as in Flink; a
-/// DECIMAL column read as a DECIMAL of the same type is exact; a
-/// narrowing (BIGINT to INT) or a parse
-/// (STRING to DOUBLE) needs an explicit CAST.
-fn implicit_cast(from: &DataType, to: &DataType) -> bool {
-    use DataType::*;
-    let int_width = |t: &DataType| match t {
-        Int8 => Some((8, true)),
-        Int16 => Some((16, true)),
-        Int32 => Some((32, true)),
-        Int64 => Some((64, true)),
-        UInt8 => Some((8, false)),
-        UInt16 => Some((16, false)),
-        UInt32 => Some((32, false)),
-        UInt64 => Some((64, false)),
-        _ => None,
-    };
-    if from == to {
-        return true;
-    }
-    match (from, to) {
-        (f, t) if int_width(f).is_some() && int_width(t).is_some() => {
-            let ((fw, fs), (tw, ts)) = (
-                int_width(f).unwrap_or_default(),
-                int_width(t).unwrap_or_default(),
-            );
-            // Signed to signed (or unsigned to unsigned) when no narrower;
-            // unsigned to signed only when strictly wider.
-            (fs == ts && fw <= tw) || (!fs && ts && fw < tw)
-        }
-        (f, Float64) if int_width(f).is_some() => true,
-        (Float16 | Float32, Float64) | (Float16, Float32) => true,
-        (Decimal128(..) | Decimal256(..), Float64) => true,
-        (LargeUtf8 | Utf8View, Utf8) => true,
-        (LargeBinary | BinaryView | FixedSizeBinary(_), Binary) => true,
-        (Timestamp(..), Timestamp(..)) => true,
-        (Date32 | Date64, Timestamp(..)) => true,
-        (Date64, Date32) => true,
-        (Dictionary(_, values), to) => implicit_cast(values, to),
-        _ => false,
-    }
-}
-
-/// The SQL name of a column type, for messages.
-fn sql_type(t: &DataType) -> String {
-    use DataType::*;
-    match t {
-        Boolean => "BOOLEAN".into(),
-        Int8 => "TINYINT".into(),
-        Int16 => "SMALLINT".into(),
-        Int32 => "INT".into(),
-        Int64 => "BIGINT".into(),
-        UInt8 | UInt16 | UInt32 | UInt64 => format!("unsigned {t}"),
-        Float16 | Float32 => "FLOAT".into(),
-        Float64 => "DOUBLE".into(),
-        Utf8 | LargeUtf8 | Utf8View => "STRING".into(),
-        Binary | LargeBinary | BinaryView => "BYTES".into(),
-        Date32 | Date64 => "DATE".into(),
-        Timestamp(_, None) => "TIMESTAMP".into(),
-        Timestamp(_, Some(_)) => "TIMESTAMP_LTZ".into(),
-        Decimal128(p, s) | Decimal256(p, s) => format!("DECIMAL({p}, {s})"),
-        other => other.to_string(),
-    }
-}
-
-/// Orders and casts the columns of a Parquet batch to the table's schema.
-fn conform_parquet(
-    batch: &RecordBatch,
-    columns: &[String],
-    schema: &SchemaRef,
-) -> std::result::Result<RecordBatch, ArrowError> {
-    let arrays = schema
-        .fields()
-        .iter()
-        .zip(columns)
-        .map(|(field, name)| {
-            let column = batch.column_by_name(name).ok_or_else(|| {
-                ArrowError::SchemaError(format!("column '{name}' missing from a batch"))
-            })?;
-            if column.data_type() == field.data_type() {
-                Ok(Arc::clone(column))
-            } else {
-                arrow::compute::cast(column, field.data_type())
-            }
-        })
-        .collect::<std::result::Result<Vec<ArrayRef>, _>>()?;
-    let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
-    RecordBatch::try_new_with_options(Arc::clone(schema), arrays, &options)
 }

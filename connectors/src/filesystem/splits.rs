@@ -21,7 +21,6 @@ use std::sync::Arc;
 
 use runnel_engine::Result;
 
-use super::source::list_files;
 use super::{io_error, Format, FsOptions};
 
 /// Default of `'source.split-size'`.
@@ -188,6 +187,29 @@ pub(super) fn lines_before(path: &Path, end: u64) -> std::io::Result<u64> {
 }
 
 /// The last component of `path`, as the name a position records.
+/// The files a source at `path` reads: `path` itself when it is a file,
+/// otherwise the regular files in the directory, sorted by name, without
+/// hidden and staging files (names starting with `.` or `_`).
+pub fn list_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
+    if std::fs::metadata(path)?.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(path)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let visible = name
+            .to_str()
+            .is_some_and(|n| !n.starts_with('.') && !n.starts_with('_'));
+        // metadata() follows symlinks, so a link to a file counts as a file.
+        if visible && std::fs::metadata(entry.path()).is_ok_and(|m| m.is_file()) {
+            files.push(entry.path());
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
 /// The files of a partitioned table under `root`: in `name=value`
 /// directories (any depth; hidden ones and others skipped) and in `root`
 /// itself, sorted by relative path, each with that path and its partition

@@ -28,7 +28,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, UInt32Array};
+use arrow::array::{Array, ArrayRef, RecordBatch, UInt32Array};
 use arrow::compute::take;
 use arrow::datatypes::{Field, Schema, SchemaRef};
 use arrow::row::{RowConverter, SortField};
@@ -38,7 +38,8 @@ use crate::error::{EngineError, Result};
 use crate::keys::KeyEncoder;
 use crate::operator::{Collector, Operator, OperatorContext, OperatorFactory, TaskInfo};
 use crate::ops::agg::{
-    load_meta, save_meta, scan_owned, state_key, AggregateCall, BoundAggregates, EntryReader,
+    load_meta, save_meta, scan_owned, state_key, take_inputs, AggregateCall, BoundAggregates,
+    EntryReader,
 };
 use crate::types::{event_time_millis, is_updating, Barrier, EventTime};
 
@@ -237,23 +238,12 @@ impl OverAggregate {
                     };
                     let slice = UInt32Array::from_iter_values(i as u32..j as u32);
                     let groups = vec![0u32; j - i];
-                    for ((acc, input), out) in running.iter_mut().zip(&inputs).zip(&mut results) {
-                        let values: Vec<ArrayRef> = input
-                            .values
-                            .iter()
-                            .map(|v| take(v.as_ref(), &slice, None))
-                            .collect::<std::result::Result<_, _>>()?;
-                        let filter = match &input.filter {
-                            Some(f) => take(f, &slice, None)?
-                                .as_any()
-                                .downcast_ref::<BooleanArray>()
-                                .cloned(),
-                            None => None,
-                        };
+                    let taken = take_inputs(&inputs, &slice)?;
+                    for ((acc, input), out) in running.iter_mut().zip(&taken).zip(&mut results) {
                         acc.update(&crate::aggregate::UpdateArgs {
-                            values: &values,
+                            values: &input.values,
                             groups: &groups,
-                            filter: filter.as_ref(),
+                            filter: input.filter.as_ref(),
                             total_groups: 1,
                             first_row_seq: p.fed,
                         })?;
@@ -282,22 +272,7 @@ impl OverAggregate {
         if due > 0 {
             let from = p.emitted;
             let to = from + due;
-            // The frame of row i: [lo, hi] in the partition's order.
-            let frames: Vec<(usize, usize)> = (from..to)
-                .map(|i| match self.spec.frame {
-                    OverFrame::Rows(n) => (
-                        i.saturating_sub(usize::try_from(n).unwrap_or(usize::MAX)),
-                        i,
-                    ),
-                    OverFrame::UnboundedRows | OverFrame::UnboundedRange => (0, i),
-                    OverFrame::Range(r) => {
-                        let t = p.rows[i].ts;
-                        let lo = p.rows.partition_point(|h| h.ts < t.saturating_sub(r));
-                        let hi = p.rows.partition_point(|h| h.ts <= t) - 1;
-                        (lo, hi)
-                    }
-                })
-                .collect();
+            let frames = frames_of(self.spec.frame, &p.rows, from..to);
             let first = frames.iter().map(|f| f.0).min().unwrap_or(from);
             let last = frames
                 .iter()
@@ -322,31 +297,12 @@ impl OverAggregate {
             let indices = UInt32Array::from(indices);
             let mut accs = self.aggs.accumulators()?;
             let total = frames.len();
-            for (acc, input) in accs.iter_mut().zip(&inputs) {
-                let values: Vec<ArrayRef> = input
-                    .values
-                    .iter()
-                    .map(|v| take(v.as_ref(), &indices, None))
-                    .collect::<std::result::Result<_, _>>()?;
-                let filter: Option<BooleanArray> = match &input.filter {
-                    Some(f) => {
-                        let taken = take(f, &indices, None)?;
-                        Some(
-                            taken
-                                .as_any()
-                                .downcast_ref::<BooleanArray>()
-                                .cloned()
-                                .ok_or_else(|| {
-                                    EngineError::Internal("FILTER is not BOOLEAN".into())
-                                })?,
-                        )
-                    }
-                    None => None,
-                };
+            let taken = take_inputs(&inputs, &indices)?;
+            for (acc, input) in accs.iter_mut().zip(&taken) {
                 acc.update(&crate::aggregate::UpdateArgs {
-                    values: &values,
+                    values: &input.values,
                     groups: &groups,
-                    filter: filter.as_ref(),
+                    filter: input.filter.as_ref(),
                     total_groups: total,
                     first_row_seq: 0,
                 })?;
@@ -563,6 +519,30 @@ impl Operator for OverAggregate {
         }
         save_meta(ctx, table, self.watermark, 0)
     }
+}
+
+/// The frame of each row in `rows`: the rows `[lo, hi]` (in the
+/// partition's order) its aggregates cover.
+fn frames_of(
+    frame: OverFrame,
+    rows: &[Held],
+    range: std::ops::Range<usize>,
+) -> Vec<(usize, usize)> {
+    range
+        .map(|i| match frame {
+            OverFrame::Rows(n) => (
+                i.saturating_sub(usize::try_from(n).unwrap_or(usize::MAX)),
+                i,
+            ),
+            OverFrame::UnboundedRows | OverFrame::UnboundedRange => (0, i),
+            OverFrame::Range(r) => {
+                let t = rows[i].ts;
+                let lo = rows.partition_point(|h| h.ts < t.saturating_sub(r));
+                let hi = rows.partition_point(|h| h.ts <= t) - 1;
+                (lo, hi)
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

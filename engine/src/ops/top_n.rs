@@ -349,22 +349,18 @@ impl Operator for TopN {
         if n == 0 {
             return Ok(());
         }
-        let keys = match &self.partition {
-            Some(e) => Some(e.encode(&batch)?),
-            None => None,
-        };
-        let sort_columns: Vec<ArrayRef> = self
-            .spec
-            .order
-            .iter()
-            .map(|&(c, ..)| Arc::clone(batch.column(c)))
-            .collect();
+        let keys = self.partition.as_ref().map(|e| e.encode(&batch));
+        let keys = keys.transpose()?;
+        let order = self.spec.order.iter();
+        let sort_columns: Vec<ArrayRef> =
+            order.map(|&(c, ..)| Arc::clone(batch.column(c))).collect();
         let sorts = self.sort.convert_columns(&sort_columns)?;
         let rows = self.rows.convert_columns(batch.columns())?;
-        let ends = match self.spec.window_end {
-            Some(c) => Some(crate::types::event_time_millis(batch.column(c))?),
-            None => None,
-        };
+        let ends = self
+            .spec
+            .window_end
+            .map(|c| crate::types::event_time_millis(batch.column(c)));
+        let ends = ends.transpose()?;
         let limit = self.spec.limit;
         let ranked = self.spec.rank_column;
         let mut late = 0;

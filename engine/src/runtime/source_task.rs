@@ -61,11 +61,7 @@ pub(super) fn run_source(
         strategy,
     } = run;
     let splits = source.open(task, metrics).map_err(|e| wrap(e, task))?;
-    match &position {
-        Resume::Fresh => {}
-        Resume::Same(p) => source.restore_position(p).map_err(|e| wrap(e, task))?,
-        Resume::Rescaled(all) => source.restore_positions(all).map_err(|e| wrap(e, task))?,
-    }
+    resume(&mut *source, &position).map_err(|e| wrap(e, task))?;
     chain.open()?;
     // Processing-time watermarks follow a clock, not the rows.
     let proc_clock = strategy.as_ref().and_then(|s| s.processing_time.clone());
@@ -141,16 +137,13 @@ pub(super) fn run_source(
                     chain.router.flush_expired()?;
                 }
                 let now = Instant::now();
-                if let Some(wm) = generator
+                let event = generator
                     .as_mut()
-                    .and_then(|g| g.poll_due(now, || due(now)))
-                {
-                    emit(&mut chain, wm)?;
-                }
-                if let Some(wm) = proc_clock
+                    .and_then(|g| g.poll_due(now, || due(now)));
+                let processing = proc_clock
                     .as_ref()
-                    .and_then(|c| processing_watermark(c, &mut last_proc, || due(now)))
-                {
+                    .and_then(|c| processing_watermark(c, &mut last_proc, || due(now)));
+                for wm in event.into_iter().chain(processing) {
                     emit(&mut chain, wm)?;
                 }
             }
@@ -163,16 +156,13 @@ pub(super) fn run_source(
             }
             SourcePoll::Pending => {
                 let now = Instant::now();
-                if let Some(wm) = generator
+                let event = generator
                     .as_mut()
-                    .and_then(|g| g.poll_due(now, || due(now)))
-                {
-                    emit(&mut chain, wm)?;
-                }
-                if let Some(wm) = proc_clock
+                    .and_then(|g| g.poll_due(now, || due(now)));
+                let processing = proc_clock
                     .as_ref()
-                    .and_then(|c| processing_watermark(c, &mut last_proc, || due(now)))
-                {
+                    .and_then(|c| processing_watermark(c, &mut last_proc, || due(now)));
+                for wm in event.into_iter().chain(processing) {
                     emit(&mut chain, wm)?;
                 }
                 // Nothing to read now: send what the exchanges gathered.
@@ -202,6 +192,15 @@ pub(super) fn run_source(
                 return chain.finish(true, extra, ctrl, shared);
             }
         }
+    }
+}
+
+/// Puts the source where `position` says it was.
+fn resume(source: &mut dyn Source, position: &Resume) -> Result<()> {
+    match position {
+        Resume::Fresh => Ok(()),
+        Resume::Same(p) => source.restore_position(p),
+        Resume::Rescaled(all) => source.restore_positions(all),
     }
 }
 

@@ -347,13 +347,11 @@ pub(super) fn over_aggregate(
             pos(&first.name),
         ));
     };
-    for f in &calls[1..] {
-        if f.over != first.over {
-            return Err(SqlError::plan(
-                "every OVER call of a SELECT must use the same window (as in Flink)",
-                pos(&f.name),
-            ));
-        }
+    if let Some(f) = calls[1..].iter().find(|f| f.over != first.over) {
+        return Err(SqlError::plan(
+            "every OVER call of a SELECT must use the same window (as in Flink)",
+            pos(&f.name),
+        ));
     }
     if input.updating {
         return Err(SqlError::plan(

@@ -32,11 +32,14 @@ use crate::error::{EngineError, Result};
 use crate::keys::KeyEncoder;
 use crate::operator::{Collector, Operator, OperatorContext, OperatorFactory, TaskInfo};
 use crate::ops::agg::{
-    decode_time_at, load_group, load_meta_with, save_group, save_meta_with, scan_owned, state_key,
-    take_inputs, update_all, AggregateCall, BoundAggregates, CallInput,
+    load_group, save_group, save_meta_with, state_key, take_inputs, update_all, AggregateCall,
+    BoundAggregates, CallInput,
 };
 use crate::types::{event_time_millis, Barrier, EventTime, RowKind};
 use crate::window::WindowSpec;
+
+mod corrections;
+mod restore;
 
 /// Above this many distinct slices in one batch, rows are split by slice
 /// with `take` instead of being masked once per slice.
@@ -226,86 +229,6 @@ impl WindowAggregate {
             EventTime::MAX => EventTime::MAX,
             w => w.saturating_sub(self.spec.allowed_lateness),
         }
-    }
-
-    /// The windows that fired but may still change, and the keys a batch
-    /// of rows at slices `slice_of` changes in each.
-    fn corrections(
-        &self,
-        slice_of: &[Option<EventTime>],
-        key_rows: &arrow::row::Rows,
-    ) -> BTreeMap<EventTime, BTreeSet<Vec<u8>>> {
-        let mut out: BTreeMap<EventTime, BTreeSet<Vec<u8>>> = BTreeMap::new();
-        if self.spec.allowed_lateness == 0 {
-            return out;
-        }
-        let closed = self.cleanup_watermark();
-        for (i, s) in slice_of.iter().enumerate() {
-            let Some(s) = s else { continue };
-            for e in self.spec.window.window_ends_of_slice(*s) {
-                let last = e.saturating_sub(1);
-                if last <= self.watermark && last > closed {
-                    out.entry(e)
-                        .or_default()
-                        .insert(key_rows.row(i).as_ref().to_vec());
-                }
-            }
-        }
-        out
-    }
-
-    /// The current result of window `end` for each of `keys` that has one:
-    /// the keys found and their values.
-    fn results_of(
-        &self,
-        end: EventTime,
-        keys: &BTreeSet<Vec<u8>>,
-        ctx: &mut OperatorContext<'_>,
-    ) -> Result<(Vec<Vec<u8>>, Vec<ArrayRef>)> {
-        let start = self.spec.window.window_start(end);
-        let table = self.table()?;
-        let mut merged = self.aggs.accumulators()?;
-        let mut scratch = self.aggs.accumulators()?;
-        let mut found: Vec<Vec<u8>> = Vec::new();
-        for key in keys {
-            let dst = found.len() as u32;
-            let mut any = false;
-            for slice in self
-                .slices
-                .range(start.saturating_add(1)..=end)
-                .map(|(_, s)| s)
-            {
-                if let Some(&g) = slice.groups.get(key.as_slice()) {
-                    for (m, a) in merged.iter_mut().zip(&slice.accs) {
-                        m.merge(dst, a.as_ref(), g)?;
-                    }
-                    any = true;
-                }
-            }
-            for s in self
-                .stored
-                .range(start.saturating_add(1)..=end)
-                .map(|(s, _)| *s)
-            {
-                let skey = state_key(ctx, key, &encode_time(s));
-                if let Some(v) = ctx.state.get(table, &skey)? {
-                    load_group(&mut scratch, 0, &v)?;
-                    for (m, a) in merged.iter_mut().zip(&scratch) {
-                        m.merge(dst, a.as_ref(), 0)?;
-                    }
-                    any = true;
-                }
-            }
-            if any {
-                found.push(key.clone());
-            }
-        }
-        let groups: Vec<u32> = (0..found.len() as u32).collect();
-        let values = merged
-            .iter()
-            .map(|a| a.evaluate(&groups))
-            .collect::<Result<Vec<_>>>()?;
-        Ok((found, values))
     }
 
     fn slice_mut(&mut self, slice_end: EventTime) -> Result<&mut Slice> {
@@ -826,73 +749,5 @@ impl WindowAggregate {
                 Ok(())
             }
         }
-    }
-}
-
-impl WindowAggregate {
-    /// Reads the watermark, sequence and stored slices; the entries stay in
-    /// the backend until their windows fire.
-    fn restore(&mut self, ctx: &mut OperatorContext<'_>, table: TableId) -> Result<()> {
-        let Some((watermark, seq, extra)) = load_meta_with(ctx, table)? else {
-            return Ok(());
-        };
-        self.watermark = watermark;
-        self.seq = seq;
-        let corrupt = || {
-            EngineError::State(runnel_state::StateError::Corrupt {
-                table: "window aggregate".into(),
-                reason: "the list of stored slices is truncated".into(),
-            })
-        };
-        if extra.is_empty() {
-            // Written before the meta entry listed stored slices: find them.
-            for (kg, ns, _, _) in scan_owned(ctx, table, 8)? {
-                let slice_end = decode_time_at(&ns, 0)?;
-                self.stored.entry(slice_end).or_default().insert(kg);
-            }
-            let ends: Vec<EventTime> = self.stored.keys().copied().collect();
-            for slice_end in ends {
-                for e in self.spec.window.window_ends_of_slice(slice_end) {
-                    if e.saturating_sub(1) > watermark {
-                        self.pending_ends.insert(e);
-                    }
-                }
-            }
-            return Ok(());
-        }
-        let mut rest = extra.as_slice();
-        while !rest.is_empty() {
-            let end: [u8; 8] = rest
-                .get(..8)
-                .and_then(|b| b.try_into().ok())
-                .ok_or_else(corrupt)?;
-            let n: [u8; 4] = rest
-                .get(8..12)
-                .and_then(|b| b.try_into().ok())
-                .ok_or_else(corrupt)?;
-            let n = u32::from_le_bytes(n) as usize;
-            let groups = rest.get(12..12 + 2 * n).ok_or_else(corrupt)?;
-            let slice_end = i64::from_le_bytes(end);
-            // A union: after a rescale the list holds one part per old
-            // subtask, with key groups this subtask may not own.
-            let owned = runnel_state::key_group_range(
-                ctx.task.subtask,
-                ctx.task.parallelism,
-                ctx.task.max_parallelism,
-            );
-            self.stored.entry(slice_end).or_default().extend(
-                groups
-                    .chunks_exact(2)
-                    .map(|g| u16::from_le_bytes([g[0], g[1]]))
-                    .filter(|g| owned.contains(&u32::from(*g))),
-            );
-            rest = &rest[12 + 2 * n..];
-            for e in self.spec.window.window_ends_of_slice(slice_end) {
-                if e.saturating_sub(1) > watermark {
-                    self.pending_ends.insert(e);
-                }
-            }
-        }
-        Ok(())
     }
 }

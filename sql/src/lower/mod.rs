@@ -11,23 +11,25 @@
 //! edges elsewhere; round-robin where the parallelism changes. The build
 //! side of a lookup join is read completely at lowering time.
 
+mod late;
+mod scan;
+
+pub(crate) use scan::pruned_descriptor;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use arrow::datatypes::{Field, Schema};
 use runnel_engine::connector::{parse_duration, ConnectorRegistry, TableDescriptor};
-use runnel_engine::expr::{Expr, ScalarValue};
+use runnel_engine::expr::Expr;
 use runnel_engine::graph::{Exchange, JobGraph, NodeId};
 use runnel_engine::operator::{OperatorFactory, OperatorMetrics, TaskInfo};
 use runnel_engine::ops::filter_project::{FilterOperator, ProjectOperator};
-use runnel_engine::ops::late::LateRule;
 use runnel_engine::ops::{
     JoinKind, LookupJoin, MaterializeSpec, ProcTimeOperator, UnionOperator, WindowAssign,
 };
-use runnel_engine::source::{SourcePoll, WatermarkStrategy};
-use runnel_engine::window::WindowSpec;
+use runnel_engine::source::SourcePoll;
 
 use crate::catalog::TableEntry;
 use crate::error::{Position, Result, SqlError};
@@ -121,31 +123,9 @@ pub fn lower_all(
     let in_memory = lowerer.sources > 0 && lowerer.sources == lowerer.memory_sources;
     let late = std::mem::take(&mut lowerer.late);
     let mut names = std::mem::take(&mut lowerer.names);
-    if let (Some(desc), false) = (&options.late_table, late.is_empty()) {
-        // Every split's late rows, gathered into the late-data table.
+    if let Some(desc) = &options.late_table {
         let position = outputs.first().map(|o| o.4).unwrap_or_default();
-        let connector = options
-            .registry
-            .resolve(desc)
-            .map_err(|e| SqlError::plan(engine_message(&e), position))?;
-        let factory = connector
-            .sink(desc, false)
-            .map_err(|e| SqlError::plan(engine_message(&e), position))?;
-        let par = options.parallelism.max(1);
-        let union = graph.add_operator(
-            unique(&mut names, "late rows"),
-            par,
-            UnionOperator::factory(),
-        );
-        for (node, p) in late {
-            connect(&mut graph, node, p, union, par, None)?;
-        }
-        let sink = graph.add_operator(
-            unique(&mut names, &format!("sink: {}", desc.name)),
-            par,
-            factory,
-        );
-        connect(&mut graph, union, par, sink, par, None)?;
+        late::sink_late_rows(&mut graph, &mut names, late, desc, options, position)?;
     }
     graph.in_memory = in_memory;
     for (plan, node, par, sink, position) in outputs {
@@ -329,51 +309,6 @@ impl Lowerer<'_> {
         Ok((op, par))
     }
 
-    /// [`Self::lower_keyed`] for an operator that drops late rows, when
-    /// they go to the late-data table: a split behind the exchange marks
-    /// them by the operator's rule over its time column, the others go on
-    /// to the operator (see runnel_engine::ops::late).
-    fn lower_keyed_with_late_rows(
-        &mut self,
-        input: &Plan,
-        name: &str,
-        keys: &[usize],
-        factory: OperatorFactory,
-        (rule, time_column): (LateRule, usize),
-    ) -> Result<(NodeId, usize)> {
-        use runnel_engine::ops::late::{LateRows, LateSplit, OnTime};
-        let (n, p) = self.lower(input)?;
-        let par = if keys.is_empty() {
-            1
-        } else {
-            self.options.parallelism.max(1)
-        };
-        let schema = input.schema();
-        let name = unique(&mut self.names, name);
-        let split = self.graph.add_operator(
-            unique(&mut self.names, &format!("late split: {name}")),
-            par,
-            LateSplit::factory(rule, time_column, &schema),
-        );
-        connect(self.graph, n, p, split, par, Some(keys.to_vec()))?;
-        let on_time = self.graph.add_operator(
-            unique(&mut self.names, &format!("on time: {name}")),
-            par,
-            OnTime::factory(Arc::clone(&schema)),
-        );
-        connect(self.graph, split, par, on_time, par, None)?;
-        let late = self.graph.add_operator(
-            unique(&mut self.names, &format!("late rows: {name}")),
-            par,
-            LateRows::factory(name.clone(), schema, time_column),
-        );
-        connect(self.graph, split, par, late, par, None)?;
-        self.late.push((late, par));
-        let op = self.graph.add_operator(name, par, factory);
-        connect(self.graph, on_time, par, op, par, None)?;
-        Ok((op, par))
-    }
-
     /// Adds a join of two inputs behind a hash exchange on each side's keys.
     fn lower_join(
         &mut self,
@@ -481,49 +416,12 @@ impl Lowerer<'_> {
                 let keys = [&spec.left_keys, &spec.right_keys];
                 self.lower_join(left, right, "join", keys, factory)
             }
-            Node::OverAggregate { input, spec } => {
-                let factory = spec
-                    .clone()
-                    .factory(input.schema())
-                    .map_err(|e| self.err(e))?;
-                if self.options.late_table.is_some() {
-                    return self.lower_keyed_with_late_rows(
-                        input,
-                        "over aggregate",
-                        &spec.partition_keys,
-                        factory,
-                        (LateRule::AtOrBefore, spec.time_column),
-                    );
-                }
-                self.lower_keyed(input, "over aggregate", &spec.partition_keys, factory)
-            }
+            Node::OverAggregate { input, spec } => self.lower_over_aggregate(input, spec),
             Node::TopN {
                 input,
                 spec,
                 position,
-            } => {
-                if spec.limit == 0 {
-                    return Err(SqlError::plan(
-                        "ROW_NUMBER() is supported as Flink's Top-N: filter on its result in \
-                         the enclosing query (WHERE rn <= 10, rn < 10 or rn = 1)",
-                        *position,
-                    ));
-                }
-                let factory = spec
-                    .clone()
-                    .factory(input.schema())
-                    .map_err(|e| self.err(e))?;
-                if let (Some(_), Some(end)) = (&self.options.late_table, spec.window_end) {
-                    return self.lower_keyed_with_late_rows(
-                        input,
-                        "window top-n",
-                        &spec.partition_keys,
-                        factory,
-                        (LateRule::WindowEnd, end),
-                    );
-                }
-                self.lower_keyed(input, "top-n", &spec.partition_keys, factory)
-            }
+            } => self.lower_top_n(input, spec, *position),
             Node::Normalize { input, spec } => {
                 let factory = spec
                     .clone()
@@ -547,38 +445,7 @@ impl Lowerer<'_> {
                 let keys = [&spec.left_keys, &spec.right_keys];
                 self.lower_join(left, right, "interval join", keys, factory)
             }
-            Node::WindowAggregate { input, spec } => {
-                let factory = spec
-                    .clone()
-                    .factory(input.schema())
-                    .map_err(|e| self.err(e))?;
-                let kind = match spec.window {
-                    WindowSpec::Tumble { .. } => "tumble",
-                    WindowSpec::Hop { .. } => "hop",
-                    WindowSpec::Cumulate { .. } => "cumulate",
-                    WindowSpec::Session { .. } => "session",
-                };
-                if self.options.late_table.is_some() {
-                    let rule = LateRule::Window {
-                        window: spec.window,
-                        offset: spec.offset,
-                        lateness: spec.allowed_lateness,
-                    };
-                    return self.lower_keyed_with_late_rows(
-                        input,
-                        &format!("{kind} window aggregate"),
-                        &spec.key_columns,
-                        factory,
-                        (rule, spec.time_column),
-                    );
-                }
-                self.lower_keyed(
-                    input,
-                    &format!("{kind} window aggregate"),
-                    &spec.key_columns,
-                    factory,
-                )
-            }
+            Node::WindowAggregate { input, spec } => self.lower_window_aggregate(input, spec),
             Node::SessionAggregate { input, spec } => {
                 let factory = spec
                     .clone()
@@ -610,96 +477,6 @@ impl Lowerer<'_> {
                 kind,
             } => self.lower_lookup_join(input, table, stream_keys, table_keys, *kind),
         }
-    }
-
-    /// A source for `table`, reading only the columns `projection` when
-    /// its connector can, followed by the steps that restore the full row.
-    fn lower_scan(
-        &mut self,
-        table: &TableEntry,
-        projection: Option<&[usize]>,
-        proctime_watermark: bool,
-    ) -> Result<(NodeId, usize)> {
-        let par = self.options.parallelism.max(1);
-        let full = &table.descriptor;
-        let connector = self
-            .options
-            .registry
-            .resolve(full)
-            .map_err(|e| self.err(e))?;
-        // Read only the used columns when the connector can.
-        let pruned = projection
-            .filter(|_| connector.supports_projection(full))
-            .map(|p| pruned_descriptor(full, p));
-        let desc = pruned.as_ref().unwrap_or(full);
-        let source = connector.source(desc).map_err(|e| self.err(e))?;
-        self.sources += 1;
-        if source.in_memory && source.bounded {
-            self.memory_sources += 1;
-        }
-        let watermark = if proctime_watermark {
-            Some(WatermarkStrategy::processing_time(
-                self.options.clock.clone(),
-            ))
-        } else {
-            self.watermark(desc)?
-        };
-        let spar = source.parallelism.unwrap_or(par);
-        let name = unique(&mut self.names, &format!("source: {}", desc.name));
-        let mut node = self.graph.add_source(name, spar, source.factory, watermark);
-        if let (Some(p), Some(_)) = (projection, pruned.as_ref()) {
-            // Put placeholders where the unread columns were, so
-            // column numbers above the scan do not change.
-            let exprs = padding_exprs(&full.schema, p);
-            let read_schema = Arc::clone(&desc.schema);
-            ProjectOperator::new(exprs.clone(), &read_schema).map_err(|e| self.err(e))?;
-            let pad = self.graph.add_operator(
-                unique(&mut self.names, "unpruned columns"),
-                spar,
-                Arc::new(move |_t: &TaskInfo| {
-                    Ok(Box::new(ProjectOperator::new(exprs.clone(), &read_schema)?) as Box<_>)
-                }),
-            );
-            connect(self.graph, node, spar, pad, spar, None)?;
-            node = pad;
-        }
-        if !table.proctime.is_empty() {
-            let pt = self.graph.add_operator(
-                unique(&mut self.names, "proctime"),
-                spar,
-                ProcTimeOperator::factory(
-                    &full.schema,
-                    table.proctime.clone(),
-                    self.options.clock.clone(),
-                ),
-            );
-            connect(self.graph, node, spar, pt, spar, None)?;
-            node = pt;
-        }
-        Ok((node, spar))
-    }
-
-    /// The watermark strategy of a table read as `desc`: its declared
-    /// delay, and the idle timeout its `scan.idle-timeout` option sets.
-    fn watermark(&self, desc: &TableDescriptor) -> Result<Option<WatermarkStrategy>> {
-        Ok(match desc.watermark {
-            Some((c, delay)) => {
-                let mut s =
-                    WatermarkStrategy::bounded(c, Duration::from_millis(delay.max(0) as u64));
-                if let Some(t) = desc.option("scan.idle-timeout") {
-                    s.idle_timeout = Some(parse_duration(t).ok_or_else(|| {
-                        SqlError::plan(
-                            format!(
-                                "'scan.idle-timeout' must be a duration such as '30 s', not '{t}'"
-                            ),
-                            self.position,
-                        )
-                    })?);
-                }
-                Some(s)
-            }
-            None => None,
-        })
     }
 
     /// A filter chained behind its input.
@@ -807,68 +584,6 @@ impl Lowerer<'_> {
         );
         connect(self.graph, n, p, op, p, None)?;
         Ok((op, p))
-    }
-}
-
-/// The descriptor of `table` with only the columns `projection`.
-pub(crate) fn pruned_descriptor(table: &TableDescriptor, projection: &[usize]) -> TableDescriptor {
-    let fields: Vec<Field> = projection
-        .iter()
-        .map(|&i| table.schema.field(i).clone())
-        .collect();
-    let position = |c: usize| projection.iter().position(|&p| p == c);
-    TableDescriptor {
-        name: table.name.clone(),
-        schema: Arc::new(Schema::new(fields)),
-        options: table.options.clone(),
-        watermark: table
-            .watermark
-            .and_then(|(c, d)| position(c).map(|p| (p, d))),
-        primary_key: table
-            .primary_key
-            .iter()
-            .filter_map(|&k| position(k))
-            .collect(),
-        partition_keys: table
-            .partition_keys
-            .iter()
-            .filter_map(|&k| position(k))
-            .collect(),
-    }
-}
-
-/// Expressions that rebuild the full row from the pruned one: read columns
-/// in place, a typed placeholder (zero, empty string, NULL) elsewhere.
-fn padding_exprs(full: &Schema, projection: &[usize]) -> Vec<(Expr, String)> {
-    full.fields()
-        .iter()
-        .enumerate()
-        .map(|(i, f)| {
-            let e = match projection.iter().position(|&p| p == i) {
-                Some(p) => Expr::Column(p),
-                None => placeholder(f.data_type(), f.is_nullable()),
-            };
-            (e, f.name().clone())
-        })
-        .collect()
-}
-
-/// A constant of type `t`; non-null where the column is declared NOT NULL,
-/// so that the batch still satisfies the schema. Its value is never read.
-fn placeholder(t: &DataType, nullable: bool) -> Expr {
-    let value = match t {
-        _ if nullable => ScalarValue::Null,
-        DataType::Boolean => ScalarValue::Boolean(false),
-        DataType::Int32 => ScalarValue::Int32(0),
-        DataType::Int64 => ScalarValue::Int64(0),
-        DataType::Float64 => ScalarValue::Float64(0.0),
-        DataType::Utf8 => ScalarValue::Utf8(String::new()),
-        DataType::Timestamp(TimeUnit::Millisecond, _) => ScalarValue::TimestampMillis(0),
-        _ => ScalarValue::Null,
-    };
-    Expr::Cast {
-        expr: Box::new(Expr::Literal(value)),
-        to: t.clone(),
     }
 }
 
