@@ -15,6 +15,7 @@
 //!   `MAX` over values containing NaN returns NaN and `MIN` ignores it.
 
 mod avg;
+pub(crate) use avg::decimal_average;
 mod bytes_slots;
 mod codec;
 mod count;

@@ -33,7 +33,8 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow::array::{
-    new_null_array, Array, ArrayRef, Float64Array, Int64Array, RecordBatch, UInt32Array,
+    new_null_array, Array, ArrayRef, Decimal128Array, Float64Array, Int64Array, RecordBatch,
+    UInt32Array,
 };
 use arrow::compute::{cast, take};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -75,6 +76,10 @@ enum Out {
     Null,
     Int(i64),
     Float(f64),
+    /// An unscaled DECIMAL of the output's scale.
+    Decimal(i128),
+    /// A DECIMAL result past 38 digits.
+    Overflow,
     /// A value in row format.
     Row(Vec<u8>),
 }
@@ -96,6 +101,9 @@ struct Call {
     func: AggregateFunction,
     /// Integer (not float) arguments, for SUM and AVG.
     int: bool,
+    /// The scale of a DECIMAL argument (SUM and AVG add its unscaled
+    /// values exactly, as integers).
+    decimal: Option<i8>,
     /// The arguments in row format (MIN, MAX, COUNT DISTINCT).
     converter: Option<RowConverter>,
     /// The result type.
@@ -106,7 +114,11 @@ impl Call {
     fn empty(&self) -> AggState {
         match self.func {
             AggregateFunction::Count => AggState::Count(0),
-            AggregateFunction::Sum | AggregateFunction::Avg if self.int => AggState::IntSum(0, 0),
+            AggregateFunction::Sum | AggregateFunction::Avg
+                if self.int || self.decimal.is_some() =>
+            {
+                AggState::IntSum(0, 0)
+            }
             AggregateFunction::Sum | AggregateFunction::Avg => AggState::FloatSum(0.0, 0),
             AggregateFunction::FirstValue | AggregateFunction::LastValue => {
                 AggState::Sequence(BTreeMap::new(), 0)
@@ -118,12 +130,22 @@ impl Call {
     fn result(&self, state: &AggState) -> Out {
         match (self.func, state) {
             (_, AggState::Count(n)) => Out::Int(*n),
-            (AggregateFunction::Sum, AggState::IntSum(s, n)) => {
-                if *n == 0 {
-                    Out::Null
-                } else {
-                    Out::Int(*s as i64)
-                }
+            (_, AggState::IntSum(_, 0)) => Out::Null,
+            (AggregateFunction::Sum, AggState::IntSum(s, _)) if self.decimal.is_some() => {
+                Out::Decimal(*s)
+            }
+            (AggregateFunction::Sum, AggState::IntSum(s, _)) => Out::Int(*s as i64),
+            // AVG of DECIMAL(p, s) at the output's scale, as the window and
+            // group aggregates compute it.
+            (_, AggState::IntSum(s, n)) if self.decimal.is_some() => {
+                let (scale, out) = match (self.decimal, &self.output) {
+                    (Some(s), DataType::Decimal128(_, o)) => (s, *o),
+                    _ => (0, 0),
+                };
+                u64::try_from(*n)
+                    .ok()
+                    .and_then(|n| crate::aggregate::decimal_average(*s, n, scale, out))
+                    .map_or(Out::Overflow, Out::Decimal)
             }
             (AggregateFunction::Sum, AggState::FloatSum(s, n)) => {
                 if *n == 0 {
@@ -162,6 +184,8 @@ struct CallRows {
     /// Integer or float argument values (SUM, AVG).
     ints: Option<Int64Array>,
     floats: Option<Float64Array>,
+    /// Unscaled DECIMAL argument values (SUM, AVG).
+    decimals: Option<Decimal128Array>,
     /// Argument rows (MIN, MAX, COUNT DISTINCT).
     rows: Option<Rows>,
 }
@@ -205,13 +229,6 @@ impl RetractAggregate {
                         types.iter().map(|t| SortField::new(t.clone())).collect(),
                     )?)
                 }
-                F::Sum | F::Avg if matches!(types.first(), Some(DataType::Decimal128(..))) => {
-                    return Err(EngineError::Plan(format!(
-                        "{} of a DECIMAL over an updating stream (or with a state TTL) is not \
-                         supported yet; CAST the argument to DOUBLE",
-                        call.func.name()
-                    )))
-                }
                 F::Count | F::Sum | F::Avg => None,
                 other => {
                     return Err(EngineError::Plan(format!(
@@ -224,6 +241,10 @@ impl RetractAggregate {
             calls.push(Call {
                 func: call.func,
                 int: types.first().is_some_and(is_integer),
+                decimal: match types.first() {
+                    Some(DataType::Decimal128(_, s)) => Some(*s),
+                    _ => None,
+                },
                 converter,
                 output: field.data_type().clone(),
             });
@@ -281,12 +302,16 @@ impl RetractAggregate {
                 takes,
                 ints: None,
                 floats: None,
+                decimals: None,
                 rows: None,
             };
             match call.func {
                 AggregateFunction::Sum | AggregateFunction::Avg => {
                     let v = &input.values[0];
-                    if call.int {
+                    if let Some(s) = call.decimal {
+                        let a = cast(v, &DataType::Decimal128(38, s))?;
+                        rows.decimals = a.as_any().downcast_ref::<Decimal128Array>().cloned();
+                    } else if call.int {
                         let a = cast(v, &DataType::Int64)?;
                         rows.ints = a.as_any().downcast_ref::<Int64Array>().cloned();
                     } else {
@@ -413,6 +438,22 @@ impl RetractAggregate {
                     }
                 }
                 _ => match call.output {
+                    DataType::Decimal128(..) => {
+                        let mut out = Vec::new();
+                        for v in values {
+                            out.push(match v {
+                                Out::Decimal(d) if d.unsigned_abs() < 10u128.pow(38) => Some(*d),
+                                Out::Decimal(_) | Out::Overflow => {
+                                    return Err(EngineError::Execution(format!(
+                                        "{} of DECIMAL values overflowed DECIMAL(38)",
+                                        call.func.name()
+                                    )))
+                                }
+                                _ => None,
+                            });
+                        }
+                        Arc::new(Decimal128Array::from(out).with_data_type(call.output.clone()))
+                    }
                     DataType::Float64 => Arc::new(
                         values
                             .map(|v| match v {
@@ -577,6 +618,9 @@ fn apply(state: &mut AggState, input: &CallRows, i: usize, sign: i64) {
         AggState::IntSum(s, n) => {
             if let Some(v) = &input.ints {
                 *s += i128::from(v.value(i)) * i128::from(sign);
+                *n += sign;
+            } else if let Some(v) = &input.decimals {
+                *s = s.saturating_add(v.value(i).saturating_mul(i128::from(sign)));
                 *n += sign;
             }
         }
