@@ -9,7 +9,7 @@ use super::filter::with_filter;
 use super::{conjuncts, pos, project, Planner};
 use crate::binder::{bind_expr, is_aggregate_name, Scope};
 use crate::catalog::key_of;
-use crate::error::{Result, SqlError};
+use crate::error::{Position, Result, SqlError};
 use crate::plan::{Node, Plan};
 
 /// A select-list item: the expression and its alias.
@@ -19,6 +19,9 @@ impl Planner<'_> {
     /// Plans a SELECT with its STATE_TTL hint in force (see
     /// [`super::hints`]).
     pub(super) fn plan_select(&mut self, select: &ast::Select) -> Result<Plan> {
+        // OVER w with WINDOW w AS (...): the definition written in place.
+        let resolved = resolve_named_windows(select)?;
+        let select = resolved.as_ref().unwrap_or(select);
         let hints = super::hints::state_ttl_hints(select)?
             .into_iter()
             .map(|(k, v)| (k, (v, false)))
@@ -334,6 +337,72 @@ fn and(a: ast::Expr, b: ast::Expr) -> ast::Expr {
 }
 
 /// The expressions of GROUP BY (none without it).
+/// `select` with every `OVER w` replaced by the specification `WINDOW w
+/// AS (...)` gives (a definition may name an earlier one, and add to it as
+/// in standard SQL only by naming it alone); `None` when there are no
+/// named windows. An unknown name is an error at its use.
+fn resolve_named_windows(select: &ast::Select) -> Result<Option<ast::Select>> {
+    let mut defined: Vec<(String, ast::WindowSpec)> = Vec::new();
+    for ast::NamedWindowDefinition(name, expr) in &select.named_window {
+        let spec = match expr {
+            ast::NamedWindowExpr::WindowSpec(spec) => spec.clone(),
+            ast::NamedWindowExpr::NamedWindow(other) => defined
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(&other.value))
+                .map(|(_, s)| s.clone())
+                .ok_or_else(|| {
+                    SqlError::plan(
+                        format!("window '{other}' is not defined before '{name}'"),
+                        Position::of(other.span),
+                    )
+                })?,
+        };
+        defined.push((name.value.clone(), spec));
+    }
+    let uses_names = {
+        let mut found = false;
+        let _ = ast::visit_expressions(select, |e| {
+            if let ast::Expr::Function(f) = e {
+                found |= matches!(f.over, Some(ast::WindowType::NamedWindow(_)));
+            }
+            std::ops::ControlFlow::<()>::Continue(())
+        });
+        found
+    };
+    if defined.is_empty() && !uses_names {
+        return Ok(None);
+    }
+    let mut out = select.clone();
+    out.named_window.clear();
+    let mut failed = None;
+    let _ = ast::visit_expressions_mut(&mut out, |e| {
+        if let ast::Expr::Function(f) = e {
+            if let Some(ast::WindowType::NamedWindow(name)) = &f.over {
+                match defined
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case(&name.value))
+                {
+                    Some((_, spec)) => f.over = Some(ast::WindowType::WindowSpec(spec.clone())),
+                    None => {
+                        failed = Some(SqlError::plan(
+                            format!(
+                                "window '{name}' is not defined; add WINDOW {name} AS (PARTITION BY ... ORDER BY ...) after the WHERE, GROUP BY and HAVING clauses"
+                            ),
+                            Position::of(name.span),
+                        ));
+                        return std::ops::ControlFlow::Break(());
+                    }
+                }
+            }
+        }
+        std::ops::ControlFlow::Continue(())
+    });
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(Some(out)),
+    }
+}
+
 fn group_by_exprs(select: &ast::Select) -> Result<Vec<ast::Expr>> {
     match &select.group_by {
         GroupByExpr::Expressions(exprs, modifiers) => {
