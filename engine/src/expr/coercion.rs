@@ -328,6 +328,9 @@ fn arithmetic_signature(op: BinaryOp, l: &DataType, r: &DataType) -> Option<Bina
 /// kernel refuses the pair (a scale past 38).
 fn decimal_result(op: BinaryOp, l: &DataType, r: &DataType) -> Option<DataType> {
     use arrow::compute::kernels::numeric;
+    if let (BinaryOp::Divide, Some(l), Some(r)) = (op, decimal_of(l), decimal_of(r)) {
+        return Some(decimal_quotient_type(l, r));
+    }
     let (a, b) = (
         arrow::array::new_empty_array(l),
         arrow::array::new_empty_array(r),
@@ -341,6 +344,23 @@ fn decimal_result(op: BinaryOp, l: &DataType, r: &DataType) -> Option<DataType> 
         _ => return None,
     };
     out.ok().map(|a| a.data_type().clone())
+}
+
+/// Flink's type of DECIMAL(p1, s1) / DECIMAL(p2, s2): scale max(6, s1 +
+/// p2 + 1), precision p1 - s1 + s2 + scale; past 38 digits the integer
+/// digits are kept and the scale cut, to no less than min(scale, 6).
+pub(crate) fn decimal_quotient_type((p1, s1): (u8, i8), (p2, s2): (u8, i8)) -> DataType {
+    let (p1, s1, p2, s2) = (i32::from(p1), i32::from(s1), i32::from(p2), i32::from(s2));
+    let scale = 6.max(s1 + p2 + 1);
+    let precision = p1 - s1 + s2 + scale;
+    let max = i32::from(MAX_DECIMAL_PRECISION);
+    let (precision, scale) = if precision <= max {
+        (precision, scale)
+    } else {
+        let digits = precision - scale;
+        (max, (max - digits).max(scale.min(6)))
+    };
+    DataType::Decimal128(precision.clamp(1, max) as u8, scale.clamp(0, max) as i8)
 }
 
 /// The result type of a unary minus.

@@ -209,6 +209,11 @@ pub(crate) fn arithmetic(
     } else {
         (l.clone(), r.clone())
     };
+    if let (BinaryOp::Divide, DataType::Decimal128(_, scale)) = (op, &sig.result) {
+        let out = decimal_divide(&l, &r, *scale)?;
+        let out = Arc::new(out.with_data_type(sig.result.clone())) as ArrayRef;
+        return Ok(wrap(&l, &r, out));
+    }
     let (ld, rd) = (DatumRef::new(&l), DatumRef::new(&r));
     let (ld, rd) = (ld.datum(), rd.datum());
     let out = match op {
@@ -239,6 +244,64 @@ pub(crate) fn arithmetic(
         )));
     }
     Ok(wrap(&l, &r, out))
+}
+
+/// DECIMAL division as Flink does it: the quotient at `scale`, rounded
+/// half away from zero; division by zero and a quotient past 38 digits are
+/// errors.
+fn decimal_divide(l: &Value, r: &Value, scale: i8) -> Result<arrow::array::Decimal128Array> {
+    use arrow::datatypes::Decimal128Type;
+    let n = l.len().max(r.len());
+    let (la, ra) = (l.clone().into_array(n)?, r.clone().into_array(n)?);
+    let (DataType::Decimal128(_, s1), DataType::Decimal128(_, s2)) =
+        (la.data_type(), ra.data_type())
+    else {
+        return Err(EngineError::Internal(
+            "DECIMAL division of other types".into(),
+        ));
+    };
+    // quotient = l * 10^(scale - s1 + s2) / r, all unscaled.
+    let shift = i32::from(scale) - i32::from(*s1) + i32::from(*s2);
+    let (la, ra) = (
+        la.as_primitive::<Decimal128Type>(),
+        ra.as_primitive::<Decimal128Type>(),
+    );
+    let overflow = || EngineError::Execution("DECIMAL division overflowed DECIMAL(38)".into());
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        if la.is_null(i) || ra.is_null(i) {
+            out.push(None);
+            continue;
+        }
+        let (a, b) = (la.value(i), ra.value(i));
+        if b == 0 {
+            exec_err!("division by zero");
+        }
+        let (num, den) = if shift >= 0 {
+            let f = 10i128.checked_pow(shift as u32).ok_or_else(overflow)?;
+            (a.checked_mul(f).ok_or_else(overflow)?, b)
+        } else {
+            let f = 10i128
+                .checked_pow(shift.unsigned_abs())
+                .ok_or_else(overflow)?;
+            (a, b.checked_mul(f).ok_or_else(overflow)?)
+        };
+        let (q, rem) = (num / den, num % den);
+        let q = if rem.unsigned_abs() * 2 >= den.unsigned_abs() {
+            if (num < 0) != (den < 0) {
+                q - 1
+            } else {
+                q + 1
+            }
+        } else {
+            q
+        };
+        if q.unsigned_abs() >= 10u128.pow(38) {
+            return Err(overflow());
+        }
+        out.push(Some(q));
+    }
+    Ok(arrow::array::Decimal128Array::from(out))
 }
 
 /// Unary minus, failing on overflow (`-i64::MIN`).
