@@ -190,6 +190,16 @@ impl FsOptions {
             .iter()
             .map(|&k| table.schema.field(k).name().clone())
             .collect();
+        // A directory `_x=1` or `.x=1` is hidden from readers, and `/` or
+        // `=` in a name would read back as another layout.
+        if let Some(bad) = partition_columns.iter().find(|c| {
+            c.starts_with('_') || c.starts_with('.') || c.contains('/') || c.contains('=')
+        }) {
+            return Err(EngineError::Plan(format!(
+                "table '{}' is partitioned by '{bad}', which cannot name a partition directory (it may not start with '_' or '.' or hold '/' or '='); rename the column",
+                table.name
+            )));
+        }
         if debezium.is_some() && !partition_columns.is_empty() {
             return Err(EngineError::Plan(format!(
                 "table '{}' reads Debezium changes; PARTITIONED BY applies to json, csv and parquet files",

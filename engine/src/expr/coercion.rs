@@ -246,6 +246,11 @@ fn arithmetic_signature(op: BinaryOp, l: &DataType, r: &DataType) -> Option<Bina
     // A NULL literal takes the type of the other side; NULL op NULL is NULL.
     match (l, r) {
         (Null, Null) => return sig(Null, Null, Null),
+        // NULL op DECIMAL: the NULL takes the DECIMAL's type, and the
+        // result is what the decimal rule gives for that pair.
+        (Null, d) | (d, Null) if is_decimal(d) => {
+            return sig(d.clone(), d.clone(), decimal_result(op, d, d)?);
+        }
         (Null, other) if is_numeric(other) => {
             let t = numeric_self(other)?;
             return Some(BinarySignature::same(t.clone(), t));

@@ -161,6 +161,13 @@ pub(crate) fn return_type(func: &ScalarFunction, args: &[DataType]) -> Result<Da
             numeric_result(func, args)
         }
     }
+    .map(|t| match (func, t) {
+        // Rounding up may need one more integer digit (9.99 -> 10.00).
+        (F::Round | F::Floor | F::Ceil, DataType::Decimal128(p, s)) => {
+            DataType::Decimal128((p + 1).min(38), s)
+        }
+        (_, t) => t,
+    })
 }
 
 fn numeric_result(func: &ScalarFunction, args: &[DataType]) -> Result<DataType> {

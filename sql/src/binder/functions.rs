@@ -104,7 +104,17 @@ pub(super) fn is_builtin(name: &str) -> bool {
     SUPPORTED_FUNCTIONS.contains(&name)
         || matches!(
             name,
-            "PROCTIME" | "DESCRIPTOR" | "TUMBLE" | "HOP" | "CUMULATE" | "SESSION"
+            "PROCTIME"
+                | "DESCRIPTOR"
+                | "TUMBLE"
+                | "HOP"
+                | "CUMULATE"
+                | "SESSION"
+                | "ROW_NUMBER"
+                | "RANK"
+                | "DENSE_RANK"
+                | "LAG"
+                | "LEAD"
         )
 }
 

@@ -571,6 +571,22 @@ pub(super) fn bind_aggregate(
                     if func == AggregateFunction::Count => {}
                 FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => {
                     let b = bind_expr(e, scope)?;
+                    // The variance family works in DOUBLE, as in Flink.
+                    let variance = matches!(
+                        func,
+                        AggregateFunction::StddevSamp
+                            | AggregateFunction::StddevPop
+                            | AggregateFunction::VarSamp
+                            | AggregateFunction::VarPop
+                    );
+                    if variance && matches!(b.data_type, DataType::Decimal128(..)) {
+                        types.push(DataType::Float64);
+                        args.push(Expr::Cast {
+                            expr: Box::new(b.expr),
+                            to: DataType::Float64,
+                        });
+                        continue;
+                    }
                     types.push(b.data_type);
                     args.push(b.expr);
                 }

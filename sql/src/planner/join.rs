@@ -296,7 +296,25 @@ fn lookup_key_columns(
             {
                 continue;
             }
-            if let Ok(bound) = crate::binder::bind_expr(stream, &left.scope) {
+            if let Ok(mut bound) = crate::binder::bind_expr(stream, &left.scope) {
+                // Of the table key's type, when both are numbers (MOD of a
+                // BIGINT against an INT key); a value the key type cannot
+                // hold matches no key (NULL).
+                let key_type = resolve_column(table, right)
+                    .map(|k| right.columns[k].data_type.clone())
+                    .ok();
+                if let Some(t) = key_type.filter(|t| {
+                    t != &bound.data_type && t.is_numeric() && bound.data_type.is_numeric()
+                }) {
+                    bound = Bound {
+                        expr: Expr::TryCast {
+                            expr: Box::new(bound.expr),
+                            to: t.clone(),
+                        },
+                        data_type: t,
+                        nullable: true,
+                    };
+                }
                 if left.updating {
                     return Err(SqlError::plan(
                         "a lookup key computed from an updating stream is not supported; compute it in a subquery first",

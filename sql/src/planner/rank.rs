@@ -73,7 +73,7 @@ pub(super) fn row_number(input: Plan, f: &ast::Function) -> Result<Plan> {
     }
     let Some(ast::WindowType::WindowSpec(spec)) = &f.over else {
         return Err(SqlError::plan(
-            "named windows are not supported; write OVER (PARTITION BY ... ORDER BY ...)",
+            "this OVER names no window definition; write OVER (PARTITION BY ... ORDER BY ...), or OVER w with WINDOW w AS (...)",
             pos(&f.name),
         ));
     };
@@ -343,7 +343,7 @@ pub(super) fn over_aggregate(
     let first = calls[0];
     let Some(ast::WindowType::WindowSpec(spec)) = &first.over else {
         return Err(SqlError::plan(
-            "named windows are not supported; write OVER (PARTITION BY ... ORDER BY ...)",
+            "this OVER names no window definition; write OVER (PARTITION BY ... ORDER BY ...), or OVER w with WINDOW w AS (...)",
             pos(&first.name),
         ));
     };

@@ -359,23 +359,36 @@ fn resolve_named_windows(select: &ast::Select) -> Result<Option<ast::Select>> {
         };
         defined.push((name.value.clone(), spec));
     }
-    let uses_names = {
-        let mut found = false;
-        let _ = ast::visit_expressions(select, |e| {
-            if let ast::Expr::Function(f) = e {
-                found |= matches!(f.over, Some(ast::WindowType::NamedWindow(_)));
-            }
-            std::ops::ControlFlow::<()>::Continue(())
-        });
-        found
+    // OVER calls stand in the select list; subqueries have their own
+    // WINDOW clauses and are resolved when they are planned.
+    let item_exprs = |s: &ast::Select| -> Vec<ast::Expr> {
+        s.projection
+            .iter()
+            .filter_map(|item| match item {
+                SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
+                    Some(e.clone())
+                }
+                _ => None,
+            })
+            .collect()
     };
+    let uses_names = item_exprs(select).iter().any(|e| {
+        matches!(e, ast::Expr::Function(f) if matches!(f.over, Some(ast::WindowType::NamedWindow(_))))
+    });
     if defined.is_empty() && !uses_names {
         return Ok(None);
     }
     let mut out = select.clone();
     out.named_window.clear();
     let mut failed = None;
-    let _ = ast::visit_expressions_mut(&mut out, |e| {
+    for item in out.projection.iter_mut() {
+        let e = match item {
+            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => e,
+            _ => continue,
+        };
+        if failed.is_some() {
+            break;
+        }
         if let ast::Expr::Function(f) = e {
             if let Some(ast::WindowType::NamedWindow(name)) = &f.over {
                 match defined
@@ -390,13 +403,11 @@ fn resolve_named_windows(select: &ast::Select) -> Result<Option<ast::Select>> {
                             ),
                             Position::of(name.span),
                         ));
-                        return std::ops::ControlFlow::Break(());
                     }
                 }
             }
         }
-        std::ops::ControlFlow::Continue(())
-    });
+    }
     match failed {
         Some(e) => Err(e),
         None => Ok(Some(out)),
