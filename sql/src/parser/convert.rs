@@ -124,7 +124,7 @@ fn create_function(cf: ast::CreateFunction, span: Span) -> Result<Statement> {
         if a.default_expr.is_some() || a.mode.is_some() {
             return Err(syntax(
                 format!("parameter '{name}': defaults and IN/OUT modes are not supported; {form}"),
-                span,
+                name.span,
             ));
         }
         params.push((name, a.data_type));
