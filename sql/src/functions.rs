@@ -140,32 +140,11 @@ fn expand_all<T: ast::VisitMut>(catalog: &Catalog, node: &mut T) -> Result<()> {
 /// The body of `def` for the call `f`.
 fn inline(def: &FunctionEntry, f: &ast::Function) -> Result<ast::Expr> {
     let at = Position::of(f.name.span());
-    let args: Vec<ast::Expr> = match &f.args {
-        ast::FunctionArguments::None => Vec::new(),
-        ast::FunctionArguments::List(list)
-            if list.duplicate_treatment.is_none() && list.clauses.is_empty() =>
-        {
-            let mut out = Vec::new();
-            for a in &list.args {
-                match a {
-                    ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => out.push(e.clone()),
-                    _ => {
-                        return Err(SqlError::plan(
-                            format!("function '{}' takes plain arguments", def.name),
-                            at,
-                        ))
-                    }
-                }
-            }
-            out
-        }
-        _ => {
-            return Err(SqlError::plan(
-                format!("function '{}' takes plain arguments", def.name),
-                at,
-            ))
-        }
-    };
+    // The same argument rules as a built-in call's.
+    let args: Vec<ast::Expr> = crate::binder::call_args(f, &def.name, at)?
+        .into_iter()
+        .cloned()
+        .collect();
     if f.over.is_some() || f.filter.is_some() {
         return Err(SqlError::plan(
             format!("'{}' is a scalar function: no OVER or FILTER", def.name),

@@ -90,6 +90,38 @@ pub(super) fn parse_dir(relative: &Path) -> Option<Vec<(String, Option<String>)>
     Some(out)
 }
 
+/// The files in `root` and, when `descend`, in its `name=value`
+/// directories at any depth (other directories skipped): (relative
+/// directory, joined by `/`, and file name), file names unfiltered. A
+/// link counts as what it points to; a broken one is skipped.
+pub(super) fn files_under(root: &Path, descend: bool) -> std::io::Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    let mut dirs = vec![String::new()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(root.join(&dir))? {
+            let entry = entry?;
+            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            let Ok(meta) = std::fs::metadata(entry.path()) else {
+                continue;
+            };
+            if meta.is_dir() {
+                if descend && parse_dir(Path::new(&name)).is_some() {
+                    dirs.push(if dir.is_empty() {
+                        name
+                    } else {
+                        format!("{dir}/{name}")
+                    });
+                }
+            } else if meta.is_file() {
+                out.push((dir.clone(), name));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// The relative directory of each row of `batch` for the partition
 /// columns `columns` (name, index): `a=1/b=x`.
 pub(super) fn row_dirs(batch: &RecordBatch, columns: &[(String, usize)]) -> Result<Vec<String>> {

@@ -201,33 +201,8 @@ impl FileSink {
     /// Names in the sink's directory and, for a partitioned table, in its
     /// partition directories: (relative directory, file name).
     fn directory_names(&self) -> Result<Vec<(String, String)>> {
-        let mut names = Vec::new();
-        let mut dirs = vec![String::new()];
-        while let Some(dir) = dirs.pop() {
-            let path = self.dir_path(&dir);
-            let entries = std::fs::read_dir(&path).map_err(|e| io_error(&path, "list", e))?;
-            for entry in entries {
-                let entry = entry.map_err(|e| io_error(&path, "list", e))?;
-                let Some(name) = entry.file_name().to_str().map(str::to_string) else {
-                    continue;
-                };
-                let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-                if is_dir {
-                    if !self.partitions.is_empty()
-                        && super::partitions::parse_dir(Path::new(&name)).is_some()
-                    {
-                        dirs.push(if dir.is_empty() {
-                            name
-                        } else {
-                            format!("{dir}/{name}")
-                        });
-                    }
-                    continue;
-                }
-                names.push((dir.clone(), name));
-            }
-        }
-        Ok(names)
+        super::partitions::files_under(&self.options.path, !self.partitions.is_empty())
+            .map_err(|e| io_error(&self.options.path, "list", e))
     }
 
     /// The first sequence number not used by a file of this subtask already

@@ -219,28 +219,19 @@ fn list_partitioned(
     root: &Path,
 ) -> std::io::Result<Vec<(PathBuf, String, Vec<(String, Option<String>)>)>> {
     let mut out = Vec::new();
-    let mut dirs = vec![PathBuf::new()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(root.join(&dir))? {
-            let entry = entry?;
-            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
-                continue;
-            };
-            if name.starts_with('.') || name.starts_with('_') {
-                continue;
-            }
-            let relative = dir.join(&name);
-            let meta = std::fs::metadata(entry.path())?;
-            if meta.is_dir() {
-                if super::partitions::parse_dir(Path::new(&name)).is_some() {
-                    dirs.push(relative);
-                }
-            } else if meta.is_file() {
-                let partition = super::partitions::parse_dir(&dir).unwrap_or_default();
-                let text = relative.to_string_lossy().replace('\\', "/");
-                out.push((entry.path(), text, partition));
-            }
+    for (dir, name) in super::partitions::files_under(root, true)? {
+        // Hidden and staging files are not the table's rows.
+        if name.starts_with('.') || name.starts_with('_') {
+            continue;
         }
+        let partition = super::partitions::parse_dir(Path::new(&dir)).unwrap_or_default();
+        let path = root.join(&dir).join(&name);
+        let relative = if dir.is_empty() {
+            name
+        } else {
+            format!("{dir}/{name}")
+        };
+        out.push((path, relative, partition));
     }
     out.sort_by(|a, b| a.1.cmp(&b.1));
     Ok(out)

@@ -12,6 +12,7 @@ use super::group_state::{Fold, GroupState, Layout, Native};
 use super::numeric::{not_numeric, numeric_input, with_numeric_type, Widen};
 use super::{GroupsAccumulator, UpdateArgs};
 use crate::error::Result;
+use crate::expr::fits_decimal_38;
 
 /// The AVG accumulator for a numeric argument type: an integer of the
 /// argument's type for integers (as Flink), a DOUBLE otherwise.
@@ -245,7 +246,7 @@ impl super::group_state::Values for DecimalSums {
 
     fn load(&mut self, slot: usize, r: &mut Reader<'_>) -> Result<()> {
         self.sums.load(slot, r)?;
-        if self.sums[slot].sum.abs() > MAX_38_DIGITS {
+        if !fits_decimal_38(self.sums[slot].sum) {
             return Err(codec::corrupt("a DECIMAL sum past 38 digits"));
         }
         Ok(())
@@ -258,8 +259,6 @@ impl super::group_state::Values for DecimalSums {
 
 /// The precision of DECIMAL sums and averages (Flink's: 38).
 const DECIMAL_RESULT_PRECISION: u8 = 38;
-/// The largest unscaled value of 38 digits.
-const MAX_38_DIGITS: i128 = 99_999_999_999_999_999_999_999_999_999_999_999_999;
 
 /// The result type of SUM of a DECIMAL of `scale`: DECIMAL(38, scale).
 pub(crate) fn decimal_sum_type(scale: i8) -> DataType {
@@ -279,7 +278,7 @@ fn decimal_input<'a>(args: &UpdateArgs<'a>, func: &str) -> Result<&'a [i128]> {
 fn add_decimal(acc: &mut DecimalSums, g: usize, v: i128) -> bool {
     let a = &mut acc.sums[g];
     match a.sum.checked_add(v) {
-        Some(s) if s.abs() <= MAX_38_DIGITS => {
+        Some(s) if fits_decimal_38(s) => {
             a.sum = s;
             a.count += 1;
             false
@@ -320,7 +319,7 @@ impl Fold for SumDecimal {
         let o = other.sums[s];
         let a = &mut acc.sums[d];
         match a.sum.checked_add(o.sum) {
-            Some(v) if v.abs() <= MAX_38_DIGITS => a.sum = v,
+            Some(v) if fits_decimal_38(v) => a.sum = v,
             _ => return Err(Self::overflow()),
         }
         a.count += o.count;

@@ -54,6 +54,12 @@ fn numeric_rank(t: &DataType) -> Option<(bool, u8)> {
 /// The largest precision of a DECIMAL.
 pub const MAX_DECIMAL_PRECISION: u8 = 38;
 
+/// True when the unscaled value `v` has at most 38 digits (fits any
+/// DECIMAL(38, s)).
+pub(crate) fn fits_decimal_38(v: i128) -> bool {
+    v.unsigned_abs() < 10u128.pow(u32::from(MAX_DECIMAL_PRECISION))
+}
+
 /// The exact DECIMAL(precision, scale) an integer or decimal type fits in
 /// (Flink's: BIGINT is DECIMAL(19, 0), INT DECIMAL(10, 0), ...); `None`
 /// for floats and other types.

@@ -296,7 +296,7 @@ fn decimal_divide(l: &Value, r: &Value, scale: i8) -> Result<arrow::array::Decim
         } else {
             q
         };
-        if q.unsigned_abs() >= 10u128.pow(38) {
+        if !super::coercion::fits_decimal_38(q) {
             return Err(overflow());
         }
         out.push(Some(q));

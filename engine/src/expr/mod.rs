@@ -43,6 +43,7 @@ mod value;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use coercion::fits_decimal_38;
 pub use coercion::{INTERVAL_MONTHS, INTERVAL_MS, TS_MS};
 pub use operators::{BinaryOp, ScalarFunction, TimeUnitField};
 pub use scalar::ScalarValue;

@@ -442,7 +442,7 @@ impl RetractAggregate {
                         let mut out = Vec::new();
                         for v in values {
                             out.push(match v {
-                                Out::Decimal(d) if d.unsigned_abs() < 10u128.pow(38) => Some(*d),
+                                Out::Decimal(d) if crate::expr::fits_decimal_38(*d) => Some(*d),
                                 Out::Decimal(_) | Out::Overflow => {
                                     return Err(EngineError::Execution(format!(
                                         "{} of DECIMAL values overflowed DECIMAL(38)",

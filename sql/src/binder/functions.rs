@@ -170,7 +170,11 @@ fn check_scalar_call(f: &ast::Function, name: &str, pos: Position) -> Result<()>
 }
 
 /// The argument expressions of a call, which must be plain and unnamed.
-fn call_args<'f>(f: &'f ast::Function, name: &str, pos: Position) -> Result<Vec<&'f ast::Expr>> {
+pub(crate) fn call_args<'f>(
+    f: &'f ast::Function,
+    name: &str,
+    pos: Position,
+) -> Result<Vec<&'f ast::Expr>> {
     let list = match &f.args {
         ast::FunctionArguments::None => return Ok(Vec::new()),
         ast::FunctionArguments::Subquery(_) => {

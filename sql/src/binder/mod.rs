@@ -48,6 +48,7 @@ use sqlparser::ast::{self, Spanned};
 
 use crate::error::{Position, Result, SqlError};
 
+pub(crate) use functions::call_args;
 pub use literals::interval_millis;
 pub use params::{count_parameter, placeholder_positions, with_parameters, Parameters};
 pub use scope::{Scope, ScopeColumn};

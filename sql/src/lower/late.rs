@@ -122,11 +122,7 @@ impl Lowerer<'_> {
     ) -> Result<(NodeId, usize)> {
         use runnel_engine::ops::late::{LateRows, LateSplit, OnTime};
         let (n, p) = self.lower(input)?;
-        let par = if keys.is_empty() {
-            1
-        } else {
-            self.options.parallelism.max(1)
-        };
+        let par = self.keyed_parallelism(keys);
         let schema = input.schema();
         let name = unique(&mut self.names, name);
         let split = self.graph.add_operator(

@@ -287,6 +287,16 @@ impl Lowerer<'_> {
         SqlError::plan(engine_message(&e), self.position)
     }
 
+    /// The parallelism of an operator keyed by `keys`: 1 without keys (a
+    /// global aggregate), the job's otherwise.
+    fn keyed_parallelism(&self, keys: &[usize]) -> usize {
+        if keys.is_empty() {
+            1
+        } else {
+            self.options.parallelism.max(1)
+        }
+    }
+
     /// Adds an operator keyed by `keys` behind a hash exchange on them (at
     /// parallelism 1 without keys: a global aggregate).
     fn lower_keyed(
@@ -297,11 +307,7 @@ impl Lowerer<'_> {
         factory: OperatorFactory,
     ) -> Result<(NodeId, usize)> {
         let (n, p) = self.lower(input)?;
-        let par = if keys.is_empty() {
-            1
-        } else {
-            self.options.parallelism.max(1)
-        };
+        let par = self.keyed_parallelism(keys);
         let op = self
             .graph
             .add_operator(unique(&mut self.names, name), par, factory);
