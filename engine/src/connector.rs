@@ -180,6 +180,28 @@ pub trait Connector: Send + Sync {
     fn supports_partitioning(&self) -> bool {
         false
     }
+
+    /// What outside the engine `table` reaches (paths, servers, options
+    /// that run commands or read files), for the server's access policy:
+    /// a user who is not an administrator may only create tables whose
+    /// resources its allow-lists name. Connectors that touch nothing
+    /// outside (datagen, print) keep the default.
+    fn resources(&self, _table: &TableDescriptor) -> Vec<Resource> {
+        Vec::new()
+    }
+}
+
+/// Something outside the engine a table reaches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resource {
+    /// A local path, or an object-store URI (`s3://bucket/prefix`).
+    Path(String),
+    /// A network server, `host:port`.
+    Server(String),
+    /// An option only an administrator may set: one that can run a
+    /// command, read a local file or reach an arbitrary endpoint (Kafka's
+    /// `properties.ssl.ca.location`, an S3 endpoint).
+    AdminOption(String),
 }
 
 /// Connectors by name.

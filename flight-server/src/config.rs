@@ -17,6 +17,11 @@
 //! [[auth.users]]
 //! name = "alice"
 //! password_hash = "$argon2id$v=19$..."   # from `runnel hash-password`
+//! roles = ["admins"]                      # administrators
+//!
+//! [security]                # what tables of non-administrators may reach
+//! allowed_paths = ["/srv/landing", "s3://lake/bronze"]
+//! allowed_servers = ["127.0.0.1:9092"]   # Kafka brokers, S3 endpoints
 //!
 //! [tls]
 //! cert = "server.pem"
@@ -46,6 +51,24 @@ pub struct User {
     pub name: String,
     /// Argon2 hash in PHC form, as printed by `runnel hash-password`.
     pub password_hash: String,
+    /// Roles the user holds from the start (`admins` makes an
+    /// administrator); more can be granted in SQL.
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+/// `[security]`: what tables created by users who are not administrators
+/// may reach outside the engine.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityConfig {
+    /// Directories and object-store prefixes under which tables may read
+    /// and write (the data directory never counts).
+    #[serde(default)]
+    pub allowed_paths: Vec<String>,
+    /// `host:port` of Kafka brokers and S3 endpoints tables may use.
+    #[serde(default)]
+    pub allowed_servers: Vec<String>,
 }
 
 /// `[auth]`.
@@ -84,6 +107,8 @@ struct FileConfig {
     snapshot_queries: Option<bool>,
     #[serde(default)]
     auth: AuthConfig,
+    #[serde(default)]
+    security: SecurityConfig,
     tls: Option<TlsConfig>,
 }
 
@@ -110,6 +135,8 @@ pub struct ServerConfig {
     pub snapshot_queries: bool,
     /// Who may log in.
     pub auth: AuthConfig,
+    /// What tables of non-administrators may reach.
+    pub security: SecurityConfig,
     /// TLS, when configured.
     pub tls: Option<TlsConfig>,
 }
@@ -127,6 +154,7 @@ impl ServerConfig {
             keepalive: Duration::from_secs(5),
             snapshot_queries: true,
             auth: AuthConfig::default(),
+            security: SecurityConfig::default(),
             tls: None,
         }
     }
@@ -160,6 +188,7 @@ impl ServerConfig {
                     )
                 }
                 "--allow-anonymous" => flags.allow_anonymous = true,
+                "--allow-path" => flags.allowed_paths.push(PathBuf::from(value(a)?)),
                 other => return Err(format!("unknown argument '{other}'")),
             }
         }
@@ -211,6 +240,17 @@ impl ServerConfig {
             config.snapshot_queries = s;
         }
         config.auth = file.auth;
+        config.security = file.security;
+        // Relative roots in the file are relative to the file.
+        for p in &mut config.security.allowed_paths {
+            if !p.contains("://") {
+                *p = relative(PathBuf::from(&*p)).display().to_string();
+            }
+        }
+        config
+            .security
+            .allowed_paths
+            .extend(flags.allowed_paths.iter().map(|p| p.display().to_string()));
         config.tls = file.tls.map(|t| TlsConfig {
             cert: relative(t.cert),
             key: relative(t.key),
@@ -268,6 +308,17 @@ impl ServerConfig {
         })
     }
 
+    /// The roles the configuration gives `user` (none for an unknown
+    /// user, such as `anonymous`).
+    pub fn roles_of(&self, user: &str) -> Vec<String> {
+        self.auth
+            .users
+            .iter()
+            .find(|u| u.name == user)
+            .map(|u| u.roles.iter().map(|r| r.to_lowercase()).collect())
+            .unwrap_or_default()
+    }
+
     /// True when `name` may log in with `password`.
     pub fn verify(&self, name: &str, password: &str) -> bool {
         self.auth.users.iter().any(|u| {
@@ -288,6 +339,7 @@ struct Flags {
     data_dir: Option<PathBuf>,
     parallelism: Option<usize>,
     allow_anonymous: bool,
+    allowed_paths: Vec<PathBuf>,
 }
 
 fn parse_listen(s: &str) -> Result<SocketAddr, String> {

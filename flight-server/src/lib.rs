@@ -34,6 +34,7 @@
 //! SQL session (`runnel_sql`) plans, the engine (`runnel_engine`) runs.
 
 pub mod cli;
+pub mod clients;
 pub mod config;
 pub mod error;
 pub mod flight_sql;

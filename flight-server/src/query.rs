@@ -44,6 +44,9 @@ pub struct QueryRun {
     rx: mpsc::Receiver<RecordBatch>,
     /// The query's own columns (without `op`).
     columns: SchemaRef,
+    /// For a subscription with `LIMIT n [OFFSET m]`: rows still to skip
+    /// and rows still to send.
+    window: Option<(usize, usize)>,
 }
 
 impl QueryRun {
@@ -54,7 +57,12 @@ impl QueryRun {
         } else {
             Arc::clone(&job.schema)
         };
+        let window = match &job.finish {
+            Some(f) if !job.bounded => f.limit.map(|n| (f.offset, n)),
+            _ => None,
+        };
         QueryRun {
+            window,
             job_id: job.id,
             schema,
             bounded: job.bounded,
@@ -120,14 +128,33 @@ impl QueryRun {
     /// receives: the changelog as an `op` column for subscriptions to an
     /// updating query. `None` once the job has ended.
     pub async fn next(&mut self) -> Result<Option<RecordBatch>> {
+        if self.limit_reached() {
+            return Ok(None);
+        }
         let Some(batch) = self.rx.recv().await else {
             return Ok(None);
         };
-        if self.updating {
-            Ok(Some(changelog_with_op(&self.schema, &batch)?))
+        let batch = if self.updating {
+            changelog_with_op(&self.schema, &batch)?
         } else {
-            Ok(Some(batch.with_schema(Arc::clone(&self.schema))?))
-        }
+            batch.with_schema(Arc::clone(&self.schema))?
+        };
+        // LIMIT over a subscription: skip the offset, then send at most
+        // the limit.
+        let Some((skip, left)) = &mut self.window else {
+            return Ok(Some(batch));
+        };
+        let dropped = (*skip).min(batch.num_rows());
+        *skip -= dropped;
+        let take = (*left).min(batch.num_rows() - dropped);
+        *left -= take;
+        Ok(Some(batch.slice(dropped, take)))
+    }
+
+    /// True when a subscription with LIMIT has sent its rows: it ends
+    /// there, and its job is cancelled.
+    pub fn limit_reached(&self) -> bool {
+        self.window.is_some_and(|(_, left)| left == 0)
     }
 
     /// Collects a bounded query to its end and returns the final result:

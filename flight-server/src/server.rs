@@ -1,7 +1,9 @@
-//! The server's core, apart from the network: one shared SQL session, the
-//! jobs it started (a [`JobManager`]), materialized views and system
-//! tables, and the statement log ([`crate::statement_log`]) that lets the
-//! catalog and the jobs survive a restart.
+//! The server's core, apart from the network: one shared SQL session (one
+//! catalog; each client's statements run as its user, with its own `SET`
+//! options, see [`crate::clients`]), the jobs it started (a
+//! [`JobManager`]), materialized views and system tables, and the
+//! statement log ([`crate::statement_log`]) that lets the catalog and the
+//! jobs survive a restart.
 //!
 //! [`Server::execute`] is where a statement becomes a job: the session
 //! plans it, then [`Server::execute_one`]'s steps act on the outcome. DDL
@@ -9,7 +11,7 @@
 //! at once and log it; a `SELECT` comes back as a [`QueryRun`] whose job
 //! starts when the client fetches its rows ([`Server::start_query`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
@@ -28,6 +30,7 @@ use runnel_sql::prepare::Prepared;
 use runnel_sql::session::{JobKind, Outcome, PreparedJob, QueryShape, Session};
 use tokio::sync::mpsc;
 
+use crate::clients::{Client, ClientSessions};
 use crate::config::ServerConfig;
 use crate::error::{Result, ServerError};
 use crate::jobs::{job_number, JobManager, JobStatus};
@@ -36,10 +39,21 @@ use crate::statement_log::{LogEntry, LoggedValue, StatementLog};
 use crate::statements::statement_text;
 use crate::system::{self, TableInfo};
 use crate::tables::{SystemConnector, ViewConnector, Views};
+use runnel_sql::access::{Principal, ResourcePolicy, ADMINS};
 
 struct Inner {
     session: Session,
     jobs: JobManager,
+}
+
+/// Who a statement runs as, in which client session.
+struct Caller {
+    principal: Principal,
+    /// The client session whose options the statement uses and changes.
+    session: String,
+    /// Options fixed by the log entry being replayed (instead of the
+    /// session's).
+    options: Option<BTreeMap<String, String>>,
 }
 
 /// The Flight SQL server's state.
@@ -51,6 +65,10 @@ pub struct Server {
     stopped: AtomicBool,
     /// Queries running from snapshots at once, at most (one per core).
     local_slots: tokio::sync::Semaphore,
+    /// Each client session's options.
+    sessions: ClientSessions,
+    /// The options a new client session starts with.
+    base_options: BTreeMap<String, String>,
 }
 
 /// The channel capacity between a query's sink and its client stream.
@@ -70,6 +88,8 @@ impl Server {
         let server = Arc::new_cyclic(|weak: &Weak<Server>| {
             let session = new_session(&config, &views, weak.clone());
             Server {
+                base_options: session.options().clone(),
+                sessions: ClientSessions::default(),
                 log: StatementLog::new(&config.data_dir),
                 config,
                 inner: Mutex::new(Inner {
@@ -125,7 +145,17 @@ impl Server {
             // is skipped rather than keeping the whole server down; the
             // ones that depend on it fail and are skipped in turn.
             let params: Vec<ScalarValue> = entry.params.iter().map(ScalarValue::from).collect();
-            if let Err(err) = self.execute_inner(&entry.sql, ended, &params) {
+            // As the user who ran it (who owns what it creates), with
+            // every right: the checks passed when it first ran.
+            let user = entry.user.clone().unwrap_or_default();
+            let mut roles = self.config.roles_of(&user);
+            roles.push(ADMINS.to_string());
+            let caller = Caller {
+                principal: Principal::new(user, roles),
+                session: "replay".into(),
+                options: entry.options.clone(),
+            };
+            if let Err(err) = self.execute_inner(&entry.sql, ended, &params, &caller) {
                 eprintln!(
                     "runnel: skipping a logged statement that no longer runs: {err}\n  statement: {}",
                     entry.sql
@@ -156,9 +186,55 @@ impl Server {
     /// Executes the one statement of `sql` with `params` bound to its `?`
     /// parameters, in text order (a prepared statement).
     pub fn execute_with(&self, sql: &str, params: &[ScalarValue]) -> Result<Executed> {
+        self.execute_as(&Client::local(LOCAL_ADMIN), sql, params)
+    }
+
+    /// Executes the one statement of `sql` for `client`: as its user, with
+    /// its session's options.
+    pub fn execute_as(
+        &self,
+        client: &Client,
+        sql: &str,
+        params: &[ScalarValue],
+    ) -> Result<Executed> {
         let stmt = one_statement(sql)?;
         let text = statement_text(sql, std::slice::from_ref(&stmt), 0);
-        self.execute_one(&stmt, text, &BTreeSet::new(), params)
+        self.execute_one(&stmt, text, &BTreeSet::new(), params, &self.caller(client))
+    }
+
+    /// The principal and session of a client's requests.
+    fn caller(&self, client: &Client) -> Caller {
+        let mut roles = self.config.roles_of(&client.user);
+        if client.user == LOCAL_ADMIN && client.session == Client::local(LOCAL_ADMIN).session {
+            roles.push(ADMINS.to_string());
+        }
+        Caller {
+            principal: Principal::new(client.user.clone(), roles),
+            session: client.session.clone(),
+            options: None,
+        }
+    }
+
+    /// Runs `f` on the session as `caller`, with its options; returns what
+    /// `f` gave and the options after it (a `SET` changes them).
+    fn as_caller<R>(
+        &self,
+        inner: &mut Inner,
+        caller: &Caller,
+        f: impl FnOnce(&mut Session) -> R,
+    ) -> (R, BTreeMap<String, String>) {
+        inner.session.set_principal(caller.principal.clone());
+        let options = caller
+            .options
+            .clone()
+            .unwrap_or_else(|| self.sessions.options(&caller.session, &self.base_options));
+        let base = inner.session.replace_options(options);
+        let out = f(&mut inner.session);
+        let after = inner.session.replace_options(base);
+        if caller.options.is_none() {
+            self.sessions.store(&caller.session, after.clone());
+        }
+        (out, after)
     }
 
     /// Executes the statements of a logged `sql` (one statement; older logs
@@ -169,12 +245,13 @@ impl Server {
         sql: &str,
         ended: &BTreeSet<String>,
         params: &[ScalarValue],
+        caller: &Caller,
     ) -> Result<Executed> {
         let stmts = parse_sql(sql)?;
         let mut last = None;
         for (i, stmt) in stmts.iter().enumerate() {
             let text = statement_text(sql, &stmts, i);
-            last = Some(self.execute_one(stmt, text, ended, params)?);
+            last = Some(self.execute_one(stmt, text, ended, params, caller)?);
         }
         last.ok_or_else(|| ServerError::InvalidArgument("the statement is empty".into()))
     }
@@ -186,6 +263,7 @@ impl Server {
         text: &str,
         ended: &BTreeSet<String>,
         params: &[ScalarValue],
+        caller: &Caller,
     ) -> Result<Executed> {
         let (tx, rx) = mpsc::channel::<RecordBatch>(QUERY_CHANNEL);
         let sink = move |_plan: &Plan| SinkTarget::Operator {
@@ -194,12 +272,21 @@ impl Server {
             parallelism: 1,
         };
         let mut inner = self.lock()?;
-        let outcome = inner.session.execute_with(stmt, text, &sink, params)?;
+        let (outcome, options) = self.as_caller(&mut inner, caller, |session| {
+            session.execute_with(stmt, text, &sink, params)
+        });
+        let outcome = outcome?;
+        let logged = Logged {
+            user: caller.principal.user.clone(),
+            options,
+        };
         match outcome {
-            Outcome::Message(m) => self.finish_ddl(&mut inner, stmt, text, &m),
+            Outcome::Message(m) => self.finish_ddl(&mut inner, stmt, text, &m, &logged),
             Outcome::Rows(b) => Ok(Executed::Batch(b)),
             Outcome::Explain(t) => Ok(Executed::Batch(one_column("plan", &t)?)),
-            Outcome::StopJob { id, savepoint } => self.stop_job(&mut inner, text, id, savepoint),
+            Outcome::StopJob { id, savepoint } => {
+                self.stop_job(&mut inner, text, id, savepoint, &logged)
+            }
             Outcome::Job(job)
                 if job.kind == JobKind::Select
                     && job.bounded
@@ -214,7 +301,7 @@ impl Server {
             Outcome::Job(job) if job.kind == JobKind::Select => {
                 Ok(plan_query(&mut inner.jobs, *job, rx))
             }
-            Outcome::Job(job) => self.start_job(&mut inner, text, params, *job, ended),
+            Outcome::Job(job) => self.start_job(&mut inner, text, params, *job, ended, &logged),
         }
     }
 
@@ -226,6 +313,7 @@ impl Server {
         stmt: &Located,
         text: &str,
         message: &str,
+        logged: &Logged,
     ) -> Result<Executed> {
         let mut ends = Vec::new();
         if let Statement::Drop { names, .. } = &stmt.statement {
@@ -242,13 +330,18 @@ impl Server {
                 | Statement::Drop { .. }
                 | Statement::CreateFunction(_)
                 | Statement::DropFunction { .. }
-                | Statement::Set { .. }
-        ) {
+        ) || matches!(&stmt.statement, Statement::Governance(g)
+                if !matches!(**g, runnel_sql::parser::Governance::ShowGrants { .. }))
+        {
+            // SET is not logged: options belong to the client's session;
+            // a job's entry keeps the options it was planned with.
             self.log.append(&LogEntry {
                 sql: text.to_string(),
                 params: vec![],
                 job: None,
                 ends,
+                user: Some(logged.user.clone()),
+                options: None,
             })?;
         }
         Ok(Executed::Batch(one_column("result", message)?))
@@ -262,6 +355,7 @@ impl Server {
         text: &str,
         id: String,
         savepoint: bool,
+        logged: &Logged,
     ) -> Result<Executed> {
         let message = match inner.jobs.stop(&id) {
             None => {
@@ -278,6 +372,8 @@ impl Server {
             params: vec![],
             job: None,
             ends: vec![id],
+            user: Some(logged.user.clone()),
+            options: None,
         })?;
         Ok(Executed::Batch(one_column("result", &message)?))
     }
@@ -291,6 +387,7 @@ impl Server {
         params: &[ScalarValue],
         job: PreparedJob,
         ended: &BTreeSet<String>,
+        logged: &Logged,
     ) -> Result<Executed> {
         let id = job.id.clone();
         let kind = job.kind.clone();
@@ -332,6 +429,8 @@ impl Server {
             params: params.iter().map(LoggedValue::from).collect(),
             job: Some(id.clone()),
             ends: vec![],
+            user: Some(logged.user.clone()),
+            options: Some(logged.options.clone()),
         });
         if let Err(e) = logged {
             // A job that is not in the log would not survive a restart.
@@ -346,8 +445,23 @@ impl Server {
     /// `None` for statements that return no rows (DDL, INSERT), which
     /// clients then send as updates.
     pub fn prepare(&self, sql: &str) -> Result<(Option<SchemaRef>, Vec<DataType>)> {
+        self.prepare_as(&Client::local(LOCAL_ADMIN), sql)
+    }
+
+    /// [`Server::prepare`] for `client`.
+    pub fn prepare_as(
+        &self,
+        client: &Client,
+        sql: &str,
+    ) -> Result<(Option<SchemaRef>, Vec<DataType>)> {
         let last = one_statement(sql)?;
-        let Prepared { parameters, shape } = self.lock()?.session.prepare(&last)?;
+        let caller = self.caller(client);
+        let prepared = {
+            let mut inner = self.lock()?;
+            self.as_caller(&mut inner, &caller, |session| session.prepare(&last))
+                .0
+        };
+        let Prepared { parameters, shape } = prepared?;
         let schema = match &last.statement {
             Statement::Query(_) => shape.map(
                 |QueryShape {
@@ -364,7 +478,7 @@ impl Server {
             ),
             Statement::ShowTables | Statement::ShowJobs | Statement::Describe(_) => {
                 // Side-effect free: run it for its schema.
-                match self.execute(sql)? {
+                match self.execute_as(client, sql, &[])? {
                     Executed::Batch(b) => Some(b.schema()),
                     Executed::Query(q) => Some(q.schema),
                 }
@@ -502,7 +616,20 @@ impl Server {
 
     /// Tables for the metadata calls.
     pub fn tables(&self) -> Result<Vec<TableInfo>> {
-        Ok(system::table_infos(&self.lock()?.session))
+        self.tables_for(&Client::local(LOCAL_ADMIN))
+    }
+
+    /// Tables for the metadata calls of `client`: those its user may read.
+    pub fn tables_for(&self, client: &Client) -> Result<Vec<TableInfo>> {
+        let caller = self.caller(client);
+        let mut inner = self.lock()?;
+        let (infos, _) = self.as_caller(&mut inner, &caller, |session| {
+            system::table_infos(session)
+                .into_iter()
+                .filter(|t| session.may_read(&t.key()))
+                .collect()
+        });
+        Ok(infos)
     }
 
     /// The rows of system table `name`.
@@ -510,6 +637,18 @@ impl Server {
         let inner = self.lock()?;
         system::rows(name, &inner.jobs, &inner.session)
     }
+}
+
+/// The user of calls without credentials on a server that allows them.
+pub const ANONYMOUS: &str = "anonymous";
+
+/// The user of in-process calls ([`Server::execute`]): an administrator.
+pub const LOCAL_ADMIN: &str = "admin";
+
+/// What the log records of a statement besides its text.
+struct Logged {
+    user: String,
+    options: BTreeMap<String, String>,
 }
 
 /// The one statement of a request's `sql`.
@@ -543,6 +682,29 @@ fn new_session(config: &ServerConfig, views: &Views, server: Weak<Server>) -> Se
     ))));
     let mut session = Session::new(registry);
     session.set_parallelism_limit(config.parallelism_limit());
+    let mut users: BTreeMap<String, BTreeSet<String>> = config
+        .auth
+        .users
+        .iter()
+        .map(|u| {
+            (
+                u.name.clone(),
+                config.roles_of(&u.name).into_iter().collect(),
+            )
+        })
+        .collect();
+    users
+        .entry(LOCAL_ADMIN.to_string())
+        .or_insert_with(|| [ADMINS.to_string()].into());
+    if config.auth.allow_anonymous {
+        users.entry(ANONYMOUS.to_string()).or_default();
+    }
+    session.set_users(users);
+    session.set_resource_policy(ResourcePolicy {
+        allowed_paths: config.security.allowed_paths.clone(),
+        denied_paths: vec![config.data_dir.clone()],
+        allowed_servers: config.security.allowed_servers.clone(),
+    });
     for (k, v) in [
         (
             "state.checkpoints.dir",
@@ -644,6 +806,8 @@ mod tests {
             params: vec![],
             job: None,
             ends: vec![],
+            user: None,
+            options: None,
         })
         .expect("json");
         std::fs::write(
@@ -669,6 +833,8 @@ mod tests {
             params: vec![],
             job: Some("job-5".into()),
             ends: vec![],
+            user: None,
+            options: None,
         })
         .expect("json");
         std::fs::write(dir.join("statements.jsonl"), format!("{entry}\n")).expect("log");

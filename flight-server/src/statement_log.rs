@@ -2,8 +2,10 @@
 //! and the jobs survive a restart, and the job counter beside it.
 //!
 //! Every statement that changes the catalog or starts a long-running job
-//! (`CREATE`, `DROP`, `SET`, `INSERT INTO`, `CREATE MATERIALIZED VIEW`,
-//! `STOP JOB`) is appended once it has succeeded, one JSON object a line.
+//! (`CREATE`, `DROP`, `GRANT`, `REVOKE`, roles, `INSERT INTO`, `CREATE
+//! MATERIALIZED VIEW`, `STOP JOB`) is appended once it has succeeded, one
+//! JSON object a line, with the user who ran it and, for a job, the
+//! options of the client's session.
 //! On start the server replays the log in order: each job gets the id it
 //! had, so it finds its checkpoints in `<data_dir>/checkpoints/<job id>`
 //! and resumes from the latest one; jobs that were stopped, or whose view
@@ -35,6 +37,14 @@ pub struct LogEntry {
     /// Jobs it ended (STOP JOB, DROP VIEW of a materialized view).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ends: Vec<String>,
+    /// Who ran it (replayed as that user, who owns what it created);
+    /// absent in logs written before users were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// The client session's options when it started a job, replayed with
+    /// it (older logs replay their `SET` entries instead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub options: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// A parameter value as the log keeps it: its type and its value.

@@ -37,6 +37,17 @@ pub struct TableInfo {
     pub connector: Option<String>,
 }
 
+impl TableInfo {
+    /// The catalog key (`per_region`, `system.jobs`).
+    pub fn key(&self) -> String {
+        if self.schema_name == runnel_sql::catalog::PUBLIC_SCHEMA {
+            self.table_name.to_lowercase()
+        } else {
+            format!("{}.{}", self.schema_name, self.table_name).to_lowercase()
+        }
+    }
+}
+
 /// The tables and views of `session`'s catalog.
 pub fn table_infos(session: &Session) -> Vec<TableInfo> {
     let mut out = Vec::new();

@@ -51,6 +51,8 @@ pub struct Catalog {
     entries: BTreeMap<String, (String, Entry)>,
     /// SQL functions (`CREATE FUNCTION`), by lower-case name.
     functions: BTreeMap<String, FunctionEntry>,
+    /// Roles, grants and owners.
+    access: crate::access::Grants,
 }
 
 /// A SQL function (`CREATE FUNCTION`), expanded where it is called (see
@@ -128,6 +130,16 @@ impl Catalog {
         Self::default()
     }
 
+    /// Roles, grants and owners.
+    pub fn grants(&self) -> &crate::access::Grants {
+        &self.access
+    }
+
+    /// Roles, grants and owners, to change.
+    pub fn grants_mut(&mut self) -> &mut crate::access::Grants {
+        &mut self.access
+    }
+
     /// Looks up a table or view.
     pub fn get(&self, name: &ObjectName) -> Option<&Entry> {
         self.entries.get(&key_of(name)).map(|(_, e)| e)
@@ -199,6 +211,7 @@ impl Catalog {
     /// creation whose job could not start).
     pub fn remove(&mut self, key: &str) {
         self.entries.remove(key);
+        self.access.forget_object(key);
     }
 
     /// Every entry: display name and entry, sorted by name.
@@ -312,6 +325,7 @@ impl Catalog {
             )),
             Some(_) => {
                 self.entries.remove(&key);
+                self.access.forget_object(&key);
                 Ok(())
             }
         }

@@ -51,6 +51,10 @@ pub enum SqlError {
     /// The statement names a table, view or job that does not exist.
     #[error("error at {position}: {message}")]
     NotFound { message: String, position: Position },
+    /// The user may not do what the statement asks: the message names the
+    /// privilege and the object.
+    #[error("permission denied at {position}: {message}")]
+    PermissionDenied { message: String, position: Position },
     /// The engine rejected the plan or failed to run it.
     #[error(transparent)]
     Engine(#[from] EngineError),
@@ -73,12 +77,21 @@ impl SqlError {
         }
     }
 
+    /// A "permission denied" error at `position`.
+    pub fn denied(message: impl Into<String>, position: Position) -> Self {
+        SqlError::PermissionDenied {
+            message: message.into(),
+            position,
+        }
+    }
+
     /// The position the error is about, when it has one.
     pub fn position(&self) -> Option<Position> {
         match self {
             SqlError::Syntax { position, .. }
             | SqlError::Plan { position, .. }
-            | SqlError::NotFound { position, .. } => Some(*position),
+            | SqlError::NotFound { position, .. }
+            | SqlError::PermissionDenied { position, .. } => Some(*position),
             SqlError::Engine(_) => None,
         }
     }

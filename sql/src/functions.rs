@@ -53,6 +53,9 @@ pub fn check(catalog: &Catalog, cf: &CreateFunction) -> Result<FunctionEntry> {
     }
     sql_type_to_arrow(&cf.returns, at)?;
     let body = expand_expr(catalog, &cf.body)?;
+    // current_user() and is_member() are typed as a string and a boolean
+    // here; they take the caller's values where the function is called.
+    let body = crate::access::substitute_identity(&body, "", &Default::default())?.unwrap_or(body);
     let typed = cast(body, cf.returns.clone());
     bind_expr(&typed, &Scope::new(columns)).map_err(|e| {
         let message = match &e {

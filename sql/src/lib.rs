@@ -16,6 +16,7 @@
 //! crate does not run jobs and knows no connector: it finds connectors by
 //! name in the engine's registry.
 
+pub mod access;
 pub mod binder;
 pub mod catalog;
 pub mod error;

@@ -52,7 +52,7 @@ impl Session {
         match statement {
             Statement::Query(q) => self.query_shape(q).map(Some),
             Statement::Insert { query, .. } => {
-                self.planner().plan_query(query)?;
+                self.plan_checked(query)?;
                 Ok(None)
             }
             Statement::Explain(inner) => self.describe_with(inner).map(|_| None),

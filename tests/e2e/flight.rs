@@ -39,7 +39,11 @@ pub(crate) fn config(dir: &Path) -> ServerConfig {
     c.auth.users.push(User {
         name: "alice".into(),
         password_hash: hash_password("secret").expect("hash"),
+        roles: vec![],
     });
+    // alice is no administrator: her tables live under the test's
+    // directory (its data directory stays out of reach).
+    c.security.allowed_paths = vec![dir.display().to_string()];
     c
 }
 

@@ -38,6 +38,9 @@
 //!   operator chains, SQL that is not UTF-8, scripts of several
 //!   statements, wrong-password floods; it answers each with a clear
 //!   error and keeps serving.
+//! * `governance`: roles, grants, views with their owner's rights, masks
+//!   with `is_member`, allow-lists of paths and servers, in a session with
+//!   the real connectors.
 //! * `parallel`: a multi-threaded job produces the same multiset of rows as
 //!   the single-threaded run of the same job.
 
@@ -46,6 +49,7 @@ mod common;
 mod delta;
 mod flight;
 mod fuzz_sql;
+mod governance;
 mod hostile;
 mod iot_demo;
 mod kafka;

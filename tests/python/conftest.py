@@ -40,6 +40,11 @@ PASSWORD = "correct-horse-7"
 #: clients differ in whether they send the padding.
 EXTRA_USERS = {"bob": "hunter2-bobby", "carol": "s3cret-carol!"}
 
+#: An administrator (role `admins` in the configuration); the users above
+#: are not.
+ADMIN = "root"
+ADMIN_PASSWORD = "admin-pass-42"
+
 #: Settings written to every server's config. Tests derive their expected
 #: timing from these (the keep-alive test reads KEEPALIVE_SECONDS).
 CHECKPOINT_INTERVAL_SECONDS = 2
@@ -73,7 +78,7 @@ def runnel_binary() -> Path:
 
 
 def all_users() -> dict:
-    return {USER: PASSWORD, **EXTRA_USERS}
+    return {USER: PASSWORD, **EXTRA_USERS, ADMIN: ADMIN_PASSWORD}
 
 
 def hash_password(binary: Path, password: str) -> str:
@@ -105,9 +110,13 @@ def toml_literal(text: str) -> str:
     return f"'{text}'"
 
 
-def write_config(path: Path, data_dir: Path, password_hashes: dict, tls=None) -> Path:
+def write_config(
+    path: Path, data_dir: Path, password_hashes: dict, tls=None, allowed_paths=()
+) -> Path:
     """The server's TOML config; `password_hashes` maps user names to
-    argon2 hashes; `tls` is an optional (cert, key) pair of PEM files."""
+    argon2 hashes (ADMIN gets the role `admins`); `tls` is an optional
+    (cert, key) pair of PEM files; `allowed_paths` are the roots under
+    which users who are not administrators may create tables."""
     lines = [
         'listen = "127.0.0.1:50051"',
         f"data_dir = {toml_literal(str(data_dir))}",
@@ -125,6 +134,10 @@ def write_config(path: Path, data_dir: Path, password_hashes: dict, tls=None) ->
             f"name = {toml_literal(name)}",
             f"password_hash = {toml_literal(password_hash)}",
         ]
+        if name == ADMIN:
+            lines.append('roles = ["admins"]')
+    lines += ["", "[security]"]
+    lines.append("allowed_paths = [" + ", ".join(toml_literal(str(p)) for p in allowed_paths) + "]")
     if tls is not None:
         cert, key = tls
         lines += ["", "[tls]", f"cert = {toml_literal(str(cert))}", f"key = {toml_literal(str(key))}"]
@@ -285,7 +298,7 @@ def password_hashes(runnel_bin: Path) -> dict:
 
 
 @pytest.fixture(scope="session")
-def start_server(runnel_bin: Path, password_hashes: dict):
+def start_server(runnel_bin: Path, password_hashes: dict, tmp_path_factory):
     """A factory: ``start_server(workdir, name)`` writes ``workdir/runnel.toml``
     (data directory ``workdir/data``) and starts a server with
     ``--config workdir/runnel.toml --listen 127.0.0.1:0``, or with ``args``
@@ -297,7 +310,14 @@ def start_server(runnel_bin: Path, password_hashes: dict):
 
     def start(workdir: Path, name: str = "server", args=None, env=None, tls=None) -> RunnelServer:
         workdir.mkdir(parents=True, exist_ok=True)
-        config = write_config(workdir / "runnel.toml", workdir / "data", password_hashes, tls)
+        # The tests' files live in pytest's temporary directories.
+        config = write_config(
+            workdir / "runnel.toml",
+            workdir / "data",
+            password_hashes,
+            tls,
+            allowed_paths=[tmp_path_factory.getbasetemp()],
+        )
         if args is None:
             args = ["--config", str(config), "--listen", "127.0.0.1:0"]
         server = RunnelServer(runnel_bin, args, workdir, name, env)

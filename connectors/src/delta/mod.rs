@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
-use runnel_engine::connector::{Connector, SourceTable, TableDescriptor};
+use runnel_engine::connector::{Connector, Resource, SourceTable, TableDescriptor};
 use runnel_engine::operator::OperatorFactory;
 use runnel_engine::types::ROW_KIND_COLUMN;
 use runnel_engine::{EngineError, Result};
@@ -72,6 +72,26 @@ impl Connector for DeltaConnector {
 
     fn supports_partitioning(&self) -> bool {
         true
+    }
+
+    fn resources(&self, table: &TableDescriptor) -> Vec<Resource> {
+        let mut out: Vec<Resource> = Vec::new();
+        if let Some(p) = table.option("path") {
+            out.push(Resource::Path(p.to_string()));
+        }
+        if let Some(endpoint) = table.option("s3.endpoint") {
+            out.push(Resource::Server(crate::options::host_port(endpoint)));
+        }
+        // Storage options reach credentials files and endpoints of their
+        // own.
+        out.extend(
+            table
+                .options
+                .keys()
+                .filter(|k| k.starts_with("storage."))
+                .map(|k| Resource::AdminOption(k.clone())),
+        );
+        out
     }
 
     fn source(&self, table: &TableDescriptor) -> Result<SourceTable> {

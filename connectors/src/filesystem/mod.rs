@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
-use runnel_engine::connector::{Connector, SourceTable, TableDescriptor};
+use runnel_engine::connector::{Connector, Resource, SourceTable, TableDescriptor};
 use runnel_engine::graph::parse_byte_size;
 use runnel_engine::operator::OperatorFactory;
 use runnel_engine::{EngineError, Result};
@@ -73,6 +73,14 @@ impl Connector for FilesystemConnector {
 
     fn supports_partitioning(&self) -> bool {
         true
+    }
+
+    fn resources(&self, table: &TableDescriptor) -> Vec<Resource> {
+        table
+            .option("path")
+            .map(|p| Resource::Path(p.to_string()))
+            .into_iter()
+            .collect()
     }
 
     fn supports_projection(&self, table: &TableDescriptor) -> bool {

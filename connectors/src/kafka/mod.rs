@@ -22,7 +22,7 @@ use std::time::Duration;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, ProducerContext};
 use rdkafka::ClientContext;
-use runnel_engine::connector::{Connector, SourceTable, TableDescriptor};
+use runnel_engine::connector::{Connector, Resource, SourceTable, TableDescriptor};
 use runnel_engine::operator::OperatorFactory;
 use runnel_engine::{EngineError, Result};
 
@@ -62,6 +62,46 @@ const OPTIONS: &[&str] = &[
     "sink.transactional-id-prefix",
 ];
 
+/// Client properties anyone may set: they name no file, command or other
+/// server. The rest (`ssl.ca.location`, `sasl.kerberos.kinit.cmd`, ...)
+/// are for administrators.
+const PLAIN_PROPERTIES: &[&str] = &[
+    "bootstrap.servers",
+    "group.id",
+    "client.id",
+    "auto.offset.reset",
+    "isolation.level",
+    "security.protocol",
+    "sasl.mechanism",
+    "sasl.mechanisms",
+    "sasl.username",
+    "sasl.password",
+    "transaction.timeout.ms",
+    "session.timeout.ms",
+    "fetch.max.bytes",
+    "message.max.bytes",
+    "linger.ms",
+    "compression.type",
+];
+
+/// The brokers a Kafka table connects to and the properties only
+/// administrators may set.
+fn kafka_resources(table: &TableDescriptor) -> Vec<Resource> {
+    let mut out: Vec<Resource> = table
+        .option("properties.bootstrap.servers")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| Resource::Server(s.to_string()))
+        .collect();
+    out.extend(table.options.keys().filter_map(|k| {
+        let property = k.strip_prefix("properties.")?;
+        (!PLAIN_PROPERTIES.contains(&property)).then(|| Resource::AdminOption(k.clone()))
+    }));
+    out
+}
+
 /// `'scan.parallelism'`: the source's own parallelism (as in Flink), for
 /// topics with fewer partitions than the job's parallelism.
 fn scan_parallelism(table: &TableDescriptor) -> Result<Option<usize>> {
@@ -99,6 +139,10 @@ impl Connector for KafkaConnector {
 
     fn options(&self) -> &'static [&'static str] {
         OPTIONS
+    }
+
+    fn resources(&self, table: &TableDescriptor) -> Vec<Resource> {
+        kafka_resources(table)
     }
 
     fn supports_projection(&self, table: &TableDescriptor) -> bool {
@@ -149,6 +193,10 @@ impl Connector for UpsertKafkaConnector {
 
     fn options(&self) -> &'static [&'static str] {
         OPTIONS
+    }
+
+    fn resources(&self, table: &TableDescriptor) -> Vec<Resource> {
+        kafka_resources(table)
     }
 
     /// Reads the topic as an upsert stream: each record's row as `+U`,

@@ -25,7 +25,8 @@ use tonic::{Request, Response, Status, Streaming};
 use arrow_flight::{HandshakeRequest, HandshakeResponse};
 
 use super::login::{Backoff, PasswordChecker};
-use crate::server::Server;
+use crate::clients::Client;
+use crate::server::{Server, ANONYMOUS};
 
 /// The reply stream of a handshake.
 pub(super) type HandshakeStream =
@@ -86,35 +87,47 @@ impl Auth {
     }
 
     /// Checks the caller's credentials: a bearer token from the handshake,
-    /// or basic credentials on the call itself.
+    /// or basic credentials on the call itself. The client it names: the
+    /// user, and the session (the token; one per user for clients that
+    /// send credentials on every call; one for anonymous callers).
     pub(super) fn check<T>(
         &self,
         request: &Request<T>,
-    ) -> impl Future<Output = Result<(), Status>> + Send + '_ {
+    ) -> impl Future<Output = Result<Client, Status>> + Send + '_ {
         let caller = Caller::of(request);
         async move {
+            let client = |user: String, session: String| Client {
+                user,
+                session,
+                address: caller.address,
+            };
             match caller.authorization.as_deref() {
                 Some(h) if has_scheme(h, "bearer ") => {
-                    let known = self
+                    let token = h[7..].trim();
+                    let user = self
                         .tokens
                         .lock()
-                        .map(|t| t.contains_key(h[7..].trim()))
-                        .unwrap_or(false);
-                    if known || self.allow_anonymous() {
-                        Ok(())
-                    } else {
-                        Err(Status::unauthenticated(
+                        .ok()
+                        .and_then(|t| t.get(token).cloned());
+                    match user {
+                        Some(user) => Ok(client(user, format!("token:{token}"))),
+                        None if self.allow_anonymous() => {
+                            Ok(client(ANONYMOUS.into(), "anonymous".into()))
+                        }
+                        None => Err(Status::unauthenticated(
                             "the bearer token is not valid on this server (it restarted, or the token is wrong); log in again",
-                        ))
+                        )),
                     }
                 }
                 Some(h) if has_scheme(h, "basic ") => {
-                    self.basic(h, caller.address).await.map(|_| ())
+                    let user = self.basic(h, caller.address).await?;
+                    let session = format!("basic:{user}");
+                    Ok(client(user, session))
                 }
                 Some(_) => Err(Status::unauthenticated(
                     "unsupported authorization header; use basic credentials or the bearer token from the handshake",
                 )),
-                None if self.allow_anonymous() => Ok(()),
+                None if self.allow_anonymous() => Ok(client(ANONYMOUS.into(), "anonymous".into())),
                 None => Err(Status::unauthenticated(
                     "authentication required: log in with a user name and password",
                 )),
@@ -160,7 +173,7 @@ impl Auth {
         async move {
             let user = match caller.authorization.as_deref() {
                 Some(h) if has_scheme(h, "basic ") => self.basic(h, caller.address).await?,
-                None if self.allow_anonymous() => "anonymous".to_string(),
+                None if self.allow_anonymous() => ANONYMOUS.to_string(),
                 _ => {
                     return Err(Status::unauthenticated(
                         "log in with basic credentials (user name and password)",
@@ -216,6 +229,7 @@ mod tests {
         config.auth.users.push(crate::config::User {
             name: "bob".into(),
             password_hash: crate::config::hash_password("pw").expect("hash"),
+            roles: vec![],
         });
         let server = Server::open(config).expect("server");
         let svc = Auth::new(server).expect("auth");

@@ -13,6 +13,7 @@ use crate::error::ServerError;
 pub(super) fn status(e: ServerError) -> Status {
     let code = match &e {
         ServerError::Sql(SqlError::NotFound { .. }) | ServerError::NotFound(_) => Code::NotFound,
+        ServerError::Sql(SqlError::PermissionDenied { .. }) => Code::PermissionDenied,
         ServerError::Sql(_) | ServerError::InvalidArgument(_) => Code::InvalidArgument,
         ServerError::JobCancelled { .. } => Code::Cancelled,
         ServerError::JobFailed { source, .. } => engine_code(source),

@@ -56,6 +56,7 @@ pub use self::guard::Guarded;
 use self::metadata::{annotate, primary_keys, primary_keys_schema, sql_info, xdbc_types};
 use self::prepared::{read_params, PreparedStatements};
 use self::stream::{batch_stream, metadata_stream, query_stream};
+use crate::clients::Client;
 use crate::query::Executed;
 use crate::server::Server;
 
@@ -101,9 +102,15 @@ impl RunnelFlightSql {
         )
     }
 
-    async fn execute(&self, sql: String, params: Vec<ScalarValue>) -> Result<Executed, Status> {
+    async fn execute(
+        &self,
+        client: &Client,
+        sql: String,
+        params: Vec<ScalarValue>,
+    ) -> Result<Executed, Status> {
         let server = Arc::clone(&self.server);
-        tokio::task::spawn_blocking(move || server.execute_with(&sql, &params))
+        let client = client.clone();
+        tokio::task::spawn_blocking(move || server.execute_as(&client, &sql, &params))
             .await
             .map_err(|e| Status::internal(format!("the statement's task failed: {e}")))?
             .map_err(status)
@@ -112,11 +119,12 @@ impl RunnelFlightSql {
     /// Runs `sql` with `params` and returns the FlightInfo of its result.
     async fn statement_info(
         &self,
+        client: &Client,
         sql: String,
         params: Vec<ScalarValue>,
         descriptor: FlightDescriptor,
     ) -> Result<Response<FlightInfo>, Status> {
-        let mut executed = self.execute(sql, params).await?;
+        let mut executed = self.execute(client, sql, params).await?;
         let schema = match &mut executed {
             Executed::Batch(b) => annotate(&b.schema(), None),
             Executed::Query(q) => {
@@ -174,8 +182,8 @@ impl FlightSqlService for RunnelFlightSql {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.auth.check(&request).await?;
-        self.statement_info(query.query, Vec::new(), request.into_inner())
+        let client = self.auth.check(&request).await?;
+        self.statement_info(&client, query.query, Vec::new(), request.into_inner())
             .await
     }
 
@@ -184,11 +192,12 @@ impl FlightSqlService for RunnelFlightSql {
         cmd: CommandPreparedStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.auth.check(&request).await?;
+        let client = self.auth.check(&request).await?;
         let (sql, params) = self
             .prepared
             .bound(&String::from_utf8_lossy(&cmd.prepared_statement_handle))?;
-        self.statement_info(sql, params, request.into_inner()).await
+        self.statement_info(&client, sql, params, request.into_inner())
+            .await
     }
 
     async fn do_get_statement(
@@ -230,8 +239,8 @@ impl FlightSqlService for RunnelFlightSql {
         ticket: CommandStatementUpdate,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
-        self.auth.check(&request).await?;
-        match self.execute(ticket.query, Vec::new()).await? {
+        let client = self.auth.check(&request).await?;
+        match self.execute(&client, ticket.query, Vec::new()).await? {
             Executed::Batch(_) => Ok(0),
             Executed::Query(q) => {
                 self.server.forget_query(&q.job_id);
@@ -247,11 +256,11 @@ impl FlightSqlService for RunnelFlightSql {
         query: ActionCreatePreparedStatementRequest,
         request: Request<arrow_flight::Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
-        self.auth.check(&request).await?;
+        let client = self.auth.check(&request).await?;
         let handle = self.handle("prepared");
         let described = self
             .prepared
-            .create(&self.server, &handle, query.query)
+            .create(&self.server, &client, &handle, query.query)
             .await?;
         Ok(ActionCreatePreparedStatementResult {
             prepared_statement_handle: handle.into_bytes().into(),
@@ -289,12 +298,12 @@ impl FlightSqlService for RunnelFlightSql {
         query: CommandPreparedStatementUpdate,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
-        self.auth.check(&request).await?;
+        let client = self.auth.check(&request).await?;
         let batches = read_params(request).await?;
         let handle = String::from_utf8_lossy(&query.prepared_statement_handle).to_string();
         // Each row of parameters runs the statement once.
         for (sql, params) in self.prepared.update_runs(&handle, batches)? {
-            if let Executed::Query(q) = self.execute(sql, params).await? {
+            if let Executed::Query(q) = self.execute(&client, sql, params).await? {
                 self.server.forget_query(&q.job_id);
                 return Err(Status::invalid_argument(
                     "a query returns rows; execute it as a query, not as an update",
@@ -362,8 +371,8 @@ impl FlightSqlService for RunnelFlightSql {
         query: CommandGetTables,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.auth.check(&request).await?;
-        let tables = self.server.tables().map_err(status)?;
+        let client = self.auth.check(&request).await?;
+        let tables = self.server.tables_for(&client).map_err(status)?;
         let mut b = query.into_builder();
         for t in &tables {
             let schema = annotate(&t.schema, Some((&t.schema_name, &t.table_name)));
@@ -439,8 +448,8 @@ impl FlightSqlService for RunnelFlightSql {
         query: CommandGetPrimaryKeys,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.auth.check(&request).await?;
-        let tables = self.server.tables().map_err(status)?;
+        let client = self.auth.check(&request).await?;
+        let tables = self.server.tables_for(&client).map_err(status)?;
         let batch = primary_keys(
             &tables,
             query.catalog.as_deref(),

@@ -58,15 +58,18 @@ impl PreparedStatements {
     pub(super) async fn create(
         &self,
         server: &Arc<Server>,
+        client: &crate::clients::Client,
         handle: &str,
         sql: String,
     ) -> Result<Described, Status> {
         let server = Arc::clone(server);
         let probe = sql.clone();
-        let (dataset, types) = tokio::task::spawn_blocking(move || server.prepare(&probe))
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(status)?;
+        let client = client.clone();
+        let (dataset, types) =
+            tokio::task::spawn_blocking(move || server.prepare_as(&client, &probe))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?
+                .map_err(status)?;
         let dataset = dataset
             .map(|s| annotate(&s, None))
             .unwrap_or_else(|| Arc::new(Schema::empty()));

@@ -135,6 +135,13 @@ pub(super) fn query_stream(server: Arc<Server>, mut run: QueryRun) -> Result<DoG
             match tokio::time::timeout(st.keepalive, st.run.next()).await {
                 Err(_elapsed) => batch_messages(&RecordBatch::new_empty(schema)),
                 Ok(Ok(Some(batch))) => batch_messages(&batch),
+                Ok(Ok(None)) if st.run.limit_reached() => {
+                    // LIMIT reached: the stream ends, and dropping the
+                    // armed guard cancels the job.
+                    st.done = true;
+                    st.guard.server.cancel_job(&st.run.job_id);
+                    Ok(vec![])
+                }
                 Ok(Ok(None)) => {
                     st.done = true;
                     match st.guard.server.job_result(&st.run.job_id).await {

@@ -75,6 +75,9 @@ fn parameters_are_data_however_they_are_quoted() -> TestResult {
     let mut config = ServerConfig::new(dir.join("data"));
     config.listen = "127.0.0.1:0".parse()?;
     config.auth.allow_anonymous = true;
+    // The anonymous user is no administrator: its tables live under
+    // allowed roots.
+    config.security.allowed_paths = vec![dir.display().to_string()];
     let server = start(config)?;
     let addr = server.addr;
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -15,7 +15,8 @@
 //!   before any tree is built (`depth`), so no later walk runs out of
 //!   stack;
 //! * `SHOW JOBS` and `STOP JOB 'id' [WITH SAVEPOINT]` are recognised
-//!   before sqlparser sees them.
+//!   before sqlparser sees them, and so are the access-control statements
+//!   (`governance`: roles, GRANT, REVOKE, SHOW GRANTS).
 //!
 //! The files of this folder: `dialect` (the [`FlinkDialect`]), `statement`
 //! (the statement types and how they print), `tokens` (token helpers and
@@ -25,6 +26,7 @@
 mod convert;
 mod depth;
 mod dialect;
+mod governance;
 mod statement;
 mod table_extras;
 mod tokens;
@@ -42,6 +44,7 @@ use tokens::{from_parser_error, is_trivia, is_word, split_statements, syntax};
 
 pub use depth::MAX_EXPRESSION_DEPTH;
 pub use dialect::{FlinkDialect, TABLE_ARGUMENT};
+pub use governance::{Governance, GrantTarget, GranteeName, Named, ObjectKind};
 pub use statement::{ColumnDecl, CreateFunction, CreateTable, Located, MetadataDecl, Statement};
 
 /// Parses a script of `;`-separated statements.
@@ -189,6 +192,9 @@ fn parse_one(tokens: Vec<TokenWithSpan>) -> Result<Statement> {
     let first_span = significant.first().map(|t| t.span).unwrap_or(Span::empty());
     if let Some(own) = job_statement(&significant, first_span) {
         return own;
+    }
+    if let Some(g) = governance::governance_statement(&significant) {
+        return g.map(|g| Statement::Governance(Box::new(g)));
     }
     // EXPLAIN of our own statements is not needed: sqlparser handles
     // EXPLAIN SELECT / EXPLAIN INSERT.

@@ -118,6 +118,8 @@ pub enum Statement {
         /// `IF EXISTS`.
         if_exists: bool,
     },
+    /// `CREATE ROLE`, `GRANT`, `REVOKE`, `SHOW GRANTS`, ...
+    Governance(Box<super::governance::Governance>),
     /// `STOP JOB 'id' [WITH SAVEPOINT]`.
     StopJob {
         /// Job id.
@@ -147,6 +149,15 @@ impl Statement {
             Statement::Set { .. } => "SET",
             Statement::StatementSet(_) => "a statement set",
             Statement::StopJob { .. } => "STOP JOB",
+            Statement::Governance(g) => match **g {
+                super::governance::Governance::CreateRole { .. } => "CREATE ROLE",
+                super::governance::Governance::DropRole { .. } => "DROP ROLE",
+                super::governance::Governance::Membership { grant: true, .. }
+                | super::governance::Governance::Privileges { grant: true, .. } => "GRANT",
+                super::governance::Governance::Membership { .. }
+                | super::governance::Governance::Privileges { .. } => "REVOKE",
+                super::governance::Governance::ShowGrants { .. } => "SHOW GRANTS",
+            },
             Statement::CreateFunction(_) => "CREATE FUNCTION",
             Statement::DropFunction { .. } => "DROP FUNCTION",
         }
@@ -310,6 +321,7 @@ impl fmt::Display for Statement {
                 "DROP FUNCTION {}{name}",
                 if *if_exists { "IF EXISTS " } else { "" }
             ),
+            Statement::Governance(g) => write!(f, "{g}"),
             Statement::StopJob { id, savepoint } => {
                 write!(
                     f,

@@ -51,6 +51,7 @@ impl Planner<'_> {
             if let Some(Entry::Table(table)) = self.catalog.get(name) {
                 if table.descriptor.watermark.is_some() {
                     let table = table.clone();
+                    self.record_read(name);
                     return self.plan_temporal_join(left, join, kind, constraint, as_of, &table);
                 }
             }
@@ -94,6 +95,7 @@ impl Planner<'_> {
             }
             return Ok(plan);
         };
+        self.record_read(name);
         let qualifier = alias
             .as_ref()
             .map(|a| a.name.value.clone())

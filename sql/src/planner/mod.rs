@@ -62,6 +62,26 @@ pub struct Planner<'a> {
     /// `'table.exec.emit.allow-lateness'` in milliseconds: how long window
     /// aggregates keep a window after it fired (0: append-only windows).
     allowed_lateness: i64,
+    /// Every table and view the query reads, for the session's access
+    /// checks.
+    reads: Vec<Read>,
+    /// The views being expanded, innermost last: a read inside a view is
+    /// checked against the view owner's rights.
+    views: Vec<String>,
+    /// Who reads: `current_user()` and `is_member('r')` answer for them.
+    identity: Option<(String, std::collections::BTreeSet<String>)>,
+}
+
+/// A table or view a query reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Read {
+    /// Its catalog key.
+    pub key: String,
+    /// Where the query names it.
+    pub position: Position,
+    /// The innermost view through which it is read (`None`: the query
+    /// names it itself).
+    pub via: Option<String>,
 }
 
 impl<'a> Planner<'a> {
@@ -73,7 +93,30 @@ impl<'a> Planner<'a> {
             expanding: Vec::new(),
             state_ttl: HashMap::new(),
             allowed_lateness: 0,
+            reads: Vec::new(),
+            views: Vec::new(),
+            identity: None,
         }
+    }
+
+    /// `current_user()` is `user` and `is_member(r)` is true for `roles`.
+    pub fn with_identity(mut self, user: &str, roles: std::collections::BTreeSet<String>) -> Self {
+        self.identity = Some((user.to_string(), roles));
+        self
+    }
+
+    /// The tables and views read by what was planned so far.
+    pub fn reads(&self) -> &[Read] {
+        &self.reads
+    }
+
+    /// Records a read of `name` at the current view depth.
+    fn record_read(&mut self, name: &ast::ObjectName) {
+        self.reads.push(Read {
+            key: crate::catalog::key_of(name),
+            position: crate::catalog::position_of(name),
+            via: self.views.last().cloned(),
+        });
     }
 
     /// Window aggregates keep each window `millis` after it fired and

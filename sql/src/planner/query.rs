@@ -14,6 +14,13 @@ impl Planner<'_> {
         // Calls of SQL functions are expanded before anything else.
         let expanded = crate::functions::expand_query(self.catalog, query)?;
         let query = expanded.as_ref().unwrap_or(query);
+        // current_user() and is_member() answer for the reader, also
+        // inside views and SQL functions (a column mask).
+        let substituted = match &self.identity {
+            Some((user, roles)) => crate::access::substitute_identity(query, user, roles)?,
+            None => None,
+        };
+        let query = substituted.as_ref().unwrap_or(query);
         if query.order_by.is_some() {
             return Err(SqlError::plan(
                 "ORDER BY is not supported on streaming queries",

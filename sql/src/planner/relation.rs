@@ -82,6 +82,7 @@ impl Planner<'_> {
         }
         match self.catalog.get(name) {
             Some(Entry::Table(t)) => {
+                self.record_read(name);
                 let mut scope = table_scope(t, qualifier);
                 // A table of changes (Debezium JSON) is an updating stream.
                 let updating = is_changelog_table(t);
@@ -139,11 +140,14 @@ impl Planner<'_> {
                         position_of(name),
                     ));
                 }
+                self.record_read(name);
+                self.views.push(key.clone());
                 self.expanding.push(key);
                 let saved = std::mem::take(&mut self.ctes);
                 let mut plan = self.plan_query(&v.query);
                 self.ctes = saved;
                 self.expanding.pop();
+                self.views.pop();
                 if let Ok(p) = plan.as_mut() {
                     requalify(&mut p.scope, qualifier);
                 }

@@ -5,6 +5,7 @@
 //! CLI, a test harness, later the Flight SQL server) and are recorded so
 //! that `SHOW JOBS` can list them.
 
+mod governance;
 mod options;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -111,8 +112,11 @@ pub struct Session {
     catalog: Catalog,
     registry: ConnectorRegistry,
     options: BTreeMap<String, String>,
-    jobs: Vec<(String, String, Arc<Mutex<JobStatus>>)>,
+    /// Jobs: id, statement, status, owner.
+    jobs: Vec<(String, String, Arc<Mutex<JobStatus>>, String)>,
     next_job: usize,
+    /// Who runs the statements, and the server's limits.
+    access: governance::AccessContext,
     /// The highest parallelism `SET` may ask for; `None` leaves only the
     /// runtime's own bound (the number of key groups).
     parallelism_limit: Option<usize>,
@@ -141,6 +145,7 @@ impl Session {
             options: BTreeMap::new(),
             jobs: Vec::new(),
             next_job: 1,
+            access: governance::AccessContext::default(),
             parallelism_limit: None,
             clock: runnel_engine::time::Clock::System,
         }
@@ -191,7 +196,7 @@ impl Session {
     pub fn query_shape(&self, query: &sqlparser::ast::Query) -> Result<QueryShape> {
         let mut query = query.clone();
         let clauses = split_finish(&mut query);
-        let mut plan = self.planner().plan_query(&query)?;
+        let mut plan = self.plan_checked(&query)?;
         plan.prune_all();
         let bounded = self.is_bounded(&plan);
         let schema = output_schema(&plan);
@@ -212,14 +217,17 @@ impl Session {
         let Some(clauses) = clauses else {
             return Ok(None);
         };
-        if !bounded {
+        let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+        let finish = clauses.resolve(&names)?;
+        // LIMIT alone over an unbounded query peeks at a live table: the
+        // first rows that arrive, then the query ends.
+        if !bounded && (!finish.sort.is_empty() || finish.limit.is_none()) {
             return Err(SqlError::plan(
-                "ORDER BY and LIMIT need a bounded query (over files, materialized views or system tables); a continuous query never has its last row",
+                "ORDER BY needs a bounded query (over files, materialized views or system tables); a continuous query never has its last row (LIMIT alone takes the first rows that arrive)",
                 clauses.position,
             ));
         }
-        let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
-        Ok(Some(clauses.resolve(&names)?))
+        Ok(Some(finish))
     }
 
     /// `CREATE FUNCTION` (checked, then kept) and `DROP FUNCTION`.
@@ -230,13 +238,24 @@ impl Session {
     ) -> Result<Outcome> {
         match statement {
             Statement::CreateFunction(cf) => {
+                self.check_create(position)?;
                 let f = crate::functions::check(&self.catalog, cf)?;
                 let name = f.name.clone();
+                let owner_key = format!("function {name}");
+                if self.catalog.function(&name).is_some() {
+                    self.require_owner(&owner_key, "replace function", position)?;
+                }
                 self.catalog.create_function(f, cf.or_replace, position)?;
+                self.own(&owner_key);
                 Ok(Outcome::Message(format!("created function {name}")))
             }
             Statement::DropFunction { name, if_exists } => {
+                let owner_key = format!("function {}", key_of(name));
+                if self.catalog.function(&key_of(name)).is_some() {
+                    self.require_owner(&owner_key, "drop function", position)?;
+                }
                 self.catalog.drop_function(name, *if_exists)?;
+                self.catalog.grants_mut().forget_object(&owner_key);
                 Ok(Outcome::Message(format!("dropped function {name}")))
             }
             other => Err(SqlError::plan(
@@ -257,7 +276,18 @@ impl Session {
         let position = stmt.position;
         match &stmt.statement {
             Statement::CreateTable(ct) => {
+                self.check_create(position_of(&ct.name))?;
+                let key = key_of(&ct.name);
+                let existed = self.catalog.get(&ct.name).is_some();
+                let mut scratch = crate::catalog::Catalog::new();
+                scratch.create_table(ct, &self.registry)?;
+                if let Some(Entry::Table(t)) = scratch.get(&ct.name) {
+                    self.check_resources(&t.descriptor, position_of(&ct.name))?;
+                }
                 self.catalog.create_table(ct, &self.registry)?;
+                if !existed {
+                    self.own(&key);
+                }
                 Ok(Outcome::Message(format!("created table {}", ct.name)))
             }
             Statement::CreateView {
@@ -275,13 +305,19 @@ impl Session {
                         position,
                     );
                 }
-                // Plan now so that errors show at creation time.
-                self.planner().plan_query(query)?;
+                self.check_create(position_of(name))?;
+                // Plan now so that errors show at creation time (and the
+                // creator, the view's owner, may read what it reads).
+                self.plan_checked(query)?;
                 let view = ViewEntry {
                     query: (**query).clone(),
                     materialized: false,
                 };
+                let existed = self.catalog.get(name).is_some();
                 self.catalog.create_view(name, view, *if_not_exists)?;
+                if !existed {
+                    self.own(&key_of(name));
+                }
                 Ok(Outcome::Message(format!("created view {name}")))
             }
             Statement::Drop {
@@ -290,6 +326,11 @@ impl Session {
                 view,
             } => {
                 for n in names {
+                    if self.catalog.get(n).is_some() {
+                        self.require_owner(&key_of(n), "drop", position_of(n))?;
+                    }
+                }
+                for n in names {
                     self.catalog.drop(n, *view, *if_exists)?;
                 }
                 Ok(Outcome::Message("dropped".into()))
@@ -297,30 +338,60 @@ impl Session {
             Statement::CreateFunction(_) | Statement::DropFunction { .. } => {
                 self.function_statement(&stmt.statement, position)
             }
+            Statement::Governance(g) => self.governance(g, position),
             Statement::Set { key, value } => {
+                self.check_option(key, value, position)?;
                 self.set_option(key, value, position)?;
                 Ok(Outcome::Message(format!("set {key} = {value}")))
             }
             Statement::ShowTables => {
-                let names: Vec<String> = self.catalog.list().into_iter().map(|(n, _)| n).collect();
-                let kinds: Vec<&str> = self.catalog.list().into_iter().map(|(_, k)| k).collect();
+                // Only what the user may read.
+                let listed: Vec<(String, &str)> = self
+                    .catalog
+                    .list()
+                    .into_iter()
+                    .filter(|(n, _)| self.may_read(&n.to_lowercase()))
+                    .collect();
+                let names: Vec<String> = listed.iter().map(|(n, _)| n.clone()).collect();
+                let kinds: Vec<&str> = listed.iter().map(|(_, k)| *k).collect();
                 rows(&[
                     ("table name", names),
                     ("kind", kinds.iter().map(|k| k.to_string()).collect()),
                 ])
             }
             Statement::ShowJobs => {
-                let ids = self.jobs.iter().map(|j| j.0.clone()).collect();
-                let statuses = self
-                    .jobs
+                // Administrators see every job; other users their own.
+                let admin = self.is_admin();
+                let me = self.principal().user.clone();
+                let mine: Vec<_> = self.jobs.iter().filter(|j| admin || j.3 == me).collect();
+                let ids = mine.iter().map(|j| j.0.clone()).collect();
+                let statuses = mine
                     .iter()
                     .map(|j| j.2.lock().map(|s| s.to_string()).unwrap_or_default())
                     .collect();
-                let sqls = self.jobs.iter().map(|j| j.1.clone()).collect();
+                let sqls = mine.iter().map(|j| j.1.clone()).collect();
                 rows(&[("job id", ids), ("status", statuses), ("statement", sqls)])
             }
-            Statement::Describe(name) => self.describe(name),
+            Statement::Describe(name) => {
+                if self.catalog.get(name).is_some() {
+                    let on = crate::access::Securable::Object(key_of(name));
+                    self.require(crate::access::Privilege::Select, &on, position_of(name))?;
+                }
+                self.describe(name)
+            }
             Statement::StopJob { id, savepoint } => {
+                if let Some(job) = self.jobs.iter().find(|j| j.0 == *id) {
+                    if job.3 != self.principal().user && !self.is_admin() {
+                        return Err(SqlError::denied(
+                            format!(
+                                "user '{}' may not stop job '{id}': only its owner ('{}') or an administrator may",
+                                self.principal().user,
+                                job.3
+                            ),
+                            position,
+                        ));
+                    }
+                }
                 if !self.jobs.iter().any(|j| j.0 == *id) {
                     let known: Vec<&str> = self.jobs.iter().map(|j| j.0.as_str()).collect();
                     return Err(SqlError::not_found(
@@ -434,8 +505,9 @@ impl Session {
                 )
             })?;
         }
+        let owner = self.principal().user.clone();
         self.jobs
-            .push((id.clone(), statement.clone(), Arc::clone(&status)));
+            .push((id.clone(), statement.clone(), Arc::clone(&status), owner));
         Ok(Box::new(PreparedJob {
             id,
             statement,
@@ -465,6 +537,7 @@ impl Session {
                 position,
             ));
         }
+        self.check_create(position_of(name))?;
         if self.catalog.get(name).is_some() {
             if if_not_exists {
                 return Ok(Outcome::Message(format!("{name} already exists")));
@@ -475,7 +548,7 @@ impl Session {
                 position_of(name),
             ));
         }
-        let mut plan = self.planner().plan_query(query)?;
+        let mut plan = self.plan_checked(query)?;
         plan.prune_all();
         let descriptor = runnel_engine::connector::TableDescriptor {
             name: key_of(name),
@@ -506,6 +579,7 @@ impl Session {
             },
             false,
         )?;
+        self.own(&key_of(name));
         let kind = JobKind::MaterializedView(key_of(name));
         Ok(Outcome::Job(self.new_job(
             text, graph, bounded, kind, &plan, None, position,
@@ -536,7 +610,12 @@ impl Session {
                 position_of(table),
             ));
         };
-        let plan = self.planner().plan_query(query)?;
+        self.require(
+            crate::access::Privilege::Insert,
+            &crate::access::Securable::Object(key_of(table)),
+            position_of(table),
+        )?;
+        let plan = self.plan_checked(query)?;
         // VIRTUAL metadata columns are read-only: the query does not
         // produce them and the sink does not receive them.
         let written: Vec<usize> = (0..sink.descriptor.schema.fields().len())
@@ -608,7 +687,7 @@ impl Session {
             Statement::Query(query) => {
                 let mut query = (**query).clone();
                 let clauses = split_finish(&mut query);
-                let mut plan = self.planner().plan_query(&query)?;
+                let mut plan = self.plan_checked(&query)?;
                 plan.prune_all();
                 let graph = lower(&plan, select_sink(&plan), &options, stmt.position)?;
                 Ok((plan, graph, clauses))
@@ -660,7 +739,7 @@ impl Session {
                     ("extras", extras),
                 ]);
             }
-            Some(Entry::View(v)) => self.planner().plan_query(&v.query)?.scope,
+            Some(Entry::View(v)) => self.plan_checked(&v.query)?.scope,
             None => {
                 return Err(SqlError::not_found(
                     format!("unknown table or view '{}'", key_of(name)),

@@ -74,13 +74,30 @@ impl Session {
         self.options.get(key).map(String::as_str)
     }
 
+    /// Swaps the session's options for `options` and returns the ones it
+    /// had: a server shares one catalog between clients, each with the
+    /// options of its own `SET`s.
+    pub fn replace_options(
+        &mut self,
+        options: BTreeMap<String, String>,
+    ) -> BTreeMap<String, String> {
+        std::mem::replace(&mut self.options, options)
+    }
+
+    /// The session's options.
+    pub fn options(&self) -> &BTreeMap<String, String> {
+        &self.options
+    }
+
     /// A planner over the session's catalog, with its options.
     pub(crate) fn planner(&self) -> Planner<'_> {
         let lateness = self
             .option(ALLOW_LATENESS_OPTION)
             .and_then(parse_duration)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        Planner::new(&self.catalog).with_allowed_lateness(lateness)
+        Planner::new(&self.catalog)
+            .with_allowed_lateness(lateness)
+            .with_identity(&self.principal().user, self.current_roles())
     }
 
     /// The late-data table the session names, checked: a table (not a
@@ -114,6 +131,12 @@ impl Session {
                 ))
             }
         };
+        // Late rows are written to it: the user needs INSERT there.
+        self.require(
+            crate::access::Privilege::Insert,
+            &crate::access::Securable::Object(name.to_lowercase()),
+            position,
+        )?;
         let have = &table.descriptor.schema;
         let same = have.fields().len() == wanted.fields().len()
             && have.fields().iter().zip(wanted.fields()).all(|(a, b)| {

@@ -1,0 +1,283 @@
+//! Access control in a SQL session with the real connectors: an
+//! administrator and two users, roles, grants on tables, views and
+//! schemas, views read with their owner's rights, masks written with
+//! `is_member`, and the allow-lists of paths and servers. (The same over
+//! Flight SQL from ADBC is tests/python/test_governance.py.)
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use runnel_sql::access::{Principal, ResourcePolicy};
+use runnel_sql::session::Session;
+
+use crate::sql_harness::execute;
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("runnel-gov-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// A session that knows `root` (admin), `bob` and `carol`, with tables
+/// allowed under `allowed` and the data directory `data` refused.
+fn session(allowed: &Path, data: &Path) -> Session {
+    let mut s = Session::new(runnel_connectors::default_registry());
+    let users: BTreeMap<String, BTreeSet<String>> =
+        [("root", vec!["admins"]), ("bob", vec![]), ("carol", vec![])]
+            .into_iter()
+            .map(|(u, r)| (u.to_string(), r.into_iter().map(str::to_string).collect()))
+            .collect();
+    s.set_users(users);
+    s.set_resource_policy(ResourcePolicy {
+        allowed_paths: vec![allowed.display().to_string()],
+        denied_paths: vec![data.to_path_buf()],
+        allowed_servers: vec!["127.0.0.1:9092".into()],
+    });
+    s.set_parallelism_limit(4);
+    as_user(&mut s, "root");
+    execute(&mut s, "SET 'parallelism' = '1'").expect("set");
+    s
+}
+
+fn as_user(s: &mut Session, user: &str) {
+    let roles: Vec<String> = if user == "root" {
+        vec!["admins".into()]
+    } else {
+        vec![]
+    };
+    s.set_principal(Principal::new(user, roles));
+}
+
+/// Runs `sql` as `user`.
+fn run(s: &mut Session, user: &str, sql: &str) -> Result<Vec<String>, String> {
+    as_user(s, user);
+    execute(s, sql)
+}
+
+fn denied(result: Result<Vec<String>, String>) -> String {
+    let e = result.expect_err("should be denied");
+    assert!(e.starts_with("permission denied"), "{e}");
+    e
+}
+
+fn readings(dir: &Path) -> String {
+    let file = dir.join("readings").join("r.csv");
+    std::fs::create_dir_all(file.parent().expect("parent")).expect("dir");
+    std::fs::write(&file, "d1,eu,20.5\nd2,us,30.0\nd3,eu,25.5\n").expect("write");
+    format!(
+        "CREATE TABLE readings (device_id STRING, region STRING, temperature DOUBLE) \
+         WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv')",
+        file.parent().expect("parent").display()
+    )
+}
+
+#[test]
+fn grants_decide_who_reads_and_views_read_with_their_owners_rights() {
+    let dir = temp_dir("grants");
+    let data = dir.join("data");
+    let mut s = session(&dir, &data);
+    run(&mut s, "root", &readings(&dir)).expect("create");
+    // Not granted: bob may not read it, and is told what he lacks.
+    let e = denied(run(&mut s, "bob", "SELECT device_id FROM readings"));
+    assert!(
+        e.contains("user 'bob' does not have SELECT on TABLE readings"),
+        "{e}"
+    );
+    assert!(e.contains("line 1, column 23"), "{e}");
+    // A role, a grant to it, and bob in it.
+    run(&mut s, "root", "CREATE ROLE analysts").expect("role");
+    run(&mut s, "root", "GRANT SELECT ON TABLE readings TO analysts").expect("grant");
+    denied(run(&mut s, "bob", "SELECT device_id FROM readings"));
+    run(&mut s, "root", "GRANT analysts TO USER bob").expect("member");
+    let rows = run(&mut s, "bob", "SELECT device_id FROM readings").expect("read");
+    assert_eq!(rows.len(), 3);
+    // SELECT is not INSERT.
+    run(
+        &mut s,
+        "root",
+        &format!(
+            "CREATE TABLE out_t (device_id STRING) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv')",
+            dir.join("out").display()
+        ),
+    )
+    .expect("out");
+    let e = denied(run(
+        &mut s,
+        "bob",
+        "INSERT INTO out_t SELECT device_id FROM readings",
+    ));
+    assert!(e.contains("INSERT on TABLE out_t"), "{e}");
+    // carol may not read it, but bob's view of it: the view reads with
+    // bob's rights once carol may read the view.
+    run(
+        &mut s,
+        "bob",
+        "CREATE VIEW eu AS SELECT device_id, temperature FROM readings WHERE region = 'eu'",
+    )
+    .expect("bob's view");
+    denied(run(&mut s, "carol", "SELECT * FROM eu"));
+    run(&mut s, "bob", "GRANT SELECT ON VIEW eu TO USER carol").expect("bob grants");
+    let rows = run(&mut s, "carol", "SELECT device_id FROM eu").expect("carol reads");
+    assert_eq!(rows.len(), 2);
+    denied(run(&mut s, "carol", "SELECT * FROM readings"));
+    // Revoking bob's role cuts carol off too (the view has no rights of
+    // its own), naming the view.
+    run(&mut s, "root", "REVOKE analysts FROM USER bob").expect("revoke");
+    let e = denied(run(&mut s, "carol", "SELECT device_id FROM eu"));
+    assert!(e.contains("through view 'eu'"), "{e}");
+    // carol cannot grant on bob's view, nor drop it.
+    denied(run(
+        &mut s,
+        "carol",
+        "GRANT SELECT ON VIEW eu TO USER carol",
+    ));
+    denied(run(&mut s, "carol", "DROP VIEW eu"));
+    // SHOW GRANTS: root sees all; carol her own.
+    let all = run(&mut s, "root", "SHOW GRANTS").expect("show");
+    assert!(
+        all.iter()
+            .any(|r| r.contains("ROLE analysts") && r.contains("readings")),
+        "{all:?}"
+    );
+    let hers = run(&mut s, "carol", "SHOW GRANTS").expect("show");
+    assert!(hers.iter().all(|r| !r.contains("analysts")), "{hers:?}");
+    assert!(hers.iter().any(|r| r.contains("USER carol")), "{hers:?}");
+    // A schema-wide grant covers tables made later.
+    run(
+        &mut s,
+        "root",
+        "GRANT SELECT ON SCHEMA public TO USER carol",
+    )
+    .expect("schema");
+    assert_eq!(
+        run(&mut s, "carol", "SELECT device_id FROM readings")
+            .expect("read")
+            .len(),
+        3
+    );
+    std::fs::remove_dir_all(&dir).expect("clean");
+}
+
+#[test]
+fn masks_answer_for_the_reader_and_bad_grants_are_clear_errors() {
+    let dir = temp_dir("masks");
+    let data = dir.join("data");
+    let mut s = session(&dir, &data);
+    run(&mut s, "root", &readings(&dir)).expect("create");
+    run(
+        &mut s,
+        "root",
+        "CREATE FUNCTION mask_id(x STRING) RETURNS STRING RETURN CASE WHEN is_member('admins') THEN x ELSE '***' END",
+    )
+    .expect("function");
+    run(
+        &mut s,
+        "root",
+        "CREATE VIEW masked AS SELECT mask_id(device_id) AS device_id, current_user() AS reader FROM readings",
+    )
+    .expect("view");
+    run(&mut s, "root", "GRANT SELECT ON VIEW masked TO USER bob").expect("grant");
+    let admin = run(&mut s, "root", "SELECT device_id, reader FROM masked").expect("root");
+    assert!(
+        admin.iter().any(|r| r.contains("d1") && r.contains("root")),
+        "{admin:?}"
+    );
+    let bob = run(&mut s, "bob", "SELECT device_id, reader FROM masked").expect("bob");
+    assert_eq!(bob.len(), 3);
+    assert!(
+        bob.iter().all(|r| r.contains("***") && r.contains("bob")),
+        "{bob:?}"
+    );
+    assert!(bob.iter().all(|r| !r.contains("d1")), "{bob:?}");
+    // Bad input: unknown object, role, user; CREATE on a table; a
+    // non-admin making roles.
+    let e = run(&mut s, "root", "GRANT SELECT ON TABLE nope TO USER bob").expect_err("unknown");
+    assert!(
+        e.contains("unknown table 'nope'") && e.contains("column 23"),
+        "{e}"
+    );
+    let e = run(&mut s, "root", "GRANT SELECT ON TABLE readings TO ghosts").expect_err("role");
+    assert!(e.contains("unknown role or user 'ghosts'"), "{e}");
+    let e = run(&mut s, "root", "GRANT admins TO USER mallory").expect_err("user");
+    assert!(e.contains("unknown user 'mallory'"), "{e}");
+    let e = run(&mut s, "root", "GRANT CREATE ON TABLE readings TO USER bob").expect_err("create");
+    assert!(
+        e.contains("CREATE is granted on a CATALOG or SCHEMA"),
+        "{e}"
+    );
+    let e = run(&mut s, "root", "GRANT SELECT ON VIEW readings TO USER bob").expect_err("kind");
+    assert!(e.contains("'readings' is a table, not a VIEW"), "{e}");
+    denied(run(&mut s, "bob", "CREATE ROLE mine"));
+    denied(run(&mut s, "bob", "GRANT admins TO USER bob"));
+    let e = run(
+        &mut s,
+        "root",
+        "GRANT SELECTS ON TABLE readings TO USER bob",
+    )
+    .expect_err("word");
+    assert!(e.starts_with("syntax error at line 1, column 7"), "{e}");
+    std::fs::remove_dir_all(&dir).expect("clean");
+}
+
+#[test]
+fn tables_of_users_reach_only_the_allowed_paths_and_servers() {
+    let dir = temp_dir("paths");
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).expect("data");
+    let mut s = session(&dir, &data);
+    let table = |name: &str, path: &str| {
+        format!(
+            "CREATE TABLE {name} (line STRING) WITH ('connector' = 'filesystem', 'path' = '{path}', 'format' = 'csv')"
+        )
+    };
+    let e = denied(run(&mut s, "bob", &table("pw", "/etc/passwd")));
+    assert!(
+        e.contains("'/etc/passwd' is not under the server's allowed paths"),
+        "{e}"
+    );
+    let sneaky = format!("{}/../../etc", dir.display());
+    denied(run(&mut s, "bob", &table("pw2", &sneaky)));
+    let e = denied(run(
+        &mut s,
+        "bob",
+        &table("log", &data.display().to_string()),
+    ));
+    assert!(e.contains("data directory"), "{e}");
+    // Nothing was created by the refusals.
+    assert!(run(&mut s, "root", "SELECT * FROM pw").is_err());
+    let ok = dir.join("landing");
+    run(&mut s, "bob", &table("mine", &ok.display().to_string())).expect("allowed");
+    // The administrator is not limited.
+    run(&mut s, "root", &table("etc", "/etc/hostname")).expect("admin");
+    // Kafka: brokers from the allow-list, and no property that reads a
+    // file or runs a command.
+    let kafka = |servers: &str, extra: &str| {
+        format!(
+            "CREATE TABLE k (v STRING) WITH ('connector' = 'kafka', 'topic' = 't', \
+             'properties.bootstrap.servers' = '{servers}', 'format' = 'json'{extra})"
+        )
+    };
+    let e = denied(run(&mut s, "bob", &kafka("10.1.2.3:9092", "")));
+    assert!(
+        e.contains("'10.1.2.3:9092' is not in the server's allowed servers"),
+        "{e}"
+    );
+    let e = denied(run(
+        &mut s,
+        "bob",
+        &kafka(
+            "127.0.0.1:9092",
+            ", 'properties.sasl.kerberos.kinit.cmd' = 'touch /tmp/x'",
+        ),
+    ));
+    assert!(e.contains("may only be set by an administrator"), "{e}");
+    run(&mut s, "bob", &kafka("127.0.0.1:9092", "")).expect("allowed broker");
+    // A checkpoint directory is a path too.
+    denied(run(
+        &mut s,
+        "bob",
+        "SET 'state.checkpoints.dir' = '/etc/cp'",
+    ));
+    std::fs::remove_dir_all(&dir).expect("clean");
+}

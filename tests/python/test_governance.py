@@ -1,0 +1,165 @@
+"""Access control over Flight SQL from ADBC: an administrator (root) and
+users who are not (alice, bob). Denied, granted and revoked reads; masked
+values; paths refused outside the allowed roots; per-client sessions (a
+SET in one connection does not change another's); LIMIT over an unbounded
+table; ownership surviving a restart."""
+
+from __future__ import annotations
+
+import pytest
+
+import adbc_driver_manager
+from adbc_driver_manager import AdbcStatusCode
+
+from conftest import ADMIN, ADMIN_PASSWORD, EXTRA_USERS, PASSWORD, USER, adbc_connect, query, rows
+
+
+def denied(conn, sql: str) -> str:
+    """Runs `sql`, which must be refused with PERMISSION_DENIED; the
+    message."""
+    with pytest.raises(adbc_driver_manager.Error) as caught:
+        query(conn, sql)
+    err = caught.value
+    text = str(err)
+    # The Go driver reports gRPC's PERMISSION_DENIED as UNAUTHORIZED.
+    assert err.status_code == AdbcStatusCode.UNAUTHORIZED or "PermissionDenied" in text, text
+    assert "permission denied" in text, text
+    return text
+
+
+@pytest.fixture()
+def gov(start_server, tmp_path):
+    """A fresh server, an admin connection and two user connections."""
+    server = start_server(tmp_path / "server", "governance")
+    root = adbc_connect(server.port, user=ADMIN, password=ADMIN_PASSWORD)
+    alice = adbc_connect(server.port, user=USER, password=PASSWORD)
+    bob = adbc_connect(server.port, user="bob", password=EXTRA_USERS["bob"])
+    yield server, root, alice, bob
+    for c in (root, alice, bob):
+        c.close()
+
+
+def readings_table(conn, tmp_path) -> None:
+    data = tmp_path / "readings"
+    data.mkdir()
+    (data / "r.csv").write_text("d1,eu,20.5\nd2,us,30.0\nd3,eu,25.5\n")
+    query(
+        conn,
+        "CREATE TABLE readings (device_id STRING, region STRING, temperature DOUBLE) "
+        f"WITH ('connector' = 'filesystem', 'path' = '{data}', 'format' = 'csv')",
+    )
+
+
+def test_denied_granted_and_revoked_reads(gov, tmp_path):
+    _, root, alice, bob = gov
+    readings_table(root, tmp_path)
+    text = denied(alice, "SELECT device_id FROM readings")
+    assert "user 'alice' does not have SELECT on TABLE readings" in text, text
+    # alice does not see it in the metadata calls or SHOW TABLES either.
+    names = [r[0] for r in rows(alice, "SHOW TABLES")]
+    assert "readings" not in names, names
+    objects = alice.adbc_get_objects(depth="tables").read_all().to_pylist()
+    listed = {t["table_name"] for c in objects for s in c["catalog_db_schemas"] for t in (s["db_schema_tables"] or [])}
+    assert "readings" not in listed and "jobs" in listed, listed
+
+    query(root, "CREATE ROLE analysts")
+    query(root, "GRANT SELECT ON TABLE readings TO analysts")
+    query(root, f"GRANT analysts TO USER {USER}")
+    got = sorted(rows(alice, "SELECT device_id, temperature FROM readings"))
+    assert got == [("d1", 20.5), ("d2", 30.0), ("d3", 25.5)]
+    # bob is not in the role.
+    denied(bob, "SELECT * FROM readings")
+    grants = rows(root, "SHOW GRANTS ON TABLE readings")
+    assert ("ROLE analysts", "SELECT", "TABLE", "readings") in grants, grants
+
+    query(root, "REVOKE SELECT ON TABLE readings FROM analysts")
+    denied(alice, "SELECT device_id FROM readings")
+    # Only administrators manage roles.
+    denied(alice, "CREATE ROLE mine")
+    denied(alice, f"GRANT admins TO USER {USER}")
+
+
+def test_masked_values_follow_the_reader(gov, tmp_path):
+    _, root, alice, _ = gov
+    readings_table(root, tmp_path)
+    query(
+        root,
+        "CREATE FUNCTION mask_id(x STRING) RETURNS STRING "
+        "RETURN CASE WHEN is_member('admins') THEN x ELSE '***' END",
+    )
+    query(root, "CREATE VIEW readings_masked AS SELECT mask_id(device_id) AS device_id, temperature FROM readings")
+    query(root, f"GRANT SELECT ON VIEW readings_masked TO USER {USER}")
+    mine = sorted(rows(root, "SELECT device_id FROM readings_masked"))
+    assert mine == [("d1",), ("d2",), ("d3",)]
+    hers = rows(alice, "SELECT device_id FROM readings_masked")
+    assert hers == [("***",)] * 3, hers
+    # The view's table stays closed to her.
+    denied(alice, "SELECT device_id FROM readings")
+    assert {r[0] for r in rows(alice, "SELECT current_user() AS u FROM readings_masked")} == {USER}
+
+
+def test_paths_outside_the_allowed_roots_are_refused(gov, tmp_path):
+    _, root, alice, _ = gov
+    text = denied(
+        alice,
+        "CREATE TABLE pw (line STRING) WITH ('connector' = 'filesystem', 'path' = '/etc/passwd', 'format' = 'csv')",
+    )
+    assert "not under the server's allowed paths" in text, text
+    # Nothing was created.
+    assert "pw" not in [r[0] for r in rows(root, "SHOW TABLES")]
+    # Under the allowed root (pytest's temporary directories) it works,
+    # and alice owns what she made: bob may not read or drop it.
+    mine = tmp_path / "alice"
+    mine.mkdir()
+    (mine / "a.csv").write_text("x\n")
+    query(alice, f"CREATE TABLE mine (line STRING) WITH ('connector' = 'filesystem', 'path' = '{mine}', 'format' = 'csv')")
+    assert rows(alice, "SELECT line FROM mine") == [("x",)]
+    _, _, _, bob = gov
+    denied(bob, "SELECT line FROM mine")
+    denied(bob, "DROP TABLE mine")
+
+
+def test_each_connection_has_its_own_options_and_limit_peeks_at_a_stream(gov):
+    _, root, alice, bob = gov
+    query(alice, "SET 'parallelism' = '2'")
+    query(
+        alice,
+        "CREATE TABLE ticks (event_time TIMESTAMP(3), device_id STRING, temperature DOUBLE, "
+        "WATERMARK FOR event_time AS event_time - INTERVAL '5' SECOND) "
+        "WITH ('connector' = 'datagen', 'rows-per-second' = '200')",
+    )
+    # LIMIT over an unbounded table: the first rows, then the end.
+    got = rows(alice, "SELECT device_id FROM ticks LIMIT 5")
+    assert len(got) == 5, got
+    # The SET stayed in alice's session: a job of bob's plans with the
+    # server's default parallelism; one of alice's with hers.
+    query(alice, "GRANT SELECT ON TABLE ticks TO USER bob")
+    plan_bob = "\n".join(r[0] for r in rows(bob, "EXPLAIN SELECT device_id FROM ticks"))
+    plan_alice = "\n".join(r[0] for r in rows(alice, "EXPLAIN SELECT device_id FROM ticks"))
+    assert "parallelism 2" in plan_alice and "parallelism 2" not in plan_bob, (plan_alice, plan_bob)
+
+
+def test_owners_and_grants_survive_a_restart(start_server, tmp_path):
+    workdir = tmp_path / "server"
+    server = start_server(workdir, "gov-restart")
+    root = adbc_connect(server.port, user=ADMIN, password=ADMIN_PASSWORD)
+    alice = adbc_connect(server.port, user=USER, password=PASSWORD)
+    readings_table(alice, tmp_path)
+    query(root, "CREATE ROLE readers")
+    query(alice, "GRANT SELECT ON TABLE readings TO readers")
+    query(root, "GRANT readers TO USER bob")
+    root.close()
+    alice.close()
+    server.stop()
+
+    server = start_server(workdir, "gov-restart-2")
+    bob = adbc_connect(server.port, user="bob", password=EXTRA_USERS["bob"])
+    carol = adbc_connect(server.port, user="carol", password=EXTRA_USERS["carol"])
+    try:
+        assert len(rows(bob, "SELECT device_id FROM readings")) == 3
+        denied(carol, "SELECT device_id FROM readings")
+        # alice still owns it: carol may not drop it.
+        denied(carol, "DROP TABLE readings")
+    finally:
+        bob.close()
+        carol.close()
