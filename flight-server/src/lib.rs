@@ -33,6 +33,7 @@
 //! Neither the server nor the CLI plans or runs anything themselves: the
 //! SQL session (`runnel_sql`) plans, the engine (`runnel_engine`) runs.
 
+pub mod audit;
 pub mod cli;
 pub mod clients;
 pub mod config;

@@ -30,6 +30,7 @@ use runnel_sql::prepare::Prepared;
 use runnel_sql::session::{JobKind, Outcome, PreparedJob, QueryShape, Session};
 use tokio::sync::mpsc;
 
+use crate::audit::{masked_statement, now_ms, AuditLog, AuditRecord};
 use crate::clients::{Client, ClientSessions};
 use crate::config::ServerConfig;
 use crate::error::{Result, ServerError};
@@ -69,6 +70,8 @@ pub struct Server {
     sessions: ClientSessions,
     /// The options a new client session starts with.
     base_options: BTreeMap<String, String>,
+    /// Logins and statements.
+    audit: Arc<AuditLog>,
 }
 
 /// The channel capacity between a query's sink and its client stream.
@@ -89,6 +92,7 @@ impl Server {
             let session = new_session(&config, &views, weak.clone());
             Server {
                 base_options: session.options().clone(),
+                audit: AuditLog::new(&config.data_dir),
                 sessions: ClientSessions::default(),
                 log: StatementLog::new(&config.data_dir),
                 config,
@@ -197,9 +201,67 @@ impl Server {
         sql: &str,
         params: &[ScalarValue],
     ) -> Result<Executed> {
-        let stmt = one_statement(sql)?;
+        let stmt = match one_statement(sql) {
+            Ok(s) => s,
+            Err(e) => {
+                self.audit_statement(client, "UNPARSED", sql, vec![], &Err(&e), params);
+                return Err(e);
+            }
+        };
         let text = statement_text(sql, std::slice::from_ref(&stmt), 0);
-        self.execute_one(&stmt, text, &BTreeSet::new(), params, &self.caller(client))
+        let result = self.execute_one(&stmt, text, &BTreeSet::new(), params, &self.caller(client));
+        let touched = self
+            .lock()
+            .map(|inner| inner.session.take_touched())
+            .unwrap_or_default();
+        let kind = match &stmt.statement {
+            Statement::Query(_) => "SELECT",
+            other => other.kind(),
+        };
+        self.audit_statement(
+            client,
+            kind,
+            &masked_statement(&stmt, text),
+            touched,
+            &result.as_ref().map(|_| ()),
+            params,
+        );
+        result
+    }
+
+    /// Writes a statement's audit record.
+    fn audit_statement(
+        &self,
+        client: &Client,
+        action: &str,
+        statement: &str,
+        objects: Vec<String>,
+        result: &std::result::Result<(), &ServerError>,
+        params: &[ScalarValue],
+    ) {
+        let (outcome, detail) = match result {
+            Ok(()) => ("ok", String::new()),
+            Err(ServerError::Sql(e @ runnel_sql::error::SqlError::PermissionDenied { .. })) => {
+                ("denied", e.to_string())
+            }
+            Err(e) => ("failed", e.to_string()),
+        };
+        let statement = if params.is_empty() {
+            statement.to_string()
+        } else {
+            // The values bound to parameters are not written.
+            format!("{statement} -- {} parameter value(s) masked", params.len())
+        };
+        self.audit.record(&AuditRecord {
+            time_ms: now_ms(),
+            user: client.user.clone(),
+            address: client.address.map(|a| a.to_string()),
+            action: action.to_string(),
+            statement,
+            objects,
+            outcome: outcome.to_string(),
+            detail,
+        });
     }
 
     /// The principal and session of a client's requests.
@@ -224,6 +286,7 @@ impl Server {
         f: impl FnOnce(&mut Session) -> R,
     ) -> (R, BTreeMap<String, String>) {
         inner.session.set_principal(caller.principal.clone());
+        inner.session.take_touched();
         let options = caller
             .options
             .clone()
@@ -456,11 +519,25 @@ impl Server {
     ) -> Result<(Option<SchemaRef>, Vec<DataType>)> {
         let last = one_statement(sql)?;
         let caller = self.caller(client);
-        let prepared = {
+        let (prepared, touched) = {
             let mut inner = self.lock()?;
-            self.as_caller(&mut inner, &caller, |session| session.prepare(&last))
-                .0
+            let p = self
+                .as_caller(&mut inner, &caller, |session| session.prepare(&last))
+                .0;
+            (p, inner.session.take_touched())
         };
+        // A statement refused when it is prepared never runs: the refusal
+        // is its audit record (one that runs is recorded when it does).
+        let prepared = prepared.map_err(ServerError::from);
+        if let Err(e) = &prepared {
+            let kind = match &last.statement {
+                Statement::Query(_) => "SELECT",
+                other => other.kind(),
+            };
+            let text = statement_text(sql, std::slice::from_ref(&last), 0);
+            let masked = masked_statement(&last, text);
+            self.audit_statement(client, kind, &masked, touched, &Err(e), &[]);
+        }
         let Prepared { parameters, shape } = prepared?;
         let schema = match &last.statement {
             Statement::Query(_) => shape.map(
@@ -633,9 +710,14 @@ impl Server {
     }
 
     /// The rows of system table `name`.
-    fn system_rows(&self, name: &str) -> Result<RecordBatch> {
+    fn system_rows(&self, name: &str, user: &str) -> Result<RecordBatch> {
         let inner = self.lock()?;
-        system::rows(name, &inner.jobs, &inner.session)
+        system::rows(name, user, &inner.jobs, &inner.session, &self.audit)
+    }
+
+    /// The audit log.
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
     }
 }
 
@@ -673,10 +755,10 @@ fn new_session(config: &ServerConfig, views: &Views, server: Weak<Server>) -> Se
     let mut registry: ConnectorRegistry = runnel_connectors::default_registry();
     registry.register(Arc::new(ViewConnector::new(views.clone())));
     registry.register(Arc::new(SystemConnector::new(Arc::new(
-        move |name: &str| {
+        move |name: &str, user: &str| {
             let server = server.upgrade().ok_or(EngineError::Cancelled)?;
             server
-                .system_rows(name)
+                .system_rows(name, user)
                 .map_err(|e| EngineError::Execution(e.to_string()))
         },
     ))));

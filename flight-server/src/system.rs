@@ -131,6 +131,7 @@ pub fn system_tables() -> Vec<(&'static str, SchemaRef)> {
                 Field::new("value", DataType::Float64, false),
             ])),
         ),
+        ("access.audit", crate::audit::audit_schema()),
     ]
 }
 
@@ -160,26 +161,48 @@ pub fn register(session: &mut Session) {
     }
 }
 
-/// The rows of system table `name`.
-pub fn rows(name: &str, jobs: &JobManager, session: &Session) -> Result<RecordBatch> {
+/// The rows of system table `name` as `user` may see them: the tables and
+/// columns of what they may read, their own jobs (every job for an
+/// administrator); the audit log only for administrators (the planner
+/// refuses it to others).
+pub fn rows(
+    name: &str,
+    user: &str,
+    jobs: &JobManager,
+    session: &Session,
+    audit: &crate::audit::AuditLog,
+) -> Result<RecordBatch> {
     let schema = system_tables()
         .into_iter()
         .find(|(n, _)| *n == name)
         .map(|(_, s)| s)
         .ok_or_else(|| ServerError::NotFound(format!("no system table '{name}'")))?;
+    let who = session.principal_of(user);
+    let admin = session.catalog().grants().is_admin(&who);
+    let visible = || -> Vec<TableInfo> {
+        table_infos(session)
+            .into_iter()
+            .filter(|t| session.may_read_as(&who, &t.key()))
+            .collect()
+    };
+    let own_job = |id: &str| admin || session.job_owner(id) == Some(user);
     let columns = match name {
-        "jobs" => job_columns(jobs),
-        "tables" => table_columns(&table_infos(session)),
-        "columns" => column_columns(&table_infos(session)),
-        "metrics" => metric_columns(jobs),
+        "jobs" => job_columns(jobs, &own_job),
+        "tables" => table_columns(&visible()),
+        "columns" => column_columns(&visible()),
+        "metrics" => metric_columns(jobs, &own_job),
+        "access.audit" if admin => {
+            return crate::audit::audit_rows(&audit.read()?);
+        }
+        "access.audit" => return Ok(RecordBatch::new_empty(schema)),
         other => return Err(ServerError::NotFound(format!("no system table '{other}'"))),
     };
     Ok(RecordBatch::try_new(schema, columns)?)
 }
 
-fn job_columns(jobs: &JobManager) -> Vec<ArrayRef> {
+fn job_columns(jobs: &JobManager, visible: &dyn Fn(&str) -> bool) -> Vec<ArrayRef> {
     let mut c: [Vec<String>; 5] = Default::default();
-    for (id, j) in jobs.iter() {
+    for (id, j) in jobs.iter().filter(|(id, _)| visible(id)) {
         c[0].push(id.clone());
         c[1].push(j.status().to_string());
         let (kind, target) = match j.kind() {
@@ -233,11 +256,11 @@ fn column_columns(tables: &[TableInfo]) -> Vec<ArrayRef> {
     cols
 }
 
-fn metric_columns(jobs: &JobManager) -> Vec<ArrayRef> {
+fn metric_columns(jobs: &JobManager, visible: &dyn Fn(&str) -> bool) -> Vec<ArrayRef> {
     let mut ids = Vec::new();
     let mut names = Vec::new();
     let mut values = Vec::new();
-    for (id, j) in jobs.iter() {
+    for (id, j) in jobs.iter().filter(|(id, _)| visible(id)) {
         let Some(p) = j.progress() else {
             continue;
         };

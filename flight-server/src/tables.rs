@@ -458,7 +458,9 @@ impl Operator for ViewSink {
 }
 
 /// Produces the rows of a system table.
-pub type SystemRows = Arc<dyn Fn(&str) -> Result<RecordBatch> + Send + Sync>;
+/// Produces the rows of a system table (its name within `system`) for a
+/// reader (the user the planner names in `'system.user'`).
+pub type SystemRows = Arc<dyn Fn(&str, &str) -> Result<RecordBatch> + Send + Sync>;
 
 /// The `runnel-system` connector: the option `'system.table'` names the
 /// table; its rows come from the server when the query starts reading.
@@ -479,13 +481,18 @@ impl Connector for SystemConnector {
     }
 
     fn options(&self) -> &'static [&'static str] {
-        &["system.table"]
+        &["system.table", runnel_sql::planner::SYSTEM_USER_OPTION]
     }
 
     fn source(&self, table: &TableDescriptor) -> Result<SourceTable> {
         let rows = Arc::clone(&self.rows);
         let name = table.required("system.table")?.to_string();
-        Ok(snapshot_source(table, move || rows(&name)))
+        // Without a reader the rows are those nobody may see.
+        let user = table
+            .option(runnel_sql::planner::SYSTEM_USER_OPTION)
+            .unwrap_or_default()
+            .to_string();
+        Ok(snapshot_source(table, move || rows(&name, &user)))
     }
 
     fn sink(&self, table: &TableDescriptor, _updating: bool) -> Result<OperatorFactory> {

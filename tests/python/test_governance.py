@@ -163,3 +163,37 @@ def test_owners_and_grants_survive_a_restart(start_server, tmp_path):
     finally:
         bob.close()
         carol.close()
+
+
+def test_audit_rows_for_logins_statements_and_denials(gov, tmp_path):
+    server, root, alice, _ = gov
+    readings_table(root, tmp_path)
+    denied(alice, "SELECT device_id FROM readings")
+    with pytest.raises(adbc_driver_manager.Error):
+        bad = adbc_connect(server.port, user="bob", password="not-his-password")
+        query(bad, "SELECT 1 FROM readings")
+    query(
+        root,
+        "CREATE TABLE secret_t (a STRING) WITH ('connector' = 'kafka', 'topic' = 't', "
+        "'properties.bootstrap.servers' = '127.0.0.1:1', 'format' = 'json', "
+        "'properties.sasl.password' = 'hunter2')",
+    )
+    table = query(root, "SELECT * FROM system.access.audit")
+    print("ROWS", table.num_rows, table.schema)
+    audit = table.to_pylist()
+    print("AUDIT", audit)
+    by = lambda **kw: [r for r in audit if all(r[k] == v for k, v in kw.items())]
+    assert by(user_name="bob", action="LOGIN", outcome="failed"), audit
+    assert by(user_name=USER, action="LOGIN", outcome="ok"), audit
+    refused = by(user_name=USER, action="SELECT", outcome="denied")
+    assert refused and refused[0]["objects"] == "readings", refused
+    assert "does not have SELECT on TABLE readings" in refused[0]["detail"]
+    assert refused[0]["client_address"] == "127.0.0.1", refused
+    made = by(user_name=ADMIN, action="CREATE TABLE", outcome="ok")
+    assert any("secret_t" in r["statement"] for r in made), made
+    # Secrets are not written down.
+    assert all("hunter2" not in r["statement"] for r in audit)
+    # Only administrators read it.
+    denied(alice, "SELECT * FROM system.access.audit")
+    # It is a file in the data directory that outlives the server.
+    assert (server.workdir / "data" / "audit.jsonl").is_file()

@@ -143,7 +143,9 @@ impl Auth {
         }
         let (user, password) = &credentials;
         self.backoff.admit(user, address)?;
-        if self.checker.verify(user, password).await? {
+        let ok = self.checker.verify(user, password).await?;
+        self.server.audit().login(user, address, ok);
+        if ok {
             self.backoff.succeeded(user, address);
             if let Ok(mut v) = self.verified.lock() {
                 if v.len() >= REMEMBERED_LOGINS {
@@ -173,7 +175,10 @@ impl Auth {
         async move {
             let user = match caller.authorization.as_deref() {
                 Some(h) if has_scheme(h, "basic ") => self.basic(h, caller.address).await?,
-                None if self.allow_anonymous() => ANONYMOUS.to_string(),
+                None if self.allow_anonymous() => {
+                    self.server.audit().login(ANONYMOUS, caller.address, true);
+                    ANONYMOUS.to_string()
+                }
                 _ => {
                     return Err(Status::unauthenticated(
                         "log in with basic credentials (user name and password)",

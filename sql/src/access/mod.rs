@@ -25,6 +25,8 @@ use crate::catalog::{CATALOG_NAME, PUBLIC_SCHEMA, SYSTEM_SCHEMA};
 pub const ADMINS: &str = "admins";
 /// The role every user is a member of (Unity Catalog's "account users").
 pub const USERS: &str = "users";
+/// Objects only administrators may read, whatever is granted.
+pub const ADMIN_ONLY: &[&str] = &["system.access.audit"];
 
 /// Who runs a statement: a user and the roles the server's configuration
 /// gives them (roles granted in SQL are added from the catalog's
@@ -261,6 +263,9 @@ impl Grants {
         let roles = self.roles_of(p);
         if roles.contains(ADMINS) {
             return true;
+        }
+        if matches!(on, Securable::Object(key) if ADMIN_ONLY.contains(&key.as_str())) {
+            return false;
         }
         if let Securable::Object(key) = on {
             if self.owner(key) == Some(p.user.as_str()) {

@@ -72,6 +72,10 @@ pub struct Planner<'a> {
     identity: Option<(String, std::collections::BTreeSet<String>)>,
 }
 
+/// The option the planner adds to the scan of a system table: the user
+/// who reads it, so that its rows show only what that user may see.
+pub const SYSTEM_USER_OPTION: &str = "system.user";
+
 /// A table or view a query reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Read {

@@ -104,9 +104,18 @@ impl Planner<'_> {
                     });
                     scope = Scope::new(columns);
                 }
+                let mut table = t.clone();
+                if table.kind == crate::catalog::TableKind::System {
+                    if let Some((user, _)) = &self.identity {
+                        table
+                            .descriptor
+                            .options
+                            .insert(super::SYSTEM_USER_OPTION.to_string(), user.clone());
+                    }
+                }
                 let scan = Plan {
                     node: Node::Scan {
-                        table: t.clone(),
+                        table,
                         projection: None,
                         proctime_watermark: false,
                     },

@@ -94,6 +94,9 @@ impl Session {
         on: &Securable,
         position: Position,
     ) -> Result<()> {
+        if let Securable::Object(key) = on {
+            self.touch(key);
+        }
         if self.catalog.grants().allows(who, privilege, on) {
             return Ok(());
         }
@@ -120,6 +123,7 @@ impl Session {
     /// Fails unless the current user owns the object `key` or is an
     /// administrator (dropping, granting on it).
     pub(super) fn require_owner(&self, key: &str, what: &str, position: Position) -> Result<()> {
+        self.touch(key);
         let g = self.catalog.grants();
         if g.is_admin(&self.access.principal) || g.owner(key) == Some(&self.access.principal.user) {
             return Ok(());
@@ -134,6 +138,21 @@ impl Session {
             ),
             position,
         ))
+    }
+
+    /// Notes that the statement being run touches the object `key` (for
+    /// the audit log).
+    fn touch(&self, key: &str) {
+        let mut t = self.touched.borrow_mut();
+        if !t.iter().any(|k| k == key) {
+            t.push(key.to_string());
+        }
+    }
+
+    /// The objects the statements since the last call touched, and
+    /// forgets them.
+    pub fn take_touched(&self) -> Vec<String> {
+        std::mem::take(&mut *self.touched.borrow_mut())
     }
 
     /// How messages name a securable: `TABLE t`, `VIEW v`, `SCHEMA s`.
@@ -259,6 +278,7 @@ impl Session {
 
     /// Records the current user as the owner of a new object.
     pub(super) fn own(&mut self, key: &str) {
+        self.touch(key);
         let user = self.access.principal.user.clone();
         self.catalog.grants_mut().set_owner(key, &user);
     }
@@ -266,11 +286,24 @@ impl Session {
     /// True when the current user may read the object `key` (for SHOW
     /// TABLES).
     pub fn may_read(&self, key: &str) -> bool {
-        self.catalog.grants().allows(
-            &self.access.principal,
-            Privilege::Select,
-            &Securable::Object(key.to_string()),
-        )
+        self.may_read_as(&self.access.principal, key)
+    }
+
+    /// True when `who` may read the object `key`.
+    pub fn may_read_as(&self, who: &Principal, key: &str) -> bool {
+        self.catalog
+            .grants()
+            .allows(who, Privilege::Select, &Securable::Object(key.to_string()))
+    }
+
+    /// The principal of a user the server knows (its configured roles).
+    pub fn principal_of(&self, user: &str) -> Principal {
+        self.owner_principal(user)
+    }
+
+    /// The user who started job `id`.
+    pub fn job_owner(&self, id: &str) -> Option<&str> {
+        self.jobs.iter().find(|j| j.0 == id).map(|j| j.3.as_str())
     }
 
     /// `CREATE ROLE`, `GRANT`, `REVOKE`, `SHOW GRANTS`, ...

@@ -117,6 +117,9 @@ pub struct Session {
     next_job: usize,
     /// Who runs the statements, and the server's limits.
     access: governance::AccessContext,
+    /// Objects the access checks looked at since the caller last asked
+    /// (what the audit log names).
+    touched: std::cell::RefCell<Vec<String>>,
     /// The highest parallelism `SET` may ask for; `None` leaves only the
     /// runtime's own bound (the number of key groups).
     parallelism_limit: Option<usize>,
@@ -146,6 +149,7 @@ impl Session {
             jobs: Vec::new(),
             next_job: 1,
             access: governance::AccessContext::default(),
+            touched: Default::default(),
             parallelism_limit: None,
             clock: runnel_engine::time::Clock::System,
         }
