@@ -20,7 +20,9 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use runnel_sql::parser::{Located, Statement};
 use serde::{Deserialize, Serialize};
 
+use crate::clients::Client;
 use crate::error::{Result, ServerError};
+use runnel_engine::expr::ScalarValue;
 
 /// One audit record.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -111,6 +113,41 @@ impl AuditLog {
             } else {
                 "wrong user name or password".into()
             },
+        });
+    }
+
+    /// A statement's record: what it did and how it ended.
+    pub fn statement(
+        &self,
+        client: &Client,
+        action: &str,
+        statement: &str,
+        objects: Vec<String>,
+        result: &std::result::Result<(), &ServerError>,
+        params: &[ScalarValue],
+    ) {
+        let (outcome, detail) = match result {
+            Ok(()) => ("ok", String::new()),
+            Err(ServerError::Sql(e @ runnel_sql::error::SqlError::PermissionDenied { .. })) => {
+                ("denied", e.to_string())
+            }
+            Err(e) => ("failed", e.to_string()),
+        };
+        let statement = if params.is_empty() {
+            statement.to_string()
+        } else {
+            // The values bound to parameters are not written.
+            format!("{statement} -- {} parameter value(s) masked", params.len())
+        };
+        self.record(&AuditRecord {
+            time_ms: now_ms(),
+            user: client.user.clone(),
+            address: client.address.map(|a| a.to_string()),
+            action: action.to_string(),
+            statement,
+            objects,
+            outcome: outcome.to_string(),
+            detail,
         });
     }
 

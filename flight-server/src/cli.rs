@@ -30,7 +30,7 @@ const USAGE: &str = "usage:
   runnel run FILE.sql --restore DIR         the same: resume from the checkpoints in DIR
   runnel explain FILE.sql                   print the plan of every query in FILE.sql
   runnel serve [--config FILE] [--listen HOST:PORT] [--data-dir DIR]
-               [--parallelism N] [--allow-anonymous]
+               [--parallelism N] [--allow-anonymous] [--allow-path DIR]
                                             serve Flight SQL (default 127.0.0.1:50051);
                                             RUNNEL_CONFIG, RUNNEL_LISTEN and RUNNEL_DATA_DIR
                                             set the same from the environment

@@ -43,6 +43,7 @@ pub mod jobs;
 pub mod query;
 pub mod serve;
 pub mod server;
+mod session_setup;
 pub mod sinks;
 pub mod statement_log;
 pub mod statements;

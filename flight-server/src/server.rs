@@ -18,11 +18,9 @@ use std::time::{Duration, Instant};
 
 use arrow::array::{RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use runnel_engine::connector::ConnectorRegistry;
 use runnel_engine::expr::ScalarValue;
 use runnel_engine::runtime::Job;
 use runnel_engine::EngineError;
-use runnel_sql::error::Position;
 use runnel_sql::lower::SinkTarget;
 use runnel_sql::parser::{parse_sql, Located, Statement};
 use runnel_sql::plan::Plan;
@@ -30,7 +28,7 @@ use runnel_sql::prepare::Prepared;
 use runnel_sql::session::{JobKind, Outcome, PreparedJob, QueryShape, Session};
 use tokio::sync::mpsc;
 
-use crate::audit::{masked_statement, now_ms, AuditLog, AuditRecord};
+use crate::audit::{masked_statement, AuditLog};
 use crate::clients::{Client, ClientSessions};
 use crate::config::ServerConfig;
 use crate::error::{Result, ServerError};
@@ -39,8 +37,8 @@ use crate::query::{with_op, Executed, QueryRun};
 use crate::statement_log::{LogEntry, LoggedValue, StatementLog};
 use crate::statements::statement_text;
 use crate::system::{self, TableInfo};
-use crate::tables::{SystemConnector, ViewConnector, Views};
-use runnel_sql::access::{Principal, ResourcePolicy, ADMINS};
+use crate::tables::Views;
+use runnel_sql::access::{Principal, ADMINS};
 
 struct Inner {
     session: Session,
@@ -89,7 +87,7 @@ impl Server {
         })?;
         let views = Views::default();
         let server = Arc::new_cyclic(|weak: &Weak<Server>| {
-            let session = new_session(&config, &views, weak.clone());
+            let session = crate::session_setup::new_session(&config, &views, weak.clone());
             Server {
                 base_options: session.options().clone(),
                 audit: AuditLog::new(&config.data_dir),
@@ -204,7 +202,8 @@ impl Server {
         let stmt = match one_statement(sql) {
             Ok(s) => s,
             Err(e) => {
-                self.audit_statement(client, "UNPARSED", sql, vec![], &Err(&e), params);
+                self.audit
+                    .statement(client, "UNPARSED", sql, vec![], &Err(&e), params);
                 return Err(e);
             }
         };
@@ -218,7 +217,7 @@ impl Server {
             Statement::Query(_) => "SELECT",
             other => other.kind(),
         };
-        self.audit_statement(
+        self.audit.statement(
             client,
             kind,
             &masked_statement(&stmt, text),
@@ -227,41 +226,6 @@ impl Server {
             params,
         );
         result
-    }
-
-    /// Writes a statement's audit record.
-    fn audit_statement(
-        &self,
-        client: &Client,
-        action: &str,
-        statement: &str,
-        objects: Vec<String>,
-        result: &std::result::Result<(), &ServerError>,
-        params: &[ScalarValue],
-    ) {
-        let (outcome, detail) = match result {
-            Ok(()) => ("ok", String::new()),
-            Err(ServerError::Sql(e @ runnel_sql::error::SqlError::PermissionDenied { .. })) => {
-                ("denied", e.to_string())
-            }
-            Err(e) => ("failed", e.to_string()),
-        };
-        let statement = if params.is_empty() {
-            statement.to_string()
-        } else {
-            // The values bound to parameters are not written.
-            format!("{statement} -- {} parameter value(s) masked", params.len())
-        };
-        self.audit.record(&AuditRecord {
-            time_ms: now_ms(),
-            user: client.user.clone(),
-            address: client.address.map(|a| a.to_string()),
-            action: action.to_string(),
-            statement,
-            objects,
-            outcome: outcome.to_string(),
-            detail,
-        });
     }
 
     /// The principal and session of a client's requests.
@@ -393,6 +357,7 @@ impl Server {
                 | Statement::Drop { .. }
                 | Statement::CreateFunction(_)
                 | Statement::DropFunction { .. }
+                | Statement::Alter(_)
         ) || matches!(&stmt.statement, Statement::Governance(g)
                 if !matches!(**g, runnel_sql::parser::Governance::ShowGrants { .. }))
         {
@@ -536,7 +501,8 @@ impl Server {
             };
             let text = statement_text(sql, std::slice::from_ref(&last), 0);
             let masked = masked_statement(&last, text);
-            self.audit_statement(client, kind, &masked, touched, &Err(e), &[]);
+            self.audit
+                .statement(client, kind, &masked, touched, &Err(e), &[]);
         }
         let Prepared { parameters, shape } = prepared?;
         let schema = match &last.statement {
@@ -710,7 +676,7 @@ impl Server {
     }
 
     /// The rows of system table `name`.
-    fn system_rows(&self, name: &str, user: &str) -> Result<RecordBatch> {
+    pub(crate) fn system_rows(&self, name: &str, user: &str) -> Result<RecordBatch> {
         let inner = self.lock()?;
         system::rows(name, user, &inner.jobs, &inner.session, &self.audit)
     }
@@ -747,61 +713,6 @@ fn one_statement(sql: &str) -> Result<Located> {
             stmts[1].position
         ))),
     }
-}
-
-/// The server's session: its connectors (with views and system tables),
-/// the settings of its configuration, and the system tables in its catalog.
-fn new_session(config: &ServerConfig, views: &Views, server: Weak<Server>) -> Session {
-    let mut registry: ConnectorRegistry = runnel_connectors::default_registry();
-    registry.register(Arc::new(ViewConnector::new(views.clone())));
-    registry.register(Arc::new(SystemConnector::new(Arc::new(
-        move |name: &str, user: &str| {
-            let server = server.upgrade().ok_or(EngineError::Cancelled)?;
-            server
-                .system_rows(name, user)
-                .map_err(|e| EngineError::Execution(e.to_string()))
-        },
-    ))));
-    let mut session = Session::new(registry);
-    session.set_parallelism_limit(config.parallelism_limit());
-    let mut users: BTreeMap<String, BTreeSet<String>> = config
-        .auth
-        .users
-        .iter()
-        .map(|u| {
-            (
-                u.name.clone(),
-                config.roles_of(&u.name).into_iter().collect(),
-            )
-        })
-        .collect();
-    users
-        .entry(LOCAL_ADMIN.to_string())
-        .or_insert_with(|| [ADMINS.to_string()].into());
-    if config.auth.allow_anonymous {
-        users.entry(ANONYMOUS.to_string()).or_default();
-    }
-    session.set_users(users);
-    session.set_resource_policy(ResourcePolicy {
-        allowed_paths: config.security.allowed_paths.clone(),
-        denied_paths: vec![config.data_dir.clone()],
-        allowed_servers: config.security.allowed_servers.clone(),
-    });
-    for (k, v) in [
-        (
-            "state.checkpoints.dir",
-            config.data_dir.join("checkpoints").display().to_string(),
-        ),
-        (
-            "execution.checkpointing.interval",
-            format!("{} ms", config.checkpoint_interval.as_millis()),
-        ),
-        ("parallelism", config.parallelism.to_string()),
-    ] {
-        let _ = session.set_option(k, &v, Position::default());
-    }
-    system::register(&mut session);
-    session
 }
 
 /// A SELECT: recorded, not started; its job starts when its rows are

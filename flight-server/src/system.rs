@@ -10,6 +10,7 @@ use arrow::array::{ArrayRef, BooleanArray, Float64Array, Int32Array, RecordBatch
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use runnel_engine::connector::TableDescriptor;
 use runnel_engine::runtime::Progress;
+use runnel_sql::access::ObjectMeta;
 use runnel_sql::binder::flink_type_name;
 use runnel_sql::catalog::{
     Entry, TableEntry, TableKind, CATALOG_NAME, PUBLIC_SCHEMA, SYSTEM_SCHEMA,
@@ -35,6 +36,8 @@ pub struct TableInfo {
     pub primary_key: Vec<String>,
     /// The connector, for tables.
     pub connector: Option<String>,
+    /// Comments, tags, masks and row filter.
+    pub meta: runnel_sql::access::ObjectMeta,
 }
 
 impl TableInfo {
@@ -81,8 +84,14 @@ pub fn table_infos(session: &Session) -> Vec<TableInfo> {
             table_type,
             schema,
             primary_key,
+            meta: ObjectMeta::default(),
             connector,
         });
+    }
+    for t in &mut out {
+        if let Some(m) = session.catalog().grants().meta(&t.key()) {
+            t.meta = m.clone();
+        }
     }
     out
 }
@@ -109,6 +118,7 @@ pub fn system_tables() -> Vec<(&'static str, SchemaRef)> {
                 utf8("table_name"),
                 utf8("table_type"),
                 Field::new("connector", DataType::Utf8, true),
+                Field::new("comment", DataType::Utf8, true),
             ])),
         ),
         (
@@ -121,6 +131,18 @@ pub fn system_tables() -> Vec<(&'static str, SchemaRef)> {
                 Field::new("ordinal_position", DataType::Int32, false),
                 utf8("data_type"),
                 Field::new("is_nullable", DataType::Boolean, false),
+                Field::new("comment", DataType::Utf8, true),
+            ])),
+        ),
+        (
+            "tags",
+            Arc::new(Schema::new(vec![
+                utf8("catalog_name"),
+                utf8("schema_name"),
+                utf8("table_name"),
+                Field::new("column_name", DataType::Utf8, true),
+                utf8("tag_name"),
+                utf8("tag_value"),
             ])),
         ),
         (
@@ -190,6 +212,7 @@ pub fn rows(
         "jobs" => job_columns(jobs, &own_job),
         "tables" => table_columns(&visible()),
         "columns" => column_columns(&visible()),
+        "tags" => tag_columns(&visible()),
         "metrics" => metric_columns(jobs, &own_job),
         "access.audit" if admin => {
             return crate::audit::audit_rows(&audit.read()?);
@@ -227,7 +250,29 @@ fn table_columns(tables: &[TableInfo]) -> Vec<ArrayRef> {
         strings(tables.iter().map(|t| Some(t.table_name.clone()))),
         strings(tables.iter().map(|t| Some(t.table_type.to_string()))),
         strings(tables.iter().map(|t| t.connector.clone())),
+        strings(tables.iter().map(|t| t.meta.comment.clone())),
     ]
+}
+
+fn tag_columns(tables: &[TableInfo]) -> Vec<ArrayRef> {
+    let mut c: [Vec<Option<String>>; 6] = Default::default();
+    for t in tables {
+        let table_tags = t.meta.tags.iter().map(|(k, v)| (None, k, v));
+        let column_tags = t
+            .meta
+            .columns
+            .iter()
+            .flat_map(|(col, m)| m.tags.iter().map(move |(k, v)| (Some(col.clone()), k, v)));
+        for (column, k, v) in table_tags.chain(column_tags) {
+            c[0].push(Some(CATALOG_NAME.into()));
+            c[1].push(Some(t.schema_name.clone()));
+            c[2].push(Some(t.table_name.clone()));
+            c[3].push(column);
+            c[4].push(Some(k.clone()));
+            c[5].push(Some(v.clone()));
+        }
+    }
+    c.into_iter().map(|v| strings(v.into_iter())).collect()
 }
 
 fn column_columns(tables: &[TableInfo]) -> Vec<ArrayRef> {
@@ -235,8 +280,15 @@ fn column_columns(tables: &[TableInfo]) -> Vec<ArrayRef> {
     let mut ordinal = Vec::new();
     let mut types = Vec::new();
     let mut nullable = Vec::new();
+    let mut comments = Vec::new();
     for t in tables {
         for (i, f) in t.schema.fields().iter().enumerate() {
+            comments.push(
+                t.meta
+                    .columns
+                    .get(&f.name().to_lowercase())
+                    .and_then(|m| m.comment.clone()),
+            );
             c[0].push(CATALOG_NAME.into());
             c[1].push(t.schema_name.clone());
             c[2].push(t.table_name.clone());
@@ -253,6 +305,7 @@ fn column_columns(tables: &[TableInfo]) -> Vec<ArrayRef> {
     cols.push(Arc::new(Int32Array::from(ordinal)));
     cols.push(Arc::new(StringArray::from(types)));
     cols.push(Arc::new(BooleanArray::from(nullable)));
+    cols.push(strings(comments.into_iter()));
     cols
 }
 

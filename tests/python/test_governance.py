@@ -197,3 +197,25 @@ def test_audit_rows_for_logins_statements_and_denials(gov, tmp_path):
     denied(alice, "SELECT * FROM system.access.audit")
     # It is a file in the data directory that outlives the server.
     assert (server.workdir / "data" / "audit.jsonl").is_file()
+
+
+def test_tags_and_comments_reach_system_tables_and_flight_metadata(gov, tmp_path):
+    _, root, alice, _ = gov
+    readings_table(root, tmp_path)
+    query(root, "ALTER TABLE readings SET TAGS ('sensitivity' = 'low')")
+    query(root, "ALTER TABLE readings ALTER COLUMN device_id SET TAGS ('pii' = 'true')")
+    query(root, "COMMENT ON COLUMN readings.temperature IS 'degrees Celsius'")
+    query(root, "COMMENT ON TABLE readings IS 'raw sensor readings'")
+    tags = rows(root, "SELECT table_name, column_name, tag_name, tag_value FROM system.tags")
+    assert sorted(tags, key=str) == sorted(
+        [("readings", None, "sensitivity", "low"), ("readings", "device_id", "pii", "true")], key=str
+    ), tags
+    assert rows(root, "SELECT comment FROM system.tables WHERE table_name = 'readings'") == [("raw sensor readings",)]
+    # The column comment is the Flight SQL REMARKS of the column, in the
+    # schema GetTables returns (ADBC's get_table_schema reads it).
+    schema = root.adbc_get_table_schema("readings", db_schema_filter="public")
+    remarks = {f.name: (f.metadata or {}).get(b"ARROW:FLIGHT:SQL:REMARKS") for f in schema}
+    assert remarks["temperature"] == b"degrees Celsius", remarks
+    assert remarks["device_id"] is None, remarks
+    # alice may not read readings: its tags are not hers to see.
+    assert rows(alice, "SELECT tag_name FROM system.tags") == []

@@ -399,6 +399,34 @@ pub fn annotate(schema: &Schema, table: Option<(&str, &str)>) -> SchemaRef {
     Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
 }
 
+/// `schema` with each commented column's comment as Flight SQL's
+/// `ARROW:FLIGHT:SQL:REMARKS` (the protocol has no place for a table's
+/// comment; `system.tables` has it).
+pub fn with_remarks(schema: &SchemaRef, meta: &runnel_sql::access::ObjectMeta) -> SchemaRef {
+    if meta.columns.values().all(|c| c.comment.is_none()) {
+        return Arc::clone(schema);
+    }
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let comment = meta
+                .columns
+                .get(&f.name().to_lowercase())
+                .and_then(|c| c.comment.clone());
+            match comment {
+                Some(c) => {
+                    let mut m = f.metadata().clone();
+                    m.insert("ARROW:FLIGHT:SQL:REMARKS".into(), c);
+                    f.as_ref().clone().with_metadata(m)
+                }
+                None => f.as_ref().clone(),
+            }
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
 fn precision_scale(t: &DataType) -> Option<(u32, i32)> {
     Some(match t {
         DataType::Int8 => (3, 0),

@@ -53,7 +53,9 @@ use tonic::{Request, Response, Status, Streaming};
 use self::auth::{Auth, HandshakeStream};
 use self::codes::status;
 pub use self::guard::Guarded;
-use self::metadata::{annotate, primary_keys, primary_keys_schema, sql_info, xdbc_types};
+use self::metadata::{
+    annotate, primary_keys, primary_keys_schema, sql_info, with_remarks, xdbc_types,
+};
 use self::prepared::{read_params, PreparedStatements};
 use self::stream::{batch_stream, metadata_stream, query_stream};
 use crate::clients::Client;
@@ -376,6 +378,7 @@ impl FlightSqlService for RunnelFlightSql {
         let mut b = query.into_builder();
         for t in &tables {
             let schema = annotate(&t.schema, Some((&t.schema_name, &t.table_name)));
+            let schema = with_remarks(&schema, &t.meta);
             b.append(
                 CATALOG_NAME,
                 &t.schema_name,

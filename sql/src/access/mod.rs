@@ -183,6 +183,30 @@ pub struct Grant {
     pub to: Grantee,
 }
 
+/// Comments, tags, masks and the row filter of a table or view.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// `COMMENT ON TABLE`.
+    pub comment: Option<String>,
+    /// Table tags.
+    pub tags: BTreeMap<String, String>,
+    /// By lower-case column name.
+    pub columns: BTreeMap<String, ColumnMeta>,
+    /// `SET ROW FILTER f ON (cols)`: the function and its columns.
+    pub row_filter: Option<(String, Vec<String>)>,
+}
+
+/// Comment, tags and mask of a column.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ColumnMeta {
+    /// `COMMENT`.
+    pub comment: Option<String>,
+    /// Column tags.
+    pub tags: BTreeMap<String, String>,
+    /// `SET MASK f`: the function every read goes through.
+    pub mask: Option<String>,
+}
+
 /// Roles, their members, grants and owners: the catalog's access record.
 #[derive(Debug, Clone)]
 pub struct Grants {
@@ -193,6 +217,8 @@ pub struct Grants {
     grants: BTreeSet<Grant>,
     /// Object key -> the user who created it.
     owners: BTreeMap<String, String>,
+    /// Object key -> its comments, tags, masks and row filter.
+    meta: BTreeMap<String, ObjectMeta>,
 }
 
 impl Default for Grants {
@@ -205,6 +231,7 @@ impl Default for Grants {
             members: BTreeMap::new(),
             grants: BTreeSet::new(),
             owners: BTreeMap::new(),
+            meta: BTreeMap::new(),
         };
         g.grants.insert(Grant {
             on: Securable::Schema(PUBLIC_SCHEMA.into()),
@@ -252,6 +279,7 @@ impl Grants {
     /// it (a new object of the same name starts with none).
     pub fn forget_object(&mut self, key: &str) {
         self.owners.remove(key);
+        self.meta.remove(key);
         self.grants
             .retain(|g| g.on != Securable::Object(key.to_string()));
     }
@@ -287,6 +315,35 @@ impl Grants {
                         Grantee::Role(r) => roles.contains(r),
                     }
             })
+        })
+    }
+
+    /// The comments, tags, masks and row filter of `key`, if any.
+    pub fn meta(&self, key: &str) -> Option<&ObjectMeta> {
+        self.meta.get(key)
+    }
+
+    /// The comments, tags, masks and row filter of `key`, to change.
+    pub fn meta_mut(&mut self, key: &str) -> &mut ObjectMeta {
+        self.meta.entry(key.to_string()).or_default()
+    }
+
+    /// Every object's metadata, by key.
+    pub fn all_meta(&self) -> impl Iterator<Item = (&str, &ObjectMeta)> {
+        self.meta.iter().map(|(k, m)| (k.as_str(), m))
+    }
+
+    /// Where function `name` is used as a mask or row filter
+    /// (`table.column` or `table`), if anywhere.
+    pub fn function_use(&self, name: &str) -> Option<String> {
+        self.meta.iter().find_map(|(table, m)| {
+            if m.row_filter.as_ref().is_some_and(|(f, _)| f == name) {
+                return Some(format!("the row filter of '{table}'"));
+            }
+            m.columns
+                .iter()
+                .find(|(_, c)| c.mask.as_deref() == Some(name))
+                .map(|(col, _)| format!("the mask of '{table}.{col}'"))
         })
     }
 

@@ -145,8 +145,12 @@ fn create_table(ct: ast::CreateTable, extras: TableExtras, span: Span) -> Result
     let mut primary_key = Vec::new();
     let columns = column_decls(ct.columns, &extras, &mut primary_key)?;
     primary_key_constraints(ct.constraints, span, &mut primary_key)?;
+    let comment = extras.comment.clone().or(ct.comment.map(|c| match c {
+        ast::CommentDef::WithEq(s) | ast::CommentDef::WithoutEq(s) => s,
+    }));
     let options = table_options(ct.table_options, span)?;
     Ok(Statement::CreateTable(Box::new(CreateTable {
+        comment,
         name: ct.name,
         if_not_exists: ct.if_not_exists,
         columns,
@@ -168,9 +172,11 @@ fn column_decls(
     let mut columns = Vec::new();
     for c in defs {
         let mut nullable = true;
+        let mut comment = None;
         for o in &c.options {
             match &o.option {
                 ColumnOption::NotNull => nullable = false,
+                ColumnOption::Comment(text) => comment = Some(text.clone()),
                 ColumnOption::Null => {}
                 ColumnOption::PrimaryKey(_) => primary_key.push(c.name.clone()),
                 other => {
@@ -191,6 +197,7 @@ fn column_decls(
             data_type: c.data_type,
             nullable,
             metadata,
+            comment,
         });
     }
     Ok(columns)

@@ -214,24 +214,24 @@ pub(super) fn governance_statement(t: &[&TokenWithSpan]) -> Option<Result<Govern
 }
 
 /// A cursor over the significant tokens.
-struct Cursor<'a> {
-    t: &'a [&'a TokenWithSpan],
-    i: usize,
+pub(super) struct Cursor<'a> {
+    pub(super) t: &'a [&'a TokenWithSpan],
+    pub(super) i: usize,
 }
 
 impl Cursor<'_> {
-    fn span(&self) -> Span {
+    pub(super) fn span(&self) -> Span {
         self.t
             .get(self.i)
             .or(self.t.last())
             .map_or(Span::empty(), |t| t.span)
     }
 
-    fn peek_word(&self, s: &str) -> bool {
+    pub(super) fn peek_word(&self, s: &str) -> bool {
         self.t.get(self.i).is_some_and(|t| is_word(t, s))
     }
 
-    fn eat(&mut self, s: &str) -> bool {
+    pub(super) fn eat(&mut self, s: &str) -> bool {
         let hit = self.peek_word(s);
         if hit {
             self.i += 1;
@@ -239,7 +239,7 @@ impl Cursor<'_> {
         hit
     }
 
-    fn expect(&mut self, s: &str, what: &str) -> Result<()> {
+    pub(super) fn expect(&mut self, s: &str, what: &str) -> Result<()> {
         if self.eat(s) {
             Ok(())
         } else {
@@ -247,11 +247,11 @@ impl Cursor<'_> {
         }
     }
 
-    fn at_end(&self) -> bool {
+    pub(super) fn at_end(&self) -> bool {
         self.i >= self.t.len()
     }
 
-    fn end(&self) -> Result<()> {
+    pub(super) fn end(&self) -> Result<()> {
         if self.at_end() {
             Ok(())
         } else {
@@ -267,7 +267,7 @@ impl Cursor<'_> {
 
     /// A name, possibly dotted (`runnel.public.t`); `lower` lower-cases
     /// its unquoted parts.
-    fn name(&mut self, what: &str, lower: bool) -> Result<Named> {
+    pub(super) fn name(&mut self, what: &str, lower: bool) -> Result<Named> {
         let position = Position::of(self.span());
         let mut parts = Vec::new();
         loop {

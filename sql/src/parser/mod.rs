@@ -23,6 +23,7 @@
 //! positioned syntax errors), `table_extras` (the CREATE TABLE parts cut
 //! out of the token stream) and `convert` (sqlparser's AST to ours).
 
+mod alter;
 mod convert;
 mod depth;
 mod dialect;
@@ -42,6 +43,7 @@ use convert::convert;
 use table_extras::{cut_table_extras, TableExtras};
 use tokens::{from_parser_error, is_trivia, is_word, split_statements, syntax};
 
+pub use alter::{AlterAction, AlterTable};
 pub use depth::MAX_EXPRESSION_DEPTH;
 pub use dialect::{FlinkDialect, TABLE_ARGUMENT};
 pub use governance::{Governance, GrantTarget, GranteeName, Named, ObjectKind};
@@ -195,6 +197,9 @@ fn parse_one(tokens: Vec<TokenWithSpan>) -> Result<Statement> {
     }
     if let Some(g) = governance::governance_statement(&significant) {
         return g.map(|g| Statement::Governance(Box::new(g)));
+    }
+    if let Some(a) = alter::alter_statement(&significant) {
+        return a.map(|a| Statement::Alter(Box::new(a)));
     }
     // EXPLAIN of our own statements is not needed: sqlparser handles
     // EXPLAIN SELECT / EXPLAIN INSERT.

@@ -21,6 +21,8 @@ pub struct ColumnDecl {
     /// `METADATA [FROM 'key'] [VIRTUAL]`: the column is filled from (or
     /// written to) the connector's metadata instead of the record body.
     pub metadata: Option<MetadataDecl>,
+    /// `COMMENT 'text'`.
+    pub comment: Option<String>,
 }
 
 /// The `METADATA` clause of a column (Flink's syntax).
@@ -51,6 +53,8 @@ pub struct CreateTable {
     pub partitioned_by: Vec<Ident>,
     /// `WITH ('k' = 'v', ...)`, in order.
     pub options: Vec<(String, String)>,
+    /// The table's `COMMENT 'text'`.
+    pub comment: Option<String>,
     /// Where the statement starts.
     pub position: Position,
 }
@@ -120,6 +124,8 @@ pub enum Statement {
     },
     /// `CREATE ROLE`, `GRANT`, `REVOKE`, `SHOW GRANTS`, ...
     Governance(Box<super::governance::Governance>),
+    /// `ALTER TABLE` tags, masks, row filters, comments; `COMMENT ON`.
+    Alter(Box<super::alter::AlterTable>),
     /// `STOP JOB 'id' [WITH SAVEPOINT]`.
     StopJob {
         /// Job id.
@@ -149,6 +155,10 @@ impl Statement {
             Statement::Set { .. } => "SET",
             Statement::StatementSet(_) => "a statement set",
             Statement::StopJob { .. } => "STOP JOB",
+            Statement::Alter(a) => match a.action {
+                super::alter::AlterAction::Comment(_) => "COMMENT",
+                _ => "ALTER TABLE",
+            },
             Statement::Governance(g) => match **g {
                 super::governance::Governance::CreateRole { .. } => "CREATE ROLE",
                 super::governance::Governance::DropRole { .. } => "DROP ROLE",
@@ -200,8 +210,13 @@ impl fmt::Display for CreateTable {
                         if m.is_virtual { " VIRTUAL" } else { "" }
                     ),
                 };
+                let comment = c
+                    .comment
+                    .as_ref()
+                    .map(|t| format!(" COMMENT '{}'", t.replace('\'', "''")))
+                    .unwrap_or_default();
                 format!(
-                    "{} {}{}{metadata}",
+                    "{} {}{}{metadata}{comment}",
                     c.name,
                     c.data_type,
                     if c.nullable { "" } else { " NOT NULL" }
@@ -221,6 +236,9 @@ impl fmt::Display for CreateTable {
             parts.push(format!("PRIMARY KEY ({}) NOT ENFORCED", keys.join(", ")));
         }
         write!(f, "{})", parts.join(", "))?;
+        if let Some(c) = &self.comment {
+            write!(f, " COMMENT '{}'", c.replace('\'', "''"))?;
+        }
         if !self.partitioned_by.is_empty() {
             let cols: Vec<String> = self.partitioned_by.iter().map(|c| c.to_string()).collect();
             write!(f, " PARTITIONED BY ({})", cols.join(", "))?;
@@ -322,6 +340,7 @@ impl fmt::Display for Statement {
                 if *if_exists { "IF EXISTS " } else { "" }
             ),
             Statement::Governance(g) => write!(f, "{g}"),
+            Statement::Alter(a) => write!(f, "{a}"),
             Statement::StopJob { id, savepoint } => {
                 write!(
                     f,

@@ -19,6 +19,9 @@ pub(super) struct TableExtras {
     pub(super) watermark: Option<(Ident, Expr)>,
     pub(super) proctime: Vec<Ident>,
     pub(super) partitioned_by: Vec<Ident>,
+    /// The table's `COMMENT 'text'` (Flink's place: after the columns,
+    /// before PARTITIONED BY and WITH).
+    pub(super) comment: Option<String>,
     /// Column name (lower case) -> its METADATA clause.
     pub(super) metadata: Vec<(String, MetadataDecl)>,
 }
@@ -45,8 +48,14 @@ pub(super) fn cut_table_extras(
     for &(s, e) in &elements {
         cut_element(&tokens, s, e, &mut extras, &mut cuts)?;
     }
-    let partition_clause = match list_end {
-        Some(end) => cut_partitioned_by(&tokens, end + 1, &mut extras)?,
+    let mut after_list = list_end.map(|end| end + 1);
+    if let Some((range, text)) = after_list.and_then(|from| table_comment(&tokens, from)) {
+        extras.comment = Some(text);
+        cuts.ranges.push(range);
+        after_list = Some(range.1);
+    }
+    let partition_clause = match after_list {
+        Some(from) => cut_partitioned_by(&tokens, from, &mut extras)?,
         None => None,
     };
     cuts.ranges.extend(partition_clause);
@@ -245,6 +254,21 @@ fn parse_metadata_clause(tokens: &[TokenWithSpan], sig: &[usize]) -> Result<Meta
         ));
     }
     Ok(decl)
+}
+
+/// `COMMENT 'text'` when it is the first thing from token `from` on: its
+/// token range and text.
+fn table_comment(tokens: &[TokenWithSpan], from: usize) -> Option<((usize, usize), String)> {
+    let mut sig = (from..tokens.len()).filter(|&i| !is_trivia(&tokens[i].token));
+    let first = sig.next()?;
+    let text_at = sig.next()?;
+    if !is_word(&tokens[first], "COMMENT") {
+        return None;
+    }
+    match &tokens[text_at].token {
+        Token::SingleQuotedString(s) => Some(((first, text_at + 1), s.clone())),
+        _ => None,
+    }
 }
 
 /// Parses `PARTITIONED BY (a, b)` when it follows the column list (from

@@ -238,3 +238,67 @@ fn statement_set_errors_point_at_the_statement() {
     let err = parse_sql("EXECUTE STATEMENT SET BEGIN END;").expect_err("empty");
     assert!(err.to_string().contains("no INSERT INTO"), "{err}");
 }
+
+#[test]
+fn governance_statements_round_trip() {
+    for sql in [
+        "CREATE ROLE analysts",
+        "CREATE ROLE IF NOT EXISTS analysts",
+        "DROP ROLE IF EXISTS analysts",
+        "GRANT analysts TO USER bob",
+        "REVOKE analysts FROM USER `bob@example.com`",
+        "GRANT SELECT, INSERT ON TABLE per_region TO analysts",
+        "REVOKE MODIFY ON SCHEMA public FROM ROLE analysts",
+        "GRANT CREATE ON CATALOG runnel TO USER carol",
+        "SHOW GRANTS ON VIEW v TO USER bob",
+        "ALTER TABLE readings SET TAGS ('sensitivity' = 'low', 'owner' = 'it''s')",
+        "ALTER TABLE readings ALTER COLUMN device_id UNSET TAGS ('pii')",
+        "ALTER TABLE readings ALTER COLUMN device_id SET MASK mask_id",
+        "ALTER TABLE readings ALTER COLUMN device_id DROP MASK",
+        "ALTER TABLE readings SET ROW FILTER eu_only ON (region, device_id)",
+        "ALTER TABLE readings DROP ROW FILTER",
+        "COMMENT ON TABLE readings IS 'raw'",
+        "COMMENT ON COLUMN readings.temperature IS NULL",
+    ] {
+        round_trip(sql);
+    }
+    let Statement::Governance(g) = one("GRANT ALL PRIVILEGES ON TABLE t TO analysts") else {
+        panic!("not a grant")
+    };
+    let Governance::Privileges { privileges, .. } = *g else {
+        panic!("not privileges")
+    };
+    assert_eq!(privileges.len(), 4);
+}
+
+#[test]
+fn comments_in_create_table_are_kept() {
+    let ct = match round_trip(
+        "CREATE TABLE t (a STRING COMMENT 'the a', b INT) COMMENT 'a table' WITH ('connector' = 'datagen')",
+    ) {
+        Statement::CreateTable(ct) => ct,
+        _ => panic!("not a CREATE TABLE"),
+    };
+    assert_eq!(ct.columns[0].comment.as_deref(), Some("the a"));
+    assert_eq!(ct.comment.as_deref(), Some("a table"));
+}
+
+#[test]
+fn governance_errors_point_at_the_token() {
+    for (sql, at, what) in [
+        (
+            "GRANT SELECT ON TABLES t TO x",
+            (1, 17),
+            "CATALOG, SCHEMA, TABLE or VIEW",
+        ),
+        ("GRANT analysts TO bob", (1, 19), "USER after TO"),
+        ("ALTER TABLE t ADD COLUMN c INT", (1, 15), "SET TAGS"),
+        ("ALTER TABLE t SET TAGS ('a' 'b')", (1, 29), "="),
+        ("COMMENT ON COLUMN t IS 'x'", (1, 21), "table.column"),
+    ] {
+        let e = parse_statement(sql).expect_err(sql);
+        let p = e.position().expect("position");
+        assert_eq!((p.line, p.column), at, "{sql}: {e}");
+        assert!(e.to_string().contains(what), "{sql}: {e}");
+    }
+}

@@ -52,6 +52,7 @@ impl Planner<'_> {
                 if table.descriptor.watermark.is_some() {
                     let table = table.clone();
                     self.record_read(name);
+                    self.refuse_policies(name)?;
                     return self.plan_temporal_join(left, join, kind, constraint, as_of, &table);
                 }
             }
@@ -96,6 +97,7 @@ impl Planner<'_> {
             return Ok(plan);
         };
         self.record_read(name);
+        self.refuse_policies(name)?;
         let qualifier = alias
             .as_ref()
             .map(|a| a.name.value.clone())

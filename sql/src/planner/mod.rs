@@ -35,6 +35,7 @@ mod aggregate;
 mod filter;
 mod hints;
 mod join;
+mod policies;
 mod query;
 mod rank;
 mod relation;

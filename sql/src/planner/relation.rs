@@ -125,11 +125,11 @@ impl Planner<'_> {
                     updating,
                 };
                 if !is_upsert_table(t) {
-                    return Ok(scan);
+                    return self.apply_policies(scan, &key, position_of(name));
                 }
                 // An upsert-kafka topic says what each key's row is now:
                 // a normalize keyed by the primary key makes the retractions.
-                Ok(Plan {
+                let normalized = Plan {
                     time_column: scan.time_column,
                     window: None,
                     scope: scan.scope.clone(),
@@ -140,7 +140,8 @@ impl Planner<'_> {
                         },
                         input: Box::new(scan),
                     },
-                })
+                };
+                self.apply_policies(normalized, &key, position_of(name))
             }
             Some(Entry::View(v)) => {
                 if self.expanding.contains(&key) {

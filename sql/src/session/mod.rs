@@ -5,6 +5,8 @@
 //! CLI, a test harness, later the Flight SQL server) and are recorded so
 //! that `SHOW JOBS` can list them.
 
+mod alter;
+mod ddl;
 mod governance;
 mod options;
 use std::collections::BTreeMap;
@@ -258,6 +260,12 @@ impl Session {
                 if self.catalog.function(&key_of(name)).is_some() {
                     self.require_owner(&owner_key, "drop function", position)?;
                 }
+                if let Some(used) = self.catalog.grants().function_use(&key_of(name)) {
+                    return Err(SqlError::plan(
+                        format!("function '{name}' is {used}; drop that first"),
+                        position,
+                    ));
+                }
                 self.catalog.drop_function(name, *if_exists)?;
                 self.catalog.grants_mut().forget_object(&owner_key);
                 Ok(Outcome::Message(format!("dropped function {name}")))
@@ -279,21 +287,7 @@ impl Session {
     ) -> Result<Outcome> {
         let position = stmt.position;
         match &stmt.statement {
-            Statement::CreateTable(ct) => {
-                self.check_create(position_of(&ct.name))?;
-                let key = key_of(&ct.name);
-                let existed = self.catalog.get(&ct.name).is_some();
-                let mut scratch = crate::catalog::Catalog::new();
-                scratch.create_table(ct, &self.registry)?;
-                if let Some(Entry::Table(t)) = scratch.get(&ct.name) {
-                    self.check_resources(&t.descriptor, position_of(&ct.name))?;
-                }
-                self.catalog.create_table(ct, &self.registry)?;
-                if !existed {
-                    self.own(&key);
-                }
-                Ok(Outcome::Message(format!("created table {}", ct.name)))
-            }
+            Statement::CreateTable(ct) => self.create_table_statement(ct),
             Statement::CreateView {
                 name,
                 query,
@@ -328,54 +322,19 @@ impl Session {
                 names,
                 if_exists,
                 view,
-            } => {
-                for n in names {
-                    if self.catalog.get(n).is_some() {
-                        self.require_owner(&key_of(n), "drop", position_of(n))?;
-                    }
-                }
-                for n in names {
-                    self.catalog.drop(n, *view, *if_exists)?;
-                }
-                Ok(Outcome::Message("dropped".into()))
-            }
+            } => self.drop_statement(names, *if_exists, *view),
             Statement::CreateFunction(_) | Statement::DropFunction { .. } => {
                 self.function_statement(&stmt.statement, position)
             }
             Statement::Governance(g) => self.governance(g, position),
+            Statement::Alter(a) => self.alter(a, position),
             Statement::Set { key, value } => {
                 self.check_option(key, value, position)?;
                 self.set_option(key, value, position)?;
                 Ok(Outcome::Message(format!("set {key} = {value}")))
             }
-            Statement::ShowTables => {
-                // Only what the user may read.
-                let listed: Vec<(String, &str)> = self
-                    .catalog
-                    .list()
-                    .into_iter()
-                    .filter(|(n, _)| self.may_read(&n.to_lowercase()))
-                    .collect();
-                let names: Vec<String> = listed.iter().map(|(n, _)| n.clone()).collect();
-                let kinds: Vec<&str> = listed.iter().map(|(_, k)| *k).collect();
-                rows(&[
-                    ("table name", names),
-                    ("kind", kinds.iter().map(|k| k.to_string()).collect()),
-                ])
-            }
-            Statement::ShowJobs => {
-                // Administrators see every job; other users their own.
-                let admin = self.is_admin();
-                let me = self.principal().user.clone();
-                let mine: Vec<_> = self.jobs.iter().filter(|j| admin || j.3 == me).collect();
-                let ids = mine.iter().map(|j| j.0.clone()).collect();
-                let statuses = mine
-                    .iter()
-                    .map(|j| j.2.lock().map(|s| s.to_string()).unwrap_or_default())
-                    .collect();
-                let sqls = mine.iter().map(|j| j.1.clone()).collect();
-                rows(&[("job id", ids), ("status", statuses), ("statement", sqls)])
-            }
+            Statement::ShowTables => self.show_tables(),
+            Statement::ShowJobs => self.show_jobs(),
             Statement::Describe(name) => {
                 if self.catalog.get(name).is_some() {
                     let on = crate::access::Securable::Object(key_of(name));
@@ -384,29 +343,7 @@ impl Session {
                 self.describe(name)
             }
             Statement::StopJob { id, savepoint } => {
-                if let Some(job) = self.jobs.iter().find(|j| j.0 == *id) {
-                    if job.3 != self.principal().user && !self.is_admin() {
-                        return Err(SqlError::denied(
-                            format!(
-                                "user '{}' may not stop job '{id}': only its owner ('{}') or an administrator may",
-                                self.principal().user,
-                                job.3
-                            ),
-                            position,
-                        ));
-                    }
-                }
-                if !self.jobs.iter().any(|j| j.0 == *id) {
-                    let known: Vec<&str> = self.jobs.iter().map(|j| j.0.as_str()).collect();
-                    return Err(SqlError::not_found(
-                        format!("unknown job '{id}'; jobs: {}", known.join(", ")),
-                        position,
-                    ));
-                }
-                Ok(Outcome::StopJob {
-                    id: id.clone(),
-                    savepoint: *savepoint,
-                })
+                self.stop_job_statement(id, *savepoint, position)
             }
             Statement::Explain(inner) if matches!(**inner, Statement::StatementSet(_)) => {
                 let Statement::StatementSet(inserts) = &**inner else {
@@ -701,73 +638,6 @@ impl Session {
                 stmt.position,
             )),
         }
-    }
-
-    fn describe(&self, name: &sqlparser::ast::ObjectName) -> Result<Outcome> {
-        let plan_scope = match self.catalog.get(name) {
-            Some(Entry::Table(t)) => {
-                let d = &t.descriptor;
-                let mut names = Vec::new();
-                let mut types = Vec::new();
-                let mut nulls = Vec::new();
-                let mut extras = Vec::new();
-                for (i, f) in d.schema.fields().iter().enumerate() {
-                    names.push(f.name().clone());
-                    types.push(flink_type_name(f.data_type()));
-                    nulls.push(if f.is_nullable() { "true" } else { "false" }.to_string());
-                    let mut extra = Vec::new();
-                    if d.primary_key.contains(&i) {
-                        extra.push("PRIMARY KEY".to_string());
-                    }
-                    if let Some((key, is_virtual)) = d.metadata_column(i) {
-                        let v = if is_virtual { " VIRTUAL" } else { "" };
-                        extra.push(format!("METADATA FROM '{key}'{v}"));
-                    }
-                    if let Some((c, delay)) = d.watermark {
-                        if c == i {
-                            extra.push(format!("WATERMARK AS {} - {} ms", f.name(), delay));
-                        }
-                    }
-                    extras.push(extra.join(", "));
-                }
-                for p in &t.proctime {
-                    names.push(p.clone());
-                    types.push("TIMESTAMP_LTZ(3) *PROCTIME*".into());
-                    nulls.push("false".into());
-                    extras.push(String::new());
-                }
-                return rows(&[
-                    ("name", names),
-                    ("type", types),
-                    ("null", nulls),
-                    ("extras", extras),
-                ]);
-            }
-            Some(Entry::View(v)) => self.plan_checked(&v.query)?.scope,
-            None => {
-                return Err(SqlError::not_found(
-                    format!("unknown table or view '{}'", key_of(name)),
-                    position_of(name),
-                ))
-            }
-        };
-        let cols: Vec<_> = plan_scope
-            .columns
-            .iter()
-            .filter(|c| c.name != ROW_KIND_COLUMN)
-            .collect();
-        rows(&[
-            ("name", cols.iter().map(|c| c.name.clone()).collect()),
-            (
-                "type",
-                cols.iter().map(|c| flink_type_name(&c.data_type)).collect(),
-            ),
-            (
-                "null",
-                cols.iter().map(|c| c.nullable.to_string()).collect(),
-            ),
-            ("extras", cols.iter().map(|_| String::new()).collect()),
-        ])
     }
 }
 

@@ -1,0 +1,228 @@
+//! `ALTER TABLE` for governance (tags, comments, column masks, row
+//! filters) and `COMMENT ON`: checked here (the object and column exist,
+//! the user owns the object, a mask or filter function has the right
+//! types) and kept in the catalog's access record. The planner applies
+//! masks and row filters to every read ([`crate::planner`]'s
+//! `apply_policies`).
+
+use arrow::datatypes::DataType;
+use sqlparser::ast;
+
+use super::{Outcome, Session};
+use crate::access::ObjectMeta;
+use crate::binder::{flink_type_name, sql_type_to_arrow};
+use crate::catalog::{Entry, TableKind};
+use crate::error::{Position, Result, SqlError};
+use crate::parser::{AlterAction, AlterTable, Named};
+
+impl Session {
+    /// Runs an `ALTER TABLE` / `COMMENT ON` statement.
+    pub(super) fn alter(&mut self, a: &AlterTable, _position: Position) -> Result<Outcome> {
+        let key = object_key(&a.table);
+        let columns = self.object_columns(&a.table)?;
+        self.require_owner(&key, "alter", a.table.position)?;
+        let column = match &a.column {
+            Some(c) => {
+                let found = columns
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case(&c.name))
+                    .ok_or_else(|| {
+                        let names: Vec<&str> = columns.iter().map(|(n, _)| n.as_str()).collect();
+                        SqlError::not_found(
+                            format!(
+                                "'{}' has no column '{}'; its columns: {}",
+                                a.table.name,
+                                c.name,
+                                names.join(", ")
+                            ),
+                            c.position,
+                        )
+                    })?;
+                Some(found.clone())
+            }
+            None => None,
+        };
+        let is_table = matches!(
+            self.catalog.get_by_key(&key),
+            Some(Entry::Table(t)) if t.kind == TableKind::Table
+        );
+        match &a.action {
+            AlterAction::SetMask(_) | AlterAction::SetRowFilter(..) if !is_table => {
+                return Err(SqlError::plan(
+                    format!(
+                        "'{}' is not a table: masks and row filters are set on tables (a view reads them through its table)",
+                        a.table.name
+                    ),
+                    a.table.position,
+                ));
+            }
+            AlterAction::SetMask(f) => {
+                let Some((name, ty)) = column.clone() else {
+                    return Err(SqlError::plan(
+                        "SET MASK needs ALTER COLUMN",
+                        a.table.position,
+                    ));
+                };
+                self.check_function(
+                    f,
+                    std::slice::from_ref(&ty),
+                    Some(&ty),
+                    &format!("a mask of column '{name}'"),
+                )?;
+            }
+            AlterAction::SetRowFilter(f, cols) => {
+                let mut types = Vec::new();
+                for c in cols {
+                    let ty = columns
+                        .iter()
+                        .find(|(n, _)| n.eq_ignore_ascii_case(&c.name))
+                        .map(|(_, t)| t.clone())
+                        .ok_or_else(|| {
+                            SqlError::not_found(
+                                format!("'{}' has no column '{}'", a.table.name, c.name),
+                                c.position,
+                            )
+                        })?;
+                    types.push(ty);
+                }
+                self.check_function(f, &types, Some(&DataType::Boolean), "a row filter")?;
+            }
+            _ => {}
+        }
+        let meta = self.catalog.grants_mut().meta_mut(&key);
+        let message = apply(
+            meta,
+            column.as_ref().map(|(n, _)| n.to_lowercase()),
+            &a.action,
+        );
+        Ok(Outcome::Message(format!("{message} on {}", a.table.name)))
+    }
+
+    /// The columns (name, type) of a table or view.
+    fn object_columns(&self, table: &Named) -> Result<Vec<(String, DataType)>> {
+        let key = object_key(table);
+        match self.catalog.get_by_key(&key) {
+            Some(Entry::Table(t)) => Ok(t
+                .descriptor
+                .schema
+                .fields()
+                .iter()
+                .map(|f| (f.name().clone(), f.data_type().clone()))
+                .collect()),
+            Some(Entry::View(v)) => {
+                let shape = self.query_shape(&v.query)?;
+                Ok(shape
+                    .schema
+                    .fields()
+                    .iter()
+                    .map(|f| (f.name().clone(), f.data_type().clone()))
+                    .collect())
+            }
+            None => Err(SqlError::not_found(
+                format!("unknown table or view '{}'", table.name),
+                table.position,
+            )),
+        }
+    }
+
+    /// Checks that SQL function `f` takes `params` and returns `returns`.
+    fn check_function(
+        &self,
+        f: &Named,
+        params: &[DataType],
+        returns: Option<&DataType>,
+        what: &str,
+    ) -> Result<()> {
+        let Some(def) = self.catalog.function(&f.name.to_lowercase()) else {
+            return Err(SqlError::not_found(
+                format!(
+                    "unknown function '{}'; create it first: CREATE FUNCTION {}(...) RETURNS ... RETURN ...",
+                    f.name, f.name
+                ),
+                f.position,
+            ));
+        };
+        let declared: Vec<DataType> = def
+            .params
+            .iter()
+            .map(|(_, t)| sql_type_to_arrow(t, f.position))
+            .collect::<Result<_>>()?;
+        let result = sql_type_to_arrow(&def.returns, f.position)?;
+        let names = |ts: &[DataType]| -> String {
+            ts.iter()
+                .map(flink_type_name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if declared != params || returns.is_some_and(|r| *r != result) {
+            return Err(SqlError::plan(
+                format!(
+                    "function '{}' takes ({}) and returns {}; {what} must take ({}) and return {}",
+                    f.name,
+                    names(&declared),
+                    flink_type_name(&result),
+                    names(params),
+                    returns.map_or("anything".to_string(), flink_type_name),
+                ),
+                f.position,
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The catalog key of a name in an ALTER statement.
+fn object_key(n: &Named) -> String {
+    let parts: Vec<ast::Ident> = n.name.split('.').map(ast::Ident::new).collect();
+    crate::catalog::key_of(&ast::ObjectName::from(parts))
+}
+
+/// Applies `action` to `meta`; what was done, in a few words.
+fn apply(meta: &mut ObjectMeta, column: Option<String>, action: &AlterAction) -> String {
+    let (tags, comment) = match &column {
+        Some(c) => {
+            let m = meta.columns.entry(c.clone()).or_default();
+            (&mut m.tags, &mut m.comment)
+        }
+        None => (&mut meta.tags, &mut meta.comment),
+    };
+    match action {
+        AlterAction::SetTags(t) => {
+            tags.extend(t.iter().cloned());
+            "set tags".into()
+        }
+        AlterAction::UnsetTags(keys) => {
+            for k in keys {
+                tags.remove(k);
+            }
+            "unset tags".into()
+        }
+        AlterAction::Comment(text) => {
+            *comment = text.clone();
+            "set the comment".into()
+        }
+        AlterAction::SetMask(f) => {
+            if let Some(c) = column {
+                meta.columns.entry(c).or_default().mask = Some(f.name.to_lowercase());
+            }
+            "set the mask".into()
+        }
+        AlterAction::DropMask => {
+            if let Some(c) = column {
+                meta.columns.entry(c).or_default().mask = None;
+            }
+            "dropped the mask".into()
+        }
+        AlterAction::SetRowFilter(f, cols) => {
+            meta.row_filter = Some((
+                f.name.to_lowercase(),
+                cols.iter().map(|c| c.name.to_lowercase()).collect(),
+            ));
+            "set the row filter".into()
+        }
+        AlterAction::DropRowFilter => {
+            meta.row_filter = None;
+            "dropped the row filter".into()
+        }
+    }
+}
