@@ -41,4 +41,4 @@ PY
 done
 echo
 echo "Read the Delta tables with any Delta reader, e.g. DuckDB:"
-echo "  SELECT reason, count(*) FROM delta_scan('target/iot-demo/quarantine') GROUP BY reason;"
+echo "  SELECT expectations, count(*) FROM delta_scan('target/iot-demo/quarantine') GROUP BY expectations;"

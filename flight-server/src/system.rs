@@ -6,7 +6,9 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BooleanArray, Float64Array, Int32Array, RecordBatch, StringArray};
+use arrow::array::{
+    ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
+};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use runnel_engine::connector::TableDescriptor;
 use runnel_engine::runtime::Progress;
@@ -153,6 +155,16 @@ pub fn system_tables() -> Vec<(&'static str, SchemaRef)> {
                 Field::new("value", DataType::Float64, false),
             ])),
         ),
+        (
+            "expectations",
+            Arc::new(Schema::new(vec![
+                utf8("table_name"),
+                utf8("expectation"),
+                utf8("on_violation"),
+                Field::new("passed_rows", DataType::Int64, false),
+                Field::new("failed_rows", DataType::Int64, false),
+            ])),
+        ),
         ("access.audit", crate::audit::audit_schema()),
     ]
 }
@@ -213,6 +225,24 @@ pub fn rows(
         "tables" => table_columns(&visible()),
         "columns" => column_columns(&visible()),
         "tags" => tag_columns(&visible()),
+        "expectations" => {
+            let counts: Vec<_> = session
+                .expectation_counts()
+                .into_iter()
+                .filter(|c| session.may_read_as(&who, &c.object))
+                .collect();
+            vec![
+                strings(counts.iter().map(|c| Some(c.object.clone()))),
+                strings(counts.iter().map(|c| Some(c.name.clone()))),
+                strings(counts.iter().map(|c| Some(c.on_violation.to_string()))),
+                Arc::new(Int64Array::from_iter_values(
+                    counts.iter().map(|c| c.passed as i64),
+                )),
+                Arc::new(Int64Array::from_iter_values(
+                    counts.iter().map(|c| c.failed as i64),
+                )),
+            ]
+        }
         "metrics" => metric_columns(jobs, &own_job),
         "access.audit" if admin => {
             return crate::audit::audit_rows(&audit.read()?);

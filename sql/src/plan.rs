@@ -63,6 +63,14 @@ pub enum Node {
         /// Input (append-only).
         input: Box<Plan>,
     },
+    /// Check rows against a table's or view's expectations: count them,
+    /// drop or fail as the expectations say.
+    Expect {
+        /// Input.
+        input: Box<Plan>,
+        /// The bound expectations and their counters.
+        spec: runnel_engine::ops::ExpectSpec,
+    },
     /// Keep rows where the predicate is true.
     Filter {
         /// Input.
@@ -228,6 +236,13 @@ impl Plan {
                 predicate.columns(&mut n);
                 input.prune(&n);
             }
+            Node::Expect { input, spec } => {
+                let mut n = needed.clone();
+                for c in &spec.checks {
+                    c.predicate.columns(&mut n);
+                }
+                input.prune(&n);
+            }
             Node::Project { input, exprs } => {
                 let mut n = BTreeSet::new();
                 for (i, (e, _)) in exprs.iter().enumerate() {
@@ -388,7 +403,7 @@ impl Plan {
             {
                 Some(table.descriptor.primary_key.clone())
             }
-            Node::Filter { input, .. } => input.upsert_key(),
+            Node::Filter { input, .. } | Node::Expect { input, .. } => input.upsert_key(),
             Node::Project { input, exprs } => {
                 let key = input.upsert_key()?;
                 key.iter()
@@ -456,6 +471,7 @@ impl Plan {
                 vec![input.as_ref()]
             }
             Node::Filter { input, .. }
+            | Node::Expect { input, .. }
             | Node::Project { input, .. }
             | Node::WindowTvf { input, .. }
             | Node::WindowAggregate { input, .. }
@@ -496,6 +512,7 @@ impl Plan {
                 table, projection, ..
             } => vec![(table, projection.as_deref())],
             Node::Filter { input, .. }
+            | Node::Expect { input, .. }
             | Node::Project { input, .. }
             | Node::WindowTvf { input, .. }
             | Node::WindowAggregate { input, .. }
@@ -541,6 +558,14 @@ impl Plan {
             } => scan_line(table, projection.as_deref(), *proctime_watermark),
             Node::ProcTime { .. } => "ProcTime".to_string(),
             Node::Filter { predicate, .. } => format!("Filter {predicate}"),
+            Node::Expect { spec, .. } => {
+                let names: Vec<String> = spec
+                    .checks
+                    .iter()
+                    .map(|c| format!("{} {}", c.name, c.mode.sql()).trim().to_string())
+                    .collect();
+                format!("Expect {} [{}]", spec.object, names.join(", "))
+            }
             Node::Project { .. } => "Project".to_string(),
             Node::WindowTvf { window, offset, .. } => match offset {
                 0 => format!("WindowTvf {window:?}"),
@@ -652,6 +677,7 @@ impl Plan {
         match &self.node {
             Node::Scan { .. } => {}
             Node::Filter { input, .. }
+            | Node::Expect { input, .. }
             | Node::Project { input, .. }
             | Node::WindowTvf { input, .. }
             | Node::WindowAggregate { input, .. }

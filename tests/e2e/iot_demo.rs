@@ -80,34 +80,45 @@ fn iot_pipeline_writes_quarantine_sliding_windows_and_sessions() {
     )
     .expect("the demo runs");
 
-    // Quarantine: every row's reason matches its fields.
-    // Quarantine, silver and gold are Delta tables: read them back with
-    // DuckDB and deltalake (which must agree).
+    // Quarantine: each row names the expectations it failed, and they
+    // match its fields. Quarantine, silver and gold are Delta tables: read
+    // them back with DuckDB and deltalake (which must agree).
     let quarantine = crate::delta::read_delta(&out.join("quarantine"));
-    let mut reasons = std::collections::BTreeSet::new();
+    let mut failed = std::collections::BTreeSet::new();
     let rows = quarantine.agreed_rows();
     for row in rows {
-        let r = row["reason"].as_str().expect("a reason");
-        reasons.insert(r.to_string());
-        match r {
-            "missing device id" => assert!(row["device_id"].is_null(), "{row}"),
-            "malformed record" => {
-                assert!(
-                    !row["device_id"].is_null() && row["temperature"].is_null(),
+        let names = row["expectations"].as_str().expect("expectations");
+        assert!(row["quarantined_at"].is_string(), "{row}");
+        for name in names.split(',') {
+            failed.insert(name.to_string());
+            let temperature = row["temperature"].as_f64();
+            match name {
+                "has_device" => assert!(row["device_id"].is_null(), "{row}"),
+                "parsed" => assert!(temperature.is_none(), "{row}"),
+                "valid_temp" => {
+                    assert!(
+                        temperature.is_none_or(|t| !(-40.0..=150.0).contains(&t)),
+                        "{row}"
+                    )
+                }
+                "known_status" => assert!(
+                    !["active", "idle", "faulty"]
+                        .contains(&row["status"].as_str().unwrap_or_default()),
                     "{row}"
-                )
+                ),
+                other => panic!("unexpected expectation {other}: {row}"),
             }
-            "temperature out of range" => assert_eq!(row["temperature"], 9999.0, "{row}"),
-            other => panic!("unexpected reason {other}"),
         }
+        // A row is quarantined only for what it fails.
+        assert_eq!(
+            names.contains("has_device"),
+            row["device_id"].is_null(),
+            "{row}"
+        );
     }
     assert_eq!(
-        reasons.into_iter().collect::<Vec<_>>(),
-        vec![
-            "malformed record",
-            "missing device id",
-            "temperature out of range"
-        ]
+        failed.into_iter().collect::<Vec<_>>(),
+        vec!["has_device", "known_status", "parsed", "valid_temp"]
     );
     assert!(
         (700..=1_700).contains(&rows.len()),

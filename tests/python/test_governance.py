@@ -11,7 +11,18 @@ import pytest
 import adbc_driver_manager
 from adbc_driver_manager import AdbcStatusCode
 
-from conftest import ADMIN, ADMIN_PASSWORD, EXTRA_USERS, PASSWORD, USER, adbc_connect, query, rows
+from conftest import (
+    ADMIN,
+    ADMIN_PASSWORD,
+    EXTRA_USERS,
+    PASSWORD,
+    USER,
+    adbc_connect,
+    query,
+    rows,
+    single_job_id,
+    wait_for_job,
+)
 
 
 def denied(conn, sql: str) -> str:
@@ -219,3 +230,34 @@ def test_tags_and_comments_reach_system_tables_and_flight_metadata(gov, tmp_path
     assert remarks["device_id"] is None, remarks
     # alice may not read readings: its tags are not hers to see.
     assert rows(alice, "SELECT tag_name FROM system.tags") == []
+
+
+def test_expectation_counts_and_quarantine_rows(gov, tmp_path):
+    _, root, alice, _ = gov
+    readings_table(root, tmp_path)
+    # 3 readings: d1 eu 20.5, d2 us 30.0, d3 eu 25.5; the us row is
+    # quarantined, temperatures above 25 are counted (kept).
+    out, quarantined = tmp_path / "silver", tmp_path / "quarantine"
+    query(
+        root,
+        "CREATE TABLE silver (device_id STRING, region STRING, temperature DOUBLE, "
+        "CONSTRAINT eu_only EXPECT (region = 'eu') ON VIOLATION QUARANTINE, "
+        "CONSTRAINT mild EXPECT (temperature < 25)) "
+        f"WITH ('connector' = 'filesystem', 'path' = '{out}', 'format' = 'csv')",
+    )
+    query(
+        root,
+        "CREATE TABLE silver_quarantine (device_id STRING, region STRING, temperature DOUBLE, "
+        "expectations STRING, quarantined_at TIMESTAMP(3)) "
+        f"WITH ('connector' = 'filesystem', 'path' = '{quarantined}', 'format' = 'csv')",
+    )
+    job = single_job_id(query(root, "INSERT INTO silver SELECT * FROM readings"))
+    wait_for_job(root, job)
+    counts = rows(root, "SELECT table_name, expectation, on_violation, passed_rows, failed_rows FROM system.expectations")
+    assert sorted(counts) == [("silver", "eu_only", "QUARANTINE", 2, 1), ("silver", "mild", "", 1, 2)], counts
+    kept = sorted(rows(root, "SELECT device_id FROM silver"))
+    assert kept == [("d1",), ("d3",)], kept
+    q = rows(root, "SELECT device_id, expectations FROM silver_quarantine")
+    assert q == [("d2", "eu_only")], q
+    # Counts are shown to those who may read the table only.
+    assert rows(alice, "SELECT expectation FROM system.expectations") == []

@@ -3,6 +3,7 @@
 pub mod agg;
 pub mod basic;
 pub mod changelog_join;
+pub mod expect;
 pub mod filter_project;
 pub mod group_agg;
 pub mod interval_join;
@@ -21,6 +22,7 @@ pub mod window_join;
 pub use agg::AggregateCall;
 pub use basic::{ProcTimeOperator, UnionOperator};
 pub use changelog_join::ChangelogJoin;
+pub use expect::{ExpectCheck, ExpectCounts, ExpectOperator, ExpectSpec, Violation};
 pub use group_agg::{GroupAggregate, GroupAggregateSpec};
 pub use interval_join::{IntervalJoin, IntervalJoinSpec};
 pub use lookup_join::{JoinKind, LookupJoin};

@@ -194,6 +194,9 @@ pub struct ObjectMeta {
     pub columns: BTreeMap<String, ColumnMeta>,
     /// `SET ROW FILTER f ON (cols)`: the function and its columns.
     pub row_filter: Option<(String, Vec<String>)>,
+    /// Expectations (`CONSTRAINT name EXPECT ...`): on a table, checked on
+    /// every row written to it; on a view, on every row read through it.
+    pub expectations: Vec<crate::parser::ExpectDecl>,
 }
 
 /// Comment, tags and mask of a column.

@@ -379,6 +379,7 @@ impl Lowerer<'_> {
                 Ok((op, p))
             }
             Node::Filter { input, predicate } => self.lower_filter(input, predicate),
+            Node::Expect { input, spec } => self.lower_expect(input, spec),
             Node::Project { input, exprs } => self.lower_project(input, exprs),
             Node::WindowTvf {
                 input,
@@ -495,6 +496,25 @@ impl Lowerer<'_> {
             Arc::new(
                 move |_t: &TaskInfo| Ok(Box::new(FilterOperator::new(pred.clone())) as Box<_>),
             ),
+        );
+        connect(self.graph, n, p, op, p, None)?;
+        Ok((op, p))
+    }
+
+    /// The expectations of a table or view, chained behind their input.
+    fn lower_expect(
+        &mut self,
+        input: &Plan,
+        spec: &runnel_engine::ops::ExpectSpec,
+    ) -> Result<(NodeId, usize)> {
+        let (n, p) = self.lower(input)?;
+        let spec = spec.clone();
+        let op = self.graph.add_operator(
+            unique(&mut self.names, &format!("expect: {}", spec.object)),
+            p,
+            Arc::new(move |_t: &TaskInfo| {
+                Ok(Box::new(runnel_engine::ops::ExpectOperator::new(spec.clone())) as Box<_>)
+            }),
         );
         connect(self.graph, n, p, op, p, None)?;
         Ok((op, p))

@@ -32,6 +32,10 @@ pub enum AlterAction {
     DropRowFilter,
     /// A comment; `None` removes it.
     Comment(Option<String>),
+    /// `ADD CONSTRAINT name EXPECT (...) ...`.
+    AddExpectation(Box<super::expect::ExpectDecl>),
+    /// `DROP CONSTRAINT name`.
+    DropExpectation(Named),
 }
 
 /// `ALTER TABLE` / `ALTER VIEW` / `COMMENT ON`.
@@ -81,6 +85,8 @@ impl fmt::Display for AlterTable {
                 write!(f, " SET ROW FILTER {func} ON ({})", c.join(", "))
             }
             AlterAction::DropRowFilter => write!(f, " DROP ROW FILTER"),
+            AlterAction::AddExpectation(e) => write!(f, " ADD {e}"),
+            AlterAction::DropExpectation(n) => write!(f, " DROP CONSTRAINT {n}"),
             AlterAction::Comment(_) => Ok(()),
         }
     }
@@ -108,7 +114,17 @@ fn alter(t: &[&TokenWithSpan]) -> Result<AlterTable> {
     } else {
         None
     };
-    let action = if c.eat("SET") {
+    let action = if column.is_none() && c.peek_word("ADD") {
+        let refs = &c.t[c.i + 1..];
+        c.i = c.t.len();
+        AlterAction::AddExpectation(Box::new(super::expect::parse_expectation(refs)?))
+    } else if column.is_none()
+        && c.peek_word("DROP")
+        && c.t.get(c.i + 1).is_some_and(|t| is_word(t, "CONSTRAINT"))
+    {
+        c.i += 2;
+        AlterAction::DropExpectation(c.name("the constraint's name", true)?)
+    } else if c.eat("SET") {
         if c.eat("TAGS") {
             AlterAction::SetTags(
                 tag_list(&mut c, true)?

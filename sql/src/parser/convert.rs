@@ -22,6 +22,7 @@ pub(super) fn convert(stmt: ast::Statement, extras: TableExtras, span: Span) -> 
             query: cv.query,
             materialized: cv.materialized,
             if_not_exists: cv.if_not_exists,
+            expectations: extras.expectations,
         },
         S::Insert(ins) => {
             let table = match ins.table {
@@ -150,6 +151,7 @@ fn create_table(ct: ast::CreateTable, extras: TableExtras, span: Span) -> Result
     }));
     let options = table_options(ct.table_options, span)?;
     Ok(Statement::CreateTable(Box::new(CreateTable {
+        expectations: extras.expectations.clone(),
         comment,
         name: ct.name,
         if_not_exists: ct.if_not_exists,

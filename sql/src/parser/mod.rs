@@ -27,6 +27,7 @@ mod alter;
 mod convert;
 mod depth;
 mod dialect;
+pub(crate) mod expect;
 mod governance;
 mod statement;
 mod table_extras;
@@ -46,6 +47,7 @@ use tokens::{from_parser_error, is_trivia, is_word, split_statements, syntax};
 pub use alter::{AlterAction, AlterTable};
 pub use depth::MAX_EXPRESSION_DEPTH;
 pub use dialect::{FlinkDialect, TABLE_ARGUMENT};
+pub use expect::ExpectDecl;
 pub use governance::{Governance, GrantTarget, GranteeName, Named, ObjectKind};
 pub use statement::{ColumnDecl, CreateFunction, CreateTable, Located, MetadataDecl, Statement};
 
@@ -239,7 +241,14 @@ fn parse_one(tokens: Vec<TokenWithSpan>) -> Result<Statement> {
     let (tokens, extras) = if is_create_table {
         cut_table_extras(tokens)?
     } else {
-        (tokens, TableExtras::default())
+        let (tokens, expectations) = expect::cut_view_expectations(tokens)?;
+        (
+            tokens,
+            TableExtras {
+                expectations,
+                ..TableExtras::default()
+            },
+        )
     };
     let generic = sqlparser::dialect::GenericDialect {};
     let dialect = FlinkDialect;

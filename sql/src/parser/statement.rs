@@ -55,6 +55,8 @@ pub struct CreateTable {
     pub options: Vec<(String, String)>,
     /// The table's `COMMENT 'text'`.
     pub comment: Option<String>,
+    /// `CONSTRAINT name EXPECT (...)`: checked on every row written.
+    pub expectations: Vec<super::expect::ExpectDecl>,
     /// Where the statement starts.
     pub position: Position,
 }
@@ -74,6 +76,9 @@ pub enum Statement {
         materialized: bool,
         /// `IF NOT EXISTS`.
         if_not_exists: bool,
+        /// `(CONSTRAINT name EXPECT (...), ...)`: checked on every row read
+        /// through the view.
+        expectations: Vec<super::expect::ExpectDecl>,
     },
     /// `INSERT INTO sink SELECT ...`.
     Insert {
@@ -231,6 +236,7 @@ impl fmt::Display for CreateTable {
         if let Some((col, expr)) = &self.watermark {
             parts.push(format!("WATERMARK FOR {col} AS {expr}"));
         }
+        parts.extend(self.expectations.iter().map(|e| e.to_string()));
         if !self.primary_key.is_empty() {
             let keys: Vec<String> = self.primary_key.iter().map(|k| k.to_string()).collect();
             parts.push(format!("PRIMARY KEY ({}) NOT ENFORCED", keys.join(", ")));
@@ -299,12 +305,21 @@ impl fmt::Display for Statement {
                 query,
                 materialized,
                 if_not_exists,
-            } => write!(
-                f,
-                "CREATE {}VIEW {}{name} AS {query}",
-                if *materialized { "MATERIALIZED " } else { "" },
-                if *if_not_exists { "IF NOT EXISTS " } else { "" }
-            ),
+                expectations,
+            } => {
+                let checks = if expectations.is_empty() {
+                    String::new()
+                } else {
+                    let e: Vec<String> = expectations.iter().map(|e| e.to_string()).collect();
+                    format!(" ({})", e.join(", "))
+                };
+                write!(
+                    f,
+                    "CREATE {}VIEW {}{name}{checks} AS {query}",
+                    if *materialized { "MATERIALIZED " } else { "" },
+                    if *if_not_exists { "IF NOT EXISTS " } else { "" }
+                )
+            }
             Statement::Insert { table, query } => write!(f, "INSERT INTO {table} {query}"),
             Statement::Query(q) => write!(f, "{q}"),
             Statement::Drop {

@@ -22,6 +22,8 @@ pub(super) struct TableExtras {
     /// The table's `COMMENT 'text'` (Flink's place: after the columns,
     /// before PARTITIONED BY and WITH).
     pub(super) comment: Option<String>,
+    /// `CONSTRAINT name EXPECT (...) ON VIOLATION ...` elements.
+    pub(super) expectations: Vec<super::expect::ExpectDecl>,
     /// Column name (lower case) -> its METADATA clause.
     pub(super) metadata: Vec<(String, MetadataDecl)>,
 }
@@ -114,7 +116,15 @@ fn cut_element(
     let Some(&first) = sig.first() else {
         return Ok(());
     };
-    if is_word(&tokens[first], "WATERMARK")
+    if is_word(&tokens[first], "CONSTRAINT")
+        && sig.get(2).is_some_and(|&i| is_word(&tokens[i], "EXPECT"))
+    {
+        let refs: Vec<&TokenWithSpan> = sig.iter().map(|&i| &tokens[i]).collect();
+        extras
+            .expectations
+            .push(super::expect::parse_expectation(&refs)?);
+        cuts.elements.push((s, e));
+    } else if is_word(&tokens[first], "WATERMARK")
         && sig.get(1).is_some_and(|&i| is_word(&tokens[i], "FOR"))
     {
         let watermark = parse_watermark(tokens, &sig)?;
@@ -341,8 +351,9 @@ fn cut_partitioned_by(
     }
 }
 
-/// Parses a watermark expression from its own tokens.
-fn parse_expr_tokens(tokens: Vec<TokenWithSpan>, fallback: Span) -> Result<Expr> {
+/// Parses an expression (a watermark's, an expectation's) from its own
+/// tokens.
+pub(super) fn parse_expr_tokens(tokens: Vec<TokenWithSpan>, fallback: Span) -> Result<Expr> {
     let dialect = FlinkDialect;
     let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
     let expr = parser
@@ -351,7 +362,7 @@ fn parse_expr_tokens(tokens: Vec<TokenWithSpan>, fallback: Span) -> Result<Expr>
     let next = parser.peek_token();
     if next.token != Token::EOF {
         return Err(syntax(
-            format!("unexpected {} in the watermark expression", next.token),
+            format!("unexpected {} in the expression", next.token),
             next.span,
         ));
     }

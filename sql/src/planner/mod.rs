@@ -32,6 +32,7 @@ use crate::error::{Position, Result, SqlError};
 use crate::plan::{Node, Plan};
 
 mod aggregate;
+pub mod expect;
 mod filter;
 mod hints;
 mod join;
@@ -71,6 +72,9 @@ pub struct Planner<'a> {
     views: Vec<String>,
     /// Who reads: `current_user()` and `is_member('r')` answer for them.
     identity: Option<(String, std::collections::BTreeSet<String>)>,
+    /// The session's expectation bookkeeping (views' expectations apply
+    /// where they are read).
+    expect: Option<&'a expect::ExpectState>,
 }
 
 /// The option the planner adds to the scan of a system table: the user
@@ -101,7 +105,14 @@ impl<'a> Planner<'a> {
             reads: Vec::new(),
             views: Vec::new(),
             identity: None,
+            expect: None,
         }
+    }
+
+    /// Counts expectations and collects quarantine branches in `state`.
+    pub fn with_expectations(mut self, state: &'a expect::ExpectState) -> Self {
+        self.expect = Some(state);
+        self
     }
 
     /// `current_user()` is `user` and `is_member(r)` is true for `roles`.
@@ -239,7 +250,7 @@ pub(super) fn is_proctime_column(plan: &Plan, c: usize) -> bool {
             !plan.updating && c >= physical && c < physical + table.proctime.len()
         }
         Node::ProcTime { input } => c == input.scope.columns.len() || is_proctime_column(input, c),
-        Node::Filter { input, .. } => is_proctime_column(input, c),
+        Node::Filter { input, .. } | Node::Expect { input, .. } => is_proctime_column(input, c),
         Node::Project { input, exprs } => match exprs.get(c) {
             Some((Expr::Column(k), _)) => is_proctime_column(input, *k),
             _ => false,
@@ -261,9 +272,10 @@ pub(super) fn use_processing_time(plan: &mut Plan, at: Position) -> Result<()> {
             *proctime_watermark = true;
             Ok(())
         }
-        Node::ProcTime { input } | Node::Filter { input, .. } | Node::Project { input, .. } => {
-            use_processing_time(input, at)
-        }
+        Node::ProcTime { input }
+        | Node::Filter { input, .. }
+        | Node::Expect { input, .. }
+        | Node::Project { input, .. } => use_processing_time(input, at),
         Node::Union { inputs } => inputs.iter_mut().try_for_each(|i| use_processing_time(i, at)),
         _ => Err(SqlError::plan(
             "a window over a PROCTIME() column must read a table's rows directly (through projections and filters only), not the output of a join, aggregate or window",

@@ -158,6 +158,16 @@ impl Planner<'_> {
                 self.ctes = saved;
                 self.expanding.pop();
                 self.views.pop();
+                if let (Ok(p), Some(state)) = (plan.as_ref(), self.expect) {
+                    let checked = super::expect::apply_expectations(
+                        self.catalog,
+                        state,
+                        p.clone(),
+                        &key_of(name),
+                        position_of(name),
+                    );
+                    plan = checked;
+                }
                 if let Ok(p) = plan.as_mut() {
                     requalify(&mut p.scope, qualifier);
                 }

@@ -70,6 +70,44 @@ impl Session {
                     &format!("a mask of column '{name}'"),
                 )?;
             }
+            AlterAction::AddExpectation(d) => {
+                let scope = crate::binder::Scope::new(
+                    columns
+                        .iter()
+                        .map(|(n, t)| crate::binder::ScopeColumn {
+                            qualifier: None,
+                            name: n.clone(),
+                            data_type: t.clone(),
+                            nullable: true,
+                        })
+                        .collect(),
+                );
+                crate::planner::expect::bind_check(d, &scope, &key)?;
+                let taken = self
+                    .catalog
+                    .grants()
+                    .meta(&key)
+                    .is_some_and(|m| m.expectations.iter().any(|e| e.name == d.name));
+                if taken {
+                    return Err(SqlError::plan(
+                        format!("'{}' already has an expectation '{}'", a.table.name, d.name),
+                        d.position,
+                    ));
+                }
+            }
+            AlterAction::DropExpectation(n) => {
+                let known = self
+                    .catalog
+                    .grants()
+                    .meta(&key)
+                    .is_some_and(|m| m.expectations.iter().any(|e| e.name == n.name));
+                if !known {
+                    return Err(SqlError::not_found(
+                        format!("'{}' has no expectation '{}'", a.table.name, n.name),
+                        n.position,
+                    ));
+                }
+            }
             AlterAction::SetRowFilter(f, cols) => {
                 let mut types = Vec::new();
                 for c in cols {
@@ -223,6 +261,14 @@ fn apply(meta: &mut ObjectMeta, column: Option<String>, action: &AlterAction) ->
         AlterAction::DropRowFilter => {
             meta.row_filter = None;
             "dropped the row filter".into()
+        }
+        AlterAction::AddExpectation(d) => {
+            meta.expectations.push((**d).clone());
+            format!("added expectation {}", d.name)
+        }
+        AlterAction::DropExpectation(n) => {
+            meta.expectations.retain(|e| e.name != n.name);
+            format!("dropped expectation {}", n.name)
         }
     }
 }

@@ -21,6 +21,13 @@ impl Session {
         }
         self.catalog.create_table(ct, &self.registry)?;
         if !existed {
+            if let Some(Entry::Table(t)) = self.catalog.get(&ct.name) {
+                let scope = Self::table_scope(&t.descriptor);
+                if let Err(e) = self.set_expectations(&key, &scope, &ct.expectations) {
+                    self.catalog.remove(&key);
+                    return Err(e);
+                }
+            }
             self.own(&key);
             let meta = self.catalog.grants_mut().meta_mut(&key);
             meta.comment.clone_from(&ct.comment);

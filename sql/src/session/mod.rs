@@ -7,6 +7,8 @@
 
 mod alter;
 mod ddl;
+mod expect;
+pub use expect::ExpectationCount;
 mod governance;
 mod options;
 use std::collections::BTreeMap;
@@ -122,6 +124,9 @@ pub struct Session {
     /// Objects the access checks looked at since the caller last asked
     /// (what the audit log names).
     touched: std::cell::RefCell<Vec<String>>,
+    /// Expectation counters and the quarantine branches of the job being
+    /// planned.
+    expect: crate::planner::expect::ExpectState,
     /// The highest parallelism `SET` may ask for; `None` leaves only the
     /// runtime's own bound (the number of key groups).
     parallelism_limit: Option<usize>,
@@ -152,6 +157,7 @@ impl Session {
             next_job: 1,
             access: governance::AccessContext::default(),
             touched: Default::default(),
+            expect: Default::default(),
             parallelism_limit: None,
             clock: runnel_engine::time::Clock::System,
         }
@@ -293,6 +299,7 @@ impl Session {
                 query,
                 materialized,
                 if_not_exists,
+                expectations,
             } => {
                 if *materialized {
                     return self.create_materialized_view(
@@ -301,17 +308,22 @@ impl Session {
                         *if_not_exists,
                         text,
                         position,
+                        expectations,
                     );
                 }
                 self.check_create(position_of(name))?;
                 // Plan now so that errors show at creation time (and the
                 // creator, the view's owner, may read what it reads).
-                self.plan_checked(query)?;
+                let plan = self.plan_checked(query)?;
                 let view = ViewEntry {
                     query: (**query).clone(),
                     materialized: false,
                 };
                 let existed = self.catalog.get(name).is_some();
+                if !existed {
+                    // Checked (and kept) before the view exists.
+                    self.set_expectations(&key_of(name), &plan.scope, expectations)?;
+                }
                 self.catalog.create_view(name, view, *if_not_exists)?;
                 if !existed {
                     self.own(&key_of(name));
@@ -471,6 +483,7 @@ impl Session {
         if_not_exists: bool,
         text: &str,
         position: crate::error::Position,
+        expectations: &[crate::parser::ExpectDecl],
     ) -> Result<Outcome> {
         if !self.registry.names().contains(&MATERIALIZED_VIEW_CONNECTOR) {
             return Err(SqlError::plan(
@@ -489,7 +502,27 @@ impl Session {
                 position_of(name),
             ));
         }
-        let mut plan = self.plan_checked(query)?;
+        // The view's expectations check the rows its job keeps.
+        let key = key_of(name);
+        let probe = self.plan_checked(query)?;
+        self.set_expectations(&key, &probe.scope, expectations)?;
+        let planned = self.planning_writes(|| {
+            let plan = self.plan_checked(query)?;
+            crate::planner::expect::apply_expectations(
+                &self.catalog,
+                &self.expect,
+                plan,
+                &key,
+                position_of(name),
+            )
+        });
+        let (mut plan, quarantines) = match planned {
+            Ok(p) => p,
+            Err(e) => {
+                self.catalog.grants_mut().forget_object(&key);
+                return Err(e);
+            }
+        };
         plan.prune_all();
         let descriptor = runnel_engine::connector::TableDescriptor {
             name: key_of(name),
@@ -504,12 +537,17 @@ impl Session {
             primary_key: vec![],
             partition_keys: vec![],
         };
-        let graph = lower(
-            &plan,
-            SinkTarget::Table(descriptor.clone()),
-            &self.lower_options(position_of(name))?,
-            position_of(name),
-        )?;
+        let graph = self
+            .lower_with_quarantines(
+                vec![(
+                    &plan,
+                    SinkTarget::Table(descriptor.clone()),
+                    position_of(name),
+                )],
+                quarantines,
+                position_of(name),
+            )
+            .inspect_err(|_| self.catalog.grants_mut().forget_object(&key))?;
         let bounded = self.is_bounded(&plan);
         self.catalog.create_table_entry(
             name,
@@ -563,7 +601,15 @@ impl Session {
             .filter(|&i| !sink.descriptor.metadata_column(i).is_some_and(|(_, v)| v))
             .collect();
         let descriptor = pruned_descriptor(&sink.descriptor, &written);
-        let mut plan = align_to_sink(plan, &descriptor, position_of(table))?;
+        let plan = align_to_sink(plan, &descriptor, position_of(table))?;
+        // The table's expectations check every row written to it.
+        let mut plan = crate::planner::expect::apply_expectations(
+            &self.catalog,
+            &self.expect,
+            plan,
+            &key_of(table),
+            position_of(table),
+        )?;
         plan.prune_all();
         Ok((plan, descriptor))
     }
@@ -571,6 +617,29 @@ impl Session {
     /// Plans the INSERTs of a statement set into one job graph in which
     /// each source is read once.
     fn plan_statement_set(&self, inserts: &[Located]) -> Result<(Vec<Plan>, JobGraph)> {
+        let (planned, quarantines) = self.planning_writes(|| self.plan_inserts(inserts))?;
+        let queries = planned
+            .iter()
+            .map(|(plan, descriptor, position)| {
+                (plan, SinkTarget::Table(descriptor.clone()), *position)
+            })
+            .collect();
+        let position = planned.first().map(|p| p.2).unwrap_or_default();
+        let graph = self.lower_with_quarantines(queries, quarantines, position)?;
+        Ok((planned.into_iter().map(|(p, ..)| p).collect(), graph))
+    }
+
+    /// The plans of a statement set's INSERTs, each with its table.
+    fn plan_inserts(
+        &self,
+        inserts: &[Located],
+    ) -> Result<
+        Vec<(
+            Plan,
+            runnel_engine::connector::TableDescriptor,
+            crate::error::Position,
+        )>,
+    > {
         let mut planned = Vec::with_capacity(inserts.len());
         let mut targets: Vec<String> = Vec::new();
         for insert in inserts {
@@ -596,15 +665,27 @@ impl Session {
             let (plan, descriptor) = self.plan_insert(table, query)?;
             planned.push((plan, descriptor, position_of(table)));
         }
-        let queries = planned
-            .iter()
-            .map(|(plan, descriptor, position)| {
-                (plan, SinkTarget::Table(descriptor.clone()), *position)
-            })
+        Ok(planned)
+    }
+
+    /// Lowers `queries` and the quarantine branches they asked for into
+    /// one job graph.
+    fn lower_with_quarantines(
+        &self,
+        queries: Vec<(&Plan, SinkTarget, crate::error::Position)>,
+        quarantines: Vec<crate::planner::expect::Quarantine>,
+        position: crate::error::Position,
+    ) -> Result<JobGraph> {
+        let branches = self.quarantine_plans(quarantines)?;
+        let all: Vec<(&Plan, SinkTarget, crate::error::Position)> = queries
+            .into_iter()
+            .chain(
+                branches
+                    .iter()
+                    .map(|(p, d, at)| (p, SinkTarget::Table(d.clone()), *at)),
+            )
             .collect();
-        let position = planned.first().map(|p| p.2).unwrap_or_default();
-        let graph = lower_all(queries, &self.lower_options(position)?)?;
-        Ok((planned.into_iter().map(|(p, ..)| p).collect(), graph))
+        lower_all(all, &self.lower_options(position)?)
     }
 
     /// Plans INSERT or SELECT into a job graph.
@@ -616,11 +697,11 @@ impl Session {
         let options = self.lower_options(stmt.position)?;
         match &stmt.statement {
             Statement::Insert { table, query } => {
-                let (plan, descriptor) = self.plan_insert(table, query)?;
-                let graph = lower(
-                    &plan,
-                    SinkTarget::Table(descriptor),
-                    &options,
+                let ((plan, descriptor), quarantines) =
+                    self.planning_writes(|| self.plan_insert(table, query))?;
+                let graph = self.lower_with_quarantines(
+                    vec![(&plan, SinkTarget::Table(descriptor), position_of(table))],
+                    quarantines,
                     position_of(table),
                 )?;
                 Ok((plan, graph, None))

@@ -96,6 +96,7 @@ impl Session {
             .and_then(parse_duration)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
         Planner::new(&self.catalog)
+            .with_expectations(&self.expect)
             .with_allowed_lateness(lateness)
             .with_identity(&self.principal().user, self.current_roles())
     }
