@@ -205,3 +205,7 @@ BEGIN
   JOIN region_fleet AS f ON r.region = f.region
   WHERE r.reporting < f.devices * 0.9;
 END;
+
+-- Where a gold number comes from: the lineage of the hourly average back
+-- to the bronze readings (through the silver and checked views).
+SHOW LINEAGE gold_hourly.avg_temp_c;

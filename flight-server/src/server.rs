@@ -359,8 +359,11 @@ impl Server {
                 | Statement::DropFunction { .. }
                 | Statement::Alter(_)
         ) || matches!(&stmt.statement, Statement::Governance(g)
-                if !matches!(**g, runnel_sql::parser::Governance::ShowGrants { .. }))
-        {
+        if !matches!(
+            **g,
+            runnel_sql::parser::Governance::ShowGrants { .. }
+                | runnel_sql::parser::Governance::ShowLineage { .. }
+        )) {
             // SET is not logged: options belong to the client's session;
             // a job's entry keeps the options it was planned with.
             self.log.append(&LogEntry {

@@ -165,6 +165,17 @@ pub fn system_tables() -> Vec<(&'static str, SchemaRef)> {
                 Field::new("failed_rows", DataType::Int64, false),
             ])),
         ),
+        (
+            "lineage",
+            Arc::new(Schema::new(vec![
+                Field::new("job_id", DataType::Utf8, true),
+                utf8("source_table"),
+                utf8("source_column"),
+                utf8("target_table"),
+                utf8("target_column"),
+                utf8("derivation"),
+            ])),
+        ),
         ("access.audit", crate::audit::audit_schema()),
     ]
 }
@@ -225,6 +236,21 @@ pub fn rows(
         "tables" => table_columns(&visible()),
         "columns" => column_columns(&visible()),
         "tags" => tag_columns(&visible()),
+        "lineage" => {
+            let rows: Vec<_> = session
+                .lineage_rows()
+                .iter()
+                .filter(|r| session.may_read_as(&who, &r.target_table))
+                .collect();
+            vec![
+                strings(rows.iter().map(|r| r.job.clone())),
+                strings(rows.iter().map(|r| Some(r.source_table.clone()))),
+                strings(rows.iter().map(|r| Some(r.source_column.clone()))),
+                strings(rows.iter().map(|r| Some(r.target_table.clone()))),
+                strings(rows.iter().map(|r| Some(r.target_column.clone()))),
+                strings(rows.iter().map(|r| Some(r.derivation.to_string()))),
+            ]
+        }
         "expectations" => {
             let counts: Vec<_> = session
                 .expectation_counts()

@@ -22,6 +22,7 @@ pub mod catalog;
 pub mod error;
 pub mod finish;
 pub mod functions;
+pub mod lineage;
 pub mod lower;
 pub mod parser;
 pub mod plan;

@@ -261,3 +261,32 @@ def test_expectation_counts_and_quarantine_rows(gov, tmp_path):
     assert q == [("d2", "eu_only")], q
     # Counts are shown to those who may read the table only.
     assert rows(alice, "SELECT expectation FROM system.expectations") == []
+
+
+def test_lineage_rows_of_jobs_and_views(gov, tmp_path):
+    _, root, alice, _ = gov
+    readings_table(root, tmp_path)
+    query(root, "CREATE VIEW warm AS SELECT device_id, temperature * 2 AS t2 FROM readings WHERE region = 'eu'")
+    out = tmp_path / "agg"
+    query(
+        root,
+        "CREATE TABLE per_region (region STRING, hottest DOUBLE) "
+        f"WITH ('connector' = 'filesystem', 'path' = '{out}', 'format' = 'csv')",
+    )
+    job = single_job_id(
+        query(root, "INSERT INTO per_region SELECT region, ROUND(temperature, 1) FROM readings WHERE device_id <> 'd9'")
+    )
+    lineage = set(
+        rows(root, "SELECT job_id, source_table, source_column, target_table, target_column, derivation FROM system.lineage")
+    )
+    expected = {
+        (None, "readings", "device_id", "warm", "device_id", "copied"),
+        (None, "readings", "temperature", "warm", "t2", "computed"),
+        (None, "readings", "region", "warm", "t2", "filtered on"),
+        (job, "readings", "region", "per_region", "region", "copied"),
+        (job, "readings", "temperature", "per_region", "hottest", "computed"),
+        (job, "readings", "device_id", "per_region", "hottest", "filtered on"),
+    }
+    assert expected <= lineage, sorted(lineage, key=str)
+    # alice may read neither target: she sees none of it.
+    assert rows(alice, "SELECT target_table FROM system.lineage") == []

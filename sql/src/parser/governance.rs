@@ -103,6 +103,11 @@ pub enum Governance {
         /// True for GRANT.
         grant: bool,
     },
+    /// `SHOW LINEAGE table[.column]`.
+    ShowLineage {
+        /// The table, view or column.
+        target: Named,
+    },
     /// `SHOW GRANTS [ON target] [TO grantee]`.
     ShowGrants {
         /// Only grants on this.
@@ -177,6 +182,7 @@ impl fmt::Display for Governance {
                     on.name
                 )
             }
+            Governance::ShowLineage { target } => write!(f, "SHOW LINEAGE {target}"),
             Governance::ShowGrants { on, to } => {
                 write!(f, "SHOW GRANTS")?;
                 if let Some(on) = on {
@@ -209,6 +215,14 @@ pub(super) fn governance_statement(t: &[&TokenWithSpan]) -> Option<Result<Govern
     }
     if w(0, "SHOW") && w(1, "GRANTS") {
         return Some(show_grants(t));
+    }
+    if w(0, "SHOW") && w(1, "LINEAGE") {
+        let mut c = Cursor { t, i: 2 };
+        c.eat("FOR");
+        return Some(
+            c.name("a table, view or table.column", true)
+                .and_then(|target| c.end().map(|()| Governance::ShowLineage { target })),
+        );
     }
     None
 }

@@ -172,6 +172,7 @@ impl Statement {
                 super::governance::Governance::Membership { .. }
                 | super::governance::Governance::Privileges { .. } => "REVOKE",
                 super::governance::Governance::ShowGrants { .. } => "SHOW GRANTS",
+                super::governance::Governance::ShowLineage { .. } => "SHOW LINEAGE",
             },
             Statement::CreateFunction(_) => "CREATE FUNCTION",
             Statement::DropFunction { .. } => "DROP FUNCTION",

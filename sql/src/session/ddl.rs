@@ -55,6 +55,7 @@ impl Session {
         }
         for n in names {
             self.catalog.drop(n, view, if_exists)?;
+            self.forget_lineage(&key_of(n));
         }
         Ok(Outcome::Message("dropped".into()))
     }

@@ -319,6 +319,7 @@ impl Session {
         };
         match g {
             Governance::ShowGrants { on, to } => self.show_grants(on.as_ref(), to.as_ref()),
+            Governance::ShowLineage { target } => self.show_lineage(target),
             Governance::CreateRole {
                 role,
                 if_not_exists,

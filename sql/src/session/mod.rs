@@ -8,7 +8,9 @@
 mod alter;
 mod ddl;
 mod expect;
+mod lineage;
 pub use expect::ExpectationCount;
+pub use lineage::LineageRow;
 mod governance;
 mod options;
 use std::collections::BTreeMap;
@@ -127,6 +129,8 @@ pub struct Session {
     /// Expectation counters and the quarantine branches of the job being
     /// planned.
     expect: crate::planner::expect::ExpectState,
+    /// Column lineage of jobs and views.
+    lineage: Vec<LineageRow>,
     /// The highest parallelism `SET` may ask for; `None` leaves only the
     /// runtime's own bound (the number of key groups).
     parallelism_limit: Option<usize>,
@@ -158,6 +162,7 @@ impl Session {
             access: governance::AccessContext::default(),
             touched: Default::default(),
             expect: Default::default(),
+            lineage: Vec::new(),
             parallelism_limit: None,
             clock: runnel_engine::time::Clock::System,
         }
@@ -323,6 +328,7 @@ impl Session {
                 if !existed {
                     // Checked (and kept) before the view exists.
                     self.set_expectations(&key_of(name), &plan.scope, expectations)?;
+                    self.record_lineage(None, &key_of(name), &plan);
                 }
                 self.catalog.create_view(name, view, *if_not_exists)?;
                 if !existed {
@@ -384,13 +390,17 @@ impl Session {
             Statement::StatementSet(inserts) => {
                 let (plans, graph) = self.plan_statement_set(inserts)?;
                 let bounded = plans.iter().all(|p| self.is_bounded(p));
-                let tables = inserts
+                let tables: Vec<String> = inserts
                     .iter()
                     .filter_map(|i| match &i.statement {
                         Statement::Insert { table, .. } => Some(key_of(table)),
                         _ => None,
                     })
                     .collect();
+                let job = self.upcoming_job_id();
+                for (table, plan) in tables.iter().zip(&plans) {
+                    self.record_lineage(Some(&job), table, plan);
+                }
                 Ok(Outcome::Job(self.new_job(
                     text,
                     graph,
@@ -410,6 +420,10 @@ impl Session {
                     Statement::Insert { table, .. } => JobKind::Insert(key_of(table)),
                     _ => JobKind::Select,
                 };
+                if let JobKind::Insert(table) = &kind {
+                    let job = self.upcoming_job_id();
+                    self.record_lineage(Some(&job), table, &plan);
+                }
                 Ok(Outcome::Job(self.new_job(
                     text,
                     graph,
@@ -559,6 +573,8 @@ impl Session {
             false,
         )?;
         self.own(&key_of(name));
+        let job = self.upcoming_job_id();
+        self.record_lineage(Some(&job), &key_of(name), &plan);
         let kind = JobKind::MaterializedView(key_of(name));
         Ok(Outcome::Job(self.new_job(
             text, graph, bounded, kind, &plan, None, position,
