@@ -60,29 +60,6 @@ pub(crate) fn delimiter_option(table: &TableDescriptor, key: &str, default: u8) 
     }
 }
 
-/// The `host:port` of an endpoint URL (`http://127.0.0.1:9000/` ->
-/// `127.0.0.1:9000`), for allow-lists of servers; the scheme's default
-/// port when none is written.
-pub(crate) fn host_port(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let authority = authority.rsplit('@').next().unwrap_or_default();
-    let has_port = authority
-        .rsplit_once(':')
-        .is_some_and(|(_, p)| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-        && !authority.ends_with(']');
-    if has_port {
-        authority.to_ascii_lowercase()
-    } else {
-        let port = if scheme.eq_ignore_ascii_case("https") {
-            443
-        } else {
-            80
-        };
-        format!("{}:{port}", authority.to_ascii_lowercase())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,15 +80,5 @@ mod tests {
             Some(1_767_225_600_000)
         );
         assert_eq!(parse_timestamp_millis("yesterday"), None);
-    }
-
-    #[test]
-    fn host_port_of_endpoint_urls() {
-        assert_eq!(super::host_port("http://127.0.0.1:9000/"), "127.0.0.1:9000");
-        assert_eq!(
-            super::host_port("https://S3.example.com"),
-            "s3.example.com:443"
-        );
-        assert_eq!(super::host_port("http://u:p@minio:9000/x"), "minio:9000");
     }
 }

@@ -181,6 +181,12 @@ pub trait Connector: Send + Sync {
         false
     }
 
+    /// True for connectors the server uses for its own tables (system
+    /// tables, materialized views): a `CREATE TABLE` may not name them.
+    fn internal(&self) -> bool {
+        false
+    }
+
     /// What outside the engine `table` reaches (paths, servers, options
     /// that run commands or read files), for the server's access policy:
     /// a user who is not an administrator may only create tables whose
@@ -198,6 +204,12 @@ pub enum Resource {
     Path(String),
     /// A network server, `host:port`.
     Server(String),
+    /// A network endpoint as a URL (`http://minio:9000`); its host and
+    /// port must be an allowed server.
+    Endpoint(String),
+    /// A stream of data another table could name too (`kafka:topic`):
+    /// only its owner's tables may share it.
+    Topic(String),
     /// An option only an administrator may set: one that can run a
     /// command, read a local file or reach an arbitrary endpoint (Kafka's
     /// `properties.ssl.ca.location`, an S3 endpoint).

@@ -231,6 +231,7 @@ pub fn masked_statement(stmt: &Located, text: &str) -> String {
             }
             ct.to_string()
         }
+        Statement::Set { key, .. } if is_secret_option(key) => format!("SET '{key}' = '***'"),
         _ => text.split_whitespace().collect::<Vec<_>>().join(" "),
     }
 }

@@ -53,6 +53,11 @@ struct Caller {
     /// Options fixed by the log entry being replayed (instead of the
     /// session's).
     options: Option<BTreeMap<String, String>>,
+    /// A statement replayed from the log: no access checks.
+    replay: bool,
+    /// The objects its statement touched (for the audit log), taken
+    /// while the session is still the caller's.
+    touched: std::cell::RefCell<Vec<String>>,
 }
 
 /// The Flight SQL server's state.
@@ -150,12 +155,13 @@ impl Server {
             // As the user who ran it (who owns what it creates), with
             // every right: the checks passed when it first ran.
             let user = entry.user.clone().unwrap_or_default();
-            let mut roles = self.config.roles_of(&user);
-            roles.push(ADMINS.to_string());
+            let roles = self.config.roles_of(&user);
             let caller = Caller {
                 principal: Principal::new(user, roles),
                 session: "replay".into(),
                 options: entry.options.clone(),
+                replay: true,
+                touched: Default::default(),
             };
             if let Err(err) = self.execute_inner(&entry.sql, ended, &params, &caller) {
                 eprintln!(
@@ -208,11 +214,9 @@ impl Server {
             }
         };
         let text = statement_text(sql, std::slice::from_ref(&stmt), 0);
-        let result = self.execute_one(&stmt, text, &BTreeSet::new(), params, &self.caller(client));
-        let touched = self
-            .lock()
-            .map(|inner| inner.session.take_touched())
-            .unwrap_or_default();
+        let caller = self.caller(client);
+        let result = self.execute_one(&stmt, text, &BTreeSet::new(), params, &caller);
+        let touched = std::mem::take(&mut *caller.touched.borrow_mut());
         let kind = match &stmt.statement {
             Statement::Query(_) => "SELECT",
             other => other.kind(),
@@ -238,6 +242,8 @@ impl Server {
             principal: Principal::new(client.user.clone(), roles),
             session: client.session.clone(),
             options: None,
+            replay: false,
+            touched: Default::default(),
         }
     }
 
@@ -250,6 +256,7 @@ impl Server {
         f: impl FnOnce(&mut Session) -> R,
     ) -> (R, BTreeMap<String, String>) {
         inner.session.set_principal(caller.principal.clone());
+        inner.session.set_replaying(caller.replay);
         inner.session.take_touched();
         let options = caller
             .options
@@ -300,7 +307,9 @@ impl Server {
         };
         let mut inner = self.lock()?;
         let (outcome, options) = self.as_caller(&mut inner, caller, |session| {
-            session.execute_with(stmt, text, &sink, params)
+            let outcome = session.execute_with(stmt, text, &sink, params);
+            *caller.touched.borrow_mut() = session.take_touched();
+            outcome
         });
         let outcome = outcome?;
         let logged = Logged {

@@ -74,8 +74,7 @@ pub fn table_infos(session: &Session) -> Vec<TableInfo> {
             ),
             Entry::View(v) => {
                 let schema = session
-                    .query_shape(&v.query)
-                    .map(|s| s.schema)
+                    .view_schema(&v.query)
                     .unwrap_or_else(|_| Arc::new(Schema::empty()));
                 ("VIEW", schema, vec![], None)
             }

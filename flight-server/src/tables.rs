@@ -302,6 +302,10 @@ impl Connector for ViewConnector {
         &[]
     }
 
+    fn internal(&self) -> bool {
+        true
+    }
+
     fn source(&self, table: &TableDescriptor) -> Result<SourceTable> {
         let views = self.views.clone();
         let name = table.name.clone();
@@ -482,6 +486,10 @@ impl Connector for SystemConnector {
 
     fn options(&self) -> &'static [&'static str] {
         &["system.table", runnel_sql::planner::SYSTEM_USER_OPTION]
+    }
+
+    fn internal(&self) -> bool {
+        true
     }
 
     fn source(&self, table: &TableDescriptor) -> Result<SourceTable> {

@@ -27,7 +27,19 @@ pub fn check(catalog: &Catalog, cf: &CreateFunction) -> Result<FunctionEntry> {
     let at = Position::of(cf.name.span());
     let name = crate::catalog::key_of(&cf.name);
     let upper = name.to_ascii_uppercase();
-    if is_aggregate_name(&upper) || crate::binder::is_builtin_function(&upper) {
+    // The identity functions masks and row filters rely on cannot be
+    // shadowed by a user's function.
+    let reserved = [
+        "IS_MEMBER",
+        "CURRENT_USER",
+        "SESSION_USER",
+        "USER",
+        "IS_ACCOUNT_GROUP_MEMBER",
+    ];
+    if is_aggregate_name(&upper)
+        || crate::binder::is_builtin_function(&upper)
+        || reserved.contains(&upper.as_str())
+    {
         return Err(SqlError::plan(
             format!("'{name}' is a built-in function; choose another name"),
             at,

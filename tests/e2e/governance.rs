@@ -422,3 +422,95 @@ fn row_filters_masks_tags_and_comments() {
     );
     std::fs::remove_dir_all(&dir).expect("clean");
 }
+
+#[test]
+fn identity_functions_policy_functions_and_shared_data_cannot_be_taken_over() {
+    let dir = temp_dir("takeover");
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).expect("data");
+    let mut s = session(&dir, &data);
+    run(&mut s, "root", &readings(&dir)).expect("create");
+    // Nobody shadows is_member() or current_user() with a function.
+    for f in [
+        "is_member(r STRING) RETURNS BOOLEAN RETURN TRUE",
+        "current_user() RETURNS STRING RETURN 'root'",
+    ] {
+        let e = run(&mut s, "bob", &format!("CREATE FUNCTION {f}")).expect_err("reserved");
+        assert!(e.contains("is a built-in function"), "{e}");
+    }
+    // A mask's function, even bob's own, is changed by administrators only.
+    run(
+        &mut s,
+        "bob",
+        "CREATE FUNCTION star(x STRING) RETURNS STRING RETURN '*'",
+    )
+    .expect("fn");
+    run(
+        &mut s,
+        "root",
+        "ALTER TABLE readings ALTER COLUMN device_id SET MASK star",
+    )
+    .expect("mask");
+    let e = denied(run(
+        &mut s,
+        "bob",
+        "CREATE OR REPLACE FUNCTION star(x STRING) RETURNS STRING RETURN x",
+    ));
+    assert!(e.contains("a mask or row filter calls it"), "{e}");
+    // A second table over the same files would read past the grants.
+    let same = format!(
+        "CREATE TABLE r2 (device_id STRING, region STRING, temperature DOUBLE) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv')",
+        dir.join("readings").display()
+    );
+    let e = denied(run(&mut s, "bob", &same));
+    assert!(e.contains("the data of table 'readings'"), "{e}");
+    let inner = same
+        .replace("/readings'", "/readings/sub'")
+        .replace("r2", "r3");
+    denied(run(&mut s, "bob", &inner));
+    // Paths written so that a connector would read them differently.
+    let d = dir.display();
+    for path in [
+        format!("{d}/%2e%2e/etc"),
+        format!("{d}/a/../../etc"),
+        "file://localhost/etc/passwd".to_string(),
+        "FILE:/etc/passwd".to_string(),
+        "~/secrets".to_string(),
+        format!("{d}\\..\\etc"),
+    ] {
+        let sql = format!(
+            "CREATE TABLE p (line STRING) WITH ('connector' = 'filesystem', 'path' = '{path}', 'format' = 'csv')"
+        );
+        denied(run(&mut s, "bob", &sql));
+    }
+    // Endpoints with user information or backslashes, topic patterns and
+    // other users' topics.
+    let delta = |endpoint: &str| {
+        format!(
+            "CREATE TABLE dl (a STRING) WITH ('connector' = 'delta', 'path' = '{}', 's3.endpoint' = '{endpoint}')",
+            dir.join("lake").display()
+        )
+    };
+    let e = denied(run(
+        &mut s,
+        "bob",
+        &delta("http://evil:80\\@127.0.0.1:9092"),
+    ));
+    assert!(e.contains("is not a plain http(s)://host:port URL"), "{e}");
+    let kafka = |name: &str, topic: &str| {
+        format!(
+            "CREATE TABLE {name} (v STRING) WITH ('connector' = 'kafka', {topic}, \
+             'properties.bootstrap.servers' = '127.0.0.1:9092', 'format' = 'json')"
+        )
+    };
+    run(&mut s, "root", &kafka("orders", "'topic' = 'orders'")).expect("root's topic");
+    let e = denied(run(&mut s, "bob", &kafka("mine", "'topic' = 'orders'")));
+    assert!(e.contains("the data of table 'orders'"), "{e}");
+    denied(run(
+        &mut s,
+        "bob",
+        &kafka("any", "'topic-pattern' = 'ord.*'"),
+    ));
+    run(&mut s, "bob", &kafka("mine", "'topic' = 'bobs'")).expect("a topic of his own");
+    std::fs::remove_dir_all(&dir).expect("clean");
+}

@@ -21,6 +21,7 @@ from conftest import (
     query,
     rows,
     single_job_id,
+    wait_for,
     wait_for_job,
 )
 
@@ -290,3 +291,38 @@ def test_lineage_rows_of_jobs_and_views(gov, tmp_path):
     assert expected <= lineage, sorted(lineage, key=str)
     # alice may read neither target: she sees none of it.
     assert rows(alice, "SELECT target_table FROM system.lineage") == []
+
+
+def test_jobs_replayed_after_a_restart_keep_their_users_masks(start_server, tmp_path):
+    workdir = tmp_path / "server"
+    server = start_server(workdir, "gov-replay")
+    root = adbc_connect(server.port, user=ADMIN, password=ADMIN_PASSWORD)
+    alice = adbc_connect(server.port, user=USER, password=PASSWORD)
+    readings_table(root, tmp_path)
+    query(root, "CREATE FUNCTION hide(x STRING) RETURNS STRING RETURN CASE WHEN is_member('admins') THEN x ELSE '***' END")
+    query(root, "ALTER TABLE readings ALTER COLUMN device_id SET MASK hide")
+    query(root, f"GRANT SELECT ON TABLE readings TO USER {USER}")
+    query(alice, "CREATE MATERIALIZED VIEW seen AS SELECT device_id FROM readings")
+    wait_for("the view's rows", lambda: len(rows(alice, "SELECT device_id FROM seen")) == 3)
+    assert set(rows(alice, "SELECT device_id FROM seen")) == {("***",)}
+    # The server's own connectors are not for users' tables.
+    text = query_error(alice, "CREATE TABLE a (user_name STRING) WITH ('connector' = 'runnel-system', 'system.table' = 'access.audit')")
+    assert "connector of the server's own tables" in text, text
+    root.close()
+    alice.close()
+    server.stop()
+
+    server = start_server(workdir, "gov-replay-2")
+    alice = adbc_connect(server.port, user=USER, password=PASSWORD)
+    try:
+        wait_for("the view's rows after the restart", lambda: len(rows(alice, "SELECT device_id FROM seen")) == 3)
+        # Replayed as alice, not as an administrator: still masked.
+        assert set(rows(alice, "SELECT device_id FROM seen")) == {("***",)}
+    finally:
+        alice.close()
+
+
+def query_error(conn, sql: str) -> str:
+    with pytest.raises(adbc_driver_manager.Error) as caught:
+        query(conn, sql)
+    return str(caught.value)

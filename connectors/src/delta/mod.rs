@@ -80,7 +80,7 @@ impl Connector for DeltaConnector {
             out.push(Resource::Path(p.to_string()));
         }
         if let Some(endpoint) = table.option("s3.endpoint") {
-            out.push(Resource::Server(crate::options::host_port(endpoint)));
+            out.push(Resource::Endpoint(endpoint.to_string()));
         }
         // Storage options reach credentials files and endpoints of their
         // own.

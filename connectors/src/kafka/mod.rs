@@ -99,6 +99,18 @@ fn kafka_resources(table: &TableDescriptor) -> Vec<Resource> {
         let property = k.strip_prefix("properties.")?;
         (!PLAIN_PROPERTIES.contains(&property)).then(|| Resource::AdminOption(k.clone()))
     }));
+    // A topic is data another table may own; a pattern could match any.
+    for key in ["topic", "scan.dead-letter-topic"] {
+        if let Some(t) = table.option(key) {
+            out.extend(
+                t.split(';')
+                    .map(|t| Resource::Topic(format!("kafka:{}", t.trim()))),
+            );
+        }
+    }
+    if table.option("topic-pattern").is_some() {
+        out.push(Resource::AdminOption("topic-pattern".into()));
+    }
     out
 }
 

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 pub use identity::substitute_identity;
-pub use resources::{resolve, Resource, ResourcePolicy};
+pub use resources::{paths_overlap, resolve, Resource, ResourcePolicy};
 
 use crate::catalog::{CATALOG_NAME, PUBLIC_SCHEMA, SYSTEM_SCHEMA};
 
@@ -222,6 +222,9 @@ pub struct Grants {
     owners: BTreeMap<String, String>,
     /// Object key -> its comments, tags, masks and row filter.
     meta: BTreeMap<String, ObjectMeta>,
+    /// SQL function name -> the user who created it (apart from objects:
+    /// a view may not take a function's place).
+    function_owners: BTreeMap<String, String>,
 }
 
 impl Default for Grants {
@@ -235,6 +238,7 @@ impl Default for Grants {
             grants: BTreeSet::new(),
             owners: BTreeMap::new(),
             meta: BTreeMap::new(),
+            function_owners: BTreeMap::new(),
         };
         g.grants.insert(Grant {
             on: Securable::Schema(PUBLIC_SCHEMA.into()),
@@ -319,6 +323,22 @@ impl Grants {
                     }
             })
         })
+    }
+
+    /// The owner of SQL function `name`.
+    pub fn function_owner(&self, name: &str) -> Option<&str> {
+        self.function_owners.get(name).map(String::as_str)
+    }
+
+    /// Records `user` as the owner of SQL function `name`.
+    pub fn set_function_owner(&mut self, name: &str, user: &str) {
+        self.function_owners
+            .insert(name.to_string(), user.to_string());
+    }
+
+    /// Forgets a dropped function's owner.
+    pub fn forget_function(&mut self, name: &str) {
+        self.function_owners.remove(name);
     }
 
     /// The comments, tags, masks and row filter of `key`, if any.

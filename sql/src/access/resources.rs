@@ -41,6 +41,14 @@ impl ResourcePolicy {
                     ))
                 }
             }
+            Resource::Endpoint(url) => match endpoint_host_port(url) {
+                Some(hp) => self.refusal(&Resource::Server(hp)),
+                None => Some(format!(
+                    "the endpoint '{url}' is not a plain http(s)://host:port URL"
+                )),
+            },
+            // Shared data is checked against the catalog by the session.
+            Resource::Topic(_) => None,
             Resource::AdminOption(key) => Some(format!(
                 "the option '{key}' may only be set by an administrator"
             )),
@@ -54,22 +62,49 @@ impl ResourcePolicy {
                 list(&self.allowed_paths)
             ))
         };
-        if let Some((scheme, _)) = path.split_once("://") {
-            if !scheme.eq_ignore_ascii_case("file") {
-                // An object-store URI: under an allowed prefix, compared
-                // by whole path segments.
-                if path.split('/').any(|seg| seg == "..") {
-                    return refused();
-                }
-                let ok = self.allowed_paths.iter().any(|root| {
-                    let root = root.trim_end_matches('/');
-                    root.contains("://") && (path == root || path.starts_with(&format!("{root}/")))
-                });
-                return if ok { None } else { refused() };
-            }
+        // Forms that connectors would read differently from this check:
+        // percent-encoding (`%2e%2e`), backslashes, a leading `~`.
+        if path.contains('%') || path.contains('\\') || path.starts_with('~') {
+            return Some(format!(
+                "the path '{path}' has a character tables of users who are not administrators may not use (%, \\ or a leading ~)"
+            ));
         }
-        let local = path.strip_prefix("file://").unwrap_or(path);
-        let resolved = resolve(Path::new(local));
+        let lower = path.to_ascii_lowercase();
+        let local = if lower.starts_with("file:") {
+            let rest = &path["file:".len()..];
+            let rest = rest
+                .strip_prefix("//localhost")
+                .or_else(|| rest.strip_prefix("//"))
+                .unwrap_or(rest);
+            if !rest.starts_with('/') {
+                return refused();
+            }
+            rest.to_string()
+        } else if let Some((_, rest)) = path.split_once("://") {
+            // An object-store URI: under an allowed prefix, compared by
+            // whole path segments.
+            if rest.split('/').skip(1).any(|seg| seg == ".." || seg == ".") {
+                return refused();
+            }
+            let ok = self.allowed_paths.iter().any(|root| {
+                let root = root.trim_end_matches('/');
+                root.contains("://") && (path == root || path.starts_with(&format!("{root}/")))
+            });
+            return if ok { None } else { refused() };
+        } else {
+            path.to_string()
+        };
+        // `..` is refused rather than applied: after a symbolic link it
+        // leads somewhere the text does not say.
+        if Path::new(&local)
+            .components()
+            .any(|c| matches!(c, Component::ParentDir))
+        {
+            return Some(format!(
+                "the path '{path}' has a '..' component, which tables of users who are not administrators may not use"
+            ));
+        }
+        let resolved = resolve(Path::new(&local));
         if self
             .denied_paths
             .iter()
@@ -90,6 +125,54 @@ impl ResourcePolicy {
             refused()
         }
     }
+}
+
+/// The `host:port` of a plain `http(s)://host[:port][/path]` URL (the
+/// scheme's port when none is written); `None` for anything with user
+/// information, backslashes, spaces or escapes, which clients may read
+/// differently.
+pub(crate) fn endpoint_host_port(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let default_port = match scheme.to_ascii_lowercase().as_str() {
+        "http" => 80,
+        "https" => 443,
+        _ => return None,
+    };
+    if rest.contains(['@', '\\', ' ', '\t', '%']) {
+        return None;
+    }
+    let authority = rest.split(['/', '?', '#']).next()?;
+    if authority.is_empty() || authority.starts_with('[') {
+        return None;
+    }
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) => (h, p.parse::<u16>().ok()?),
+        None => (authority, default_port),
+    };
+    if host.is_empty() {
+        return None;
+    }
+    Some(format!("{}:{port}", host.to_ascii_lowercase()))
+}
+
+/// True when one of two paths (or URIs) lies inside the other.
+pub fn paths_overlap(a: &str, b: &str) -> bool {
+    let norm = |p: &str| -> String {
+        if p.contains("://") && !p.to_ascii_lowercase().starts_with("file:") {
+            p.trim_end_matches('/').to_string()
+        } else {
+            let local = p
+                .strip_prefix("file://localhost")
+                .or_else(|| p.strip_prefix("file://"))
+                .or_else(|| p.strip_prefix("file:"))
+                .unwrap_or(p);
+            resolve(Path::new(local)).display().to_string()
+        }
+    };
+    let (a, b) = (norm(a), norm(b));
+    let inside =
+        |x: &str, y: &str| x == y || x.starts_with(&format!("{}/", y.trim_end_matches('/')));
+    inside(&a, &b) || inside(&b, &a)
 }
 
 fn list(items: &[String]) -> String {

@@ -115,6 +115,13 @@ fn alter(t: &[&TokenWithSpan]) -> Result<AlterTable> {
         None
     };
     let action = if column.is_none() && c.peek_word("ADD") {
+        if !c.t.get(c.i + 1).is_some_and(|t| is_word(t, "CONSTRAINT")) {
+            c.i += 1;
+            return Err(syntax(
+                "Runnel's ALTER TABLE adds only expectations: ADD CONSTRAINT name EXPECT (predicate) [ON VIOLATION ...]",
+                c.span(),
+            ));
+        }
         let refs = &c.t[c.i + 1..];
         c.i = c.t.len();
         AlterAction::AddExpectation(Box::new(super::expect::parse_expectation(refs)?))

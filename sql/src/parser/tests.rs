@@ -292,7 +292,8 @@ fn governance_errors_point_at_the_token() {
             "CATALOG, SCHEMA, TABLE or VIEW",
         ),
         ("GRANT analysts TO bob", (1, 19), "USER after TO"),
-        ("ALTER TABLE t ADD COLUMN c INT", (1, 15), "SET TAGS"),
+        ("ALTER TABLE t ADD COLUMN c INT", (1, 19), "ADD CONSTRAINT"),
+        ("ALTER TABLE t RENAME TO u", (1, 15), "SET TAGS"),
         ("ALTER TABLE t SET TAGS ('a' 'b')", (1, 29), "="),
         ("COMMENT ON COLUMN t IS 'x'", (1, 21), "table.column"),
     ] {

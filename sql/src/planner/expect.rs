@@ -125,12 +125,23 @@ pub fn apply_expectations(
                 at,
             ));
         }
-        state.quarantines.borrow_mut().push(Quarantine {
-            object: object.to_string(),
-            input: plan.clone(),
-            table: quarantine_table(object, &quarantined[0]),
-            checks: quarantined,
-        });
+        // One branch per quarantine table, with the expectations that
+        // send rows there.
+        let mut by_table: BTreeMap<String, Vec<ExpectDecl>> = BTreeMap::new();
+        for d in quarantined {
+            by_table
+                .entry(quarantine_table(object, &d))
+                .or_default()
+                .push(d);
+        }
+        for (table, checks) in by_table {
+            state.quarantines.borrow_mut().push(Quarantine {
+                object: object.to_string(),
+                input: plan.clone(),
+                table,
+                checks,
+            });
+        }
     }
     let columns = plan.scope.columns.iter().map(|c| c.name.clone()).collect();
     Ok(Plan {

@@ -137,7 +137,7 @@ impl Planner<'_> {
             window: left.window,
             node: Node::LookupJoin {
                 input: Box::new(left),
-                table: table.clone(),
+                table: self.reader_table(table),
                 stream_keys,
                 table_keys,
                 kind,

@@ -126,6 +126,25 @@ impl<'a> Planner<'a> {
         &self.reads
     }
 
+    /// `t` as this query reads it: a system table names its reader (no
+    /// user at all without an identity), so its rows are those the reader
+    /// may see.
+    fn reader_table(&self, t: &TableEntry) -> TableEntry {
+        let mut table = t.clone();
+        if table.kind == crate::catalog::TableKind::System {
+            let user = self
+                .identity
+                .as_ref()
+                .map(|(u, _)| u.clone())
+                .unwrap_or_default();
+            table
+                .descriptor
+                .options
+                .insert(SYSTEM_USER_OPTION.to_string(), user);
+        }
+        table
+    }
+
     /// Records a read of `name` at the current view depth.
     fn record_read(&mut self, name: &ast::ObjectName) {
         self.reads.push(Read {

@@ -104,15 +104,7 @@ impl Planner<'_> {
                     });
                     scope = Scope::new(columns);
                 }
-                let mut table = t.clone();
-                if table.kind == crate::catalog::TableKind::System {
-                    if let Some((user, _)) = &self.identity {
-                        table
-                            .descriptor
-                            .options
-                            .insert(super::SYSTEM_USER_OPTION.to_string(), user.clone());
-                    }
-                }
+                let table = self.reader_table(t);
                 let scan = Plan {
                     node: Node::Scan {
                         table,

@@ -17,6 +17,19 @@ impl Session {
         let mut scratch = crate::catalog::Catalog::new();
         scratch.create_table(ct, &self.registry)?;
         if let Some(Entry::Table(t)) = scratch.get(&ct.name) {
+            if self
+                .registry
+                .resolve(&t.descriptor)
+                .is_ok_and(|c| c.internal())
+            {
+                return Err(SqlError::plan(
+                    format!(
+                        "'{}' is a connector of the server's own tables; a table cannot use it",
+                        t.descriptor.option("connector").unwrap_or_default()
+                    ),
+                    position_of(&ct.name),
+                ));
+            }
             self.check_resources(&t.descriptor, position_of(&ct.name))?;
         }
         self.catalog.create_table(ct, &self.registry)?;
@@ -164,7 +177,9 @@ impl Session {
                     ("extras", extras),
                 ]);
             }
-            Some(Entry::View(v)) => self.plan_checked(&v.query)?.scope,
+            // Reading the view was checked above; what it reads is its
+            // owner's business.
+            Some(Entry::View(v)) => self.planner().plan_query(&v.query)?.scope,
             None => {
                 return Err(SqlError::not_found(
                     format!("unknown table or view '{}'", key_of(name)),

@@ -33,6 +33,10 @@ pub(super) struct AccessContext {
     /// Allow-lists for tables of non-administrators; `None`: no limits
     /// (`runnel run`, where the user is the machine's).
     pub resources: Option<ResourcePolicy>,
+    /// Replaying the server's log: the statements passed their checks
+    /// when they first ran, so none are made again; they are planned
+    /// with their user's own roles all the same.
+    pub replaying: bool,
 }
 
 impl Default for AccessContext {
@@ -45,6 +49,7 @@ impl Default for AccessContext {
             principal,
             users,
             resources: None,
+            replaying: false,
         }
     }
 }
@@ -70,9 +75,16 @@ impl Session {
         self.access.resources = Some(policy);
     }
 
-    /// True when the current user is an administrator.
+    /// True when the current user is an administrator (or a logged
+    /// statement is being replayed).
     pub fn is_admin(&self) -> bool {
-        self.catalog.grants().is_admin(&self.access.principal)
+        self.access.replaying || self.catalog.grants().is_admin(&self.access.principal)
+    }
+
+    /// Marks the statements that follow as replayed from the server's log
+    /// (no access checks; see [`AccessContext`]).
+    pub fn set_replaying(&mut self, replaying: bool) {
+        self.access.replaying = replaying;
     }
 
     /// The current user's roles (configured, granted, `users`).
@@ -97,7 +109,7 @@ impl Session {
         if let Securable::Object(key) = on {
             self.touch(key);
         }
-        if self.catalog.grants().allows(who, privilege, on) {
+        if self.access.replaying || self.catalog.grants().allows(who, privilege, on) {
             return Ok(());
         }
         Err(SqlError::denied(
@@ -125,7 +137,7 @@ impl Session {
     pub(super) fn require_owner(&self, key: &str, what: &str, position: Position) -> Result<()> {
         self.touch(key);
         let g = self.catalog.grants();
-        if g.is_admin(&self.access.principal) || g.owner(key) == Some(&self.access.principal.user) {
+        if self.is_admin() || g.owner(key) == Some(&self.access.principal.user) {
             return Ok(());
         }
         Err(SqlError::denied(
@@ -227,13 +239,38 @@ impl Session {
         if self.is_admin() {
             return Ok(());
         }
+        use crate::access::Resource;
         let Ok(connector) = self.registry.resolve(descriptor) else {
             return Ok(()); // creating the table reports the bad connector
         };
-        for r in connector.resources(descriptor) {
-            if let Some(why) = policy.refusal(&r) {
+        let resources = connector.resources(descriptor);
+        for r in &resources {
+            if let Some(why) = policy.refusal(r) {
                 return Err(SqlError::denied(
                     format!("table '{}': {why}", descriptor.name),
+                    position,
+                ));
+            }
+        }
+        // Data that another user's table holds is reached through that
+        // table (and its grants, masks and expectations), not a second one.
+        for (other, theirs) in self.table_resources() {
+            if self.catalog.grants().owner(&other) == Some(self.access.principal.user.as_str()) {
+                continue;
+            }
+            let shared = resources.iter().any(|mine| {
+                theirs.iter().any(|t| match (mine, t) {
+                    (Resource::Path(a), Resource::Path(b)) => crate::access::paths_overlap(a, b),
+                    (Resource::Topic(a), Resource::Topic(b)) => a == b,
+                    _ => false,
+                })
+            });
+            if shared {
+                return Err(SqlError::denied(
+                    format!(
+                        "table '{}' would read or write the data of table '{other}', which belongs to another user; ask for a grant on '{other}' instead",
+                        descriptor.name
+                    ),
                     position,
                 ));
             }
@@ -241,16 +278,39 @@ impl Session {
         Ok(())
     }
 
+    /// The outside resources of every table in the catalog.
+    fn table_resources(&self) -> Vec<(String, Vec<crate::access::Resource>)> {
+        self.catalog
+            .entries()
+            .filter_map(|(_, e)| match e {
+                Entry::Table(t) if t.kind == TableKind::Table => {
+                    let c = self.registry.resolve(&t.descriptor).ok()?;
+                    Some((t.descriptor.name.clone(), c.resources(&t.descriptor)))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Checks `SET key = value` for a non-administrator: options naming a
     /// path on the server must lie under the allowed paths.
     pub(super) fn check_option(&self, key: &str, value: &str, position: Position) -> Result<()> {
-        let (Some(policy), true) = (&self.access.resources, PATH_OPTIONS.contains(&key)) else {
+        use crate::access::Resource;
+        let resource = if PATH_OPTIONS.contains(&key) {
+            Resource::Path(value.to_string())
+        } else if key == "s3.endpoint" {
+            // Checkpoint storage's endpoint.
+            Resource::Endpoint(value.to_string())
+        } else {
+            return Ok(());
+        };
+        let Some(policy) = &self.access.resources else {
             return Ok(());
         };
         if self.is_admin() || (key == "execution.savepoint.path" && self.owns_checkpoint(value)) {
             return Ok(());
         }
-        match policy.refusal(&crate::access::Resource::Path(value.to_string())) {
+        match policy.refusal(&resource) {
             Some(why) => Err(SqlError::denied(format!("'{key}': {why}"), position)),
             None => Ok(()),
         }
@@ -280,7 +340,83 @@ impl Session {
     pub(super) fn own(&mut self, key: &str) {
         self.touch(key);
         let user = self.access.principal.user.clone();
-        self.catalog.grants_mut().set_owner(key, &user);
+        // Statements replayed from logs that predate users own nothing.
+        if !user.is_empty() {
+            self.catalog.grants_mut().set_owner(key, &user);
+        }
+    }
+
+    /// Records the current user as the owner of SQL function `name`.
+    pub(super) fn own_function(&mut self, name: &str) {
+        let user = self.access.principal.user.clone();
+        if !user.is_empty() {
+            self.catalog.grants_mut().set_function_owner(name, &user);
+        }
+    }
+
+    /// Fails unless the current user may replace or drop SQL function
+    /// `name`: its owner or an administrator, and for a function that a
+    /// mask or row filter calls (directly or through other functions),
+    /// only an administrator.
+    pub(super) fn require_function_owner(
+        &self,
+        name: &str,
+        what: &str,
+        position: Position,
+    ) -> Result<()> {
+        if self.is_admin() {
+            return Ok(());
+        }
+        if self.policy_functions().contains(name) {
+            return Err(SqlError::denied(
+                format!(
+                    "user '{}' may not {what} function '{name}': a mask or row filter calls it, so only an administrator may",
+                    self.access.principal.user
+                ),
+                position,
+            ));
+        }
+        let owner = self.catalog.grants().function_owner(name);
+        if owner == Some(self.access.principal.user.as_str()) {
+            return Ok(());
+        }
+        Err(SqlError::denied(
+            format!(
+                "user '{}' may not {what} function '{name}': only its owner{} or an administrator may",
+                self.access.principal.user,
+                owner.map(|o| format!(" ('{o}')")).unwrap_or_default()
+            ),
+            position,
+        ))
+    }
+
+    /// The SQL functions masks and row filters call, directly or through
+    /// other SQL functions.
+    pub(super) fn policy_functions(&self) -> BTreeSet<String> {
+        let mut out: BTreeSet<String> = BTreeSet::new();
+        let mut todo: Vec<String> = Vec::new();
+        for (_, m) in self.catalog.grants().all_meta() {
+            todo.extend(m.row_filter.iter().map(|(f, _)| f.clone()));
+            todo.extend(m.columns.values().filter_map(|c| c.mask.clone()));
+        }
+        while let Some(f) = todo.pop() {
+            if !out.insert(f.clone()) {
+                continue;
+            }
+            let Some(def) = self.catalog.function(&f) else {
+                continue;
+            };
+            let _ = sqlparser::ast::visit_expressions(&def.body, |e| {
+                if let sqlparser::ast::Expr::Function(call) = e {
+                    let name = key_of(&call.name);
+                    if self.catalog.function(&name).is_some() {
+                        todo.push(name);
+                    }
+                }
+                std::ops::ControlFlow::<()>::Continue(())
+            });
+        }
+        out
     }
 
     /// True when the current user may read the object `key` (for SHOW
@@ -294,6 +430,13 @@ impl Session {
         self.catalog
             .grants()
             .allows(who, Privilege::Select, &Securable::Object(key.to_string()))
+    }
+
+    /// The output columns of a view's query, planned without access
+    /// checks: what the catalog shows of a view its reader may see.
+    pub fn view_schema(&self, query: &ast::Query) -> Result<arrow::datatypes::SchemaRef> {
+        let plan = self.planner().plan_query(query)?;
+        Ok(super::output_schema(&plan))
     }
 
     /// The principal of a user the server knows (its configured roles).

@@ -258,27 +258,32 @@ impl Session {
                 self.check_create(position)?;
                 let f = crate::functions::check(&self.catalog, cf)?;
                 let name = f.name.clone();
-                let owner_key = format!("function {name}");
                 if self.catalog.function(&name).is_some() {
-                    self.require_owner(&owner_key, "replace function", position)?;
+                    self.require_function_owner(&name, "replace", position)?;
                 }
                 self.catalog.create_function(f, cf.or_replace, position)?;
-                self.own(&owner_key);
+                self.own_function(&name);
                 Ok(Outcome::Message(format!("created function {name}")))
             }
             Statement::DropFunction { name, if_exists } => {
-                let owner_key = format!("function {}", key_of(name));
-                if self.catalog.function(&key_of(name)).is_some() {
-                    self.require_owner(&owner_key, "drop function", position)?;
+                let key = key_of(name);
+                if self.catalog.function(&key).is_some() {
+                    self.require_function_owner(&key, "drop", position)?;
                 }
-                if let Some(used) = self.catalog.grants().function_use(&key_of(name)) {
+                if let Some(used) = self.catalog.grants().function_use(&key) {
                     return Err(SqlError::plan(
                         format!("function '{name}' is {used}; drop that first"),
                         position,
                     ));
                 }
+                if self.policy_functions().contains(&key) {
+                    return Err(SqlError::plan(
+                        format!("function '{name}' is called by a mask or row filter's function; change that first"),
+                        position,
+                    ));
+                }
                 self.catalog.drop_function(name, *if_exists)?;
-                self.catalog.grants_mut().forget_object(&owner_key);
+                self.catalog.grants_mut().forget_function(&key);
                 Ok(Outcome::Message(format!("dropped function {name}")))
             }
             other => Err(SqlError::plan(
