@@ -268,7 +268,7 @@ pub fn rows(
                 )),
             ]
         }
-        "metrics" => metric_columns(jobs, &own_job),
+        "metrics" => metric_columns(jobs, session, &own_job),
         "access.audit" if admin => {
             return crate::audit::audit_rows(&audit.read()?);
         }
@@ -364,7 +364,11 @@ fn column_columns(tables: &[TableInfo]) -> Vec<ArrayRef> {
     cols
 }
 
-fn metric_columns(jobs: &JobManager, visible: &dyn Fn(&str) -> bool) -> Vec<ArrayRef> {
+fn metric_columns(
+    jobs: &JobManager,
+    session: &Session,
+    visible: &dyn Fn(&str) -> bool,
+) -> Vec<ArrayRef> {
     let mut ids = Vec::new();
     let mut names = Vec::new();
     let mut values = Vec::new();
@@ -376,6 +380,14 @@ fn metric_columns(jobs: &JobManager, visible: &dyn Fn(&str) -> bool) -> Vec<Arra
             ids.push(id.clone());
             names.push(n.to_string());
             values.push(v);
+        }
+        // Rows that passed and violated each expectation the job checks.
+        for (object, name, passed, failed) in session.job_expectation_counts(id) {
+            for (what, v) in [("passed_rows", passed), ("failed_rows", failed)] {
+                ids.push(id.clone());
+                names.push(format!("expectation.{object}.{name}.{what}"));
+                values.push(v as f64);
+            }
         }
     }
     vec![

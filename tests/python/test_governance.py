@@ -256,6 +256,10 @@ def test_expectation_counts_and_quarantine_rows(gov, tmp_path):
     wait_for_job(root, job)
     counts = rows(root, "SELECT table_name, expectation, on_violation, passed_rows, failed_rows FROM system.expectations")
     assert sorted(counts) == [("silver", "eu_only", "QUARANTINE", 2, 1), ("silver", "mild", "", 1, 2)], counts
+    # The job's metrics carry the same counts.
+    metrics = dict(rows(root, f"SELECT metric, value FROM system.metrics WHERE job_id = '{job}'"))
+    assert metrics.get("expectation.silver.eu_only.failed_rows") == 1.0, metrics
+    assert metrics.get("expectation.silver.mild.passed_rows") == 1.0, metrics
     kept = sorted(rows(root, "SELECT device_id FROM silver"))
     assert kept == [("d1",), ("d3",)], kept
     q = rows(root, "SELECT device_id, expectations FROM silver_quarantine")

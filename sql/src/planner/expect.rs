@@ -44,15 +44,18 @@ pub struct ExpectState {
     pub claims: RefCell<Option<BTreeSet<String>>>,
     /// Quarantine branches the job being planned needs.
     pub quarantines: RefCell<Vec<Quarantine>>,
-    /// Counters by (object, expectation), kept across jobs.
-    pub counts: RefCell<BTreeMap<(String, String), Arc<ExpectCounts>>>,
+    /// The id of the job being planned.
+    pub job: RefCell<String>,
+    /// Counters by (job, object, expectation).
+    pub counts: RefCell<BTreeMap<(String, String, String), Arc<ExpectCounts>>>,
 }
 
 impl ExpectState {
-    /// Starts planning a job that writes.
-    pub fn begin_job(&self) {
+    /// Starts planning job `job`, which writes.
+    pub fn begin_job(&self, job: String) {
         *self.claims.borrow_mut() = Some(BTreeSet::new());
         self.quarantines.borrow_mut().clear();
+        *self.job.borrow_mut() = job;
     }
 
     /// Ends it; the quarantine branches it asked for.
@@ -102,12 +105,13 @@ pub fn apply_expectations(
         .is_some_and(|c| c.insert(object.to_string()));
     let counts = claimed.then(|| {
         let mut registry = state.counts.borrow_mut();
+        let job = state.job.borrow().clone();
         decls
             .iter()
             .map(|d| {
                 Arc::clone(
                     registry
-                        .entry((object.to_string(), d.name.clone()))
+                        .entry((job.clone(), object.to_string(), d.name.clone()))
                         .or_default(),
                 )
             })

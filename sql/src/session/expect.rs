@@ -6,8 +6,6 @@
 //! `runnel_engine::ops::ExpectOperator`; where views apply theirs is
 //! `crate::planner::expect`.
 
-use std::sync::Arc;
-
 use arrow::datatypes::{DataType, TimeUnit};
 use runnel_engine::connector::TableDescriptor;
 use runnel_engine::ops::Violation;
@@ -88,7 +86,7 @@ impl Session {
         &self,
         plan_it: impl FnOnce() -> Result<T>,
     ) -> Result<(T, Vec<Quarantine>)> {
-        self.expect.begin_job();
+        self.expect.begin_job(self.upcoming_job_id());
         let planned = plan_it();
         let quarantines = self.expect.end_job();
         Ok((planned?, quarantines))
@@ -228,18 +226,19 @@ impl Session {
         let mut out = Vec::new();
         for (object, meta) in self.catalog.grants().all_meta() {
             for d in &meta.expectations {
-                let counts = self
+                // Summed over the jobs that checked it.
+                let (passed, failed) = self
                     .expect
                     .counts
                     .borrow()
-                    .get(&(object.to_string(), d.name.clone()))
-                    .map(Arc::clone);
-                let (passed, failed) = counts.map_or((0, 0), |c| {
-                    (
-                        c.passed.load(std::sync::atomic::Ordering::Relaxed),
-                        c.failed.load(std::sync::atomic::Ordering::Relaxed),
-                    )
-                });
+                    .iter()
+                    .filter(|((_, o, n), _)| o == object && *n == d.name)
+                    .fold((0, 0), |(p, f), (_, c)| {
+                        (
+                            p + c.passed.load(std::sync::atomic::Ordering::Relaxed),
+                            f + c.failed.load(std::sync::atomic::Ordering::Relaxed),
+                        )
+                    });
                 out.push(ExpectationCount {
                     object: object.to_string(),
                     name: d.name.clone(),
@@ -254,6 +253,27 @@ impl Session {
             }
         }
         out
+    }
+}
+
+impl Session {
+    /// The expectations job `job` checks, with what it counted: (object,
+    /// expectation, passed, failed).
+    pub fn job_expectation_counts(&self, job: &str) -> Vec<(String, String, u64, u64)> {
+        self.expect
+            .counts
+            .borrow()
+            .iter()
+            .filter(|((j, _, _), _)| j == job)
+            .map(|((_, o, n), c)| {
+                (
+                    o.clone(),
+                    n.clone(),
+                    c.passed.load(std::sync::atomic::Ordering::Relaxed),
+                    c.failed.load(std::sync::atomic::Ordering::Relaxed),
+                )
+            })
+            .collect()
     }
 }
 
