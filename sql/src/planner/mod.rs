@@ -75,6 +75,9 @@ pub struct Planner<'a> {
     /// The session's expectation bookkeeping (views' expectations apply
     /// where they are read).
     expect: Option<&'a expect::ExpectState>,
+    /// False to plan past masks and row filters (to see which source
+    /// columns a query copies, for a materialized view's policies).
+    policies: bool,
 }
 
 /// The option the planner adds to the scan of a system table: the user
@@ -106,7 +109,15 @@ impl<'a> Planner<'a> {
             views: Vec::new(),
             identity: None,
             expect: None,
+            policies: true,
         }
+    }
+
+    /// Plans without masks and row filters: only to find where columns
+    /// come from, never to run.
+    pub fn without_policies(mut self) -> Self {
+        self.policies = false;
+        self
     }
 
     /// Counts expectations and collects quarantine branches in `state`.

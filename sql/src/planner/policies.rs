@@ -16,10 +16,10 @@ use runnel_engine::types::ROW_KIND_COLUMN;
 impl Planner<'_> {
     /// True when reads of table `key` go through a mask or row filter.
     pub(super) fn has_policies(&self, key: &str) -> bool {
-        self.catalog
-            .grants()
-            .meta(key)
-            .is_some_and(|m| m.row_filter.is_some() || m.columns.values().any(|c| c.mask.is_some()))
+        self.policies
+            && self.catalog.grants().meta(key).is_some_and(|m| {
+                m.row_filter.is_some() || m.columns.values().any(|c| c.mask.is_some())
+            })
     }
 
     /// Refuses a lookup or temporal join of a table with a mask or row

@@ -136,6 +136,90 @@ impl Session {
         Ok(Outcome::Message(format!("{message} on {}", a.table.name)))
     }
 
+    /// A materialized view's columns copied from a masked column keep its
+    /// mask, and a row filter whose columns all reach the view keeps
+    /// filtering it: the view's rows are computed once, by its owner's
+    /// job, and these make each reader see them as the tables' policies
+    /// say. (Computed and aggregated columns are not masked again.)
+    pub(super) fn inherit_policies(&mut self, view: &str, query: &sqlparser::ast::Query) {
+        // Planned past the owner's own masks, which would make every
+        // masked column look computed.
+        let Ok(plan) = self.planner().without_policies().plan_query(query) else {
+            return;
+        };
+        let plan = &plan;
+        let lineage = crate::lineage::lineage(plan);
+        let names: Vec<(String, DataType)> = plan
+            .scope
+            .columns
+            .iter()
+            .filter(|c| c.name != runnel_engine::types::ROW_KIND_COLUMN)
+            .map(|c| (c.name.to_lowercase(), c.data_type.clone()))
+            .collect();
+        // Source column -> the view's column that copies it.
+        let mut copies: Vec<((String, String), usize)> = Vec::new();
+        for (i, origins) in lineage.columns.iter().enumerate() {
+            for (src, d) in origins {
+                if *d == crate::lineage::Derivation::Copied {
+                    copies.push((src.clone(), i));
+                }
+            }
+        }
+        let mut inherited = ObjectMeta::default();
+        for ((table, column), i) in &copies {
+            let Some(meta) = self.catalog.grants().meta(table) else {
+                continue;
+            };
+            let Some(mask) = meta.columns.get(column).and_then(|c| c.mask.clone()) else {
+                continue;
+            };
+            let (name, ty) = &names[*i];
+            let fits = self.catalog.function(&mask).is_some_and(|f| {
+                f.params.len() == 1
+                    && sql_type_to_arrow(&f.params[0].1, Position::default())
+                        .ok()
+                        .as_ref()
+                        == Some(ty)
+            });
+            if fits {
+                inherited.columns.entry(name.clone()).or_default().mask = Some(mask);
+            }
+        }
+        let tables: std::collections::BTreeSet<&String> =
+            copies.iter().map(|((t, _), _)| t).collect();
+        for table in tables {
+            let Some((f, cols)) = self
+                .catalog
+                .grants()
+                .meta(table)
+                .and_then(|m| m.row_filter.clone())
+            else {
+                continue;
+            };
+            let mapped: Option<Vec<String>> = cols
+                .iter()
+                .map(|c| {
+                    copies
+                        .iter()
+                        .find(|((t, col), _)| t == table && col == c)
+                        .map(|(_, i)| names[*i].0.clone())
+                })
+                .collect();
+            if let Some(mapped) = mapped {
+                inherited.row_filter = Some((f, mapped));
+            }
+        }
+        if inherited != ObjectMeta::default() {
+            let meta = self.catalog.grants_mut().meta_mut(view);
+            for (c, m) in inherited.columns {
+                meta.columns.entry(c).or_default().mask = m.mask;
+            }
+            if inherited.row_filter.is_some() {
+                meta.row_filter = inherited.row_filter;
+            }
+        }
+    }
+
     /// The columns (name, type) of a table or view.
     fn object_columns(&self, table: &Named) -> Result<Vec<(String, DataType)>> {
         let key = object_key(table);

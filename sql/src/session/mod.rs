@@ -580,6 +580,7 @@ impl Session {
         self.own(&key_of(name));
         let job = self.upcoming_job_id();
         self.record_lineage(Some(&job), &key_of(name), &plan);
+        self.inherit_policies(&key_of(name), query);
         let kind = JobKind::MaterializedView(key_of(name));
         Ok(Outcome::Job(self.new_job(
             text, graph, bounded, kind, &plan, None, position,
