@@ -28,6 +28,8 @@ pub struct ManagedJob {
     cancelled: bool,
     /// When the job was planned.
     created: Instant,
+    /// Its OpenLineage run events, when the session asked for them.
+    lineage: Option<crate::openlineage::RunEvents>,
 }
 
 impl ManagedJob {
@@ -87,6 +89,13 @@ impl ManagedJob {
             Err(EngineError::Cancelled) => JobStatus::Cancelled,
             Err(e) => JobStatus::Failed(Arc::new(e)),
         };
+        if let Some(events) = &self.lineage {
+            match &status {
+                JobStatus::Failed(e) => events.send("FAIL", Some(&e.to_string())),
+                JobStatus::Cancelled => events.send("ABORT", None),
+                _ => events.send("COMPLETE", None),
+            }
+        }
         self.set_status(status);
         true
     }
@@ -121,6 +130,10 @@ impl JobManager {
             last: None,
             cancelled: false,
             created: Instant::now(),
+            lineage: job
+                .openlineage
+                .clone()
+                .map(crate::openlineage::RunEvents::new),
         };
         entry.set_status(JobStatus::Created);
         self.jobs.insert(job.id.clone(), entry);
@@ -155,6 +168,9 @@ impl JobManager {
             .ok_or_else(|| EngineError::Internal(format!("{id} was never planned")))?;
         let handle = Job::start(graph)?;
         job.set_status(JobStatus::Running);
+        if let Some(events) = &job.lineage {
+            events.send("START", None);
+        }
         Ok(job.handle.insert(handle))
     }
 
@@ -178,6 +194,9 @@ impl JobManager {
     /// Records that job `id` could not start.
     pub fn fail(&mut self, id: &str, error: EngineError) {
         if let Some(job) = self.jobs.get_mut(id) {
+            if let Some(events) = &job.lineage {
+                events.send("FAIL", Some(&error.to_string()));
+            }
             job.set_status(JobStatus::Failed(Arc::new(error)));
         }
     }

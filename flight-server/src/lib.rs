@@ -40,6 +40,7 @@ pub mod config;
 pub mod error;
 pub mod flight_sql;
 pub mod jobs;
+pub mod openlineage;
 pub mod query;
 pub mod serve;
 pub mod server;

@@ -6,6 +6,8 @@ table; ownership surviving a restart."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 import adbc_driver_manager
@@ -339,3 +341,131 @@ def query_error(conn, sql: str) -> str:
     with pytest.raises(adbc_driver_manager.Error) as caught:
         query(conn, sql)
     return str(caught.value)
+
+
+def _rebuilt(event: dict) -> dict:
+    """`event` rebuilt with the OpenLineage client's own classes, whose
+    validators check the run id (a UUID), the event time (ISO 8601) and
+    the event type, then serialized by the client."""
+    from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, RunEvent, RunState
+    from openlineage.client.facet_v2 import column_lineage_dataset as cl, sql_job
+    from openlineage.client.serde import Serde
+
+    def output(o):
+        fields = {
+            name: cl.Fields(
+                inputFields=[
+                    cl.InputField(
+                        namespace=f["namespace"],
+                        name=f["name"],
+                        field=f["field"],
+                        transformations=[cl.Transformation(type=t["type"], subtype=t["subtype"]) for t in f["transformations"]],
+                    )
+                    for f in v["inputFields"]
+                ]
+            )
+            for name, v in o["facets"]["columnLineage"]["fields"].items()
+        }
+        def field(f):
+            return cl.InputField(
+                namespace=f["namespace"],
+                name=f["name"],
+                field=f["field"],
+                transformations=[cl.Transformation(type=t["type"], subtype=t["subtype"]) for t in f["transformations"]],
+            )
+
+        dataset = [field(f) for f in o["facets"]["columnLineage"]["dataset"]]
+        facet = cl.ColumnLineageDatasetFacet(fields=fields, dataset=dataset)
+        return OutputDataset(namespace=o["namespace"], name=o["name"], facets={"columnLineage": facet})
+
+    rebuilt = RunEvent(
+        eventType=RunState[event["eventType"]],
+        eventTime=event["eventTime"],
+        run=Run(runId=event["run"]["runId"]),
+        job=Job(
+            namespace=event["job"]["namespace"],
+            name=event["job"]["name"],
+            facets={"sql": sql_job.SQLJobFacet(query=event["job"]["facets"]["sql"]["query"])},
+        ),
+        producer=event["producer"],
+        inputs=[InputDataset(namespace=i["namespace"], name=i["name"]) for i in event["inputs"]],
+        outputs=[output(o) for o in event["outputs"]],
+    )
+    return json.loads(Serde.to_json(rebuilt))
+
+
+def _without_producers(value):
+    """A facet without the `_producer` / `_schemaURL` each side stamps."""
+    if isinstance(value, dict):
+        return {k: _without_producers(v) for k, v in value.items() if k not in ("_producer", "_schemaURL")}
+    if isinstance(value, list):
+        return [_without_producers(v) for v in value]
+    return value
+
+
+def test_openlineage_run_events_with_column_lineage(gov, tmp_path):
+    _, root, alice, _ = gov
+    readings_table(root, tmp_path)
+    events_file = tmp_path / "lineage" / "events.jsonl"
+    events_file.parent.mkdir()
+    out = tmp_path / "eu"
+    query(root, f"CREATE TABLE eu (device_id STRING, t2 DOUBLE) WITH ('connector' = 'filesystem', 'path' = '{out}', 'format' = 'csv')")
+    query(root, f"SET 'openlineage.file' = '{events_file}'")
+    job = single_job_id(query(root, "INSERT INTO eu SELECT device_id, temperature * 2 FROM readings WHERE region = 'eu'"))
+    wait_for_job(root, job)
+    wait_for("two events", lambda: events_file.exists() and len(events_file.read_text().splitlines()) == 2)
+    events = [json.loads(line) for line in events_file.read_text().splitlines()]
+    assert [e["eventType"] for e in events] == ["START", "COMPLETE"], events
+    assert events[0]["run"]["runId"] == events[1]["run"]["runId"]
+    event = events[1]
+    assert event["job"] == {**event["job"], "namespace": "runnel", "name": job}
+    assert [i["name"] for i in event["inputs"]] == ["readings"]
+    facet = event["outputs"][0]["facets"]["columnLineage"]
+    fields = facet["fields"]
+    direct = {(f["field"], t["type"], t["subtype"]) for f in fields["t2"]["inputFields"] for t in f["transformations"]}
+    assert direct == {("temperature", "DIRECT", "TRANSFORMATION")}, direct
+    assert [(f["field"], f["transformations"][0]["subtype"]) for f in fields["device_id"]["inputFields"]] == [
+        ("device_id", "IDENTITY")
+    ]
+    # The filter column, which every output column depends on.
+    assert [(f["field"], f["transformations"][0]["type"]) for f in facet["dataset"]] == [("region", "INDIRECT")]
+    # The client's classes take every event and serialize it as we wrote it.
+    for e in events:
+        rebuilt = _rebuilt(e)
+        for key in ("eventType", "eventTime", "run", "producer", "inputs"):
+            assert _without_producers(rebuilt[key]) == _without_producers(e[key]), key
+        assert _without_producers(rebuilt["outputs"]) == _without_producers(e["outputs"])
+    # A path outside the allowed roots is refused for a user.
+    denied(alice, "SET 'openlineage.file' = '/etc/lineage.jsonl'")
+
+    # Posted to an HTTP endpoint (a Python HTTP server standing in for
+    # Marquez's /api/v1/lineage).
+    import http.server
+    import threading
+
+    posted = []
+
+    class Lineage(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            posted.append((self.path, json.loads(body)))
+            self.send_response(201)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Lineage)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        query(root, "SET 'openlineage.file' = ''")
+        query(root, f"SET 'openlineage.url' = 'http://127.0.0.1:{httpd.server_port}/api/v1/lineage'")
+        job = single_job_id(query(root, "INSERT INTO eu SELECT device_id, temperature FROM readings"))
+        wait_for_job(root, job)
+        wait_for("two posted events", lambda: len(posted) == 2)
+        assert [(p, e["eventType"], e["job"]["name"]) for p, e in posted] == [
+            ("/api/v1/lineage", "START", job),
+            ("/api/v1/lineage", "COMPLETE", job),
+        ]
+    finally:
+        httpd.shutdown()

@@ -17,6 +17,7 @@ use crate::plan::Plan;
 /// Session options that name a path on the server: set only by
 /// administrators, or under the allowed paths.
 const PATH_OPTIONS: &[&str] = &[
+    super::lineage::OPENLINEAGE_FILE_OPTION,
     "state.checkpoints.dir",
     "state.backend.rocksdb.localdir",
     "execution.savepoint.path",
@@ -298,7 +299,7 @@ impl Session {
         use crate::access::Resource;
         let resource = if PATH_OPTIONS.contains(&key) {
             Resource::Path(value.to_string())
-        } else if key == "s3.endpoint" {
+        } else if key == "s3.endpoint" || key == super::lineage::OPENLINEAGE_URL_OPTION {
             // Checkpoint storage's endpoint.
             Resource::Endpoint(value.to_string())
         } else {

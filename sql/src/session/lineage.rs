@@ -28,7 +28,56 @@ pub struct LineageRow {
     pub derivation: Derivation,
 }
 
+/// The session options that turn OpenLineage run events on.
+pub const OPENLINEAGE_FILE_OPTION: &str = "openlineage.file";
+/// Events are posted to this `http://` URL (an OpenLineage endpoint such
+/// as Marquez's `/api/v1/lineage`).
+pub const OPENLINEAGE_URL_OPTION: &str = "openlineage.url";
+
+/// What a job's OpenLineage run events say and where they go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenLineageSpec {
+    /// Append each event as a JSON line to this file.
+    pub file: Option<String>,
+    /// Post each event to this URL.
+    pub url: Option<String>,
+    /// The job's id (the event's job name).
+    pub job: String,
+    /// Its statement.
+    pub sql: String,
+    /// Its column lineage.
+    pub rows: Vec<LineageRow>,
+}
+
 impl Session {
+    /// The OpenLineage events of job `job`, when the session asks for them.
+    pub(super) fn openlineage_spec(&self, job: &str, sql: &str) -> Option<OpenLineageSpec> {
+        // An empty value turns a transport off again.
+        let set = |key: &str| {
+            self.option(key)
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_string)
+        };
+        let file = set(OPENLINEAGE_FILE_OPTION);
+        let url = set(OPENLINEAGE_URL_OPTION);
+        if file.is_none() && url.is_none() {
+            return None;
+        }
+        Some(OpenLineageSpec {
+            file,
+            url,
+            job: job.to_string(),
+            sql: sql.to_string(),
+            rows: self
+                .lineage
+                .iter()
+                .filter(|r| r.job.as_deref() == Some(job))
+                .cloned()
+                .collect(),
+        })
+    }
+
     /// Records the lineage of `plan`, whose output columns are those of
     /// `target`, written by `job` (a view's when `None`, replacing what
     /// was recorded for it before).

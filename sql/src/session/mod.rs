@@ -10,7 +10,7 @@ mod ddl;
 mod expect;
 mod lineage;
 pub use expect::ExpectationCount;
-pub use lineage::LineageRow;
+pub use lineage::{LineageRow, OpenLineageSpec, OPENLINEAGE_FILE_OPTION, OPENLINEAGE_URL_OPTION};
 mod governance;
 mod options;
 use std::collections::BTreeMap;
@@ -79,6 +79,9 @@ pub struct PreparedJob {
     /// ORDER BY / LIMIT of a bounded SELECT, for the caller to apply to the
     /// complete result.
     pub finish: Option<Finish>,
+    /// Where to send OpenLineage run events, with the job's lineage;
+    /// `None` unless the session names a file or URL.
+    pub openlineage: Option<OpenLineageSpec>,
 }
 
 /// What a job was started for.
@@ -480,7 +483,9 @@ impl Session {
         let owner = self.principal().user.clone();
         self.jobs
             .push((id.clone(), statement.clone(), Arc::clone(&status), owner));
+        let openlineage = self.openlineage_spec(&id, &statement);
         Ok(Box::new(PreparedJob {
+            openlineage,
             id,
             statement,
             graph,
