@@ -51,7 +51,12 @@ impl Session {
     fn describe_with(&self, statement: &Statement) -> Result<Option<QueryShape>> {
         match statement {
             Statement::Query(q) => self.query_shape(q).map(Some),
-            Statement::Insert { query, .. } => {
+            Statement::Insert { table, query } => {
+                self.require(
+                    crate::access::Privilege::Insert,
+                    &crate::access::Securable::Object(crate::catalog::key_of(table)),
+                    crate::catalog::position_of(table),
+                )?;
                 self.plan_checked(query)?;
                 Ok(None)
             }

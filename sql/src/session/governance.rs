@@ -124,7 +124,7 @@ impl Session {
     }
 
     /// Fails unless the current user holds `privilege` on `on`.
-    pub(super) fn require(
+    pub(crate) fn require(
         &self,
         privilege: Privilege,
         on: &Securable,
