@@ -145,6 +145,26 @@ fn laid_out(
     out
 }
 
+/// An aggregate's output: its keys (copied), the window columns between
+/// (computed from the time column), then the aggregates.
+fn keyed_aggregate(
+    cols: &[Origins],
+    keys: &[usize],
+    time_column: Option<usize>,
+    calls: &[runnel_engine::ops::AggregateCall],
+    width: usize,
+) -> Vec<Origins> {
+    let leading = keys
+        .iter()
+        .map(|&k| cols.get(k).cloned().unwrap_or_default())
+        .collect();
+    let time = time_column
+        .and_then(|t| cols.get(t))
+        .map(|o| upgrade(o, Derivation::Computed))
+        .unwrap_or_default();
+    laid_out(width, leading, &time, aggregates(cols, calls))
+}
+
 fn aggregates(input: &[Origins], calls: &[runnel_engine::ops::AggregateCall]) -> Vec<Origins> {
     calls
         .iter()
@@ -242,51 +262,19 @@ fn walk(plan: &Plan, indirect: &mut BTreeSet<(SourceColumn, Derivation)>) -> Vec
         }
         Node::WindowAggregate { input, spec } => {
             let cols = walk(input, indirect);
-            let leading = spec
-                .key_columns
-                .iter()
-                .map(|&k| cols.get(k).cloned().unwrap_or_default())
-                .collect();
-            let time = upgrade(
-                &cols.get(spec.time_column).cloned().unwrap_or_default(),
-                Derivation::Computed,
-            );
-            let aggs = aggregates(&cols, &spec.aggregates);
-            laid_out(
-                width.saturating_sub(usize::from(plan.updating)),
-                leading,
-                &time,
-                aggs,
-            )
+            let width = width.saturating_sub(usize::from(plan.updating));
+            let time = Some(spec.time_column);
+            keyed_aggregate(&cols, &spec.key_columns, time, &spec.aggregates, width)
         }
         Node::SessionAggregate { input, spec } => {
             let cols = walk(input, indirect);
-            let leading = spec
-                .key_columns
-                .iter()
-                .map(|&k| cols.get(k).cloned().unwrap_or_default())
-                .collect();
-            let time = upgrade(
-                &cols.get(spec.time_column).cloned().unwrap_or_default(),
-                Derivation::Computed,
-            );
-            let aggs = aggregates(&cols, &spec.aggregates);
-            laid_out(width, leading, &time, aggs)
+            let time = Some(spec.time_column);
+            keyed_aggregate(&cols, &spec.key_columns, time, &spec.aggregates, width)
         }
         Node::GroupAggregate { input, spec } => {
             let cols = walk(input, indirect);
-            let leading = spec
-                .key_columns
-                .iter()
-                .map(|&k| cols.get(k).cloned().unwrap_or_default())
-                .collect();
-            let aggs = aggregates(&cols, &spec.aggregates);
-            laid_out(
-                width.saturating_sub(usize::from(plan.updating)),
-                leading,
-                &Origins::new(),
-                aggs,
-            )
+            let width = width.saturating_sub(usize::from(plan.updating));
+            keyed_aggregate(&cols, &spec.key_columns, None, &spec.aggregates, width)
         }
         Node::OverAggregate { input, spec } => {
             let cols = walk(input, indirect);

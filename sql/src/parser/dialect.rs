@@ -79,8 +79,13 @@ fn parse_table_argument(parser: &mut Parser<'_>) -> Result<Expr, ParserError> {
                 .map(|k| FunctionArg::Unnamed(FunctionArgExpr::Expr(k))),
         );
     }
-    Ok(Expr::Function(ast::Function {
-        name: ObjectName::from(vec![Ident::new(TABLE_ARGUMENT)]),
+    Ok(call_expr(TABLE_ARGUMENT, args))
+}
+
+/// The plain call `name(args...)` as sqlparser's AST writes it.
+pub fn call_expr(name: &str, args: Vec<FunctionArg>) -> Expr {
+    Expr::Function(ast::Function {
+        name: ObjectName::from(vec![Ident::new(name)]),
         uses_odbc_syntax: false,
         parameters: FunctionArguments::None,
         args: FunctionArguments::List(FunctionArgumentList {
@@ -92,7 +97,7 @@ fn parse_table_argument(parser: &mut Parser<'_>) -> Result<Expr, ParserError> {
         null_treatment: None,
         over: None,
         within_group: vec![],
-    }))
+    })
 }
 
 /// Name of the call that stands for a `TABLE name` argument.

@@ -46,7 +46,7 @@ use tokens::{from_parser_error, is_trivia, is_word, split_statements, syntax};
 
 pub use alter::{AlterAction, AlterTable};
 pub use depth::MAX_EXPRESSION_DEPTH;
-pub use dialect::{FlinkDialect, TABLE_ARGUMENT};
+pub use dialect::{call_expr, FlinkDialect, TABLE_ARGUMENT};
 pub use expect::ExpectDecl;
 pub use governance::{Governance, GrantTarget, GranteeName, Named, ObjectKind};
 pub use statement::{ColumnDecl, CreateFunction, CreateTable, Located, MetadataDecl, Statement};
