@@ -239,7 +239,11 @@ pub fn rows(
             let rows: Vec<_> = session
                 .lineage_rows()
                 .iter()
-                .filter(|r| session.may_read_as(&who, &r.target_table))
+                // Only what the reader may read on both ends.
+                .filter(|r| {
+                    session.may_read_as(&who, &r.target_table)
+                        && session.may_read_as(&who, &r.source_table)
+                })
                 .collect();
             vec![
                 strings(rows.iter().map(|r| r.job.clone())),

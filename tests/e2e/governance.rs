@@ -118,6 +118,12 @@ fn grants_decide_who_reads_and_views_read_with_their_owners_rights() {
     .expect("bob's view");
     denied(run(&mut s, "carol", "SELECT * FROM eu"));
     run(&mut s, "bob", "GRANT SELECT ON VIEW eu TO USER carol").expect("bob grants");
+    // Only administrators are told who the users are.
+    let e = run(&mut s, "bob", "GRANT SELECT ON VIEW eu TO USER nobody").expect_err("unknown");
+    assert!(
+        e.contains("unknown user 'nobody'") && !e.contains("root"),
+        "{e}"
+    );
     let rows = run(&mut s, "carol", "SELECT device_id FROM eu").expect("carol reads");
     assert_eq!(rows.len(), 2);
     denied(run(&mut s, "carol", "SELECT * FROM readings"));

@@ -566,24 +566,35 @@ impl Session {
     }
 
     fn unknown_role(&self, role: &Named) -> SqlError {
-        let known: Vec<&str> = self.catalog.grants().role_names().collect();
         SqlError::not_found(
-            format!("unknown role '{}'; roles: {}", role.name, known.join(", ")),
+            format!("unknown role '{}'{}", role.name, self.known_roles()),
             role.position,
         )
+    }
+
+    /// "; roles: ..." for an administrator; nothing for other users, who
+    /// are not told the server's roles.
+    fn known_roles(&self) -> String {
+        if !self.is_admin() {
+            return String::new();
+        }
+        let known: Vec<&str> = self.catalog.grants().role_names().collect();
+        format!("; roles: {}", known.join(", "))
     }
 
     fn check_user(&self, user: &Named) -> Result<()> {
         if self.access.users.contains_key(&user.name) {
             return Ok(());
         }
-        let known: Vec<&str> = self.access.users.keys().map(String::as_str).collect();
+        // Only administrators are told who the users are.
+        let known = if self.is_admin() {
+            let names: Vec<&str> = self.access.users.keys().map(String::as_str).collect();
+            format!("; the server's users: {}", names.join(", "))
+        } else {
+            String::new()
+        };
         Err(SqlError::not_found(
-            format!(
-                "unknown user '{}'; the server's users: {}",
-                user.name,
-                known.join(", ")
-            ),
+            format!("unknown user '{}'{known}", user.name),
             user.position,
         ))
     }
@@ -665,17 +676,14 @@ impl Session {
             None if self.access.users.contains_key(&g.name.name) => {
                 Ok(Grantee::User(g.name.name.clone()))
             }
-            None => {
-                let roles: Vec<&str> = self.catalog.grants().role_names().collect();
-                Err(SqlError::not_found(
-                    format!(
-                        "unknown role or user '{}'; roles: {}",
-                        g.name.name,
-                        roles.join(", ")
-                    ),
-                    g.name.position,
-                ))
-            }
+            None => Err(SqlError::not_found(
+                format!(
+                    "unknown role or user '{}'{}",
+                    g.name.name,
+                    self.known_roles()
+                ),
+                g.name.position,
+            )),
         }
     }
 

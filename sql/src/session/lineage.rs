@@ -170,11 +170,12 @@ impl Session {
             if !seen.insert((t.clone(), c.clone())) {
                 continue;
             }
-            for r in self
-                .lineage
-                .iter()
-                .filter(|r| r.target_table == t && c.as_ref().is_none_or(|c| *c == r.target_column))
-            {
+            // Sources the user may not read are left out.
+            for r in self.lineage.iter().filter(|r| {
+                r.target_table == t
+                    && c.as_ref().is_none_or(|c| *c == r.target_column)
+                    && self.may_read(&r.source_table)
+            }) {
                 out.push(r);
                 // Copied, computed and aggregated columns lead further back.
                 if !matches!(r.derivation, Derivation::FilteredOn | Derivation::JoinedOn) {
