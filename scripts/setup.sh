@@ -33,5 +33,21 @@ if ! ldconfig -p 2>/dev/null | grep -q 'libclang[-.0-9]*\.so' \
   fi
 fi
 
+# Prometheus and promtool, for the metrics test (tests/python/test_metrics.py).
+if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing prometheus (for the metrics test)"
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+    if ! $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; then
+      $SUDO apt-get update -qq
+      $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null
+    fi
+  else
+    echo "setup: prometheus is missing; install your system's prometheus package (the metrics test runs it)" >&2
+    exit 1
+  fi
+fi
+
 # A Kafka-protocol broker for the Kafka tests (a static binary, no JVM).
 "$(dirname "$0")/kafka-broker.sh" install >/dev/null

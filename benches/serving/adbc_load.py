@@ -57,7 +57,7 @@ READY = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
 def start_server(binary: str, workdir: Path, snapshot: bool) -> tuple[subprocess.Popen, int]:
     config = workdir / "runnel.toml"
     config.write_text(
-        f'listen = "127.0.0.1:0"\ndata_dir = "{workdir / "data"}"\n'
+        f'listen = "127.0.0.1:0"\nhttp_listen = "off"\ndata_dir = "{workdir / "data"}"\n'
         f"snapshot_queries = {'true' if snapshot else 'false'}\n"
         "[auth]\nallow_anonymous = true\n"
     )

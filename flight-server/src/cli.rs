@@ -31,6 +31,7 @@ const USAGE: &str = "usage:
   runnel explain FILE.sql                   print the plan of every query in FILE.sql
   runnel serve [--config FILE] [--listen HOST:PORT] [--data-dir DIR]
                [--parallelism N] [--allow-anonymous] [--allow-path DIR]
+               [--http-listen HOST:PORT|off]
                                             serve Flight SQL (default 127.0.0.1:50051);
                                             RUNNEL_CONFIG, RUNNEL_LISTEN and RUNNEL_DATA_DIR
                                             set the same from the environment

@@ -3,6 +3,7 @@
 //!
 //! ```toml
 //! listen = "127.0.0.1:50051"
+//! http_listen = "127.0.0.1:8081"   # /metrics (Prometheus); "off" for none
 //! data_dir = "runnel-data"
 //! parallelism = 2
 //! max_parallelism = 8       # the most a client's SET 'parallelism' may ask
@@ -99,6 +100,7 @@ pub struct TlsConfig {
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     listen: Option<String>,
+    http_listen: Option<String>,
     data_dir: Option<PathBuf>,
     parallelism: Option<usize>,
     max_parallelism: Option<usize>,
@@ -117,6 +119,8 @@ struct FileConfig {
 pub struct ServerConfig {
     /// Address to listen on.
     pub listen: SocketAddr,
+    /// Address of the HTTP port (`/metrics`); `None`: no HTTP port.
+    pub http_listen: Option<SocketAddr>,
     /// Catalog, job list and checkpoints live here.
     pub data_dir: PathBuf,
     /// Default parallelism of jobs.
@@ -147,6 +151,7 @@ impl ServerConfig {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            http_listen: None,
             data_dir: data_dir.into(),
             parallelism: 1,
             max_parallelism: None,
@@ -177,6 +182,7 @@ impl ServerConfig {
             match a.as_str() {
                 "--config" | "-c" => flags.config = Some(PathBuf::from(value(a)?)),
                 "--listen" | "-l" => flags.listen = Some(value(a)?),
+                "--http-listen" => flags.http_listen = Some(value(a)?),
                 "--data-dir" | "-d" => flags.data_dir = Some(PathBuf::from(value(a)?)),
                 "--parallelism" | "-p" => {
                     flags.parallelism = Some(
@@ -212,8 +218,18 @@ impl ServerConfig {
             _ => p,
         };
         let mut config = ServerConfig::new("runnel-data");
+        // `runnel serve` has its HTTP port unless told otherwise.
+        config.http_listen = Some(SocketAddr::from(([127, 0, 0, 1], 8081)));
         if let Some(l) = &file.listen {
             config.listen = parse_listen(l)?;
+        }
+        if let Some(h) = file.http_listen.as_ref().or(flags.http_listen.as_ref()) {
+            let h = flags.http_listen.as_ref().unwrap_or(h);
+            config.http_listen = if h.eq_ignore_ascii_case("off") {
+                None
+            } else {
+                Some(parse_listen(h)?)
+            };
         }
         if let Some(d) = file.data_dir {
             config.data_dir = relative(d);
@@ -336,6 +352,7 @@ impl ServerConfig {
 struct Flags {
     config: Option<PathBuf>,
     listen: Option<String>,
+    http_listen: Option<String>,
     data_dir: Option<PathBuf>,
     parallelism: Option<usize>,
     allow_anonymous: bool,
@@ -414,5 +431,32 @@ mod tests {
         assert!(ServerConfig::from_args(&args(&["--allow-anonymous"]), &no_env).is_ok());
         let err = ServerConfig::from_args(&args(&["--bogus"]), &no_env).expect_err("bad flag");
         assert!(err.contains("--bogus"), "{err}");
+    }
+
+    #[test]
+    fn the_http_port_defaults_to_8081_and_can_be_moved_or_turned_off() {
+        let no_env = |_: &str| None;
+        let c = ServerConfig::from_args(&args(&["--allow-anonymous"]), &no_env).expect("config");
+        assert_eq!(c.http_listen, Some("127.0.0.1:8081".parse().expect("addr")));
+        let c = ServerConfig::from_args(
+            &args(&["--allow-anonymous", "--http-listen", "127.0.0.1:9999"]),
+            &no_env,
+        )
+        .expect("config");
+        assert_eq!(c.http_listen, Some("127.0.0.1:9999".parse().expect("addr")));
+        let c = ServerConfig::from_args(
+            &args(&["--allow-anonymous", "--http-listen", "off"]),
+            &no_env,
+        )
+        .expect("config");
+        assert_eq!(c.http_listen, None);
+        let err = ServerConfig::from_args(
+            &args(&["--allow-anonymous", "--http-listen", "nope"]),
+            &no_env,
+        )
+        .expect_err("bad address");
+        assert!(err.contains("'nope'"), "{err}");
+        // Programs that build a configuration get no HTTP port unless asked.
+        assert_eq!(ServerConfig::new("d").http_listen, None);
     }
 }

@@ -39,6 +39,7 @@ pub mod clients;
 pub mod config;
 pub mod error;
 pub mod flight_sql;
+pub mod http;
 pub mod jobs;
 pub mod openlineage;
 pub mod query;

@@ -20,6 +20,8 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct ServerHandle {
     /// The address it listens on (the real port when 0 was asked for).
     pub addr: SocketAddr,
+    /// The HTTP port's address (`/metrics`), when it has one.
+    pub http_addr: Option<SocketAddr>,
     /// The server's state.
     pub server: Arc<Server>,
     stop: Option<oneshot::Sender<()>>,
@@ -66,6 +68,18 @@ pub fn start(config: ServerConfig) -> Result<ServerHandle, String> {
     let addr = listener
         .local_addr()
         .map_err(|e| format!("cannot read the listening address: {e}"))?;
+    let http = match config.http_listen {
+        Some(h) => {
+            let l = runtime
+                .block_on(tokio::net::TcpListener::bind(h))
+                .map_err(|e| format!("cannot listen for HTTP on {h}: {e} (set http_listen, or --http-listen off)"))?;
+            let at = l
+                .local_addr()
+                .map_err(|e| format!("cannot read the HTTP address: {e}"))?;
+            Some((l, at))
+        }
+        None => None,
+    };
     // Read the certificate before anything starts, so that a bad one is
     // an error at start rather than a server that never serves.
     let identity = match &config.tls {
@@ -90,6 +104,10 @@ pub fn start(config: ServerConfig) -> Result<ServerHandle, String> {
             .map_err(|e| format!("bad TLS configuration: {e}"))?;
     }
     let server = Server::open(config).map_err(|e| e.to_string())?;
+    let http_addr = http.as_ref().map(|(_, at)| *at);
+    if let Some((l, _)) = http {
+        runtime.spawn(crate::http::serve(l, Arc::clone(&server)));
+    }
     let (tx, rx) = oneshot::channel::<()>();
     let s = Arc::clone(&server);
     let thread = std::thread::Builder::new()
@@ -112,6 +130,7 @@ pub fn start(config: ServerConfig) -> Result<ServerHandle, String> {
         .map_err(|e| format!("cannot start the server thread: {e}"))?;
     Ok(ServerHandle {
         addr,
+        http_addr,
         server,
         stop: Some(tx),
         thread: Some(thread),
@@ -156,6 +175,9 @@ pub fn serve_cli(args: &[String]) -> Result<(), String> {
         if tls { " with TLS" } else { "" },
         data_dir.display()
     );
+    if let Some(h) = handle.http_addr {
+        eprintln!("runnel: metrics at http://{h}/metrics");
+    }
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     ctrlc::set_handler(move || {
         let _ = tx.send(());

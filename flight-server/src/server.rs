@@ -693,6 +693,37 @@ impl Server {
         system::rows(name, user, &inner.jobs, &inner.session, &self.audit)
     }
 
+    /// Every job's metrics (as `system.metrics` names them) and the
+    /// counts of the expectations it checks: (job, metrics, (table,
+    /// expectation, passed, failed)).
+    #[expect(
+        clippy::type_complexity,
+        reason = "one list of three parts, read once by the metrics page"
+    )]
+    pub fn job_metrics(
+        &self,
+    ) -> Vec<(
+        String,
+        Vec<(&'static str, f64)>,
+        Vec<(String, String, u64, u64)>,
+    )> {
+        let Ok(inner) = self.lock() else {
+            return Vec::new();
+        };
+        inner
+            .jobs
+            .iter()
+            .filter_map(|(id, j)| {
+                let p = j.progress()?;
+                Some((
+                    id.clone(),
+                    system::job_metrics(&p),
+                    inner.session.job_expectation_counts(id),
+                ))
+            })
+            .collect()
+    }
+
     /// The audit log.
     pub fn audit(&self) -> &AuditLog {
         &self.audit

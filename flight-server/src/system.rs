@@ -402,7 +402,7 @@ fn metric_columns(
 }
 
 /// The metrics of one job, in the order `system.metrics` lists them.
-fn job_metrics(p: &Progress) -> Vec<(&'static str, f64)> {
+pub(crate) fn job_metrics(p: &Progress) -> Vec<(&'static str, f64)> {
     let mut out = vec![
         ("rows_read", p.rows_read as f64),
         ("rows_written", p.rows_written as f64),

@@ -119,6 +119,8 @@ def write_config(
     which users who are not administrators may create tables."""
     lines = [
         'listen = "127.0.0.1:50051"',
+        # The HTTP port (/metrics) on a free port: tests run servers side by side.
+        'http_listen = "127.0.0.1:0"',
         f"data_dir = {toml_literal(str(data_dir))}",
         "parallelism = 1",
         f'checkpoint_interval = "{CHECKPOINT_INTERVAL_SECONDS} s"',
