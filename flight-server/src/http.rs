@@ -174,6 +174,7 @@ pub fn metrics_text(server: &Server) -> String {
         }
     }
     let mut out = String::new();
+    server.requests().write(&mut out);
     for f in families {
         let _ = writeln!(out, "# HELP {} {}", f.name, f.help);
         let _ = writeln!(out, "# TYPE {} {}", f.name, f.kind);

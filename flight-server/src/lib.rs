@@ -43,6 +43,7 @@ pub mod http;
 pub mod jobs;
 pub mod openlineage;
 pub mod query;
+pub mod requests;
 pub mod serve;
 pub mod server;
 mod session_setup;

@@ -146,7 +146,7 @@ async fn serve_on(
 ) -> Result<(), String> {
     let service = RunnelFlightSql::new(Arc::clone(&server))
         .map_err(|e| format!("cannot start the password checker: {e}"))?;
-    let service = FlightServiceServer::new(Guarded(service))
+    let service = FlightServiceServer::new(Guarded(service, Arc::clone(server.requests())))
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(64 << 20);
     builder

@@ -75,6 +75,8 @@ pub struct Server {
     base_options: BTreeMap<String, String>,
     /// Logins and statements.
     audit: Arc<AuditLog>,
+    /// Flight SQL calls by method, for `/metrics`.
+    requests: Arc<crate::requests::RequestStats>,
 }
 
 /// The channel capacity between a query's sink and its client stream.
@@ -96,6 +98,7 @@ impl Server {
             Server {
                 base_options: session.options().clone(),
                 audit: AuditLog::new(&config.data_dir),
+                requests: Arc::default(),
                 sessions: ClientSessions::default(),
                 log: StatementLog::new(&config.data_dir),
                 config,
@@ -722,6 +725,11 @@ impl Server {
                 ))
             })
             .collect()
+    }
+
+    /// The Flight SQL calls the server answered.
+    pub fn requests(&self) -> &Arc<crate::requests::RequestStats> {
+        &self.requests
     }
 
     /// The audit log.

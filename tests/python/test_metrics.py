@@ -52,6 +52,10 @@ def test_prometheus_scrapes_a_running_job(start_server, tmp_path):
         job = single_job_id(query(root, "INSERT INTO nowhere SELECT device_id FROM ticks"))
         sample = re.compile(r'^runnel_job_rows_read_total\{job_id="' + job + r'"\} (\S+)$', re.M)
         text = wait_for("the job's row counter", lambda: sample.search(get(f"http://127.0.0.1:{port}/metrics")) and get(f"http://127.0.0.1:{port}/metrics"))
+        # The ADBC calls above were counted and timed.
+        calls = re.search(r'^runnel_flight_requests_total\{method="get_flight_info"\} (\d+)$', text, re.M)
+        assert calls and int(calls.group(1)) >= 3, text
+        assert re.search(r'^runnel_flight_request_duration_seconds_count\{method="get_flight_info"\} \d+$', text, re.M), text
         # promtool accepts the exposition (names, types, help, format).
         checked = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
         assert checked.returncode == 0, checked.stdout + checked.stderr

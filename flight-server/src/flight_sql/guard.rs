@@ -19,7 +19,7 @@ use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
 
 /// The service `S` with SQL text checked before it decodes it.
-pub struct Guarded<S>(pub S);
+pub struct Guarded<S>(pub S, pub std::sync::Arc<crate::requests::RequestStats>);
 
 /// The messages whose first field is the SQL text.
 const SQL_MESSAGES: &[&str] = &[
@@ -98,88 +98,141 @@ impl<S: FlightService> FlightService for Guarded<S> {
         &self,
         request: Request<Streaming<HandshakeRequest>>,
     ) -> Result<Response<Self::HandshakeStream>, Status> {
-        self.0.handshake(request).await
+        let started = std::time::Instant::now();
+        let result = async { self.0.handshake(request).await }.await;
+        self.1
+            .record("handshake", started.elapsed(), result.is_ok());
+        result
     }
 
     async fn list_flights(
         &self,
         request: Request<Criteria>,
     ) -> Result<Response<Self::ListFlightsStream>, Status> {
-        self.0.list_flights(request).await
+        let started = std::time::Instant::now();
+        let result = async { self.0.list_flights(request).await }.await;
+        self.1
+            .record("list_flights", started.elapsed(), result.is_ok());
+        result
     }
 
     async fn get_flight_info(
         &self,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        check_sql_text(&request.get_ref().cmd)?;
-        self.0
-            .get_flight_info(request)
-            .await
-            .map_err(undecodable_is_invalid)
+        let started = std::time::Instant::now();
+        let result = async {
+            check_sql_text(&request.get_ref().cmd)?;
+            self.0
+                .get_flight_info(request)
+                .await
+                .map_err(undecodable_is_invalid)
+        }
+        .await;
+        self.1
+            .record("get_flight_info", started.elapsed(), result.is_ok());
+        result
     }
 
     async fn poll_flight_info(
         &self,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<PollInfo>, Status> {
-        check_sql_text(&request.get_ref().cmd)?;
-        self.0
-            .poll_flight_info(request)
-            .await
-            .map_err(undecodable_is_invalid)
+        let started = std::time::Instant::now();
+        let result = async {
+            check_sql_text(&request.get_ref().cmd)?;
+            self.0
+                .poll_flight_info(request)
+                .await
+                .map_err(undecodable_is_invalid)
+        }
+        .await;
+        self.1
+            .record("poll_flight_info", started.elapsed(), result.is_ok());
+        result
     }
 
     async fn get_schema(
         &self,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<SchemaResult>, Status> {
-        check_sql_text(&request.get_ref().cmd)?;
-        self.0
-            .get_schema(request)
-            .await
-            .map_err(undecodable_is_invalid)
+        let started = std::time::Instant::now();
+        let result = async {
+            check_sql_text(&request.get_ref().cmd)?;
+            self.0
+                .get_schema(request)
+                .await
+                .map_err(undecodable_is_invalid)
+        }
+        .await;
+        self.1
+            .record("get_schema", started.elapsed(), result.is_ok());
+        result
     }
 
     async fn do_get(
         &self,
         request: Request<Ticket>,
     ) -> Result<Response<Self::DoGetStream>, Status> {
-        self.0.do_get(request).await.map_err(undecodable_is_invalid)
+        let started = std::time::Instant::now();
+        let result = async { self.0.do_get(request).await.map_err(undecodable_is_invalid) }.await;
+        self.1.record("do_get", started.elapsed(), result.is_ok());
+        result
     }
 
     async fn do_put(
         &self,
         request: Request<Streaming<FlightData>>,
     ) -> Result<Response<Self::DoPutStream>, Status> {
-        // The command is inside the stream's first message, which only the
-        // service reads; its decoding failure is mapped instead.
-        self.0.do_put(request).await.map_err(undecodable_is_invalid)
+        let started = std::time::Instant::now();
+        let result = async {
+            // The command is inside the stream's first message, which only the
+            // service reads; its decoding failure is mapped instead.
+            self.0.do_put(request).await.map_err(undecodable_is_invalid)
+        }
+        .await;
+        self.1.record("do_put", started.elapsed(), result.is_ok());
+        result
     }
 
     async fn do_exchange(
         &self,
         request: Request<Streaming<FlightData>>,
     ) -> Result<Response<Self::DoExchangeStream>, Status> {
-        self.0.do_exchange(request).await
+        let started = std::time::Instant::now();
+        let result = async { self.0.do_exchange(request).await }.await;
+        self.1
+            .record("do_exchange", started.elapsed(), result.is_ok());
+        result
     }
 
     async fn do_action(
         &self,
         request: Request<Action>,
     ) -> Result<Response<Self::DoActionStream>, Status> {
-        check_sql_text(&request.get_ref().body)?;
-        self.0
-            .do_action(request)
-            .await
-            .map_err(undecodable_is_invalid)
+        let started = std::time::Instant::now();
+        let result = async {
+            check_sql_text(&request.get_ref().body)?;
+            self.0
+                .do_action(request)
+                .await
+                .map_err(undecodable_is_invalid)
+        }
+        .await;
+        self.1
+            .record("do_action", started.elapsed(), result.is_ok());
+        result
     }
 
     async fn list_actions(
         &self,
         request: Request<Empty>,
     ) -> Result<Response<Self::ListActionsStream>, Status> {
-        self.0.list_actions(request).await
+        let started = std::time::Instant::now();
+        let result = async { self.0.list_actions(request).await }.await;
+        self.1
+            .record("list_actions", started.elapsed(), result.is_ok());
+        result
     }
 }
 
