@@ -29,6 +29,11 @@
 //! - [`flight_sql`]: the Flight SQL service (with `auth`, `prepared`
 //!   statements, result `stream`s and [`flight_sql::metadata`] for BI
 //!   tools); it maps [`error::ServerError`] to status codes in one place.
+//! - `clients`: who sent a request and each client session's options;
+//!   `session_setup`: the shared SQL session's connectors, users and
+//!   allow-lists; `audit`: the audit log; `openlineage`: a job's run
+//!   events; `http` and `requests`: the HTTP port's `/metrics` and the
+//!   Flight calls it counts.
 //!
 //! Neither the server nor the CLI plans or runs anything themselves: the
 //! SQL session (`runnel_sql`) plans, the engine (`runnel_engine`) runs.
