@@ -220,10 +220,7 @@ impl Server {
         let caller = self.caller(client);
         let result = self.execute_one(&stmt, text, &BTreeSet::new(), params, &caller);
         let touched = std::mem::take(&mut *caller.touched.borrow_mut());
-        let kind = match &stmt.statement {
-            Statement::Query(_) => "SELECT",
-            other => other.kind(),
-        };
+        let kind = audit_action(&stmt.statement);
         self.audit.statement(
             client,
             kind,
@@ -510,10 +507,7 @@ impl Server {
         // is its audit record (one that runs is recorded when it does).
         let prepared = prepared.map_err(ServerError::from);
         if let Err(e) = &prepared {
-            let kind = match &last.statement {
-                Statement::Query(_) => "SELECT",
-                other => other.kind(),
-            };
+            let kind = audit_action(&last.statement);
             let text = statement_text(sql, std::slice::from_ref(&last), 0);
             let masked = masked_statement(&last, text);
             self.audit
@@ -748,6 +742,14 @@ pub const LOCAL_ADMIN: &str = "admin";
 struct Logged {
     user: String,
     options: BTreeMap<String, String>,
+}
+
+/// A statement's action in the audit log: its kind, `SELECT` for a query.
+fn audit_action(statement: &Statement) -> &'static str {
+    match statement {
+        Statement::Query(_) => "SELECT",
+        other => other.kind(),
+    }
 }
 
 /// The one statement of a request's `sql`.

@@ -90,6 +90,13 @@ pub fn key_of(name: &ObjectName) -> String {
     parts.join(".")
 }
 
+/// The catalog key of a dotted name as the governance statements hold
+/// it (`runnel.public.t` -> `t`, `system.jobs` -> `system.jobs`).
+pub fn key_of_dotted(name: &str) -> String {
+    let parts: Vec<ast::Ident> = name.split('.').map(ast::Ident::new).collect();
+    key_of(&ObjectName::from(parts))
+}
+
 /// The name of the one catalog, as metadata calls report it.
 pub const CATALOG_NAME: &str = "runnel";
 /// The schema of user tables and views.

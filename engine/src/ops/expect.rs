@@ -11,12 +11,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
-use arrow::compute::{and_kleene, filter_record_batch, prep_null_mask_filter};
+use arrow::compute::{and_kleene, filter_record_batch};
 use arrow::datatypes::DataType;
 
 use crate::error::{EngineError, Result};
 use crate::expr::Expr;
 use crate::operator::{Collector, Operator, OperatorContext};
+use crate::ops::filter_project::definite;
 
 /// What a violation does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,15 +90,6 @@ impl ExpectOperator {
     /// The operator of `spec`.
     pub fn new(spec: ExpectSpec) -> Self {
         Self { spec }
-    }
-}
-
-/// `mask` with NULL as FALSE.
-fn definite(mask: BooleanArray) -> BooleanArray {
-    if mask.null_count() > 0 {
-        prep_null_mask_filter(&mask)
-    } else {
-        mask
     }
 }
 

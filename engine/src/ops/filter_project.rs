@@ -11,6 +11,15 @@ use crate::expr::Expr;
 use crate::operator::{Collector, Operator, OperatorContext};
 use crate::plan_err;
 
+/// `mask` with NULL read as FALSE.
+pub(crate) fn definite(mask: arrow::array::BooleanArray) -> arrow::array::BooleanArray {
+    if mask.null_count() > 0 {
+        prep_null_mask_filter(&mask)
+    } else {
+        mask
+    }
+}
+
 /// Keeps the rows where the predicate is TRUE; FALSE and NULL rows are dropped.
 #[derive(Debug, Clone)]
 pub struct FilterOperator {
@@ -57,11 +66,7 @@ impl Operator for FilterOperator {
             DataType::Null => return Ok(()),
             other => plan_err!("filter predicate must be boolean, got {other}"),
         };
-        let mask = if mask.null_count() > 0 {
-            prep_null_mask_filter(&mask)
-        } else {
-            mask
-        };
+        let mask = definite(mask);
         let kept = mask.true_count();
         if kept == 0 {
             return Ok(());

@@ -6,7 +6,6 @@
 //! `apply_policies`).
 
 use arrow::datatypes::DataType;
-use sqlparser::ast;
 
 use super::{Outcome, Session};
 use crate::access::ObjectMeta;
@@ -295,8 +294,7 @@ impl Session {
 
 /// The catalog key of a name in an ALTER statement.
 fn object_key(n: &Named) -> String {
-    let parts: Vec<ast::Ident> = n.name.split('.').map(ast::Ident::new).collect();
-    crate::catalog::key_of(&ast::ObjectName::from(parts))
+    crate::catalog::key_of_dotted(&n.name)
 }
 
 /// Applies `action` to `meta`; what was done, in a few words.

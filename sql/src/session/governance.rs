@@ -633,8 +633,7 @@ impl Session {
                 Ok(Securable::Schema(schema.to_string()))
             }
             ObjectKind::Table | ObjectKind::View => {
-                let parts: Vec<ast::Ident> = name.name.split('.').map(ast::Ident::new).collect();
-                let key = key_of(&ast::ObjectName::from(parts));
+                let key = crate::catalog::key_of_dotted(&name.name);
                 let is_view = match self.catalog.get_by_key(&key) {
                     None => {
                         return Err(SqlError::not_found(

@@ -5,7 +5,7 @@
 //! other jobs wrote to the sources.
 
 use super::{rows, Outcome, Session};
-use crate::catalog::key_of;
+use crate::catalog::key_of_dotted;
 use crate::error::Result;
 use crate::lineage::{lineage, Derivation};
 use crate::parser::Named;
@@ -149,9 +149,7 @@ impl Session {
             }
             _ => (target.name.to_lowercase(), None),
         };
-        let parts: Vec<sqlparser::ast::Ident> =
-            table.split('.').map(sqlparser::ast::Ident::new).collect();
-        let table = key_of(&sqlparser::ast::ObjectName::from(parts));
+        let table = key_of_dotted(&table);
         if self.catalog.get_by_key(&table).is_none() {
             return Err(crate::error::SqlError::not_found(
                 format!("unknown table or view '{}'", target.name),
