@@ -49,6 +49,13 @@ pub struct OperatorMetrics {
     pub state_spills: AtomicU64,
     /// The operator's current event-time watermark (`i64::MIN` before the first).
     pub watermark: AtomicI64Cell,
+    /// Completed checkpoints the operator was told of
+    /// (`on_checkpoint_complete` calls: for a sink, its commits).
+    pub commits: AtomicU64,
+    /// Nanoseconds those calls took in all.
+    pub commit_nanos: AtomicU64,
+    /// Nanoseconds the last of them took.
+    pub last_commit_nanos: AtomicU64,
 }
 
 /// An `i64` readable across threads (std has `AtomicI64`; this wrapper starts

@@ -13,6 +13,7 @@ use runnel_state::{CheckpointStore, PendingSnapshot, SnapshotData, StateBackend}
 
 use super::coordinator::{wait_complete, Ack, AckKind, Control};
 use super::exchange::{Inbound, Router};
+use super::metrics::batch_bytes;
 use super::shared::{Shared, POLL_INTERVAL};
 use crate::error::{EngineError, Result};
 use crate::operator::{Collector, Operator, OperatorContext, OperatorMetrics, TaskInfo};
@@ -303,8 +304,19 @@ impl ChainRuntime {
         Ok(())
     }
 
+    /// Tells every operator that checkpoint `id` is complete (sinks commit
+    /// then), timing each call.
     fn checkpoint_complete(&mut self, id: u64) -> Result<()> {
-        self.each_operator(|op, ctx| op.on_checkpoint_complete(id, ctx))
+        self.each_operator(|op, ctx| {
+            let start = Instant::now();
+            op.on_checkpoint_complete(id, ctx)?;
+            let nanos = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            let m = ctx.metrics;
+            m.commits.fetch_add(1, Ordering::Relaxed);
+            m.commit_nanos.fetch_add(nanos, Ordering::Relaxed);
+            m.last_commit_nanos.store(nanos, Ordering::Relaxed);
+            Ok(())
+        })
     }
 
     pub(super) fn end(&mut self) -> Result<()> {
@@ -390,7 +402,10 @@ pub(super) fn run_operator(
             Some(found) => Some(found),
             None => {
                 chain.router.flush()?;
-                receiver.recv_timeout(&readable, POLL_INTERVAL)?
+                let waiting = Instant::now();
+                let found = receiver.recv_timeout(&readable, POLL_INTERVAL)?;
+                chain.router.task.add_idle(waiting.elapsed());
+                found
             }
         };
         let Some((k, msg)) = next else {
@@ -398,6 +413,11 @@ pub(super) fn run_operator(
         };
         match msg {
             Message::Batch(batch) => {
+                chain
+                    .router
+                    .task
+                    .bytes_in
+                    .fetch_add(batch_bytes(&batch), Ordering::Relaxed);
                 chain.process(input_of[k], batch, None)?;
                 chain.router.flush_expired()?;
             }

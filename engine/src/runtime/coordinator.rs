@@ -73,7 +73,13 @@ pub struct CheckpointStats {
     pub completed: u64,
     /// Checkpoints of this run that failed (a part could not be written).
     pub failed: u64,
+    /// When it completed, in milliseconds since the epoch.
+    pub completed_at_ms: i64,
 }
+
+/// Completed checkpoints a job remembers for its history
+/// ([`super::JobHandle::checkpoint_history`]).
+pub const CHECKPOINT_HISTORY: usize = 64;
 
 /// Where the coordinator writes, and how often.
 #[derive(Debug, Clone)]
@@ -106,6 +112,8 @@ pub(super) struct Coordinator {
     pub next_id: u64,
     pub cancelled: Box<dyn Fn() -> bool + Send>,
     pub stats: Arc<Mutex<Option<CheckpointStats>>>,
+    /// The latest completed checkpoints, oldest first.
+    pub history: Arc<Mutex<std::collections::VecDeque<CheckpointStats>>>,
     /// Checkpoints failed so far, and how many of the latest in a row.
     pub failures: (u64, u32),
     /// Called with the error when writing a checkpoint fails.
@@ -321,16 +329,24 @@ impl Coordinator {
             } => (b + new_bytes, s + bytes),
         });
         *completed += 1;
+        let stats = CheckpointStats {
+            id,
+            duration: started.elapsed(),
+            bytes,
+            size,
+            alignment,
+            completed: *completed,
+            failed: self.failures.0,
+            completed_at_ms: chrono::Utc::now().timestamp_millis(),
+        };
         if let Ok(mut s) = self.stats.lock() {
-            *s = Some(CheckpointStats {
-                id,
-                duration: started.elapsed(),
-                bytes,
-                size,
-                alignment,
-                completed: *completed,
-                failed: self.failures.0,
-            });
+            *s = Some(stats);
+        }
+        if let Ok(mut h) = self.history.lock() {
+            if h.len() >= CHECKPOINT_HISTORY {
+                h.pop_front();
+            }
+            h.push_back(stats);
         }
         // Subtasks know the end-of-input checkpoint by its reserved id.
         let announced = if ended_input {

@@ -22,6 +22,7 @@ use arrow::array::{RecordBatch, UInt32Array};
 use arrow::compute::interleave_record_batch;
 use runnel_state::{key_group_for_hash, subtask_for_key_group};
 
+use super::metrics::{batch_bytes, TaskMetrics};
 use super::shared::Shared;
 use super::transport::{local_channels, ChannelReceiver, ChannelSender};
 use crate::error::{EngineError, Result};
@@ -67,6 +68,10 @@ struct Sent {
     batches: u64,
     rows: u64,
     controls: u64,
+    /// Bytes of the batches, and the time spent waiting to send, not yet
+    /// added to the subtask's [`TaskMetrics`].
+    bytes: u64,
+    waited: Duration,
 }
 
 impl OutEdge {
@@ -78,10 +83,15 @@ impl OutEdge {
             Message::Batch(b) => {
                 sent.batches += 1;
                 sent.rows += b.num_rows() as u64;
+                sent.bytes += batch_bytes(b);
             }
             _ => sent.controls += 1,
         }
-        tx.send(msg, &|| shared.cancelled())
+        // A send into a full channel waits: that wait is backpressure.
+        let start = Instant::now();
+        let result = tx.send(msg, &|| shared.cancelled());
+        sent.waited += start.elapsed();
+        result
     }
 
     /// Sends `batch` as the exchange says: to the one forward target, to
@@ -259,6 +269,8 @@ pub(super) struct Router {
     /// The longest a gathered row waits (`'execution.buffer-timeout'`).
     pub(super) buffer_timeout: Duration,
     sent: Sent,
+    /// The subtask's time and bytes.
+    pub(super) task: Arc<TaskMetrics>,
 }
 
 impl Router {
@@ -267,6 +279,7 @@ impl Router {
         for e in &mut self.edges {
             e.send_batch(batch.clone(), &shared, self.buffer_timeout, &mut self.sent)?;
         }
+        self.publish();
         Ok(())
     }
 
@@ -275,7 +288,21 @@ impl Router {
         for e in &mut self.edges {
             e.send_control(&msg, &shared, &mut self.sent)?;
         }
+        self.publish();
         Ok(())
+    }
+
+    /// Adds the bytes sent and the time waited since the last call to the
+    /// subtask's counters.
+    fn publish(&mut self) {
+        let bytes = std::mem::take(&mut self.sent.bytes);
+        if bytes > 0 {
+            self.task.bytes_out.fetch_add(bytes, Ordering::Relaxed);
+        }
+        let waited = std::mem::take(&mut self.sent.waited);
+        if !waited.is_zero() {
+            self.task.add_backpressured(waited);
+        }
     }
 
     /// Sends the rows of every edge whose oldest gathered row has waited
@@ -293,6 +320,7 @@ impl Router {
                 e.flush(&shared, &mut self.sent)?;
             }
         }
+        self.publish();
         Ok(())
     }
 
@@ -302,6 +330,7 @@ impl Router {
         for e in &mut self.edges {
             e.flush(&shared, &mut self.sent)?;
         }
+        self.publish();
         Ok(())
     }
 }
@@ -421,12 +450,19 @@ impl Wiring {
 
     /// The router of subtask `subtask` of the chain whose last node is
     /// `tail`.
-    pub(super) fn router(&mut self, tail: NodeId, subtask: usize, shared: Arc<Shared>) -> Router {
+    pub(super) fn router(
+        &mut self,
+        tail: NodeId,
+        subtask: usize,
+        shared: Arc<Shared>,
+        task: Arc<TaskMetrics>,
+    ) -> Router {
         Router {
             edges: std::mem::take(&mut self.outputs[tail][subtask]),
             shared,
             buffer_timeout: self.buffer_timeout,
             sent: Sent::default(),
+            task,
         }
     }
 
@@ -652,6 +688,7 @@ mod tests {
             shared: Arc::new(Shared::default()),
             buffer_timeout: Duration::from_millis(50),
             sent: Sent::default(),
+            task: Arc::default(),
         };
         let batch = RecordBatch::try_new(
             Arc::clone(&schema),

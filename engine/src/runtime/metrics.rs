@@ -1,8 +1,9 @@
 //! What a running job reports about itself: each subtask's counters, the
 //! progress line, and the latency measured with latency markers.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
@@ -26,6 +27,98 @@ pub struct SubtaskMetrics {
     pub is_sink: bool,
     /// The live counters.
     pub metrics: Arc<OperatorMetrics>,
+    /// The counters of the thread the subtask runs on, shared by every
+    /// operator chained with it.
+    pub task: Arc<TaskMetrics>,
+}
+
+/// Where one chain subtask's thread spends its time, and the bytes it
+/// receives from and sends to other subtasks (as Flink's task metrics
+/// `busyTimeMsPerSecond`, `backPressuredTimeMsPerSecond`,
+/// `idleTimeMsPerSecond`, `numBytesIn`, `numBytesOut`). Idle is waiting
+/// for input; backpressured is waiting for room in a full output channel;
+/// busy is the rest. Bytes are the Arrow buffers of the batches crossing
+/// a channel (rows passed between chained operators are not counted).
+#[derive(Debug)]
+pub struct TaskMetrics {
+    started: Instant,
+    idle_nanos: AtomicU64,
+    backpressured_nanos: AtomicU64,
+    /// Bytes of the batches received from other subtasks.
+    pub bytes_in: AtomicU64,
+    /// Bytes of the batches sent to other subtasks.
+    pub bytes_out: AtomicU64,
+}
+
+impl Default for TaskMetrics {
+    fn default() -> Self {
+        Self {
+            started: Instant::now(),
+            idle_nanos: AtomicU64::new(0),
+            backpressured_nanos: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+        }
+    }
+}
+
+/// A subtask's time so far, split three ways.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TaskTimes {
+    /// Processing.
+    pub busy: Duration,
+    /// Waiting for room downstream.
+    pub backpressured: Duration,
+    /// Waiting for input.
+    pub idle: Duration,
+}
+
+impl TaskMetrics {
+    /// Adds time spent waiting for input.
+    pub(super) fn add_idle(&self, d: Duration) {
+        self.idle_nanos
+            .fetch_add(saturating_nanos(d), Ordering::Relaxed);
+    }
+
+    /// Adds time spent waiting for room in an output channel.
+    pub(super) fn add_backpressured(&self, d: Duration) {
+        self.backpressured_nanos
+            .fetch_add(saturating_nanos(d), Ordering::Relaxed);
+    }
+
+    /// The time since the subtask started, split into busy, backpressured
+    /// and idle. Busy is what the other two leave (so the three add up to
+    /// the subtask's age; after it ends, busy keeps growing: read the
+    /// times of running jobs only).
+    pub fn times(&self) -> TaskTimes {
+        let total = self.started.elapsed();
+        let idle = Duration::from_nanos(self.idle_nanos.load(Ordering::Relaxed));
+        let backpressured =
+            Duration::from_nanos(self.backpressured_nanos.load(Ordering::Relaxed));
+        TaskTimes {
+            busy: total.saturating_sub(idle).saturating_sub(backpressured),
+            backpressured,
+            idle,
+        }
+    }
+}
+
+fn saturating_nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// The bytes of a batch's Arrow buffers that its rows use (a slice counts
+/// only its part of a shared buffer).
+pub(super) fn batch_bytes(batch: &arrow::array::RecordBatch) -> u64 {
+    batch
+        .columns()
+        .iter()
+        .map(|c| {
+            c.to_data()
+                .get_slice_memory_size()
+                .unwrap_or_else(|_| c.get_array_memory_size()) as u64
+        })
+        .sum()
 }
 
 /// A summary of a running job, for a progress line.

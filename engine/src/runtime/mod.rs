@@ -63,9 +63,9 @@ use crate::graph::{JobGraph, NodeId, NodeKind};
 use crate::operator::{OperatorMetrics, TaskInfo};
 use crate::source::{Source, WatermarkStrategy};
 
-pub use self::coordinator::CheckpointStats;
+pub use self::coordinator::{CheckpointStats, CHECKPOINT_HISTORY};
 pub use self::local::run_local;
-pub use self::metrics::{LatencySummary, Progress, SubtaskMetrics};
+pub use self::metrics::{LatencySummary, Progress, SubtaskMetrics, TaskMetrics, TaskTimes};
 pub use self::status::JobStatus;
 
 /// The stack of each subtask thread. Expressions are bounded in depth by
@@ -92,6 +92,12 @@ impl Job {
             coordinator: None,
             requests: request_tx,
             stats: Arc::new(Mutex::new(None)),
+            history: Arc::default(),
+            topology: graph
+                .edges()
+                .iter()
+                .map(|e| (e.from, e.to, e.exchange.to_string()))
+                .collect(),
             metrics: Vec::new(),
             running: Arc::new(AtomicUsize::new(0)),
             restored: None,
@@ -176,11 +182,17 @@ impl SubtaskBuilder<'_> {
     ) -> Result<SubtaskBody> {
         let head = &self.graph.nodes()[chain[0]];
         let tail = *chain.last().unwrap_or(&chain[0]);
-        let (slots, source) = self.instances(chain, subtask)?;
+        let task_metrics = Arc::new(TaskMetrics::default());
+        let (slots, source) = self.instances(chain, subtask, &task_metrics)?;
         let chain_rt = ChainRuntime {
             slots,
             store: self.restore.store.clone(),
-            router: self.wiring.router(tail, subtask, Arc::clone(self.shared)),
+            router: self.wiring.router(
+                tail,
+                subtask,
+                Arc::clone(self.shared),
+                Arc::clone(&task_metrics),
+            ),
             ack: self.ack.clone(),
             is_source: source.is_some(),
             checkpointing: self.graph.checkpointing.is_some(),
@@ -221,6 +233,7 @@ impl SubtaskBuilder<'_> {
         &mut self,
         chain: &[NodeId],
         subtask: usize,
+        task_metrics: &Arc<TaskMetrics>,
     ) -> Result<(Vec<Slot>, Option<SourceParts>)> {
         let graph = self.graph;
         let nodes = graph.nodes();
@@ -244,6 +257,7 @@ impl SubtaskBuilder<'_> {
                 is_source: matches!(nodes[n].kind, NodeKind::Source { .. }),
                 is_sink: graph.outputs_of(n).is_empty(),
                 metrics: Arc::clone(&metrics),
+                task: Arc::clone(task_metrics),
             });
             match &nodes[n].kind {
                 NodeKind::Source { factory, watermark } => {
@@ -300,6 +314,9 @@ pub struct JobHandle {
     coordinator: Option<JoinHandle<()>>,
     requests: Sender<Request>,
     stats: Arc<Mutex<Option<CheckpointStats>>>,
+    history: Arc<Mutex<std::collections::VecDeque<CheckpointStats>>>,
+    /// The graph's edges: sending node, receiving node, exchange.
+    topology: Vec<(NodeId, NodeId, String)>,
     metrics: Vec<SubtaskMetrics>,
     running: Arc<AtomicUsize>,
     restored: Option<CheckpointInfo>,
@@ -430,6 +447,21 @@ impl JobHandle {
     pub fn last_checkpoint(&self) -> Option<CheckpointStats> {
         self.stats.lock().ok().and_then(|s| *s)
     }
+
+    /// The latest completed checkpoints of this run (at most
+    /// [`coordinator::CHECKPOINT_HISTORY`]), oldest first.
+    pub fn checkpoint_history(&self) -> Vec<CheckpointStats> {
+        self.history
+            .lock()
+            .map(|h| h.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// The edges of the job's graph: sending node, receiving node, and how
+    /// rows are routed between their subtasks (as `EXPLAIN` names it).
+    pub fn topology(&self) -> &[(NodeId, NodeId, String)] {
+        &self.topology
+    }
 }
 
 /// The steps of [`Job::start`] that start threads.
@@ -467,6 +499,7 @@ impl JobHandle {
                 Box::new(move || shared.cancelled())
             },
             stats: Arc::clone(&self.stats),
+            history: Arc::clone(&self.history),
             failures: (0, 0),
             fail: {
                 let shared = Arc::clone(&self.shared);

@@ -167,7 +167,10 @@ pub(super) fn run_source(
                 }
                 // Nothing to read now: send what the exchanges gathered.
                 chain.router.flush()?;
-                match ctrl.recv_timeout(Duration::from_millis(1)) {
+                let waiting = Instant::now();
+                let control = ctrl.recv_timeout(Duration::from_millis(1));
+                chain.router.task.add_idle(waiting.elapsed());
+                match control {
                     Ok(c) => {
                         let mut snapshot =
                             || position_entry(&mut *source, &position_name, durable, task);

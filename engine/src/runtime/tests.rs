@@ -355,6 +355,41 @@ fn latency_markers_wait_behind_the_rows_ahead_of_them() -> Result<()> {
     job.wait()
 }
 
+/// A sink that sleeps 5 ms a batch behind a fast source: the source's
+/// thread is mostly backpressured, the sink's mostly busy, and the bytes
+/// the source sent are the bytes the sink received.
+#[test]
+fn task_times_show_who_waits_for_whom() -> Result<()> {
+    let job = slow_sink_job(None)?;
+    std::thread::sleep(Duration::from_millis(600));
+    let task = |name: &str| {
+        let m = job
+            .metrics()
+            .iter()
+            .find(|m| m.name == name)
+            .expect("subtask");
+        (m.task.times(), Arc::clone(&m.task))
+    };
+    let (src, src_task) = task("src");
+    let (sink, sink_task) = task("sink");
+    assert_eq!(job.topology(), &[(0, 1, "ROUND_ROBIN".to_string())]);
+    job.stop();
+    job.wait()?;
+    let share = |part: Duration, t: super::TaskTimes| {
+        part.as_secs_f64() / (t.busy + t.backpressured + t.idle).as_secs_f64()
+    };
+    assert!(share(src.backpressured, src) > 0.5, "source {src:?}");
+    assert!(share(sink.busy, sink) > 0.5, "sink {sink:?}");
+    assert!(share(sink.backpressured, sink) < 0.1, "sink {sink:?}");
+    let sent = src_task.bytes_out.load(Ordering::Relaxed);
+    let received = sink_task.bytes_in.load(Ordering::Relaxed);
+    // Three Int64/timestamp columns of at least one row per batch.
+    assert!(received >= 24, "{received} bytes received");
+    assert_eq!(sent, received, "every batch sent was received");
+    assert_eq!(sink_task.bytes_out.load(Ordering::Relaxed), 0, "a sink sends nothing");
+    Ok(())
+}
+
 /// Counts barriers and checks that no batch of a checkpoint's next epoch
 /// is processed before the barrier is aligned.
 struct BarrierProbe {
