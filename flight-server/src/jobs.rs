@@ -16,6 +16,8 @@ use runnel_engine::runtime::{Job, JobHandle, Progress};
 use runnel_engine::EngineError;
 use runnel_sql::session::{JobKind, PreparedJob};
 
+use crate::monitor::GraphView;
+
 /// One job the manager knows.
 pub struct ManagedJob {
     statement: String,
@@ -30,6 +32,8 @@ pub struct ManagedJob {
     created: Instant,
     /// Its OpenLineage run events, when the session asked for them.
     lineage: Option<crate::openlineage::RunEvents>,
+    /// Its graph as it ended (`Some` once it has ended).
+    last_graph: Option<Arc<GraphView>>,
 }
 
 impl ManagedJob {
@@ -65,6 +69,20 @@ impl ManagedJob {
         }
     }
 
+    /// Its operators, edges and checkpoints: live while it runs, as they
+    /// were when it ended after that, `None` if it never ran.
+    pub fn graph(&self) -> Option<Arc<GraphView>> {
+        match (&self.handle, &self.last_graph) {
+            (Some(h), _) => Some(Arc::new(crate::monitor::capture(h))),
+            (None, last) => last.clone(),
+        }
+    }
+
+    /// Time since it was planned.
+    pub fn age(&self) -> Duration {
+        self.created.elapsed()
+    }
+
     fn set_status(&mut self, status: JobStatus) {
         match self.status.lock() {
             Ok(mut s) => *s = status,
@@ -82,6 +100,7 @@ impl ManagedJob {
             return false;
         };
         self.last = Some(h.progress());
+        self.last_graph = Some(Arc::new(crate::monitor::capture(&h)));
         let status = match h.wait() {
             Ok(()) if self.cancelled => JobStatus::Cancelled,
             Ok(()) if matches!(self.status(), JobStatus::Stopping) => JobStatus::Stopped,
@@ -134,6 +153,7 @@ impl JobManager {
                 .openlineage
                 .clone()
                 .map(crate::openlineage::RunEvents::new),
+            last_graph: None,
         };
         entry.set_status(JobStatus::Created);
         self.jobs.insert(job.id.clone(), entry);

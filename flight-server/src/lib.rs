@@ -46,6 +46,7 @@ pub mod error;
 pub mod flight_sql;
 pub mod http;
 pub mod jobs;
+pub mod monitor;
 pub mod openlineage;
 pub mod query;
 pub mod requests;

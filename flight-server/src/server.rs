@@ -721,6 +721,14 @@ impl Server {
             .collect()
     }
 
+    /// The jobs `user` may see, with their graphs (every job for `None`).
+    pub fn job_views(&self, user: Option<&str>) -> Vec<crate::monitor::JobView> {
+        match self.lock() {
+            Ok(inner) => crate::monitor::views(&inner.jobs, &inner.session, user),
+            Err(_) => Vec::new(),
+        }
+    }
+
     /// The Flight SQL calls the server answered.
     pub fn requests(&self) -> &Arc<crate::requests::RequestStats> {
         &self.requests

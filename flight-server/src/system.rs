@@ -282,17 +282,22 @@ pub fn rows(
     Ok(RecordBatch::try_new(schema, columns)?)
 }
 
+/// A job's kind as `system.jobs` names it, and what it writes.
+pub(crate) fn kind_and_target(kind: &JobKind) -> (&'static str, String) {
+    match kind {
+        JobKind::Select => ("SELECT", String::new()),
+        JobKind::Insert(t) => ("INSERT", t.clone()),
+        JobKind::MaterializedView(v) => ("MATERIALIZED VIEW", v.clone()),
+        JobKind::StatementSet(tables) => ("STATEMENT SET", tables.join(", ")),
+    }
+}
+
 fn job_columns(jobs: &JobManager, visible: &dyn Fn(&str) -> bool) -> Vec<ArrayRef> {
     let mut c: [Vec<String>; 5] = Default::default();
     for (id, j) in jobs.iter().filter(|(id, _)| visible(id)) {
         c[0].push(id.clone());
         c[1].push(j.status().to_string());
-        let (kind, target) = match j.kind() {
-            JobKind::Select => ("SELECT", String::new()),
-            JobKind::Insert(t) => ("INSERT", t.clone()),
-            JobKind::MaterializedView(v) => ("MATERIALIZED VIEW", v.clone()),
-            JobKind::StatementSet(tables) => ("STATEMENT SET", tables.join(", ")),
-        };
+        let (kind, target) = kind_and_target(j.kind());
         c[2].push(kind.to_string());
         c[3].push(target);
         c[4].push(j.statement().to_string());

@@ -88,10 +88,8 @@ impl OutEdge {
             _ => sent.controls += 1,
         }
         // A send into a full channel waits: that wait is backpressure.
-        let start = Instant::now();
-        let result = tx.send(msg, &|| shared.cancelled());
-        sent.waited += start.elapsed();
-        result
+        sent.waited += tx.send(msg, &|| shared.cancelled())?;
+        Ok(())
     }
 
     /// Sends `batch` as the exchange says: to the one forward target, to

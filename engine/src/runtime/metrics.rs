@@ -93,8 +93,7 @@ impl TaskMetrics {
     pub fn times(&self) -> TaskTimes {
         let total = self.started.elapsed();
         let idle = Duration::from_nanos(self.idle_nanos.load(Ordering::Relaxed));
-        let backpressured =
-            Duration::from_nanos(self.backpressured_nanos.load(Ordering::Relaxed));
+        let backpressured = Duration::from_nanos(self.backpressured_nanos.load(Ordering::Relaxed));
         TaskTimes {
             busy: total.saturating_sub(idle).saturating_sub(backpressured),
             backpressured,

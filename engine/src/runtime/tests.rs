@@ -386,7 +386,11 @@ fn task_times_show_who_waits_for_whom() -> Result<()> {
     // Three Int64/timestamp columns of at least one row per batch.
     assert!(received >= 24, "{received} bytes received");
     assert_eq!(sent, received, "every batch sent was received");
-    assert_eq!(sink_task.bytes_out.load(Ordering::Relaxed), 0, "a sink sends nothing");
+    assert_eq!(
+        sink_task.bytes_out.load(Ordering::Relaxed),
+        0,
+        "a sink sends nothing"
+    );
     Ok(())
 }
 

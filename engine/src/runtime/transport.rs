@@ -28,7 +28,7 @@
 
 use std::time::Duration;
 
-use crossbeam::channel::{self, Receiver, SendTimeoutError, Sender, TryRecvError};
+use crossbeam::channel::{self, Receiver, SendTimeoutError, Sender, TryRecvError, TrySendError};
 use crossbeam::sync::{Parker, Unparker};
 
 use crate::error::{EngineError, Result};
@@ -41,8 +41,9 @@ const SEND_POLL: Duration = Duration::from_millis(50);
 pub trait ChannelSender: Send {
     /// Sends `msg`, waiting while the channel is full; fails with
     /// [`EngineError::Cancelled`] once `cancelled()` is true or the
-    /// receiver is gone.
-    fn send(&self, msg: Message, cancelled: &dyn Fn() -> bool) -> Result<()>;
+    /// receiver is gone. Returns how long it waited for room (zero when
+    /// the channel had room at once): the sender's backpressure.
+    fn send(&self, msg: Message, cancelled: &dyn Fn() -> bool) -> Result<Duration>;
 }
 
 /// The receiving side of one subtask: its channels, numbered from 0.
@@ -72,13 +73,21 @@ struct LocalSender {
 }
 
 impl ChannelSender for LocalSender {
-    fn send(&self, msg: Message, cancelled: &dyn Fn() -> bool) -> Result<()> {
-        let mut msg = msg;
+    fn send(&self, msg: Message, cancelled: &dyn Fn() -> bool) -> Result<Duration> {
+        let mut msg = match self.queue.try_send(msg) {
+            Ok(()) => {
+                self.doorbell.unpark();
+                return Ok(Duration::ZERO);
+            }
+            Err(TrySendError::Disconnected(_)) => return Err(EngineError::Cancelled),
+            Err(TrySendError::Full(m)) => m,
+        };
+        let waiting = std::time::Instant::now();
         loop {
             match self.queue.send_timeout(msg, SEND_POLL) {
                 Ok(()) => {
                     self.doorbell.unpark();
-                    return Ok(());
+                    return Ok(waiting.elapsed());
                 }
                 Err(SendTimeoutError::Timeout(m)) => {
                     if cancelled() {

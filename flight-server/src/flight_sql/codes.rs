@@ -10,7 +10,7 @@ use crate::error::ServerError;
 /// Maps server errors to gRPC codes, by who is at fault: the client's
 /// statement or request, a cancellation, an outside system that may
 /// recover, or the server itself. The message is the error's own.
-pub(super) fn status(e: ServerError) -> Status {
+pub(crate) fn status(e: ServerError) -> Status {
     let code = match &e {
         ServerError::Sql(SqlError::NotFound { .. }) | ServerError::NotFound(_) => Code::NotFound,
         ServerError::Sql(SqlError::PermissionDenied { .. }) => Code::PermissionDenied,

@@ -18,9 +18,9 @@
 //! tools ask about).
 
 mod auth;
-mod codes;
+pub(crate) mod codes;
 mod guard;
-mod login;
+pub(crate) mod login;
 pub mod metadata;
 mod prepared;
 mod stream;

@@ -1,0 +1,112 @@
+//! The server's HTTP port (`--http-listen`, `http_listen`): `/metrics` in
+//! Prometheus's text format, and the web console at `/` with the JSON
+//! calls it makes under `/api/`. docs/observability.md describes both.
+//!
+//! - `prometheus`: the metrics page;
+//! - `login`: console sessions (a cookie after a login with the server's
+//!   users), and who a console request comes from;
+//! - `api`: the job list, a job's graph and checkpoints, and statements
+//!   run from the SQL editor;
+//! - `assets`: the console's page, script and style sheet, built into
+//!   the binary (no CDN, nothing fetched at run time).
+//!
+//! Nothing here waits on a job: the console reads counters that the jobs'
+//! threads update atomically, and each statement from the editor is a job
+//! of its own, so a slow or closed browser slows only its own query.
+
+mod api;
+mod assets;
+mod login;
+pub mod prometheus;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+
+pub use self::login::ConsoleSessions;
+pub use self::prometheus::metrics_text;
+use crate::flight_sql::login::{Backoff, PasswordChecker};
+use crate::server::Server;
+
+/// What every HTTP request may use.
+pub struct HttpState {
+    /// The server whose jobs and catalog are shown.
+    pub server: Arc<Server>,
+    sessions: ConsoleSessions,
+    checker: PasswordChecker,
+    backoff: Backoff,
+}
+
+/// Serves `listener` until the task is dropped.
+pub async fn serve(listener: tokio::net::TcpListener, server: Arc<Server>) {
+    let checker = match PasswordChecker::start(server.config().clone()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!(
+                "runnel: the HTTP port is not served: cannot start its password checker: {e}"
+            );
+            return;
+        }
+    };
+    let state = Arc::new(HttpState {
+        server,
+        sessions: ConsoleSessions::default(),
+        checker,
+        backoff: Backoff::default(),
+    });
+    let app = router(state);
+    let service = app.into_make_service_with_connect_info::<SocketAddr>();
+    if let Err(e) = axum::serve(listener, service).await {
+        eprintln!("runnel: the HTTP port stopped: {e}");
+    }
+}
+
+/// Every route of the port.
+fn router(state: Arc<HttpState>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/", get(assets::index))
+        .route("/assets/{file}", get(assets::file))
+        .route("/api/login", post(login::login))
+        .route("/api/logout", post(login::logout))
+        .route("/api/me", get(login::me))
+        .route("/api/jobs", get(api::jobs))
+        .route("/api/jobs/{id}", get(api::job))
+        .route("/api/sql", post(api::sql))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn metrics(axum::extract::State(state): axum::extract::State<Arc<HttpState>>) -> Response {
+    let server = Arc::clone(&state.server);
+    let body = tokio::task::spawn_blocking(move || metrics_text(&server))
+        .await
+        .unwrap_or_default();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+async fn not_found(uri: axum::http::Uri) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        &format!(
+            "no page at {}; the console is at /, the metrics at /metrics",
+            uri.path()
+        ),
+    )
+}
+
+/// An error as JSON: `{"error": message}`.
+pub(crate) fn error(status: StatusCode, message: &str) -> Response {
+    (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
+}
