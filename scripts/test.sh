@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, every test of every crate, and
-# the Python end-to-end tests of the Flight SQL server with real clients.
+# the Python end-to-end tests of the Flight SQL server with real clients
+# (and of the web console in headless Chromium).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+scripts/browser-setup.sh
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -56,6 +56,21 @@ def test_prometheus_scrapes_a_running_job(start_server, tmp_path):
         calls = re.search(r'^runnel_flight_requests_total\{method="get_flight_info"\} (\d+)$', text, re.M)
         assert calls and int(calls.group(1)) >= 3, text
         assert re.search(r'^runnel_flight_request_duration_seconds_count\{method="get_flight_info"\} \d+$', text, re.M), text
+        # Per operator subtask: the source's rows out add up to at least
+        # the job's rows read (read earlier in the same page); a thread
+        # that reads 500 rows a second is mostly idle.
+        job_rows = float(sample.search(text).group(1))
+        source = r'job_id="' + job + r'",operator_id="\d+",operator="source: ticks",subtask="(\d+)"'
+        outs = re.findall(r"^runnel_operator_rows_out_total\{" + source + r"\} (\S+)$", text, re.M)
+        assert outs and sum(float(v) for _, v in outs) >= job_rows > 0, text
+        def mostly_idle():
+            page = get(f"http://127.0.0.1:{port}/metrics")
+            idle = re.findall(r"^runnel_task_idle_seconds_total\{" + source + r"\} (\S+)$", page, re.M)
+            busy = re.findall(r"^runnel_task_busy_seconds_total\{" + source + r"\} (\S+)$", page, re.M)
+            return idle and busy and sum(float(v) for _, v in idle) > 2 * sum(float(v) for _, v in busy)
+
+        wait_for("the source thread to be mostly idle", mostly_idle, timeout=30)
+        assert re.search(r'^runnel_sink_commits_total\{job_id="' + job + r'",operator_id="\d+",operator="sink: nowhere",subtask="0"\} \d+$', text, re.M), text
         # promtool accepts the exposition (names, types, help, format).
         checked = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
         assert checked.returncode == 0, checked.stdout + checked.stderr
