@@ -150,8 +150,10 @@ async function route() {
     return;
   }
   $("nav").hidden = false;
-  $("logout").hidden = me.anonymous;
-  $("who").textContent = me.anonymous ? "anonymous" : "logged in as " + me.user;
+  $("logout").hidden = me.anonymous || me.script;
+  $("who").textContent = me.script ? "runnel run as " + me.user : me.anonymous ? "anonymous" : "logged in as " + me.user;
+  // runnel run's console shows the script's jobs only.
+  for (const a of document.querySelectorAll('#nav a[data-page="sql"], #nav a[data-page="catalog"]')) a.hidden = me.script;
   const hash = location.hash.replace(/^#\/?/, "");
   const [page, ...rest] = hash.split("/");
   stopPolling();

@@ -8,7 +8,7 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use runnel_engine::connector::TableDescriptor;
@@ -28,6 +28,10 @@ const USAGE: &str = "usage:
                                             checkpoint directory, jobs take checkpoints
                                             and resume from the latest one there
   runnel run FILE.sql --restore DIR         the same: resume from the checkpoints in DIR
+  runnel run FILE.sql --http-listen HOST:PORT
+                                            also serve /metrics and the web console of the
+                                            script's jobs there (no login: bind it to
+                                            127.0.0.1 unless others may see them)
   runnel explain FILE.sql                   print the plan of every query in FILE.sql
   runnel serve [--config FILE] [--listen HOST:PORT] [--data-dir DIR]
                [--parallelism N] [--allow-anonymous] [--allow-path DIR]
@@ -86,6 +90,8 @@ pub struct RunOptions {
     pub parallelism: Option<usize>,
     /// `--checkpoint-dir DIR` / `--restore DIR`.
     pub checkpoint_dir: Option<String>,
+    /// `--http-listen HOST:PORT`: where to serve `/metrics` and the console.
+    pub http_listen: Option<std::net::SocketAddr>,
 }
 
 fn cli_file(args: &[String]) -> Result<(String, RunOptions), String> {
@@ -106,6 +112,15 @@ fn cli_file(args: &[String]) -> Result<(String, RunOptions), String> {
                     .next()
                     .ok_or_else(|| format!("{a} needs a directory"))?;
                 options.checkpoint_dir = Some(dir.clone());
+            }
+            "--http-listen" => {
+                let addr = rest
+                    .next()
+                    .ok_or("--http-listen needs HOST:PORT, e.g. 127.0.0.1:8081")?;
+                let parsed = addr.parse().map_err(|_| {
+                    format!("--http-listen: '{addr}' is not HOST:PORT (e.g. 127.0.0.1:8081)")
+                })?;
+                options.http_listen = Some(parsed);
             }
             other => return Err(format!("unknown argument '{other}'\n{USAGE}")),
         }
@@ -202,7 +217,11 @@ pub fn run_file(file: &str, options: &RunOptions, explain_only: bool) -> Result<
             }
         });
     }
-    let mut jobs = JobManager::new();
+    let jobs = Arc::new(Mutex::new(JobManager::new()));
+    let _http = match options.http_listen {
+        Some(addr) if !explain_only => Some(serve_console(addr, Arc::clone(&jobs))?),
+        _ => None,
+    };
     for (i, stmt) in stmts.iter().enumerate() {
         let text = statement_text(&sql, &stmts, i);
         let stmt = if explain_only
@@ -239,7 +258,7 @@ pub fn run_file(file: &str, options: &RunOptions, explain_only: bool) -> Result<
                         ),
                     ));
                 }
-                start_job(file, &mut jobs, *job)?;
+                start_job(file, &mut lock(&jobs), *job)?;
             }
             Outcome::StopJob { id, savepoint } => {
                 if savepoint && session.option("state.checkpoints.dir").is_none() {
@@ -247,11 +266,39 @@ pub fn run_file(file: &str, options: &RunOptions, explain_only: bool) -> Result<
                 } else if savepoint {
                     eprintln!("[job] stopping {id}; the checkpoint it takes as it stops is the savepoint to resume from");
                 }
-                jobs.stop(&id);
+                lock(&jobs).stop(&id);
             }
         }
     }
-    wait_all(jobs, &interrupted)
+    wait_all(&jobs, &interrupted)
+}
+
+fn lock(jobs: &Mutex<JobManager>) -> std::sync::MutexGuard<'_, JobManager> {
+    jobs.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Serves `/metrics` and the console of the script's jobs on `addr`, on a
+/// thread of its own, until the returned runtime is dropped.
+fn serve_console(
+    addr: std::net::SocketAddr,
+    jobs: Arc<Mutex<JobManager>>,
+) -> Result<tokio::runtime::Runtime, String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .thread_name("runnel-http")
+        .build()
+        .map_err(|e| format!("cannot start the HTTP port: {e}"))?;
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(addr))
+        .map_err(|e| format!("cannot listen for HTTP on {addr}: {e}"))?;
+    let at = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the HTTP address: {e}"))?;
+    let user = std::env::var("USER").unwrap_or_else(|_| "local".into());
+    runtime.spawn(crate::http::serve_script(listener, jobs, user));
+    eprintln!("[http] console at http://{at}/ and metrics at http://{at}/metrics");
+    Ok(runtime)
 }
 
 /// Starts a planned job and says so, and where it resumes from.
@@ -280,15 +327,20 @@ fn start_job(file: &str, jobs: &mut JobManager, job: PreparedJob) -> Result<(), 
 }
 
 /// Waits for every job, printing a progress line; Ctrl-C stops them.
-fn wait_all(mut jobs: JobManager, interrupted: &AtomicBool) -> Result<(), String> {
+fn wait_all(shared: &Mutex<JobManager>, interrupted: &AtomicBool) -> Result<(), String> {
     let tty = std::io::stderr().is_terminal();
     let started = Instant::now();
     let mut last_print = Instant::now();
     let mut stopping = false;
     let mut failures = Vec::new();
-    while !jobs.running().is_empty() {
+    loop {
         // Short naps, so that a script ends as soon as its jobs do.
         std::thread::sleep(Duration::from_millis(5));
+        // Held for one round: the console reads the jobs in between.
+        let mut jobs = lock(shared);
+        if jobs.running().is_empty() {
+            break;
+        }
         if interrupted.load(Ordering::SeqCst) && !stopping {
             stopping = true;
             let ids: Vec<String> = jobs

@@ -228,19 +228,31 @@ pub(crate) fn views(jobs: &JobManager, session: &Session, user: Option<&str>) ->
         let who = session.principal_of(u);
         session.catalog().grants().is_admin(&who)
     });
+    views_with(jobs, &|id| {
+        let owner = session.job_owner(id);
+        (admin || owner == user).then(|| owner.unwrap_or_default().to_string())
+    })
+}
+
+/// Every job of `jobs` for which `owner` names an owner (`None`: not
+/// shown), in the order they were planned.
+pub(crate) fn views_with(
+    jobs: &JobManager,
+    owner: &dyn Fn(&str) -> Option<String>,
+) -> Vec<JobView> {
     let mut out: Vec<JobView> = jobs
         .iter()
-        .filter(|(id, _)| admin || session.job_owner(id) == user)
-        .map(|(id, j)| {
+        .filter_map(|(id, j)| {
+            let owner = owner(id)?;
             let p = j.progress();
             let (kind, target) = crate::system::kind_and_target(j.kind());
-            JobView {
+            Some(JobView {
                 id: id.clone(),
                 status: j.status().to_string(),
                 kind: kind.to_string(),
                 target,
                 statement: j.statement().to_string(),
-                owner: session.job_owner(id).unwrap_or_default().to_string(),
+                owner,
                 running: j.is_running(),
                 uptime_ms: u64::try_from(j.age().as_millis()).unwrap_or(u64::MAX),
                 rows_read: p.map_or(0, |p| p.rows_read),
@@ -249,7 +261,7 @@ pub(crate) fn views(jobs: &JobManager, session: &Session, user: Option<&str>) ->
                 malformed: p.map_or(0, |p| p.malformed),
                 watermark_ms: p.and_then(|p| p.watermark),
                 graph: j.graph(),
-            }
+            })
         })
         .collect();
     out.sort_by_key(|v| crate::jobs::job_number(&v.id));

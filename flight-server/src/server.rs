@@ -693,17 +693,7 @@ impl Server {
     /// Every job's metrics (as `system.metrics` names them) and the
     /// counts of the expectations it checks: (job, metrics, (table,
     /// expectation, passed, failed)).
-    #[expect(
-        clippy::type_complexity,
-        reason = "one list of three parts, read once by the metrics page"
-    )]
-    pub fn job_metrics(
-        &self,
-    ) -> Vec<(
-        String,
-        Vec<(&'static str, f64)>,
-        Vec<(String, String, u64, u64)>,
-    )> {
+    pub fn job_metrics(&self) -> crate::http::prometheus::JobMetrics {
         let Ok(inner) = self.lock() else {
             return Vec::new();
         };

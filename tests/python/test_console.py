@@ -230,3 +230,52 @@ def test_a_real_browser_logs_in_sees_the_demo_graph_and_runs_queries(demo):
     for name in ["console-jobs.png", "console-job-graph.png", "console-sql.png", "console-catalog.png"]:
         assert (shots / name).stat().st_size > 10_000, name
     print(f"screenshots in {shots}")
+
+
+def test_runnel_run_serves_the_scripts_jobs_and_metrics(runnel_bin, tmp_path):
+    """`runnel run FILE --http-listen ADDR`: the console's calls and
+    /metrics show the script's job while it runs (no login: the script's
+    user sees its own jobs); there is no SQL editor there."""
+    script = tmp_path / "slow.sql"
+    script.write_text(
+        "CREATE TABLE ticks (event_time TIMESTAMP(3), device_id STRING, temperature DOUBLE) "
+        "WITH ('connector' = 'datagen', 'rows-per-second' = '100', 'number-of-rows' = '1500');\n"
+        "CREATE TABLE nowhere (device_id STRING) WITH ('connector' = 'blackhole');\n"
+        "INSERT INTO nowhere SELECT device_id FROM ticks;\n"
+    )
+    log = tmp_path / "run.log"
+    with open(log, "w") as out:
+        run = subprocess.Popen(
+            [str(runnel_bin), "run", str(script), "--http-listen", "127.0.0.1:0"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+        )
+    try:
+        found = wait_for(
+            "the console line",
+            lambda: re.search(r"console at http://127\.0\.0\.1:(\d+)/", log.read_text()),
+            timeout=60,
+        )
+        console = Console(int(found.group(1)))
+        status, me = console.call("/api/me")
+        assert status == 200 and me["script"] is True
+        status, body = wait_for(
+            "the job to read rows",
+            lambda: (r := console.call("/api/jobs/job-1"))[0] == 200 and r[1]["rows_read"] > 0 and r,
+            timeout=30,
+        )
+        assert body["running"] and body["statement"] == "INSERT INTO nowhere SELECT device_id FROM ticks"
+        names = [o["name"] for o in body["graph"]["operators"]]
+        assert names[0] == "source: ticks" and names[-1] == "sink: nowhere", names
+        with urllib.request.urlopen(console.base + "/metrics", timeout=10) as r:
+            text = r.read().decode()
+        rows = re.search(r'^runnel_job_rows_read_total\{job_id="job-1"\} (\S+)$', text, re.M)
+        assert rows and float(rows.group(1)) > 0, text
+        assert re.search(r'^runnel_operator_rows_out_total\{job_id="job-1",operator_id="0",operator="source: ticks",subtask="0"\} ', text, re.M), text
+        status, body = console.call("/api/sql", {"sql": "SELECT 1"})
+        assert status == 404 and "runnel serve" in body["error"]
+        assert run.wait(timeout=60) == 0, log.read_text()
+    finally:
+        if run.poll() is None:
+            run.kill()

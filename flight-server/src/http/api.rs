@@ -47,8 +47,7 @@ pub(super) async fn jobs(
         Ok(c) => c,
         Err(u) => return u.into_response(),
     };
-    let server = Arc::clone(&state.server);
-    let views = tokio::task::spawn_blocking(move || server.job_views(Some(&client.user)))
+    let views = tokio::task::spawn_blocking(move || state.job_views(&client.user))
         .await
         .unwrap_or_default();
     // The list without graphs: a job's own call has those.
@@ -77,8 +76,7 @@ pub(super) async fn job(
         Ok(c) => c,
         Err(u) => return u.into_response(),
     };
-    let server = Arc::clone(&state.server);
-    let views = tokio::task::spawn_blocking(move || server.job_views(Some(&client.user)))
+    let views = tokio::task::spawn_blocking(move || state.job_views(&client.user))
         .await
         .unwrap_or_default();
     // A job the user may not see is as unknown as one that does not exist.
@@ -104,9 +102,17 @@ pub(super) async fn sql(
         Ok(c) => c,
         Err(u) => return u.into_response(),
     };
-    let server = Arc::clone(&state.server);
-    let executed =
-        tokio::task::spawn_blocking(move || server.execute_as(&client, &stmt.sql, &[])).await;
+    let Some(server) = state.server().cloned() else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "runnel run has no SQL editor: the script's file holds its statements (runnel serve has one)",
+        );
+    };
+    let executed = tokio::task::spawn_blocking({
+        let server = Arc::clone(&server);
+        move || server.execute_as(&client, &stmt.sql, &[])
+    })
+    .await;
     let executed = match executed {
         Ok(Ok(e)) => e,
         Ok(Err(e)) => return failure(e),
@@ -117,7 +123,6 @@ pub(super) async fn sql(
             )
         }
     };
-    let server = Arc::clone(&state.server);
     let result = match executed {
         Executed::Batch(b) => Ok(table(&b)),
         Executed::Query(mut run) if run.is_local() => {

@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 
-use super::{error, HttpState};
+use super::{error, Backend, HttpState};
 use crate::clients::Client;
 use crate::server::ANONYMOUS;
 
@@ -96,6 +96,16 @@ pub(super) fn caller(
     headers: &HeaderMap,
     addr: SocketAddr,
 ) -> Result<Client, Unauthorized> {
+    let server = match &state.backend {
+        Backend::Server { server, .. } => server,
+        Backend::Script { user, .. } => {
+            return Ok(Client {
+                user: user.clone(),
+                session: "console:script".into(),
+                address: Some(addr.ip()),
+            })
+        }
+    };
     if let Some(t) = token(headers) {
         if let Some(user) = state.sessions.user(&t) {
             return Ok(Client {
@@ -105,7 +115,7 @@ pub(super) fn caller(
             });
         }
     }
-    if state.server.config().auth.allow_anonymous {
+    if server.config().auth.allow_anonymous {
         return Ok(Client {
             user: ANONYMOUS.to_string(),
             session: format!("console:anonymous:{}", addr.ip()),
@@ -140,14 +150,20 @@ pub(super) async fn login(
     Json(c): Json<Credentials>,
 ) -> Response {
     let ip = Some(addr.ip());
+    let Backend::Server { server, checker } = &state.backend else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "runnel run has no login: its console shows the script's jobs",
+        );
+    };
     if let Err(s) = state.backoff.admit(&c.user, ip) {
         return error(StatusCode::TOO_MANY_REQUESTS, s.message());
     }
-    let ok = match state.checker.verify(&c.user, &c.password).await {
+    let ok = match checker.verify(&c.user, &c.password).await {
         Ok(ok) => ok,
         Err(s) => return error(StatusCode::SERVICE_UNAVAILABLE, s.message()),
     };
-    state.server.audit().login(&c.user, ip, ok);
+    server.audit().login(&c.user, ip, ok);
     if !ok {
         state.backoff.failed(&c.user, ip);
         return error(StatusCode::UNAUTHORIZED, "wrong user name or password");
@@ -191,6 +207,8 @@ pub(super) async fn me(
         Ok(c) => Json(serde_json::json!({
             "user": c.user,
             "anonymous": c.user == ANONYMOUS,
+            // runnel run's console: no login, no editor, no catalog.
+            "script": state.server().is_none(),
         }))
         .into_response(),
         Err(u) => u.into_response(),

@@ -20,7 +20,7 @@ mod login;
 pub mod prometheus;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -30,18 +30,81 @@ use axum::Router;
 pub use self::login::ConsoleSessions;
 pub use self::prometheus::metrics_text;
 use crate::flight_sql::login::{Backoff, PasswordChecker};
+use crate::jobs::JobManager;
+use crate::monitor::JobView;
 use crate::server::Server;
+
+/// Whose jobs the port shows.
+enum Backend {
+    /// `runnel serve`: its users log in; the SQL editor and the catalog
+    /// work.
+    Server {
+        server: Arc<Server>,
+        checker: PasswordChecker,
+    },
+    /// `runnel run --http-listen`: the script's jobs, shown without a
+    /// login as the user who runs it (there are no other users); no SQL
+    /// editor (the script's file is its statements).
+    Script {
+        jobs: Arc<Mutex<JobManager>>,
+        user: String,
+    },
+}
 
 /// What every HTTP request may use.
 pub struct HttpState {
-    /// The server whose jobs and catalog are shown.
-    pub server: Arc<Server>,
+    backend: Backend,
     sessions: ConsoleSessions,
-    checker: PasswordChecker,
     backoff: Backoff,
 }
 
-/// Serves `listener` until the task is dropped.
+impl HttpState {
+    /// The server, when the port is `runnel serve`'s.
+    fn server(&self) -> Option<&Arc<Server>> {
+        match &self.backend {
+            Backend::Server { server, .. } => Some(server),
+            Backend::Script { .. } => None,
+        }
+    }
+
+    /// The jobs `user` may see, with their graphs. Blocks briefly on the
+    /// job list's lock: call it off the async threads.
+    fn job_views(&self, user: &str) -> Vec<JobView> {
+        match &self.backend {
+            Backend::Server { server, .. } => server.job_views(Some(user)),
+            Backend::Script { jobs, user } => {
+                let jobs = jobs.lock().unwrap_or_else(|p| p.into_inner());
+                crate::monitor::views_with(&jobs, &|_| Some(user.clone()))
+            }
+        }
+    }
+
+    /// The metrics page.
+    fn metrics(&self) -> String {
+        match &self.backend {
+            Backend::Server { server, .. } => metrics_text(server),
+            Backend::Script { jobs, user } => {
+                let (metrics, views) = {
+                    let jobs = jobs.lock().unwrap_or_else(|p| p.into_inner());
+                    let metrics: prometheus::JobMetrics = jobs
+                        .iter()
+                        .filter_map(|(id, j)| {
+                            let p = j.progress()?;
+                            Some((id.clone(), crate::system::job_metrics(&p), Vec::new()))
+                        })
+                        .collect();
+                    let views = crate::monitor::views_with(&jobs, &|_| Some(user.clone()));
+                    (metrics, views)
+                };
+                let mut out = String::new();
+                prometheus::jobs_text(&mut out, metrics, &views);
+                out
+            }
+        }
+    }
+}
+
+/// Serves `runnel serve`'s port on `listener` until the task is dropped.
 pub async fn serve(listener: tokio::net::TcpListener, server: Arc<Server>) {
     let checker = match PasswordChecker::start(server.config().clone()) {
         Ok(c) => c,
@@ -52,10 +115,23 @@ pub async fn serve(listener: tokio::net::TcpListener, server: Arc<Server>) {
             return;
         }
     };
+    run(listener, Backend::Server { server, checker }).await
+}
+
+/// Serves the port of `runnel run --http-listen`: the script's `jobs`,
+/// as `user`.
+pub async fn serve_script(
+    listener: tokio::net::TcpListener,
+    jobs: Arc<Mutex<JobManager>>,
+    user: String,
+) {
+    run(listener, Backend::Script { jobs, user }).await
+}
+
+async fn run(listener: tokio::net::TcpListener, backend: Backend) {
     let state = Arc::new(HttpState {
-        server,
+        backend,
         sessions: ConsoleSessions::default(),
-        checker,
         backoff: Backoff::default(),
     });
     let app = router(state);
@@ -82,8 +158,7 @@ fn router(state: Arc<HttpState>) -> Router {
 }
 
 async fn metrics(axum::extract::State(state): axum::extract::State<Arc<HttpState>>) -> Response {
-    let server = Arc::clone(&state.server);
-    let body = tokio::task::spawn_blocking(move || metrics_text(&server))
+    let body = tokio::task::spawn_blocking(move || state.metrics())
         .await
         .unwrap_or_default();
     (

@@ -22,8 +22,24 @@ fn label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// Each job's metrics as `system.metrics` names them, and the counts of
+/// its expectations: (job, metrics, (table, expectation, passed, failed)).
+pub type JobMetrics = Vec<(
+    String,
+    Vec<(&'static str, f64)>,
+    Vec<(String, String, u64, u64)>,
+)>;
+
 /// The server's metrics in Prometheus's text format.
 pub fn metrics_text(server: &Server) -> String {
+    let mut out = String::new();
+    server.requests().write(&mut out);
+    jobs_text(&mut out, server.job_metrics(), &server.job_views(None));
+    out
+}
+
+/// The families of jobs: `metrics` per job, and `views` per operator.
+pub fn jobs_text(out: &mut String, metrics: JobMetrics, views: &[JobView]) {
     let mut families = vec![
         family(
             "runnel_job_rows_read_total",
@@ -76,8 +92,7 @@ pub fn metrics_text(server: &Server) -> String {
             "Rows that violated an expectation, per job.",
         ),
     ];
-    let jobs = server.job_views(None);
-    for (job, metrics, expectations) in server.job_metrics() {
+    for (job, metrics, expectations) in metrics {
         let l = format!("job_id=\"{}\"", label(&job));
         for (name, value) in metrics {
             let (index, value) = match name {
@@ -103,11 +118,8 @@ pub fn metrics_text(server: &Server) -> String {
             families[9].samples.push((l, failed as f64));
         }
     }
-    families.extend(subtask_families(&jobs));
-    let mut out = String::new();
-    server.requests().write(&mut out);
-    write_families(&mut out, families);
-    out
+    families.extend(subtask_families(views));
+    write_families(out, families);
 }
 
 /// Writes `families` in the text format.
