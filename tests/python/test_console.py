@@ -14,6 +14,7 @@ import json
 import os
 import re
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -279,3 +280,44 @@ def test_runnel_run_serves_the_scripts_jobs_and_metrics(runnel_bin, tmp_path):
     finally:
         if run.poll() is None:
             run.kill()
+
+
+def test_a_stalled_or_closed_browser_does_not_hold_the_jobs(demo):
+    """A subscription whose reader never reads holds only its own query's
+    job: the demo's job keeps reading; closing the connection cancels the
+    query's job."""
+    import socket
+
+    server, port, job = demo
+    root = Console(port)
+    assert root.call("/api/login", {"user": ADMIN, "password": ADMIN_PASSWORD})[0] == 200
+    # The session cookie, for a raw socket that sends the request and then
+    # reads nothing.
+    jar = [h for h in root.opener.handlers if isinstance(h, urllib.request.HTTPCookieProcessor)][0].cookiejar
+    cookie = "; ".join(f"{c.name}={c.value}" for c in jar)
+    body = json.dumps({"sql": "SELECT device_id, temperature FROM ticks"}).encode()
+    stalled = socket.create_connection(("127.0.0.1", port))
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.sendall(
+        b"POST /api/sql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + f"Cookie: {cookie}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+
+    def queries():
+        status, listed = root.call("/api/jobs")
+        return [j for j in listed["jobs"] if j["kind"] == "SELECT" and j["running"]]
+
+    sub = wait_for("the subscription's job", queries, timeout=30)[0]
+    before = root.call(f"/api/jobs/{job}")[1]["rows_read"]
+    time.sleep(3)
+    after = root.call(f"/api/jobs/{job}")[1]
+    assert after["running"] and after["rows_read"] > before + 1000, (before, after["rows_read"])
+    stalled.close()
+
+    def cancelled():
+        status, listed = root.call("/api/jobs")
+        mine = [j for j in listed["jobs"] if j["id"] == sub["id"]]
+        return mine and not mine[0]["running"] and mine[0]["status"]
+
+    assert wait_for("the closed subscription's job to end", cancelled, timeout=60) == "CANCELED"
