@@ -172,6 +172,7 @@ fn main() {
             let options = RunOptions {
                 parallelism: None,
                 checkpoint_dir: Some(dir.join(format!("{out}-ckpt")).display().to_string()),
+                ..Default::default()
             };
             let start = Instant::now();
             run_file(&file.display().to_string(), &options, false).expect("job");

@@ -32,8 +32,10 @@
 //! - `clients`: who sent a request and each client session's options;
 //!   `session_setup`: the shared SQL session's connectors, users and
 //!   allow-lists; `audit`: the audit log; `openlineage`: a job's run
-//!   events; `http` and `requests`: the HTTP port's `/metrics` and the
-//!   Flight calls it counts.
+//!   events; [`http`]: the HTTP port (`/metrics` and the web console,
+//!   whose files are in `flight-server/console/`); [`monitor`]: a job's
+//!   graph and subtask counters as the console and `/metrics` show them;
+//!   `requests`: the Flight calls `/metrics` counts.
 //!
 //! Neither the server nor the CLI plans or runs anything themselves: the
 //! SQL session (`runnel_sql`) plans, the engine (`runnel_engine`) runs.

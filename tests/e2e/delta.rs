@@ -150,6 +150,7 @@ GROUP BY device_id, window_start, window_end;
         &RunOptions {
             parallelism: None,
             checkpoint_dir: Some(checkpoints.display().to_string()),
+            ..Default::default()
         },
         false,
     )
@@ -248,6 +249,7 @@ FROM (SELECT device_id, COUNT(*) AS n FROM readings GROUP BY device_id) WHERE n 
         &RunOptions {
             parallelism: None,
             checkpoint_dir: Some(checkpoints.display().to_string()),
+            ..Default::default()
         },
         false,
     )

@@ -75,6 +75,7 @@ fn iot_pipeline_writes_quarantine_sliding_windows_and_sessions() {
         &runnel_flight::cli::RunOptions {
             parallelism: Some(2),
             checkpoint_dir: None,
+            ..Default::default()
         },
         false,
     )

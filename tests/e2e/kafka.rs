@@ -165,6 +165,7 @@ GROUP BY device_id, window_start, window_end;
     let options = RunOptions {
         parallelism: None,
         checkpoint_dir: Some(dir.join("checkpoints").display().to_string()),
+        ..Default::default()
     };
     run_file(&file.display().to_string(), &options, false).expect("the job runs");
 

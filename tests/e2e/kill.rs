@@ -223,6 +223,7 @@ fn kill_test_child() {
             .ok()
             .and_then(|p| p.parse().ok()),
         checkpoint_dir: Some(dir),
+        ..Default::default()
     };
     if let Err(e) = run_file(&script, &options, false) {
         panic!("the job failed: {e}");

@@ -40,6 +40,7 @@ fn run_query(query: &str) -> Vec<String> {
         &RunOptions {
             parallelism: Some(2),
             checkpoint_dir: None,
+            ..Default::default()
         },
         false,
     )
