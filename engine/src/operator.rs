@@ -56,6 +56,10 @@ pub struct OperatorMetrics {
     pub commit_nanos: AtomicU64,
     /// Nanoseconds the last of them took.
     pub last_commit_nanos: AtomicU64,
+    /// How many records a source subtask is behind the end of each
+    /// partition it reads, as last measured: (topic, partition, records).
+    /// Kafka sources fill it.
+    pub partition_lag: std::sync::Mutex<Vec<(String, i32, i64)>>,
 }
 
 /// An `i64` readable across threads (std has `AtomicI64`; this wrapper starts

@@ -401,7 +401,8 @@ function showOperator(job, id, rates) {
     const sr = r ? r.subtasks[i] : null;
     const tr = row([s.subtask, number(s.rows_in), number(s.rows_out), number(sr?.rowsOut), Math.round(sr?.busy ?? 0),
       Math.round(sr?.backpressured ?? 0), Math.round(sr?.idle ?? 0), bytes(s.bytes_in), bytes(s.bytes_out),
-      time(s.watermark_ms), number(s.late_rows), s.commits ? duration(s.last_commit_ms) : "-"]);
+      time(s.watermark_ms), number(s.late_rows), s.commits ? duration(s.last_commit_ms) : "-",
+      s.partition_lag.length ? number(sum(s.partition_lag, (p) => p.records)) : "-"]);
     tr.className = pressure(sr?.backpressured ?? 0);
     body.appendChild(tr);
   });

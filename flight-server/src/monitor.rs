@@ -109,6 +109,19 @@ pub struct SubtaskView {
     pub commit_ms_total: f64,
     /// Milliseconds the last one took.
     pub last_commit_ms: f64,
+    /// For a Kafka source: records it is behind each partition's end.
+    pub partition_lag: Vec<PartitionLag>,
+}
+
+/// How far a source subtask is behind the end of one partition.
+#[derive(Debug, Clone, Serialize)]
+pub struct PartitionLag {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// Records not read yet.
+    pub records: i64,
 }
 
 /// An edge of the graph.
@@ -181,6 +194,19 @@ pub fn capture(h: &JobHandle) -> GraphView {
             commits: o.commits.load(Ordering::Relaxed),
             commit_ms_total: o.commit_nanos.load(Ordering::Relaxed) as f64 / 1e6,
             last_commit_ms: o.last_commit_nanos.load(Ordering::Relaxed) as f64 / 1e6,
+            partition_lag: o
+                .partition_lag
+                .lock()
+                .map(|l| {
+                    l.iter()
+                        .map(|(topic, partition, records)| PartitionLag {
+                            topic: topic.clone(),
+                            partition: *partition,
+                            records: *records,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
         };
         match operators.iter_mut().find(|op| op.id == m.node) {
             Some(op) => {

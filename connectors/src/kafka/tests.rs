@@ -317,6 +317,37 @@ fn startup_modes_pick_the_first_record() -> Result<()> {
     Ok(())
 }
 
+/// A subtask measures how far it is behind each partition's end: before it
+/// has read anything, the whole partition.
+#[test]
+fn a_source_measures_its_consumer_lag_per_partition() -> Result<()> {
+    let c = cluster(&[("lagging", 2)]);
+    produce(&c, "lagging", &json_rows(0, 0..700));
+    produce(&c, "lagging", &json_rows(1, 1000..1300));
+    let t = source_table(
+        &c,
+        "lagging",
+        vec![Field::new("id", DataType::Int64, false)],
+        &[],
+    );
+    let table = KafkaConnector.source(&t)?;
+    let task = crate::testutil::task(0, 1);
+    let metrics = Arc::new(OperatorMetrics::default());
+    let mut src = (table.factory)(&task)?;
+    src.open(&task, &metrics)?;
+    src.poll()?;
+    let mut lag = metrics.partition_lag.lock().expect("lag").clone();
+    lag.sort();
+    assert_eq!(
+        lag,
+        vec![
+            ("lagging".to_string(), 0, 700),
+            ("lagging".to_string(), 1, 300)
+        ]
+    );
+    Ok(())
+}
+
 fn malformed_input() -> Vec<In> {
     let mut rows = json_rows(0, 0..5);
     rows.insert(

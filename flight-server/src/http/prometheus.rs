@@ -215,6 +215,11 @@ pub fn subtask_families(jobs: &[JobView]) -> Vec<Family> {
             "gauge",
             "The job's state: the whole size of its last checkpoint.",
         ),
+        family(
+            "runnel_kafka_consumer_lag_records",
+            "gauge",
+            "Records a Kafka source subtask is behind the end of a partition.",
+        ),
     ];
     let lag = |wm: i64| (now_ms.saturating_sub(wm)) as f64 / 1e3;
     for job in jobs.iter().filter(|j| j.running) {
@@ -255,6 +260,16 @@ pub fn subtask_families(jobs: &[JobView]) -> Vec<Family> {
                     f[9].samples.push((l.clone(), s.bytes_in as f64));
                     f[10].samples.push((l.clone(), s.bytes_out as f64));
                 }
+                for lag in &s.partition_lag {
+                    f[17].samples.push((
+                        format!(
+                            "{l},topic=\"{}\",partition=\"{}\"",
+                            label(&lag.topic),
+                            lag.partition
+                        ),
+                        lag.records as f64,
+                    ));
+                }
                 if op.is_sink {
                     f[11].samples.push((l.clone(), s.commits as f64));
                     f[12].samples.push((l.clone(), s.commit_ms_total / 1e3));
@@ -272,5 +287,85 @@ pub fn family(name: &'static str, kind: &'static str, help: &'static str) -> Fam
         kind,
         help,
         samples: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::monitor::{GraphView, OperatorView, PartitionLag, SubtaskView};
+
+    fn subtask(i: usize, lag: Vec<PartitionLag>) -> SubtaskView {
+        SubtaskView {
+            subtask: i,
+            rows_in: 0,
+            rows_out: 10 + i as u64,
+            bytes_in: 0,
+            bytes_out: 640,
+            busy_ms: 1500.0,
+            backpressured_ms: 250.0,
+            idle_ms: 0.0,
+            watermark_ms: None,
+            late_rows: 0,
+            malformed: 0,
+            commits: 0,
+            commit_ms_total: 0.0,
+            last_commit_ms: 0.0,
+            partition_lag: lag,
+        }
+    }
+
+    /// One labelled sample per subtask, thread times in seconds, Kafka lag
+    /// per topic and partition; label values escaped.
+    #[test]
+    fn subtask_families_label_each_subtask_and_partition() {
+        let lag = vec![PartitionLag {
+            topic: "in\"q".into(),
+            partition: 3,
+            records: 42,
+        }];
+        let job = JobView {
+            id: "job-7".into(),
+            status: "RUNNING".into(),
+            kind: "INSERT".into(),
+            target: "t".into(),
+            statement: String::new(),
+            owner: "admin".into(),
+            running: true,
+            uptime_ms: 2000,
+            rows_read: 21,
+            rows_written: 0,
+            late_rows: 0,
+            malformed: 0,
+            watermark_ms: None,
+            graph: Some(Arc::new(GraphView {
+                operators: vec![OperatorView {
+                    id: 0,
+                    name: "source: in".into(),
+                    parallelism: 2,
+                    is_source: true,
+                    is_sink: false,
+                    chain: 0,
+                    subtasks: vec![subtask(0, lag), subtask(1, vec![])],
+                }],
+                edges: vec![],
+                checkpoints: vec![],
+            })),
+        };
+        let mut out = String::new();
+        write_families(&mut out, subtask_families(&[job]));
+        let l = r#"job_id="job-7",operator_id="0",operator="source: in",subtask="#;
+        for line in [
+            format!("runnel_operator_rows_out_total{{{l}\"0\"}} 10"),
+            format!("runnel_operator_rows_out_total{{{l}\"1\"}} 11"),
+            format!("runnel_task_busy_seconds_total{{{l}\"0\"}} 1.5"),
+            format!("runnel_task_backpressured_seconds_total{{{l}\"1\"}} 0.25"),
+            format!("runnel_kafka_consumer_lag_records{{{l}\"0\",topic=\"in\\\"q\",partition=\"3\"}} 42"),
+        ] {
+            assert!(out.lines().any(|x| x == line), "{line} not in\n{out}");
+        }
+        assert_eq!(out.matches("runnel_kafka_consumer_lag_records{").count(), 1);
     }
 }

@@ -50,6 +50,10 @@ const POSITION_VERSION: u8 = 1;
 /// `PartState::next` of a partition assigned at the start of its log that
 /// has returned nothing yet (kept in positions as is).
 const AT_BEGINNING: i64 = -2;
+/// How often a subtask measures its consumer lag (a watermark request per
+/// partition), and how long each request may take.
+const LAG_INTERVAL: Duration = Duration::from_secs(5);
+const LAG_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub(super) fn factory(table: Arc<KafkaTable>) -> SourceFactory {
     Arc::new(move |task: &TaskInfo| {
@@ -65,6 +69,7 @@ pub(super) fn factory(table: Arc<KafkaTable>) -> SourceFactory {
             assigned: false,
             ready: VecDeque::new(),
             last_discovery: Instant::now(),
+            lag_due: Instant::now(),
             dead_letter: None,
             pacer: crate::pacing::Pacer::new(
                 table.max_rate.map(|r| r / task.parallelism.max(1) as f64),
@@ -132,6 +137,8 @@ struct KafkaSource {
     assigned: bool,
     ready: VecDeque<Ready>,
     last_discovery: Instant,
+    /// When the consumer lag is next measured.
+    lag_due: Instant,
     dead_letter: Option<DeadLetter>,
     pacer: crate::pacing::Pacer,
 }
@@ -461,6 +468,51 @@ impl KafkaSource {
     }
 }
 
+impl KafkaSource {
+    /// Measures how far behind the end of each partition this subtask is,
+    /// at most every [`LAG_INTERVAL`], into its metrics. A partition whose
+    /// watermarks cannot be fetched keeps its last figure; one that has
+    /// ended or is not assigned yet is left out. The end is the broker's
+    /// high watermark, which for a transactional topic is past the last
+    /// transaction's marker, so a caught-up reader there shows a lag of 1.
+    fn measure_lag(&mut self) {
+        let now = Instant::now();
+        if now < self.lag_due {
+            return;
+        }
+        self.lag_due = now + LAG_INTERVAL;
+        let (Some(consumer), Some(metrics)) = (&self.consumer, &self.metrics) else {
+            return;
+        };
+        let previous = metrics
+            .partition_lag
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_default();
+        let mut lags = Vec::new();
+        for (tp, s) in self.parts.iter().filter(|(_, s)| !s.finished) {
+            if s.next < 0 && s.next != AT_BEGINNING {
+                continue;
+            }
+            match consumer.fetch_watermarks(&tp.0, tp.1, LAG_TIMEOUT) {
+                Ok((low, high)) => {
+                    let at = if s.next == AT_BEGINNING { low } else { s.next };
+                    lags.push((tp.0.clone(), tp.1, (high - at).max(0)));
+                }
+                Err(_) => lags.extend(
+                    previous
+                        .iter()
+                        .find(|(t, p, _)| *t == tp.0 && *p == tp.1)
+                        .cloned(),
+                ),
+            }
+        }
+        if let Ok(mut l) = metrics.partition_lag.lock() {
+            *l = lags;
+        }
+    }
+}
+
 fn show(tp: &Tp) -> String {
     format!("topic '{}' partition {}", tp.0, tp.1)
 }
@@ -557,6 +609,7 @@ impl Source for KafkaSource {
             let tps: Vec<Tp> = self.parts.keys().cloned().collect();
             self.assign(&tps, false)?;
         }
+        self.measure_lag();
         if self.t.bounded && self.ready.is_empty() && self.parts.values().all(|s| s.finished) {
             if let Some(d) = &self.dead_letter {
                 d.flush()?;
