@@ -578,6 +578,7 @@ $("login-form").addEventListener("submit", async (ev) => {
 });
 
 $("logout").addEventListener("click", async () => {
+  if (running) running.abort();
   await fetch("/api/logout", { method: "POST", credentials: "same-origin" });
   showLogin();
 });

@@ -34,6 +34,8 @@ pub struct ManagedJob {
     lineage: Option<crate::openlineage::RunEvents>,
     /// Its graph as it ended (`Some` once it has ended).
     last_graph: Option<Arc<GraphView>>,
+    /// When it was found ended.
+    ended: Option<Instant>,
 }
 
 impl ManagedJob {
@@ -78,9 +80,11 @@ impl ManagedJob {
         }
     }
 
-    /// Time since it was planned.
+    /// Time from its planning to now, or to its end once it has ended.
     pub fn age(&self) -> Duration {
-        self.created.elapsed()
+        self.ended
+            .unwrap_or_else(Instant::now)
+            .saturating_duration_since(self.created)
     }
 
     fn set_status(&mut self, status: JobStatus) {
@@ -101,6 +105,7 @@ impl ManagedJob {
         };
         self.last = Some(h.progress());
         self.last_graph = Some(Arc::new(crate::monitor::capture(&h)));
+        self.ended = Some(Instant::now());
         let status = match h.wait() {
             Ok(()) if self.cancelled => JobStatus::Cancelled,
             Ok(()) if matches!(self.status(), JobStatus::Stopping) => JobStatus::Stopped,
@@ -154,6 +159,7 @@ impl JobManager {
                 .clone()
                 .map(crate::openlineage::RunEvents::new),
             last_graph: None,
+            ended: None,
         };
         entry.set_status(JobStatus::Created);
         self.jobs.insert(job.id.clone(), entry);

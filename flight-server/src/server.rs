@@ -77,6 +77,8 @@ pub struct Server {
     audit: Arc<AuditLog>,
     /// Flight SQL calls by method, for `/metrics`.
     requests: Arc<crate::requests::RequestStats>,
+    /// Password checks and back-off, shared by Flight SQL and the console.
+    logins: crate::flight_sql::login::Logins,
 }
 
 /// The channel capacity between a query's sink and its client stream.
@@ -93,9 +95,12 @@ impl Server {
             )
         })?;
         let views = Views::default();
+        let logins = crate::flight_sql::login::Logins::start(config.clone())
+            .map_err(|e| ServerError::io("start the password checker", e))?;
         let server = Arc::new_cyclic(|weak: &Weak<Server>| {
             let session = crate::session_setup::new_session(&config, &views, weak.clone());
             Server {
+                logins,
                 base_options: session.options().clone(),
                 audit: AuditLog::new(&config.data_dir),
                 requests: Arc::default(),
@@ -722,6 +727,11 @@ impl Server {
     /// The Flight SQL calls the server answered.
     pub fn requests(&self) -> &Arc<crate::requests::RequestStats> {
         &self.requests
+    }
+
+    /// Where passwords are checked, for every service of the server.
+    pub fn logins(&self) -> &crate::flight_sql::login::Logins {
+        &self.logins
     }
 
     /// The audit log.

@@ -132,6 +132,16 @@ def test_console_api_needs_a_session_and_shows_only_what_the_user_may_see(demo):
     # A wrong password is refused and logged.
     status, body = anonymous.call("/api/login", {"user": USER, "password": "wrong"})
     assert status == 401
+    # Another name pointed at the loopback address (DNS rebinding) is
+    # refused; localhost is fine.
+    for host, expected in [("evil.example", 421), (f"localhost:{port}", 200)]:
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/", headers={"Host": host})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                status = r.status
+        except urllib.error.HTTPError as e:
+            status = e.code
+        assert status == expected, (host, status)
 
     # alice is not an administrator: the administrator's job and tables are
     # not hers to see.
@@ -299,7 +309,7 @@ def test_a_stalled_or_closed_browser_does_not_hold_the_jobs(demo):
     stalled = socket.create_connection(("127.0.0.1", port))
     stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     stalled.sendall(
-        b"POST /api/sql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"POST /api/sql HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n".encode()
         + f"Cookie: {cookie}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
         + body
     )

@@ -60,7 +60,15 @@ fn check_arg(
 }
 
 /// Checks the argument types of `func` and returns its result type.
-pub(crate) fn return_type(func: &ScalarFunction, args: &[DataType]) -> Result<DataType> {
+///
+/// `round_digits` is ROUND's digit count when it is known before the rows
+/// are (a literal), which decides the scale of ROUND of a DECIMAL as in
+/// Flink; `None` otherwise.
+pub(crate) fn return_type(
+    func: &ScalarFunction,
+    args: &[DataType],
+    round_digits: Option<i64>,
+) -> Result<DataType> {
     use ScalarFunction as F;
     let t = |i: usize| args.get(i).cloned().unwrap_or(DataType::Null);
     match func {
@@ -162,12 +170,61 @@ pub(crate) fn return_type(func: &ScalarFunction, args: &[DataType]) -> Result<Da
         }
     }
     .map(|t| match (func, t) {
-        // Rounding up may need one more integer digit (9.99 -> 10.00).
-        (F::Round | F::Floor | F::Ceil, DataType::Decimal128(p, s)) => {
-            DataType::Decimal128((p + 1).min(38), s)
+        (F::Floor | F::Ceil, DataType::Decimal128(p, s)) => floor_ceil_decimal(p, s),
+        (F::Round, DataType::Decimal128(p, s)) => {
+            let digits = if args.len() == 1 {
+                Some(0)
+            } else {
+                round_digits
+            };
+            round_decimal(p, s, digits)
         }
         (_, t) => t,
     })
+}
+
+/// Flink's type of FLOOR and CEIL of a DECIMAL(p, s): no scale, and one
+/// more integer digit (CEIL(9.1) = 10).
+fn floor_ceil_decimal(p: u8, s: i8) -> DataType {
+    if s <= 0 {
+        return DataType::Decimal128(p, s);
+    }
+    let integer = i16::from(p) - i16::from(s) + 1;
+    DataType::Decimal128(u8::try_from(integer.clamp(1, 38)).unwrap_or(38), 0)
+}
+
+/// Flink's type of ROUND(DECIMAL(p, s), d): the scale is `d` (0 for a
+/// negative `d`; unchanged when `d` >= `s`), with one more integer digit
+/// for rounding up (9.99 -> 10.0). With `d` unknown before the rows (not
+/// a literal), the scale stays `s`.
+fn round_decimal(p: u8, s: i8, digits: Option<i64>) -> DataType {
+    let scale = match digits {
+        Some(d) if d >= i64::from(s) => return DataType::Decimal128(p, s),
+        Some(d) => d.max(0),
+        None => i64::from(s),
+    };
+    let integer = i64::from(p) - i64::from(s) + 1;
+    let precision = (integer + scale).clamp(1, 38);
+    DataType::Decimal128(
+        u8::try_from(precision).unwrap_or(38),
+        i8::try_from(scale).unwrap_or(0),
+    )
+}
+
+/// ROUND's digit count when it is the same for every row: 0 without one,
+/// else the second argument's scalar value.
+fn scalar_round_digits(func: &ScalarFunction, args: &[Value]) -> Option<i64> {
+    if !matches!(func, ScalarFunction::Round) {
+        return None;
+    }
+    match args.get(1) {
+        None => Some(0),
+        Some(Value::Scalar(a)) if a.len() == 1 && !a.is_null(0) => {
+            let v = cast_strict(a, &DataType::Int64).ok()?;
+            Some(v.as_primitive::<Int64Type>().value(0))
+        }
+        Some(_) => None,
+    }
 }
 
 fn numeric_result(func: &ScalarFunction, args: &[DataType]) -> Result<DataType> {
@@ -225,7 +282,7 @@ fn map_strings(a: &ArrayRef, f: impl Fn(&str) -> Option<String>) -> Result<Array
 pub(crate) fn evaluate(func: &ScalarFunction, args: &[Value], n: usize) -> Result<ArrayRef> {
     use ScalarFunction as F;
     let types: Vec<DataType> = args.iter().map(|a| a.data_type().clone()).collect();
-    let ret = return_type(func, &types)?;
+    let ret = return_type(func, &types, scalar_round_digits(func, args))?;
     if ret == DataType::Null {
         return Ok(arrow::array::new_null_array(&DataType::Null, n));
     }
@@ -689,18 +746,28 @@ fn math(func: &ScalarFunction, arrays: &[ArrayRef], ret: &DataType) -> Result<Ar
 }
 
 /// ABS, FLOOR, CEIL and ROUND of a DECIMAL, exactly, on the unscaled
-/// values: the result keeps the argument's type (FLOOR, CEIL and ROUND
-/// leave zeros in the digits they clear), rounding half away from zero.
+/// values at the argument's scale, rounding half away from zero; the
+/// result is then brought to `ret`'s scale (`out_scale`), which drops only
+/// digits already cleared, and checked against its precision.
 fn decimal_math(
     func: &ScalarFunction,
     x: &ArrayRef,
     ret: &DataType,
-    scale: i8,
+    out_scale: i8,
     digit_at: impl Fn(usize) -> Option<i64>,
 ) -> Result<ArrayRef> {
     use arrow::datatypes::Decimal128Type;
-    let v = cast_strict(x, ret)?;
+    let scale = match x.data_type() {
+        DataType::Decimal128(_, s) => (*s).max(out_scale),
+        _ => out_scale,
+    };
+    let v = cast_strict(x, &DataType::Decimal128(38, scale))?;
     let v = v.as_primitive::<Decimal128Type>();
+    let DataType::Decimal128(out_precision, _) = ret else {
+        exec_err!("{} of a DECIMAL must give a DECIMAL", func.name());
+    };
+    let shift = 10i128.pow(u32::try_from(scale - out_scale).unwrap_or(0));
+    let bound = 10i128.checked_pow(u32::from(*out_precision));
     // Clears the digits below 10^`cut` of `x` (`cut` in 0..=38), rounding
     // by `mode`: -1 down, 1 up, 0 half away from zero.
     let clear = |x: i128, cut: i64, mode: i8| -> Option<i128> {
@@ -744,9 +811,9 @@ fn decimal_math(
                 Some(d) => clear(x, i64::from(scale).saturating_sub(d), 0),
             },
         };
-        match r {
-            Some(r) => out.push(Some(r)),
-            None => exec_err!("numeric overflow in {} of a DECIMAL", func.name()),
+        match r.map(|r| r / shift) {
+            Some(r) if bound.is_none_or(|b| r.abs() < b) => out.push(Some(r)),
+            _ => exec_err!("numeric overflow in {} of a DECIMAL", func.name()),
         }
     }
     Ok(Arc::new(
@@ -798,5 +865,75 @@ mod tests {
         assert_eq!(round_int(1234, 2), Some(1234));
         assert_eq!(round_int(i64::MAX, -1), None);
         assert_eq!(round_int(5, -19), Some(0));
+    }
+
+    /// Flink's result types of FLOOR, CEIL and ROUND of DECIMAL(p, s)
+    /// (Flink's LogicalTypeMerging rules, worked out per case).
+    #[test]
+    fn decimal_rounding_types_follow_flink() {
+        let d = DataType::Decimal128;
+        assert_eq!(floor_ceil_decimal(10, 2), d(9, 0));
+        assert_eq!(floor_ceil_decimal(7, 0), d(7, 0));
+        assert_eq!(floor_ceil_decimal(38, 38), d(1, 0));
+        assert_eq!(round_decimal(10, 2, Some(0)), d(9, 0));
+        assert_eq!(round_decimal(10, 3, Some(1)), d(9, 1));
+        assert_eq!(round_decimal(10, 3, Some(3)), d(10, 3));
+        assert_eq!(round_decimal(10, 3, Some(7)), d(10, 3));
+        assert_eq!(round_decimal(10, 3, Some(-2)), d(8, 0));
+        assert_eq!(round_decimal(38, 10, Some(5)), d(34, 5));
+        assert_eq!(round_decimal(38, 0, Some(-1)), d(38, 0));
+        // A digit count known only per row keeps the scale.
+        assert_eq!(round_decimal(10, 3, None), d(11, 3));
+    }
+
+    /// Rounding a DECIMAL moves its digits to the result's scale exactly,
+    /// half away from zero, and fails past the result's precision.
+    #[test]
+    fn decimal_rounding_values() -> Result<()> {
+        let x: ArrayRef = Arc::new(
+            arrow::array::Decimal128Array::from(vec![Some(123_455), Some(-125_500), None])
+                .with_precision_and_scale(7, 3)?,
+        );
+        let digits = |d: i64| Value::Scalar(Arc::new(Int64Array::from(vec![d])) as ArrayRef);
+        let round = |d: i64| -> Result<ArrayRef> {
+            evaluate(
+                &ScalarFunction::Round,
+                &[Value::Array(Arc::clone(&x)), digits(d)],
+                3,
+            )
+        };
+        let values = |a: &ArrayRef| -> Vec<Option<i128>> {
+            a.as_primitive::<arrow::datatypes::Decimal128Type>()
+                .iter()
+                .collect()
+        };
+        let two = round(2)?;
+        assert_eq!(two.data_type(), &DataType::Decimal128(7, 2));
+        assert_eq!(values(&two), vec![Some(12_346), Some(-12_550), None]);
+        let tens = round(-1)?;
+        assert_eq!(tens.data_type(), &DataType::Decimal128(5, 0));
+        assert_eq!(values(&tens), vec![Some(120), Some(-130), None]);
+        let floor = evaluate(&ScalarFunction::Floor, &[Value::Array(Arc::clone(&x))], 3)?;
+        assert_eq!(floor.data_type(), &DataType::Decimal128(5, 0));
+        assert_eq!(values(&floor), vec![Some(123), Some(-126), None]);
+        // 999.5 in DECIMAL(4, 1) rounds to 1000, which DECIMAL(4, 0) holds;
+        // the largest DECIMAL(38, 0) rounded to tens has 39 digits.
+        let big: ArrayRef = Arc::new(
+            arrow::array::Decimal128Array::from(vec![Some(9_995)])
+                .with_precision_and_scale(4, 1)?,
+        );
+        let r = evaluate(&ScalarFunction::Round, &[Value::Array(big)], 1)?;
+        assert_eq!(values(&r), vec![Some(1000)]);
+        let max: ArrayRef = Arc::new(
+            arrow::array::Decimal128Array::from(vec![Some(10i128.pow(38) - 1)])
+                .with_precision_and_scale(38, 0)?,
+        );
+        let err = evaluate(&ScalarFunction::Round, &[Value::Array(max), digits(-1)], 1);
+        assert!(
+            err.as_ref()
+                .is_err_and(|e| e.to_string().contains("overflow")),
+            "{err:?}"
+        );
+        Ok(())
     }
 }

@@ -121,7 +121,15 @@ impl Expr {
                     })
                     .collect();
                 functions::check_literal_args(func, &literals)?;
-                functions::return_type(func, &types)
+                let round_digits = match (func, literals.get(1)) {
+                    (ScalarFunction::Round, None) => Some(0),
+                    (ScalarFunction::Round, Some(Some(ScalarValue::Int32(d)))) => {
+                        Some(i64::from(*d))
+                    }
+                    (ScalarFunction::Round, Some(Some(ScalarValue::Int64(d)))) => Some(*d),
+                    _ => None,
+                };
+                functions::return_type(func, &types, round_digits)
             }
         }
     }

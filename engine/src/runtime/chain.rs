@@ -13,7 +13,7 @@ use runnel_state::{CheckpointStore, PendingSnapshot, SnapshotData, StateBackend}
 
 use super::coordinator::{wait_complete, Ack, AckKind, Control};
 use super::exchange::{Inbound, Router};
-use super::metrics::batch_bytes;
+use super::metrics::{batch_bytes, Wait};
 use super::shared::{Shared, POLL_INTERVAL};
 use crate::error::{EngineError, Result};
 use crate::operator::{Collector, Operator, OperatorContext, OperatorMetrics, TaskInfo};
@@ -402,10 +402,11 @@ pub(super) fn run_operator(
             Some(found) => Some(found),
             None => {
                 chain.router.flush()?;
-                let waiting = Instant::now();
-                let found = receiver.recv_timeout(&readable, POLL_INTERVAL)?;
-                chain.router.task.add_idle(waiting.elapsed());
-                found
+                let clock = Arc::clone(&chain.router.task);
+                clock.wait(Wait::Idle);
+                let found = receiver.recv_timeout(&readable, POLL_INTERVAL);
+                clock.done_waiting();
+                found?
             }
         };
         let Some((k, msg)) = next else {

@@ -62,16 +62,17 @@ pub(super) struct OutEdge {
     gathered: Gathered,
 }
 
-/// Messages and rows a router sent, published to the job when it is done.
-#[derive(Debug, Default, Clone, Copy)]
+/// Messages and rows a router sent, published to the job when it is done,
+/// and the subtask's clock, which a send into a full channel marks as a
+/// wait (backpressure).
+#[derive(Debug, Default)]
 struct Sent {
     batches: u64,
     rows: u64,
     controls: u64,
-    /// Bytes of the batches, and the time spent waiting to send, not yet
-    /// added to the subtask's [`TaskMetrics`].
+    /// Bytes of the batches not yet added to the subtask's [`TaskMetrics`].
     bytes: u64,
-    waited: Duration,
+    task: Arc<TaskMetrics>,
 }
 
 impl OutEdge {
@@ -88,8 +89,7 @@ impl OutEdge {
             _ => sent.controls += 1,
         }
         // A send into a full channel waits: that wait is backpressure.
-        sent.waited += tx.send(msg, &|| shared.cancelled())?;
-        Ok(())
+        tx.send(msg, &|| shared.cancelled(), &sent.task)
     }
 
     /// Sends `batch` as the exchange says: to the one forward target, to
@@ -290,16 +290,11 @@ impl Router {
         Ok(())
     }
 
-    /// Adds the bytes sent and the time waited since the last call to the
-    /// subtask's counters.
+    /// Adds the bytes sent since the last call to the subtask's counters.
     fn publish(&mut self) {
         let bytes = std::mem::take(&mut self.sent.bytes);
         if bytes > 0 {
             self.task.bytes_out.fetch_add(bytes, Ordering::Relaxed);
-        }
-        let waited = std::mem::take(&mut self.sent.waited);
-        if !waited.is_zero() {
-            self.task.add_backpressured(waited);
         }
     }
 
@@ -459,7 +454,10 @@ impl Wiring {
             edges: std::mem::take(&mut self.outputs[tail][subtask]),
             shared,
             buffer_timeout: self.buffer_timeout,
-            sent: Sent::default(),
+            sent: Sent {
+                task: Arc::clone(&task),
+                ..Sent::default()
+            },
             task,
         }
     }

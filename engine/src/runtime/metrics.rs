@@ -1,8 +1,8 @@
 //! What a running job reports about itself: each subtask's counters, the
 //! progress line, and the latency measured with latency markers.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -39,23 +39,47 @@ pub struct SubtaskMetrics {
 /// for input; backpressured is waiting for room in a full output channel;
 /// busy is the rest. Bytes are the Arrow buffers of the batches crossing
 /// a channel (rows passed between chained operators are not counted).
+///
+/// A wait is marked when it starts and when it ends ([`TaskMetrics::wait`]),
+/// so a reader in the middle of a long wait sees it as it grows, and each
+/// of the three times only ever grows (as Prometheus counters must).
 #[derive(Debug)]
 pub struct TaskMetrics {
     started: Instant,
-    idle_nanos: AtomicU64,
-    backpressured_nanos: AtomicU64,
+    clock: Mutex<Clock>,
     /// Bytes of the batches received from other subtasks.
     pub bytes_in: AtomicU64,
     /// Bytes of the batches sent to other subtasks.
     pub bytes_out: AtomicU64,
 }
 
+/// What a subtask thread is waiting for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// Input.
+    Idle,
+    /// Room in a full output channel.
+    Backpressured,
+}
+
+#[derive(Debug, Default)]
+struct Clock {
+    idle: Duration,
+    backpressured: Duration,
+    /// The wait in progress and when it began.
+    waiting: Option<(Wait, Instant)>,
+    /// When the thread ended: its times stop there.
+    ended: Option<Instant>,
+    /// Busy as last reported: busy never goes down, even when time first
+    /// taken for work turns out to have been a wait ([`TaskMetrics::add_idle`]).
+    busy_reported: Duration,
+}
+
 impl Default for TaskMetrics {
     fn default() -> Self {
         Self {
             started: Instant::now(),
-            idle_nanos: AtomicU64::new(0),
-            backpressured_nanos: AtomicU64::new(0),
+            clock: Mutex::new(Clock::default()),
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
         }
@@ -74,36 +98,71 @@ pub struct TaskTimes {
 }
 
 impl TaskMetrics {
-    /// Adds time spent waiting for input.
-    pub(super) fn add_idle(&self, d: Duration) {
-        self.idle_nanos
-            .fetch_add(saturating_nanos(d), Ordering::Relaxed);
+    fn clock(&self) -> std::sync::MutexGuard<'_, Clock> {
+        self.clock.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Adds time spent waiting for room in an output channel.
-    pub(super) fn add_backpressured(&self, d: Duration) {
-        self.backpressured_nanos
-            .fetch_add(saturating_nanos(d), Ordering::Relaxed);
+    /// Marks the start of a wait; [`TaskMetrics::done_waiting`] ends it.
+    pub fn wait(&self, what: Wait) {
+        let mut c = self.clock();
+        if c.waiting.is_none() {
+            c.waiting = Some((what, Instant::now()));
+        }
+    }
+
+    /// Ends the wait in progress, if any, adding it to its time.
+    pub fn done_waiting(&self) {
+        let mut c = self.clock();
+        if let Some((what, since)) = c.waiting.take() {
+            let d = since.elapsed();
+            match what {
+                Wait::Idle => c.idle += d,
+                Wait::Backpressured => c.backpressured += d,
+            }
+        }
+    }
+
+    /// Adds time that was spent waiting for input though it was not marked
+    /// as a wait when it began (a source's poll that found nothing).
+    pub(super) fn add_idle(&self, d: Duration) {
+        self.clock().idle += d;
+    }
+
+    /// Marks the end of the thread: its times stop growing.
+    pub(super) fn finish(&self) {
+        self.done_waiting();
+        let mut c = self.clock();
+        c.ended.get_or_insert_with(Instant::now);
     }
 
     /// The time since the subtask started, split into busy, backpressured
-    /// and idle. Busy is what the other two leave (so the three add up to
-    /// the subtask's age; after it ends, busy keeps growing: read the
-    /// times of running jobs only).
+    /// and idle (a wait in progress counts up to now). Each of the three
+    /// only grows from one call to the next; they add up to the subtask's
+    /// age, except that busy is held where it was while time it had counted
+    /// is found to be idle.
     pub fn times(&self) -> TaskTimes {
-        let total = self.started.elapsed();
-        let idle = Duration::from_nanos(self.idle_nanos.load(Ordering::Relaxed));
-        let backpressured = Duration::from_nanos(self.backpressured_nanos.load(Ordering::Relaxed));
+        let mut c = self.clock();
+        let now = c.ended.unwrap_or_else(Instant::now);
+        let (mut idle, mut backpressured) = (c.idle, c.backpressured);
+        if let Some((what, since)) = c.waiting {
+            let d = now.saturating_duration_since(since);
+            match what {
+                Wait::Idle => idle += d,
+                Wait::Backpressured => backpressured += d,
+            }
+        }
+        let total = now.saturating_duration_since(self.started);
+        let busy = total
+            .saturating_sub(idle)
+            .saturating_sub(backpressured)
+            .max(c.busy_reported);
+        c.busy_reported = busy;
         TaskTimes {
-            busy: total.saturating_sub(idle).saturating_sub(backpressured),
+            busy,
             backpressured,
             idle,
         }
     }
-}
-
-fn saturating_nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// The bytes of a batch's Arrow buffers that its rows use (a slice counts
@@ -224,4 +283,43 @@ pub struct LatencySummary {
     pub p99: Duration,
     /// Largest.
     pub max: Duration,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A long wait shows as it grows, not only when it ends; no time ever
+    /// goes down; a finished thread's times stop.
+    #[test]
+    fn thread_times_grow_during_a_wait_and_never_go_down() {
+        let t = TaskMetrics::default();
+        t.wait(Wait::Backpressured);
+        std::thread::sleep(Duration::from_millis(40));
+        let during = t.times();
+        assert!(
+            during.backpressured >= Duration::from_millis(40),
+            "{during:?}"
+        );
+        assert!(during.busy < Duration::from_millis(20), "{during:?}");
+        std::thread::sleep(Duration::from_millis(10));
+        t.done_waiting();
+        let after = t.times();
+        assert!(after.backpressured >= during.backpressured + Duration::from_millis(10));
+        assert!(after.busy >= during.busy);
+        // Work, then time found to have been a wait: busy holds.
+        std::thread::sleep(Duration::from_millis(20));
+        let worked = t.times();
+        t.add_idle(Duration::from_millis(15));
+        let reclassified = t.times();
+        assert!(
+            reclassified.busy >= worked.busy,
+            "{worked:?} {reclassified:?}"
+        );
+        assert!(reclassified.idle >= Duration::from_millis(15));
+        t.finish();
+        let ended = t.times();
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(t.times(), ended, "an ended thread's times stop");
+    }
 }

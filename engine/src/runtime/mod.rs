@@ -594,6 +594,17 @@ impl SubtaskBody {
     }
 
     fn run(self, shared: &Shared) -> Result<()> {
+        let clock = match &self {
+            SubtaskBody::Source { chain, .. } | SubtaskBody::Operator { chain, .. } => {
+                Arc::clone(&chain.router.task)
+            }
+        };
+        let result = self.run_loop(shared);
+        clock.finish();
+        result
+    }
+
+    fn run_loop(self, shared: &Shared) -> Result<()> {
         match self {
             SubtaskBody::Source {
                 position,

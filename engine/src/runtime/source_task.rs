@@ -11,6 +11,7 @@ use crossbeam::channel::{Receiver, RecvTimeoutError};
 
 use super::chain::{wrap, ChainRuntime};
 use super::coordinator::Control;
+use super::metrics::Wait;
 use super::restore::Resume;
 use super::shared::Shared;
 use crate::error::{EngineError, Result};
@@ -116,7 +117,12 @@ pub(super) fn run_source(
                 next_marker = Some(now + interval);
             }
         }
+        let polling = Instant::now();
         let polled = source.poll().map_err(|e| wrap(e, task))?;
+        if matches!(polled, SourcePoll::Pending) {
+            // A poll that found nothing waited for input.
+            chain.router.task.add_idle(polling.elapsed());
+        }
         match polled {
             SourcePoll::Batch { split, batch } => {
                 if let (Some(g), Some(s)) = (generator.as_mut(), strategy.as_ref()) {
@@ -167,9 +173,10 @@ pub(super) fn run_source(
                 }
                 // Nothing to read now: send what the exchanges gathered.
                 chain.router.flush()?;
-                let waiting = Instant::now();
+                let clock = Arc::clone(&chain.router.task);
+                clock.wait(Wait::Idle);
                 let control = ctrl.recv_timeout(Duration::from_millis(1));
-                chain.router.task.add_idle(waiting.elapsed());
+                clock.done_waiting();
                 match control {
                     Ok(c) => {
                         let mut snapshot =

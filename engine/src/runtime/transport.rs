@@ -31,6 +31,7 @@ use std::time::Duration;
 use crossbeam::channel::{self, Receiver, SendTimeoutError, Sender, TryRecvError, TrySendError};
 use crossbeam::sync::{Parker, Unparker};
 
+use super::metrics::{TaskMetrics, Wait};
 use crate::error::{EngineError, Result};
 use crate::types::Message;
 
@@ -41,9 +42,9 @@ const SEND_POLL: Duration = Duration::from_millis(50);
 pub trait ChannelSender: Send {
     /// Sends `msg`, waiting while the channel is full; fails with
     /// [`EngineError::Cancelled`] once `cancelled()` is true or the
-    /// receiver is gone. Returns how long it waited for room (zero when
-    /// the channel had room at once): the sender's backpressure.
-    fn send(&self, msg: Message, cancelled: &dyn Fn() -> bool) -> Result<Duration>;
+    /// receiver is gone. A wait for room is marked on `clock` (the
+    /// sender's backpressure) from its start to its end.
+    fn send(&self, msg: Message, cancelled: &dyn Fn() -> bool, clock: &TaskMetrics) -> Result<()>;
 }
 
 /// The receiving side of one subtask: its channels, numbered from 0.
@@ -73,21 +74,32 @@ struct LocalSender {
 }
 
 impl ChannelSender for LocalSender {
-    fn send(&self, msg: Message, cancelled: &dyn Fn() -> bool) -> Result<Duration> {
-        let mut msg = match self.queue.try_send(msg) {
+    fn send(&self, msg: Message, cancelled: &dyn Fn() -> bool, clock: &TaskMetrics) -> Result<()> {
+        let msg = match self.queue.try_send(msg) {
             Ok(()) => {
                 self.doorbell.unpark();
-                return Ok(Duration::ZERO);
+                return Ok(());
             }
             Err(TrySendError::Disconnected(_)) => return Err(EngineError::Cancelled),
             Err(TrySendError::Full(m)) => m,
         };
-        let waiting = std::time::Instant::now();
+        clock.wait(Wait::Backpressured);
+        let sent = self.send_waiting(msg, cancelled);
+        clock.done_waiting();
+        sent
+    }
+}
+
+impl LocalSender {
+    /// Sends into a full channel: waits for room, looking at `cancelled`
+    /// every [`SEND_POLL`].
+    fn send_waiting(&self, msg: Message, cancelled: &dyn Fn() -> bool) -> Result<()> {
+        let mut msg = msg;
         loop {
             match self.queue.send_timeout(msg, SEND_POLL) {
                 Ok(()) => {
                     self.doorbell.unpark();
-                    return Ok(waiting.elapsed());
+                    return Ok(());
                 }
                 Err(SendTimeoutError::Timeout(m)) => {
                     if cancelled() {
@@ -198,8 +210,8 @@ mod tests {
         let (senders, mut rx) = local_channels(2, 8);
         let never = || false;
         for t in 0..3 {
-            senders[0].send(wm(t), &never)?;
-            senders[1].send(wm(100 + t), &never)?;
+            senders[0].send(wm(t), &never, &TaskMetrics::default())?;
+            senders[1].send(wm(100 + t), &never, &TaskMetrics::default())?;
         }
         // Channel 1 not readable: only channel 0's messages, in order.
         let mut got = Vec::new();
@@ -224,7 +236,7 @@ mod tests {
         let sender = senders.into_iter().next().expect("one sender");
         let writer = std::thread::spawn(move || -> Result<()> {
             for t in 0..100 {
-                sender.send(wm(t), &|| false)?;
+                sender.send(wm(t), &|| false, &TaskMetrics::default())?;
             }
             Ok(())
         });
@@ -246,9 +258,11 @@ mod tests {
         assert!(matches!(rx.try_recv(&[true]), Err(EngineError::Cancelled)));
         // A cancelled job stops a sender blocked on a full channel.
         let (senders, _rx) = local_channels(1, 1);
-        senders[0].send(wm(1), &|| false).expect("room for one");
+        senders[0]
+            .send(wm(1), &|| false, &TaskMetrics::default())
+            .expect("room for one");
         assert!(matches!(
-            senders[0].send(wm(2), &|| true),
+            senders[0].send(wm(2), &|| true, &TaskMetrics::default()),
             Err(EngineError::Cancelled)
         ));
     }

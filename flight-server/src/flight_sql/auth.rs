@@ -24,7 +24,6 @@ use tonic::{Request, Response, Status, Streaming};
 
 use arrow_flight::{HandshakeRequest, HandshakeResponse};
 
-use super::login::{Backoff, PasswordChecker};
 use crate::clients::Client;
 use crate::server::{Server, ANONYMOUS};
 
@@ -43,8 +42,6 @@ pub(super) struct Auth {
     tokens: Mutex<HashMap<String, String>>,
     /// Credentials (user name and password) verified before.
     verified: Mutex<HashSet<(String, String)>>,
-    backoff: Backoff,
-    checker: PasswordChecker,
 }
 
 /// What a call says about its caller.
@@ -74,11 +71,9 @@ impl Auth {
     /// Checks callers against the users of `server`'s configuration.
     pub(super) fn new(server: Arc<Server>) -> std::io::Result<Self> {
         Ok(Self {
-            checker: PasswordChecker::start(server.config().clone())?,
             server,
             tokens: Mutex::default(),
             verified: Mutex::default(),
-            backoff: Backoff::default(),
         })
     }
 
@@ -142,11 +137,9 @@ impl Auth {
             return Ok(credentials.0);
         }
         let (user, password) = &credentials;
-        self.backoff.admit(user, address)?;
-        let ok = self.checker.verify(user, password).await?;
+        let ok = self.server.logins().check(user, password, address).await?;
         self.server.audit().login(user, address, ok);
         if ok {
-            self.backoff.succeeded(user, address);
             if let Ok(mut v) = self.verified.lock() {
                 if v.len() >= REMEMBERED_LOGINS {
                     // Make room by forgetting one (any) entry, not all.
@@ -158,7 +151,6 @@ impl Auth {
             }
             Ok(credentials.0)
         } else {
-            self.backoff.failed(user, address);
             Err(Status::unauthenticated("wrong user name or password"))
         }
     }

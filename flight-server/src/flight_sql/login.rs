@@ -175,6 +175,44 @@ impl PasswordChecker {
     }
 }
 
+/// The one door every password goes through, whichever service it came
+/// to (Flight SQL's handshake and calls, the web console's login): one
+/// checker thread and one back-off, so that neither service gives a
+/// guesser a second set of free attempts.
+pub struct Logins {
+    checker: PasswordChecker,
+    backoff: Backoff,
+}
+
+impl Logins {
+    /// Starts the checker over the users of `config`.
+    pub fn start(config: ServerConfig) -> std::io::Result<Self> {
+        Ok(Self {
+            checker: PasswordChecker::start(config)?,
+            backoff: Backoff::default(),
+        })
+    }
+
+    /// True when `user` may log in with `password` from `addr`; an error
+    /// while `user` or `addr` backs off (RESOURCE_EXHAUSTED) or too many
+    /// checks wait (UNAVAILABLE). Failures and successes feed the back-off.
+    pub async fn check(
+        &self,
+        user: &str,
+        password: &str,
+        addr: Option<IpAddr>,
+    ) -> Result<bool, Status> {
+        self.backoff.admit(user, addr)?;
+        let ok = self.checker.verify(user, password).await?;
+        if ok {
+            self.backoff.succeeded(user, addr);
+        } else {
+            self.backoff.failed(user, addr);
+        }
+        Ok(ok)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,8 +10,10 @@
 //! `"truncated": true` past them). A subscription (a query over an
 //! unbounded source) streams newline-delimited JSON: a first line with
 //! the columns, then one `{"rows": [...]}` line per batch as the job sends
-//! it (the changelog as an `op` column for an updating query), and a last
-//! `{"end": ...}` line; closing the request cancels the query's job. A
+//! it (the changelog as an `op` column for an updating query), a
+//! `{"keepalive": true}` line after each quiet keep-alive interval, and a
+//! last `{"end": ...}` line (at [`MAX_ROWS`] rows at most); closing the
+//! request cancels the query's job, also that of a bounded query. A
 //! statement that fails answers `{"error", "line", "column"}` with a 4xx
 //! or 5xx status.
 
@@ -129,10 +131,21 @@ pub(super) async fn sql(
             run.run_local(server.local_slots()).await.map(|b| table(&b))
         }
         Executed::Query(mut run) if run.bounded => match server.start_query(&mut run) {
-            Ok(()) => match run.collect().await {
-                Ok(b) => server.job_result(&run.job_id).await.map(|()| table(&b)),
-                Err(e) => Err(e),
-            },
+            Ok(()) => {
+                // A browser that goes away (or a Stop) drops this call: the
+                // guard then cancels the query's job.
+                let mut guard = CancelOnDrop {
+                    server: Arc::clone(&server),
+                    job: run.job_id.clone(),
+                    armed: true,
+                };
+                let result = match run.collect().await {
+                    Ok(b) => server.job_result(&run.job_id).await.map(|()| table(&b)),
+                    Err(e) => Err(e),
+                };
+                guard.armed = false;
+                result
+            }
             Err(e) => Err(e),
         },
         Executed::Query(mut run) => {
@@ -268,7 +281,15 @@ fn subscription(server: Arc<Server>, run: QueryRun) -> Response {
             st.done = true;
             line(&json!({ "end": why, "rows_sent": st.sent_rows }))
         };
-        let out = match st.run.next().await {
+        let keepalive = st.guard.server.config().keepalive;
+        let next = match tokio::time::timeout(keepalive, st.run.next()).await {
+            Ok(next) => next,
+            // Nothing for a while: a line that finds out whether the
+            // browser is still there (writing to a closed one fails, and
+            // the dropped response cancels the job).
+            Err(_elapsed) => return Some((line(&json!({ "keepalive": true })), st)),
+        };
+        let out = match next {
             Ok(Some(batch)) => {
                 let left = MAX_ROWS - st.sent_rows;
                 let rows = rows(&batch, left);

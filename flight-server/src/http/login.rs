@@ -97,7 +97,7 @@ pub(super) fn caller(
     addr: SocketAddr,
 ) -> Result<Client, Unauthorized> {
     let server = match &state.backend {
-        Backend::Server { server, .. } => server,
+        Backend::Server(server) => server,
         Backend::Script { user, .. } => {
             return Ok(Client {
                 user: user.clone(),
@@ -150,25 +150,23 @@ pub(super) async fn login(
     Json(c): Json<Credentials>,
 ) -> Response {
     let ip = Some(addr.ip());
-    let Backend::Server { server, checker } = &state.backend else {
+    let Backend::Server(server) = &state.backend else {
         return error(
             StatusCode::NOT_FOUND,
             "runnel run has no login: its console shows the script's jobs",
         );
     };
-    if let Err(s) = state.backoff.admit(&c.user, ip) {
-        return error(StatusCode::TOO_MANY_REQUESTS, s.message());
-    }
-    let ok = match checker.verify(&c.user, &c.password).await {
+    let ok = match server.logins().check(&c.user, &c.password, ip).await {
         Ok(ok) => ok,
+        Err(s) if s.code() == tonic::Code::ResourceExhausted => {
+            return error(StatusCode::TOO_MANY_REQUESTS, s.message())
+        }
         Err(s) => return error(StatusCode::SERVICE_UNAVAILABLE, s.message()),
     };
     server.audit().login(&c.user, ip, ok);
     if !ok {
-        state.backoff.failed(&c.user, ip);
         return error(StatusCode::UNAUTHORIZED, "wrong user name or password");
     }
-    state.backoff.succeeded(&c.user, ip);
     let token = match state.sessions.open(&c.user) {
         Ok(t) => t,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),

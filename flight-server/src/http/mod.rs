@@ -29,7 +29,6 @@ use axum::Router;
 
 pub use self::login::ConsoleSessions;
 pub use self::prometheus::metrics_text;
-use crate::flight_sql::login::{Backoff, PasswordChecker};
 use crate::jobs::JobManager;
 use crate::monitor::JobView;
 use crate::server::Server;
@@ -38,10 +37,7 @@ use crate::server::Server;
 enum Backend {
     /// `runnel serve`: its users log in; the SQL editor and the catalog
     /// work.
-    Server {
-        server: Arc<Server>,
-        checker: PasswordChecker,
-    },
+    Server(Arc<Server>),
     /// `runnel run --http-listen`: the script's jobs, shown without a
     /// login as the user who runs it (there are no other users); no SQL
     /// editor (the script's file is its statements).
@@ -55,14 +51,15 @@ enum Backend {
 pub struct HttpState {
     backend: Backend,
     sessions: ConsoleSessions,
-    backoff: Backoff,
+    /// The address the port listens on.
+    local: SocketAddr,
 }
 
 impl HttpState {
     /// The server, when the port is `runnel serve`'s.
     fn server(&self) -> Option<&Arc<Server>> {
         match &self.backend {
-            Backend::Server { server, .. } => Some(server),
+            Backend::Server(server) => Some(server),
             Backend::Script { .. } => None,
         }
     }
@@ -71,7 +68,7 @@ impl HttpState {
     /// job list's lock: call it off the async threads.
     fn job_views(&self, user: &str) -> Vec<JobView> {
         match &self.backend {
-            Backend::Server { server, .. } => server.job_views(Some(user)),
+            Backend::Server(server) => server.job_views(Some(user)),
             Backend::Script { jobs, user } => {
                 let jobs = jobs.lock().unwrap_or_else(|p| p.into_inner());
                 crate::monitor::views_with(&jobs, &|_| Some(user.clone()))
@@ -82,7 +79,7 @@ impl HttpState {
     /// The metrics page.
     fn metrics(&self) -> String {
         match &self.backend {
-            Backend::Server { server, .. } => metrics_text(server),
+            Backend::Server(server) => metrics_text(server),
             Backend::Script { jobs, user } => {
                 let (metrics, views) = {
                     let jobs = jobs.lock().unwrap_or_else(|p| p.into_inner());
@@ -106,16 +103,7 @@ impl HttpState {
 
 /// Serves `runnel serve`'s port on `listener` until the task is dropped.
 pub async fn serve(listener: tokio::net::TcpListener, server: Arc<Server>) {
-    let checker = match PasswordChecker::start(server.config().clone()) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!(
-                "runnel: the HTTP port is not served: cannot start its password checker: {e}"
-            );
-            return;
-        }
-    };
-    run(listener, Backend::Server { server, checker }).await
+    run(listener, Backend::Server(server)).await
 }
 
 /// Serves the port of `runnel run --http-listen`: the script's `jobs`,
@@ -129,10 +117,17 @@ pub async fn serve_script(
 }
 
 async fn run(listener: tokio::net::TcpListener, backend: Backend) {
+    let local = match listener.local_addr() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("runnel: the HTTP port is not served: {e}");
+            return;
+        }
+    };
     let state = Arc::new(HttpState {
         backend,
         sessions: ConsoleSessions::default(),
-        backoff: Backoff::default(),
+        local,
     });
     let app = router(state);
     let service = app.into_make_service_with_connect_info::<SocketAddr>();
@@ -154,7 +149,45 @@ fn router(state: Arc<HttpState>) -> Router {
         .route("/api/jobs/{id}", get(api::job))
         .route("/api/sql", post(api::sql))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            loopback_names_only,
+        ))
         .with_state(state)
+}
+
+/// On a loopback address, refuses requests whose `Host` is another name:
+/// a web page whose name was made to point at 127.0.0.1 (DNS rebinding)
+/// would otherwise reach a console without login (`runnel run`'s, or a
+/// server's with anonymous access) from the user's browser.
+async fn loopback_names_only(
+    axum::extract::State(state): axum::extract::State<Arc<HttpState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if state.local.ip().is_loopback() {
+        if let Some(host) = request.headers().get(header::HOST) {
+            let host = host.to_str().unwrap_or("");
+            let name = match host.strip_prefix('[') {
+                Some(v6) => v6.split(']').next().unwrap_or(""),
+                None => host.split(':').next().unwrap_or(""),
+            };
+            let known = name.eq_ignore_ascii_case("localhost")
+                || name
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            if !known {
+                return error(
+                    StatusCode::MISDIRECTED_REQUEST,
+                    &format!(
+                        "this port listens on {} and answers only to localhost or a loopback address, not '{name}'",
+                        state.local
+                    ),
+                );
+            }
+        }
+    }
+    next.run(request).await
 }
 
 async fn metrics(axum::extract::State(state): axum::extract::State<Arc<HttpState>>) -> Response {

@@ -70,6 +70,8 @@ pub(super) fn factory(table: Arc<KafkaTable>) -> SourceFactory {
             ready: VecDeque::new(),
             last_discovery: Instant::now(),
             lag_due: Instant::now(),
+            lags: BTreeMap::new(),
+            lag_turn: 0,
             dead_letter: None,
             pacer: crate::pacing::Pacer::new(
                 table.max_rate.map(|r| r / task.parallelism.max(1) as f64),
@@ -139,6 +141,9 @@ struct KafkaSource {
     last_discovery: Instant,
     /// When the consumer lag is next measured.
     lag_due: Instant,
+    /// The last lag measured per partition, and whose turn is next.
+    lags: BTreeMap<Tp, i64>,
+    lag_turn: usize,
     dead_letter: Option<DeadLetter>,
     pacer: crate::pacing::Pacer,
 }
@@ -469,46 +474,63 @@ impl KafkaSource {
 }
 
 impl KafkaSource {
-    /// Measures how far behind the end of each partition this subtask is,
-    /// at most every [`LAG_INTERVAL`], into its metrics. A partition whose
-    /// watermarks cannot be fetched keeps its last figure; one that has
-    /// ended or is not assigned yet is left out. The end is the broker's
-    /// high watermark, which for a transactional topic is past the last
-    /// transaction's marker, so a caught-up reader there shows a lag of 1.
+    /// Measures how far behind the end of its partitions this subtask is,
+    /// into its metrics: one partition per call, in turn, so that each is
+    /// measured about every [`LAG_INTERVAL`] and a call blocks the source
+    /// for at most one request ([`LAG_TIMEOUT`]); partitions never measured
+    /// yet go first. A request that fails keeps the partition's last figure
+    /// and puts the next measurement off by a whole interval (the broker is
+    /// unwell). A partition that has ended or is not assigned yet is left
+    /// out. The end is the broker's high watermark, which for a
+    /// transactional topic is past the last transaction's marker, so a
+    /// caught-up reader there shows a lag of 1.
     fn measure_lag(&mut self) {
         let now = Instant::now();
         if now < self.lag_due {
             return;
         }
-        self.lag_due = now + LAG_INTERVAL;
-        let (Some(consumer), Some(metrics)) = (&self.consumer, &self.metrics) else {
+        let live: Vec<(&Tp, i64)> = self
+            .parts
+            .iter()
+            .filter(|(_, s)| !s.finished && (s.next >= 0 || s.next == AT_BEGINNING))
+            .map(|(tp, s)| (tp, s.next))
+            .collect();
+        self.lags.retain(|tp, _| live.iter().any(|(t, _)| *t == tp));
+        let Some(&(tp, next)) = live
+            .iter()
+            .find(|(tp, _)| !self.lags.contains_key(*tp))
+            .or_else(|| live.get(self.lag_turn % live.len().max(1)))
+        else {
+            self.lag_due = now + LAG_INTERVAL;
             return;
         };
-        let previous = metrics
-            .partition_lag
-            .lock()
-            .map(|l| l.clone())
-            .unwrap_or_default();
-        let mut lags = Vec::new();
-        for (tp, s) in self.parts.iter().filter(|(_, s)| !s.finished) {
-            if s.next < 0 && s.next != AT_BEGINNING {
-                continue;
+        self.lag_turn = self.lag_turn.wrapping_add(1);
+        let per_partition = LAG_INTERVAL / u32::try_from(live.len()).unwrap_or(u32::MAX).max(1);
+        let Some(consumer) = &self.consumer else {
+            return;
+        };
+        match consumer.fetch_watermarks(&tp.0, tp.1, LAG_TIMEOUT) {
+            Ok((low, high)) => {
+                let at = if next == AT_BEGINNING { low } else { next };
+                let tp = tp.clone();
+                self.lags.insert(tp, (high - at).max(0));
+                // Partitions not measured yet go at once.
+                self.lag_due = if self.lags.len() < live.len() {
+                    now
+                } else {
+                    now + per_partition
+                };
             }
-            match consumer.fetch_watermarks(&tp.0, tp.1, LAG_TIMEOUT) {
-                Ok((low, high)) => {
-                    let at = if s.next == AT_BEGINNING { low } else { s.next };
-                    lags.push((tp.0.clone(), tp.1, (high - at).max(0)));
-                }
-                Err(_) => lags.extend(
-                    previous
-                        .iter()
-                        .find(|(t, p, _)| *t == tp.0 && *p == tp.1)
-                        .cloned(),
-                ),
-            }
+            Err(_) => self.lag_due = now + LAG_INTERVAL,
         }
-        if let Ok(mut l) = metrics.partition_lag.lock() {
-            *l = lags;
+        if let Some(metrics) = &self.metrics {
+            if let Ok(mut l) = metrics.partition_lag.lock() {
+                *l = self
+                    .lags
+                    .iter()
+                    .map(|((topic, p), lag)| (topic.clone(), *p, *lag))
+                    .collect();
+            }
         }
     }
 }
