@@ -76,6 +76,7 @@ pub fn window_factory(spec: WindowSpec) -> OperatorFactory {
             time_column: 0,
             key_columns: vec![1],
             aggregates: all_aggregates(),
+            late_rows: false,
         }
         .factory(schema()),
         window => WindowAggregateSpec {

@@ -111,6 +111,7 @@ fn run(parallelism: usize) -> Result<(Vec<WindowResult>, Vec<WindowResult>)> {
         time_column: 0,
         key_columns: vec![1],
         aggregates: all_aggregates(),
+        late_rows: false,
     };
     let hop_op = g.add_operator("hop", parallelism, hop.factory(schema())?);
     let session_op = g.add_operator("session", parallelism, session.factory(schema())?);

@@ -325,3 +325,149 @@ fn json_rows(batch: &RecordBatch) -> Result<Vec<String>> {
         .map_err(|e| EngineError::Internal(format!("JSON of a late row: {e}")))?;
     Ok(text.lines().map(str::to_string).collect())
 }
+
+/// The column an operator that reports its own late rows fills with the
+/// late row as JSON (NULL on its results).
+pub const LATE_ROW_COLUMN: &str = "$late_row";
+
+/// The output of an operator that reports its own late rows: `schema`'s
+/// columns (nullable: NULL on late rows), then `$late_row` (JSON),
+/// `$watermark` and `$row_time`.
+pub fn with_late_columns(schema: &Schema) -> SchemaRef {
+    let ts = DataType::Timestamp(TimeUnit::Millisecond, None);
+    let mut fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone().with_nullable(true))
+        .collect();
+    fields.push(Field::new(LATE_ROW_COLUMN, DataType::Utf8, true));
+    fields.push(Field::new(WATERMARK_COLUMN, ts.clone(), true));
+    fields.push(Field::new("$row_time", ts, true));
+    Arc::new(Schema::new(fields))
+}
+
+/// An operator's results in its [`with_late_columns`] output: the three
+/// columns NULL.
+pub(crate) fn results_with_late_columns(
+    marked: &SchemaRef,
+    results: RecordBatch,
+) -> Result<RecordBatch> {
+    let n = results.num_rows();
+    let mut cols = results.columns().to_vec();
+    for f in marked.fields().iter().skip(cols.len()) {
+        cols.push(arrow::array::new_null_array(f.data_type(), n));
+    }
+    Ok(RecordBatch::try_new(Arc::clone(marked), cols)?)
+}
+
+/// The rows of `input` where `late` is true as rows of an operator's
+/// [`with_late_columns`] output: results NULL, the row as JSON, the
+/// `watermark` and the row's time from `times`.
+pub(crate) fn late_rows_marked(
+    marked: &SchemaRef,
+    input: &RecordBatch,
+    late: &BooleanArray,
+    times: &arrow::array::Int64Array,
+    watermark: EventTime,
+) -> Result<RecordBatch> {
+    let rows = arrow::compute::filter_record_batch(input, late)?;
+    let n = rows.num_rows();
+    let width = marked.fields().len() - 3;
+    let mut cols: Vec<ArrayRef> = marked
+        .fields()
+        .iter()
+        .take(width)
+        .map(|f| arrow::array::new_null_array(f.data_type(), n))
+        .collect();
+    cols.push(Arc::new(StringArray::from(json_rows(&rows)?)));
+    let shown = (watermark != EventTime::MIN).then_some(watermark);
+    cols.push(Arc::new(TimestampMillisecondArray::from(vec![shown; n])));
+    let times = arrow::compute::filter(times, late)?;
+    let times = times
+        .as_any()
+        .downcast_ref::<arrow::array::Int64Array>()
+        .ok_or_else(|| EngineError::Internal("row times are not Int64".into()))?;
+    cols.push(Arc::new(TimestampMillisecondArray::from(
+        times.iter().collect::<Vec<_>>(),
+    )));
+    Ok(RecordBatch::try_new(Arc::clone(marked), cols)?)
+}
+
+/// The results of an operator that reports its own late rows, without the
+/// three columns.
+#[derive(Debug)]
+pub struct OnTimeOfMarked {
+    schema: SchemaRef,
+}
+
+impl OnTimeOfMarked {
+    /// A factory; `results` is the operator's output without the columns.
+    pub fn factory(results: SchemaRef) -> OperatorFactory {
+        Arc::new(move |_t: &TaskInfo| {
+            Ok(Box::new(OnTimeOfMarked {
+                schema: Arc::clone(&results),
+            }) as Box<dyn Operator>)
+        })
+    }
+}
+
+impl Operator for OnTimeOfMarked {
+    fn process_batch(
+        &mut self,
+        _input: usize,
+        batch: RecordBatch,
+        _ctx: &mut OperatorContext<'_>,
+        out: &mut dyn Collector,
+    ) -> Result<()> {
+        let width = self.schema.fields().len();
+        let results = arrow::compute::is_null(batch.column(width))?;
+        let batch = arrow::compute::filter_record_batch(&batch, &results)?;
+        out.collect(RecordBatch::try_new(
+            Arc::clone(&self.schema),
+            batch.columns()[..width].to_vec(),
+        )?)
+    }
+}
+
+/// The late rows an operator reported in its output, as rows of the
+/// late-data table.
+#[derive(Debug)]
+pub struct LateOfMarked {
+    operator: String,
+}
+
+impl LateOfMarked {
+    /// A factory; `operator` names the operator in the late rows.
+    pub fn factory(operator: String) -> OperatorFactory {
+        Arc::new(move |_t: &TaskInfo| {
+            Ok(Box::new(LateOfMarked {
+                operator: operator.clone(),
+            }) as Box<dyn Operator>)
+        })
+    }
+}
+
+impl Operator for LateOfMarked {
+    fn process_batch(
+        &mut self,
+        _input: usize,
+        batch: RecordBatch,
+        _ctx: &mut OperatorContext<'_>,
+        out: &mut dyn Collector,
+    ) -> Result<()> {
+        let width = batch.num_columns() - 3;
+        let late = arrow::compute::is_not_null(batch.column(width))?;
+        let batch = arrow::compute::filter_record_batch(&batch, &late)?;
+        let n = batch.num_rows();
+        if n == 0 {
+            return Ok(());
+        }
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(vec![self.operator.as_str(); n])),
+            Arc::clone(batch.column(width + 1)),
+            Arc::clone(batch.column(width + 2)),
+            Arc::clone(batch.column(width)),
+        ];
+        out.collect(RecordBatch::try_new(late_table_schema(), cols)?)
+    }
+}

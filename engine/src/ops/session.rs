@@ -6,7 +6,9 @@
 //! late when it would open a new session that has already ended by the
 //! watermark; a row that falls into, or bridges, open sessions is never
 //! late. Sessions of all keys share one set of accumulators; a session is a
-//! group index, and indices of fired sessions are reused.
+//! group index, and indices of fired sessions are reused. With
+//! `late_rows`, late rows are not only counted but reported in the output
+//! (see [`crate::ops::late::with_late_columns`]), for a late-data table.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -38,9 +40,19 @@ pub struct SessionAggregateSpec {
     pub key_columns: Vec<usize>,
     /// The aggregates.
     pub aggregates: Vec<AggregateCall>,
+    /// Report late rows in the output (for a late-data table) instead of
+    /// only counting them: the output then has
+    /// [`crate::ops::late::with_late_columns`].
+    pub late_rows: bool,
 }
 
 impl SessionAggregateSpec {
+    /// The schema of its results (without the late-row columns).
+    pub fn output_schema(&self, input: &Schema) -> Result<SchemaRef> {
+        let aggs = BoundAggregates::new(self.aggregates.clone(), input)?;
+        Ok(output_schema(input, &self.key_columns, aggs.fields()))
+    }
+
     /// A factory for the subtasks of this operator.
     pub fn factory(self, input: SchemaRef) -> Result<OperatorFactory> {
         SessionAggregate::new(self.clone(), &input)?;
@@ -64,6 +76,8 @@ pub struct SessionAggregate {
     aggs: BoundAggregates,
     encoder: KeyEncoder,
     schema: SchemaRef,
+    /// With `late_rows`: the output with the late-row columns.
+    marked: Option<SchemaRef>,
     accs: Vec<Box<dyn GroupsAccumulator>>,
     /// A one-group accumulator set used to move state between groups.
     scratch: Vec<Box<dyn GroupsAccumulator>>,
@@ -99,7 +113,11 @@ impl SessionAggregate {
         let aggs = BoundAggregates::new(spec.aggregates.clone(), input)?;
         let encoder = KeyEncoder::new(input, &spec.key_columns)?;
         let schema = output_schema(input, &spec.key_columns, aggs.fields());
+        let marked = spec
+            .late_rows
+            .then(|| crate::ops::late::with_late_columns(&schema));
         Ok(Self {
+            marked,
             accs: aggs.accumulators()?,
             scratch: aggs.accumulators()?,
             spec,
@@ -209,7 +227,7 @@ impl Operator for SessionAggregate {
         _input: usize,
         batch: RecordBatch,
         ctx: &mut OperatorContext<'_>,
-        _out: &mut dyn Collector,
+        out: &mut dyn Collector,
     ) -> Result<()> {
         let n = batch.num_rows();
         if n == 0 {
@@ -288,6 +306,16 @@ impl Operator for SessionAggregate {
         }
         if dropped > 0 {
             ctx.metrics.add_late(dropped);
+            if let Some(marked) = &self.marked {
+                let late: BooleanArray = keep.iter().map(|&k| Some(!k)).collect();
+                out.collect(crate::ops::late::late_rows_marked(
+                    marked,
+                    &batch,
+                    &late,
+                    &times,
+                    self.watermark,
+                )?)?;
+            }
         }
         for (into, from) in merges {
             self.merge_groups(into, from)?;
@@ -376,7 +404,13 @@ impl Operator for SessionAggregate {
             }
         }
         self.free.extend(groups);
-        out.collect(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
+        let results = RecordBatch::try_new(Arc::clone(&self.schema), columns)?;
+        match &self.marked {
+            Some(marked) => out.collect(crate::ops::late::results_with_late_columns(
+                marked, results,
+            )?),
+            None => out.collect(results),
+        }
     }
 }
 

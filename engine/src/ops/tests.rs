@@ -313,6 +313,7 @@ fn session_op(gap: i64) -> Result<Box<SessionAggregate>> {
         time_column: 0,
         key_columns: vec![1],
         aggregates: calls(),
+        late_rows: false,
     };
     Ok(Box::new(SessionAggregate::new(spec, &schema())?))
 }

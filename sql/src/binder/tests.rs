@@ -459,15 +459,16 @@ fn bind_expr_math_functions() -> TestResult {
         eval("ROUND(temperature / 7, 2)")?,
         vec![f(30.29), f(4.57), NULL]
     );
-    // Of a DECIMAL, exact, one digit wider for the rounding ones (ABS keeps
-    // the type).
-    let d = |v: i128| ScalarValue::Decimal128(v, 3, 1);
-    assert_eq!(eval("CEIL(1.2)")?, vec![d(20); 3]);
-    assert_eq!(eval("CEILING(-1.2)")?, vec![d(-10); 3]);
-    assert_eq!(eval("FLOOR(-1.2)")?, vec![d(-20); 3]);
-    assert_eq!(eval("ROUND(2.5)")?, vec![d(30); 3]);
-    assert_eq!(eval("ROUND(-2.5)")?, vec![d(-30); 3]);
-    assert_eq!(eval("ROUND(9.9)")?, vec![d(100); 3]);
+    // Of a DECIMAL(2, 1), exact, with Flink's types: CEIL, FLOOR and ROUND
+    // to an integer are DECIMAL(2, 0) (one integer digit more for the
+    // carry: 9.9 rounds to 10); ABS keeps the type.
+    let d = |v: i128| ScalarValue::Decimal128(v, 2, 0);
+    assert_eq!(eval("CEIL(1.2)")?, vec![d(2); 3]);
+    assert_eq!(eval("CEILING(-1.2)")?, vec![d(-1); 3]);
+    assert_eq!(eval("FLOOR(-1.2)")?, vec![d(-2); 3]);
+    assert_eq!(eval("ROUND(2.5)")?, vec![d(3); 3]);
+    assert_eq!(eval("ROUND(-2.5)")?, vec![d(-3); 3]);
+    assert_eq!(eval("ROUND(9.9)")?, vec![d(10); 3]);
     assert_eq!(
         eval("ABS(-2.5)")?,
         vec![ScalarValue::Decimal128(25, 2, 1); 3]

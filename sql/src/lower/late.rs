@@ -10,7 +10,9 @@ use runnel_engine::connector::TableDescriptor;
 use runnel_engine::graph::{JobGraph, NodeId};
 use runnel_engine::operator::OperatorFactory;
 use runnel_engine::ops::late::LateRule;
-use runnel_engine::ops::{OverAggregateSpec, TopNSpec, UnionOperator, WindowAggregateSpec};
+use runnel_engine::ops::{
+    OverAggregateSpec, SessionAggregateSpec, TopNSpec, UnionOperator, WindowAggregateSpec,
+};
 use runnel_engine::window::WindowSpec;
 
 use super::{connect, unique, LowerOptions, Lowerer};
@@ -54,6 +56,47 @@ impl Lowerer<'_> {
             &spec.key_columns,
             factory,
         )
+    }
+
+    /// A SESSION window aggregate. With a late-data table it reports its
+    /// late rows in its own output (whether a row is late depends on the
+    /// sessions it holds), and two operators behind it part them from its
+    /// results.
+    pub(super) fn lower_session_aggregate(
+        &mut self,
+        input: &Plan,
+        spec: &SessionAggregateSpec,
+    ) -> Result<(NodeId, usize)> {
+        use runnel_engine::ops::late::{LateOfMarked, OnTimeOfMarked};
+        let name = "session window aggregate";
+        let mut spec = spec.clone();
+        spec.late_rows = self.options.late_table.is_some();
+        let factory = spec
+            .clone()
+            .factory(input.schema())
+            .map_err(|e| self.err(e))?;
+        let (op, par) = self.lower_keyed(input, name, &spec.key_columns, factory)?;
+        if !spec.late_rows {
+            return Ok((op, par));
+        }
+        let op_name = self.graph.nodes()[op].name.clone();
+        let results = spec
+            .output_schema(&input.schema())
+            .map_err(|e| self.err(e))?;
+        let on_time = self.graph.add_operator(
+            unique(&mut self.names, &format!("on time: {op_name}")),
+            par,
+            OnTimeOfMarked::factory(results),
+        );
+        connect(self.graph, op, par, on_time, par, None)?;
+        let late = self.graph.add_operator(
+            unique(&mut self.names, &format!("late rows: {op_name}")),
+            par,
+            LateOfMarked::factory(op_name),
+        );
+        connect(self.graph, op, par, late, par, None)?;
+        self.late.push((late, par));
+        Ok((on_time, par))
     }
 
     /// An OVER aggregate.

@@ -453,18 +453,7 @@ impl Lowerer<'_> {
                 self.lower_join(left, right, "interval join", keys, factory)
             }
             Node::WindowAggregate { input, spec } => self.lower_window_aggregate(input, spec),
-            Node::SessionAggregate { input, spec } => {
-                let factory = spec
-                    .clone()
-                    .factory(input.schema())
-                    .map_err(|e| self.err(e))?;
-                self.lower_keyed(
-                    input,
-                    "session window aggregate",
-                    &spec.key_columns,
-                    factory,
-                )
-            }
+            Node::SessionAggregate { input, spec } => self.lower_session_aggregate(input, spec),
             Node::GroupAggregate { input, spec } => {
                 let mut spec = spec.clone();
                 spec.ttl = spec.ttl.or(self.options.state_ttl);

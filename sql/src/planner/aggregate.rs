@@ -441,6 +441,7 @@ fn aggregate_node(
                     time_column,
                     key_columns: keys.to_vec(),
                     aggregates: calls,
+                    late_rows: false,
                 };
                 (
                     Node::SessionAggregate {
