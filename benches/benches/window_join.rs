@@ -143,6 +143,7 @@ fn join_operator() -> OperatorHarness {
         right_window_end: 1,
         residual: Some(binary(col(3), BinaryOp::GtEq, col(7))),
         kind: runnel_engine::ops::lookup_join::JoinKind::Inner,
+        late_rows: false,
     };
     let op = WindowJoin::new(spec, &windowed("v"), &windowed("w")).expect("valid join");
     OperatorHarness::new(Box::new(op)).expect("operator opens")

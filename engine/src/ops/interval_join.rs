@@ -25,7 +25,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use arrow::array::{Array, RecordBatch};
+use arrow::array::{Array, BooleanArray, RecordBatch};
 use arrow::datatypes::SchemaRef;
 use arrow::row::RowConverter;
 use runnel_state::TableId;
@@ -36,6 +36,7 @@ use crate::keys::KeyEncoder;
 use crate::operator::{Collector, Operator, OperatorContext, OperatorFactory, TaskInfo};
 use crate::ops::agg::{load_meta, save_meta, scan_owned, state_key, EntryReader};
 use crate::ops::changelog_join::{pair_fields, pairs_batch, passing, row_converter, Pending};
+use crate::ops::late::with_marked;
 use crate::ops::window_join::{check_condition, check_join_inputs, null_key, OUTPUT_BATCH_ROWS};
 use crate::ops::JoinKind;
 use crate::types::{event_time_millis, Barrier, EventTime, RowKind};
@@ -57,6 +58,10 @@ pub struct IntervalJoinSpec {
     pub residual: Option<Expr>,
     /// INNER, LEFT, RIGHT or FULL.
     pub kind: JoinKind,
+    /// Report late rows in the output (for a late-data table) instead of
+    /// only counting them: the output then has
+    /// [`crate::ops::late::with_late_columns`].
+    pub late_rows: bool,
 }
 
 impl IntervalJoinSpec {
@@ -95,6 +100,8 @@ pub struct IntervalJoin {
     dirty: [HashSet<Box<[u8]>, ahash::RandomState>; 2],
     watermark: EventTime,
     table: Option<TableId>,
+    /// With `late_rows`: the output with the late-row columns.
+    marked: Option<SchemaRef>,
 }
 
 impl IntervalJoin {
@@ -121,6 +128,9 @@ impl IntervalJoin {
         let pair_schema = pair_fields(left, right, [outer[1], outer[0]]);
         check_condition(spec.residual.as_ref(), &pair_schema)?;
         Ok(Self {
+            marked: spec
+                .late_rows
+                .then(|| crate::ops::late::with_late_columns(&pair_schema)),
             outer,
             encoders: [
                 KeyEncoder::new(left, &spec.left_keys)?,
@@ -290,6 +300,76 @@ impl IntervalJoin {
         out.collect(batch)
     }
 
+    /// A batch of input `input` (0 left, 1 right): each row meets the kept
+    /// rows of the other side within the bounds and is kept itself.
+    fn process(
+        &mut self,
+        input: usize,
+        batch: RecordBatch,
+        ctx: &mut OperatorContext<'_>,
+        out: &mut dyn Collector,
+    ) -> Result<()> {
+        if input > 1 {
+            return Err(EngineError::Internal(format!(
+                "a join has two inputs, got input {input}"
+            )));
+        }
+        let side = input;
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let times = event_time_millis(batch.column(self.spec.times[side]))?;
+        let keys = self.encoders[side].encode(&batch)?;
+        let rows = self.converters[side].convert_columns(batch.columns())?;
+        let key_columns = if side == 0 {
+            &self.spec.left_keys
+        } else {
+            &self.spec.right_keys
+        };
+        let nulls: Vec<bool> = (0..batch.num_rows())
+            .map(|i| null_key(&batch, key_columns, i) || times.is_null(i))
+            .collect();
+        let mut pending = Pending::default();
+        let mut late: Vec<usize> = Vec::new();
+        for (i, null) in nulls.into_iter().enumerate() {
+            let row = rows.row(i);
+            if null {
+                if self.outer[side] {
+                    pending.push(side, Some(row.as_ref()), None, RowKind::Insert);
+                }
+                continue;
+            }
+            let ts = times.value(i);
+            if ts <= self.watermark {
+                late.push(i);
+                continue;
+            }
+            self.arrive(side, (keys.row(i).as_ref(), row.as_ref(), ts), &mut pending)?;
+            if pending.len() >= OUTPUT_BATCH_ROWS {
+                self.emit(&mut pending, out)?;
+            }
+        }
+        self.emit(&mut pending, out)?;
+        if !late.is_empty() {
+            ctx.metrics.add_late(late.len() as u64);
+            if let Some(marked) = &self.marked {
+                let mut mask = vec![false; batch.num_rows()];
+                for &i in &late {
+                    mask[i] = true;
+                }
+                let mask: BooleanArray = mask.into_iter().map(Some).collect();
+                out.collect(crate::ops::late::late_rows_marked(
+                    marked,
+                    &batch,
+                    &mask,
+                    &times,
+                    self.watermark,
+                )?)?;
+            }
+        }
+        Ok(())
+    }
+
     fn table(&self) -> Result<TableId> {
         self.table
             .ok_or_else(|| EngineError::Internal("interval join not opened".into()))
@@ -360,50 +440,8 @@ impl Operator for IntervalJoin {
         ctx: &mut OperatorContext<'_>,
         out: &mut dyn Collector,
     ) -> Result<()> {
-        if input > 1 {
-            return Err(EngineError::Internal(format!(
-                "a join has two inputs, got input {input}"
-            )));
-        }
-        let side = input;
-        if batch.num_rows() == 0 {
-            return Ok(());
-        }
-        let times = event_time_millis(batch.column(self.spec.times[side]))?;
-        let keys = self.encoders[side].encode(&batch)?;
-        let rows = self.converters[side].convert_columns(batch.columns())?;
-        let key_columns = if side == 0 {
-            &self.spec.left_keys
-        } else {
-            &self.spec.right_keys
-        };
-        let nulls: Vec<bool> = (0..batch.num_rows())
-            .map(|i| null_key(&batch, key_columns, i) || times.is_null(i))
-            .collect();
-        let mut pending = Pending::default();
-        let mut late = 0u64;
-        for (i, null) in nulls.into_iter().enumerate() {
-            let row = rows.row(i);
-            if null {
-                if self.outer[side] {
-                    pending.push(side, Some(row.as_ref()), None, RowKind::Insert);
-                }
-                continue;
-            }
-            let ts = times.value(i);
-            if ts <= self.watermark {
-                late += 1;
-                continue;
-            }
-            self.arrive(side, (keys.row(i).as_ref(), row.as_ref(), ts), &mut pending)?;
-            if pending.len() >= OUTPUT_BATCH_ROWS {
-                self.emit(&mut pending, out)?;
-            }
-        }
-        if late > 0 {
-            ctx.metrics.add_late(late);
-        }
-        self.emit(&mut pending, out)
+        let marked = self.marked.clone();
+        with_marked(marked, out, |out| self.process(input, batch, ctx, out))
     }
 
     /// A pair made when its right row arrives (after the watermark) has a
@@ -425,11 +463,13 @@ impl Operator for IntervalJoin {
             return Ok(());
         }
         self.watermark = watermark;
-        self.advance(watermark, out)
+        let marked = self.marked.clone();
+        with_marked(marked, out, |out| self.advance(watermark, out))
     }
 
     fn on_end(&mut self, _ctx: &mut OperatorContext<'_>, out: &mut dyn Collector) -> Result<()> {
-        self.advance(EventTime::MAX, out)
+        let marked = self.marked.clone();
+        with_marked(marked, out, |out| self.advance(EventTime::MAX, out))
     }
 
     fn on_barrier(&mut self, _barrier: &Barrier, ctx: &mut OperatorContext<'_>) -> Result<()> {
@@ -498,6 +538,7 @@ mod tests {
             upper,
             residual,
             kind,
+            late_rows: false,
         };
         Box::new(IntervalJoin::new(spec, &schema("v"), &schema("w")).expect("valid"))
     }
@@ -590,6 +631,77 @@ mod tests {
         assert_eq!(pairs(&r.take_output()), ["5/3"]);
         r.end()?;
         assert!(pairs(&r.take_output()).is_empty(), "the left row matched");
+        Ok(())
+    }
+
+    /// With `late_rows`, a late row comes out of the join itself (results
+    /// NULL, the row as JSON, the watermark, its time) next to the pairs
+    /// (late columns NULL), and the two operators behind part them.
+    #[test]
+    fn late_rows_are_reported_in_the_output_and_parted_behind() -> Result<()> {
+        use crate::ops::late::{late_table_schema, LateOfMarked, OnTimeOfMarked};
+        let spec = IntervalJoinSpec {
+            left_keys: vec![0],
+            right_keys: vec![0],
+            times: [1, 1],
+            lower: -5,
+            upper: 1,
+            residual: None,
+            kind: JoinKind::Inner,
+            late_rows: true,
+        };
+        let join = IntervalJoin::new(spec, &schema("v"), &schema("w"))?;
+        let results = join.schema();
+        let mut h = OperatorHarness::new(Box::new(join))?;
+        h.batch_on(1, batch("w", &[(Some(1), 100, 1)]))?;
+        h.batch_on(0, batch("v", &[(Some(1), 101, 10)]))?;
+        h.watermark(105)?;
+        h.batch_on(0, batch("v", &[(Some(1), 104, 30), (Some(1), 106, 31)]))?;
+        let out = h.take_output();
+        assert!(out
+            .iter()
+            .all(|b| b.num_columns() == results.fields().len() + 3));
+        let task = TaskInfo {
+            operator_name: "part".into(),
+            subtask: 0,
+            parallelism: 1,
+            max_parallelism: 128,
+            checkpointing: false,
+            memory_budget: None,
+        };
+        let mut on_time =
+            OperatorHarness::new(OnTimeOfMarked::factory(Arc::clone(&results))(&task)?)?;
+        let mut late = OperatorHarness::new(LateOfMarked::factory("interval join".into())(&task)?)?;
+        for b in &out {
+            on_time.batch_on(0, b.clone())?;
+            late.batch_on(0, b.clone())?;
+        }
+        let pairs_out = on_time.take_output();
+        assert!(pairs_out.iter().all(|b| b.schema() == results));
+        assert_eq!(pairs(&pairs_out), ["10/1"]);
+        let late_out = late.take_output();
+        assert_eq!(late_out.len(), 1);
+        let l = &late_out[0];
+        assert_eq!(l.schema(), late_table_schema());
+        assert_eq!(l.num_rows(), 1, "106 is after the watermark");
+        assert_eq!(l.column(0).as_string::<i32>().value(0), "interval join");
+        let wm = l
+            .column(1)
+            .as_primitive::<arrow::datatypes::TimestampMillisecondType>();
+        let at = l
+            .column(2)
+            .as_primitive::<arrow::datatypes::TimestampMillisecondType>();
+        assert_eq!((wm.value(0), at.value(0)), (105, 104));
+        assert_eq!(
+            l.column(3).as_string::<i32>().value(0),
+            r#"{"k":1,"ts":104,"v":30}"#
+        );
+        assert_eq!(
+            h.metrics()
+                .late_rows_dropped
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
         Ok(())
     }
 

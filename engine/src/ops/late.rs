@@ -471,3 +471,34 @@ impl Operator for LateOfMarked {
         out.collect(RecordBatch::try_new(late_table_schema(), cols)?)
     }
 }
+
+/// The collector of an operator that reports its own late rows: its
+/// results get the three late-row columns, NULL; batches that already
+/// have them (its late rows) pass as they are.
+pub(crate) struct MarkResults<'a> {
+    out: &'a mut dyn Collector,
+    marked: SchemaRef,
+}
+
+impl Collector for MarkResults<'_> {
+    fn collect(&mut self, batch: RecordBatch) -> Result<()> {
+        if batch.num_columns() == self.marked.fields().len() {
+            return self.out.collect(batch);
+        }
+        self.out
+            .collect(results_with_late_columns(&self.marked, batch)?)
+    }
+}
+
+/// Runs `f` with `out`, or, when the operator reports its late rows
+/// (`marked`), with `out` wrapped in [`MarkResults`].
+pub(crate) fn with_marked<R>(
+    marked: Option<SchemaRef>,
+    out: &mut dyn Collector,
+    f: impl FnOnce(&mut dyn Collector) -> Result<R>,
+) -> Result<R> {
+    match marked {
+        Some(marked) => f(&mut MarkResults { out, marked }),
+        None => f(out),
+    }
+}

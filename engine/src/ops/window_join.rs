@@ -31,7 +31,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, TimestampMillisecondArray, UInt32Array};
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, RecordBatch, TimestampMillisecondArray, UInt32Array,
+};
 use arrow::compute::{concat_batches, filter_record_batch, take_record_batch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::ipc::reader::StreamReader;
@@ -182,6 +184,10 @@ pub struct WindowJoinSpec {
     pub residual: Option<Expr>,
     /// Which unmatched rows are kept (padded with NULLs).
     pub kind: JoinKind,
+    /// Report late rows in the output (for a late-data table) instead of
+    /// only counting them: the output then has
+    /// [`crate::ops::late::with_late_columns`].
+    pub late_rows: bool,
 }
 
 impl WindowJoinSpec {
@@ -250,6 +256,8 @@ pub struct WindowJoin {
     watermark: EventTime,
     seq: u64,
     table: Option<TableId>,
+    /// With `late_rows`: the output with the late-row columns.
+    marked: Option<SchemaRef>,
 }
 
 impl WindowJoin {
@@ -272,6 +280,9 @@ impl WindowJoin {
         let schema = WindowJoinSpec::padded_schema(left, right, spec.kind);
         check_condition(spec.residual.as_ref(), &schema)?;
         Ok(Self {
+            marked: spec
+                .late_rows
+                .then(|| crate::ops::late::with_late_columns(&schema)),
             keep_unmatched: [
                 matches!(spec.kind, JoinKind::Left | JoinKind::Full),
                 matches!(spec.kind, JoinKind::Right | JoinKind::Full),
@@ -654,7 +665,7 @@ impl Operator for WindowJoin {
         input: usize,
         batch: RecordBatch,
         ctx: &mut OperatorContext<'_>,
-        _out: &mut dyn Collector,
+        out: &mut dyn Collector,
     ) -> Result<()> {
         if input > 1 {
             return Err(EngineError::Internal(format!(
@@ -668,10 +679,10 @@ impl Operator for WindowJoin {
         let ends = event_time_millis(batch.column(self.end_columns[input]))?;
         // Rows per window end, in first-seen order (a batch spans few windows).
         let mut by_end: Vec<(EventTime, Vec<u32>)> = Vec::new();
-        let mut late = 0u64;
-        for i in 0..n {
+        let mut late = vec![false; n];
+        for (i, is_late) in late.iter_mut().enumerate() {
             if ends.is_null(i) || ends.value(i).saturating_sub(1) <= self.watermark {
-                late += 1;
+                *is_late = true;
                 continue;
             }
             let end = ends.value(i);
@@ -680,8 +691,20 @@ impl Operator for WindowJoin {
                 None => by_end.push((end, vec![i as u32])),
             }
         }
-        if late > 0 {
-            ctx.metrics.add_late(late);
+        let dropped = late.iter().filter(|l| **l).count() as u64;
+        if dropped > 0 {
+            ctx.metrics.add_late(dropped);
+            if let Some(marked) = &self.marked {
+                let mask: BooleanArray = late.into_iter().map(Some).collect();
+                // Judged by the window's end, as the row's time.
+                out.collect(crate::ops::late::late_rows_marked(
+                    marked,
+                    &batch,
+                    &mask,
+                    &ends,
+                    self.watermark,
+                )?)?;
+            }
         }
         for (end, rows) in by_end {
             let part = if rows.len() == n {
@@ -704,15 +727,18 @@ impl Operator for WindowJoin {
             return Ok(());
         }
         self.watermark = watermark;
-        while let Some(entry) = self.windows.first_entry() {
-            if entry.key().saturating_sub(1) > watermark {
-                break;
+        let marked = self.marked.clone();
+        crate::ops::late::with_marked(marked, out, |out| {
+            while let Some(entry) = self.windows.first_entry() {
+                if entry.key().saturating_sub(1) > watermark {
+                    break;
+                }
+                let (end, held) = entry.remove_entry();
+                self.join(&held, out)?;
+                self.forget(end, &held, ctx)?;
             }
-            let (end, held) = entry.remove_entry();
-            self.join(&held, out)?;
-            self.forget(end, &held, ctx)?;
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     fn on_barrier(&mut self, _barrier: &Barrier, ctx: &mut OperatorContext<'_>) -> Result<()> {
@@ -775,6 +801,7 @@ mod tests {
             right_window_end: 1,
             residual,
             kind: JoinKind::Inner,
+            late_rows: false,
         };
         Box::new(WindowJoin::new(spec, &side_schema("v"), &side_schema("w")).expect("valid join"))
     }
@@ -857,6 +884,7 @@ mod tests {
                     // v < w: some key matches fail the condition.
                     residual: residual.then(|| binary(col(3), BinaryOp::Lt, col(7))),
                     kind,
+                    late_rows: false,
                 };
                 let op = WindowJoin::new(spec, &side_schema("v"), &side_schema("w"))?;
                 assert!(op.schema().field(0).is_nullable() == (kind != JoinKind::Left));
@@ -957,6 +985,53 @@ mod tests {
         Ok(())
     }
 
+    /// With `late_rows`, a row for a fired window comes out of the join as
+    /// a late row (results NULL; the row as JSON, the watermark, its
+    /// window's end), and the joined pairs carry the late columns NULL.
+    #[test]
+    fn late_rows_are_reported_in_the_output() -> Result<()> {
+        let spec = WindowJoinSpec {
+            left_keys: vec![0, 1, 2],
+            right_keys: vec![0, 1, 2],
+            left_window_end: 1,
+            right_window_end: 1,
+            residual: None,
+            kind: JoinKind::Inner,
+            late_rows: true,
+        };
+        let join = WindowJoin::new(spec, &side_schema("v"), &side_schema("w"))?;
+        let width = join.schema().fields().len();
+        let mut h = OperatorHarness::new(Box::new(join))?;
+        h.batch_on(0, side("v", &[(20, Some(1), 5)]))?;
+        h.batch_on(1, side("w", &[(20, Some(1), 6)]))?;
+        h.watermark(9)?;
+        h.batch_on(1, side("w", &[(10, Some(1), 7)]))?;
+        h.watermark(100)?;
+        let out = h.take_output();
+        assert!(out.iter().all(|b| b.num_columns() == width + 3));
+        let all = arrow::compute::concat_batches(&out[0].schema(), &out)?;
+        let late = all.column(width).as_string::<i32>();
+        let results: Vec<usize> = (0..all.num_rows()).filter(|&i| late.is_null(i)).collect();
+        let reported: Vec<usize> = (0..all.num_rows()).filter(|&i| !late.is_null(i)).collect();
+        assert_eq!(results.len(), 1, "the pair of window 20");
+        assert_eq!(reported.len(), 1, "the right row of the fired window 10");
+        let r = reported[0];
+        assert_eq!(
+            late.value(r),
+            r#"{"window_start":"1970-01-01T00:00:00","window_end":"1970-01-01T00:00:00.010","k":1,"w":7}"#
+        );
+        let wm = all
+            .column(width + 1)
+            .as_primitive::<arrow::datatypes::TimestampMillisecondType>();
+        let at = all
+            .column(width + 2)
+            .as_primitive::<arrow::datatypes::TimestampMillisecondType>();
+        assert_eq!((wm.value(r), at.value(r)), (9, 10));
+        assert!(all.column(2).is_null(r), "a late row has no results");
+        assert_eq!(h.metrics().late_rows_dropped.load(Ordering::Relaxed), 1);
+        Ok(())
+    }
+
     #[test]
     fn held_rows_survive_a_restore_and_are_deleted_when_their_window_fires() -> Result<()> {
         let mut h = OperatorHarness::new(join_op(None))?;
@@ -1000,6 +1075,7 @@ mod tests {
             right_window_end: 1,
             residual: None,
             kind: JoinKind::Inner,
+            late_rows: false,
         };
         let op = WindowJoin::new(spec, &nullable("v"), &side_schema("w"))?;
         let mut h = OperatorHarness::new(Box::new(op))?;

@@ -67,7 +67,6 @@ impl Lowerer<'_> {
         input: &Plan,
         spec: &SessionAggregateSpec,
     ) -> Result<(NodeId, usize)> {
-        use runnel_engine::ops::late::{LateOfMarked, OnTimeOfMarked};
         let name = "session window aggregate";
         let mut spec = spec.clone();
         spec.late_rows = self.options.late_table.is_some();
@@ -75,14 +74,27 @@ impl Lowerer<'_> {
             .clone()
             .factory(input.schema())
             .map_err(|e| self.err(e))?;
-        let (op, par) = self.lower_keyed(input, name, &spec.key_columns, factory)?;
-        if !spec.late_rows {
-            return Ok((op, par));
-        }
-        let op_name = self.graph.nodes()[op].name.clone();
+        let lowered = self.lower_keyed(input, name, &spec.key_columns, factory)?;
         let results = spec
             .output_schema(&input.schema())
             .map_err(|e| self.err(e))?;
+        self.part_late_rows(lowered, spec.late_rows, results)
+    }
+
+    /// Behind an operator that reports its own late rows (`reports`), the
+    /// two operators that part its `results` from its late rows, which
+    /// join the late-data table's branches; the node its results leave.
+    pub(super) fn part_late_rows(
+        &mut self,
+        (op, par): (NodeId, usize),
+        reports: bool,
+        results: arrow::datatypes::SchemaRef,
+    ) -> Result<(NodeId, usize)> {
+        use runnel_engine::ops::late::{LateOfMarked, OnTimeOfMarked};
+        if !reports {
+            return Ok((op, par));
+        }
+        let op_name = self.graph.nodes()[op].name.clone();
         let on_time = self.graph.add_operator(
             unique(&mut self.names, &format!("on time: {op_name}")),
             par,

@@ -403,12 +403,15 @@ impl Lowerer<'_> {
                 Ok((op, p))
             }
             Node::WindowJoin { left, right, spec } => {
+                let mut spec = spec.clone();
+                spec.late_rows = self.options.late_table.is_some();
                 let factory = spec
                     .clone()
                     .factory(left.schema(), right.schema())
                     .map_err(|e| self.err(e))?;
                 let keys = [&spec.left_keys, &spec.right_keys];
-                self.lower_join(left, right, "window join", keys, factory)
+                let (op, par) = self.lower_join(left, right, "window join", keys, factory)?;
+                self.part_late_rows((op, par), spec.late_rows, plan.schema())
             }
             Node::StreamJoin { left, right, spec } => {
                 let mut spec = spec.clone();
@@ -445,12 +448,15 @@ impl Lowerer<'_> {
                 self.lower_join(left, right, "temporal join", keys, factory)
             }
             Node::IntervalJoin { left, right, spec } => {
+                let mut spec = spec.clone();
+                spec.late_rows = self.options.late_table.is_some();
                 let factory = spec
                     .clone()
                     .factory(left.schema(), right.schema())
                     .map_err(|e| self.err(e))?;
                 let keys = [&spec.left_keys, &spec.right_keys];
-                self.lower_join(left, right, "interval join", keys, factory)
+                let (op, par) = self.lower_join(left, right, "interval join", keys, factory)?;
+                self.part_late_rows((op, par), spec.late_rows, plan.schema())
             }
             Node::WindowAggregate { input, spec } => self.lower_window_aggregate(input, spec),
             Node::SessionAggregate { input, spec } => self.lower_session_aggregate(input, spec),

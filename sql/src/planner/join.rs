@@ -517,6 +517,7 @@ fn plan_stream_join(
             upper,
             residual,
             kind,
+            late_rows: false,
         };
         // The output's event time: a side that is never padded with NULLs
         // (the operator holds the watermark back by the interval).
@@ -558,6 +559,7 @@ fn plan_stream_join(
                         right_window_end: rwe,
                         residual,
                         kind,
+                        late_rows: false,
                     },
                 },
                 window,
