@@ -114,7 +114,8 @@ impl Expr {
                     .iter()
                     .map(|a| a.eval(batch))
                     .collect::<Result<Vec<_>>>()?;
-                Ok(Value::Array(functions::evaluate(func, &values, n)?))
+                let digits = functions::literal_round_digits(func, args);
+                Ok(Value::Array(functions::evaluate(func, &values, n, digits)?))
             }
         }
     }

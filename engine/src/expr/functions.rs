@@ -211,18 +211,19 @@ fn round_decimal(p: u8, s: i8, digits: Option<i64>) -> DataType {
     )
 }
 
-/// ROUND's digit count when it is the same for every row: 0 without one,
-/// else the second argument's scalar value.
-fn scalar_round_digits(func: &ScalarFunction, args: &[Value]) -> Option<i64> {
+/// ROUND's digit count when the plan knows it: 0 without one, the value
+/// of an integer literal, `None` otherwise (a column, an expression, NULL).
+/// Planning ([`Expr::data_type`]) and evaluation both decide by this, so
+/// the type a batch gets is always the planned one.
+pub(crate) fn literal_round_digits(func: &ScalarFunction, args: &[super::Expr]) -> Option<i64> {
+    use super::{Expr, ScalarValue};
     if !matches!(func, ScalarFunction::Round) {
         return None;
     }
     match args.get(1) {
         None => Some(0),
-        Some(Value::Scalar(a)) if a.len() == 1 && !a.is_null(0) => {
-            let v = cast_strict(a, &DataType::Int64).ok()?;
-            Some(v.as_primitive::<Int64Type>().value(0))
-        }
+        Some(Expr::Literal(ScalarValue::Int32(d))) => Some(i64::from(*d)),
+        Some(Expr::Literal(ScalarValue::Int64(d))) => Some(*d),
         Some(_) => None,
     }
 }
@@ -279,10 +280,16 @@ fn map_strings(a: &ArrayRef, f: impl Fn(&str) -> Option<String>) -> Result<Array
 }
 
 /// Evaluates `func` on arguments already evaluated on the same `n` rows.
-pub(crate) fn evaluate(func: &ScalarFunction, args: &[Value], n: usize) -> Result<ArrayRef> {
+/// `round_digits`: see [`literal_round_digits`].
+pub(crate) fn evaluate(
+    func: &ScalarFunction,
+    args: &[Value],
+    n: usize,
+    round_digits: Option<i64>,
+) -> Result<ArrayRef> {
     use ScalarFunction as F;
     let types: Vec<DataType> = args.iter().map(|a| a.data_type().clone()).collect();
-    let ret = return_type(func, &types, scalar_round_digits(func, args))?;
+    let ret = return_type(func, &types, round_digits)?;
     if ret == DataType::Null {
         return Ok(arrow::array::new_null_array(&DataType::Null, n));
     }
@@ -774,7 +781,11 @@ fn decimal_math(
         if cut <= 0 {
             return Some(x);
         }
-        let Some(f) = 10i128.checked_pow(u32::try_from(cut.min(38)).ok()?) else {
+        // Every digit cleared: a DECIMAL has at most 38.
+        if cut > 38 {
+            return Some(0);
+        }
+        let Some(f) = 10i128.checked_pow(u32::try_from(cut).ok()?) else {
             return Some(0);
         };
         let q = x.div_euclid(f);
@@ -786,7 +797,7 @@ fn decimal_math(
             _ => {
                 // Half away from zero, by the magnitude.
                 let (qa, ra) = (x.abs() / f, x.abs() % f);
-                let qa = if ra * 2 >= f { qa.checked_add(1)? } else { qa };
+                let qa = if ra >= f - ra { qa.checked_add(1)? } else { qa };
                 return qa.checked_mul(f).map(|m| if x < 0 { -m } else { m });
             }
         };
@@ -900,6 +911,7 @@ mod tests {
                 &ScalarFunction::Round,
                 &[Value::Array(Arc::clone(&x)), digits(d)],
                 3,
+                Some(d),
             )
         };
         let values = |a: &ArrayRef| -> Vec<Option<i128>> {
@@ -913,7 +925,12 @@ mod tests {
         let tens = round(-1)?;
         assert_eq!(tens.data_type(), &DataType::Decimal128(5, 0));
         assert_eq!(values(&tens), vec![Some(120), Some(-130), None]);
-        let floor = evaluate(&ScalarFunction::Floor, &[Value::Array(Arc::clone(&x))], 3)?;
+        let floor = evaluate(
+            &ScalarFunction::Floor,
+            &[Value::Array(Arc::clone(&x))],
+            3,
+            None,
+        )?;
         assert_eq!(floor.data_type(), &DataType::Decimal128(5, 0));
         assert_eq!(values(&floor), vec![Some(123), Some(-126), None]);
         // 999.5 in DECIMAL(4, 1) rounds to 1000, which DECIMAL(4, 0) holds;
@@ -922,13 +939,18 @@ mod tests {
             arrow::array::Decimal128Array::from(vec![Some(9_995)])
                 .with_precision_and_scale(4, 1)?,
         );
-        let r = evaluate(&ScalarFunction::Round, &[Value::Array(big)], 1)?;
+        let r = evaluate(&ScalarFunction::Round, &[Value::Array(big)], 1, Some(0))?;
         assert_eq!(values(&r), vec![Some(1000)]);
         let max: ArrayRef = Arc::new(
             arrow::array::Decimal128Array::from(vec![Some(10i128.pow(38) - 1)])
                 .with_precision_and_scale(38, 0)?,
         );
-        let err = evaluate(&ScalarFunction::Round, &[Value::Array(max), digits(-1)], 1);
+        let err = evaluate(
+            &ScalarFunction::Round,
+            &[Value::Array(max), digits(-1)],
+            1,
+            Some(-1),
+        );
         assert!(
             err.as_ref()
                 .is_err_and(|e| e.to_string().contains("overflow")),

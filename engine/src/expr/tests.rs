@@ -1013,3 +1013,34 @@ fn nullability() -> Result<()> {
     assert!(null().nullable(&schema)?);
     Ok(())
 }
+
+/// ROUND of a DECIMAL gets the same type when planned and when evaluated,
+/// whatever form its digit count takes: an integer literal decides the
+/// scale; an expression, NULL or a column keeps the argument's.
+#[test]
+fn round_of_a_decimal_is_evaluated_as_planned() -> Result<()> {
+    let b = batch()?;
+    let schema = b.schema();
+    let x = || Expr::Literal(ScalarValue::Decimal128(12_355, 5, 3));
+    let cases = [
+        (vec![x(), lit(2)], DataType::Decimal128(5, 2)),
+        (vec![x()], DataType::Decimal128(3, 0)),
+        (
+            vec![x(), binary(lit(1), BinaryOp::Plus, lit(1))],
+            DataType::Decimal128(6, 3),
+        ),
+        (
+            vec![x(), Expr::Literal(ScalarValue::Null)],
+            DataType::Decimal128(6, 3),
+        ),
+        (vec![x(), col(3)], DataType::Decimal128(6, 3)),
+    ];
+    for (args, expected) in cases {
+        let e = f(ScalarFunction::Round, args);
+        let planned = e.data_type(&schema)?;
+        let got = e.evaluate(&b)?;
+        assert_eq!(planned, expected, "{e:?}");
+        assert_eq!(got.data_type(), &planned, "{e:?}");
+    }
+    Ok(())
+}

@@ -121,14 +121,7 @@ impl Expr {
                     })
                     .collect();
                 functions::check_literal_args(func, &literals)?;
-                let round_digits = match (func, literals.get(1)) {
-                    (ScalarFunction::Round, None) => Some(0),
-                    (ScalarFunction::Round, Some(Some(ScalarValue::Int32(d)))) => {
-                        Some(i64::from(*d))
-                    }
-                    (ScalarFunction::Round, Some(Some(ScalarValue::Int64(d)))) => Some(*d),
-                    _ => None,
-                };
+                let round_digits = functions::literal_round_digits(func, args);
                 functions::return_type(func, &types, round_digits)
             }
         }

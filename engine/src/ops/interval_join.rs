@@ -336,6 +336,10 @@ impl IntervalJoin {
             if null {
                 if self.outer[side] {
                     pending.push(side, Some(row.as_ref()), None, RowKind::Insert);
+                } else if times.is_null(i) {
+                    // No time, so no interval: dropped as a window drops
+                    // it, and counted (reported) as late.
+                    late.push(i);
                 }
                 continue;
             }

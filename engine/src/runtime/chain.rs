@@ -295,7 +295,14 @@ impl ChainRuntime {
         self.acknowledge(AckKind::End { finished }, None, extra, Duration::ZERO)?;
         // A checkpoint that completed while this subtask was ending is
         // committed as usual; the final one ends the subtask.
-        while let Some(id) = wait_complete(ctrl, &|| shared.cancelled())? {
+        loop {
+            let clock = Arc::clone(&self.router.task);
+            clock.wait(Wait::Idle);
+            let completed = wait_complete(ctrl, &|| shared.cancelled());
+            clock.done_waiting();
+            let Some(id) = completed? else {
+                break;
+            };
             self.checkpoint_complete(id)?;
             if id == Barrier::FINAL_CHECKPOINT {
                 break;

@@ -599,9 +599,15 @@ impl SubtaskBody {
                 Arc::clone(&chain.router.task)
             }
         };
-        let result = self.run_loop(shared);
-        clock.finish();
-        result
+        // Stops the thread's clock however the loop ends (a panic too).
+        struct StopClock(Arc<TaskMetrics>);
+        impl Drop for StopClock {
+            fn drop(&mut self) {
+                self.0.finish();
+            }
+        }
+        let _stop = StopClock(clock);
+        self.run_loop(shared)
     }
 
     fn run_loop(self, shared: &Shared) -> Result<()> {
