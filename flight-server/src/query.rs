@@ -180,6 +180,24 @@ impl QueryRun {
     }
 }
 
+/// Cancels a query's job when dropped while `armed`: the Flight stream or
+/// console request that fetched its rows went away before the end (the
+/// client cancelled, closed, or stopped reading). Disarmed once the job has
+/// ended by itself.
+pub(crate) struct JobGuard {
+    pub(crate) server: Arc<crate::server::Server>,
+    pub(crate) job: String,
+    pub(crate) armed: bool,
+}
+
+impl Drop for JobGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            self.server.cancel_job(&self.job);
+        }
+    }
+}
+
 /// Sets its flag when dropped: a local query whose caller is gone stops.
 struct CancelOnDrop(Arc<AtomicBool>);
 

@@ -17,7 +17,7 @@ use tonic::{Response, Status};
 
 use super::codes::status;
 use super::metadata::annotate;
-use crate::query::QueryRun;
+use crate::query::{JobGuard, QueryRun};
 use crate::server::Server;
 
 /// Rows per Flight message of a finished result.
@@ -72,25 +72,9 @@ pub(super) fn metadata_stream(batch: RecordBatch) -> Result<Response<DoGetStream
     ))))
 }
 
-/// Cancels a query's job when its stream is dropped before the end (the
-/// client cancelled or went away).
-struct CancelOnDrop {
-    server: Arc<Server>,
-    job: String,
-    armed: bool,
-}
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        if self.armed {
-            self.server.cancel_job(&self.job);
-        }
-    }
-}
-
 struct QueryStream {
     run: QueryRun,
-    guard: CancelOnDrop,
+    guard: JobGuard,
     keepalive: Duration,
     sent_schema: bool,
     done: bool,
@@ -99,7 +83,7 @@ struct QueryStream {
 pub(super) fn query_stream(server: Arc<Server>, mut run: QueryRun) -> Result<DoGetStream, Status> {
     server.start_query(&mut run).map_err(status)?;
     let state = QueryStream {
-        guard: CancelOnDrop {
+        guard: JobGuard {
             server: Arc::clone(&server),
             job: run.job_id.clone(),
             armed: true,

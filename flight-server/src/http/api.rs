@@ -34,24 +34,35 @@ use serde_json::{json, Value};
 use super::login::caller;
 use super::{error, HttpState};
 use crate::error::ServerError;
-use crate::query::{Executed, QueryRun};
+use crate::query::{Executed, JobGuard, QueryRun};
 use crate::server::Server;
 
 /// Rows a result or a subscription sends to the console at most.
 pub const MAX_ROWS: usize = 10_000;
+
+/// The jobs the caller may see, with their graphs, or the 401 answer.
+async fn visible_jobs(
+    state: Arc<HttpState>,
+    headers: &HeaderMap,
+    addr: SocketAddr,
+) -> Result<Vec<crate::monitor::JobView>, Response> {
+    let client = caller(&state, headers, addr).map_err(IntoResponse::into_response)?;
+    Ok(
+        tokio::task::spawn_blocking(move || state.job_views(&client.user))
+            .await
+            .unwrap_or_default(),
+    )
+}
 
 pub(super) async fn jobs(
     State(state): State<Arc<HttpState>>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
-    let client = match caller(&state, &headers, addr) {
-        Ok(c) => c,
-        Err(u) => return u.into_response(),
+    let views = match visible_jobs(state, &headers, addr).await {
+        Ok(v) => v,
+        Err(r) => return r,
     };
-    let views = tokio::task::spawn_blocking(move || state.job_views(&client.user))
-        .await
-        .unwrap_or_default();
     // The list without graphs: a job's own call has those.
     let list: Vec<Value> = views
         .into_iter()
@@ -74,13 +85,10 @@ pub(super) async fn job(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let client = match caller(&state, &headers, addr) {
-        Ok(c) => c,
-        Err(u) => return u.into_response(),
+    let views = match visible_jobs(state, &headers, addr).await {
+        Ok(v) => v,
+        Err(r) => return r,
     };
-    let views = tokio::task::spawn_blocking(move || state.job_views(&client.user))
-        .await
-        .unwrap_or_default();
     // A job the user may not see is as unknown as one that does not exist.
     match views.into_iter().find(|v| v.id == id) {
         Some(v) => Json(v).into_response(),
@@ -134,7 +142,7 @@ pub(super) async fn sql(
             Ok(()) => {
                 // A browser that goes away (or a Stop) drops this call: the
                 // guard then cancels the query's job.
-                let mut guard = CancelOnDrop {
+                let mut guard = JobGuard {
                     server: Arc::clone(&server),
                     job: run.job_id.clone(),
                     armed: true,
@@ -227,25 +235,9 @@ fn table(batch: &RecordBatch) -> Value {
     })
 }
 
-/// Cancels a subscription's job when its response is dropped before the
-/// end (the browser stopped reading or closed the request).
-struct CancelOnDrop {
-    server: Arc<Server>,
-    job: String,
-    armed: bool,
-}
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        if self.armed {
-            self.server.cancel_job(&self.job);
-        }
-    }
-}
-
 struct Streaming {
     run: QueryRun,
-    guard: CancelOnDrop,
+    guard: JobGuard,
     sent_columns: bool,
     sent_rows: usize,
     done: bool,
@@ -254,7 +246,7 @@ struct Streaming {
 /// A subscription's rows as newline-delimited JSON, as its job sends them.
 fn subscription(server: Arc<Server>, run: QueryRun) -> Response {
     let state = Streaming {
-        guard: CancelOnDrop {
+        guard: JobGuard {
             server,
             job: run.job_id.clone(),
             armed: true,
