@@ -442,15 +442,18 @@ pub(super) fn run_operator(
             Message::End => {
                 ended[k] = true;
                 readable[k] = false;
-                let advanced = merger.input_ended(k);
                 // A stopped job's sources end where they happen to be, not
                 // at the end of their data: their end says nothing about
-                // event time. Advancing the watermark on it would fire
-                // windows with part of their rows (the inputs still open
-                // may be far ahead), and the savepoint would then hold that
-                // output and a watermark past rows still to come.
+                // event time. So the merger is not told: the ended input
+                // keeps its last watermark and goes on holding the others
+                // back. Otherwise a watermark still to come from an input
+                // far ahead would fire windows with part of their rows, and
+                // the savepoint would hold that output and a watermark past
+                // rows still to come (a resumed job would drop them as
+                // late). A source that ended by itself sent the end of time
+                // first, so holding its input changes nothing.
                 if !shared.stop.load(Ordering::Relaxed) {
-                    if let Some(out) = advanced {
+                    if let Some(out) = merger.input_ended(k) {
                         chain.watermark(out)?;
                     }
                 }

@@ -246,6 +246,91 @@ fn stop_ends_an_unbounded_job_and_cancel_reports_cancelled() -> Result<()> {
     Ok(())
 }
 
+/// Subtask 0 reads rows at 1..4 and then waits; subtask 1 reads a row at 2,
+/// then takes 400 ms over a row at 100 (the job is stopped meanwhile).
+struct Staged {
+    subtask: usize,
+    polls: u32,
+}
+
+impl Source for Staged {
+    fn open(&mut self, task: &TaskInfo, _metrics: &Arc<OperatorMetrics>) -> Result<Vec<SplitId>> {
+        self.subtask = task.subtask;
+        Ok(vec![task.subtask as SplitId])
+    }
+    fn poll(&mut self) -> Result<SourcePoll> {
+        self.polls += 1;
+        let split = self.subtask as SplitId;
+        match (self.subtask, self.polls) {
+            (0, 1) => Ok(SourcePoll::Batch {
+                split,
+                batch: batch(&[(1, 1, 1), (2, 1, 1), (3, 1, 1), (4, 1, 1)]),
+            }),
+            (1, 1) => Ok(SourcePoll::Batch {
+                split,
+                batch: batch(&[(2, 1, 10)]),
+            }),
+            (1, 2) => {
+                std::thread::sleep(Duration::from_millis(400));
+                Ok(SourcePoll::Batch {
+                    split,
+                    batch: batch(&[(100, 1, 100)]),
+                })
+            }
+            _ => {
+                std::thread::sleep(Duration::from_millis(1));
+                Ok(SourcePoll::Pending)
+            }
+        }
+    }
+}
+
+/// A stopped source's end says nothing about event time: it keeps holding
+/// the watermark back, so a source still running when the job stops cannot
+/// fire a window the stopped one has not finished (the savepoint would hold
+/// that partial window, and a resumed job would drop the rest as late).
+#[test]
+fn a_stopped_source_keeps_holding_the_watermark_back() -> Result<()> {
+    let out = MemorySinkHandle::new();
+    let mut g = JobGraph::new();
+    g.watermark_interval = Duration::ZERO;
+    let src = g.add_source(
+        "src",
+        2,
+        Arc::new(|_t: &TaskInfo| {
+            Ok(Box::new(Staged {
+                subtask: 0,
+                polls: 0,
+            }) as Box<dyn Source>)
+        }),
+        Some(WatermarkStrategy::bounded(0, Duration::ZERO)),
+    );
+    let spec = WindowAggregateSpec {
+        window: WindowSpec::Tumble { size: 10 },
+        time_column: 0,
+        key_columns: vec![1],
+        aggregates: vec![
+            AggregateCall::new(AggregateFunction::Count, vec![], "c"),
+            AggregateCall::new(AggregateFunction::Sum, vec![Expr::Column(2)], "s"),
+        ],
+        offset: 0,
+        allowed_lateness: 0,
+    };
+    let agg = g.add_operator("agg", 1, spec.factory(schema())?);
+    let sink = g.add_operator("sink", 1, out.factory());
+    g.connect(src, agg, Exchange::Hash(vec![1]))?;
+    g.connect(agg, sink, Exchange::RoundRobin)?;
+    let job = Job::start(g)?;
+    // Both first batches are read; subtask 1 is inside its slow poll.
+    std::thread::sleep(Duration::from_millis(150));
+    job.stop();
+    job.wait()?;
+    // Subtask 0 stopped at 4: the window [0, 10) must not have fired
+    // (before, its end let subtask 1's watermark of 100 through).
+    assert_eq!(sum_by_key_window(&out), vec![]);
+    Ok(())
+}
+
 /// A sink that blocks until released, to test backpressure.
 struct Gate(Arc<AtomicBool>);
 
