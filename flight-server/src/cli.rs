@@ -218,8 +218,13 @@ pub fn run_file(file: &str, options: &RunOptions, explain_only: bool) -> Result<
         });
     }
     let jobs = Arc::new(Mutex::new(JobManager::new()));
+    let expectations = crate::http::ScriptExpectations::default();
     let _http = match options.http_listen {
-        Some(addr) if !explain_only => Some(serve_console(addr, Arc::clone(&jobs))?),
+        Some(addr) if !explain_only => Some(serve_console(
+            addr,
+            Arc::clone(&jobs),
+            Arc::clone(&expectations),
+        )?),
         _ => None,
     };
     for (i, stmt) in stmts.iter().enumerate() {
@@ -258,7 +263,12 @@ pub fn run_file(file: &str, options: &RunOptions, explain_only: bool) -> Result<
                         ),
                     ));
                 }
+                let id = job.id.clone();
                 start_job(file, &mut lock(&jobs), *job)?;
+                expectations
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(id.clone(), session.job_expectation_counters(&id));
             }
             Outcome::StopJob { id, savepoint } => {
                 if savepoint && session.option("state.checkpoints.dir").is_none() {
@@ -282,6 +292,7 @@ fn lock(jobs: &Mutex<JobManager>) -> std::sync::MutexGuard<'_, JobManager> {
 fn serve_console(
     addr: std::net::SocketAddr,
     jobs: Arc<Mutex<JobManager>>,
+    expectations: crate::http::ScriptExpectations,
 ) -> Result<tokio::runtime::Runtime, String> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -296,7 +307,12 @@ fn serve_console(
         .local_addr()
         .map_err(|e| format!("cannot read the HTTP address: {e}"))?;
     let user = std::env::var("USER").unwrap_or_else(|_| "local".into());
-    runtime.spawn(crate::http::serve_script(listener, jobs, user));
+    runtime.spawn(crate::http::serve_script(
+        listener,
+        jobs,
+        user,
+        expectations,
+    ));
     eprintln!("[http] console at http://{at}/ and metrics at http://{at}/metrics");
     Ok(runtime)
 }

@@ -251,7 +251,9 @@ def test_runnel_run_serves_the_scripts_jobs_and_metrics(runnel_bin, tmp_path):
     script.write_text(
         "CREATE TABLE ticks (event_time TIMESTAMP(3), device_id STRING, temperature DOUBLE) "
         "WITH ('connector' = 'datagen', 'rows-per-second' = '100', 'number-of-rows' = '1500');\n"
-        "CREATE TABLE nowhere (device_id STRING) WITH ('connector' = 'blackhole');\n"
+        "CREATE TABLE nowhere (device_id STRING,\n"
+        "  CONSTRAINT has_id EXPECT (device_id IS NOT NULL) ON VIOLATION DROP ROW)\n"
+        "WITH ('connector' = 'blackhole');\n"
         "INSERT INTO nowhere SELECT device_id FROM ticks;\n"
     )
     log = tmp_path / "run.log"
@@ -284,6 +286,18 @@ def test_runnel_run_serves_the_scripts_jobs_and_metrics(runnel_bin, tmp_path):
         rows = re.search(r'^runnel_job_rows_read_total\{job_id="job-1"\} (\S+)$', text, re.M)
         assert rows and float(rows.group(1)) > 0, text
         assert re.search(r'^runnel_operator_rows_out_total\{job_id="job-1",operator_id="0",operator="source: ticks",subtask="0"\} ', text, re.M), text
+        # The sink table's expectation counts the rows written.
+        passed = re.compile(
+            r'^runnel_expectation_passed_rows_total\{job_id="job-1",table="[^"]*nowhere",expectation="has_id"\} (\S+)$',
+            re.M,
+        )
+
+        def counted():
+            with urllib.request.urlopen(console.base + "/metrics", timeout=10) as r:
+                found = passed.search(r.read().decode())
+            return found and float(found.group(1)) > 0
+
+        wait_for("the expectation's count on /metrics", counted, timeout=30)
         status, body = console.call("/api/sql", {"sql": "SELECT 1"})
         assert status == 404 and "runnel serve" in body["error"]
         assert run.wait(timeout=60) == 0, log.read_text()

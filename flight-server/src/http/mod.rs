@@ -44,8 +44,20 @@ enum Backend {
     Script {
         jobs: Arc<Mutex<JobManager>>,
         user: String,
+        expectations: ScriptExpectations,
     },
 }
+
+/// The expectation counters of a script's jobs, by job: (object,
+/// expectation, counters), filled by `runnel run` as it starts each job.
+pub type ScriptExpectations = Arc<
+    Mutex<
+        std::collections::BTreeMap<
+            String,
+            Vec<(String, String, Arc<runnel_engine::ops::ExpectCounts>)>,
+        >,
+    >,
+>;
 
 /// What every HTTP request may use.
 pub struct HttpState {
@@ -69,7 +81,7 @@ impl HttpState {
     fn job_views(&self, user: &str) -> Vec<JobView> {
         match &self.backend {
             Backend::Server(server) => server.job_views(Some(user)),
-            Backend::Script { jobs, user } => {
+            Backend::Script { jobs, user, .. } => {
                 let jobs = jobs.lock().unwrap_or_else(|p| p.into_inner());
                 crate::monitor::views_with(&jobs, &|_| Some(user.clone()))
             }
@@ -80,14 +92,35 @@ impl HttpState {
     fn metrics(&self) -> String {
         match &self.backend {
             Backend::Server(server) => metrics_text(server),
-            Backend::Script { jobs, user } => {
+            Backend::Script {
+                jobs,
+                user,
+                expectations,
+            } => {
+                let counts = |id: &str| -> Vec<(String, String, u64, u64)> {
+                    let all = expectations.lock().unwrap_or_else(|p| p.into_inner());
+                    all.get(id)
+                        .map(|c| {
+                            c.iter()
+                                .map(|(o, n, c)| {
+                                    (
+                                        o.clone(),
+                                        n.clone(),
+                                        c.passed.load(std::sync::atomic::Ordering::Relaxed),
+                                        c.failed.load(std::sync::atomic::Ordering::Relaxed),
+                                    )
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                };
                 let (metrics, views) = {
                     let jobs = jobs.lock().unwrap_or_else(|p| p.into_inner());
                     let metrics: prometheus::JobMetrics = jobs
                         .iter()
                         .filter_map(|(id, j)| {
                             let p = j.progress()?;
-                            Some((id.clone(), crate::system::job_metrics(&p), Vec::new()))
+                            Some((id.clone(), crate::system::job_metrics(&p), counts(id)))
                         })
                         .collect();
                     let views = crate::monitor::views_with(&jobs, &|_| Some(user.clone()));
@@ -112,8 +145,17 @@ pub async fn serve_script(
     listener: tokio::net::TcpListener,
     jobs: Arc<Mutex<JobManager>>,
     user: String,
+    expectations: ScriptExpectations,
 ) {
-    run(listener, Backend::Script { jobs, user }).await
+    run(
+        listener,
+        Backend::Script {
+            jobs,
+            user,
+            expectations,
+        },
+    )
+    .await
 }
 
 async fn run(listener: tokio::net::TcpListener, backend: Backend) {

@@ -260,19 +260,35 @@ impl Session {
     /// The expectations job `job` checks, with what it counted: (object,
     /// expectation, passed, failed).
     pub fn job_expectation_counts(&self, job: &str) -> Vec<(String, String, u64, u64)> {
+        self.job_expectation_counters(job)
+            .into_iter()
+            .map(|(o, n, c)| {
+                (
+                    o,
+                    n,
+                    c.passed.load(std::sync::atomic::Ordering::Relaxed),
+                    c.failed.load(std::sync::atomic::Ordering::Relaxed),
+                )
+            })
+            .collect()
+    }
+
+    /// The live counters of the expectations job `job` checks: (object,
+    /// expectation, counters), for readers on other threads.
+    pub fn job_expectation_counters(
+        &self,
+        job: &str,
+    ) -> Vec<(
+        String,
+        String,
+        std::sync::Arc<runnel_engine::ops::ExpectCounts>,
+    )> {
         self.expect
             .counts
             .borrow()
             .iter()
             .filter(|((j, _, _), _)| j == job)
-            .map(|((_, o, n), c)| {
-                (
-                    o.clone(),
-                    n.clone(),
-                    c.passed.load(std::sync::atomic::Ordering::Relaxed),
-                    c.failed.load(std::sync::atomic::Ordering::Relaxed),
-                )
-            })
+            .map(|((_, o, n), c)| (o.clone(), n.clone(), std::sync::Arc::clone(c)))
             .collect()
     }
 }
