@@ -86,11 +86,23 @@ fn windowed_job(
     par: usize,
     out: &MemorySinkHandle,
 ) -> Result<JobGraph> {
+    let sources = scripts.len();
+    windowed_job_over(ScriptedSource::factory(scripts), sources, par, out)
+}
+
+/// COUNT and SUM(v) per key `k` in 10 ms tumbling windows over `sources`
+/// subtasks of `factory`, at parallelism `par`, into `out`.
+fn windowed_job_over(
+    factory: crate::source::SourceFactory,
+    sources: usize,
+    par: usize,
+    out: &MemorySinkHandle,
+) -> Result<JobGraph> {
     let mut g = JobGraph::new();
     let src = g.add_source(
         "src",
-        scripts.len(),
-        ScriptedSource::factory(scripts),
+        sources,
+        factory,
         Some(WatermarkStrategy::bounded(0, Duration::ZERO)),
     );
     let spec = WindowAggregateSpec {
@@ -292,34 +304,14 @@ impl Source for Staged {
 #[test]
 fn a_stopped_source_keeps_holding_the_watermark_back() -> Result<()> {
     let out = MemorySinkHandle::new();
-    let mut g = JobGraph::new();
+    let staged = Arc::new(|_t: &TaskInfo| {
+        Ok(Box::new(Staged {
+            subtask: 0,
+            polls: 0,
+        }) as Box<dyn Source>)
+    });
+    let mut g = windowed_job_over(staged, 2, 1, &out)?;
     g.watermark_interval = Duration::ZERO;
-    let src = g.add_source(
-        "src",
-        2,
-        Arc::new(|_t: &TaskInfo| {
-            Ok(Box::new(Staged {
-                subtask: 0,
-                polls: 0,
-            }) as Box<dyn Source>)
-        }),
-        Some(WatermarkStrategy::bounded(0, Duration::ZERO)),
-    );
-    let spec = WindowAggregateSpec {
-        window: WindowSpec::Tumble { size: 10 },
-        time_column: 0,
-        key_columns: vec![1],
-        aggregates: vec![
-            AggregateCall::new(AggregateFunction::Count, vec![], "c"),
-            AggregateCall::new(AggregateFunction::Sum, vec![Expr::Column(2)], "s"),
-        ],
-        offset: 0,
-        allowed_lateness: 0,
-    };
-    let agg = g.add_operator("agg", 1, spec.factory(schema())?);
-    let sink = g.add_operator("sink", 1, out.factory());
-    g.connect(src, agg, Exchange::Hash(vec![1]))?;
-    g.connect(agg, sink, Exchange::RoundRobin)?;
     let job = Job::start(g)?;
     // Both first batches are read; subtask 1 is inside its slow poll.
     std::thread::sleep(Duration::from_millis(150));
