@@ -51,7 +51,14 @@ def test_prometheus_scrapes_a_running_job(start_server, tmp_path):
         query(root, "CREATE TABLE nowhere (device_id STRING) WITH ('connector' = 'blackhole')")
         job = single_job_id(query(root, "INSERT INTO nowhere SELECT device_id FROM ticks"))
         sample = re.compile(r'^runnel_job_rows_read_total\{job_id="' + job + r'"\} (\S+)$', re.M)
-        text = wait_for("the job's row counter", lambda: sample.search(get(f"http://127.0.0.1:{port}/metrics")) and get(f"http://127.0.0.1:{port}/metrics"))
+        def page_with_rows():
+            # The counter appears as soon as the job starts, at 0; wait
+            # until the source has read something.
+            page = get(f"http://127.0.0.1:{port}/metrics")
+            found = sample.search(page)
+            return found and float(found.group(1)) > 0 and page
+
+        text = wait_for("the job's row counter to grow", page_with_rows)
         # The ADBC calls above were counted and timed.
         calls = re.search(r'^runnel_flight_requests_total\{method="get_flight_info"\} (\d+)$', text, re.M)
         assert calls and int(calls.group(1)) >= 3, text
