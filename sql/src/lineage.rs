@@ -284,6 +284,8 @@ fn walk(plan: &Plan, indirect: &mut BTreeSet<(SourceColumn, Derivation)>) -> Vec
         }
         Node::TopN { input, .. } => {
             let mut cols = walk(input, indirect);
+            // An updating input's changelog column is not the rank.
+            cols.truncate(crate::planner::data_width(input));
             let rest = all(std::slice::from_ref(&cols));
             cols.resize(width, rest);
             cols

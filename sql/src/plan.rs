@@ -347,6 +347,7 @@ impl Plan {
                     needed.iter().copied().filter(|&c| c < width).collect();
                 n.extend(spec.partition_keys.iter().copied());
                 n.insert(spec.time_column);
+                n.extend(spec.order.iter().map(|(c, ..)| *c));
                 aggregate_columns(&spec.aggregates, &mut n);
                 input.prune(&n);
             }
@@ -394,7 +395,7 @@ impl Plan {
             Node::TopN { spec, input, .. } => {
                 let mut key = spec.partition_keys.clone();
                 if spec.limit != 1 {
-                    key.push(input.scope.columns.len());
+                    key.push(crate::planner::data_width(input));
                 }
                 Some(key)
             }
@@ -653,10 +654,13 @@ impl Plan {
             Node::Normalize { spec, .. } => {
                 format!("ChangelogNormalize keys {:?}", spec.key_columns)
             }
-            Node::OverAggregate { spec, .. } => format!(
-                "OverAggregate partition {:?} by time #{} {:?} [{}]",
+            Node::OverAggregate { spec, input } => format!(
+                "OverAggregate partition {:?} {} {:?} [{}]",
                 spec.partition_keys,
-                spec.time_column,
+                match input.updating {
+                    true => format!("order {:?} (column, descending, nulls first)", spec.order),
+                    false => format!("by time #{}", spec.time_column),
+                },
                 spec.frame,
                 spec.aggregates
                     .iter()

@@ -628,6 +628,55 @@ mod oracle {
         assert_eq!(got, sorted_rows(q4), "q4: one row per category");
     }
 
+    /// q6 (each seller's auctions in the order they close, the average
+    /// final price of each one and the ten before it): an OVER aggregation
+    /// over the updating maximum of a comma join, its final rows.
+    #[test]
+    fn q6_over_an_updating_input_equals_the_oracle() {
+        let auctions = rows_of("SELECT id, seller, date_time, expires FROM auction;");
+        let bids = bids();
+        // seller -> (expires, id, final price)
+        let mut sold: BTreeMap<i64, Vec<(i64, i64, i64)>> = BTreeMap::new();
+        for a in &auctions {
+            let id = a[0].as_i64().expect("an id");
+            let from = millis(a[2].as_str().expect("a time"));
+            let to = millis(a[3].as_str().expect("a time"));
+            let top = bids
+                .iter()
+                .filter(|b| b.auction == id && (from..=to).contains(&millis(&b.date_time)))
+                .map(|b| b.price)
+                .max();
+            if let Some(top) = top {
+                sold.entry(a[1].as_i64().expect("a seller"))
+                    .or_default()
+                    .push((to, id, top));
+            }
+        }
+        let mut q6: Vec<Vec<Value>> = Vec::new();
+        for (seller, auctions) in &mut sold {
+            auctions.sort();
+            for i in 0..auctions.len() {
+                let frame = &auctions[i.saturating_sub(10)..=i];
+                // AVG of BIGINT is a BIGINT (truncated), as in Flink.
+                let avg = frame.iter().map(|a| a.2).sum::<i64>() / frame.len() as i64;
+                q6.push(vec![json!(seller), json!(avg)]);
+            }
+        }
+        assert!(
+            sold.values().any(|a| a.len() > 11),
+            "some seller has more than 11 auctions with bids: frames slide"
+        );
+        let (got, want) = (query("q6"), sorted(q6));
+        let missing: Vec<&String> = want.iter().filter(|r| !got.contains(r)).take(5).collect();
+        let extra: Vec<&String> = got.iter().filter(|r| !want.contains(r)).take(5).collect();
+        assert!(
+            got == want,
+            "q6: {} rows, {} expected (one per auction with bids); missing {missing:?}, extra {extra:?}",
+            got.len(),
+            want.len()
+        );
+    }
+
     /// q19 (the ten highest bids of each auction, with their rank) and
     /// q18 (each bidder's last bid on each auction): Top-N and
     /// deduplication, the final rows of their updating output.

@@ -75,23 +75,45 @@ pub struct OverAggregateSpec {
     pub frame: OverFrame,
     /// The aggregates, over the input's columns.
     pub aggregates: Vec<AggregateCall>,
+    /// Over an updating input: the ORDER BY columns (column, descending,
+    /// nulls first), which need not be a time attribute (see
+    /// [`crate::ops::ordered`]); the frame is then `Rows`. Over an
+    /// append-only input it is `time_column` ascending.
+    pub order: Vec<(usize, bool, bool)>,
 }
 
 impl OverAggregateSpec {
     /// A factory for the subtasks; checks the spec against `input`.
     pub fn factory(self, input: SchemaRef) -> Result<OperatorFactory> {
+        if is_updating(&input) {
+            crate::ops::ordered::RetractOver::new(self.clone(), &input)?;
+            return Ok(Arc::new(move |_t: &TaskInfo| {
+                Ok(
+                    Box::new(crate::ops::ordered::RetractOver::new(self.clone(), &input)?)
+                        as Box<dyn Operator>,
+                )
+            }));
+        }
         OverAggregate::new(self.clone(), &input)?;
         Ok(Arc::new(move |_t: &TaskInfo| {
             Ok(Box::new(OverAggregate::new(self.clone(), &input)?) as Box<dyn Operator>)
         }))
     }
 
-    /// The output schema: the input's columns, then the aggregates'.
+    /// The output schema: the input's columns, then the aggregates' (then
+    /// the changelog column, over an updating input).
     pub fn output_schema(&self, input: &Schema) -> Result<SchemaRef> {
-        let aggs = BoundAggregates::new(self.aggregates.clone(), input)?;
-        let mut fields: Vec<Field> = input.fields().iter().map(|f| f.as_ref().clone()).collect();
+        let updating = is_updating(input);
+        let width = input.fields().len() - usize::from(updating);
+        let data = Schema::new(input.fields()[..width].to_vec());
+        let aggs = BoundAggregates::new(self.aggregates.clone(), &data)?;
+        let mut fields: Vec<Field> = data.fields().iter().map(|f| f.as_ref().clone()).collect();
         fields.extend(aggs.fields().iter().cloned());
-        Ok(Arc::new(Schema::new(fields)))
+        let schema = Schema::new(fields);
+        Ok(match updating {
+            true => crate::types::with_row_kind(&schema),
+            false => Arc::new(schema),
+        })
     }
 }
 
@@ -597,6 +619,7 @@ mod tests {
                 AggregateCall::new(F::Count, vec![], "n"),
                 AggregateCall::new(F::Avg, vec![Expr::Column(2)], "a"),
             ],
+            order: vec![(0, false, false)],
         }
     }
 

@@ -86,7 +86,12 @@ impl TopNSpec {
     /// The output schema: the input's columns, the row number when kept,
     /// the changelog column.
     pub fn output_schema(&self, input: &Schema) -> SchemaRef {
-        let mut fields: Vec<Field> = input.fields().iter().map(|f| f.as_ref().clone()).collect();
+        // An updating input's changelog column is replaced by the output's.
+        let width = input.fields().len() - usize::from(is_updating(input));
+        let mut fields: Vec<Field> = input.fields()[..width]
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
         if self.rank_column {
             fields.push(Field::new(&self.rank_name, DataType::Int64, false));
         }
@@ -98,6 +103,15 @@ impl TopNSpec {
 
     /// A factory for the subtasks; checks the spec against `input`.
     pub fn factory(self, input: SchemaRef) -> Result<OperatorFactory> {
+        if is_updating(&input) {
+            crate::ops::ordered::RetractTopN::new(self.clone(), &input)?;
+            return Ok(Arc::new(move |_t: &TaskInfo| {
+                Ok(
+                    Box::new(crate::ops::ordered::RetractTopN::new(self.clone(), &input)?)
+                        as Box<dyn Operator>,
+                )
+            }));
+        }
         TopN::new(self.clone(), &input)?;
         Ok(Arc::new(move |_t: &TaskInfo| {
             Ok(Box::new(TopN::new(self.clone(), &input)?) as Box<dyn Operator>)

@@ -121,7 +121,8 @@ impl Lowerer<'_> {
             .clone()
             .factory(input.schema())
             .map_err(|e| self.err(e))?;
-        if self.options.late_table.is_some() {
+        // Over an updating input nothing is late (no event time).
+        if self.options.late_table.is_some() && !input.updating {
             return self.lower_keyed_with_late_rows(
                 input,
                 "over aggregate",

@@ -39,6 +39,7 @@ mod join;
 mod policies;
 mod query;
 mod rank;
+pub(crate) use rank::data_width;
 mod relation;
 mod select;
 pub mod sink;

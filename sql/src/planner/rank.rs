@@ -83,13 +83,6 @@ pub(super) fn row_number(input: Plan, f: &ast::Function) -> Result<Plan> {
             pos(&f.name),
         ));
     }
-    if input.updating {
-        return Err(SqlError::plan(
-            "ROW_NUMBER() over an updating stream is not supported yet: its input must be \
-             append-only (a table, a window aggregate, an INNER join of append-only streams)",
-            pos(&f.name),
-        ));
-    }
     let scope = &input.scope;
     let partition_keys = spec
         .partition_by
@@ -109,36 +102,12 @@ pub(super) fn row_number(input: Plan, f: &ast::Function) -> Result<Plan> {
             pos(&f.name),
         ));
     }
-    let mut order = Vec::new();
-    for o in &spec.order_by {
-        let c = resolve_column(&o.expr, scope).map_err(|_| {
-            SqlError::plan(
-                format!(
-                    "ORDER BY in OVER takes columns, not {}; compute it in a subquery",
-                    o.expr
-                ),
-                pos(&o.expr),
-            )
-        })?;
-        let descending = match &o.options.sort {
-            None | Some(ast::OrderBySort::Asc) => false,
-            Some(ast::OrderBySort::Desc) => true,
-            Some(ast::OrderBySort::Using(_)) => {
-                return Err(SqlError::plan(
-                    "ORDER BY ... USING is not supported; write ASC or DESC",
-                    pos(&o.expr),
-                ))
-            }
-        };
-        // NULLs are the smallest values, as in Flink: first ascending,
-        // last descending.
-        let nulls_first = o.options.nulls_first.unwrap_or(!descending);
-        order.push((c, descending, nulls_first));
-    }
+    let order = order_columns(&spec.order_by, scope)?;
     // ORDER BY the time attribute DESC is Flink's deduplication keeping
     // the last row: of rows with equal times the latest to arrive wins
     // (when the filter makes it a Top-1, see `set_limit`).
     let later_first = function == RankFunction::RowNumber
+        && !input.updating
         && matches!(order.as_slice(), [(c, true, _)] if input.time_column == Some(*c));
     // PARTITION BY the input's window columns: a window Top-N, emitted
     // when the window closes (append-only).
@@ -146,7 +115,9 @@ pub(super) fn row_number(input: Plan, f: &ast::Function) -> Result<Plan> {
         .window
         .filter(|(s, e)| partition_keys.contains(s) && partition_keys.contains(e))
         .map(|(_, e)| e);
-    let mut columns = scope.columns.clone();
+    // Over an updating input, the input's changelog column gives way to
+    // the Top-N's own (see runnel_engine::ops::ordered).
+    let mut columns = scope.columns[..data_width(&input)].to_vec();
     columns.push(col(ROW_NUMBER_COLUMN, None, DataType::Int64, false));
     if window_end.is_none() {
         columns.push(col(ROW_KIND_COLUMN, None, DataType::Int8, false));
@@ -171,6 +142,37 @@ pub(super) fn row_number(input: Plan, f: &ast::Function) -> Result<Plan> {
             position: pos(&f.name),
         },
     })
+}
+
+/// ORDER BY of an OVER clause as (column, descending, nulls first).
+fn order_columns(order_by: &[ast::OrderByExpr], scope: &Scope) -> Result<Vec<(usize, bool, bool)>> {
+    let mut order = Vec::new();
+    for o in order_by {
+        let c = resolve_column(&o.expr, scope).map_err(|_| {
+            SqlError::plan(
+                format!(
+                    "ORDER BY in OVER takes columns, not {}; compute it in a subquery",
+                    o.expr
+                ),
+                pos(&o.expr),
+            )
+        })?;
+        let descending = match &o.options.sort {
+            None | Some(ast::OrderBySort::Asc) => false,
+            Some(ast::OrderBySort::Desc) => true,
+            Some(ast::OrderBySort::Using(_)) => {
+                return Err(SqlError::plan(
+                    "ORDER BY ... USING is not supported; write ASC or DESC",
+                    pos(&o.expr),
+                ))
+            }
+        };
+        // NULLs are the smallest values, as in Flink: first ascending,
+        // last descending.
+        let nulls_first = o.options.nulls_first.unwrap_or(!descending);
+        order.push((c, descending, nulls_first));
+    }
+    Ok(order)
 }
 
 /// Sets the N of Top-N nodes from the filters above them: a conjunct
@@ -236,7 +238,7 @@ pub(super) fn set_limits(plan: Plan) -> Plan {
 /// N yet, passed through projections unchanged.
 fn row_number_column(plan: &Plan) -> Option<usize> {
     match &plan.node {
-        Node::TopN { input, spec, .. } if spec.limit == 0 => Some(input.scope.columns.len()),
+        Node::TopN { input, spec, .. } if spec.limit == 0 => Some(data_width(input)),
         Node::Project { input, exprs } => {
             let inner = row_number_column(input)?;
             exprs
@@ -247,6 +249,11 @@ fn row_number_column(plan: &Plan) -> Option<usize> {
         Node::Filter { input, .. } => row_number_column(input),
         _ => None,
     }
+}
+
+/// The columns of `plan`'s output before its changelog column, if any.
+pub(crate) fn data_width(plan: &Plan) -> usize {
+    plan.scope.columns.len() - usize::from(plan.updating)
 }
 
 fn set_limit(plan: &mut Plan, n: usize) {
@@ -353,13 +360,6 @@ pub(super) fn over_aggregate(
             pos(&f.name),
         ));
     }
-    if input.updating {
-        return Err(SqlError::plan(
-            "an OVER aggregation over an updating stream is not supported yet: its input must be \
-             append-only",
-            pos(&first.name),
-        ));
-    }
     let scope = &input.scope;
     let partition_keys = spec
         .partition_by
@@ -373,6 +373,9 @@ pub(super) fn over_aggregate(
             })
         })
         .collect::<Result<Vec<usize>>>()?;
+    if input.updating {
+        return updating_over(input, calls, partition_keys, spec);
+    }
     let time_column = match spec.order_by.as_slice() {
         [o] if !matches!(o.options.sort, Some(ast::OrderBySort::Desc)) => {
             let c = resolve_column(&o.expr, scope).ok();
@@ -418,7 +421,7 @@ pub(super) fn over_aggregate(
             input,
             calls,
             partition_keys,
-            time_column,
+            vec![(time_column, false, false)],
             OverFrame::UnboundedRange,
         );
     };
@@ -438,7 +441,8 @@ pub(super) fn over_aggregate(
                     return Err(frame_error("GROUPS frames are not supported"))
                 }
             };
-            return finish_over(input, calls, partition_keys, time_column, unbounded);
+            let order = vec![(time_column, false, false)];
+            return finish_over(input, calls, partition_keys, order, unbounded);
         }
         _ => {
             return Err(frame_error(
@@ -448,14 +452,8 @@ pub(super) fn over_aggregate(
     };
     let frame = match frame.units {
         ast::WindowFrameUnits::Rows => {
-            let n = match start.as_ref() {
-                ast::Expr::Value(v) => match &v.value {
-                    ast::Value::Number(n, _) => n.parse::<u64>().ok(),
-                    _ => None,
-                },
-                _ => None,
-            }
-            .ok_or_else(|| frame_error("ROWS takes a whole number of rows"))?;
+            let n =
+                row_count(start).ok_or_else(|| frame_error("ROWS takes a whole number of rows"))?;
             OverFrame::Rows(n)
         }
         ast::WindowFrameUnits::Range => {
@@ -472,7 +470,77 @@ pub(super) fn over_aggregate(
             return Err(frame_error("GROUPS frames are not supported"))
         }
     };
-    finish_over(input, calls, partition_keys, time_column, frame)
+    let order = vec![(time_column, false, false)];
+    finish_over(input, calls, partition_keys, order, frame)
+}
+
+/// A whole number of rows (`10` of `10 PRECEDING`).
+fn row_count(e: &ast::Expr) -> Option<u64> {
+    match e {
+        ast::Expr::Value(v) => match &v.value {
+            ast::Value::Number(n, _) => n.parse::<u64>().ok(),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// An OVER aggregation over an updating input: ORDER BY any columns, a
+/// ROWS frame of n rows (see runnel_engine::ops::ordered).
+fn updating_over(
+    input: Plan,
+    calls: Vec<&ast::Function>,
+    partition_keys: Vec<usize>,
+    spec: &ast::WindowSpec,
+) -> Result<(Plan, Vec<String>)> {
+    let first = calls[0];
+    let why = input
+        .updating_cause()
+        .unwrap_or_else(|| "its rows are changes".into());
+    let refuse = |what: &str| {
+        SqlError::plan(
+            format!(
+                "{what}: over an updating stream an OVER window takes ROWS BETWEEN n PRECEDING \
+                 AND CURRENT ROW (the input updates because {why})"
+            ),
+            pos(&first.name),
+        )
+    };
+    if spec.order_by.is_empty() {
+        return Err(refuse("this OVER window has no ORDER BY"));
+    }
+    let order = order_columns(&spec.order_by, &input.scope)?;
+    let n = match &spec.window_frame {
+        Some(frame)
+            if frame.units == ast::WindowFrameUnits::Rows
+                && matches!(
+                    frame.end_bound,
+                    None | Some(ast::WindowFrameBound::CurrentRow)
+                ) =>
+        {
+            match &frame.start_bound {
+                ast::WindowFrameBound::Preceding(Some(start)) => {
+                    row_count(start).ok_or_else(|| refuse("ROWS takes a whole number of rows"))?
+                }
+                ast::WindowFrameBound::CurrentRow => 0,
+                _ => return Err(refuse("this frame is not bounded")),
+            }
+        }
+        Some(_) => {
+            return Err(refuse(
+                "this frame is not a ROWS frame ending at the current row",
+            ))
+        }
+        None => {
+            return Err(refuse(
+                "this OVER window has no frame (Flink's default is RANGE UNBOUNDED PRECEDING)",
+            ))
+        }
+    };
+    if n > 10_000 {
+        return Err(refuse("this frame reaches back more than 10000 rows"));
+    }
+    finish_over(input, calls, partition_keys, order, OverFrame::Rows(n))
 }
 
 /// The OverAggregate node of `calls` over `input` with `frame`.
@@ -480,13 +548,13 @@ fn finish_over(
     input: Plan,
     calls: Vec<&ast::Function>,
     partition_keys: Vec<usize>,
-    time_column: usize,
+    order: Vec<(usize, bool, bool)>,
     frame: OverFrame,
 ) -> Result<(Plan, Vec<String>)> {
     let scope = &input.scope;
     let mut aggregates = Vec::new();
     let mut names = Vec::new();
-    let mut columns = scope.columns.clone();
+    let mut columns = scope.columns[..data_width(&input)].to_vec();
     for (i, f) in calls.iter().enumerate() {
         let mut plain = (*f).clone();
         plain.over = None;
@@ -503,18 +571,23 @@ fn finish_over(
         aggregates.push(call);
         names.push(column);
     }
+    let updating = input.updating;
+    if updating {
+        columns.push(col(ROW_KIND_COLUMN, None, DataType::Int8, false));
+    }
     let plan = Plan {
-        time_column: input.time_column,
-        window: input.window,
-        updating: false,
+        time_column: input.time_column.filter(|_| !updating),
+        window: input.window.filter(|_| !updating),
+        updating,
         scope: Scope::new(columns),
         node: Node::OverAggregate {
             input: Box::new(input),
             spec: OverAggregateSpec {
                 partition_keys,
-                time_column,
+                time_column: order[0].0,
                 frame,
                 aggregates,
+                order,
             },
         },
     };
