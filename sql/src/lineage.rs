@@ -268,6 +268,7 @@ fn walk(plan: &Plan, indirect: &mut BTreeSet<(SourceColumn, Derivation)>) -> Vec
         }
         Node::SessionAggregate { input, spec } => {
             let cols = walk(input, indirect);
+            let width = width.saturating_sub(usize::from(plan.updating));
             let time = Some(spec.time_column);
             keyed_aggregate(&cols, &spec.key_columns, time, &spec.aggregates, width)
         }

@@ -383,6 +383,9 @@ impl Plan {
             Node::WindowAggregate { spec, .. } if self.updating => {
                 Some((0..spec.key_columns.len() + 2).collect())
             }
+            Node::SessionAggregate { spec, .. } if self.updating => {
+                Some((0..spec.key_columns.len() + 2).collect())
+            }
             Node::Normalize { spec, .. } => Some(spec.key_columns.clone()),
             // Each change is of one rank of one partition; the first rank
             // of a partition is the partition's only row.
@@ -438,6 +441,12 @@ impl Plan {
             Node::WindowAggregate { spec, .. } if spec.allowed_lateness > 0 => {
                 return Some(format!(
                     "its windows are corrected for rows up to {} ms late ('table.exec.emit.allow-lateness')",
+                    spec.allowed_lateness
+                ))
+            }
+            Node::SessionAggregate { spec, .. } if spec.allowed_lateness > 0 => {
+                return Some(format!(
+                    "its session windows are corrected for rows up to {} ms late ('table.exec.emit.allow-lateness')",
                     spec.allowed_lateness
                 ))
             }
@@ -586,8 +595,13 @@ impl Plan {
                 }
             ),
             Node::SessionAggregate { spec, .. } => format!(
-                "SessionAggregate gap {} ms keys {:?}",
-                spec.gap, spec.key_columns
+                "SessionAggregate gap {} ms keys {:?}{}",
+                spec.gap,
+                spec.key_columns,
+                match spec.allowed_lateness {
+                    0 => String::new(),
+                    l => format!(" allowed lateness {l} ms"),
+                }
             ),
             Node::GroupAggregate { spec, .. } => format!(
                 "GroupAggregate keys {:?}{}",

@@ -77,6 +77,7 @@ pub fn window_factory(spec: WindowSpec) -> OperatorFactory {
             key_columns: vec![1],
             aggregates: all_aggregates(),
             late_rows: false,
+            allowed_lateness: 0,
         }
         .factory(schema()),
         window => WindowAggregateSpec {

@@ -112,6 +112,7 @@ fn run(parallelism: usize) -> Result<(Vec<WindowResult>, Vec<WindowResult>)> {
         key_columns: vec![1],
         aggregates: all_aggregates(),
         late_rows: false,
+        allowed_lateness: 0,
     };
     let hop_op = g.add_operator("hop", parallelism, hop.factory(schema())?);
     let session_op = g.add_operator("session", parallelism, session.factory(schema())?);

@@ -38,4 +38,6 @@ pub use top_n::{RankFunction, TopN, TopNSpec};
 pub use window_agg::{WindowAggregate, WindowAggregateSpec};
 pub use window_join::{WindowAssign, WindowJoin, WindowJoinSpec};
 #[cfg(test)]
+mod session_lateness_tests;
+#[cfg(test)]
 mod tests;

@@ -9,11 +9,23 @@
 //! group index, and indices of fired sessions are reused. With
 //! `late_rows`, late rows are not only counted but reported in the output
 //! (see [`crate::ops::late::with_late_columns`]), for a late-data table.
+//!
+//! Allowed lateness (`allowed_lateness` > 0): a fired session is kept
+//! until the watermark passes its end by that much, and the output is
+//! updating. A row that reaches a kept session (falls into it, extends it,
+//! bridges it with another) corrects it as soon as the row arrives: a
+//! session whose bounds stayed gets `-U` of its old result and `+U` of
+//! its new one; one whose bounds changed or that merged into another gets
+//! `-D` (its bounds are part of its row), and the session it became is
+//! `+I`, at once if it has ended by the watermark, else when it fires. A
+//! row whose own session ended more than the lateness before the
+//! watermark is late. A session has fired exactly when its end - 1 is at
+//! or below the watermark, so restored state needs no flag.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
-use arrow::array::{Array, BooleanArray, RecordBatch, TimestampMillisecondArray};
+use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, TimestampMillisecondArray};
 use arrow::datatypes::{Schema, SchemaRef};
 use runnel_state::{encode_time, TableId};
 
@@ -26,7 +38,7 @@ use crate::ops::agg::{
     AggregateCall, BoundAggregates,
 };
 use crate::ops::window_agg::output_schema;
-use crate::types::{event_time_millis, Barrier, EventTime};
+use crate::types::{event_time_millis, Barrier, EventTime, RowKind};
 use crate::window::WindowSpec;
 
 /// What a session window aggregate computes.
@@ -44,13 +56,20 @@ pub struct SessionAggregateSpec {
     /// only counting them: the output then has
     /// [`crate::ops::late::with_late_columns`].
     pub late_rows: bool,
+    /// Milliseconds a fired session is kept and corrected (see the module
+    /// docs); 0: each session fires once and the output is append-only.
+    pub allowed_lateness: i64,
 }
 
 impl SessionAggregateSpec {
     /// The schema of its results (without the late-row columns).
     pub fn output_schema(&self, input: &Schema) -> Result<SchemaRef> {
         let aggs = BoundAggregates::new(self.aggregates.clone(), input)?;
-        Ok(output_schema(input, &self.key_columns, aggs.fields()))
+        let schema = output_schema(input, &self.key_columns, aggs.fields());
+        Ok(match self.allowed_lateness > 0 {
+            true => crate::types::with_row_kind(&schema),
+            false => schema,
+        })
     }
 
     /// A factory for the subtasks of this operator.
@@ -85,6 +104,9 @@ pub struct SessionAggregate {
     sessions: HashMap<Box<[u8]>, Vec<Session>, ahash::RandomState>,
     /// (end, group) of every open session, to fire in end order.
     by_end: BTreeSet<(EventTime, u32)>,
+    /// Allowed lateness: (end - 1 + lateness, group) of every fired session
+    /// still kept, to drop in that order.
+    by_cleanup: BTreeSet<(EventTime, u32)>,
     /// Key of every live group.
     key_of: HashMap<u32, Box<[u8]>>,
     free: Vec<u32>,
@@ -112,7 +134,12 @@ impl SessionAggregate {
         }
         let aggs = BoundAggregates::new(spec.aggregates.clone(), input)?;
         let encoder = KeyEncoder::new(input, &spec.key_columns)?;
-        let schema = output_schema(input, &spec.key_columns, aggs.fields());
+        if spec.allowed_lateness < 0 {
+            return Err(EngineError::Plan(
+                "the allowed lateness cannot be negative".into(),
+            ));
+        }
+        let schema = spec.output_schema(input)?;
         let marked = spec
             .late_rows
             .then(|| crate::ops::late::with_late_columns(&schema));
@@ -126,6 +153,7 @@ impl SessionAggregate {
             schema,
             sessions: HashMap::default(),
             by_end: BTreeSet::new(),
+            by_cleanup: BTreeSet::new(),
             key_of: HashMap::new(),
             free: Vec::new(),
             next_group: 0,
@@ -156,6 +184,142 @@ impl SessionAggregate {
     }
 }
 
+impl SessionAggregate {
+    /// Removes `group`'s session (of `key`) from the open and kept ones.
+    fn forget(&mut self, key: &[u8], group: u32) -> Result<Session> {
+        self.key_of.remove(&group);
+        let list = self
+            .sessions
+            .get_mut(key)
+            .ok_or_else(|| EngineError::Internal("session list missing".into()))?;
+        let pos = list
+            .iter()
+            .position(|s| s.group == group)
+            .ok_or_else(|| EngineError::Internal("session missing from its key".into()))?;
+        let session = list.remove(pos);
+        self.touched.insert(group);
+        if list.is_empty() {
+            self.sessions.remove(key);
+        }
+        Ok(session)
+    }
+
+    /// Allowed lateness: the rows that correct fired sessions after a
+    /// batch. `before`: the fired sessions it changed, as they were, with
+    /// their results `retracted`; `ended`: the groups of ended sessions it
+    /// made or changed (followed through `redirect` when merged away).
+    fn corrections(
+        &self,
+        before: Vec<(Box<[u8]>, Session)>,
+        retracted: &[ArrayRef],
+        ended: Vec<u32>,
+        redirect: &HashMap<u32, u32>,
+    ) -> Result<Rows> {
+        let mut now: Vec<(Box<[u8]>, Session)> = Vec::new();
+        for mut g in ended {
+            while let Some(&to) = redirect.get(&g) {
+                g = to;
+            }
+            if now.iter().any(|(_, s)| s.group == g) {
+                continue;
+            }
+            let Some(key) = self.key_of.get(&g) else {
+                continue;
+            };
+            let list = self.sessions.get(key);
+            if let Some(s) = list.and_then(|l| l.iter().find(|s| s.group == g)) {
+                if ended_by(s, self.watermark) {
+                    now.push((key.clone(), *s));
+                }
+            }
+        }
+        let groups: Vec<u32> = now.iter().map(|(_, s)| s.group).collect();
+        let current: Vec<ArrayRef> = self
+            .accs
+            .iter()
+            .map(|acc| acc.evaluate(&groups))
+            .collect::<Result<_>>()?;
+        let mut rows = Vec::new();
+        let mut paired = vec![false; now.len()];
+        for (i, (key, old)) in before.into_iter().enumerate() {
+            let same = now
+                .iter()
+                .position(|(_, s)| (s.group, s.start, s.end) == (old.group, old.start, old.end));
+            match same {
+                Some(j) => {
+                    rows.push((key, old, RowKind::UpdateBefore, i));
+                    rows.push((now[j].0.clone(), now[j].1, RowKind::UpdateAfter, j));
+                    paired[j] = true;
+                }
+                None => rows.push((key, old, RowKind::Delete, i)),
+            }
+        }
+        for (j, (key, s)) in now.into_iter().enumerate() {
+            if !paired[j] {
+                rows.push((key, s, RowKind::Insert, j));
+            }
+        }
+        let retracted = match retracted.is_empty() {
+            true => current.clone(),
+            false => retracted.to_vec(),
+        };
+        Ok((rows, retracted, current))
+    }
+
+    /// Emits result rows: keys, bounds, aggregates (from the retracted
+    /// values for `-U`/`-D`, the current ones otherwise) and, with allowed
+    /// lateness, the row kinds.
+    fn emit(&self, (rows, retracted, current): Rows, out: &mut dyn Collector) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let parser = self.encoder.converter().parser();
+        let mut columns = self
+            .encoder
+            .decode(rows.iter().map(|(k, ..)| parser.parse(k)))?;
+        columns.push(Arc::new(TimestampMillisecondArray::from(
+            rows.iter().map(|(_, s, ..)| s.start).collect::<Vec<_>>(),
+        )));
+        columns.push(Arc::new(TimestampMillisecondArray::from(
+            rows.iter().map(|(_, s, ..)| s.end).collect::<Vec<_>>(),
+        )));
+        let picks: Vec<(usize, usize)> = rows
+            .iter()
+            .map(|(_, _, kind, i)| (usize::from(kind.is_addition()), *i))
+            .collect();
+        for (old, new) in retracted.iter().zip(&current) {
+            columns.push(arrow::compute::interleave(
+                &[old.as_ref(), new.as_ref()],
+                &picks,
+            )?);
+        }
+        if self.spec.allowed_lateness > 0 {
+            let kinds: Vec<RowKind> = rows.iter().map(|(_, _, k, _)| *k).collect();
+            columns.push(crate::types::row_kind_array(&kinds));
+        }
+        let results = RecordBatch::try_new(Arc::clone(&self.schema), columns)?;
+        match &self.marked {
+            Some(marked) => out.collect(crate::ops::late::results_with_late_columns(
+                marked, results,
+            )?),
+            None => out.collect(results),
+        }
+    }
+
+    /// Puts `s` where it waits (see [`schedule`]).
+    fn schedule(&mut self, s: Session) {
+        let watermark = self.watermark;
+        let lateness = self.spec.allowed_lateness;
+        schedule(
+            &mut self.by_end,
+            &mut self.by_cleanup,
+            s,
+            watermark,
+            lateness,
+        );
+    }
+}
+
 impl Operator for SessionAggregate {
     fn state_layout(&self) -> crate::operator::StateLayout {
         crate::operator::StateLayout::KeyGroups
@@ -180,8 +344,9 @@ impl Operator for SessionAggregate {
             self.stored.insert(group, agg::state_key(ctx, &key, &ns));
             let list = self.sessions.entry(key.clone().into()).or_default();
             let pos = list.partition_point(|s| s.start < start);
-            list.insert(pos, Session { start, end, group });
-            self.by_end.insert((end, group));
+            let session = Session { start, end, group };
+            list.insert(pos, session);
+            self.schedule(session);
             self.key_of.insert(group, key.into());
         }
         Ok(())
@@ -237,6 +402,7 @@ impl Operator for SessionAggregate {
         let key_rows = self.encoder.encode(&batch)?;
         let inputs = self.aggs.evaluate(&batch)?;
         let gap = self.spec.gap;
+        let (watermark, lateness) = (self.watermark, self.spec.allowed_lateness);
         let mut groups = vec![0u32; n];
         let mut keep = vec![true; n];
         // Sessions absorbed by others in this batch: (into, from), in order.
@@ -246,6 +412,12 @@ impl Operator for SessionAggregate {
         // Groups freed in this batch are reused only after it, so that rows
         // assigned earlier in the batch never land in a recycled group.
         let mut freed_now: Vec<u32> = Vec::new();
+        // Allowed lateness: fired sessions this batch changes, as they were
+        // before it (their emitted results to retract); sessions created in
+        // this batch; ended sessions this batch made or changed.
+        let mut before: Vec<(Box<[u8]>, Session)> = Vec::new();
+        let mut created: HashSet<u32> = HashSet::new();
+        let mut ended: Vec<u32> = Vec::new();
         for i in 0..n {
             if times.is_null(i) {
                 keep[i] = false;
@@ -260,7 +432,7 @@ impl Operator for SessionAggregate {
             let first = list.partition_point(|s| s.end < start);
             let last = list.partition_point(|s| s.start <= end);
             if first == last {
-                if end.saturating_sub(1) <= self.watermark {
+                if end.saturating_sub(1).saturating_add(lateness) <= watermark {
                     keep[i] = false;
                     dropped += 1;
                     if list.is_empty() {
@@ -273,8 +445,14 @@ impl Operator for SessionAggregate {
                     self.next_group += 1;
                     self.next_group - 1
                 });
-                list.insert(first, Session { start, end, group });
-                self.by_end.insert((end, group));
+                let session = Session { start, end, group };
+                list.insert(first, session);
+                let (by_end, by_cleanup) = (&mut self.by_end, &mut self.by_cleanup);
+                schedule(by_end, by_cleanup, session, watermark, lateness);
+                if ended_by(&session, watermark) {
+                    ended.push(group);
+                }
+                created.insert(group);
                 self.key_of.insert(group, key.as_ref().into());
                 self.touched.insert(group);
                 groups[i] = group;
@@ -291,6 +469,11 @@ impl Operator for SessionAggregate {
                 merged.start = merged.start.min(s.start);
                 merged.end = merged.end.max(s.end);
                 self.by_end.remove(&(s.end, s.group));
+                self.by_cleanup.remove(&(cleanup_at(s, lateness), s.group));
+                let fired = ended_by(s, watermark) && !created.contains(&s.group);
+                if fired && !before.iter().any(|(_, b)| b.group == s.group) {
+                    before.push((key.as_ref().into(), *s));
+                }
             }
             for s in &absorbed[1..] {
                 self.touched.insert(s.group);
@@ -300,7 +483,11 @@ impl Operator for SessionAggregate {
                 freed_now.push(s.group);
             }
             list.insert(first, merged);
-            self.by_end.insert((merged.end, merged.group));
+            let (by_end, by_cleanup) = (&mut self.by_end, &mut self.by_cleanup);
+            schedule(by_end, by_cleanup, merged, watermark, lateness);
+            if ended_by(&merged, watermark) {
+                ended.push(merged.group);
+            }
             self.touched.insert(merged.group);
             groups[i] = merged.group;
         }
@@ -317,6 +504,17 @@ impl Operator for SessionAggregate {
                 )?)?;
             }
         }
+        // The results the corrections retract, before anything changes.
+        let retracted: Vec<ArrayRef> = match before.is_empty() {
+            true => Vec::new(),
+            false => {
+                let old: Vec<u32> = before.iter().map(|(_, s)| s.group).collect();
+                self.accs
+                    .iter()
+                    .map(|acc| acc.evaluate(&old))
+                    .collect::<Result<_>>()?
+            }
+        };
         for (into, from) in merges {
             self.merge_groups(into, from)?;
         }
@@ -327,24 +525,27 @@ impl Operator for SessionAggregate {
         }
         let first_seq = self.seq;
         self.seq += n as u64;
-        if dropped == n as u64 {
+        if dropped < n as u64 {
+            let mask: Option<BooleanArray> = if dropped == 0 {
+                None
+            } else {
+                Some(keep.iter().map(|&k| Some(k)).collect())
+            };
+            update_all(
+                &mut self.accs,
+                &inputs,
+                &groups,
+                mask.as_ref(),
+                self.next_group as usize,
+                first_seq,
+            )?;
+        }
+        self.free.extend(freed_now);
+        if before.is_empty() && ended.is_empty() {
             return Ok(());
         }
-        let mask: Option<BooleanArray> = if dropped == 0 {
-            None
-        } else {
-            Some(keep.iter().map(|&k| Some(k)).collect())
-        };
-        update_all(
-            &mut self.accs,
-            &inputs,
-            &groups,
-            mask.as_ref(),
-            self.next_group as usize,
-            first_seq,
-        )?;
-        self.free.extend(freed_now);
-        Ok(())
+        let corrections = self.corrections(before, &retracted, ended, &redirect)?;
+        self.emit(corrections, out)
     }
 
     fn on_watermark(
@@ -357,62 +558,108 @@ impl Operator for SessionAggregate {
             return Ok(());
         }
         self.watermark = watermark;
+        let lateness = self.spec.allowed_lateness;
         let mut fired: Vec<(Box<[u8]>, Session)> = Vec::new();
+        // Groups whose sessions are forgotten: reset and reused after this.
+        let mut gone: Vec<u32> = Vec::new();
         while let Some(&(end, group)) = self.by_end.first() {
             if end.saturating_sub(1) > watermark {
                 break;
             }
             self.by_end.pop_first();
-            let key = self.key_of.remove(&group).ok_or_else(|| {
+            let key = self.key_of.get(&group).cloned().ok_or_else(|| {
                 EngineError::Internal(format!("session group {group} has no key"))
             })?;
-            let list = self
-                .sessions
-                .get_mut(&key)
-                .ok_or_else(|| EngineError::Internal("session list missing".into()))?;
-            let pos = list
-                .iter()
-                .position(|s| s.group == group)
-                .ok_or_else(|| EngineError::Internal("session missing from its key".into()))?;
-            let session = list.remove(pos);
-            self.touched.insert(group);
-            if list.is_empty() {
-                self.sessions.remove(&key);
-            }
+            let session = match lateness > 0 {
+                // Kept for corrections until the lateness has passed.
+                true => {
+                    let list = self.sessions.get(&key);
+                    let found = list.and_then(|l| l.iter().find(|s| s.group == group));
+                    let session = *found.ok_or_else(|| {
+                        EngineError::Internal("session missing from its key".into())
+                    })?;
+                    self.by_cleanup
+                        .insert((cleanup_at(&session, lateness), group));
+                    session
+                }
+                false => {
+                    gone.push(group);
+                    self.forget(&key, group)?
+                }
+            };
             fired.push((key, session));
         }
-        if fired.is_empty() {
-            return Ok(());
+        // Fired sessions whose lateness has passed.
+        while let Some(&(at, group)) = self.by_cleanup.first() {
+            if at > watermark {
+                break;
+            }
+            self.by_cleanup.pop_first();
+            let key = self.key_of.get(&group).cloned().ok_or_else(|| {
+                EngineError::Internal(format!("session group {group} has no key"))
+            })?;
+            self.forget(&key, group)?;
+            gone.push(group);
         }
-        let groups: Vec<u32> = fired.iter().map(|(_, s)| s.group).collect();
-        let parser = self.encoder.converter().parser();
-        let mut columns = self
-            .encoder
-            .decode(fired.iter().map(|(k, _)| parser.parse(k)))?;
-        columns.push(Arc::new(TimestampMillisecondArray::from(
-            fired.iter().map(|(_, s)| s.start).collect::<Vec<_>>(),
-        )));
-        columns.push(Arc::new(TimestampMillisecondArray::from(
-            fired.iter().map(|(_, s)| s.end).collect::<Vec<_>>(),
-        )));
-        for acc in &self.accs {
-            columns.push(acc.evaluate(&groups)?);
+        let mut results = Ok(());
+        if !fired.is_empty() {
+            let rows: Vec<(Box<[u8]>, Session, RowKind, usize)> = fired
+                .into_iter()
+                .enumerate()
+                .map(|(i, (k, s))| (k, s, RowKind::Insert, i))
+                .collect();
+            let groups: Vec<u32> = rows.iter().map(|(_, s, ..)| s.group).collect();
+            let values: Vec<ArrayRef> = self
+                .accs
+                .iter()
+                .map(|acc| acc.evaluate(&groups))
+                .collect::<Result<_>>()?;
+            results = self.emit((rows, values.clone(), values), out);
         }
         for acc in self.accs.iter_mut() {
-            for &g in &groups {
+            for &g in &gone {
                 acc.reset(g);
             }
         }
-        self.free.extend(groups);
-        let results = RecordBatch::try_new(Arc::clone(&self.schema), columns)?;
-        match &self.marked {
-            Some(marked) => out.collect(crate::ops::late::results_with_late_columns(
-                marked, results,
-            )?),
-            None => out.collect(results),
-        }
+        self.free.extend(gone);
+        results
     }
 }
+
+/// Puts `s` where it waits: to fire (open), or to be dropped (fired,
+/// kept for the allowed lateness).
+fn schedule(
+    by_end: &mut BTreeSet<(EventTime, u32)>,
+    by_cleanup: &mut BTreeSet<(EventTime, u32)>,
+    s: Session,
+    watermark: EventTime,
+    lateness: i64,
+) {
+    if ended_by(&s, watermark) {
+        by_cleanup.insert((cleanup_at(&s, lateness), s.group));
+    } else {
+        by_end.insert((s.end, s.group));
+    }
+}
+
+/// True when the watermark has reached the session's last millisecond: it
+/// fired (or fires now).
+fn ended_by(s: &Session, watermark: EventTime) -> bool {
+    s.end.saturating_sub(1) <= watermark
+}
+
+/// The watermark at which a fired session is dropped.
+fn cleanup_at(s: &Session, lateness: i64) -> EventTime {
+    s.end.saturating_sub(1).saturating_add(lateness)
+}
+
+/// Output rows to emit: (key, session, kind, index into the values), the
+/// retracted values and the current values (one array per aggregate).
+type Rows = (
+    Vec<(Box<[u8]>, Session, RowKind, usize)>,
+    Vec<ArrayRef>,
+    Vec<ArrayRef>,
+);
 
 impl SessionAggregate {
     /// Number of open sessions (for tests and metrics).

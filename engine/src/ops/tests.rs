@@ -314,6 +314,7 @@ fn session_op(gap: i64) -> Result<Box<SessionAggregate>> {
         key_columns: vec![1],
         aggregates: calls(),
         late_rows: false,
+        allowed_lateness: 0,
     };
     Ok(Box::new(SessionAggregate::new(spec, &schema())?))
 }

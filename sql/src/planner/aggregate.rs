@@ -442,13 +442,14 @@ fn aggregate_node(
                     key_columns: keys.to_vec(),
                     aggregates: calls,
                     late_rows: false,
+                    allowed_lateness: lateness,
                 };
                 (
                     Node::SessionAggregate {
                         input: Box::new(base),
                         spec,
                     },
-                    false,
+                    lateness > 0,
                 )
             }
             w => {
