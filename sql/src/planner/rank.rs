@@ -84,25 +84,14 @@ pub(super) fn row_number(input: Plan, f: &ast::Function) -> Result<Plan> {
         ));
     }
     let scope = &input.scope;
-    let partition_keys = spec
-        .partition_by
-        .iter()
-        .map(|e| {
-            resolve_column(e, scope).map_err(|_| {
-                SqlError::plan(
-                    format!("PARTITION BY takes columns, not {e}; compute it in a subquery"),
-                    pos(e),
-                )
-            })
-        })
-        .collect::<Result<Vec<usize>>>()?;
+    let partition_keys = partition_columns(&spec.partition_by, &input)?;
     if spec.order_by.is_empty() {
         return Err(SqlError::plan(
             "ROW_NUMBER() needs ORDER BY in its OVER clause: which rows come first",
             pos(&f.name),
         ));
     }
-    let order = order_columns(&spec.order_by, scope)?;
+    let order = order_columns(&spec.order_by, &input)?;
     // ORDER BY the time attribute DESC is Flink's deduplication keeping
     // the last row: of rows with equal times the latest to arrive wins
     // (when the filter makes it a Top-1, see `set_limit`).
@@ -113,6 +102,7 @@ pub(super) fn row_number(input: Plan, f: &ast::Function) -> Result<Plan> {
     // when the window closes (append-only).
     let window_end = input
         .window
+        .filter(|_| !input.updating)
         .filter(|(s, e)| partition_keys.contains(s) && partition_keys.contains(e))
         .map(|(_, e)| e);
     // Over an updating input, the input's changelog column gives way to
@@ -144,19 +134,36 @@ pub(super) fn row_number(input: Plan, f: &ast::Function) -> Result<Plan> {
     })
 }
 
+/// A column of `input` named in an OVER clause; not its changelog column.
+fn over_column(e: &ast::Expr, input: &Plan, clause: &str) -> Result<usize> {
+    let c = resolve_column(e, &input.scope).map_err(|_| {
+        SqlError::plan(
+            format!("{clause} takes columns, not {e}; compute it in a subquery"),
+            pos(e),
+        )
+    })?;
+    if c >= data_width(input) {
+        return Err(SqlError::plan(
+            format!("{clause} cannot use the changelog column {e}"),
+            pos(e),
+        ));
+    }
+    Ok(c)
+}
+
+/// PARTITION BY of an OVER clause.
+fn partition_columns(partition_by: &[ast::Expr], input: &Plan) -> Result<Vec<usize>> {
+    partition_by
+        .iter()
+        .map(|e| over_column(e, input, "PARTITION BY"))
+        .collect()
+}
+
 /// ORDER BY of an OVER clause as (column, descending, nulls first).
-fn order_columns(order_by: &[ast::OrderByExpr], scope: &Scope) -> Result<Vec<(usize, bool, bool)>> {
+fn order_columns(order_by: &[ast::OrderByExpr], input: &Plan) -> Result<Vec<(usize, bool, bool)>> {
     let mut order = Vec::new();
     for o in order_by {
-        let c = resolve_column(&o.expr, scope).map_err(|_| {
-            SqlError::plan(
-                format!(
-                    "ORDER BY in OVER takes columns, not {}; compute it in a subquery",
-                    o.expr
-                ),
-                pos(&o.expr),
-            )
-        })?;
+        let c = over_column(&o.expr, input, "ORDER BY in OVER")?;
         let descending = match &o.options.sort {
             None | Some(ast::OrderBySort::Asc) => false,
             Some(ast::OrderBySort::Desc) => true,
@@ -361,18 +368,7 @@ pub(super) fn over_aggregate(
         ));
     }
     let scope = &input.scope;
-    let partition_keys = spec
-        .partition_by
-        .iter()
-        .map(|e| {
-            resolve_column(e, scope).map_err(|_| {
-                SqlError::plan(
-                    format!("PARTITION BY takes columns, not {e}; compute it in a subquery"),
-                    pos(e),
-                )
-            })
-        })
-        .collect::<Result<Vec<usize>>>()?;
+    let partition_keys = partition_columns(&spec.partition_by, &input)?;
     if input.updating {
         return updating_over(input, calls, partition_keys, spec);
     }
@@ -509,7 +505,7 @@ fn updating_over(
     if spec.order_by.is_empty() {
         return Err(refuse("this OVER window has no ORDER BY"));
     }
-    let order = order_columns(&spec.order_by, &input.scope)?;
+    let order = order_columns(&spec.order_by, &input)?;
     let n = match &spec.window_frame {
         Some(frame)
             if frame.units == ast::WindowFrameUnits::Rows
@@ -523,7 +519,12 @@ fn updating_over(
                     row_count(start).ok_or_else(|| refuse("ROWS takes a whole number of rows"))?
                 }
                 ast::WindowFrameBound::CurrentRow => 0,
-                _ => return Err(refuse("this frame is not bounded")),
+                ast::WindowFrameBound::Preceding(None) => {
+                    return Err(refuse("this frame is UNBOUNDED"))
+                }
+                ast::WindowFrameBound::Following(_) => {
+                    return Err(refuse("this frame starts after the current row"))
+                }
             }
         }
         Some(_) => {
@@ -537,8 +538,8 @@ fn updating_over(
             ))
         }
     };
-    if n > 10_000 {
-        return Err(refuse("this frame reaches back more than 10000 rows"));
+    if n > 1_000 {
+        return Err(refuse("this frame reaches back more than 1000 rows"));
     }
     finish_over(input, calls, partition_keys, order, OverFrame::Rows(n))
 }

@@ -267,6 +267,11 @@ impl Partitions {
         let table = self.table()?;
         let mut gone = Vec::new();
         for (key, p) in self.map.iter_mut() {
+            // Empty partitions go, also those a retraction of a row that
+            // was not there left behind (never written).
+            if p.rows.is_empty() {
+                gone.push(key.clone());
+            }
             if !p.dirty {
                 continue;
             }
@@ -274,7 +279,6 @@ impl Partitions {
             let k = state_key(ctx, key, &[]);
             if p.rows.is_empty() {
                 ctx.state.delete(table, &k)?;
-                gone.push(key.clone());
             } else {
                 ctx.state.put_owned(table, k, encode(p))?;
             }

@@ -59,10 +59,10 @@ impl RetractOver {
         }
         let preceding = usize::try_from(n)
             .ok()
-            .filter(|&n| n <= 10_000)
+            .filter(|&n| n <= 1_000)
             .ok_or_else(|| {
                 EngineError::Plan(format!(
-                    "over an updating stream, an OVER frame reaches back at most 10000 rows, not {n}"
+                    "over an updating stream, an OVER frame reaches back at most 1000 rows, not {n}"
                 ))
             })?;
         let parts = Partitions::new("OVER aggregation", input, &spec.partition_keys, &spec.order)?;
