@@ -279,7 +279,15 @@ fn walk(plan: &Plan, indirect: &mut BTreeSet<(SourceColumn, Derivation)>) -> Vec
         }
         Node::OverAggregate { input, spec } => {
             let cols = walk(input, indirect);
-            let aggs = aggregates(&cols, &spec.aggregates);
+            let mut aggs = aggregates(&cols, &spec.aggregates);
+            // LAG copies a value from another row: computed.
+            for lag in &spec.lags {
+                let mut o = expr_origins(&lag.arg, &cols, Derivation::Computed);
+                if let Some(d) = &lag.default {
+                    merge(&mut o, &expr_origins(d, &cols, Derivation::Computed));
+                }
+                aggs.push(o);
+            }
             let data = cols.len().saturating_sub(usize::from(input.updating));
             laid_out(width, cols[..data].to_vec(), &Origins::new(), aggs)
         }

@@ -349,6 +349,12 @@ impl Plan {
                 n.insert(spec.time_column);
                 n.extend(spec.order.iter().map(|(c, ..)| *c));
                 aggregate_columns(&spec.aggregates, &mut n);
+                for lag in &spec.lags {
+                    lag.arg.columns(&mut n);
+                    if let Some(d) = &lag.default {
+                        d.columns(&mut n);
+                    }
+                }
                 input.prune(&n);
             }
             Node::TopN { input, spec, .. } => {

@@ -29,7 +29,7 @@ pub use interval_join::{IntervalJoin, IntervalJoinSpec};
 pub use lookup_join::{JoinKind, LookupJoin};
 pub use normalize::{ChangelogNormalize, MaterializeSpec, NormalizeSpec, UpsertMaterialize};
 pub use ordered::{RetractOver, RetractTopN};
-pub use over_agg::{OverAggregate, OverAggregateSpec, OverFrame};
+pub use over_agg::{LagCall, OverAggregate, OverAggregateSpec, OverFrame};
 pub use retract_agg::RetractAggregate;
 pub use session::{SessionAggregate, SessionAggregateSpec};
 pub use stream_join::{StreamJoin, StreamJoinSpec};

@@ -80,6 +80,56 @@ pub struct OverAggregateSpec {
     /// [`crate::ops::ordered`]); the frame is then `Rows`. Over an
     /// append-only input it is `time_column` ascending.
     pub order: Vec<(usize, bool, bool)>,
+    /// `LAG` calls (append-only input only), output after the aggregates.
+    pub lags: Vec<LagCall>,
+}
+
+/// `LAG(arg, offset, default)`: `arg` of the row `offset` rows before each
+/// row in its partition (whatever the frame), `default` (or NULL) when
+/// the partition has no such row.
+#[derive(Debug, Clone)]
+pub struct LagCall {
+    /// The value, over the input's columns.
+    pub arg: crate::expr::Expr,
+    /// How many rows back (at least 1).
+    pub offset: usize,
+    /// The value when there is no such row; of `arg`'s type.
+    pub default: Option<crate::expr::Expr>,
+    /// The output column's name.
+    pub name: String,
+}
+
+impl OverAggregateSpec {
+    /// The most rows any LAG looks back.
+    fn lag_reach(&self) -> usize {
+        self.lags.iter().map(|l| l.offset).max().unwrap_or(0)
+    }
+
+    /// The LAG columns' fields over `input`.
+    fn lag_fields(&self, input: &Schema) -> Result<Vec<Field>> {
+        self.lags
+            .iter()
+            .map(|l| {
+                let t = l.arg.data_type(input)?;
+                if let Some(d) = &l.default {
+                    let dt = d.data_type(input)?;
+                    if dt != t && dt != arrow::datatypes::DataType::Null {
+                        return Err(EngineError::Plan(format!(
+                            "the default of {} must be a {t}, not {dt}",
+                            l.name
+                        )));
+                    }
+                }
+                if l.offset == 0 {
+                    return Err(EngineError::Plan(format!(
+                        "{} looks back at least one row",
+                        l.name
+                    )));
+                }
+                Ok(Field::new(&l.name, t, true))
+            })
+            .collect()
+    }
 }
 
 impl OverAggregateSpec {
@@ -109,6 +159,7 @@ impl OverAggregateSpec {
         let aggs = BoundAggregates::new(self.aggregates.clone(), &data)?;
         let mut fields: Vec<Field> = data.fields().iter().map(|f| f.as_ref().clone()).collect();
         fields.extend(aggs.fields().iter().cloned());
+        fields.extend(self.lag_fields(&data)?);
         let schema = Schema::new(fields);
         Ok(match updating {
             true => crate::types::with_row_kind(&schema),
@@ -167,7 +218,7 @@ impl OverAggregate {
                     .into(),
             ));
         }
-        if spec.aggregates.is_empty() {
+        if spec.aggregates.is_empty() && spec.lags.is_empty() {
             return Err(EngineError::Internal(
                 "an OVER aggregation without aggregates".into(),
             ));
@@ -222,80 +273,41 @@ impl OverAggregate {
     }
 
     /// Emits the rows of `key`'s partition at or below `watermark` and
-    /// drops the rows no later frame reaches.
+    /// drops the rows no later frame (or LAG) reaches.
     fn emit_partition(
         &mut self,
         key: &[u8],
         watermark: EventTime,
         out: &mut dyn Collector,
     ) -> Result<bool> {
+        let reach = self.spec.lag_reach();
         let Some(p) = self.partitions.get_mut(key) else {
             return Ok(false);
         };
         let due = p.rows[p.emitted..].partition_point(|h| h.ts <= watermark);
         if self.spec.frame.unbounded() {
             if due > 0 {
-                let parser = self.rows.parser();
-                let columns = self
-                    .rows
-                    .convert_rows(p.rows[..due].iter().map(|h| parser.parse(&h.row)))?;
-                let batch = RecordBatch::try_new(Arc::clone(&self.input), columns)?;
-                let inputs = self.aggs.evaluate(&batch)?;
-                if p.running.is_none() {
-                    p.running = Some(self.aggs.accumulators()?);
-                }
-                let running = p
-                    .running
-                    .as_mut()
-                    .ok_or_else(|| EngineError::Internal("no running aggregates".into()))?;
-                let mut results: Vec<Vec<ArrayRef>> = vec![Vec::new(); running.len()];
-                let mut i = 0;
-                while i < due {
-                    // ROWS: one row at a time; RANGE: the row and its peers.
-                    let j = match self.spec.frame {
-                        OverFrame::UnboundedRange => {
-                            i + p.rows[i..due].partition_point(|h| h.ts <= p.rows[i].ts)
-                        }
-                        _ => i + 1,
-                    };
-                    let slice = UInt32Array::from_iter_values(i as u32..j as u32);
-                    let groups = vec![0u32; j - i];
-                    let taken = take_inputs(&inputs, &slice)?;
-                    for ((acc, input), out) in running.iter_mut().zip(&taken).zip(&mut results) {
-                        acc.update(&crate::aggregate::UpdateArgs {
-                            values: &input.values,
-                            groups: &groups,
-                            filter: input.filter.as_ref(),
-                            total_groups: 1,
-                            first_row_seq: p.fed,
-                        })?;
-                        let value = acc.evaluate(&[0])?;
-                        for _ in i..j {
-                            out.push(Arc::clone(&value));
-                        }
-                    }
-                    p.fed += (j - i) as u64;
-                    i = j;
-                }
-                let mut out_columns: Vec<ArrayRef> = batch.columns().to_vec();
-                for r in results {
-                    let refs: Vec<&dyn Array> = r.iter().map(|a| a.as_ref()).collect();
-                    out_columns.push(arrow::compute::concat(&refs)?);
-                }
-                out.collect(RecordBatch::try_new(Arc::clone(&self.schema), out_columns)?)?;
-                // Emitted rows live on in the running aggregates only.
-                p.last_emitted = p.rows.get(due - 1).map(|h| h.ts);
-                p.rows.drain(..due);
-                p.emitted = 0;
-                p.dirty = true;
+                let view = Emit {
+                    rows: &self.rows,
+                    aggs: &self.aggs,
+                    input: &self.input,
+                    schema: &self.schema,
+                    spec: &self.spec,
+                };
+                emit_unbounded(&view, p, due, out)?;
             }
-            return Ok(!p.rows.is_empty());
+            return Ok(p.emitted < p.rows.len());
         }
         if due > 0 {
             let from = p.emitted;
             let to = from + due;
             let frames = frames_of(self.spec.frame, &p.rows, from..to);
-            let first = frames.iter().map(|f| f.0).min().unwrap_or(from);
+            let first = frames
+                .iter()
+                .map(|f| f.0)
+                .min()
+                .unwrap_or(from)
+                .min(from.saturating_sub(reach));
             let last = frames
                 .iter()
                 .map(|f| f.1)
@@ -340,13 +352,14 @@ impl OverAggregate {
             for acc in &accs {
                 out_columns.push(acc.evaluate(&all)?);
             }
+            out_columns.extend(lag_columns(&self.spec.lags, &batch, first, from..to)?);
             out.collect(RecordBatch::try_new(Arc::clone(&self.schema), out_columns)?)?;
             p.emitted = to;
             p.last_emitted = p.rows.get(to - 1).map(|h| h.ts);
             p.dirty = true;
         }
         // Rows no frame of a later row reaches (later rows are above the
-        // watermark).
+        // watermark), except the last ones a LAG reaches.
         let keep_from = match self.spec.frame {
             OverFrame::Rows(n) => p
                 .emitted
@@ -356,7 +369,8 @@ impl OverAggregate {
                 p.rows[..p.emitted].partition_point(|h| h.ts < oldest)
             }
             OverFrame::UnboundedRows | OverFrame::UnboundedRange => 0,
-        };
+        }
+        .min(p.emitted.saturating_sub(reach));
         if keep_from > 0 {
             p.rows.drain(..keep_from);
             p.emitted -= keep_from;
@@ -364,6 +378,125 @@ impl OverAggregate {
         }
         Ok(p.emitted < p.rows.len())
     }
+}
+
+/// What emitting a partition's rows reads from the operator.
+struct Emit<'a> {
+    rows: &'a RowConverter,
+    aggs: &'a BoundAggregates,
+    input: &'a SchemaRef,
+    schema: &'a SchemaRef,
+    spec: &'a OverAggregateSpec,
+}
+
+/// An UNBOUNDED PRECEDING frame: emits the `due` rows after the kept ones
+/// of `p`, feeding them to its running aggregates, and keeps only the last
+/// rows a LAG reaches.
+fn emit_unbounded(
+    view: &Emit<'_>,
+    p: &mut Partition,
+    due: usize,
+    out: &mut dyn Collector,
+) -> Result<()> {
+    let reach = view.spec.lag_reach();
+    // Rows before `base` are only kept for LAG.
+    let base = p.emitted;
+    let parser = view.rows.parser();
+    let columns = view
+        .rows
+        .convert_rows(p.rows[..base + due].iter().map(|h| parser.parse(&h.row)))?;
+    let batch = RecordBatch::try_new(Arc::clone(view.input), columns)?;
+    let inputs = view.aggs.evaluate(&batch)?;
+    if p.running.is_none() {
+        p.running = Some(view.aggs.accumulators()?);
+    }
+    let running = p
+        .running
+        .as_mut()
+        .ok_or_else(|| EngineError::Internal("no running aggregates".into()))?;
+    let mut results: Vec<Vec<ArrayRef>> = vec![Vec::new(); running.len()];
+    let end = base + due;
+    let mut i = base;
+    while i < end {
+        // ROWS: one row at a time; RANGE: the row and its peers.
+        let j = match view.spec.frame {
+            OverFrame::UnboundedRange => {
+                i + p.rows[i..end].partition_point(|h| h.ts <= p.rows[i].ts)
+            }
+            _ => i + 1,
+        };
+        let slice = UInt32Array::from_iter_values(i as u32..j as u32);
+        let groups = vec![0u32; j - i];
+        let taken = take_inputs(&inputs, &slice)?;
+        for ((acc, input), out) in running.iter_mut().zip(&taken).zip(&mut results) {
+            acc.update(&crate::aggregate::UpdateArgs {
+                values: &input.values,
+                groups: &groups,
+                filter: input.filter.as_ref(),
+                total_groups: 1,
+                first_row_seq: p.fed,
+            })?;
+            let value = acc.evaluate(&[0])?;
+            for _ in i..j {
+                out.push(Arc::clone(&value));
+            }
+        }
+        p.fed += (j - i) as u64;
+        i = j;
+    }
+    let mut out_columns: Vec<ArrayRef> = batch.slice(base, due).columns().to_vec();
+    for r in results {
+        let refs: Vec<&dyn Array> = r.iter().map(|a| a.as_ref()).collect();
+        out_columns.push(arrow::compute::concat(&refs)?);
+    }
+    out_columns.extend(lag_columns(&view.spec.lags, &batch, 0, base..end)?);
+    out.collect(RecordBatch::try_new(Arc::clone(view.schema), out_columns)?)?;
+    // Emitted rows live on in the running aggregates only (and
+    // the last few for LAG).
+    p.last_emitted = p.rows.get(end - 1).map(|h| h.ts);
+    let keep_from = end.saturating_sub(reach);
+    p.rows.drain(..keep_from);
+    p.emitted = end - keep_from;
+    p.dirty = true;
+    Ok(())
+}
+
+/// The LAG columns of the rows `emitted` (partition positions) of a
+/// partition whose rows from position `first` on are `batch`.
+fn lag_columns(
+    lags: &[LagCall],
+    batch: &RecordBatch,
+    first: usize,
+    emitted: std::ops::Range<usize>,
+) -> Result<Vec<ArrayRef>> {
+    let mut out = Vec::with_capacity(lags.len());
+    for lag in lags {
+        let values = lag.arg.evaluate(batch)?;
+        // The row `offset` before each; none before the partition's start.
+        let sources: UInt32Array = emitted
+            .clone()
+            .map(|j| {
+                j.checked_sub(lag.offset)
+                    .filter(|&s| s >= first)
+                    .map(|s| (s - first) as u32)
+            })
+            .collect();
+        let taken = take(values.as_ref(), &sources, None)?;
+        let column = match &lag.default {
+            None => taken,
+            Some(default) => {
+                let defaults = default.evaluate(batch)?;
+                let own =
+                    UInt32Array::from_iter_values(emitted.clone().map(|j| (j - first) as u32));
+                let defaults = take(defaults.as_ref(), &own, None)?;
+                let defaults = arrow::compute::cast(&defaults, values.data_type())?;
+                let missing = arrow::compute::is_null(&sources)?;
+                arrow::compute::kernels::zip::zip(&missing, &defaults, &taken)?
+            }
+        };
+        out.push(column);
+    }
+    Ok(out)
 }
 
 fn encode(p: &Partition) -> Result<Vec<u8>> {
@@ -620,6 +753,7 @@ mod tests {
                 AggregateCall::new(F::Avg, vec![Expr::Column(2)], "a"),
             ],
             order: vec![(0, false, false)],
+            lags: Vec::new(),
         }
     }
 
@@ -846,5 +980,80 @@ mod tests {
             want.sort();
             prop_assert_eq!(got, want);
         }
+    }
+
+    /// LAG(v) and LAG(v, 2, -1) per partition, with each frame kind: the
+    /// values of the rows one and two before, in time order, across
+    /// watermarks (rows dropped for the frame are kept for LAG) and a
+    /// restore.
+    #[test]
+    fn lag_looks_back_across_watermarks_and_restores() -> Result<()> {
+        use crate::expr::ScalarValue;
+        for frame in [
+            OverFrame::Rows(0),
+            OverFrame::Range(1),
+            OverFrame::UnboundedRows,
+            OverFrame::UnboundedRange,
+        ] {
+            let mut s = spec(frame);
+            s.lags = vec![
+                LagCall {
+                    arg: Expr::Column(2),
+                    offset: 1,
+                    default: None,
+                    name: "prev".into(),
+                },
+                LagCall {
+                    arg: Expr::Column(2),
+                    offset: 2,
+                    default: Some(Expr::Literal(ScalarValue::Int64(-1))),
+                    name: "prev2".into(),
+                },
+            ];
+            let lags = |batches: &[RecordBatch]| -> Vec<(Option<i64>, Option<i64>, Option<i64>)> {
+                let mut out = Vec::new();
+                for b in batches {
+                    let v = b.column(2).as_primitive::<Int64Type>();
+                    let p1 = b.column(6).as_primitive::<Int64Type>();
+                    let p2 = b.column(7).as_primitive::<Int64Type>();
+                    for i in 0..b.num_rows() {
+                        let get = |a: &arrow::array::Int64Array| a.is_valid(i).then(|| a.value(i));
+                        out.push((get(v), get(p1), get(p2)));
+                    }
+                }
+                out
+            };
+            let op = || OverAggregate::new(s.clone(), &input()).map(Box::new);
+            let mut h = OperatorHarness::new(op()?)?;
+            h.batch(batch(&[
+                (1, 1, Some(10)),
+                (2, 1, Some(20)),
+                (2, 2, Some(7)),
+            ]))?;
+            h.watermark(5)?;
+            let mut got = lags(&h.take_output());
+            h.batch(batch(&[(6, 1, Some(30))]))?;
+            h.watermark(6)?;
+            got.extend(lags(&h.take_output()));
+            let snapshot = h.checkpoint(1)?;
+            let mut h = OperatorHarness::restored(op()?, &snapshot)?;
+            h.batch(batch(&[(9, 1, Some(40)), (8, 2, None), (9, 2, Some(9))]))?;
+            h.watermark(20)?;
+            got.extend(lags(&h.take_output()));
+            got.sort();
+            let mut want = vec![
+                (Some(10), None, Some(-1)),
+                (Some(20), Some(10), Some(-1)),
+                (Some(30), Some(20), Some(10)),
+                (Some(40), Some(30), Some(20)),
+                (Some(7), None, Some(-1)),
+                (None, Some(7), Some(-1)),
+                // After a NULL value: NULL (the row exists), not the default.
+                (Some(9), None, Some(7)),
+            ];
+            want.sort();
+            assert_eq!(got, want, "{frame:?}");
+        }
+        Ok(())
     }
 }

@@ -233,12 +233,7 @@ impl SessionAggregate {
                 }
             }
         }
-        let groups: Vec<u32> = now.iter().map(|(_, s)| s.group).collect();
-        let current: Vec<ArrayRef> = self
-            .accs
-            .iter()
-            .map(|acc| acc.evaluate(&groups))
-            .collect::<Result<_>>()?;
+        let current = self.results_of(&now)?;
         let mut rows = Vec::new();
         let mut paired = vec![false; now.len()];
         for (i, (key, old)) in before.into_iter().enumerate() {
@@ -259,8 +254,9 @@ impl SessionAggregate {
                 rows.push((key, s, RowKind::Insert, j));
             }
         }
+        // No retractions: empty arrays, one per aggregate.
         let retracted = match retracted.is_empty() {
-            true => current.clone(),
+            true => self.results_of(&[])?,
             false => retracted.to_vec(),
         };
         Ok((rows, retracted, current))
@@ -304,6 +300,34 @@ impl SessionAggregate {
             )?),
             None => out.collect(results),
         }
+    }
+
+    /// The aggregates' current results of `sessions`, one array per
+    /// aggregate.
+    fn results_of(&self, sessions: &[(Box<[u8]>, Session)]) -> Result<Vec<ArrayRef>> {
+        let groups: Vec<u32> = sessions.iter().map(|(_, s)| s.group).collect();
+        self.accs.iter().map(|acc| acc.evaluate(&groups)).collect()
+    }
+
+    /// With a late-data table: the rows of `batch` not kept, as late rows.
+    fn report_late(
+        &self,
+        keep: &[bool],
+        batch: &RecordBatch,
+        times: &arrow::array::Int64Array,
+        out: &mut dyn Collector,
+    ) -> Result<()> {
+        let Some(marked) = &self.marked else {
+            return Ok(());
+        };
+        let late: BooleanArray = keep.iter().map(|&k| Some(!k)).collect();
+        out.collect(crate::ops::late::late_rows_marked(
+            marked,
+            batch,
+            &late,
+            times,
+            self.watermark,
+        )?)
     }
 
     /// Puts `s` where it waits (see [`schedule`]).
@@ -493,27 +517,12 @@ impl Operator for SessionAggregate {
         }
         if dropped > 0 {
             ctx.metrics.add_late(dropped);
-            if let Some(marked) = &self.marked {
-                let late: BooleanArray = keep.iter().map(|&k| Some(!k)).collect();
-                out.collect(crate::ops::late::late_rows_marked(
-                    marked,
-                    &batch,
-                    &late,
-                    &times,
-                    self.watermark,
-                )?)?;
-            }
+            self.report_late(&keep, &batch, &times, out)?;
         }
         // The results the corrections retract, before anything changes.
-        let retracted: Vec<ArrayRef> = match before.is_empty() {
+        let retracted = match before.is_empty() {
             true => Vec::new(),
-            false => {
-                let old: Vec<u32> = before.iter().map(|(_, s)| s.group).collect();
-                self.accs
-                    .iter()
-                    .map(|acc| acc.evaluate(&old))
-                    .collect::<Result<_>>()?
-            }
+            false => self.results_of(&before)?,
         };
         for (into, from) in merges {
             self.merge_groups(into, from)?;

@@ -8,7 +8,7 @@
 
 use arrow::datatypes::DataType;
 use runnel_engine::expr::{BinaryOp, Expr, ScalarValue};
-use runnel_engine::ops::{OverAggregateSpec, OverFrame, RankFunction, TopNSpec};
+use runnel_engine::ops::{LagCall, OverAggregateSpec, OverFrame, RankFunction, TopNSpec};
 use runnel_engine::types::ROW_KIND_COLUMN;
 use sqlparser::ast;
 
@@ -554,24 +554,49 @@ fn finish_over(
 ) -> Result<(Plan, Vec<String>)> {
     let scope = &input.scope;
     let mut aggregates = Vec::new();
+    let mut lags = Vec::new();
     let mut names = Vec::new();
     let mut columns = scope.columns[..data_width(&input)].to_vec();
+    // The operator's output: the aggregates, then the LAG columns.
+    let mut lag_columns = Vec::new();
     for (i, f) in calls.iter().enumerate() {
         let mut plain = (*f).clone();
         plain.over = None;
         let name = plain.name.to_string();
+        let column = format!("$over{i}");
+        names.push(column.clone());
+        if name.eq_ignore_ascii_case("LEAD") {
+            return Err(SqlError::plan(
+                "LEAD() OVER needs rows that come after the current one, which a stream \
+                 emitting each row when the watermark passes it has not seen; LAG() is supported",
+                pos(&f.name),
+            ));
+        }
+        if name.eq_ignore_ascii_case("LAG") {
+            if input.updating {
+                return Err(SqlError::plan(
+                    "LAG() OVER an updating stream is not supported; its input must be append-only",
+                    pos(&f.name),
+                ));
+            }
+            let (lag, data_type) = bind_lag(&plain, scope, column.clone())?;
+            lag_columns.push(col(&column, None, data_type, true));
+            lags.push(lag);
+            continue;
+        }
         if !crate::binder::is_aggregate_name(&name) {
             return Err(SqlError::plan(
-                format!("{name}() OVER is not supported; aggregate functions and ROW_NUMBER() are"),
+                format!(
+                    "{name}() OVER is not supported; aggregate functions, LAG() and ROW_NUMBER() are"
+                ),
                 pos(&f.name),
             ));
         }
         let (call, data_type) = super::aggregate::bind_aggregate(&plain, scope)?;
-        let column = format!("$over{i}");
         columns.push(col(&column, None, data_type, true));
         aggregates.push(call);
-        names.push(column);
     }
+    columns.extend(lag_columns);
     let updating = input.updating;
     if updating {
         columns.push(col(ROW_KIND_COLUMN, None, DataType::Int8, false));
@@ -589,8 +614,82 @@ fn finish_over(
                 frame,
                 aggregates,
                 order,
+                lags,
             },
         },
     };
     Ok((plan, names))
+}
+
+/// True for the functions an OVER aggregation computes: aggregates, LAG
+/// (and LEAD, refused with a reason).
+pub(super) fn is_over_function(name: &str) -> bool {
+    crate::binder::is_aggregate_name(name)
+        || name.eq_ignore_ascii_case("LAG")
+        || name.eq_ignore_ascii_case("LEAD")
+}
+
+/// `LAG(value [, offset [, default]])`: the call and its type.
+fn bind_lag(f: &ast::Function, scope: &Scope, name: String) -> Result<(LagCall, DataType)> {
+    let args: Vec<&ast::Expr> = match &f.args {
+        ast::FunctionArguments::List(l) => l
+            .args
+            .iter()
+            .map(|a| match a {
+                ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => Ok(e),
+                other => Err(SqlError::plan(
+                    format!("unsupported argument {other} of LAG"),
+                    pos(&f.name),
+                )),
+            })
+            .collect::<Result<_>>()?,
+        _ => Vec::new(),
+    };
+    if args.is_empty() || args.len() > 3 {
+        return Err(SqlError::plan(
+            "LAG takes a value, an optional offset (a positive whole number) and an optional default",
+            pos(&f.name),
+        ));
+    }
+    let value = crate::binder::bind_expr(args[0], scope)?;
+    let offset = match args.get(1) {
+        None => 1,
+        Some(e) => row_count(e).filter(|&n| n >= 1).ok_or_else(|| {
+            SqlError::plan(
+                format!("LAG's offset must be a positive whole number, not {e}"),
+                pos(*e),
+            )
+        })?,
+    };
+    let default = match args.get(2) {
+        None => None,
+        Some(e) => {
+            let d = crate::binder::bind_expr(e, scope)?;
+            let numeric = |t: &DataType| t.is_numeric();
+            if d.data_type == value.data_type || d.data_type == DataType::Null {
+                Some(d.expr)
+            } else if numeric(&d.data_type) && numeric(&value.data_type) {
+                Some(Expr::Cast {
+                    expr: Box::new(d.expr),
+                    to: value.data_type.clone(),
+                })
+            } else {
+                return Err(SqlError::plan(
+                    format!(
+                        "LAG's default must be a {} like its value, not {}",
+                        crate::binder::flink_type_name(&value.data_type),
+                        crate::binder::flink_type_name(&d.data_type)
+                    ),
+                    pos(*e),
+                ));
+            }
+        }
+    };
+    let lag = LagCall {
+        arg: value.expr,
+        offset: usize::try_from(offset).unwrap_or(usize::MAX),
+        default,
+        name,
+    };
+    Ok((lag, value.data_type))
 }

@@ -103,7 +103,7 @@ impl Planner<'_> {
             let name_of = |i: usize| over_call(&items[i].0).map(|f| f.name.to_string());
             let all_aggregates = over
                 .iter()
-                .all(|&i| name_of(i).is_some_and(|n| crate::binder::is_aggregate_name(&n)));
+                .all(|&i| name_of(i).is_some_and(|n| super::rank::is_over_function(&n)));
             if all_aggregates {
                 return self.plan_over_aggregate(
                     select,

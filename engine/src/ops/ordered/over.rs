@@ -52,6 +52,12 @@ impl RetractOver {
                     .into(),
             ));
         };
+        if !spec.lags.is_empty() {
+            return Err(EngineError::Plan(
+                "LAG over an updating stream is not supported; its input must be append-only"
+                    .into(),
+            ));
+        }
         if spec.aggregates.is_empty() {
             return Err(EngineError::Internal(
                 "an OVER aggregation without aggregates".into(),

@@ -105,6 +105,7 @@ fn over_spec(n: u64) -> OverAggregateSpec {
         aggregates: vec![AggregateCall::new(F::Sum, vec![Expr::Column(1)], "s")],
         // v ASC, NULLs first.
         order: vec![(1, false, true)],
+        lags: Vec::new(),
     }
 }
 
