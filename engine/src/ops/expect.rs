@@ -106,6 +106,19 @@ impl Operator for ExpectOperator {
             return Ok(());
         }
         let mut keep: Option<BooleanArray> = None;
+        // Over an updating stream only additions count as rows; their
+        // retractions carry the same values and are kept or dropped with
+        // them, uncounted.
+        let additions: Option<BooleanArray> = match crate::types::is_updating(batch.schema_ref()) {
+            true => Some(
+                crate::types::row_kinds(&batch)?
+                    .iter()
+                    .map(|k| Some(k.is_addition()))
+                    .collect(),
+            ),
+            false => None,
+        };
+        let counted = additions.as_ref().map_or(rows, |a| a.true_count());
         for (i, check) in self.spec.checks.iter().enumerate() {
             let value = check.predicate.evaluate(&batch)?;
             let pass = match value.data_type() {
@@ -120,10 +133,16 @@ impl Operator for ExpectOperator {
             };
             let passed = pass.true_count();
             if let Some(counts) = &self.spec.counts {
-                counts[i].passed.fetch_add(passed as u64, Ordering::Relaxed);
+                let passed_counted = match &additions {
+                    None => passed,
+                    Some(a) => arrow::compute::and(&pass, a)?.true_count(),
+                };
+                counts[i]
+                    .passed
+                    .fetch_add(passed_counted as u64, Ordering::Relaxed);
                 counts[i]
                     .failed
-                    .fetch_add((rows - passed) as u64, Ordering::Relaxed);
+                    .fetch_add((counted - passed_counted) as u64, Ordering::Relaxed);
             }
             if passed == rows {
                 continue;
@@ -262,6 +281,55 @@ mod tests {
             e.contains("expectation 'valid_t' of 'readings' failed")
                 && e.contains("{id: 2, t: 999.0}"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn over_an_updating_stream_only_additions_are_counted() {
+        // +I 20 (passes), +I 999 (fails), -U 20, +U 999 (fails), -D 999.
+        let schema = crate::types::with_row_kind(&Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("t", DataType::Float64, true),
+        ]));
+        let kinds = [
+            crate::types::RowKind::Insert,
+            crate::types::RowKind::Insert,
+            crate::types::RowKind::UpdateBefore,
+            crate::types::RowKind::UpdateAfter,
+            crate::types::RowKind::Delete,
+        ];
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from(vec![1, 2, 1, 1, 2])),
+                Arc::new(Float64Array::from(vec![20.0, 999.0, 20.0, 999.0, 999.0])),
+                crate::types::row_kind_array(&kinds),
+            ],
+        )
+        .expect("batch");
+        let counts = vec![Arc::new(ExpectCounts::default())];
+        let spec = ExpectSpec {
+            object: "totals".into(),
+            checks: vec![check("valid_t", Violation::Drop)],
+            counts: Some(counts.clone()),
+            columns: vec!["id".into(), "t".into()],
+        };
+        let mut h = OperatorHarness::new(Box::new(ExpectOperator::new(spec))).expect("harness");
+        h.batch(batch).expect("runs");
+        assert_eq!(counts[0].passed.load(Ordering::Relaxed), 1);
+        assert_eq!(counts[0].failed.load(Ordering::Relaxed), 2);
+        // Dropped with their retractions: +I 20 and -U 20 stay.
+        let kept: Vec<crate::types::RowKind> = h
+            .take_output()
+            .iter()
+            .flat_map(|b| crate::types::row_kinds(b).expect("kinds"))
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                crate::types::RowKind::Insert,
+                crate::types::RowKind::UpdateBefore
+            ]
         );
     }
 }
