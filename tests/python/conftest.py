@@ -480,3 +480,32 @@ class SensorData:
             count, total = windows.get(start, (0, 0.0))
             windows[start] = (count + 1, total + temp)
         return {start: (start + dt.timedelta(minutes=1), c, t) for start, (c, t) in windows.items()}
+
+
+COMMAND_STATEMENT_QUERY = "type.googleapis.com/arrow.flight.protocol.sql.CommandStatementQuery"
+
+
+# ------------------------------------------------------------ protobuf by hand
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        low = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(low | 0x80)
+        else:
+            out.append(low)
+            return bytes(out)
+
+
+def _bytes_field(number: int, payload: bytes) -> bytes:
+    """A length-delimited field (wire type 2)."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def statement_query_command(sql: str) -> bytes:
+    """A google.protobuf.Any holding a Flight SQL CommandStatementQuery."""
+    inner = _bytes_field(1, sql.encode("utf-8"))
+    return _bytes_field(1, COMMAND_STATEMENT_QUERY.encode("ascii")) + _bytes_field(2, inner)

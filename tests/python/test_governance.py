@@ -23,6 +23,7 @@ from conftest import (
     query,
     rows,
     single_job_id,
+    statement_query_command,
     wait_for,
     wait_for_job,
 )
@@ -469,3 +470,37 @@ def test_openlineage_run_events_with_column_lineage(gov, tmp_path):
         ]
     finally:
         httpd.shutdown()
+
+
+def test_a_result_ticket_is_fetched_only_by_its_owner(gov, tmp_path):
+    """A Flight SQL ticket carries results planned with its owner's rights:
+    another user presenting it (a leaked ticket) finds nothing, and the
+    owner can still fetch it afterwards."""
+    import pyarrow as pa
+    from pyarrow import flight
+
+    server, root, alice, bob = gov
+    readings_table(root, tmp_path)
+
+    def client(user, password):
+        c = flight.FlightClient(f"grpc+tcp://127.0.0.1:{server.port}")
+        token = c.authenticate_basic_token(user, password)
+        return c, flight.FlightCallOptions(headers=[token], timeout=30)
+
+    admin, admin_opts = client(ADMIN, ADMIN_PASSWORD)
+    other, other_opts = client("bob", EXTRA_USERS["bob"])
+    try:
+        descriptor = flight.FlightDescriptor.for_command(
+            statement_query_command("SELECT device_id FROM readings")
+        )
+        ticket = admin.get_flight_info(descriptor, admin_opts).endpoints[0].ticket
+        # bob may not read readings; with admin's ticket he still gets nothing.
+        # gRPC NOT_FOUND reaches pyarrow as an ArrowKeyError.
+        with pytest.raises((flight.FlightError, pa.ArrowKeyError)) as caught:
+            other.do_get(ticket, other_opts).read_all()
+        assert "unknown ticket" in str(caught.value), caught.value
+        table = admin.do_get(ticket, admin_opts).read_all()
+        assert sorted(table.column("device_id").to_pylist()) == ["d1", "d2", "d3"]
+    finally:
+        admin.close()
+        other.close()

@@ -13,9 +13,14 @@ import pyarrow as pa
 import pytest
 from pyarrow import flight
 
-from conftest import KEEPALIVE_SECONDS, PASSWORD, USER, wait_for
-
-COMMAND_STATEMENT_QUERY = "type.googleapis.com/arrow.flight.protocol.sql.CommandStatementQuery"
+from conftest import (
+    KEEPALIVE_SECONDS,
+    PASSWORD,
+    USER,
+    _varint,
+    statement_query_command,
+    wait_for,
+)
 
 # The generator's configuration; the expected windows follow from it.
 DEVICES = 20
@@ -28,32 +33,6 @@ READINGS_PER_WINDOW = DEVICES * (WINDOW_SECONDS * 1000 // INTERVAL_MS)
 
 FAST = "sub_readings"
 SLOW = "sub_slow_readings"
-
-
-# ------------------------------------------------------------ protobuf by hand
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        low = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(low | 0x80)
-        else:
-            out.append(low)
-            return bytes(out)
-
-
-def _bytes_field(number: int, payload: bytes) -> bytes:
-    """A length-delimited field (wire type 2)."""
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
-def statement_query_command(sql: str) -> bytes:
-    """A google.protobuf.Any holding a Flight SQL CommandStatementQuery."""
-    inner = _bytes_field(1, sql.encode("utf-8"))
-    return _bytes_field(1, COMMAND_STATEMENT_QUERY.encode("ascii")) + _bytes_field(2, inner)
 
 
 def test_hand_encoding_matches_protobuf():

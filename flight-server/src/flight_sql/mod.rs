@@ -70,7 +70,8 @@ const RESULT_TTL: Duration = Duration::from_secs(600);
 #[derive(Clone)]
 pub struct RunnelFlightSql {
     server: Arc<Server>,
-    results: Arc<Mutex<HashMap<String, (Instant, Executed)>>>,
+    /// Results not fetched yet, by ticket handle: when made, for whom.
+    results: Arc<Mutex<HashMap<String, (Instant, String, Executed)>>>,
     prepared: Arc<PreparedStatements>,
     auth: Arc<Auth>,
     next: Arc<AtomicU64>,
@@ -142,8 +143,11 @@ impl RunnelFlightSql {
                 .results
                 .lock()
                 .map_err(|_| Status::internal("results lock poisoned"))?;
-            results.retain(|_, (t, _)| t.elapsed() < RESULT_TTL);
-            results.insert(handle.clone(), (Instant::now(), executed));
+            results.retain(|_, (t, ..)| t.elapsed() < RESULT_TTL);
+            results.insert(
+                handle.clone(),
+                (Instant::now(), client.user.clone(), executed),
+            );
         }
         let ticket = TicketStatementQuery {
             statement_handle: handle.into_bytes().into(),
@@ -195,9 +199,10 @@ impl FlightSqlService for RunnelFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let client = self.auth.check(&request).await?;
-        let (sql, params) = self
-            .prepared
-            .bound(&String::from_utf8_lossy(&cmd.prepared_statement_handle))?;
+        let (sql, params) = self.prepared.bound(
+            &String::from_utf8_lossy(&cmd.prepared_statement_handle),
+            &client.user,
+        )?;
         self.statement_info(&client, sql, params, request.into_inner())
             .await
     }
@@ -207,17 +212,25 @@ impl FlightSqlService for RunnelFlightSql {
         ticket: TicketStatementQuery,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.auth.check(&request).await?;
+        let client = self.auth.check(&request).await?;
         let handle = String::from_utf8_lossy(&ticket.statement_handle).to_string();
-        let executed = self
-            .results
-            .lock()
-            .map_err(|_| Status::internal("results lock poisoned"))?
-            .remove(&handle)
-            .map(|(_, e)| e)
-            .ok_or_else(|| {
-                Status::not_found("unknown ticket: results can be fetched once, within 10 minutes")
-            })?;
+        let executed = {
+            let mut results = self
+                .results
+                .lock()
+                .map_err(|_| Status::internal("results lock poisoned"))?;
+            // A ticket is its owner's: another user's call finds nothing
+            // (and leaves it to its owner), as an unknown ticket.
+            match results.get(&handle) {
+                Some((_, owner, _)) if *owner == client.user => {
+                    results.remove(&handle).map(|(.., e)| e)
+                }
+                _ => None,
+            }
+        }
+        .ok_or_else(|| {
+            Status::not_found("unknown ticket: results can be fetched once, within 10 minutes, by the user who ran the statement")
+        })?;
         match executed {
             Executed::Batch(b) => batch_stream(b),
             Executed::Query(mut run) if run.is_local() => {
@@ -276,9 +289,11 @@ impl FlightSqlService for RunnelFlightSql {
         query: ActionClosePreparedStatementRequest,
         request: Request<arrow_flight::Action>,
     ) -> Result<(), Status> {
-        self.auth.check(&request).await?;
-        self.prepared
-            .close(&String::from_utf8_lossy(&query.prepared_statement_handle))
+        let client = self.auth.check(&request).await?;
+        self.prepared.close(
+            &String::from_utf8_lossy(&query.prepared_statement_handle),
+            &client.user,
+        )
     }
 
     async fn do_put_prepared_statement_query(
@@ -286,10 +301,10 @@ impl FlightSqlService for RunnelFlightSql {
         query: CommandPreparedStatementQuery,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<DoPutPreparedStatementResult, Status> {
-        self.auth.check(&request).await?;
+        let client = self.auth.check(&request).await?;
         let batches = read_params(request).await?;
         let handle = String::from_utf8_lossy(&query.prepared_statement_handle).to_string();
-        self.prepared.bind(&handle, batches)?;
+        self.prepared.bind(&handle, &client.user, batches)?;
         Ok(DoPutPreparedStatementResult {
             prepared_statement_handle: Some(handle.into_bytes().into()),
         })
@@ -304,7 +319,7 @@ impl FlightSqlService for RunnelFlightSql {
         let batches = read_params(request).await?;
         let handle = String::from_utf8_lossy(&query.prepared_statement_handle).to_string();
         // Each row of parameters runs the statement once.
-        for (sql, params) in self.prepared.update_runs(&handle, batches)? {
+        for (sql, params) in self.prepared.update_runs(&handle, &client.user, batches)? {
             if let Executed::Query(q) = self.execute(&client, sql, params).await? {
                 self.server.forget_query(&q.job_id);
                 return Err(Status::invalid_argument(

@@ -22,10 +22,12 @@ use super::codes::status;
 use super::metadata::annotate;
 use crate::server::Server;
 
-/// A prepared statement: its text and the values bound last.
+/// A prepared statement: its text, the values bound last, and the user
+/// who prepared it (the only one who may use it).
 struct PreparedEntry {
     sql: String,
     params: Vec<ScalarValue>,
+    owner: String,
 }
 
 /// The open prepared statements of a service, by handle.
@@ -64,6 +66,7 @@ impl PreparedStatements {
     ) -> Result<Described, Status> {
         let server = Arc::clone(server);
         let probe = sql.clone();
+        let client_user = client.user.clone();
         let client = client.clone();
         let (dataset, types) =
             tokio::task::spawn_blocking(move || server.prepare_as(&client, &probe))
@@ -85,6 +88,7 @@ impl PreparedStatements {
             PreparedEntry {
                 sql,
                 params: Vec::new(),
+                owner: client_user,
             },
         );
         Ok(Described {
@@ -93,16 +97,25 @@ impl PreparedStatements {
         })
     }
 
-    /// Closes the prepared statement under `handle`.
-    pub(super) fn close(&self, handle: &str) -> Result<(), Status> {
-        self.lock()?
-            .remove(handle)
-            .map(|_| ())
-            .ok_or_else(|| Status::not_found("unknown or already closed prepared statement"))
+    /// Closes `user`'s prepared statement under `handle`.
+    pub(super) fn close(&self, handle: &str, user: &str) -> Result<(), Status> {
+        let mut prepared = self.lock()?;
+        match prepared.get(handle) {
+            Some(e) if e.owner == user => {
+                prepared.remove(handle);
+                Ok(())
+            }
+            _ => Err(unknown()),
+        }
     }
 
     /// Binds the one row of parameters a prepared query runs with.
-    pub(super) fn bind(&self, handle: &str, batches: Vec<RecordBatch>) -> Result<(), Status> {
+    pub(super) fn bind(
+        &self,
+        handle: &str,
+        user: &str,
+        batches: Vec<RecordBatch>,
+    ) -> Result<(), Status> {
         let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
         if rows > 1 {
             return Err(Status::invalid_argument(format!(
@@ -116,17 +129,19 @@ impl PreparedStatements {
         let mut prepared = self.lock()?;
         let entry = prepared
             .get_mut(handle)
-            .ok_or_else(|| Status::not_found("unknown or closed prepared statement"))?;
+            .filter(|e| e.owner == user)
+            .ok_or_else(unknown)?;
         entry.params = params;
         Ok(())
     }
 
-    /// A prepared query with the values bound to it.
-    pub(super) fn bound(&self, handle: &str) -> Result<Bound, Status> {
+    /// `user`'s prepared query with the values bound to it.
+    pub(super) fn bound(&self, handle: &str, user: &str) -> Result<Bound, Status> {
         let prepared = self.lock()?;
         let entry = prepared
             .get(handle)
-            .ok_or_else(|| Status::not_found("unknown or closed prepared statement"))?;
+            .filter(|e| e.owner == user)
+            .ok_or_else(unknown)?;
         Ok((entry.sql.clone(), entry.params.clone()))
     }
 
@@ -135,9 +150,10 @@ impl PreparedStatements {
     pub(super) fn update_runs(
         &self,
         handle: &str,
+        user: &str,
         batches: Vec<RecordBatch>,
     ) -> Result<Vec<Bound>, Status> {
-        let (sql, stored) = self.bound(handle)?;
+        let (sql, stored) = self.bound(handle, user)?;
         let bound: Vec<RecordBatch> = batches.into_iter().filter(|b| b.num_rows() > 0).collect();
         if bound.is_empty() {
             return Ok(vec![(sql, stored)]);
@@ -150,6 +166,14 @@ impl PreparedStatements {
         }
         Ok(runs)
     }
+}
+
+/// What a handle that is not the caller's, or not open, finds: nothing
+/// (another user's handle is not told apart from an unknown one).
+fn unknown() -> Status {
+    Status::not_found(
+        "unknown or closed prepared statement (a prepared statement is its preparer's)",
+    )
 }
 
 /// Row `row` of `batch`, one value per column.
