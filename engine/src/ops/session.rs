@@ -19,8 +19,8 @@
 //! `-D` (its bounds are part of its row), and the session it became is
 //! `+I`, at once if it has ended by the watermark, else when it fires. A
 //! row whose own session ended more than the lateness before the
-//! watermark is late. A session has fired exactly when its end - 1 is at
-//! or below the watermark, so restored state needs no flag.
+//! watermark is late. Whether a kept session fired is saved with it (a
+//! byte before its accumulators, with allowed lateness only).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -86,6 +86,10 @@ struct Session {
     start: EventTime,
     end: EventTime,
     group: u32,
+    /// Emitted (allowed lateness: kept for corrections). Saved with the
+    /// session: after a restore at another parallelism the watermark is
+    /// the lowest of the old subtasks', which does not tell.
+    fired: bool,
 }
 
 /// The operator; see the module docs.
@@ -228,7 +232,7 @@ impl SessionAggregate {
             };
             let list = self.sessions.get(key);
             if let Some(s) = list.and_then(|l| l.iter().find(|s| s.group == g)) {
-                if ended_by(s, self.watermark) {
+                if s.fired {
                     now.push((key.clone(), *s));
                 }
             }
@@ -332,15 +336,8 @@ impl SessionAggregate {
 
     /// Puts `s` where it waits (see [`schedule`]).
     fn schedule(&mut self, s: Session) {
-        let watermark = self.watermark;
         let lateness = self.spec.allowed_lateness;
-        schedule(
-            &mut self.by_end,
-            &mut self.by_cleanup,
-            s,
-            watermark,
-            lateness,
-        );
+        schedule(&mut self.by_end, &mut self.by_cleanup, s, lateness);
     }
 }
 
@@ -364,11 +361,24 @@ impl Operator for SessionAggregate {
             let end = decode_time_at(&ns, 8)?;
             let group = self.next_group;
             self.next_group += 1;
-            load_group(&mut self.accs, group, &value)?;
+            // With allowed lateness a byte says whether it fired.
+            let (fired, value) = match self.spec.allowed_lateness > 0 {
+                true => match value.split_first() {
+                    Some((&flag, rest)) => (flag == 1, rest),
+                    None => return Err(EngineError::Internal("empty session entry".into())),
+                },
+                false => (false, value.as_slice()),
+            };
+            load_group(&mut self.accs, group, value)?;
             self.stored.insert(group, agg::state_key(ctx, &key, &ns));
             let list = self.sessions.entry(key.clone().into()).or_default();
             let pos = list.partition_point(|s| s.start < start);
-            let session = Session { start, end, group };
+            let session = Session {
+                start,
+                end,
+                group,
+                fired,
+            };
             list.insert(pos, session);
             self.schedule(session);
             self.key_of.insert(group, key.into());
@@ -401,6 +411,9 @@ impl Operator for SessionAggregate {
                 continue;
             };
             value.clear();
+            if self.spec.allowed_lateness > 0 {
+                value.push(u8::from(session.fired));
+            }
             save_group(&self.accs, group, &mut value)?;
             let mut ns = encode_time(session.start).to_vec();
             ns.extend_from_slice(&encode_time(session.end));
@@ -437,10 +450,9 @@ impl Operator for SessionAggregate {
         // assigned earlier in the batch never land in a recycled group.
         let mut freed_now: Vec<u32> = Vec::new();
         // Allowed lateness: fired sessions this batch changes, as they were
-        // before it (their emitted results to retract); sessions created in
-        // this batch; ended sessions this batch made or changed.
+        // before it (their emitted results to retract); ended sessions this
+        // batch made or changed, marked fired now and emitted after it.
         let mut before: Vec<(Box<[u8]>, Session)> = Vec::new();
-        let mut created: HashSet<u32> = HashSet::new();
         let mut ended: Vec<u32> = Vec::new();
         for i in 0..n {
             if times.is_null(i) {
@@ -469,14 +481,19 @@ impl Operator for SessionAggregate {
                     self.next_group += 1;
                     self.next_group - 1
                 });
-                let session = Session { start, end, group };
+                let fired = ended_by(end, watermark);
+                let session = Session {
+                    start,
+                    end,
+                    group,
+                    fired,
+                };
                 list.insert(first, session);
                 let (by_end, by_cleanup) = (&mut self.by_end, &mut self.by_cleanup);
-                schedule(by_end, by_cleanup, session, watermark, lateness);
-                if ended_by(&session, watermark) {
+                schedule(by_end, by_cleanup, session, lateness);
+                if fired {
                     ended.push(group);
                 }
-                created.insert(group);
                 self.key_of.insert(group, key.as_ref().into());
                 self.touched.insert(group);
                 groups[i] = group;
@@ -488,14 +505,16 @@ impl Operator for SessionAggregate {
                 start: start.min(keeper.start),
                 end: end.max(keeper.end),
                 group: keeper.group,
+                fired: false,
             };
             for s in &absorbed {
                 merged.start = merged.start.min(s.start);
                 merged.end = merged.end.max(s.end);
                 self.by_end.remove(&(s.end, s.group));
                 self.by_cleanup.remove(&(cleanup_at(s, lateness), s.group));
-                let fired = ended_by(s, watermark) && !created.contains(&s.group);
-                if fired && !before.iter().any(|(_, b)| b.group == s.group) {
+                // Emitted before this batch: its result is retracted (once).
+                let emitted = s.fired && !ended.contains(&s.group);
+                if emitted && !before.iter().any(|(_, b)| b.group == s.group) {
                     before.push((key.as_ref().into(), *s));
                 }
             }
@@ -506,10 +525,11 @@ impl Operator for SessionAggregate {
                 self.key_of.remove(&s.group);
                 freed_now.push(s.group);
             }
+            merged.fired = ended_by(merged.end, watermark);
             list.insert(first, merged);
             let (by_end, by_cleanup) = (&mut self.by_end, &mut self.by_cleanup);
-            schedule(by_end, by_cleanup, merged, watermark, lateness);
-            if ended_by(&merged, watermark) {
+            schedule(by_end, by_cleanup, merged, lateness);
+            if merged.fired && !ended.contains(&merged.group) {
                 ended.push(merged.group);
             }
             self.touched.insert(merged.group);
@@ -582,11 +602,14 @@ impl Operator for SessionAggregate {
             let session = match lateness > 0 {
                 // Kept for corrections until the lateness has passed.
                 true => {
-                    let list = self.sessions.get(&key);
-                    let found = list.and_then(|l| l.iter().find(|s| s.group == group));
-                    let session = *found.ok_or_else(|| {
+                    let list = self.sessions.get_mut(&key);
+                    let found = list.and_then(|l| l.iter_mut().find(|s| s.group == group));
+                    let session = found.ok_or_else(|| {
                         EngineError::Internal("session missing from its key".into())
                     })?;
+                    session.fired = true;
+                    let session = *session;
+                    self.touched.insert(group);
                     self.by_cleanup
                         .insert((cleanup_at(&session, lateness), group));
                     session
@@ -641,20 +664,19 @@ fn schedule(
     by_end: &mut BTreeSet<(EventTime, u32)>,
     by_cleanup: &mut BTreeSet<(EventTime, u32)>,
     s: Session,
-    watermark: EventTime,
     lateness: i64,
 ) {
-    if ended_by(&s, watermark) {
+    if s.fired {
         by_cleanup.insert((cleanup_at(&s, lateness), s.group));
     } else {
         by_end.insert((s.end, s.group));
     }
 }
 
-/// True when the watermark has reached the session's last millisecond: it
-/// fired (or fires now).
-fn ended_by(s: &Session, watermark: EventTime) -> bool {
-    s.end.saturating_sub(1) <= watermark
+/// True when the watermark has reached the last millisecond of a session
+/// ending at `end`: it fires (now, if it has not).
+fn ended_by(end: EventTime, watermark: EventTime) -> bool {
+    end.saturating_sub(1) <= watermark
 }
 
 /// The watermark at which a fired session is dropped.

@@ -370,6 +370,19 @@ pub(super) fn over_aggregate(
     let scope = &input.scope;
     let partition_keys = partition_columns(&spec.partition_by, &input)?;
     if input.updating {
+        let lag = calls.iter().find(|f| {
+            let n = f.name.to_string();
+            n.eq_ignore_ascii_case("LAG") || n.eq_ignore_ascii_case("LEAD")
+        });
+        if let Some(f) = lag {
+            return Err(SqlError::plan(
+                format!(
+                    "{}() OVER an updating stream is not supported; its input must be append-only",
+                    f.name
+                ),
+                pos(&f.name),
+            ));
+        }
         return updating_over(input, calls, partition_keys, spec);
     }
     let time_column = match spec.order_by.as_slice() {
@@ -631,6 +644,16 @@ pub(super) fn is_over_function(name: &str) -> bool {
 
 /// `LAG(value [, offset [, default]])`: the call and its type.
 fn bind_lag(f: &ast::Function, scope: &Scope, name: String) -> Result<(LagCall, DataType)> {
+    let plain = match &f.args {
+        ast::FunctionArguments::List(l) => l.duplicate_treatment.is_none() && l.clauses.is_empty(),
+        _ => true,
+    };
+    if !plain || f.filter.is_some() || f.null_treatment.is_some() || !f.within_group.is_empty() {
+        return Err(SqlError::plan(
+            "LAG takes no DISTINCT, FILTER, IGNORE/RESPECT NULLS or WITHIN GROUP",
+            pos(&f.name),
+        ));
+    }
     let args: Vec<&ast::Expr> = match &f.args {
         ast::FunctionArguments::List(l) => l
             .args
@@ -654,12 +677,14 @@ fn bind_lag(f: &ast::Function, scope: &Scope, name: String) -> Result<(LagCall, 
     let value = crate::binder::bind_expr(args[0], scope)?;
     let offset = match args.get(1) {
         None => 1,
-        Some(e) => row_count(e).filter(|&n| n >= 1).ok_or_else(|| {
-            SqlError::plan(
-                format!("LAG's offset must be a positive whole number, not {e}"),
-                pos(*e),
-            )
-        })?,
+        Some(e) => row_count(e)
+            .filter(|&n| (1..=1_000).contains(&n))
+            .ok_or_else(|| {
+                SqlError::plan(
+                    format!("LAG's offset must be a whole number from 1 to 1000, not {e}"),
+                    pos(*e),
+                )
+            })?,
     };
     let default = match args.get(2) {
         None => None,
