@@ -77,6 +77,10 @@ pub struct WindowAssign {
     /// Window offset in milliseconds (see `WindowAggregateSpec::offset`).
     offset: i64,
     schema: SchemaRef,
+    /// For a late-data table: the output with the late-row columns, which
+    /// also carries the rows dropped for having no time.
+    marked: Option<SchemaRef>,
+    watermark: EventTime,
 }
 
 impl WindowAssign {
@@ -105,6 +109,20 @@ impl WindowAssign {
         offset: i64,
         input: &Schema,
     ) -> Result<OperatorFactory> {
+        Self::factory_reporting(window, time_column, offset, input, false)
+    }
+
+    /// [`WindowAssign::factory_with_offset`]; with `late_rows`, rows
+    /// without a time are reported in the output (see
+    /// [`crate::ops::late::with_late_columns`]) for a late-data table, not
+    /// only counted.
+    pub fn factory_reporting(
+        window: WindowSpec,
+        time_column: usize,
+        offset: i64,
+        input: &Schema,
+        late_rows: bool,
+    ) -> Result<OperatorFactory> {
         if let WindowSpec::Session { .. } = window {
             return Err(EngineError::Plan(
                 "a SESSION window must be followed by GROUP BY window_start, window_end".into(),
@@ -118,12 +136,15 @@ impl WindowAssign {
             )));
         }
         let schema = Self::output_schema(input);
+        let marked = late_rows.then(|| crate::ops::late::with_late_columns(&schema));
         Ok(Arc::new(move |_t: &TaskInfo| {
             Ok(Box::new(WindowAssign {
                 window,
                 time_column,
                 offset,
                 schema: Arc::clone(&schema),
+                marked: marked.clone(),
+                watermark: EventTime::MIN,
             }) as Box<dyn Operator>)
         }))
     }
@@ -157,6 +178,16 @@ impl Operator for WindowAssign {
         if no_time > 0 {
             // A row without a time belongs to no window, as in an aggregate.
             ctx.metrics.add_late(no_time);
+            if let Some(marked) = &self.marked {
+                let late = arrow::compute::is_null(&times)?;
+                out.collect(crate::ops::late::late_rows_marked(
+                    marked,
+                    &batch,
+                    &late,
+                    &times,
+                    self.watermark,
+                )?)?;
+            }
         }
         let mut columns = take_record_batch(&batch, &UInt32Array::from(rows))?
             .columns()
@@ -165,7 +196,24 @@ impl Operator for WindowAssign {
         columns.push(Arc::new(TimestampMillisecondArray::from(starts)));
         columns.push(Arc::new(TimestampMillisecondArray::from(ends)));
         columns.push(Arc::new(TimestampMillisecondArray::from(times)));
-        out.collect(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
+        let results = RecordBatch::try_new(Arc::clone(&self.schema), columns)?;
+        match &self.marked {
+            Some(marked) => out.collect(crate::ops::late::results_with_late_columns(
+                marked, results,
+            )?),
+            None => out.collect(results),
+        }
+    }
+
+    fn on_watermark(
+        &mut self,
+        watermark: EventTime,
+        _ctx: &mut OperatorContext<'_>,
+        _out: &mut dyn Collector,
+    ) -> Result<()> {
+        // Only to say when a row without a time came (late-data table).
+        self.watermark = self.watermark.max(watermark);
+        Ok(())
     }
 }
 

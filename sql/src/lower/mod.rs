@@ -388,11 +388,14 @@ impl Lowerer<'_> {
                 offset,
                 ..
             } => {
-                let factory = WindowAssign::factory_with_offset(
+                // With a late-data table, rows without a time go there.
+                let late = self.options.late_table.is_some();
+                let factory = WindowAssign::factory_reporting(
                     *window,
                     *time_column,
                     *offset,
                     &input.schema(),
+                    late,
                 )
                 .map_err(|e| self.err(e))?;
                 let (n, p) = self.lower(input)?;
@@ -400,7 +403,8 @@ impl Lowerer<'_> {
                     self.graph
                         .add_operator(unique(&mut self.names, "window assign"), p, factory);
                 connect(self.graph, n, p, op, p, None)?;
-                Ok((op, p))
+                let results = WindowAssign::output_schema(&input.schema());
+                self.part_late_rows((op, p), late, results)
             }
             Node::WindowJoin { left, right, spec } => {
                 let mut spec = spec.clone();
