@@ -68,6 +68,20 @@ pub fn split_finish(query: &mut ast::Query) -> Option<FinishClauses> {
 }
 
 impl FinishClauses {
+    /// `ORDER BY ... LIMIT n` without OFFSET: over an unbounded query, a
+    /// Top-N the planner makes.
+    pub fn is_top_n(&self) -> bool {
+        self.order_by.is_some()
+            && matches!(
+                &self.limit,
+                Some(ast::LimitClause::LimitOffset {
+                    limit: Some(_),
+                    offset: None,
+                    ..
+                })
+            )
+    }
+
     /// Resolves the clauses against the output column names.
     pub fn resolve(&self, columns: &[String]) -> Result<Finish> {
         let mut finish = Finish::default();

@@ -223,6 +223,41 @@ def test_updating_subscription_has_an_op_column(fsql):
     wait_not_running(fsql, marker)
 
 
+def test_order_by_limit_subscription_is_a_live_top_n(fsql):
+    """ORDER BY ... LIMIT n over an unbounded source: a Top-N of the whole
+    stream, whose changelog keeps at most n live rows."""
+    marker = "n_" + uuid.uuid4().hex[:8]
+    sql = (
+        f"SELECT device_id, COUNT(*) AS {marker} FROM {FAST} GROUP BY device_id "
+        f"ORDER BY {marker} DESC, device_id LIMIT 3"
+    )
+    reader = fsql.subscribe(sql, timeout=60)
+    try:
+        assert reader.schema.names == ["op", "device_id", marker]
+        batches = read_chunks(
+            reader, lambda bs: sum(b.num_rows for b in bs) >= 4 * DEVICES, deadline_seconds=45
+        )
+    finally:
+        reader.cancel()
+
+    live = {}
+    for row in (r for b in batches for r in b.to_pylist()):
+        op, device, count = row["op"], row["device_id"], row[marker]
+        if op in ("+I", "+U"):
+            live[(device, count)] = live.get((device, count), 0) + 1
+        else:
+            # A retraction takes back a row that is live.
+            assert live.get((device, count), 0) > 0, row
+            live[(device, count)] -= 1
+            if live[(device, count)] == 0:
+                del live[(device, count)]
+        assert len(live) <= 3, live
+    assert len(live) == 3, live
+    # One row per device: the top three devices by count.
+    assert len({device for device, _ in live}) == 3, live
+    wait_not_running(fsql, marker)
+
+
 def test_calls_without_the_token_are_rejected(server):
     client = flight.FlightClient(f"grpc+tcp://127.0.0.1:{server.port}")
     try:

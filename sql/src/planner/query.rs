@@ -1,5 +1,7 @@
-//! The query level: WITH (CTEs), UNION ALL, and the ORDER BY and LIMIT a
-//! streaming query refuses (it has no last row to sort or count to).
+//! The query level: WITH (CTEs), UNION ALL, and ORDER BY ... LIMIT n,
+//! which over a stream is a Top-N of the whole stream (as in Flink); ORDER
+//! BY alone and LIMIT alone are refused (a stream has no last row to sort
+//! or count to; the server peeks at a live query's first rows itself).
 
 use arrow::datatypes::DataType;
 use sqlparser::ast::{self, SetExpr};
@@ -11,6 +13,9 @@ use crate::plan::{Node, Plan};
 impl Planner<'_> {
     /// Plans a query.
     pub fn plan_query(&mut self, query: &ast::Query) -> Result<Plan> {
+        if query.order_by.is_some() || query.limit_clause.is_some() {
+            return self.plan_sorted_query(query);
+        }
         // Calls of SQL functions are expanded before anything else.
         let expanded = crate::functions::expand_query(self.catalog, query)?;
         let query = expanded.as_ref().unwrap_or(query);
@@ -21,18 +26,6 @@ impl Planner<'_> {
             None => None,
         };
         let query = substituted.as_ref().unwrap_or(query);
-        if query.order_by.is_some() {
-            return Err(SqlError::plan(
-                "ORDER BY is not supported on streaming queries",
-                pos(query),
-            ));
-        }
-        if query.limit_clause.is_some() {
-            return Err(SqlError::plan(
-                "LIMIT is not supported on streaming queries",
-                pos(query),
-            ));
-        }
         let saved = self.ctes.clone();
         if let Some(with) = &query.with {
             for cte in &with.cte_tables {
@@ -43,6 +36,44 @@ impl Planner<'_> {
         let plan = self.plan_set_expr(&query.body);
         self.ctes = saved;
         plan
+    }
+
+    /// A query with ORDER BY or LIMIT: `ORDER BY ... LIMIT n` is a Top-N
+    /// of the whole stream without the row number (an updating result);
+    /// anything else is refused.
+    fn plan_sorted_query(&mut self, query: &ast::Query) -> Result<Plan> {
+        let mut body = query.clone();
+        let Some(clauses) = crate::finish::split_finish(&mut body) else {
+            return self.plan_query(&body);
+        };
+        let plan = self.plan_query(&body)?;
+        let width = super::data_width(&plan);
+        let names: Vec<String> = plan.scope.columns[..width]
+            .iter()
+            .map(|c| c.name.clone())
+            .collect();
+        let finish = clauses.resolve(&names)?;
+        match finish.limit {
+            _ if finish.offset > 0 => Err(SqlError::plan(
+                "OFFSET is not supported on streaming queries",
+                clauses.position,
+            )),
+            Some(0) => Err(SqlError::plan("LIMIT 0 keeps no rows", clauses.position)),
+            Some(n) if !finish.sort.is_empty() => {
+                super::rank::top_n_query(plan, &finish.sort, n, clauses.position)
+            }
+            Some(_) => Err(SqlError::plan(
+                "LIMIT without ORDER BY is not supported on streaming queries (ORDER BY ... \
+                 LIMIT n keeps the top n rows, updating as they change)",
+                clauses.position,
+            )),
+            None => Err(SqlError::plan(
+                "ORDER BY on a streaming query needs a LIMIT: ORDER BY ... LIMIT n keeps the \
+                 top n rows, updating as they change; a continuous query never has its last \
+                 row to sort",
+                clauses.position,
+            )),
+        }
     }
 
     fn plan_set_expr(&mut self, body: &SetExpr) -> Result<Plan> {

@@ -214,10 +214,7 @@ impl Session {
     /// The output of a query statement, planned but not started (and not
     /// recorded as a job): what a prepared statement reports.
     pub fn query_shape(&self, query: &sqlparser::ast::Query) -> Result<QueryShape> {
-        let mut query = query.clone();
-        let clauses = split_finish(&mut query);
-        let mut plan = self.plan_checked(&query)?;
-        plan.prune_all();
+        let (plan, clauses) = self.plan_query_statement(query)?;
         let bounded = self.is_bounded(&plan);
         let schema = output_schema(&plan);
         self.check_finish(clauses.as_ref(), &schema, bounded)?;
@@ -226,6 +223,25 @@ impl Session {
             updating: plan.updating,
             bounded,
         })
+    }
+
+    /// Plans a query statement. Its ORDER BY and LIMIT come back to be
+    /// applied to the complete result of a bounded query; over an
+    /// unbounded one, ORDER BY ... LIMIT n stays in the plan as a Top-N.
+    fn plan_query_statement(
+        &self,
+        query: &sqlparser::ast::Query,
+    ) -> Result<(Plan, Option<FinishClauses>)> {
+        let mut stripped = query.clone();
+        let clauses = split_finish(&mut stripped);
+        let mut plan = self.plan_checked(&stripped)?;
+        if clauses.as_ref().is_some_and(FinishClauses::is_top_n) && !self.is_bounded(&plan) {
+            plan = self.plan_checked(query)?;
+            plan.prune_all();
+            return Ok((plan, None));
+        }
+        plan.prune_all();
+        Ok((plan, clauses))
     }
 
     fn check_finish(
@@ -243,7 +259,7 @@ impl Session {
         // first rows that arrive, then the query ends.
         if !bounded && (!finish.sort.is_empty() || finish.limit.is_none()) {
             return Err(SqlError::plan(
-                "ORDER BY needs a bounded query (over files, materialized views or system tables); a continuous query never has its last row (LIMIT alone takes the first rows that arrive)",
+                "ORDER BY needs a bounded query (over files, materialized views or system tables); a continuous query never has its last row (LIMIT alone takes the first rows that arrive; ORDER BY ... LIMIT n keeps the top n, updating)",
                 clauses.position,
             ));
         }
@@ -734,10 +750,7 @@ impl Session {
                 Ok((plan, graph, None))
             }
             Statement::Query(query) => {
-                let mut query = (**query).clone();
-                let clauses = split_finish(&mut query);
-                let mut plan = self.plan_checked(&query)?;
-                plan.prune_all();
+                let (plan, clauses) = self.plan_query_statement(query)?;
                 let graph = lower(&plan, select_sink(&plan), &options, stmt.position)?;
                 Ok((plan, graph, clauses))
             }
