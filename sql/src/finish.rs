@@ -68,13 +68,14 @@ pub fn split_finish(query: &mut ast::Query) -> Option<FinishClauses> {
 }
 
 impl FinishClauses {
-    /// `ORDER BY ... LIMIT n` without OFFSET: over an unbounded query, a
-    /// Top-N the planner makes.
-    pub fn is_top_n(&self) -> bool {
+    /// ORDER BY, with `LIMIT n` or without LIMIT, and no OFFSET: over an
+    /// unbounded query the planner makes it a Top-N, or a sort by the
+    /// time attribute (or says why not).
+    pub fn is_streaming_order(&self) -> bool {
         self.order_by.is_some()
             && matches!(
                 &self.limit,
-                Some(ast::LimitClause::LimitOffset {
+                None | Some(ast::LimitClause::LimitOffset {
                     limit: Some(_),
                     offset: None,
                     ..

@@ -218,11 +218,8 @@ impl OverAggregate {
                     .into(),
             ));
         }
-        if spec.aggregates.is_empty() && spec.lags.is_empty() {
-            return Err(EngineError::Internal(
-                "an OVER aggregation without aggregates".into(),
-            ));
-        }
+        // Without aggregates or LAG it sorts by time (ORDER BY the time
+        // attribute).
         match spec.frame {
             OverFrame::Range(r) if r < 0 => {
                 return Err(EngineError::Plan(
@@ -1054,6 +1051,45 @@ mod tests {
             want.sort();
             assert_eq!(got, want, "{frame:?}");
         }
+        Ok(())
+    }
+
+    /// Without aggregates the operator sorts by time: rows come out in time
+    /// order when the watermark passes them, late ones are dropped.
+    #[test]
+    fn without_aggregates_it_sorts_by_time() -> Result<()> {
+        let mut s = spec(OverFrame::Rows(0));
+        s.aggregates.clear();
+        s.partition_keys.clear();
+        let op = OverAggregate::new(s, &input())?;
+        assert_eq!(op.schema().fields().len(), 3, "the input's columns only");
+        let mut h = OperatorHarness::new(Box::new(op))?;
+        h.batch(batch(&[
+            (5, 1, Some(50)),
+            (1, 2, Some(10)),
+            (3, 1, Some(30)),
+        ]))?;
+        h.batch(batch(&[(9, 2, Some(90)), (2, 1, Some(20))]))?;
+        h.watermark(5)?;
+        h.batch(batch(&[(4, 1, Some(40)), (7, 2, Some(70))]))?;
+        h.watermark(20)?;
+        let times: Vec<i64> = h
+            .take_output()
+            .iter()
+            .flat_map(|b| {
+                b.column(0)
+                    .as_primitive::<arrow::datatypes::TimestampMillisecondType>()
+                    .values()
+                    .to_vec()
+            })
+            .collect();
+        assert_eq!(times, [1, 2, 3, 5, 7, 9]);
+        assert_eq!(
+            h.metrics()
+                .late_rows_dropped
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
         Ok(())
     }
 }

@@ -67,12 +67,20 @@ impl Planner<'_> {
                  LIMIT n keeps the top n rows, updating as they change)",
                 clauses.position,
             )),
-            None => Err(SqlError::plan(
-                "ORDER BY on a streaming query needs a LIMIT: ORDER BY ... LIMIT n keeps the \
-                 top n rows, updating as they change; a continuous query never has its last \
-                 row to sort",
-                clauses.position,
-            )),
+            None => match finish.sort.as_slice() {
+                // ORDER BY the time attribute: rows in time order as the
+                // watermark passes them (Flink's temporal sort).
+                [k] if !k.descending && !plan.updating && plan.time_column == Some(k.column) => {
+                    Ok(super::rank::time_sort(plan, k.column))
+                }
+                _ => Err(SqlError::plan(
+                    "ORDER BY on a streaming query needs a LIMIT (ORDER BY ... LIMIT n keeps the \
+                     top n rows, updating as they change) or must be the time attribute \
+                     alone, ascending (rows in time order as the watermark passes them); a \
+                     continuous query never has its last row to sort",
+                    clauses.position,
+                )),
+            },
         }
     }
 

@@ -775,3 +775,27 @@ pub(super) fn top_n_query(
         },
     })
 }
+
+/// `ORDER BY <time attribute>` of an append-only stream: each row once the
+/// watermark passes its time, in time order (rows of one time by arrival),
+/// late rows dropped; an OVER aggregation without aggregates over one
+/// partition.
+pub(super) fn time_sort(input: Plan, time_column: usize) -> Plan {
+    Plan {
+        time_column: input.time_column,
+        window: input.window,
+        updating: false,
+        scope: input.scope.clone(),
+        node: Node::OverAggregate {
+            input: Box::new(input),
+            spec: OverAggregateSpec {
+                partition_keys: Vec::new(),
+                time_column,
+                frame: OverFrame::Rows(0),
+                aggregates: Vec::new(),
+                order: vec![(time_column, false, false)],
+                lags: Vec::new(),
+            },
+        },
+    }
+}

@@ -227,7 +227,8 @@ impl Session {
 
     /// Plans a query statement. Its ORDER BY and LIMIT come back to be
     /// applied to the complete result of a bounded query; over an
-    /// unbounded one, ORDER BY ... LIMIT n stays in the plan as a Top-N.
+    /// unbounded one, ORDER BY ... LIMIT n stays in the plan as a Top-N and
+    /// ORDER BY the time attribute as a sort by time.
     fn plan_query_statement(
         &self,
         query: &sqlparser::ast::Query,
@@ -235,7 +236,11 @@ impl Session {
         let mut stripped = query.clone();
         let clauses = split_finish(&mut stripped);
         let mut plan = self.plan_checked(&stripped)?;
-        if clauses.as_ref().is_some_and(FinishClauses::is_top_n) && !self.is_bounded(&plan) {
+        if clauses
+            .as_ref()
+            .is_some_and(FinishClauses::is_streaming_order)
+            && !self.is_bounded(&plan)
+        {
             plan = self.plan_checked(query)?;
             plan.prune_all();
             return Ok((plan, None));
