@@ -83,8 +83,24 @@ impl FinishClauses {
             )
     }
 
+    /// True when LIMIT is a `?` parameter (0 while a statement is only
+    /// being described).
+    pub fn limit_is_parameter(&self) -> bool {
+        matches!(
+            &self.limit,
+            Some(ast::LimitClause::LimitOffset { limit: Some(ast::Expr::Value(v)), .. })
+                if matches!(v.value, ast::Value::Placeholder(_))
+        )
+    }
+
     /// Resolves the clauses against the output column names.
     pub fn resolve(&self, columns: &[String]) -> Result<Finish> {
+        self.resolve_with(|e| output_column(e, columns))
+    }
+
+    /// Resolves the clauses, each ORDER BY expression to an output column
+    /// by `column`.
+    pub fn resolve_with(&self, column: impl Fn(&ast::Expr) -> Result<usize>) -> Result<Finish> {
         let mut finish = Finish::default();
         if let Some(order_by) = &self.order_by {
             let ast::OrderByKind::Expressions(exprs) = &order_by.kind else {
@@ -94,7 +110,7 @@ impl FinishClauses {
                 ));
             };
             for e in exprs {
-                let column = output_column(&e.expr, columns)?;
+                let column = column(&e.expr)?;
                 let descending = match &e.options.sort {
                     None | Some(ast::OrderBySort::Asc) => false,
                     Some(ast::OrderBySort::Desc) => true,
@@ -143,7 +159,7 @@ impl FinishClauses {
 
 /// An ORDER BY expression as an output column: a name (qualified or not)
 /// or a 1-based position.
-fn output_column(expr: &ast::Expr, columns: &[String]) -> Result<usize> {
+pub(crate) fn output_column(expr: &ast::Expr, columns: &[String]) -> Result<usize> {
     let position = Position::of(expr.span());
     let by_name = |name: &str| {
         columns

@@ -404,6 +404,10 @@ impl Plan {
             Node::TopN { spec, input, .. } => {
                 let mut key = spec.partition_keys.clone();
                 if spec.limit != 1 {
+                    // Without the rank nothing tells a partition's rows apart.
+                    if !spec.rank_column {
+                        return None;
+                    }
                     key.push(crate::planner::data_width(input));
                 }
                 Some(key)
@@ -470,6 +474,12 @@ impl Plan {
                     ));
                 }
                 vec![left.as_ref(), right.as_ref()]
+            }
+            Node::TopN { spec, .. } if !spec.rank_column && spec.partition_keys.is_empty() => {
+                return Some(format!(
+                    "it keeps the top {} rows of the stream (ORDER BY ... LIMIT {}), which change as rows arrive",
+                    spec.limit, spec.limit
+                ))
             }
             Node::TopN { spec, .. } => {
                 return Some(format!(

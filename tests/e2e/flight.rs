@@ -402,6 +402,29 @@ fn prepared_statements_bind_parameters_and_run_ddl_as_updates() {
         }
         stmt.close().await.expect("close");
 
+        // LIMIT ? of a streaming Top-N: prepared before it has a value.
+        let mut top = c
+            .prepare(
+                "SELECT name, n FROM (SELECT name, n FROM t ORDER BY n DESC LIMIT ?)".into(),
+                None,
+            )
+            .await
+            .expect("prepare a Top-N with LIMIT ?");
+        let params = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new("p1", DataType::Int64, false)])),
+            vec![Arc::new(Int64Array::from(vec![2i64]))],
+        )
+        .expect("params");
+        top.set_parameters(params).expect("bind");
+        let info = top.execute().await.expect("execute");
+        let rows = fetch(&mut c, &info).await.expect("rows");
+        let mut got = ints(&rows, 1);
+        got.sort();
+        let mut all: Vec<i64> = ROWS.iter().map(|r| r.1).collect();
+        all.sort();
+        assert_eq!(got, all[all.len() - 2..].to_vec(), "the two largest n");
+        top.close().await.expect("close");
+
         // DDL prepares with an empty result schema and runs as an update.
         let mut ddl = c
             .prepare(

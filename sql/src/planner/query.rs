@@ -52,8 +52,26 @@ impl Planner<'_> {
             .iter()
             .map(|c| c.name.clone())
             .collect();
-        let finish = clauses.resolve(&names)?;
-        match finish.limit {
+        // Positions count output columns; names may be qualified (`b.x`).
+        let finish = clauses.resolve_with(|e| match e {
+            ast::Expr::Identifier(_) | ast::Expr::CompoundIdentifier(_) => {
+                let c = super::resolve_column(e, &plan.scope)?;
+                match c < width {
+                    true => Ok(c),
+                    false => Err(SqlError::plan(
+                        format!("ORDER BY cannot use the changelog column {e}"),
+                        pos(e),
+                    )),
+                }
+            }
+            _ => crate::finish::output_column(e, &names),
+        })?;
+        // `LIMIT ?` while the statement is only described: any N will do.
+        let limit = match finish.limit {
+            Some(0) if clauses.limit_is_parameter() => Some(1),
+            other => other,
+        };
+        match limit {
             _ if finish.offset > 0 => Err(SqlError::plan(
                 "OFFSET is not supported on streaming queries",
                 clauses.position,

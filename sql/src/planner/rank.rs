@@ -720,7 +720,9 @@ fn bind_lag(f: &ast::Function, scope: &Scope, name: String) -> Result<(LagCall, 
 }
 
 /// `ORDER BY ... LIMIT n` over a stream: a Top-N of the whole stream by
-/// `sort` (output columns of `input`), its row number projected away.
+/// `sort` (output columns of `input`) without the row number: rows that
+/// come into the top are `+I`, rows that leave it `-D` (rank shifts are not
+/// changes of the result).
 pub(super) fn top_n_query(
     input: Plan,
     sort: &[crate::finish::SortKey],
@@ -732,11 +734,9 @@ pub(super) fn top_n_query(
         .iter()
         .map(|k| (k.column, k.descending, k.nulls_first))
         .collect();
-    let kept = input.scope.columns[..width].to_vec();
-    let mut columns = kept.clone();
-    columns.push(col(ROW_NUMBER_COLUMN, None, DataType::Int64, false));
+    let mut columns = input.scope.columns[..width].to_vec();
     columns.push(col(ROW_KIND_COLUMN, None, DataType::Int8, false));
-    let top = Plan {
+    Ok(Plan {
         time_column: None,
         window: None,
         updating: true,
@@ -747,31 +747,13 @@ pub(super) fn top_n_query(
                 partition_keys: Vec::new(),
                 order,
                 limit: n,
-                rank_column: true,
+                rank_column: false,
                 rank_name: "row_number".into(),
                 later_first: false,
                 window_end: None,
                 function: RankFunction::RowNumber,
             },
             position,
-        },
-    };
-    let mut exprs: Vec<(Expr, String)> = kept
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (Expr::Column(i), c.name.clone()))
-        .collect();
-    exprs.push((Expr::Column(width + 1), ROW_KIND_COLUMN.to_string()));
-    let mut out = kept;
-    out.push(col(ROW_KIND_COLUMN, None, DataType::Int8, false));
-    Ok(Plan {
-        time_column: None,
-        window: None,
-        updating: true,
-        scope: Scope::new(out),
-        node: Node::Project {
-            input: Box::new(top),
-            exprs,
         },
     })
 }

@@ -360,3 +360,34 @@ proptest! {
         prop_assert_eq!(got, want);
     }
 }
+
+#[test]
+fn without_the_rank_only_rows_entering_and_leaving_change() -> Result<()> {
+    let mut spec = top_spec(2, RankFunction::RowNumber);
+    spec.rank_column = false;
+    let mut h = OperatorHarness::new(Box::new(RetractTopN::new(spec, &input())?))?;
+    let lines = |batches: &[RecordBatch]| -> Vec<String> {
+        let mut out = Vec::new();
+        for b in batches {
+            assert_eq!(b.num_columns(), 4, "k, v, name, _row_kind");
+            for (i, k) in row_kinds(b).expect("kinds").iter().enumerate() {
+                let name = b.column(2).as_string::<i32>().value(i);
+                out.push(format!("{} {name}", k.short_string()));
+            }
+        }
+        out
+    };
+    h.batch(batch(&[
+        (I, 1, Some(5), "a"),
+        (I, 1, Some(3), "b"),
+        (I, 1, Some(1), "c"),
+    ]))?;
+    assert_eq!(lines(&h.take_output()), ["+I a", "+I b"]);
+    // A new best row: b leaves, nothing is said of a moving to rank 2.
+    h.batch(batch(&[(I, 1, Some(9), "d")]))?;
+    assert_eq!(lines(&h.take_output()), ["-D b", "+I d"]);
+    // d goes: b comes back.
+    h.batch(batch(&[(D, 1, Some(9), "d")]))?;
+    assert_eq!(lines(&h.take_output()), ["-D d", "+I b"]);
+    Ok(())
+}

@@ -100,14 +100,17 @@ pub(super) fn top(rows: &[Entry], function: RankFunction, limit: usize) -> Vec<(
     out
 }
 
-/// The changes that turn top list `old` into `new`.
+/// The changes that turn top list `old` into `new`. Without the rank in
+/// the output (`ranked` false) only the rows that left (`-D`) and came in
+/// (`+I`) change it.
 pub(super) fn diff(
     old: &[(&Entry, usize)],
     new: &[(&Entry, usize)],
     function: RankFunction,
+    ranked: bool,
     changes: &mut Vec<(Vec<u8>, usize, RowKind)>,
 ) {
-    if function == RankFunction::RowNumber {
+    if function == RankFunction::RowNumber && ranked {
         // One row per rank: compare rank by rank.
         for i in 0..old.len().max(new.len()) {
             match (old.get(i), new.get(i)) {
@@ -131,7 +134,7 @@ pub(super) fn diff(
         match found {
             Some(j) => {
                 taken[j] = true;
-                if new[j].1 != *rank {
+                if ranked && new[j].1 != *rank {
                     changes.push((o.row.clone(), *rank, RowKind::UpdateBefore));
                     changes.push((o.row.clone(), new[j].1, RowKind::UpdateAfter));
                 }
@@ -211,6 +214,7 @@ impl Operator for RetractTopN {
                 &before,
                 &top(&part.rows, function, limit),
                 function,
+                self.spec.rank_column,
                 &mut changes,
             );
         }
