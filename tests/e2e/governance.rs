@@ -520,3 +520,96 @@ fn identity_functions_policy_functions_and_shared_data_cannot_be_taken_over() {
     run(&mut s, "bob", &kafka("mine", "'topic' = 'bobs'")).expect("a topic of his own");
     std::fs::remove_dir_all(&dir).expect("clean");
 }
+
+/// A table with a mask or row filter on the lookup side of a join: the
+/// filter drops its rows (INNER), masks apply to its columns of the joined
+/// rows but not to a LEFT join's padding, and a masked lookup key is
+/// refused (the join would match its raw values).
+#[test]
+fn lookup_joins_apply_the_tables_masks_and_row_filters() {
+    let dir = temp_dir("lookup-policies");
+    let data = dir.join("data");
+    let mut s = session(&dir, &data);
+    run(&mut s, "root", &readings(&dir)).expect("create readings");
+    let events = dir.join("events");
+    std::fs::create_dir_all(&events).expect("dir");
+    std::fs::write(events.join("e.csv"), "d1\nd2\nd4\n").expect("write");
+    run(
+        &mut s,
+        "root",
+        &format!(
+            "CREATE TABLE events (device STRING) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv')",
+            events.display()
+        ),
+    )
+    .expect("create events");
+    for t in ["readings", "events"] {
+        run(
+            &mut s,
+            "root",
+            &format!("GRANT SELECT ON TABLE {t} TO USER bob"),
+        )
+        .expect("grant");
+    }
+    run(
+        &mut s,
+        "root",
+        "CREATE FUNCTION eu_only(r STRING) RETURNS BOOLEAN RETURN is_member('admins') OR r = 'eu'",
+    )
+    .expect("filter fn");
+    run(
+        &mut s,
+        "root",
+        "CREATE FUNCTION stars(x STRING) RETURNS STRING RETURN CASE WHEN is_member('admins') THEN x ELSE '***' END",
+    )
+    .expect("mask fn");
+    run(
+        &mut s,
+        "root",
+        "ALTER TABLE readings SET ROW FILTER eu_only ON (region)",
+    )
+    .expect("filter");
+    run(
+        &mut s,
+        "root",
+        "ALTER TABLE readings ALTER COLUMN region SET MASK stars",
+    )
+    .expect("mask");
+    let inner = "SELECT e.device, r.region FROM events e JOIN readings r ON e.device = r.device_id";
+    let left =
+        "SELECT e.device, r.region FROM events e LEFT JOIN readings r ON e.device = r.device_id";
+    let explain = run(&mut s, "bob", &format!("EXPLAIN {inner}")).expect("explain");
+    assert!(
+        explain.iter().any(|l| l.starts_with("LookupJoin")),
+        "{explain:?}"
+    );
+    // bob: d2 (us) is filtered out, d4 matches nothing, d1's region masked.
+    assert_eq!(run(&mut s, "bob", inner).expect("inner"), ["d1, ***"]);
+    // root sees the raw rows.
+    assert_eq!(
+        run(&mut s, "root", inner).expect("root"),
+        ["d1, eu", "d2, us"]
+    );
+    // A filtered row would have to leave its stream row padded.
+    let e = run(&mut s, "bob", left).expect_err("left with a row filter");
+    assert!(e.contains("LEFT lookup join"), "{e}");
+    run(&mut s, "root", "ALTER TABLE readings DROP ROW FILTER").expect("drop filter");
+    // Padding stays NULL; matched rows are masked.
+    assert_eq!(
+        run(&mut s, "bob", left).expect("left"),
+        ["d1, ***", "d2, ***", "d4, NULL"]
+    );
+    // A masked key would be matched by its raw values: refused.
+    run(
+        &mut s,
+        "root",
+        "ALTER TABLE readings ALTER COLUMN device_id SET MASK stars",
+    )
+    .expect("key mask");
+    let e = run(&mut s, "bob", inner).expect_err("masked key");
+    assert!(
+        e.contains("lookup key 'device_id' of 'readings' has a mask"),
+        "{e}"
+    );
+    std::fs::remove_dir_all(&dir).expect("clean");
+}

@@ -97,7 +97,6 @@ impl Planner<'_> {
             return Ok(plan);
         };
         self.record_read(name);
-        self.refuse_policies(name)?;
         let qualifier = alias
             .as_ref()
             .map(|a| a.name.value.clone())
@@ -132,6 +131,7 @@ impl Planner<'_> {
                 nullable: false,
             });
         }
+        let keys = table_keys.clone();
         let joined = Plan {
             time_column: left.time_column,
             window: left.window,
@@ -145,6 +145,14 @@ impl Planner<'_> {
             scope: Scope::new(columns),
             updating,
         };
+        // The table's row filter and masks, over its columns of the output.
+        let joined = self.apply_lookup_policies(
+            joined,
+            &key_of(name),
+            (left_data.columns.len(), right_scope.columns.len()),
+            (kind, &keys),
+            crate::catalog::position_of(name),
+        )?;
         if computed.is_empty() {
             return Ok(joined);
         }

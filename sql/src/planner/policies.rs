@@ -22,13 +22,13 @@ impl Planner<'_> {
             })
     }
 
-    /// Refuses a lookup or temporal join of a table with a mask or row
-    /// filter: those joins read the table directly, past the policies.
+    /// Refuses a temporal join of a table with a mask or row filter: it
+    /// reads the table's changes directly, past the policies.
     pub(super) fn refuse_policies(&self, name: &ast::ObjectName) -> Result<()> {
         let key = crate::catalog::key_of(name);
         if self.has_policies(&key) {
             return Err(SqlError::plan(
-                format!("'{key}' has a column mask or row filter, which lookup and temporal joins do not apply yet; join a view or subquery of it instead"),
+                format!("'{key}' has a column mask or row filter, which temporal joins do not apply yet; join a view or subquery of it instead"),
                 crate::catalog::position_of(name),
             ));
         }
@@ -84,6 +84,120 @@ impl Planner<'_> {
                 None => runnel_engine::expr::col(i),
             };
             exprs.push((expr, c.name.clone()));
+        }
+        Ok(Plan {
+            time_column: plan.time_column,
+            window: plan.window,
+            scope,
+            updating: plan.updating,
+            node: Node::Project {
+                input: Box::new(plan),
+                exprs,
+            },
+        })
+    }
+
+    /// The policies of lookup table `key` applied to the output of its
+    /// lookup join, whose columns `offset..offset + width` are the table's:
+    /// the row filter as a filter over them (an INNER join only: in a LEFT
+    /// join a filtered row must leave its stream row padded, which a filter
+    /// after the join cannot do), then each masked column through its mask,
+    /// except on a LEFT join's padded rows (NULL table key), which stay NULL.
+    /// A masked lookup key is refused: the join would match raw values,
+    /// which a reader of masked ones could probe.
+    pub(super) fn apply_lookup_policies(
+        &self,
+        joined: Plan,
+        key: &str,
+        (offset, width): (usize, usize),
+        (kind, table_keys): (runnel_engine::ops::JoinKind, &[usize]),
+        at: Position,
+    ) -> Result<Plan> {
+        if !self.has_policies(key) {
+            return Ok(joined);
+        }
+        let Some(meta) = self.catalog.grants().meta(key).cloned() else {
+            return Ok(joined);
+        };
+        let left = kind == runnel_engine::ops::JoinKind::Left;
+        for &k in table_keys {
+            let name = &joined.scope.columns[offset + k].name;
+            if meta
+                .columns
+                .get(&name.to_lowercase())
+                .is_some_and(|c| c.mask.is_some())
+            {
+                return Err(SqlError::plan(
+                    format!("the lookup key '{name}' of '{key}' has a mask: a lookup join would match its raw values; join a view or subquery of it instead"),
+                    at,
+                ));
+            }
+        }
+        let first_key = table_keys.first().copied();
+        // Only the table's columns can be named in the calls.
+        let mut hidden = joined.scope.clone();
+        for (i, c) in hidden.columns.iter_mut().enumerate() {
+            if !(offset..offset + width).contains(&i) {
+                c.name = format!("$hidden{i}");
+                c.qualifier = None;
+            }
+        }
+        let mut plan = joined;
+        if let Some((f, cols)) = &meta.row_filter {
+            if left {
+                return Err(SqlError::plan(
+                    format!("'{key}' has a row filter, which a LEFT lookup join does not apply yet; use an INNER join or join a view of it"),
+                    at,
+                ));
+            }
+            let bound = self.bind_policy(&call(f, cols), &hidden, key, "row filter", at)?;
+            plan = Plan {
+                time_column: plan.time_column,
+                window: plan.window,
+                scope: plan.scope.clone(),
+                updating: plan.updating,
+                node: Node::Filter {
+                    input: Box::new(plan),
+                    predicate: bound.expr,
+                },
+            };
+        }
+        if meta.columns.values().all(|c| c.mask.is_none()) {
+            return Ok(plan);
+        }
+        let mut exprs = Vec::with_capacity(plan.scope.columns.len());
+        let mut scope = plan.scope.clone();
+        for (i, c) in hidden.columns.iter().enumerate() {
+            let mask = (offset..offset + width)
+                .contains(&i)
+                .then(|| meta.columns.get(&c.name.to_lowercase()))
+                .flatten()
+                .and_then(|m| m.mask.as_ref());
+            let name = plan.scope.columns[i].name.clone();
+            let expr = match mask {
+                Some(f) => {
+                    let masked = call(f, std::slice::from_ref(&c.name));
+                    let what = format!("mask of column '{}'", c.name);
+                    let bound = self.bind_policy(&masked, &hidden, key, &what, at)?;
+                    scope.columns[i].nullable |= bound.nullable;
+                    match (first_key, left) {
+                        // CASE WHEN key IS NULL THEN c ELSE mask(c) END
+                        (Some(k), true) => runnel_engine::expr::Expr::Case {
+                            operand: None,
+                            when_then: vec![(
+                                runnel_engine::expr::Expr::IsNull(Box::new(
+                                    runnel_engine::expr::col(offset + k),
+                                )),
+                                runnel_engine::expr::col(i),
+                            )],
+                            else_expr: Some(Box::new(bound.expr)),
+                        },
+                        _ => bound.expr,
+                    }
+                }
+                None => runnel_engine::expr::col(i),
+            };
+            exprs.push((expr, name));
         }
         Ok(Plan {
             time_column: plan.time_column,
