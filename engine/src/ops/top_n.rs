@@ -185,20 +185,7 @@ impl TopN {
                 "Top-N column {c} is out of range ({width} columns)"
             )));
         }
-        let sort = RowConverter::new(
-            spec.order
-                .iter()
-                .map(|&(c, descending, nulls_first)| {
-                    SortField::new_with_options(
-                        input.field(c).data_type().clone(),
-                        arrow::compute::SortOptions {
-                            descending,
-                            nulls_first,
-                        },
-                    )
-                })
-                .collect(),
-        )?;
+        let sort = order_converter(input, &spec.order)?;
         let rows = RowConverter::new(
             input
                 .fields()
@@ -268,6 +255,28 @@ impl TopN {
         }
         out.collect(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
     }
+}
+
+/// The row format of ORDER BY columns `order` (column, descending, nulls
+/// first) of `input`: bytes that compare as the rows should sort.
+pub(crate) fn order_converter(
+    input: &Schema,
+    order: &[(usize, bool, bool)],
+) -> Result<RowConverter> {
+    Ok(RowConverter::new(
+        order
+            .iter()
+            .map(|&(c, descending, nulls_first)| {
+                SortField::new_with_options(
+                    input.field(c).data_type().clone(),
+                    arrow::compute::SortOptions {
+                        descending,
+                        nulls_first,
+                    },
+                )
+            })
+            .collect(),
+    )?)
 }
 
 /// The rank of each of `rows` (best first) under `function`.

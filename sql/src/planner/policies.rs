@@ -41,60 +41,9 @@ impl Planner<'_> {
         if !self.has_policies(key) {
             return Ok(plan);
         }
-        let Some(meta) = self.catalog.grants().meta(key).cloned() else {
-            return Ok(plan);
-        };
-        let mut plan = plan;
-        if let Some((f, cols)) = &meta.row_filter {
-            let call = call(f, cols);
-            let bound = self.bind_policy(&call, &plan.scope, key, "row filter", at)?;
-            plan = Plan {
-                time_column: plan.time_column,
-                window: plan.window,
-                scope: plan.scope.clone(),
-                updating: plan.updating,
-                node: Node::Filter {
-                    input: Box::new(plan),
-                    predicate: bound.expr,
-                },
-            };
-        }
-        if meta.columns.values().all(|c| c.mask.is_none()) {
-            return Ok(plan);
-        }
-        let mut exprs = Vec::with_capacity(plan.scope.columns.len());
-        let mut scope = plan.scope.clone();
-        for (i, c) in plan.scope.columns.iter().enumerate() {
-            let mask = (c.name != ROW_KIND_COLUMN)
-                .then(|| meta.columns.get(&c.name.to_lowercase()))
-                .flatten()
-                .and_then(|m| m.mask.as_ref());
-            let expr = match mask {
-                Some(f) => {
-                    let bound = self.bind_policy(
-                        &call(f, std::slice::from_ref(&c.name)),
-                        &plan.scope,
-                        key,
-                        &format!("mask of column '{}'", c.name),
-                        at,
-                    )?;
-                    scope.columns[i].nullable |= bound.nullable;
-                    bound.expr
-                }
-                None => runnel_engine::expr::col(i),
-            };
-            exprs.push((expr, c.name.clone()));
-        }
-        Ok(Plan {
-            time_column: plan.time_column,
-            window: plan.window,
-            scope,
-            updating: plan.updating,
-            node: Node::Project {
-                input: Box::new(plan),
-                exprs,
-            },
-        })
+        let scope = plan.scope.clone();
+        let columns = 0..scope.columns.len();
+        self.apply_policies_to(plan, key, (&scope, columns), None, at)
     }
 
     /// The policies of lookup table `key` applied to the output of its
@@ -103,7 +52,7 @@ impl Planner<'_> {
     /// join a filtered row must leave its stream row padded, which a filter
     /// after the join cannot do), then each masked column through its mask,
     /// except on a LEFT join's padded rows (NULL table key), which stay NULL.
-    /// A masked lookup key is refused: the join would match raw values,
+    /// A masked lookup key is refused: the join would match its raw values,
     /// which a reader of masked ones could probe.
     pub(super) fn apply_lookup_policies(
         &self,
@@ -133,7 +82,12 @@ impl Planner<'_> {
                 ));
             }
         }
-        let first_key = table_keys.first().copied();
+        if left && meta.row_filter.is_some() {
+            return Err(SqlError::plan(
+                format!("'{key}' has a row filter, which a LEFT lookup join does not apply yet; use an INNER join or join a view of it"),
+                at,
+            ));
+        }
         // Only the table's columns can be named in the calls.
         let mut hidden = joined.scope.clone();
         for (i, c) in hidden.columns.iter_mut().enumerate() {
@@ -142,15 +96,28 @@ impl Planner<'_> {
                 c.qualifier = None;
             }
         }
-        let mut plan = joined;
+        let padded = table_keys.first().filter(|_| left).map(|k| offset + k);
+        self.apply_policies_to(joined, key, (&hidden, offset..offset + width), padded, at)
+    }
+
+    /// `plan` with table `key`'s row filter and masks applied to its
+    /// `columns`, calls bound in `scope` (plan's columns, named so that only
+    /// the table's can be called by name). A row whose column `padded` is
+    /// NULL (a LEFT join's padding) keeps its values unmasked.
+    fn apply_policies_to(
+        &self,
+        plan: Plan,
+        key: &str,
+        (scope, columns): (&Scope, std::ops::Range<usize>),
+        padded: Option<usize>,
+        at: Position,
+    ) -> Result<Plan> {
+        let Some(meta) = self.catalog.grants().meta(key).cloned() else {
+            return Ok(plan);
+        };
+        let mut plan = plan;
         if let Some((f, cols)) = &meta.row_filter {
-            if left {
-                return Err(SqlError::plan(
-                    format!("'{key}' has a row filter, which a LEFT lookup join does not apply yet; use an INNER join or join a view of it"),
-                    at,
-                ));
-            }
-            let bound = self.bind_policy(&call(f, cols), &hidden, key, "row filter", at)?;
+            let bound = self.bind_policy(&call(f, cols), scope, key, "row filter", at)?;
             plan = Plan {
                 time_column: plan.time_column,
                 window: plan.window,
@@ -166,43 +133,41 @@ impl Planner<'_> {
             return Ok(plan);
         }
         let mut exprs = Vec::with_capacity(plan.scope.columns.len());
-        let mut scope = plan.scope.clone();
-        for (i, c) in hidden.columns.iter().enumerate() {
-            let mask = (offset..offset + width)
-                .contains(&i)
+        let mut out = plan.scope.clone();
+        for (i, c) in scope.columns.iter().enumerate() {
+            let mask = (columns.contains(&i) && c.name != ROW_KIND_COLUMN)
                 .then(|| meta.columns.get(&c.name.to_lowercase()))
                 .flatten()
                 .and_then(|m| m.mask.as_ref());
-            let name = plan.scope.columns[i].name.clone();
             let expr = match mask {
                 Some(f) => {
-                    let masked = call(f, std::slice::from_ref(&c.name));
                     let what = format!("mask of column '{}'", c.name);
-                    let bound = self.bind_policy(&masked, &hidden, key, &what, at)?;
-                    scope.columns[i].nullable |= bound.nullable;
-                    match (first_key, left) {
+                    let masked = call(f, std::slice::from_ref(&c.name));
+                    let bound = self.bind_policy(&masked, scope, key, &what, at)?;
+                    out.columns[i].nullable |= bound.nullable;
+                    match padded {
                         // CASE WHEN key IS NULL THEN c ELSE mask(c) END
-                        (Some(k), true) => runnel_engine::expr::Expr::Case {
+                        Some(k) => runnel_engine::expr::Expr::Case {
                             operand: None,
                             when_then: vec![(
                                 runnel_engine::expr::Expr::IsNull(Box::new(
-                                    runnel_engine::expr::col(offset + k),
+                                    runnel_engine::expr::col(k),
                                 )),
                                 runnel_engine::expr::col(i),
                             )],
                             else_expr: Some(Box::new(bound.expr)),
                         },
-                        _ => bound.expr,
+                        None => bound.expr,
                     }
                 }
                 None => runnel_engine::expr::col(i),
             };
-            exprs.push((expr, name));
+            exprs.push((expr, plan.scope.columns[i].name.clone()));
         }
         Ok(Plan {
             time_column: plan.time_column,
             window: plan.window,
-            scope,
+            scope: out,
             updating: plan.updating,
             node: Node::Project {
                 input: Box::new(plan),

@@ -176,20 +176,7 @@ impl Partitions {
         if order.is_empty() {
             return Err(EngineError::Plan(format!("{what} needs ORDER BY")));
         }
-        let sort = RowConverter::new(
-            order
-                .iter()
-                .map(|&(c, descending, nulls_first)| {
-                    SortField::new_with_options(
-                        data.field(c).data_type().clone(),
-                        arrow::compute::SortOptions {
-                            descending,
-                            nulls_first,
-                        },
-                    )
-                })
-                .collect(),
-        )?;
+        let sort = crate::ops::top_n::order_converter(&data, order)?;
         let rows = RowConverter::new(
             data.fields()
                 .iter()
