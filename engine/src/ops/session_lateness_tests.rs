@@ -2,41 +2,17 @@
 //! hand-worked.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
-use arrow::array::{AsArray, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
-use arrow::datatypes::{
-    DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit, TimestampMillisecondType,
-};
+use arrow::array::{AsArray, RecordBatch};
+use arrow::datatypes::{Int64Type, TimestampMillisecondType};
 
 use crate::aggregate::AggregateFunction as F;
 use crate::error::Result;
 use crate::expr::Expr;
+use crate::ops::tests::{batch, schema};
 use crate::ops::{AggregateCall, SessionAggregate, SessionAggregateSpec};
 use crate::testing::OperatorHarness;
 use crate::types::row_kinds;
-
-fn schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), true),
-        Field::new("k", DataType::Utf8, true),
-        Field::new("v", DataType::Int64, true),
-    ]))
-}
-
-fn batch(rows: &[(i64, &str, i64)]) -> RecordBatch {
-    RecordBatch::try_new(
-        schema(),
-        vec![
-            Arc::new(TimestampMillisecondArray::from_iter_values(
-                rows.iter().map(|r| r.0),
-            )),
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1))),
-            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.2))),
-        ],
-    )
-    .expect("valid batch")
-}
 
 /// gap 10 ms; COUNT(*) and SUM(v) per key k.
 fn op(lateness: i64) -> Box<SessionAggregate> {

@@ -18,7 +18,8 @@ use crate::ops::{WindowAggregate, WindowAggregateSpec};
 use crate::testing::OperatorHarness;
 use crate::window::WindowSpec;
 
-fn schema() -> SchemaRef {
+/// (ts, k, v), the input of the aggregate tests.
+pub(super) fn schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), true),
         Field::new("k", DataType::Utf8, true),
@@ -26,7 +27,7 @@ fn schema() -> SchemaRef {
     ]))
 }
 
-fn batch(rows: &[(i64, &str, i64)]) -> RecordBatch {
+pub(super) fn batch(rows: &[(i64, &str, i64)]) -> RecordBatch {
     RecordBatch::try_new(
         schema(),
         vec![
