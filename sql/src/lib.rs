@@ -28,4 +28,5 @@ pub mod parser;
 pub mod plan;
 pub mod planner;
 pub mod prepare;
+mod prune;
 pub mod session;

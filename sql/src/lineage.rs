@@ -178,6 +178,20 @@ fn aggregates(input: &[Origins], calls: &[runnel_engine::ops::AggregateCall]) ->
         .collect()
 }
 
+/// An OVER aggregation's columns after its input's: the aggregates, then
+/// LAG's values, which it copies from another row (computed).
+fn over(input: &[Origins], spec: &runnel_engine::ops::OverAggregateSpec) -> Vec<Origins> {
+    let mut out = aggregates(input, &spec.aggregates);
+    for lag in &spec.lags {
+        let mut o = expr_origins(&lag.arg, input, Derivation::Computed);
+        if let Some(d) = &lag.default {
+            merge(&mut o, &expr_origins(d, input, Derivation::Computed));
+        }
+        out.push(o);
+    }
+    out
+}
+
 fn walk(plan: &Plan, indirect: &mut BTreeSet<(SourceColumn, Derivation)>) -> Vec<Origins> {
     let width = plan.scope.columns.len();
     let all = |ins: &[Vec<Origins>]| -> Origins {
@@ -279,17 +293,13 @@ fn walk(plan: &Plan, indirect: &mut BTreeSet<(SourceColumn, Derivation)>) -> Vec
         }
         Node::OverAggregate { input, spec } => {
             let cols = walk(input, indirect);
-            let mut aggs = aggregates(&cols, &spec.aggregates);
-            // LAG copies a value from another row: computed.
-            for lag in &spec.lags {
-                let mut o = expr_origins(&lag.arg, &cols, Derivation::Computed);
-                if let Some(d) = &lag.default {
-                    merge(&mut o, &expr_origins(d, &cols, Derivation::Computed));
-                }
-                aggs.push(o);
-            }
             let data = cols.len().saturating_sub(usize::from(input.updating));
-            laid_out(width, cols[..data].to_vec(), &Origins::new(), aggs)
+            laid_out(
+                width,
+                cols[..data].to_vec(),
+                &Origins::new(),
+                over(&cols, spec),
+            )
         }
         Node::TopN { input, .. } => {
             let mut cols = walk(input, indirect);

@@ -313,6 +313,33 @@ impl SessionAggregate {
         self.accs.iter().map(|acc| acc.evaluate(&groups)).collect()
     }
 
+    /// Adds a batch's kept rows to their sessions' accumulators: row `i`
+    /// to group `groups[i]`.
+    fn feed(
+        &mut self,
+        inputs: &[crate::ops::agg::CallInput],
+        groups: &[u32],
+        keep: &[bool],
+    ) -> Result<()> {
+        let n = keep.len();
+        let first_seq = self.seq;
+        self.seq += n as u64;
+        let kept = keep.iter().filter(|&&k| k).count();
+        if kept == 0 {
+            return Ok(());
+        }
+        let mask: Option<BooleanArray> =
+            (kept < n).then(|| keep.iter().map(|&k| Some(k)).collect());
+        update_all(
+            &mut self.accs,
+            inputs,
+            groups,
+            mask.as_ref(),
+            self.next_group as usize,
+            first_seq,
+        )
+    }
+
     /// With a late-data table: the rows of `batch` not kept, as late rows.
     fn report_late(
         &self,
@@ -552,23 +579,7 @@ impl Operator for SessionAggregate {
                 *g = to;
             }
         }
-        let first_seq = self.seq;
-        self.seq += n as u64;
-        if dropped < n as u64 {
-            let mask: Option<BooleanArray> = if dropped == 0 {
-                None
-            } else {
-                Some(keep.iter().map(|&k| Some(k)).collect())
-            };
-            update_all(
-                &mut self.accs,
-                &inputs,
-                &groups,
-                mask.as_ref(),
-                self.next_group as usize,
-                first_seq,
-            )?;
-        }
+        self.feed(&inputs, &groups, &keep)?;
         self.free.extend(freed_now);
         if before.is_empty() && ended.is_empty() {
             return Ok(());

@@ -36,6 +36,7 @@ pub mod expect;
 mod filter;
 mod hints;
 mod join;
+mod lookup;
 mod policies;
 mod query;
 mod rank;
