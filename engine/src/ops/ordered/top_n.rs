@@ -175,7 +175,6 @@ impl Operator for RetractTopN {
         for i in 0..batch.num_rows() {
             let c = encoded.change(i);
             let part = self.parts.get(c.key, ctx)?;
-            let before_len = top(&part.rows, function, limit).len();
             let at = if c.kind.is_addition() {
                 part.rows.partition_point(|e| e.sort.as_slice() <= c.sort)
             } else {
@@ -184,39 +183,33 @@ impl Operator for RetractTopN {
                     None => continue,
                 }
             };
-            // A change below the top rows moves nothing in them (a row
-            // inserted right after them may come in).
-            let below = match c.kind.is_addition() {
-                true => at > before_len,
-                false => at >= before_len,
+            // The top rows before the change, unless it is below them and
+            // moves nothing in them (a row inserted right after them may
+            // come in).
+            let before: Option<Vec<(Entry, usize)>> = {
+                let current = top(&part.rows, function, limit);
+                let below = match c.kind.is_addition() {
+                    true => at > current.len(),
+                    false => at >= current.len(),
+                };
+                (!below).then(|| current.into_iter().map(|(e, r)| (e.clone(), r)).collect())
             };
-            if below {
-                if c.kind.is_addition() {
-                    part.insert(c.sort, c.row);
-                } else {
-                    part.rows.remove(at);
-                    part.dirty = true;
-                }
-                continue;
-            }
-            let before: Vec<(Entry, usize)> = top(&part.rows, function, limit)
-                .into_iter()
-                .map(|(e, r)| (e.clone(), r))
-                .collect();
             if c.kind.is_addition() {
                 part.insert(c.sort, c.row);
             } else {
                 part.rows.remove(at);
                 part.dirty = true;
             }
-            let before: Vec<(&Entry, usize)> = before.iter().map(|(e, r)| (e, *r)).collect();
-            diff(
-                &before,
-                &top(&part.rows, function, limit),
-                function,
-                self.spec.rank_column,
-                &mut changes,
-            );
+            if let Some(before) = before {
+                let before: Vec<(&Entry, usize)> = before.iter().map(|(e, r)| (e, *r)).collect();
+                diff(
+                    &before,
+                    &top(&part.rows, function, limit),
+                    function,
+                    self.spec.rank_column,
+                    &mut changes,
+                );
+            }
         }
         self.emit(&changes, out)
     }
